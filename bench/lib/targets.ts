@@ -1,0 +1,169 @@
+// The targets of the accept benchmark behind one interface: postern (durable, LMDB queue),
+// a private Postfix (durable, its queue files), and two discarding sinks that store nothing —
+// ours (bench/lib/sink.ts, in its own node process) and Postfix's smtp-sink — which measure the
+// client's ceiling. Every server binds 127.0.0.1 on a free port and is ended by its PID.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startPostern } from './postern.js';
+import { startPostfix, havePostfix } from './postfix.js';
+import { freePort, pidAlive, statusKiB, treeCpuSeconds, waitForPort } from './proc.js';
+
+export type TargetName = 'postern' | 'postfix' | 'sink' | 'smtp-sink';
+
+export const SMTP_SINK = '/usr/sbin/smtp-sink';
+
+export function targetAvailable(name: TargetName): boolean {
+  switch (name) {
+    case 'postern':
+    case 'sink':
+      return true;
+    case 'postfix':
+      return havePostfix();
+    case 'smtp-sink':
+      return existsSync(SMTP_SINK);
+  }
+}
+
+export interface Finished {
+  /** Messages the target holds after the run (queue count), or null where it stores nothing. */
+  stored: number | null;
+  /** Messages the target says it took (sinks), or null. */
+  reported: number | null;
+  /** Warnings and errors from the target's own log. */
+  problems: string[];
+  detail: Record<string, unknown>;
+}
+
+export interface Target {
+  readonly name: TargetName;
+  readonly durable: boolean;
+  readonly port: number;
+  /** The PID to trace for sync calls (postern's node, Postfix's master). */
+  readonly mainPid: number;
+  /** The processes whose memory counts (sampled during the run). */
+  pids(): number[];
+  cpuSeconds(): number | null;
+  /** VmHWM of the main process, KiB (for single-process targets it is their peak RSS). */
+  hwmKiB(): number | null;
+  /** Stop the target, check what it stored, remove its files. */
+  finish(): Promise<Finished>;
+}
+
+export interface TargetOptions {
+  posternEnv?: Record<string, string>;
+  postfixOverrides?: Record<string, string>;
+}
+
+function childExited(c: ChildProcess): Promise<void> {
+  return c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r()));
+}
+
+async function killAndWait(c: ChildProcess, signal: NodeJS.Signals, timeoutMs: number): Promise<void> {
+  const pid = c.pid;
+  if (pid === undefined) return;
+  if (c.exitCode === null && c.signalCode === null) process.kill(pid, signal);
+  const timer = setTimeout(() => {
+    if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+  }, timeoutMs);
+  await childExited(c);
+  clearTimeout(timer);
+}
+
+export async function startTarget(name: TargetName, opts: TargetOptions = {}): Promise<Target> {
+  const port = await freePort();
+  switch (name) {
+    case 'postern': {
+      const p = await startPostern({ port, env: opts.posternEnv ?? {} });
+      return {
+        name,
+        durable: true,
+        port,
+        mainPid: p.pid,
+        pids: () => (pidAlive(p.pid) ? [p.pid] : []),
+        cpuSeconds: () => treeCpuSeconds(p.pid, false),
+        hwmKiB: () => statusKiB(p.pid, 'VmHWM'),
+        async finish() {
+          const stop = await p.stop();
+          const counts = p.queueCounts();
+          const problems = Object.entries(p.problems).map(([msg, n]) => `${n}× ${msg}`);
+          if (stop.killed) problems.push('did not exit within 60 s of SIGTERM: killed');
+          if (stop.exitCode !== 0 && !stop.killed) problems.push(`exit code ${stop.exitCode} signal ${stop.signal}: ${p.stderrTail().slice(-500)}`);
+          p.remove();
+          return { stored: counts?.total ?? null, reported: null, problems, detail: { shutdownMs: stop.shutdownMs, exitCode: stop.exitCode, queue: counts, logSamples: p.problemLines } };
+        },
+      };
+    }
+    case 'postfix': {
+      const pf = await startPostfix({ port, overrides: opts.postfixOverrides ?? {} });
+      const master = pf.masterPid()!;
+      return {
+        name,
+        durable: true,
+        port,
+        mainPid: master,
+        pids: () => pf.pids(),
+        cpuSeconds: () => pf.cpuSeconds(),
+        hwmKiB: () => null,
+        async finish() {
+          const files = pf.queueFiles();
+          await pf.stop();
+          const problems = pf.problems();
+          pf.remove();
+          return { stored: files.total, reported: null, problems, detail: { queueFiles: files } };
+        },
+      };
+    }
+    case 'sink': {
+      const script = join(dirname(fileURLToPath(import.meta.url)), 'sink.js');
+      const child = spawn(process.execPath, [script, '--port', String(port), '--max-seconds', '3600'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      await waitForPort(port, 15_000, () => child.exitCode === null);
+      const pid = child.pid!;
+      return {
+        name,
+        durable: false,
+        port,
+        mainPid: pid,
+        pids: () => (pidAlive(pid) ? [pid] : []),
+        cpuSeconds: () => treeCpuSeconds(pid, false),
+        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        async finish() {
+          await killAndWait(child, 'SIGTERM', 10_000);
+          const last = out.trim().split('\n').pop() ?? '';
+          let reported: number | null = null;
+          try {
+            reported = (JSON.parse(last) as { messages: number }).messages;
+          } catch {
+            /* killed before it could say */
+          }
+          return { stored: null, reported, problems: [], detail: {} };
+        },
+      };
+    }
+    case 'smtp-sink': {
+      // -u nobody: it refuses to run as root without dropping privileges; -m: more than the
+      // default 256 simultaneous connections, never reached here. backlog 1024.
+      const child = spawn(SMTP_SINK, ['-u', 'nobody', '-m', '1024', `127.0.0.1:${port}`, '1024'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+      await waitForPort(port, 15_000, () => child.exitCode === null);
+      const pid = child.pid!;
+      return {
+        name,
+        durable: false,
+        port,
+        mainPid: pid,
+        pids: () => (pidAlive(pid) ? [pid] : []),
+        cpuSeconds: () => treeCpuSeconds(pid, false),
+        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        async finish() {
+          await killAndWait(child, 'SIGTERM', 10_000);
+          return { stored: null, reported: null, problems: err.trim() ? [err.trim().slice(0, 500)] : [], detail: {} };
+        },
+      };
+    }
+  }
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// The `postern` command line: start, config, user add, queue. Usage errors exit 2 with a
+// message; configuration errors exit 78 (EX_CONFIG) naming every bad variable at once.
+import { readFileSync } from 'node:fs';
+import { loadConfig, describeConfig, ConfigError } from './config/load.js';
+import { SETTINGS } from './config/schema.js';
+import { createLogger } from './log/logger.js';
+import { addUser } from './auth/users.js';
+import { PosternError } from './errors.js';
+import { Queue } from './queue/store.js';
+import { startNode } from './main.js';
+
+const USAGE = `usage: postern <command>
+
+  start                          run the node (SMTP listeners + queue), logs JSON on stdout
+  config [--json|--markdown]     print the effective configuration (every POSTERN_* variable)
+  user add NAME --file FILE      read a password on stdin and add/replace NAME in the AUTH users file
+  queue [--json]                 print the queue's counts by state, priority and domain
+  version                        print the version
+
+Every setting is a POSTERN_* environment variable; see \`postern config\`.`;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function cmdStart(): Promise<void> {
+  const config = loadConfig();
+  const log = createLogger(config.logLevel as 'info');
+  const node = await startNode(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'signal received');
+    node.close().then(
+      () => log.flush(() => process.exit(0)),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        log.flush(() => process.exit(1));
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed')));
+}
+
+function cmdConfig(args: string[]): void {
+  const config = loadConfig();
+  const rows = describeConfig(config);
+  if (args.includes('--json')) {
+    console.log(JSON.stringify(config, null, 2));
+  } else if (args.includes('--markdown')) {
+    console.log('| Variable | Default | Description |\n| --- | --- | --- |');
+    for (const s of SETTINGS) console.log(`| \`${s.env}\` | ${s.env === 'POSTERN_HOSTNAME' ? '*OS hostname*' : s.default === '' ? '*(unset)*' : `\`${s.default}\``} | ${s.doc.replace(/\|/g, '\\|')} |`);
+  } else {
+    const w = Math.max(...rows.map((r) => r.env.length));
+    for (const r of rows) console.log(`${r.env.padEnd(w)}  ${r.value}`);
+  }
+}
+
+async function cmdUser(args: string[]): Promise<void> {
+  const [verb, name] = args;
+  const fi = args.indexOf('--file');
+  const file = fi >= 0 ? args[fi + 1] : undefined;
+  if (verb !== 'add' || !name || name.startsWith('--') || !file) throw new PosternError('PST_ERR_USAGE', 'usage: postern user add NAME --file FILE  (password on stdin)');
+  const input = await readStdin();
+  const password = input.replace(/\r?\n$/, '');
+  if (password.includes('\n')) throw new PosternError('PST_ERR_USAGE', 'the password must be a single line on stdin');
+  const what = await addUser(file, name, password);
+  console.log(`${what} user ${name} in ${file}`);
+}
+
+async function cmdQueue(args: string[]): Promise<void> {
+  const config = loadConfig();
+  const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
+  try {
+    const c = queue.counts();
+    if (args.includes('--json')) {
+      console.log(JSON.stringify(c, null, 2));
+      return;
+    }
+    console.log(`messages: ${c.total}`);
+    console.log(`by state: ready ${c.byState.ready}, scheduled ${c.byState.scheduled}, leased ${c.byState.leased}, held ${c.byState.held}`);
+    console.log(`by priority: urgent ${c.byPriority.urgent}, normal ${c.byPriority.normal}, bulk ${c.byPriority.bulk}`);
+    const domains = Object.entries(c.byDomain).sort((a, b) => b[1] - a[1]);
+    if (domains.length > 0) {
+      console.log('pending recipients by domain:');
+      for (const [d, n] of domains.slice(0, 50)) console.log(`  ${String(n).padStart(8)}  ${d}`);
+      if (domains.length > 50) console.log(`  … and ${domains.length - 50} more domains`);
+    }
+  } finally {
+    await queue.close();
+  }
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'start':
+      return cmdStart();
+    case 'config':
+      return cmdConfig(rest);
+    case 'user':
+      return cmdUser(rest);
+    case 'queue':
+      return cmdQueue(rest);
+    case 'version':
+    case '--version':
+      console.log(version());
+      return;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE);
+      return;
+    default:
+      throw new PosternError('PST_ERR_USAGE', `unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+  }
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    console.error(`postern: ${err.message}`);
+    process.exit(78);
+  }
+  if (err instanceof PosternError) {
+    console.error(`postern: ${err.message}`);
+    process.exit(err.code === 'PST_ERR_USAGE' ? 2 : 1);
+  }
+  console.error(err);
+  process.exit(1);
+});

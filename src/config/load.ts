@@ -1,0 +1,131 @@
+// loadConfig(): the only code that reads process.env. Each POSTERN_* value is parsed once
+// against its declaration in schema.ts; every problem is collected and reported together,
+// naming the variable, the value and what is allowed. The result is frozen.
+import { isIP } from 'node:net';
+import { PosternError } from '../errors.js';
+import { SETTINGS, type Config, type Setting, type SettingType } from './schema.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export class ConfigError extends PosternError {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super('PST_ERR_CONFIG_INVALID', `invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; allowed: string };
+
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
+const TIME_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
+
+function withUnit(raw: string, units: Record<string, number>): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
+  if (!m) return undefined;
+  const unit = units[m[2]!.toLowerCase()];
+  if (unit === undefined) return undefined;
+  const n = Number(m[1]) * unit;
+  return Number.isSafeInteger(Math.round(n)) ? Math.round(n) : undefined;
+}
+
+function isHostname(s: string): boolean {
+  return s.length > 0 && s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
+}
+
+function parseCidr(s: string): boolean {
+  const slash = s.indexOf('/');
+  const addr = slash < 0 ? s : s.slice(0, slash);
+  const fam = isIP(addr);
+  if (fam === 0) return false;
+  if (slash < 0) return true;
+  const bits = s.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  return Number(bits) <= (fam === 4 ? 32 : 128);
+}
+
+function list(raw: string): string[] {
+  return raw.split(/[\s,]+/).map((x) => x.trim()).filter((x) => x.length > 0);
+}
+
+function parseValue(raw: string, t: SettingType): Parsed {
+  switch (t.kind) {
+    case 'string':
+      return { ok: true, value: raw };
+    case 'host':
+      return isIP(raw) !== 0 || isHostname(raw) ? { ok: true, value: raw } : { ok: false, allowed: 'an IP address or a host name' };
+    case 'path':
+      if (raw === '' && !t.optional) return { ok: false, allowed: 'a file system path' };
+      return raw.includes('\0') ? { ok: false, allowed: 'a path without NUL' } : { ok: true, value: raw };
+    case 'port': {
+      if (raw === '') return { ok: true, value: 0 };
+      const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+      const min = t.allowZero ? 0 : 1;
+      return n >= min && n <= 65535 ? { ok: true, value: n } : { ok: false, allowed: `an integer port ${min}-65535` };
+    }
+    case 'int': {
+      const n = /^-?\d+$/.test(raw) ? Number(raw) : NaN;
+      return n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `an integer ${t.min}-${t.max}` };
+    }
+    case 'bytes': {
+      const n = withUnit(raw, BYTE_UNITS);
+      return n !== undefined && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)` };
+    }
+    case 'duration': {
+      const n = withUnit(raw, TIME_UNITS);
+      return n !== undefined && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `milliseconds ${t.min}-${t.max} (suffix ms, s, m, h, d allowed)` };
+    }
+    case 'bool': {
+      const v = raw.toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(v)) return { ok: true, value: true };
+      if (['0', 'false', 'no', 'off'].includes(v)) return { ok: true, value: false };
+      return { ok: false, allowed: 'true or false (also 1/0, yes/no, on/off)' };
+    }
+    case 'enum':
+      return t.values.includes(raw) ? { ok: true, value: raw } : { ok: false, allowed: `one of ${t.values.join(', ')}` };
+    case 'domains': {
+      const items = list(raw.toLowerCase());
+      const bad = items.filter((d) => !isHostname(d));
+      return bad.length === 0 ? { ok: true, value: items } : { ok: false, allowed: `comma-separated domain names (bad: ${bad.join(', ')})` };
+    }
+    case 'cidrs': {
+      const items = list(raw);
+      const bad = items.filter((c) => !parseCidr(c));
+      return bad.length === 0 ? { ok: true, value: items } : { ok: false, allowed: `comma-separated CIDRs like 10.0.0.0/8 or ::1/128 (bad: ${bad.join(', ')})` };
+    }
+  }
+}
+
+/** Parse every POSTERN_* variable; throws ConfigError listing all problems at once. */
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const problems: string[] = [];
+  const out: Record<string, unknown> = {};
+  const known = new Set(SETTINGS.map((s) => s.env));
+  for (const s of SETTINGS) {
+    const given = env[s.env];
+    const raw = (given ?? s.default).trim();
+    const r = parseValue(raw, s.type);
+    if (r.ok) out[s.key] = r.value;
+    else problems.push(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: expected ${r.allowed}`);
+  }
+  for (const name of Object.keys(env)) {
+    if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config --list\`)`);
+  }
+  if (problems.length === 0) {
+    const c = out as unknown as Config;
+    if ((c.tlsCert === '') !== (c.tlsKey === '')) problems.push('POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together');
+    if (c.smtpsPort !== 0 && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
+    if (c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(out as unknown as Config);
+}
+
+/** The effective configuration as env-style lines, for `postern config`. */
+export function describeConfig(config: Readonly<Config>): Array<{ env: string; value: string; doc: string; setting: Setting }> {
+  return SETTINGS.map((s) => {
+    const v = config[s.key];
+    return { env: s.env, value: Array.isArray(v) ? v.join(',') : String(v), doc: s.doc, setting: s };
+  });
+}

@@ -1,0 +1,88 @@
+// Every setting of postern, declared once: its environment variable, type, default and a
+// one-line doc. loadConfig() (load.ts) is the only reader of process.env; README's table is
+// generated from this list (`postern config --markdown`).
+import { hostname } from 'node:os';
+
+export type SettingType =
+  | { kind: 'string' }
+  | { kind: 'host' }
+  | { kind: 'path'; optional?: boolean }
+  | { kind: 'port'; allowZero?: boolean }
+  | { kind: 'int'; min: number; max: number }
+  | { kind: 'bytes'; min: number; max: number }
+  | { kind: 'duration'; min: number; max: number }
+  | { kind: 'bool' }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'domains' }
+  | { kind: 'cidrs' };
+
+export interface Setting {
+  readonly key: keyof Config;
+  readonly env: string;
+  readonly type: SettingType;
+  readonly default: string;
+  readonly doc: string;
+}
+
+/** The filled, frozen configuration every module receives. Units are in the names. */
+export interface Config {
+  smtpHost: string;
+  smtpPort: number;
+  smtpsPort: number;
+  tlsCert: string;
+  tlsKey: string;
+  hostname: string;
+  dataDir: string;
+  maxMessageBytes: number;
+  maxRecipients: number;
+  maxConnections: number;
+  maxConnectionsPerIp: number;
+  trustedNetworks: string[  { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
+];
+  localDomains: string[];
+  authUsers: string;
+  requireTlsForAuth: boolean;
+  logLevel: string;
+  maxCommandLineBytes: number;
+  idleTimeoutMs: number;
+  dataTimeoutMs: number;
+  tlsHandshakeTimeoutMs: number;
+  maxErrors: number;
+  shutdownTimeoutMs: number;
+  queueMapBytes: number;
+  queueLeaseMs: number;
+  maxPendingWrites: number;
+  mtPriorityUntrusted: boolean;
+  statsIntervalMs: number;
+}
+
+const MiB = 1024 * 1024;
+
+export const SETTINGS: readonly Setting[] = [
+  { key: 'smtpHost', env: 'POSTERN_SMTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address the SMTP listeners bind (0.0.0.0 or :: for all).' },
+  { key: 'smtpPort', env: 'POSTERN_SMTP_PORT', type: { kind: 'port', allowZero: true }, default: '2525', doc: 'SMTP port (plain, with STARTTLS when a certificate is set); 0 picks a free port.' },
+  { key: 'smtpsPort', env: 'POSTERN_SMTPS_PORT', type: { kind: 'port', allowZero: true }, default: '', doc: 'Implicit-TLS submission port (RFC 8314); off unless set. Needs the certificate.' },
+  { key: 'tlsCert', env: 'POSTERN_TLS_CERT', type: { kind: 'path', optional: true }, default: '', doc: 'PEM certificate chain for STARTTLS and the implicit-TLS port.' },
+  { key: 'tlsKey', env: 'POSTERN_TLS_KEY', type: { kind: 'path', optional: true }, default: '', doc: 'PEM private key for POSTERN_TLS_CERT.' },
+  { key: 'hostname', env: 'POSTERN_HOSTNAME', type: { kind: 'host' }, default: hostname(), doc: 'Name in the greeting, EHLO reply and Received headers (default: the OS hostname).' },
+  { key: 'dataDir', env: 'POSTERN_DATA_DIR', type: { kind: 'path' }, default: './data', doc: 'Folder of the LMDB queue.' },
+  { key: 'maxMessageBytes', env: 'POSTERN_MAX_MESSAGE_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(25 * MiB), doc: 'Largest message accepted (advertised as SIZE); larger gets 552 5.3.4. Suffixes K, M, G (binary) allowed.' },
+  { key: 'maxRecipients', env: 'POSTERN_MAX_RECIPIENTS', type: { kind: 'int', min: 1, max: 100000 }, default: '1000', doc: 'Recipients per message; more get 452 4.5.3.' },
+  { key: 'maxConnections', env: 'POSTERN_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 1000000 }, default: '2000', doc: 'Concurrent SMTP connections in total; more get 421 4.7.0.' },
+  { key: 'maxConnectionsPerIp', env: 'POSTERN_MAX_CONNECTIONS_PER_IP', type: { kind: 'int', min: 1, max: 1000000 }, default: '50', doc: 'Concurrent connections from one client address outside POSTERN_TRUSTED_NETWORKS; more get 421 4.7.0.' },
+  { key: 'trustedNetworks', env: 'POSTERN_TRUSTED_NETWORKS', type: { kind: 'cidrs' }, default: '127.0.0.0/8,::1/128', doc: 'Comma-separated CIDRs allowed to relay to any domain (and exempt from the per-IP limit).' },
+  { key: 'localDomains', env: 'POSTERN_LOCAL_DOMAINS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated domains postern accepts mail for from anyone (no relay check).' },
+  { key: 'authUsers', env: 'POSTERN_AUTH_USERS', type: { kind: 'path', optional: true }, default: '', doc: 'Users file (scrypt hashes, written by `postern user add`); enables AUTH PLAIN LOGIN.' },
+  { key: 'requireTlsForAuth', env: 'POSTERN_REQUIRE_TLS_FOR_AUTH', type: { kind: 'bool' }, default: 'true', doc: 'Offer and allow AUTH only over TLS.' },
+  { key: 'logLevel', env: 'POSTERN_LOG_LEVEL', type: { kind: 'enum', values: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] }, default: 'info', doc: 'pino log level (JSON lines on stdout).' },
+  { key: 'maxCommandLineBytes', env: 'POSTERN_MAX_COMMAND_LINE_BYTES', type: { kind: 'int', min: 512, max: 65536 }, default: '2048', doc: 'Longest command line with its CRLF (RFC 5321 §4.5.3.1.4 minimum 512, more for extension parameters); longer gets 500 5.5.6.' },
+  { key: 'idleTimeoutMs', env: 'POSTERN_IDLE_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '300000', doc: 'Time to wait for the next command (RFC 5321 §4.5.3.2.7: 5 minutes). Suffixes ms, s, m allowed.' },
+  { key: 'dataTimeoutMs', env: 'POSTERN_DATA_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '180000', doc: 'Time to wait for the next block of message data (RFC 5321 §4.5.3.2.5: 3 minutes).' },
+  { key: 'tlsHandshakeTimeoutMs', env: 'POSTERN_TLS_HANDSHAKE_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '30000', doc: 'Time allowed for a TLS handshake.' },
+  { key: 'maxErrors', env: 'POSTERN_MAX_ERRORS', type: { kind: 'int', min: 1, max: 1000 }, default: '20', doc: 'Errors one session may cause before 421 4.7.0 and disconnect.' },
+  { key: 'shutdownTimeoutMs', env: 'POSTERN_SHUTDOWN_TIMEOUT_MS', type: { kind: 'duration', min: 0, max: 600000 }, default: '30000', doc: 'On SIGTERM, time given to open transactions before they get 421 4.3.2.' },
+  { key: 'queueMapBytes', env: 'POSTERN_QUEUE_MAP_BYTES', type: { kind: 'bytes', min: MiB, max: 2 ** 46 }, default: String(4 * 1024 * MiB), doc: 'Initial LMDB map size; it grows as needed.' },
+  { key: 'queueLeaseMs', env: 'POSTERN_QUEUE_LEASE_MS', type: { kind: 'duration', min: 1000, max: 86400000 }, default: '300000', doc: 'How long a delivery lease lasts before the message returns to the queue.' },
+  { key: 'maxPendingWrites', env: 'POSTERN_MAX_PENDING_WRITES', type: { kind: 'int', min: 1, max: 1000000 }, default: '5000', doc: 'Messages waiting for their commit at once; past it new messages get 452 4.3.1 (back-pressure, never loss).' },
+  { key: 'mtPriorityUntrusted', env: 'POSTERN_MT_PRIORITY_UNTRUSTED', type: { kind: 'bool' }, default: 'false', doc: 'Honour a raised MT-PRIORITY from untrusted, unauthenticated clients (RFC 6710 §5 lets an MTA lower it; by default it is capped at 0).' },
+];

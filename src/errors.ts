@@ -1,0 +1,32 @@
+// Every PST_ERR_* code of postern in one table, and the PosternError that carries one.
+// Protocol outcomes are values (Reply); errors are for broken systems and bad configuration.
+
+export const ERRORS = {
+  PST_ERR_CONFIG_INVALID: 'the configuration has invalid values',
+  PST_ERR_QUEUE_WRITE: 'the queue could not durably store a message (disk or map full, or I/O error)',
+  PST_ERR_QUEUE_CLOSED: 'the queue is closed',
+  PST_ERR_QUEUE_NOT_FOUND: 'no message with that id in the queue',
+  PST_ERR_QUEUE_CORRUPT: 'a queue record broke an invariant',
+  PST_ERR_AUTH_USERS_FILE: 'the AUTH users file could not be read or parsed',
+  PST_ERR_TLS_FILES: 'the TLS certificate or key could not be loaded',
+  PST_ERR_LISTEN: 'a listener could not bind its address',
+  PST_ERR_USAGE: 'the command line was not understood',
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class PosternError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code], options);
+    this.name = 'PosternError';
+    this.code = code;
+  }
+}
+
+/** For crossing a thread boundary: a cloned Error loses its subclass and its code. */
+export function toWire(err: unknown): { code: string; message: string } {
+  if (err instanceof PosternError) return { code: err.code, message: err.message };
+  const e = err as { code?: unknown; message?: unknown };
+  return { code: typeof e?.code === 'string' ? e.code : 'PST_ERR_INTERNAL', message: String(e?.message ?? err) };
+}

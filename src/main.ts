@@ -1,0 +1,86 @@
+// The composition root: the only module that knows every other. startNode() wires config,
+// logger, queue, users, TLS and the SMTP listeners together and returns a handle whose
+// close() shuts them down in order (listeners, sessions, then the queue).
+import { readFileSync } from 'node:fs';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import type { Config } from './config/schema.js';
+import { PosternError } from './errors.js';
+import { Queue } from './queue/store.js';
+import { UserDb } from './auth/users.js';
+import { NetworkList } from './lib/networks.js';
+import { SmtpServer } from './smtp/server.js';
+import type { SessionContext } from './smtp/context.js';
+import type { Logger } from './log/logger.js';
+
+export interface PosternNode {
+  readonly config: Readonly<Config>;
+  readonly queue: Queue;
+  readonly smtp: SmtpServer;
+  readonly ctx: SessionContext;
+  readonly ports: { smtpPort: number; smtpsPort: number | null };
+  reloadUsers(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export function loadSecureContext(config: Readonly<Config>): SecureContext | null {
+  if (config.tlsCert === '') return null;
+  try {
+    return createSecureContext({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' });
+  } catch (cause) {
+    throw new PosternError('PST_ERR_TLS_FILES', `cannot load POSTERN_TLS_CERT=${config.tlsCert} / POSTERN_TLS_KEY=${config.tlsKey}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export async function startNode(config: Readonly<Config>, log: Logger): Promise<PosternNode> {
+  const secureContext = loadSecureContext(config);
+  const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
+  const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
+  const ctx: SessionContext = {
+    config,
+    queue,
+    users,
+    secureContext,
+    trusted: new NetworkList(config.trustedNetworks),
+    localDomains: new Set(config.localDomains),
+    log: log.child({ mod: 'smtp' }),
+    counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0 },
+    pendingWrites: 0,
+    draining: false,
+  };
+  const smtp = new SmtpServer(ctx);
+  let ports: { smtpPort: number; smtpsPort: number | null };
+  try {
+    ports = await smtp.listen();
+  } catch (err) {
+    await smtp.close(0).catch(() => {});
+    await queue.close();
+    throw err;
+  }
+  log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: secureContext !== null, auth: users !== null, hostname: config.hostname }, 'postern listening');
+  const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, queue: queue.stats() });
+  const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
+  let closed: Promise<void> | null = null;
+  return {
+    config,
+    queue,
+    smtp,
+    ctx,
+    ports,
+    async reloadUsers() {
+      if (config.authUsers === '') return;
+      ctx.users = await UserDb.load(config.authUsers);
+      log.info({ users: ctx.users.size }, 'users reloaded');
+    },
+    close() {
+      closed ??= (async () => {
+        log.info('shutting down');
+        if (timer) clearInterval(timer);
+        await smtp.close();
+        const last = stats();
+        await queue.close();
+        log.info(last, 'stopped');
+      })();
+      return closed;
+    },
+  };
+}

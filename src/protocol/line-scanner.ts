@@ -1,0 +1,167 @@
+// LineScanner: splits the command stream into lines (RFC 5321 §2.3.8: only CRLF ends a line;
+// §4.1.1 commands; §4.5.3.1.4 command line limit, 512 octets including CRLF, more with
+// extensions/AUTH). Lines are views of the socket chunk; a line split across chunks is kept as
+// views plus a byte count and copied once to finish it. Bounded memory, never throws.
+
+const CR = 0x0d;
+const LF = 0x0a;
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * 'line': a complete line is in `line` (without CRLF), `end` is just after its LF.
+ * 'partial': all of the chunk was consumed (`end` = chunk.length); feed the next with from = 0.
+ * 'bad-newline': the line ended with a bare LF or held a bare CR; it is discarded, `end` is
+ *   just after that LF (reply 500 5.5.2).
+ * 'too-long': the line passed maxLineBytes; `end` is just after its LF, or chunk.length if it
+ *   has none yet, in which case the rest of the line is skipped silently up to its LF.
+ */
+export type LineKind = 'line' | 'partial' | 'bad-newline' | 'too-long';
+
+/*
+ * State between scan() calls (a line that spans chunks):
+ *
+ *            chunk without LF                         LF found
+ *   [idle] ─────────────────────▶ [pending: views, ───────────▶ 'line' | 'bad-newline'
+ *      ▲                            #pending bytes,              | 'too-long'
+ *      │                            #lastCr, #bareCr]
+ *      │   LF found                      │ #pending ≥ maxLineBytes
+ *      └────────── [discarding] ◀────────┘ ('too-long' reported at once)
+ *
+ * #pending ≥ maxLineBytes already proves the line too long (its LF is one byte more), so
+ * #pending stays < maxLineBytes and a flood without CRLF holds no memory.
+ */
+export class LineScanner {
+  readonly #maxLineBytes: number;
+  #parts: Buffer[] = [];
+  #pending = 0;
+  /** The last pending byte is a CR (valid only if the next chunk starts with LF). */
+  #lastCr = false;
+  /** A bare CR was seen in the pending part of the line. */
+  #bareCr = false;
+  /** After an LF-less 'too-long': skip up to the next LF. */
+  #discarding = false;
+  /*
+   * Next CR at or after #crFrom in #crChunk (-1: none up to the chunk's end). Without this
+   * cache, a chunk of many bare-LF lines would search for a CR to its end once per line,
+   * which is quadratic; with it every byte is searched at most once.
+   */
+  #crChunk: Buffer | null = null;
+  #crFrom = 0;
+  #crAt = -1;
+
+  /** The last complete line, without CRLF (valid after 'line'). */
+  line: Buffer = EMPTY;
+  /** Offset in the chunk just after what the last scan() consumed. */
+  end = 0;
+
+  /** maxLineBytes: the limit including CRLF (RFC 5321: 512; e.g. 4096 with AUTH). */
+  constructor(maxLineBytes: number) {
+    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 2) {
+      throw new RangeError(`maxLineBytes must be an integer >= 2, got ${maxLineBytes}`);
+    }
+    this.#maxLineBytes = maxLineBytes;
+  }
+
+  /** Bytes of an unfinished line held from earlier chunks (< maxLineBytes). */
+  get pendingBytes(): number {
+    return this.#pending;
+  }
+
+  /** Forget any partial line (e.g. after STARTTLS, or when DATA takes over the stream). */
+  reset(): void {
+    this.#dropLine();
+    this.#discarding = false;
+    this.#crChunk = null;
+    this.line = EMPTY;
+    this.end = 0;
+  }
+
+  /** Scan chunk[from..] for the next line. Never throws. */
+  scan(chunk: Buffer, from: number): LineKind {
+    const len = chunk.length;
+    if (!(from > 0)) from = 0;
+    if (this.#discarding) {
+      const skipTo = from < len ? chunk.indexOf(LF, from) : -1;
+      if (skipTo < 0) {
+        this.end = len;
+        return 'partial';
+      }
+      this.#discarding = false;
+      from = skipTo + 1;
+    }
+    if (from >= len) {
+      this.end = len;
+      return 'partial';
+    }
+    const lf = chunk.indexOf(LF, from);
+    if (lf < 0) {
+      const n = len - from;
+      this.end = len;
+      if (this.#pending + n >= this.#maxLineBytes) {
+        this.#dropLine();
+        this.#discarding = true;
+        return 'too-long';
+      }
+      // Keep a view. A CR here is bare unless it is the chunk's last byte (then it's decided by
+      // the next chunk's first byte); a CR carried in #lastCr is bare, as this byte is no LF.
+      const cr = this.#nextCr(chunk, from);
+      if (this.#lastCr || (cr >= 0 && cr < len - 1)) this.#bareCr = true;
+      this.#lastCr = chunk[len - 1] === CR;
+      this.#parts.push(chunk.subarray(from, len));
+      this.#pending += n;
+      return 'partial';
+    }
+    this.end = lf + 1;
+    if (this.#pending + (lf - from) + 1 > this.#maxLineBytes) {
+      this.#dropLine();
+      return 'too-long';
+    }
+    let ok: boolean;
+    if (lf === from) {
+      ok = this.#lastCr && !this.#bareCr; // the CR, if any, ended the previous chunk
+    } else {
+      // chunk[lf-1] must be the CR, and the first CR from `from` must be that one.
+      ok = chunk[lf - 1] === CR && !this.#bareCr && !this.#lastCr && this.#nextCr(chunk, from) === lf - 1;
+    }
+    if (!ok) {
+      this.#dropLine();
+      return 'bad-newline';
+    }
+    if (this.#pending === 0) {
+      this.line = chunk.subarray(from, lf - 1);
+    } else {
+      // The one copy, for a line split across chunks.
+      const size = this.#pending + (lf - from) - 1;
+      const out = Buffer.allocUnsafe(size);
+      const parts = this.#parts;
+      let pos = 0;
+      for (let i = 0; i < parts.length && pos < size; i++) {
+        const part = parts[i]!;
+        pos += part.copy(out, pos, 0, Math.min(part.length, size - pos));
+      }
+      if (pos < size) chunk.copy(out, pos, from, from + (size - pos));
+      this.line = out;
+      this.#dropLine();
+    }
+    return 'line';
+  }
+
+  #dropLine(): void {
+    if (this.#pending !== 0) this.#parts = [];
+    this.#pending = 0;
+    this.#lastCr = false;
+    this.#bareCr = false;
+  }
+
+  #nextCr(chunk: Buffer, from: number): number {
+    if (chunk !== this.#crChunk || from < this.#crFrom) {
+      this.#crChunk = chunk;
+      this.#crFrom = from;
+      this.#crAt = chunk.indexOf(CR, from);
+    } else if (this.#crAt >= 0 && this.#crAt < from) {
+      this.#crFrom = from;
+      this.#crAt = chunk.indexOf(CR, from);
+    }
+    return this.#crAt;
+  }
+}

@@ -1,0 +1,112 @@
+// The queue's public data shapes: what the SMTP server hands in (EnvelopeInput), what the
+// delivery engine gets back (MessageRecord) and hands back (RecipientOutcome). Pure types
+// plus the PRIORITY table; no behaviour lives here so every other queue file can import it.
+import type { Logger } from '../log/logger.js';
+
+export const PRIORITY = { urgent: 0, normal: 1, bulk: 2 } as const;
+export type Priority = 0 | 1 | 2;
+export const PRIORITY_NAMES = ['urgent', 'normal', 'bulk'] as const;
+
+export interface RecipientInput {
+  address: string;
+  /** DSN NOTIFY: ['NEVER'] or a subset of SUCCESS/FAILURE/DELAY. */
+  notify?: string[];
+  /** DSN ORCPT decoded, e.g. 'rfc822;a@b'. */
+  orcpt?: string;
+}
+
+export interface EnvelopeInput {
+  /** '' = null reverse-path <>. */
+  sender: string;
+  /** At least one. */
+  recipients: RecipientInput[];
+  /** Default 1 (normal). */
+  priority?: Priority;
+  /** RFC 6710 value -9..9 as received, kept for relaying. */
+  mtPriority?: number;
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  bodyType?: '7BIT' | '8BITMIME' | 'BINARYMIME';
+  smtputf8?: boolean;
+  declaredSize?: number;
+  client?: { ip: string; helo?: string; tls?: boolean; authUser?: string; hostname?: string };
+  /** ms epoch; the first attempt is not before this. */
+  notBefore?: number;
+}
+
+export type RecipientState = 'pending' | 'delivered' | 'failed';
+
+export interface ReplyRecord {
+  code?: number;
+  enhanced?: string;
+  text: string;
+  command?: string;
+  transient?: boolean;
+  destination?: string;
+  at?: number;
+}
+
+export interface Recipient {
+  address: string;
+  /** Lower-cased part after the last '@' ('' when there is none, e.g. <postmaster>). */
+  domain: string;
+  notify?: string[];
+  orcpt?: string;
+  state: RecipientState;
+  attempts: number;
+  lastReply?: ReplyRecord;
+}
+
+/** A message whose recipients are all final is removed from the queue. */
+export type MessageState = 'ready' | 'leased' | 'held';
+
+export interface MessageRecord extends Omit<EnvelopeInput, 'recipients'> {
+  id: string;
+  seq: number;
+  priority: Priority;
+  recipients: Recipient[];
+  state: MessageState;
+  receivedAt: number;
+  nextAttemptAt: number;
+  attempts: number;
+  /** Body size in bytes as stored. */
+  size: number;
+  lease?: { owner: string; expiresAt: number };
+}
+
+export type RecipientOutcome =
+  | { address: string; outcome: 'delivered'; reply?: ReplyRecord }
+  | { address: string; outcome: 'deferred'; retryAt: number; reply?: ReplyRecord }
+  | { address: string; outcome: 'failed'; reply?: ReplyRecord };
+
+export interface QueueOptions {
+  /** Folder of the LMDB environment; created if missing. */
+  path: string;
+  /** Initial map size; lmdb-js grows the map when it fills (default 1 GiB). */
+  mapSizeBytes?: number;
+  /** Default lease length (default 300_000). */
+  leaseMs?: number;
+  logger?: Logger;
+  /** Injectable clock for tests (ms epoch). */
+  now?: () => number;
+}
+
+export interface QueueCounts {
+  total: number;
+  byPriority: { urgent: number; normal: number; bulk: number };
+  /** ready = due now; scheduled = ready but nextAttemptAt in the future. */
+  byState: { ready: number; scheduled: number; leased: number; held: number };
+  /** Pending recipients per domain (messages in any state). */
+  byDomain: Record<string, number>;
+}
+
+export interface QueueStats {
+  /** LMDB write transactions the queue issued (each is at most one fsync). */
+  commits: number;
+  /** Messages whose enqueue committed. */
+  messagesCommitted: number;
+  /** Body plus record bytes of those messages. */
+  bytesCommitted: number;
+  /** Write transactions that failed (their operations were rejected). */
+  failedCommits: number;
+}

@@ -1,0 +1,55 @@
+// RCPT TO (RFC 5321 §4.1.1.3) with DSN NOTIFY/ORCPT (RFC 3461 §4.1–4.2), the recipient
+// limit (§4.5.3.1.8: 452 when exceeded) and relay control: a domain outside
+// POSTERN_LOCAL_DOMAINS needs a trusted network or an authenticated session (550 5.7.1).
+import { decodeXtext, domainOf, parsePathArgs } from '../../protocol/address.js';
+import { R, reply, type Reply } from '../../protocol/reply.js';
+import type { RecipientInput } from '../../queue/store.js';
+import type { Session } from '../session.js';
+
+const NOTIFY = new Set(['SUCCESS', 'FAILURE', 'DELAY']);
+
+export function rcpt(s: Session, args: string): Reply {
+  const tx = s.tx;
+  if (tx === null) return R.needMail;
+  const parsed = parsePathArgs(args, 'TO', false);
+  if (!parsed.ok) return parsed.why === 'duplicate-param' ? reply(501, '5.5.4', 'Duplicate RCPT parameter') : R.badRecipient;
+  let { address } = parsed.value;
+  const { params, nonAscii } = parsed.value;
+  if (params.size > 0 && !s.esmtp) return R.badParam;
+  const r: RecipientInput = { address };
+  for (const [key, value] of params) {
+    if (key === 'NOTIFY') {
+      const items = (value ?? '').toUpperCase().split(',');
+      const ok = items.length > 0 && ((items.length === 1 && items[0] === 'NEVER') || items.every((i) => NOTIFY.has(i)));
+      if (!ok || new Set(items).size !== items.length) return reply(501, '5.5.4', 'NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY');
+      r.notify = items;
+    } else if (key === 'ORCPT') {
+      const semi = value?.indexOf(';') ?? -1;
+      const decoded = semi > 0 ? decodeXtext(value!.slice(semi + 1)) : undefined;
+      if (decoded === undefined || decoded.length === 0 || !/^[A-Za-z0-9-]+$/.test(value!.slice(0, semi))) {
+        return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext');
+      }
+      r.orcpt = `${value!.slice(0, semi).toLowerCase()};${decoded}`;
+    } else {
+      return R.badParam;
+    }
+  }
+  if (nonAscii && !tx.smtputf8) return R.utf8NotDeclared;
+  if (tx.recipients.length >= s.ctx.config.maxRecipients) return R.tooManyRecipients;
+  let local: boolean;
+  if (address.toLowerCase() === 'postmaster') {
+    // §4.5.1: "Postmaster" without a domain must be accepted.
+    address = r.address = `postmaster@${s.ctx.config.hostname}`;
+    local = true;
+  } else {
+    local = s.ctx.localDomains.has(domainOf(address));
+  }
+  if (!local && !s.trusted && s.authUser === undefined) {
+    s.ctx.counters.recipientsRejected++;
+    s.log.info({ rcpt: address }, 'relay denied');
+    return R.relayDenied;
+  }
+  tx.recipients.push(r);
+  s.ctx.counters.recipientsAccepted++;
+  return R.recipientOk;
+}

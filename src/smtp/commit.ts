@@ -1,0 +1,67 @@
+// The end of a message (DATA's CRLF.CRLF or BDAT LAST): prepend the Received header, make
+// the one copy of the body, and hand it to the queue. The 250 is sent only once the queue's
+// commit is on disk; any failure to store answers 452 4.3.1, never 250 (RFC 5321 §4.5.3.1.10,
+// RFC 3463 X.3.1). Back-pressure: too many messages waiting for their commit answers 452 too.
+import { randomBytes } from 'node:crypto';
+import { R, reply, type Reply } from '../protocol/reply.js';
+import type { EnvelopeInput } from '../queue/store.js';
+import { receivedHeader } from './received.js';
+import type { Session } from './session.js';
+
+export interface BodySource {
+  readonly size: number;
+  takeBody(prefix?: Buffer): Buffer;
+}
+
+export function commitMessage(s: Session, source: BodySource): Reply | Promise<Reply> {
+  const tx = s.tx!;
+  s.tx = null;
+  const ctx = s.ctx;
+  if (ctx.pendingWrites >= ctx.config.maxPendingWrites) {
+    source.takeBody(); // drop the views
+    s.log.warn({ pending: ctx.pendingWrites }, 'queue back-pressure: message refused with 452');
+    return R.queueFailed;
+  }
+  s.transactions++;
+  const traceId = `${s.id}.${s.transactions}${randomBytes(2).toString('hex')}`;
+  const received = receivedHeader({
+    helo: s.helo ?? '',
+    ip: s.ip,
+    hostname: ctx.config.hostname,
+    esmtp: s.esmtp,
+    tls: s.secure ? s.tlsInfo : undefined,
+    authUser: s.authUser,
+    utf8: tx.smtputf8,
+    id: traceId,
+    recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
+  });
+  const body = source.takeBody(received);
+  const env: EnvelopeInput = {
+    sender: tx.sender,
+    recipients: tx.recipients,
+    priority: tx.priority,
+    smtputf8: tx.smtputf8,
+    client: { ip: s.ip, helo: s.helo ?? '', tls: s.secure, ...(s.authUser !== undefined ? { authUser: s.authUser } : {}) },
+  };
+  if (tx.mtPriority !== undefined) env.mtPriority = tx.mtPriority;
+  if (tx.ret !== undefined) env.ret = tx.ret;
+  if (tx.envid !== undefined) env.envid = tx.envid;
+  if (tx.bodyType !== undefined) env.bodyType = tx.bodyType;
+  if (tx.declaredSize !== undefined) env.declaredSize = tx.declaredSize;
+  ctx.pendingWrites++;
+  return ctx.queue.enqueue(env, body).then(
+    (id) => {
+      ctx.pendingWrites--;
+      ctx.counters.messagesAccepted++;
+      ctx.counters.bytesAccepted += body.length;
+      s.log.info({ id, trace: traceId, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
+      return reply(250, '2.0.0', `Ok: queued as ${id}`);
+    },
+    (err: unknown) => {
+      ctx.pendingWrites--;
+      ctx.counters.messagesRejected++;
+      s.log.error({ err, trace: traceId }, 'queue write failed: 452');
+      return R.queueFailed;
+    },
+  );
+}

@@ -1,0 +1,35 @@
+// What every SMTP session shares with its server: the frozen config, the queue, the users,
+// TLS, the network lists, the logger and the counters. Built once in server.ts.
+import type { SecureContext } from 'node:tls';
+import type { Config } from '../config/schema.js';
+import type { Queue } from '../queue/store.js';
+import type { UserDb } from '../auth/users.js';
+import type { NetworkList } from '../lib/networks.js';
+import type { Logger } from '../log/logger.js';
+
+export interface SmtpCounters {
+  connections: number;
+  connectionsRejected: number;
+  messagesAccepted: number;
+  bytesAccepted: number;
+  messagesRejected: number;
+  recipientsAccepted: number;
+  recipientsRejected: number;
+  authFailures: number;
+  tlsHandshakes: number;
+}
+
+export interface SessionContext {
+  readonly config: Readonly<Config>;
+  readonly queue: Queue;
+  users: UserDb | null;
+  readonly secureContext: SecureContext | null;
+  readonly trusted: NetworkList;
+  readonly localDomains: ReadonlySet<string>;
+  readonly log: Logger;
+  readonly counters: SmtpCounters;
+  /** Messages handed to the queue and not yet committed (back-pressure). */
+  pendingWrites: number;
+  /** True once shutdown began: new commands get 421 when the session is idle. */
+  draining: boolean;
+}

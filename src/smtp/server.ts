@@ -1,0 +1,107 @@
+// The SMTP listeners: a plain `net` server (STARTTLS when a certificate is set) and an
+// implicit-TLS `tls` server (RFC 8314). Owns the connection limits (total and per client
+// address, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
+// transactions finish until the deadline, then 421 the rest.
+import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
+import { once } from 'node:events';
+import { encodeReply, reply } from '../protocol/reply.js';
+import { normalizeIp } from '../lib/networks.js';
+import { PosternError } from '../errors.js';
+import { Session } from './session.js';
+import type { SessionContext } from './context.js';
+
+export class SmtpServer {
+  readonly ctx: SessionContext;
+  readonly #sessions = new Set<Session>();
+  readonly #perIp = new Map<string, number>();
+  #plain: Server | null = null;
+  #implicit: TlsServer | null = null;
+
+  constructor(ctx: SessionContext) {
+    this.ctx = ctx;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /** Bind the listeners; resolves with the actual ports (0 in the config picks a free one). */
+  async listen(): Promise<{ smtpPort: number; smtpsPort: number | null }> {
+    const c = this.ctx.config;
+    this.#plain = createServer({ noDelay: true, pauseOnConnect: false }, (sock) => this.#accept(sock, false));
+    await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
+    let smtpsPort: number | null = null;
+    if (c.smtpsPort !== 0 && this.ctx.secureContext) {
+      this.#implicit = createTlsServer({ secureContext: this.ctx.secureContext, handshakeTimeout: c.tlsHandshakeTimeoutMs }, (sock) => this.#accept(sock, true));
+      this.#implicit.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
+      await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
+      smtpsPort = (this.#implicit.address() as AddressInfo).port;
+    }
+    return { smtpPort: (this.#plain.address() as AddressInfo).port, smtpsPort };
+  }
+
+  async #bind(server: Server, host: string, port: number, variable: string): Promise<void> {
+    server.listen({ host, port, backlog: 1024 });
+    try {
+      await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => Promise.reject(e))]);
+    } catch (cause) {
+      throw new PosternError('PST_ERR_LISTEN', `cannot listen on ${host}:${port} (${variable}): ${(cause as Error).message}`, { cause });
+    }
+    server.on('error', (err) => this.ctx.log.error({ err }, 'listener error'));
+  }
+
+  #accept(socket: Socket | TLSSocket, secure: boolean): void {
+    const ctx = this.ctx;
+    const c = ctx.config;
+    const ip = normalizeIp(socket.remoteAddress ?? '');
+    socket.on('error', () => {}); // a reset before the session exists must not crash the node
+    ctx.counters.connections++;
+    if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
+    if (this.#sessions.size >= c.maxConnections) {
+      return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
+    }
+    const n = this.#perIp.get(ip) ?? 0;
+    if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
+      return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
+    }
+    this.#perIp.set(ip, n + 1);
+    const session = new Session(ctx, socket, secure, (s) => {
+      this.#sessions.delete(s);
+      const left = (this.#perIp.get(ip) ?? 1) - 1;
+      if (left <= 0) this.#perIp.delete(ip);
+      else this.#perIp.set(ip, left);
+      if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
+    });
+    this.#sessions.add(session);
+    session.greet();
+  }
+
+  #refuse(socket: Socket, r: ReturnType<typeof reply>): void {
+    this.ctx.counters.connectionsRejected++;
+    socket.end(encodeReply(r));
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
+
+  #idleWaiters: Array<() => void> = [];
+
+  /**
+   * Graceful shutdown: stop listening, close idle sessions with 421, wait for open
+   * transactions up to `timeoutMs`, then 421 and close whatever is left.
+   */
+  async close(timeoutMs = this.ctx.config.shutdownTimeoutMs): Promise<void> {
+    this.ctx.draining = true;
+    const closing = [this.#plain, this.#implicit].filter((s): s is Server => s !== null).map((s) => new Promise<void>((r) => s.close(() => r())));
+    for (const s of this.#sessions) s.drain();
+    if (this.#sessions.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((r) => this.#idleWaiters.push(r)),
+        new Promise<void>((r) => (timer = setTimeout(r, timeoutMs))),
+      ]);
+      clearTimeout(timer);
+      for (const s of this.#sessions) s.abort();
+    }
+    await Promise.all(closing);
+  }
+}

@@ -1,0 +1,48 @@
+// Start a real postern node for a test: temp data dir, port 0 on 127.0.0.1, silent logs,
+// closed (and the folder removed) in t.after.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+import { loadConfig } from '../../src/config/load.js';
+import { startNode, type PosternNode } from '../../src/main.js';
+import { silentLogger } from '../../src/log/logger.js';
+
+export function tempDir(t: TestContext, prefix = 'postern-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export async function startTestNode(t: TestContext, env: Record<string, string> = {}): Promise<PosternNode> {
+  const dir = tempDir(t);
+  const config = loadConfig({
+    POSTERN_SMTP_HOST: '127.0.0.1',
+    POSTERN_SMTP_PORT: '0',
+    POSTERN_HOSTNAME: 'mx.test.example',
+    POSTERN_DATA_DIR: join(dir, 'queue'),
+    POSTERN_QUEUE_MAP_BYTES: '64M',
+    POSTERN_SHUTDOWN_TIMEOUT_MS: '2000',
+    ...env,
+  });
+  const node = await startNode(config, silentLogger());
+  t.after(() => node.close());
+  return node;
+}
+
+/** A self-signed certificate made with openssl for this test only. */
+export function makeCert(t: TestContext): { cert: string; key: string } {
+  const dir = tempDir(t, 'postern-cert-');
+  const cert = join(dir, 'cert.pem');
+  const key = join(dir, 'key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=mx.test.example'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+export function writeFile(t: TestContext, name: string, text: string): string {
+  const dir = tempDir(t);
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}

@@ -1,0 +1,55 @@
+// Interop with real clients: swaks (plain, STARTTLS + AUTH, pipelining) and Postfix's
+// smtp-source (many sessions, connection reuse). .ci/run installs both; outside CI a
+// missing tool skips its test.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { startTestNode, makeCert, tempDir } from '../helpers/node.js';
+import { addUser } from '../../src/auth/users.js';
+
+function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { timeout: 60000 }, (err, stdout, stderr) => {
+      const code = err ? ((err as { code?: number }).code ?? 1) : 0;
+      resolve({ code: typeof code === 'number' ? code : 1, out: stdout + stderr });
+    });
+  });
+}
+
+function which(path: string): boolean {
+  return existsSync(path);
+}
+
+const SWAKS = '/usr/bin/swaks';
+const SMTP_SOURCE = '/usr/sbin/smtp-source';
+const missing = (tool: string) => (process.env.CI ? false : !which(tool) && `${tool} not installed`);
+
+test('swaks delivers a message', { skip: missing(SWAKS) }, async (t) => {
+  const node = await startTestNode(t);
+  const r = await run(SWAKS, ['--to', 'user@example.com', '--from', 'me@example.org', '--server', `127.0.0.1:${node.ports.smtpPort}`, '--header', 'Subject: swaks test', '--body', 'hello from swaks']);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /<~ {2}250 2\.0\.0 Ok: queued as/);
+  const c = node.queue.counts();
+  assert.equal(c.total, 1);
+  assert.equal(c.byDomain['example.com'], 1);
+});
+
+test('swaks with STARTTLS, AUTH PLAIN and PIPELINING', { skip: missing(SWAKS) }, async (t) => {
+  const { cert, key } = makeCert(t);
+  const users = join(tempDir(t), 'users');
+  await addUser(users, 'alice', 'pw-for-swaks');
+  const node = await startTestNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users, POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const r = await run(SWAKS, ['--to', 'user@far.example', '--from', 'alice@example.org', '--server', `127.0.0.1:${node.ports.smtpPort}`, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'pw-for-swaks', '--pipeline']);
+  assert.equal(r.code, 0, r.out);
+  assert.match(r.out, /235 2\.7\.0/);
+  assert.equal(node.queue.counts().total, 1);
+});
+
+test('Postfix smtp-source: 200 messages over 4 reused sessions', { skip: missing(SMTP_SOURCE) }, async (t) => {
+  const node = await startTestNode(t);
+  const r = await run(SMTP_SOURCE, ['-s', '4', '-m', '200', '-l', '2048', '-f', 'src@example.org', '-t', 'dst@example.com', `127.0.0.1:${node.ports.smtpPort}`]);
+  assert.equal(r.code, 0, r.out);
+  assert.equal(node.queue.counts().total, 200);
+});

@@ -1,0 +1,416 @@
+// Conformance per command and extension over real sockets on 127.0.0.1 (RFC 5321, 1870,
+// 2920, 3030, 3461, 3463, 6152, 6531, 6710).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawClient } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+
+async function session(port: number): Promise<RawClient> {
+  const c = await RawClient.connect(port);
+  const greeting = await c.read();
+  assert.equal(greeting.code, 220);
+  return c;
+}
+
+function queuedId(text: string): string {
+  const m = /queued as (\S+)/.exec(text);
+  assert.ok(m, `no queue id in ${JSON.stringify(text)}`);
+  return m[1]!;
+}
+
+test('greeting, EHLO capabilities and HELO', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_MESSAGE_BYTES: '1M' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  const ehlo = await c.cmd('EHLO client.example');
+  assert.equal(ehlo.code, 250);
+  assert.match(ehlo.lines[0]!, /^mx\.test\.example/);
+  for (const cap of ['PIPELINING', 'SIZE 1048576', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN', 'MT-PRIORITY', 'HELP']) {
+    assert.ok(ehlo.lines.includes(cap), `EHLO lacks ${cap}: ${ehlo.lines.join('|')}`);
+  }
+  assert.ok(!ehlo.lines.includes('STARTTLS'), 'no STARTTLS without a certificate');
+  assert.ok(!ehlo.lines.some((l) => l.startsWith('AUTH')), 'no AUTH without users');
+  const helo = await c.cmd('HELO client.example');
+  assert.equal(helo.code, 250);
+  assert.equal((await c.cmd('EHLO')).code, 501);
+});
+
+test('simple commands: NOOP RSET VRFY HELP EXPN QUIT and unknown verbs', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  assert.deepEqual([(await c.cmd('NOOP')).code, (await c.cmd('noop')).code], [250, 250]);
+  const v = await c.cmd('VRFY someone');
+  assert.equal(v.code, 252);
+  assert.match(v.text, /^2\.5\.2 /);
+  assert.equal((await c.cmd('HELP')).code, 214);
+  const e = await c.cmd('EXPN list');
+  assert.equal(e.code, 502);
+  const u = await c.cmd('FOOBAR');
+  assert.equal(u.code, 500);
+  assert.match(u.text, /^5\.5\.1 /);
+  assert.equal((await c.cmd('TURN')).code, 502);
+  assert.equal((await c.cmd('NOOPX')).code, 500);
+  assert.equal((await c.cmd('RSET')).code, 250);
+  assert.equal((await c.cmd('RSET now')).code, 501);
+  const q = await c.cmd('QUIT');
+  assert.equal(q.code, 221);
+  assert.match(q.text, /^2\.0\.0 /);
+  assert.ok(await c.closedByServer());
+});
+
+test('sequence errors are 503 with 5.5.1', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  let r = await c.cmd('MAIL FROM:<a@example.com>');
+  assert.equal(r.code, 503);
+  assert.match(r.text, /^5\.5\.1 /);
+  await c.cmd('EHLO c');
+  assert.equal((await c.cmd('RCPT TO:<b@example.com>')).code, 503);
+  assert.equal((await c.cmd('DATA')).code, 503);
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com>')).code, 250);
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com>')).code, 503);
+  r = await c.cmd('DATA');
+  assert.equal(r.code, 554, 'DATA without a recipient');
+  assert.match(r.text, /^5\.5\.1 /);
+});
+
+test('a message is queued with its envelope, a Received header and the exact body', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO client.example');
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.com> SIZE=100 BODY=8BITMIME')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.org>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<carol@Example.NET>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const r = await c.cmd('Subject: hi\r\n\r\nline one\r\n..dotted\r\n..\r\n.');
+  assert.equal(r.code, 250);
+  assert.match(r.text, /^2\.0\.0 Ok: queued as /);
+  const id = queuedId(r.text);
+  const m = node.queue.get(id)!;
+  assert.equal(m.sender, 'alice@example.com');
+  assert.deepEqual(m.recipients.map((x) => [x.address, x.domain, x.state]), [['bob@example.org', 'example.org', 'pending'], ['carol@Example.NET', 'example.net', 'pending']]);
+  assert.equal(m.bodyType, '8BITMIME');
+  assert.equal(m.declaredSize, 100);
+  assert.equal(m.client?.ip, '127.0.0.1');
+  const body = node.queue.withBody(id, (b) => b.toString('latin1'));
+  assert.match(body, /^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test\.example \(postern\) with ESMTP id \S+;\r\n\t\w{3}, \d\d \w{3} \d{4} [\d:]{8} \+0000\r\n/);
+  const afterReceived = body.slice(body.indexOf('Subject:'));
+  assert.equal(afterReceived, 'Subject: hi\r\n\r\nline one\r\n.dotted\r\n.\r\n');
+});
+
+test('pipelining: a whole transaction in one write gets its replies in order', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO client.example');
+  c.write('MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<bad address>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n');
+  const rs = await c.readN(5);
+  assert.deepEqual(rs.map((r) => r.code), [250, 250, 501, 250, 354]);
+  // The message, a second full transaction and a NOOP in one write.
+  c.write('Subject: one\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<d@example.com>\r\nDATA\r\n');
+  const rs2 = await c.readN(4);
+  assert.deepEqual(rs2.map((r) => r.code), [250, 250, 250, 354]);
+  c.write('Subject: two\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n');
+  const rs3 = await c.readN(3);
+  assert.deepEqual(rs3.map((r) => r.code), [250, 250, 221]);
+  const id1 = queuedId(rs2[0]!.text);
+  const id2 = queuedId(rs3[0]!.text);
+  assert.notEqual(id1, id2);
+  assert.deepEqual(node.queue.get(id1)!.recipients.map((r) => r.address), ['b@example.com', 'c@example.com']);
+  assert.deepEqual(node.queue.get(id2)!.recipients.map((r) => r.address), ['d@example.com']);
+  assert.equal(node.queue.counts().total, 2);
+});
+
+test('many pipelined transactions in one write are all answered in order', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO client.example');
+  const n = 50;
+  let s = '';
+  for (let i = 0; i < n; i++) s += `MAIL FROM:<a@example.com>\r\nRCPT TO:<r${i}@example.com>\r\nBDAT 12 LAST\r\nSubject: ${String(i).padStart(3, '0')}\r\n`;
+  c.write(s);
+  const rs = await c.readN(3 * n, 10000);
+  for (let i = 0; i < n; i++) assert.deepEqual(rs.slice(3 * i, 3 * i + 3).map((r) => r.code), [250, 250, 250], `transaction ${i}`);
+  assert.equal(node.queue.counts().total, n);
+});
+
+test('CHUNKING: BDAT chunks, BDAT 0 LAST, and sequence errors that still consume the chunk', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO client.example');
+  // BDAT without a transaction: the 5 bytes are read and dropped, the session stays in sync.
+  c.write('BDAT 5\r\nRSET\r');
+  let r = await c.read();
+  assert.equal(r.code, 503);
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  c.write('BDAT 10\r\nSubject: x');
+  r = await c.read();
+  assert.equal(r.code, 250);
+  assert.match(r.text, /10 octets/);
+  assert.equal((await c.cmd('DATA')).code, 503, 'DATA after BDAT');
+  c.write('BDAT 8\r\n\r\n\r\nbody\r\n');
+  assert.equal((await c.read()).code, 250);
+  r = await c.cmd('BDAT 0 LAST');
+  assert.equal(r.code, 250);
+  const id = queuedId(r.text);
+  const body = node.queue.withBody(id, (b) => b.toString('latin1'));
+  assert.ok(body.endsWith('Subject: x\r\n\r\nbody\r\n'), JSON.stringify(body));
+  assert.equal((await c.cmd('BDAT x')).code, 501);
+});
+
+test('SIZE: declared too big is 552 at MAIL; actually too big is 552 5.3.4 and nothing is queued', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_MESSAGE_BYTES: '2048' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  const r1 = await c.cmd('MAIL FROM:<a@example.com> SIZE=999999');
+  assert.equal(r1.code, 552);
+  assert.match(r1.text, /^5\.3\.4 /);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  const line = 'x'.repeat(70) + '\r\n';
+  const r2 = await c.cmd(line.repeat(100) + '.');
+  assert.equal(r2.code, 552);
+  assert.match(r2.text, /^5\.3\.4 /);
+  assert.equal(node.queue.counts().total, 0);
+  // The session is still usable.
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  c.write('BDAT 3000 LAST\r\n' + 'y'.repeat(2998) + '\r\n');
+  const r3 = await c.read();
+  assert.equal(r3.code, 552);
+  assert.equal(node.queue.counts().total, 0);
+  assert.equal((await c.cmd('NOOP')).code, 250);
+});
+
+test('recipient limit: 452 4.5.3 past POSTERN_MAX_RECIPIENTS', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_RECIPIENTS: '3' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  for (let i = 0; i < 3; i++) assert.equal((await c.cmd(`RCPT TO:<r${i}@example.com>`)).code, 250);
+  const r = await c.cmd('RCPT TO:<r4@example.com>');
+  assert.equal(r.code, 452);
+  assert.match(r.text, /^4\.5\.3 /);
+});
+
+test('parameters: unknown is 555, DSN and MT-PRIORITY are stored', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  const bad = await c.cmd('MAIL FROM:<a@example.com> FOO=bar');
+  assert.equal(bad.code, 555);
+  assert.match(bad.text, /^5\.5\.4 /);
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com> RET=MAYBE')).code, 501);
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com> MT-PRIORITY=12')).code, 501);
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com> RET=HDRS ENVID=QQ+2B314 MT-PRIORITY=-4 SMTPUTF8')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<b@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b+2Bx@example.com')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<c@example.com> NOTIFY=NEVER')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<d@example.com> NOTIFY=NEVER,SUCCESS')).code, 501);
+  assert.equal((await c.cmd('RCPT TO:<d@example.com> BOGUS')).code, 555);
+  assert.equal((await c.cmd('RCPT TO:<ü@exämple.com>')).code, 250, 'SMTPUTF8 address');
+  await c.cmd('DATA');
+  const id = queuedId((await c.cmd('Subject: p\r\n\r\nx\r\n.')).text);
+  const m = node.queue.get(id)!;
+  assert.equal(m.ret, 'HDRS');
+  assert.equal(m.envid, 'QQ+14');
+  assert.equal(m.mtPriority, -4);
+  assert.equal(m.priority, 2, 'negative MT-PRIORITY is bulk');
+  assert.equal(m.smtputf8, true);
+  assert.deepEqual(m.recipients[0]!.notify, ['SUCCESS', 'FAILURE']);
+  assert.equal(m.recipients[0]!.orcpt, 'rfc822;b+x@example.com');
+  assert.deepEqual(m.recipients[1]!.notify, ['NEVER']);
+  assert.equal(m.recipients[2]!.address, 'ü@exämple.com');
+  const body = node.queue.withBody(id, (b) => b.toString('utf8'));
+  assert.match(body, /with UTF8SMTP id/);
+  // Without SMTPUTF8 a non-ASCII address is refused.
+  await c.cmd('MAIL FROM:<a@example.com>');
+  const u = await c.cmd('RCPT TO:<ü@example.com>');
+  assert.equal(u.code, 553);
+  assert.match(u.text, /^5\.6\.7 /);
+});
+
+test('MT-PRIORITY: trusted clients may raise priority (urgent)', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@example.com> MT-PRIORITY=5');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  const id = queuedId((await c.cmd('x\r\n.')).text);
+  assert.equal(node.queue.get(id)!.priority, 0);
+  assert.equal(node.queue.get(id)!.mtPriority, 5);
+});
+
+test('relay control: untrusted clients reach local domains only (550 5.7.1), and MT-PRIORITY is capped', async (t) => {
+  const node = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example,other.example' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@elsewhere.example> MT-PRIORITY=7');
+  const denied = await c.cmd('RCPT TO:<victim@gmail.example>');
+  assert.equal(denied.code, 550);
+  assert.match(denied.text, /^5\.7\.1 /);
+  assert.equal((await c.cmd('RCPT TO:<user@LOCAL.example>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<Postmaster>')).code, 250);
+  await c.cmd('DATA');
+  const id = queuedId((await c.cmd('x\r\n.')).text);
+  const m = node.queue.get(id)!;
+  assert.deepEqual(m.recipients.map((r) => r.address), ['user@LOCAL.example', 'postmaster@mx.test.example']);
+  assert.equal(m.priority, 1, 'untrusted MT-PRIORITY=7 capped to normal');
+});
+
+test('the default configuration is not an open relay', async () => {
+  const { loadConfig } = await import('../../src/config/load.js');
+  const c = loadConfig({});
+  assert.deepEqual(c.trustedNetworks, ['127.0.0.0/8', '::1/128']);
+  assert.deepEqual(c.localDomains, []);
+  assert.equal(c.smtpHost, '127.0.0.1');
+  assert.equal(c.requireTlsForAuth, true);
+});
+
+test('address syntax errors: 501 5.1.7 for senders, 501 5.1.3 for recipients', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  for (const bad of ['MAIL FROM:a@example.com', 'MAIL FROM:<a@@example.com>', 'MAIL FROM:<a@exa mple.com>', 'MAIL FROM:<a@-x.com>', 'MAIL TO:<a@b.c>']) {
+    const r = await c.cmd(bad);
+    assert.equal(r.code, 501, bad);
+  }
+  assert.match((await c.cmd('MAIL FROM:<a@@example.com>')).text, /^5\.1\.7 /);
+  assert.equal((await c.cmd('MAIL FROM:<>')).code, 250, 'null sender');
+  const r = await c.cmd('RCPT TO:<>');
+  assert.equal(r.code, 501);
+  assert.match(r.text, /^5\.1\.3 /);
+  assert.equal((await c.cmd('RCPT TO:<@relay.example:user@example.com>')).code, 250, 'source route ignored');
+  assert.equal((await c.cmd('RCPT TO:<"quoted local"@example.com>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<user@[192.0.2.1]>')).code, 250);
+});
+
+test('limits: bare LF in a command is 500 5.5.2; an overlong command line is 500 5.5.6 and closes', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  c.write('NOOP\n');
+  const r = await c.read();
+  assert.equal(r.code, 500);
+  assert.match(r.text, /^5\.5\.2 /);
+  c.write('NOOP\rNOOP\r\n');
+  assert.equal((await c.read()).code, 500);
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  c.write('NOOP ' + 'x'.repeat(5000) + '\r\n');
+  const long = await c.read();
+  assert.equal(long.code, 500);
+  assert.match(long.text, /^5\.5\.6 /);
+  assert.ok(await c.closedByServer());
+});
+
+test('a client flooding bytes without CRLF is cut off while another is served', async (t) => {
+  const node = await startTestNode(t);
+  const flood = await session(node.ports.smtpPort);
+  const good = await session(node.ports.smtpPort);
+  t.after(() => {
+    flood.end();
+    good.end();
+  });
+  const junk = Buffer.alloc(64 * 1024, 0x41);
+  for (let i = 0; i < 64 && !flood.closed; i++) flood.write(junk);
+  const r = await flood.read();
+  assert.equal(r.code, 500);
+  assert.ok(await flood.closedByServer());
+  assert.equal((await good.cmd('EHLO c')).code, 250);
+  assert.equal((await good.cmd('NOOP')).code, 250);
+});
+
+test('connection limits: total and per IP get 421 4.7.0', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '3', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const a = await session(node.ports.smtpPort);
+  const b = await session(node.ports.smtpPort);
+  t.after(() => {
+    a.end();
+    b.end();
+  });
+  const third = await RawClient.connect(node.ports.smtpPort);
+  const r = await third.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.7\.0 .*your address/);
+  assert.ok(await third.closedByServer());
+  // From another loopback address the per-IP limit is separate but the total applies.
+  const other = await RawClient.connect(node.ports.smtpPort, { host: '127.0.0.2' });
+  assert.equal((await other.read()).code, 220);
+  const fourth = await RawClient.connect(node.ports.smtpPort, { host: '127.0.0.3' });
+  const r4 = await fourth.read();
+  assert.equal(r4.code, 421);
+  assert.match(r4.text, /^4\.7\.0 .*Too many connections/);
+  other.end();
+  fourth.end();
+});
+
+test('idle timeout: 421 4.4.2 and close', async (t) => {
+  const node = await startTestNode(t, { POSTERN_IDLE_TIMEOUT_MS: '1000' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  const r = await c.read(4000);
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.4\.2 /);
+  assert.ok(await c.closedByServer());
+});
+
+test('too many errors: 421 4.7.0 and close', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_ERRORS: '3' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  c.write('X1\r\nX2\r\nX3\r\nNOOP\r\n');
+  const rs = await c.readN(4);
+  assert.deepEqual(rs.map((r) => r.code), [500, 500, 500, 421]);
+  assert.ok(await c.closedByServer());
+});
+
+test('text lines over 998 octets refuse the message with 554 5.6.0', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  const r = await c.cmd('Subject: x\r\n\r\n' + 'y'.repeat(999) + '\r\n.');
+  assert.equal(r.code, 554);
+  assert.match(r.text, /^5\.6\.0 /);
+  assert.equal(node.queue.counts().total, 0);
+});
+
+test('graceful shutdown: idle sessions get 421 4.3.2, a transaction in flight completes', async (t) => {
+  const node = await startTestNode(t, { POSTERN_SHUTDOWN_TIMEOUT_MS: '5000' });
+  const idle = await session(node.ports.smtpPort);
+  const busy = await session(node.ports.smtpPort);
+  t.after(() => {
+    idle.end();
+    busy.end();
+  });
+  await busy.cmd('EHLO c');
+  await busy.cmd('MAIL FROM:<a@example.com>');
+  await busy.cmd('RCPT TO:<b@example.com>');
+  const closing = node.close();
+  const r = await idle.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.3\.2 /);
+  assert.equal((await busy.cmd('DATA')).code, 354);
+  const done = await busy.cmd('Subject: last\r\n\r\nx\r\n.');
+  assert.equal(done.code, 250, 'the open transaction is finished');
+  const after = await busy.cmd('MAIL FROM:<a@example.com>');
+  assert.equal(after.code, 421);
+  await closing;
+});

@@ -1,0 +1,188 @@
+// LineScanner: command lines (RFC 5321 §2.3.8 CRLF only; §4.5.3.1.4 line limit).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LineScanner, type LineKind } from '../../src/protocol/line-scanner.js';
+
+const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+/** Scan one chunk to its end; returns [kind, line text | undefined, end] per result. */
+function scanAll(ls: LineScanner, chunk: Buffer): Array<[LineKind, string | undefined, number]> {
+  const out: Array<[LineKind, string | undefined, number]> = [];
+  let pos = 0;
+  for (;;) {
+    const k = ls.scan(chunk, pos);
+    out.push([k, k === 'line' ? ls.line.toString('latin1') : undefined, ls.end]);
+    if (k === 'partial') return out;
+    pos = ls.end;
+    if (pos >= chunk.length) return out;
+  }
+}
+
+test('pipelined lines in one chunk are views of the chunk', () => {
+  const ls = new LineScanner(512);
+  const chunk = b('EHLO a.example\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n');
+  const r = scanAll(ls, chunk);
+  assert.deepEqual(r, [
+    ['line', 'EHLO a.example', 16],
+    ['line', 'MAIL FROM:<a@b>', 33],
+    ['line', 'RCPT TO:<c@d>', 48],
+    ['line', 'DATA', 54],
+  ]);
+  ls.scan(chunk, 0);
+  assert.ok(ls.line.buffer === chunk.buffer, 'a line within one chunk is a view');
+  assert.equal(ls.line.byteOffset, chunk.byteOffset);
+});
+
+test('an empty line is a line', () => {
+  const ls = new LineScanner(512);
+  assert.deepEqual(scanAll(ls, b('\r\n')), [['line', '', 2]]);
+});
+
+test('a line split across 3 chunks is joined once; pendingBytes counts it', () => {
+  const ls = new LineScanner(512);
+  assert.equal(ls.scan(b('MAIL FR'), 0), 'partial');
+  assert.equal(ls.end, 7);
+  assert.equal(ls.pendingBytes, 7);
+  assert.equal(ls.scan(b('OM:<a@b'), 0), 'partial');
+  assert.equal(ls.pendingBytes, 14);
+  const third = b('>\r\nNOOP\r\n');
+  assert.equal(ls.scan(third, 0), 'line');
+  assert.equal(ls.line.toString(), 'MAIL FROM:<a@b>');
+  assert.equal(ls.end, 3);
+  assert.equal(ls.pendingBytes, 0);
+  assert.equal(ls.scan(third, ls.end), 'line');
+  assert.equal(ls.line.toString(), 'NOOP');
+});
+
+test('CR at the end of one chunk and LF at the start of the next is a CRLF', () => {
+  const ls = new LineScanner(512);
+  assert.equal(ls.scan(b('QUIT\r'), 0), 'partial');
+  assert.equal(ls.scan(b('\nNOOP\r\n'), 0), 'line');
+  assert.equal(ls.line.toString(), 'QUIT');
+  assert.equal(ls.end, 1);
+  assert.equal(ls.scan(b('\nNOOP\r\n'), 1), 'line');
+  // just the CR held, then the LF alone
+  assert.equal(ls.scan(b('\r'), 0), 'partial');
+  assert.equal(ls.scan(b('\n'), 0), 'line');
+  assert.equal(ls.line.length, 0);
+});
+
+test('bare LF and bare CR give bad-newline, and the next line is fine', () => {
+  for (const bad of ['NOOP\n', '\n', 'NO\rOP\r\n', 'NOOP\r\r\n', '\rNOOP\r\n']) {
+    const ls = new LineScanner(512);
+    const chunk = b(bad + 'RSET\r\n');
+    assert.equal(ls.scan(chunk, 0), 'bad-newline', JSON.stringify(bad));
+    assert.equal(ls.end, bad.length);
+    assert.equal(ls.scan(chunk, ls.end), 'line');
+    assert.equal(ls.line.toString(), 'RSET');
+  }
+});
+
+test('bare CR split across chunks is still caught', () => {
+  const ls = new LineScanner(512);
+  assert.equal(ls.scan(b('NO\r'), 0), 'partial'); // could still be a CRLF
+  assert.equal(ls.scan(b('OP\r\n'), 0), 'bad-newline');
+  const ls2 = new LineScanner(512);
+  assert.equal(ls2.scan(b('N\rO'), 0), 'partial');
+  assert.equal(ls2.scan(b('OP\r\n'), 0), 'bad-newline');
+  const ls3 = new LineScanner(512);
+  assert.equal(ls3.scan(b('NOOP'), 0), 'partial');
+  assert.equal(ls3.scan(b('\n'), 0), 'bad-newline', 'bare LF after a partial');
+});
+
+test('too-long with the LF in the same chunk: end is after the LF', () => {
+  const ls = new LineScanner(16);
+  const ok = 'x'.repeat(14) + '\r\n'; // exactly 16 with CRLF
+  const long = 'y'.repeat(15) + '\r\n'; // 17
+  const chunk = b(ok + long + 'QUIT\r\n');
+  assert.equal(ls.scan(chunk, 0), 'line');
+  assert.equal(ls.scan(chunk, ls.end), 'too-long');
+  assert.equal(ls.end, 33);
+  assert.equal(ls.scan(chunk, ls.end), 'line');
+  assert.equal(ls.line.toString(), 'QUIT');
+});
+
+test('too-long without an LF is reported at once, then the rest of the line is skipped', () => {
+  const ls = new LineScanner(16);
+  assert.equal(ls.scan(b('z'.repeat(10)), 0), 'partial');
+  assert.equal(ls.scan(b('z'.repeat(6)), 0), 'too-long', '16 bytes and no LF: the line is at least 17');
+  assert.equal(ls.end, 6);
+  assert.equal(ls.pendingBytes, 0);
+  assert.equal(ls.scan(b('z'.repeat(100)), 0), 'partial');
+  assert.equal(ls.pendingBytes, 0);
+  const last = b('zz\r\nNOOP\r\n');
+  assert.equal(ls.scan(last, 0), 'line', 'the skipped line ends at its LF, then scanning goes on');
+  assert.equal(ls.line.toString(), 'NOOP');
+  assert.equal(ls.end, last.length);
+  // 15 bytes then CRLF is one too many; 15 bytes ending in CR is still possibly fine
+  const ls2 = new LineScanner(16);
+  assert.equal(ls2.scan(b('a'.repeat(14) + '\r'), 0), 'partial');
+  assert.equal(ls2.scan(b('\n'), 0), 'line');
+});
+
+test('a 10 MB flood without CRLF keeps pendingBytes bounded', () => {
+  const ls = new LineScanner(512);
+  const chunk = Buffer.alloc(64 * 1024, 0x41);
+  let tooLong = 0;
+  let maxPending = 0;
+  for (let sent = 0; sent < 10 * 1024 * 1024; sent += chunk.length) {
+    let pos = 0;
+    for (;;) {
+      const k = ls.scan(chunk, pos);
+      if (k === 'too-long') tooLong++;
+      maxPending = Math.max(maxPending, ls.pendingBytes);
+      if (k === 'partial') break;
+      pos = ls.end;
+      if (pos >= chunk.length) break;
+    }
+  }
+  assert.equal(tooLong, 1, 'reported once');
+  assert.ok(maxPending < 512, `pendingBytes ${maxPending}`);
+  // Many small chunks: pending stays under the limit too.
+  const ls2 = new LineScanner(512);
+  const kinds = new Set<LineKind>();
+  for (let i = 0; i < 100_000; i++) {
+    kinds.add(ls2.scan(b('abc'), 0));
+    assert.ok(ls2.pendingBytes < 512);
+  }
+  assert.deepEqual([...kinds].sort(), ['partial', 'too-long']);
+});
+
+test('many bare-LF lines in one chunk are linear (the CR search is cached)', () => {
+  const ls = new LineScanner(512);
+  const chunk = Buffer.alloc(1 << 20, 0x0a); // 1 Mi bare LFs, no CR at all
+  const t0 = process.hrtime.bigint();
+  let n = 0;
+  for (let pos = 0; pos < chunk.length; pos = ls.end) {
+    assert.equal(ls.scan(chunk, pos), 'bad-newline');
+    n++;
+  }
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  assert.equal(n, chunk.length);
+  // "x\n" lines: each line's CR search would run to the end of the chunk if not cached.
+  const chunk2 = Buffer.from('x\n'.repeat(1 << 18), 'latin1');
+  const t1 = process.hrtime.bigint();
+  for (let pos = 0; pos < chunk2.length; pos = ls.end) ls.scan(chunk2, pos);
+  const ms2 = Number(process.hrtime.bigint() - t1) / 1e6;
+  assert.ok(ms < 2000 && ms2 < 2000, `took ${ms} / ${ms2} ms`);
+});
+
+test('reset() forgets a partial line and the discard state; from past the end is partial', () => {
+  const ls = new LineScanner(16);
+  ls.scan(b('MAIL'), 0);
+  ls.reset();
+  assert.equal(ls.pendingBytes, 0);
+  assert.equal(ls.scan(b('NOOP\r\n'), 0), 'line');
+  assert.equal(ls.line.toString(), 'NOOP');
+  ls.scan(b('x'.repeat(40)), 0);
+  ls.reset();
+  assert.equal(ls.scan(b('RSET\r\n'), 0), 'line');
+  assert.equal(ls.scan(b('RSET\r\n'), 6), 'partial');
+  assert.equal(ls.end, 6);
+  assert.equal(ls.scan(b(''), 0), 'partial');
+});
+
+test('invalid maxLineBytes is a programming error', () => {
+  assert.throws(() => new LineScanner(0), RangeError);
+  assert.throws(() => new LineScanner(1.5), RangeError);
+});
