@@ -19,6 +19,8 @@
 //   BENCH_RUNS         interleaved runs (3)
 //   BENCH_CLIENT       smtp-source (Postfix's, no pipelining; default when installed) | loadgen
 //                      (ours, pipelining)
+//   BENCH_REUSE        1 (default) = each session sends many messages (smtp-source -d);
+//                      0 = a new connection per message (smtp-source without -d)
 //   BENCH_PEERS        comma list from postfix,sink,smtp-sink (default postfix,sink, those available)
 //   BENCH_TIME_LIMIT_S time limit of one load (300); the load stops by itself at it
 //   BENCH_STRACE       1 (default when strace is installed) = one extra, untimed pass per
@@ -47,6 +49,8 @@ interface Settings {
   connections: number;
   runs: number;
   client: ClientName;
+  /** Reuse connections for many messages (true), or one message per connection. */
+  reuse: boolean;
   targets: TargetName[];
   timeLimitMs: number;
   strace: boolean;
@@ -79,6 +83,8 @@ export interface RunRecord {
   machineBusyPct: number | null;
   deviceFlushes: number | null;
   deviceMBWritten: number | null;
+  /** postern: LMDB write transactions the load caused (last txn id minus an idle start/stop's). */
+  commits: number | null;
   /** The machine's 1-minute load average just before the target started (other work running?). */
   loadAvgBefore: number;
   finished: Finished | null;
@@ -90,6 +96,8 @@ export interface SyncRecord {
   messages: number;
   accepted: number;
   calls: Record<string, number>;
+  /** Descriptors opened O_DSYNC in the traced process (fd → path). */
+  dsyncFds: Record<string, string>;
   perMessage: number | null;
   error?: string;
 }
@@ -138,6 +146,7 @@ export function settingsFromEnv(): Settings {
     connections: Math.max(1, Math.floor(num('BENCH_CONNECTIONS', small ? 50 : 20))),
     runs: Math.max(1, Math.floor(num('BENCH_RUNS', 3))),
     client: clientEnv,
+    reuse: (process.env.BENCH_REUSE ?? '1') !== '0',
     targets,
     timeLimitMs: num('BENCH_TIME_LIMIT_S', 300) * 1000,
     strace: (process.env.BENCH_STRACE ?? (haveStrace() ? '1' : '0')) === '1' && haveStrace(),
@@ -149,7 +158,7 @@ export function settingsFromEnv(): Settings {
 
 async function drive(client: ClientName, port: number, s: Settings, messages: number): Promise<{ accepted: number; failed: number; elapsedMs: number; msgsPerSec: number; mbPerSec: number; ok: boolean; error?: string; detail: Partial<LoadResult> | Partial<SmtpSourceResult>; latencyMs?: LoadResult['latencyMs'] }> {
   if (client === 'loadgen') {
-    const r = await runLoad({ port, messages, size: s.size, connections: s.connections, timeLimitMs: s.timeLimitMs });
+    const r = await runLoad({ port, messages, size: s.size, connections: s.connections, timeLimitMs: s.timeLimitMs, ...(s.reuse ? {} : { messagesPerConnection: 1 }) });
     const ok = r.accepted === messages && r.failed === 0;
     return {
       accepted: r.accepted,
@@ -163,7 +172,7 @@ async function drive(client: ClientName, port: number, s: Settings, messages: nu
       detail: { replies: r.replies, errors: r.errors, connectionsOpened: r.connectionsOpened, connectionErrors: r.connectionErrors, timedOut: r.timedOut, wireBytesPerMessage: r.wireBytesPerMessage, attempted: r.attempted },
     };
   }
-  const r = await runSmtpSource({ port, messages, size: s.size, connections: s.connections, timeLimitMs: s.timeLimitMs });
+  const r = await runSmtpSource({ port, messages, size: s.size, connections: s.connections, timeLimitMs: s.timeLimitMs, reuse: s.reuse });
   const ok = r.exitCode === 0 && !r.timedOut && r.completed === messages;
   return {
     accepted: r.completed,
@@ -186,7 +195,7 @@ function settle(): void {
   }
 }
 
-async function timedRun(run: number, name: TargetName, s: Settings, diskStat: string | null): Promise<RunRecord> {
+async function timedRun(run: number, name: TargetName, s: Settings, diskStat: string | null, txnBase: number | null): Promise<RunRecord> {
   let target: Target | null = null;
   const base = { run, target: name, client: s.client, loadAvgBefore: Math.round(loadavg()[0]! * 100) / 100 };
   try {
@@ -233,16 +242,17 @@ async function timedRun(run: number, name: TargetName, s: Settings, diskStat: st
       hwmKiB: hwm,
       targetCpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
       clientCpuSeconds: Math.round((c1 - c0) * 100) / 100,
-      otherCpuSeconds: m0 && m1 && cpu0 !== null && cpu1 !== null ? Math.round(((m1.busy - m0.busy) / m1.hz - (cpu1 - cpu0) - (c1 - c0)) * 100) / 100 : null,
+      otherCpuSeconds: m0 && m1 && cpu0 !== null && cpu1 !== null ? Math.max(0, Math.round(((m1.busy - m0.busy) / m1.hz - (cpu1 - cpu0) - (c1 - c0)) * 100) / 100) : null,
       machineBusyPct: m0 && m1 && m1.total > m0.total ? Math.round(((m1.busy - m0.busy) / (m1.total - m0.total)) * 1000) / 10 : null,
       deviceFlushes: f0 !== null && f1 !== null ? f1 - f0 : null,
       deviceMBWritten: w0 !== null && w1 !== null ? Math.round(((w1 - w0) * 512) / 1e5) / 10 : null,
+      commits: finished.lastTxnId !== null && txnBase !== null ? finished.lastTxnId - txnBase : null,
       finished,
       clientDetail: r.detail,
     };
   } catch (err) {
     if (target) await target.finish().catch(() => null);
-    return { ...base, ok: false, error: (err as Error).message, elapsedMs: 0, accepted: 0, failed: s.messages, msgsPerSec: 0, mbPerSec: 0, peakMemKiB: 0, peakMemProcs: 0, hwmKiB: null, targetCpuSeconds: null, clientCpuSeconds: 0, otherCpuSeconds: null, machineBusyPct: null, deviceFlushes: null, deviceMBWritten: null, finished: null, clientDetail: {} };
+    return { ...base, ok: false, error: (err as Error).message, elapsedMs: 0, accepted: 0, failed: s.messages, msgsPerSec: 0, mbPerSec: 0, peakMemKiB: 0, peakMemProcs: 0, hwmKiB: null, targetCpuSeconds: null, clientCpuSeconds: 0, otherCpuSeconds: null, machineBusyPct: null, deviceFlushes: null, deviceMBWritten: null, commits: null, finished: null, clientDetail: {} };
   } finally {
     settle();
   }
@@ -260,10 +270,10 @@ async function syncPass(name: TargetName, s: Settings, outDir: string): Promise<
     await target.finish();
     target = null;
     const total = Object.values(calls).reduce((a, b) => a + b, 0);
-    return { target: name, messages, accepted: r.accepted, calls, perMessage: r.accepted > 0 ? Math.round((total / r.accepted) * 100) / 100 : null, ...(r.ok ? {} : { error: r.error ?? 'failed' }) };
+    return { target: name, messages, accepted: r.accepted, calls, dsyncFds: counter.dsyncDescriptors, perMessage: r.accepted > 0 ? Math.round((total / r.accepted) * 100) / 100 : null, ...(r.ok ? {} : { error: r.error ?? 'failed' }) };
   } catch (err) {
     if (target) await target.finish().catch(() => null);
-    return { target: name, messages, accepted: 0, calls: {}, perMessage: null, error: (err as Error).message };
+    return { target: name, messages, accepted: 0, calls: {}, dsyncFds: {}, perMessage: null, error: (err as Error).message };
   } finally {
     settle();
   }
@@ -285,12 +295,14 @@ export interface Summary {
   msgsPerSec: { median: number; min: number; max: number };
   mbPerSec: number;
   peakMemMiB: number;
+  hwmMiB: number | null;
   peakMemProcs: number;
   cpuMsPerMsg: number | null;
   clientCpuMsPerMsg: number | null;
   otherCpuSeconds: number | null;
   machineBusyPct: number | null;
   flushesPerMsg: number | null;
+  msgsPerCommit: number | null;
   syncCallsPerMsg: number | null;
   stored: string;
   p99Ms: number | null;
@@ -314,13 +326,15 @@ export function summarize(records: RunRecord[], syncs: SyncRecord[], targets: Ta
       okRuns: ok.length,
       msgsPerSec: { median: median(rates), min: Math.min(...rates), max: Math.max(...rates) },
       mbPerSec: median(use.map((r) => r.mbPerSec)),
-      peakMemMiB: Math.max(...use.map((r) => Math.max(r.peakMemKiB, r.hwmKiB ?? 0))) / 1024,
+      peakMemMiB: Math.max(...use.map((r) => r.peakMemKiB)) / 1024,
+      hwmMiB: use.some((r) => r.hwmKiB !== null) ? Math.max(...use.map((r) => r.hwmKiB ?? 0)) / 1024 : null,
       peakMemProcs: Math.max(...use.map((r) => r.peakMemProcs)),
       cpuMsPerMsg: per((r) => (r.targetCpuSeconds !== null && r.accepted > 0 ? (r.targetCpuSeconds * 1000) / r.accepted : null)),
       clientCpuMsPerMsg: per((r) => (r.accepted > 0 ? (r.clientCpuSeconds * 1000) / r.accepted : null)),
       otherCpuSeconds: per((r) => r.otherCpuSeconds),
       machineBusyPct: per((r) => r.machineBusyPct),
       flushesPerMsg: per((r) => (r.deviceFlushes !== null && r.accepted > 0 ? r.deviceFlushes / r.accepted : null)),
+      msgsPerCommit: per((r) => (r.commits !== null && r.commits > 0 ? r.accepted / r.commits : null)),
       syncCallsPerMsg: sync?.perMessage ?? null,
       stored: [...new Set(stored)].join(', '),
       p99Ms: per((r) => r.latencyMs?.p99 ?? null),
@@ -329,11 +343,11 @@ export function summarize(records: RunRecord[], syncs: SyncRecord[], targets: Ta
 }
 
 export function table(sum: Summary[], withLatency: boolean): string {
-  const head = ['target', 'msg/s median (min–max)', 'MB/s', 'peak mem MiB', 'target CPU ms/msg', 'client CPU ms/msg', 'machine CPU busy (other work)', 'disk flushes/msg', 'sync calls/msg', 'queued/250s'];
+  const head = ['target', 'msg/s median (min–max)', 'MB/s', 'peak PSS MiB', 'target CPU ms/msg', 'client CPU ms/msg', 'machine CPU busy (other work)', 'msgs/commit', 'disk flushes/msg', 'sync calls/msg', 'queued/250s'];
   if (withLatency) head.push('p99 ms');
   const lines = [`| ${head.join(' | ')} |`, `|${head.map(() => ' --- ').join('|')}|`];
   for (const x of sum) {
-    const mem = `${fmt(x.peakMemMiB, 0)}${x.peakMemProcs > 1 ? ` (${x.peakMemProcs} procs)` : ''}`;
+    const mem = `${fmt(x.peakMemMiB, 0)}${x.peakMemProcs > 1 ? ` (${x.peakMemProcs} procs)` : ''}${x.hwmMiB !== null ? ` (VmHWM ${fmt(x.hwmMiB, 0)})` : ''}`;
     const row = [
       x.okRuns < x.runs ? `${x.target} (${x.okRuns}/${x.runs} runs ok)` : x.target,
       `${fmt(x.msgsPerSec.median)} (${fmt(x.msgsPerSec.min)}–${fmt(x.msgsPerSec.max)})`,
@@ -342,6 +356,7 @@ export function table(sum: Summary[], withLatency: boolean): string {
       fmt(x.cpuMsPerMsg, 3),
       fmt(x.clientCpuMsPerMsg, 3),
       x.machineBusyPct === null ? '–' : `${fmt(x.machineBusyPct)}%${x.otherCpuSeconds !== null ? ` (other ${fmt(x.otherCpuSeconds, 1)} s)` : ''}`,
+      fmt(x.msgsPerCommit, 1),
       fmt(x.flushesPerMsg, 2),
       fmt(x.syncCallsPerMsg, 2),
       x.stored,
@@ -362,7 +377,7 @@ async function main(): Promise<void> {
     .map(([k, v]) => `${k}=${v}`)
     .join(' ')} npm run bench:accept`.trim();
   console.log(`# postern accept bench — ${startedAt.toISOString()}`);
-  console.log(`scenario ${s.scenario}: ${s.messages} messages × ${s.size} B payload over ${s.connections} reused connections, ${s.runs} interleaved runs; client ${s.client}${s.client === 'smtp-source' ? ` (${['smtp-source', ...smtpSourceArgs({ port: 0, messages: s.messages, size: s.size, connections: s.connections })].join(' ').replace(':0', ':PORT')})` : ' (bench/lib/loadgen.ts, PIPELINING)'}`);
+  console.log(`scenario ${s.scenario}: ${s.messages} messages × ${s.size} B payload over ${s.connections} ${s.reuse ? 'reused connections' : 'concurrent connections, a new one per message'}, ${s.runs} interleaved runs; client ${s.client}${s.client === 'smtp-source' ? ` (${['smtp-source', ...smtpSourceArgs({ port: 0, messages: s.messages, size: s.size, connections: s.connections, reuse: s.reuse })].join(' ').replace(':0', ':PORT')})` : ' (bench/lib/loadgen.ts, PIPELINING)'}`);
   console.log(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, Linux ${release()}, node ${process.version}; temp dir ${tmpdir()} on ${diskStat ?? 'an unknown device'}`);
   console.log(`targets: ${s.targets.join(', ')}`);
   const idle0 = machineCpu();
@@ -371,14 +386,23 @@ async function main(): Promise<void> {
   const busyBefore = idle0 && idle1 && idle1.total > idle0.total ? Math.round(((idle1.busy - idle0.busy) / (idle1.total - idle0.total)) * 100) : null;
   console.log(`machine CPU busy in the second before the bench: ${busyBefore ?? '?'}%${busyBefore !== null && busyBefore > 20 ? '  WARNING: other work is running; the figures will be low and noisy' : ''}\n`);
 
+  // An idle start/stop of postern: checks that it starts at all, and counts the LMDB write
+  // transactions it makes by itself (opening the queue), to subtract from each run's.
+  let txnBase: number | null = null;
+  if (s.targets.includes('postern')) {
+    const idle = await startTarget('postern', { posternEnv: s.posternEnv });
+    txnBase = (await idle.finish()).lastTxnId;
+    console.log(`postern idle start/stop: ${txnBase ?? '?'} LMDB write transactions of its own\n`);
+  }
+
   const records: RunRecord[] = [];
   for (let run = 1; run <= s.runs; run++) {
     for (const t of s.targets) {
-      const r = await timedRun(run, t, s, diskStat);
+      const r = await timedRun(run, t, s, diskStat, txnBase);
       records.push(r);
       const extra = r.ok ? '' : `  FAILED: ${r.error}`;
       const probs = r.finished?.problems.length ? `  [log: ${r.finished.problems.slice(0, 3).join(' | ')}]` : '';
-      console.log(`run ${run} ${t.padEnd(9)} ${fmt(r.msgsPerSec).padStart(7)} msg/s  ${fmt(r.mbPerSec, 1).padStart(6)} MB/s  ${(r.elapsedMs / 1000).toFixed(1).padStart(6)} s  cpu target ${fmt(r.targetCpuSeconds, 1)} s client ${fmt(r.clientCpuSeconds, 1)} s other ${fmt(r.otherCpuSeconds, 1)} s  busy ${fmt(r.machineBusyPct)}%  flushes ${fmt(r.deviceFlushes)}  stored ${r.finished?.stored ?? '–'}${extra}${probs}`);
+      console.log(`run ${run} ${t.padEnd(9)} ${fmt(r.msgsPerSec).padStart(7)} msg/s  ${fmt(r.mbPerSec, 1).padStart(6)} MB/s  ${(r.elapsedMs / 1000).toFixed(1).padStart(6)} s  cpu target ${fmt(r.targetCpuSeconds, 1)} s client ${fmt(r.clientCpuSeconds, 1)} s other ${fmt(r.otherCpuSeconds, 1)} s  busy ${fmt(r.machineBusyPct)}%  flushes ${fmt(r.deviceFlushes)}${r.commits !== null ? `  commits ${fmt(r.commits)}` : ''}  stored ${r.finished?.stored ?? '–'}${extra}${probs}`);
     }
   }
 
@@ -404,12 +428,12 @@ async function main(): Promise<void> {
   }
   console.log('');
   console.log(Object.entries(ratios).map(([k, v]) => `${k}: ${fmt(v, 2)}×`).join('   '));
-  console.log(`\nmsg/s counts only 250s (after the 354) per wall-clock second of the whole load, connections and QUIT included; MB = 10^6 payload bytes. Peak memory: VmHWM for one-process targets, the largest sampled sum of PSS over Postfix's processes. CPU ms/msg: user+system time of the target's processes, and of the client, per accepted message; machine CPU busy: all CPUs, all processes, during the load; "other" is what neither the target nor the client used (the kernel's own threads, e.g. ext4's journal, and any other work on the machine). Disk flushes: flush requests completed by the device holding ${tmpdir()} during the load (machine-wide). Sync calls: fsync/fdatasync/msync counted by strace in a separate untimed pass of ${s.straceMessages} messages.`);
+  console.log(`\nmsg/s counts only 250s (after the 354) per wall-clock second of the whole load, connections and QUIT included; MB = 10^6 payload bytes. Peak PSS: the largest sum of proportional set sizes over the target's processes, sampled every 250 ms (shared pages split between Postfix's processes; for postern it includes LMDB's mapped file pages it touched); VmHWM: the kernel's peak RSS of a one-process target. CPU ms/msg: user+system time of the target's processes, and of the client, per accepted message; machine CPU busy: all CPUs, all processes, during the load; "other" is what neither the target nor the client used (the kernel's own threads, e.g. ext4's journal, and any other work on the machine). msgs/commit: postern's messages per LMDB write transaction (its last transaction id after the run, less an idle start/stop's). Disk flushes: flush requests completed by the device holding ${tmpdir()} during the load (machine-wide). Sync calls: fsync/fdatasync/msync calls and writes through O_DSYNC descriptors (LMDB's meta page), counted by strace in a separate untimed pass of ${s.straceMessages} messages.`);
   console.log(`command: ${cmd}`);
 
   const outDir = join(root, 'bench', 'results');
   mkdirSync(outDir, { recursive: true });
-  const file = join(outDir, `accept-${s.scenario}-${s.client}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  const file = join(outDir, `accept-${s.scenario}-${s.client}${s.reuse ? '' : '-noreuse'}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(file, JSON.stringify({ startedAt: startedAt.toISOString(), command: cmd, machineBusyPctBefore: busyBefore, settings: s, machine: { cpus: cpus().length, model: cpus()[0]?.model, kernel: release(), node: process.version, diskStat }, summary: sum, ratios, runs: records, syncPasses: syncs }, null, 2) + '\n');
   console.log(`raw results: ${file}`);
   if (records.some((r) => !r.ok)) process.exitCode = 1;

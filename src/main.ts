@@ -2,14 +2,14 @@
 // logger, queue, users, TLS and the SMTP listeners together and returns a handle whose
 // close() shuts them down in order (listeners, sessions, then the queue).
 import { readFileSync } from 'node:fs';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Config } from './config/schema.js';
 import { PosternError } from './errors.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
 import { NetworkList } from './lib/networks.js';
 import { SmtpServer } from './smtp/server.js';
-import type { SessionContext } from './smtp/context.js';
+import type { SessionContext, TlsSetup } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
 
 export interface PosternNode {
@@ -22,24 +22,25 @@ export interface PosternNode {
   close(): Promise<void>;
 }
 
-export function loadSecureContext(config: Readonly<Config>): SecureContext | null {
+export function loadTls(config: Readonly<Config>): TlsSetup | null {
   if (config.tlsCert === '') return null;
   try {
-    return createSecureContext({ cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' });
+    const options: SecureContextOptions = { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' };
+    return { options, context: createSecureContext(options) };
   } catch (cause) {
     throw new PosternError('PST_ERR_TLS_FILES', `cannot load POSTERN_TLS_CERT=${config.tlsCert} / POSTERN_TLS_KEY=${config.tlsKey}: ${(cause as Error).message}`, { cause });
   }
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger): Promise<PosternNode> {
-  const secureContext = loadSecureContext(config);
+  const tls = loadTls(config);
   const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,
     queue,
     users,
-    secureContext,
+    tls,
     trusted: new NetworkList(config.trustedNetworks),
     localDomains: new Set(config.localDomains),
     log: log.child({ mod: 'smtp' }),
@@ -56,7 +57,7 @@ export async function startNode(config: Readonly<Config>, log: Logger): Promise<
     await queue.close();
     throw err;
   }
-  log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: secureContext !== null, auth: users !== null, hostname: config.hostname }, 'postern listening');
+  log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
   let closed: Promise<void> | null = null;

@@ -27,6 +27,8 @@ export interface LoadOptions {
   helo?: string;
   /** Use PIPELINING when the server offers it (default true). */
   pipelining?: boolean;
+  /** Messages per connection before QUIT and a new connection (default: unlimited, i.e. reuse). */
+  messagesPerConnection?: number;
   /** Reconnections allowed per connection slot after a drop (default 3). */
   maxReconnects?: number;
   /** A reply that takes longer than this fails the connection (default 60 s). */
@@ -158,6 +160,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const helo = opts.helo ?? 'bench.example';
   const pipelining = opts.pipelining ?? true;
   const maxReconnects = opts.maxReconnects ?? 3;
+  const perConnection = opts.messagesPerConnection ?? Infinity;
   const replyTimeoutMs = opts.replyTimeoutMs ?? 60_000;
   const runId = randomBytes(4).toString('hex');
 
@@ -227,7 +230,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
       count('ehlo', ehlo.code);
       if (ehlo.code !== 250) throw new Error(`EHLO ${ehlo.text}`);
       const pipe = pipelining && /^250[ -]PIPELINING\b/im.test(ehlo.text);
-      for (;;) {
+      for (let sent = 0; sent < perConnection; sent++) {
         current = claim();
         if (current === null) break;
         const t0 = performance.now();
@@ -292,10 +295,11 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   }
 
   async function slotLoop(slot: number): Promise<void> {
-    for (let attempt = 0; attempt <= maxReconnects; attempt++) {
+    let drops = 0;
+    while (drops <= maxReconnects) {
       if (next >= opts.messages || performance.now() >= deadline) return;
       const how = await session(slot);
-      if (how === 'done') return;
+      if (how === 'dropped') drops++;
     }
   }
 

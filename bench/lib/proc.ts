@@ -2,7 +2,7 @@
 // set of processes, the machine's CPU busy share, the disk's completed flush requests (what
 // fsync/fdatasync turn into on the device), free loopback ports, and an optional strace count
 // of sync system calls. Every reader returns null where the kernel doesn't offer the figure.
-import { readFileSync, readdirSync, statSync, existsSync, realpathSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, statSync, existsSync, realpathSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -204,39 +204,70 @@ export function haveStrace(): boolean {
 }
 
 /**
- * Count sync system calls (fsync, fdatasync, msync, sync_file_range, syncfs) of a running
- * process, all its threads and the children it forks from now on. Attaching slows every
- * system call of the traced process, so use it on a separate, untimed pass.
+ * The descriptors of a process opened with O_DSYNC or O_SYNC (every write through them is
+ * durable before it returns — LMDB writes its meta page that way), from /proc/PID/fdinfo.
+ */
+export function dsyncFds(pid: number): Map<number, string> {
+  const out = new Map<number, string>();
+  let names: string[];
+  try {
+    names = readdirSync(`/proc/${pid}/fdinfo`);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    const info = readText(`/proc/${pid}/fdinfo/${n}`);
+    const m = info?.match(/^flags:\s+([0-7]+)/m);
+    if (!m) continue;
+    const flags = parseInt(m[1]!, 8);
+    if ((flags & 0o10000) === 0) continue; // O_DSYNC (O_SYNC includes it)
+    let target = '?';
+    try {
+      target = readlinkSync(`/proc/${pid}/fd/${n}`);
+    } catch {
+      /* closed meanwhile */
+    }
+    out.set(Number(n), target);
+  }
+  return out;
+}
+
+const SYNC_CALLS = ['fsync', 'fdatasync', 'msync', 'sync_file_range', 'syncfs'];
+const WRITE_CALLS = ['pwrite64', 'pwritev', 'pwritev2', 'write', 'writev'];
+
+/**
+ * Count the durable-write system calls of a running process, all its threads and the children
+ * it forks from now on: fsync, fdatasync, msync, sync_file_range, syncfs, plus writes through
+ * descriptors opened with O_DSYNC/O_SYNC (found at attach time, so only the traced process's
+ * own). Attaching slows every traced system call, so use it on a separate, untimed pass.
  */
 export class SyncCounter {
   readonly #child: ChildProcess;
   readonly #outFile: string;
+  readonly #dsync: Map<number, string>;
   #exited: Promise<void>;
 
   constructor(pid: number, outFile: string) {
     this.#outFile = outFile;
-    this.#child = spawn(STRACE, ['-f', '-c', '-o', outFile, '-e', 'trace=fsync,fdatasync,msync,sync_file_range,syncfs', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    this.#dsync = dsyncFds(pid);
+    const calls = this.#dsync.size > 0 ? [...SYNC_CALLS, ...WRITE_CALLS] : SYNC_CALLS;
+    this.#child = spawn(STRACE, ['-f', '-qq', '-o', outFile, '-e', `trace=${calls.join(',')}`, '-e', 'signal=none', '-e', 'abbrev=all', '-s', '0', '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
     this.#exited = new Promise((resolve) => this.#child.once('close', () => resolve()));
   }
 
-  /** Wait until strace has attached (it says so on stderr), at most timeoutMs. */
-  async attached(timeoutMs = 5000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
-      this.#child.stderr!.on('data', (d: Buffer) => {
-        if (d.toString().includes('attached')) {
-          clearTimeout(t);
-          setTimeout(resolve, 200);
-        }
-      });
-      this.#child.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+  /** The O_DSYNC descriptors seen at attach time (fd → path). */
+  get dsyncDescriptors(): Record<string, string> {
+    return Object.fromEntries([...this.#dsync].map(([fd, p]) => [String(fd), p]));
   }
 
-  /** Detach (SIGINT to strace, by its PID) and return the call counts by name. */
+  /** Wait until strace has attached, at most timeoutMs. */
+  async attached(timeoutMs = 3000): Promise<void> {
+    // With -qq strace says nothing on attach; give it a moment (attaching takes milliseconds).
+    const deadline = Date.now() + Math.min(timeoutMs, 1000);
+    while (Date.now() < deadline && this.#child.exitCode === null) await new Promise((r) => setTimeout(r, 100));
+  }
+
+  /** Detach (SIGINT to strace, by its PID) and return the counts by call ("pwrite64 O_DSYNC" etc.). */
   async stop(): Promise<Record<string, number>> {
     if (this.#child.pid !== undefined && this.#child.exitCode === null) process.kill(this.#child.pid, 'SIGINT');
     const timer = setTimeout(() => {
@@ -247,9 +278,16 @@ export class SyncCounter {
     const text = readText(this.#outFile) ?? '';
     const counts: Record<string, number> = {};
     for (const line of text.split('\n')) {
-      // % time     seconds  usecs/call     calls    errors syscall
-      const m = line.trim().match(/^[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:(\d+)\s+)?([a-z_0-9]+)$/);
-      if (m && m[3] !== 'total') counts[m[3]!] = Number(m[1]);
+      // "1234  fdatasync(12 <unfinished ...>" or "1234  pwrite64(13, ..., 4096, 0) = 4096";
+      // "<... x resumed>" lines finish a call already counted.
+      const m = line.match(/^(?:\[pid\s+\d+\]\s+|\d+\s+)?([a-z_0-9]+)\((\d+)/);
+      if (!m) continue;
+      const call = m[1]!;
+      if (SYNC_CALLS.includes(call)) counts[call] = (counts[call] ?? 0) + 1;
+      else if (WRITE_CALLS.includes(call) && this.#dsync.has(Number(m[2]))) {
+        const k = `${call} O_DSYNC`;
+        counts[k] = (counts[k] ?? 0) + 1;
+      }
     }
     return counts;
   }

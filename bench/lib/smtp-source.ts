@@ -28,6 +28,8 @@ export interface SmtpSourceOptions {
   from?: string;
   to?: string;
   helo?: string;
+  /** Reuse each session for many messages (-d, the default); false = a new connection per message. */
+  reuse?: boolean;
 }
 
 export interface SmtpSourceResult {
@@ -48,7 +50,7 @@ export function smtpSourceArgs(o: SmtpSourceOptions): string[] {
   const host = o.host ?? '127.0.0.1';
   return [
     '-c',
-    '-d',
+    ...(o.reuse === false ? [] : ['-d']),
     '-s', String(o.connections),
     '-m', String(o.messages),
     '-l', String(o.size),

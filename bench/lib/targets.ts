@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostern } from './postern.js';
+import { lmdbLastTxnId } from './lmdb-stats.js';
 import { startPostfix, havePostfix } from './postfix.js';
 import { freePort, pidAlive, statusKiB, treeCpuSeconds, waitForPort } from './proc.js';
 
@@ -31,6 +32,8 @@ export interface Finished {
   stored: number | null;
   /** Messages the target says it took (sinks), or null. */
   reported: number | null;
+  /** postern: the LMDB environment's last transaction id after the run (write transactions). */
+  lastTxnId: number | null;
   /** Warnings and errors from the target's own log. */
   problems: string[];
   detail: Record<string, unknown>;
@@ -87,11 +90,12 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         async finish() {
           const stop = await p.stop();
           const counts = p.queueCounts();
+          const lastTxnId = await lmdbLastTxnId(p.dataDir);
           const problems = Object.entries(p.problems).map(([msg, n]) => `${n}× ${msg}`);
           if (stop.killed) problems.push('did not exit within 60 s of SIGTERM: killed');
           if (stop.exitCode !== 0 && !stop.killed) problems.push(`exit code ${stop.exitCode} signal ${stop.signal}: ${p.stderrTail().slice(-500)}`);
           p.remove();
-          return { stored: counts?.total ?? null, reported: null, problems, detail: { shutdownMs: stop.shutdownMs, exitCode: stop.exitCode, queue: counts, logSamples: p.problemLines } };
+          return { stored: counts?.total ?? null, reported: null, lastTxnId, problems, detail: { shutdownMs: stop.shutdownMs, exitCode: stop.exitCode, queue: counts, logSamples: p.problemLines } };
         },
       };
     }
@@ -111,7 +115,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
           await pf.stop();
           const problems = pf.problems();
           pf.remove();
-          return { stored: files.total, reported: null, problems, detail: { queueFiles: files } };
+          return { stored: files.total, reported: null, lastTxnId: null, problems, detail: { queueFiles: files } };
         },
       };
     }
@@ -139,7 +143,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
           } catch {
             /* killed before it could say */
           }
-          return { stored: null, reported, problems: [], detail: {} };
+          return { stored: null, reported, lastTxnId: null, problems: [], detail: {} };
         },
       };
     }
@@ -161,7 +165,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         hwmKiB: () => statusKiB(pid, 'VmHWM'),
         async finish() {
           await killAndWait(child, 'SIGTERM', 10_000);
-          return { stored: null, reported: null, problems: err.trim() ? [err.trim().slice(0, 500)] : [], detail: {} };
+          return { stored: null, reported: null, lastTxnId: null, problems: err.trim() ? [err.trim().slice(0, 500)] : [], detail: {} };
         },
       };
     }

@@ -59,7 +59,7 @@ function parseValue(raw: string, t: SettingType): Parsed {
       if (raw === '' && !t.optional) return { ok: false, allowed: 'a file system path' };
       return raw.includes('\0') ? { ok: false, allowed: 'a path without NUL' } : { ok: true, value: raw };
     case 'port': {
-      if (raw === '') return { ok: true, value: 0 };
+      if (raw === '' && t.optional) return { ok: true, value: null };
       const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
       const min = t.allowZero ? 0 : 1;
       return n >= min && n <= 65535 ? { ok: true, value: n } : { ok: false, allowed: `an integer port ${min}-65535` };
@@ -110,13 +110,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     else problems.push(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: expected ${r.allowed}`);
   }
   for (const name of Object.keys(env)) {
-    if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config --list\`)`);
+    if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config\`)`);
   }
   if (problems.length === 0) {
     const c = out as unknown as Config;
     if ((c.tlsCert === '') !== (c.tlsKey === '')) problems.push('POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together');
-    if (c.smtpsPort !== 0 && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
-    if (c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
+    if (c.smtpsPort !== null && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
+    if (c.smtpsPort !== null && c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(out as unknown as Config);
@@ -126,6 +126,6 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 export function describeConfig(config: Readonly<Config>): Array<{ env: string; value: string; doc: string; setting: Setting }> {
   return SETTINGS.map((s) => {
     const v = config[s.key];
-    return { env: s.env, value: Array.isArray(v) ? v.join(',') : String(v), doc: s.doc, setting: s };
+    return { env: s.env, value: Array.isArray(v) ? v.join(',') : v === null ? '' : String(v), doc: s.doc, setting: s };
   });
 }

@@ -7,7 +7,7 @@ export type SettingType =
   | { kind: 'string' }
   | { kind: 'host' }
   | { kind: 'path'; optional?: boolean }
-  | { kind: 'port'; allowZero?: boolean }
+  | { kind: 'port'; allowZero?: boolean; optional?: boolean }
   | { kind: 'int'; min: number; max: number }
   | { kind: 'bytes'; min: number; max: number }
   | { kind: 'duration'; min: number; max: number }
@@ -28,7 +28,8 @@ export interface Setting {
 export interface Config {
   smtpHost: string;
   smtpPort: number;
-  smtpsPort: number;
+  /** null: no implicit-TLS listener. */
+  smtpsPort: number | null;
   tlsCert: string;
   tlsKey: string;
   hostname: string;
@@ -37,8 +38,7 @@ export interface Config {
   maxRecipients: number;
   maxConnections: number;
   maxConnectionsPerIp: number;
-  trustedNetworks: string[  { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
-];
+  trustedNetworks: string[];
   localDomains: string[];
   authUsers: string;
   requireTlsForAuth: boolean;
@@ -61,7 +61,7 @@ const MiB = 1024 * 1024;
 export const SETTINGS: readonly Setting[] = [
   { key: 'smtpHost', env: 'POSTERN_SMTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address the SMTP listeners bind (0.0.0.0 or :: for all).' },
   { key: 'smtpPort', env: 'POSTERN_SMTP_PORT', type: { kind: 'port', allowZero: true }, default: '2525', doc: 'SMTP port (plain, with STARTTLS when a certificate is set); 0 picks a free port.' },
-  { key: 'smtpsPort', env: 'POSTERN_SMTPS_PORT', type: { kind: 'port', allowZero: true }, default: '', doc: 'Implicit-TLS submission port (RFC 8314); off unless set. Needs the certificate.' },
+  { key: 'smtpsPort', env: 'POSTERN_SMTPS_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '', doc: 'Implicit-TLS submission port (RFC 8314); off unless set (0 picks a free port). Needs the certificate.' },
   { key: 'tlsCert', env: 'POSTERN_TLS_CERT', type: { kind: 'path', optional: true }, default: '', doc: 'PEM certificate chain for STARTTLS and the implicit-TLS port.' },
   { key: 'tlsKey', env: 'POSTERN_TLS_KEY', type: { kind: 'path', optional: true }, default: '', doc: 'PEM private key for POSTERN_TLS_CERT.' },
   { key: 'hostname', env: 'POSTERN_HOSTNAME', type: { kind: 'host' }, default: hostname(), doc: 'Name in the greeting, EHLO reply and Received headers (default: the OS hostname).' },
@@ -85,4 +85,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'queueLeaseMs', env: 'POSTERN_QUEUE_LEASE_MS', type: { kind: 'duration', min: 1000, max: 86400000 }, default: '300000', doc: 'How long a delivery lease lasts before the message returns to the queue.' },
   { key: 'maxPendingWrites', env: 'POSTERN_MAX_PENDING_WRITES', type: { kind: 'int', min: 1, max: 1000000 }, default: '5000', doc: 'Messages waiting for their commit at once; past it new messages get 452 4.3.1 (back-pressure, never loss).' },
   { key: 'mtPriorityUntrusted', env: 'POSTERN_MT_PRIORITY_UNTRUSTED', type: { kind: 'bool' }, default: 'false', doc: 'Honour a raised MT-PRIORITY from untrusted, unauthenticated clients (RFC 6710 §5 lets an MTA lower it; by default it is capped at 0).' },
+  { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
 ];

@@ -25,23 +25,22 @@ const TERMINATOR = Buffer.from('\r\n.\r\n', 'latin1');
 
 /*
  * The carry state: how much of "\r\n.\r\n" ends the bytes seen so far (the KMP state of that
- * needle). It is all the scanner carries across chunks, besides the length of the current line.
+ * needle). Besides the current line's length it is all that is carried across chunks.
  * begin() starts in S_LINE, as if a CRLF came just before DATA's first byte.
  *
- *            other                      '.'            CR             LF
- *   S_TEXT ───────────▶ S_TEXT  S_LINE ─────▶ S_DOT ─────▶ S_DOT_CR ─────▶ END (consume 5th byte)
- *     │ ▲                 ▲       ▲  │          │             │
- *     │ │ other           │       │  │ other    │ other       │ other (incl. LF in text)
- *  CR │ └── S_CR ─────────┘ LF    │  └─▶ TEXT   └─▶ TEXT      └─▶ bare CR: 'bad-newline'
- *     └───▶ (any CR, from any state, goes to S_CR; S_DOT's CR goes to S_DOT_CR)
- *            S_CR ──LF──▶ S_LINE;   S_CR ──other──▶ bare CR: 'bad-newline'
- *   An LF reached in S_TEXT, S_LINE or S_DOT is a bare LF: 'bad-newline'.
- *   S_DOT + other byte: the dot was stuffing; it is dropped and the byte is text.
+ *       ┌───────────────── other ─────────────────┐
+ *       ▼                                          │
+ *   S_TEXT ──CR──▶ S_CR ──LF──▶ S_LINE ──"."──▶ S_DOT ──CR──▶ S_DOT_CR ──LF──▶ END
+ *     ▲ ▲                        │   │                                 (5th byte consumed)
+ *     │ └──────── other ─────────┘   └──CR──▶ S_CR
+ *     └── S_DOT + other: the dot was stuffing; it is dropped and the byte is text
+ *
+ *   Refused (status 'bad-newline'): S_CR + not LF, S_DOT_CR + not LF (bare CR);
+ *   LF in S_TEXT, S_LINE or S_DOT (bare LF). Lines over maxLineBytes: 'line-too-long'.
  *
  * In the body, S_TEXT is handled in bulk (findControlByte jumps to the next CR/LF); the other
- * states last one or two bytes. At a chunk's end the state and the current line's length are
- * saved, and the next feed() resumes with them. After a problem the same states drive a
- * terminator-only search (indexOf of the needle, plus the carried partial match).
+ * states last a byte or two. After a problem the same five states drive a terminator-only
+ * search, with the refusals replaced by the plain KMP fallbacks (CR → S_CR, else S_TEXT).
  */
 const S_TEXT = 0; // inside a line
 const S_CR = 1; // "\r" (a CR, waiting for its LF)
@@ -116,9 +115,9 @@ export class DataScanner {
    * message has ended, returns `from` (nothing consumed) until begin(). Never throws.
    */
   feed(chunk: Buffer, from: number): number {
+    if (!(from > 0)) from = 0;
     if (this.#ended) return from;
     const end = chunk.length;
-    if (!(from > 0)) from = 0;
     if (from >= end) return -1;
     if (this.#status !== 'ok') return this.#skip(chunk, from, end, this.#state);
     return this.#scan(chunk, from, end);

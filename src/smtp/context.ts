@@ -1,6 +1,6 @@
 // What every SMTP session shares with its server: the frozen config, the queue, the users,
 // TLS, the network lists, the logger and the counters. Built once in server.ts.
-import type { SecureContext } from 'node:tls';
+import type { SecureContext, SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/schema.js';
 import type { Queue } from '../queue/store.js';
 import type { UserDb } from '../auth/users.js';
@@ -19,11 +19,17 @@ export interface SmtpCounters {
   tlsHandshakes: number;
 }
 
+export interface TlsSetup {
+  readonly options: SecureContextOptions;
+  readonly context: SecureContext;
+}
+
 export interface SessionContext {
   readonly config: Readonly<Config>;
   readonly queue: Queue;
   users: UserDb | null;
-  readonly secureContext: SecureContext | null;
+  /** Certificate and key as loaded (for the implicit-TLS server) and as one context (for STARTTLS). */
+  readonly tls: TlsSetup | null;
   readonly trusted: NetworkList;
   readonly localDomains: ReadonlySet<string>;
   readonly log: Logger;

@@ -32,8 +32,8 @@ export class SmtpServer {
     this.#plain = createServer({ noDelay: true, pauseOnConnect: false }, (sock) => this.#accept(sock, false));
     await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
     let smtpsPort: number | null = null;
-    if (c.smtpsPort !== 0 && this.ctx.secureContext) {
-      this.#implicit = createTlsServer({ secureContext: this.ctx.secureContext, handshakeTimeout: c.tlsHandshakeTimeoutMs }, (sock) => this.#accept(sock, true));
+    if (c.smtpsPort !== null && this.ctx.tls) {
+      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs }, (sock) => this.#accept(sock, true));
       this.#implicit.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
       await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
       smtpsPort = (this.#implicit.address() as AddressInfo).port;

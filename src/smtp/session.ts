@@ -213,7 +213,8 @@ export class Session {
 
   /** Feed one chunk from `pos` through the scanners until it is used up or a handler is pending. */
   #process(chunk: Buffer, pos: number): void {
-    while (pos < chunk.length) {
+    // A BDAT 0 chunk has no bytes to wait for: it completes even at the end of the input.
+    while (pos < chunk.length || (this.#mode === 'bdat' && this.bdat.remaining === 0)) {
       const mode = this.#mode;
       let r: Reply | Promise<Reply> | null;
       if (mode === 'data') {
@@ -326,7 +327,7 @@ export class Session {
     this.esmtp = false;
     this.tx = null;
     this.auth = null;
-    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.secureContext! });
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls!.context });
     const timer = setTimeout(() => {
       this.log.info('TLS handshake timeout');
       secure.destroy();

@@ -22,9 +22,10 @@ export class RawClient {
     this.#listen(socket);
   }
 
-  static async connect(port: number, opts: { tls?: boolean; host?: string } = {}): Promise<RawClient> {
+  static async connect(port: number, opts: { tls?: boolean; host?: string; localAddress?: string } = {}): Promise<RawClient> {
     const host = opts.host ?? '127.0.0.1';
-    const socket = opts.tls ? tlsConnect({ port, host, rejectUnauthorized: false }) : netConnect({ port, host });
+    const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
+    const socket = opts.tls ? tlsConnect({ port, host, rejectUnauthorized: false, ...local }) : netConnect({ port, host, ...local });
     await once(socket, opts.tls ? 'secureConnect' : 'connect');
     return new RawClient(socket);
   }

@@ -48,6 +48,16 @@ test('loadgen without pipelining gets the same result', async (t) => {
   assert.equal(sink.stats.messages, 20);
 });
 
+test('loadgen with one message per connection opens a connection for each', async (t) => {
+  const sink = await startSink({ port: 0 });
+  t.after(() => sink.close());
+  const r = await runLoad({ port: sink.port, messages: 12, size: 200, connections: 3, messagesPerConnection: 1, timeLimitMs: 30_000 });
+  assert.equal(r.accepted, 12);
+  assert.equal(r.connectionsOpened, 12);
+  assert.equal(r.replies['quit:221'], 12);
+  assert.equal(sink.stats.connections, 12);
+});
+
 test('the sink finds CRLF.CRLF split across reads, and after an empty message', async (t) => {
   const sink = await startSink({ port: 0 });
   t.after(() => sink.close());

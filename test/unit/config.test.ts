@@ -9,7 +9,7 @@ test('defaults', () => {
   const c = loadConfig({});
   assert.equal(c.smtpHost, '127.0.0.1');
   assert.equal(c.smtpPort, 2525);
-  assert.equal(c.smtpsPort, 0);
+  assert.equal(c.smtpsPort, null);
   assert.equal(c.dataDir, './data');
   assert.equal(c.maxMessageBytes, 25 * 1024 * 1024);
   assert.equal(c.idleTimeoutMs, 300000);

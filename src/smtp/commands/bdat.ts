@@ -24,7 +24,7 @@ export function bdat(s: Session, args: string): Reply | null {
   } else if (refuse !== null) {
     s.bdat.begin(); // read and drop into a fresh reader
   }
-  s.bdat.chunk(size);
+  s.bdat.chunk(size, last);
   s.bdatPending = { last, size, refuse };
   s.mode = 'bdat';
   return null;

@@ -39,7 +39,7 @@ export function capabilities(s: Session): string[] {
     'DSN',
     'MT-PRIORITY',
   ];
-  if (s.ctx.secureContext && !s.secure) lines.push('STARTTLS');
+  if (s.ctx.tls && !s.secure) lines.push('STARTTLS');
   if (authOffered(s)) lines.push('AUTH PLAIN LOGIN');
   lines.push('HELP');
   return lines;

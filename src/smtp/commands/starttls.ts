@@ -6,7 +6,7 @@ import type { Session } from '../session.js';
 
 export function starttls(s: Session, args: string): Reply {
   if (args !== '') return reply(501, '5.5.4', 'STARTTLS takes no arguments');
-  if (s.ctx.secureContext === null) return R.notImplemented;
+  if (s.ctx.tls === null) return R.notImplemented;
   if (s.secure) return R.alreadyTls;
   if (s.tx !== null) return R.badSequence;
   s.mode = 'tls';
