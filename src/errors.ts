@@ -6,6 +6,7 @@ export const ERRORS = {
   PST_ERR_QUEUE_WRITE: 'the queue could not durably store a message (disk or map full, or I/O error)',
   PST_ERR_QUEUE_CLOSED: 'the queue is closed',
   PST_ERR_QUEUE_NOT_FOUND: 'no message with that id in the queue',
+  PST_ERR_QUEUE_LEASE_LOST: 'the message is leased by another owner (this lease expired and was taken)',
   PST_ERR_QUEUE_CORRUPT: 'a queue record broke an invariant',
   PST_ERR_AUTH_USERS_FILE: 'the AUTH users file could not be read or parsed',
   PST_ERR_TLS_FILES: 'the TLS certificate or key could not be loaded',

@@ -21,6 +21,14 @@ export function makeId(timeMs: number, seq: number): string {
   return base32(timeMs, TIME_CHARS) + base32(seq, SEQ_CHARS);
 }
 
+/** The sequence number inside an id made by makeId (undefined when it is not one). */
+export function seqOfId(id: string): number | undefined {
+  if (!/^[0-9a-v]{16,}$/.test(id)) return undefined;
+  let n = 0;
+  for (let i = TIME_CHARS; i < id.length; i++) n = n * 32 + DIGITS.indexOf(id[i]!);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 /** Cheap shape check for ids handed in from outside (CLI, admin tools). */
 export function isId(s: string): boolean {
   return /^[0-9a-v]{16,}$/.test(s);

@@ -1,10 +1,6 @@
-// The stored form of a message record: one msgpackr Packr whose shared structures are a code
-// constant, and the builders that give every record the same key order so it hits them.
-// Why a constant and not lmdb-js's sharedStructuresKey: structures learned at run time must be
-// saved durably before any record that uses them, and a structure minted inside a transaction
-// that then fails would be lost while records keep pointing at it. A fixed, append-only list
-// is never written, never lost; an unexpected shape still encodes (msgpackr writes its record
-// definition inline in that one value), it is only bigger.
+// The stored form of a message record: one msgpackr Packr whose shared structures are a
+// code constant, and the builders that give every record the same keys in the same order so
+// that it hits them. Records hold no Buffers (the body lives in its own sub-database).
 import { Packr } from 'msgpackr';
 import type {
   EnvelopeInput,
@@ -17,6 +13,11 @@ import type {
   ReplyRecord,
 } from './types.js';
 
+// Why a constant and not lmdb-js's sharedStructuresKey: structures learned at run time must
+// be saved durably before any record that uses them, and one minted inside a transaction that
+// then fails would be lost while records keep pointing at it. A fixed list is never written,
+// never lost; an unexpected shape still encodes (msgpackr writes its key list inline in that
+// one value), it is only bigger.
 // APPEND-ONLY. Stored records refer to these by index (record ids 0x40 + i): never reorder,
 // rename or remove an entry, only add new ones at the end.
 const MESSAGE_KEYS = [

@@ -9,7 +9,7 @@ import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CounterDelta, readCounters } from './counters.js';
 import { FairRotation } from './fairness.js';
-import { makeId } from './ids.js';
+import { makeId, seqOfId } from './ids.js';
 import {
   COUNTER,
   LAYOUT_VERSION,
@@ -214,7 +214,7 @@ export class Queue {
    * Buffer(s) must not be modified until the promise settles: a single Buffer is handed to
    * LMDB as is, an array is concatenated once.
    */
-  async enqueue(env: EnvelopeInput, body: Buffer | Buffer[]): Promise<string> {
+  async enqueue(env: EnvelopeInput, body: Buffer | Buffer[], reservedId?: string): Promise<string> {
     if (this.closed) throw closedError();
     const priority = checkEnvelope(env);
     const bytes = toBody(body);
@@ -222,8 +222,17 @@ export class Queue {
     const receivedAt = Math.floor(now);
     const nextAttemptAt =
       env.notBefore !== undefined && env.notBefore > receivedAt ? Math.ceil(env.notBefore) : receivedAt;
-    const seq = ++this.seq;
-    const id = makeId(receivedAt, seq);
+    let seq: number;
+    let id: string;
+    if (reservedId === undefined) {
+      seq = ++this.seq;
+      id = makeId(receivedAt, seq);
+    } else {
+      const s = seqOfId(reservedId);
+      if (s === undefined || s > this.seq) throw new RangeError(`enqueue: ${reservedId} is not an id from reserveId()`);
+      seq = s;
+      id = reservedId;
+    }
     const rec = makeMessage(env, id, seq, priority, receivedAt, nextAttemptAt, bytes.length);
     const packed = encodeRecord(rec);
     this.inflight++;
@@ -245,6 +254,16 @@ export class Queue {
     this.st.messagesCommitted++;
     this.st.bytesCommitted += bytes.length + packed.length;
     return id;
+  }
+
+  /**
+   * Reserve the id a later enqueue(env, body, id) will store the message under, so the SMTP
+   * session can name it in the Received header before the body is complete (as Postfix's
+   * queue id). An id reserved and never used leaves a harmless gap in the sequence.
+   */
+  reserveId(): string {
+    if (this.closed) throw closedError();
+    return makeId(Math.floor(this.clock()), ++this.seq);
   }
 
   /**
@@ -338,14 +357,14 @@ export class Queue {
    * attempts+1. If no recipient is pending any more the record and body are deleted and the
    * final record is returned (for DSNs); else it is 'ready' again (still 'held' if held) with
    * nextAttemptAt = the earliest retryAt of this call's deferrals, or now if there is none.
-   * With `owner`, a message leased by someone else is refused (PST_ERR_QUEUE_NOT_FOUND: the
+   * With `owner`, a message leased by someone else is refused (PST_ERR_QUEUE_LEASE_LOST: the
    * caller's lease is gone); a message whose lease expired and was not re-leased is accepted.
    */
   settle(id: string, outcomes: RecipientOutcome[], owner?: string): Promise<MessageRecord | null> {
     return this.write('settle', () => {
       const rec = this.load(id);
       if (owner !== undefined && rec.state === 'leased' && rec.lease?.owner !== owner) {
-        throw new PosternError('PST_ERR_QUEUE_NOT_FOUND', `message ${id} is leased by ${rec.lease?.owner ?? '?'}, not ${owner}`);
+        throw new PosternError('PST_ERR_QUEUE_LEASE_LOST', `message ${id} is leased by ${rec.lease?.owner ?? '?'}, not ${owner}`);
       }
       for (const o of outcomes) {
         if (!rec.recipients.some((r) => r.address === o.address)) {

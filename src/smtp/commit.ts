@@ -2,7 +2,6 @@
 // the one copy of the body, and hand it to the queue. The 250 is sent only once the queue's
 // commit is on disk; any failure to store answers 452 4.3.1, never 250 (RFC 5321 §4.5.3.1.10,
 // RFC 3463 X.3.1). Back-pressure: too many messages waiting for their commit answers 452 too.
-import { randomBytes } from 'node:crypto';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { EnvelopeInput } from '../queue/store.js';
 import { receivedHeader } from './received.js';
@@ -23,7 +22,14 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     return R.queueFailed;
   }
   s.transactions++;
-  const traceId = `${s.id}.${s.transactions}${randomBytes(2).toString('hex')}`;
+  let id: string;
+  try {
+    id = ctx.queue.reserveId();
+  } catch (err) {
+    source.takeBody();
+    s.log.error({ err }, 'queue unavailable: 452');
+    return R.queueFailed;
+  }
   const received = receivedHeader({
     helo: s.helo ?? '',
     ip: s.ip,
@@ -32,7 +38,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     tls: s.secure ? s.tlsInfo : undefined,
     authUser: s.authUser,
     utf8: tx.smtputf8,
-    id: traceId,
+    id,
     recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
   });
   const body = source.takeBody(received);
@@ -49,18 +55,18 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   if (tx.bodyType !== undefined) env.bodyType = tx.bodyType;
   if (tx.declaredSize !== undefined) env.declaredSize = tx.declaredSize;
   ctx.pendingWrites++;
-  return ctx.queue.enqueue(env, body).then(
-    (id) => {
+  return ctx.queue.enqueue(env, body, id).then(
+    () => {
       ctx.pendingWrites--;
       ctx.counters.messagesAccepted++;
       ctx.counters.bytesAccepted += body.length;
-      s.log.info({ id, trace: traceId, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
+      s.log.info({ id, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
       return reply(250, '2.0.0', `Ok: queued as ${id}`);
     },
     (err: unknown) => {
       ctx.pendingWrites--;
       ctx.counters.messagesRejected++;
-      s.log.error({ err, trace: traceId }, 'queue write failed: 452');
+      s.log.error({ err, id }, 'queue write failed: 452');
       return R.queueFailed;
     },
   );

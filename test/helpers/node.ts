@@ -1,7 +1,8 @@
 // Start a real postern node for a test: temp data dir, port 0 on 127.0.0.1, silent logs,
 // closed (and the folder removed) in t.after.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir as osTmpdir } from 'node:os';
+import { tmpdir } from './tmpdir.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
@@ -9,14 +10,10 @@ import { loadConfig } from '../../src/config/load.js';
 import { startNode, type PosternNode } from '../../src/main.js';
 import { silentLogger } from '../../src/log/logger.js';
 
-export function tempDir(t: TestContext, prefix = 'postern-test-'): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tmpdir as tempDir } from './tmpdir.js';
 
 export async function startTestNode(t: TestContext, env: Record<string, string> = {}): Promise<PosternNode> {
-  const dir = tempDir(t);
+  const dir = mkdtempSync(join(osTmpdir(), 'postern-node-'));
   const config = loadConfig({
     POSTERN_SMTP_HOST: '127.0.0.1',
     POSTERN_SMTP_PORT: '0',
@@ -26,14 +23,24 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
     POSTERN_SHUTDOWN_TIMEOUT_MS: '2000',
     ...env,
   });
-  const node = await startNode(config, silentLogger());
-  t.after(() => node.close());
+  let node: PosternNode;
+  try {
+    node = await startNode(config, silentLogger());
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  // Close the node before its folder goes.
+  t.after(async () => {
+    await node.close();
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  });
   return node;
 }
 
 /** A self-signed certificate made with openssl for this test only. */
 export function makeCert(t: TestContext): { cert: string; key: string } {
-  const dir = tempDir(t, 'postern-cert-');
+  const dir = tmpdir(t, 'postern-cert-');
   const cert = join(dir, 'cert.pem');
   const key = join(dir, 'key.pem');
   execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=mx.test.example'], { stdio: 'ignore' });
@@ -41,7 +48,7 @@ export function makeCert(t: TestContext): { cert: string; key: string } {
 }
 
 export function writeFile(t: TestContext, name: string, text: string): string {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const p = join(dir, name);
   writeFileSync(p, text);
   return p;

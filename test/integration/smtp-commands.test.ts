@@ -97,6 +97,7 @@ test('a message is queued with its envelope, a Received header and the exact bod
   assert.equal(m.client?.ip, '127.0.0.1');
   const body = node.queue.withBody(id, (b) => b.toString('latin1'));
   assert.match(body, /^Received: from client\.example \(\[127\.0\.0\.1\]\)\r\n\tby mx\.test\.example \(postern\) with ESMTP id \S+;\r\n\t\w{3}, \d\d \w{3} \d{4} [\d:]{8} \+0000\r\n/);
+  assert.ok(body.includes(` id ${id};\r\n`), 'the Received header names the queue id');
   const afterReceived = body.slice(body.indexOf('Subject:'));
   assert.equal(afterReceived, 'Subject: hi\r\n\r\nline one\r\n.dotted\r\n.\r\n');
 });
@@ -413,4 +414,19 @@ test('graceful shutdown: idle sessions get 421 4.3.2, a transaction in flight co
   const after = await busy.cmd('MAIL FROM:<a@example.com>');
   assert.equal(after.code, 421);
   await closing;
+});
+
+test('a queue that cannot store the message answers 452 4.3.1, never 250', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  await node.queue.close(); // every write now fails
+  const r = await c.cmd('Subject: x\r\n\r\nbody\r\n.');
+  assert.equal(r.code, 452);
+  assert.match(r.text, /^4\.3\.1 /);
+  assert.equal(node.ctx.counters.messagesAccepted, 0);
 });

@@ -1,9 +1,7 @@
-// The queue's failure behaviour, in child processes of this same file:
-//  - a real write failure (the data file hits RLIMIT_FSIZE via `ulimit -f`, so LMDB's writes
-//    fail with an I/O error) rejects enqueue with PST_ERR_QUEUE_WRITE, loses no acknowledged
-//    message and does not crash the process (lmdb-js drops a commit promise that would
-//    otherwise reject unhandled);
-//  - SIGKILL in the middle of a stream of enqueues loses nothing that was acknowledged.
+// The queue's failure behaviour, in child processes of this same file: a real write failure
+// (`ulimit -f` makes LMDB's writes fail with EIO) rejects enqueue with PST_ERR_QUEUE_WRITE,
+// loses nothing acknowledged and does not crash the process (lmdb-js drops a commit promise
+// that would reject unhandled); SIGKILL amid a stream of enqueues loses nothing acknowledged.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -85,7 +83,10 @@ interface ChildRun {
   signal: NodeJS.Signals | null;
   lines: string[];
   stderr: string;
+  timedOut: boolean;
 }
+
+const CHILD_TIMEOUT_MS = 30_000;
 
 function runChild(mode: string, dir: string, shell: string, killAfterAcks?: number): Promise<ChildRun> {
   return new Promise((resolve, reject) => {
@@ -110,8 +111,17 @@ function runChild(mode: string, dir: string, shell: string, killAfterAcks?: numb
     });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (c: string) => (stderr += c));
+    // A child that hangs (e.g. lmdb-js dying on an unhandled rejection does not always exit)
+    // fails the test instead of stalling the run.
+    const watchdog = setTimeout(() => {
+      stderr += `\n[killed by the test after ${CHILD_TIMEOUT_MS} ms]`;
+      child.kill('SIGKILL');
+    }, CHILD_TIMEOUT_MS);
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, lines, stderr }));
+    child.on('close', (code, signal) => {
+      clearTimeout(watchdog);
+      resolve({ code, signal, lines, stderr, timedOut: stderr.includes('[killed by the test') });
+    });
   });
 }
 
@@ -133,6 +143,7 @@ if (MODE === 'fill') {
     const dir = tmpdir(t);
     // 4 MiB file size limit for the child only (bash's ulimit -f counts KiB).
     const run = await runChild('fill', dir, 'ulimit -f 4096 &&');
+    assert.equal(run.timedOut, false, run.stderr);
     assert.equal(run.signal, null, run.stderr);
     assert.equal(run.code, 0, `child exit (an unhandled rejection would make it 1):\n${run.stderr}`);
     const resultLine = run.lines.find((l) => l.startsWith('RESULT '));
@@ -161,6 +172,7 @@ if (MODE === 'fill') {
   test('SIGKILL during a stream of enqueues: everything acknowledged is there after restart', async (t) => {
     const dir = tmpdir(t);
     const run = await runChild('stream', dir, '', 300);
+    assert.equal(run.timedOut, false, run.stderr);
     assert.equal(run.signal, 'SIGKILL', run.stderr);
     const acked = acks(run.lines);
     assert.ok(acked.size >= 300);

@@ -319,7 +319,7 @@ test('leases expire: reclaimExpired and reopen return them to ready', async (t) 
   const again = await q.lease({ limit: 5, owner: 'w3' });
   assert.deepEqual(again.map((r) => r.id), [b]);
   // The old owner's settle is refused now that w3 holds the lease; w3's is accepted.
-  await assert.rejects(q.settle(b, [{ address: 'b@x.example', outcome: 'delivered' }], 'w2'), isCode('PST_ERR_QUEUE_NOT_FOUND'));
+  await assert.rejects(q.settle(b, [{ address: 'b@x.example', outcome: 'delivered' }], 'w2'), isCode('PST_ERR_QUEUE_LEASE_LOST'));
   assert.equal(q.get(b)!.state, 'leased');
   await q.close();
   // Crash-like restart after both leases ran out: open() reclaims them.
@@ -557,4 +557,18 @@ test('records of every shape round-trip (structures are a code constant, other s
   const back = q.get(id) as MessageRecord;
   assert.deepEqual(back, r);
   assert.equal(back.recipients[0]!.lastReply!.at, T0 + 2 ** 40 + 1, 'large integers survive');
+});
+
+test('reserveId: the id named before the body is complete is the id stored', async (t) => {
+  const { Queue } = await import('../../src/queue/store.js');
+  const dir = (await import('../helpers/tmpdir.js')).tmpdir(t);
+  const q = Queue.open({ path: dir });
+  t.after(() => q.close());
+  const reserved = q.reserveId();
+  const other = await q.enqueue({ sender: '', recipients: [{ address: 'a@x.example' }] }, Buffer.from('first'));
+  const id = await q.enqueue({ sender: '', recipients: [{ address: 'b@x.example' }] }, Buffer.from('second'), reserved);
+  assert.equal(id, reserved);
+  assert.notEqual(other, reserved);
+  assert.equal(q.withBody(reserved, (b) => b.toString()), 'second');
+  await assert.rejects(q.enqueue({ sender: '', recipients: [{ address: 'b@x.example' }] }, Buffer.from('x'), 'zzz'), RangeError);
 });
