@@ -91,6 +91,7 @@ export class Session {
   }
 
   greet(): void {
+    this.log.info({ port: this.port, tls: this.secure, trusted: this.trusted }, 'connect');
     this.send(reply(220, '', `${this.ctx.config.hostname} ESMTP postern`));
     this.flush();
   }
@@ -199,6 +200,7 @@ export class Session {
     this.#mode = 'closed';
     if (this.#reported) return;
     this.#reported = true;
+    this.log.info({ messages: this.transactions, errors: this.errors, auth: this.authUser }, 'disconnect');
     this.#onClose(this);
   };
 
