@@ -49,7 +49,7 @@ test('swaks with STARTTLS, AUTH PLAIN and PIPELINING', { skip: missing(SWAKS) },
 
 test('Postfix smtp-source: 200 messages over 4 reused sessions', { skip: missing(SMTP_SOURCE) }, async (t) => {
   const node = await startTestNode(t);
-  const r = await run(SMTP_SOURCE, ['-s', '4', '-m', '200', '-l', '2048', '-f', 'src@example.org', '-t', 'dst@example.com', `127.0.0.1:${node.ports.smtpPort}`]);
+  const r = await run(SMTP_SOURCE, ['-d', '-s', '4', '-m', '200', '-l', '2048', '-f', 'src@example.org', '-t', 'dst@example.com', `127.0.0.1:${node.ports.smtpPort}`]);
   assert.equal(r.code, 0, r.out);
   assert.equal(node.queue.counts().total, 200);
 });
