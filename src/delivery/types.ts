@@ -1,0 +1,59 @@
+// The shapes shared by the delivery side: where a recipient goes (Destination), what a
+// transport is asked to do (DeliveryRequest) and what it answers per recipient
+// (RecipientResult). Transports never touch the queue; the scheduler settles their results.
+import type { MessageRecord, Recipient, ReplyRecord } from '../queue/store.js';
+
+export type TlsPolicy = 'opportunistic' | 'required' | 'none';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * Where a group of recipients is delivered. `key` identifies the destination for pooling,
+ * throttling and circuit breaking (e.g. "smtp:mx1.example.org:25", "lmtp:127.0.0.1:24").
+ */
+export type Destination =
+  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string }
+  | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy }
+  | { kind: 'maildir'; key: string; root: string }
+  | { kind: 'webhook'; key: string; url: string }
+  | { kind: 'bounce'; key: string; reply: ReplyRecord };
+
+export interface DeliveryRequest {
+  /** The queue record (envelope, DSN parameters, smtputf8, bodyType). */
+  message: MessageRecord;
+  /** Only the recipients bound for this destination, all pending. */
+  recipients: Recipient[];
+  /**
+   * The bytes to send: the queued body with the worker stage's additions (a DKIM signature
+   * from the workers issue) already prepended. Owned by the request (a copy out of LMDB);
+   * transports must not modify it.
+   */
+  body: Buffer;
+}
+
+/** One recipient's outcome. `transient` decides defer (true) or bounce (false). */
+export interface RecipientResult {
+  address: string;
+  ok: boolean;
+  transient: boolean;
+  reply: ReplyRecord;
+}
+
+export interface Transport {
+  /** Never rejects for a delivery failure: every recipient gets a result. */
+  deliver(dest: Destination, req: DeliveryRequest): Promise<RecipientResult[]>;
+  /** Close idle connections and pools. */
+  close(): Promise<void>;
+}
+
+/** Build a reply record; the retry logic reads code/enhanced/transient, never the text. */
+export function replyRecord(code: number | undefined, enhanced: string | undefined, text: string, command: string | undefined, destination: string): ReplyRecord {
+  const r: ReplyRecord = { text, destination, at: Date.now(), transient: code === undefined || (code >= 400 && code < 500) };
+  if (code !== undefined) r.code = code;
+  if (enhanced !== undefined) r.enhanced = enhanced;
+  if (command !== undefined) r.command = command;
+  return r;
+}
