@@ -100,6 +100,9 @@ function waitAtMost<T>(p: PromiseLike<T>, ms: number): Promise<T | undefined> {
   });
 }
 
+/** The largest time a Date can hold: every lease expires before it. */
+const MAX_TIME_MS = 8.64e15;
+
 export class Queue {
   private readonly env: RootDatabase;
   private readonly messages: Database<Buffer, string>;
@@ -463,6 +466,15 @@ export class Queue {
   /** Return every lease with expiresAt <= now to 'ready' (a range read of the lease index). */
   reclaimExpired(): Promise<number> {
     return this.write('reclaim', () => this.reclaimIn(Math.floor(this.clock())));
+  }
+
+  /**
+   * Return every leased message to ready, whoever holds it. For a node starting up as the
+   * only deliverer of this folder: its previous incarnation's leases are all dead, and
+   * waiting for them to expire would delay that mail by up to a lease time.
+   */
+  releaseAllLeases(): Promise<number> {
+    return this.write('reclaim', () => this.reclaimIn(MAX_TIME_MS));
   }
 
   /** Inside a write transaction: reclaim expired leases, returns how many. */

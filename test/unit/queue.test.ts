@@ -572,3 +572,17 @@ test('reserveId: the id named before the body is complete is the id stored', asy
   assert.equal(q.withBody(reserved, (b) => b.toString()), 'second');
   await assert.rejects(q.enqueue({ sender: '', recipients: [{ address: 'b@x.example' }] }, Buffer.from('x'), 'zzz'), RangeError);
 });
+
+test('releaseAllLeases returns every leased message to ready at once', async (t) => {
+  const { Queue } = await import('../../src/queue/store.js');
+  const dir = (await import('../helpers/tmpdir.js')).tmpdir(t);
+  const q = Queue.open({ path: dir });
+  t.after(() => q.close());
+  for (let i = 0; i < 3; i++) await q.enqueue({ sender: '', recipients: [{ address: `r${i}@x.example` }] }, Buffer.from('m'));
+  const leased = await q.lease({ limit: 2, owner: 'dead-node' });
+  assert.equal(leased.length, 2);
+  assert.equal(q.counts().byState.leased, 2);
+  assert.equal(await q.releaseAllLeases(), 2);
+  assert.deepEqual(q.counts().byState, { ready: 3, scheduled: 0, leased: 0, held: 0 });
+  assert.equal((await q.lease({ limit: 5, owner: 'new-node' })).length, 3);
+});

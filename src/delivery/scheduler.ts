@@ -1,0 +1,277 @@
+// The delivery scheduler: leases due messages from the queue, routes each pending recipient
+// to a Destination, delivers the recipients of one message that share a destination in one
+// transaction, and settles every outcome back into the queue: delivered, deferred with
+// backoff (4xx, timeouts, network errors) until the queue lifetime ends, or failed (5xx) with
+// one RFC 3464 bounce per message for all its failed recipients.
+//
+// Where delivery runs: sockets live in this one I/O thread (the event loop multiplexes
+// thousands of connections, and a destination's pool must be shared by every message bound
+// there); CPU work (signing, filtering) belongs in the worker pool, behind `prepareBody`,
+// the seam where the worker stage's additions are applied to the bytes sent.
+import { hostname as osHostname } from 'node:os';
+import type { Queue, MessageRecord, Recipient, RecipientOutcome, ReplyRecord } from '../queue/store.js';
+import type { Logger } from '../log/logger.js';
+import type { Destination, RecipientResult, Transport } from './types.js';
+
+/** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
+export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
+
+export interface DestinationGate {
+  /** ms to wait before the next message may go to this destination (throttle); 0 = now. */
+  delayMs(key: string, now: number): number;
+  /** False while the destination's circuit is open: defer without trying. */
+  canAttempt(key: string, now: number): boolean;
+  /** After a delivery: connection-level failures (connect, greeting 421, timeout) trip the breaker. */
+  record(key: string, outcome: 'ok' | 'connection-failure' | 'other', now: number): void;
+}
+
+export interface BounceSink {
+  /** Build and enqueue the DSN for these recipients (null sender, never for a null-sender message). */
+  bounce(message: MessageRecord, items: Array<{ recipient: Recipient; reply: ReplyRecord; action: 'failed' | 'delayed' }>, originalBody: Buffer): Promise<string | null>;
+}
+
+export interface DeliveryCounters {
+  attempts: number;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  bouncesSent: number;
+  inFlight: number;
+}
+
+export interface SchedulerOptions {
+  queue: Queue;
+  log: Logger;
+  route: (domain: string) => Promise<RouteResult>;
+  transports: Partial<Record<Destination['kind'], Transport>>;
+  gate?: DestinationGate;
+  bounces?: BounceSink;
+  /** Retry time for a recipient that has now failed `attempts` times. */
+  retryAt: (attempts: number, now: number) => number;
+  maxQueueLifetimeMs: number;
+  /** Messages delivered at once, across all destinations. */
+  maxConcurrency: number;
+  leaseMs: number;
+  pollIntervalMs?: number;
+  /** The seam for the worker stage (DKIM signature, …): returns the bytes to send. */
+  prepareBody?: (message: MessageRecord, body: Buffer) => Buffer | Promise<Buffer>;
+  now?: () => number;
+  owner?: string;
+}
+
+const CONNECTION_COMMANDS = new Set(['CONNECT', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'TLS']);
+
+export class Scheduler {
+  readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0 };
+  readonly #o: SchedulerOptions;
+  readonly #owner: string;
+  readonly #now: () => number;
+  #running = false;
+  #loop: Promise<void> | null = null;
+  #wake: (() => void) | null = null;
+  #reclaimTimer: NodeJS.Timeout | null = null;
+  readonly #inflight = new Set<Promise<void>>();
+  #slotFreed: (() => void) | null = null;
+
+  constructor(options: SchedulerOptions) {
+    this.#o = options;
+    this.#owner = options.owner ?? `${osHostname()}:${process.pid}:${Date.now().toString(36)}`;
+    this.#now = options.now ?? Date.now;
+  }
+
+  async start(): Promise<void> {
+    if (this.#running) return;
+    this.#running = true;
+    // This node is the only deliverer of its folder: leases of a previous run are dead.
+    const back = await this.#o.queue.releaseAllLeases();
+    if (back > 0) this.#o.log.info({ messages: back }, 'leases of the previous run returned to the queue');
+    this.#reclaimTimer = setInterval(() => void this.#o.queue.reclaimExpired().catch(() => {}), Math.max(1000, this.#o.leaseMs / 4)).unref();
+    this.#loop = this.#run();
+  }
+
+  /** New mail was queued: look now instead of at the next poll. */
+  wake(): void {
+    const w = this.#wake;
+    this.#wake = null;
+    w?.();
+  }
+
+  /** Stop leasing, wait for deliveries in flight (their outcomes are settled), close transports. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    if (this.#reclaimTimer) clearInterval(this.#reclaimTimer);
+    this.wake();
+    this.#slotFreed?.();
+    await this.#loop;
+    await Promise.allSettled([...this.#inflight]);
+    await Promise.allSettled(Object.values(this.#o.transports).map((t) => t!.close()));
+  }
+
+  async #run(): Promise<void> {
+    const poll = this.#o.pollIntervalMs ?? 1000;
+    while (this.#running) {
+      const free = this.#o.maxConcurrency - this.#inflight.size;
+      if (free <= 0) {
+        await new Promise<void>((r) => (this.#slotFreed = r));
+        continue;
+      }
+      let batch: MessageRecord[] = [];
+      try {
+        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs });
+      } catch (err) {
+        if (!this.#running) break;
+        this.#o.log.error({ err }, 'lease failed');
+      }
+      for (const m of batch) {
+        const p = this.#deliverMessage(m).catch((err: unknown) => this.#o.log.error({ err, id: m.id }, 'delivery crashed; the lease will expire and the message return'));
+        this.#inflight.add(p);
+        void p.finally(() => {
+          this.#inflight.delete(p);
+          const f = this.#slotFreed;
+          this.#slotFreed = null;
+          f?.();
+        });
+      }
+      if (batch.length === 0 && this.#running) {
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, poll);
+          this.#wake = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+      }
+    }
+  }
+
+  async #deliverMessage(m: MessageRecord): Promise<void> {
+    const o = this.#o;
+    this.counters.inFlight++;
+    try {
+      const pending = m.recipients.filter((r) => r.state === 'pending');
+      // Route per domain, then group by destination key: one transaction per destination.
+      const byDomain = new Map<string, Recipient[]>();
+      for (const r of pending) {
+        const list = byDomain.get(r.domain);
+        if (list) list.push(r);
+        else byDomain.set(r.domain, [r]);
+      }
+      const groups = new Map<string, { dest: RouteResult; recipients: Recipient[] }>();
+      await Promise.all(
+        [...byDomain].map(async ([domain, rcpts]) => {
+          let dest: RouteResult;
+          try {
+            dest = await o.route(domain);
+          } catch (err) {
+            dest = { kind: 'defer', reply: { text: `routing failed: ${(err as Error).message}`, transient: true, enhanced: '4.4.3', command: 'ROUTE' } };
+          }
+          const key = dest.kind === 'defer' ? `defer:${domain}` : dest.key;
+          const g = groups.get(key);
+          if (g) g.recipients.push(...rcpts);
+          else groups.set(key, { dest, recipients: rcpts });
+        }),
+      );
+      let body: Buffer | null = null;
+      const getBody = async (): Promise<Buffer> => {
+        if (body === null) {
+          const copy = o.queue.withBody(m.id, (b) => Buffer.from(b)); // the view dies with the call: one copy
+          body = o.prepareBody ? await o.prepareBody(m, copy) : copy;
+        }
+        return body;
+      };
+      const results = await Promise.all([...groups.values()].map((g) => this.#deliverGroup(m, g.dest, g.recipients, getBody)));
+      await this.#settle(m, results.flat());
+    } finally {
+      this.counters.inFlight--;
+    }
+  }
+
+  async #deliverGroup(m: MessageRecord, dest: RouteResult, recipients: Recipient[], getBody: () => Promise<Buffer>): Promise<RecipientResult[]> {
+    const all = (ok: boolean, transient: boolean, reply: ReplyRecord): RecipientResult[] => recipients.map((r) => ({ address: r.address, ok, transient, reply }));
+    if (dest.kind === 'defer') return all(false, true, dest.reply);
+    if (dest.kind === 'bounce') return all(false, false, dest.reply);
+    const transport = this.#o.transports[dest.kind];
+    if (!transport) return all(false, true, { text: `no transport for ${dest.kind} destinations`, enhanced: '4.3.5', transient: true, destination: dest.key });
+    const gate = this.#o.gate;
+    let now = this.#now();
+    if (gate && !gate.canAttempt(dest.key, now)) {
+      return all(false, true, { text: `destination ${dest.key} is backing off after repeated connection failures`, enhanced: '4.4.1', transient: true, destination: dest.key, command: 'CONNECT' });
+    }
+    if (gate) {
+      for (let wait = gate.delayMs(dest.key, now); wait > 0 && this.#running; wait = gate.delayMs(dest.key, (now = this.#now()))) {
+        await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
+      }
+    }
+    this.counters.attempts++;
+    const results = await transport.deliver(dest, { message: m, recipients, body: await getBody() });
+    if (gate) {
+      const connFail = results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
+      gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.ok) ? 'ok' : 'other', this.#now());
+    }
+    return results;
+  }
+
+  async #settle(m: MessageRecord, results: RecipientResult[]): Promise<void> {
+    const o = this.#o;
+    const now = this.#now();
+    const expired = now - m.receivedAt >= o.maxQueueLifetimeMs;
+    const byAddress = new Map(m.recipients.map((r) => [r.address, r]));
+    const outcomes: RecipientOutcome[] = [];
+    const failed: Array<{ recipient: Recipient; reply: ReplyRecord; action: 'failed' }> = [];
+    for (const r of results) {
+      const rcpt = byAddress.get(r.address)!;
+      let reply = r.reply;
+      let outcome: RecipientOutcome['outcome'];
+      if (r.ok) outcome = 'delivered';
+      else if (!r.transient) outcome = 'failed';
+      else if (expired) {
+        outcome = 'failed';
+        reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${Math.round((now - m.receivedAt) / 3600000)} h; last error: ${reply.text}` };
+      } else outcome = 'deferred';
+      if (outcome === 'deferred') {
+        const retryAt = o.retryAt(rcpt.attempts + 1, now);
+        outcomes.push({ address: r.address, outcome, retryAt, reply });
+        this.counters.deferred++;
+      } else {
+        outcomes.push({ address: r.address, outcome, reply });
+        if (outcome === 'delivered') this.counters.delivered++;
+        else {
+          this.counters.bounced++;
+          failed.push({ recipient: rcpt, reply, action: 'failed' });
+        }
+      }
+      o.log.info(
+        { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, reply: reply.text, attempts: rcpt.attempts + 1, queuedMs: now - m.receivedAt },
+        outcome,
+      );
+    }
+    // The bounce is queued before the outcomes are settled: a crash in between can send a
+    // bounce twice, never lose one (settling last deletes the body the bounce quotes).
+    if (failed.length > 0 && o.bounces) {
+      try {
+        const original = o.queue.withBody(m.id, (b) => Buffer.from(b));
+        const id = await o.bounces.bounce(m, failed, original);
+        if (id !== null) {
+          this.counters.bouncesSent++;
+          o.log.info({ id: m.id, bounce: id, rcpts: failed.length }, 'bounce queued');
+          this.wake();
+        }
+      } catch (err) {
+        // Keep the failures pending rather than lose the bounce: try again later.
+        o.log.error({ err, id: m.id }, 'bounce could not be queued; recipients deferred');
+        const retryAt = now + 300_000;
+        for (let i = 0; i < outcomes.length; i++) {
+          const oc = outcomes[i]!;
+          if (oc.outcome === 'failed') outcomes[i] = { address: oc.address, outcome: 'deferred', retryAt, ...(oc.reply ? { reply: oc.reply } : {}) };
+        }
+      }
+    }
+    try {
+      await o.queue.settle(m.id, outcomes, this.#owner);
+    } catch (err) {
+      // Our lease was lost (expired and taken): the other owner's outcome stands.
+      o.log.warn({ err, id: m.id }, 'settle refused');
+    }
+  }
+}
