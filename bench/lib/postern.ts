@@ -66,6 +66,7 @@ export async function startPostern(opts: PosternOptions): Promise<PosternProcess
     POSTERN_HOSTNAME: 'postern-bench.localdomain',
     POSTERN_MAX_CONNECTIONS_PER_IP: '100000',
     POSTERN_MAX_CONNECTIONS: '100000',
+    POSTERN_DELIVERY: 'off', // accept only: the bench measures the durable accept path
     ...opts.env,
   };
   const child = spawn(process.execPath, [cli, 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });

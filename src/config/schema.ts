@@ -54,6 +54,17 @@ export interface Config {
   maxPendingWrites: number;
   mtPriorityUntrusted: boolean;
   statsIntervalMs: number;
+  delivery: 'off' | 'routes' | 'mx';
+  routes: string;
+  smarthost: string;
+  tlsPolicy: 'opportunistic' | 'required' | 'none';
+  destMaxConnections: number;
+  destMaxMessagesPerConnection: number;
+  destIdleTimeoutMs: number;
+  destRate: string;
+  deliveryConcurrency: number;
+  retrySchedule: string;
+  maxQueueLifetimeMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -86,4 +97,15 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxPendingWrites', env: 'POSTERN_MAX_PENDING_WRITES', type: { kind: 'int', min: 1, max: 1000000 }, default: '5000', doc: 'Messages waiting for their commit at once; past it new messages get 452 4.3.1 (back-pressure, never loss).' },
   { key: 'mtPriorityUntrusted', env: 'POSTERN_MT_PRIORITY_UNTRUSTED', type: { kind: 'bool' }, default: 'false', doc: 'Honour a raised MT-PRIORITY from untrusted, unauthenticated clients (RFC 6710 §5 lets an MTA lower it; by default it is capped at 0).' },
   { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
+  { key: 'delivery', env: 'POSTERN_DELIVERY', type: { kind: 'enum', values: ['off', 'routes', 'mx'] }, default: 'routes', doc: 'Delivery: off (accept and queue only), routes (only to POSTERN_ROUTES and POSTERN_SMARTHOST; other domains wait in the queue), mx (also by DNS MX lookups to the Internet).' },
+  { key: 'routes', env: 'POSTERN_ROUTES', type: { kind: 'string' }, default: '', doc: 'Per-domain routes, e.g. `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;hooks.test=webhook:http://127.0.0.1:9000/in`.' },
+  { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'string' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups).' },
+  { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
+  { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
+  { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },
+  { key: 'destIdleTimeoutMs', env: 'POSTERN_DEST_IDLE_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'An idle outbound connection is closed (QUIT) after this long.' },
+  { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'string' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
+  { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
+  { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'string' }, default: '', doc: 'Backoff after a temporary failure; empty = 5 minutes doubling to 1 hour (see README).' },
+  { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
 ];

@@ -21,6 +21,7 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
     POSTERN_DATA_DIR: join(dir, 'queue'),
     POSTERN_QUEUE_MAP_BYTES: '64M',
     POSTERN_SHUTDOWN_TIMEOUT_MS: '2000',
+    POSTERN_DELIVERY: 'off',
     ...env,
   });
   let node: PosternNode;

@@ -43,7 +43,7 @@ test('postern user add writes an scrypt user that verifies', async (t) => {
 
 test('postern start takes a message, postern queue shows it, SIGTERM stops cleanly', async (t) => {
   const dir = tempDir(t);
-  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: join(dir, 'q'), POSTERN_HOSTNAME: 'cli.test.example', POSTERN_QUEUE_MAP_BYTES: '64M' };
+  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: join(dir, 'q'), POSTERN_HOSTNAME: 'cli.test.example', POSTERN_QUEUE_MAP_BYTES: '64M', POSTERN_DELIVERY: 'off' };
   const { child, port } = await startCliNode(env);
   t.after(() => child.kill('SIGKILL'));
   const c = await RawClient.connect(port);
