@@ -11,12 +11,16 @@ import { NetworkList } from './lib/networks.js';
 import { SmtpServer } from './smtp/server.js';
 import type { SessionContext, TlsSetup } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
+import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
+import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
   readonly config: Readonly<Config>;
   readonly queue: Queue;
   readonly smtp: SmtpServer;
   readonly ctx: SessionContext;
+  /** null with POSTERN_DELIVERY=off. */
+  readonly delivery: Scheduler | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null };
   reloadUsers(): Promise<void>;
   close(): Promise<void>;
@@ -32,7 +36,7 @@ export function loadTls(config: Readonly<Config>): TlsSetup | null {
   }
 }
 
-export async function startNode(config: Readonly<Config>, log: Logger): Promise<PosternNode> {
+export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
   const tls = loadTls(config);
   const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
@@ -48,6 +52,17 @@ export async function startNode(config: Readonly<Config>, log: Logger): Promise<
     pendingWrites: 0,
     draining: false,
   };
+  let delivery: Scheduler | null = null;
+  try {
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), options.delivery);
+  } catch (err) {
+    await queue.close();
+    throw err;
+  }
+  if (delivery) {
+    const d = delivery;
+    ctx.onQueued = () => d.wake();
+  }
   const smtp = new SmtpServer(ctx);
   let ports: { smtpPort: number; smtpsPort: number | null };
   try {
@@ -57,8 +72,9 @@ export async function startNode(config: Readonly<Config>, log: Logger): Promise<
     await queue.close();
     throw err;
   }
-  log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname }, 'postern listening');
-  const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, queue: queue.stats() });
+  await delivery?.start();
+  log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
+  const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
   let closed: Promise<void> | null = null;
   return {
@@ -66,6 +82,7 @@ export async function startNode(config: Readonly<Config>, log: Logger): Promise<
     queue,
     smtp,
     ctx,
+    delivery,
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
@@ -77,6 +94,7 @@ export async function startNode(config: Readonly<Config>, log: Logger): Promise<
         log.info('shutting down');
         if (timer) clearInterval(timer);
         await smtp.close();
+        await delivery?.stop();
         const last = stats();
         await queue.close();
         log.info(last, 'stopped');

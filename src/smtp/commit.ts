@@ -59,6 +59,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     () => {
       ctx.pendingWrites--;
       ctx.counters.messagesAccepted++;
+      ctx.onQueued?.();
       ctx.counters.bytesAccepted += body.length;
       s.log.info({ id, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
       return reply(250, '2.0.0', `Ok: queued as ${id}`);

@@ -36,6 +36,8 @@ export interface SessionContext {
   readonly counters: SmtpCounters;
   /** Messages handed to the queue and not yet committed (back-pressure). */
   pendingWrites: number;
+  /** Called after each message is queued (main.ts wakes the delivery scheduler with it). */
+  onQueued?: () => void;
   /** True once shutdown began: new commands get 421 when the session is idle. */
   draining: boolean;
 }

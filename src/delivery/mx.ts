@@ -1,0 +1,343 @@
+// Where a recipient domain's mail goes: a route, else the smarthost, else its MX site.
+// MX resolution follows RFC 5321 §5.1 (preference order, equal preferences spread at random,
+// implicit MX from A/AAAA when there is no MX, unusable MX hosts refused) and RFC 7505 (a lone
+// MX "." means the domain accepts no mail: bounce at once with 556 5.1.10). NXDOMAIN is
+// permanent (5.1.2); SERVFAIL, refusals and timeouts are transient (4.4.3, RFC 3463).
+import { BlockList, isIP } from 'node:net';
+import { matchRoute, formatHostPort, parseHostPort, normalizeDomain, type RouteTable } from './routes.js';
+import { replyRecord, type Destination, type HostPort, type TlsPolicy } from './types.js';
+import type { ReplyRecord } from '../queue/store.js';
+
+/** The part of node:dns/promises' `Resolver` used here; tests pass a fake. */
+export interface DnsResolver {
+  resolveMx(hostname: string): Promise<Array<{ exchange: string; priority: number }>>;
+  resolve4(hostname: string, options: { ttl: true }): Promise<Array<{ address: string; ttl: number }>>;
+  resolve6(hostname: string, options: { ttl: true }): Promise<Array<{ address: string; ttl: number }>>;
+}
+
+export type MxResult =
+  /** Preference order; equal preferences shuffled on every call. `ttlMs`: how long the answer stays cached. */
+  | { kind: 'hosts'; hosts: HostPort[]; ttlMs: number }
+  /** RFC 7505: the domain accepts no mail. */
+  | { kind: 'null-mx' }
+  /** NXDOMAIN. */
+  | { kind: 'no-domain' }
+  /** The domain exists but no MX host (or implicit MX) has a usable address. Permanent. */
+  | { kind: 'no-hosts'; reason: string }
+  | { kind: 'temp-error'; reason: string };
+
+export interface MxResolverOptions {
+  /** TTL for a positive answer without an address TTL (default 300 s). */
+  defaultTtlMs?: number;
+  /** Bounds on the TTL of positive answers (default 30 s .. 1 h). */
+  minTtlMs?: number;
+  maxTtlMs?: number;
+  /** How long NXDOMAIN, null MX and "no usable host" are cached (default 60 s). */
+  negativeTtlMs?: number;
+  /** How long a transient failure is cached (default 5 s): one bad DNS second should not cost every message a lookup. */
+  tempErrorTtlMs?: number;
+  /** At most this many MX hosts are looked up and returned (default 10), bounding the fan-out of one lookup. */
+  maxHosts?: number;
+  /** Cache entries kept (default 10000); the oldest is evicted first. */
+  maxEntries?: number;
+  /** A lookup that has not settled after this long is a transient failure (default 20 s). */
+  timeoutMs?: number;
+  /** Accept MX hosts on loopback addresses (default false: an MX at 127.0.0.1 mails ourselves). */
+  allowLoopback?: boolean;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** What is cached: the hosts as preference groups, shuffled when handed out. */
+type Answer = { kind: 'groups'; groups: HostPort[][] } | Exclude<MxResult, { kind: 'hosts' }>;
+
+interface Entry {
+  answer: Answer;
+  expiresAt: number;
+}
+
+/** Addresses no MX host may have: unspecified, multicast, reserved, broadcast. */
+const NEVER = new BlockList();
+NEVER.addSubnet('0.0.0.0', 8, 'ipv4');
+NEVER.addSubnet('224.0.0.0', 3, 'ipv4');
+NEVER.addAddress('::', 'ipv6');
+NEVER.addSubnet('ff00::', 8, 'ipv6');
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+// c-ares codes for "the name has no such records" (ENODATA) and "no such name" (ENOTFOUND).
+// Everything else (ESERVFAIL, ETIMEOUT, ECONNREFUSED, EREFUSED, ...) is transient.
+const NO_DATA = 'ENODATA';
+const NOT_FOUND = 'ENOTFOUND';
+
+function codeOf(err: unknown): string {
+  const c = (err as { code?: unknown } | null)?.code;
+  return typeof c === 'string' ? c : String((err as { message?: unknown } | null)?.message ?? err);
+}
+
+type AddressResult = { kind: 'ok'; ttlS: number | undefined } | { kind: 'none'; reason: string } | { kind: 'temp'; reason: string };
+
+export class MxResolver {
+  readonly #dns: DnsResolver;
+  readonly #cache = new Map<string, Entry>();
+  readonly #inflight = new Map<string, Promise<Entry>>();
+  readonly #defaultTtlMs: number;
+  readonly #minTtlMs: number;
+  readonly #maxTtlMs: number;
+  readonly #negativeTtlMs: number;
+  readonly #tempErrorTtlMs: number;
+  readonly #maxHosts: number;
+  readonly #maxEntries: number;
+  readonly #timeoutMs: number;
+  readonly #allowLoopback: boolean;
+  readonly #now: () => number;
+  readonly #random: () => number;
+
+  constructor(dns: DnsResolver, opts: MxResolverOptions = {}) {
+    this.#dns = dns;
+    this.#defaultTtlMs = opts.defaultTtlMs ?? 300_000;
+    this.#minTtlMs = opts.minTtlMs ?? 30_000;
+    this.#maxTtlMs = opts.maxTtlMs ?? 3_600_000;
+    this.#negativeTtlMs = opts.negativeTtlMs ?? 60_000;
+    this.#tempErrorTtlMs = opts.tempErrorTtlMs ?? 5_000;
+    this.#maxHosts = opts.maxHosts ?? 10;
+    this.#maxEntries = opts.maxEntries ?? 10_000;
+    this.#timeoutMs = opts.timeoutMs ?? 20_000;
+    this.#allowLoopback = opts.allowLoopback ?? false;
+    this.#now = opts.now ?? Date.now;
+    this.#random = opts.random ?? Math.random;
+  }
+
+  /** Concurrent calls for one domain share one lookup; answers are cached (see options). */
+  async resolve(domain: string): Promise<MxResult> {
+    const d = normalizeDomain(domain);
+    if (d === '') return { kind: 'no-domain' };
+    const cached = this.#cache.get(d);
+    const now = this.#now();
+    if (cached && cached.expiresAt > now) return this.#hand(cached, now);
+    let p = this.#inflight.get(d);
+    if (!p) {
+      p = this.#lookup(d).then((answer) => this.#store(d, answer));
+      this.#inflight.set(d, p);
+      const clear = (): void => void this.#inflight.delete(d);
+      p.then(clear, clear);
+    }
+    return this.#hand(await p, this.#now());
+  }
+
+  /** Forget every cached answer (e.g. on reload). */
+  clear(): void {
+    this.#cache.clear();
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  #hand(entry: Entry, now: number): MxResult {
+    const a = entry.answer;
+    if (a.kind !== 'groups') return a;
+    const hosts: HostPort[] = [];
+    for (const g of a.groups) hosts.push(...this.#shuffle(g));
+    return { kind: 'hosts', hosts, ttlMs: Math.max(0, entry.expiresAt - now) };
+  }
+
+  #shuffle(group: readonly HostPort[]): HostPort[] {
+    const g = group.slice();
+    for (let i = g.length - 1; i > 0; i--) {
+      const j = Math.floor(this.#random() * (i + 1));
+      [g[i], g[j]] = [g[j]!, g[i]!];
+    }
+    return g;
+  }
+
+  #store(d: string, r: { answer: Answer; ttlMs: number }): Entry {
+    const entry: Entry = { answer: r.answer, expiresAt: this.#now() + r.ttlMs };
+    this.#cache.delete(d); // re-insert at the end: Map order is the eviction order
+    if (this.#cache.size >= this.#maxEntries) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(d, entry);
+    return entry;
+  }
+
+  #clampTtl(ttlS: number | undefined): number {
+    if (ttlS === undefined) return this.#defaultTtlMs;
+    return Math.min(this.#maxTtlMs, Math.max(this.#minTtlMs, ttlS * 1000));
+  }
+
+  #withTimeout<T>(p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const t = new Promise<never>((_, reject) => {
+      // Not unref'd: the lookup it guards is pending work, and the timer is cleared when it settles.
+      timer = setTimeout(() => reject(Object.assign(new Error('DNS lookup timed out'), { code: 'ETIMEOUT' })), this.#timeoutMs);
+    });
+    return Promise.race([p, t]).finally(() => clearTimeout(timer));
+  }
+
+  async #lookup(d: string): Promise<{ answer: Answer; ttlMs: number }> {
+    const neg = (answer: Answer): { answer: Answer; ttlMs: number } => ({ answer, ttlMs: answer.kind === 'temp-error' ? this.#tempErrorTtlMs : this.#negativeTtlMs });
+    let mx: Array<{ exchange: string; priority: number }>;
+    try {
+      mx = await this.#withTimeout(this.#dns.resolveMx(d));
+    } catch (err) {
+      const code = codeOf(err);
+      if (code === NOT_FOUND) return neg({ kind: 'no-domain' });
+      if (code !== NO_DATA) return neg({ kind: 'temp-error', reason: `MX lookup for ${d}: ${code}` });
+      mx = [];
+    }
+
+    if (mx.length === 0) {
+      // RFC 5321 §5.1: no MX records → the domain itself is the implicit MX (preference 0).
+      const a = await this.#addresses(d);
+      if (a.kind === 'none') return neg({ kind: 'no-hosts', reason: `no MX records and ${a.reason}` });
+      if (a.kind === 'temp') return neg({ kind: 'temp-error', reason: a.reason });
+      return { answer: { kind: 'groups', groups: [[{ host: d, port: 25 }]] }, ttlMs: this.#clampTtl(a.ttlS) };
+    }
+
+    // RFC 7505 §3: a null MX is a lone "." (node reports it as ""). A "." among real MX
+    // records is a misconfiguration; it cannot be connected to, so it is simply skipped.
+    const isNull = (e: string): boolean => e === '' || e === '.';
+    if (mx.every((r) => isNull(r.exchange))) return neg({ kind: 'null-mx' });
+
+    // Lowest preference per exchange, then preference order; only the first maxHosts are looked up.
+    const best = new Map<string, number>();
+    for (const r of mx) {
+      if (isNull(r.exchange)) continue;
+      const host = normalizeDomain(r.exchange);
+      const prev = best.get(host);
+      if (prev === undefined || r.priority < prev) best.set(host, r.priority);
+    }
+    const ranked = [...best].sort((x, y) => x[1] - y[1]).slice(0, this.#maxHosts);
+
+    const checked = await Promise.all(ranked.map(([host]) => this.#addresses(host)));
+    const groups: HostPort[][] = [];
+    const refused: string[] = [];
+    let ttlS: number | undefined;
+    let partial = false;
+    let lastPref: number | undefined;
+    ranked.forEach(([host, pref], i) => {
+      const a = checked[i]!;
+      if (a.kind === 'none') {
+        refused.push(`${host}: ${a.reason}`);
+        return;
+      }
+      // A host whose address lookup failed transiently is kept: the connector resolves it
+      // again, and dropping it could make a healthy domain look undeliverable.
+      if (a.kind === 'temp') partial = true;
+      else if (a.ttlS !== undefined) ttlS = ttlS === undefined ? a.ttlS : Math.min(ttlS, a.ttlS);
+      if (pref !== lastPref) groups.push([]);
+      groups[groups.length - 1]!.push({ host, port: 25 });
+      lastPref = pref;
+    });
+    if (groups.length === 0) return neg({ kind: 'no-hosts', reason: refused.join('; ') });
+    let ttlMs = this.#clampTtl(ttlS);
+    // A partial answer is re-checked soon rather than trusted for a full TTL.
+    if (partial) ttlMs = Math.min(ttlMs, this.#negativeTtlMs);
+    return { answer: { kind: 'groups', groups }, ttlMs };
+  }
+
+  #usable(address: string): boolean {
+    const fam = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    if (NEVER.check(address, fam)) return false;
+    return this.#allowLoopback || !LOOPBACK.check(address, fam);
+  }
+
+  /** Whether `host` has a usable A or AAAA record, and the smallest TTL seen (seconds). */
+  async #addresses(host: string): Promise<AddressResult> {
+    if (isIP(host) !== 0) {
+      // An MX naming an address is against RFC 5321 §5.1 but common; take it at its word.
+      return this.#usable(host) ? { kind: 'ok', ttlS: undefined } : { kind: 'none', reason: `unusable address ${host}` };
+    }
+    const [v4, v6] = await Promise.allSettled([this.#withTimeout(this.#dns.resolve4(host, { ttl: true })), this.#withTimeout(this.#dns.resolve6(host, { ttl: true }))]);
+    let ttlS: number | undefined;
+    let usable = 0;
+    const unusable: string[] = [];
+    let temp: string | undefined;
+    for (const [r, type] of [[v4, 'A'], [v6, 'AAAA']] as const) {
+      if (r.status === 'rejected') {
+        const code = codeOf(r.reason);
+        if (code !== NO_DATA && code !== NOT_FOUND) temp ??= `${type} lookup for ${host}: ${code}`;
+        continue;
+      }
+      for (const rec of r.value) {
+        if (!this.#usable(rec.address)) {
+          unusable.push(rec.address);
+          continue;
+        }
+        usable++;
+        if (Number.isFinite(rec.ttl)) ttlS = ttlS === undefined ? rec.ttl : Math.min(ttlS, rec.ttl);
+      }
+    }
+    if (usable > 0) return { kind: 'ok', ttlS };
+    if (temp !== undefined) return { kind: 'temp', reason: temp };
+    return { kind: 'none', reason: unusable.length > 0 ? `only unusable addresses (${unusable.join(', ')})` : `no A/AAAA records for ${host}` };
+  }
+}
+
+/** A Destination, or "try later" when the next hop cannot be known yet (DNS trouble). */
+export type DestinationResult = Destination | { kind: 'defer'; key: string; reply: ReplyRecord };
+
+export interface RoutingContext {
+  routes: RouteTable;
+  /** From parseSmarthost; null when unset. */
+  smarthost: readonly HostPort[] | null;
+  /** The global policy; a route's "/tls=" overrides it. */
+  tlsPolicy: TlsPolicy;
+  mx: MxResolver;
+}
+
+/**
+ * The pooling key of an smtp/lmtp site: the sorted host list, so domains that share an MX set
+ * share one pool, throttle and circuit breaker whatever order DNS returned. A non-default TLS
+ * policy is part of the key: a pool must not mix connections held to different rules.
+ */
+export function siteKey(kind: 'smtp' | 'lmtp', hosts: readonly HostPort[], tlsPolicy: TlsPolicy): string {
+  const names = [...new Set(hosts.map(formatHostPort))].sort();
+  return `${kind}:${names.join(',')}${tlsPolicy === 'opportunistic' ? '' : `/tls=${tlsPolicy}`}`;
+}
+
+/** Order: a route, else the smarthost, else an address literal, else MX (RFC 5321 §5.1). */
+export async function destinationFor(domain: string, ctx: RoutingContext): Promise<DestinationResult> {
+  const d = normalizeDomain(domain);
+  const route = matchRoute(ctx.routes, d);
+  if (route) {
+    const t = route.target;
+    switch (t.kind) {
+      case 'smtp':
+      case 'lmtp': {
+        const tlsPolicy = t.tlsPolicy ?? ctx.tlsPolicy;
+        return { kind: t.kind, key: siteKey(t.kind, t.hosts, tlsPolicy), hosts: [...t.hosts], tlsPolicy };
+      }
+      case 'maildir':
+        return { kind: 'maildir', key: `maildir:${t.root}`, root: t.root };
+      case 'webhook':
+        return { kind: 'webhook', key: `webhook:${t.url}`, url: t.url };
+    }
+  }
+  if (ctx.smarthost && ctx.smarthost.length > 0) {
+    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, ctx.tlsPolicy), hosts: [...ctx.smarthost], tlsPolicy: ctx.tlsPolicy };
+  }
+  const bounce = (code: number, enhanced: string, text: string): DestinationResult => ({ kind: 'bounce', key: `bounce:${d}`, reply: replyRecord(code, enhanced, text, undefined, d) });
+  if (d.startsWith('[')) {
+    // RFC 5321 §5.1: an address literal is the host to connect to; no MX lookup.
+    const hp = parseHostPort(d, 25);
+    if ('error' in hp || isIP(hp.host) === 0 || hp.port !== 25 || !d.endsWith(']')) return bounce(550, '5.1.2', `Bad address literal ${d}`);
+    return { kind: 'smtp', key: siteKey('smtp', [hp], ctx.tlsPolicy), hosts: [hp], tlsPolicy: ctx.tlsPolicy };
+  }
+  const r = await ctx.mx.resolve(d);
+  switch (r.kind) {
+    case 'hosts':
+      return { kind: 'smtp', key: siteKey('smtp', r.hosts, ctx.tlsPolicy), hosts: r.hosts, tlsPolicy: ctx.tlsPolicy };
+    case 'null-mx':
+      return bounce(556, '5.1.10', `Domain ${d} accepts no mail (null MX, RFC 7505)`);
+    case 'no-domain':
+      return bounce(550, '5.1.2', `Domain ${d} does not exist (NXDOMAIN)`);
+    case 'no-hosts':
+      return bounce(550, '5.4.4', `No usable mail exchanger for ${d}: ${r.reason}`);
+    case 'temp-error':
+      return { kind: 'defer', key: `defer:${d}`, reply: replyRecord(451, '4.4.3', `DNS lookup failed for ${d}: ${r.reason}`, undefined, d) };
+  }
+}

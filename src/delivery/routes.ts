@@ -1,0 +1,243 @@
+// Static next hops by recipient domain (POSTERN_ROUTES) and the smarthost, parsed once at load
+// (STYLE §7). A route or smarthost replaces the MX lookup of RFC 5321 §5.1 the way Postfix
+// transport(5) and relayhost do: the listed hosts are connected to directly (A/AAAA only).
+// Host syntax follows RFC 5321 §4.1.3 address literals: IPv6 only inside brackets, because
+// "::1:25" cannot be split into host and port.
+//
+// POSTERN_ROUTES grammar (entries separated by ";" or newlines; whitespace around entries,
+// around "=" and after "," is ignored; empty entries are skipped):
+//
+//   entry    = pattern "=" target
+//   pattern  = domain            exact match             example.org
+//            | "*." domain       any subdomain, longest  *.corp.test  (not corp.test itself)
+//            | "*"               catch-all
+//   target   = "smtp:" hosts [ "/tls=" policy ]     default port 25
+//            | "lmtp:" hosts [ "/tls=" policy ]     default port 24
+//            | "maildir:" absolute-path             maildir:/var/mail
+//            | "webhook:" http(s)-url               webhook:http://127.0.0.1:9000/in
+//   hosts    = hostport *( "," hostport )           in preference order
+//   hostport = host [ ":" port ] | "[" host-or-ip "]" [ ":" port ]  ("[IPv6:...]" also accepted)
+//   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies)
+//
+// A "/tls=" suffix is only recognised on smtp and lmtp targets: on maildir and webhook it would
+// be part of a path or URL. A webhook URL cannot contain ";" (it separates entries).
+import { isIP } from 'node:net';
+import type { HostPort, TlsPolicy } from './types.js';
+
+export type RouteTarget =
+  | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
+  | { kind: 'lmtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
+  | { kind: 'maildir'; root: string }
+  | { kind: 'webhook'; url: string };
+
+export interface Route {
+  /** The pattern as normalised: "example.org", "*.corp.test" or "*". */
+  readonly pattern: string;
+  readonly target: RouteTarget;
+}
+
+/**
+ * Plain data (Maps and arrays; structured-clone safe). Look up with `matchRoute`.
+ *
+ *   exact     "example.org"  → Route
+ *   wildcard  "corp.test"    → Route   (from "*.corp.test"; keyed by the suffix)
+ *   catchAll  Route | undefined        (from "*")
+ */
+export interface RouteTable {
+  readonly exact: ReadonlyMap<string, Route>;
+  readonly wildcard: ReadonlyMap<string, Route>;
+  readonly catchAll: Route | undefined;
+  /** Every route in spec order, for display (`postern config`). */
+  readonly routes: readonly Route[];
+}
+
+export type ParseError = { error: string };
+
+export const TLS_POLICIES: readonly TlsPolicy[] = ['opportunistic', 'required', 'none'];
+const KINDS = 'smtp, lmtp, maildir or webhook';
+const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+
+export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildcard: new Map(), catchAll: undefined, routes: Object.freeze([]) });
+
+/** Lower-case, no trailing dot: the form patterns and lookups compare. */
+export function normalizeDomain(domain: string): string {
+  const d = domain.trim().toLowerCase();
+  return d.endsWith('.') ? d.slice(0, -1) : d;
+}
+
+function isHostname(s: string): boolean {
+  return s.length > 0 && s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
+}
+
+/**
+ * "host", "host:port", "[ip]", "[ip]:port", "[host]:port" or "[IPv6:ip]:port". Host names are
+ * lower-cased and lose a trailing dot; brackets are dropped (HostPort.host is what net.connect
+ * takes). Brackets on a name or IPv4 address are accepted (Postfix habit) and mean nothing more.
+ */
+export function parseHostPort(text: string, defaultPort = 25): HostPort | ParseError {
+  const s = text.trim();
+  let host: string;
+  let portText: string | undefined;
+  if (s.startsWith('[')) {
+    const close = s.indexOf(']');
+    if (close < 0) return { error: `"${s}" has no closing "]"` };
+    host = s.slice(1, close);
+    if (/^ipv6:/i.test(host)) host = host.slice(5);
+    const rest = s.slice(close + 1);
+    if (rest !== '') {
+      if (!rest.startsWith(':')) return { error: `"${s}" has "${rest}" after "]"; expected ":port" or nothing` };
+      portText = rest.slice(1);
+    }
+  } else {
+    const colon = s.indexOf(':');
+    if (colon >= 0 && s.indexOf(':', colon + 1) >= 0) return { error: `"${s}": an IPv6 address needs brackets, like [::1]:25` };
+    host = colon < 0 ? s : s.slice(0, colon);
+    if (colon >= 0) portText = s.slice(colon + 1);
+  }
+  host = host.toLowerCase();
+  if (isIP(host) === 0) {
+    if (host.endsWith('.')) host = host.slice(0, -1);
+    if (!isHostname(host)) return { error: `"${s}": "${host}" is not a host name or IP address` };
+  }
+  let port = defaultPort;
+  if (portText !== undefined) {
+    port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+    if (!(port >= 1 && port <= 65535)) return { error: `"${s}": port "${portText}" is not 1-65535` };
+  }
+  return { host, port };
+}
+
+/** "host:port" or "[v6]:port" (IPv6 bracketed), as used in destination keys and logs. */
+export function formatHostPort(hp: HostPort): string {
+  return isIP(hp.host) === 6 ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}
+
+/** A comma-separated list of hostports, in preference order. */
+function parseHostList(text: string, defaultPort: number): HostPort[] | ParseError {
+  const items = text.split(',').map((x) => x.trim());
+  if (items.some((x) => x === '')) return { error: `empty host in "${text}"` };
+  const hosts: HostPort[] = [];
+  for (const item of items) {
+    const hp = parseHostPort(item, defaultPort);
+    if ('error' in hp) return hp;
+    hosts.push(Object.freeze(hp));
+  }
+  return hosts;
+}
+
+/**
+ * POSTERN_SMARTHOST: one or more comma-separated hostports in preference order, default port 25,
+ * e.g. "relay.example.net:587" or "[10.0.0.1]:25,[2001:db8::1]:25". The empty string means no
+ * smarthost (null). Hosts are connected to directly; there is no MX lookup of the smarthost.
+ */
+export function parseSmarthost(text: string): readonly HostPort[] | null | ParseError {
+  if (text.trim() === '') return null;
+  const hosts = parseHostList(text, 25);
+  if ('error' in hosts) return { error: `${hosts.error}; expected host:port or [host]:port, comma-separated` };
+  return Object.freeze(hosts);
+}
+
+function parsePattern(raw: string): string | ParseError {
+  const p = normalizeDomain(raw);
+  if (p === '*') return p;
+  const d = p.startsWith('*.') ? p.slice(2) : p;
+  if (isHostname(d)) return p;
+  return { error: `domain "${raw}" is not a domain, "*.domain" or "*"` };
+}
+
+function parseTarget(raw: string): RouteTarget | ParseError {
+  const colon = raw.indexOf(':');
+  const kind = colon < 0 ? raw : raw.slice(0, colon).trim().toLowerCase();
+  const rest = colon < 0 ? '' : raw.slice(colon + 1).trim();
+  switch (kind) {
+    case 'smtp':
+    case 'lmtp': {
+      let hostsText = rest;
+      let tlsPolicy: TlsPolicy | undefined;
+      const slash = rest.lastIndexOf('/');
+      if (slash >= 0) {
+        const m = /^\/tls=(.*)$/i.exec(rest.slice(slash));
+        const p = m?.[1]?.toLowerCase();
+        if (!m || !TLS_POLICIES.includes(p as TlsPolicy)) return { error: `"${rest.slice(slash)}" is not a TLS policy; expected /tls=${TLS_POLICIES.join('|')}` };
+        tlsPolicy = p as TlsPolicy;
+        hostsText = rest.slice(0, slash);
+      }
+      if (hostsText.trim() === '') return { error: `${kind} needs one or more host[:port], comma-separated` };
+      const hosts = parseHostList(hostsText, kind === 'smtp' ? 25 : 24);
+      if ('error' in hosts) return { error: `${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated` };
+      const t = { kind, hosts: Object.freeze(hosts) } as RouteTarget & { tlsPolicy?: TlsPolicy };
+      if (tlsPolicy !== undefined) t.tlsPolicy = tlsPolicy;
+      return t;
+    }
+    case 'maildir':
+      // Absolute, so the meaning does not depend on the working directory of the daemon.
+      if (!rest.startsWith('/') || rest.includes('\0')) return { error: `maildir needs an absolute path, like maildir:/var/mail` };
+      return { kind: 'maildir', root: rest };
+    case 'webhook': {
+      let url: URL | undefined;
+      try {
+        url = new URL(rest);
+      } catch {
+        url = undefined;
+      }
+      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return { error: `webhook needs an http:// or https:// URL` };
+      return { kind: 'webhook', url: url.href };
+    }
+    default:
+      return { error: `unknown kind "${kind}"; expected ${KINDS}` };
+  }
+}
+
+/**
+ * Parse POSTERN_ROUTES (grammar in the header). Every bad entry is reported, joined by "; ",
+ * each as `route "<entry>": <what is wrong and what is allowed>`.
+ */
+export function parseRoutes(spec: string): RouteTable | ParseError {
+  const exact = new Map<string, Route>();
+  const wildcard = new Map<string, Route>();
+  let catchAll: Route | undefined;
+  const routes: Route[] = [];
+  const problems: string[] = [];
+  for (const piece of spec.split(/[;\n]/)) {
+    const entry = piece.trim();
+    if (entry === '') continue;
+    const eq = entry.indexOf('=');
+    if (eq < 0) {
+      problems.push(`route "${entry}": expected domain=kind:target (kind ${KINDS})`);
+      continue;
+    }
+    const pattern = parsePattern(entry.slice(0, eq));
+    const target = parseTarget(entry.slice(eq + 1).trim());
+    if (typeof pattern !== 'string' || 'error' in target) {
+      for (const r of [pattern, target]) if (typeof r === 'object' && 'error' in r) problems.push(`route "${entry}": ${r.error}`);
+      continue;
+    }
+    const route: Route = Object.freeze({ pattern, target: Object.freeze(target) });
+    const taken = pattern === '*' ? catchAll !== undefined : pattern.startsWith('*.') ? wildcard.has(pattern.slice(2)) : exact.has(pattern);
+    if (taken) {
+      problems.push(`route "${entry}": ${pattern} already has a route; each domain pattern may appear once`);
+      continue;
+    }
+    if (pattern === '*') catchAll = route;
+    else if (pattern.startsWith('*.')) wildcard.set(pattern.slice(2), route);
+    else exact.set(pattern, route);
+    routes.push(route);
+  }
+  if (problems.length > 0) return { error: problems.join('; ') };
+  return Object.freeze({ exact, wildcard, catchAll, routes: Object.freeze(routes) });
+}
+
+/** Exact domain, then the longest "*.suffix", then "*". */
+export function matchRoute(table: RouteTable, domain: string): Route | undefined {
+  const d = normalizeDomain(domain);
+  const hit = table.exact.get(d);
+  if (hit) return hit;
+  if (table.wildcard.size > 0) {
+    // Walking the dots left to right tries the longest suffix first.
+    for (let i = d.indexOf('.'); i >= 0; i = d.indexOf('.', i + 1)) {
+      const w = table.wildcard.get(d.slice(i + 1));
+      if (w) return w;
+    }
+  }
+  return table.catchAll;
+}

@@ -1,0 +1,689 @@
+// One outbound SMTP (RFC 5321) or LMTP (RFC 2033) connection: greeting, EHLO/LHLO (HELO
+// fallback), STARTTLS (RFC 3207) by TLS policy, and transactions with PIPELINING (RFC 2920),
+// SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) and, for
+// BINARYMIME bodies only, BDAT (RFC 3030). Timeouts follow RFC 5321 §4.5.3.2. Outcomes are
+// values (OpenResult, RecipientResult[]); nothing here throws for a remote failure.
+// TLS: 'opportunistic' upgrades when STARTTLS is offered without verifying the certificate; a
+// refused STARTTLS goes on in clear, but a failed handshake fails the connection transiently
+// (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
+// clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
+// is false.
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { DeliveryRequest, RecipientResult, TlsPolicy } from './types.js';
+import { replyRecord } from './types.js';
+import type { Recipient, ReplyRecord } from '../queue/types.js';
+import { dotStuff } from '../protocol/dot-stuff.js';
+
+export type SmtpProtocol = 'smtp' | 'lmtp';
+
+/** RFC 5321 §4.5.3.2 (connectMs and tlsMs are ours: the RFC has no figure for them). */
+export interface SmtpTimeouts {
+  connectMs: number;
+  /** Initial 220 greeting: 5 min. */
+  greetingMs: number;
+  /** EHLO/HELO/LHLO, STARTTLS, MAIL, RCPT, RSET, QUIT: 5 min. */
+  commandMs: number;
+  /** DATA initiation (the 354): 2 min. */
+  dataInitMs: number;
+  /** Each data block: a write that does not drain in this time fails: 3 min. */
+  dataBlockMs: number;
+  /** The reply after the final ".": 10 min. */
+  finalMs: number;
+  /** TLS handshake after STARTTLS. */
+  tlsMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: Readonly<SmtpTimeouts> = Object.freeze({
+  connectMs: 30_000,
+  greetingMs: 300_000,
+  commandMs: 300_000,
+  dataInitMs: 120_000,
+  dataBlockMs: 180_000,
+  finalMs: 600_000,
+  tlsMs: 30_000,
+});
+
+export interface SmtpConnectionOptions {
+  host: string;
+  port: number;
+  protocol: SmtpProtocol;
+  /** The name we give in EHLO/HELO/LHLO. */
+  heloName: string;
+  tlsPolicy: TlsPolicy;
+  /** Destination key, recorded in every ReplyRecord. */
+  destination: string;
+  /** SNI and the name verified when tlsPolicy is 'required' (default: host). */
+  servername?: string;
+  /**
+   * Only for tlsPolicy 'required': verify the peer's certificate (default true).
+   * 'opportunistic' never verifies (RFC 7435: unauthenticated encryption beats plaintext).
+   */
+  rejectUnauthorized?: boolean;
+  timeouts?: Partial<SmtpTimeouts>;
+}
+
+/** One reply; `text` is the lines joined by a space, without codes. */
+export interface SmtpReply {
+  code: number;
+  enhanced?: string;
+  lines: string[];
+  text: string;
+}
+
+export interface Capabilities {
+  esmtp: boolean;
+  pipelining: boolean;
+  /** SIZE limit; 0 = offered without a limit; undefined = not offered. */
+  size?: number;
+  eightBitMime: boolean;
+  smtputf8: boolean;
+  chunking: boolean;
+  binaryMime: boolean;
+  starttls: boolean;
+  dsn: boolean;
+  enhancedStatusCodes: boolean;
+}
+
+export type OpenResult = { ok: true; conn: SmtpConnection } | { ok: false; reply: ReplyRecord };
+
+/** The command a ReplyRecord names: the verb whose reply (or failure) decided the outcome. */
+export type SmtpCommand = 'CONNECT' | 'EHLO' | 'HELO' | 'LHLO' | 'STARTTLS' | 'RSET' | 'MAIL' | 'RCPT' | 'DATA' | 'BDAT' | 'END-OF-DATA' | 'QUIT';
+
+/** A transport-level failure (network error, timeout, closed); turned into a transient record. */
+class LinkError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LinkError';
+  }
+}
+
+const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)/;
+const MAX_REPLY_LINES = 200;
+const MAX_LINE_BYTES = 4096;
+
+interface Waiter {
+  resolve(r: SmtpReply): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout | null;
+  timeoutMs: number;
+}
+
+export class SmtpConnection {
+  readonly host: string;
+  readonly port: number;
+  readonly protocol: SmtpProtocol;
+  readonly #opts: SmtpConnectionOptions;
+  readonly #t: SmtpTimeouts;
+  #sock: Socket | TLSSocket;
+  #buf: Buffer = Buffer.alloc(0);
+  #partial: string[] = [];
+  #replies: SmtpReply[] = [];
+  #waiters: Waiter[] = [];
+  #dead: LinkError | null = null;
+  #needsRset = false;
+  #secure = false;
+  #caps: Capabilities = emptyCaps();
+  #messages = 0;
+  #onClose: (() => void) | null = null;
+  #greeting: SmtpReply | null = null;
+
+  private constructor(sock: Socket, opts: SmtpConnectionOptions, t: SmtpTimeouts) {
+    this.host = opts.host;
+    this.port = opts.port;
+    this.protocol = opts.protocol;
+    this.#opts = opts;
+    this.#t = t;
+    this.#sock = sock;
+    this.#attach(sock);
+  }
+
+  /** Connect, read the greeting, EHLO/LHLO, STARTTLS by policy. Never rejects. */
+  static async open(opts: SmtpConnectionOptions): Promise<OpenResult> {
+    const t: SmtpTimeouts = { ...DEFAULT_TIMEOUTS, ...opts.timeouts };
+    // Every failure to open is transient, even a 5xx greeting or EHLO reply: the message was
+    // never offered, and the scheduler retries (or the next MX host is tried).
+    const fail = (cmd: SmtpCommand, text: string, r?: SmtpReply, enhanced?: string): OpenResult => {
+      const reply = replyRecord(r?.code, r?.enhanced ?? enhanced, r ? r.text : text, cmd, opts.destination);
+      reply.transient = true;
+      return { ok: false, reply };
+    };
+    let sock: Socket;
+    try {
+      sock = await connectSocket(opts.host, opts.port, t.connectMs);
+    } catch (err) {
+      return fail('CONNECT', `${opts.host}:${opts.port}: ${(err as Error).message}`);
+    }
+    const c = new SmtpConnection(sock, opts, t);
+    let step: SmtpCommand = 'CONNECT';
+    try {
+      const g = await c.#read(t.greetingMs);
+      c.#greeting = g;
+      if (g.code !== 220) {
+        c.destroy();
+        return fail('CONNECT', '', g);
+      }
+      step = opts.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
+      let r = await c.#hello();
+      if (r.code !== 250) {
+        c.destroy();
+        return fail(step, '', r);
+      }
+      if (opts.tlsPolicy !== 'none') {
+        step = 'STARTTLS';
+        if (!c.#caps.starttls) {
+          if (opts.tlsPolicy === 'required') {
+            await c.quit();
+            return fail('STARTTLS', `${opts.host}:${opts.port} does not offer STARTTLS and TLS is required`, undefined, '4.7.0');
+          }
+        } else {
+          r = await c.#command('STARTTLS', t.commandMs);
+          if (r.code !== 220) {
+            // A refused STARTTLS (454 and the like) is not a handshake failure: go on in clear
+            // under 'opportunistic'; under 'required' fail transiently (RFC 3207 §4).
+            if (opts.tlsPolicy === 'required') {
+              await c.quit();
+              return fail('STARTTLS', '', r);
+            }
+          } else {
+            await c.#upgrade();
+            step = opts.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
+            r = await c.#hello();
+            if (r.code !== 250) {
+              c.destroy();
+              return fail(step, '', r);
+            }
+          }
+        }
+      }
+    } catch (err) {
+      c.destroy();
+      return fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
+    }
+    return { ok: true, conn: c };
+  }
+
+  get capabilities(): Readonly<Capabilities> {
+    return this.#caps;
+  }
+  get secure(): boolean {
+    return this.#secure;
+  }
+  get greeting(): SmtpReply | null {
+    return this.#greeting;
+  }
+  /** Transactions attempted on this connection. */
+  get messages(): number {
+    return this.#messages;
+  }
+  /** Open and in step with the peer (a later send() may still RSET first). */
+  get usable(): boolean {
+    return this.#dead === null;
+  }
+  /** Called once when the socket closes (the pool drops an idle connection the peer closed). */
+  set onClose(fn: (() => void) | null) {
+    this.#onClose = fn;
+  }
+
+  /**
+   * One transaction. Every recipient of `req` gets a result; a network error or timeout makes
+   * every recipient without a final answer transient, and the connection unusable.
+   */
+  async send(req: DeliveryRequest): Promise<RecipientResult[]> {
+    this.#messages++;
+    const dest = this.#opts.destination;
+    const rcpts = req.recipients;
+    const results: (RecipientResult | undefined)[] = new Array(rcpts.length);
+    const local = (enhanced: string, text: string, cmd: SmtpCommand): RecipientResult[] => {
+      const rec = replyRecord(undefined, enhanced, text, cmd, dest);
+      rec.transient = enhanced.startsWith('4');
+      return rcpts.map((r) => ({ address: r.address, ok: false, transient: rec.transient!, reply: rec }));
+    };
+    if (this.#dead) return local('4.4.2', `connection to ${this.host}:${this.port} lost: ${this.#dead.message}`, 'CONNECT');
+    // Checks before anything is sent: we never downgrade or truncate.
+    const m = req.message;
+    const caps = this.#caps;
+    if (m.smtputf8 && !caps.smtputf8) return local('5.6.7', `${this.host} does not offer SMTPUTF8 and the message needs it`, 'MAIL');
+    if (m.bodyType === '8BITMIME' && !caps.eightBitMime) return local('5.6.3', `${this.host} does not offer 8BITMIME and the message is 8-bit (no downgrade)`, 'MAIL');
+    const useBdat = m.bodyType === 'BINARYMIME';
+    if (useBdat && !(caps.binaryMime && caps.chunking)) return local('5.6.3', `${this.host} does not offer BINARYMIME and CHUNKING and the message is binary`, 'MAIL');
+    if (caps.size !== undefined && caps.size > 0 && req.body.length > caps.size) {
+      return local('5.3.4', `message of ${req.body.length} bytes exceeds ${this.host}'s SIZE ${caps.size}`, 'MAIL');
+    }
+    const rec = (r: SmtpReply, cmd: SmtpCommand): RecipientResult['reply'] => replyRecord(r.code, r.enhanced, r.text, cmd, dest);
+    const settle = (i: number, r: SmtpReply, cmd: SmtpCommand): void => {
+      const reply = rec(r, cmd);
+      results[i] = { address: rcpts[i]!.address, ok: r.code >= 200 && r.code < 300, transient: reply.transient!, reply };
+    };
+    const fillAll = (r: SmtpReply, cmd: SmtpCommand, only?: number[]): void => {
+      for (const i of only ?? rcpts.keys()) if (results[i] === undefined) settle(i, r, cmd);
+    };
+    let stage: SmtpCommand = 'RSET';
+    try {
+      if (this.#needsRset) {
+        const r = await this.#command('RSET', this.#t.commandMs);
+        if (r.code !== 250) throw new LinkError(`RSET answered ${r.code} ${r.text}`);
+        this.#needsRset = false;
+      }
+      const mail = this.#mailCommand(req);
+      const rcptLines = rcpts.map((r) => this.#rcptCommand(r));
+      const dataLine = useBdat ? null : 'DATA';
+      let mailReply: SmtpReply;
+      const rcptReplies: SmtpReply[] = [];
+      let dataReply: SmtpReply | null = null;
+      this.#needsRset = true; // until the transaction ends cleanly
+      if (caps.pipelining) {
+        // RFC 2920: MAIL, every RCPT and DATA in one write; replies come back in order.
+        const lines = [mail, ...rcptLines];
+        if (dataLine) lines.push(dataLine);
+        stage = 'MAIL';
+        this.#write(lines.join('\r\n') + '\r\n');
+        mailReply = await this.#read(this.#t.commandMs);
+        stage = 'RCPT';
+        for (let i = 0; i < rcptLines.length; i++) rcptReplies.push(await this.#read(this.#t.commandMs));
+        stage = 'DATA';
+        if (dataLine) dataReply = await this.#read(this.#t.dataInitMs);
+      } else {
+        stage = 'MAIL';
+        mailReply = await this.#command(mail, this.#t.commandMs);
+        if (mailReply.code === 250) {
+          stage = 'RCPT';
+          for (const line of rcptLines) rcptReplies.push(await this.#command(line, this.#t.commandMs));
+          if (dataLine && rcptReplies.some((r) => r.code === 250 || r.code === 251)) {
+            stage = 'DATA';
+            dataReply = await this.#command(dataLine, this.#t.dataInitMs);
+          }
+        }
+      }
+      if (mailReply.code !== 250) {
+        fillAll(mailReply, 'MAIL');
+        // A refused MAIL opens no transaction; with pipelining a 354 may still have come back.
+        if (dataReply?.code === 354) await this.#endData(Buffer.alloc(0));
+        this.#needsRset = dataReply?.code === 354;
+        return results as RecipientResult[];
+      }
+      const accepted: number[] = [];
+      rcptReplies.forEach((r, i) => {
+        if (r.code === 250 || r.code === 251) accepted.push(i);
+        else settle(i, r, 'RCPT');
+      });
+      if (useBdat) {
+        if (accepted.length > 0) {
+          stage = 'BDAT';
+          this.#sock.cork();
+          this.#sock.write(`BDAT ${req.body.length} LAST\r\n`);
+          this.#sock.write(req.body);
+          this.#sock.uncork();
+          await this.#drain();
+          await this.#finalReplies(accepted, settle, 'BDAT');
+        }
+        this.#needsRset = accepted.length === 0;
+        return results as RecipientResult[];
+      }
+      if (dataReply === null) return results as RecipientResult[]; // no recipient accepted; RSET next time
+      if (dataReply.code !== 354) {
+        fillAll(dataReply, 'DATA', accepted);
+        return results as RecipientResult[];
+      }
+      if (accepted.length === 0) {
+        // Pipelined and every RCPT refused, yet the server said 354: end an empty message.
+        await this.#endData(Buffer.alloc(0));
+        return results as RecipientResult[];
+      }
+      stage = 'END-OF-DATA';
+      this.#writeBody(req.body);
+      await this.#drain();
+      await this.#finalReplies(accepted, settle, 'END-OF-DATA');
+      this.#needsRset = false;
+      return results as RecipientResult[];
+    } catch (err) {
+      const e = err instanceof LinkError ? err : new LinkError((err as Error).message);
+      this.#kill(e);
+      for (let i = 0; i < rcpts.length; i++) {
+        if (results[i] !== undefined) continue;
+        const reply = replyRecord(undefined, '4.4.2', `${this.host}:${this.port}: ${e.message}`, stage, dest);
+        results[i] = { address: rcpts[i]!.address, ok: false, transient: true, reply };
+      }
+      return results as RecipientResult[];
+    }
+  }
+
+  /** QUIT politely (bounded by a short wait), then close. Never rejects. */
+  async quit(): Promise<void> {
+    if (this.#dead) return;
+    try {
+      await this.#command('QUIT', Math.min(this.#t.commandMs, 5_000));
+    } catch {
+      /* the peer may close first */
+    }
+    this.#kill(new LinkError('closed by us'));
+  }
+
+  destroy(): void {
+    this.#kill(new LinkError('closed by us'));
+  }
+
+  // --- internals ---
+
+  #mailCommand(req: DeliveryRequest): string {
+    const m = req.message;
+    const caps = this.#caps;
+    let s = `MAIL FROM:<${m.sender}>`;
+    if (caps.size !== undefined) s += ` SIZE=${req.body.length}`;
+    if (m.bodyType === '8BITMIME') s += ' BODY=8BITMIME';
+    else if (m.bodyType === 'BINARYMIME') s += ' BODY=BINARYMIME';
+    if (m.smtputf8) s += ' SMTPUTF8';
+    if (caps.dsn) {
+      if (m.ret) s += ` RET=${m.ret}`;
+      if (m.envid) s += ` ENVID=${encodeXtext(m.envid)}`;
+    }
+    return s;
+  }
+
+  #rcptCommand(r: Recipient): string {
+    let s = `RCPT TO:<${r.address}>`;
+    if (this.#caps.dsn) {
+      if (r.notify && r.notify.length > 0) s += ` NOTIFY=${r.notify.join(',')}`;
+      if (r.orcpt) {
+        const semi = r.orcpt.indexOf(';');
+        if (semi > 0) s += ` ORCPT=${r.orcpt.slice(0, semi)};${encodeXtext(r.orcpt.slice(semi + 1))}`;
+      }
+    }
+    return s;
+  }
+
+  async #finalReplies(accepted: number[], settle: (i: number, r: SmtpReply, cmd: SmtpCommand) => void, cmd: SmtpCommand): Promise<void> {
+    if (this.protocol === 'lmtp') {
+      // RFC 2033 §4.2: one reply per accepted recipient, in RCPT order.
+      for (const i of accepted) settle(i, await this.#read(this.#t.finalMs), cmd);
+    } else {
+      const r = await this.#read(this.#t.finalMs);
+      for (const i of accepted) settle(i, r, cmd);
+    }
+  }
+
+  async #endData(body: Buffer): Promise<void> {
+    this.#writeBody(body);
+    await this.#drain();
+    const n = this.protocol === 'lmtp' ? 0 : 1; // LMTP with no accepted recipient: no replies
+    for (let i = 0; i < n; i++) await this.#read(this.#t.finalMs);
+  }
+
+  /** The stuffed body as views in one corked burst (no copy of the body). */
+  #writeBody(body: Buffer): void {
+    const s = this.#sock;
+    s.cork();
+    for (const piece of dotStuff(body)) s.write(piece);
+    s.uncork();
+  }
+
+  /** Wait until the socket's buffer drains, bounded by the data-block timeout. */
+  async #drain(): Promise<void> {
+    const s = this.#sock;
+    if (this.#dead) throw this.#dead;
+    if (!s.writableNeedDrain) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        cleanup();
+        const e = new LinkError(`data block timeout after ${this.#t.dataBlockMs} ms`);
+        this.#kill(e);
+        reject(e);
+      }, this.#t.dataBlockMs);
+      const onDrain = (): void => {
+        cleanup();
+        resolve();
+      };
+      const onClose = (): void => {
+        cleanup();
+        reject(this.#dead ?? new LinkError('connection closed'));
+      };
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        s.off('drain', onDrain);
+        s.off('close', onClose);
+      };
+      s.on('drain', onDrain);
+      s.on('close', onClose);
+    });
+  }
+
+  async #hello(): Promise<SmtpReply> {
+    const name = this.#opts.heloName;
+    if (this.protocol === 'lmtp') {
+      const r = await this.#command(`LHLO ${name}`, this.#t.commandMs);
+      if (r.code === 250) this.#caps = parseCaps(r.lines);
+      return r;
+    }
+    const r = await this.#command(`EHLO ${name}`, this.#t.commandMs);
+    if (r.code === 250) {
+      this.#caps = parseCaps(r.lines);
+      return r;
+    }
+    if (r.code >= 500) {
+      // RFC 5321 §3.2: a server that does not know EHLO gets HELO; no extensions then.
+      const h = await this.#command(`HELO ${name}`, this.#t.commandMs);
+      this.#caps = emptyCaps();
+      return h;
+    }
+    return r;
+  }
+
+  async #upgrade(): Promise<void> {
+    if (this.#buf.length > 0 || this.#replies.length > 0) {
+      // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear.
+      throw new LinkError('data after the STARTTLS reply (possible injection)');
+    }
+    const plain = this.#sock as Socket;
+    this.#detach(plain);
+    const required = this.#opts.tlsPolicy === 'required';
+    const servername = this.#opts.servername ?? this.host;
+    const tls = tlsConnect({
+      socket: plain,
+      // SNI must be a name, never an address literal.
+      ...(/^[\d.]+$|:/.test(servername) ? {} : { servername }),
+      rejectUnauthorized: required ? this.#opts.rejectUnauthorized !== false : false,
+      minVersion: 'TLSv1.2',
+    });
+    this.#sock = tls;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        done();
+        reject(new LinkError(`TLS handshake timeout after ${this.#t.tlsMs} ms`));
+      }, this.#t.tlsMs);
+      const ok = (): void => {
+        done();
+        resolve();
+      };
+      const bad = (e: Error): void => {
+        done();
+        reject(new LinkError(`TLS handshake failed: ${e.message}`));
+      };
+      const done = (): void => {
+        clearTimeout(timer);
+        tls.off('secureConnect', ok);
+        tls.off('error', bad);
+      };
+      tls.once('secureConnect', ok);
+      tls.once('error', bad);
+    });
+    this.#secure = true;
+    this.#attach(tls);
+  }
+
+  #attach(s: Socket): void {
+    s.on('data', this.#onData);
+    s.on('error', this.#onError);
+    s.on('close', this.#onSockClose);
+    s.setNoDelay(true);
+  }
+
+  #detach(s: Socket): void {
+    s.off('data', this.#onData);
+    s.off('error', this.#onError);
+    s.off('close', this.#onSockClose);
+  }
+
+  #onData = (chunk: Buffer): void => {
+    let buf = this.#buf.length > 0 ? Buffer.concat([this.#buf, chunk]) : chunk;
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf(0x0a, start);
+      if (nl < 0) break;
+      const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
+      this.#line(buf.toString('utf8', start, end));
+      if (this.#dead) return;
+      start = nl + 1;
+    }
+    buf = start === 0 ? buf : buf.subarray(start);
+    if (buf.length > MAX_LINE_BYTES) {
+      this.#kill(new LinkError('reply line too long'));
+      return;
+    }
+    this.#buf = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
+  };
+
+  #line(line: string): void {
+    const m = /^(\d{3})([ -]?)(.*)$/.exec(line);
+    if (!m) {
+      this.#kill(new LinkError(`malformed reply line: ${JSON.stringify(line.slice(0, 100))}`));
+      return;
+    }
+    this.#partial.push(line);
+    if (this.#partial.length > MAX_REPLY_LINES) {
+      this.#kill(new LinkError('reply has too many lines'));
+      return;
+    }
+    if (m[2] === '-') return;
+    const lines = this.#partial;
+    this.#partial = [];
+    const code = Number(m[1]);
+    let enhanced: string | undefined;
+    const texts = lines.map((l) => {
+      let t = l.slice(4);
+      const e = ENHANCED.exec(t);
+      if (e && e[1] === String(code)[0]) {
+        enhanced ??= `${e[1]}.${e[2]}.${e[3]}`;
+        t = t.slice(e[0].length);
+      }
+      return t;
+    });
+    const r: SmtpReply = { code, lines: texts, text: texts.join(' ') };
+    if (enhanced !== undefined) r.enhanced = enhanced;
+    const w = this.#waiters.shift();
+    if (w) {
+      if (w.timer) clearTimeout(w.timer);
+      w.resolve(r);
+      // The next waiter's clock starts now that its turn has come.
+      this.#arm();
+    } else this.#replies.push(r);
+  }
+
+  #onError = (err: Error): void => {
+    this.#kill(new LinkError(err.message));
+  };
+
+  #onSockClose = (): void => {
+    this.#kill(new LinkError('connection closed by the peer'));
+  };
+
+  #kill(e: LinkError): void {
+    if (this.#dead) return;
+    this.#dead = e;
+    for (const w of this.#waiters.splice(0)) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(e);
+    }
+    this.#sock.destroy();
+    const cb = this.#onClose;
+    this.#onClose = null;
+    cb?.();
+  }
+
+  #write(s: string): void {
+    if (this.#dead) return;
+    this.#sock.write(s);
+  }
+
+  #command(line: string, timeoutMs: number): Promise<SmtpReply> {
+    this.#write(line + '\r\n');
+    return this.#read(timeoutMs);
+  }
+
+  /** The next reply, in order. Only the first waiter's timer runs (see #arm). */
+  #read(timeoutMs: number): Promise<SmtpReply> {
+    const r = this.#replies.shift();
+    if (r) return Promise.resolve(r);
+    if (this.#dead) return Promise.reject(this.#dead);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ resolve, reject, timer: null, timeoutMs });
+      this.#arm();
+    });
+  }
+
+  #arm(): void {
+    const w = this.#waiters[0];
+    if (!w || w.timer) return;
+    w.timer = setTimeout(() => this.#kill(new LinkError(`timeout after ${w.timeoutMs} ms waiting for a reply`)), w.timeoutMs);
+  }
+}
+
+function emptyCaps(): Capabilities {
+  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false };
+}
+
+/** EHLO/LHLO keywords (RFC 5321 §4.1.1.1): the first line is the greeting name. */
+export function parseCaps(lines: string[]): Capabilities {
+  const c = emptyCaps();
+  c.esmtp = true;
+  for (const l of lines.slice(1)) {
+    const [kw, ...args] = l.trim().split(/\s+/);
+    switch (kw?.toUpperCase()) {
+      case 'PIPELINING': c.pipelining = true; break;
+      case 'SIZE': {
+        const n = Number(args[0] ?? '0');
+        c.size = Number.isFinite(n) && n >= 0 ? n : 0;
+        break;
+      }
+      case '8BITMIME': c.eightBitMime = true; break;
+      case 'SMTPUTF8': c.smtputf8 = true; break;
+      case 'CHUNKING': c.chunking = true; break;
+      case 'BINARYMIME': c.binaryMime = true; break;
+      case 'STARTTLS': c.starttls = true; break;
+      case 'DSN': c.dsn = true; break;
+      case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
+    }
+  }
+  return c;
+}
+
+/** RFC 3461 §4 xtext; characters beyond one byte go as their UTF-8 bytes. */
+export function encodeXtext(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (c >= 0x21 && c <= 0x7e && c !== 0x2b && c !== 0x3d) out += ch;
+    else if (c <= 0xff) out += '+' + c.toString(16).toUpperCase().padStart(2, '0');
+    else for (const b of Buffer.from(ch, 'utf8')) out += '+' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
+function connectSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect({ host, port });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`connect timeout after ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.off('error', onErr);
+      resolve(s);
+    });
+    const onErr = (e: Error): void => {
+      clearTimeout(timer);
+      reject(e);
+    };
+    s.once('error', onErr);
+  });
+}

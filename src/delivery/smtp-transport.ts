@@ -1,0 +1,96 @@
+// The SMTP and LMTP transport: one DestinationPool per destination key, one transaction per
+// deliver(). A failure to open a connection (connect, greeting, EHLO/LHLO, STARTTLS) makes
+// every recipient transient with that reason recorded; after that the SmtpConnection's
+// per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → ok/transient).
+import type { Destination, DeliveryRequest, RecipientResult, Transport } from './types.js';
+import type { ReplyRecord } from '../queue/types.js';
+import { DestinationPool, type PoolCounts } from './destination-pool.js';
+import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
+
+export interface SmtpTransportOptions {
+  heloName: string;
+  /** Default 10. */
+  maxConnectionsPerDestination?: number;
+  /** Default 100. */
+  maxMessagesPerConnection?: number;
+  /** Default 30_000 (well under the 5 minutes a server waits for the next command). */
+  idleTimeoutMs?: number;
+  timeouts?: Partial<SmtpTimeouts>;
+  tls?: { rejectUnauthorized?: boolean };
+}
+
+export class SmtpTransport implements Transport {
+  readonly #o: SmtpTransportOptions;
+  readonly #pools = new Map<string, DestinationPool>();
+  #closed = false;
+
+  constructor(opts: SmtpTransportOptions) {
+    this.#o = opts;
+  }
+
+  /** Counts per destination key (for metrics). */
+  counts(): Record<string, PoolCounts> {
+    const out: Record<string, PoolCounts> = {};
+    for (const [k, p] of this.#pools) out[k] = p.counts;
+    return out;
+  }
+
+  async deliver(dest: Destination, req: DeliveryRequest): Promise<RecipientResult[]> {
+    if (dest.kind !== 'smtp' && dest.kind !== 'lmtp') {
+      return failAll(req, { text: `SmtpTransport cannot deliver to a ${dest.kind} destination`, transient: true, destination: dest.key, at: Date.now() });
+    }
+    if (this.#closed) return failAll(req, { text: 'transport closed', command: 'CONNECT', transient: true, destination: dest.key, at: Date.now() });
+    const pool = this.#pool(dest);
+    const acq = await pool.acquire();
+    if (!acq.ok) return failAll(req, { ...acq.reply, transient: true });
+    const conn = acq.conn;
+    let results: RecipientResult[];
+    try {
+      results = await conn.send(req);
+    } catch (err) {
+      // send() does not reject; this is a bug, but never leak the connection slot.
+      pool.release(conn, false);
+      throw err;
+    }
+    pool.release(conn, conn.usable);
+    return results;
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all([...this.#pools.values()].map((p) => p.close()));
+    this.#pools.clear();
+  }
+
+  #pool(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>): DestinationPool {
+    let p = this.#pools.get(dest.key);
+    if (p) return p;
+    const o = this.#o;
+    const servername = dest.kind === 'smtp' ? dest.domain : undefined;
+    p = new DestinationPool({
+      key: dest.key,
+      hosts: dest.hosts,
+      maxConnections: o.maxConnectionsPerDestination ?? 10,
+      maxMessagesPerConnection: o.maxMessagesPerConnection ?? 100,
+      idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
+      connect: (h) =>
+        SmtpConnection.open({
+          host: h.host,
+          port: h.port,
+          protocol: dest.kind,
+          heloName: o.heloName,
+          tlsPolicy: dest.tlsPolicy,
+          destination: dest.key,
+          ...(servername !== undefined ? { servername } : {}),
+          ...(o.tls?.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.tls.rejectUnauthorized } : {}),
+          ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+        }),
+    });
+    this.#pools.set(dest.key, p);
+    return p;
+  }
+}
+
+function failAll(req: DeliveryRequest, reply: ReplyRecord): RecipientResult[] {
+  return req.recipients.map((r) => ({ address: r.address, ok: false, transient: reply.transient !== false, reply }));
+}

@@ -1,0 +1,134 @@
+// A throwaway Dovecot LMTP server (Debian dovecot-core + dovecot-lmtpd) for the delivery
+// tests: a minimal dovecot.conf in a temp folder (every socket, state and log file in there),
+// any user accepted, mail to <tmp>/mail/<user>/ as Maildir. Started with `dovecot -F` as a
+// child; stopped by its PID in t.after.
+import { spawn, execFileSync } from 'node:child_process';
+import { connect, createServer } from 'node:net';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+
+export interface DovecotLmtp {
+  port: number;
+  /** <dir>/mail: each recipient's Maildir is mailRoot/<user as given in RCPT>. */
+  mailRoot: string;
+  logPath: string;
+  log(): string;
+}
+
+/** The dovecot binary, or null when it is not installed (the test is then skipped). */
+export function dovecotBinary(): string | null {
+  for (const p of ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot']) if (existsSync(p) && existsSync('/usr/lib/dovecot/lmtp')) return p;
+  return null;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitForPort(port: number, deadlineMs: number, exited: () => boolean): Promise<boolean> {
+  const until = Date.now() + deadlineMs;
+  while (Date.now() < until && !exited()) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+
+export async function startDovecotLmtp(t: TestContext): Promise<DovecotLmtp> {
+  const bin = dovecotBinary();
+  if (!bin) throw new Error('dovecot is not installed (apt-get install dovecot-core dovecot-lmtpd)');
+  const dir = mkdtempSync(join(tmpdir(), 'postern-dovecot-'));
+  const id = (...args: string[]): string => execFileSync('id', args, { encoding: 'utf8' }).trim();
+  const user = id('-un');
+  const group = id('-gn');
+  // Mail is written as the current user, except that Dovecot never delivers as uid 0
+  // ("userdb returned 0 as uid"): as root (CI) the mail goes as `nobody`, into a folder it may
+  // write.
+  const asRoot = (process.getuid?.() ?? 0) === 0;
+  const uid = asRoot ? Number(id('-u', 'nobody')) : process.getuid!();
+  const gid = asRoot ? Number(id('-g', 'nobody')) : process.getgid!();
+  const mailRoot = join(dir, 'mail');
+  for (const d of ['run', 'state', 'mail']) mkdirSync(join(dir, d));
+  if (asRoot) {
+    chmodSync(dir, 0o755);
+    chmodSync(mailRoot, 0o777);
+  }
+  const logPath = join(dir, 'dovecot.log');
+  const port = await freePort();
+  // Dovecot drops privileges to default_internal_user/default_login_user; as the current user
+  // (root in CI) it needs no system accounts. chroot is off for the services that default to
+  // it (anvil, log) so nothing outside the temp folder is touched.
+  const conf = `
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${logPath}
+info_log_path = ${logPath}
+protocols = lmtp
+listen = 127.0.0.1
+ssl = no
+default_internal_user = ${user}
+default_internal_group = ${group}
+default_login_user = ${user}
+mail_location = maildir:${mailRoot}/%u
+first_valid_uid = ${uid}
+first_valid_gid = ${gid}
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=${uid} gid=${gid} home=${mailRoot}/%u allow_all_users=yes
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = ${port}
+  }
+}
+service anvil {
+  chroot =
+}
+service log {
+  chroot =
+}
+`;
+  const confPath = join(dir, 'dovecot.conf');
+  writeFileSync(confPath, conf);
+  const child = spawn(bin, ['-F', '-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  let exited = false;
+  const gone = new Promise<void>((r) => child.once('exit', () => {
+    exited = true;
+    r();
+  }));
+  // One hook: stop Dovecot (by its PID), then remove the folder it was using.
+  t.after(async () => {
+    if (!exited && child.pid !== undefined) {
+      process.kill(child.pid, 'SIGTERM');
+      const killer = setTimeout(() => child.pid !== undefined && !exited && process.kill(child.pid, 'SIGKILL'), 3000);
+      await gone;
+      clearTimeout(killer);
+    }
+    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+  });
+  const up = await waitForPort(port, 10_000, () => exited);
+  const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
+  if (!up) throw new Error(`dovecot did not listen on 127.0.0.1:${port}: ${stderr}\n${log()}`);
+  return { port, mailRoot, logPath, log };
+}

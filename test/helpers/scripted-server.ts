@@ -1,0 +1,236 @@
+// A tiny scripted SMTP/LMTP server on 127.0.0.1:0 for the delivery tests: the test sets the
+// greeting, the EHLO/LHLO capabilities and any reply per command; the server records every
+// command line, which lines arrived in one read (to see PIPELINING), and each message.
+import { createServer, type Server, type Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { TestContext } from 'node:test';
+import type { DeliveryRequest } from '../../src/delivery/types.js';
+import type { MessageRecord, Recipient } from '../../src/queue/types.js';
+
+export interface ScriptedMessage {
+  mailFrom: string;
+  rcptTo: string[];
+  /** Recipients whose RCPT got a 2xx. */
+  accepted: string[];
+  /** The bytes after DATA as sent (still dot-stuffed), without the final ".\r\n". */
+  raw: Buffer;
+  /** Unstuffed. */
+  body: Buffer;
+}
+
+export interface ScriptSession {
+  id: number;
+  commands: string[];
+  /** Command lines per socket read: several in one read means the client pipelined. */
+  batches: string[][];
+  messages: ScriptedMessage[];
+  tls: boolean;
+  /** The transaction being built (MAIL seen). */
+  current: ScriptedMessage | null;
+}
+
+/**
+ * Return a raw reply (lines joined by CRLF, no final CRLF) to override the default, `null` to
+ * send nothing (the client then times out), or undefined for the default. `cmd` is the
+ * command line, or "." for the end of the data (for LMTP, return one reply line per accepted
+ * recipient).
+ */
+export type ReplyScript = (cmd: string, s: ScriptSession) => string | null | undefined;
+
+export interface ScriptedServerOptions {
+  mode?: 'smtp' | 'lmtp';
+  /** Default "220 scripted.test ESMTP". A 421 greeting closes the connection after it; null sends nothing. */
+  greeting?: string | null;
+  /** EHLO/LHLO keyword lines; null → EHLO is 502 (the client must fall back to HELO). */
+  capabilities?: string[] | null;
+  reply?: ReplyScript;
+  tls?: { cert: string; key: string };
+}
+
+export interface ScriptedServer {
+  port: number;
+  sessions: ScriptSession[];
+  /** Every message of every session. */
+  messages(): ScriptedMessage[];
+  close(): Promise<void>;
+}
+
+export const DEFAULT_CAPS = ['PIPELINING', 'SIZE 10485760', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'DSN'];
+
+export async function startScriptedServer(t: TestContext, o: ScriptedServerOptions = {}): Promise<ScriptedServer> {
+  const sessions: ScriptSession[] = [];
+  const sockets = new Set<Socket>();
+  const mode = o.mode ?? 'smtp';
+  const caps = o.capabilities === undefined ? DEFAULT_CAPS : o.capabilities;
+  const tlsCreds = o.tls ? { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) } : null;
+
+  const server: Server = createServer((plain) => {
+    sockets.add(plain);
+    plain.on('close', () => sockets.delete(plain));
+    plain.on('error', () => {});
+    const s: ScriptSession = { id: sessions.length + 1, commands: [], batches: [], messages: [], tls: false, current: null };
+    sessions.push(s);
+    let sock: Socket = plain;
+    let buf: Buffer = Buffer.alloc(0);
+    let inData = false;
+    const send = (text: string | null): void => {
+      if (text !== null && !sock.destroyed) sock.write(text + '\r\n');
+    };
+    const pick = (cmd: string, dflt: string): string | null => {
+      const r = o.reply?.(cmd, s);
+      return r === undefined ? dflt : r;
+    };
+
+    const greeting = o.greeting === undefined ? '220 scripted.test ESMTP' : o.greeting;
+    if (greeting !== null) sock.write(greeting + '\r\n');
+    if (greeting?.startsWith('421')) {
+      sock.end();
+      return;
+    }
+
+    const onCommand = (line: string): void => {
+      s.commands.push(line);
+      const verb = line.slice(0, 4).toUpperCase();
+      if ((verb === 'EHLO' && mode === 'smtp') || (verb === 'LHLO' && mode === 'lmtp')) {
+        const dflt = caps === null ? '502 5.5.1 EHLO not implemented' : ['scripted.test', ...caps].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n');
+        send(pick(line, dflt));
+      } else if (verb === 'HELO' && mode === 'smtp') {
+        send(pick(line, '250 scripted.test'));
+      } else if (verb === 'STARTTLS') {
+        const r = pick(line, tlsCreds ? '220 2.0.0 Ready to start TLS' : '502 5.5.1 no TLS');
+        send(r);
+        if (r?.startsWith('220') && tlsCreds) {
+          sock.off('data', onData);
+          const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key });
+          tls.on('error', () => {});
+          tls.on('data', onData);
+          sock = tls;
+          s.tls = true;
+        }
+      } else if (verb === 'MAIL') {
+        const r = pick(line, '250 2.1.0 Sender ok');
+        if (r?.startsWith('2')) s.current = { mailFrom: line, rcptTo: [], accepted: [], raw: Buffer.alloc(0), body: Buffer.alloc(0) };
+        send(r);
+      } else if (verb === 'RCPT') {
+        const r = pick(line, s.current ? '250 2.1.5 Recipient ok' : '503 5.5.1 Need MAIL');
+        if (s.current) {
+          s.current.rcptTo.push(line);
+          if (r?.startsWith('2')) s.current.accepted.push(line);
+        }
+        send(r);
+      } else if (verb === 'DATA') {
+        const ok = s.current !== null && s.current.accepted.length > 0;
+        const r = pick(line, ok ? '354 go ahead' : '554 5.5.1 No valid recipients');
+        if (r?.startsWith('354')) inData = true;
+        send(r);
+      } else if (verb === 'RSET') {
+        s.current = null;
+        send(pick(line, '250 2.0.0 Reset'));
+      } else if (verb === 'NOOP') {
+        send(pick(line, '250 2.0.0 Ok'));
+      } else if (verb === 'QUIT') {
+        send(pick(line, '221 2.0.0 Bye'));
+        sock.end();
+      } else {
+        send(pick(line, '500 5.5.1 Unknown command'));
+      }
+    };
+
+    const endOfData = (raw: Buffer): void => {
+      const m = s.current ?? { mailFrom: '', rcptTo: [], accepted: [], raw, body: raw };
+      m.raw = raw;
+      m.body = unstuff(raw);
+      s.messages.push(m);
+      s.current = null;
+      const dflt = mode === 'lmtp' ? m.accepted.map(() => '250 2.0.0 delivered').join('\r\n') : '250 2.0.0 Ok: queued';
+      const r = o.reply?.('.', s);
+      const text = r === undefined ? dflt : r;
+      if (text === '') return;
+      send(text);
+    };
+
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      const batch: string[] = [];
+      for (let guard = 0; guard < 100_000; guard++) {
+        if (inData) {
+          // The data starts right after a CRLF (the DATA line), so look for CRLF "." CRLF with
+          // a virtual CRLF in front.
+          const view = Buffer.concat([Buffer.from('\r\n'), buf]);
+          const at = view.indexOf('\r\n.\r\n');
+          if (at < 0) break;
+          const raw = at === 0 ? Buffer.alloc(0) : view.subarray(2, at + 2);
+          buf = view.subarray(at + 5);
+          inData = false;
+          endOfData(raw);
+          continue;
+        }
+        const nl = buf.indexOf(0x0a);
+        if (nl < 0) break;
+        const line = buf.toString('utf8', 0, nl > 0 && buf[nl - 1] === 0x0d ? nl - 1 : nl);
+        buf = buf.subarray(nl + 1);
+        batch.push(line);
+        onCommand(line);
+      }
+      if (batch.length > 0) s.batches.push(batch);
+    };
+    sock.on('data', onData);
+  });
+
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  if (addr === null || typeof addr === 'string') throw new Error('no port');
+  let closed: Promise<void> | null = null;
+  const close = (): Promise<void> => {
+    closed ??= new Promise<void>((resolve) => {
+      for (const so of sockets) so.destroy();
+      server.close(() => resolve());
+    });
+    return closed;
+  };
+  t.after(close);
+  return { port: addr.port, sessions, messages: () => sessions.flatMap((x) => x.messages), close };
+}
+
+/** Undo dot-stuffing: a line that starts with "." loses that dot. */
+export function unstuff(raw: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  let start = 0;
+  if (raw[0] === 0x2e) start = 1;
+  for (let at = raw.indexOf('\n.', start); at >= 0; at = raw.indexOf('\n.', at + 2)) {
+    parts.push(raw.subarray(start, at + 1));
+    start = at + 2;
+  }
+  parts.push(raw.subarray(start));
+  return Buffer.concat(parts);
+}
+
+/** A DeliveryRequest for the delivery tests: the given envelope, all recipients pending. */
+export function deliveryRequest(
+  sender: string,
+  recipients: Array<string | { address: string; notify?: string[]; orcpt?: string }>,
+  body: Buffer | string,
+  extra: Partial<Omit<MessageRecord, 'recipients' | 'sender'>> = {},
+): DeliveryRequest {
+  const b = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const rcpts: Recipient[] = recipients.map((r) => {
+    const x = typeof r === 'string' ? { address: r } : r;
+    const at = x.address.lastIndexOf('@');
+    return { ...x, domain: at < 0 ? '' : x.address.slice(at + 1).toLowerCase(), state: 'pending', attempts: 0 };
+  });
+  const message: MessageRecord = {
+    id: 'T' + Math.random().toString(36).slice(2, 10),
+    seq: 1,
+    priority: 1,
+    sender,
+    recipients: rcpts,
+    state: 'leased',
+    receivedAt: Date.now(),
+    nextAttemptAt: Date.now(),
+    attempts: 0,
+    size: b.length,
+    ...extra,
+  };
+  return { message, recipients: rcpts, body: b };
+}

@@ -1,0 +1,83 @@
+// The transport in LMTP mode (RFC 2033): LHLO, and one reply per accepted recipient after
+// the data, against the scripted server and a real Dovecot LMTP server.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startScriptedServer, deliveryRequest } from '../helpers/scripted-server.js';
+import { startDovecotLmtp, dovecotBinary } from '../helpers/dovecot.js';
+import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
+import type { Destination } from '../../src/delivery/types.js';
+import type { TestContext } from 'node:test';
+
+const TIMEOUTS = { connectMs: 2000, greetingMs: 5000, commandMs: 5000, dataInitMs: 5000, dataBlockMs: 5000, finalMs: 10000, tlsMs: 2000 };
+
+function dest(port: number): Destination {
+  return { kind: 'lmtp', key: `lmtp:127.0.0.1:${port}`, hosts: [{ host: '127.0.0.1', port }], tlsPolicy: 'none' };
+}
+
+function transport(t: TestContext): SmtpTransport {
+  const tr = new SmtpTransport({ heloName: 'client.test', timeouts: TIMEOUTS });
+  t.after(() => tr.close());
+  return tr;
+}
+
+test('LMTP: LHLO, and a reply per accepted recipient after the data', async (t) => {
+  const srv = await startScriptedServer(t, {
+    mode: 'lmtp',
+    reply: (cmd) => {
+      if (cmd.includes('<nouser@')) return '550 5.1.1 No such user';
+      // Accepted: ok, full, bad (in that order); nouser was refused at RCPT.
+      if (cmd === '.') return '250 2.0.0 <ok@example.net> saved\r\n452 4.2.2 <full@example.net> Mailbox full\r\n552 5.2.2 <bad@example.net> Quota';
+      return undefined;
+    },
+  });
+  const tr = transport(t);
+  const res = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['ok@example.net', 'nouser@example.net', 'full@example.net', 'bad@example.net'], 'Subject: lmtp\r\n\r\nhi\r\n'));
+  assert.deepEqual(
+    res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]),
+    [
+      ['ok@example.net', true, false, 250, '2.0.0', 'END-OF-DATA'],
+      ['nouser@example.net', false, false, 550, '5.1.1', 'RCPT'],
+      ['full@example.net', false, true, 452, '4.2.2', 'END-OF-DATA'],
+      ['bad@example.net', false, false, 552, '5.2.2', 'END-OF-DATA'],
+    ],
+  );
+  assert.equal(srv.sessions[0]!.commands[0], 'LHLO client.test');
+  // In step afterwards: a second message on the same connection.
+  const again = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['ok@example.net'], 'x\r\n'));
+  assert.equal(again[0]!.ok, true);
+  assert.equal(srv.sessions.length, 1);
+});
+
+test('LMTP: a missing per-recipient reply times out as transient', async (t) => {
+  const srv = await startScriptedServer(t, { mode: 'lmtp', reply: (cmd) => (cmd === '.' ? '250 2.0.0 first only' : undefined) });
+  const tr = new SmtpTransport({ heloName: 'client.test', timeouts: { ...TIMEOUTS, finalMs: 300 } });
+  t.after(() => tr.close());
+  const res = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], 'x\r\n'));
+  assert.deepEqual(res.map((r) => [r.ok, r.transient]), [
+    [true, false],
+    [false, true],
+  ]);
+});
+
+test('Dovecot LMTP: two recipients land in their Maildirs', { skip: dovecotBinary() ? false : 'dovecot-lmtpd not installed' }, async (t) => {
+  const dc = await startDovecotLmtp(t);
+  const tr = transport(t);
+  const body = 'From: s@example.org\r\nTo: alice@example.net\r\nSubject: via lmtp\r\nMessage-ID: <lmtp-test@example.org>\r\n\r\n.dot line\r\nhello\r\n';
+  const res = await tr.deliver(dest(dc.port), deliveryRequest('s@example.org', ['alice@example.net', 'bob@example.net'], body));
+  assert.deepEqual(res.map((r) => [r.address, r.ok, r.reply.code]), [
+    ['alice@example.net', true, 250],
+    ['bob@example.net', true, 250],
+  ], dc.log());
+  for (const user of ['alice@example.net', 'bob@example.net']) {
+    const newDir = join(dc.mailRoot, user, 'new');
+    const files = readdirSync(newDir);
+    assert.equal(files.length, 1, `${newDir}: ${files.join(',')}`);
+    const text = readFileSync(join(newDir, files[0]!), 'utf8');
+    assert.match(text, /Subject: via lmtp/);
+    assert.match(text, /\n\.dot line\r?\nhello/);
+    assert.match(text, /^Return-Path: <s@example\.org>/);
+    assert.match(text, /with LMTP/);
+  }
+});

@@ -1,0 +1,239 @@
+// The SMTP client and transport against a scripted server: per-recipient 4xx/5xx, MX
+// failover, PIPELINING on and off, the refusals made before sending (5.6.7, 5.6.3, 5.3.4),
+// TLS required without STARTTLS (4.7.0), HELO fallback, RSET only after an unclean end, and
+// timeouts.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import { startScriptedServer, deliveryRequest, DEFAULT_CAPS, type ScriptedServerOptions } from '../helpers/scripted-server.js';
+import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
+import type { Destination, TlsPolicy } from '../../src/delivery/types.js';
+import type { TestContext } from 'node:test';
+
+const TIMEOUTS = { connectMs: 1000, greetingMs: 1000, commandMs: 1000, dataInitMs: 1000, dataBlockMs: 1000, finalMs: 1000, tlsMs: 1000 };
+
+function dest(ports: number[], tlsPolicy: TlsPolicy = 'none'): Destination {
+  return { kind: 'smtp', key: `smtp:test:${ports.join(',')}`, hosts: ports.map((port) => ({ host: '127.0.0.1', port })), tlsPolicy };
+}
+
+function transport(t: TestContext, timeouts = TIMEOUTS): SmtpTransport {
+  const tr = new SmtpTransport({ heloName: 'client.test', timeouts, maxConnectionsPerDestination: 1 });
+  t.after(() => tr.close());
+  return tr;
+}
+
+async function server(t: TestContext, o: ScriptedServerOptions = {}) {
+  return startScriptedServer(t, o);
+}
+
+/** A port with nothing listening on it. */
+async function deadPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+const MSG = 'Subject: t\r\n\r\nhello\r\n';
+
+test('PIPELINING: MAIL, every RCPT and DATA go in one write', async (t) => {
+  const srv = await server(t);
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.deepEqual(res.map((r) => r.ok), [true, true]);
+  const s = srv.sessions[0]!;
+  const batch = s.batches.find((b) => b[0]!.startsWith('MAIL'));
+  assert.deepEqual(batch, ['MAIL FROM:<s@example.org> SIZE=' + Buffer.byteLength(MSG), 'RCPT TO:<a@example.net>', 'RCPT TO:<b@example.net>', 'DATA']);
+  assert.equal(srv.messages()[0]!.body.toString(), MSG);
+});
+
+test('without PIPELINING the commands go one by one', async (t) => {
+  const srv = await server(t, { capabilities: ['SIZE 1000000', '8BITMIME'] });
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.deepEqual(res.map((r) => r.ok), [true, true]);
+  const s = srv.sessions[0]!;
+  for (const b of s.batches) assert.equal(b.length, 1, `pipelined without PIPELINING: ${JSON.stringify(b)}`);
+  assert.deepEqual(s.commands.slice(1), ['MAIL FROM:<s@example.org> SIZE=' + Buffer.byteLength(MSG), 'RCPT TO:<a@example.net>', 'RCPT TO:<b@example.net>', 'DATA']);
+});
+
+test('per-recipient 4xx and 5xx; the rest delivered; no RSET after a clean end', async (t) => {
+  const srv = await server(t, {
+    reply: (cmd) => {
+      if (cmd.includes('<soft@')) return '450 4.2.1 Mailbox busy';
+      if (cmd.includes('<hard@')) return '550-5.1.1 No such user\r\n550 5.1.1 here';
+      return undefined;
+    },
+  });
+  const tr = transport(t);
+  const d = dest([srv.port]);
+  const res = await tr.deliver(d, deliveryRequest('s@example.org', ['ok@example.net', 'soft@example.net', 'hard@example.net'], MSG));
+  assert.deepEqual(
+    res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]),
+    [
+      ['ok@example.net', true, false, 250, '2.0.0', 'END-OF-DATA'],
+      ['soft@example.net', false, true, 450, '4.2.1', 'RCPT'],
+      ['hard@example.net', false, false, 550, '5.1.1', 'RCPT'],
+    ],
+  );
+  assert.equal(res[2]!.reply.text, 'No such user here');
+  assert.equal(res[2]!.reply.destination, d.key);
+  await tr.deliver(d, deliveryRequest('s@example.org', ['ok@example.net'], MSG));
+  assert.equal(srv.sessions.length, 1);
+  assert.ok(!srv.sessions[0]!.commands.includes('RSET'));
+  assert.equal(srv.messages().length, 2);
+});
+
+test('every RCPT refused: no data sent, and RSET before the next transaction', async (t) => {
+  let refuse = true;
+  const srv = await server(t, { reply: (cmd) => (cmd.startsWith('RCPT') && refuse ? '550 5.1.1 nobody' : undefined) });
+  const tr = transport(t);
+  const d = dest([srv.port]);
+  const res = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.code], [false, false, 550]);
+  assert.equal(srv.messages().length, 0);
+  refuse = false;
+  const ok = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(ok[0]!.ok, true);
+  const cmds = srv.sessions[0]!.commands;
+  assert.equal(srv.sessions.length, 1);
+  assert.equal(cmds.filter((c) => c === 'RSET').length, 1);
+  assert.ok(cmds.indexOf('RSET') < cmds.lastIndexOf('DATA') && cmds.indexOf('RSET') > cmds.indexOf('DATA'));
+});
+
+test('MAIL refused with 4xx: every recipient transient; final 5xx: every recipient permanent', async (t) => {
+  const srv = await server(t, { reply: (cmd) => (cmd.startsWith('MAIL') ? '452 4.3.1 Insufficient storage' : undefined) });
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    [false, true, 452, '4.3.1', 'MAIL'],
+    [false, true, 452, '4.3.1', 'MAIL'],
+  ]);
+  const srv2 = await server(t, { reply: (cmd) => (cmd === '.' ? '554 5.7.1 Spam' : undefined) });
+  const res2 = await tr.deliver(dest([srv2.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.deepEqual(res2.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    [false, false, 554, '5.7.1', 'END-OF-DATA'],
+    [false, false, 554, '5.7.1', 'END-OF-DATA'],
+  ]);
+});
+
+test('MX failover: a refused connection and a 421 greeting move on to the next host', async (t) => {
+  const dead = await deadPort();
+  const busy = await server(t, { greeting: '421 4.3.2 busy, try later' });
+  const good = await server(t);
+  const tr = transport(t);
+  const res = await tr.deliver(dest([dead, busy.port, good.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(res[0]!.ok, true, JSON.stringify(res));
+  assert.equal(busy.sessions.length, 1);
+  assert.equal(busy.sessions[0]!.commands.length, 0);
+  assert.equal(good.messages().length, 1);
+});
+
+test('every host failing: all recipients transient, the last failure recorded', async (t) => {
+  const dead = await deadPort();
+  const busy = await server(t, { greeting: '421 4.3.2 busy, try later' });
+  const tr = transport(t);
+  const res = await tr.deliver(dest([dead, busy.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    [false, true, 421, '4.3.2', 'CONNECT'],
+    [false, true, 421, '4.3.2', 'CONNECT'],
+  ]);
+  const res2 = await tr.deliver(dest([dead]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res2[0]!.ok, res2[0]!.transient, res2[0]!.reply.command, res2[0]!.reply.code], [false, true, 'CONNECT', undefined]);
+  assert.match(res2[0]!.reply.text, /ECONNREFUSED/);
+});
+
+test('no SMTPUTF8 → 5.6.7, no 8BITMIME → 5.6.3, SIZE exceeded → 5.3.4; nothing sent', async (t) => {
+  const srv = await server(t, { capabilities: ['PIPELINING', 'SIZE 100', 'DSN'] });
+  const tr = transport(t);
+  const d = dest([srv.port]);
+  const cases: Array<[Parameters<typeof deliveryRequest>, string]> = [
+    [['s@example.org', ['ü@example.net'], 'x\r\n', { smtputf8: true }], '5.6.7'],
+    [['s@example.org', ['a@example.net'], 'ü\r\n', { bodyType: '8BITMIME' }], '5.6.3'],
+    [['s@example.org', ['a@example.net'], 'y'.repeat(101)], '5.3.4'],
+  ];
+  for (const [args, enhanced] of cases) {
+    const res = await tr.deliver(d, deliveryRequest(...args));
+    assert.equal(res[0]!.ok, false);
+    assert.equal(res[0]!.transient, false);
+    assert.equal(res[0]!.reply.enhanced, enhanced);
+    assert.equal(res[0]!.reply.code, undefined);
+  }
+  assert.ok(!srv.sessions[0]!.commands.some((c) => c.startsWith('MAIL')));
+  // At the limit it goes.
+  const ok = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], 'y'.repeat(100)));
+  assert.equal(ok[0]!.ok, true);
+});
+
+test('DSN parameters only when the peer offers DSN', async (t) => {
+  const withDsn = await server(t);
+  const without = await server(t, { capabilities: ['PIPELINING'] });
+  const tr = transport(t);
+  const req = () => deliveryRequest('s@example.org', [{ address: 'a@example.net', notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;a=b@example.net' }], MSG, { ret: 'FULL', envid: 'Q+1' });
+  await tr.deliver(dest([withDsn.port]), req());
+  await tr.deliver(dest([without.port]), req());
+  const c1 = withDsn.sessions[0]!.commands;
+  assert.ok(c1.includes(`MAIL FROM:<s@example.org> SIZE=${MSG.length} RET=FULL ENVID=Q+2B1`), c1.join('|'));
+  assert.ok(c1.includes('RCPT TO:<a@example.net> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;a+3Db@example.net'), c1.join('|'));
+  const c2 = without.sessions[0]!.commands;
+  assert.ok(c2.includes('MAIL FROM:<s@example.org>'), c2.join('|'));
+  assert.ok(c2.includes('RCPT TO:<a@example.net>'), c2.join('|'));
+});
+
+test('TLS required but STARTTLS not offered → transient 4.7.0, nothing sent', async (t) => {
+  const srv = await server(t);
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port], 'required'), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.enhanced, res[0]!.reply.command], [false, true, '4.7.0', 'STARTTLS']);
+  assert.deepEqual(srv.sessions[0]!.commands, ['EHLO client.test', 'QUIT']);
+});
+
+test('opportunistic TLS: a refused STARTTLS goes on in clear', async (t) => {
+  const srv = await server(t, { capabilities: [...DEFAULT_CAPS, 'STARTTLS'] }); // no certificate: 502
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port], 'opportunistic'), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(res[0]!.ok, true);
+  assert.equal(srv.sessions[0]!.commands[1], 'STARTTLS');
+});
+
+test('EHLO refused → HELO, and then no ESMTP parameters', async (t) => {
+  const srv = await server(t, { capabilities: null });
+  const tr = transport(t);
+  const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(res[0]!.ok, true);
+  assert.deepEqual(srv.sessions[0]!.commands.slice(0, 4), ['EHLO client.test', 'HELO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<a@example.net>']);
+});
+
+test('timeouts: no final reply → transient for all, the connection is dropped; no greeting → transient', async (t) => {
+  const srv = await server(t, { reply: (cmd) => (cmd === '.' ? null : undefined) });
+  const tr = transport(t, { ...TIMEOUTS, finalMs: 300 });
+  const d = dest([srv.port]);
+  const t0 = Date.now();
+  const res = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
+  assert.ok(Date.now() - t0 < 3000);
+  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.command]), [
+    [false, true, 'END-OF-DATA'],
+    [false, true, 'END-OF-DATA'],
+  ]);
+  assert.match(res[0]!.reply.text, /timeout/);
+  assert.equal(tr.counts()[d.key]!.open, 0);
+
+  const mute = await server(t, { greeting: null });
+  const tr2 = transport(t, { ...TIMEOUTS, greetingMs: 300 });
+  const res2 = await tr2.deliver(dest([mute.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res2[0]!.ok, res2[0]!.transient, res2[0]!.reply.command], [false, true, 'CONNECT']);
+  assert.match(res2[0]!.reply.text, /timeout after 300 ms/);
+});
+
+test('a connection the peer closed while idle is not reused', async (t) => {
+  const srv = await server(t);
+  const tr = transport(t);
+  const d = dest([srv.port]);
+  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal(tr.counts()[d.key]!.idle, 1);
+  await srv.close(); // destroys the session; nothing listens any more
+  for (let i = 0; i < 50 && tr.counts()[d.key]!.idle > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(tr.counts()[d.key]!.idle, 0);
+  assert.equal(tr.counts()[d.key]!.open, 0);
+});
