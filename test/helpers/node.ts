@@ -12,7 +12,7 @@ import { silentLogger } from '../../src/log/logger.js';
 
 export { tmpdir as tempDir } from './tmpdir.js';
 
-export async function startTestNode(t: TestContext, env: Record<string, string> = {}): Promise<PosternNode> {
+export async function startTestNode(t: TestContext, env: Record<string, string> = {}, options: Parameters<typeof startNode>[2] = {}): Promise<PosternNode> {
   const dir = mkdtempSync(join(osTmpdir(), 'postern-node-'));
   const config = loadConfig({
     POSTERN_SMTP_HOST: '127.0.0.1',
@@ -26,7 +26,7 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
   });
   let node: PosternNode;
   try {
-    node = await startNode(config, silentLogger());
+    node = await startNode(config, silentLogger(), options);
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
     throw err;
