@@ -2,8 +2,8 @@
 // tests: a minimal dovecot.conf in a temp folder (every socket, state and log file in there),
 // any user accepted, mail to <tmp>/mail/<user>/ as Maildir. Started with `dovecot -F` as a
 // child; stopped by its PID in t.after.
+import { freePort, waitForPort as waitForPortOrThrow } from '../../bench/lib/proc.js';
 import { spawn, execFileSync } from 'node:child_process';
-import { connect, createServer } from 'node:net';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,29 +23,12 @@ export function dovecotBinary(): string | null {
   return null;
 }
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
+/** Like bench/lib/proc.ts waitForPort, but answers false instead of throwing. */
 async function waitForPort(port: number, deadlineMs: number, exited: () => boolean): Promise<boolean> {
-  const until = Date.now() + deadlineMs;
-  while (Date.now() < until && !exited()) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return true;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return false;
+  return waitForPortOrThrow(port, deadlineMs, () => !exited()).then(
+    () => true,
+    () => false,
+  );
 }
 
 export async function startDovecotLmtp(t: TestContext): Promise<DovecotLmtp> {

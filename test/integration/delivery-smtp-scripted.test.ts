@@ -2,9 +2,9 @@
 // failover, PIPELINING on and off, the refusals made before sending (5.6.7, 5.6.3, 5.3.4),
 // TLS required without STARTTLS (4.7.0), HELO fallback, RSET only after an unclean end, and
 // timeouts.
+import { freePort } from '../../bench/lib/proc.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { startScriptedServer, deliveryRequest, DEFAULT_CAPS, type ScriptedServerOptions } from '../helpers/scripted-server.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import type { Destination, TlsPolicy } from '../../src/delivery/types.js';
@@ -27,13 +27,7 @@ async function server(t: TestContext, o: ScriptedServerOptions = {}) {
 }
 
 /** A port with nothing listening on it. */
-async function deadPort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+const deadPort = freePort;
 
 const MSG = 'Subject: t\r\n\r\nhello\r\n';
 
