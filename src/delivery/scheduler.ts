@@ -59,6 +59,14 @@ export interface SchedulerOptions {
   owner?: string;
 }
 
+/** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
+export function formatAge(ms: number): string {
+  if (ms < 120_000) return `${Math.round(ms / 1000)} s`;
+  if (ms < 7_200_000) return `${Math.round(ms / 60_000)} min`;
+  if (ms < 172_800_000) return `${Math.round(ms / 3_600_000)} h`;
+  return `${Math.round(ms / 86_400_000)} d`;
+}
+
 const CONNECTION_COMMANDS = new Set(['CONNECT', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'TLS']);
 
 export class Scheduler {
@@ -227,7 +235,7 @@ export class Scheduler {
       else if (!r.transient) outcome = 'failed';
       else if (expired) {
         outcome = 'failed';
-        reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${Math.round((now - m.receivedAt) / 3600000)} h; last error: ${reply.text}` };
+        reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
       } else outcome = 'deferred';
       if (outcome === 'deferred') {
         const retryAt = o.retryAt(rcpt.attempts + 1, now);

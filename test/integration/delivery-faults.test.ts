@@ -1,0 +1,299 @@
+// Delivery faults through the whole node (SMTP in → LMDB queue → scheduler → SMTP out), all on
+// loopback: a sink that answers slowly, a sink that drops the connection in the middle of the
+// data, a connection cap per destination, PIPELINING on the wire, and MX-style failover past a
+// 421 greeting. The scripted server (test/helpers) cannot delay a reply or cut a socket
+// mid-data, so the first three use a minimal node:net sink written here.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Socket } from 'node:net';
+import { RawClient } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+import { startScriptedServer } from '../helpers/scripted-server.js';
+
+// ---- helpers -----------------------------------------------------------------------------
+
+async function send(port: number, from: string, rcpts: string[], body: string): Promise<string> {
+  const c = await RawClient.connect(port);
+  try {
+    await c.read();
+    await c.cmd('EHLO faults.example');
+    assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
+    for (const r of rcpts) assert.equal((await c.cmd(`RCPT TO:<${r}>`)).code, 250, r);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/^\./gm, '..').replace(/\r?\n/g, '\r\n') + '\r\n.', 10_000);
+    assert.equal(r.code, 250, r.text);
+    return /queued as (\S+)/.exec(r.text)![1]!;
+  } finally {
+    c.end();
+  }
+}
+
+async function waitFor(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const fast = { delivery: { pollIntervalMs: 50 } };
+
+interface SinkMessage {
+  session: number;
+  mailFrom: string;
+  rcptTo: string[];
+  /** As received (still dot-stuffed), without the final ".". */
+  data: string;
+}
+
+interface SinkSession {
+  id: number;
+  commands: string[];
+  /** Bytes of message data received on this session (complete or not). */
+  dataBytes: number;
+  cut: boolean;
+}
+
+interface Sink {
+  port: number;
+  sessions: SinkSession[];
+  messages: SinkMessage[];
+  /** Connections open right now, and the most ever open at once. */
+  open: number;
+  maxOpen: number;
+}
+
+interface SinkOptions {
+  caps?: string[];
+  /** Delay before the reply to the final "." (ms). */
+  finalDelayMs?: number;
+  /** Decide per session: cut the connection once some message data has arrived after the 354. */
+  cutMidData?: (s: SinkSession) => boolean;
+}
+
+/** A minimal SMTP sink on 127.0.0.1:0 (node:net), closed in t.after. */
+async function startSink(t: TestContext, o: SinkOptions = {}): Promise<Sink> {
+  const caps = o.caps ?? ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', 'SIZE 52428800'];
+  const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  const sink: Sink = { port: 0, sessions: [], messages: [], open: 0, maxOpen: 0 };
+  const server = createServer((sock) => {
+    sockets.add(sock);
+    sink.open++;
+    sink.maxOpen = Math.max(sink.maxOpen, sink.open);
+    sock.on('close', () => {
+      sockets.delete(sock);
+      sink.open--;
+    });
+    sock.on('error', () => {});
+    const s: SinkSession = { id: sink.sessions.length + 1, commands: [], dataBytes: 0, cut: false };
+    sink.sessions.push(s);
+    let buf = Buffer.alloc(0);
+    let inData = false;
+    let cur: SinkMessage | null = null;
+    const write = (line: string): void => {
+      if (!sock.destroyed) sock.write(line + '\r\n');
+    };
+    write('220 sink.test ESMTP');
+    sock.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (inData) {
+        // The client sends data only after our 354, so this whole chunk is message data.
+        s.dataBytes += chunk.length;
+        if (o.cutMidData?.(s)) {
+          s.cut = true;
+          sock.destroy();
+          return;
+        }
+      }
+      for (;;) {
+        if (inData) {
+          const view = Buffer.concat([Buffer.from('\r\n'), buf]);
+          const end = view.indexOf('\r\n.\r\n');
+          if (end < 0) return;
+          const data = end === 0 ? '' : view.subarray(2, end + 2).toString('latin1');
+          buf = view.subarray(end + 5);
+          inData = false;
+          const m = cur!;
+          m.data = data;
+          cur = null;
+          const reply = (): void => {
+            sink.messages.push(m);
+            write('250 2.0.0 Ok: queued');
+          };
+          if (o.finalDelayMs) {
+            const tm = setTimeout(() => {
+              timers.delete(tm);
+              reply();
+            }, o.finalDelayMs);
+            timers.add(tm);
+          } else reply();
+          continue;
+        }
+        const nl = buf.indexOf('\r\n');
+        if (nl < 0) return;
+        const line = buf.subarray(0, nl).toString('latin1');
+        buf = buf.subarray(nl + 2);
+        s.commands.push(line);
+        const verb = line.slice(0, 4).toUpperCase();
+        if (verb === 'EHLO') write(['sink.test', ...caps].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n'));
+        else if (verb === 'HELO') write('250 sink.test');
+        else if (verb === 'MAIL') {
+          cur = { session: s.id, mailFrom: line, rcptTo: [], data: '' };
+          write('250 2.1.0 Ok');
+        } else if (verb === 'RCPT') {
+          cur?.rcptTo.push(line);
+          write(cur ? '250 2.1.5 Ok' : '503 5.5.1 need MAIL');
+        } else if (verb === 'DATA') {
+          if (cur && cur.rcptTo.length > 0) {
+            inData = true;
+            write('354 go ahead');
+          } else write('554 5.5.1 no valid recipients');
+        } else if (verb === 'RSET') {
+          cur = null;
+          write('250 2.0.0 Ok');
+        } else if (verb === 'NOOP') write('250 2.0.0 Ok');
+        else if (verb === 'QUIT') {
+          write('221 2.0.0 Bye');
+          sock.end();
+        } else write('500 5.5.1 unknown');
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  if (a === null || typeof a === 'string') throw new Error('no port');
+  sink.port = a.port;
+  t.after(
+    () =>
+      new Promise<void>((r) => {
+        for (const tm of timers) clearTimeout(tm);
+        for (const so of sockets) so.destroy();
+        server.close(() => r());
+      }),
+  );
+  return sink;
+}
+
+/** How many complete messages the sink holds with this marker in the body. */
+function count(sink: Sink, marker: string): number {
+  return sink.messages.filter((m) => m.data.includes(marker)).length;
+}
+
+// ---- tests -------------------------------------------------------------------------------
+
+test('a slow sink (final reply after 1 s): delivered exactly once, no deferral, a second message is not held behind it', async (t) => {
+  const sink = await startSink(t, { finalDelayMs: 1000 });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_RETRY_SCHEDULE: '300ms' }, fast);
+  const started = Date.now();
+  const id1 = await send(node.ports.smtpPort, 'me@home.test', ['a@far.test'], 'Subject: slow 1\n\nMARKER-SLOW-1\n');
+  const id2 = await send(node.ports.smtpPort, 'me@home.test', ['b@far.test'], 'Subject: slow 2\n\nMARKER-SLOW-2\n');
+  await waitFor('the first transaction under way', () => sink.sessions.some((s) => s.dataBytes > 0));
+  assert.equal(node.queue.get(id1)?.state ?? 'gone', 'leased', 'leased (not re-queued) while the sink thinks');
+  await waitFor('both delivered', () => node.queue.counts().total === 0, 10_000);
+  const took = Date.now() - started;
+  assert.ok(took >= 1000, `the 1 s final reply was waited for (${took} ms)`);
+  assert.ok(took < 1950, `the two slow transactions ran side by side (${took} ms)`);
+  assert.equal(sink.maxOpen, 2, 'a second connection for the second message');
+  assert.equal(count(sink, 'MARKER-SLOW-1'), 1);
+  assert.equal(count(sink, 'MARKER-SLOW-2'), 1);
+  const c = node.delivery!.counters;
+  assert.equal(c.delivered, 2);
+  assert.equal(c.deferred, 0, 'slow is not a failure');
+  assert.equal(c.attempts, 2);
+  void id2;
+});
+
+test('a sink that cuts the connection mid-DATA: transient (deferred, not lost, not bounced); the next attempt delivers exactly once', async (t) => {
+  let healthy = false;
+  const sink = await startSink(t, { cutMidData: (s) => !healthy && s.dataBytes > 0 });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_RETRY_SCHEDULE: '300ms' }, fast);
+  // Big enough to take several writes, so the cut lands inside the data.
+  const filler = Array.from({ length: 4000 }, (_, i) => `line ${i} ${'x'.repeat(60)}`).join('\n');
+  const id = await send(node.ports.smtpPort, 'me@home.test', ['cut@far.test'], `Subject: cut\n\nMARKER-CUT\n${filler}\nEND-OF-MARKER-CUT\n`);
+  await waitFor('a failed attempt recorded', () => (node.queue.get(id)?.recipients[0]!.attempts ?? 0) >= 1);
+  assert.ok(sink.sessions.some((s) => s.cut), 'the sink did cut a session mid-data');
+  const m = node.queue.get(id)!;
+  const r = m.recipients[0]!;
+  assert.equal(r.state, 'pending', 'deferred, not failed');
+  assert.equal(r.lastReply?.transient, true);
+  assert.equal(r.lastReply?.command, 'END-OF-DATA');
+  assert.equal(r.lastReply?.enhanced, '4.4.2');
+  assert.equal(r.lastReply?.code, undefined, 'no reply was received');
+  assert.equal(count(sink, 'MARKER-CUT'), 0, 'nothing complete reached the sink');
+  const c = node.delivery!.counters;
+  assert.equal(c.bounced, 0);
+  assert.equal(c.bouncesSent, 0);
+  assert.equal(c.delivered, 0);
+  assert.equal(node.queue.counts().total, 1, 'only the message itself: no DSN queued');
+
+  healthy = true;
+  await waitFor('delivered on a later attempt', () => node.queue.counts().total === 0);
+  assert.equal(count(sink, 'MARKER-CUT'), 1, 'exactly once');
+  const got = sink.messages.find((x) => x.data.includes('MARKER-CUT'))!;
+  assert.ok(got.data.includes('END-OF-MARKER-CUT'), 'the whole body');
+  assert.ok(got.session > 1, 'on a new connection (the cut one is not reused)');
+  assert.equal(node.delivery!.counters.delivered, 1);
+  assert.equal(node.delivery!.counters.bounced, 0);
+});
+
+test('N messages to one destination with POSTERN_DEST_MAX_CONNECTIONS=2: the sink sees at most 2 connections', async (t) => {
+  const N = 8;
+  const sink = await startSink(t, { finalDelayMs: 150 });
+  const node = await startTestNode(
+    t,
+    { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_DEST_MAX_CONNECTIONS: '2', POSTERN_RETRY_SCHEDULE: '300ms' },
+    fast,
+  );
+  for (let i = 0; i < N; i++) await send(node.ports.smtpPort, 'me@home.test', [`r${i}@far.test`], `Subject: pool ${i}\n\nMARKER-POOL-${i}-END\n`);
+  await waitFor('all delivered', () => node.queue.counts().total === 0, 15_000);
+  for (let i = 0; i < N; i++) assert.equal(count(sink, `MARKER-POOL-${i}-END`), 1, `message ${i} exactly once`);
+  assert.equal(sink.maxOpen, 2, 'the cap was reached, never passed');
+  assert.ok(sink.sessions.length <= 2, `at most 2 connections in all: reused, not reopened (saw ${sink.sessions.length})`);
+  assert.equal(node.delivery!.counters.delivered, N);
+  assert.equal(node.delivery!.counters.deferred, 0, 'waiting for a connection is not a deferral');
+});
+
+test('PIPELINING: MAIL, every RCPT and DATA arrive in one read', async (t) => {
+  const peer = await startScriptedServer(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port}` }, fast);
+  await send(node.ports.smtpPort, 'me@home.test', ['a@far.test', 'b@far.test', 'c@far.test'], 'Subject: pipelined\n\nbody\n');
+  await waitFor('delivered', () => node.queue.counts().total === 0);
+  assert.equal(peer.messages().length, 1);
+  const s = peer.sessions.find((x) => x.messages.length === 1)!;
+  const batch = s.batches.find((b) => b.some((l) => /^MAIL FROM:/i.test(l)));
+  assert.ok(batch, JSON.stringify(s.batches));
+  assert.deepEqual(
+    batch.map((l) => l.split(' ')[0]!.toUpperCase() + (l.startsWith('RCPT') ? ` ${/<([^>]*)>/.exec(l)![1]}` : '')),
+    ['MAIL', 'RCPT a@far.test', 'RCPT b@far.test', 'RCPT c@far.test', 'DATA'],
+    'the whole envelope in one read',
+  );
+});
+
+test('without PIPELINING in EHLO the envelope goes one command per read', async (t) => {
+  const peer = await startScriptedServer(t, { capabilities: ['8BITMIME', 'ENHANCEDSTATUSCODES'] });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port}` }, fast);
+  await send(node.ports.smtpPort, 'me@home.test', ['a@far.test', 'b@far.test'], 'Subject: lockstep\n\nbody\n');
+  await waitFor('delivered', () => node.queue.counts().total === 0);
+  const s = peer.sessions.find((x) => x.messages.length === 1)!;
+  for (const b of s.batches) assert.equal(b.length, 1, `one command per read: ${JSON.stringify(b)}`);
+});
+
+test('a 421 greeting on the first host: delivered via the second host of the route, no deferral', async (t) => {
+  const busy = await startScriptedServer(t, { greeting: '421 4.3.2 too busy, try later' });
+  const good = await startScriptedServer(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${busy.port},127.0.0.1:${good.port}`, POSTERN_RETRY_SCHEDULE: '300ms' }, fast);
+  await send(node.ports.smtpPort, 'me@home.test', ['x@far.test'], 'Subject: failover\n\nMARKER-FAILOVER\n');
+  await waitFor('delivered', () => node.queue.counts().total === 0);
+  assert.ok(busy.sessions.length >= 1, 'the first host was tried first');
+  assert.equal(busy.messages().length, 0);
+  assert.deepEqual(busy.sessions.flatMap((s) => s.commands), [], 'nothing sent after a 421 greeting');
+  assert.equal(good.messages().length, 1);
+  assert.ok(good.messages()[0]!.body.toString('latin1').includes('MARKER-FAILOVER'));
+  const c = node.delivery!.counters;
+  assert.equal(c.delivered, 1);
+  assert.equal(c.deferred, 0);
+  await sleep(100);
+  assert.equal(good.messages().length, 1, 'exactly once');
+});
