@@ -65,6 +65,7 @@ export interface Config {
   deliveryConcurrency: number;
   retrySchedule: string;
   maxQueueLifetimeMs: number;
+  deliveryThreads: number;
 }
 
 const MiB = 1024 * 1024;
@@ -108,4 +109,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
   { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'string' }, default: '', doc: 'Backoff after a temporary failure; empty = 5 minutes doubling to 1 hour (see README).' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
+  { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
 ];
