@@ -13,7 +13,8 @@ import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { parseRate, ThrottleMap } from './throttle.js';
 import { CircuitBreakerMap } from './circuit-breaker.js';
 import { parseRetrySchedule, nextRetryAt, DEFAULT_RETRY_SCHEDULE_MS, type RetrySchedule } from './backoff.js';
-import { SmtpTransport } from './smtp-transport.js';
+import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+import { AffinityTransport } from './affinity-transport.js';
 import { MaildirTransport } from './maildir-transport.js';
 import { WebhookTransport } from './webhook-transport.js';
 import { buildDsn } from './dsn.js';
@@ -81,12 +82,14 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     const d = await destinationFor(domain, routing);
     return d.kind === 'defer' ? { kind: 'defer', reply: d.reply } : d;
   };
-  const smtp = new SmtpTransport({
+  const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
-  });
+  };
+  // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
+  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
   const throttles = p.rate !== null ? new ThrottleMap(p.rate) : null;
   const breakers = new CircuitBreakerMap();
   const gate: DestinationGate = {

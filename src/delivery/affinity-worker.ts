@@ -1,0 +1,64 @@
+// The worker-thread entry for AffinityTransport: one SmtpTransport (so one pool per
+// destination key pinned to this thread) built from workerData.smtp. Each request carries its
+// body as a transferred ArrayBuffer, wrapped here without a copy. Every request gets exactly
+// one reply {id, results}; a thrown error becomes a transient result for every recipient.
+// {close: true} stops taking requests, lets the in-flight ones finish, closes the pools and
+// exits.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+import type { Destination, RecipientResult } from './types.js';
+import type { MessageRecord, Recipient } from '../queue/types.js';
+
+export interface WorkerRequest {
+  id: number;
+  dest: Destination;
+  message: MessageRecord;
+  recipients: Recipient[];
+  /** Exactly the body bytes (transferred). */
+  body: ArrayBuffer;
+}
+
+export interface WorkerReply {
+  id: number;
+  results: RecipientResult[];
+}
+
+export interface WorkerClose {
+  close: true;
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const transport = new SmtpTransport((workerData as { smtp: SmtpTransportOptions }).smtp);
+  const inFlight = new Set<Promise<void>>();
+  let closing = false;
+
+  const handle = async (m: WorkerRequest): Promise<void> => {
+    let results: RecipientResult[];
+    try {
+      if (closing) throw new Error('transport closed');
+      results = await transport.deliver(m.dest, { message: m.message, recipients: m.recipients, body: Buffer.from(m.body) });
+    } catch (err) {
+      const reply = { text: `delivery thread error: ${(err as Error)?.message ?? String(err)}`, enhanced: '4.3.0', transient: true, destination: m.dest?.key, at: Date.now() };
+      results = (m.recipients ?? []).map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+    }
+    const reply: WorkerReply = { id: m.id, results };
+    port.postMessage(reply);
+  };
+
+  port.on('message', (m: WorkerRequest | WorkerClose) => {
+    if ('close' in m) {
+      if (closing) return;
+      closing = true;
+      void (async () => {
+        await Promise.allSettled([...inFlight]);
+        await transport.close().catch(() => {});
+        process.exit(0);
+      })();
+      return;
+    }
+    const p = handle(m);
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
+  });
+}
