@@ -126,6 +126,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
 export function describeConfig(config: Readonly<Config>): Array<{ env: string; value: string; doc: string; setting: Setting }> {
   return SETTINGS.map((s) => {
     const v = config[s.key];
+    // Secrets are shown as set or not, never printed.
+    if (/TOKEN|PASSWORD|SECRET/.test(s.env)) return { env: s.env, value: v ? '(set)' : '', doc: s.doc, setting: s };
     return { env: s.env, value: Array.isArray(v) ? v.join(',') : v === null ? '' : String(v), doc: s.doc, setting: s };
   });
 }

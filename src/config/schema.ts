@@ -66,6 +66,10 @@ export interface Config {
   retrySchedule: string;
   maxQueueLifetimeMs: number;
   deliveryThreads: number;
+  httpHost: string;
+  httpPort: number | null;
+  apiToken: string;
+  httpMaxBodyBytes: number;
 }
 
 const MiB = 1024 * 1024;
@@ -110,4 +114,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'string' }, default: '', doc: 'Backoff after a temporary failure; empty = 5 minutes doubling to 1 hour (see README).' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
+  { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
+  { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
+  { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics; unset = loopback only.' },
+  { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
 ];
