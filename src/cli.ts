@@ -57,7 +57,7 @@ function cmdConfig(args: string[]): void {
   const config = loadConfig();
   const rows = describeConfig(config);
   if (args.includes('--json')) {
-    console.log(JSON.stringify(config, null, 2));
+    console.log(JSON.stringify({ ...config, apiToken: config.apiToken ? '(set)' : '' }, null, 2));
   } else if (args.includes('--markdown')) {
     console.log('| Variable | Default | Description |\n| --- | --- | --- |');
     for (const s of SETTINGS) console.log(`| \`${s.env}\` | ${s.env === 'POSTERN_HOSTNAME' ? '*OS hostname*' : s.default === '' ? '*(unset)*' : `\`${s.default}\``} | ${s.doc.replace(/\|/g, '\\|')} |`);
