@@ -12,6 +12,7 @@ import { SmtpServer } from './smtp/server.js';
 import type { SessionContext, TlsSetup } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
 import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
+import { FilterPool } from './filter/pool.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
@@ -39,16 +40,19 @@ export function loadTls(config: Readonly<Config>): TlsSetup | null {
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
   const tls = loadTls(config);
   const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
+  const modules = config.filterModules.split(',').map((m) => m.trim()).filter((m) => m !== '');
+  const filters = modules.length > 0 ? new FilterPool({ workers: config.workers, modules, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue }) : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,
     queue,
     users,
     tls,
+    filters,
     trusted: new NetworkList(config.trustedNetworks),
     localDomains: new Set(config.localDomains),
     log: log.child({ mod: 'smtp' }),
-    counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0 },
+    counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0, filterRejected: 0, filterTempfailed: 0, filterQuarantined: 0 },
     pendingWrites: 0,
     draining: false,
   };
@@ -95,6 +99,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         if (timer) clearInterval(timer);
         await smtp.close();
         await delivery?.stop();
+        await filters?.close();
         const last = stats();
         await queue.close();
         log.info(last, 'stopped');

@@ -1,7 +1,7 @@
 // Every setting of postern, declared once: its environment variable, type, default and a
 // one-line doc. loadConfig() (load.ts) is the only reader of process.env; README's table is
 // generated from this list (`postern config --markdown`).
-import { hostname } from 'node:os';
+import { hostname, availableParallelism } from 'node:os';
 
 export type SettingType =
   | { kind: 'string' }
@@ -70,6 +70,10 @@ export interface Config {
   httpPort: number | null;
   apiToken: string;
   httpMaxBodyBytes: number;
+  workers: number;
+  filterModules: string;
+  filterTimeoutMs: number;
+  filterQueue: number;
 }
 
 const MiB = 1024 * 1024;
@@ -118,4 +122,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
   { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics; unset = loopback only.' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
+  { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
+  { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'string' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
+  { key: 'filterTimeoutMs', env: 'POSTERN_FILTER_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 600000 }, default: '30s', doc: 'A filter that takes longer makes the message a temporary failure (451 4.7.1).' },
+  { key: 'filterQueue', env: 'POSTERN_FILTER_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '256', doc: 'Messages waiting for a filter worker; when full, new messages get 451 4.3.2.' },
 ];

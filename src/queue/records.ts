@@ -107,7 +107,7 @@ export function makeMessage(
     id,
     seq,
     priority,
-    state: 'ready' as MessageState,
+    state: (env.hold ? 'held' : 'ready') as MessageState,
     receivedAt,
     nextAttemptAt,
     attempts: 0,

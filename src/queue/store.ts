@@ -244,7 +244,7 @@ export class Queue {
       // share one transaction, hence one fsync (group commit).
       const commit = this.bodies.put(id, bytes);
       void this.messages.put(id, packed);
-      void this.due.put(dueKey(priority, nextAttemptAt, seq), id);
+      if (rec.state === 'ready') void this.due.put(dueKey(priority, nextAttemptAt, seq), id);
       const batch = this.currentBatch();
       batch.delta.add(rec, 1);
       if (seq > batch.maxSeq) batch.maxSeq = seq;

@@ -32,6 +32,8 @@ export interface EnvelopeInput {
   client?: { ip: string; helo?: string; tls?: boolean; authUser?: string; hostname?: string };
   /** ms epoch; the first attempt is not before this. */
   notBefore?: number;
+  /** Store it held (quarantine): never leased until released. Not kept in the record. */
+  hold?: boolean;
 }
 
 export type RecipientState = 'pending' | 'delivered' | 'failed';

@@ -41,7 +41,41 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     id,
     recipient: tx.recipients.length === 1 ? tx.recipients[0]!.address : undefined,
   });
-  const body = source.takeBody(received);
+  let body: Buffer;
+  let quarantine = false;
+  let pendingFilter: Promise<Reply | null> | null = null;
+  if (ctx.filters === null) {
+    body = source.takeBody(received);
+  } else {
+    if (ctx.filters.needsDrain) {
+      source.takeBody();
+      ctx.counters.filterTempfailed++;
+      return reply(451, '4.3.2', 'System busy, try again later');
+    }
+    // In-line filtering: the 250 waits for the verdict (the body travels to a worker and back).
+    body = Buffer.alloc(0);
+    const raw = source.takeBody();
+    const envelope = {
+      sender: tx.sender,
+      recipients: tx.recipients.map((r) => r.address),
+      client: { ip: s.ip, helo: s.helo ?? '', tls: s.secure, trusted: s.trusted, ...(s.authUser !== undefined ? { authUser: s.authUser } : {}) },
+    };
+    pendingFilter = ctx.filters.filter(id, envelope, received.toString('latin1'), raw).then((out) => {
+      const v = out.verdict;
+      s.log.info({ id, action: v.action, score: v.score, reason: v.reason, filterMs: Math.round(out.filterMs * 100) / 100, handoffMs: Math.round((out.totalMs - out.filterMs) * 100) / 100 }, 'filtered');
+      if (v.action === 'reject') {
+        ctx.counters.filterRejected++;
+        return reply(550, '5.7.1', `Message rejected${v.reason ? `: ${v.reason}` : ''}`);
+      }
+      if (v.action === 'tempfail') {
+        ctx.counters.filterTempfailed++;
+        return reply(451, '4.7.1', `Message not accepted now${v.reason ? `: ${v.reason}` : ''}, try again later`);
+      }
+      quarantine = v.action === 'quarantine';
+      body = out.body;
+      return null;
+    });
+  }
   const env: EnvelopeInput = {
     sender: tx.sender,
     recipients: tx.recipients,
@@ -54,9 +88,13 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   if (tx.envid !== undefined) env.envid = tx.envid;
   if (tx.bodyType !== undefined) env.bodyType = tx.bodyType;
   if (tx.declaredSize !== undefined) env.declaredSize = tx.declaredSize;
-  ctx.pendingWrites++;
-  return ctx.queue.enqueue(env, body, id).then(
-    () => {
+  const store = (): Promise<Reply> => {
+    ctx.pendingWrites++;
+    // A quarantined message is stored held: never delivered until released.
+    if (quarantine) env.hold = true;
+    return ctx.queue.enqueue(env, body, id).then(
+      () => {
+      if (quarantine) ctx.counters.filterQuarantined++;
       ctx.pendingWrites--;
       ctx.counters.messagesAccepted++;
       ctx.onQueued?.();
@@ -70,5 +108,8 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
       s.log.error({ err, id }, 'queue write failed: 452');
       return R.queueFailed;
     },
-  );
+    );
+  };
+  if (pendingFilter === null) return store();
+  return pendingFilter.then((refusal) => refusal ?? store());
 }

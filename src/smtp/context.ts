@@ -6,6 +6,7 @@ import type { Queue } from '../queue/store.js';
 import type { UserDb } from '../auth/users.js';
 import type { NetworkList } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
+import type { FilterPool } from '../filter/pool.js';
 
 export interface SmtpCounters {
   connections: number;
@@ -17,6 +18,9 @@ export interface SmtpCounters {
   recipientsRejected: number;
   authFailures: number;
   tlsHandshakes: number;
+  filterRejected: number;
+  filterTempfailed: number;
+  filterQuarantined: number;
 }
 
 export interface TlsSetup {
@@ -36,6 +40,8 @@ export interface SessionContext {
   readonly counters: SmtpCounters;
   /** Messages handed to the queue and not yet committed (back-pressure). */
   pendingWrites: number;
+  /** The filter stage, or null when no filter is configured. */
+  readonly filters: FilterPool | null;
   /** Called after each message is queued (main.ts wakes the delivery scheduler with it). */
   onQueued?: () => void;
   /** True once shutdown began: new commands get 421 when the session is idle. */

@@ -586,3 +586,16 @@ test('releaseAllLeases returns every leased message to ready at once', async (t)
   assert.deepEqual(q.counts().byState, { ready: 3, scheduled: 0, leased: 0, held: 0 });
   assert.equal((await q.lease({ limit: 5, owner: 'new-node' })).length, 3);
 });
+
+test('enqueue with hold stores the message held: counted, never leased until released', async (t) => {
+  const { Queue } = await import('../../src/queue/store.js');
+  const dir = (await import('../helpers/tmpdir.js')).tmpdir(t);
+  const q = Queue.open({ path: dir });
+  t.after(() => q.close());
+  const id = await q.enqueue({ sender: '', recipients: [{ address: 'q@x.example' }], hold: true }, Buffer.from('quarantined'));
+  assert.equal(q.get(id)!.state, 'held');
+  assert.equal(q.counts().byState.held, 1);
+  assert.equal((await q.lease({ limit: 5, owner: 'w' })).length, 0);
+  await q.release(id);
+  assert.deepEqual((await q.lease({ limit: 5, owner: 'w' })).map((m) => m.id), [id]);
+});
