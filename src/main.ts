@@ -13,6 +13,7 @@ import type { SessionContext, TlsSetup } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
 import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
 import { FilterPool } from './filter/pool.js';
+import { startHttpServer, type HttpServerHandle } from './http/server.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
@@ -22,7 +23,7 @@ export interface PosternNode {
   readonly ctx: SessionContext;
   /** null with POSTERN_DELIVERY=off. */
   readonly delivery: Scheduler | null;
-  readonly ports: { smtpPort: number; smtpsPort: number | null };
+  readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   close(): Promise<void>;
 }
@@ -68,11 +69,25 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx.onQueued = () => d.wake();
   }
   const smtp = new SmtpServer(ctx);
-  let ports: { smtpPort: number; smtpsPort: number | null };
+  let ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
+  let http: HttpServerHandle | null = null;
   try {
-    ports = await smtp.listen();
+    const smtpPorts = await smtp.listen();
+    if (config.httpPort !== null) {
+      http = await startHttpServer({
+        config,
+        queue,
+        log: log.child({ mod: 'http' }),
+        smtpCounters: () => ctx.counters,
+        delivery: () => delivery?.counters ?? null,
+        onQueued: () => delivery?.wake(),
+        ready: () => !ctx.draining,
+      });
+    }
+    ports = { ...smtpPorts, httpPort: http?.port ?? null };
   } catch (err) {
     await smtp.close(0).catch(() => {});
+    await filters?.close();
     await queue.close();
     throw err;
   }
@@ -97,7 +112,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       closed ??= (async () => {
         log.info('shutting down');
         if (timer) clearInterval(timer);
-        await smtp.close();
+        await Promise.all([http?.close(), smtp.close()]);
         await delivery?.stop();
         await filters?.close();
         const last = stats();

@@ -67,6 +67,7 @@ export async function startPostern(opts: PosternOptions): Promise<PosternProcess
     POSTERN_MAX_CONNECTIONS_PER_IP: '100000',
     POSTERN_MAX_CONNECTIONS: '100000',
     POSTERN_DELIVERY: 'off', // accept only: the bench measures the durable accept path
+    POSTERN_HTTP_PORT: '',
     ...opts.env,
   };
   const child = spawn(process.execPath, [cli, 'start'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -25,7 +25,7 @@ export function runCli(args: string[], env: Record<string, string>, stdin = ''):
 }
 
 /** Start `postern start` and resolve once it logs that it listens, with the SMTP port. */
-export function startCliNode(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; logs: string[] }> {
+export function startCliNode(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; httpPort: number | null; logs: string[] }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, 'start'], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
     const logs: string[] = [];
@@ -39,10 +39,10 @@ export function startCliNode(env: Record<string, string>): Promise<{ child: Chil
         buf = buf.slice(nl + 1);
         logs.push(line);
         try {
-          const j = JSON.parse(line) as { msg?: string; smtpPort?: number };
+          const j = JSON.parse(line) as { msg?: string; smtpPort?: number; httpPort?: number | null };
           if (j.msg === 'postern listening') {
             clearTimeout(timer);
-            resolve({ child, port: j.smtpPort!, logs });
+            resolve({ child, port: j.smtpPort!, httpPort: j.httpPort ?? null, logs });
           }
         } catch {
           // not JSON

@@ -22,6 +22,7 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
     POSTERN_QUEUE_MAP_BYTES: '64M',
     POSTERN_SHUTDOWN_TIMEOUT_MS: '2000',
     POSTERN_DELIVERY: 'off',
+    POSTERN_HTTP_PORT: '',
     ...env,
   });
   let node: PosternNode;

@@ -43,8 +43,8 @@ test('postern user add writes an scrypt user that verifies', async (t) => {
 
 test('postern start takes a message, postern queue shows it, SIGTERM stops cleanly', async (t) => {
   const dir = tempDir(t);
-  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: join(dir, 'q'), POSTERN_HOSTNAME: 'cli.test.example', POSTERN_QUEUE_MAP_BYTES: '64M', POSTERN_DELIVERY: 'off' };
-  const { child, port } = await startCliNode(env);
+  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: join(dir, 'q'), POSTERN_HOSTNAME: 'cli.test.example', POSTERN_QUEUE_MAP_BYTES: '64M', POSTERN_DELIVERY: 'off', POSTERN_HTTP_PORT: '0' };
+  const { child, port, httpPort } = await startCliNode(env);
   t.after(() => child.kill('SIGKILL'));
   const c = await RawClient.connect(port);
   await c.read();
@@ -53,6 +53,8 @@ test('postern start takes a message, postern queue shows it, SIGTERM stops clean
   await c.cmd('RCPT TO:<user@example.com>');
   await c.cmd('DATA');
   assert.equal((await c.cmd('Subject: cli\r\n\r\nhello\r\n.')).code, 250);
+  const health = await fetch(`http://127.0.0.1:${httpPort}/health`);
+  assert.equal(health.status, 200, 'the HTTP API runs beside SMTP');
   const q = await runCli(['queue'], env);
   assert.equal(q.code, 0, q.stderr);
   assert.match(q.stdout, /^messages: 1$/m);

@@ -36,7 +36,7 @@ async function sender(port: number, n: number, tag: string, acked: Map<string, s
 test('SIGKILL while clients send: every acknowledged message is in the queue after restart', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 'q');
-  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: path, POSTERN_QUEUE_MAP_BYTES: '256M' };
+  const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: path, POSTERN_QUEUE_MAP_BYTES: '256M', POSTERN_HTTP_PORT: '' };
   const { child, port } = await startCliNode(env);
   t.after(() => child.kill('SIGKILL'));
   const acked = new Map<string, string>();

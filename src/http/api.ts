@@ -1,0 +1,40 @@
+// What every route receives: the dependencies handed to startHttpServer and the API's own
+// counters. A separate file so routes and server.ts both import it without a cycle.
+import type { IntervalHistogram } from 'node:perf_hooks';
+import type { Config } from '../config/schema.js';
+import type { Scheduler } from '../delivery/scheduler.js';
+import type { Logger } from '../log/logger.js';
+import type { Queue } from '../queue/store.js';
+import type { SmtpCounters } from '../smtp/context.js';
+
+/** Sampling interval of the event-loop delay histogram. */
+export const LOOP_DELAY_RESOLUTION_MS = 10;
+
+export interface HttpDeps {
+  config: Readonly<Config>;
+  queue: Queue;
+  log: Logger;
+  smtpCounters: () => SmtpCounters;
+  /** null when delivery is off. */
+  delivery: () => Scheduler['counters'] | null;
+  /** Called after each injected message is durably queued (main.ts wakes the scheduler). */
+  onQueued?: () => void;
+  /** Readiness: queue open, listeners up, not draining. */
+  ready: () => boolean;
+}
+
+export interface HttpStats {
+  /** Keyed by `${method} ${route} ${code}`. */
+  readonly requests: Map<string, { method: string; route: string; code: number; n: number }>;
+  messagesInjected: number;
+  bytesInjected: number;
+  /** Valid-looking injections the queue could not store (503). */
+  messagesRejected: number;
+}
+
+export interface Api {
+  readonly deps: HttpDeps;
+  readonly stats: HttpStats;
+  /** Event-loop delay since the last scrape (reset by /metrics). */
+  readonly loopDelay: IntervalHistogram;
+}

@@ -1,0 +1,94 @@
+// GET /metrics: Prometheus text exposition 0.0.4 of the SMTP, HTTP, queue, delivery and
+// process counters. No token (scrapers rarely carry one; bind the API to a private address).
+// Every family is always present, with zeros when a part is off, so dashboards never gap.
+import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
+import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
+import type { Route } from '../router.js';
+
+export function renderMetrics(api: Api): string {
+  const smtp = api.deps.smtpCounters();
+  const d = api.deps.delivery();
+  const st = api.stats;
+  const q = api.deps.queue;
+  const p = new PromText();
+
+  p.family('postern_smtp_connections_total', 'counter', 'SMTP connections accepted.', [[null, smtp.connections]]);
+  p.one('postern_smtp_connections_rejected_total', 'counter', 'SMTP connections refused (limits, draining).', smtp.connectionsRejected);
+  p.family('postern_messages_received_total', 'counter', 'Messages durably queued, by the way they came in.', [
+    [{ source: 'smtp' }, smtp.messagesAccepted],
+    [{ source: 'http' }, st.messagesInjected],
+  ]);
+  p.family('postern_messages_rejected_total', 'counter', 'Messages refused at the end of the transaction (queue write failed or back-pressure).', [
+    [{ source: 'smtp' }, smtp.messagesRejected],
+    [{ source: 'http' }, st.messagesRejected],
+  ]);
+  p.family('postern_received_bytes_total', 'counter', 'Bytes of the messages queued (without the Received header for HTTP).', [
+    [{ source: 'smtp' }, smtp.bytesAccepted],
+    [{ source: 'http' }, st.bytesInjected],
+  ]);
+  p.one('postern_smtp_recipients_accepted_total', 'counter', 'RCPT TO accepted.', smtp.recipientsAccepted);
+  p.one('postern_smtp_recipients_rejected_total', 'counter', 'RCPT TO refused.', smtp.recipientsRejected);
+  p.one('postern_smtp_auth_failures_total', 'counter', 'Failed AUTH attempts.', smtp.authFailures);
+  p.one('postern_smtp_tls_handshakes_total', 'counter', 'Completed TLS handshakes (STARTTLS and implicit TLS).', smtp.tlsHandshakes);
+
+  p.family('postern_deliveries_total', 'counter', 'Recipient delivery outcomes.', [
+    [{ outcome: 'delivered' }, d?.delivered ?? 0],
+    [{ outcome: 'deferred' }, d?.deferred ?? 0],
+    [{ outcome: 'bounced' }, d?.bounced ?? 0],
+  ]);
+  p.one('postern_delivery_attempts_total', 'counter', 'Delivery attempts (one per message and destination).', d?.attempts ?? 0);
+  p.one('postern_bounces_sent_total', 'counter', 'Delivery status notifications queued.', d?.bouncesSent ?? 0);
+  p.one('postern_delivery_in_flight', 'gauge', 'Deliveries running now.', d?.inFlight ?? 0);
+
+  let counts: ReturnType<typeof q.counts> | null = null;
+  try {
+    counts = q.counts();
+  } catch {
+    counts = null; // queue closing: report zeros rather than fail the scrape
+  }
+  const bs = counts?.byState ?? { ready: 0, scheduled: 0, leased: 0, held: 0 };
+  const bp = counts?.byPriority ?? { urgent: 0, normal: 0, bulk: 0 };
+  p.family('postern_queue_messages', 'gauge', 'Messages in the queue by state (ready = due now, scheduled = waiting for a retry or send_at).', [
+    [{ state: 'ready' }, bs.ready],
+    [{ state: 'scheduled' }, bs.scheduled],
+    [{ state: 'leased' }, bs.leased],
+    [{ state: 'held' }, bs.held],
+  ]);
+  p.family('postern_queue_messages_by_priority', 'gauge', 'Messages in the queue by priority.', [
+    [{ priority: 'urgent' }, bp.urgent],
+    [{ priority: 'normal' }, bp.normal],
+    [{ priority: 'bulk' }, bp.bulk],
+  ]);
+  const qs = q.stats();
+  p.one('postern_queue_commits_total', 'counter', 'LMDB write transactions (each at most one fsync).', qs.commits);
+  p.one('postern_queue_committed_messages_total', 'counter', 'Messages whose enqueue committed (group commit: compare with commits).', qs.messagesCommitted);
+  p.one('postern_queue_committed_bytes_total', 'counter', 'Body and record bytes committed.', qs.bytesCommitted);
+  p.one('postern_queue_failed_commits_total', 'counter', 'LMDB write transactions that failed.', qs.failedCommits);
+
+  const req: Sample[] = [];
+  for (const r of st.requests.values()) req.push([{ method: r.method, route: r.route, code: String(r.code) }, r.n]);
+  p.family('postern_http_requests_total', 'counter', 'HTTP API requests by route pattern and status code.', req);
+
+  p.one('process_resident_memory_bytes', 'gauge', 'Resident set size in bytes.', process.memoryUsage.rss());
+  const cpu = process.cpuUsage();
+  p.one('process_cpu_seconds_total', 'counter', 'User and system CPU time spent in seconds.', (cpu.user + cpu.system) / 1e6);
+  p.one('process_start_time_seconds', 'gauge', 'Start time of the process since the epoch in seconds.', Math.round(Date.now() / 1000 - process.uptime()));
+  // The histogram is in nanoseconds and, on Node 20, records the whole timer interval (we
+  // measured mean ≈ 10.09 ms at a 10 ms resolution on an idle loop), so the resolution is
+  // subtracted to get the lag. It is reset at each scrape: the gauges cover the interval
+  // since the previous scrape; with no sample yet they are 0.
+  const h = api.loopDelay;
+  const lag = (ns: number): number => (h.count > 0 && Number.isFinite(ns) ? Math.max(0, ns - LOOP_DELAY_RESOLUTION_MS * 1e6) / 1e9 : 0);
+  p.one('nodejs_eventloop_lag_seconds', 'gauge', 'Mean event-loop lag since the last scrape.', lag(h.mean));
+  p.one('nodejs_eventloop_lag_p99_seconds', 'gauge', '99th percentile event-loop lag since the last scrape.', lag(h.percentile(99)));
+  p.one('nodejs_eventloop_lag_max_seconds', 'gauge', 'Largest event-loop lag since the last scrape.', lag(h.max));
+  h.reset();
+  return p.toString();
+}
+
+export const metricsV1: Route<Api> = {
+  method: 'GET',
+  path: '/metrics',
+  auth: false,
+  handler: (_c, api) => ({ status: 200, text: renderMetrics(api), contentType: PROM_CONTENT_TYPE }),
+};

@@ -1,0 +1,170 @@
+// The HTTP API listener (node:http): token check, routing, JSON errors, request metrics, and
+// its refusal to serve without a token on anything but loopback. Endpoints live one per file
+// in routes/; this file only wires them. Bearer auth per RFC 6750 §2.1.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { AddressInfo } from 'node:net';
+import { PosternError } from '../errors.js';
+import { normalizeIp } from '../lib/networks.js';
+import { LOOP_DELAY_RESOLUTION_MS, type Api, type HttpDeps, type HttpStats } from './api.js';
+import { bearerMatches, isLoopbackHost } from './auth.js';
+import { readBody } from './body.js';
+import { fail, type HttpResult } from './respond.js';
+import { Router, type RouteContext } from './router.js';
+import { healthV1, readyV1 } from './routes/health-v1.js';
+import { metricsV1 } from './routes/metrics-v1.js';
+import { injectMessageV1 } from './routes/messages-v1.js';
+import { queueV1 } from './routes/queue-v1.js';
+import { deleteMessageV1, holdMessageV1, listMessagesV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
+
+export type { HttpDeps } from './api.js';
+
+export interface HttpServerHandle {
+  /** The bound port (the real one when POSTERN_HTTP_PORT=0). */
+  readonly port: number;
+  /** Stop accepting, let requests in flight finish (injections reach the disk), then close. */
+  close(): Promise<void>;
+}
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS']);
+
+export function buildRouter(): Router<Api> {
+  return new Router<Api>().add(
+    healthV1,
+    readyV1,
+    metricsV1,
+    injectMessageV1,
+    queueV1,
+    listMessagesV1,
+    showMessageV1,
+    holdMessageV1,
+    releaseMessageV1,
+    deleteMessageV1,
+  );
+}
+
+export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle> {
+  const { config, log } = deps;
+  if (config.httpPort === null) {
+    throw new PosternError('PST_ERR_CONFIG_INVALID', 'POSTERN_HTTP_PORT is empty, so the HTTP API is off: do not start it');
+  }
+  if (config.apiToken === '' && !isLoopbackHost(config.httpHost)) {
+    throw new PosternError(
+      'PST_ERR_LISTEN',
+      `refusing to serve the HTTP API on POSTERN_HTTP_HOST=${config.httpHost} without POSTERN_API_TOKEN: set a token or bind a loopback address (127.0.0.1, ::1)`,
+    );
+  }
+  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  const stats: HttpStats = { requests: new Map(), messagesInjected: 0, bytesInjected: 0, messagesRejected: 0 };
+  const api: Api = { deps, stats, loopDelay };
+  const router = buildRouter();
+
+  const server = createServer((req, res) => {
+    handle(api, router, req, res).catch((err: unknown) => {
+      // send() itself failed: nothing more can be told to this client.
+      log.error({ err }, 'http: response failed');
+      res.destroy();
+    });
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    const onError = (cause: Error): void => {
+      reject(new PosternError('PST_ERR_LISTEN', `cannot listen on POSTERN_HTTP_HOST=${config.httpHost} POSTERN_HTTP_PORT=${config.httpPort}: ${cause.message}`, { cause }));
+    };
+    server.once('error', onError);
+    server.listen(config.httpPort!, config.httpHost, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+  server.on('error', (err) => log.error({ err }, 'http server error'));
+  loopDelay.enable();
+  const port = (server.address() as AddressInfo).port;
+  log.info({ host: config.httpHost, port, auth: config.apiToken !== '' }, 'http api listening');
+
+  let closing: Promise<void> | null = null;
+  return {
+    port,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        const force = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+        force.unref();
+        server.close(() => {
+          clearTimeout(force);
+          loopDelay.disable();
+          resolve();
+        });
+        server.closeIdleConnections();
+      });
+      return closing;
+    },
+  };
+}
+
+async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { config, log } = api.deps;
+  const method = req.method ?? 'GET';
+  let route = 'unmatched';
+  let result: HttpResult;
+  try {
+    const target = req.url ?? '/';
+    if (!target.startsWith('/')) {
+      result = fail('PST_HTTP_BAD_REQUEST', 'the request target must be a path');
+    } else {
+      // Prefixing (not `new URL(target, base)`) keeps '//x' a path instead of a host.
+      const url = new URL(`http://api${target}`);
+      const m = router.match(method, url.pathname);
+      if (m.kind === 'bad-path') {
+        result = fail('PST_HTTP_BAD_REQUEST', 'the path has a malformed %-escape');
+      } else if (m.kind === 'none') {
+        result = fail('PST_HTTP_NOT_FOUND', `no endpoint ${url.pathname}`);
+      } else if (m.kind === 'method') {
+        route = m.path;
+        result = fail('PST_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed on ${m.path}; use ${m.allow.join(', ')}`, { allow: m.allow.join(', ') });
+      } else {
+        route = m.route.path;
+        if (m.route.auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
+          result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
+        } else {
+          const ctx: RouteContext = {
+            req,
+            url,
+            params: m.params,
+            clientIp: normalizeIp(req.socket.remoteAddress ?? 'unknown'),
+            body: () => readBody(req, config.httpMaxBodyBytes),
+          };
+          result = await m.route.handler(ctx, api);
+        }
+      }
+    }
+  } catch (err) {
+    log.error({ err, method, url: req.url }, 'http: handler failed');
+    result = fail('PST_HTTP_INTERNAL', 'internal error (see the server log)');
+  }
+  count(api.stats, KNOWN_METHODS.has(method) ? method : 'other', route, result.status);
+  send(req, res, result);
+}
+
+function count(stats: HttpStats, method: string, route: string, code: number): void {
+  const key = `${method} ${route} ${code}`;
+  const e = stats.requests.get(key);
+  if (e === undefined) stats.requests.set(key, { method, route, code, n: 1 });
+  else e.n++;
+}
+
+function send(req: IncomingMessage, res: ServerResponse, r: HttpResult): void {
+  if (res.destroyed) return; // the client went away
+  const text = r.text ?? `${JSON.stringify(r.json ?? null)}\n`;
+  const headers: Record<string, string | number> = {
+    'content-type': r.contentType ?? 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...r.headers,
+  };
+  // A body left unread (refused before or while reading it) is never read: node would
+  // otherwise dump the rest of it to reuse the connection.
+  if (!req.complete) headers.connection = 'close';
+  res.writeHead(r.status, headers);
+  res.end(text);
+}
