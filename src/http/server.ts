@@ -13,6 +13,8 @@ import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
 import { healthV1, readyV1 } from './routes/health-v1.js';
 import { metricsV1 } from './routes/metrics-v1.js';
+import { dashboardV1 } from './routes/dashboard-v1.js';
+import { statsV1 } from './routes/stats-v1.js';
 import { injectMessageV1 } from './routes/messages-v1.js';
 import { queueV1 } from './routes/queue-v1.js';
 import { deleteMessageV1, holdMessageV1, listMessagesV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
@@ -40,6 +42,8 @@ export function buildRouter(): Router<Api> {
     holdMessageV1,
     releaseMessageV1,
     deleteMessageV1,
+    dashboardV1,
+    statsV1,
   );
 }
 

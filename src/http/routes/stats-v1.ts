@@ -1,0 +1,90 @@
+// GET /v1/stats: one compact JSON snapshot of the counters the dashboard (GET /) polls every
+// second. Cumulative counters only; the page derives rates from successive snapshots. Same
+// sources as /metrics, but it does not reset the event-loop histogram that /metrics owns:
+// the lag reported is the mean since the previous /v1/stats call, computed from the change in
+// the histogram's count and mean (or the whole histogram when /metrics reset it meanwhile).
+import type { IntervalHistogram } from 'node:perf_hooks';
+import { PosternError } from '../../errors.js';
+import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
+import { ok } from '../respond.js';
+import type { Route } from '../router.js';
+
+export const TOP_DOMAINS = 10;
+
+export interface StatsSnapshot {
+  /** When the snapshot was taken (ISO 8601). */
+  time: string;
+  smtp: Record<string, number>;
+  /** Messages injected over the HTTP API (received = smtp.messagesAccepted + http.messagesInjected). */
+  http: { messagesInjected: number; messagesRejected: number };
+  /** null when delivery is off. */
+  delivery: Record<string, number> | null;
+  /** null when the queue is closing. */
+  queue: {
+    total: number;
+    byState: { ready: number; scheduled: number; leased: number; held: number };
+    byPriority: { urgent: number; normal: number; bulk: number };
+    /** Pending recipients per domain, busiest first, at most TOP_DOMAINS. */
+    topDomains: [string, number][];
+  } | null;
+  commits: number;
+  messagesCommitted: number;
+  eventLoopLagMs: number;
+  rssBytes: number;
+}
+
+const lastLoop = new WeakMap<IntervalHistogram, { count: number; mean: number }>();
+
+/** Mean lag (ms) since the previous call, without resetting the histogram. */
+function lagSinceLastCall(h: IntervalHistogram): number {
+  const count = h.count;
+  const mean = count > 0 && Number.isFinite(h.mean) ? h.mean : 0;
+  const prev = lastLoop.get(h);
+  lastLoop.set(h, { count, mean });
+  let meanNs: number;
+  if (prev !== undefined && count > prev.count && prev.count > 0) {
+    meanNs = (mean * count - prev.mean * prev.count) / (count - prev.count);
+  } else if (prev !== undefined && count === prev.count) {
+    return 0; // no sample since the last call
+  } else {
+    meanNs = mean; // first call, or /metrics reset the histogram since
+  }
+  // Node 20 records the whole timer interval: subtract the resolution (see metrics-v1.ts).
+  return count > 0 ? Math.max(0, meanNs / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
+}
+
+export function statsSnapshot(api: Api): StatsSnapshot {
+  const { deps, stats } = api;
+  let queue: StatsSnapshot['queue'] = null;
+  try {
+    const c = deps.queue.counts();
+    const topDomains = Object.entries(c.byDomain)
+      .filter(([, n]) => n > 0)
+      .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+      .slice(0, TOP_DOMAINS);
+    queue = { total: c.total, byState: { ...c.byState }, byPriority: { ...c.byPriority }, topDomains };
+  } catch (err) {
+    if (!(err instanceof PosternError)) throw err;
+    queue = null; // closing: the rest of the snapshot is still worth showing
+  }
+  const d = deps.delivery();
+  const qs = deps.queue.stats();
+  return {
+    time: new Date().toISOString(),
+    smtp: { ...deps.smtpCounters() },
+    http: { messagesInjected: stats.messagesInjected, messagesRejected: stats.messagesRejected },
+    delivery: d === null ? null : { ...d },
+    queue,
+    commits: qs.commits,
+    messagesCommitted: qs.messagesCommitted,
+    eventLoopLagMs: Math.round(lagSinceLastCall(api.loopDelay) * 100) / 100,
+    rssBytes: process.memoryUsage.rss(),
+  };
+}
+
+export const statsV1: Route<Api> = {
+  method: 'GET',
+  path: '/v1/stats',
+  auth: true,
+  handler: (_c, api) => ok(statsSnapshot(api)),
+};

@@ -1,0 +1,144 @@
+// The live dashboard (GET /) in a real browser: Debian's chromium driven by playwright-core.
+// The page polls GET /v1/stats; messages sent over SMTP must move its numbers within seconds,
+// with and without POSTERN_API_TOKEN (#token=…), under its strict CSP (no console errors).
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { RawClient } from '../helpers/smtp-client.js';
+import { startTestNode, tempDir } from '../helpers/node.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+// Skip only on a developer machine without chromium; in CI a missing browser must fail.
+const skip = !existsSync(CHROMIUM) && process.env.CI === undefined ? `${CHROMIUM} is not installed` : false;
+const TOKEN = 'dashboard-test-token-0123456789';
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+async function send(port: number, from: string, rcpts: string[], body: string): Promise<void> {
+  const c = await RawClient.connect(port);
+  try {
+    await c.read();
+    await c.cmd('EHLO dashboard.example');
+    assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
+    for (const r of rcpts) assert.equal((await c.cmd(`RCPT TO:<${r}>`)).code, 250, r);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n') + '\r\n.');
+    assert.equal(r.code, 250, r.text);
+  } finally {
+    c.end();
+  }
+}
+
+/** A browser page, closed (with the browser) in t.after; collects console errors and CSP violations. */
+async function openBrowser(t: TestContext): Promise<{ page: Page; problems: string[] }> {
+  const browser: Browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  t.after(() => browser.close());
+  const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'en-US' });
+  const page = await context.newPage();
+  const problems: string[] = [];
+  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
+  });
+  // No request may leave for another origin.
+  page.on('request', (r) => {
+    if (!r.url().startsWith('http://127.0.0.1:') && !r.url().startsWith('data:')) problems.push(`external request: ${r.url()}`);
+  });
+  return { page, problems };
+}
+
+const text = (page: Page, id: string): Promise<string> => page.getByTestId(id).innerText();
+
+async function waitForText(page: Page, id: string, pred: (s: string) => boolean, what: string, timeoutMs = 5000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    last = await text(page, id);
+    if (pred(last)) return last;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: [data-testid=${id}] is ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+async function screenshot(t: TestContext, page: Page, name: string): Promise<string> {
+  const file = join(tempDir(t, 'postern-dashboard-'), name);
+  await page.screenshot({ path: file, fullPage: true });
+  const png = readFileSync(file);
+  assert.ok(png.length > 1000, `screenshot is ${png.length} bytes`);
+  assert.deepEqual(png.subarray(0, 8), PNG_SIGNATURE, 'the screenshot is a PNG');
+  return file;
+}
+
+test('the dashboard shows live counters that move when mail arrives over SMTP', { skip }, async (t) => {
+  const node = await startTestNode(t, { POSTERN_HTTP_PORT: '0' });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+
+  const res = await fetch(`${base}/`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/html/);
+  assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+  await res.text();
+  const stats = (await (await fetch(`${base}/v1/stats`)).json()) as Record<string, unknown>;
+  for (const k of ['time', 'smtp', 'delivery', 'queue', 'commits', 'messagesCommitted', 'eventLoopLagMs', 'rssBytes']) assert.ok(k in stats, k);
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${base}/`);
+  assert.equal(await waitForText(page, 'received-total', (s) => s === '0', 'the first snapshot'), '0');
+  await waitForText(page, 'received-rate', (s) => s !== '–', 'a first rate (two snapshots)');
+
+  await send(node.ports.smtpPort, 'alice@sender.example', ['bob@busy.example', 'carol@busy.example', 'dave@quiet.example'], 'Subject: one\n\nbody\n');
+  await send(node.ports.smtpPort, 'alice@sender.example', ['erin@busy.example'], 'Subject: two\n\nbody\n');
+  await send(node.ports.smtpPort, 'alice@sender.example', ['frank@busy.example'], 'Subject: three\n\nbody\n');
+
+  await waitForText(page, 'received-total', (s) => s === '3', 'received-total to reach 3');
+  await waitForText(page, 'queue-total', (s) => s === '3', 'queue-total to reach 3');
+  await waitForText(page, 'received-rate', (s) => Number(s) > 0, 'a non-zero received rate');
+  assert.equal(await text(page, 'queue-priority-normal'), '3');
+  const domains = await text(page, 'domains');
+  assert.match(domains, /busy\.example\s+4[\s\S]*quiet\.example\s+1/, 'busiest domain first');
+  assert.equal(await text(page, 'delivery-state'), 'delivery is off');
+  assert.equal(await page.getByTestId('error').isVisible(), false);
+
+  // Let the chart draw a few points, then keep the picture.
+  await page.waitForTimeout(2500);
+  const file = await screenshot(t, page, 'dashboard.png');
+  t.diagnostic(`screenshot: ${file}`);
+  assert.deepEqual(problems, []);
+});
+
+test('with POSTERN_API_TOKEN the page loads, says it needs the token, and works with #token=', { skip }, async (t) => {
+  const node = await startTestNode(t, { POSTERN_HTTP_PORT: '0', POSTERN_API_TOKEN: TOKEN });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  // The shell is public (it holds no data); the data needs the token.
+  assert.equal((await fetch(`${base}/`)).status, 200);
+  assert.equal((await fetch(`${base}/v1/stats`)).status, 401);
+  assert.equal((await fetch(`${base}/v1/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
+
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${base}/`);
+  await waitForText(page, 'error', (s) => s.includes('#token='), 'the token hint');
+  assert.equal(await text(page, 'received-total'), '–');
+
+  await page.goto(`${base}/#token=wrong`);
+  await waitForText(page, 'error', (s) => s.includes('refused'), 'the wrong-token message');
+
+  await page.goto(`${base}/#token=${encodeURIComponent(TOKEN)}`);
+  await waitForText(page, 'received-total', (s) => s === '0', 'the first snapshot with the token');
+  assert.equal(new URL(page.url()).hash, '', 'the token leaves the address bar');
+  assert.equal(await page.getByTestId('error').isVisible(), false);
+
+  await send(node.ports.smtpPort, 'alice@sender.example', ['bob@tokened.example'], 'Subject: with token\n\nbody\n');
+  await waitForText(page, 'received-total', (s) => s === '1', 'received-total to reach 1');
+
+  // A reload keeps working: the token stays in sessionStorage for this tab.
+  await page.reload();
+  await waitForText(page, 'queue-total', (s) => s === '1', 'queue-total after a reload');
+  await screenshot(t, page, 'dashboard-token.png');
+  // The 401s above are the browser's own "failed to load resource" console lines: expected.
+  assert.deepEqual(problems.filter((p) => !/status of 401/.test(p)), []);
+});
