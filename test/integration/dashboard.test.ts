@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { RawClient } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
 import { startTestNode, tempDir } from '../helpers/node.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -15,20 +15,7 @@ const skip = !existsSync(CHROMIUM) && process.env.CI === undefined ? `${CHROMIUM
 const TOKEN = 'dashboard-test-token-0123456789';
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
-async function send(port: number, from: string, rcpts: string[], body: string): Promise<void> {
-  const c = await RawClient.connect(port);
-  try {
-    await c.read();
-    await c.cmd('EHLO dashboard.example');
-    assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
-    for (const r of rcpts) assert.equal((await c.cmd(`RCPT TO:<${r}>`)).code, 250, r);
-    assert.equal((await c.cmd('DATA')).code, 354);
-    const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/\r?\n/g, '\r\n') + '\r\n.');
-    assert.equal(r.code, 250, r.text);
-  } finally {
-    c.end();
-  }
-}
+const send = (port: number, from: string, rcpts: string[], body: string) => sendMessage(port, from, rcpts, body, 'dashboard.example');
 
 /** A browser page, closed (with the browser) in t.after; collects console errors and CSP violations. */
 async function openBrowser(t: TestContext): Promise<{ page: Page; problems: string[] }> {

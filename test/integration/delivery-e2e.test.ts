@@ -4,35 +4,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { RawClient } from '../helpers/smtp-client.js';
+import { sendMessage, waitFor } from '../helpers/smtp-client.js';
 import { startTestNode, tempDir } from '../helpers/node.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 import type { PosternNode } from '../../src/main.js';
 
-async function send(port: number, from: string, rcpts: string[], body: string): Promise<string> {
-  const c = await RawClient.connect(port);
-  try {
-    await c.read();
-    await c.cmd('EHLO e2e.example');
-    assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
-    for (const r of rcpts) assert.equal((await c.cmd(`RCPT TO:<${r}>`)).code, 250, r);
-    assert.equal((await c.cmd('DATA')).code, 354);
-    // Dot-stuffed as a client must (RFC 5321 §4.5.2).
-    const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/^\./gm, '..').replace(/\r?\n/g, '\r\n') + '\r\n.');
-    assert.equal(r.code, 250, r.text);
-    return /queued as (\S+)/.exec(r.text)![1]!;
-  } finally {
-    c.end();
-  }
-}
+const send = (port: number, from: string, rcpts: string[], body: string) => sendMessage(port, from, rcpts, body, 'e2e.example');
 
-async function waitFor(what: string, pred: () => boolean, timeoutMs = 10000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 function maildirFiles(root: string, domain: string, local: string): string[] {
   const dir = join(root, domain, local, 'new');

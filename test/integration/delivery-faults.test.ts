@@ -6,35 +6,14 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
-import { RawClient } from '../helpers/smtp-client.js';
+import { sendMessage, waitFor } from '../helpers/smtp-client.js';
 import { startTestNode } from '../helpers/node.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 
 // ---- helpers -----------------------------------------------------------------------------
 
-async function send(port: number, from: string, rcpts: string[], body: string): Promise<string> {
-  const c = await RawClient.connect(port);
-  try {
-    await c.read();
-    await c.cmd('EHLO faults.example');
-    assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
-    for (const r of rcpts) assert.equal((await c.cmd(`RCPT TO:<${r}>`)).code, 250, r);
-    assert.equal((await c.cmd('DATA')).code, 354);
-    const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/^\./gm, '..').replace(/\r?\n/g, '\r\n') + '\r\n.', 10_000);
-    assert.equal(r.code, 250, r.text);
-    return /queued as (\S+)/.exec(r.text)![1]!;
-  } finally {
-    c.end();
-  }
-}
+const send = (port: number, from: string, rcpts: string[], body: string) => sendMessage(port, from, rcpts, body, 'faults.example');
 
-async function waitFor(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const fast = { delivery: { pollIntervalMs: 50 } };
