@@ -13,12 +13,11 @@
 // the children it had) still alive. The system's own instance (/etc/postfix) is never touched.
 // Needs root (the daemons drop to the `postfix` user), like the bench instance.
 import { spawnSync, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { childrenOf, freePort, pidAlive, waitForPort } from '../../bench/lib/proc.js';
-import { POSTFIX, havePostfix } from '../../bench/lib/postfix.js';
+import { childrenOf, freePort, pidAlive } from '../../bench/lib/proc.js';
+import { POSTFIX, havePostfix, makeInstanceDirs, waitForMaster } from '../../bench/lib/postfix.js';
 
 export { POSTFIX, havePostfix };
 export const SENDMAIL = '/usr/sbin/sendmail';
@@ -206,17 +205,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 export async function startPostfix(t: TestContext, o: PostfixOptions): Promise<PostfixInstance> {
   if (!havePostfix()) throw new Error(`${POSTFIX} is not installed (apt-get install postfix)`);
   const port = await freePort();
-  const root = realpathSync(mkdtempSync(join(tmpdir(), 'postern-interop-postfix-')));
-  chmodSync(root, 0o755); // the postfix user's daemons must reach the queue below it
-  const configDir = join(root, 'etc');
-  const queueDir = join(root, 'queue');
-  const dataDir = join(root, 'data');
-  const maillog = join(root, 'maillog');
+  const { root, configDir, queueDir, dataDir, maillog } = makeInstanceDirs('postern-interop-postfix-');
   const mailRoot = join(root, 'mail');
   const mapFile = join(configDir, 'virtual_mailboxes.texthash');
-  if (resolve(configDir) === '/etc/postfix' || resolve(queueDir) === '/var/spool/postfix') throw new Error('refusing to use the system Postfix instance');
-  mkdirSync(configDir, { mode: 0o755 });
-  mkdirSync(queueDir, { mode: 0o755 });
   const ids = nobodyIds();
   if (o.role === 'receiver') {
     mkdirSync(mailRoot, { mode: 0o755 });
@@ -234,14 +225,6 @@ export async function startPostfix(t: TestContext, o: PostfixOptions): Promise<P
     if (masterPid !== null && pidAlive(masterPid)) {
       seen.add(masterPid);
       for (const c of childrenOf(masterPid)) seen.add(c);
-    }
-  };
-  const readPid = (): number | null => {
-    try {
-      const n = Number(readFileSync(join(queueDir, 'pid', 'master.pid'), 'utf8').trim());
-      return Number.isInteger(n) && n > 0 ? n : null;
-    } catch {
-      return null;
     }
   };
   const log = (): string => {
@@ -323,10 +306,7 @@ export async function startPostfix(t: TestContext, o: PostfixOptions): Promise<P
   const start = run(POSTFIX, ['-c', configDir, 'start']);
   if (start.code !== 0) throw new Error(`postfix -c ${configDir} start failed: ${start.out}\n${run(POSTFIX, ['-c', configDir, 'check']).out}\n${inst.problems().join('\n')}`);
   try {
-    await waitForPort(port, 20_000);
-    const deadline = Date.now() + 5_000;
-    while ((masterPid = readPid()) === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    if (masterPid === null) throw new Error('no master.pid');
+    masterPid = await waitForMaster(port, queueDir);
     note();
   } catch (err) {
     throw new Error(`private postfix did not come up: ${(err as Error).message}\n${inst.problems().join('\n')}`);
