@@ -9,6 +9,7 @@ import { addUser } from './auth/users.js';
 import { PosternError } from './errors.js';
 import { Queue } from './queue/store.js';
 import { startNode } from './main.js';
+import { spamMain } from './filter/spam/cli.js';
 
 const USAGE = `usage: postern <command>
 
@@ -16,6 +17,7 @@ const USAGE = `usage: postern <command>
   config [--json|--markdown]     print the effective configuration (every POSTERN_* variable)
   user add NAME --file FILE      read a password on stdin and add/replace NAME in the AUTH users file
   queue [--json]                 print the queue's counts by state, priority and domain
+  spam train SPAM_DIR HAM_DIR --model FILE | spam classify --model FILE | spam eval [--seed N]
   version                        print the version
 
 Every setting is a POSTERN_* environment variable; see \`postern config\`.`;
@@ -113,6 +115,9 @@ async function main(argv: string[]): Promise<void> {
       return cmdUser(rest);
     case 'queue':
       return cmdQueue(rest);
+    case 'spam':
+      process.exitCode = await spamMain(rest);
+      return;
     case 'version':
     case '--version':
       console.log(version());

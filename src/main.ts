@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Config } from './config/schema.js';
 import { PosternError } from './errors.js';
+import { ConfigError } from './config/load.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
 import { NetworkList } from './lib/networks.js';
@@ -13,6 +14,7 @@ import type { SessionContext, TlsSetup } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
 import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
 import { FilterPool } from './filter/pool.js';
+import { SpamModel } from './filter/spam/model.js';
 import { startHttpServer, type HttpServerHandle } from './http/server.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
@@ -38,11 +40,27 @@ export function loadTls(config: Readonly<Config>): TlsSetup | null {
   }
 }
 
+function score(env: string, raw: string): number | null {
+  if (raw.trim() === '') return null;
+  const n = Number(raw);
+  if (!(n >= 0 && n <= 1)) throw new ConfigError([`${env}=${JSON.stringify(raw)} is invalid: expected a score from 0 to 1, or empty`]);
+  return n;
+}
+
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
   const tls = loadTls(config);
   const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
   const modules = config.filterModules.split(',').map((m) => m.trim()).filter((m) => m !== '');
-  const filters = modules.length > 0 ? new FilterPool({ workers: config.workers, modules, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue }) : null;
+  const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: score('POSTERN_SPAM_TAG_SCORE', config.spamTagScore), rejectScore: score('POSTERN_SPAM_REJECT_SCORE', config.spamRejectScore) };
+  if (spam) {
+    // Fail at start-up, naming the variable, rather than 451 every message later.
+    try {
+      SpamModel.deserialize(readFileSync(spam.model));
+    } catch (err) {
+      throw new ConfigError([`POSTERN_SPAM_MODEL=${JSON.stringify(spam.model)} is invalid: ${(err as Error).message}`]);
+    }
+  }
+  const filters = modules.length > 0 || spam ? new FilterPool({ workers: config.workers, modules, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, ...(spam ? { spam } : {}) }) : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,

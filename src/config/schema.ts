@@ -74,6 +74,9 @@ export interface Config {
   filterModules: string;
   filterTimeoutMs: number;
   filterQueue: number;
+  spamModel: string;
+  spamTagScore: string;
+  spamRejectScore: string;
 }
 
 const MiB = 1024 * 1024;
@@ -126,4 +129,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'string' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
   { key: 'filterTimeoutMs', env: 'POSTERN_FILTER_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 600000 }, default: '30s', doc: 'A filter that takes longer makes the message a temporary failure (451 4.7.1).' },
   { key: 'filterQueue', env: 'POSTERN_FILTER_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '256', doc: 'Messages waiting for a filter worker; when full, new messages get 451 4.3.2.' },
+  { key: 'spamModel', env: 'POSTERN_SPAM_MODEL', type: { kind: 'path', optional: true }, default: '', doc: 'Spam model file written by `postern spam train`; enables the spam filter in the worker pool (re-read when the file changes).' },
+  { key: 'spamTagScore', env: 'POSTERN_SPAM_TAG_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is tagged X-Spam-Status: Yes; empty = the threshold the model chose in training.' },
+  { key: 'spamRejectScore', env: 'POSTERN_SPAM_REJECT_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is refused at the end of DATA with 550 5.7.1; empty = never reject (tag only).' },
 ];

@@ -4,11 +4,14 @@
 // is answered 451 4.3.2 by the session; a filter that throws, crashes its worker or exceeds
 // POSTERN_FILTER_TIMEOUT_MS becomes a tempfail, never a silent accept.
 import { Piscina } from 'piscina';
+import { fileURLToPath } from 'node:url';
 import type { FilterEnvelope, FilterResult, Verdict } from './messages.js';
 
 export interface FilterPoolOptions {
   workers: number;
   modules: string[];
+  /** The built-in spam filter's settings, when a model is configured. */
+  spam?: { model: string; tagScore: number | null; rejectScore: number | null };
   timeoutMs: number;
   maxQueue: number;
 }
@@ -36,7 +39,7 @@ export class FilterPool {
       minThreads: o.workers,
       maxThreads: o.workers,
       maxQueue: o.maxQueue + 1, // our own bound (needsDrain) is checked first
-      workerData: { modules: o.modules },
+      workerData: { modules: o.spam ? [fileURLToPath(new URL('./spam/filter.js', import.meta.url)), ...o.modules] : o.modules, spam: o.spam },
       idleTimeout: 60_000,
     });
   }

@@ -1,0 +1,108 @@
+// Spam classifier benchmark: trains and classifies one split (default seed 1, see
+// ../shared/spam-eval.md) through the command line, as separate processes, and prints the
+// metrics table beside bogofilter's (through ../shared/spam/adapters/bogofilter.sh, tuned
+// with bogotune) when bogofilter is installed. The official figures come from eval.sh; this
+// is the quick, single-repetition view.
+// Run: npx tsc -p tsconfig.test.json && node build/bench/spam.js
+// Knobs: BENCH_SEED (1), BENCH_SPLIT (/tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise;
+// made with split.mjs when missing), SPAM_TOOLS (dir of split.mjs and adapters/,
+// default ../shared/spam), BENCH_BOGO (tuned | plain | off; default tuned).
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { listFiles, defaultSplitDir } from '../src/filter/spam/cli.js';
+import { metrics, formatTable, type Item, type Metrics } from '../src/filter/spam/metrics.js';
+
+const seed = process.env.BENCH_SEED ?? '1';
+const split = resolve(process.env.BENCH_SPLIT ?? defaultSplitDir(seed));
+const tools = resolve(process.env.SPAM_TOOLS ?? '../shared/spam');
+const bogoMode = process.env.BENCH_BOGO ?? 'tuned';
+const here = dirname(fileURLToPath(import.meta.url));
+const bin = join(here, '..', 'src', 'filter', 'spam', 'bin.js');
+
+interface Timed { wall: number; cpu: number | null; rssMB: number | null; stdout: string }
+
+/** Runs a bash command with stdin from a file; wall time, and CPU/RSS through /usr/bin/time when present. */
+function run(cmd: string, stdinFile: string | null): Timed {
+  const timeFile = join(work, 'time.txt');
+  const useTime = existsSync('/usr/bin/time');
+  const full = useTime ? `/usr/bin/time -o ${timeFile} -f '%U %S %M' bash -c ${JSON.stringify(cmd)}` : cmd;
+  const t0 = performance.now();
+  const r = spawnSync('bash', ['-c', stdinFile ? `${full} < ${stdinFile}` : full], { maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'inherit'] });
+  const wall = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`command failed (${r.status}): ${cmd}`);
+  let cpu: number | null = null, rssMB: number | null = null;
+  if (useTime) {
+    const [u, s, m] = readFileSync(timeFile, 'utf8').trim().split('\n').pop()!.split(' ').map(Number);
+    cpu = u! + s!;
+    rssMB = m! / 1024;
+  }
+  return { wall, cpu, rssMB, stdout: r.stdout.toString('utf8') };
+}
+
+function score(stdout: string, truthOf: Map<string, 'spam' | 'ham'>): Metrics {
+  const items: Item[] = [];
+  for (const line of stdout.split('\n')) {
+    if (!line) continue;
+    const [p, label, s] = line.split('\t');
+    const truth = truthOf.get(p!);
+    if (!truth || !label || s === undefined) throw new Error(`bad output line: ${line}`);
+    const name = p!.slice(p!.lastIndexOf('/') + 1);
+    items.push({ truth, group: name.slice(0, name.indexOf('.')), label: label as Item['label'], score: Number(s) });
+  }
+  if (items.length !== truthOf.size) throw new Error(`expected ${truthOf.size} lines, got ${items.length}`);
+  return metrics(items);
+}
+
+if (!existsSync(join(split, 'manifest.jsonl'))) {
+  const tool = join(tools, 'split.mjs');
+  if (!existsSync(tool)) throw new Error(`no split in ${split} and no ${tool}; set SPAM_TOOLS or make the split`);
+  const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', split], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('split.mjs failed');
+}
+
+const work = mkdtempSync(join(tmpdir(), 'postern-bench-spam-'));
+try {
+  const truthOf = new Map<string, 'spam' | 'ham'>();
+  for (const t of ['spam', 'ham'] as const) for (const p of listFiles(join(split, 'test', t))) truthOf.set(p, t);
+  const list = join(work, 'test.list');
+  writeFileSync(list, [...truthOf.keys()].join('\n') + '\n');
+  const testMB = [...truthOf.keys()].reduce((a, p) => a + statSync(p).size, 0) / 1e6;
+  const rows: Array<[string, Metrics]> = [];
+  const speed: string[] = [];
+  const note = (name: string, tr: Timed, cl: Timed, modelBytes: number): void => {
+    const n = truthOf.size;
+    speed.push(`${name}: train ${tr.wall.toFixed(1)} s wall${tr.cpu !== null ? `, ${tr.cpu.toFixed(1)} CPU s` : ''}; ` +
+      `classify ${n} msgs (${testMB.toFixed(2)} MB) ${cl.wall.toFixed(2)} s wall = ${Math.round(n / cl.wall)} msgs/s` +
+      (cl.cpu !== null ? `, ${cl.cpu.toFixed(2)} CPU s = ${Math.round(n / cl.cpu)} msgs/CPU-s, peak RSS ${cl.rssMB!.toFixed(0)} MB` : '') +
+      `; model ${(modelBytes / 1e6).toFixed(2)} MB (start-up and model load included)`);
+  };
+
+  const model = join(work, 'postern.model');
+  const tr = run(`${JSON.stringify(process.execPath)} ${bin} train ${join(split, 'train', 'spam')} ${join(split, 'train', 'ham')} --model ${model}`, null);
+  const cl = run(`${JSON.stringify(process.execPath)} ${bin} classify --model ${model}`, list);
+  rows.push(['postern (lr)', score(cl.stdout, truthOf)]);
+  note('postern', tr, cl, statSync(model).size);
+
+  const adapter = join(tools, 'adapters', 'bogofilter.sh');
+  const haveBogo = spawnSync('bash', ['-c', 'command -v bogofilter && command -v bogotune'], { stdio: 'ignore' }).status === 0;
+  if (bogoMode !== 'off' && haveBogo && existsSync(adapter)) {
+    const bmodel = join(work, 'bogo.model');
+    const how = bogoMode === 'plain' ? 'train' : 'train-tuned';
+    const btr = run(`${adapter} ${how} ${join(split, 'train', 'spam')} ${join(split, 'train', 'ham')} ${bmodel}`, null);
+    const bcl = run(`${adapter} classify ${bmodel}`, list);
+    rows.push([`bogofilter (${bogoMode === 'plain' ? 'defaults' : 'bogotune'})`, score(bcl.stdout, truthOf)]);
+    const du = spawnSync('du', ['-sb', bmodel]).stdout.toString().split('\t')[0];
+    note('bogofilter', btr, bcl, Number(du));
+  } else if (bogoMode !== 'off') {
+    speed.push('bogofilter: not installed (apt-get install bogofilter) or adapter not found; skipped');
+  }
+
+  console.log(`split ${split} (seed ${seed}); test ${truthOf.size} messages; one repetition, not blinded (eval.sh is the official run)`);
+  console.log(formatTable(rows));
+  for (const s of speed) console.log(s);
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// Standalone entry: `node dist/filter/spam/bin.js train|classify|eval ...`, the same as
+// `postern spam ...` once src/cli.ts dispatches to spamMain.
+import { spamMain } from './cli.js';
+
+process.exitCode = await spamMain(process.argv.slice(2));

@@ -1,0 +1,242 @@
+// `postern spam ...`: train, classify (the eval.sh TSV contract), eval on a split.
+//   spam train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--cost-fp C]
+//   spam classify --model FILE [--threshold T]     paths on stdin -> "path\tspam|ham\tscore"
+//   spam eval [--seed N] [--split DIR] [--kind K]  train on DIR/train, score DIR/test
+// Logs go to stderr; stdout carries only results. Returns the exit code (2 = usage).
+import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { SpamModel, train, DEFAULTS, type ModelKind, type TrainOptions } from './model.js';
+import { metrics, formatTable, type Item } from './metrics.js';
+
+const USAGE = `usage: postern spam <command>
+
+  train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--cost-fp C] [--bigrams]
+                      train on every file under the two directories, write the model to FILE
+  classify --model FILE [--threshold T]
+                      read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
+  eval [--seed N] [--split DIR] [--kind K] [--cost-fp C]
+                      train on the split's train set, classify its test set, print the metrics
+                      (the split defaults to /tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise,
+                      made with ../shared/spam/split.mjs when missing)`;
+
+class UsageError extends Error {}
+
+function opt(args: string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  if (v === undefined || v.startsWith('--')) throw new UsageError(`${name} needs a value`);
+  args.splice(i, 2);
+  return v;
+}
+
+function flag(args: string[], name: string): boolean {
+  const i = args.indexOf(name);
+  if (i < 0) return false;
+  args.splice(i, 1);
+  return true;
+}
+
+function num(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number`);
+  return n;
+}
+
+function trainOptions(args: string[]): TrainOptions {
+  const o: TrainOptions = {};
+  const kind = opt(args, '--kind');
+  if (kind !== undefined) {
+    if (!['lr', 'chi', 'combo'].includes(kind)) throw new UsageError('--kind must be lr, chi or combo');
+    o.kind = kind as ModelKind;
+  }
+  const numeric: Array<[string, keyof TrainOptions]> = [
+    ['--seed', 'seed'], ['--cost-fp', 'costFP'], ['--epochs', 'epochs'], ['--lr', 'lr'], ['--l2', 'l2'],
+    ['--bits', 'bits'], ['--folds', 'folds'], ['--ham-weight', 'hamWeight'], ['--norm', 'norm'], ['--rob-s', 'robS'],
+    ['--rob-x', 'robX'], ['--min-dev', 'minDev'], ['--max-tokens', 'maxTokens'],
+  ];
+  for (const [flagName, key] of numeric) {
+    const v = num(opt(args, flagName), flagName);
+    if (v !== undefined) (o as Record<string, unknown>)[key] = v;
+  }
+  if (o.bits !== undefined && !(Number.isInteger(o.bits) && o.bits >= 8 && o.bits <= 24)) throw new UsageError('--bits must be 8..24');
+  if (flag(args, '--bigrams')) o.bigrams = true;
+  return o;
+}
+
+/** Every regular file under dir (recursive), sorted for determinism. */
+export function listFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    for (const e of readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+      const p = join(d, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) out.push(p);
+    }
+  };
+  walk(dir);
+  return out;
+}
+
+const log = (s: string): void => void process.stderr.write(`postern spam: ${s}\n`);
+
+function trainDirs(spamDir: string, hamDir: string, o: TrainOptions): SpamModel {
+  const spam = listFiles(spamDir).map((p) => readFileSync(p));
+  const ham = listFiles(hamDir).map((p) => readFileSync(p));
+  if (!spam.length || !ham.length) throw new UsageError(`need at least one spam and one ham message (got ${spam.length} and ${ham.length})`);
+  return train(spam, ham, o);
+}
+
+function cvNote(m: SpamModel): string {
+  const cv = m.header.cv;
+  return cv ? `threshold ${m.threshold.toFixed(4)} from ${cv.folds}-fold CV on train: FP ${cv.fp}/${cv.nHam}, FN ${cv.fn}/${cv.nSpam}` : `threshold ${m.threshold}`;
+}
+
+async function cmdTrain(args: string[]): Promise<number> {
+  const model = opt(args, '--model');
+  const o = trainOptions(args);
+  const [spamDir, hamDir, ...rest] = args;
+  if (!model || !spamDir || !hamDir || rest.length) throw new UsageError('usage: postern spam train SPAM_DIR HAM_DIR --model FILE');
+  const t0 = performance.now();
+  const m = trainDirs(spamDir, hamDir, o);
+  writeFileSync(model, m.serialize());
+  log(`trained ${m.header.kind} on ${m.header.nSpam} spam + ${m.header.nHam} ham in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${cvNote(m)}`);
+  return 0;
+}
+
+function fmtScore(s: number): string {
+  return Number.isFinite(s) ? s.toPrecision(6) : '0.5';
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
+  const model = opt(args, '--model');
+  const thr = num(opt(args, '--threshold'), '--threshold');
+  if (!model || args.length) throw new UsageError('usage: postern spam classify --model FILE [--threshold T] < paths');
+  const m = SpamModel.deserialize(readFileSync(model));
+  const threshold = thr ?? m.threshold;
+  const paths = (await readAll(stdin)).split('\n');
+  const out: string[] = [];
+  let failed = 0;
+  for (let p of paths) {
+    if (p.endsWith('\r')) p = p.slice(0, -1);
+    if (!p) continue;
+    let score: number;
+    try {
+      score = m.score(readFileSync(p));
+    } catch (err) {
+      failed++;
+      log(`${p}: ${(err as Error).message}`);
+      score = 0.5;
+    }
+    out.push(`${p}\t${score >= threshold ? 'spam' : 'ham'}\t${fmtScore(score)}\n`);
+    if (out.length >= 1024) { stdout.write(out.join('')); out.length = 0; }
+  }
+  stdout.write(out.join(''));
+  return failed ? 1 : 0;
+}
+
+function ensureSplit(seed: string, dir: string): void {
+  if (existsSync(join(dir, 'manifest.jsonl'))) return;
+  const candidates = [process.env.POSTERN_SPAM_TOOLS, resolve('../shared/spam'), '/work/shared/spam'].filter(Boolean) as string[];
+  const tool = candidates.map((c) => join(c, 'split.mjs')).find((p) => existsSync(p));
+  if (!tool) throw new UsageError(`no split in ${dir} and split.mjs not found (set POSTERN_SPAM_TOOLS)`);
+  log(`making split seed ${seed} in ${dir}`);
+  const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  if (r.status !== 0) throw new Error(`split.mjs failed (exit ${r.status})`);
+}
+
+export interface EvalResult {
+  metrics: ReturnType<typeof metrics>;
+  threshold: number;
+  trainSeconds: number;
+  classifySeconds: number;
+  classifyCpuSeconds: number;
+  modelBytes: number;
+  items: Item[];
+}
+
+/** Train on SPLIT/train/{spam,ham}, classify SPLIT/test/{spam,ham} in-process. */
+export function evaluateSplit(split: string, o: TrainOptions = {}): EvalResult {
+  const t0 = performance.now();
+  const m = trainDirs(join(split, 'train', 'spam'), join(split, 'train', 'ham'), o);
+  const bytes = m.serialize();
+  const t1 = performance.now();
+  const cpu0 = process.cpuUsage();
+  const loaded = SpamModel.deserialize(bytes);
+  const items: Item[] = [];
+  for (const truth of ['spam', 'ham'] as const) {
+    for (const p of listFiles(join(split, 'test', truth))) {
+      const score = loaded.score(readFileSync(p));
+      const name = p.slice(p.lastIndexOf('/') + 1);
+      items.push({ truth, group: name.slice(0, name.indexOf('.')), label: score >= loaded.threshold ? 'spam' : 'ham', score });
+    }
+  }
+  const cpu = process.cpuUsage(cpu0);
+  const t2 = performance.now();
+  return {
+    metrics: metrics(items), threshold: loaded.threshold, items, modelBytes: bytes.length,
+    trainSeconds: (t1 - t0) / 1000, classifySeconds: (t2 - t1) / 1000, classifyCpuSeconds: (cpu.user + cpu.system) / 1e6,
+  };
+}
+
+export function defaultSplitDir(seed: string): string {
+  return seed === '1' ? '/tmp/spam-eval' : `/tmp/spam-eval-${seed}`;
+}
+
+async function cmdEval(args: string[], stdout: NodeJS.WritableStream): Promise<number> {
+  const seed = opt(args, '--seed') ?? '1';
+  const split = opt(args, '--split') ?? defaultSplitDir(seed);
+  const o = trainOptions(args);
+  if (args.length) throw new UsageError(`unexpected argument ${args[0]}`);
+  ensureSplit(seed, split);
+  const r = evaluateSplit(split, o);
+  const kind = o.kind ?? DEFAULTS.kind;
+  const n = r.metrics.n;
+  stdout.write(`split ${split} (seed ${seed}); model ${kind}, threshold ${r.threshold.toFixed(4)} (chosen by CV on train)\n`);
+  stdout.write(formatTable([[`postern ${kind}`, r.metrics]]) + '\n');
+  const perGroup = new Map<string, { n: number; spam: number }>();
+  for (const it of r.items) {
+    const g = perGroup.get(it.group) ?? { n: 0, spam: 0 };
+    g.n++;
+    if (it.label === 'spam') g.spam++;
+    perGroup.set(it.group, g);
+  }
+  stdout.write('per group (labelled spam / messages): ' + [...perGroup].map(([g, c]) => `${g} ${c.spam}/${c.n}`).join(', ') + '\n');
+  stdout.write(`train ${r.trainSeconds.toFixed(1)} s; classify ${n} msgs in ${r.classifySeconds.toFixed(2)} s wall, ${r.classifyCpuSeconds.toFixed(2)} CPU s (${Math.round(n / r.classifyCpuSeconds)} msgs/CPU-s, in-process, no start-up); model ${(r.modelBytes / 1e6).toFixed(2)} MB\n`);
+  return 0;
+}
+
+/** Entry point for `postern spam ...`; returns the exit code. */
+export async function spamMain(
+  argv: string[],
+  io: { stdin?: NodeJS.ReadableStream; stdout?: NodeJS.WritableStream } = {},
+): Promise<number> {
+  const args = argv.slice();
+  const cmd = args.shift();
+  const stdout = io.stdout ?? process.stdout;
+  try {
+    switch (cmd) {
+      case 'train': return await cmdTrain(args);
+      case 'classify': return await cmdClassify(args, io.stdin ?? process.stdin, stdout);
+      case 'eval': return await cmdEval(args, stdout);
+      case undefined: case 'help': case '--help': case '-h':
+        process.stderr.write(USAGE + '\n');
+        return cmd === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown spam command ${cmd}\n${USAGE}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) { log(err.message); return 2; }
+    log(err instanceof Error ? err.message : String(err));
+    return 1;
+  }
+}
+

@@ -1,0 +1,418 @@
+// The spam model: tokens hashed into 2^bits buckets, two learners over the same buckets.
+//   lr   logistic regression on L2-normalised binary features, trained with Adagrad SGD
+//        (seeded shuffles: deterministic), score = sigmoid(w.x + b)
+//   chi  Robinson-Fisher chi-square combining as bogofilter does (document counts per bucket,
+//        parameters s, x, min_dev, at most `maxTokens` most significant buckets)
+//   combo  the mean of the two learners' log-odds (chi clipped)
+// The default decision threshold is chosen by k-fold cross-validation inside the training
+// set (never on test data): the threshold that minimises costFP * FP + FN on the
+// out-of-fold scores.
+import { tokenize, type TokenizeOptions } from './tokenize.js';
+
+export type ModelKind = 'lr' | 'chi' | 'combo';
+
+export interface TrainOptions {
+  kind?: ModelKind;
+  bits?: number;
+  seed?: number;
+  epochs?: number;
+  lr?: number;
+  l2?: number;
+  hamWeight?: number;
+  /** feature value of each present token: (number of tokens)^-norm (0.5 = L2-normalised) */
+  norm?: number;
+  /** Robinson-Fisher */
+  robS?: number;
+  robX?: number;
+  minDev?: number;
+  maxTokens?: number;
+  /** Threshold selection */
+  folds?: number;
+  /** cross-validation repetitions (different fold assignments), out-of-fold scores pooled */
+  cvReps?: number;
+  costFP?: number;
+  bigrams?: boolean;
+}
+
+export const DEFAULTS: Required<TrainOptions> = {
+  kind: 'lr',
+  bits: 20,
+  seed: 1,
+  epochs: 12,
+  lr: 0.3,
+  l2: 1e-6,
+  hamWeight: 3,
+  norm: 0.2,
+  robS: 0.1,
+  robX: 0.5,
+  minDev: 0.1,
+  maxTokens: 150,
+  folds: 5,
+  cvReps: 1,
+  costFP: 3,
+  bigrams: false,
+};
+
+/** A message as the learners see it: sorted unique bucket indices. */
+export type Features = Uint32Array;
+
+export function hash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12;
+  return h >>> 0;
+}
+
+export function featurize(tokens: Iterable<string>, bits: number): Features {
+  const mask = (1 << bits) - 1;
+  const list = tokens instanceof Set ? tokens : new Set(tokens);
+  const a = new Uint32Array(list.size);
+  let n = 0;
+  for (const t of list) a[n++] = hash(t) & mask;
+  a.sort();
+  // drop duplicates (hash collisions) in place
+  let k = 0;
+  for (let i = 0; i < n; i++) if (i === 0 || a[i] !== a[i - 1]) a[k++] = a[i]!;
+  return a.subarray(0, k);
+}
+
+export function features(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Features {
+  return featurize(tokenize(buf, opts), bits);
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
+const logit = (p: number): number => Math.log(p / (1 - p));
+
+// ---- learners ---------------------------------------------------------------------------
+
+interface LR {
+  w: Float32Array;
+  bias: number;
+}
+
+function trainLR(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>): LR {
+  const size = 1 << o.bits;
+  const w = new Float32Array(size);
+  const g2 = new Float32Array(size);
+  let bias = 0, gb = 0;
+  const order = Array.from(xs.keys());
+  const rnd = mulberry32(o.seed);
+  for (let epoch = 0; epoch < o.epochs; epoch++) {
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      const t = order[i]!; order[i] = order[j]!; order[j] = t;
+    }
+    for (const k of order) {
+      const x = xs[k]!;
+      if (!x.length) continue;
+      const v = Math.pow(x.length, -o.norm);
+      let z = bias;
+      for (let i = 0; i < x.length; i++) z += w[x[i]!]! * v;
+      const y = ys[k]!;
+      const g = (sigmoid(z) - y) * (y ? 1 : o.hamWeight);
+      for (let i = 0; i < x.length; i++) {
+        const f = x[i]!;
+        const gi = g * v + o.l2 * w[f]!;
+        g2[f]! += gi * gi;
+        w[f]! -= (o.lr * gi) / Math.sqrt(g2[f]! + 1e-8);
+      }
+      gb += g * g;
+      bias -= (o.lr * g) / Math.sqrt(gb + 1e-8);
+    }
+  }
+  return { w, bias };
+}
+
+function lrLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
+  if (!x.length) return m.bias;
+  const v = Math.pow(x.length, -o.norm);
+  let z = m.bias;
+  for (let i = 0; i < x.length; i++) z += m.w[x[i]!]! * v;
+  return z;
+}
+
+interface Counts {
+  spam: Uint32Array;
+  ham: Uint32Array;
+  nSpam: number;
+  nHam: number;
+}
+
+function countDocs(xs: Features[], ys: Uint8Array, bits: number): Counts {
+  const spam = new Uint32Array(1 << bits), ham = new Uint32Array(1 << bits);
+  let nSpam = 0, nHam = 0;
+  xs.forEach((x, k) => {
+    const c = ys[k] ? spam : ham;
+    if (ys[k]) nSpam++; else nHam++;
+    for (let i = 0; i < x.length; i++) c[x[i]!]!++;
+  });
+  return { spam, ham, nSpam, nHam };
+}
+
+/** Upper tail of chi-square with v (even) degrees of freedom, computed in log space. */
+function chi2Q(x2: number, v: number): number {
+  const m = x2 / 2;
+  if (m <= 0) return 1;
+  let logTerm = -m;
+  let sum = Math.exp(logTerm);
+  const lm = Math.log(m);
+  for (let i = 1; i < v / 2; i++) {
+    logTerm += lm - Math.log(i);
+    sum += Math.exp(logTerm);
+  }
+  return Math.min(sum, 1);
+}
+
+function chiScore(c: Counts, x: Features, o: Required<TrainOptions>): number {
+  const ps: Array<[number, number]> = [];
+  const nS = Math.max(c.nSpam, 1), nH = Math.max(c.nHam, 1);
+  for (let i = 0; i < x.length; i++) {
+    const b = c.spam[x[i]!]!, g = c.ham[x[i]!]!;
+    const n = b + g;
+    if (!n) continue;
+    const bs = b / nS, gs = g / nH;
+    const f = bs / (bs + gs);
+    const p = (o.robS * o.robX + n * f) / (o.robS + n);
+    const dev = Math.abs(p - 0.5);
+    if (dev >= o.minDev) ps.push([dev, p]);
+  }
+  if (!ps.length) return 0.5;
+  if (ps.length > o.maxTokens) {
+    ps.sort((a, b) => b[0] - a[0]);
+    ps.length = o.maxTokens;
+  }
+  let lnP = 0, ln1P = 0;
+  for (const [, p] of ps) {
+    const q = Math.min(Math.max(p, 1e-6), 1 - 1e-6);
+    lnP += Math.log(q);
+    ln1P += Math.log(1 - q);
+  }
+  const v = 2 * ps.length;
+  const S = 1 - chi2Q(-2 * ln1P, v);
+  const H = 1 - chi2Q(-2 * lnP, v);
+  return (1 + S - H) / 2;
+}
+
+// ---- the model ----------------------------------------------------------------------------
+
+export interface ModelHeader {
+  format: 'postern-spam';
+  version: 1;
+  kind: ModelKind;
+  bits: number;
+  bigrams: boolean;
+  threshold: number;
+  bias: number;
+  nSpam: number;
+  nHam: number;
+  params: Required<TrainOptions>;
+  cv?: { folds: number; fpr: number; recall: number; fp: number; fn: number; nSpam: number; nHam: number };
+}
+
+export class SpamModel {
+  constructor(
+    readonly header: ModelHeader,
+    private readonly lr: LR | null,
+    private readonly counts: Counts | null,
+  ) {}
+
+  get threshold(): number {
+    return this.header.threshold;
+  }
+
+  /** Probability-like spam score in [0,1] of a featurised message. */
+  scoreFeatures(x: Features): number {
+    const o = this.header.params;
+    if (this.header.kind === 'chi') return chiScore(this.counts!, x, o);
+    const z = lrLogOdds(this.lr!, x, o);
+    if (this.header.kind === 'lr') return sigmoid(z);
+    const c = chiScore(this.counts!, x, o);
+    const zc = logit(Math.min(Math.max(c, 1e-6), 1 - 1e-6));
+    return sigmoid((z + zc) / 2);
+  }
+
+  /** Score of raw message bytes. */
+  score(buf: Uint8Array): number {
+    return this.scoreFeatures(features(buf, this.header.bits, { bigrams: this.header.bigrams }));
+  }
+
+  classify(buf: Uint8Array): { spam: boolean; score: number } {
+    const score = this.score(buf);
+    return { spam: score >= this.header.threshold, score };
+  }
+
+  // -- serialisation: "PSPAM1\n", u32 LE header length, JSON header, then sections of
+  // -- (u32 count, u32[count] indices, f32/u32[count] values...), 4-byte aligned.
+  serialize(): Buffer {
+    const json = Buffer.from(JSON.stringify(this.header), 'utf8');
+    const pad = (4 - ((8 + 4 + json.length) % 4)) % 4;
+    const chunks: Buffer[] = [Buffer.from('PSPAM1\n\0', 'latin1'), u32(json.length), json, Buffer.alloc(pad)];
+    if (this.lr) {
+      const idx: number[] = [];
+      const w = this.lr.w;
+      for (let i = 0; i < w.length; i++) if (w[i] !== 0) idx.push(i);
+      const vals = new Float32Array(idx.length);
+      idx.forEach((k, j) => (vals[j] = w[k]!));
+      chunks.push(u32(idx.length), Buffer.from(Uint32Array.from(idx).buffer), Buffer.from(vals.buffer));
+    } else chunks.push(u32(0));
+    if (this.counts) {
+      const idx: number[] = [];
+      const { spam, ham } = this.counts;
+      for (let i = 0; i < spam.length; i++) if (spam[i] || ham[i]) idx.push(i);
+      const s = new Uint32Array(idx.length), h = new Uint32Array(idx.length);
+      idx.forEach((k, j) => { s[j] = spam[k]!; h[j] = ham[k]!; });
+      chunks.push(u32(idx.length), Buffer.from(Uint32Array.from(idx).buffer), Buffer.from(s.buffer), Buffer.from(h.buffer));
+    } else chunks.push(u32(0));
+    return Buffer.concat(chunks);
+  }
+
+  static deserialize(buf: Buffer): SpamModel {
+    if (buf.length < 12 || buf.toString('latin1', 0, 8) !== 'PSPAM1\n\0') throw new Error('not a postern spam model');
+    const hlen = buf.readUInt32LE(8);
+    const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as ModelHeader;
+    if (header.format !== 'postern-spam' || header.version !== 1) throw new Error('unsupported spam model version');
+    let pos = 12 + hlen;
+    pos += (4 - (pos % 4)) % 4;
+    // copy into an aligned buffer so typed-array views are legal
+    const al = new Uint8Array(buf.length - pos);
+    al.set(buf.subarray(pos));
+    const dv = new DataView(al.buffer);
+    let p = 0;
+    const size = 1 << header.bits;
+    const section = (): number => { const n = dv.getUint32(p, true); p += 4; return n; };
+    const arr = (n: number): Uint32Array => { const a = new Uint32Array(al.buffer, p, n); p += 4 * n; return a; };
+    let lr: LR | null = null;
+    const nw = section();
+    if (nw || header.kind !== 'chi') {
+      const idx = arr(nw);
+      const vals = new Float32Array(al.buffer, p, nw); p += 4 * nw;
+      const w = new Float32Array(size);
+      for (let j = 0; j < nw; j++) w[idx[j]!] = vals[j]!;
+      lr = { w, bias: header.bias };
+    }
+    let counts: Counts | null = null;
+    const nc = section();
+    if (nc || header.kind !== 'lr') {
+      const idx = arr(nc), s = arr(nc), h = arr(nc);
+      const spam = new Uint32Array(size), ham = new Uint32Array(size);
+      for (let j = 0; j < nc; j++) { spam[idx[j]!] = s[j]!; ham[idx[j]!] = h[j]!; }
+      counts = { spam, ham, nSpam: header.nSpam, nHam: header.nHam };
+    }
+    return new SpamModel(header, lr, counts);
+  }
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n);
+  return b;
+}
+
+function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number): SpamModel {
+  const lr = o.kind === 'chi' ? null : trainLR(xs, ys, o);
+  const counts = o.kind === 'lr' ? null : countDocs(xs, ys, o.bits);
+  let nSpam = 0;
+  for (const y of ys) nSpam += y;
+  const header: ModelHeader = {
+    format: 'postern-spam', version: 1, kind: o.kind, bits: o.bits, bigrams: o.bigrams, threshold,
+    bias: lr ? lr.bias : 0, nSpam, nHam: ys.length - nSpam, params: o,
+  };
+  return new SpamModel(header, lr, counts);
+}
+
+/**
+ * Out-of-fold scores by k-fold cross-validation (folds assigned by a seeded shuffle,
+ * stratified by label).
+ */
+export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0): Float64Array {
+  const k = Math.max(2, o.folds);
+  const fold = new Uint8Array(xs.length);
+  const rnd = mulberry32((o.seed ^ 0x9e3779b9) + rep * 7919);
+  for (const label of [0, 1]) {
+    const idx = Array.from(xs.keys()).filter((i) => ys[i] === label);
+    for (let i = idx.length - 1; i > 0; i--) {
+      const j = Math.floor(rnd() * (i + 1));
+      const t = idx[i]!; idx[i] = idx[j]!; idx[j] = t;
+    }
+    idx.forEach((i, n) => (fold[i] = n % k));
+  }
+  const scores = new Float64Array(xs.length);
+  for (let f = 0; f < k; f++) {
+    const trX: Features[] = [], trY: number[] = [];
+    xs.forEach((x, i) => { if (fold[i] !== f) { trX.push(x); trY.push(ys[i]!); } });
+    const m = fit(trX, Uint8Array.from(trY), o, 0.5);
+    xs.forEach((x, i) => { if (fold[i] === f) scores[i] = m.scoreFeatures(x); });
+  }
+  return scores;
+}
+
+/** Threshold minimising costFP * FP + FN over scores (midpoint between neighbours). */
+export function chooseThreshold(scores: ArrayLike<number>, ys: Uint8Array, costFP: number): { threshold: number; fp: number; fn: number } {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let nSpam = 0;
+  for (const y of ys) nSpam += y;
+  // threshold above everything: all ham -> FN = nSpam, FP = 0; walk down
+  let fp = 0, fn = nSpam;
+  let best = { cost: costFP * fp + fn, threshold: 1, fp, fn };
+  // candidate: classify idx[j..] as spam
+  for (let j = idx.length - 1; j >= 0; j--) {
+    if (ys[idx[j]!]) fn--; else fp++;
+    const s = scores[idx[j]!]!;
+    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
+    if (below === s) continue; // cannot split ties
+    const cost = costFP * fp + fn;
+    if (cost < best.cost) best = { cost, threshold: (s + below) / 2, fp, fn };
+  }
+  return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+}
+
+/** Train a model on featurised messages (ys: 1 = spam), threshold chosen by CV on them. */
+export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
+  const o: Required<TrainOptions> = { ...DEFAULTS, ...opts };
+  let threshold = 0.5;
+  let cv: ModelHeader['cv'];
+  if (o.folds >= 2) {
+    const reps = Math.max(1, o.cvReps);
+    const scores = new Float64Array(xs.length * reps);
+    const ysAll = new Uint8Array(xs.length * reps);
+    for (let r = 0; r < reps; r++) {
+      scores.set(crossValidate(xs, ys, o, r), r * xs.length);
+      ysAll.set(ys, r * xs.length);
+    }
+    const t0 = chooseThreshold(scores, ysAll, o.costFP);
+    const t = { threshold: t0.threshold, fp: Math.round(t0.fp / reps), fn: Math.round(t0.fn / reps) };
+    threshold = t.threshold;
+    let nSpam = 0;
+    for (const y of ys) nSpam += y;
+    const nHam = ys.length - nSpam;
+    cv = { folds: o.folds, fp: t.fp, fn: t.fn, nSpam, nHam, fpr: nHam ? t.fp / nHam : 0, recall: nSpam ? 1 - t.fn / nSpam : 0 };
+  }
+  const m = fit(xs, ys, o, threshold);
+  if (cv) m.header.cv = cv;
+  return m;
+}
+
+/** Train on raw messages. */
+export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}): SpamModel {
+  const o = { ...DEFAULTS, ...opts };
+  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams }));
+  const ys = new Uint8Array(xs.length);
+  ys.fill(1, 0, spam.length);
+  return trainFeatures(xs, ys, o);
+}

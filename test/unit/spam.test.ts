@@ -1,0 +1,182 @@
+// Spam classifier: extraction, tokens, model train/classify, serialisation, CLI contract.
+// Offline and corpus-free: messages are synthetic.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
+import { tokenize } from '../../src/filter/spam/tokenize.js';
+import { train, SpamModel, chooseThreshold } from '../../src/filter/spam/model.js';
+import { metrics } from '../../src/filter/spam/metrics.js';
+import { spamMain } from '../../src/filter/spam/cli.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+
+const msg = (s: string): Buffer => Buffer.from(s.replace(/\n/g, '\n'), 'latin1');
+
+test('extract: mbox line, folded headers, RFC 2047 words', () => {
+  const x = extract(msg('From someone@example.com  Thu Jan  1 00:00:00 2000\nSubject: =?UTF-8?B?SGVsbG8gd8O2cmxk?=\n =?ISO-8859-1?Q?caf=E9_au_lait?=\nFrom: "A" <a@b.example>\n\nbody text\n'));
+  assert.equal(x.mboxLine, true);
+  const subj = x.headers.find(([k]) => k === 'subject')![1];
+  assert.equal(subj, 'Hello wörldcafé au lait');
+  assert.deepEqual(x.text, ['body text\n']);
+  assert.equal(decodeWords('plain'), 'plain');
+  assert.equal(decodeWords('=?gb2312?B?1tDOxA==?='), '中文');
+});
+
+test('extract: multipart with base64, quoted-printable and HTML', () => {
+  const b64 = Buffer.from('Grüße aus Köln', 'utf8').toString('base64');
+  const raw = [
+    'Subject: t', 'MIME-Version: 1.0', 'Content-Type: multipart/alternative; boundary="XX"', '',
+    'preamble', '--XX', 'Content-Type: text/plain; charset=utf-8', 'Content-Transfer-Encoding: base64', '', b64,
+    '--XX', 'Content-Type: text/html; charset=iso-8859-1', 'Content-Transfer-Encoding: quoted-printable', '',
+    '<html><head><style>p{x}</style></head><body><script>var evil=1</script><p>Caf=E9 <a href=3D"http://Cheap.Pills.example/buy">click=', ' here</a> &amp; <img src=3D"x.gif"></p></body></html>',
+    '--XX--', 'epilogue', '',
+  ].join('\r\n');
+  const x = extract(msg(raw));
+  assert.equal(x.text.length, 1);
+  assert.equal(x.text[0]!.trim(), 'Grüße aus Köln');
+  assert.equal(x.html.length, 1);
+  const h = x.html[0]!.replace(/\s+/g, ' ').trim();
+  assert.equal(h, 'Café click here &');
+  assert.ok(x.hosts.includes('cheap.pills.example'));
+  assert.equal(x.images, 1);
+  assert.deepEqual(x.parts.map((p) => p.type), ['text/plain', 'text/html']);
+  assert.equal(decodeQP('a=3Db=\nc=ZZ').toString('latin1'), 'a=bc=ZZ');
+  assert.equal(htmlToText('<!-- hidden -->a&#x41;&#66;&nbsp;', []).text, ' aAB ');
+});
+
+test('extract: 8-bit junk and garbage never throw', () => {
+  const latin = Buffer.concat([Buffer.from('Subject: x\nContent-Type: text/plain; charset=iso-8859-1\n\n'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]);
+  assert.equal(extract(latin).text[0], 'café');
+  const unknown = Buffer.concat([Buffer.from('Content-Type: text/plain; charset=x-bogus-42\n\n'), Buffer.from([0xff, 0xfe, 0x41])]);
+  assert.equal(extract(unknown).text[0], '\u00ff\u00feA');
+  // random bytes, deep nesting without boundaries, unterminated parts
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff;
+  for (let i = 0; i < 200; i++) {
+    const junk = Buffer.from(Array.from({ length: 300 }, rnd));
+    assert.doesNotThrow(() => extract(junk));
+    assert.doesNotThrow(() => tokenize(Buffer.concat([Buffer.from('Content-Type: multipart/mixed; boundary=a\n\n--a\n'), junk])));
+  }
+  const nested = 'Content-Type: multipart/mixed; boundary=a\n\n' + '--a\nContent-Type: multipart/mixed; boundary=a\n\n'.repeat(50);
+  assert.doesNotThrow(() => extract(msg(nested)));
+  assert.doesNotThrow(() => extract(Buffer.alloc(0)));
+});
+
+test('tokenize: words, header prefixes, hosts and structure', () => {
+  const t = tokenize(msg([
+    'From: "Deals" <promo@mail.offers.example>', 'To: a@x.example, b@x.example, c@x.example, d@x.example, e@x.example',
+    'Subject: FREE MONEY NOW', 'X-Mailer: BulkBlaster 3', 'Received: from relay.offers.example (relay.offers.example [192.0.2.7]) by mx.example',
+    'Content-Type: text/html', '',
+    '<p>Visit <a href="http://www.win.example/x">our site</a> to claim a prize</p>', '',
+  ].join('\n')));
+  for (const k of ['s:free', 'free', 'f:@offers.example', 'xm:bulkblaster', 'rcvd:relay.offers.example', 'rcvd:192.0.2.7',
+    'url:www.win.example', 'url:win.example', 'claim', 'prize', 'meta:htmlonly', 'meta:subjcaps', 'meta:nodate', 'meta:nomsgid', 'meta:rcpts:some']) {
+    assert.ok(t.has(k), `missing token ${k}`);
+  }
+  assert.ok(!t.has('a'), 'one-letter words are dropped');
+  assert.ok(![...t].some((k) => k.includes('<')), 'no tag fragments');
+});
+
+// ---- a tiny synthetic corpus ---------------------------------------------------------------
+
+function synth(n: number, spam: boolean, seed: number): Buffer[] {
+  const spamWords = ['viagra', 'winner', 'free', 'money', 'prize', 'click', 'offer', 'cheap', 'casino', 'loan'];
+  const hamWords = ['meeting', 'patch', 'kernel', 'review', 'lunch', 'tuesday', 'build', 'release', 'thanks', 'agenda'];
+  const shared = ['the', 'and', 'you', 'this', 'today', 'please', 'about', 'with'];
+  let s = seed;
+  const rnd = (k: number) => ((s = (s * 1103515245 + 12345) >>> 0) >>> 8) % k;
+  const out: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const own = spam ? spamWords : hamWords;
+    const words = Array.from({ length: 30 }, () => (rnd(3) === 0 ? own[rnd(own.length)]! : shared[rnd(shared.length)]!));
+    const from = spam ? `deals${rnd(100)}@promo${rnd(5)}.example` : `dev${rnd(20)}@lists.example.org`;
+    out.push(msg(`From: ${from}\nTo: me@example.net\nSubject: ${own[rnd(own.length)]} ${shared[rnd(shared.length)]}\nDate: Mon, 1 Jan 2001 00:00:00 +0000\nMessage-ID: <${i}@x>\n\n${words.join(' ')}\n`));
+  }
+  return out;
+}
+
+test('model: trains on a tiny corpus and separates spam from ham, deterministically', () => {
+  const spam = synth(60, true, 1), ham = synth(90, false, 2);
+  const m = train(spam, ham, { folds: 3, bits: 16 });
+  const testSpam = synth(30, true, 3), testHam = synth(30, false, 4);
+  for (const b of testSpam) assert.equal(m.classify(b).spam, true);
+  for (const b of testHam) assert.equal(m.classify(b).spam, false);
+  const s = m.score(testSpam[0]!);
+  assert.ok(s >= 0 && s <= 1);
+  const again = train(spam, ham, { folds: 3, bits: 16 });
+  assert.deepEqual(again.serialize(), m.serialize(), 'same input, same seed: same model bytes');
+  for (const kind of ['chi', 'combo'] as const) {
+    const k = train(spam, ham, { folds: 3, bits: 16, kind });
+    assert.ok(testSpam.every((b) => k.classify(b).spam) && testHam.every((b) => !k.classify(b).spam), kind);
+  }
+  // swapped labels must invert the verdicts
+  const swapped = train(ham, spam, { folds: 3, bits: 16 });
+  assert.ok(testSpam.every((b) => !swapped.classify(b).spam));
+});
+
+test('model: serialisation round trip keeps scores and threshold', () => {
+  const spam = synth(40, true, 5), ham = synth(40, false, 6);
+  for (const kind of ['lr', 'chi', 'combo'] as const) {
+    const m = train(spam, ham, { folds: 2, bits: 14, kind });
+    const back = SpamModel.deserialize(m.serialize());
+    assert.equal(back.threshold, m.threshold);
+    assert.equal(back.header.kind, kind);
+    for (const b of [...synth(5, true, 9), ...synth(5, false, 10)]) assert.equal(back.score(b), m.score(b));
+  }
+  assert.throws(() => SpamModel.deserialize(Buffer.from('nonsense')), /not a postern spam model/);
+});
+
+test('threshold choice and metrics', () => {
+  const ys = Uint8Array.from([0, 0, 0, 1, 1, 1]);
+  const t = chooseThreshold([0.1, 0.2, 0.7, 0.6, 0.8, 0.9], ys, 10);
+  assert.ok(t.threshold > 0.7 && t.threshold <= 0.8, String(t.threshold));
+  assert.deepEqual([t.fp, t.fn], [0, 1]);
+  const m = metrics([
+    { truth: 'spam', group: 'spam-1', label: 'spam', score: 0.9 },
+    { truth: 'spam', group: 'spam-1', label: 'ham', score: 0.4 },
+    { truth: 'ham', group: 'hard-ham-1', label: 'spam', score: 0.5 },
+    { truth: 'ham', group: 'easy-ham-1', label: 'ham', score: 0.1 },
+  ]);
+  assert.equal(m.fpr, 0.5);
+  assert.equal(m.hardHam.fp, 1);
+  assert.equal(m.recall, 0.5);
+  assert.equal(m.auc, 0.75);
+});
+
+test('cli: train then classify prints the TSV contract', async (t) => {
+  const dir = tmpdir(t, 'postern-spam-');
+  const spamDir = join(dir, 'spam'), hamDir = join(dir, 'ham'), testDir = join(dir, 'test');
+  for (const d of [spamDir, hamDir, testDir]) mkdirSync(d);
+  synth(30, true, 11).forEach((b, i) => writeFileSync(join(spamDir, `${i}.eml`), b));
+  synth(30, false, 12).forEach((b, i) => writeFileSync(join(hamDir, `${i}.eml`), b));
+  const paths: string[] = [];
+  [...synth(3, true, 13), ...synth(3, false, 14)].forEach((b, i) => {
+    const p = join(testDir, `${String(i).padStart(5, '0')} x.eml`); // a space in the name
+    writeFileSync(p, b);
+    paths.push(p);
+  });
+  const model = join(dir, 'model.bin');
+  const quiet = { stdout: new PassThrough() };
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model, '--folds', '3', '--bits', '16'], quiet), 0);
+  assert.ok(readFileSync(model).length > 0);
+  const stdin = new PassThrough();
+  stdin.end(paths.join('\n') + '\n');
+  const stdout = new PassThrough();
+  const chunks: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => chunks.push(c));
+  assert.equal(await spamMain(['classify', '--model', model], { stdin, stdout }), 0);
+  const lines = Buffer.concat(chunks).toString('utf8').split('\n');
+  assert.equal(lines.pop(), '');
+  assert.equal(lines.length, 6);
+  lines.forEach((line, i) => {
+    const f = line.split('\t');
+    assert.equal(f.length, 3);
+    assert.equal(f[0], paths[i]);
+    assert.equal(f[1], i < 3 ? 'spam' : 'ham');
+    assert.ok(Number.isFinite(Number(f[2])) && f[2] !== '');
+  });
+  assert.equal(await spamMain(['classify'], quiet), 2, 'usage error without --model');
+  assert.equal(await spamMain(['bogus'], quiet), 2);
+});
