@@ -1,6 +1,13 @@
-// POST /v1/messages: inject one raw RFC 5322 message with its envelope.
-//   { "from": "a@b", "to": ["c@d"], "raw": "…" | "raw_base64": "…",
-//     "priority": "urgent|normal|bulk", "send_at": "2030-01-01T00:00:00Z" }
+// POST /v1/messages: inject a message, in one of two forms.
+//  Raw:  { "from": "a@b", "to": ["c@d"], "raw": "…" | "raw_base64": "…",
+//          "priority": "urgent|normal|bulk", "send_at": "2030-01-01T00:00:00Z" }
+//  Structured (no raw/raw_base64, and at least one of subject, text, html, attachments,
+//  headers, cc, bcc, substitutions): from/to/cc/bcc/subject/text/html/headers/attachments
+//  composed into MIME by compose.ts (see there), plus the campaign form `substitutions`
+//  (one message per to address). Without substitutions the recipients (to+cc+bcc, deduplicated)
+//  are split into envelopes of at most maxRecipients sharing one composed body. At most
+//  MAX_REQUEST_RECIPIENTS (10,000) recipients per request.
+//  Reply: 202 { "id", "ids": [id], "count": 1 } for one message, { "ids": […], "count": n } for more.
 // Every field is checked before anything is stored, and a control character (CR, LF, NUL, …)
 // in any envelope field is refused, so no field can inject a header or an SMTP command. The
 // 202 is sent only after the queue's commit is on disk (as the SMTP path's 250).
@@ -10,8 +17,9 @@ import type { Api } from '../api.js';
 import { readJsonObject } from '../body.js';
 import { queueFailure } from '../queue-errors.js';
 import { has8bit, httpReceivedHeader, toCrlf } from '../raw-message.js';
+import { composeMessage, parseStructured, type Mailbox, type Structured } from '../compose.js';
 import { fail, type HttpResult } from '../respond.js';
-import type { Route } from '../router.js';
+import type { Route, RouteContext } from '../router.js';
 
 const FIELDS = new Set(['from', 'to', 'raw', 'raw_base64', 'priority', 'send_at']);
 // C0, DEL, C1, and the Unicode line/paragraph separators.
@@ -26,7 +34,7 @@ type Parsed =
   | { ok: true; env: EnvelopeInput; raw: Buffer }
   | { ok: false; error: HttpResult };
 
-function bad(field: string, why: string): Parsed {
+function bad(field: string, why: string): { ok: false; error: HttpResult } {
   return { ok: false, error: fail('PST_HTTP_BAD_FIELD', `${field}: ${why}`) };
 }
 
@@ -36,6 +44,28 @@ function checkAddress(field: string, v: unknown, allowNull: boolean): string | P
   if (v === '' && allowNull) return v;
   if (Buffer.byteLength(v) > MAX_ADDRESS_BYTES || !isMailbox(v)) return bad(field, `${JSON.stringify(v)} is not a mailbox (local@domain)`);
   return v;
+}
+
+type PrioritySendAt = { ok: true; priority: Priority; notBefore: number | undefined } | { ok: false; error: HttpResult };
+
+function parsePrioritySendAt(o: Record<string, unknown>, api: Api, nowMs: number): PrioritySendAt {
+  const cfg = api.deps.config;
+  let priority: Priority = PRIORITY.normal;
+  if (o.priority !== undefined) {
+    if (typeof o.priority !== 'string' || !Object.hasOwn(PRIORITY, o.priority)) return bad('priority', 'must be "urgent", "normal" or "bulk"');
+    priority = PRIORITY[o.priority as keyof typeof PRIORITY];
+  }
+
+  let notBefore: number | undefined;
+  if (o.send_at !== undefined) {
+    if (typeof o.send_at !== 'string' || CONTROL.test(o.send_at) || !ISO_DATE.test(o.send_at)) return bad('send_at', 'must be an ISO 8601 date-time with a zone, e.g. 2030-01-01T09:00:00Z');
+    const t = Date.parse(o.send_at);
+    if (!Number.isFinite(t)) return bad('send_at', 'not a valid date');
+    if (t - nowMs > cfg.maxQueueLifetimeMs) return bad('send_at', `more than the queue lifetime (${cfg.maxQueueLifetimeMs} ms, POSTERN_MAX_QUEUE_LIFETIME) ahead`);
+    notBefore = t;
+  }
+
+  return { ok: true, priority, notBefore };
 }
 
 export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: number): Parsed {
@@ -54,23 +84,12 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
     to.push(a);
   }
 
-  let priority: Priority = PRIORITY.normal;
-  if (o.priority !== undefined) {
-    if (typeof o.priority !== 'string' || !Object.hasOwn(PRIORITY, o.priority)) return bad('priority', 'must be "urgent", "normal" or "bulk"');
-    priority = PRIORITY[o.priority as keyof typeof PRIORITY];
-  }
-
-  let notBefore: number | undefined;
-  if (o.send_at !== undefined) {
-    if (typeof o.send_at !== 'string' || CONTROL.test(o.send_at) || !ISO_DATE.test(o.send_at)) return bad('send_at', 'must be an ISO 8601 date-time with a zone, e.g. 2030-01-01T09:00:00Z');
-    const t = Date.parse(o.send_at);
-    if (!Number.isFinite(t)) return bad('send_at', 'not a valid date');
-    if (t - nowMs > cfg.maxQueueLifetimeMs) return bad('send_at', `more than the queue lifetime (${cfg.maxQueueLifetimeMs} ms, POSTERN_MAX_QUEUE_LIFETIME) ahead`);
-    notBefore = t;
-  }
+  const ps = parsePrioritySendAt(o, api, nowMs);
+  if (!ps.ok) return ps;
+  const { priority, notBefore } = ps;
 
   let raw: Buffer;
-  if ((o.raw === undefined) === (o.raw_base64 === undefined)) return bad('raw', 'give exactly one of raw and raw_base64');
+  if ((o.raw === undefined) === (o.raw_base64 === undefined)) return bad('raw', 'give exactly one of raw and raw_base64 (or a structured message: subject, text, html, attachments)');
   if (o.raw !== undefined) {
     if (typeof o.raw !== 'string' || o.raw.length === 0) return bad('raw', 'must be a non-empty string');
     raw = Buffer.from(o.raw, 'utf8');
@@ -94,6 +113,127 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
   return { ok: true, env, raw };
 }
 
+/** Fields that make a request structured (when neither raw nor raw_base64 is given). */
+const STRUCTURED_MARKERS = ['subject', 'text', 'html', 'attachments', 'headers', 'cc', 'bcc', 'substitutions'];
+/** Composed bodies held at once by one request (a campaign's copies together). */
+export const MAX_REQUEST_QUEUED_BYTES = 512 * 1024 * 1024;
+
+export function isStructured(o: Record<string, unknown>): boolean {
+  return o.raw === undefined && o.raw_base64 === undefined && STRUCTURED_MARKERS.some((k) => o[k] !== undefined);
+}
+
+/** One message to queue: its envelope recipients and (for a campaign) its To and variables. */
+interface Unit {
+  rcpts: string[];
+  to?: Mailbox[];
+  vars?: Record<string, string>;
+}
+
+export type StructuredPlan =
+  | { ok: true; s: Structured; priority: Priority; notBefore: number | undefined; units: Unit[] }
+  | { ok: false; error: HttpResult };
+
+export function planStructured(o: Record<string, unknown>, api: Api, nowMs: number): StructuredPlan {
+  const cfg = api.deps.config;
+  const p = parseStructured(o, { maxMessageBytes: cfg.maxMessageBytes });
+  if (!p.ok) {
+    if (p.error.why.includes('POSTERN_MAX_MESSAGE_BYTES')) {
+      return { ok: false, error: fail('PST_HTTP_MESSAGE_TOO_LARGE', `${p.error.field}: ${p.error.why}`) };
+    }
+    return bad(p.error.field, p.error.why);
+  }
+  const ps = parsePrioritySendAt(o, api, nowMs);
+  if (!ps.ok) return ps;
+  const s = p.value;
+  const units: Unit[] = [];
+  if (s.substitutions !== null) {
+    for (const m of s.to) units.push({ rcpts: [m.address], to: [m], vars: s.substitutions.get(m.address)! });
+  } else {
+    const seen = new Set<string>();
+    const all: string[] = [];
+    for (const m of [...s.to, ...s.cc, ...s.bcc]) {
+      const k = m.address.toLowerCase();
+      if (!seen.has(k)) {
+        seen.add(k);
+        all.push(m.address);
+      }
+    }
+    for (let i = 0; i < all.length; i += cfg.maxRecipients) units.push({ rcpts: all.slice(i, i + cfg.maxRecipients) });
+  }
+  const copies = s.substitutions !== null ? units.length : 1;
+  if (s.contentBytes * copies > MAX_REQUEST_QUEUED_BYTES) {
+    return { ok: false, error: fail('PST_HTTP_MESSAGE_TOO_LARGE', `${copies} copies of ${s.contentBytes} bytes of content: over ${MAX_REQUEST_QUEUED_BYTES} bytes per request`) };
+  }
+  return { ok: true, s, priority: ps.priority, notBefore: ps.notBefore, units };
+}
+
+const isUtf8Address = (a: string): boolean => /[^\x00-\x7f]/.test(a);
+
+async function injectStructured(c: RouteContext, api: Api, o: Record<string, unknown>): Promise<HttpResult> {
+  const plan = planStructured(o, api, Date.now());
+  if (!plan.ok) return plan.error;
+  const { s, units } = plan;
+  const { queue, config, log } = api.deps;
+  const date = new Date();
+  const ids: string[] = [];
+  let bodies: Buffer[];
+  try {
+    for (let i = 0; i < units.length; i++) ids.push(queue.reserveId());
+    if (s.substitutions !== null) {
+      bodies = await Promise.all(units.map((u, i) => composeMessage(s, { messageId: `<${ids[i]}@${config.hostname}>`, date, to: u.to!, vars: u.vars! })));
+    } else {
+      // One message split over envelopes: one body (and one Message-ID) for all of them.
+      const one = await composeMessage(s, { messageId: `<${ids[0]}@${config.hostname}>`, date });
+      bodies = units.map(() => one);
+    }
+  } catch (err) {
+    return queueFailure(err); // a closed queue is a 503; anything else is rethrown (500)
+  }
+  bodies = bodies.map((b) => toCrlf(b));
+  for (const b of bodies) {
+    if (b.length > config.maxMessageBytes) {
+      return fail('PST_HTTP_MESSAGE_TOO_LARGE', `composed message of ${b.length} bytes, at most ${config.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`);
+    }
+  }
+  const smtputf8 = isUtf8Address(s.from.address) || [...s.to, ...s.cc, ...s.bcc].some((m) => isUtf8Address(m.address));
+  // Every enqueue is issued in this event turn, then awaited together: LMDB commits them in
+  // one transaction (one fsync) rather than one per message.
+  const pending = units.map((u, i) => {
+    const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.priority, client: { ip: c.clientIp } };
+    if (plan.notBefore !== undefined) env.notBefore = plan.notBefore;
+    if (smtputf8) env.smtputf8 = true;
+    if (has8bit(bodies[i]!)) env.bodyType = '8BITMIME';
+    const received = httpReceivedHeader({ ip: c.clientIp, hostname: config.hostname, id: ids[i]!, recipient: u.rcpts.length === 1 ? u.rcpts[0] : undefined, date });
+    return queue.enqueue(env, [received, bodies[i]!], ids[i]!).then(() => received.length + bodies[i]!.length);
+  });
+  const settled = await Promise.allSettled(pending);
+  const committed: string[] = [];
+  let bytes = 0;
+  let firstErr: unknown = null;
+  settled.forEach((r, i) => {
+    if (r.status === 'fulfilled') {
+      committed.push(ids[i]!);
+      bytes += r.value;
+    } else {
+      firstErr ??= r.reason;
+    }
+  });
+  api.stats.messagesInjected += committed.length;
+  api.stats.bytesInjected += bytes;
+  if (committed.length > 0) api.deps.onQueued?.();
+  if (firstErr !== null) {
+    api.stats.messagesRejected += units.length - committed.length;
+    log.error({ err: firstErr, committed: committed.length, of: units.length }, 'injection: queue write failed: 503');
+    const r = queueFailure(firstErr);
+    // Those already durable are named, so a retry can leave them out.
+    r.json = { ...(r.json as object), ids: committed, count: committed.length };
+    return r;
+  }
+  log.info({ ids: ids.length, first: ids[0], from: s.from.address, rcpts: units.reduce((n, u) => n + u.rcpts.length, 0), bytes, campaign: s.substitutions !== null, by: c.clientIp }, 'queued over HTTP (structured)');
+  if (ids.length === 1) return { status: 202, json: { id: ids[0], ids, count: 1 }, headers: { location: `/v1/queue/messages/${ids[0]}` } };
+  return { status: 202, json: { ids, count: ids.length } };
+}
+
 export const injectMessageV1: Route<Api> = {
   method: 'POST',
   path: '/v1/messages',
@@ -101,6 +241,7 @@ export const injectMessageV1: Route<Api> = {
   handler: async (c, api) => {
     const json = await readJsonObject(c);
     if (!json.ok) return json.error;
+    if (isStructured(json.value)) return injectStructured(c, api, json.value);
     const p = parseInjection(json.value, api, Date.now());
     if (!p.ok) return p.error;
     const { queue, config, log } = api.deps;
@@ -125,6 +266,6 @@ export const injectMessageV1: Route<Api> = {
     api.stats.bytesInjected += size;
     api.deps.onQueued?.();
     log.info({ id, from: p.env.sender, rcpts: p.env.recipients.length, size, priority: p.env.priority, by: c.clientIp }, 'queued over HTTP');
-    return { status: 202, json: { id }, headers: { location: `/v1/queue/messages/${id}` } };
+    return { status: 202, json: { id, ids: [id], count: 1 }, headers: { location: `/v1/queue/messages/${id}` } };
   },
 };
