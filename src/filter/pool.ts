@@ -12,6 +12,11 @@ export interface FilterPoolOptions {
   modules: string[];
   /** The built-in spam filter's settings, when a model is configured. */
   spam?: { model: string; tagScore: number | null; rejectScore: number | null };
+  /**
+   * Other built-in filters: module paths (run before the user's modules) and settings passed
+   * to every worker as workerData.builtin.<name>.
+   */
+  builtins?: Array<{ name: string; module: string; settings: unknown }>;
   timeoutMs: number;
   maxQueue: number;
 }
@@ -39,7 +44,11 @@ export class FilterPool {
       minThreads: o.workers,
       maxThreads: o.workers,
       maxQueue: o.maxQueue + 1, // our own bound (needsDrain) is checked first
-      workerData: { modules: o.spam ? [fileURLToPath(new URL('./spam/filter.js', import.meta.url)), ...o.modules] : o.modules, spam: o.spam },
+      workerData: {
+        modules: [...(o.builtins ?? []).map((b) => b.module), ...(o.spam ? [fileURLToPath(new URL('./spam/filter.js', import.meta.url))] : []), ...o.modules],
+        spam: o.spam,
+        builtin: Object.fromEntries((o.builtins ?? []).map((b) => [b.name, b.settings])),
+      },
       idleTimeout: 60_000,
     });
   }
