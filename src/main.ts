@@ -2,6 +2,8 @@
 // logger, queue, users, TLS and the SMTP listeners together and returns a handle whose
 // close() shuts them down in order (listeners, sessions, then the queue).
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { AuthResSettings } from './filter/authres/filter.js';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Config } from './config/schema.js';
 import { PosternError } from './errors.js';
@@ -60,7 +62,21 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       throw new ConfigError([`POSTERN_SPAM_MODEL=${JSON.stringify(spam.model)} is invalid: ${(err as Error).message}`]);
     }
   }
-  const filters = modules.length > 0 || spam ? new FilterPool({ workers: config.workers, modules, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, ...(spam ? { spam } : {}) }) : null;
+  if (config.dmarcEnforce && !config.authResults) throw new ConfigError(['POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true']);
+  const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
+  if (config.authResults) {
+    const settings: AuthResSettings = {
+      hostname: config.hostname,
+      enforceDmarc: config.dmarcEnforce,
+      // Under the pool's own timeout (which also covers queueing), or DNS stalls would become 451s.
+      timeoutMs: Math.min(config.authResultsTimeoutMs, Math.floor(config.filterTimeoutMs * 0.8)),
+    };
+    builtins.push({ name: 'authres', module: fileURLToPath(new URL('./filter/authres/filter.js', import.meta.url)), settings });
+  }
+  const filters =
+    modules.length > 0 || spam || builtins.length > 0
+      ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, ...(spam ? { spam } : {}) })
+      : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,
