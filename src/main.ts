@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { AuthResSettings } from './filter/authres/filter.js';
+import { parseDkimKeys, loadKeys } from './filter/dkim/keys.js';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Config } from './config/schema.js';
 import { PosternError } from './errors.js';
@@ -72,6 +73,16 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       timeoutMs: Math.min(config.authResultsTimeoutMs, Math.floor(config.filterTimeoutMs * 0.8)),
     };
     builtins.push({ name: 'authres', module: fileURLToPath(new URL('./filter/authres/filter.js', import.meta.url)), settings });
+  }
+  const dkimKeys = parseDkimKeys(config.dkimKeys);
+  if ('error' in dkimKeys) throw new ConfigError([`POSTERN_DKIM_KEYS is invalid: ${dkimKeys.error}`]);
+  if (dkimKeys.length > 0) {
+    try {
+      loadKeys(dkimKeys); // fail at start-up, not with a 451 per message later
+    } catch (err) {
+      throw new ConfigError([`POSTERN_DKIM_KEYS is invalid: ${(err as Error).message}`]);
+    }
+    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: dkimKeys } });
   }
   const filters =
     modules.length > 0 || spam || builtins.length > 0

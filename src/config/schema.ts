@@ -80,6 +80,7 @@ export interface Config {
   authResults: boolean;
   dmarcEnforce: boolean;
   authResultsTimeoutMs: number;
+  dkimKeys: string;
 }
 
 const MiB = 1024 * 1024;
@@ -138,4 +139,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'authResults', env: 'POSTERN_AUTH_RESULTS', type: { kind: 'bool' }, default: 'false', doc: 'Check SPF, DKIM and DMARC on mail from untrusted, unauthenticated clients and prepend Authentication-Results (authserv-id POSTERN_HOSTNAME) and Received-SPF; runs in the filter pool.' },
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
+  { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'string' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
 ];

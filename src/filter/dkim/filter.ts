@@ -1,0 +1,35 @@
+// The built-in DKIM filter (name `dkim`), run in the filter workers: signs mail submitted by
+// trusted or authenticated clients (client.trusted || client.authUser) whose RFC5322.From
+// domain — or its nearest parent domain — has a key in POSTERN_DKIM_KEYS, by returning a
+// DKIM-Signature header (relaxed/relaxed, rsa-sha256 or ed25519-sha256). The signature covers
+// the message's own header fields; postern's Received header, composed on top afterwards, is
+// not signed (and never is). Mail from anyone else, or without a single From, passes unsigned.
+// Settings: workerData.builtin.dkim = { keys: [{ domain, selector, keyFile }] }; the keys are
+// read once per worker, on the first message.
+import { workerData } from 'piscina';
+import type { FilterInput, Verdict } from '../messages.js';
+import { loadKeys, type DkimKey, type DkimKeySpec } from './keys.js';
+import { signMessage } from './sign.js';
+
+export interface DkimFilterSettings {
+  keys: DkimKeySpec[];
+}
+
+const settings = (workerData as { builtin?: { dkim?: DkimFilterSettings } } | undefined)?.builtin?.dkim;
+let keys: Map<string, DkimKey> | null = null;
+
+function current(): Map<string, DkimKey> {
+  // Not cached on failure: a key file fixed on disk is picked up by the next message
+  // (start-up validates them, so this is for files that vanish while running).
+  keys ??= new Map(loadKeys(settings?.keys ?? []).map((k) => [k.domain, k]));
+  return keys;
+}
+
+export default function dkimFilter({ envelope, body }: FilterInput): Verdict {
+  const c = envelope.client;
+  if (!settings || !(c.trusted || c.authUser)) return { action: 'accept' };
+  const keyMap = current(); // throws (→ tempfail) rather than send unsigned when a key is unreadable
+  if (keyMap.size === 0) return { action: 'accept' };
+  const signed = signMessage(body, keyMap);
+  return signed ? { action: 'accept', headers: signed.header } : { action: 'accept' };
+}
