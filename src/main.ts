@@ -54,7 +54,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   const tls = loadTls(config);
   const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
   const modules = config.filterModules.split(',').map((m) => m.trim()).filter((m) => m !== '');
-  const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: score('POSTERN_SPAM_TAG_SCORE', config.spamTagScore), rejectScore: score('POSTERN_SPAM_REJECT_SCORE', config.spamRejectScore) };
+  const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: score('POSTERN_SPAM_TAG_SCORE', config.spamTagScore), rejectScore: score('POSTERN_SPAM_REJECT_SCORE', config.spamRejectScore), quarantineScore: score('POSTERN_SPAM_QUARANTINE_SCORE', config.spamQuarantineScore) };
   if (spam) {
     // Fail at start-up, naming the variable, rather than 451 every message later.
     try {

@@ -77,6 +77,7 @@ export interface Config {
   spamModel: string;
   spamTagScore: string;
   spamRejectScore: string;
+  spamQuarantineScore: string;
   authResults: boolean;
   dmarcEnforce: boolean;
   authResultsTimeoutMs: number;
@@ -136,6 +137,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'spamModel', env: 'POSTERN_SPAM_MODEL', type: { kind: 'path', optional: true }, default: '', doc: 'Spam model file written by `postern spam train`; enables the spam filter in the worker pool (re-read when the file changes).' },
   { key: 'spamTagScore', env: 'POSTERN_SPAM_TAG_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is tagged X-Spam-Status: Yes; empty = the threshold the model chose in training.' },
   { key: 'spamRejectScore', env: 'POSTERN_SPAM_REJECT_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is refused at the end of DATA with 550 5.7.1; empty = never reject (tag only).' },
+  { key: 'spamQuarantineScore', env: 'POSTERN_SPAM_QUARANTINE_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is accepted but held in the queue (quarantine) until released; empty = never.' },
   { key: 'authResults', env: 'POSTERN_AUTH_RESULTS', type: { kind: 'bool' }, default: 'false', doc: 'Check SPF, DKIM and DMARC on mail from untrusted, unauthenticated clients and prepend Authentication-Results (authserv-id POSTERN_HOSTNAME) and Received-SPF; runs in the filter pool.' },
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },

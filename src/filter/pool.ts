@@ -11,7 +11,7 @@ export interface FilterPoolOptions {
   workers: number;
   modules: string[];
   /** The built-in spam filter's settings, when a model is configured. */
-  spam?: { model: string; tagScore: number | null; rejectScore: number | null };
+  spam?: { model: string; tagScore: number | null; rejectScore: number | null; quarantineScore?: number | null };
   /**
    * Other built-in filters: module paths (run before the user's modules) and settings passed
    * to every worker as workerData.builtin.<name>.

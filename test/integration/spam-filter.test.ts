@@ -45,6 +45,17 @@ test('spam is refused at DATA with 550 5.7.1, ham is accepted with X-Spam header
   assert.equal(node.queue.counts().total, 1, 'the spam was not queued');
 });
 
+test('quarantine: at or above POSTERN_SPAM_QUARANTINE_SCORE the message is accepted but held', async (t) => {
+  const dir = tempDir(t);
+  const model = join(dir, 'spam.model');
+  writeFileSync(model, train(corpus(SPAM_WORDS, 60, 'deals@promo.example'), corpus(HAM_WORDS, 60, 'dev@lists.example.org'), { folds: 3, bits: 16 }).serialize());
+  const node = await startTestNode(t, { POSTERN_SPAM_MODEL: model, POSTERN_SPAM_QUARANTINE_SCORE: '0.9', POSTERN_WORKERS: '1' });
+  const { sendMessage } = await import('../helpers/smtp-client.js');
+  const id = await sendMessage(node.ports.smtpPort, 'x@example.org', ['me@example.net'], corpus(SPAM_WORDS, 1, 'deals@promo.example')[0]!.toString());
+  assert.equal(node.queue.get(id)!.state, 'held');
+  assert.equal(node.ctx.counters.filterQuarantined, 1);
+});
+
 test('a bad spam score setting stops start-up naming the variable', async (t) => {
   await assert.rejects(startTestNode(t, { POSTERN_SPAM_MODEL: '/nonexistent', POSTERN_SPAM_REJECT_SCORE: '7' }), /POSTERN_SPAM_REJECT_SCORE="7" is invalid: expected a score from 0 to 1/);
 });

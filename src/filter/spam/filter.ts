@@ -13,6 +13,8 @@ export interface SpamFilterSettings {
   tagScore: number | null;
   /** Reject at or above this score; null = never reject. */
   rejectScore: number | null;
+  /** Hold in the queue at or above this score (below rejectScore); null = never. */
+  quarantineScore?: number | null;
 }
 
 const settings = (workerData as { spam?: SpamFilterSettings } | undefined)?.spam;
@@ -42,5 +44,6 @@ export default function spamFilter({ body }: FilterInput): Verdict {
   const s = score.toFixed(4);
   const headers = `X-Spam-Score: ${s}\r\nX-Spam-Status: ${spam ? 'Yes' : 'No'}, score=${s} required=${tag.toFixed(4)}\r\n`;
   if (settings.rejectScore !== null && score >= settings.rejectScore) return { action: 'reject', score, reason: `spam score ${s}`, headers };
+  if (settings.quarantineScore != null && score >= settings.quarantineScore) return { action: 'quarantine', score, reason: `spam score ${s}`, headers };
   return { action: 'accept', score, headers };
 }
