@@ -361,3 +361,16 @@ function remoteHost(dest: string | undefined): string | undefined {
 function rfc5322Date(d: Date): string {
   return d.toUTCString().replace('GMT', '+0000');
 }
+
+/** Build the DSN for these recipients and queue it (null sender); null when none is due. */
+export async function enqueueDsn(
+  queue: { enqueue(env: { sender: string; recipients: Array<{ address: string }>; priority?: 0 | 1 | 2 }, body: Buffer): Promise<string> },
+  reportingMta: string,
+  message: MessageRecord,
+  failed: DsnEntry[],
+  originalBody: Buffer,
+): Promise<string | null> {
+  const dsn = buildDsn({ message, failed, reportingMta, originalBody });
+  if (dsn === null) return null;
+  return queue.enqueue({ sender: '', recipients: dsn.recipients.map((address) => ({ address })), priority: message.priority }, dsn.body);
+}

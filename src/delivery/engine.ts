@@ -17,7 +17,7 @@ import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
 import { AffinityTransport } from './affinity-transport.js';
 import { MaildirTransport } from './maildir-transport.js';
 import { WebhookTransport } from './webhook-transport.js';
-import { buildDsn } from './dsn.js';
+import { enqueueDsn } from './dsn.js';
 import { Scheduler, type BounceSink, type DestinationGate, type RouteResult } from './scheduler.js';
 import type { HostPort } from './types.js';
 
@@ -100,13 +100,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       else if (outcome === 'ok') breakers.recordSuccess(key);
     },
   };
-  const bounces: BounceSink = {
-    async bounce(message, items, originalBody) {
-      const dsn = buildDsn({ message, failed: items, reportingMta: c.hostname, originalBody });
-      if (dsn === null) return null;
-      return queue.enqueue({ sender: '', recipients: dsn.recipients.map((address) => ({ address })), priority: message.priority }, dsn.body);
-    },
-  };
+  const bounces: BounceSink = { bounce: (message, items, originalBody) => enqueueDsn(queue, c.hostname, message, items, originalBody) };
   return new Scheduler({
     queue,
     log,
@@ -118,6 +112,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxQueueLifetimeMs: c.maxQueueLifetimeMs,
     maxConcurrency: c.deliveryConcurrency,
     leaseMs: c.queueLeaseMs,
+    isSuppressed: (address) => queue.suppressions.has(address),
     ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
   });
 }

@@ -57,6 +57,8 @@ export interface SchedulerOptions {
   prepareBody?: (message: MessageRecord, body: Buffer) => Buffer | Promise<Buffer>;
   now?: () => number;
   owner?: string;
+  /** Suppression list lookup (Queue.suppressions.has): such recipients are never sent to. */
+  isSuppressed?: (address: string) => boolean;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -157,7 +159,16 @@ export class Scheduler {
     const o = this.#o;
     this.counters.inFlight++;
     try {
-      const pending = m.recipients.filter((r) => r.state === 'pending');
+      // --- suppression check: a suppressed recipient is never tried; it fails 5.7.1 and the
+      // bounce path reports it (settled with the rest below).
+      const suppressed: RecipientResult[] = [];
+      const pending = m.recipients.filter((r) => {
+        if (r.state !== 'pending') return false;
+        if (!o.isSuppressed?.(r.address)) return true;
+        suppressed.push({ address: r.address, ok: false, transient: false, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
+        return false;
+      });
+      // --- end suppression check
       // Route per domain, then group by destination key: one transaction per destination.
       const byDomain = new Map<string, Recipient[]>();
       for (const r of pending) {
@@ -189,7 +200,7 @@ export class Scheduler {
         return body;
       };
       const results = await Promise.all([...groups.values()].map((g) => this.#deliverGroup(m, g.dest, g.recipients, getBody)));
-      await this.#settle(m, results.flat());
+      await this.#settle(m, [...suppressed, ...results.flat()]);
     } finally {
       this.counters.inFlight--;
     }

@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { HttpResult } from './respond.js';
 import type { BodyResult } from './body.js';
 
-export type Method = 'GET' | 'POST' | 'DELETE';
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 export interface RouteContext {
   readonly req: IncomingMessage;

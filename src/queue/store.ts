@@ -23,11 +23,13 @@ import {
   type LeaseKey,
 } from './keys.js';
 import { decodeRecord, encodeRecord, isFinal, makeLease, makeMessage, makeReply } from './records.js';
+import { SuppressionList } from './suppressions.js';
 import type {
   EnvelopeInput,
   MessageRecord,
   Priority,
   QueueCounts,
+  Recipient,
   QueueOptions,
   QueueStats,
   RecipientOutcome,
@@ -104,6 +106,8 @@ function waitAtMost<T>(p: PromiseLike<T>, ms: number): Promise<T | undefined> {
 const MAX_TIME_MS = 8.64e15;
 
 export class Queue {
+  /** The suppression list (suppressions.ts), in this environment's 'suppress' sub-database. */
+  readonly suppressions: SuppressionList;
   private readonly env: RootDatabase;
   private readonly messages: Database<Buffer, string>;
   private readonly bodies: Database<Buffer, string>;
@@ -139,6 +143,14 @@ export class Queue {
     this.counters = env.openDB<number, string>({ name: 'count', encoding: 'ordered-binary' });
     this.meta = env.openDB<number, string>({ name: 'meta', encoding: 'ordered-binary' });
     this.seq = 0;
+    // --- suppression list (HTTP admin): its own sub-database, written through this.write().
+    this.suppressions = new SuppressionList(
+      env.openDB<string, string>({ name: 'suppress', encoding: 'string' }),
+      (op, fn) => this.write(op, fn),
+      () => this.clock(),
+      () => this.checkRead(),
+    );
+    // --- end suppression list
     // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
     env.on('beforecommit', () => {
       this.st.commits++;
@@ -461,6 +473,125 @@ export class Queue {
       void this.bodies.remove(id);
       delta.applyTo(this.counters);
     });
+  }
+
+  // ---------------------------------------------------------------- administration
+  // (HTTP admin API: queue-actions-v1.ts.) New methods only; the transitions mirror hold/release.
+
+  /**
+   * Retry now: a ready message scheduled in the future becomes due now ('due', also when it
+   * already was). A leased or held message is left alone and its state returned.
+   */
+  retryNow(id: string): Promise<'due' | 'leased' | 'held'> {
+    return this.write('retry', () => {
+      const rec = this.load(id);
+      if (rec.state !== 'ready') return rec.state;
+      this.makeDueIn(rec, Math.floor(this.clock()));
+      return 'due' as const;
+    });
+  }
+
+  /**
+   * Fail every pending recipient with `reply` (an administrator's bounce) and delete the
+   * message and its body, as settle() does when the last recipient becomes final; recipient
+   * attempts are not counted (nothing was tried). A leased message (a delivery in flight) is
+   * left alone: { leased: true }. Otherwise the final record and the recipients failed now
+   * (for the DSN, which the caller queues BEFORE this call, as the scheduler does).
+   */
+  failAll(id: string, reply: ReplyRecord): Promise<{ leased: true } | { leased: false; record: MessageRecord; failed: Recipient[] }> {
+    return this.write('bounce', () => {
+      const rec = this.load(id);
+      if (rec.state === 'leased') return { leased: true as const };
+      const nowMs = Math.floor(this.clock());
+      const delta = new CounterDelta();
+      delta.add(rec, -1);
+      this.unindex(rec);
+      const failed: Recipient[] = [];
+      for (const r of rec.recipients) {
+        if (r.state !== 'pending') continue;
+        r.state = 'failed';
+        r.lastReply = makeReply(reply, nowMs);
+        failed.push(r);
+      }
+      rec.lease = undefined;
+      void this.messages.remove(id);
+      void this.bodies.remove(id);
+      delta.applyTo(this.counters);
+      return { leased: false as const, record: rec, failed };
+    });
+  }
+
+  /**
+   * Apply hold / release / retry to every message with a pending recipient in `domain`
+   * (the whole message: its other recipients too). Scans the records in id order (there is
+   * no domain index: O(queue) reads, done in slices of at most batchSize*20 records so the
+   * event loop is not held), and changes at most `batchSize` messages per write transaction,
+   * re-checking each inside it. Resolves with the number of messages whose state changed:
+   *   hold:    any non-held message becomes held (a lease is dropped, as hold() does)
+   *   release: held or scheduled becomes due now (as release())
+   *   retry:   ready-but-scheduled becomes due now (leased and held ones are left alone)
+   */
+  async applyToDomain(domain: string, action: 'hold' | 'release' | 'retry', batchSize = 500): Promise<number> {
+    const d = domain.toLowerCase().replace(/\.$/, '');
+    const batch = Math.max(1, Math.floor(batchSize));
+    const pendingIn = (rec: MessageRecord): boolean => rec.recipients.some((r) => r.state === 'pending' && r.domain === d);
+    let after: string | undefined;
+    let changed = 0;
+    for (;;) {
+      this.checkRead();
+      const ids: string[] = [];
+      let last: string | undefined;
+      let scanned = 0;
+      for (const { key, value } of this.messages.getRange(after === undefined ? {} : { start: after })) {
+        if (key === after) continue;
+        last = key;
+        scanned++;
+        if (pendingIn(decodeRecord(value))) ids.push(key);
+        if (ids.length >= batch || scanned >= batch * 20) break;
+      }
+      if (last === undefined) break;
+      after = last;
+      if (ids.length === 0) continue;
+      changed += await this.write(`domain-${action}`, () => {
+        const nowMs = Math.floor(this.clock());
+        let n = 0;
+        for (const id of ids) {
+          const rec = this.read(id);
+          if (rec === undefined || !pendingIn(rec)) continue;
+          if (action === 'hold' ? this.holdIn(rec) : action === 'release' ? this.makeDueIn(rec, nowMs) : rec.state === 'ready' && this.makeDueIn(rec, nowMs)) n++;
+        }
+        return n;
+      });
+    }
+    return changed;
+  }
+
+  /** Inside a write transaction: held or scheduled -> due now. False if nothing changed. */
+  private makeDueIn(rec: MessageRecord, nowMs: number): boolean {
+    if (rec.state === 'leased' || (rec.state === 'ready' && rec.nextAttemptAt <= nowMs)) return false;
+    const delta = new CounterDelta();
+    delta.add(rec, -1);
+    this.unindex(rec);
+    rec.state = 'ready';
+    rec.nextAttemptAt = nowMs;
+    this.store(rec);
+    delta.add(rec, 1);
+    delta.applyTo(this.counters);
+    return true;
+  }
+
+  /** Inside a write transaction: -> held (a lease is dropped). False if it already was. */
+  private holdIn(rec: MessageRecord): boolean {
+    if (rec.state === 'held') return false;
+    const delta = new CounterDelta();
+    delta.add(rec, -1);
+    this.unindex(rec);
+    rec.state = 'held';
+    rec.lease = undefined;
+    this.store(rec);
+    delta.add(rec, 1);
+    delta.applyTo(this.counters);
+    return true;
   }
 
   /** Return every lease with expiresAt <= now to 'ready' (a range read of the lease index). */
