@@ -19,6 +19,8 @@ import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
 import { FilterPool } from './filter/pool.js';
 import { SpamModel } from './filter/spam/model.js';
 import { startHttpServer, type HttpServerHandle } from './http/server.js';
+import { EventSender } from './events/sender.js';
+import type { MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
@@ -102,9 +104,30 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     pendingWrites: 0,
     draining: false,
   };
+  let events: EventSender | null = null;
+  let emit: ((e: MailEvent) => void) | undefined;
+  if (config.eventsUrl !== '') {
+    let ok = false;
+    try {
+      ok = ['http:', 'https:'].includes(new URL(config.eventsUrl).protocol);
+    } catch {
+      ok = false;
+    }
+    if (!ok) {
+      await queue.close();
+      throw new ConfigError([`POSTERN_EVENTS_URL=${JSON.stringify(config.eventsUrl)} is invalid: expected an http:// or https:// URL`]);
+    }
+    const sender = new EventSender(queue.events, { url: config.eventsUrl, log: log.child({ mod: 'events' }) });
+    events = sender;
+    emit = (e) => {
+      queue.events.append(e);
+      sender.nudge();
+    };
+    ctx.onEvent = emit;
+  }
   let delivery: Scheduler | null = null;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), options.delivery);
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { ...options.delivery, ...(emit ? { onEvent: emit } : {}) });
   } catch (err) {
     await queue.close();
     throw err;
@@ -137,6 +160,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     throw err;
   }
   await delivery?.start();
+  events?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
@@ -160,6 +184,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await Promise.all([http?.close(), smtp.close()]);
         await delivery?.stop();
         await filters?.close();
+        await events?.close();
         const last = stats();
         await queue.close();
         log.info(last, 'stopped');

@@ -20,8 +20,11 @@ import { WebhookTransport } from './webhook-transport.js';
 import { enqueueDsn } from './dsn.js';
 import { Scheduler, type BounceSink, type DestinationGate, type RouteResult } from './scheduler.js';
 import type { HostPort } from './types.js';
+import type { MailEvent } from '../queue/events.js';
 
 export interface DeliveryOptions {
+  /** Event webhooks: one event per recipient outcome. */
+  onEvent?: (e: MailEvent) => void;
   /** Injected DNS (tests); default node's resolver. Only used with POSTERN_DELIVERY=mx. */
   dns?: DnsResolver;
   pollIntervalMs?: number;
@@ -114,5 +117,6 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     leaseMs: c.queueLeaseMs,
     isSuppressed: (address) => queue.suppressions.has(address),
     ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
+    ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
   });
 }

@@ -12,6 +12,7 @@ import { hostname as osHostname } from 'node:os';
 import type { Queue, MessageRecord, Recipient, RecipientOutcome, ReplyRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
 import type { Destination, RecipientResult, Transport } from './types.js';
+import type { MailEvent } from '../queue/events.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -59,6 +60,8 @@ export interface SchedulerOptions {
   owner?: string;
   /** Suppression list lookup (Queue.suppressions.has): such recipients are never sent to. */
   isSuppressed?: (address: string) => boolean;
+  /** Event webhooks: one event per recipient outcome. */
+  onEvent?: (e: MailEvent) => void;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -260,6 +263,18 @@ export class Scheduler {
           failed.push({ recipient: rcpt, reply, action: 'failed' });
         }
       }
+      o.onEvent?.({
+        type: outcome === 'failed' ? 'bounced' : outcome,
+        time: new Date(now).toISOString(),
+        id: m.id,
+        sender: m.sender,
+        recipient: r.address,
+        ...(reply.destination !== undefined ? { destination: reply.destination } : {}),
+        ...(reply.code !== undefined ? { code: reply.code } : {}),
+        ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
+        reply: reply.text,
+        attempts: rcpt.attempts + 1,
+      });
       o.log.info(
         { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, reply: reply.text, attempts: rcpt.attempts + 1, queuedMs: now - m.receivedAt },
         outcome,

@@ -24,6 +24,7 @@ import {
 } from './keys.js';
 import { decodeRecord, encodeRecord, isFinal, makeLease, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
+import { EventLog } from './events.js';
 import type {
   EnvelopeInput,
   MessageRecord,
@@ -108,6 +109,8 @@ const MAX_TIME_MS = 8.64e15;
 export class Queue {
   /** The suppression list (suppressions.ts), in this environment's 'suppress' sub-database. */
   readonly suppressions: SuppressionList;
+  /** The durable event log for event webhooks (events.ts), sub-database 'events'. */
+  readonly events: EventLog;
   private readonly env: RootDatabase;
   private readonly messages: Database<Buffer, string>;
   private readonly bodies: Database<Buffer, string>;
@@ -151,6 +154,7 @@ export class Queue {
       () => this.checkRead(),
     );
     // --- end suppression list
+    this.events = new EventLog(env.openDB<string, number>({ name: 'events', encoding: 'string', keyEncoding: 'ordered-binary' }));
     // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
     env.on('beforecommit', () => {
       this.st.commits++;
@@ -179,7 +183,7 @@ export class Queue {
       path: opts.path,
       noSubdir: false, // opts.path is a folder even if its name has a dot
       mapSize: opts.mapSizeBytes ?? DEFAULT_MAP_BYTES,
-      maxDbs: 8,
+      maxDbs: 16,
       // Full sync on every commit (never noSync / noMetaSync), and LMDB's classic commit: the
       // data pages are fdatasync'd and the meta page written through an O_DSYNC descriptor
       // before the commit returns, so a write promise resolves only for data on disk.

@@ -65,6 +65,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
       s.log.info({ id, action: v.action, score: v.score, reason: v.reason, filterMs: Math.round(out.filterMs * 100) / 100, handoffMs: Math.round((out.totalMs - out.filterMs) * 100) / 100 }, 'filtered');
       if (v.action === 'reject') {
         ctx.counters.filterRejected++;
+        ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), id, source: 'smtp', sender: tx.sender, recipients: tx.recipients.length, code: 550, enhanced: '5.7.1', reply: v.reason ?? 'rejected by filter' });
         return reply(550, '5.7.1', `Message rejected${v.reason ? `: ${v.reason}` : ''}`);
       }
       if (v.action === 'tempfail') {
@@ -98,6 +99,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
       ctx.pendingWrites--;
       ctx.counters.messagesAccepted++;
       ctx.onQueued?.();
+      ctx.onEvent?.({ type: 'received', time: new Date().toISOString(), id, source: 'smtp', sender: tx.sender, recipients: tx.recipients.length, size: body.length });
       ctx.counters.bytesAccepted += body.length;
       s.log.info({ id, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
       return reply(250, '2.0.0', `Ok: queued as ${id}`);

@@ -1,0 +1,98 @@
+// Event webhooks: POSTs batches of queued events ({"events":[…]}, JSON) to POSTERN_EVENTS_URL
+// with undici, removing them from the durable log only after a 2xx. A slow or dead receiver
+// only makes the log grow: appends never wait for it, so delivery is never slowed, and
+// failed batches are retried with backoff (1 s doubling to 5 min).
+import { Pool } from 'undici';
+import type { EventLog, MailEvent } from '../queue/events.js';
+import type { Logger } from '../log/logger.js';
+
+export interface EventSenderOptions {
+  url: string;
+  log: Logger;
+  batchSize?: number;
+  /** Wait this long for more events before sending a partial batch (default 1 s). */
+  lingerMs?: number;
+  timeoutMs?: number;
+  token?: string;
+}
+
+export class EventSender {
+  readonly #events: EventLog;
+  readonly #o: Required<Omit<EventSenderOptions, 'token'>> & { token?: string };
+  readonly #pool: Pool;
+  readonly #path: string;
+  #timer: NodeJS.Timeout | null = null;
+  #running = false;
+  #busy: Promise<void> | null = null;
+  #backoffMs = 0;
+  sent = 0;
+  failures = 0;
+
+  constructor(events: EventLog, o: EventSenderOptions) {
+    this.#events = events;
+    this.#o = { batchSize: 100, lingerMs: 1000, timeoutMs: 10_000, ...o };
+    const u = new URL(o.url);
+    this.#path = u.pathname + u.search;
+    this.#pool = new Pool(u.origin, { connections: 2, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
+  }
+
+  start(): void {
+    this.#running = true;
+    this.#schedule(0);
+  }
+
+  /** An event was appended: send soon (batched by lingerMs) unless backing off. */
+  nudge(): void {
+    if (this.#running && this.#timer === null && this.#busy === null && this.#backoffMs === 0) this.#schedule(this.#o.lingerMs);
+  }
+
+  #schedule(ms: number): void {
+    if (!this.#running) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#busy = this.#flush().finally(() => (this.#busy = null));
+    }, ms);
+    this.#timer.unref();
+  }
+
+  async #flush(): Promise<void> {
+    for (;;) {
+      if (!this.#running) return;
+      const batch = this.#events.peek(this.#o.batchSize);
+      if (batch.length === 0) return;
+      const ok = await this.#post(batch.map((b) => b.event));
+      if (!ok) {
+        this.failures++;
+        this.#backoffMs = Math.min(300_000, this.#backoffMs === 0 ? 1000 : this.#backoffMs * 2);
+        this.#o.log.warn({ pending: this.#events.pending, retryInMs: this.#backoffMs }, 'event webhook failed; events kept');
+        this.#schedule(this.#backoffMs);
+        return;
+      }
+      this.#backoffMs = 0;
+      this.sent += batch.length;
+      await this.#events.ack(batch.map((b) => b.key));
+      if (batch.length < this.#o.batchSize) return;
+    }
+  }
+
+  async #post(events: MailEvent[]): Promise<boolean> {
+    try {
+      const headers: Record<string, string> = { 'content-type': 'application/json' };
+      if (this.#o.token) headers.authorization = `Bearer ${this.#o.token}`;
+      const r = await this.#pool.request({ method: 'POST', path: this.#path, headers, body: JSON.stringify({ events }) });
+      await r.body.dump();
+      return r.statusCode >= 200 && r.statusCode < 300;
+    } catch (err) {
+      this.#o.log.debug({ err: (err as Error).message }, 'event webhook error');
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#busy;
+    await this.#pool.close();
+  }
+}
