@@ -149,6 +149,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         smtpCounters: () => ctx.counters,
         delivery: () => delivery?.counters ?? null,
         onQueued: () => delivery?.wake(),
+        ...(emit ? { onEvent: emit } : {}),
         ready: () => !ctx.draining,
       });
     }

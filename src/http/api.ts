@@ -1,5 +1,6 @@
 // What every route receives: the dependencies handed to startHttpServer and the API's own
 // counters. A separate file so routes and server.ts both import it without a cycle.
+import type { MailEvent } from '../queue/events.js';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import type { Config } from '../config/schema.js';
 import type { Scheduler } from '../delivery/scheduler.js';
@@ -19,6 +20,8 @@ export interface HttpDeps {
   delivery: () => Scheduler['counters'] | null;
   /** Called after each injected message is durably queued (main.ts wakes the scheduler). */
   onQueued?: () => void;
+  /** Event webhooks: a 'received' event per injected message. */
+  onEvent?: (e: MailEvent) => void;
   /** Readiness: queue open, listeners up, not draining. */
   ready: () => boolean;
 }

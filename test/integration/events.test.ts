@@ -61,3 +61,28 @@ test('received and delivered events reach the webhook; a failing receiver keeps 
 test('a bad POSTERN_EVENTS_URL stops start-up naming the variable', async (t) => {
   await assert.rejects(startTestNode(t, { POSTERN_EVENTS_URL: 'ftp://x' }), /POSTERN_EVENTS_URL="ftp:\/\/x" is invalid/);
 });
+
+test('an HTTP injection emits a received event with source http', async (t) => {
+  const got: Array<{ type: string; id?: string; source?: string }> = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      got.push(...(JSON.parse(body) as { events: typeof got }).events);
+      res.end('ok');
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const node = await startTestNode(t, { POSTERN_EVENTS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, POSTERN_HTTP_PORT: '0' });
+  const r = await fetch(`http://127.0.0.1:${node.ports.httpPort}/v1/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ from: 'a@example.org', to: ['b@example.com'], raw: 'Subject: x\r\n\r\nhi\r\n' }),
+  });
+  assert.equal(r.status, 202);
+  const { id } = (await r.json()) as { id: string };
+  await waitFor('the event', () => got.some((e) => e.id === id));
+  assert.deepEqual(got.filter((e) => e.id === id).map((e) => [e.type, e.source]), [['received', 'http']]);
+});

@@ -221,6 +221,10 @@ async function injectStructured(c: RouteContext, api: Api, o: Record<string, unk
   api.stats.messagesInjected += committed.length;
   api.stats.bytesInjected += bytes;
   if (committed.length > 0) api.deps.onQueued?.();
+  if (api.deps.onEvent) {
+    const time = new Date().toISOString();
+    for (const cid of committed) api.deps.onEvent({ type: 'received', time, id: cid, source: 'http', sender: s.from.address });
+  }
   if (firstErr !== null) {
     api.stats.messagesRejected += units.length - committed.length;
     log.error({ err: firstErr, committed: committed.length, of: units.length }, 'injection: queue write failed: 503');
@@ -265,6 +269,7 @@ export const injectMessageV1: Route<Api> = {
     api.stats.messagesInjected++;
     api.stats.bytesInjected += size;
     api.deps.onQueued?.();
+    api.deps.onEvent?.({ type: 'received', time: new Date().toISOString(), id, source: 'http', sender: p.env.sender, recipients: p.env.recipients.length, size });
     log.info({ id, from: p.env.sender, rcpts: p.env.recipients.length, size, priority: p.env.priority, by: c.clientIp }, 'queued over HTTP');
     return { status: 202, json: { id, ids: [id], count: 1 }, headers: { location: `/v1/queue/messages/${id}` } };
   },
