@@ -150,6 +150,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         delivery: () => delivery?.counters ?? null,
         onQueued: () => delivery?.wake(),
         ...(emit ? { onEvent: emit } : {}),
+        destinations: () => delivery?.destinations ?? null,
+        filterUtilization: () => filters?.utilization ?? null,
         ready: () => !ctx.draining,
       });
     }

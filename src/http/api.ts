@@ -3,7 +3,7 @@
 import type { MailEvent } from '../queue/events.js';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import type { Config } from '../config/schema.js';
-import type { Scheduler } from '../delivery/scheduler.js';
+import type { Scheduler, DestinationStats } from '../delivery/scheduler.js';
 import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
 import type { SmtpCounters } from '../smtp/context.js';
@@ -20,6 +20,10 @@ export interface HttpDeps {
   delivery: () => Scheduler['counters'] | null;
   /** Called after each injected message is durably queued (main.ts wakes the scheduler). */
   onQueued?: () => void;
+  /** Per-destination delivery counters and latency (the scheduler's), for /metrics. */
+  destinations?: () => ReadonlyMap<string, DestinationStats> | null;
+  /** Share of the filter workers' time spent busy (0-1), or null without filters. */
+  filterUtilization?: () => number | null;
   /** Event webhooks: a 'received' event per injected message. */
   onEvent?: (e: MailEvent) => void;
   /** Readiness: queue open, listeners up, not draining. */

@@ -18,6 +18,21 @@ export class PromText {
     return this;
   }
 
+  /** A histogram family: per label set, cumulative bucket counts (upper bounds `le`), sum and count. */
+  histogram(name: string, help: string, le: readonly number[], series: ReadonlyArray<{ labels: Labels; buckets: readonly number[]; sum: number; count: number }>): this {
+    this.#out += `# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}\n# TYPE ${name} histogram\n`;
+    for (const s of series) {
+      let cum = 0;
+      for (let i = 0; i < le.length; i++) {
+        cum += s.buckets[i] ?? 0;
+        this.#out += `${name}_bucket${formatLabels({ ...s.labels, le: String(le[i]) })} ${cum}\n`;
+      }
+      this.#out += `${name}_bucket${formatLabels({ ...s.labels, le: '+Inf' })} ${s.count}\n`;
+      this.#out += `${name}_sum${formatLabels(s.labels)} ${formatValue(s.sum)}\n${name}_count${formatLabels(s.labels)} ${s.count}\n`;
+    }
+    return this;
+  }
+
   one(name: string, type: 'counter' | 'gauge', help: string, value: number): this {
     return this.family(name, type, help, [[null, value]]);
   }

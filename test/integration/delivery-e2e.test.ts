@@ -21,7 +21,7 @@ const fast = { delivery: { pollIntervalMs: 50 } };
 
 test('relay: postern → postern over SMTP, recipients of one destination in one transaction, queue emptied', async (t) => {
   const b = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'b.test,c.test', POSTERN_HOSTNAME: 'b.mx.test' });
-  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `b.test=smtp:127.0.0.1:${b.ports.smtpPort};c.test=smtp:127.0.0.1:${b.ports.smtpPort}`, POSTERN_HOSTNAME: 'a.mx.test' }, fast);
+  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `b.test=smtp:127.0.0.1:${b.ports.smtpPort};c.test=smtp:127.0.0.1:${b.ports.smtpPort}`, POSTERN_HOSTNAME: 'a.mx.test', POSTERN_HTTP_PORT: '0' }, fast);
   const id = await send(a.ports.smtpPort, 'alice@a.test', ['x@b.test', 'y@b.test', 'z@c.test'], 'Subject: relay\n\n.leading dot\nbody\n');
   await waitFor('delivery from a to b', () => a.queue.counts().total === 0 && b.queue.counts().total >= 1);
   const msgs = b.queue.list();
@@ -33,6 +33,13 @@ test('relay: postern → postern over SMTP, recipients of one destination in one
   assert.ok(body.includes(`by a.mx.test (postern) with ESMTP id ${id}`), "a's Received header is carried along");
   assert.ok(body.endsWith('Subject: relay\r\n\r\n.leading dot\r\nbody\r\n'), 'the body arrives intact (dot-stuffing round trip)');
   assert.equal(a.delivery!.counters.delivered, 3);
+  // Per-destination counters and the latency histogram on /metrics.
+  const metrics = await (await fetch(`http://127.0.0.1:${a.ports.httpPort}/metrics`)).text();
+  const dest = `smtp:127.0.0.1:${b.ports.smtpPort}`;
+  assert.ok(metrics.includes(`postern_destination_deliveries_total{destination="${dest}",outcome="delivered"} 3\n`), metrics);
+  assert.ok(metrics.includes(`postern_destination_delivery_seconds_count{destination="${dest}"} 1\n`));
+  assert.match(metrics, /postern_destination_delivery_seconds_bucket\{destination="[^"]+",le="\+Inf"\} 1\n/);
+  assert.match(metrics, /^postern_queue_file_bytes [1-9]\d*$/m);
 });
 
 test('Maildir route for a local domain', async (t) => {

@@ -4,6 +4,9 @@
 import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
 import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
 import type { Route } from '../router.js';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import { LATENCY_BUCKETS_S } from '../../delivery/scheduler.js';
 
 export function renderMetrics(api: Api): string {
   const smtp = api.deps.smtpCounters();
@@ -64,6 +67,27 @@ export function renderMetrics(api: Api): string {
   p.one('postern_queue_committed_messages_total', 'counter', 'Messages whose enqueue committed (group commit: compare with commits).', qs.messagesCommitted);
   p.one('postern_queue_committed_bytes_total', 'counter', 'Body and record bytes committed.', qs.bytesCommitted);
   p.one('postern_queue_failed_commits_total', 'counter', 'LMDB write transactions that failed.', qs.failedCommits);
+
+  const dests = api.deps.destinations?.() ?? null;
+  const dsamples: Sample[] = [];
+  const series: Array<{ labels: { destination: string }; buckets: number[]; sum: number; count: number }> = [];
+  if (dests) {
+    for (const [destination, s] of dests) {
+      dsamples.push([{ destination, outcome: 'delivered' }, s.delivered], [{ destination, outcome: 'deferred' }, s.deferred], [{ destination, outcome: 'bounced' }, s.bounced]);
+      series.push({ labels: { destination }, buckets: s.buckets, sum: s.latencySum, count: s.latencyCount });
+    }
+  }
+  p.family('postern_destination_deliveries_total', 'counter', 'Recipient outcomes per destination (MX site or route; at most 500 series, then "other").', dsamples);
+  p.histogram('postern_destination_delivery_seconds', 'Time of one delivery transaction per destination (connection from the pool to the final reply).', LATENCY_BUCKETS_S, series);
+  const util = api.deps.filterUtilization?.() ?? null;
+  p.one('postern_filter_worker_utilization', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);
+  let mapBytes = 0;
+  try {
+    mapBytes = statSync(join(api.deps.config.dataDir, 'data.mdb')).size;
+  } catch {
+    mapBytes = 0;
+  }
+  p.one('postern_queue_file_bytes', 'gauge', 'Size of the LMDB data file.', mapBytes);
 
   const req: Sample[] = [];
   for (const r of st.requests.values()) req.push([{ method: r.method, route: r.route, code: String(r.code) }, r.n]);
