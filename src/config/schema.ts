@@ -83,6 +83,7 @@ export interface Config {
   authResultsTimeoutMs: number;
   dkimKeys: string;
   eventsUrl: string;
+  httpRate: string;
 }
 
 const MiB = 1024 * 1024;
@@ -144,4 +145,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'string' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'string' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
+  { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
 ];

@@ -6,6 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Scheduler, DestinationStats } from '../delivery/scheduler.js';
 import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
+import type { ThrottleMap } from '../delivery/throttle.js';
 import type { SmtpCounters } from '../smtp/context.js';
 
 /** Sampling interval of the event-loop delay histogram. */
@@ -44,4 +45,6 @@ export interface Api {
   readonly stats: HttpStats;
   /** Event-loop delay since the last scrape (reset by /metrics). */
   readonly loopDelay: IntervalHistogram;
+  /** Per-client-address limiter (POSTERN_HTTP_RATE); null = unlimited. */
+  readonly rateLimit: ThrottleMap | null;
 }

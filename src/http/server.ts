@@ -8,6 +8,8 @@ import { PosternError } from '../errors.js';
 import { normalizeIp } from '../lib/networks.js';
 import { LOOP_DELAY_RESOLUTION_MS, type Api, type HttpDeps, type HttpStats } from './api.js';
 import { bearerMatches, isLoopbackHost } from './auth.js';
+import { parseRate, ThrottleMap } from '../delivery/throttle.js';
+import { ConfigError } from '../config/load.js';
 import { readBody } from './body.js';
 import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
@@ -75,7 +77,14 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   }
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   const stats: HttpStats = { requests: new Map(), messagesInjected: 0, bytesInjected: 0, messagesRejected: 0 };
-  const api: Api = { deps, stats, loopDelay };
+  let rateLimit: ThrottleMap | null = null;
+  if (config.httpRate.trim() !== '') {
+    const rate = parseRate(config.httpRate);
+    if (typeof rate !== 'number') throw new ConfigError([`POSTERN_HTTP_RATE=${JSON.stringify(config.httpRate)} is invalid: ${rate.error}`]);
+    // A burst of two seconds' worth, at least 1.
+    rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
+  }
+  const api: Api = { deps, stats, loopDelay, rateLimit };
   const router = buildRouter();
 
   const server = createServer((req, res) => {
@@ -142,8 +151,11 @@ async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: 
         result = fail('PST_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed on ${m.path}; use ${m.allow.join(', ')}`, { allow: m.allow.join(', ') });
       } else {
         route = m.route.path;
+        const wait = m.route.auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
         if (m.route.auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
           result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
+        } else if (wait > 0) {
+          result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${config.httpRate}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });
         } else {
           const ctx: RouteContext = {
             req,

@@ -378,3 +378,19 @@ test('queue admin: counts, list, show, hold, release, delete; 404 for unknown id
   assert.equal((await a.call('GET', '/v1/queue/messages/%zz')).status, 400);
   assert.equal((await a.call('GET', '/v1/queue')).json.total, 2);
 });
+
+test('POSTERN_HTTP_RATE: past the per-address rate, 429 with Retry-After; /health is never limited', async (t) => {
+  const { startTestNode: start } = await import('../helpers/node.js');
+  const node = await start(t, { POSTERN_HTTP_PORT: '0', POSTERN_HTTP_RATE: '2/s' });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  const codes: number[] = [];
+  for (let i = 0; i < 8; i++) codes.push((await fetch(`${base}/v1/queue`)).status);
+  assert.deepEqual(codes.slice(0, 4), [200, 200, 200, 200], 'a burst of two seconds is allowed');
+  assert.ok(codes.slice(4).includes(429), `then 429: ${codes.join(',')}`);
+  const r = await fetch(`${base}/v1/queue`);
+  if (r.status === 429) {
+    assert.ok(Number(r.headers.get('retry-after')) >= 1);
+    assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'PST_HTTP_RATE_LIMITED');
+  }
+  for (let i = 0; i < 5; i++) assert.equal((await fetch(`${base}/health`)).status, 200);
+});
