@@ -770,10 +770,15 @@ export class Queue {
   }
 
   /** Up to `limit` records in id order (arrival order). For tools and tests; O(limit). */
-  list(limit = Infinity): MessageRecord[] {
+  /** Messages in id (arrival) order; `after` is an exclusive cursor: the last id of the previous page. */
+  list(limit = Infinity, after?: string): MessageRecord[] {
     this.checkRead();
     const out: MessageRecord[] = [];
-    for (const { value } of this.messages.getRange(Number.isFinite(limit) ? { limit } : {})) {
+    const range: { limit?: number; start?: string } = Number.isFinite(limit) ? { limit: limit + (after ? 1 : 0) } : {};
+    if (after) range.start = after;
+    for (const { key, value } of this.messages.getRange(range)) {
+      if (after && key === after) continue;
+      if (out.length >= limit) break;
       out.push(decodeRecord(value));
     }
     return out;

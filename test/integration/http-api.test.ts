@@ -394,3 +394,21 @@ test('POSTERN_HTTP_RATE: past the per-address rate, 429 with Retry-After; /healt
   }
   for (let i = 0; i < 5; i++) assert.equal((await fetch(`${base}/health`)).status, 200);
 });
+
+test('queue listing pages with a cursor (next / after)', async (t) => {
+  const { startTestNode: start } = await import('../helpers/node.js');
+  const { sendMessage } = await import('../helpers/smtp-client.js');
+  const node = await start(t, { POSTERN_HTTP_PORT: '0' });
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await sendMessage(node.ports.smtpPort, 'a@example.org', [`r${i}@example.com`], `Subject: ${i}\n\nx\n`));
+  const base = `http://127.0.0.1:${node.ports.httpPort}/v1/queue/messages`;
+  const seen: string[] = [];
+  let after: string | null = null;
+  for (let page = 0; page < 5; page++) {
+    const r = (await (await fetch(`${base}?limit=2${after ? `&after=${after}` : ''}`)).json()) as { messages: Array<{ id: string }>; next: string | null };
+    seen.push(...r.messages.map((m) => m.id));
+    after = r.next;
+    if (after === null) break;
+  }
+  assert.deepEqual(seen, [...ids].sort());
+});

@@ -1,5 +1,5 @@
 // Queue administration of single messages:
-//   GET    /v1/queue/messages?limit=N       list in arrival order (summaries)
+//   GET    /v1/queue/messages?limit=N&after=ID  list in arrival order (summaries), paged by cursor
 //   GET    /v1/queue/messages/:id           envelope, per-recipient state, attempts, last reply
 //   POST   /v1/queue/messages/:id/hold      take out of circulation
 //   POST   /v1/queue/messages/:id/release   due now (held or scheduled)
@@ -30,8 +30,12 @@ export const listMessagesV1: Route<Api> = {
     }
     try {
       // One more than asked tells whether there are more.
-      const recs = api.deps.queue.list(limit + 1);
-      return ok({ messages: recs.slice(0, limit).map(messageSummary), truncated: recs.length > limit });
+      const after = c.url.searchParams.get('after') ?? undefined;
+      const recs = api.deps.queue.list(limit + 1, after);
+      const page = recs.slice(0, limit);
+      const truncated = recs.length > limit;
+      // `next`: pass it as ?after= for the following page (null on the last page).
+      return ok({ messages: page.map(messageSummary), truncated, next: truncated ? page[page.length - 1]!.id : null });
     } catch (err) {
       return queueFailure(err);
     }
