@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
 import { tokenize } from '../../src/filter/spam/tokenize.js';
-import { train, SpamModel, chooseThreshold } from '../../src/filter/spam/model.js';
+import { train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax } from '../../src/filter/spam/model.js';
 import { metrics } from '../../src/filter/spam/metrics.js';
 import { spamMain } from '../../src/filter/spam/cli.js';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -107,6 +107,10 @@ test('model: trains on a tiny corpus and separates spam from ham, deterministica
   assert.ok(s >= 0 && s <= 1);
   const again = train(spam, ham, { folds: 3, bits: 16 });
   assert.deepEqual(again.serialize(), m.serialize(), 'same input, same seed: same model bytes');
+  // the default ensemble (averaged weights) differs from a single LR but still separates
+  const single = train(spam, ham, { folds: 3, bits: 16, ensemble: 1 });
+  assert.notDeepEqual(single.serialize(), m.serialize());
+  assert.ok(testSpam.every((b) => single.classify(b).spam) && testHam.every((b) => !single.classify(b).spam));
   for (const kind of ['chi', 'combo'] as const) {
     const k = train(spam, ham, { folds: 3, bits: 16, kind });
     assert.ok(testSpam.every((b) => k.classify(b).spam) && testHam.every((b) => !k.classify(b).spam), kind);
@@ -126,6 +130,26 @@ test('model: serialisation round trip keeps scores and threshold', () => {
     for (const b of [...synth(5, true, 9), ...synth(5, false, 10)]) assert.equal(back.score(b), m.score(b));
   }
   assert.throws(() => SpamModel.deserialize(Buffer.from('nonsense')), /not a postern spam model/);
+});
+
+test('threshold rules: FPR cap and minimax against the targets', () => {
+  // 10 ham (scores 0..0.9 step 0.1, one ham at 0.95), 10 spam (0.5..0.99)
+  const ham = [0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.55, 0.6, 0.65, 0.95];
+  const spam = [0.5, 0.62, 0.7, 0.75, 0.8, 0.85, 0.9, 0.92, 0.97, 0.99];
+  const scores = [...ham, ...spam];
+  const ys = Uint8Array.from([...ham.map(() => 0), ...spam.map(() => 1)]);
+  // FPR cap 0.1 allows one FP (the 0.95 ham): threshold just above the 0.65 ham
+  const f = chooseThresholdFPR(scores, ys, 0.1);
+  assert.deepEqual([f.fp, f.fn], [1, 2]);
+  assert.ok(f.threshold > 0.65 && f.threshold <= 0.7, String(f.threshold));
+  // FPR cap 0: above every ham
+  assert.deepEqual([chooseThresholdFPR(scores, ys, 0).fp, chooseThresholdFPR(scores, ys, 0).fn], [0, 8]);
+  // minimax with FPR target 0.1 and FNR target 0.2: FP 1 (ratio 1), FN <= 2 (ratio <= 1)
+  const m = chooseThresholdMinimax(scores, ys, 0.1, 0.2);
+  assert.equal(m.fp, 1);
+  assert.ok(m.fn <= 2, String(m.fn));
+  // a much stricter FPR target pushes the threshold above every ham
+  assert.equal(chooseThresholdMinimax(scores, ys, 0.001, 0.5).fp, 0);
 });
 
 test('threshold choice and metrics', () => {

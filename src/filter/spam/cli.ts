@@ -11,7 +11,8 @@ import { metrics, formatTable, type Item } from './metrics.js';
 
 const USAGE = `usage: postern spam <command>
 
-  train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--cost-fp C] [--bigrams]
+  train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--ensemble N] [--cv-reps N]
+                      [--threshold-mode minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C] [--bigrams]
                       train on every file under the two directories, write the model to FILE
   classify --model FILE [--threshold T]
                       read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
@@ -56,6 +57,7 @@ function trainOptions(args: string[]): TrainOptions {
     ['--seed', 'seed'], ['--cost-fp', 'costFP'], ['--epochs', 'epochs'], ['--lr', 'lr'], ['--l2', 'l2'],
     ['--bits', 'bits'], ['--folds', 'folds'], ['--ham-weight', 'hamWeight'], ['--norm', 'norm'], ['--rob-s', 'robS'],
     ['--rob-x', 'robX'], ['--min-dev', 'minDev'], ['--max-tokens', 'maxTokens'],
+    ['--ensemble', 'ensemble'], ['--cv-reps', 'cvReps'], ['--max-fpr', 'maxFPR'], ['--max-fnr', 'maxFNR'],
   ];
   for (const [flagName, key] of numeric) {
     const v = num(opt(args, flagName), flagName);
@@ -63,6 +65,11 @@ function trainOptions(args: string[]): TrainOptions {
   }
   if (o.bits !== undefined && !(Number.isInteger(o.bits) && o.bits >= 8 && o.bits <= 24)) throw new UsageError('--bits must be 8..24');
   if (flag(args, '--bigrams')) o.bigrams = true;
+  const mode = opt(args, '--threshold-mode');
+  if (mode !== undefined) {
+    if (!['cost', 'fpr', 'minimax'].includes(mode)) throw new UsageError('--threshold-mode must be cost, fpr or minimax');
+    o.thresholdMode = mode as TrainOptions['thresholdMode'];
+  }
   return o;
 }
 

@@ -4,9 +4,10 @@
 //   chi  Robinson-Fisher chi-square combining as bogofilter does (document counts per bucket,
 //        parameters s, x, min_dev, at most `maxTokens` most significant buckets)
 //   combo  the mean of the two learners' log-odds (chi clipped)
+// The lr weights are the average of `ensemble` differently seeded LRs (= averaged log-odds).
 // The default decision threshold is chosen by k-fold cross-validation inside the training
-// set (never on test data): the threshold that minimises costFP * FP + FN on the
-// out-of-fold scores.
+// set (never on test data), repeated cvReps times with the out-of-fold scores pooled: by
+// default the minimax point max(FPR/maxFPR, FNR/maxFNR) -> min (see thresholdMode).
 import { tokenize, type TokenizeOptions } from './tokenize.js';
 
 export type ModelKind = 'lr' | 'chi' | 'combo';
@@ -31,6 +32,17 @@ export interface TrainOptions {
   /** cross-validation repetitions (different fold assignments), out-of-fold scores pooled */
   cvReps?: number;
   costFP?: number;
+  /**
+   * threshold rule on the pooled out-of-fold scores:
+   *   'cost'     minimise costFP * FP + FN
+   *   'fpr'      lowest threshold with ham FPR <= maxFPR (best recall under that cap)
+   *   'minimax'  minimise max(FPR / maxFPR, FNR / maxFNR): the most slack against both targets
+   */
+  thresholdMode?: 'cost' | 'fpr' | 'minimax';
+  maxFPR?: number;
+  maxFNR?: number;
+  /** number of differently seeded LRs averaged (their log-odds, i.e. their weights) */
+  ensemble?: number;
   bigrams?: boolean;
 }
 
@@ -48,8 +60,12 @@ export const DEFAULTS: Required<TrainOptions> = {
   minDev: 0.1,
   maxTokens: 150,
   folds: 5,
-  cvReps: 1,
+  cvReps: 3,
   costFP: 3,
+  thresholdMode: 'minimax',
+  maxFPR: 0.0032,
+  maxFNR: 0.016,
+  ensemble: 3,
   bigrams: false,
 };
 
@@ -137,6 +153,26 @@ function trainLR(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>): LR 
     }
   }
   return { w, bias };
+}
+
+/**
+ * `ensemble` LRs trained with different shuffle seeds, averaged. The model is linear, so
+ * the mean of their log-odds is the log-odds of the mean weights: one weight vector,
+ * no extra classification cost.
+ */
+function trainEnsemble(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>): LR {
+  const n = Math.max(1, Math.floor(o.ensemble));
+  if (n === 1) return trainLR(xs, ys, o);
+  const acc = new Float64Array(1 << o.bits);
+  let bias = 0;
+  for (let e = 0; e < n; e++) {
+    const m = trainLR(xs, ys, { ...o, seed: (o.seed + e * 1000003) >>> 0 });
+    for (let i = 0; i < acc.length; i++) if (m.w[i] !== 0) acc[i]! += m.w[i]!;
+    bias += m.bias;
+  }
+  const w = new Float32Array(acc.length);
+  for (let i = 0; i < acc.length; i++) if (acc[i] !== 0) w[i] = acc[i]! / n;
+  return { w, bias: bias / n };
 }
 
 function lrLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
@@ -325,7 +361,7 @@ function u32(n: number): Buffer {
 }
 
 function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number): SpamModel {
-  const lr = o.kind === 'chi' ? null : trainLR(xs, ys, o);
+  const lr = o.kind === 'chi' ? null : trainEnsemble(xs, ys, o);
   const counts = o.kind === 'lr' ? null : countDocs(xs, ys, o.bits);
   let nSpam = 0;
   for (const y of ys) nSpam += y;
@@ -382,6 +418,52 @@ export function chooseThreshold(scores: ArrayLike<number>, ys: Uint8Array, costF
   return { threshold: best.threshold, fp: best.fp, fn: best.fn };
 }
 
+/**
+ * Lowest threshold whose ham false-positive rate on the scores is <= maxFPR (the best
+ * recall under that constraint), placed midway to the next lower score.
+ */
+export function chooseThresholdFPR(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number): { threshold: number; fp: number; fn: number } {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let nSpam = 0;
+  for (const y of ys) nSpam += y;
+  const nHam = ys.length - nSpam;
+  const allowed = Math.floor(maxFPR * nHam + 1e-9);
+  let fp = 0, fn = nSpam;
+  let best = { threshold: 1, fp, fn };
+  for (let j = idx.length - 1; j >= 0; j--) {
+    if (ys[idx[j]!]) fn--; else fp++;
+    if (fp > allowed) break;
+    const s = scores[idx[j]!]!;
+    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
+    if (below === s) continue;
+    best = { threshold: (s + below) / 2, fp, fn };
+  }
+  return best;
+}
+
+/**
+ * Threshold minimising max(FPR / maxFPR, FNR / maxFNR): both error rates measured against
+ * their targets, the worse one made as small as possible (ties: lower FPR first).
+ */
+export function chooseThresholdMinimax(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number, maxFNR: number): { threshold: number; fp: number; fn: number } {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let nSpam = 0;
+  for (const y of ys) nSpam += y;
+  const nHam = ys.length - nSpam;
+  const ratio = (fp: number, fn: number): number => Math.max(nHam ? fp / nHam / maxFPR : 0, nSpam ? fn / nSpam / maxFNR : 0);
+  let fp = 0, fn = nSpam;
+  let best = { v: ratio(fp, fn), threshold: 1, fp, fn };
+  for (let j = idx.length - 1; j >= 0; j--) {
+    if (ys[idx[j]!]) fn--; else fp++;
+    const s = scores[idx[j]!]!;
+    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
+    if (below === s) continue;
+    const v = ratio(fp, fn);
+    if (v < best.v) best = { v, threshold: (s + below) / 2, fp, fn };
+  }
+  return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+}
+
 /** Train a model on featurised messages (ys: 1 = spam), threshold chosen by CV on them. */
 export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
   const o: Required<TrainOptions> = { ...DEFAULTS, ...opts };
@@ -395,7 +477,9 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
       scores.set(crossValidate(xs, ys, o, r), r * xs.length);
       ysAll.set(ys, r * xs.length);
     }
-    const t0 = chooseThreshold(scores, ysAll, o.costFP);
+    const t0 = o.thresholdMode === 'fpr' ? chooseThresholdFPR(scores, ysAll, o.maxFPR)
+      : o.thresholdMode === 'minimax' ? chooseThresholdMinimax(scores, ysAll, o.maxFPR, o.maxFNR)
+      : chooseThreshold(scores, ysAll, o.costFP);
     const t = { threshold: t0.threshold, fp: Math.round(t0.fp / reps), fn: Math.round(t0.fn / reps) };
     threshold = t.threshold;
     let nSpam = 0;
