@@ -47,7 +47,7 @@ import { repoRoot } from './lib/postern.js';
 
 type ClientName = 'smtp-source' | 'loadgen';
 
-interface Settings {
+export interface Settings {
   scenario: string;
   messages: number;
   size: number;
@@ -204,7 +204,7 @@ function settle(): void {
   }
 }
 
-async function timedRun(run: number, name: TargetName, s: Settings, diskStat: string | null, txnBase: number | null): Promise<RunRecord> {
+export async function timedRun(run: number, name: TargetName, s: Settings, diskStat: string | null, txnBase: number | null): Promise<RunRecord> {
   let target: Target | null = null;
   const base = { run, target: name, client: s.client, loadAvgBefore: Math.round(loadavg()[0]! * 100) / 100 };
   try {

@@ -18,7 +18,7 @@
 // overrides). Loopback only; every load is bounded by its count and by the time limit.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 import { startPostern } from './lib/postern.js';
 import { freePort, MemorySampler, statusKiB, treeCpuSeconds, pidAlive } from './lib/proc.js';
@@ -26,6 +26,20 @@ import { inject, haveSmtpSource, type ClientName, type InjectResult } from './li
 import { startRelaySink, haveSmtpSink, type SinkName, type RelaySink } from './lib/relay-sink.js';
 import { startPostfixRelay, havePostfix } from './lib/relay-postfix.js';
 
+export interface RelayOptions {
+  messages: number;
+  size: number;
+  connections: number;
+  outConnections: number;
+  recipients: number;
+  timeLimitMs: number;
+  client: ClientName;
+  sink: SinkName;
+  posternEnv: Record<string, string>;
+  postfixSet: Record<string, string>;
+}
+
+const isMain = process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href;
 const N = Number(process.env.BENCH_MESSAGES ?? 20000);
 const SIZE = Number(process.env.BENCH_SIZE ?? 10240);
 const CONNS = Number(process.env.BENCH_CONNECTIONS ?? 20);
@@ -51,6 +65,8 @@ const POSTFIX_SET: Record<string, string> = Object.fromEntries(
 );
 const TO = 'sink@relay-sink.example';
 
+if (isMain) validate();
+function validate(): void {
 if (!['smtp-source', 'loadgen'].includes(CLIENT)) throw new Error(`BENCH_CLIENT: smtp-source or loadgen, not ${CLIENT}`);
 if (CLIENT === 'smtp-source' && !haveSmtpSource()) throw new Error('BENCH_CLIENT=smtp-source but /usr/sbin/smtp-source is not installed');
 if (!['smtp-sink', 'ours'].includes(SINK)) throw new Error(`BENCH_SINK: smtp-sink or ours, not ${SINK}`);
@@ -58,10 +74,13 @@ if (SINK === 'smtp-sink' && !haveSmtpSink()) throw new Error('BENCH_SINK=smtp-si
 for (const p of PEERS) if (p !== 'postfix') throw new Error(`BENCH_PEERS: postfix or none, not ${p}`);
 if (PEERS.includes('postfix') && !havePostfix()) throw new Error('BENCH_PEERS=postfix but Postfix is not installed');
 if (!(N >= 1 && SIZE >= 0 && CONNS >= 1 && OUT_CONNS >= 1 && RCPTS >= 1 && RUNS >= 1)) throw new Error('bad knob value');
+}
+const CLI_OPTIONS: RelayOptions = { messages: N, size: SIZE, connections: CONNS, outConnections: OUT_CONNS, recipients: RCPTS, timeLimitMs: TIME_LIMIT_MS, client: CLIENT, sink: SINK, posternEnv: POSTERN_ENV, postfixSet: POSTFIX_SET };
 
-type TargetName = 'postern' | 'postfix';
+export type RelayTargetName = 'postern' | 'postfix';
+type TargetName = RelayTargetName;
 
-interface RunResult {
+export interface RunResult {
   target: TargetName;
   run: number;
   injected: number;
@@ -93,7 +112,7 @@ interface Running {
   finish(): Promise<{ left: number | null; problems: string[]; detail: Record<string, unknown> }>;
 }
 
-async function startTarget(name: TargetName, sink: RelaySink, port: number): Promise<Running> {
+async function startTarget(name: TargetName, sink: RelaySink, port: number, o: RelayOptions): Promise<Running> {
   if (name === 'postern') {
     const p = await startPostern({
       port,
@@ -101,8 +120,8 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number): Pro
         POSTERN_DELIVERY: 'routes',
         POSTERN_SMARTHOST: `127.0.0.1:${sink.port}`,
         POSTERN_TLS_POLICY: 'none',
-        POSTERN_DEST_MAX_CONNECTIONS: String(OUT_CONNS),
-        ...POSTERN_ENV,
+        POSTERN_DEST_MAX_CONNECTIONS: String(o.outConnections),
+        ...o.posternEnv,
       },
     });
     return {
@@ -120,7 +139,7 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number): Pro
       },
     };
   }
-  const pf = await startPostfixRelay({ port, sinkPort: sink.port, outConnections: OUT_CONNS, overrides: POSTFIX_SET });
+  const pf = await startPostfixRelay({ port, sinkPort: sink.port, outConnections: o.outConnections, overrides: o.postfixSet });
   return {
     pids: () => pf.pids(),
     cpu: () => pf.cpuSeconds(),
@@ -143,12 +162,15 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number): Pro
   };
 }
 
-async function once(target: TargetName, run: number): Promise<RunResult> {
-  const sink = await startRelaySink(SINK);
+/** One relay run: a fresh sink and a fresh target, o.messages injected, timed to the last receipt. */
+export async function relayOnce(target: TargetName, run: number, o: RelayOptions = CLI_OPTIONS): Promise<RunResult> {
+  const N = o.messages;
+  const TIME_LIMIT_MS = o.timeLimitMs;
+  const sink = await startRelaySink(o.sink);
   const port = await freePort();
   let t: Running | null = null;
   try {
-    t = await startTarget(target, sink, port);
+    t = await startTarget(target, sink, port, o);
     const tgt = t;
     const sampler = new MemorySampler(() => tgt.pids(), 250);
     const cpu0 = t.cpu();
@@ -156,7 +178,7 @@ async function once(target: TargetName, run: number): Promise<RunResult> {
     const deadline = Date.now() + TIME_LIMIT_MS;
     const t0 = performance.now();
     const done = sink.reached(N, deadline);
-    const inj: InjectResult = await inject(CLIENT, { port, messages: N, size: SIZE, connections: CONNS, recipients: RCPTS, to: TO, timeLimitMs: TIME_LIMIT_MS });
+    const inj: InjectResult = await inject(o.client, { port, messages: N, size: o.size, connections: o.connections, recipients: o.recipients, to: TO, timeLimitMs: TIME_LIMIT_MS });
     let tEnd: number | null;
     if (inj.accepted >= N) tEnd = await done;
     else {
@@ -217,12 +239,15 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
 const mib = (kib: number) => (Number.isFinite(kib) ? (kib / 1024).toFixed(0) : 'n/a');
 
+export { havePostfix, haveSmtpSource, haveSmtpSink };
+
+async function main(): Promise<void> {
 const targets: TargetName[] = ['postern', ...(PEERS as TargetName[])];
 process.stderr.write(`relay bench: ${N} × ${SIZE} B, ${RCPTS} rcpt/msg, ${CONNS} inbound sessions (${CLIENT}), ${OUT_CONNS} outbound, sink ${SINK}, ${RUNS} runs of ${targets.join(', ')} interleaved\n`);
 const results: RunResult[] = [];
 for (let i = 1; i <= RUNS; i++) {
   for (const tg of targets) {
-    const r = await once(tg, i);
+    const r = await relayOnce(tg, i);
     results.push(r);
     process.stderr.write(
       `run ${i}/${RUNS} ${tg}: ${f0(r.msgsPerSec)} msg/s end to end (${r.received}/${r.injected} at the sink, inject ${f0(r.acceptPerSec)} msg/s), ` +
@@ -307,3 +332,6 @@ writeFileSync(
   ) + '\n',
 );
 console.log(`\nJSON: ${file}`);
+}
+
+if (isMain) await main();

@@ -167,7 +167,8 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
   for (const [k, v] of Object.entries(opts.overrides ?? {})) {
     if (!/^[a-z0-9_]+$/.test(k)) throw new Error(`not a main.cf parameter name: ${k}`);
     const re = new RegExp(`^${k}[ \\t]*=.*$`, 'm');
-    const line = `${k} = ${v}  # BENCH_POSTFIX_SET`;
+    // main.cf allows comments only on lines of their own ("k = v  # x" makes # x part of the value).
+    const line = `# BENCH_POSTFIX_SET\n${k} = ${v}`;
     main = re.test(main) ? main.replace(re, line) : `${main}\n${line}\n`;
   }
   writeFileSync(join(configDir, 'main.cf'), main);

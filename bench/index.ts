@@ -1,0 +1,174 @@
+// `npm run bench`: the whole suite from one entry point.
+//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http]
+//                             [--compare postfix] [--runs N]
+// Each scenario (bench/scenarios/, one per file) runs postern and every peer named by
+// --compare, interleaved (postern, postfix, postern, postfix, ...), each run on a fresh target;
+// the report gives the median of the runs with min–max and the ratio postern/peer. Output: a
+// markdown table on stdout, the raw measurements as JSON in bench/results/suite-*.json and an
+// SVG chart beside it (suite-*.svg). A one-line live counter runs on a TTY, nothing otherwise.
+//
+// Knobs (environment): BENCH_MESSAGES (2000 per run), BENCH_SIZE (10240 payload bytes),
+// BENCH_CONNECTIONS (20), BENCH_RUNS (3; --runs wins), BENCH_TIME_LIMIT_S (300 per load),
+// BENCH_CLIENT (loadgen | smtp-source; loadgen by default), BENCH_FANOUT_RECIPIENTS (50),
+// BENCH_SIZES (1024,10240,102400,1048576), BENCH_CONCURRENCY_LEVELS (1,10,100,1000),
+// BENCH_DEPTH_LEVELS (0,100000; BENCH_DEPTH_1M=1 adds 1000000), BENCH_HTTP_REQUESTS
+// (BENCH_MESSAGES), BENCH_SINK (ours | smtp-sink, relay and fanout), BENCH_OUT_CONNECTIONS (20).
+// Loopback only; every load is bounded by its message count and by the time limit.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { SCENARIOS, type Knobs, type Measurement, type PeerName } from './scenarios/index.js';
+import { Progress } from './lib/progress.js';
+import { markdown, summarize, svg, type Row } from './lib/report.js';
+import { repoRoot } from './lib/postern.js';
+import { havePostfix } from './lib/postfix.js';
+import { haveSmtpSource } from './lib/smtp-source.js';
+
+export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
+const KNOWN_PEERS = ['postfix', 'haraka', 'smtp-server'];
+
+export interface SuiteOptions {
+  scenarios: string[];
+  knobs: Knobs;
+  /** Where the JSON and SVG go (bench/results by default). */
+  outDir: string;
+  /** Print the table and paths on stdout (the CLI) or stay silent (tests). */
+  print: boolean;
+  command?: string;
+}
+
+export interface SuiteResult {
+  measurements: Measurement[];
+  rows: Row[];
+  markdown: string;
+  svg: string;
+  jsonFile: string;
+  svgFile: string;
+}
+
+function num(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`${name}=${v} is not a number >= 0`);
+  return n;
+}
+
+function list(name: string, dflt: number[]): number[] {
+  const v = process.env[name];
+  if (!v) return dflt;
+  const xs = v.split(',').map((s) => Number(s.trim()));
+  if (xs.some((x) => !Number.isFinite(x) || x < 0)) throw new Error(`${name}=${v}: a comma list of numbers`);
+  return xs;
+}
+
+export function knobsFromEnv(peers: PeerName[], runs: number | null, progress: Progress): Knobs {
+  const messages = Math.max(1, Math.floor(num('BENCH_MESSAGES', 2000)));
+  const client = process.env.BENCH_CLIENT ?? 'loadgen';
+  if (client !== 'loadgen' && client !== 'smtp-source') throw new Error(`BENCH_CLIENT=${client}: loadgen or smtp-source`);
+  if (client === 'smtp-source' && !haveSmtpSource()) throw new Error('BENCH_CLIENT=smtp-source but smtp-source is not installed (scripts/install-peers.sh)');
+  return {
+    messages,
+    size: Math.floor(num('BENCH_SIZE', 10240)),
+    connections: Math.max(1, Math.floor(num('BENCH_CONNECTIONS', 20))),
+    runs: Math.max(1, runs ?? Math.floor(num('BENCH_RUNS', 3))),
+    peers,
+    timeLimitMs: num('BENCH_TIME_LIMIT_S', 300) * 1000,
+    client,
+    fanoutRecipients: Math.max(1, Math.floor(num('BENCH_FANOUT_RECIPIENTS', 50))),
+    depthLevels: list('BENCH_DEPTH_LEVELS', process.env.BENCH_DEPTH_1M === '1' ? [0, 100_000, 1_000_000] : [0, 100_000]),
+    concurrencyLevels: list('BENCH_CONCURRENCY_LEVELS', [1, 10, 100, 1000]).map((c) => Math.max(1, c)),
+    sizes: list('BENCH_SIZES', [1024, 10240, 102400, 1048576]),
+    httpRequests: Math.max(1, Math.floor(num('BENCH_HTTP_REQUESTS', messages))),
+    progress,
+  };
+}
+
+export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
+  const k = o.knobs;
+  const chosen = o.scenarios.map((n) => {
+    const s = SCENARIOS.find((x) => x.name === n);
+    if (!s) throw new Error(`unknown scenario ${n}: ${SCENARIO_NAMES.join(', ')}`);
+    return s;
+  });
+  const startedAt = new Date();
+  const say = (s: string) => {
+    if (!o.print) return;
+    k.progress.clear();
+    console.log(s);
+  };
+  say(`# postern bench suite — ${startedAt.toISOString()}`);
+  say(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, node ${process.version}`);
+  say(`targets: postern${k.peers.length ? ', ' + k.peers.join(', ') : ''}; ${k.runs} interleaved run(s) each; client ${k.client}\n`);
+  const measurements: Measurement[] = [];
+  for (const s of chosen) {
+    say(`- ${s.name}: ${s.describe(k)}`);
+    const ms = await s.run(k);
+    measurements.push(...ms);
+    for (const m of ms.filter((x) => !x.ok)) say(`  FAILED ${m.scenario} ${m.variant} ${m.target} run ${m.run}: ${m.error}`);
+  }
+  k.progress.stop();
+  const rows = summarize(measurements);
+  const md = markdown(rows);
+  const chart = svg(rows, `postern bench suite — ${startedAt.toISOString().slice(0, 16)}Z, ${cpus().length} CPUs`);
+  mkdirSync(o.outDir, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/[:.]/g, '-');
+  const jsonFile = join(o.outDir, `suite-${stamp}.json`);
+  const svgFile = join(o.outDir, `suite-${stamp}.svg`);
+  const knobs = { ...k, progress: undefined };
+  writeFileSync(jsonFile, JSON.stringify({ bench: 'suite', startedAt: startedAt.toISOString(), command: o.command ?? null, machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version }, scenarios: o.scenarios, knobs, summary: rows, measurements }, null, 2) + '\n');
+  writeFileSync(svgFile, chart);
+  say('');
+  say(md);
+  say(`\nmsg/s: messages accepted (accept, sizes, concurrency, depth: 250 after the data, durable) or delivered to the sink (relay, fanout: first injection to last receipt) per second; http: 202s per second. postern/peer: ratio of the medians. CPU ms/msg: the target's processes. peak mem: PSS summed over the target's processes (accept path) or VmHWM (depth).`);
+  say(`raw results: ${jsonFile}\nchart: ${svgFile}`);
+  return { measurements, rows, markdown: md, svg: chart, jsonFile, svgFile };
+}
+
+function parseArgs(argv: string[]): { scenarios: string[]; peers: PeerName[]; runs: number | null } {
+  let scenarios = SCENARIO_NAMES;
+  let peers: string[] = [];
+  let runs: number | null = null;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const val = (): string => {
+      const eq = a.indexOf('=');
+      if (eq >= 0) return a.slice(eq + 1);
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${a} needs a value`);
+      return v;
+    };
+    if (a === '--scenarios' || a.startsWith('--scenarios=')) scenarios = val().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (a === '--compare' || a.startsWith('--compare=')) peers = val().split(',').map((s) => s.trim()).filter((s) => s && s !== 'postern');
+    else if (a === '--runs' || a.startsWith('--runs=')) runs = Math.max(1, Math.floor(Number(val())) || 1);
+    else if (a === '--help' || a === '-h') {
+      console.log(`usage: node build/bench/index.js [--scenarios ${SCENARIO_NAMES.join(',')}] [--compare postfix] [--runs N]\n(knobs: see the head of bench/index.ts)`);
+      process.exit(0);
+    } else throw new Error(`unknown argument ${a}`);
+  }
+  for (const s of scenarios) if (!SCENARIO_NAMES.includes(s)) throw new Error(`unknown scenario ${s}: ${SCENARIO_NAMES.join(', ')}`);
+  for (const p of peers) {
+    if (!KNOWN_PEERS.includes(p)) throw new Error(`--compare: unknown peer ${p} (${KNOWN_PEERS.join(', ')})`);
+    if (p !== 'postfix') throw new Error(`--compare ${p}: that peer's target is not built yet (only postfix); see BENCHMARKS.md`);
+    if (!havePostfix()) throw new Error('--compare postfix, but Postfix is not installed: run scripts/install-peers.sh');
+  }
+  return { scenarios, peers: peers as PeerName[], runs };
+}
+
+async function main(): Promise<void> {
+  const a = parseArgs(process.argv.slice(2));
+  const progress = new Progress();
+  const knobs = knobsFromEnv(a.peers, a.runs, progress);
+  const env = Object.entries(process.env).filter(([key]) => key.startsWith('BENCH_')).map(([key, v]) => `${key}=${v}`).join(' ');
+  const command = `${env ? env + ' ' : ''}node build/bench/index.js ${process.argv.slice(2).join(' ')}`.trim();
+  const r = await runSuite({ scenarios: a.scenarios, knobs, outDir: join(repoRoot(), 'bench', 'results'), print: true, command });
+  if (r.measurements.some((m) => !m.ok)) process.exitCode = 1;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(2);
+  });
+}

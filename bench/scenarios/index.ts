@@ -1,0 +1,12 @@
+// The suite's scenarios, one per file, in the order they run.
+import type { Scenario } from './common.js';
+import { accept } from './accept.js';
+import { relay } from './relay.js';
+import { fanout } from './fanout.js';
+import { sizes } from './sizes.js';
+import { concurrency } from './concurrency.js';
+import { depth } from './depth.js';
+import { http } from './http.js';
+
+export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http];
+export * from './common.js';
