@@ -40,3 +40,13 @@ export function fail(code: HttpErrorCode, message: string, headers?: Record<stri
   if (headers !== undefined) r.headers = headers;
   return r;
 }
+
+/** The `limit` query parameter of a list endpoint: a number, or the 400 to return. */
+export function limitParam(url: URL, defaultLimit: number, maxLimit: number): number | HttpResult {
+  const raw = url.searchParams.get('limit');
+  if (raw === null) return defaultLimit;
+  if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > maxLimit) {
+    return fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${maxLimit}`);
+  }
+  return Number(raw);
+}

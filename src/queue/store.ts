@@ -436,33 +436,14 @@ export class Queue {
   /** Take a message out of circulation (a lease on it is dropped); never leased until released. */
   async hold(id: string): Promise<void> {
     await this.write('hold', () => {
-      const rec = this.load(id);
-      if (rec.state === 'held') return;
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      rec.state = 'held';
-      rec.lease = undefined;
-      this.store(rec);
-      delta.add(rec, 1);
-      delta.applyTo(this.counters);
+      this.holdIn(this.load(id));
     });
   }
 
   /** Make a held (or scheduled) message due now; a leased message is left alone. */
   async release(id: string): Promise<void> {
     await this.write('release', () => {
-      const rec = this.load(id);
-      const nowMs = Math.floor(this.clock());
-      if (rec.state === 'leased' || (rec.state === 'ready' && rec.nextAttemptAt <= nowMs)) return;
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      rec.state = 'ready';
-      rec.nextAttemptAt = nowMs;
-      this.store(rec);
-      delta.add(rec, 1);
-      delta.applyTo(this.counters);
+      this.makeDueIn(this.load(id), Math.floor(this.clock()));
     });
   }
 
@@ -573,28 +554,31 @@ export class Queue {
   /** Inside a write transaction: held or scheduled -> due now. False if nothing changed. */
   private makeDueIn(rec: MessageRecord, nowMs: number): boolean {
     if (rec.state === 'leased' || (rec.state === 'ready' && rec.nextAttemptAt <= nowMs)) return false;
+    this.restate(rec, () => {
+      rec.state = 'ready';
+      rec.nextAttemptAt = nowMs;
+    });
+    return true;
+  }
+
+  /** Inside a write transaction: change a stored record's state, keeping indexes and counters right. */
+  private restate(rec: MessageRecord, change: () => void): void {
     const delta = new CounterDelta();
     delta.add(rec, -1);
     this.unindex(rec);
-    rec.state = 'ready';
-    rec.nextAttemptAt = nowMs;
+    change();
     this.store(rec);
     delta.add(rec, 1);
     delta.applyTo(this.counters);
-    return true;
   }
 
   /** Inside a write transaction: -> held (a lease is dropped). False if it already was. */
   private holdIn(rec: MessageRecord): boolean {
     if (rec.state === 'held') return false;
-    const delta = new CounterDelta();
-    delta.add(rec, -1);
-    this.unindex(rec);
-    rec.state = 'held';
-    rec.lease = undefined;
-    this.store(rec);
-    delta.add(rec, 1);
-    delta.applyTo(this.counters);
+    this.restate(rec, () => {
+      rec.state = 'held';
+      rec.lease = undefined;
+    });
     return true;
   }
 

@@ -16,7 +16,7 @@ import type { MessageRecord, Recipient, ReplyRecord } from '../../queue/store.js
 import type { Api } from '../api.js';
 import { messageView } from '../message-view.js';
 import { queueFailure } from '../queue-errors.js';
-import { fail, ok, type HttpResult } from '../respond.js';
+import { fail, ok, type HttpResult, limitParam } from '../respond.js';
 import type { Route, RouteContext } from '../router.js';
 
 const DEFAULT_DESTINATIONS = 50;
@@ -101,14 +101,8 @@ export const listDestinationsV1: Route<Api> = {
   path: '/v1/queue/destinations',
   auth: true,
   handler: (c, api) => {
-    const raw = c.url.searchParams.get('limit');
-    let limit = DEFAULT_DESTINATIONS;
-    if (raw !== null) {
-      if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_DESTINATIONS) {
-        return fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${MAX_DESTINATIONS}`);
-      }
-      limit = Number(raw);
-    }
+    const limit = limitParam(c.url, DEFAULT_DESTINATIONS, MAX_DESTINATIONS);
+    if (typeof limit !== 'number') return limit;
     try {
       const all = Object.entries(api.deps.queue.counts().byDomain)
         .filter(([, n]) => n > 0)

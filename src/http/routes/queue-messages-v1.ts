@@ -9,7 +9,7 @@ import { isId } from '../../queue/ids.js';
 import type { Api } from '../api.js';
 import { messageSummary, messageView } from '../message-view.js';
 import { queueFailure } from '../queue-errors.js';
-import { fail, ok, type HttpResult } from '../respond.js';
+import { fail, ok, type HttpResult, limitParam } from '../respond.js';
 import type { Route, RouteContext } from '../router.js';
 
 const DEFAULT_LIMIT = 100;
@@ -20,14 +20,8 @@ export const listMessagesV1: Route<Api> = {
   path: '/v1/queue/messages',
   auth: true,
   handler: (c, api) => {
-    const raw = c.url.searchParams.get('limit');
-    let limit = DEFAULT_LIMIT;
-    if (raw !== null) {
-      if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_LIMIT) {
-        return fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${MAX_LIMIT}`);
-      }
-      limit = Number(raw);
-    }
+    const limit = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
+    if (typeof limit !== 'number') return limit;
     try {
       // One more than asked tells whether there are more.
       const after = c.url.searchParams.get('after') ?? undefined;

@@ -9,7 +9,7 @@ import { normalizeSuppressed, type Suppression } from '../../queue/suppressions.
 import type { Api } from '../api.js';
 import { readJsonObject } from '../body.js';
 import { queueFailure } from '../queue-errors.js';
-import { fail, ok, type HttpResult } from '../respond.js';
+import { fail, ok, type HttpResult, limitParam } from '../respond.js';
 import type { Method, Route, RouteContext } from '../router.js';
 
 const DEFAULT_LIMIT = 100;
@@ -40,14 +40,8 @@ export const listSuppressionsV1: Route<Api> = {
   path: '/v1/suppressions',
   auth: true,
   handler: (c, api) => {
-    const raw = c.url.searchParams.get('limit');
-    let limit = DEFAULT_LIMIT;
-    if (raw !== null) {
-      if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > MAX_LIMIT) {
-        return fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${MAX_LIMIT}`);
-      }
-      limit = Number(raw);
-    }
+    const limit = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
+    if (typeof limit !== 'number') return limit;
     const after = c.url.searchParams.get('after') ?? undefined;
     try {
       const items = api.deps.queue.suppressions.list({ limit: limit + 1, ...(after !== undefined ? { after } : {}) });
