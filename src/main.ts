@@ -152,6 +152,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         ...(emit ? { onEvent: emit } : {}),
         destinations: () => delivery?.destinations ?? null,
         filterUtilization: () => filters?.utilization ?? null,
+        pools: () => delivery?.poolCounts() ?? null, // [dashboard]
         ready: () => !ctx.draining,
       });
     }

@@ -62,6 +62,8 @@ export interface SchedulerOptions {
   isSuppressed?: (address: string) => boolean;
   /** Event webhooks: one event per recipient outcome. */
   onEvent?: (e: MailEvent) => void;
+  // [dashboard] Connection-pool counts per destination key (the SMTP transport's), for /v1/stats.
+  poolCounts?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }>;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -87,6 +89,8 @@ export interface DestinationStats {
   buckets: number[];
   latencySum: number;
   latencyCount: number;
+  // [dashboard] The last reply seen for this destination (the last result of its last transaction).
+  lastReply?: { code?: number; enhanced?: string; text: string; at: number };
 }
 
 export class Scheduler {
@@ -107,6 +111,11 @@ export class Scheduler {
     this.#o = options;
     this.#owner = options.owner ?? `${osHostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.#now = options.now ?? Date.now;
+  }
+
+  // [dashboard] Pool counts per destination key; {} when the transport does not expose them.
+  poolCounts(): Record<string, { open: number; idle: number; busy: number; waiting: number }> {
+    return this.#o.poolCounts?.() ?? {};
   }
 
   async start(): Promise<void> {
@@ -274,6 +283,12 @@ export class Scheduler {
     s.buckets[i]!++;
     s.latencySum += seconds;
     s.latencyCount++;
+    // [dashboard] Record the last reply for this destination.
+    const last = results[results.length - 1];
+    if (last) {
+      const rep = last.reply;
+      s.lastReply = { text: rep.text, at: this.#now(), ...(rep.code !== undefined ? { code: rep.code } : {}), ...(rep.enhanced !== undefined ? { enhanced: rep.enhanced } : {}) };
+    }
   }
 
   async #settle(m: MessageRecord, results: RecipientResult[]): Promise<void> {

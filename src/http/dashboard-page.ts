@@ -64,6 +64,14 @@ td.d{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:0}
 .empty{color:var(--muted);font-style:italic}
 .proc{display:grid;grid-template-columns:1fr auto;gap:6px 10px}
 .proc span{color:var(--muted)}.proc b{text-align:right;font-weight:600}
+.dests{margin-top:14px}
+.dests table{table-layout:fixed}
+.dests th{padding:4px 6px 6px 0;text-align:right;font-size:11px;font-weight:600;color:var(--muted);text-transform:uppercase;letter-spacing:.4px;border-bottom:1px solid var(--line)}
+.dests th.l{text-align:left}
+.dests td{padding:5px 6px 5px 0}
+.dests td.n{width:auto}
+.dests td.r{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:var(--muted);font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
+.dests col.dest{width:26%}.dests col.reply{width:34%}
 `;
 
 export const DASHBOARD_SCRIPT = `
@@ -149,6 +157,41 @@ export const DASHBOARD_SCRIPT = `
     });
   }
 
+  // Destination keys and reply texts come from remote servers: textContent only, never markup.
+  var REPLY_MAX = 120;
+  function cell(tr, cls, text, title) {
+    var td = document.createElement('td');
+    td.className = cls; td.textContent = text;
+    if (title) td.title = title;
+    tr.appendChild(td);
+  }
+  function destinations(list) {
+    var tbody = $('destinations');
+    tbody.replaceChildren();
+    if (!list.length) {
+      var tr = document.createElement('tr');
+      cell(tr, 'empty', 'no deliveries yet');
+      tr.firstChild.colSpan = 9; tbody.appendChild(tr); return;
+    }
+    list.forEach(function (d) {
+      var tr = document.createElement('tr'), p = d.pool, r = d.lastReply;
+      tr.setAttribute('data-testid', 'destination-row');
+      cell(tr, 'd', String(d.key), String(d.key));
+      ['open', 'busy', 'idle', 'waiting'].forEach(function (k) { cell(tr, 'n', p ? fmt(p[k] || 0) : '–'); });
+      cell(tr, 'n', fmt(d.delivered || 0));
+      cell(tr, 'n', fmt(d.deferred || 0));
+      cell(tr, 'n', fmt(d.bounced || 0));
+      var rt = '';
+      if (r) {
+        rt = [r.code, r.enhanced].filter(function (x) { return x !== undefined && x !== null; }).join(' ');
+        rt = (rt ? rt + ' ' : '') + String(r.text || '');
+      }
+      var shown = rt.length > REPLY_MAX ? rt.slice(0, REPLY_MAX - 1) + '\u2026' : rt;
+      cell(tr, 'r', shown || '–', rt ? rt + (r && r.at ? ' (' + r.at + ')' : '') : '');
+      tbody.appendChild(tr);
+    });
+  }
+
   function render(s) {
     var t = totals(s), now = Date.parse(s.time);
     SERIES.forEach(function (k) {
@@ -172,6 +215,8 @@ export const DASHBOARD_SCRIPT = `
     } else {
       set('queue-total', '–');
     }
+    destinations(s.destinations || []);
+    set('filter-utilization', typeof s.filterUtilization === 'number' ? Math.round(s.filterUtilization * 100) + ' %' : 'no filters');
     set('connections', fmt(s.smtp.connections || 0));
     set('rejected', fmt((s.smtp.messagesRejected || 0) + ((s.http && s.http.messagesRejected) || 0)));
     set('commits', fmt(s.commits));
@@ -260,9 +305,18 @@ export const DASHBOARD_HTML = `<!doctype html>
         <span>messages per commit</span><b data-testid="per-commit">–</b>
         <span>event-loop lag</span><b data-testid="lag">–</b>
         <span>resident memory</span><b data-testid="rss">–</b>
+        <span>filter worker utilisation</span><b data-testid="filter-utilization">–</b>
       </div>
     </section>
   </div>
+  <section class="card dests">
+    <h2>Destinations <em>busiest next hops since start</em></h2>
+    <table>
+      <colgroup><col class="dest"><col><col><col><col><col><col><col><col class="reply"></colgroup>
+      <thead><tr><th class="l">destination</th><th>open</th><th>busy</th><th>idle</th><th>waiting</th><th>delivered</th><th>deferred</th><th>bounced</th><th class="l">last reply</th></tr></thead>
+      <tbody data-testid="destinations"><tr><td class="empty" colspan="9">–</td></tr></tbody>
+    </table>
+  </section>
 </main>
 <script>${DASHBOARD_SCRIPT}</script>
 </body>

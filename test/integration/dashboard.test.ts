@@ -3,7 +3,7 @@
 // with and without POSTERN_API_TOKEN (#token=…), under its strict CSP (no console errors).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { sendMessage } from '../helpers/smtp-client.js';
@@ -71,7 +71,9 @@ test('the dashboard shows live counters that move when mail arrives over SMTP', 
   assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
   await res.text();
   const stats = (await (await fetch(`${base}/v1/stats`)).json()) as Record<string, unknown>;
-  for (const k of ['time', 'smtp', 'delivery', 'queue', 'commits', 'messagesCommitted', 'eventLoopLagMs', 'rssBytes']) assert.ok(k in stats, k);
+  for (const k of ['time', 'smtp', 'delivery', 'queue', 'commits', 'messagesCommitted', 'eventLoopLagMs', 'rssBytes', 'destinations', 'filterUtilization']) assert.ok(k in stats, k);
+  assert.deepEqual(stats.destinations, [], 'delivery is off: no destinations');
+  assert.equal(stats.filterUtilization, null, 'no filters');
 
   const { page, problems } = await openBrowser(t);
   await page.goto(`${base}/`);
@@ -89,6 +91,8 @@ test('the dashboard shows live counters that move when mail arrives over SMTP', 
   const domains = await text(page, 'domains');
   assert.match(domains, /busy\.example\s+4[\s\S]*quiet\.example\s+1/, 'busiest domain first');
   assert.equal(await text(page, 'delivery-state'), 'delivery is off');
+  assert.equal(await text(page, 'filter-utilization'), 'no filters');
+  assert.match(await text(page, 'destinations'), /no deliveries yet/);
   assert.equal(await page.getByTestId('error').isVisible(), false);
 
   // Let the chart draw a few points, then keep the picture.
@@ -128,4 +132,44 @@ test('with POSTERN_API_TOKEN the page loads, says it needs the token, and works 
   await screenshot(t, page, 'dashboard-token.png');
   // The 401s above are the browser's own "failed to load resource" console lines: expected.
   assert.deepEqual(problems.filter((p) => !/status of 401/.test(p)), []);
+});
+
+test('the Destinations panel lists the next hop with its counters and last reply', { skip }, async (t) => {
+  const root = tempDir(t);
+  mkdirSync(root, { recursive: true });
+  const node = await startTestNode(
+    t,
+    { POSTERN_HTTP_PORT: '0', POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' },
+    { delivery: { pollIntervalMs: 50 } },
+  );
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`${base}/`);
+  await waitForText(page, 'received-total', (s) => s === '0', 'the first snapshot');
+  assert.match(await text(page, 'destinations'), /no deliveries yet/);
+
+  await send(node.ports.smtpPort, 'alice@sender.example', ['bob@local.test', 'carol@local.test'], 'Subject: to maildir\n\nbody\n');
+  await waitForText(page, 'delivered-total', (s) => s === '2', 'delivered-total to reach 2');
+
+  const dest = `maildir:${root}`;
+  const stats = (await (await fetch(`${base}/v1/stats`)).json()) as { destinations: Array<Record<string, unknown>> };
+  const entry = stats.destinations.find((d) => d.key === dest);
+  assert.ok(entry, JSON.stringify(stats.destinations));
+  assert.equal(entry.delivered, 2);
+  assert.equal(entry.pool, null, 'Maildir has no connection pool');
+  assert.equal(typeof entry.meanMs, 'number');
+  assert.equal(typeof (entry.lastReply as { text?: unknown } | null)?.text, 'string');
+
+  const row = page.getByTestId('destination-row').filter({ hasText: dest });
+  await row.waitFor({ timeout: 5000 });
+  const cells = await row.locator('td').allInnerTexts();
+  assert.equal(cells.length, 9, JSON.stringify(cells));
+  assert.equal(cells[0], dest);
+  assert.deepEqual(cells.slice(1, 5), ['–', '–', '–', '–'], 'no pool for Maildir');
+  assert.ok(Number(cells[5]) >= 1, `delivered is ${cells[5]}`);
+  assert.equal(cells[6], '0');
+  assert.equal(cells[7], '0');
+  assert.notEqual(cells[8], '');
+  await screenshot(t, page, 'dashboard-destinations.png');
+  assert.deepEqual(problems, []);
 });

@@ -10,6 +10,22 @@ import { ok } from '../respond.js';
 import type { Route } from '../router.js';
 
 export const TOP_DOMAINS = 10;
+/** Destinations listed in /v1/stats: the busiest by delivered+deferred+bounced. */
+export const TOP_DESTINATIONS = 10;
+/** Longest last-reply text sent to the page. */
+export const REPLY_TEXT_MAX = 200;
+
+export interface DestinationSnapshot {
+  key: string;
+  delivered: number;
+  deferred: number;
+  bounced: number;
+  /** Mean transaction latency (ms); null before the first transaction. */
+  meanMs: number | null;
+  lastReply: { code?: number; enhanced?: string; text: string; at: string } | null;
+  /** null when the destination has no connection pool (Maildir, webhook, worker-thread SMTP). */
+  pool: { open: number; idle: number; busy: number; waiting: number } | null;
+}
 
 export interface StatsSnapshot {
   /** When the snapshot was taken (ISO 8601). */
@@ -31,6 +47,38 @@ export interface StatsSnapshot {
   messagesCommitted: number;
   eventLoopLagMs: number;
   rssBytes: number;
+  /** Busiest destinations (at most TOP_DESTINATIONS); [] when delivery is off. */
+  destinations: DestinationSnapshot[];
+  /** Share of the filter workers' time spent busy (0-1), or null without filters. */
+  filterUtilization: number | null;
+}
+
+function destinationsSnapshot(api: Api): DestinationSnapshot[] {
+  const map = api.deps.destinations?.() ?? null;
+  if (map === null) return [];
+  const pools = api.deps.pools?.() ?? null;
+  const total = (d: { delivered: number; deferred: number; bounced: number }) => d.delivered + d.deferred + d.bounced;
+  return [...map.entries()]
+    .sort((a, b) => total(b[1]) - total(a[1]) || (a[0] < b[0] ? -1 : 1))
+    .slice(0, TOP_DESTINATIONS)
+    .map(([key, d]) => {
+      const p = pools?.[key];
+      const r = d.lastReply;
+      return {
+        key,
+        delivered: d.delivered,
+        deferred: d.deferred,
+        bounced: d.bounced,
+        meanMs: d.latencyCount > 0 ? Math.round((d.latencySum / d.latencyCount) * 100_000) / 100 : null,
+        lastReply: r === undefined ? null : {
+          ...(r.code !== undefined ? { code: r.code } : {}),
+          ...(r.enhanced !== undefined ? { enhanced: r.enhanced } : {}),
+          text: r.text.length > REPLY_TEXT_MAX ? `${r.text.slice(0, REPLY_TEXT_MAX - 1)}…` : r.text,
+          at: new Date(r.at).toISOString(),
+        },
+        pool: p === undefined ? null : { open: p.open, idle: p.idle, busy: p.busy, waiting: p.waiting },
+      };
+    });
 }
 
 const lastLoop = new WeakMap<IntervalHistogram, { count: number; mean: number }>();
@@ -79,6 +127,8 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     messagesCommitted: qs.messagesCommitted,
     eventLoopLagMs: Math.round(lagSinceLastCall(api.loopDelay) * 100) / 100,
     rssBytes: process.memoryUsage.rss(),
+    destinations: destinationsSnapshot(api),
+    filterUtilization: deps.filterUtilization?.() ?? null,
   };
 }
 
