@@ -22,7 +22,7 @@ import { queueV1 } from './routes/queue-v1.js';
 import { deleteMessageV1, holdMessageV1, listMessagesV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
 // --- HTTP admin: suppressions and queue actions
 import { deleteSuppressionV1, listSuppressionsV1, putSuppressionV1 } from './routes/suppressions-v1.js';
-import { bounceMessageV1, holdDestinationV1, listDestinationsV1, releaseDestinationV1, retryDestinationV1, retryMessageV1 } from './routes/queue-actions-v1.js';
+import { bounceDestinationV1, deleteDestinationV1, bounceMessageV1, holdDestinationV1, listDestinationsV1, releaseDestinationV1, retryDestinationV1, retryMessageV1 } from './routes/queue-actions-v1.js';
 // --- end HTTP admin
 
 export type { HttpDeps } from './api.js';
@@ -55,6 +55,8 @@ export function buildRouter(): Router<Api> {
     holdDestinationV1,
     releaseDestinationV1,
     retryDestinationV1,
+    bounceDestinationV1,
+    deleteDestinationV1,
     listSuppressionsV1,
     putSuppressionV1,
     deleteSuppressionV1,

@@ -507,6 +507,52 @@ export class Queue {
   }
 
   /**
+   * Fail the pending recipients of one domain in one message (an administrator's bounce or
+   * delete of a destination). A leased message is left alone ({ leased: true }). When no
+   * recipient is pending afterwards the message and its body are deleted (removed: true).
+   */
+  failDomainRecipients(id: string, domain: string, reply: ReplyRecord): Promise<{ leased: true } | { leased: false; record: MessageRecord; failed: Recipient[]; removed: boolean }> {
+    const d = domain.toLowerCase();
+    return this.write('domain-fail', () => {
+      const rec = this.load(id);
+      if (rec.state === 'leased') return { leased: true as const };
+      const nowMs = Math.floor(this.clock());
+      const delta = new CounterDelta();
+      delta.add(rec, -1);
+      this.unindex(rec);
+      const failed: Recipient[] = [];
+      for (const r of rec.recipients) {
+        if (r.state !== 'pending' || r.domain !== d) continue;
+        r.state = 'failed';
+        r.lastReply = makeReply(reply, nowMs);
+        failed.push(r);
+      }
+      const removed = !rec.recipients.some((r) => r.state === 'pending');
+      if (removed) {
+        void this.messages.remove(id);
+        void this.bodies.remove(id);
+      } else {
+        this.store(rec);
+        delta.add(rec, 1);
+      }
+      delta.applyTo(this.counters);
+      return { leased: false as const, record: rec, failed, removed };
+    });
+  }
+
+  /** Ids of messages with a pending recipient in `domain`, in id order, at most `limit`. */
+  idsForDomain(domain: string, limit: number): string[] {
+    this.checkRead();
+    const d = domain.toLowerCase();
+    const out: string[] = [];
+    for (const { key, value } of this.messages.getRange({})) {
+      if (decodeRecord(value).recipients.some((r) => r.state === 'pending' && r.domain === d)) out.push(key);
+      if (out.length >= limit) break;
+    }
+    return out;
+  }
+
+  /**
    * Apply hold / release / retry to every message with a pending recipient in `domain`
    * (the whole message: its other recipients too). Scans the records in id order (there is
    * no domain index: O(queue) reads, done in slices of at most batchSize*20 records so the

@@ -196,3 +196,29 @@ test('bounce: every pending recipient failed 5.0.0, the DSN queued to the sender
   assert.equal(n.json.dsn_id, null);
   assert.equal(a.node.queue.get(nid), undefined);
 });
+
+test('destination bounce and delete: only that domain\'s pending recipients fail; one DSN per message for bounce, none for delete', async (t) => {
+  const a = await start(t);
+  const q = a.node.queue;
+  const onlyA = await a.inject(['x@a.test']);
+  const mixed = await a.inject(['y@a.test', 'z@b.test']);
+  const onlyB = await a.inject(['w@b.test']);
+  const bounce = await a.call('POST', '/v1/queue/destinations/A.test/bounce');
+  assert.equal(bounce.status, 200, JSON.stringify(bounce.json));
+  assert.deepEqual([bounce.json.messages, bounce.json.recipients, bounce.json.dsns, bounce.json.more], [2, 2, 2, false]);
+  assert.equal(q.get(onlyA), undefined, 'a message with only a.test recipients is gone');
+  const m = q.get(mixed)!;
+  assert.deepEqual(m.recipients.map((r) => [r.address, r.state]), [['y@a.test', 'failed'], ['z@b.test', 'pending']]);
+  assert.equal(m.recipients[0]!.lastReply?.text, 'bounced by administrator');
+  const dsns = q.list().filter((r) => r.sender === '');
+  assert.equal(dsns.length, 2, 'one DSN per bounced message, to the sender');
+  assert.deepEqual(dsns.map((d) => d.recipients[0]!.address), ['me@home.test', 'me@home.test']);
+  assert.equal(q.counts().byDomain['a.test'] ?? 0, 0);
+  const del = await a.call('DELETE', '/v1/queue/destinations/b.test');
+  assert.equal(del.status, 200);
+  assert.deepEqual([del.json.messages, del.json.recipients, del.json.dsns], [2, 2, 0]);
+  assert.equal(q.get(mixed), undefined);
+  assert.equal(q.get(onlyB), undefined);
+  assert.equal(q.list().filter((r) => r.sender === '').length, 2, 'delete sends no DSN');
+  assert.equal((await a.call('POST', '/v1/queue/destinations/bad%20domain/bounce')).status, 400);
+});

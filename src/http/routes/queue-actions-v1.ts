@@ -118,18 +118,79 @@ export const listDestinationsV1: Route<Api> = {
   },
 };
 
+/** The :domain parameter as the queue stores it (recipient.domain), or the 400 to return. */
+function domainParam(c: RouteContext): string | HttpResult {
+  const domain = c.params.domain!.toLowerCase().replace(/\.$/, '');
+  // No '@', spaces or controls.
+  // eslint-disable-next-line no-control-regex
+  if (domain === '' || domain.length > 255 || /[\s@\x00-\x1f\x7f]/.test(domain)) {
+    return fail('PST_HTTP_BAD_FIELD', `domain: ${JSON.stringify(c.params.domain)} is not a domain`);
+  }
+  return domain;
+}
+
+/**
+ * Bounce (DSN to each sender) or delete (no DSN) the pending recipients of one domain, at most
+ * DESTINATION_BATCH messages per request (`more: true` says to call again). As for one
+ * message, the DSN is queued before the recipients are failed: a crash can duplicate one,
+ * never lose one; a message leased meanwhile is skipped (and counted).
+ */
+function destinationFail(action: 'bounce' | 'delete'): Route<Api> {
+  return {
+    method: action === 'bounce' ? 'POST' : 'DELETE',
+    path: action === 'bounce' ? '/v1/queue/destinations/:domain/bounce' : '/v1/queue/destinations/:domain',
+    auth: true,
+    handler: async (c, api) => {
+      const domain = domainParam(c);
+      if (typeof domain !== 'string') return domain;
+      const q = api.deps.queue;
+      const reply: ReplyRecord = { ...BOUNCE_REPLY, text: action === 'bounce' ? 'bounced by administrator' : 'deleted by administrator' };
+      try {
+        const ids = q.idsForDomain(domain, DESTINATION_BATCH + 1);
+        let recipients = 0;
+        let messages = 0;
+        let skipped = 0;
+        let dsns = 0;
+        for (const id of ids.slice(0, DESTINATION_BATCH)) {
+          const rec = q.get(id);
+          if (!rec || rec.state === 'leased') {
+            skipped++;
+            continue;
+          }
+          if (action === 'bounce') {
+            const pending = rec.recipients.filter((r) => r.state === 'pending' && r.domain === domain);
+            const original = q.withBody(id, (b) => Buffer.from(b));
+            if ((await queueBounce(api, rec, pending, original)) !== null) dsns++;
+          }
+          const r = await q.failDomainRecipients(id, domain, reply);
+          if (r.leased) {
+            skipped++;
+            continue;
+          }
+          messages++;
+          recipients += r.failed.length;
+        }
+        if (dsns > 0) api.deps.onQueued?.();
+        api.deps.log.info({ domain, action, messages, recipients, skipped, dsns, by: c.clientIp }, 'destination action over HTTP');
+        return ok({ domain, action, messages, recipients, skipped, dsns, more: ids.length > DESTINATION_BATCH });
+      } catch (err) {
+        return queueFailure(err);
+      }
+    },
+  };
+}
+
+export const bounceDestinationV1 = destinationFail('bounce');
+export const deleteDestinationV1 = destinationFail('delete');
+
 function destinationAction(action: 'hold' | 'release' | 'retry'): Route<Api> {
   return {
     method: 'POST',
     path: `/v1/queue/destinations/:domain/${action}`,
     auth: true,
     handler: async (c, api) => {
-      const domain = c.params.domain!.toLowerCase().replace(/\.$/, '');
-      // A domain as the queue stores it (recipient.domain): no '@', spaces or controls.
-      // eslint-disable-next-line no-control-regex
-      if (domain === '' || domain.length > 255 || /[\s@\x00-\x1f\x7f]/.test(domain)) {
-        return fail('PST_HTTP_BAD_FIELD', `domain: ${JSON.stringify(c.params.domain)} is not a domain`);
-      }
+      const domain = domainParam(c);
+      if (typeof domain !== 'string') return domain;
       try {
         const n = await api.deps.queue.applyToDomain(domain, action, DESTINATION_BATCH);
         if (action !== 'hold' && n > 0) api.deps.onQueued?.();
