@@ -23,6 +23,7 @@ import { Progress } from './lib/progress.js';
 import { markdown, summarize, svg, type Row } from './lib/report.js';
 import { repoRoot } from './lib/postern.js';
 import { havePostfix } from './lib/postfix.js';
+import { targetAvailable } from './lib/targets.js';
 import { haveSmtpSource } from './lib/smtp-source.js';
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
@@ -103,7 +104,8 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   say(`targets: postern${k.peers.length ? ', ' + k.peers.join(', ') : ''}; ${k.runs} interleaved run(s) each; client ${k.client}\n`);
   const measurements: Measurement[] = [];
   for (const s of chosen) {
-    say(`- ${s.name}: ${s.describe(k)}`);
+    const left = k.peers.filter((p) => !s.targets(k).includes(p));
+    say(`- ${s.name}: ${s.describe(k)}${left.length ? ` (not ${left.join(', ')}: no such target for this scenario)` : ''}`);
     const ms = await s.run(k);
     measurements.push(...ms);
     for (const m of ms.filter((x) => !x.ok)) say(`  FAILED ${m.scenario} ${m.variant} ${m.target} run ${m.run}: ${m.error}`);
@@ -143,15 +145,15 @@ function parseArgs(argv: string[]): { scenarios: string[]; peers: PeerName[]; ru
     else if (a === '--compare' || a.startsWith('--compare=')) peers = val().split(',').map((s) => s.trim()).filter((s) => s && s !== 'postern');
     else if (a === '--runs' || a.startsWith('--runs=')) runs = Math.max(1, Math.floor(Number(val())) || 1);
     else if (a === '--help' || a === '-h') {
-      console.log(`usage: node build/bench/index.js [--scenarios ${SCENARIO_NAMES.join(',')}] [--compare postfix] [--runs N]\n(knobs: see the head of bench/index.ts)`);
+      console.log(`usage: node build/bench/index.js [--scenarios ${SCENARIO_NAMES.join(',')}] [--compare postfix,haraka,smtp-server] [--runs N]\n(knobs: see the head of bench/index.ts)`);
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
   for (const s of scenarios) if (!SCENARIO_NAMES.includes(s)) throw new Error(`unknown scenario ${s}: ${SCENARIO_NAMES.join(', ')}`);
   for (const p of peers) {
     if (!KNOWN_PEERS.includes(p)) throw new Error(`--compare: unknown peer ${p} (${KNOWN_PEERS.join(', ')})`);
-    if (p !== 'postfix') throw new Error(`--compare ${p}: that peer's target is not built yet (only postfix); see BENCHMARKS.md`);
-    if (!havePostfix()) throw new Error('--compare postfix, but Postfix is not installed: run scripts/install-peers.sh');
+    if (p === 'postfix' && !havePostfix()) throw new Error('--compare postfix, but Postfix is not installed: run scripts/install-peers.sh');
+    if ((p === 'haraka' || p === 'smtp-server') && !targetAvailable(p)) throw new Error(`--compare ${p}, but it is not installed in bench/.peers: run scripts/install-peers.sh`);
   }
   return { scenarios, peers: peers as PeerName[], runs };
 }

@@ -57,14 +57,21 @@ if [ ! -f "$PEERS_DIR/package.json" ]; then
 }
 JSON
 fi
+# Pinned: both declare engines node >=20 and were run on Node 20 by the bench (Haraka's
+# node-gyp dependency pulls a few helpers whose engines say >=22: npm warns EBADENGINE, and
+# they are never loaded — node-gyp only builds optional native plugins, which the bench skips).
+HARAKA_VERSION=3.3.4
+SMTP_SERVER_VERSION=3.21.6
+installed() { node -p "try { require('$PEERS_DIR/node_modules/$1/package.json').version } catch { '' }" 2>/dev/null; }
 missing=()
-[ -f "$PEERS_DIR/node_modules/Haraka/package.json" ] || missing+=(Haraka)
-[ -f "$PEERS_DIR/node_modules/smtp-server/package.json" ] || missing+=(smtp-server)
+[ "$(installed Haraka)" = "$HARAKA_VERSION" ] || missing+=("Haraka@$HARAKA_VERSION")
+[ "$(installed smtp-server)" = "$SMTP_SERVER_VERSION" ] || missing+=("smtp-server@$SMTP_SERVER_VERSION")
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-peers: npm install ${missing[*]} into bench/.peers"
-  (cd "$PEERS_DIR" && npm install --no-audit --no-fund --save "${missing[@]}")
+  # --ignore-scripts: no native builds (modern-syslog, for Haraka's syslog plugin, is not used).
+  npm install --prefix "$PEERS_DIR" --no-audit --no-fund --ignore-scripts --save-exact --loglevel=error "${missing[@]}"
 else
-  echo "install-peers: Haraka and smtp-server already in bench/.peers"
+  echo "install-peers: Haraka $HARAKA_VERSION and smtp-server $SMTP_SERVER_VERSION already in bench/.peers"
 fi
 
 echo "install-peers: done"

@@ -1,17 +1,22 @@
 // The targets of the accept benchmark behind one interface: postern (durable, LMDB queue),
 // a private Postfix (durable, its queue files), and two discarding sinks that store nothing —
 // ours (bench/lib/sink.ts, in its own node process) and Postfix's smtp-sink — which measure the
-// client's ceiling. Every server binds 127.0.0.1 on a free port and is ended by its PID.
+// client's ceiling; and the npm peers from bench/.peers (scripts/install-peers.sh): Haraka
+// (durable: its outbound queue folder, bench/lib/haraka.ts) and nodemailer's smtp-server writing
+// each message to a file with fsync (bench/lib/smtp-server-peer.ts, in its own node process).
+// Every server binds 127.0.0.1 on a free port and is ended by its PID.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startPostern } from './postern.js';
 import { lmdbLastTxnId } from './lmdb-stats.js';
 import { startPostfix, havePostfix } from './postfix.js';
+import { haveHaraka, peerPackage, startHaraka } from './haraka.js';
 import { freePort, pidAlive, statusKiB, treeCpuSeconds, waitForPort } from './proc.js';
 
-export type TargetName = 'postern' | 'postfix' | 'sink' | 'smtp-sink';
+export type TargetName = 'postern' | 'postfix' | 'haraka' | 'smtp-server' | 'sink' | 'smtp-sink';
 
 export const SMTP_SINK = '/usr/sbin/smtp-sink';
 
@@ -24,6 +29,10 @@ export function targetAvailable(name: TargetName): boolean {
       return havePostfix();
     case 'smtp-sink':
       return existsSync(SMTP_SINK);
+    case 'haraka':
+      return haveHaraka();
+    case 'smtp-server':
+      return peerPackage('smtp-server') !== null;
   }
 }
 
@@ -116,6 +125,68 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
           const problems = pf.problems();
           pf.remove();
           return { stored: files.total, reported: null, lastTxnId: null, problems, detail: { queueFiles: files } };
+        },
+      };
+    }
+    case 'haraka': {
+      const h = await startHaraka({ port });
+      return {
+        name,
+        durable: true,
+        port,
+        mainPid: h.pid,
+        pids: () => (pidAlive(h.pid) ? [h.pid] : []),
+        cpuSeconds: () => treeCpuSeconds(h.pid, false),
+        hwmKiB: () => statusKiB(h.pid, 'VmHWM'),
+        async finish() {
+          const stored = h.queueFiles();
+          const stop = await h.stop();
+          const problems = h.problems();
+          if (stop.killed) problems.push('did not exit within 15 s of SIGTERM: killed');
+          h.remove();
+          return { stored, reported: null, lastTxnId: null, problems, detail: { queueFiles: stored } };
+        },
+      };
+    }
+    case 'smtp-server': {
+      const script = join(dirname(fileURLToPath(import.meta.url)), 'smtp-server-peer.js');
+      const dir = mkdtempSync(join(tmpdir(), 'postern-bench-smtp-server-'));
+      const child = spawn(process.execPath, [script, '--port', String(port), '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (err = (err + d).slice(-4000)));
+      try {
+        await waitForPort(port, 15_000, () => child.exitCode === null);
+      } catch (e) {
+        if (child.exitCode === null) child.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+        throw new Error(`smtp-server peer did not listen: ${(e as Error).message}: ${err.slice(-800)}`);
+      }
+      const pid = child.pid!;
+      return {
+        name,
+        durable: true,
+        port,
+        mainPid: pid,
+        pids: () => (pidAlive(pid) ? [pid] : []),
+        cpuSeconds: () => treeCpuSeconds(pid, false),
+        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        async finish() {
+          const stored = readdirSync(dir).filter((f) => f.endsWith('.eml')).length;
+          await killAndWait(child, 'SIGTERM', 10_000);
+          let reported: number | null = null;
+          try {
+            reported = (JSON.parse(out.trim().split('\n').pop() ?? '') as { messages: number }).messages;
+          } catch {
+            /* killed before it could say */
+          }
+          rmSync(dir, { recursive: true, force: true });
+          const problems = err
+            .split('\n')
+            .filter((l) => l.trim() && !l.includes('listening on'))
+            .slice(0, 5);
+          return { stored, reported, lastTxnId: null, problems, detail: { files: stored } };
         },
       };
     }

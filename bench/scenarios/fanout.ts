@@ -2,7 +2,7 @@
 // one message accepted, R deliveries made. Messages per run: BENCH_MESSAGES / 10 (at least 10),
 // so the deliveries stay within the other scenarios' order of magnitude. The figure is
 // messages/s end to end; deliveries/s (= × R) is in the JSON.
-import { allTargets, interleave, kib, relayRun, type Knobs, type Scenario } from './common.js';
+import { interleave, relayTargets, kib, relayRun, type Knobs, type Scenario } from './common.js';
 
 export function fanoutMessages(k: Knobs): number {
   return Math.max(10, Math.floor(k.messages / 10));
@@ -11,6 +11,6 @@ export function fanoutMessages(k: Knobs): number {
 export const fanout: Scenario = {
   name: 'fanout',
   describe: (k) => `fanout: ${fanoutMessages(k)} × ${kib(k.size)} with ${k.fanoutRecipients} recipients each, relayed to the sink, end to end`,
-  targets: allTargets,
-  run: (k) => interleave(k, 'fanout', [k.fanoutRecipients], allTargets(k), (r) => `${r} rcpts`, (r, t, run) => relayRun(k, { scenario: 'fanout', variant: `${r} rcpts`, x: r, target: t, run, messages: fanoutMessages(k), size: k.size, recipients: r })),
+  targets: relayTargets,
+  run: (k) => interleave(k, 'fanout', [k.fanoutRecipients], relayTargets(k), (r) => `${r} rcpts`, (r, t, run) => relayRun(k, { scenario: 'fanout', variant: `${r} rcpts`, x: r, target: t, run, messages: fanoutMessages(k), size: k.size, recipients: r })),
 };

@@ -1,11 +1,11 @@
 // relay: end-to-end relay rate — BENCH_MESSAGES × BENCH_SIZE injected, relayed to a discarding
 // sink on loopback (ours, or smtp-sink with BENCH_SINK=smtp-sink), timed from the first injection
 // to the last receipt at the sink. bench/relay.ts's relayOnce (Postfix: bench/peers/postfix-relay).
-import { allTargets, interleave, kib, relayRun, type Scenario } from './common.js';
+import { interleave, relayTargets, kib, relayRun, type Scenario } from './common.js';
 
 export const relay: Scenario = {
   name: 'relay',
   describe: (k) => `relay to a sink: ${k.messages} × ${kib(k.size)}, 1 recipient, ${k.connections} inbound sessions, end to end`,
-  targets: allTargets,
-  run: (k) => interleave(k, 'relay', [''], allTargets(k), () => '', (_v, t, run) => relayRun(k, { scenario: 'relay', variant: '', x: null, target: t, run, messages: k.messages, size: k.size, recipients: 1 })),
+  targets: relayTargets,
+  run: (k) => interleave(k, 'relay', [''], relayTargets(k), () => '', (_v, t, run) => relayRun(k, { scenario: 'relay', variant: '', x: null, target: t, run, messages: k.messages, size: k.size, recipients: 1 })),
 };
