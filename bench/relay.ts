@@ -25,6 +25,7 @@ import { freePort, MemorySampler, statusKiB, treeCpuSeconds, pidAlive } from './
 import { inject, haveSmtpSource, type ClientName, type InjectResult } from './lib/relay-inject.js';
 import { startRelaySink, haveSmtpSink, type SinkName, type RelaySink } from './lib/relay-sink.js';
 import { startPostfixRelay, havePostfix } from './lib/relay-postfix.js';
+import { startHaraka } from './lib/haraka.js';
 
 export interface RelayOptions {
   messages: number;
@@ -77,7 +78,7 @@ if (!(N >= 1 && SIZE >= 0 && CONNS >= 1 && OUT_CONNS >= 1 && RCPTS >= 1 && RUNS 
 }
 const CLI_OPTIONS: RelayOptions = { messages: N, size: SIZE, connections: CONNS, outConnections: OUT_CONNS, recipients: RCPTS, timeLimitMs: TIME_LIMIT_MS, client: CLIENT, sink: SINK, posternEnv: POSTERN_ENV, postfixSet: POSTFIX_SET };
 
-export type RelayTargetName = 'postern' | 'postfix';
+export type RelayTargetName = 'postern' | 'postfix' | 'haraka';
 type TargetName = RelayTargetName;
 
 export interface RunResult {
@@ -136,6 +137,30 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number, o: R
         if (stop.exitCode !== 0 && !stop.killed) problems.push(`exit ${stop.exitCode} ${stop.signal}: ${p.stderrTail().slice(-300)}`);
         p.remove();
         return { left: q?.total ?? null, problems, detail: { shutdownMs: stop.shutdownMs, queue: q, logSamples: p.problemLines } };
+      },
+    };
+  }
+  if (name === 'haraka') {
+    // bench/peers/haraka in relay mode: outbound on, every delivery to the sink, at most
+    // outConnections deliveries at once (outbound.ini concurrency_max).
+    const h = await startHaraka({ port, relay: { sinkPort: sink.port, concurrency: o.outConnections } });
+    return {
+      pids: () => (pidAlive(h.pid) ? [h.pid] : []),
+      cpu: () => treeCpuSeconds(h.pid, false),
+      hwm: () => statusKiB(h.pid, 'VmHWM'),
+      async finish() {
+        // A queue file goes once its delivery is answered: give outbound a moment to unlink.
+        const deadline = Date.now() + 10_000;
+        let files = h.queueFiles();
+        while (files > 0 && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 100));
+          files = h.queueFiles();
+        }
+        const stop = await h.stop();
+        const problems = h.problems();
+        if (stop.killed) problems.push('did not exit within 15 s of SIGTERM: killed');
+        h.remove();
+        return { left: files, problems, detail: { queueFiles: files } };
       },
     };
   }

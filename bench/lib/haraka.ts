@@ -4,6 +4,9 @@
 // the instance's queue/ (Haraka writes it, fsyncs it and renames it into place before the 250).
 // Haraka and its dependencies come from bench/.peers (scripts/install-peers.sh). One node
 // process, started as our child and ended by its PID.
+// Relay mode (opts.relay, the relay and fanout scenarios): bench/peers/haraka/relay/config is
+// copied over that — outbound delivery on, concurrency_max = the outbound connection budget, and
+// plugins/bench_sink_mx.js routing every delivery to the sink on 127.0.0.1:relay.sinkPort.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,7 +54,14 @@ const PROBLEM = /\[(WARN|ERROR|CRIT|ALERT|EMERG)\]|Error|error:/;
  * instance (no STARTTLS here) it logs these two errors, which say nothing about the run. */
 const HARMLESS = /tls (key|cert) \S+ could not be loaded/;
 
-export async function startHaraka(opts: { port: number }): Promise<Haraka> {
+export interface HarakaOptions {
+  port: number;
+  /** Relay mode: deliver every message to the sink on 127.0.0.1:sinkPort, at most `concurrency`
+   * deliveries at once (outbound.ini concurrency_max). Without it outbound delivery is disabled. */
+  relay?: { sinkPort: number; concurrency: number };
+}
+
+export async function startHaraka(opts: HarakaOptions): Promise<Haraka> {
   const bin = haraka();
   const templates = benchDir(join('peers', 'haraka'), join('config', 'plugins'));
   if (!bin || !templates) throw new Error('Haraka is not installed in bench/.peers: run scripts/install-peers.sh');
@@ -64,8 +74,17 @@ export async function startHaraka(opts: { port: number }): Promise<Haraka> {
   }
   cpSync(join(templates, 'config'), join(inst, 'config'), { recursive: true });
   cpSync(join(templates, 'plugins'), join(inst, 'plugins'), { recursive: true });
-  const smtpIni = join(inst, 'config', 'smtp.ini');
-  writeFileSync(smtpIni, readFileSync(smtpIni, 'utf8').replaceAll('@PORT@', String(opts.port)));
+  const fill = (file: string, vars: Record<string, string>): void => {
+    let text = readFileSync(file, 'utf8');
+    for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`@${k}@`, v);
+    writeFileSync(file, text);
+  };
+  fill(join(inst, 'config', 'smtp.ini'), { PORT: String(opts.port) });
+  if (opts.relay) {
+    cpSync(join(templates, 'relay', 'config'), join(inst, 'config'), { recursive: true });
+    fill(join(inst, 'config', 'outbound.ini'), { CONCURRENCY: String(opts.relay.concurrency) });
+    fill(join(inst, 'config', 'bench_sink_mx.ini'), { SINK_PORT: String(opts.relay.sinkPort) });
+  }
   const queue = join(inst, 'queue');
 
   const child: ChildProcess = spawn(process.execPath, [bin, '-c', inst], { cwd: inst, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, HARAKA: inst } });

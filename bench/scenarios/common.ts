@@ -72,12 +72,12 @@ export function allTargets(k: Knobs): SuiteTarget[] {
   return ['postern', ...k.peers];
 }
 
-/** The peers with a relay-path target (bench/relay.ts's relayOnce): Postfix only so far. */
-export const RELAY_PEERS: readonly PeerName[] = ['postfix'];
+/** The peers with a relay-path target (bench/relay.ts's relayOnce): Postfix and Haraka. */
+export const RELAY_PEERS: readonly PeerName[] = ['postfix', 'haraka'];
 
 /** The relay and fanout scenarios' targets: postern and the peers that have a relay target
- * (haraka and smtp-server are accept-path only: they are left out of these two scenarios,
- * which the suite's header says). */
+ * (smtp-server is accept-path only: it is left out of these two scenarios, which the suite's
+ * header says). */
 export function relayTargets(k: Knobs): SuiteTarget[] {
   return ['postern', ...k.peers.filter((p) => RELAY_PEERS.includes(p))];
 }
@@ -155,7 +155,7 @@ export async function relayRun(k: Knobs, o: { scenario: string; variant: string;
   };
   if (o.target !== 'postern' && !RELAY_PEERS.includes(o.target)) return failed(o, `${o.target}: no relay-path target yet (accept, sizes and concurrency only); see BENCHMARKS.md`);
   try {
-    const r = await relayOnce(o.target as 'postern' | 'postfix', o.run, ro);
+    const r = await relayOnce(o.target as 'postern' | 'postfix' | 'haraka', o.run, ro);
     const ok = r.elapsedMs !== null && r.injected === o.messages && r.received >= o.messages && (r.leftInQueue ?? 0) === 0;
     return {
       scenario: o.scenario,

@@ -1,7 +1,8 @@
 // fanout: messages with many recipients (BENCH_FANOUT_RECIPIENTS, 50), relayed to the sink —
 // one message accepted, R deliveries made. Messages per run: BENCH_MESSAGES / 10 (at least 10),
 // so the deliveries stay within the other scenarios' order of magnitude. The figure is
-// messages/s end to end; deliveries/s (= × R) is in the JSON.
+// messages/s end to end; deliveries/s (= × R) is in the JSON. Targets as in relay: postern,
+// Postfix and Haraka (relay mode, bench/peers/haraka/README.md).
 import { interleave, relayTargets, kib, relayRun, type Knobs, type Scenario } from './common.js';
 
 export function fanoutMessages(k: Knobs): number {
