@@ -83,6 +83,16 @@ async function killAndWait(c: ChildProcess, signal: NodeJS.Signals, timeoutMs: n
   clearTimeout(timer);
 }
 
+/** mainPid, pids, cpuSeconds and hwmKiB of a target that runs as one process. */
+function singleProcess(pid: number): Pick<Target, 'mainPid' | 'pids' | 'cpuSeconds' | 'hwmKiB'> {
+  return {
+    mainPid: pid,
+    pids: () => (pidAlive(pid) ? [pid] : []),
+    cpuSeconds: () => treeCpuSeconds(pid, false),
+    hwmKiB: () => statusKiB(pid, 'VmHWM'),
+  };
+}
+
 export async function startTarget(name: TargetName, opts: TargetOptions = {}): Promise<Target> {
   const port = await freePort();
   switch (name) {
@@ -92,10 +102,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         name,
         durable: true,
         port,
-        mainPid: p.pid,
-        pids: () => (pidAlive(p.pid) ? [p.pid] : []),
-        cpuSeconds: () => treeCpuSeconds(p.pid, false),
-        hwmKiB: () => statusKiB(p.pid, 'VmHWM'),
+        ...singleProcess(p.pid),
         async finish() {
           const stop = await p.stop();
           const counts = p.queueCounts();
@@ -134,10 +141,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         name,
         durable: true,
         port,
-        mainPid: h.pid,
-        pids: () => (pidAlive(h.pid) ? [h.pid] : []),
-        cpuSeconds: () => treeCpuSeconds(h.pid, false),
-        hwmKiB: () => statusKiB(h.pid, 'VmHWM'),
+        ...singleProcess(h.pid),
         async finish() {
           const stored = h.queueFiles();
           const stop = await h.stop();
@@ -168,10 +172,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         name,
         durable: true,
         port,
-        mainPid: pid,
-        pids: () => (pidAlive(pid) ? [pid] : []),
-        cpuSeconds: () => treeCpuSeconds(pid, false),
-        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        ...singleProcess(pid),
         async finish() {
           const stored = readdirSync(dir).filter((f) => f.endsWith('.eml')).length;
           await killAndWait(child, 'SIGTERM', 10_000);
@@ -201,10 +202,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         name,
         durable: false,
         port,
-        mainPid: pid,
-        pids: () => (pidAlive(pid) ? [pid] : []),
-        cpuSeconds: () => treeCpuSeconds(pid, false),
-        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        ...singleProcess(pid),
         async finish() {
           await killAndWait(child, 'SIGTERM', 10_000);
           const last = out.trim().split('\n').pop() ?? '';
@@ -230,10 +228,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
         name,
         durable: false,
         port,
-        mainPid: pid,
-        pids: () => (pidAlive(pid) ? [pid] : []),
-        cpuSeconds: () => treeCpuSeconds(pid, false),
-        hwmKiB: () => statusKiB(pid, 'VmHWM'),
+        ...singleProcess(pid),
         async finish() {
           await killAndWait(child, 'SIGTERM', 10_000);
           return { stored: null, reported: null, lastTxnId: null, problems: err.trim() ? [err.trim().slice(0, 500)] : [], detail: {} };

@@ -43,7 +43,8 @@ function replyView(r: ReplyRecord | undefined): ReplyView | null {
   };
 }
 
-export function messageView(m: MessageRecord): MessageView {
+/** The fields the full view and the summary share. */
+function messageHead(m: MessageRecord): Omit<MessageView, 'recipients' | 'client' | 'lease'> {
   return {
     id: m.id,
     state: m.state,
@@ -53,6 +54,12 @@ export function messageView(m: MessageRecord): MessageView {
     next_attempt_at: iso(m.nextAttemptAt),
     attempts: m.attempts,
     size: m.size,
+  };
+}
+
+export function messageView(m: MessageRecord): MessageView {
+  return {
+    ...messageHead(m),
     recipients: m.recipients.map((r) => ({ address: r.address, domain: r.domain, state: r.state, attempts: r.attempts, last_reply: replyView(r.lastReply) })),
     client: m.client ?? null,
     lease: m.lease ? { owner: m.lease.owner, expires_at: iso(m.lease.expiresAt) } : null,
@@ -62,14 +69,7 @@ export function messageView(m: MessageRecord): MessageView {
 /** The shorter form used by the list endpoint. */
 export function messageSummary(m: MessageRecord): Omit<MessageView, 'recipients' | 'client' | 'lease'> & { recipients: number; pending: number } {
   return {
-    id: m.id,
-    state: m.state,
-    priority: PRIORITY_NAMES[m.priority],
-    sender: m.sender,
-    received_at: iso(m.receivedAt),
-    next_attempt_at: iso(m.nextAttemptAt),
-    attempts: m.attempts,
-    size: m.size,
+    ...messageHead(m),
     recipients: m.recipients.length,
     pending: m.recipients.reduce((n, r) => n + (r.state === 'pending' ? 1 : 0), 0),
   };
