@@ -1,19 +1,24 @@
 // `npm run bench:filter`: the filter stage (src/filter/pool.ts) measured on its own, no SMTP.
 //
-//   classifier   SpamModel.score in this thread, no pool: the ceiling of one core
-//   pool N/spam  FilterPool with N workers and the built-in spam filter, fed test messages with a
-//                bounded number in flight: 1 per worker (no queueing, so totalMs - filterMs is the
-//                hand-off alone) and 2 per worker (saturated; totalMs then includes the wait for a
-//                free worker)
-//   pool 1/noop  FilterPool with one worker and a filter module that only returns accept: the
-//                fixed cost of one message through the pool (transfer there and back, composing,
-//                Piscina's messaging, this thread's event loop)
+//   classifier        SpamModel.score in this thread, no pool: the ceiling of one core
+//   pool Nw, 1/worker FilterPool with N workers and the built-in spam filter, one message in flight
+//                     per worker: no queueing, so total - filter is the hand-off's latency (two
+//                     thread wake-ups, the transfers, composing)
+//   pool Nw, saturated  SAT_PER_WORKER messages in flight per worker: the pool batches them
+//                     (POSTERN_FILTER_BATCH), the throughput case
+//   ... batch 1       the same load with one Piscina task per message (maxBatch 1), for comparison
+//   pool 1w no-op     a filter module that only returns accept: the fixed cost per message
 //
-// Per phase: messages/s, MB/s, p50/p99 totalMs, mean filterMs, mean (totalMs - filterMs) and the
-// hand-off overhead = mean(totalMs - filterMs) / mean(filterMs), the share of the worker's time
-// spent in the filters (rate x mean filterMs / workers), peak RSS of the process (workers are
-// threads, so they are in it) sampled every 20 ms, this thread's event-loop utilisation, the
-// process CPU per message (all threads), and the verdicts. Prints a markdown table.
+// The hand-off overhead, per message, against the time the filters took (mean filter ms):
+//   latency   mean(total - filter) at one in flight per worker: what a single message waits
+//   worker    workers / rate - mean filter: worker time per message spent outside the filters
+//             (receiving, composing, Piscina) when the workers never wait for work
+//   CPU       process CPU per message (all threads, this one included) - mean filter: every
+//             cycle the pool costs on top of the filters, GC threads and the bench's own driving
+//             included (it copies each message into a fresh buffer, as the acceptor makes one)
+// Also: messages/s, MB/s, p50/p99 total ms, mean batch, the share of the workers' time spent
+// in the filters, peak RSS (workers are threads, so they are in it) sampled every 20 ms, this
+// thread's event-loop utilisation, and the verdicts. Prints a markdown table.
 //
 // Corpus: the SpamAssassin split (default /tmp/spam-eval, made by ../shared/spam/split.mjs
 // --seed 1 from /tmp/spamdata) when present: the model is trained on train/, the pool is fed
@@ -31,7 +36,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { FilterPool, type FilterOutcome } from '../src/filter/pool.js';
+import { DEFAULT_MAX_BATCH, FilterPool, type FilterOutcome } from '../src/filter/pool.js';
 import type { FilterEnvelope, Verdict } from '../src/filter/messages.js';
 import { SpamModel, train, type TrainOptions } from '../src/filter/spam/model.js';
 import { listFiles } from '../src/filter/spam/cli.js';
@@ -66,8 +71,14 @@ export interface PhaseResult {
   meanTotalMs: number;
   meanFilterMs: number;
   meanHandoffMs: number;
-  /** mean(totalMs - filterMs) / mean(filterMs); Infinity-free: NaN when filterMs is 0. */
+  /** mean(totalMs - filterMs) / mean(filterMs); NaN when filterMs is 0. */
   handoffRatio: number;
+  /** Worker time per message outside the filters, ms: workers / rate - mean filterMs. */
+  workerHandoffMs: number;
+  /** CPU (all threads) per message outside the filters, ms: cpu per message - mean filterMs. */
+  cpuHandoffMs: number;
+  /** Messages per Piscina task. */
+  meanBatch: number;
   /** rate x mean filterMs / workers: how much of the workers' time went into the filters. */
   filterShare: number;
   peakRssMB: number;
@@ -86,6 +97,9 @@ export interface FilterBenchResult {
   baselineRssMB: number;
   phases: PhaseResult[];
 }
+
+/** Messages in flight per worker in the saturated phases (batches form behind a busy worker). */
+export const SAT_PER_WORKER = 128;
 
 export const DEFAULT_OPTIONS: FilterBenchOptions = {
   seconds: 10,
@@ -192,7 +206,7 @@ function classifierPhase(model: SpamModel, test: Buffer[], o: FilterBenchOptions
   const meanFilterMs = (seconds * 1000) / n;
   return {
     name: 'classifier (this thread)', workers: 0, inFlight: 1, messages: n, bytes, seconds, msgPerS: n / seconds, mbPerS: bytes / 1e6 / seconds,
-    p50TotalMs: NaN, p99TotalMs: NaN, meanTotalMs: meanFilterMs, meanFilterMs, meanHandoffMs: 0, handoffRatio: 0, filterShare: 1, peakRssMB, mainElu: 1, cpuUsPerMsg: (cpu.user + cpu.system) / n, verdicts: {}, missing: 0,
+    p50TotalMs: NaN, p99TotalMs: NaN, meanTotalMs: meanFilterMs, meanFilterMs, meanHandoffMs: 0, handoffRatio: 0, workerHandoffMs: 0, cpuHandoffMs: (cpu.user + cpu.system) / n / 1000 - meanFilterMs, meanBatch: 1, filterShare: 1, peakRssMB, mainElu: 1, cpuUsPerMsg: (cpu.user + cpu.system) / n, verdicts: {}, missing: 0,
   };
 }
 
@@ -202,6 +216,7 @@ async function poolPhase(name: string, pool: FilterPool, workers: number, inFlig
   await drive(pool, inFlight, test, warm, Number.POSITIVE_INFINITY, () => {});
   const stop = rssSampler();
   const totals: number[] = [], filters: number[] = [];
+  let batches = 0;
   const verdicts: PhaseResult['verdicts'] = {};
   let bytes = 0;
   const cpu0 = process.cpuUsage();
@@ -210,6 +225,7 @@ async function poolPhase(name: string, pool: FilterPool, workers: number, inFlig
   const sent = await drive(pool, inFlight, test, o.messages, t0 + o.seconds * 1000, (r, size) => {
     totals.push(r.totalMs);
     filters.push(r.filterMs);
+    batches += 1 / r.batch; // a message in a batch of k is 1/k of a Piscina task
     verdicts[r.verdict.action] = (verdicts[r.verdict.action] ?? 0) + 1;
     bytes += size;
   });
@@ -222,12 +238,16 @@ async function poolPhase(name: string, pool: FilterPool, workers: number, inFlig
   const meanTotalMs = totals.reduce((a, b) => a + b, 0) / n;
   const meanFilterMs = filters.reduce((a, b) => a + b, 0) / n;
   const meanHandoffMs = meanTotalMs - meanFilterMs;
+  const cpuUsPerMsg = (cpu.user + cpu.system) / n;
   return {
     name, workers, inFlight, messages: n, bytes, seconds, msgPerS: n / seconds, mbPerS: bytes / 1e6 / seconds,
     p50TotalMs: quantile(sorted, 0.5), p99TotalMs: quantile(sorted, 0.99), meanTotalMs, meanFilterMs, meanHandoffMs,
     handoffRatio: meanFilterMs > 0 ? meanHandoffMs / meanFilterMs : NaN,
+    workerHandoffMs: (workers * seconds * 1000) / n - meanFilterMs,
+    cpuHandoffMs: cpuUsPerMsg / 1000 - meanFilterMs,
+    meanBatch: n / batches,
     filterShare: ((n / seconds) * meanFilterMs) / 1000 / workers,
-    peakRssMB, mainElu: elu.utilization, cpuUsPerMsg: (cpu.user + cpu.system) / n, verdicts, missing: sent - n,
+    peakRssMB, mainElu: elu.utilization, cpuUsPerMsg, verdicts, missing: sent - n,
   };
 }
 
@@ -283,21 +303,27 @@ export async function runFilterBench(opts: Partial<FilterBenchOptions> = {}): Pr
     o.log('classifier alone...');
     phases.push(classifierPhase(model, corpus.test, o));
     const spam = { model: modelFile, tagScore: null, rejectScore: null };
+    const saturated = (w: number): number => SAT_PER_WORKER * w;
     for (const w of o.workers) {
-      const pool = new FilterPool({ workers: w, modules: [], spam, timeoutMs: 30_000, maxQueue: 4 * w });
-      try {
-        for (const inFlight of [w, 2 * w]) {
-          o.log(`pool ${w} worker(s), spam filter, ${inFlight} in flight...`);
-          phases.push(await poolPhase(`pool ${w}w spam, ${inFlight} in flight`, pool, w, inFlight, corpus.test, o));
+      for (const maxBatch of [DEFAULT_MAX_BATCH, 1]) {
+        const pool = new FilterPool({ workers: w, modules: [], spam, timeoutMs: 30_000, maxQueue: saturated(w), maxBatch });
+        try {
+          if (maxBatch > 1) {
+            o.log(`pool ${w} worker(s), spam filter, 1 in flight per worker...`);
+            phases.push(await poolPhase(`pool ${w}w spam, ${w} in flight`, pool, w, w, corpus.test, o));
+          }
+          o.log(`pool ${w} worker(s), spam filter, saturated, batch ${maxBatch}...`);
+          phases.push(await poolPhase(`pool ${w}w spam, ${saturated(w)} in flight${maxBatch === 1 ? ', batch 1' : ''}`, pool, w, saturated(w), corpus.test, o));
+        } finally {
+          await pool.close();
         }
-      } finally {
-        await pool.close();
       }
     }
-    const pool = new FilterPool({ workers: 1, modules: [noop], timeoutMs: 30_000, maxQueue: 4 });
+    const pool = new FilterPool({ workers: 1, modules: [noop], timeoutMs: 30_000, maxQueue: saturated(1) });
     try {
       o.log('pool 1 worker, no-op filter...');
       phases.push(await poolPhase('pool 1w no-op, 1 in flight', pool, 1, 1, corpus.test, o));
+      phases.push(await poolPhase(`pool 1w no-op, ${saturated(1)} in flight`, pool, 1, saturated(1), corpus.test, o));
     } finally {
       await pool.close();
     }
@@ -321,12 +347,17 @@ export function formatResult(r: FilterBenchResult): string {
       (r.model.trainSeconds !== null ? `, trained in ${r.model.trainSeconds.toFixed(1)} s` : ''),
     `node ${process.version}, ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}); RSS before the phases ${r.baselineRssMB.toFixed(0)} MB`,
     '',
-    '| phase | msg/s | MB/s | p50 total ms | p99 total ms | mean filter ms | mean total − filter ms | hand-off / filter | filter share of worker time | main thread busy | CPU µs/msg (all threads) | peak RSS MB | verdicts |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| phase | msg/s | MB/s | p50 total ms | p99 total ms | mean batch | mean filter ms | hand-off latency ms (/ filter) | hand-off worker time ms (/ filter) | hand-off CPU ms (/ filter) | filter share of worker time | main thread busy | peak RSS MB | verdicts |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
+  const withRatio = (ms: number, filter: number): string => (Number.isFinite(ms) ? `${f(ms, 3)} (${filter > 0 ? pct(ms / filter) : '–'})` : '–');
   for (const p of r.phases) {
     const v = Object.entries(p.verdicts).map(([k, n]) => `${k} ${n}`).join(', ') || '–';
-    lines.push(`| ${p.name} | ${p.msgPerS.toFixed(0)} | ${f(p.mbPerS)} | ${f(p.p50TotalMs, 3)} | ${f(p.p99TotalMs, 3)} | ${f(p.meanFilterMs, 3)} | ${f(p.meanHandoffMs, 3)} | ${p.workers ? pct(p.handoffRatio) : '–'} | ${pct(p.filterShare)} | ${p.workers ? pct(p.mainElu) : '–'} | ${p.cpuUsPerMsg.toFixed(0)} | ${p.peakRssMB.toFixed(0)} | ${v} |`);
+    const pool = p.workers > 0;
+    // latency is only the hand-off's when nothing queues (one in flight per worker)
+    const latency = pool && p.inFlight === p.workers ? withRatio(p.meanHandoffMs, p.meanFilterMs) : '–';
+    const worker = pool ? withRatio(p.workerHandoffMs, p.meanFilterMs) : '–';
+    lines.push(`| ${p.name} | ${p.msgPerS.toFixed(0)} | ${f(p.mbPerS)} | ${f(p.p50TotalMs, 3)} | ${f(p.p99TotalMs, 3)} | ${pool ? f(p.meanBatch, 1) : '–'} | ${f(p.meanFilterMs, 3)} | ${latency} | ${worker} | ${withRatio(p.cpuHandoffMs, p.meanFilterMs)} | ${pct(p.filterShare)} | ${pool ? pct(p.mainElu) : '–'} | ${p.peakRssMB.toFixed(0)} | ${v} |`);
   }
   return lines.join('\n');
 }

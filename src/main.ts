@@ -88,7 +88,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   }
   const filters =
     modules.length > 0 || spam || builtins.length > 0
-      ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, ...(spam ? { spam } : {}) })
+      ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, maxBatch: config.filterBatch, onError: (err) => log.warn({ err, mod: 'filter' }, 'filter worker failed outside a task'), ...(spam ? { spam } : {}) })
       : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
@@ -152,6 +152,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         ...(emit ? { onEvent: emit } : {}),
         destinations: () => delivery?.destinations ?? null,
         filterUtilization: () => filters?.utilization ?? null,
+        filterBatches: () => filters?.batchStats ?? null,
         pools: () => delivery?.poolCounts() ?? null, // [dashboard]
         ready: () => !ctx.draining,
       });

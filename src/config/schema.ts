@@ -74,6 +74,7 @@ export interface Config {
   filterModules: string;
   filterTimeoutMs: number;
   filterQueue: number;
+  filterBatch: number;
   spamModel: string;
   spamTagScore: string;
   spamRejectScore: string;
@@ -136,6 +137,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'string' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
   { key: 'filterTimeoutMs', env: 'POSTERN_FILTER_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 600000 }, default: '30s', doc: 'A filter that takes longer makes the message a temporary failure (451 4.7.1).' },
   { key: 'filterQueue', env: 'POSTERN_FILTER_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '256', doc: 'Messages waiting for a filter worker; when full, new messages get 451 4.3.2.' },
+  { key: 'filterBatch', env: 'POSTERN_FILTER_BATCH', type: { kind: 'int', min: 1, max: 1024 }, default: '64', doc: 'Most messages sent to a filter worker in one task. Batches form only while every worker already has work (a message never waits for a batch to fill); 1 = one task per message.' },
   { key: 'spamModel', env: 'POSTERN_SPAM_MODEL', type: { kind: 'path', optional: true }, default: '', doc: 'Spam model file written by `postern spam train`; enables the spam filter in the worker pool (re-read when the file changes).' },
   { key: 'spamTagScore', env: 'POSTERN_SPAM_TAG_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is tagged X-Spam-Status: Yes; empty = the threshold the model chose in training.' },
   { key: 'spamRejectScore', env: 'POSTERN_SPAM_REJECT_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is refused at the end of DATA with 550 5.7.1; empty = never reject (tag only).' },

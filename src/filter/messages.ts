@@ -26,10 +26,26 @@ export interface Verdict {
 
 export interface FilterResult {
   verdict: Verdict;
-  /** prefix + verdict headers + body, composed in the worker and moved back. */
-  body: ArrayBuffer;
+  /** Where the composed message (prefix + verdict headers + body) lies in the batch's bodies; length 0 when refused. */
+  offset: number;
+  length: number;
   /** Time spent in the filters themselves, for the hand-off overhead figure. */
   filterMs: number;
+}
+
+/** One Piscina task: the messages of a batch, answered in the same order. */
+export interface FilterBatch {
+  tasks: FilterTask[];
+  /** The batch's slot in the pool's running table (workerData.running), where the worker puts its threadId. */
+  slot: number;
+}
+
+export interface FilterBatchResult {
+  results: FilterResult[];
+  /** The batch's composed messages end to end, moved back (one ArrayBuffer for the whole batch). */
+  bodies: ArrayBuffer;
+  /** The worker's time on the whole batch (receiving excluded): filters, composing, bookkeeping. */
+  busyMs: number;
 }
 
 /** What a filter module's default export receives. */

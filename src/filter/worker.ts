@@ -1,13 +1,17 @@
-// The filter worker (a Piscina task module): runs the configured filter modules over one
-// message and composes the final body (trace prefix + filter headers + message) in this
-// thread, so the acceptor's event loop never copies or parses message bytes for filtering.
-// A filter that throws becomes a tempfail here; one that hangs is cut off by the pool's timeout.
+// The filter worker (a Piscina task module): runs the configured filter modules over each
+// message of a batch and composes its final body (trace prefix + filter headers + message) in
+// this thread, so the acceptor's event loop never copies or parses message bytes for filtering.
+// A filter that throws becomes that message's tempfail here; one that hangs is cut off by the
+// pool's timeout (which ends the whole batch).
 import { move, workerData, transferableSymbol, valueSymbol } from 'piscina';
+import { threadId } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import type { FilterFunction, FilterResult, FilterTask, Verdict } from './messages.js';
+import type { FilterBatch, FilterBatchResult, FilterFunction, FilterResult, FilterTask, Verdict } from './messages.js';
 
 const modulePaths: string[] = (workerData as { modules?: string[] } | undefined)?.modules ?? [];
+/** The pool's running table: this thread's id goes in a batch's slot while it runs it. */
+const running: Int32Array | undefined = (workerData as { running?: Int32Array } | undefined)?.running;
 let filters: Promise<FilterFunction[]> | null = null;
 
 function load(): Promise<FilterFunction[]> {
@@ -21,15 +25,24 @@ function load(): Promise<FilterFunction[]> {
   return filters;
 }
 
+/** A LF not preceded by CR: filter headers are normalised to CRLF only when they have one. */
+const BARE_LF = /(?<!\r)\n/;
+
 const SEVERITY: Record<Verdict['action'], number> = { accept: 0, quarantine: 1, tempfail: 2, reject: 3 };
 
-export default async function runFilters(task: FilterTask): Promise<FilterResult> {
-  const body = Buffer.from(task.body);
+interface Filtered {
+  verdict: Verdict;
+  filterMs: number;
+  /** What goes before the message: prefix + filter headers, or null when it is refused. */
+  head: string | null;
+}
+
+async function filterOne(fs: FilterFunction[], task: FilterTask, body: Buffer): Promise<Filtered> {
   const started = performance.now();
   let verdict: Verdict = { action: 'accept' };
   let headers = '';
   try {
-    for (const f of await load()) {
+    for (const f of fs) {
       const v = await f({ id: task.id, envelope: task.envelope, body });
       if (!v) continue;
       if (v.headers) headers += v.headers;
@@ -41,12 +54,52 @@ export default async function runFilters(task: FilterTask): Promise<FilterResult
     verdict = { action: 'tempfail', reason: `filter error: ${(err as Error)?.message ?? String(err)}` };
   }
   const filterMs = performance.now() - started;
-  const clean = headers.replace(/\r?\n(?![ \t])/g, '\r\n').replace(/(?<!\r)\n/g, '\r\n');
-  const head = Buffer.from(task.prefix + clean, 'utf8');
-  const out = new Uint8Array(new ArrayBuffer(head.length + body.length));
-  out.set(head, 0);
-  out.set(body, head.length);
-  const result: FilterResult = { verdict, body: out.buffer, filterMs };
-  // Transfer the composed body back instead of cloning it (Piscina's Transferable protocol).
-  return move({ [transferableSymbol]: [out.buffer], [valueSymbol]: result } as never) as unknown as FilterResult;
+  if (verdict.action === 'reject' || verdict.action === 'tempfail') return { verdict, filterMs, head: null };
+  return { verdict, filterMs, head: headers.length === 0 || !BARE_LF.test(headers) ? headers : headers.replace(/(?<!\r)\n/g, '\r\n') };
+}
+
+/**
+ * The batch this thread is on. The pool gives a worker its next batch while it still runs one
+ * (so it never idles waiting for the acceptor to answer); the next one starts when this one
+ * ends, never interleaved with it, so each message's filterMs is its own filters' time.
+ */
+let tail: Promise<unknown> = Promise.resolve();
+
+export default function filterBatch(batch: FilterBatch): Promise<FilterBatchResult> {
+  const run = tail.then(() => runBatch(batch));
+  tail = run.catch(() => {});
+  return run;
+}
+
+async function runBatch(batch: FilterBatch): Promise<FilterBatchResult> {
+  const started = performance.now();
+  if (running) Atomics.store(running, batch.slot, threadId);
+  const fs = await load();
+  const bodies = batch.tasks.map((t) => Buffer.from(t.body));
+  const filtered: Filtered[] = [];
+  for (let i = 0; i < bodies.length; i++) filtered.push(await filterOne(fs, batch.tasks[i]!, bodies[i]!));
+  // Compose every accepted message (trace prefix + filter headers + message) into one buffer
+  // for the whole batch: one allocation and one transfer back, whatever the batch size. The
+  // prefix arrives as latin1 text (the acceptor's bytes, one char each); filter headers are UTF-8.
+  let total = 0;
+  for (let i = 0; i < bodies.length; i++) {
+    const f = filtered[i]!;
+    if (f.head !== null) total += batch.tasks[i]!.prefix.length + Buffer.byteLength(f.head) + bodies[i]!.length;
+  }
+  const out = Buffer.allocUnsafeSlow(total); // owns its whole ArrayBuffer; every byte is written below
+  const results: FilterResult[] = [];
+  let at = 0;
+  for (let i = 0; i < bodies.length; i++) {
+    const f = filtered[i]!;
+    const offset = at;
+    if (f.head !== null) {
+      at += out.write(batch.tasks[i]!.prefix, at, 'latin1');
+      at += out.write(f.head, at, 'utf8');
+      at += bodies[i]!.copy(out, at);
+    }
+    results.push({ verdict: f.verdict, filterMs: f.filterMs, offset, length: at - offset });
+  }
+  const value: FilterBatchResult = { results, bodies: out.buffer as ArrayBuffer, busyMs: performance.now() - started };
+  // Move the composed bodies back instead of cloning them (Piscina's Transferable protocol).
+  return move({ [transferableSymbol]: [value.bodies], [valueSymbol]: value } as never) as unknown as FilterBatchResult;
 }

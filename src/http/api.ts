@@ -25,6 +25,8 @@ export interface HttpDeps {
   destinations?: () => ReadonlyMap<string, DestinationStats> | null;
   /** Share of the filter workers' time spent busy (0-1), or null without filters. */
   filterUtilization?: () => number | null;
+  /** Batches sent to the filter workers and the messages they carried. */
+  filterBatches?: () => { batches: number; messages: number } | null;
   /** [dashboard] Connection-pool counts per destination key, for /v1/stats; null when delivery is off. */
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
   /** Event webhooks: a 'received' event per injected message. */

@@ -81,6 +81,9 @@ export function renderMetrics(api: Api): string {
   p.histogram('postern_destination_delivery_seconds', 'Time of one delivery transaction per destination (connection from the pool to the final reply).', LATENCY_BUCKETS_S, series);
   const util = api.deps.filterUtilization?.() ?? null;
   p.one('postern_filter_worker_utilization', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);
+  const fb = api.deps.filterBatches?.() ?? null;
+  p.one('postern_filter_batches_total', 'counter', 'Tasks sent to the filter workers (each carries one or more messages).', fb?.batches ?? 0);
+  p.one('postern_filter_batched_messages_total', 'counter', 'Messages sent to the filter workers (divided by postern_filter_batches_total: the mean batch).', fb?.messages ?? 0);
   let mapBytes = 0;
   try {
     mapBytes = statSync(join(api.deps.config.dataDir, 'data.mdb')).size;
