@@ -209,7 +209,13 @@ export class FilterPool {
     });
   }
 
+  /** Stops the workers; messages still waiting for one are answered tempfail (their clients retry). */
   async close(): Promise<void> {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    this.#inFlight -= waiting.length;
+    const now = performance.now();
+    for (const w of waiting) w.resolve({ verdict: { action: 'tempfail', reason: 'filter pool shutting down' }, body: Buffer.alloc(0), filterMs: 0, totalMs: now - w.started, batch: 0 });
     await this.#pool.destroy();
   }
 }

@@ -127,6 +127,16 @@ test('a filter that never yields is ended by the timeout: its worker is replaced
   assert.deepEqual(after.map((r) => r.verdict.action), ['accept', 'accept', 'accept'], 'served by the replacement worker');
 });
 
+test('closing the pool answers every message, waiting or out, with a tempfail', async () => {
+  const p = new FilterPool({ workers: 1, modules: [FILTER], timeoutMs: 10_000, maxQueue: 100 });
+  const all = Array.from({ length: 10 }, (_, i) => p.filter(`x${i}`, ENVELOPE, '', body(msg(i, 'HANGME'))));
+  await new Promise((r) => setTimeout(r, 50));
+  await p.close();
+  const out = await Promise.all(all);
+  assert.deepEqual(out.map((r) => r.verdict.action), Array(10).fill('tempfail'));
+  assert.equal(p.inFlight, 0);
+});
+
 test('through a whole node: concurrent SMTP sessions are filtered in batches and /metrics counts them', async (t) => {
   const node = await startTestNode(t, { POSTERN_FILTER_MODULES: FILTER, POSTERN_WORKERS: '1', POSTERN_FILTER_BATCH: '8', POSTERN_HTTP_PORT: '0', POSTERN_HTTP_HOST: '127.0.0.1' });
   const clients = await Promise.all(Array.from({ length: 12 }, async () => {
