@@ -46,6 +46,22 @@ test('extract: multipart with base64, quoted-printable and HTML', () => {
   assert.equal(htmlToText('<!-- hidden -->a&#x41;&#66;&nbsp;', []).text, ' aAB ');
 });
 
+test('extract: a nested boundary that starts with the outer one is not the outer delimiter', () => {
+  // as in four SpamAssassin spam-2 messages: outer "=_dG", inner "=_dGAA"
+  const raw = [
+    'Subject: t', 'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="=_dG"', '',
+    '--=_dG', 'Content-Type: multipart/alternative; boundary="=_dGAA"', '',
+    '--=_dGAA', 'Content-Type: text/plain', '', 'plain words here',
+    '--=_dGAA', 'Content-Type: text/html', '', '<p>html words here</p>',
+    '--=_dGAA--', '',
+    '--=_dG  ', 'Content-Type: text/plain', '', 'after padding',
+    '--=_dG--', '',
+  ].join('\r\n');
+  const x = extract(msg(raw));
+  assert.deepEqual(x.text.map((t) => t.trim()), ['plain words here', 'after padding']);
+  assert.deepEqual(x.html.map((t) => t.replace(/\s+/g, ' ').trim()), ['html words here']);
+});
+
 test('extract: 8-bit junk and garbage never throw', () => {
   const latin = Buffer.concat([Buffer.from('Subject: x\nContent-Type: text/plain; charset=iso-8859-1\n\n'), Buffer.from([0x63, 0x61, 0x66, 0xe9])]);
   assert.equal(extract(latin).text[0], 'café');

@@ -349,13 +349,22 @@ function splitMultipart(body: string, boundary: string): string[] {
   return parts;
 }
 
-/** Index of the delimiter at the start of a line, at or after `from`. */
+/**
+ * Index of the delimiter line at or after `from`: "--boundary" at the start of a line and
+ * followed by the line end, white space (transport padding) or "--" (the close delimiter),
+ * so an inner boundary that merely starts with the outer one ("…dG" / "…dGAA") is not taken
+ * for it (RFC 2046 §5.1.1).
+ */
 function findDelim(body: string, delim: string, from: number): number {
   let i = from;
   for (;;) {
     i = body.indexOf(delim, i);
     if (i < 0) return -1;
-    if (i === 0 || body.charCodeAt(i - 1) === 0x0a) return i;
+    if (i === 0 || body.charCodeAt(i - 1) === 0x0a) {
+      const after = i + delim.length;
+      const c = body.charCodeAt(after); // NaN at the end
+      if (after >= body.length || c === 0x0d || c === 0x0a || c === 0x20 || c === 0x09 || body.startsWith('--', after)) return i;
+    }
     i += delim.length;
   }
 }
