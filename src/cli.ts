@@ -1,15 +1,13 @@
 #!/usr/bin/env node
 // The `postern` command line: start, config, user add, queue. Usage errors exit 2 with a
 // message; configuration errors exit 78 (EX_CONFIG) naming every bad variable at once.
+// Only the light modules load up front; each command imports what it needs, so a short-lived
+// command (`spam classify` in a pipeline, `config`, `version`) does not pay for loading the MTA
+// (LMDB, pino, Piscina, undici, mailauth).
 import { readFileSync } from 'node:fs';
 import { loadConfig, describeConfig, ConfigError } from './config/load.js';
 import { SETTINGS } from './config/schema.js';
-import { createLogger } from './log/logger.js';
-import { addUser } from './auth/users.js';
 import { PosternError } from './errors.js';
-import { Queue } from './queue/store.js';
-import { startNode } from './main.js';
-import { spamMain } from './filter/spam/cli.js';
 
 const USAGE = `usage: postern <command>
 
@@ -35,6 +33,7 @@ async function readStdin(): Promise<string> {
 
 async function cmdStart(): Promise<void> {
   const config = loadConfig();
+  const [{ createLogger }, { startNode }] = await Promise.all([import('./log/logger.js'), import('./main.js')]);
   const log = createLogger(config.logLevel as 'info');
   const node = await startNode(config, log);
   let stopping = false;
@@ -77,12 +76,14 @@ async function cmdUser(args: string[]): Promise<void> {
   const input = await readStdin();
   const password = input.replace(/\r?\n$/, '');
   if (password.includes('\n')) throw new PosternError('PST_ERR_USAGE', 'the password must be a single line on stdin');
+  const { addUser } = await import('./auth/users.js');
   const what = await addUser(file, name, password);
   console.log(`${what} user ${name} in ${file}`);
 }
 
 async function cmdQueue(args: string[]): Promise<void> {
   const config = loadConfig();
+  const { Queue } = await import('./queue/store.js');
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
   try {
     const c = queue.counts();
@@ -116,7 +117,7 @@ async function main(argv: string[]): Promise<void> {
     case 'queue':
       return cmdQueue(rest);
     case 'spam':
-      process.exitCode = await spamMain(rest);
+      process.exitCode = await (await import('./filter/spam/cli.js')).spamMain(rest);
       return;
     case 'version':
     case '--version':

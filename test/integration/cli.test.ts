@@ -24,6 +24,15 @@ test('postern config prints every variable; a bad value exits 78 naming them all
   assert.match(usage.stderr, /unknown command "frobnicate"/);
 });
 
+test('postern spam and version dispatch to their commands (loaded on demand)', async () => {
+  const usage = await runCli(['spam', 'classify'], {});
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /usage: postern spam classify --model FILE/);
+  const v = await runCli(['version'], {});
+  assert.equal(v.code, 0);
+  assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+});
+
 test('postern user add writes an scrypt user that verifies', async (t) => {
   const file = join(tempDir(t), 'users');
   const r = await runCli(['user', 'add', 'alice', '--file', file], {}, 'correct horse\n');
