@@ -6,8 +6,11 @@ import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
-import { tokenize } from '../../src/filter/spam/tokenize.js';
-import { train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax } from '../../src/filter/spam/model.js';
+import { tokenize, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
+import {
+  train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf,
+  features, featurize,
+} from '../../src/filter/spam/model.js';
 import { metrics } from '../../src/filter/spam/metrics.js';
 import { spamMain } from '../../src/filter/spam/cli.js';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -95,6 +98,47 @@ test('tokenize: words, header prefixes, hosts and structure', () => {
   assert.ok(![...t].some((k) => k.includes('<')), 'no tag fragments');
 });
 
+test('tokenize: feature set 2 adds the order of the header names', () => {
+  const raw = msg([
+    'Return-Path: <bounce@news.shop.example>',
+    'Received: from mail.shop.example (mail.shop.example [192.0.2.1]) by mx.example.net with ESMTP',
+    'Received: from dyn-42 ([198.51.100.7]) by relay.example.org',
+    'From: Shop <news@shop.example>', 'To: me@example.net', 'Subject: hello', 'Message-ID: <1@shop.example>', '',
+    'See http://www.shop.example/x', '',
+  ].join('\n'));
+  const t2 = tokenize(raw), t1 = tokenize(raw, { featureSet: 1 });
+  assert.equal(FEATURE_SET, 2);
+  for (const k of ['hseq:>return-path', 'hseq:return-path>received', 'hseq:received>received', 'hseq:received>from',
+    'hseq:subject>message-id', 'hseq3:>>return-path', 'hseq3:>return-path>received', 'hseq3:received>received>from',
+    'hseq3:to>subject>message-id']) {
+    assert.ok(t2.has(k), `missing token ${k}`);
+  }
+  assert.ok(![...t1].some((k) => k.startsWith('hseq')), 'feature set 1 has none of them');
+  assert.deepEqual([...t2].filter((k) => !t1.has(k)).sort(), [...t2].filter((k) => k.startsWith('hseq')).sort(), 'feature set 2 only adds them');
+  assert.equal([...t2].filter((k) => k.startsWith('hseq:')).length, 7); // received>received once
+});
+
+test('features: hashed buckets equal featurize(tokenize()) for both feature sets', () => {
+  const raws = [
+    msg('From: "Deals" <promo@mail.offers.example>\nSubject: FREE MONEY\nReceived: from relay.offers.example (relay.offers.example [192.0.2.7]) by mx.example\n\nWin a prize at http://win.example/x now\n'),
+    msg('Subject: x\nContent-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: text/plain\n\nhello world\n--a--\n'),
+    // joiners, long runs, non-ASCII letters and digits, letters outside the BMP
+    Buffer.concat([Buffer.from('Content-Type: text/plain; charset=utf-8\nSubject: =?utf-8?q?=C3=89t=C3=A9?=\n\n'),
+      Buffer.from("--don't-stop_me-- now-- a--b ''x'' 1234567890123456789012345 ÉCOLE Straße İstanbul ١٢٣ 𝐀𝐁c x\ud800y \udc00z €5 £3 50% wow!!\n", 'utf8')]),
+    Buffer.from([0xff, 0x00, 0x41, 0x0a, 0x0a, 0x42]),
+    Buffer.alloc(0),
+  ];
+  for (const raw of raws) {
+    for (const opts of [{}, { featureSet: 1 }, { featureSet: 2, bigrams: true }]) {
+      assert.deepEqual(Array.from(features(raw, 16, opts)), Array.from(featurize(tokenize(raw, opts), 16)), JSON.stringify(opts));
+    }
+  }
+  // a long header block (the header-order hashes are computed without their strings)
+  const many = msg(Array.from({ length: 20000 }, (_, i) => `X-H${i % 7 === 0 ? 'a' : i}: v`).join('\n') + '\n\nbody\n');
+  assert.deepEqual(Array.from(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
+  assert.deepEqual(Array.from(features(raws[0]!, 20)), Array.from(featurize(tokenize(raws[0]!), 20)), 'and after');
+});
+
 // ---- a tiny synthetic corpus ---------------------------------------------------------------
 
 function synth(n: number, spam: boolean, seed: number): Buffer[] {
@@ -148,6 +192,45 @@ test('model: serialisation round trip keeps scores and threshold', () => {
   assert.throws(() => SpamModel.deserialize(Buffer.from('nonsense')), /not a postern spam model/);
 });
 
+/** The same model file with its JSON header edited. */
+function editHeader(buf: Buffer, edit: (h: Record<string, unknown>) => void): Buffer {
+  const hlen = buf.readUInt32LE(8);
+  const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as Record<string, unknown>;
+  const rest = buf.subarray(12 + hlen + ((4 - ((12 + hlen) % 4)) % 4));
+  edit(header);
+  const json = Buffer.from(JSON.stringify(header), 'utf8');
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(json.length);
+  return Buffer.concat([buf.subarray(0, 8), len, json, Buffer.alloc((4 - ((12 + json.length) % 4)) % 4), rest]);
+}
+
+test('model: format version 1 files still load, and score with the tokens they were trained on', () => {
+  const spam = synth(40, true, 5), ham = synth(40, false, 6);
+  const probe = [...synth(5, true, 9), ...synth(5, false, 10)];
+  // a model trained on feature set 1, then written the way format version 1 wrote it
+  const m1 = train(spam, ham, { folds: 2, bits: 14, featureSet: 1 });
+  assert.equal(m1.header.version, 2);
+  assert.equal(m1.header.featureSet, 1);
+  const v1 = editHeader(m1.serialize(), (h) => {
+    h.version = 1;
+    delete h.featureSet;
+    delete (h.params as Record<string, unknown>).featureSet;
+  });
+  const back = SpamModel.deserialize(v1);
+  assert.equal(back.header.version, 1);
+  assert.equal(back.tokenizeOptions.featureSet, 1);
+  for (const b of probe) assert.equal(back.score(b), m1.score(b));
+  // the default model uses feature set 2; read as if it were version 1, its scores change
+  const m2 = train(spam, ham, { folds: 2, bits: 14 });
+  assert.equal(m2.header.featureSet, FEATURE_SET);
+  const m2back = SpamModel.deserialize(m2.serialize());
+  for (const b of probe) assert.equal(m2back.score(b), m2.score(b));
+  const m2asV1 = SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.version = 1; }));
+  assert.ok(probe.some((b) => m2asV1.score(b) !== m2.score(b)), 'the feature set matters');
+  assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.version = 3; })), /unsupported spam model version/);
+  assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.featureSet = 99; })), /feature set/);
+});
+
 test('threshold rules: FPR cap and minimax against the targets', () => {
   // 10 ham (scores 0..0.9 step 0.1, one ham at 0.95), 10 spam (0.5..0.99)
   const ham = [0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.55, 0.6, 0.65, 0.95];
@@ -166,6 +249,29 @@ test('threshold rules: FPR cap and minimax against the targets', () => {
   assert.ok(m.fn <= 2, String(m.fn));
   // a much stricter FPR target pushes the threshold above every ham
   assert.equal(chooseThresholdMinimax(scores, ys, 0.001, 0.5).fp, 0);
+});
+
+test('threshold rules: poisson maximises the chance that both targets hold', () => {
+  assert.ok(Math.abs(Math.exp(logPoissonCdf(3, 2)) - 0.857123460498547) < 1e-12);
+  assert.equal(logPoissonCdf(5, 0), 0);
+  assert.ok(Math.abs(Math.exp(logPoissonCdf(100, 100)) - 0.526562198529997) < 1e-9);
+  assert.ok(Number.isFinite(logPoissonCdf(9, 5000)) && logPoissonCdf(9, 5000) < -4000, 'no underflow to -Infinity');
+  // 1000 ham with a tail of six, 500 spam with a tail of twelve; targets FPR 0.32 % (3.2 FP),
+  // FNR 1.6 % (8 FN). Minimax cannot get both ratios <= 1 and settles on FP 3 / FN 10; the
+  // Poisson rule sees that FP 4 / FN 8 is likelier to meet both on a fresh sample.
+  const ham = [...Array<number>(994).fill(0.1), 0.99, 0.9, 0.8, 0.7, 0.6, 0.5];
+  const spamTail = [0.85, 0.75, 0.65, 0.62, 0.58, 0.55, 0.52, 0.45, 0.4, 0.35, 0.3, 0.25];
+  const spam = [...Array<number>(500 - spamTail.length).fill(0.999), ...spamTail];
+  const scores = [...ham, ...spam];
+  const ys = Uint8Array.from([...ham.map(() => 0), ...spam.map(() => 1)]);
+  const mm = chooseThresholdMinimax(scores, ys, 0.0032, 0.016);
+  assert.deepEqual([mm.fp, mm.fn], [3, 10]);
+  const p = chooseThresholdPoisson(scores, ys, 0.0032, 0.016);
+  assert.deepEqual([p.fp, p.fn], [4, 8]);
+  assert.ok(p.threshold > 0.58 && p.threshold < 0.62, String(p.threshold));
+  // the same scores pooled over two CV repetitions, asked about one training set's worth
+  const p2 = chooseThresholdPoisson([...scores, ...scores], Uint8Array.from([...ys, ...ys]), 0.0032, 0.016, { nHam: 1000, nSpam: 500 });
+  assert.deepEqual([p2.fp, p2.fn], [8, 16]);
 });
 
 test('threshold choice and metrics', () => {
@@ -218,5 +324,13 @@ test('cli: train then classify prints the TSV contract', async (t) => {
     assert.ok(Number.isFinite(Number(f[2])) && f[2] !== '');
   });
   assert.equal(await spamMain(['classify'], quiet), 2, 'usage error without --model');
+  // the defaults, and the options that reproduce format version 1's tokens and threshold rule
+  const h = SpamModel.deserialize(readFileSync(model)).header;
+  assert.deepEqual([h.version, h.featureSet, h.params.thresholdMode], [2, 2, 'poisson']);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.old', '--folds', '3', '--bits', '16', '--feature-set', '1', '--threshold-mode', 'minimax'], quiet), 0);
+  const old = SpamModel.deserialize(readFileSync(model + '.old')).header;
+  assert.deepEqual([old.featureSet, old.params.thresholdMode], [1, 'minimax']);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--feature-set', '3'], quiet), 2);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--threshold-mode', 'median'], quiet), 2);
   assert.equal(await spamMain(['bogus'], quiet), 2);
 });

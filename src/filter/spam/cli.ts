@@ -3,20 +3,24 @@
 //   spam classify --model FILE [--threshold T]     paths on stdin -> "path\tspam|ham\tscore"
 //   spam eval [--seed N] [--split DIR] [--kind K]  train on DIR/train, score DIR/test
 // Logs go to stderr; stdout carries only results. Returns the exit code (2 = usage).
-import { readFileSync, readdirSync, writeFileSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { SpamModel, train, DEFAULTS, type ModelKind, type TrainOptions } from './model.js';
+import { FEATURE_SET } from './tokenize.js';
 import { metrics, formatTable, type Item } from './metrics.js';
 
 const USAGE = `usage: postern spam <command>
 
   train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--ensemble N] [--cv-reps N]
-                      [--threshold-mode minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C] [--bigrams]
+                      [--threshold-mode poisson|minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C]
+                      [--feature-set 1|2] [--bigrams]
                       train on every file under the two directories, write the model to FILE
+                      (--feature-set 1 --threshold-mode minimax: the tokens and threshold rule of
+                      model format version 1)
   classify --model FILE [--threshold T]
                       read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
-  eval [--seed N] [--split DIR] [--kind K] [--cost-fp C]
+  eval [--seed N] [--split DIR] [train options]
                       train on the split's train set, classify its test set, print the metrics
                       (the split defaults to /tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise,
                       made with ../shared/spam/split.mjs when missing)`;
@@ -58,16 +62,20 @@ function trainOptions(args: string[]): TrainOptions {
     ['--bits', 'bits'], ['--folds', 'folds'], ['--ham-weight', 'hamWeight'], ['--norm', 'norm'], ['--rob-s', 'robS'],
     ['--rob-x', 'robX'], ['--min-dev', 'minDev'], ['--max-tokens', 'maxTokens'],
     ['--ensemble', 'ensemble'], ['--cv-reps', 'cvReps'], ['--max-fpr', 'maxFPR'], ['--max-fnr', 'maxFNR'],
+    ['--feature-set', 'featureSet'],
   ];
   for (const [flagName, key] of numeric) {
     const v = num(opt(args, flagName), flagName);
     if (v !== undefined) (o as Record<string, unknown>)[key] = v;
   }
   if (o.bits !== undefined && !(Number.isInteger(o.bits) && o.bits >= 8 && o.bits <= 24)) throw new UsageError('--bits must be 8..24');
+  if (o.featureSet !== undefined && !(Number.isInteger(o.featureSet) && o.featureSet >= 1 && o.featureSet <= FEATURE_SET)) {
+    throw new UsageError(`--feature-set must be 1..${FEATURE_SET}`);
+  }
   if (flag(args, '--bigrams')) o.bigrams = true;
   const mode = opt(args, '--threshold-mode');
   if (mode !== undefined) {
-    if (!['cost', 'fpr', 'minimax'].includes(mode)) throw new UsageError('--threshold-mode must be cost, fpr or minimax');
+    if (!['cost', 'fpr', 'minimax', 'poisson'].includes(mode)) throw new UsageError('--threshold-mode must be poisson, minimax, fpr or cost');
     o.thresholdMode = mode as TrainOptions['thresholdMode'];
   }
   return o;
@@ -117,6 +125,33 @@ function fmtScore(s: number): string {
   return Number.isFinite(s) ? s.toPrecision(6) : '0.5';
 }
 
+/**
+ * A whole file in a buffer that is reused from call to call (valid until the next call):
+ * classifying thousands of messages then allocates no buffer per message.
+ */
+export class FileReader {
+  private buf = Buffer.allocUnsafe(256 * 1024);
+  read(path: string): Buffer {
+    const fd = openSync(path, 'r');
+    try {
+      let n = 0;
+      for (;;) {
+        if (n === this.buf.length) {
+          const b = Buffer.allocUnsafe(this.buf.length * 2);
+          this.buf.copy(b, 0, 0, n);
+          this.buf = b;
+        }
+        const r = readSync(fd, this.buf, n, this.buf.length - n, null);
+        if (r === 0) break;
+        n += r;
+      }
+      return this.buf.subarray(0, n);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
@@ -131,13 +166,14 @@ async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout:
   const threshold = thr ?? m.threshold;
   const paths = (await readAll(stdin)).split('\n');
   const out: string[] = [];
+  const files = new FileReader();
   let failed = 0;
   for (let p of paths) {
     if (p.endsWith('\r')) p = p.slice(0, -1);
     if (!p) continue;
     let score: number;
     try {
-      score = m.score(readFileSync(p));
+      score = m.score(files.read(p)); // the model keeps no reference to the bytes
     } catch (err) {
       failed++;
       log(`${p}: ${(err as Error).message}`);

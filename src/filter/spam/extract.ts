@@ -88,6 +88,8 @@ export function decodeBytes(bytes: Uint8Array, charset: string): string {
   return buf.toString('latin1');
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+
 function isAscii(b: Buffer): boolean {
   for (let i = 0; i < b.length; i++) if (b[i]! > 0x7f) return false;
   return true;
@@ -312,8 +314,15 @@ function walk(raw: string, hs: Array<[string, string]>, body: string, out: Extra
   if (type.startsWith('image/')) { out.images++; return; }
   const isText = type.startsWith('text/') || type === 'multipart/alternative' || type === 'multipart/mixed' || type === 'multipart/related' || type === '';
   if (!isText || (disp.type === 'attachment' && !type.startsWith('text/'))) return;
-  const bytes = decodeTransfer(body.length > MAX_TEXT * 2 ? body.slice(0, MAX_TEXT * 2) : body, encoding);
-  let text = decodeBytes(bytes.length > MAX_TEXT ? bytes.subarray(0, MAX_TEXT) : bytes, charset);
+  let text: string;
+  const head = body.length > MAX_TEXT ? body.slice(0, MAX_TEXT) : body;
+  if (encoding !== 'base64' && encoding !== 'quoted-printable' && (charset ? decoderFor(charset) === null : !NON_ASCII.test(head))) {
+    // the bytes are the text already (latin1, or ASCII without a charset): no round trip
+    text = head;
+  } else {
+    const bytes = decodeTransfer(body.length > MAX_TEXT * 2 ? body.slice(0, MAX_TEXT * 2) : body, encoding);
+    text = decodeBytes(bytes.length > MAX_TEXT ? bytes.subarray(0, MAX_TEXT) : bytes, charset);
+  }
   if (type === 'text/html' || (type !== 'text/plain' && /<(html|body|p|div|font|table|a)\b/i.test(text.slice(0, 4096)))) {
     const r = htmlToText(text, out.hosts);
     out.images += r.images;

@@ -7,8 +7,11 @@
 // The lr weights are the average of `ensemble` differently seeded LRs (= averaged log-odds).
 // The default decision threshold is chosen by k-fold cross-validation inside the training
 // set (never on test data), repeated cvReps times with the out-of-fold scores pooled: by
-// default the minimax point max(FPR/maxFPR, FNR/maxFNR) -> min (see thresholdMode).
-import { tokenize, type TokenizeOptions } from './tokenize.js';
+// default the point most likely to meet both targets (maxFPR, maxFNR) on a sample as large as
+// the training set, error counts taken as Poisson (see thresholdMode).
+// Model files: format version 2 records the tokenizer's feature set (tokenize.ts); version 1
+// files load as feature set 1, the tokens they were trained on.
+import { tokenBuckets, hashToken, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
 
 export type ModelKind = 'lr' | 'chi' | 'combo';
 
@@ -37,13 +40,17 @@ export interface TrainOptions {
    *   'cost'     minimise costFP * FP + FN
    *   'fpr'      lowest threshold with ham FPR <= maxFPR (best recall under that cap)
    *   'minimax'  minimise max(FPR / maxFPR, FNR / maxFNR): the most slack against both targets
+   *   'poisson'  maximise the probability that a sample as large as the training set meets
+   *              both targets, FP and FN counts taken as Poisson with the out-of-fold rates
    */
-  thresholdMode?: 'cost' | 'fpr' | 'minimax';
+  thresholdMode?: 'cost' | 'fpr' | 'minimax' | 'poisson';
   maxFPR?: number;
   maxFNR?: number;
   /** number of differently seeded LRs averaged (their log-odds, i.e. their weights) */
   ensemble?: number;
   bigrams?: boolean;
+  /** tokens to use (tokenize.ts FEATURE_SET); 1 = those of model format version 1 */
+  featureSet?: number;
 }
 
 export const DEFAULTS: Required<TrainOptions> = {
@@ -62,34 +69,25 @@ export const DEFAULTS: Required<TrainOptions> = {
   folds: 5,
   cvReps: 3,
   costFP: 3,
-  thresholdMode: 'minimax',
+  thresholdMode: 'poisson',
   maxFPR: 0.0032,
   maxFNR: 0.016,
   ensemble: 3,
   bigrams: false,
+  featureSet: FEATURE_SET,
 };
 
 /** A message as the learners see it: sorted unique bucket indices. */
 export type Features = Uint32Array;
 
-export function hash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 15;
-  h = Math.imul(h, 0x2c1b3c6d);
-  h ^= h >>> 12;
-  return h >>> 0;
-}
+export const hash = hashToken;
 
 export function featurize(tokens: Iterable<string>, bits: number): Features {
   const mask = (1 << bits) - 1;
   const list = tokens instanceof Set ? tokens : new Set(tokens);
   const a = new Uint32Array(list.size);
   let n = 0;
-  for (const t of list) a[n++] = hash(t) & mask;
+  for (const t of list) a[n++] = hashToken(t) & mask;
   a.sort();
   // drop duplicates (hash collisions) in place
   let k = 0;
@@ -97,8 +95,9 @@ export function featurize(tokens: Iterable<string>, bits: number): Features {
   return a.subarray(0, k);
 }
 
+/** Sorted unique buckets of raw message bytes: the same as featurize(tokenize(buf, opts), bits). */
 export function features(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Features {
-  return featurize(tokenize(buf, opts), bits);
+  return tokenBuckets(buf, bits, opts);
 }
 
 function mulberry32(seed: number): () => number {
@@ -249,10 +248,12 @@ function chiScore(c: Counts, x: Features, o: Required<TrainOptions>): number {
 
 export interface ModelHeader {
   format: 'postern-spam';
-  version: 1;
+  /** 1: feature set 1 implied; 2: `featureSet` says which tokens the model was trained on */
+  version: 1 | 2;
   kind: ModelKind;
   bits: number;
   bigrams: boolean;
+  featureSet?: number;
   threshold: number;
   bias: number;
   nSpam: number;
@@ -283,9 +284,14 @@ export class SpamModel {
     return sigmoid((z + zc) / 2);
   }
 
+  /** The tokenizer settings the model was trained with. */
+  get tokenizeOptions(): TokenizeOptions {
+    return { bigrams: this.header.bigrams, featureSet: this.header.featureSet ?? 1 };
+  }
+
   /** Score of raw message bytes. */
   score(buf: Uint8Array): number {
-    return this.scoreFeatures(features(buf, this.header.bits, { bigrams: this.header.bigrams }));
+    return this.scoreFeatures(features(buf, this.header.bits, this.tokenizeOptions));
   }
 
   classify(buf: Uint8Array): { spam: boolean; score: number } {
@@ -322,7 +328,12 @@ export class SpamModel {
     if (buf.length < 12 || buf.toString('latin1', 0, 8) !== 'PSPAM1\n\0') throw new Error('not a postern spam model');
     const hlen = buf.readUInt32LE(8);
     const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as ModelHeader;
-    if (header.format !== 'postern-spam' || header.version !== 1) throw new Error('unsupported spam model version');
+    if (header.format !== 'postern-spam' || (header.version !== 1 && header.version !== 2)) throw new Error('unsupported spam model version');
+    if (header.version === 1) header.featureSet = 1;
+    else if (!(Number.isInteger(header.featureSet) && header.featureSet! >= 1 && header.featureSet! <= FEATURE_SET)) {
+      throw new Error(`unsupported spam model feature set ${header.featureSet}`);
+    }
+    if (header.params && header.params.featureSet === undefined) header.params.featureSet = header.featureSet!;
     let pos = 12 + hlen;
     pos += (4 - (pos % 4)) % 4;
     // copy into an aligned buffer so typed-array views are legal
@@ -366,7 +377,7 @@ function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshol
   let nSpam = 0;
   for (const y of ys) nSpam += y;
   const header: ModelHeader = {
-    format: 'postern-spam', version: 1, kind: o.kind, bits: o.bits, bigrams: o.bigrams, threshold,
+    format: 'postern-spam', version: 2, kind: o.kind, bits: o.bits, bigrams: o.bigrams, featureSet: o.featureSet, threshold,
     bias: lr ? lr.bias : 0, nSpam, nHam: ys.length - nSpam, params: o,
   };
   return new SpamModel(header, lr, counts);
@@ -464,6 +475,53 @@ export function chooseThresholdMinimax(scores: ArrayLike<number>, ys: Uint8Array
   return { threshold: best.threshold, fp: best.fp, fn: best.fn };
 }
 
+/** log P(X <= k) for X ~ Poisson(mu), k a non-negative integer. */
+export function logPoissonCdf(k: number, mu: number): number {
+  if (mu <= 0) return 0;
+  // sum in log space relative to the largest term, so a large mu cannot underflow
+  let logTerm = -mu, m = -mu;
+  const terms = [logTerm];
+  for (let i = 1; i <= k; i++) {
+    logTerm += Math.log(mu / i);
+    terms.push(logTerm);
+    if (logTerm > m) m = logTerm;
+  }
+  let sum = 0;
+  for (const t of terms) sum += Math.exp(t - m);
+  return Math.min(0, m + Math.log(sum));
+}
+
+/**
+ * Threshold maximising P(FP <= maxFPR * nHam) * P(FN <= maxFNR * nSpam) when FP and FN are
+ * Poisson with the rates seen on the scores, for a sample of `sample.nHam` ham and
+ * `sample.nSpam` spam (default: as many as the scores have). Unlike minimax, it knows that a
+ * handful of expected false positives is much noisier, relative to its limit, than a dozen
+ * false negatives, and places the threshold where both targets are likeliest to hold.
+ */
+export function chooseThresholdPoisson(
+  scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number, maxFNR: number, sample?: { nHam: number; nSpam: number },
+): { threshold: number; fp: number; fn: number } {
+  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
+  let nSpam = 0;
+  for (const y of ys) nSpam += y;
+  const nHam = ys.length - nSpam;
+  const sH = sample?.nHam ?? nHam, sS = sample?.nSpam ?? nSpam;
+  const kFP = Math.floor(maxFPR * sH + 1e-9), kFN = Math.floor(maxFNR * sS + 1e-9);
+  const logP = (fp: number, fn: number): number =>
+    (nHam ? logPoissonCdf(kFP, (sH * fp) / nHam) : 0) + (nSpam ? logPoissonCdf(kFN, (sS * fn) / nSpam) : 0);
+  let fp = 0, fn = nSpam;
+  let best = { v: logP(fp, fn), threshold: 1, fp, fn };
+  for (let j = idx.length - 1; j >= 0; j--) {
+    if (ys[idx[j]!]) fn--; else fp++;
+    const s = scores[idx[j]!]!;
+    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
+    if (below === s) continue;
+    const v = logP(fp, fn);
+    if (v > best.v) best = { v, threshold: (s + below) / 2, fp, fn };
+  }
+  return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+}
+
 /** Train a model on featurised messages (ys: 1 = spam), threshold chosen by CV on them. */
 export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
   const o: Required<TrainOptions> = { ...DEFAULTS, ...opts };
@@ -471,6 +529,8 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
   let cv: ModelHeader['cv'];
   if (o.folds >= 2) {
     const reps = Math.max(1, o.cvReps);
+    let nTrainSpam = 0;
+    for (const y of ys) nTrainSpam += y;
     const scores = new Float64Array(xs.length * reps);
     const ysAll = new Uint8Array(xs.length * reps);
     for (let r = 0; r < reps; r++) {
@@ -479,6 +539,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     }
     const t0 = o.thresholdMode === 'fpr' ? chooseThresholdFPR(scores, ysAll, o.maxFPR)
       : o.thresholdMode === 'minimax' ? chooseThresholdMinimax(scores, ysAll, o.maxFPR, o.maxFNR)
+      : o.thresholdMode === 'poisson' ? chooseThresholdPoisson(scores, ysAll, o.maxFPR, o.maxFNR, { nHam: xs.length - nTrainSpam, nSpam: nTrainSpam })
       : chooseThreshold(scores, ysAll, o.costFP);
     const t = { threshold: t0.threshold, fp: Math.round(t0.fp / reps), fn: Math.round(t0.fn / reps) };
     threshold = t.threshold;
@@ -495,7 +556,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
 /** Train on raw messages. */
 export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}): SpamModel {
   const o = { ...DEFAULTS, ...opts };
-  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams }));
+  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet }));
   const ys = new Uint8Array(xs.length);
   ys.fill(1, 0, spam.length);
   return trainFeatures(xs, ys, o);

@@ -6,10 +6,45 @@
 //   structure       "meta:..." (HTML only, image count, recipients, all-caps subject,
 //                   missing Date/Message-ID, charsets, transfer encodings, attachment types)
 //   bigrams         "w1 w2" of adjacent body words (optional)
+// Feature set 2 (the default since model format version 2) adds what wrote the message:
+//   header order    "hseq:a>b" and "hseq3:a>b>c" for consecutive (lower-case) header names,
+//                   "" before the first: every mail client, bulk mailer, MTA and list manager
+//                   writes or adds its headers in its own order
+// tokenize/tokensOf give the tokens as strings (readable: tests, debugging); tokenBuckets gives
+// what the model uses, hashToken(token) & (2^bits - 1) for each, sorted and unique, and
+// computes the header-order ones without building their strings.
 import { extract, type Extracted } from './extract.js';
 
 export interface TokenizeOptions {
   bigrams?: boolean;
+  /** feature set: 1 = the tokens of model format version 1, 2 = FEATURE_SET (the default) */
+  featureSet?: number;
+}
+
+/** The feature set new models are trained with. */
+export const FEATURE_SET = 2;
+
+const FNV_OFFSET = 0x811c9dc5;
+
+/** FNV-1a state after `s` (UTF-16 code units), starting from state h. */
+function fnv(h: number, s: string): number {
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h;
+}
+
+function mix(h: number): number {
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x2c1b3c6d);
+  h ^= h >>> 12;
+  return h >>> 0;
+}
+
+/** The 32-bit hash of a token (FNV-1a over UTF-16 code units, then a final mix). */
+export function hashToken(s: string): number {
+  return mix(fnv(FNV_OFFSET, s));
 }
 
 // a run of letters/digits/currency, inner ' _ - allowed (so edges come trimmed)
@@ -41,10 +76,12 @@ function words(text: string, prefix: string, into: Set<string>, bigrams: boolean
 
 /** "a.b.example.com" -> ["a.b.example.com", "b.example.com", "example.com"] (stops at 2 labels). */
 function hostAndParents(host: string, prefix: string, into: Set<string>): void {
-  let h = host.toLowerCase().replace(/\.+$/, '');
+  let h = host.toLowerCase();
+  if (h.charCodeAt(h.length - 1) === 0x2e) h = h.replace(/\.+$/, '');
   if (!h || h.length > 253) return;
   into.add(prefix + h);
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(h)) {
+  const last = h.charCodeAt(h.length - 1);
+  if (last >= 0x30 && last <= 0x39 && /^\d+\.\d+\.\d+\.\d+$/.test(h)) {
     into.add(prefix + 'ip');
     into.add(prefix + h.slice(0, h.lastIndexOf('.')));
     return;
@@ -85,8 +122,8 @@ const TEXT_HEADERS: Record<string, string> = {
 const GENERIC_HEADERS = process.env.SPAM_GENERIC !== '0';
 const SKIP_GENERIC = new Set(['received', 'date', 'message-id', 'content-length', 'lines', 'x-uid', 'status', 'x-status', 'x-keywords', 'content-disposition', 'references', 'in-reply-to', 'delivery-date']);
 
-/** Tokens of an already extracted message. */
-export function tokensOf(x: Extracted, opts: TokenizeOptions = {}): Set<string> {
+/** The tokens of feature set 1 (all but the header order). */
+function baseTokens(x: Extracted, opts: TokenizeOptions): Set<string> {
   const t = new Set<string>();
   const bigrams = opts.bigrams ?? false;
   let subject = '';
@@ -176,6 +213,76 @@ export function tokensOf(x: Extracted, opts: TokenizeOptions = {}): Set<string> 
   t.add('meta:len:' + Math.min(12, Math.floor(Math.log2(bodyChars + 1))));
   // x.mboxLine is deliberately not a feature: an SMTP server never sees that line
   return t;
+}
+
+/** Tokens of an already extracted message. */
+export function tokensOf(x: Extracted, opts: TokenizeOptions = {}): Set<string> {
+  const t = baseTokens(x, opts);
+  if ((opts.featureSet ?? FEATURE_SET) >= 2) {
+    let prev1 = '', prev2 = '';
+    for (const [name] of x.headers) {
+      t.add('hseq:' + prev1 + '>' + name);
+      t.add('hseq3:' + prev2 + '>' + prev1 + '>' + name);
+      prev2 = prev1;
+      prev1 = name;
+    }
+  }
+  return t;
+}
+
+// header order, hashed: FNV states of "hseq:" and "hseq3:", and a state continued with '>'
+const HSEQ = fnv(FNV_OFFSET, 'hseq:');
+const HSEQ3 = fnv(FNV_OFFSET, 'hseq3:');
+const gt = (h: number): number => Math.imul(h ^ 0x3e, 0x01000193);
+
+/**
+ * The buckets of the header-order tokens of tokensOf, written to out[n...]; returns the new n.
+ * One pass over each name continues the five FNV states that need it.
+ */
+function headerOrderBuckets(headers: Array<[string, string]>, mask: number, out: Uint32Array, n: number): number {
+  let pre2 = gt(HSEQ); // "hseq:" + prev1 + ">"
+  let pre3 = gt(gt(HSEQ3)); // "hseq3:" + prev2 + ">" + prev1 + ">"
+  let q = gt(HSEQ3); // "hseq3:" + prev1 + ">"
+  for (let k = 0; k < headers.length; k++) {
+    const name = headers[k]![0];
+    let a = pre2, b = pre3, c = q, d = HSEQ3, e = HSEQ;
+    for (let i = 0; i < name.length; i++) {
+      const ch = name.charCodeAt(i);
+      a = Math.imul(a ^ ch, 0x01000193);
+      b = Math.imul(b ^ ch, 0x01000193);
+      c = Math.imul(c ^ ch, 0x01000193);
+      d = Math.imul(d ^ ch, 0x01000193);
+      e = Math.imul(e ^ ch, 0x01000193);
+    }
+    out[n++] = mix(a) & mask;
+    out[n++] = mix(b) & mask;
+    pre3 = gt(c);
+    q = gt(d);
+    pre2 = gt(e);
+  }
+  return n;
+}
+
+/** The tokens of raw message bytes as sorted unique buckets in [0, 2^bits). Never throws. */
+export function tokenBuckets(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Uint32Array {
+  const mask = (1 << bits) - 1;
+  let set: Set<string>;
+  let headers: Array<[string, string]> = [];
+  try {
+    const x = extract(buf);
+    set = baseTokens(x, opts);
+    if ((opts.featureSet ?? FEATURE_SET) >= 2) headers = x.headers;
+  } catch {
+    set = new Set(['meta:unparsable']);
+  }
+  const a = new Uint32Array(set.size + 2 * headers.length);
+  let n = 0;
+  for (const t of set) a[n++] = hashToken(t) & mask;
+  n = headerOrderBuckets(headers, mask, a, n);
+  a.sort();
+  let k = 0;
+  for (let i = 0; i < n; i++) if (k === 0 || a[i] !== a[k - 1]) a[k++] = a[i]!;
+  return a.subarray(0, k);
 }
 
 /** Tokens of raw message bytes. Never throws. */
