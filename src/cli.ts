@@ -5,8 +5,6 @@
 // command (`spam classify` in a pipeline, `config`, `version`) does not pay for loading the MTA
 // (LMDB, pino, Piscina, undici, mailauth).
 import { readFileSync } from 'node:fs';
-import { loadConfig, describeConfig, ConfigError } from './config/load.js';
-import { SETTINGS } from './config/schema.js';
 import { PosternError } from './errors.js';
 
 const USAGE = `usage: postern <command>
@@ -32,6 +30,7 @@ async function readStdin(): Promise<string> {
 }
 
 async function cmdStart(): Promise<void> {
+  const { loadConfig } = await import('./config/load.js');
   const config = loadConfig();
   const [{ createLogger }, { startNode }] = await Promise.all([import('./log/logger.js'), import('./main.js')]);
   const log = createLogger(config.logLevel as 'info');
@@ -54,7 +53,8 @@ async function cmdStart(): Promise<void> {
   process.on('SIGHUP', () => void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed')));
 }
 
-function cmdConfig(args: string[]): void {
+async function cmdConfig(args: string[]): Promise<void> {
+  const [{ loadConfig, describeConfig }, { SETTINGS }] = await Promise.all([import('./config/load.js'), import('./config/schema.js')]);
   const config = loadConfig();
   const rows = describeConfig(config);
   if (args.includes('--json')) {
@@ -82,6 +82,7 @@ async function cmdUser(args: string[]): Promise<void> {
 }
 
 async function cmdQueue(args: string[]): Promise<void> {
+  const { loadConfig } = await import('./config/load.js');
   const config = loadConfig();
   const { Queue } = await import('./queue/store.js');
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
@@ -135,7 +136,7 @@ async function main(argv: string[]): Promise<void> {
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof ConfigError) {
+  if (err instanceof PosternError && err.code === 'PST_ERR_CONFIG_INVALID') { // a ConfigError
     console.error(`postern: ${err.message}`);
     process.exit(78);
   }

@@ -118,6 +118,8 @@ test('tokenize: feature set 2 adds the order of the header names', () => {
   assert.equal([...t2].filter((k) => k.startsWith('hseq:')).length, 7); // received>received once
 });
 
+const sorted = (a: Uint32Array): number[] => Array.from(a).sort((x, y) => x - y);
+
 test('features: hashed buckets equal featurize(tokenize()) for both feature sets', () => {
   const raws = [
     msg('From: "Deals" <promo@mail.offers.example>\nSubject: FREE MONEY\nReceived: from relay.offers.example (relay.offers.example [192.0.2.7]) by mx.example\n\nWin a prize at http://win.example/x now\n'),
@@ -130,13 +132,13 @@ test('features: hashed buckets equal featurize(tokenize()) for both feature sets
   ];
   for (const raw of raws) {
     for (const opts of [{}, { featureSet: 1 }, { featureSet: 2, bigrams: true }]) {
-      assert.deepEqual(Array.from(features(raw, 16, opts)), Array.from(featurize(tokenize(raw, opts), 16)), JSON.stringify(opts));
+      assert.deepEqual(sorted(features(raw, 16, opts)), Array.from(featurize(tokenize(raw, opts), 16)), JSON.stringify(opts));
     }
   }
   // a long header block (the header-order hashes are computed without their strings)
   const many = msg(Array.from({ length: 20000 }, (_, i) => `X-H${i % 7 === 0 ? 'a' : i}: v`).join('\n') + '\n\nbody\n');
-  assert.deepEqual(Array.from(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
-  assert.deepEqual(Array.from(features(raws[0]!, 20)), Array.from(featurize(tokenize(raws[0]!), 20)), 'and after');
+  assert.deepEqual(sorted(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
+  assert.deepEqual(sorted(features(raws[0]!, 20)), Array.from(featurize(tokenize(raws[0]!), 20)), 'and after');
 });
 
 // ---- a tiny synthetic corpus ---------------------------------------------------------------

@@ -5,7 +5,6 @@
 // Logs go to stderr; stdout carries only results. Returns the exit code (2 = usage).
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { SpamModel, train, DEFAULTS, type ModelKind, type TrainOptions } from './model.js';
 import { FEATURE_SET } from './tokenize.js';
 import { metrics, formatTable, type Item } from './metrics.js';
@@ -186,12 +185,13 @@ async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout:
   return failed ? 1 : 0;
 }
 
-function ensureSplit(seed: string, dir: string): void {
+async function ensureSplit(seed: string, dir: string): Promise<void> {
   if (existsSync(join(dir, 'manifest.jsonl'))) return;
   const candidates = [process.env.POSTERN_SPAM_TOOLS, resolve('../shared/spam'), '/work/shared/spam'].filter(Boolean) as string[];
   const tool = candidates.map((c) => join(c, 'split.mjs')).find((p) => existsSync(p));
   if (!tool) throw new UsageError(`no split in ${dir} and split.mjs not found (set POSTERN_SPAM_TOOLS)`);
   log(`making split seed ${seed} in ${dir}`);
+  const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
   if (r.status !== 0) throw new Error(`split.mjs failed (exit ${r.status})`);
 }
@@ -239,7 +239,7 @@ async function cmdEval(args: string[], stdout: NodeJS.WritableStream): Promise<n
   const split = opt(args, '--split') ?? defaultSplitDir(seed);
   const o = trainOptions(args);
   if (args.length) throw new UsageError(`unexpected argument ${args[0]}`);
-  ensureSplit(seed, split);
+  await ensureSplit(seed, split);
   const r = evaluateSplit(split, o);
   const kind = o.kind ?? DEFAULTS.kind;
   const n = r.metrics.n;

@@ -100,41 +100,36 @@ const bin = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 // ---- transfer encodings ---------------------------------------------------------------
 
-/** Quoted-printable to bytes; tolerant of bad escapes (kept as is). */
+// one pass, left to right: "=XX" is a byte; "=" CRLF, and "=" with optional blanks before LF or
+// the end, are soft line breaks; any other "=" stays as it is (so do bad escapes); in a header
+// (RFC 2047 "Q") "_" is a space. One native regex scan instead of a JS loop per character.
+const QP = /=(?:([0-9A-Fa-f]{2})|\r\n|[ \t]*(?:\n|$))/g;
+const QP_HEADER = /=(?:([0-9A-Fa-f]{2})|\r\n|[ \t]*(?:\n|$))|_/g;
+const qpByte = (m: string, hex: string | undefined): string => (hex !== undefined ? String.fromCharCode(parseInt(hex, 16)) : m === '_' ? ' ' : '');
+
+/** Quoted-printable (a latin1 string) to bytes; tolerant of bad escapes (kept as is). */
 export function decodeQP(s: string, header = false): Buffer {
-  const out = Buffer.allocUnsafe(s.length);
-  let o = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x3d /* = */) {
-      const a = s.charCodeAt(i + 1);
-      if (a === 0x0a) { i += 1; continue; } // soft line break
-      if (a === 0x0d && s.charCodeAt(i + 2) === 0x0a) { i += 2; continue; }
-      const h1 = hexVal(a), h2 = hexVal(s.charCodeAt(i + 2));
-      if (h1 >= 0 && h2 >= 0) { out[o++] = (h1 << 4) | h2; i += 2; continue; }
-      // "=" followed by spaces then newline: soft break with trailing whitespace
-      let j = i + 1;
-      while (s.charCodeAt(j) === 0x20 || s.charCodeAt(j) === 0x09) j++;
-      if (s.charCodeAt(j) === 0x0a || j >= s.length) { i = j; continue; }
-      out[o++] = c;
-    } else if (header && c === 0x5f /* _ */) {
-      out[o++] = 0x20;
-    } else {
-      out[o++] = c & 0xff;
-    }
-  }
-  return out.subarray(0, o);
+  return Buffer.from(s.indexOf('=') < 0 && !header ? s : s.replace(header ? QP_HEADER : QP, qpByte), 'latin1');
 }
 
-function hexVal(c: number): number {
-  if (c >= 0x30 && c <= 0x39) return c - 0x30;
-  if (c >= 0x41 && c <= 0x46) return c - 0x37;
-  if (c >= 0x61 && c <= 0x66) return c - 0x57;
-  return -1;
+/**
+ * Whether Buffer.from(s, 'base64') decodes s as the lenient RFC 2045 reading does (drop every
+ * character outside the alphabet, then decode): it skips white space and junk the same way, but
+ * stops at the first "=" and takes "-" and "_" as base64url. So: no "-" or "_", and after the
+ * first "=" only more "=" and characters outside the alphabet. Linear, no copy.
+ */
+function plainBase64(s: string): boolean {
+  if (s.indexOf('-') >= 0 || s.indexOf('_') >= 0) return false;
+  let i = s.indexOf('=');
+  if (i < 0) return true;
+  while (s.charCodeAt(i) === 0x3d) i++;
+  BASE64_CHAR.lastIndex = i;
+  return !BASE64_CHAR.test(s);
 }
+const BASE64_CHAR = /[A-Za-z0-9+/=]/g;
 
 function decodeTransfer(body: string, encoding: string): Buffer {
-  if (encoding === 'base64') return Buffer.from(body.replace(/[^A-Za-z0-9+/]/g, ''), 'base64');
+  if (encoding === 'base64') return Buffer.from(plainBase64(body) ? body : body.replace(/[^A-Za-z0-9+/]/g, ''), 'base64');
   if (encoding === 'quoted-printable') return decodeQP(body);
   return bin(body);
 }

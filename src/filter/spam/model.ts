@@ -77,7 +77,7 @@ export const DEFAULTS: Required<TrainOptions> = {
   featureSet: FEATURE_SET,
 };
 
-/** A message as the learners see it: sorted unique bucket indices. */
+/** A message as the learners see it: unique bucket indices (featurize sorts them; features need not). */
 export type Features = Uint32Array;
 
 export const hash = hashToken;
@@ -95,7 +95,7 @@ export function featurize(tokens: Iterable<string>, bits: number): Features {
   return a.subarray(0, k);
 }
 
-/** Sorted unique buckets of raw message bytes: the same as featurize(tokenize(buf, opts), bits). */
+/** Unique buckets of raw message bytes: the same set as featurize(tokenize(buf, opts), bits). */
 export function features(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Features {
   return tokenBuckets(buf, bits, opts);
 }

@@ -11,8 +11,8 @@
 //                   "" before the first: every mail client, bulk mailer, MTA and list manager
 //                   writes or adds its headers in its own order
 // tokenize/tokensOf give the tokens as strings (readable: tests, debugging); tokenBuckets gives
-// what the model uses, hashToken(token) & (2^bits - 1) for each, sorted and unique, and
-// computes the header-order ones without building their strings.
+// what the model uses, hashToken(token) & (2^bits - 1) for each, unique, and hashes
+// words as it scans them and the header order as it walks it, without building their strings.
 import { extract, type Extracted } from './extract.js';
 
 export interface TokenizeOptions {
@@ -47,58 +47,245 @@ export function hashToken(s: string): number {
   return mix(fnv(FNV_OFFSET, s));
 }
 
-// a run of letters/digits/currency, inner ' _ - allowed (so edges come trimmed)
-const WORD = /[\p{L}\p{N}$€£¥%!]+(?:['_-]+[\p{L}\p{N}$€£¥%!]+)*/gu;
+// A word: a run of letters/digits/currency, inner ' _ - allowed (so edges come trimmed), i.e.
+// /[\p{L}\p{N}$€£¥%!]+(?:['_-]+[\p{L}\p{N}$€£¥%!]+)*/u over the lower-cased text. The scanner
+// below matches exactly that without a regex and without building a string per word.
 const MIN_LEN = 2;
 const MAX_LEN = 24;
 const MAX_WORDS = 6000;
 
-function words(text: string, prefix: string, into: Set<string>, bigrams: boolean, limit = MAX_WORDS): void {
+const WORD_CHAR = /^[\p{L}\p{N}$€£¥%!]$/u;
+const ASCII_WORD = new Uint8Array(128);
+for (let c = 0; c < 128; c++) ASCII_WORD[c] = WORD_CHAR.test(String.fromCharCode(c)) ? 1 : 0;
+/** BMP code units above ASCII: 0 = not looked at yet, 1 = word character, 2 = not */
+const BMP_WORD = new Uint8Array(65536);
+
+/** Length in code units (1 or 2) of the word character at s[i], or 0 if s[i] starts none. */
+function wordCharLen(s: string, i: number): number {
+  const c = s.charCodeAt(i);
+  if (c < 128) return ASCII_WORD[c]!;
+  if (c >= 0xd800 && c <= 0xdfff) {
+    // a surrogate pair is one code point; a lone surrogate is never a word character
+    if (c <= 0xdbff && i + 1 < s.length) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) return WORD_CHAR.test(s.slice(i, i + 2)) ? 2 : 0;
+    }
+    return 0;
+  }
+  let k = BMP_WORD[c]!;
+  if (k === 0) BMP_WORD[c] = k = WORD_CHAR.test(String.fromCharCode(c)) ? 1 : 2;
+  return k === 1 ? 1 : 0;
+}
+
+const isJoiner = (c: number): boolean => c === 0x27 || c === 0x5f || c === 0x2d; // ' _ -
+
+/**
+ * Where tokens go: their strings into a Set (tokenize, tokensOf: readable, for tests and
+ * debugging), or straight into hashed buckets (tokenBuckets: what the model uses), without
+ * building the strings of words.
+ */
+interface Sink {
+  add(token: string): void;
+  /** the token prefix + s.slice(start, end), without building it in the bucket sink */
+  addSlice(prefix: string, s: string, start: number, end: number): void;
+  /** the token prefix + s.slice(start, end), whose FNV state (before the final mix) is h */
+  addWord(prefix: string, h: number, s: string, start: number, end: number): void;
+  /** the token prefix + s.slice(a, b) + ' ' + s.slice(c, d) */
+  addPair(prefix: string, ph: number, s: string, a: number, b: number, c: number, d: number): void;
+}
+
+class StringSink implements Sink {
+  readonly set = new Set<string>();
+  add(token: string): void {
+    this.set.add(token);
+  }
+  addSlice(prefix: string, s: string, start: number, end: number): void {
+    this.set.add(prefix + s.slice(start, end));
+  }
+  addWord(prefix: string, _h: number, s: string, start: number, end: number): void {
+    this.set.add(prefix + s.slice(start, end));
+  }
+  addPair(prefix: string, _ph: number, s: string, a: number, b: number, c: number, d: number): void {
+    this.set.add(prefix + s.slice(a, b) + ' ' + s.slice(c, d));
+  }
+}
+
+/**
+ * Buckets into an array, each once. Repeats (a message repeats its words) are dropped as they
+ * come by a small open-addressing set (slots stamped with a generation, so nothing is cleared
+ * between messages) that stays in the CPU cache, unlike a table of 2^bits entries. The arrays
+ * are reused from message to message (tokenBuckets is synchronous; each worker thread has its own).
+ */
+class BucketSink implements Sink {
+  private static out = new Uint32Array(1024);
+  private static keys = new Uint32Array(2048);
+  private static stamps = new Uint32Array(2048);
+  private static generation = 0;
+
+  n = 0;
+  private gen = 0;
+  constructor(readonly mask: number) {
+    this.reset();
+  }
+
+  /** Forget what was added. */
+  reset(): void {
+    this.n = 0;
+    if (BucketSink.generation === 0xffffffff) {
+      BucketSink.stamps.fill(0);
+      BucketSink.generation = 0;
+    }
+    this.gen = ++BucketSink.generation;
+  }
+
+  /** The buckets added, each once, in the order they came. */
+  result(): Uint32Array {
+    return BucketSink.out.slice(0, this.n);
+  }
+
+  push(h: number): void {
+    const b = mix(h) & this.mask;
+    const keys = BucketSink.keys, stamps = BucketSink.stamps, slots = keys.length - 1;
+    let i = b & slots;
+    while (stamps[i] === this.gen) {
+      if (keys[i] === b) return;
+      i = (i + 1) & slots;
+    }
+    stamps[i] = this.gen;
+    keys[i] = b;
+    let out = BucketSink.out;
+    if (this.n === out.length) {
+      out = new Uint32Array(out.length * 2);
+      out.set(BucketSink.out);
+      BucketSink.out = out;
+    }
+    out[this.n++] = b;
+    if (this.n * 2 > slots) this.grow();
+  }
+
+  /** Twice the slots, the buckets so far re-inserted (under a new generation). */
+  private grow(): void {
+    const size = BucketSink.keys.length * 2;
+    BucketSink.keys = new Uint32Array(size);
+    BucketSink.stamps = new Uint32Array(size);
+    BucketSink.generation = 0;
+    this.gen = ++BucketSink.generation;
+    const keys = BucketSink.keys, stamps = BucketSink.stamps, out = BucketSink.out;
+    for (let k = 0; k < this.n; k++) {
+      const b = out[k]!;
+      let i = b & (size - 1);
+      while (stamps[i] === this.gen) i = (i + 1) & (size - 1);
+      stamps[i] = this.gen;
+      keys[i] = b;
+    }
+  }
+
+  add(token: string): void {
+    this.push(fnv(FNV_OFFSET, token));
+  }
+  addSlice(prefix: string, s: string, start: number, end: number): void {
+    let h = fnv(FNV_OFFSET, prefix);
+    for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    this.push(h);
+  }
+  addWord(_prefix: string, h: number): void {
+    this.push(h);
+  }
+  addPair(_prefix: string, ph: number, s: string, a: number, b: number, c: number, d: number): void {
+    let h = ph;
+    for (let i = a; i < b; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    h = Math.imul(h ^ 0x20, 0x01000193);
+    for (let i = c; i < d; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+    this.push(h);
+  }
+}
+
+/** The words of text as tokens prefix + word. */
+function words(text: string, prefix: string, into: Sink, bigrams: boolean, limit = MAX_WORDS): void {
+  const ph = fnv(FNV_OFFSET, prefix);
   const s = text.toLowerCase();
-  WORD.lastIndex = 0;
-  let m: RegExpExecArray | null;
-  let prev = '';
+  const len = s.length;
+  let prevStart = -1, prevEnd = -1; // the previous word, for bigrams
   let n = 0;
-  while ((m = WORD.exec(s)) !== null) {
-    const w = m[0];
-    if (w.length > MAX_LEN) {
-      into.add(prefix + 'long:' + Math.min(10, Math.floor(w.length / 10)));
-      prev = '';
+  let i = 0;
+  while (i < len) {
+    let c = s.charCodeAt(i);
+    let k = c < 128 ? ASCII_WORD[c]! : wordCharLen(s, i);
+    if (k === 0) { i++; continue; }
+    const start = i;
+    let h = ph; // FNV of prefix + the word so far: the scan hashes as it goes
+    for (;;) {
+      // a run of word characters; s[i] starts one, k code units long
+      for (;;) {
+        h = Math.imul(h ^ c, 0x01000193);
+        if (k === 2) h = Math.imul(h ^ s.charCodeAt(i + 1), 0x01000193);
+        i += k;
+        if (i >= len) break;
+        c = s.charCodeAt(i);
+        k = c < 128 ? ASCII_WORD[c]! : wordCharLen(s, i);
+        if (k === 0) break;
+      }
+      // joiners belong to the word only when a word character follows them
+      let j = i, hj = h;
+      while (j < len && isJoiner((c = s.charCodeAt(j)))) {
+        hj = Math.imul(hj ^ c, 0x01000193);
+        j++;
+      }
+      if (j > i && j < len && (k = (c = s.charCodeAt(j)) < 128 ? ASCII_WORD[c]! : wordCharLen(s, j)) > 0) {
+        i = j;
+        h = hj;
+        continue;
+      }
+      break;
+    }
+    const w = i - start;
+    if (w > MAX_LEN) {
+      into.add(prefix + 'long:' + Math.min(10, Math.floor(w / 10)));
+      prevStart = -1;
       continue;
     }
-    if (w.length < MIN_LEN) { prev = ''; continue; }
-    into.add(prefix + w);
-    if (bigrams && prev) into.add(prefix + prev + ' ' + w);
-    prev = w;
+    if (w < MIN_LEN) { prevStart = -1; continue; }
+    into.addWord(prefix, h, s, start, i);
+    if (bigrams && prevStart >= 0) into.addPair(prefix, ph, s, prevStart, prevEnd, start, i);
+    prevStart = start;
+    prevEnd = i;
     if (++n >= limit) break;
   }
 }
 
+/** The word tokens of a text (as tokenize makes them from a body): for tests and debugging. */
+export function wordTokens(text: string, prefix = '', bigrams = false, limit = MAX_WORDS): Set<string> {
+  const sink = new StringSink();
+  words(text, prefix, sink, bigrams, limit);
+  return sink.set;
+}
+
 /** "a.b.example.com" -> ["a.b.example.com", "b.example.com", "example.com"] (stops at 2 labels). */
-function hostAndParents(host: string, prefix: string, into: Set<string>): void {
+function hostAndParents(host: string, prefix: string, into: Sink): void {
   let h = host.toLowerCase();
   if (h.charCodeAt(h.length - 1) === 0x2e) h = h.replace(/\.+$/, '');
   if (!h || h.length > 253) return;
-  into.add(prefix + h);
+  into.addSlice(prefix, h, 0, h.length);
   const last = h.charCodeAt(h.length - 1);
-  if (last >= 0x30 && last <= 0x39 && /^\d+\.\d+\.\d+\.\d+$/.test(h)) {
+  if (last >= 0x30 && last <= 0x39 && IPV4.test(h)) {
     into.add(prefix + 'ip');
-    into.add(prefix + h.slice(0, h.lastIndexOf('.')));
+    into.addSlice(prefix, h, 0, h.lastIndexOf('.'));
     return;
   }
+  // parents while they keep two labels, at most four
+  let start = 0;
   for (let k = 0; k < 4; k++) {
-    const dot = h.indexOf('.');
-    if (dot < 0) return;
-    const rest = h.slice(dot + 1);
-    if (rest.indexOf('.') < 0) return;
-    h = rest;
-    into.add(prefix + h);
+    const dot = h.indexOf('.', start);
+    if (dot < 0 || h.indexOf('.', dot + 1) < 0) return;
+    start = dot + 1;
+    into.addSlice(prefix, h, start, h.length);
   }
 }
 
+const IPV4 = /^\d+\.\d+\.\d+\.\d+$/;
 const ADDR = /[A-Za-z0-9._%+-]+@([A-Za-z0-9.-]+\.[A-Za-z]{2,})/g;
 const HOSTISH = /\b([a-z0-9-]+(?:\.[a-z0-9-]+)+)\b/gi;
-const TEXT_HEADERS: Record<string, string> = {
+const TEXT_HEADERS = new Map(Object.entries({
   subject: 's:',
   from: 'f:',
   to: 't:',
@@ -117,25 +304,26 @@ const TEXT_HEADERS: Record<string, string> = {
   precedence: 'prec:',
   'sender': 'snd:',
   'errors-to': 'et:',
-};
+}));
+// headers whose presence is a token ("hdr:" + name), besides every X- header
+const PRESENCE_HEADERS = new Set(['received', 'date', 'message-id', 'subject', 'from', 'to', 'cc', 'content-type', 'mime-version', 'reply-to', 'return-path']);
 
-const GENERIC_HEADERS = process.env.SPAM_GENERIC !== '0';
+// other headers' words, prefixed with the header's name, except those that only carry noise
 const SKIP_GENERIC = new Set(['received', 'date', 'message-id', 'content-length', 'lines', 'x-uid', 'status', 'x-status', 'x-keywords', 'content-disposition', 'references', 'in-reply-to', 'delivery-date']);
 
 /** The tokens of feature set 1 (all but the header order). */
-function baseTokens(x: Extracted, opts: TokenizeOptions): Set<string> {
-  const t = new Set<string>();
+function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
   const bigrams = opts.bigrams ?? false;
   let subject = '';
   let haveDate = false, haveMsgId = false, haveFrom = false, haveTo = false;
   let rcpts = 0;
   let received = 0;
   for (const [name, value] of x.headers) {
-    if (name.startsWith('x-') || ['received', 'date', 'message-id', 'subject', 'from', 'to', 'cc', 'content-type', 'mime-version', 'reply-to', 'return-path'].includes(name)) {
-      t.add('hdr:' + name);
+    if (name.startsWith('x-') || PRESENCE_HEADERS.has(name)) {
+      t.addSlice('hdr:', name, 0, name.length);
     }
-    const pre = TEXT_HEADERS[name];
-    if (!pre && GENERIC_HEADERS && !SKIP_GENERIC.has(name)) words(value, 'h:' + name + ':', t, false, 40);
+    const pre = TEXT_HEADERS.get(name);
+    if (!pre && !SKIP_GENERIC.has(name)) words(value, 'h:' + name + ':', t, false, 40);
     if (pre) {
       words(value, pre, t, false, 200);
       ADDR.lastIndex = 0;
@@ -212,34 +400,38 @@ function baseTokens(x: Extracted, opts: TokenizeOptions): Set<string> {
   for (const s of x.html) { words(s, '', t, bigrams); bodyChars += s.length; }
   t.add('meta:len:' + Math.min(12, Math.floor(Math.log2(bodyChars + 1))));
   // x.mboxLine is deliberately not a feature: an SMTP server never sees that line
-  return t;
 }
 
 /** Tokens of an already extracted message. */
 export function tokensOf(x: Extracted, opts: TokenizeOptions = {}): Set<string> {
-  const t = baseTokens(x, opts);
-  if ((opts.featureSet ?? FEATURE_SET) >= 2) {
-    let prev1 = '', prev2 = '';
-    for (const [name] of x.headers) {
-      t.add('hseq:' + prev1 + '>' + name);
-      t.add('hseq3:' + prev2 + '>' + prev1 + '>' + name);
-      prev2 = prev1;
-      prev1 = name;
-    }
-  }
-  return t;
+  const sink = new StringSink();
+  baseTokens(x, opts, sink);
+  if ((opts.featureSet ?? FEATURE_SET) >= 2) headerOrder(x.headers, sink);
+  return sink.set;
 }
 
-// header order, hashed: FNV states of "hseq:" and "hseq3:", and a state continued with '>'
+/** Feature set 2: the order of the header names, in pairs and triples. */
+function headerOrder(headers: Array<[string, string]>, t: Sink): void {
+  let prev1 = '', prev2 = '';
+  for (let k = 0; k < headers.length; k++) {
+    const name = headers[k]![0];
+    t.add('hseq:' + prev1 + '>' + name);
+    t.add('hseq3:' + prev2 + '>' + prev1 + '>' + name);
+    prev2 = prev1;
+    prev1 = name;
+  }
+}
+
+// headerOrder's tokens, hashed: FNV states of "hseq:" and "hseq3:", and a state continued with '>'
 const HSEQ = fnv(FNV_OFFSET, 'hseq:');
 const HSEQ3 = fnv(FNV_OFFSET, 'hseq3:');
 const gt = (h: number): number => Math.imul(h ^ 0x3e, 0x01000193);
-
 /**
- * The buckets of the header-order tokens of tokensOf, written to out[n...]; returns the new n.
- * One pass over each name continues the five FNV states that need it.
+ * headerOrder into the bucket sink without building the tokens' strings (measurably cheaper
+ * in a short-lived `spam classify`): one pass over each name continues the five FNV states
+ * that need it.
  */
-function headerOrderBuckets(headers: Array<[string, string]>, mask: number, out: Uint32Array, n: number): number {
+function headerOrderBuckets(headers: Array<[string, string]>, out: BucketSink): void {
   let pre2 = gt(HSEQ); // "hseq:" + prev1 + ">"
   let pre3 = gt(gt(HSEQ3)); // "hseq3:" + prev2 + ">" + prev1 + ">"
   let q = gt(HSEQ3); // "hseq3:" + prev1 + ">"
@@ -254,35 +446,26 @@ function headerOrderBuckets(headers: Array<[string, string]>, mask: number, out:
       d = Math.imul(d ^ ch, 0x01000193);
       e = Math.imul(e ^ ch, 0x01000193);
     }
-    out[n++] = mix(a) & mask;
-    out[n++] = mix(b) & mask;
+    out.push(a);
+    out.push(b);
     pre3 = gt(c);
     q = gt(d);
     pre2 = gt(e);
   }
-  return n;
 }
 
-/** The tokens of raw message bytes as sorted unique buckets in [0, 2^bits). Never throws. */
+/** The tokens of raw message bytes as unique buckets in [0, 2^bits), in no particular order. Never throws. */
 export function tokenBuckets(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Uint32Array {
-  const mask = (1 << bits) - 1;
-  let set: Set<string>;
-  let headers: Array<[string, string]> = [];
+  const sink = new BucketSink((1 << bits) - 1);
   try {
     const x = extract(buf);
-    set = baseTokens(x, opts);
-    if ((opts.featureSet ?? FEATURE_SET) >= 2) headers = x.headers;
+    baseTokens(x, opts, sink);
+    if ((opts.featureSet ?? FEATURE_SET) >= 2) headerOrderBuckets(x.headers, sink);
   } catch {
-    set = new Set(['meta:unparsable']);
+    sink.reset();
+    sink.add('meta:unparsable');
   }
-  const a = new Uint32Array(set.size + 2 * headers.length);
-  let n = 0;
-  for (const t of set) a[n++] = hashToken(t) & mask;
-  n = headerOrderBuckets(headers, mask, a, n);
-  a.sort();
-  let k = 0;
-  for (let i = 0; i < n; i++) if (k === 0 || a[i] !== a[k - 1]) a[k++] = a[i]!;
-  return a.subarray(0, k);
+  return sink.result();
 }
 
 /** Tokens of raw message bytes. Never throws. */
