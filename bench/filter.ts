@@ -32,14 +32,14 @@
 //   BENCH_SPLIT       split folder (/tmp/spam-eval)
 //   BENCH_SPAM_MODEL  a trained model file to use instead of training one
 // Run: npx tsc -p tsconfig.json && npx tsc -p tsconfig.test.json && node build/bench/filter.js
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_MAX_BATCH, FilterPool, type FilterOutcome } from '../src/filter/pool.js';
 import type { FilterEnvelope, Verdict } from '../src/filter/messages.js';
 import { SpamModel, train, type TrainOptions } from '../src/filter/spam/model.js';
-import { listFiles } from '../src/filter/spam/cli.js';
+import { haveSplit, interleavedTest, readSplit } from './lib/split.js';
 
 export interface FilterBenchOptions {
   /** Seconds per phase. */
@@ -133,18 +133,11 @@ export function synth(n: number, spam: boolean, seed: number): Buffer[] {
 interface Corpus { kind: 'split' | 'synthetic'; trainSpam: Buffer[]; trainHam: Buffer[]; test: Buffer[] }
 
 function loadCorpus(o: FilterBenchOptions): Corpus {
-  const haveSplit = existsSync(join(o.split, 'test', 'spam')) && existsSync(join(o.split, 'train', 'ham'));
-  if (o.corpus === 'split' && !haveSplit) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
-  if (o.corpus !== 'synthetic' && haveSplit) {
-    const read = (d: string): Buffer[] => listFiles(join(o.split, d)).map((p) => readFileSync(p));
-    // test messages interleaved spam/ham so every stretch of the run sees both
-    const ts = read('test/spam'), th = read('test/ham');
-    const test: Buffer[] = [];
-    for (let i = 0; i < Math.max(ts.length, th.length); i++) {
-      if (i < th.length) test.push(th[i]!);
-      if (i < ts.length) test.push(ts[i]!);
-    }
-    return { kind: 'split', trainSpam: read('train/spam'), trainHam: read('train/ham'), test };
+  const found = haveSplit(o.split, 'test/spam', 'test/ham', 'train/spam', 'train/ham');
+  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
+  if (o.corpus !== 'synthetic' && found) {
+    const test = interleavedTest(o.split).messages;
+    return { kind: 'split', trainSpam: readSplit(o.split, 'train/spam'), trainHam: readSplit(o.split, 'train/ham'), test };
   }
   if (o.corpus === 'auto') o.log(`no split in ${o.split}: using a synthetic corpus`);
   const test: Buffer[] = [];

@@ -34,15 +34,13 @@
 //   BENCH_SPLIT   split folder (/tmp/spam-eval)
 // Run: npm run bench:mime
 //   (= npx tsc -p tsconfig.json && npx tsc -p tsconfig.test.json && node build/bench/mime.js)
-import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import PostalMime from 'postal-mime';
 import { simpleParser, type SimpleParserOptions } from 'mailparser';
 import { extract } from '../src/filter/spam/extract.js';
 import { features, DEFAULTS } from '../src/filter/spam/model.js';
-import { listFiles } from '../src/filter/spam/cli.js';
+import { haveSplit, interleavedTest } from './lib/split.js';
 
 export interface MimeBenchOptions {
   /** Rounds over the whole corpus per entry; the median is reported. */
@@ -140,20 +138,9 @@ export function synthMime(n: number): Buffer[] {
 interface Corpus { kind: 'split' | 'synthetic'; messages: Buffer[]; spam: number; ham: number }
 
 function loadCorpus(o: MimeBenchOptions): Corpus {
-  const haveSplit = existsSync(join(o.split, 'test', 'spam')) && existsSync(join(o.split, 'test', 'ham'));
-  if (o.corpus === 'split' && !haveSplit) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
-  if (o.corpus !== 'synthetic' && haveSplit) {
-    const read = (d: string): Buffer[] => listFiles(join(o.split, d)).map((p) => readFileSync(p));
-    // spam and ham interleaved, so a truncated corpus still holds both
-    const ts = read('test/spam'), th = read('test/ham');
-    const messages: Buffer[] = [];
-    let spam = 0, ham = 0;
-    for (let i = 0; i < Math.max(ts.length, th.length) && messages.length < o.messages; i++) {
-      if (i < th.length) { messages.push(th[i]!); ham++; }
-      if (i < ts.length && messages.length < o.messages) { messages.push(ts[i]!); spam++; }
-    }
-    return { kind: 'split', messages, spam, ham };
-  }
+  const found = haveSplit(o.split, 'test/spam', 'test/ham');
+  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
+  if (o.corpus !== 'synthetic' && found) return { kind: 'split', ...interleavedTest(o.split, o.messages) };
   if (o.corpus === 'auto') o.log(`note: no split in ${o.split}: using ${Math.min(o.messages, 50)} synthetic MIME messages instead of the SpamAssassin test set`);
   return { kind: 'synthetic', messages: synthMime(Math.min(o.messages, 50)), spam: 0, ham: 0 };
 }
