@@ -165,3 +165,36 @@ test('through a whole node: concurrent SMTP sessions are filtered in batches and
   assert.equal(messages, 12);
   assert.ok(batches >= 2 && batches < 12, `12 messages in ${batches} tasks`);
 });
+
+test('a chain of filters: sync and async mixed, in order; the first reject or tempfail stops it', async (t) => {
+  const SYNC = fileURLToPath(new URL('../../../test/fixtures/sync-filter.mjs', import.meta.url));
+  const chain = (modules: string[]): FilterPool => {
+    const p = new FilterPool({ workers: 1, modules, timeoutMs: 10_000, maxQueue: 100 });
+    t.after(() => p.close());
+    return p;
+  };
+  const syncFirst = chain([SYNC, FILTER]);
+  const asyncFirst = chain([FILTER, SYNC]);
+  const run = (p: FilterPool, text: string): Promise<FilterOutcome> => p.filter('c1', ENVELOPE, 'Received: c\r\n', body(text));
+  const plain = 'hello\r\n';
+  // both run, their headers in chain order, the highest score kept
+  const a = await run(syncFirst, plain);
+  assert.equal(a.verdict.action, 'accept');
+  assert.equal(a.verdict.score, plain.length > 2 ? plain.length : 2);
+  assert.equal(a.body.toString('latin1'), `Received: c\r\nX-Sync: seen\r\nX-Seen: c1 ${plain.length} hello\r\n${plain}`);
+  const b = await run(asyncFirst, plain);
+  assert.equal(b.body.toString('latin1'), `Received: c\r\nX-Seen: c1 ${plain.length} hello\r\nX-Sync: seen\r\n${plain}`);
+  // a sync reject, a sync throw, an async reject, an async throw, wherever they stand
+  assert.equal((await run(syncFirst, 'SYNCREJECT\r\n')).verdict.action, 'reject');
+  assert.equal((await run(asyncFirst, 'SYNCREJECT\r\n')).verdict.action, 'reject');
+  const thrown = await run(asyncFirst, 'SYNCTHROW\r\n');
+  assert.equal(thrown.verdict.action, 'tempfail');
+  assert.match(thrown.verdict.reason ?? '', /sync filter bug/);
+  assert.equal((await run(syncFirst, 'SYNCTHROW\r\n')).verdict.action, 'tempfail');
+  assert.equal((await run(syncFirst, 'REJECTME\r\n')).verdict.action, 'reject');
+  assert.equal((await run(syncFirst, 'THROWME\r\n')).verdict.action, 'tempfail');
+  // a thenable that is not a native Promise is awaited, never taken for an accept
+  const th = await run(syncFirst, 'THENABLE\r\n');
+  assert.equal(th.verdict.action, 'reject');
+  assert.equal(th.verdict.reason, 'thenable says no');
+});
