@@ -210,7 +210,7 @@ function words(text: string, prefix: string, into: Sink, bigrams: boolean, limit
   let i = 0;
   while (i < len) {
     let c = s.charCodeAt(i);
-    let k = c < 128 ? ASCII_WORD[c]! : wordCharLen(s, i);
+    let k = wordCharLen(s, i);
     if (k === 0) { i++; continue; }
     const start = i;
     let h = ph; // FNV of prefix + the word so far: the scan hashes as it goes
@@ -222,7 +222,7 @@ function words(text: string, prefix: string, into: Sink, bigrams: boolean, limit
         i += k;
         if (i >= len) break;
         c = s.charCodeAt(i);
-        k = c < 128 ? ASCII_WORD[c]! : wordCharLen(s, i);
+        k = wordCharLen(s, i);
         if (k === 0) break;
       }
       // joiners belong to the word only when a word character follows them
@@ -231,7 +231,8 @@ function words(text: string, prefix: string, into: Sink, bigrams: boolean, limit
         hj = Math.imul(hj ^ c, 0x01000193);
         j++;
       }
-      if (j > i && j < len && (k = (c = s.charCodeAt(j)) < 128 ? ASCII_WORD[c]! : wordCharLen(s, j)) > 0) {
+      if (j > i && j < len && (k = wordCharLen(s, j)) > 0) {
+        c = s.charCodeAt(j);
         i = j;
         h = hj;
         continue;
