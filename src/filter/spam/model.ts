@@ -409,35 +409,52 @@ export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainO
   return scores;
 }
 
-/** Threshold minimising costFP * FP + FN over scores (midpoint between neighbours). */
-export function chooseThreshold(scores: ArrayLike<number>, ys: Uint8Array, costFP: number): { threshold: number; fp: number; fn: number } {
+export interface ThresholdChoice {
+  threshold: number;
+  fp: number;
+  fn: number;
+}
+
+/** The scores' indices in ascending score order, and the class counts. */
+function ranked(scores: ArrayLike<number>, ys: Uint8Array): { idx: number[]; nSpam: number; nHam: number } {
   const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
   let nSpam = 0;
   for (const y of ys) nSpam += y;
-  // threshold above everything: all ham -> FN = nSpam, FP = 0; walk down
+  return { idx, nSpam, nHam: ys.length - nSpam };
+}
+
+/**
+ * Walk the threshold down from above every score (all ham: FP 0, FN = every spam), one
+ * distinct score at a time (ties cannot be split; each threshold sits midway to the next
+ * lower score), and keep the one whose (FP, FN) has the lowest `objective` (the first, i.e.
+ * the highest threshold, on ties).
+ */
+function sweep(scores: ArrayLike<number>, ys: Uint8Array, idx: number[], nSpam: number, objective: (fp: number, fn: number) => number): ThresholdChoice {
   let fp = 0, fn = nSpam;
-  let best = { cost: costFP * fp + fn, threshold: 1, fp, fn };
-  // candidate: classify idx[j..] as spam
+  let best = { v: objective(fp, fn), threshold: 1, fp, fn };
   for (let j = idx.length - 1; j >= 0; j--) {
     if (ys[idx[j]!]) fn--; else fp++;
     const s = scores[idx[j]!]!;
     const below = j > 0 ? scores[idx[j - 1]!]! : 0;
-    if (below === s) continue; // cannot split ties
-    const cost = costFP * fp + fn;
-    if (cost < best.cost) best = { cost, threshold: (s + below) / 2, fp, fn };
+    if (below === s) continue;
+    const v = objective(fp, fn);
+    if (v < best.v) best = { v, threshold: (s + below) / 2, fp, fn };
   }
   return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+}
+
+/** Threshold minimising costFP * FP + FN over scores (midpoint between neighbours). */
+export function chooseThreshold(scores: ArrayLike<number>, ys: Uint8Array, costFP: number): ThresholdChoice {
+  const { idx, nSpam } = ranked(scores, ys);
+  return sweep(scores, ys, idx, nSpam, (fp, fn) => costFP * fp + fn);
 }
 
 /**
  * Lowest threshold whose ham false-positive rate on the scores is <= maxFPR (the best
  * recall under that constraint), placed midway to the next lower score.
  */
-export function chooseThresholdFPR(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number): { threshold: number; fp: number; fn: number } {
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
-  let nSpam = 0;
-  for (const y of ys) nSpam += y;
-  const nHam = ys.length - nSpam;
+export function chooseThresholdFPR(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number): ThresholdChoice {
+  const { idx, nSpam, nHam } = ranked(scores, ys);
   const allowed = Math.floor(maxFPR * nHam + 1e-9);
   let fp = 0, fn = nSpam;
   let best = { threshold: 1, fp, fn };
@@ -456,23 +473,9 @@ export function chooseThresholdFPR(scores: ArrayLike<number>, ys: Uint8Array, ma
  * Threshold minimising max(FPR / maxFPR, FNR / maxFNR): both error rates measured against
  * their targets, the worse one made as small as possible (ties: lower FPR first).
  */
-export function chooseThresholdMinimax(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number, maxFNR: number): { threshold: number; fp: number; fn: number } {
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
-  let nSpam = 0;
-  for (const y of ys) nSpam += y;
-  const nHam = ys.length - nSpam;
-  const ratio = (fp: number, fn: number): number => Math.max(nHam ? fp / nHam / maxFPR : 0, nSpam ? fn / nSpam / maxFNR : 0);
-  let fp = 0, fn = nSpam;
-  let best = { v: ratio(fp, fn), threshold: 1, fp, fn };
-  for (let j = idx.length - 1; j >= 0; j--) {
-    if (ys[idx[j]!]) fn--; else fp++;
-    const s = scores[idx[j]!]!;
-    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
-    if (below === s) continue;
-    const v = ratio(fp, fn);
-    if (v < best.v) best = { v, threshold: (s + below) / 2, fp, fn };
-  }
-  return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+export function chooseThresholdMinimax(scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number, maxFNR: number): ThresholdChoice {
+  const { idx, nSpam, nHam } = ranked(scores, ys);
+  return sweep(scores, ys, idx, nSpam, (fp, fn) => Math.max(nHam ? fp / nHam / maxFPR : 0, nSpam ? fn / nSpam / maxFNR : 0));
 }
 
 /** log P(X <= k) for X ~ Poisson(mu), k a non-negative integer. */
@@ -500,26 +503,13 @@ export function logPoissonCdf(k: number, mu: number): number {
  */
 export function chooseThresholdPoisson(
   scores: ArrayLike<number>, ys: Uint8Array, maxFPR: number, maxFNR: number, sample?: { nHam: number; nSpam: number },
-): { threshold: number; fp: number; fn: number } {
-  const idx = Array.from({ length: scores.length }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!);
-  let nSpam = 0;
-  for (const y of ys) nSpam += y;
-  const nHam = ys.length - nSpam;
+): ThresholdChoice {
+  const { idx, nSpam, nHam } = ranked(scores, ys);
   const sH = sample?.nHam ?? nHam, sS = sample?.nSpam ?? nSpam;
   const kFP = Math.floor(maxFPR * sH + 1e-9), kFN = Math.floor(maxFNR * sS + 1e-9);
-  const logP = (fp: number, fn: number): number =>
-    (nHam ? logPoissonCdf(kFP, (sH * fp) / nHam) : 0) + (nSpam ? logPoissonCdf(kFN, (sS * fn) / nSpam) : 0);
-  let fp = 0, fn = nSpam;
-  let best = { v: logP(fp, fn), threshold: 1, fp, fn };
-  for (let j = idx.length - 1; j >= 0; j--) {
-    if (ys[idx[j]!]) fn--; else fp++;
-    const s = scores[idx[j]!]!;
-    const below = j > 0 ? scores[idx[j - 1]!]! : 0;
-    if (below === s) continue;
-    const v = logP(fp, fn);
-    if (v > best.v) best = { v, threshold: (s + below) / 2, fp, fn };
-  }
-  return { threshold: best.threshold, fp: best.fp, fn: best.fn };
+  // minus the log of the probability, so lower is better
+  return sweep(scores, ys, idx, nSpam, (fp, fn) =>
+    -((nHam ? logPoissonCdf(kFP, (sH * fp) / nHam) : 0) + (nSpam ? logPoissonCdf(kFN, (sS * fn) / nSpam) : 0)));
 }
 
 /** Train a model on featurised messages (ys: 1 = spam), threshold chosen by CV on them. */
