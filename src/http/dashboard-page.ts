@@ -220,7 +220,8 @@ export const DASHBOARD_SCRIPT = `
     set('connections', fmt(s.smtp.connections || 0));
     set('rejected', fmt((s.smtp.messagesRejected || 0) + ((s.http && s.http.messagesRejected) || 0)));
     set('commits', fmt(s.commits));
-    set('per-commit', s.commits ? (s.messagesCommitted / s.commits).toFixed(2) : '–');
+    // per commit that carried enqueues: lease, settle and retry commits carry none
+    set('per-commit', s.enqueueCommits ? (s.messagesCommitted / s.enqueueCommits).toFixed(2) : '–');
     set('lag', s.eventLoopLagMs.toFixed(1) + ' ms');
     set('rss', fmtBytes(s.rssBytes));
     set('updated', new Date(now).toLocaleTimeString());

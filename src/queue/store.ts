@@ -130,7 +130,7 @@ export class Queue {
   private idle: (() => void) | null = null;
   private viewDepth = 0;
   private readonly failures = new WeakSet<object>();
-  private readonly st: QueueStats = { commits: 0, messagesCommitted: 0, bytesCommitted: 0, failedCommits: 0 };
+  private readonly st: QueueStats = { commits: 0, enqueueCommits: 0, messagesCommitted: 0, bytesCommitted: 0, failedCommits: 0 };
 
   private constructor(env: RootDatabase, opts: QueueOptions) {
     this.env = env;
@@ -158,6 +158,7 @@ export class Queue {
     // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
     env.on('beforecommit', () => {
       this.st.commits++;
+      if (this.batch !== null) this.st.enqueueCommits++; // this transaction carries enqueues
       this.batch = null; // the next enqueue belongs to the next transaction
       queueMicrotask(this.guardBatchPromise);
     });

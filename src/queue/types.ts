@@ -105,6 +105,8 @@ export interface QueueCounts {
 export interface QueueStats {
   /** LMDB write transactions the queue issued (each is at most one fsync). */
   commits: number;
+  /** Write transactions that carried at least one enqueue (messagesCommitted / this = messages per commit). */
+  enqueueCommits: number;
   /** Messages whose enqueue committed. */
   messagesCommitted: number;
   /** Body plus record bytes of those messages. */

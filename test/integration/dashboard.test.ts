@@ -71,7 +71,7 @@ test('the dashboard shows live counters that move when mail arrives over SMTP', 
   assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
   await res.text();
   const stats = (await (await fetch(`${base}/v1/stats`)).json()) as Record<string, unknown>;
-  for (const k of ['time', 'smtp', 'delivery', 'queue', 'commits', 'messagesCommitted', 'eventLoopLagMs', 'rssBytes', 'destinations', 'filterUtilization']) assert.ok(k in stats, k);
+  for (const k of ['time', 'smtp', 'delivery', 'queue', 'commits', 'enqueueCommits', 'messagesCommitted', 'eventLoopLagMs', 'rssBytes', 'destinations', 'filterUtilization']) assert.ok(k in stats, k);
   assert.deepEqual(stats.destinations, [], 'delivery is off: no destinations');
   assert.equal(stats.filterUtilization, null, 'no filters');
 
@@ -88,6 +88,11 @@ test('the dashboard shows live counters that move when mail arrives over SMTP', 
   await waitForText(page, 'queue-total', (s) => s === '3', 'queue-total to reach 3');
   await waitForText(page, 'received-rate', (s) => Number(s) > 0, 'a non-zero received rate');
   assert.equal(await text(page, 'queue-priority-normal'), '3');
+  // messages per commit counts the commits that carried enqueues (not leases or settles)
+  const after = (await (await fetch(`${base}/v1/stats`)).json()) as { messagesCommitted: number; enqueueCommits: number; commits: number };
+  assert.equal(after.messagesCommitted, 3);
+  assert.ok(after.enqueueCommits >= 1 && after.enqueueCommits <= 3 && after.enqueueCommits <= after.commits);
+  await waitForText(page, 'per-commit', (v) => v === (3 / after.enqueueCommits).toFixed(2), 'messages per enqueue commit');
   const domains = await text(page, 'domains');
   assert.match(domains, /busy\.example\s+4[\s\S]*quiet\.example\s+1/, 'busiest domain first');
   assert.equal(await text(page, 'delivery-state'), 'delivery is off');

@@ -274,6 +274,7 @@ test('metrics: Prometheus text that parses; counters move after an SMTP message 
     'postern_queue_messages_by_priority{priority="bulk"}',
     'postern_queue_commits_total',
     'postern_queue_committed_messages_total',
+    'postern_queue_enqueue_commits_total',
     'process_resident_memory_bytes',
     'nodejs_eventloop_lag_seconds',
   ]) {

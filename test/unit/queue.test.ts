@@ -204,6 +204,13 @@ test('group commit: 200 concurrent enqueues share a handful of fsyncs', async (t
   assert.equal(s1.messagesCommitted - s0.messagesCommitted, 200);
   const commits = s1.commits - s0.commits;
   assert.ok(commits >= 1 && commits <= 5, `200 same-turn enqueues took ${commits} commits`);
+  assert.equal(s1.enqueueCommits - s0.enqueueCommits, commits, 'each of those carried enqueues');
+  // a lease is a commit without an enqueue: messages per commit counts only the enqueue ones
+  const sl = q.stats();
+  await q.lease({ limit: 5, owner: 'w' });
+  const sl2 = q.stats();
+  assert.ok(sl2.commits > sl.commits);
+  assert.equal(sl2.enqueueCommits, sl.enqueueCommits);
   // 50 concurrent producers that each wait for their ack before sending the next one.
   const s2 = q.stats();
   await Promise.all(

@@ -64,7 +64,8 @@ export function renderMetrics(api: Api): string {
   ]);
   const qs = q.stats();
   p.one('postern_queue_commits_total', 'counter', 'LMDB write transactions (each at most one fsync).', qs.commits);
-  p.one('postern_queue_committed_messages_total', 'counter', 'Messages whose enqueue committed (group commit: compare with commits).', qs.messagesCommitted);
+  p.one('postern_queue_enqueue_commits_total', 'counter', 'LMDB write transactions that carried enqueues (group commit: committed messages / these).', qs.enqueueCommits);
+  p.one('postern_queue_committed_messages_total', 'counter', 'Messages whose enqueue committed (group commit: compare with enqueue commits).', qs.messagesCommitted);
   p.one('postern_queue_committed_bytes_total', 'counter', 'Body and record bytes committed.', qs.bytesCommitted);
   p.one('postern_queue_failed_commits_total', 'counter', 'LMDB write transactions that failed.', qs.failedCommits);
 

@@ -44,6 +44,8 @@ export interface StatsSnapshot {
     topDomains: [string, number][];
   } | null;
   commits: number;
+  /** Commits that carried enqueues: messagesCommitted / enqueueCommits is messages per commit. */
+  enqueueCommits: number;
   messagesCommitted: number;
   eventLoopLagMs: number;
   rssBytes: number;
@@ -124,6 +126,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     delivery: d === null ? null : { ...d },
     queue,
     commits: qs.commits,
+    enqueueCommits: qs.enqueueCommits,
     messagesCommitted: qs.messagesCommitted,
     eventLoopLagMs: Math.round(lagSinceLastCall(api.loopDelay) * 100) / 100,
     rssBytes: process.memoryUsage.rss(),
