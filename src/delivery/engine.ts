@@ -98,6 +98,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   const gate: DestinationGate = {
     delayMs: (key, now) => (throttles ? throttles.take(key, now) : 0),
     canAttempt: (key, now) => breakers.canAttempt(key, now),
+    retryAt: (key) => breakers.retryAt(key),
     record: (key, outcome, now) => {
       if (outcome === 'connection-failure') breakers.recordFailure(key, now);
       else if (outcome === 'ok') breakers.recordSuccess(key);

@@ -22,6 +22,8 @@ export interface DestinationGate {
   delayMs(key: string, now: number): number;
   /** False while the destination's circuit is open: defer without trying. */
   canAttempt(key: string, now: number): boolean;
+  /** When a destination that canAttempt refused will let a probe through (0: unknown). */
+  retryAt?(key: string): number;
   /** After a delivery: connection-level failures (connect, greeting 421, timeout) trip the breaker. */
   record(key: string, outcome: 'ok' | 'connection-failure' | 'other', now: number): void;
 }
@@ -244,7 +246,8 @@ export class Scheduler {
     const gate = this.#o.gate;
     let now = this.#now();
     if (gate && !gate.canAttempt(dest.key, now)) {
-      return all(false, true, { text: `destination ${dest.key} is backing off after repeated connection failures`, enhanced: '4.4.1', transient: true, destination: dest.key, command: 'CONNECT' });
+      const reply: ReplyRecord = { text: `destination ${dest.key} is backing off after repeated connection failures`, enhanced: '4.4.1', transient: true, destination: dest.key, command: 'CONNECT' };
+      return recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply, tried: false }));
     }
     if (gate) {
       for (let wait = gate.delayMs(dest.key, now); wait > 0 && this.#running; wait = gate.delayMs(dest.key, (now = this.#now()))) {
@@ -308,9 +311,13 @@ export class Scheduler {
         outcome = 'failed';
         reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
       } else outcome = 'deferred';
+      const tried = r.tried !== false;
       if (outcome === 'deferred') {
-        const retryAt = o.retryAt(rcpt.attempts + 1, now);
-        outcomes.push({ address: r.address, outcome, retryAt, reply });
+        // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
+        // it is due when the circuit lets a probe through.
+        const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
+        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
+        outcomes.push({ address: r.address, outcome, retryAt, reply, ...(tried ? {} : { tried: false }) });
         this.counters.deferred++;
       } else {
         outcomes.push({ address: r.address, outcome, reply });
@@ -330,10 +337,10 @@ export class Scheduler {
         ...(reply.code !== undefined ? { code: reply.code } : {}),
         ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
         reply: reply.text,
-        attempts: rcpt.attempts + 1,
+        attempts: rcpt.attempts + (tried ? 1 : 0),
       });
       o.log.info(
-        { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, reply: reply.text, attempts: rcpt.attempts + 1, queuedMs: now - m.receivedAt },
+        { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, reply: reply.text, attempts: rcpt.attempts + (tried ? 1 : 0), queuedMs: now - m.receivedAt },
         outcome,
       );
     }

@@ -40,6 +40,8 @@ export interface RecipientResult {
   ok: boolean;
   transient: boolean;
   reply: ReplyRecord;
+  /** false: nothing was sent (the destination's circuit is open), so it is no attempt. */
+  tried?: boolean;
 }
 
 export interface Transport {

@@ -373,7 +373,7 @@ export class Queue {
 
   /**
    * Record per-recipient results of one delivery attempt: each outcome's pending recipient
-   * gets attempts+1 and the reply; 'delivered'/'failed' are final. The message gets
+   * gets attempts+1 (not a deferral marked tried: false) and the reply; 'delivered'/'failed' are final. The message gets
    * attempts+1. If no recipient is pending any more the record and body are deleted and the
    * final record is returned (for DSNs); else it is 'ready' again (still 'held' if held) with
    * nextAttemptAt = the earliest retryAt of this call's deferrals, or now if there is none.
@@ -399,7 +399,7 @@ export class Queue {
       for (const o of outcomes) {
         for (const r of rec.recipients) {
           if (r.address !== o.address || r.state !== 'pending') continue;
-          r.attempts++;
+          if (o.outcome !== 'deferred' || o.tried !== false) r.attempts++;
           if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
           if (o.outcome === 'delivered') r.state = 'delivered';
           else if (o.outcome === 'failed') r.state = 'failed';

@@ -78,7 +78,8 @@ export interface MessageRecord extends Omit<EnvelopeInput, 'recipients'> {
 
 export type RecipientOutcome =
   | { address: string; outcome: 'delivered'; reply?: ReplyRecord }
-  | { address: string; outcome: 'deferred'; retryAt: number; reply?: ReplyRecord }
+  /** tried: false = deferred without an attempt (e.g. a destination's open circuit): not counted. */
+  | { address: string; outcome: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean }
   | { address: string; outcome: 'failed'; reply?: ReplyRecord };
 
 export interface QueueOptions {

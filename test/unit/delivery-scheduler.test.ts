@@ -326,6 +326,7 @@ test('gate: an open circuit defers without calling the transport; connection fai
   const gate: DestinationGate = {
     delayMs: () => 0,
     canAttempt: (key, now) => !forcedClosed && breakers.canAttempt(key, now),
+    retryAt: (key) => breakers.retryAt(key),
     record: (key, outcome, now) => {
       records.push({ key, outcome });
       if (outcome === 'connection-failure') breakers.recordFailure(key, now);
@@ -356,6 +357,7 @@ test('gate: an open circuit defers without calling the transport; connection fai
   assert.equal(rc.lastReply?.enhanced, '4.4.1');
   assert.equal(rc.lastReply?.command, 'CONNECT');
   assert.match(rc.lastReply!.text, /backing off/);
+  assert.equal(rc.attempts, 0, 'nothing was tried: no attempt counted');
   forcedClosed = false;
 
   // Two connection failures open the real breaker (threshold 2).
@@ -376,6 +378,11 @@ test('gate: an open circuit defers without calling the transport; connection fai
   assert.equal(h.transport.calls.length, 2, 'no attempt while the circuit is open');
   rc = h.queue.get(id2)!.recipients[0]!;
   assert.equal(rc.lastReply?.enhanced, '4.4.1');
+  // not counted, and due when the circuit lets its probe through (not after a grown backoff)
+  assert.equal(rc.attempts, 0);
+  assert.equal(h.queue.get(id)!.recipients[0]!.attempts, 2, 'the two real attempts only');
+  assert.equal(h.queue.get(id2)!.nextAttemptAt, breakers.retryAt(key));
+  assert.equal(h.queue.get(id)!.nextAttemptAt, breakers.retryAt(key));
 
   // After the open interval, half-open: one probe goes through (the other message, due at the
   // same moment, still waits), succeeds, and the circuit closes.

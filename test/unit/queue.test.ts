@@ -606,3 +606,18 @@ test('enqueue with hold stores the message held: counted, never leased until rel
   await q.release(id);
   assert.deepEqual((await q.lease({ limit: 5, owner: 'w' })).map((m) => m.id), [id]);
 });
+
+test('settle: a deferral that was not tried (an open circuit) keeps the reply but counts no attempt', async (t) => {
+  const h = harness(t);
+  const q = h.open();
+  const id = await q.enqueue(env(['a@one.example', 'b@one.example']), Buffer.from('x'));
+  await q.lease({ limit: 1, owner: 'w' });
+  const reply = { text: 'destination backing off', enhanced: '4.4.1', transient: true };
+  const after = await q.settle(id, [
+    { address: 'a@one.example', outcome: 'deferred', retryAt: T0 + 5_000, reply, tried: false },
+    { address: 'b@one.example', outcome: 'deferred', retryAt: T0 + 9_000, reply },
+  ], 'w');
+  assert.deepEqual(after!.recipients.map((r) => [r.attempts, r.lastReply?.enhanced]), [[0, '4.4.1'], [1, '4.4.1']]);
+  assert.equal(after!.nextAttemptAt, T0 + 5_000);
+  assertConsistent(q, h.clock);
+});
