@@ -24,14 +24,8 @@ export interface Verdict {
   headers?: string;
 }
 
-export interface FilterResult {
-  verdict: Verdict;
-  /** Where the composed message (prefix + verdict headers + body) lies in the batch's bodies; length 0 when refused. */
-  offset: number;
-  length: number;
-  /** Time spent in the filters themselves, for the hand-off overhead figure. */
-  filterMs: number;
-}
+/** Verdict actions by their index in FilterBatchResult.actions. */
+export const ACTIONS: ReadonlyArray<Verdict['action']> = ['accept', 'tempfail', 'reject', 'quarantine'];
 
 /** One Piscina task: the messages of a batch, answered in the same order. */
 export interface FilterBatch {
@@ -40,8 +34,21 @@ export interface FilterBatch {
   slot: number;
 }
 
+/**
+ * A batch's answer, flat: a few typed arrays clone far cheaper than an object per message
+ * (structured clone ≈1 µs a message for {verdict: {...}, offset, ...} objects, ≈0.1 µs this way).
+ */
 export interface FilterBatchResult {
-  results: FilterResult[];
+  /** Message i: its verdict's ACTIONS index. */
+  actions: Uint8Array;
+  /**
+   * Message i at 4i: the verdict's score (NaN when it has none), the time in the filters
+   * themselves (for the hand-off figure), then where its composed message (prefix + verdict
+   * headers + body) lies in `bodies`: offset and length (0 when refused).
+   */
+  nums: Float64Array;
+  /** Reason and headers of the verdicts that carry them, by message index (most carry none). */
+  extras: Record<number, { reason?: string; headers?: string }>;
   /** The batch's composed messages end to end, moved back (one ArrayBuffer for the whole batch). */
   bodies: ArrayBuffer;
   /** The worker's time on the whole batch (receiving excluded): filters, composing, bookkeeping. */

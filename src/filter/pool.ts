@@ -16,7 +16,7 @@
 // its messages: never a silent accept, and nothing accepted is lost (the clients retry a 451).
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
-import type { FilterBatchResult, FilterEnvelope, FilterTask, Verdict } from './messages.js';
+import { ACTIONS, type FilterBatchResult, type FilterEnvelope, type FilterTask, type Verdict } from './messages.js';
 
 export interface FilterPoolOptions {
   workers: number;
@@ -198,8 +198,14 @@ export class FilterPool {
         this.#busyMs += r.busyMs;
         const now = performance.now();
         answer((w, i) => {
-          const one = r.results[i]!;
-          return { verdict: one.verdict, body: Buffer.from(r.bodies, one.offset, one.length), filterMs: one.filterMs, totalMs: now - w.started, batch: batch.length };
+          const verdict: Verdict = { action: ACTIONS[r.actions[i]!]! };
+          const score = r.nums[4 * i]!;
+          if (!Number.isNaN(score)) verdict.score = score;
+          const extra = r.extras[i];
+          if (extra?.reason !== undefined) verdict.reason = extra.reason;
+          if (extra?.headers !== undefined) verdict.headers = extra.headers;
+          const body = Buffer.from(r.bodies, r.nums[4 * i + 2]!, r.nums[4 * i + 3]!);
+          return { verdict, body, filterMs: r.nums[4 * i + 1]!, totalMs: now - w.started, batch: batch.length };
         });
       },
       (err: unknown) => tempfail(`filter failed: ${(err as Error)?.message ?? String(err)}`),

@@ -7,7 +7,7 @@ import { move, workerData, transferableSymbol, valueSymbol } from 'piscina';
 import { threadId } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import type { FilterBatch, FilterBatchResult, FilterFunction, FilterResult, FilterTask, Verdict } from './messages.js';
+import { ACTIONS, type FilterBatch, type FilterBatchResult, type FilterFunction, type FilterTask, type Verdict } from './messages.js';
 
 const modulePaths: string[] = (workerData as { modules?: string[] } | undefined)?.modules ?? [];
 /** The pool's running table: this thread's id goes in a batch's slot while it runs it. */
@@ -130,19 +130,28 @@ async function runBatch(batch: FilterBatch): Promise<FilterBatchResult> {
     if (f.head !== null) total += batch.tasks[i]!.prefix.length + Buffer.byteLength(f.head) + bodies[i]!.length;
   }
   const out = Buffer.allocUnsafeSlow(total); // owns its whole ArrayBuffer; every byte is written below
-  const results: FilterResult[] = [];
+  const n = bodies.length;
+  const actions = new Uint8Array(n);
+  const nums = new Float64Array(4 * n);
+  const extras: FilterBatchResult['extras'] = {};
   let at = 0;
-  for (let i = 0; i < bodies.length; i++) {
-    const f = filtered[i]!;
+  for (let i = 0; i < n; i++) {
+    const { verdict, filterMs, head } = filtered[i]!;
     const offset = at;
-    if (f.head !== null) {
+    if (head !== null) {
       at += out.write(batch.tasks[i]!.prefix, at, 'latin1');
-      at += out.write(f.head, at, 'utf8');
+      at += out.write(head, at, 'utf8');
       at += bodies[i]!.copy(out, at);
     }
-    results.push({ verdict: f.verdict, filterMs: f.filterMs, offset, length: at - offset });
+    const action = ACTIONS.indexOf(verdict.action);
+    actions[i] = action < 0 ? 1 : action; // never happens (fold keeps known actions); tempfail, never a silent accept
+    nums[4 * i] = verdict.score ?? NaN;
+    nums[4 * i + 1] = filterMs;
+    nums[4 * i + 2] = offset;
+    nums[4 * i + 3] = at - offset;
+    if (verdict.reason !== undefined || verdict.headers !== undefined) extras[i] = { reason: verdict.reason, headers: verdict.headers };
   }
-  const value: FilterBatchResult = { results, bodies: out.buffer as ArrayBuffer, busyMs: performance.now() - started };
+  const value: FilterBatchResult = { actions, nums, extras, bodies: out.buffer as ArrayBuffer, busyMs: performance.now() - started };
   // Move the composed bodies back instead of cloning them (Piscina's Transferable protocol).
   return move({ [transferableSymbol]: [value.bodies], [valueSymbol]: value } as never) as unknown as FilterBatchResult;
 }

@@ -83,6 +83,9 @@ test('in a batch, a filter that throws tempfails its own message only; a reject 
   assert.match(out[2]!.verdict.reason!, /filter error: filter bug in t2/);
   assert.equal(out[4]!.verdict.reason, 'no line 4 REJECTME');
   assert.equal(out[4]!.body.length, 0, 'a refused message is not composed');
+  // the verdicts cross back as data: a verdict without a score has none, one with a score keeps it
+  assert.deepEqual(out[4]!.verdict, { action: 'reject', reason: 'no line 4 REJECTME' });
+  assert.deepEqual(out[1]!.verdict, { action: 'accept', score: msg(1).length });
 });
 
 test('a worker that dies tempfails the messages it holds (at most its two batches); later batches are served', async (t) => {
