@@ -171,11 +171,12 @@ function ownedCopy(src: Buffer): Buffer {
   return Buffer.from(ab);
 }
 
-const ENVELOPE: FilterEnvelope = {
-  sender: 'bench@client.example',
+/** A fresh envelope per message, as the acceptor builds one for each (one shared object would cross once per batch). */
+const envelope = (n: number): FilterEnvelope => ({
+  sender: `bench${n % 100}@client.example`,
   recipients: ['rcpt@postern.example'],
   client: { ip: '192.0.2.1', helo: 'client.example', tls: false, trusted: false },
-};
+});
 const PREFIX = 'Received: from client.example (client.example [192.0.2.1])\r\n\tby postern.example with ESMTP id BENCH; Mon, 1 Jan 2001 00:00:00 +0000\r\n';
 
 function classifierPhase(model: SpamModel, test: Buffer[], o: FilterBenchOptions): PhaseResult {
@@ -251,7 +252,7 @@ async function drive(pool: FilterPool, inFlight: number, test: Buffer[], limit: 
     while (sent < limit && performance.now() < deadline) {
       const src = test[sent % test.length]!;
       const id = `b${sent++}`;
-      const r = await pool.filter(id, ENVELOPE, PREFIX, ownedCopy(src));
+      const r = await pool.filter(id, envelope(sent), PREFIX, ownedCopy(src));
       done(r, src.length);
     }
   };

@@ -16,7 +16,7 @@
 // its messages: never a silent accept, and nothing accepted is lost (the clients retry a 451).
 import { Piscina } from 'piscina';
 import { fileURLToPath } from 'node:url';
-import { ACTIONS, type FilterBatchResult, type FilterEnvelope, type FilterTask, type Verdict } from './messages.js';
+import { ACTIONS, packEnvelope, type FilterBatch, type FilterBatchResult, type FilterEnvelope, type Verdict } from './messages.js';
 
 export interface FilterPoolOptions {
   workers: number;
@@ -37,6 +37,7 @@ export interface FilterPoolOptions {
 }
 
 export interface FilterOutcome {
+  /** The folded verdict: action, score and reason (its headers are in `body`, not repeated here). */
   verdict: Verdict;
   /** The composed message: a view into its batch's buffer (empty when refused or failed). */
   body: Buffer;
@@ -48,7 +49,12 @@ export interface FilterOutcome {
 }
 
 interface Waiting {
-  task: FilterTask;
+  id: string;
+  prefix: string;
+  /** packEnvelope(envelope), made at once: the caller may reuse its envelope object. */
+  envelope: string;
+  /** The body, transferred to the worker with its batch. */
+  body: ArrayBuffer;
   started: number;
   resolve: (o: FilterOutcome) => void;
 }
@@ -139,7 +145,7 @@ export class FilterPool {
     const owned = body.byteOffset === 0 && body.byteLength === body.buffer.byteLength && body.buffer instanceof ArrayBuffer;
     const ab = owned ? (body.buffer as ArrayBuffer) : (new Uint8Array(body).buffer as ArrayBuffer);
     return new Promise((resolve) => {
-      this.#waiting.push({ task: { id, envelope, prefix, body: ab }, started, resolve });
+      this.#waiting.push({ id, prefix, envelope: packEnvelope(envelope), body: ab, started, resolve });
       this.#pump();
     });
   }
@@ -159,8 +165,15 @@ export class FilterPool {
     const slot = this.#nextSlot;
     this.#nextSlot = (slot + 1) % RUNNING_SLOTS;
     Atomics.store(this.#running, slot, 0);
-    const tasks = batch.map((w) => w.task);
-    const transferList = tasks.map((t) => t.body);
+    const meta: string[] = new Array(3 * batch.length);
+    const bodies: ArrayBuffer[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const w = batch[i]!;
+      meta[3 * i] = w.id;
+      meta[3 * i + 1] = w.prefix;
+      meta[3 * i + 2] = w.envelope;
+      bodies[i] = w.body;
+    }
     let answered = false;
     const answer = (each: (w: Waiting, i: number) => FilterOutcome): void => {
       if (answered) return;
@@ -193,7 +206,7 @@ export class FilterPool {
     }, Math.max(0, batch[0]!.started + this.#timeoutMs - performance.now()));
     // No AbortSignal: Piscina never gives a worker a second task while it runs an abortable one,
     // and the second task waiting in the worker's port is what keeps it from idling.
-    this.#pool.run({ tasks, slot }, { transferList }).then(
+    this.#pool.run({ meta, bodies, slot } satisfies FilterBatch, { transferList: bodies }).then(
       (r: FilterBatchResult) => {
         this.#busyMs += r.busyMs;
         const now = performance.now();
@@ -201,9 +214,8 @@ export class FilterPool {
           const verdict: Verdict = { action: ACTIONS[r.actions[i]!]! };
           const score = r.nums[4 * i]!;
           if (!Number.isNaN(score)) verdict.score = score;
-          const extra = r.extras[i];
-          if (extra?.reason !== undefined) verdict.reason = extra.reason;
-          if (extra?.headers !== undefined) verdict.headers = extra.headers;
+          const reason = r.reasons[i];
+          if (reason !== undefined) verdict.reason = reason;
           const body = Buffer.from(r.bodies, r.nums[4 * i + 2]!, r.nums[4 * i + 3]!);
           return { verdict, body, filterMs: r.nums[4 * i + 1]!, totalMs: now - w.started, batch: batch.length };
         });

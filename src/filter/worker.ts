@@ -7,7 +7,7 @@ import { move, workerData, transferableSymbol, valueSymbol } from 'piscina';
 import { threadId } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
-import { ACTIONS, type FilterBatch, type FilterBatchResult, type FilterFunction, type FilterTask, type Verdict } from './messages.js';
+import { ACTIONS, unpackEnvelope, type FilterBatch, type FilterBatchResult, type FilterEnvelope, type FilterFunction, type FilterInput, type Verdict } from './messages.js';
 
 const modulePaths: string[] = (workerData as { modules?: string[] } | undefined)?.modules ?? [];
 /** The pool's running table: this thread's id goes in a batch's slot while it runs it. */
@@ -25,8 +25,11 @@ function load(): Promise<FilterFunction[]> {
   return filters;
 }
 
-/** A LF not preceded by CR: filter headers are normalised to CRLF only when they have one. */
-const BARE_LF = /(?<!\r)\n/;
+/** True when `s` has a LF not preceded by CR: filter headers are normalised to CRLF only then. */
+function hasBareLf(s: string): boolean {
+  for (let i = s.indexOf('\n'); i !== -1; i = s.indexOf('\n', i + 1)) if (i === 0 || s.charCodeAt(i - 1) !== 13) return true;
+  return false;
+}
 
 const SEVERITY: Record<Verdict['action'], number> = { accept: 0, quarantine: 1, tempfail: 2, reject: 3 };
 
@@ -60,7 +63,38 @@ function finish(acc: Folded, started: number): Filtered {
   const filterMs = performance.now() - started;
   const { verdict, headers } = acc;
   if (verdict.action === 'reject' || verdict.action === 'tempfail') return { verdict, filterMs, head: null };
-  return { verdict, filterMs, head: headers.length === 0 || !BARE_LF.test(headers) ? headers : headers.replace(/(?<!\r)\n/g, '\r\n') };
+  return { verdict, filterMs, head: !hasBareLf(headers) ? headers : headers.replace(/(?<!\r)\n/g, '\r\n') };
+}
+
+/** A message of a batch as its filters see it; the envelope is unpacked on first use. */
+class Message {
+  #envelope: FilterEnvelope | null = null;
+  constructor(readonly id: string, readonly body: Buffer, private readonly packed: string) {}
+
+  get envelope(): FilterEnvelope {
+    return (this.#envelope ??= unpackEnvelope(this.packed));
+  }
+
+  /** Each filter gets its own input object (one cannot swap what the next sees); the envelope is shared, as before. */
+  input(): FilterInput {
+    return new Input(this);
+  }
+}
+
+/** What a filter receives: id and body as own fields, the envelope through a getter (unpacked once, on first use). */
+class Input implements FilterInput {
+  readonly id: string;
+  readonly body: Buffer;
+  readonly #m: Message;
+  constructor(m: Message) {
+    this.id = m.id;
+    this.body = m.body;
+    this.#m = m;
+  }
+
+  get envelope(): FilterEnvelope {
+    return this.#m.envelope;
+  }
 }
 
 /**
@@ -68,29 +102,29 @@ function finish(acc: Folded, started: number): Filtered {
  * without an await between them, so a message costs no microtask turns; the first filter
  * that returns a promise switches the rest of this message to filterRest.
  */
-function filterOne(fs: FilterFunction[], task: FilterTask, body: Buffer): Filtered | Promise<Filtered> {
+function filterOne(fs: FilterFunction[], m: Message): Filtered | Promise<Filtered> {
   const started = performance.now();
   const acc: Folded = { verdict: { action: 'accept' }, headers: '' };
   for (let k = 0; k < fs.length; k++) {
     let v: ReturnType<FilterFunction>;
     try {
-      v = fs[k]!({ id: task.id, envelope: task.envelope, body });
+      v = fs[k]!(m.input());
     } catch (err) {
       acc.verdict = failed(err);
       break;
     }
-    if (isThenable(v)) return filterRest(fs, k, v, task, body, acc, started);
+    if (isThenable(v)) return filterRest(fs, k, v, m, acc, started);
     if (fold(acc, v)) break;
   }
   return finish(acc, started);
 }
 
 async function filterRest(
-  fs: FilterFunction[], k: number, pending: PromiseLike<Verdict | null | undefined | void>, task: FilterTask, body: Buffer, acc: Folded, started: number,
+  fs: FilterFunction[], k: number, pending: PromiseLike<Verdict | null | undefined | void>, m: Message, acc: Folded, started: number,
 ): Promise<Filtered> {
   try {
     if (!fold(acc, await pending)) {
-      for (let j = k + 1; j < fs.length; j++) if (fold(acc, await fs[j]!({ id: task.id, envelope: task.envelope, body }))) break;
+      for (let j = k + 1; j < fs.length; j++) if (fold(acc, await fs[j]!(m.input()))) break;
     }
   } catch (err) {
     acc.verdict = failed(err);
@@ -115,31 +149,35 @@ async function runBatch(batch: FilterBatch): Promise<FilterBatchResult> {
   const started = performance.now();
   if (running) Atomics.store(running, batch.slot, threadId);
   const fs = await load();
-  const bodies = batch.tasks.map((t) => Buffer.from(t.body));
-  const filtered: Filtered[] = [];
-  for (let i = 0; i < bodies.length; i++) {
-    const f = filterOne(fs, batch.tasks[i]!, bodies[i]!);
-    filtered.push(f instanceof Promise ? await f : f);
+  const { meta } = batch;
+  const n = batch.bodies.length;
+  const bodies: Buffer[] = new Array(n);
+  const filtered: Filtered[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const body = (bodies[i] = Buffer.from(batch.bodies[i]!));
+    const f = filterOne(fs, new Message(meta[3 * i]!, body, meta[3 * i + 2]!));
+    filtered[i] = f instanceof Promise ? await f : f;
   }
   // Compose every accepted message (trace prefix + filter headers + message) into one buffer
   // for the whole batch: one allocation and one transfer back, whatever the batch size. The
   // prefix arrives as latin1 text (the acceptor's bytes, one char each); filter headers are UTF-8.
+  // (Composing each message right after its filters, while its bytes are still cached, measured
+  // no faster.)
   let total = 0;
-  for (let i = 0; i < bodies.length; i++) {
+  for (let i = 0; i < n; i++) {
     const f = filtered[i]!;
-    if (f.head !== null) total += batch.tasks[i]!.prefix.length + Buffer.byteLength(f.head) + bodies[i]!.length;
+    if (f.head !== null) total += meta[3 * i + 1]!.length + Buffer.byteLength(f.head) + bodies[i]!.length;
   }
   const out = Buffer.allocUnsafeSlow(total); // owns its whole ArrayBuffer; every byte is written below
-  const n = bodies.length;
   const actions = new Uint8Array(n);
   const nums = new Float64Array(4 * n);
-  const extras: FilterBatchResult['extras'] = {};
+  const reasons: FilterBatchResult['reasons'] = {};
   let at = 0;
   for (let i = 0; i < n; i++) {
     const { verdict, filterMs, head } = filtered[i]!;
     const offset = at;
     if (head !== null) {
-      at += out.write(batch.tasks[i]!.prefix, at, 'latin1');
+      at += out.write(meta[3 * i + 1]!, at, 'latin1');
       at += out.write(head, at, 'utf8');
       at += bodies[i]!.copy(out, at);
     }
@@ -149,9 +187,9 @@ async function runBatch(batch: FilterBatch): Promise<FilterBatchResult> {
     nums[4 * i + 1] = filterMs;
     nums[4 * i + 2] = offset;
     nums[4 * i + 3] = at - offset;
-    if (verdict.reason !== undefined || verdict.headers !== undefined) extras[i] = { reason: verdict.reason, headers: verdict.headers };
+    if (verdict.reason !== undefined) reasons[i] = verdict.reason;
   }
-  const value: FilterBatchResult = { actions, nums, extras, bodies: out.buffer as ArrayBuffer, busyMs: performance.now() - started };
+  const value: FilterBatchResult = { actions, nums, reasons, bodies: out.buffer as ArrayBuffer, busyMs: performance.now() - started };
   // Move the composed bodies back instead of cloning them (Piscina's Transferable protocol).
   return move({ [transferableSymbol]: [value.bodies], [valueSymbol]: value } as never) as unknown as FilterBatchResult;
 }

@@ -201,3 +201,30 @@ test('a chain of filters: sync and async mixed, in order; the first reject or te
   assert.equal(th.verdict.action, 'reject');
   assert.equal(th.verdict.reason, 'thenable says no');
 });
+
+test('each message of a batch gets its own envelope, intact whatever its fields hold; bare LFs in filter headers become CRLF', async (t) => {
+  const SYNC = fileURLToPath(new URL('../../../test/fixtures/sync-filter.mjs', import.meta.url));
+  const p = new FilterPool({ workers: 1, modules: [SYNC], timeoutMs: 10_000, maxQueue: 100, maxBatch: 8 });
+  t.after(() => p.close());
+  const envelopes: FilterEnvelope[] = [
+    ENVELOPE,
+    { sender: '', recipients: ['a@example.com', 'b@example.net', 'ü@例え.jp'], client: { ip: '::1', helo: '', tls: true, trusted: true, authUser: 'user' } },
+    // an AUTH identity may hold anything, line breaks included (sent as JSON)
+    { sender: 'x@example.com', recipients: [], client: { ip: '192.0.2.9', helo: 'h\r\nX', tls: false, trusted: false, authUser: 'we\nird"\\user' } },
+    { sender: 'y@example.com', recipients: ['c@example.com'], client: { ip: '192.0.2.10', helo: 'h.example', tls: false, trusted: true, authUser: '' } },
+  ];
+  // sent at once behind a busy worker, so they share batches
+  const outs = await Promise.all([
+    p.filter('slow', ENVELOPE, 'Received: s\r\n', body('SLOWME\r\n')),
+    ...envelopes.map((e, i) => p.filter(`e${i}`, e, 'Received: e\r\n', body(`SHOWENVELOPE ${i}\r\n`))),
+  ]);
+  assert.ok(outs.slice(1).some((o) => o.batch > 1), 'the envelopes travelled together');
+  for (let i = 0; i < envelopes.length; i++) {
+    const text = outs[i + 1]!.body.toString('utf8');
+    const m = /^Received: e\r\nX-Envelope: (.*)\r\nSHOWENVELOPE \d+\r\n$/.exec(text);
+    assert.ok(m, text);
+    assert.deepEqual(JSON.parse(m[1]!), envelopes[i], `envelope ${i}`);
+  }
+  const bare = await p.filter('b', ENVELOPE, 'Received: b\r\n', body('BARELF\r\n'));
+  assert.equal(bare.body.toString('latin1'), 'Received: b\r\nX-Bare: 1\r\nX-Crlf: 2\r\nX-Bare-Too: 3\r\nBARELF\r\n');
+});
