@@ -5,7 +5,6 @@
 // command (`spam classify` in a pipeline, `config`, `version`) does not pay for loading the MTA
 // (LMDB, pino, Piscina, undici, mailauth).
 import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import { PosternError } from './errors.js';
 
 const USAGE = `usage: postern <command>
@@ -107,19 +106,6 @@ async function cmdQueue(args: string[]): Promise<void> {
   }
 }
 
-/**
- * `spam classify` runs once over a list and exits, and a third of its CPU went to V8's
- * optimising compiler (on background threads) compiling functions that were only lukewarm.
- * A larger interrupt budget (300k, V8's default is 132k) optimises a function later, once it
- * has proved hot: 0.64 -> 0.53 CPU-s over the 1,814 messages of the seed-1 test set, the same
- * wall time, and the same CPU over 18,140 (median of runs, `/usr/bin/time`). Set before the
- * classifier's modules load. Never for `start`, whose workers run for days on V8's defaults.
- * (Turning inlining off as well saved more on 1,814 messages but cost 10 % from 3,600 on.)
- */
-function oneShotJit(): void {
-  setFlagsFromString('--interrupt-budget=300000');
-}
-
 async function main(argv: string[]): Promise<void> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -132,8 +118,7 @@ async function main(argv: string[]): Promise<void> {
     case 'queue':
       return cmdQueue(rest);
     case 'spam':
-      if (rest[0] === 'classify') oneShotJit();
-      process.exitCode = await (await import('./filter/spam/cli.js')).spamMain(rest);
+      process.exitCode = await (await import('./filter/spam/cli.js')).spamCommand(rest);
       return;
     case 'version':
     case '--version':
