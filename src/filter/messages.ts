@@ -85,7 +85,8 @@ export interface FilterBatchResult {
 /** What a filter module's default export receives. */
 export interface FilterInput {
   id: string;
-  envelope: FilterEnvelope;
+  /** A getter: unpacked on first use, then the same object for every filter of the message. */
+  readonly envelope: FilterEnvelope;
   /** A view of the message bytes: valid during the call only. */
   body: Buffer;
 }
