@@ -54,6 +54,8 @@ test('quarantine: at or above POSTERN_SPAM_QUARANTINE_SCORE the message is accep
   const id = await sendMessage(node.ports.smtpPort, 'x@example.org', ['me@example.net'], corpus(SPAM_WORDS, 1, 'deals@promo.example')[0]!.toString());
   assert.equal(node.queue.get(id)!.state, 'held');
   assert.equal(node.ctx.counters.filterQuarantined, 1);
+  // tagged as spam the way SpamAssassin does it (ham gets no X-Spam-Flag: see the test above)
+  assert.match(node.queue.withBody(id, (b) => b.toString('latin1')), /^Received: [^]*?\r\nX-Spam-Flag: YES\r\nX-Spam-Score: 0\.9\d{3}\r\nX-Spam-Status: Yes, score=0\.9\d{3} required=0\.\d{4}\r\nFrom: deals@promo\.example/);
 });
 
 test('a bad spam score setting stops start-up naming the variable', async (t) => {

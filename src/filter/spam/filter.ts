@@ -1,5 +1,5 @@
 // The built-in spam filter, run in the filter workers: scores each message with the trained
-// model (POSTERN_SPAM_MODEL), tags it (X-Spam-Score, X-Spam-Status) and rejects it at or
+// model (POSTERN_SPAM_MODEL), tags it (X-Spam-Score, X-Spam-Status, X-Spam-Flag) and rejects it at or
 // above POSTERN_SPAM_REJECT_SCORE. The model file is re-read when it changes on disk (checked
 // at most every 5 s), so `postern spam train` can replace it without a restart.
 import { readFileSync, statSync } from 'node:fs';
@@ -42,7 +42,8 @@ export default function spamFilter({ body }: FilterInput): Verdict {
   const tag = settings.tagScore ?? m.threshold;
   const spam = score >= tag;
   const s = score.toFixed(4);
-  const headers = `X-Spam-Score: ${s}\r\nX-Spam-Status: ${spam ? 'Yes' : 'No'}, score=${s} required=${tag.toFixed(4)}\r\n`;
+  // X-Spam-Flag: YES as SpamAssassin writes it, which Sieve rules and MDAs commonly test.
+  const headers = `${spam ? 'X-Spam-Flag: YES\r\n' : ''}X-Spam-Score: ${s}\r\nX-Spam-Status: ${spam ? 'Yes' : 'No'}, score=${s} required=${tag.toFixed(4)}\r\n`;
   if (settings.rejectScore !== null && score >= settings.rejectScore) return { action: 'reject', score, reason: `spam score ${s}`, headers };
   if (settings.quarantineScore != null && score >= settings.quarantineScore) return { action: 'quarantine', score, reason: `spam score ${s}`, headers };
   return { action: 'accept', score, headers };
