@@ -2,7 +2,7 @@
 // node started with `postern start` that takes a message and stops on SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCliNode } from '../helpers/cli.js';
@@ -31,6 +31,33 @@ test('postern spam and version dispatch to their commands (loaded on demand)', a
   const v = await runCli(['version'], {});
   assert.equal(v.code, 0);
   assert.match(v.stdout, /^\d+\.\d+\.\d+\n$/);
+});
+
+test('postern spam train, then spam classify through the real command line: paths on stdin, the eval.sh TSV on stdout', async (t) => {
+  const dir = tempDir(t);
+  const write = (sub: string, n: number, words: string[]): string[] => {
+    mkdirSync(join(dir, sub), { recursive: true });
+    return Array.from({ length: n }, (_, i) => {
+      const file = join(dir, sub, `${i}.eml`);
+      const text = Array.from({ length: 30 }, (_, j) => words[(i + j * 3) % words.length]).join(' ');
+      writeFileSync(file, `From: x${i}@${sub}.example\r\nSubject: ${words[i % words.length]}\r\n\r\n${text}\r\n`);
+      return file;
+    });
+  };
+  const spamWords = ['winner', 'prize', 'casino', 'cheap', 'loan', 'offer', 'click', 'money'];
+  const hamWords = ['meeting', 'patch', 'kernel', 'review', 'agenda', 'release', 'build', 'lunch'];
+  write('spam', 40, spamWords);
+  write('ham', 40, hamWords);
+  const model = join(dir, 'spam.model');
+  const tr = await runCli(['spam', 'train', join(dir, 'spam'), join(dir, 'ham'), '--model', model], {});
+  assert.equal(tr.code, 0, tr.stderr);
+  const tests = [...write('test-spam', 3, spamWords), ...write('test-ham', 3, hamWords)];
+  const r = await runCli(['spam', 'classify', '--model', model], {}, tests.join('\n') + '\n');
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
+  assert.deepEqual(lines.map((l) => l[0]), tests, 'one line per path, as given');
+  assert.deepEqual(lines.map((l) => l[1]), ['spam', 'spam', 'spam', 'ham', 'ham', 'ham']);
+  for (const l of lines) assert.ok(Number.isFinite(Number(l[2])), `score ${l[2]}`);
 });
 
 test('postern user add writes an scrypt user that verifies', async (t) => {
