@@ -285,7 +285,7 @@ export async function runFilterBench(opts: Partial<FilterBenchOptions> = {}): Pr
     model = SpamModel.deserialize(readFileSync(modelFile));
     const loadMs = performance.now() - tl;
     const size = 1 << model.header.bits;
-    const memoryBytes = (model.header.kind !== 'chi' ? 4 * size : 0) + (model.header.kind !== 'lr' ? 8 * size : 0);
+    const memoryBytes = (model.header.kind !== 'chi' ? 4 * size * (model.header.views ?? 1) : 0) + (model.header.kind !== 'lr' ? 8 * size : 0);
     const noop = join(work, 'noop-filter.mjs');
     writeFileSync(noop, "export default function noop() { return { action: 'accept' }; }\n");
     const trainCount = corpus.trainSpam.length + corpus.trainHam.length;

@@ -6,10 +6,10 @@ import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
-import { tokenize, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
+import { tokenize, tokenView, hashToken, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
 import {
   train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf,
-  features, featurize,
+  features, featurize, fitStacker,
 } from '../../src/filter/spam/model.js';
 import { metrics } from '../../src/filter/spam/metrics.js';
 import { spamMain } from '../../src/filter/spam/cli.js';
@@ -120,7 +120,7 @@ test('tokenize: feature set 2 adds the order of the header names', () => {
 
 const sorted = (a: Uint32Array): number[] => Array.from(a).sort((x, y) => x - y);
 
-test('features: hashed buckets equal featurize(tokenize()) for both feature sets', () => {
+test('features: hashed buckets equal featurize(tokenize()) for both feature sets and both view layouts', () => {
   const raws = [
     msg('From: "Deals" <promo@mail.offers.example>\nSubject: FREE MONEY\nReceived: from relay.offers.example (relay.offers.example [192.0.2.7]) by mx.example\n\nWin a prize at http://win.example/x now\n'),
     msg('Subject: x\nContent-Type: multipart/mixed; boundary=a\n\n--a\nContent-Type: text/plain\n\nhello world\n--a--\n'),
@@ -131,10 +131,17 @@ test('features: hashed buckets equal featurize(tokenize()) for both feature sets
     Buffer.alloc(0),
   ];
   for (const raw of raws) {
-    for (const opts of [{}, { featureSet: 1 }, { featureSet: 2, bigrams: true }]) {
-      assert.deepEqual(sorted(features(raw, 16, opts)), Array.from(featurize(tokenize(raw, opts), 16)), JSON.stringify(opts));
+    for (const opts of [{}, { featureSet: 1 }, { featureSet: 2, bigrams: true }, { views: 2 }, { featureSet: 1, views: 2 }]) {
+      assert.deepEqual(sorted(features(raw, 16, opts)), Array.from(featurize(tokenize(raw, opts), 16, opts.views)), JSON.stringify(opts));
     }
   }
+  // the two views: content tokens below 2^bits, header tokens above, as tokenView says
+  const two = features(raws[0]!, 16, { views: 2 });
+  const toks = [...tokenize(raws[0]!)];
+  assert.equal(two.filter((b) => b >= 1 << 16).length, new Set(toks.filter((t) => tokenView(t) === 1).map((t) => hashToken(t) & 0xffff)).size);
+  assert.deepEqual(toks.filter((t) => tokenView(t) === 0).sort(), toks.filter((t) => !t.includes(':') || /^(long|url|meta|part|cs|enc|file):/.test(t)).sort());
+  assert.ok(['free', 'money', 'win', 'prize', 'url:win.example', 'meta:noto'].every((t) => tokenView(t) === 0));
+  assert.ok(['s:free', 'f:@offers.example', 'rcvd:relay.offers.example', 'hdr:received', 'hseq:>from'].every((t) => tokenView(t) === 1));
   // a long header block (the header-order hashes are computed without their strings)
   const many = msg(Array.from({ length: 20000 }, (_, i) => `X-H${i % 7 === 0 ? 'a' : i}: v`).join('\n') + '\n\nbody\n');
   assert.deepEqual(sorted(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
@@ -210,7 +217,7 @@ test('model: format version 1 files still load, and score with the tokens they w
   const spam = synth(40, true, 5), ham = synth(40, false, 6);
   const probe = [...synth(5, true, 9), ...synth(5, false, 10)];
   // a model trained on feature set 1, then written the way format version 1 wrote it
-  const m1 = train(spam, ham, { folds: 2, bits: 14, featureSet: 1 });
+  const m1 = train(spam, ham, { folds: 2, bits: 14, featureSet: 1, views: 1 });
   assert.equal(m1.header.version, 2);
   assert.equal(m1.header.featureSet, 1);
   const v1 = editHeader(m1.serialize(), (h) => {
@@ -222,15 +229,46 @@ test('model: format version 1 files still load, and score with the tokens they w
   assert.equal(back.header.version, 1);
   assert.equal(back.tokenizeOptions.featureSet, 1);
   for (const b of probe) assert.equal(back.score(b), m1.score(b));
-  // the default model uses feature set 2; read as if it were version 1, its scores change
-  const m2 = train(spam, ham, { folds: 2, bits: 14 });
+  // feature set 2 in one view (format version 2); read as if it were version 1, its scores change
+  const m2 = train(spam, ham, { folds: 2, bits: 14, views: 1 });
+  assert.equal(m2.header.version, 2);
   assert.equal(m2.header.featureSet, FEATURE_SET);
   const m2back = SpamModel.deserialize(m2.serialize());
   for (const b of probe) assert.equal(m2back.score(b), m2.score(b));
   const m2asV1 = SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.version = 1; }));
   assert.ok(probe.some((b) => m2asV1.score(b) !== m2.score(b)), 'the feature set matters');
-  assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.version = 3; })), /unsupported spam model version/);
+  assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.version = 4; })), /unsupported spam model version/);
   assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.featureSet = 99; })), /feature set/);
+  // the default: two views (format version 3); read as one view, its scores change
+  const m3 = train(spam, ham, { folds: 2, bits: 14 });
+  assert.deepEqual([m3.header.version, m3.header.views, m3.header.stack?.coef.length], [3, 2, 2]);
+  const m3back = SpamModel.deserialize(m3.serialize());
+  for (const b of probe) assert.equal(m3back.score(b), m3.score(b));
+  const m3asV2 = SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.version = 2; }));
+  assert.ok(probe.some((b) => m3asV2.score(b) !== m3.score(b)), 'the views matter');
+  assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.views = 3; })), /views/);
+  assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.kind = 'combo'; })), /views/);
+});
+
+test('stacker: weighs the more telling view up, stays finite on separable data, and learns nothing from noise', () => {
+  let s = 7;
+  const rnd = (): number => ((s = (s * 1103515245 + 12345) >>> 0) / 4294967296);
+  const n = 4000;
+  const ys = Uint8Array.from({ length: n }, (_, i) => (i % 3 === 0 ? 1 : 0));
+  const sign = (i: number): number => (ys[i] ? 1 : -1);
+  // view 0 is weak (mean +-1, sd 2), view 1 strong (mean +-3, sd 2), view 2 pure noise
+  const gauss = (): number => Math.sqrt(-2 * Math.log(rnd() + 1e-12)) * Math.cos(2 * Math.PI * rnd());
+  const z0 = Float64Array.from({ length: n }, (_, i) => sign(i) + 2 * gauss());
+  const z1 = Float64Array.from({ length: n }, (_, i) => 3 * sign(i) + 2 * gauss());
+  const z2 = Float64Array.from({ length: n }, () => 2 * gauss());
+  const st = fitStacker([z0, z1, z2], ys, 3);
+  assert.ok(st.coef[1]! > 2 * st.coef[0]! && st.coef[0]! > 0, JSON.stringify(st));
+  assert.ok(Math.abs(st.coef[2]!) < 0.1 * st.coef[1]!, JSON.stringify(st));
+  // ham weighted 3x: the bias leans to ham
+  assert.ok(st.bias < 0, JSON.stringify(st));
+  // perfectly separable: large but finite, and it still separates
+  const sep = fitStacker([Float64Array.from({ length: n }, (_, i) => 10 * sign(i))], ys, 3);
+  assert.ok(Number.isFinite(sep.coef[0]) && Number.isFinite(sep.bias) && sep.coef[0]! > 0, JSON.stringify(sep));
 });
 
 test('threshold rules: FPR cap and minimax against the targets', () => {
@@ -328,7 +366,11 @@ test('cli: train then classify prints the TSV contract', async (t) => {
   assert.equal(await spamMain(['classify'], quiet), 2, 'usage error without --model');
   // the defaults, and the options that reproduce format version 1's tokens and threshold rule
   const h = SpamModel.deserialize(readFileSync(model)).header;
-  assert.deepEqual([h.version, h.featureSet, h.params.thresholdMode], [2, 2, 'poisson']);
+  assert.deepEqual([h.version, h.featureSet, h.views, h.params.thresholdMode, h.threshold], [3, 2, 2, 'half', 0.5]);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.v2', '--folds', '3', '--bits', '16', '--views', '1', '--threshold-mode', 'poisson'], quiet), 0);
+  const v2 = SpamModel.deserialize(readFileSync(model + '.v2')).header;
+  assert.deepEqual([v2.version, v2.views, v2.params.thresholdMode], [2, 1, 'poisson']);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--views', '3'], quiet), 2);
   assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.old', '--folds', '3', '--bits', '16', '--feature-set', '1', '--threshold-mode', 'minimax'], quiet), 0);
   const old = SpamModel.deserialize(readFileSync(model + '.old')).header;
   assert.deepEqual([old.featureSet, old.params.thresholdMode], [1, 'minimax']);

@@ -13,11 +13,11 @@ import { metrics, formatTable, type Item } from './metrics.js';
 const USAGE = `usage: postern spam <command>
 
   train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--ensemble N] [--cv-reps N]
-                      [--threshold-mode poisson|minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C]
-                      [--feature-set 1|2] [--bigrams]
+                      [--threshold-mode half|poisson|minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C]
+                      [--views 1|2] [--feature-set 1|2] [--bigrams]
                       train on every file under the two directories, write the model to FILE
-                      (--feature-set 1 --threshold-mode minimax: the tokens and threshold rule of
-                      model format version 1)
+                      (--views 1 --threshold-mode poisson: what model format version 2 trained;
+                      --views 1 --feature-set 1 --threshold-mode minimax: version 1)
   classify --model FILE [--threshold T]
                       read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
   eval [--seed N] [--split DIR] [train options]
@@ -62,7 +62,7 @@ function trainOptions(args: string[]): TrainOptions {
     ['--bits', 'bits'], ['--folds', 'folds'], ['--ham-weight', 'hamWeight'], ['--norm', 'norm'], ['--rob-s', 'robS'],
     ['--rob-x', 'robX'], ['--min-dev', 'minDev'], ['--max-tokens', 'maxTokens'],
     ['--ensemble', 'ensemble'], ['--cv-reps', 'cvReps'], ['--max-fpr', 'maxFPR'], ['--max-fnr', 'maxFNR'],
-    ['--feature-set', 'featureSet'],
+    ['--feature-set', 'featureSet'], ['--views', 'views'],
   ];
   for (const [flagName, key] of numeric) {
     const v = num(opt(args, flagName), flagName);
@@ -72,10 +72,11 @@ function trainOptions(args: string[]): TrainOptions {
   if (o.featureSet !== undefined && !(Number.isInteger(o.featureSet) && o.featureSet >= 1 && o.featureSet <= FEATURE_SET)) {
     throw new UsageError(`--feature-set must be 1..${FEATURE_SET}`);
   }
+  if (o.views !== undefined && o.views !== 1 && o.views !== 2) throw new UsageError('--views must be 1 or 2');
   if (flag(args, '--bigrams')) o.bigrams = true;
   const mode = opt(args, '--threshold-mode');
   if (mode !== undefined) {
-    if (!['cost', 'fpr', 'minimax', 'poisson'].includes(mode)) throw new UsageError('--threshold-mode must be poisson, minimax, fpr or cost');
+    if (!['half', 'cost', 'fpr', 'minimax', 'poisson'].includes(mode)) throw new UsageError('--threshold-mode must be half, poisson, minimax, fpr or cost');
     o.thresholdMode = mode as TrainOptions['thresholdMode'];
   }
   return o;
@@ -106,7 +107,9 @@ function trainDirs(spamDir: string, hamDir: string, o: TrainOptions): SpamModel 
 
 function cvNote(m: SpamModel): string {
   const cv = m.header.cv;
-  return cv ? `threshold ${m.threshold.toFixed(4)} from ${cv.folds}-fold CV on train: FP ${cv.fp}/${cv.nHam}, FN ${cv.fn}/${cv.nSpam}` : `threshold ${m.threshold}`;
+  const st = m.header.stack;
+  const stack = st ? `; views stacked by CV: content ${st.coef[0]!.toFixed(3)}, header ${st.coef[1]!.toFixed(3)}, bias ${st.bias.toFixed(3)}` : '';
+  return (cv ? `threshold ${m.threshold.toFixed(4)}, at which ${cv.folds}-fold CV on train gave FP ${cv.fp}/${cv.nHam}, FN ${cv.fn}/${cv.nSpam}` : `threshold ${m.threshold}`) + stack;
 }
 
 async function cmdTrain(args: string[]): Promise<number> {

@@ -9,9 +9,15 @@
 // set (never on test data), repeated cvReps times with the out-of-fold scores pooled: by
 // default the point most likely to meet both targets (maxFPR, maxFNR) on a sample as large as
 // the training set, error counts taken as Poisson (see thresholdMode).
+// Two views (views = 2, the default since model format 3): one LR on the content tokens
+// (body and subject words, links, structure), one on the header tokens (tokenize.ts
+// tokenView), each normalised by its own token count; their log-odds are combined by a
+// stacking LR (two coefficients and a bias) fitted to the out-of-fold log-odds of the same
+// cross-validation, ham weighted as in training, and folded into the stored weights. The
+// threshold is then that stacker's own decision point, 0.5 ('half').
 // Model files: format version 2 records the tokenizer's feature set (tokenize.ts); version 1
-// files load as feature set 1, the tokens they were trained on.
-import { tokenBuckets, hashToken, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
+// files load as feature set 1, the tokens they were trained on; version 3 adds `views`.
+import { tokenBuckets, hashToken, tokenView, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
 
 export type ModelKind = 'lr' | 'chi' | 'combo';
 
@@ -42,8 +48,10 @@ export interface TrainOptions {
    *   'minimax'  minimise max(FPR / maxFPR, FNR / maxFNR): the most slack against both targets
    *   'poisson'  maximise the probability that a sample as large as the training set meets
    *              both targets, FP and FN counts taken as Poisson with the out-of-fold rates
+   *   'half'     0.5: the decision point of the (ham-weighted) learner itself; with two views,
+   *              of the stacker fitted by cross-validation
    */
-  thresholdMode?: 'cost' | 'fpr' | 'minimax' | 'poisson';
+  thresholdMode?: 'cost' | 'fpr' | 'minimax' | 'poisson' | 'half';
   maxFPR?: number;
   maxFNR?: number;
   /** number of differently seeded LRs averaged (their log-odds, i.e. their weights) */
@@ -51,6 +59,8 @@ export interface TrainOptions {
   bigrams?: boolean;
   /** tokens to use (tokenize.ts FEATURE_SET); 1 = those of model format version 1 */
   featureSet?: number;
+  /** 2: content and header tokens learned apart and stacked (lr only); 1: one LR over all */
+  views?: number;
 }
 
 export const DEFAULTS: Required<TrainOptions> = {
@@ -69,12 +79,13 @@ export const DEFAULTS: Required<TrainOptions> = {
   folds: 5,
   cvReps: 3,
   costFP: 3,
-  thresholdMode: 'poisson',
+  thresholdMode: 'half',
   maxFPR: 0.0032,
   maxFNR: 0.016,
   ensemble: 3,
   bigrams: false,
   featureSet: FEATURE_SET,
+  views: 2,
 };
 
 /** A message as the learners see it: unique bucket indices (featurize sorts them; features need not). */
@@ -82,12 +93,13 @@ export type Features = Uint32Array;
 
 export const hash = hashToken;
 
-export function featurize(tokens: Iterable<string>, bits: number): Features {
+/** Buckets of token strings (sorted, unique); with two views, header tokens' offset by 2^bits. */
+export function featurize(tokens: Iterable<string>, bits: number, views = 1): Features {
   const mask = (1 << bits) - 1;
   const list = tokens instanceof Set ? tokens : new Set(tokens);
   const a = new Uint32Array(list.size);
   let n = 0;
-  for (const t of list) a[n++] = hashToken(t) & mask;
+  for (const t of list) a[n++] = (hashToken(t) & mask) + (views > 1 && tokenView(t) ? mask + 1 : 0);
   a.sort();
   // drop duplicates (hash collisions) in place
   let k = 0;
@@ -175,11 +187,136 @@ function trainEnsemble(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>
 }
 
 function lrLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
+  if (o.views > 1) {
+    // two views, each normalised by its own count; the stacker is folded into w and bias
+    const size = 1 << o.bits;
+    let s0 = 0, s1 = 0, n1 = 0;
+    for (let i = 0; i < x.length; i++) {
+      const b = x[i]!;
+      if (b < size) s0 += m.w[b]!;
+      else { s1 += m.w[b]!; n1++; }
+    }
+    const n0 = x.length - n1;
+    return m.bias + (n0 ? s0 * Math.pow(n0, -o.norm) : 0) + (n1 ? s1 * Math.pow(n1, -o.norm) : 0);
+  }
   if (!x.length) return m.bias;
   const v = Math.pow(x.length, -o.norm);
   let z = m.bias;
   for (let i = 0; i < x.length; i++) z += m.w[x[i]!]! * v;
   return z;
+}
+
+/** Each message's buckets per view, header buckets brought back to [0, 2^bits). */
+function byView(xs: Features[], o: Required<TrainOptions>): Features[][] {
+  if (o.views <= 1) return [xs];
+  const size = 1 << o.bits;
+  const content: Features[] = [], header: Features[] = [];
+  for (const x of xs) {
+    let n1 = 0;
+    for (let i = 0; i < x.length; i++) if (x[i]! >= size) n1++;
+    const a = new Uint32Array(x.length - n1), b = new Uint32Array(n1);
+    let i0 = 0, i1 = 0;
+    for (let i = 0; i < x.length; i++) {
+      const f = x[i]!;
+      if (f < size) a[i0++] = f; else b[i1++] = f - size;
+    }
+    content.push(a);
+    header.push(b);
+  }
+  return [content, header];
+}
+
+/** The stacker: log-odds = bias + sum of coef[k] * (view k's log-odds). */
+interface Stack {
+  coef: number[];
+  bias: number;
+}
+
+/** One LR per view (an ensemble each), on byView's buckets. */
+function trainViews(views: Features[][], ys: Uint8Array, o: Required<TrainOptions>): LR[] {
+  return views.map((xs) => trainEnsemble(xs, ys, o));
+}
+
+/** The view LRs and the stacker as one weight vector over [0, views * 2^bits). */
+function foldStack(parts: LR[], st: Stack, bits: number): LR {
+  if (parts.length === 1) return parts[0]!;
+  const size = 1 << bits;
+  const w = new Float32Array(size * parts.length);
+  let bias = st.bias;
+  parts.forEach((p, k) => {
+    const c = st.coef[k]!;
+    for (let i = 0; i < size; i++) if (p.w[i] !== 0) w[k * size + i] = c * p.w[i]!;
+    bias += c * p.bias;
+  });
+  return { w, bias };
+}
+
+/**
+ * Logistic regression on a few dense features (the views' out-of-fold log-odds), ham
+ * weighted by hamWeight, a small L2 on the coefficients, by Newton's method with step
+ * halving (from zero; the weighted loss never goes up).
+ */
+export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number, l2 = 1e-3): Stack {
+  const k = zs.length, d = k + 1, n = ys.length;
+  const w = new Float64Array(d); // coefficients, then the bias
+  const x = new Float64Array(d);
+  const loss = (v: Float64Array): number => {
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      let z = v[k]!;
+      for (let j = 0; j < k; j++) z += v[j]! * zs[j]![i]!;
+      // -log p(y), stable for large |z|
+      const m = ys[i] ? -z : z;
+      sum += (ys[i] ? 1 : hamWeight) * (m > 0 ? m + Math.log1p(Math.exp(-m)) : Math.log1p(Math.exp(m)));
+    }
+    for (let j = 0; j < k; j++) sum += 0.5 * l2 * n * v[j]! * v[j]!;
+    return sum;
+  };
+  let current = loss(w);
+  for (let it = 0; it < 50; it++) {
+    const g = new Float64Array(d);
+    const h = Array.from({ length: d }, () => new Float64Array(d + 1));
+    for (let i = 0; i < n; i++) {
+      let z = w[k]!;
+      for (let j = 0; j < k; j++) { x[j] = zs[j]![i]!; z += w[j]! * x[j]!; }
+      x[k] = 1;
+      const p = sigmoid(z), c = ys[i] ? 1 : hamWeight;
+      const r = c * (p - ys[i]!), q = c * p * (1 - p);
+      for (let a = 0; a < d; a++) {
+        g[a]! += r * x[a]!;
+        for (let b = 0; b < d; b++) h[a]![b]! += q * x[a]! * x[b]!;
+      }
+    }
+    for (let a = 0; a < k; a++) { g[a]! += l2 * n * w[a]!; h[a]![a]! += l2 * n; }
+    for (let a = 0; a < d; a++) { h[a]![a]! += 1e-9; h[a]![d] = g[a]!; }
+    // solve h * step = g (Gauss-Jordan, partial pivoting)
+    for (let c = 0; c < d; c++) {
+      let piv = c;
+      for (let r = c + 1; r < d; r++) if (Math.abs(h[r]![c]!) > Math.abs(h[piv]![c]!)) piv = r;
+      [h[c], h[piv]] = [h[piv]!, h[c]!];
+      for (let r = 0; r < d; r++) {
+        if (r === c) continue;
+        const f = h[r]![c]! / h[c]![c]!;
+        for (let m = c; m <= d; m++) h[r]![m]! -= f * h[c]![m]!;
+      }
+    }
+    const step = Float64Array.from({ length: d }, (_, a) => h[a]![d]! / h[a]![a]!);
+    const next = new Float64Array(d);
+    let t = 1, value = Infinity;
+    for (let halvings = 0; halvings < 30; halvings++, t /= 2) {
+      for (let a = 0; a < d; a++) next[a] = w[a]! - t * step[a]!;
+      value = loss(next);
+      if (value <= current) break;
+    }
+    if (!(value <= current)) break;
+    let moved = 0;
+    for (let a = 0; a < d; a++) moved += Math.abs(next[a]! - w[a]!);
+    w.set(next);
+    current = value;
+    if (!(moved > 1e-10)) break;
+  }
+  if (!w.every(Number.isFinite)) return { coef: new Array<number>(k).fill(1), bias: 0 };
+  return { coef: Array.from(w.subarray(0, k)), bias: w[k]! };
 }
 
 interface Counts {
@@ -248,12 +385,18 @@ function chiScore(c: Counts, x: Features, o: Required<TrainOptions>): number {
 
 export interface ModelHeader {
   format: 'postern-spam';
-  /** 1: feature set 1 implied; 2: `featureSet` says which tokens the model was trained on */
-  version: 1 | 2;
+  /**
+   * 1: feature set 1 implied; 2: `featureSet` says which tokens the model was trained on;
+   * 3: and `views` (2: weights over [0, 2^(bits+1)), header tokens in the upper half)
+   */
+  version: 1 | 2 | 3;
   kind: ModelKind;
   bits: number;
   bigrams: boolean;
   featureSet?: number;
+  views?: number;
+  /** the stacker fitted by cross-validation (already folded into the weights and bias) */
+  stack?: { coef: number[]; bias: number };
   threshold: number;
   bias: number;
   nSpam: number;
@@ -286,7 +429,7 @@ export class SpamModel {
 
   /** The tokenizer settings the model was trained with. */
   get tokenizeOptions(): TokenizeOptions {
-    return { bigrams: this.header.bigrams, featureSet: this.header.featureSet ?? 1 };
+    return { bigrams: this.header.bigrams, featureSet: this.header.featureSet ?? 1, views: this.header.views ?? 1 };
   }
 
   /** Score of raw message bytes. */
@@ -328,12 +471,16 @@ export class SpamModel {
     if (buf.length < 12 || buf.toString('latin1', 0, 8) !== 'PSPAM1\n\0') throw new Error('not a postern spam model');
     const hlen = buf.readUInt32LE(8);
     const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as ModelHeader;
-    if (header.format !== 'postern-spam' || (header.version !== 1 && header.version !== 2)) throw new Error('unsupported spam model version');
+    if (header.format !== 'postern-spam' || ![1, 2, 3].includes(header.version)) throw new Error('unsupported spam model version');
     if (header.version === 1) header.featureSet = 1;
     else if (!(Number.isInteger(header.featureSet) && header.featureSet! >= 1 && header.featureSet! <= FEATURE_SET)) {
       throw new Error(`unsupported spam model feature set ${header.featureSet}`);
     }
+    const views = header.version >= 3 ? header.views : 1;
+    if (views !== 1 && !(views === 2 && header.kind === 'lr')) throw new Error(`unsupported spam model views ${String(header.views)}`);
+    header.views = views;
     if (header.params && header.params.featureSet === undefined) header.params.featureSet = header.featureSet!;
+    if (header.params) header.params.views = views;
     let pos = 12 + hlen;
     pos += (4 - (pos % 4)) % 4;
     // copy into an aligned buffer so typed-array views are legal
@@ -349,7 +496,7 @@ export class SpamModel {
     if (nw || header.kind !== 'chi') {
       const idx = arr(nw);
       const vals = new Float32Array(al.buffer, p, nw); p += 4 * nw;
-      const w = new Float32Array(size);
+      const w = new Float32Array(size * views);
       for (let j = 0; j < nw; j++) w[idx[j]!] = vals[j]!;
       lr = { w, bias: header.bias };
     }
@@ -371,23 +518,27 @@ function u32(n: number): Buffer {
   return b;
 }
 
-function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number): SpamModel {
-  const lr = o.kind === 'chi' ? null : trainEnsemble(xs, ys, o);
+function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number, st?: Stack): SpamModel {
+  const lr = o.kind === 'chi' ? null
+    : o.views > 1 ? foldStack(trainViews(byView(xs, o), ys, o), st ?? { coef: [1, 1], bias: 0 }, o.bits)
+    : trainEnsemble(xs, ys, o);
   const counts = o.kind === 'lr' ? null : countDocs(xs, ys, o.bits);
   let nSpam = 0;
   for (const y of ys) nSpam += y;
   const header: ModelHeader = {
-    format: 'postern-spam', version: 2, kind: o.kind, bits: o.bits, bigrams: o.bigrams, featureSet: o.featureSet, threshold,
+    format: 'postern-spam', version: o.views > 1 ? 3 : 2, kind: o.kind, bits: o.bits, bigrams: o.bigrams, featureSet: o.featureSet,
+    ...(o.views > 1 ? { views: o.views, stack: st } : {}), threshold,
     bias: lr ? lr.bias : 0, nSpam, nHam: ys.length - nSpam, params: o,
   };
   return new SpamModel(header, lr, counts);
 }
 
 /**
- * Out-of-fold scores by k-fold cross-validation (folds assigned by a seeded shuffle,
- * stratified by label).
+ * Out-of-fold log-odds by k-fold cross-validation (folds assigned by a seeded shuffle,
+ * stratified by label): one array per view (with two views, each view's own LR's log-odds,
+ * before stacking), or one array of the model's log-odds.
  */
-export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0): Float64Array {
+export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0, views = byView(xs, o)): Float64Array[] {
   const k = Math.max(2, o.folds);
   const fold = new Uint8Array(xs.length);
   const rnd = mulberry32((o.seed ^ 0x9e3779b9) + rep * 7919);
@@ -399,14 +550,26 @@ export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainO
     }
     idx.forEach((i, n) => (fold[i] = n % k));
   }
-  const scores = new Float64Array(xs.length);
+  const stacked = o.kind === 'lr' && o.views > 1;
+  const out = Array.from({ length: stacked ? views.length : 1 }, () => new Float64Array(xs.length));
+  const one = { ...o, views: 1 };
   for (let f = 0; f < k; f++) {
-    const trX: Features[] = [], trY: number[] = [];
-    xs.forEach((x, i) => { if (fold[i] !== f) { trX.push(x); trY.push(ys[i]!); } });
-    const m = fit(trX, Uint8Array.from(trY), o, 0.5);
-    xs.forEach((x, i) => { if (fold[i] === f) scores[i] = m.scoreFeatures(x); });
+    const trY: number[] = [];
+    ys.forEach((y, i) => { if (fold[i] !== f) trY.push(y); });
+    const pick = (a: Features[]): Features[] => a.filter((_, i) => fold[i] !== f);
+    if (stacked) {
+      const parts = trainViews(views.map(pick), Uint8Array.from(trY), o);
+      for (let i = 0; i < xs.length; i++) {
+        if (fold[i] === f) parts.forEach((p, v) => (out[v]![i] = lrLogOdds(p, views[v]![i]!, one)));
+      }
+    } else {
+      const m = fit(pick(xs), Uint8Array.from(trY), o, 0.5);
+      for (let i = 0; i < xs.length; i++) {
+        if (fold[i] === f) out[0]![i] = logit(Math.min(Math.max(m.scoreFeatures(xs[i]!), 1e-12), 1 - 1e-12));
+      }
+    }
   }
-  return scores;
+  return out;
 }
 
 export interface ThresholdChoice {
@@ -512,41 +675,74 @@ export function chooseThresholdPoisson(
     -((nHam ? logPoissonCdf(kFP, (sH * fp) / nHam) : 0) + (nSpam ? logPoissonCdf(kFN, (sS * fn) / nSpam) : 0)));
 }
 
-/** Train a model on featurised messages (ys: 1 = spam), threshold chosen by CV on them. */
-export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
+/** FP and FN at a threshold (spam when score >= threshold). */
+function errorsAt(scores: ArrayLike<number>, ys: Uint8Array, threshold: number): ThresholdChoice {
+  let fp = 0, fn = 0;
+  for (let i = 0; i < ys.length; i++) {
+    if (ys[i] && scores[i]! < threshold) fn++;
+    else if (!ys[i] && scores[i]! >= threshold) fp++;
+  }
+  return { threshold, fp, fn };
+}
+
+/** The options as training uses them: two views only for the LR. */
+function resolve(opts: TrainOptions): Required<TrainOptions> {
   const o: Required<TrainOptions> = { ...DEFAULTS, ...opts };
+  if (o.kind !== 'lr' || !(o.views > 1)) o.views = 1;
+  else o.views = 2;
+  return o;
+}
+
+/**
+ * Train a model on featurised messages (ys: 1 = spam; buckets as features() gives them for
+ * the same `views`). Cross-validation on them fits the stacker (two views) and chooses the
+ * threshold (thresholdMode).
+ */
+export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
+  const o = resolve(opts);
   let threshold = 0.5;
   let cv: ModelHeader['cv'];
+  let st: Stack | undefined;
   if (o.folds >= 2) {
     const reps = Math.max(1, o.cvReps);
-    let nTrainSpam = 0;
-    for (const y of ys) nTrainSpam += y;
-    const scores = new Float64Array(xs.length * reps);
-    const ysAll = new Uint8Array(xs.length * reps);
+    const n = xs.length;
+    const views = byView(xs, o);
+    let zs: Float64Array[] = [];
+    const ysAll = new Uint8Array(n * reps);
     for (let r = 0; r < reps; r++) {
-      scores.set(crossValidate(xs, ys, o, r), r * xs.length);
-      ysAll.set(ys, r * xs.length);
+      const z = crossValidate(xs, ys, o, r, views);
+      if (!zs.length) zs = z.map(() => new Float64Array(n * reps));
+      z.forEach((a, v) => zs[v]!.set(a, r * n));
+      ysAll.set(ys, r * n);
     }
-    const t0 = o.thresholdMode === 'fpr' ? chooseThresholdFPR(scores, ysAll, o.maxFPR)
-      : o.thresholdMode === 'minimax' ? chooseThresholdMinimax(scores, ysAll, o.maxFPR, o.maxFNR)
-      : o.thresholdMode === 'poisson' ? chooseThresholdPoisson(scores, ysAll, o.maxFPR, o.maxFNR, { nHam: xs.length - nTrainSpam, nSpam: nTrainSpam })
-      : chooseThreshold(scores, ysAll, o.costFP);
-    const t = { threshold: t0.threshold, fp: Math.round(t0.fp / reps), fn: Math.round(t0.fn / reps) };
-    threshold = t.threshold;
+    if (o.views > 1) st = fitStacker(zs, ysAll, o.hamWeight);
+    const scores = new Float64Array(n * reps);
+    for (let i = 0; i < scores.length; i++) {
+      let z = st ? st.bias : 0;
+      zs.forEach((a, v) => (z += (st ? st.coef[v]! : 1) * a[i]!));
+      scores[i] = sigmoid(z);
+    }
     let nSpam = 0;
     for (const y of ys) nSpam += y;
-    const nHam = ys.length - nSpam;
-    cv = { folds: o.folds, fp: t.fp, fn: t.fn, nSpam, nHam, fpr: nHam ? t.fp / nHam : 0, recall: nSpam ? 1 - t.fn / nSpam : 0 };
+    const nHam = n - nSpam;
+    const t0 = o.thresholdMode === 'half' ? errorsAt(scores, ysAll, 0.5)
+      : o.thresholdMode === 'fpr' ? chooseThresholdFPR(scores, ysAll, o.maxFPR)
+      : o.thresholdMode === 'minimax' ? chooseThresholdMinimax(scores, ysAll, o.maxFPR, o.maxFNR)
+      : o.thresholdMode === 'poisson' ? chooseThresholdPoisson(scores, ysAll, o.maxFPR, o.maxFNR, { nHam, nSpam })
+      : chooseThreshold(scores, ysAll, o.costFP);
+    threshold = t0.threshold;
+    const fp = Math.round(t0.fp / reps), fn = Math.round(t0.fn / reps);
+    cv = { folds: o.folds, fp, fn, nSpam, nHam, fpr: nHam ? fp / nHam : 0, recall: nSpam ? 1 - fn / nSpam : 0 };
   }
-  const m = fit(xs, ys, o, threshold);
+  const m = fit(xs, ys, o, threshold, st);
   if (cv) m.header.cv = cv;
   return m;
 }
 
 /** Train on raw messages. */
 export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}): SpamModel {
-  const o = { ...DEFAULTS, ...opts };
-  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet }));
+  const o = resolve(opts);
+  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet, views: o.views }));
   const ys = new Uint8Array(xs.length);
   ys.fill(1, 0, spam.length);
   return trainFeatures(xs, ys, o);

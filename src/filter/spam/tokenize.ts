@@ -13,12 +13,30 @@
 // tokenize/tokensOf give the tokens as strings (readable: tests, debugging); tokenBuckets gives
 // what the model uses, hashToken(token) & (2^bits - 1) for each, unique, and hashes
 // words as it scans them and the header order as it walks it, without building their strings.
+// Two views (model format 3): every token is either content (body and subject words, link
+// hosts, structure: tokenView 0) or header (the other header tokens, Received, Message-ID,
+// header order: tokenView 1); with views = 2 a header token's bucket is offset by 2^bits, so
+// the model can weigh the two sides apart.
 import { extract, type Extracted } from './extract.js';
 
 export interface TokenizeOptions {
   bigrams?: boolean;
   /** feature set: 1 = the tokens of model format version 1, 2 = FEATURE_SET (the default) */
   featureSet?: number;
+  /** 2: header-view buckets offset by 2^bits (see tokenView); 1 (the default): one space */
+  views?: number;
+}
+
+// prefixes of tokens on the content side besides the bare (prefix-free) words
+const CONTENT_PREFIXES = new Set(['long', 'url', 'meta', 'part', 'cs', 'enc', 'file']);
+/**
+ * The view of a token string: 0 content (body and subject words, "long:", link hosts,
+ * structure), 1 header (everything else). tokenBuckets does not look at the strings: it knows
+ * the side from where it is in the message, and a test holds it to this rule.
+ */
+export function tokenView(token: string): 0 | 1 {
+  const c = token.indexOf(':');
+  return c < 0 || CONTENT_PREFIXES.has(token.slice(0, c)) ? 0 : 1;
 }
 
 /** The feature set new models are trained with. */
@@ -92,10 +110,13 @@ interface Sink {
   addWord(prefix: string, h: number, s: string, start: number, end: number): void;
   /** the token prefix + s.slice(a, b) + ' ' + s.slice(c, d) */
   addPair(prefix: string, ph: number, s: string, a: number, b: number, c: number, d: number): void;
+  /** the view of the tokens that follow (0 content, 1 header) */
+  view: 0 | 1;
 }
 
 class StringSink implements Sink {
   readonly set = new Set<string>();
+  view: 0 | 1 = 0;
   add(token: string): void {
     this.set.add(token);
   }
@@ -123,8 +144,10 @@ class BucketSink implements Sink {
   private static generation = 0;
 
   n = 0;
+  /** the view of the tokens that follow; with two views, header buckets are offset by mask + 1 */
+  view: 0 | 1 = 0;
   private gen = 0;
-  constructor(readonly mask: number) {
+  constructor(readonly mask: number, private readonly views = 1) {
     this.reset();
   }
 
@@ -144,7 +167,7 @@ class BucketSink implements Sink {
   }
 
   push(h: number): void {
-    const b = mix(h) & this.mask;
+    const b = this.view && this.views > 1 ? (mix(h) & this.mask) + this.mask + 1 : mix(h) & this.mask;
     const keys = BucketSink.keys, stamps = BucketSink.stamps, slots = keys.length - 1;
     let i = b & slots;
     while (stamps[i] === this.gen) {
@@ -319,6 +342,7 @@ function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
   let haveDate = false, haveMsgId = false, haveFrom = false, haveTo = false;
   let rcpts = 0;
   let received = 0;
+  t.view = 1;
   for (const [name, value] of x.headers) {
     if (name.startsWith('x-') || PRESENCE_HEADERS.has(name)) {
       t.addSlice('hdr:', name, 0, name.length);
@@ -334,7 +358,9 @@ function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
     switch (name) {
       case 'subject':
         subject = value;
+        t.view = 0;
         words(value, '', t, bigrams, 200); // subject words count as body words too
+        t.view = 1;
         break;
       case 'date':
         haveDate = true;
@@ -369,6 +395,7 @@ function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
     }
   }
   // structure
+  t.view = 0;
   if (!haveDate) t.add('meta:nodate');
   if (!haveMsgId) t.add('meta:nomsgid');
   if (!haveFrom) t.add('meta:nofrom');
@@ -433,6 +460,7 @@ const gt = (h: number): number => Math.imul(h ^ 0x3e, 0x01000193);
  * that need it.
  */
 function headerOrderBuckets(headers: Array<[string, string]>, out: BucketSink): void {
+  out.view = 1;
   let pre2 = gt(HSEQ); // "hseq:" + prev1 + ">"
   let pre3 = gt(gt(HSEQ3)); // "hseq3:" + prev2 + ">" + prev1 + ">"
   let q = gt(HSEQ3); // "hseq3:" + prev1 + ">"
@@ -455,15 +483,19 @@ function headerOrderBuckets(headers: Array<[string, string]>, out: BucketSink): 
   }
 }
 
-/** The tokens of raw message bytes as unique buckets in [0, 2^bits), in no particular order. Never throws. */
+/**
+ * The tokens of raw message bytes as unique buckets in [0, 2^bits) (with opts.views = 2:
+ * header tokens in [2^bits, 2^(bits+1))), in no particular order. Never throws.
+ */
 export function tokenBuckets(buf: Uint8Array, bits: number, opts: TokenizeOptions = {}): Uint32Array {
-  const sink = new BucketSink((1 << bits) - 1);
+  const sink = new BucketSink((1 << bits) - 1, opts.views ?? 1);
   try {
     const x = extract(buf);
     baseTokens(x, opts, sink);
     if ((opts.featureSet ?? FEATURE_SET) >= 2) headerOrderBuckets(x.headers, sink);
   } catch {
     sink.reset();
+    sink.view = 0;
     sink.add('meta:unparsable');
   }
   return sink.result();
