@@ -6,7 +6,7 @@ import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
-import { tokenize, tokenView, hashToken, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
+import { tokenize, tokenView, hashToken, LIST_TOKEN, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
 import {
   train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf,
   features, featurize, fitStacker,
@@ -129,6 +129,7 @@ test('features: hashed buckets equal featurize(tokenize()) for both feature sets
       Buffer.from("--don't-stop_me-- now-- a--b ''x'' 1234567890123456789012345 ÉCOLE Straße İstanbul ١٢٣ 𝐀𝐁c x\ud800y \udc00z €5 £3 50% wow!!\n", 'utf8')]),
     Buffer.from([0xff, 0x00, 0x41, 0x0a, 0x0a, 0x42]),
     Buffer.alloc(0),
+    msg('From: a@lists.example\nList-Id: <talk.lists.example>\nPrecedence: list\nSubject: re: patch\n\nlooks good to me\n'),
   ];
   for (const raw of raws) {
     for (const opts of [{}, { featureSet: 1 }, { featureSet: 2, bigrams: true }, { views: 2 }, { featureSet: 1, views: 2 }]) {
@@ -142,6 +143,12 @@ test('features: hashed buckets equal featurize(tokenize()) for both feature sets
   assert.deepEqual(toks.filter((t) => tokenView(t) === 0).sort(), toks.filter((t) => !t.includes(':') || /^(long|url|meta|part|cs|enc|file):/.test(t)).sort());
   assert.ok(['free', 'money', 'win', 'prize', 'url:win.example', 'meta:noto'].every((t) => tokenView(t) === 0));
   assert.ok(['s:free', 'f:@offers.example', 'rcvd:relay.offers.example', 'hdr:received', 'hseq:>from'].every((t) => tokenView(t) === 1));
+  // list mail: with two views, one fact bucket past both views; with one view, no such thing
+  const listed = raws[raws.length - 1]!;
+  assert.ok(tokenize(listed, { views: 2 }).has(LIST_TOKEN) && !tokenize(listed).has(LIST_TOKEN));
+  assert.equal(features(listed, 16, { views: 2 }).filter((b) => b >= 2 << 16).length, 1);
+  assert.ok(features(listed, 16, { views: 2 }).includes(2 << 16));
+  assert.ok(!features(raws[0]!, 16, { views: 2 }).some((b) => b >= 2 << 16), 'not list mail');
   // a long header block (the header-order hashes are computed without their strings)
   const many = msg(Array.from({ length: 20000 }, (_, i) => `X-H${i % 7 === 0 ? 'a' : i}: v`).join('\n') + '\n\nbody\n');
   assert.deepEqual(sorted(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
@@ -241,12 +248,21 @@ test('model: format version 1 files still load, and score with the tokens they w
   assert.throws(() => SpamModel.deserialize(editHeader(m2.serialize(), (h) => { h.featureSet = 99; })), /feature set/);
   // the default: two views (format version 3); read as one view, its scores change
   const m3 = train(spam, ham, { folds: 2, bits: 14 });
-  assert.deepEqual([m3.header.version, m3.header.views, m3.header.stack?.coef.length], [3, 2, 2]);
+  assert.deepEqual([m3.header.version, m3.header.views, m3.header.stack?.coef.length, m3.header.stack?.viewBias?.length], [3, 2, 7, 2]);
   const m3back = SpamModel.deserialize(m3.serialize());
   for (const b of probe) assert.equal(m3back.score(b), m3.score(b));
   const m3asV2 = SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.version = 2; }));
   assert.ok(probe.some((b) => m3asV2.score(b) !== m3.score(b)), 'the views matter');
   assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.views = 3; })), /views/);
+  assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { (h.stack as Record<string, unknown>).terms = 'z0,z1,z2'; })), /stacker/);
+  // the first format-3 files folded the stacker into the weights and the bias (no terms): the
+  // views' sums plus the bias, which is what a stacker of [1, 1, 0...] over zero view biases gives
+  const folded = SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.bias = 0.25; h.stack = { coef: [0.3, 0.7], bias: 0.1 }; }));
+  const plain = SpamModel.deserialize(editHeader(m3.serialize(), (h) => {
+    h.stack = { coef: [1, 1, 0, 0, 0, 0, 0], bias: 0.25, terms: 'z0,z1,L*z0,L*z1,L,z0*len0,z1*len1', viewBias: [0, 0] };
+  }));
+  for (const b of probe) assert.equal(folded.score(b), plain.score(b));
+  assert.ok(probe.some((b) => folded.score(b) !== m3.score(b)));
   assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.kind = 'combo'; })), /views/);
 });
 

@@ -108,7 +108,7 @@ function trainDirs(spamDir: string, hamDir: string, o: TrainOptions): SpamModel 
 function cvNote(m: SpamModel): string {
   const cv = m.header.cv;
   const st = m.header.stack;
-  const stack = st ? `; views stacked by CV: content ${st.coef[0]!.toFixed(3)}, header ${st.coef[1]!.toFixed(3)}, bias ${st.bias.toFixed(3)}` : '';
+  const stack = st ? `; views stacked by CV: ${(st.terms ?? 'z0,z1').split(',').map((t, i) => `${t} ${st.coef[i]!.toFixed(3)}`).join(', ')}, bias ${st.bias.toFixed(3)}` : '';
   return (cv ? `threshold ${m.threshold.toFixed(4)}, at which ${cv.folds}-fold CV on train gave FP ${cv.fp}/${cv.nHam}, FN ${cv.fn}/${cv.nSpam}` : `threshold ${m.threshold}`) + stack;
 }
 

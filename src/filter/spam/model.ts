@@ -17,7 +17,7 @@
 // threshold is then that stacker's own decision point, 0.5 ('half').
 // Model files: format version 2 records the tokenizer's feature set (tokenize.ts); version 1
 // files load as feature set 1, the tokens they were trained on; version 3 adds `views`.
-import { tokenBuckets, hashToken, tokenView, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
+import { tokenBuckets, hashToken, tokenView, LIST_TOKEN, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
 
 export type ModelKind = 'lr' | 'chi' | 'combo';
 
@@ -93,13 +93,22 @@ export type Features = Uint32Array;
 
 export const hash = hashToken;
 
-/** Buckets of token strings (sorted, unique); with two views, header tokens' offset by 2^bits. */
+/**
+ * Buckets of token strings (sorted, unique); with two views, header tokens' offset by 2^bits
+ * and LIST_TOKEN as bucket 2^(bits+1).
+ */
 export function featurize(tokens: Iterable<string>, bits: number, views = 1): Features {
   const mask = (1 << bits) - 1;
   const list = tokens instanceof Set ? tokens : new Set(tokens);
   const a = new Uint32Array(list.size);
   let n = 0;
-  for (const t of list) a[n++] = (hashToken(t) & mask) + (views > 1 && tokenView(t) ? mask + 1 : 0);
+  for (const t of list) {
+    if (t === LIST_TOKEN) {
+      if (views > 1) a[n++] = 2 * (mask + 1); // the list fact, past both views
+      continue;
+    }
+    a[n++] = (hashToken(t) & mask) + (views > 1 && tokenView(t) ? mask + 1 : 0);
+  }
   a.sort();
   // drop duplicates (hash collisions) in place
   let k = 0;
@@ -131,6 +140,8 @@ const logit = (p: number): number => Math.log(p / (1 - p));
 interface LR {
   w: Float32Array;
   bias: number;
+  /** two views: w holds both views' weights (header view from 2^bits), combined by this */
+  stack?: Stack;
 }
 
 function trainLR(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>): LR {
@@ -187,18 +198,7 @@ function trainEnsemble(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>
 }
 
 function lrLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
-  if (o.views > 1) {
-    // two views, each normalised by its own count; the stacker is folded into w and bias
-    const size = 1 << o.bits;
-    let s0 = 0, s1 = 0, n1 = 0;
-    for (let i = 0; i < x.length; i++) {
-      const b = x[i]!;
-      if (b < size) s0 += m.w[b]!;
-      else { s1 += m.w[b]!; n1++; }
-    }
-    const n0 = x.length - n1;
-    return m.bias + (n0 ? s0 * Math.pow(n0, -o.norm) : 0) + (n1 ? s1 * Math.pow(n1, -o.norm) : 0);
-  }
+  if (o.views > 1) return viewsLogOdds(m, x, o);
   if (!x.length) return m.bias;
   const v = Math.pow(x.length, -o.norm);
   let z = m.bias;
@@ -206,30 +206,95 @@ function lrLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
   return z;
 }
 
-/** Each message's buckets per view, header buckets brought back to [0, 2^bits). */
-function byView(xs: Features[], o: Required<TrainOptions>): Features[][] {
-  if (o.views <= 1) return [xs];
-  const size = 1 << o.bits;
-  const content: Features[] = [], header: Features[] = [];
-  for (const x of xs) {
-    let n1 = 0;
-    for (let i = 0; i < x.length; i++) if (x[i]! >= size) n1++;
-    const a = new Uint32Array(x.length - n1), b = new Uint32Array(n1);
-    let i0 = 0, i1 = 0;
-    for (let i = 0; i < x.length; i++) {
-      const f = x[i]!;
-      if (f < size) a[i0++] = f; else b[i1++] = f - size;
-    }
-    content.push(a);
-    header.push(b);
-  }
-  return [content, header];
-}
-
-/** The stacker: log-odds = bias + sum of coef[k] * (view k's log-odds). */
+/**
+ * The stacker of a two-view model: log-odds = bias + the sum of coef[k] * term k, the terms
+ * (STACK_TERMS) made from the two views' log-odds (z0 content, z1 header), their bucket
+ * counts (n0, n1) and L = 1 for a message that came through a mailing list:
+ *   z0, z1, L·z0, L·z1, L, z0·len(n0), z1·len(n1)      len(n) = log2(1 + n) / 8
+ * A view's log-odds says more the more tokens it rests on, and list mail is where the two
+ * sides disagree most (list headers look like ham; spam posted to a list has spam content).
+ * `viewBias` are the view LRs' own biases. A stacker without `terms` (the first format-3
+ * files) has coef [c0, c1] only, and its view LRs were folded into the weights.
+ */
 interface Stack {
   coef: number[];
   bias: number;
+  terms?: string;
+  viewBias?: number[];
+}
+
+export const STACK_TERMS = 'z0,z1,L*z0,L*z1,L,z0*len0,z1*len1';
+const stackLen = (n: number): number => Math.log2(1 + n) / 8;
+
+function stackLogOdds(st: Stack, z0: number, z1: number, n0: number, n1: number, list: number): number {
+  const c = st.coef;
+  if (c.length === 2) return st.bias + c[0]! * z0 + c[1]! * z1;
+  return st.bias + c[0]! * z0 + c[1]! * z1 + list * (c[2]! * z0 + c[3]! * z1 + c[4]!)
+    + c[5]! * z0 * stackLen(n0) + c[6]! * z1 * stackLen(n1);
+}
+
+/** The stacker's terms as columns (for fitting it). */
+function stackColumns(z0: Float64Array, z1: Float64Array, n0: ArrayLike<number>, n1: ArrayLike<number>, list: ArrayLike<number>): Float64Array[] {
+  const n = z0.length, m = n0.length;
+  const cols = Array.from({ length: 7 }, () => new Float64Array(n));
+  for (let i = 0; i < n; i++) {
+    const a = z0[i]!, b = z1[i]!, L = list[i % m]!;
+    cols[0]![i] = a;
+    cols[1]![i] = b;
+    cols[2]![i] = L * a;
+    cols[3]![i] = L * b;
+    cols[4]![i] = L;
+    cols[5]![i] = a * stackLen(n0[i % m]!);
+    cols[6]![i] = b * stackLen(n1[i % m]!);
+  }
+  return cols;
+}
+
+/** Log-odds of a two-view model: each view's sum normalised by its own count, then stacked. */
+function viewsLogOdds(m: LR, x: Features, o: Required<TrainOptions>): number {
+  const size = 1 << o.bits;
+  let s0 = 0, s1 = 0, n1 = 0, list = 0;
+  for (let i = 0; i < x.length; i++) {
+    const b = x[i]!;
+    if (b < size) s0 += m.w[b]!;
+    else if (b < 2 * size) { s1 += m.w[b]!; n1++; }
+    else list = 1;
+  }
+  const n0 = x.length - n1 - list;
+  const st = m.stack!;
+  const vb = st.viewBias ?? [0, 0];
+  const z0 = vb[0]! + (n0 ? s0 * Math.pow(n0, -o.norm) : 0);
+  const z1 = vb[1]! + (n1 ? s1 * Math.pow(n1, -o.norm) : 0);
+  return stackLogOdds(st, z0, z1, n0, n1, list);
+}
+
+/** Messages split by view: each view's buckets (header buckets brought back to [0, 2^bits)) and the list fact. */
+interface ViewSplit {
+  parts: Features[][];
+  list: Uint8Array;
+}
+
+function byView(xs: Features[], o: Required<TrainOptions>): ViewSplit {
+  const list = new Uint8Array(xs.length);
+  if (o.views <= 1) return { parts: [xs], list };
+  const size = 1 << o.bits;
+  const content: Features[] = [], header: Features[] = [];
+  xs.forEach((x, k) => {
+    let n1 = 0;
+    for (let i = 0; i < x.length; i++) {
+      if (x[i]! >= 2 * size) list[k] = 1;
+      else if (x[i]! >= size) n1++;
+    }
+    const a = new Uint32Array(x.length - n1 - list[k]!), b = new Uint32Array(n1);
+    let i0 = 0, i1 = 0;
+    for (let i = 0; i < x.length; i++) {
+      const f = x[i]!;
+      if (f < size) a[i0++] = f; else if (f < 2 * size) b[i1++] = f - size;
+    }
+    content.push(a);
+    header.push(b);
+  });
+  return { parts: [content, header], list };
 }
 
 /** One LR per view (an ensemble each), on byView's buckets. */
@@ -237,18 +302,12 @@ function trainViews(views: Features[][], ys: Uint8Array, o: Required<TrainOption
   return views.map((xs) => trainEnsemble(xs, ys, o));
 }
 
-/** The view LRs and the stacker as one weight vector over [0, views * 2^bits). */
-function foldStack(parts: LR[], st: Stack, bits: number): LR {
-  if (parts.length === 1) return parts[0]!;
+/** Two view LRs and their stacker as one model: both weight vectors end to end. */
+function joinViews(parts: LR[], st: Stack, bits: number): LR {
   const size = 1 << bits;
   const w = new Float32Array(size * parts.length);
-  let bias = st.bias;
-  parts.forEach((p, k) => {
-    const c = st.coef[k]!;
-    for (let i = 0; i < size; i++) if (p.w[i] !== 0) w[k * size + i] = c * p.w[i]!;
-    bias += c * p.bias;
-  });
-  return { w, bias };
+  parts.forEach((p, k) => w.set(p.w, k * size));
+  return { w, bias: 0, stack: { coef: st.coef, bias: st.bias, terms: STACK_TERMS, viewBias: parts.map((p) => p.bias) } };
 }
 
 /**
@@ -256,7 +315,7 @@ function foldStack(parts: LR[], st: Stack, bits: number): LR {
  * weighted by hamWeight, a small L2 on the coefficients, by Newton's method with step
  * halving (from zero; the weighted loss never goes up).
  */
-export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number, l2 = 1e-3): Stack {
+export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number, l2 = 1e-3): { coef: number[]; bias: number } {
   const k = zs.length, d = k + 1, n = ys.length;
   const w = new Float64Array(d); // coefficients, then the bias
   const x = new Float64Array(d);
@@ -395,8 +454,8 @@ export interface ModelHeader {
   bigrams: boolean;
   featureSet?: number;
   views?: number;
-  /** the stacker fitted by cross-validation (already folded into the weights and bias) */
-  stack?: { coef: number[]; bias: number };
+  /** two views: the stacker fitted by cross-validation (see Stack) */
+  stack?: Stack;
   threshold: number;
   bias: number;
   nSpam: number;
@@ -499,6 +558,16 @@ export class SpamModel {
       const w = new Float32Array(size * views);
       for (let j = 0; j < nw; j++) w[idx[j]!] = vals[j]!;
       lr = { w, bias: header.bias };
+      if (views > 1) {
+        const st = header.stack;
+        if (st?.terms !== undefined) {
+          if (st.terms !== STACK_TERMS || st.coef?.length !== 7 || st.viewBias?.length !== 2) throw new Error(`unsupported spam model stacker ${String(st.terms)}`);
+          lr.stack = st;
+        } else {
+          // the first format-3 files: the stacker folded into the weights and the bias
+          lr.stack = { coef: [1, 1], bias: header.bias, viewBias: [0, 0] };
+        }
+      }
     }
     let counts: Counts | null = null;
     const nc = section();
@@ -520,14 +589,14 @@ function u32(n: number): Buffer {
 
 function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number, st?: Stack): SpamModel {
   const lr = o.kind === 'chi' ? null
-    : o.views > 1 ? foldStack(trainViews(byView(xs, o), ys, o), st ?? { coef: [1, 1], bias: 0 }, o.bits)
+    : o.views > 1 ? joinViews(trainViews(byView(xs, o).parts, ys, o), st ?? { coef: [1, 1, 0, 0, 0, 0, 0], bias: 0 }, o.bits)
     : trainEnsemble(xs, ys, o);
   const counts = o.kind === 'lr' ? null : countDocs(xs, ys, o.bits);
   let nSpam = 0;
   for (const y of ys) nSpam += y;
   const header: ModelHeader = {
     format: 'postern-spam', version: o.views > 1 ? 3 : 2, kind: o.kind, bits: o.bits, bigrams: o.bigrams, featureSet: o.featureSet,
-    ...(o.views > 1 ? { views: o.views, stack: st } : {}), threshold,
+    ...(lr?.stack ? { views: o.views, stack: lr.stack } : {}), threshold,
     bias: lr ? lr.bias : 0, nSpam, nHam: ys.length - nSpam, params: o,
   };
   return new SpamModel(header, lr, counts);
@@ -538,7 +607,8 @@ function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshol
  * stratified by label): one array per view (with two views, each view's own LR's log-odds,
  * before stacking), or one array of the model's log-odds.
  */
-export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0, views = byView(xs, o)): Float64Array[] {
+export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0, split = byView(xs, o)): Float64Array[] {
+  const views = split.parts;
   const k = Math.max(2, o.folds);
   const fold = new Uint8Array(xs.length);
   const rnd = mulberry32((o.seed ^ 0x9e3779b9) + rep * 7919);
@@ -706,21 +776,22 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
   if (o.folds >= 2) {
     const reps = Math.max(1, o.cvReps);
     const n = xs.length;
-    const views = byView(xs, o);
+    const split = byView(xs, o);
     let zs: Float64Array[] = [];
     const ysAll = new Uint8Array(n * reps);
     for (let r = 0; r < reps; r++) {
-      const z = crossValidate(xs, ys, o, r, views);
+      const z = crossValidate(xs, ys, o, r, split);
       if (!zs.length) zs = z.map(() => new Float64Array(n * reps));
       z.forEach((a, v) => zs[v]!.set(a, r * n));
       ysAll.set(ys, r * n);
     }
-    if (o.views > 1) st = fitStacker(zs, ysAll, o.hamWeight);
     const scores = new Float64Array(n * reps);
-    for (let i = 0; i < scores.length; i++) {
-      let z = st ? st.bias : 0;
-      zs.forEach((a, v) => (z += (st ? st.coef[v]! : 1) * a[i]!));
-      scores[i] = sigmoid(z);
+    if (o.views > 1) {
+      const n0 = split.parts[0]!.map((x) => x.length), n1 = split.parts[1]!.map((x) => x.length);
+      st = fitStacker(stackColumns(zs[0]!, zs[1]!, n0, n1, split.list), ysAll, o.hamWeight);
+      for (let i = 0; i < scores.length; i++) scores[i] = sigmoid(stackLogOdds(st, zs[0]![i]!, zs[1]![i]!, n0[i % n]!, n1[i % n]!, split.list[i % n]!));
+    } else {
+      for (let i = 0; i < scores.length; i++) scores[i] = sigmoid(zs[0]![i]!);
     }
     let nSpam = 0;
     for (const y of ys) nSpam += y;

@@ -16,7 +16,9 @@
 // Two views (model format 3): every token is either content (body and subject words, link
 // hosts, structure: tokenView 0) or header (the other header tokens, Received, Message-ID,
 // header order: tokenView 1); with views = 2 a header token's bucket is offset by 2^bits, so
-// the model can weigh the two sides apart.
+// the model can weigh the two sides apart. With two views, a message that came through a
+// mailing list (List-Id, Mailing-List, X-Mailman-Version... headers) also gets the fact
+// LIST_TOKEN (bucket 2^(bits+1)): the model's stacker trusts the two sides differently there.
 import { extract, type Extracted } from './extract.js';
 
 export interface TokenizeOptions {
@@ -29,6 +31,10 @@ export interface TokenizeOptions {
 
 // prefixes of tokens on the content side besides the bare (prefix-free) words
 const CONTENT_PREFIXES = new Set(['long', 'url', 'meta', 'part', 'cs', 'enc', 'file']);
+/** The token (with two views) of a message that came through a mailing list. */
+export const LIST_TOKEN = '!list';
+const LIST_HEADERS = new Set(['list-id', 'list-unsubscribe', 'list-post', 'list-help', 'mailing-list', 'x-mailman-version', 'x-beenthere', 'x-loop', 'x-ml-name']);
+
 /**
  * The view of a token string: 0 content (body and subject words, "long:", link hosts,
  * structure), 1 header (everything else). tokenBuckets does not look at the strings: it knows
@@ -112,6 +118,8 @@ interface Sink {
   addPair(prefix: string, ph: number, s: string, a: number, b: number, c: number, d: number): void;
   /** the view of the tokens that follow (0 content, 1 header) */
   view: 0 | 1;
+  /** the message came through a mailing list (LIST_TOKEN) */
+  list(): void;
 }
 
 class StringSink implements Sink {
@@ -128,6 +136,9 @@ class StringSink implements Sink {
   }
   addPair(prefix: string, _ph: number, s: string, a: number, b: number, c: number, d: number): void {
     this.set.add(prefix + s.slice(a, b) + ' ' + s.slice(c, d));
+  }
+  list(): void {
+    this.set.add(LIST_TOKEN);
   }
 }
 
@@ -154,6 +165,7 @@ class BucketSink implements Sink {
   /** Forget what was added. */
   reset(): void {
     this.n = 0;
+    this.isList = false;
     if (BucketSink.generation === 0xffffffff) {
       BucketSink.stamps.fill(0);
       BucketSink.generation = 0;
@@ -161,9 +173,18 @@ class BucketSink implements Sink {
     this.gen = ++BucketSink.generation;
   }
 
-  /** The buckets added, each once, in the order they came. */
+  private isList = false;
+  list(): void {
+    this.isList = true;
+  }
+
+  /** The buckets added, each once, in the order they came (then the list fact, if any). */
   result(): Uint32Array {
-    return BucketSink.out.slice(0, this.n);
+    if (!this.isList) return BucketSink.out.slice(0, this.n);
+    const a = new Uint32Array(this.n + 1);
+    a.set(BucketSink.out.subarray(0, this.n));
+    a[this.n] = 2 * (this.mask + 1);
+    return a;
   }
 
   push(h: number): void {
@@ -342,8 +363,11 @@ function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
   let haveDate = false, haveMsgId = false, haveFrom = false, haveTo = false;
   let rcpts = 0;
   let received = 0;
+  let list = false;
+  const facts = (opts.views ?? 1) > 1;
   t.view = 1;
   for (const [name, value] of x.headers) {
+    if (facts && LIST_HEADERS.has(name)) list = true;
     if (name.startsWith('x-') || PRESENCE_HEADERS.has(name)) {
       t.addSlice('hdr:', name, 0, name.length);
     }
@@ -427,6 +451,7 @@ function baseTokens(x: Extracted, opts: TokenizeOptions, t: Sink): void {
   for (const s of x.text) { words(s, '', t, bigrams); bodyChars += s.length; }
   for (const s of x.html) { words(s, '', t, bigrams); bodyChars += s.length; }
   t.add('meta:len:' + Math.min(12, Math.floor(Math.log2(bodyChars + 1))));
+  if (list) t.list();
   // x.mboxLine is deliberately not a feature: an SMTP server never sees that line
 }
 
