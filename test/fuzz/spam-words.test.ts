@@ -54,7 +54,8 @@ test('word scanner = the regex, on arbitrary text (also bigrams, prefixes and th
 
 test('hashed buckets = the hashes of the token strings, on arbitrary message bodies (one view and two)', () => {
   fc.assert(
-    fc.property(text, text, fc.boolean(), fc.constantFrom(1, 2), fc.constantFrom('X-Note', 'List-Id'), (body, header, bigrams, views, name) => {
+    fc.property(text, text, fc.boolean(), fc.constantFrom(1, 2), fc.constantFrom('X-Note', 'List-Id'), (body0, header, bigrams, views, name) => {
+      const body = body0.replace('?', ' !list '); // the list token is no word
       const line = (s: string): string => s.replace(/[\r\n]/g, ' ');
       const raw = Buffer.from(`Subject: ${line(body)}\n${name}: ${line(header)}\nContent-Type: text/plain; charset=utf-8\n\n${body}\n`, 'utf8');
       const opts = { bigrams, views };

@@ -9,7 +9,7 @@ import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spa
 import { tokenize, tokenView, hashToken, LIST_TOKEN, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
 import {
   train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf,
-  features, featurize, fitStacker,
+  features, featurize, fitStacker, trainFeatures,
 } from '../../src/filter/spam/model.js';
 import { metrics } from '../../src/filter/spam/metrics.js';
 import { spamMain } from '../../src/filter/spam/cli.js';
@@ -149,6 +149,19 @@ test('features: hashed buckets equal featurize(tokenize()) for both feature sets
   assert.equal(features(listed, 16, { views: 2 }).filter((b) => b >= 2 << 16).length, 1);
   assert.ok(features(listed, 16, { views: 2 }).includes(2 << 16));
   assert.ok(!features(raws[0]!, 16, { views: 2 }).some((b) => b >= 2 << 16), 'not list mail');
+  // the list token is no word: a body saying "!list" or "list" changes nothing about it
+  const says = msg('Subject: the !list\n\nsee the !list and the list of items\n');
+  for (const views of [1, 2]) {
+    assert.deepEqual(sorted(features(says, 16, { views })), Array.from(featurize(tokenize(says, { views }), 16, views)));
+    assert.ok(!features(says, 16, { views }).some((b) => b >= 2 << 16));
+  }
+  // featurize drops the list token with one view, without leaving a hole
+  const fz = featurize([LIST_TOKEN, 'a1', 'zz'], 16);
+  assert.deepEqual(Array.from(fz), [hashToken('a1') & 0xffff, hashToken('zz') & 0xffff].sort((x, y) => x - y));
+  assert.deepEqual(Array.from(featurize([LIST_TOKEN, 'zz'], 16, 2)), [hashToken('zz') & 0xffff, 2 << 16]);
+  // the largest bits: header buckets in [2^24, 2^25), the list fact at 2^25
+  const big = features(listed, 24, { views: 2 });
+  assert.ok(big.some((b) => b >= 1 << 24 && b < 2 << 24) && big.includes(2 << 24) && !big.some((b) => b > 2 << 24));
   // a long header block (the header-order hashes are computed without their strings)
   const many = msg(Array.from({ length: 20000 }, (_, i) => `X-H${i % 7 === 0 ? 'a' : i}: v`).join('\n') + '\n\nbody\n');
   assert.deepEqual(sorted(features(many, 20)), Array.from(featurize(tokenize(many), 20)));
@@ -263,6 +276,39 @@ test('model: format version 1 files still load, and score with the tokens they w
   }));
   for (const b of probe) assert.equal(folded.score(b), plain.score(b));
   assert.ok(probe.some((b) => folded.score(b) !== m3.score(b)));
+  // each stacker term where it belongs: the list fact adds coef[4] and nothing else, and a
+  // view bias moves the log-odds by its coefficient
+  const logOdds = (m: SpamModel, x: Uint32Array): number => { const p = m.scoreFeatures(x); return Math.log(p / (1 - p)); };
+  const withStack = (st: Record<string, unknown>): SpamModel => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.stack = { ...(h.stack as object), ...st }; }));
+  const x = features(probe[0]!, 14, { views: 2 });
+  assert.ok(!x.some((b) => b >= 2 << 14));
+  const xl = Uint32Array.from([...x, 2 << 14]);
+  const onlyViews = withStack({ coef: [1, 1, 0, 0, 0, 0, 0] });
+  assert.equal(onlyViews.scoreFeatures(xl), onlyViews.scoreFeatures(x), 'the fact is in no view');
+  const listBias = withStack({ coef: [1, 1, 0, 0, 0.75, 0, 0] });
+  assert.ok(Math.abs(logOdds(listBias, xl) - logOdds(listBias, x) - 0.75) < 1e-9);
+  const vb = (m3.header.stack!.viewBias as number[]);
+  const shifted = withStack({ coef: [0.5, 1, 0, 0, 0, 0, 0], viewBias: [vb[0]! + 0.4, vb[1]!] });
+  const base = withStack({ coef: [0.5, 1, 0, 0, 0, 0, 0] });
+  assert.ok(Math.abs(logOdds(shifted, x) - logOdds(base, x) - 0.2) < 1e-9);
+  // a corrupt header is refused, not scored as NaN
+  for (const edit of [
+    (h: Record<string, unknown>) => { (h.stack as { coef: unknown[] }).coef[5] = 'x'; },
+    (h: Record<string, unknown>) => { (h.stack as { viewBias: unknown[] }).viewBias[0] = '1'; },
+    (h: Record<string, unknown>) => { (h.stack as Record<string, unknown>).bias = null; },
+    (h: Record<string, unknown>) => { h.bits = 30; },
+    (h: Record<string, unknown>) => { (h.params as Record<string, unknown>).bits = 12; },
+    (h: Record<string, unknown>) => { (h.params as Record<string, unknown>).norm = 'a'; },
+  ]) assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), edit)), /bad spam model|stacker/);
+  // features made for one view cannot train two, nor the reverse
+  const ys = Uint8Array.from([...spam.map(() => 1), ...ham.map(() => 0)]);
+  assert.throws(() => trainFeatures([...spam, ...ham].map((b) => features(b, 14)), ys, { folds: 2, bits: 14 }), /header-view/);
+  assert.throws(() => trainFeatures([...spam, ...ham].map((b) => features(b, 14, { views: 2 })), ys, { folds: 2, bits: 14, views: 1 }), /two views/);
+  // one-view learners keep format 2 and its threshold rule
+  for (const kind of ['chi', 'combo'] as const) {
+    const k = train(spam, ham, { folds: 2, bits: 14, kind });
+    assert.deepEqual([k.header.version, k.header.params.views, k.header.stack, k.header.params.thresholdMode], [2, 1, undefined, 'poisson'], kind);
+  }
   assert.throws(() => SpamModel.deserialize(editHeader(m3.serialize(), (h) => { h.kind = 'combo'; })), /views/);
 });
 
@@ -285,6 +331,10 @@ test('stacker: weighs the more telling view up, stays finite on separable data, 
   // perfectly separable: large but finite, and it still separates
   const sep = fitStacker([Float64Array.from({ length: n }, (_, i) => 10 * sign(i))], ys, 3);
   assert.ok(Number.isFinite(sep.coef[0]) && Number.isFinite(sep.bias) && sep.coef[0]! > 0, JSON.stringify(sep));
+  // degenerate inputs: one class only, an all-zero column: finite; a NaN: refused
+  const one = fitStacker([z0, new Float64Array(n)], new Uint8Array(n), 3);
+  assert.ok([...one.coef, one.bias].every(Number.isFinite) && one.bias < 0, JSON.stringify(one));
+  assert.throws(() => fitStacker([Float64Array.from(z0, (v, i) => (i === 5 ? NaN : v))], ys, 3), /not all finite/);
 });
 
 test('threshold rules: FPR cap and minimax against the targets', () => {
@@ -386,6 +436,9 @@ test('cli: train then classify prints the TSV contract', async (t) => {
   assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.v2', '--folds', '3', '--bits', '16', '--views', '1', '--threshold-mode', 'poisson'], quiet), 0);
   const v2 = SpamModel.deserialize(readFileSync(model + '.v2')).header;
   assert.deepEqual([v2.version, v2.views, v2.params.thresholdMode], [2, 1, 'poisson']);
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.v2b', '--folds', '3', '--bits', '16', '--views', '1'], quiet), 0);
+  assert.deepEqual(readFileSync(model + '.v2b'), readFileSync(model + '.v2'), '--views 1 alone trains format 2, threshold rule and all');
+  assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--views', '2', '--kind', 'chi'], quiet), 2);
   assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--views', '3'], quiet), 2);
   assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.old', '--folds', '3', '--bits', '16', '--feature-set', '1', '--threshold-mode', 'minimax'], quiet), 0);
   const old = SpamModel.deserialize(readFileSync(model + '.old')).header;

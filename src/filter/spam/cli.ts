@@ -16,7 +16,7 @@ const USAGE = `usage: postern spam <command>
                       [--threshold-mode half|poisson|minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C]
                       [--views 1|2] [--feature-set 1|2] [--bigrams]
                       train on every file under the two directories, write the model to FILE
-                      (--views 1 --threshold-mode poisson: what model format version 2 trained;
+                      (--views 1: what model format version 2 trained;
                       --views 1 --feature-set 1 --threshold-mode minimax: version 1)
   classify --model FILE [--threshold T]
                       read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
@@ -73,6 +73,7 @@ function trainOptions(args: string[]): TrainOptions {
     throw new UsageError(`--feature-set must be 1..${FEATURE_SET}`);
   }
   if (o.views !== undefined && o.views !== 1 && o.views !== 2) throw new UsageError('--views must be 1 or 2');
+  if (o.views === 2 && o.kind !== undefined && o.kind !== 'lr') throw new UsageError('--views 2 needs --kind lr');
   if (flag(args, '--bigrams')) o.bigrams = true;
   const mode = opt(args, '--threshold-mode');
   if (mode !== undefined) {

@@ -12,9 +12,10 @@
 // Two views (views = 2, the default since model format 3): one LR on the content tokens
 // (body and subject words, links, structure), one on the header tokens (tokenize.ts
 // tokenView), each normalised by its own token count; their log-odds are combined by a
-// stacking LR (two coefficients and a bias) fitted to the out-of-fold log-odds of the same
-// cross-validation, ham weighted as in training, and folded into the stored weights. The
-// threshold is then that stacker's own decision point, 0.5 ('half').
+// stacking LR over seven terms (the two log-odds, apart for list mail, and weighed by each
+// view's token count: see Stack) fitted to the out-of-fold log-odds of the same
+// cross-validation, ham weighted as in training. The threshold is then that stacker's own
+// decision point, 0.5 ('half'); one-view models keep the Poisson rule by default.
 // Model files: format version 2 records the tokenizer's feature set (tokenize.ts); version 1
 // files load as feature set 1, the tokens they were trained on; version 3 adds `views`.
 import { tokenBuckets, hashToken, tokenView, LIST_TOKEN, FEATURE_SET, type TokenizeOptions } from './tokenize.js';
@@ -109,11 +110,11 @@ export function featurize(tokens: Iterable<string>, bits: number, views = 1): Fe
     }
     a[n++] = (hashToken(t) & mask) + (views > 1 && tokenView(t) ? mask + 1 : 0);
   }
-  a.sort();
+  const b = a.subarray(0, n).sort();
   // drop duplicates (hash collisions) in place
   let k = 0;
-  for (let i = 0; i < n; i++) if (i === 0 || a[i] !== a[i - 1]) a[k++] = a[i]!;
-  return a.subarray(0, k);
+  for (let i = 0; i < n; i++) if (i === 0 || b[i] !== b[i - 1]) b[k++] = b[i]!;
+  return b.subarray(0, k);
 }
 
 /** Unique buckets of raw message bytes: the same set as featurize(tokenize(buf, opts), bits). */
@@ -332,6 +333,7 @@ export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number
     return sum;
   };
   let current = loss(w);
+  if (!Number.isFinite(current)) throw new Error('stacker inputs are not all finite');
   for (let it = 0; it < 50; it++) {
     const g = new Float64Array(d);
     const h = Array.from({ length: d }, () => new Float64Array(d + 1));
@@ -374,7 +376,6 @@ export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number
     current = value;
     if (!(moved > 1e-10)) break;
   }
-  if (!w.every(Number.isFinite)) return { coef: new Array<number>(k).fill(1), bias: 0 };
   return { coef: Array.from(w.subarray(0, k)), bias: w[k]! };
 }
 
@@ -538,6 +539,11 @@ export class SpamModel {
     const views = header.version >= 3 ? header.views : 1;
     if (views !== 1 && !(views === 2 && header.kind === 'lr')) throw new Error(`unsupported spam model views ${String(header.views)}`);
     header.views = views;
+    const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+    if (!(Number.isInteger(header.bits) && header.bits >= 8 && header.bits <= 24) || (header.params && header.params.bits !== header.bits)) {
+      throw new Error(`bad spam model bits ${String(header.bits)}`);
+    }
+    if (!finite(header.threshold) || !finite(header.bias) || (header.params && !finite(header.params.norm))) throw new Error('bad spam model header: a number is not finite');
     if (header.params && header.params.featureSet === undefined) header.params.featureSet = header.featureSet!;
     if (header.params) header.params.views = views;
     let pos = 12 + hlen;
@@ -562,6 +568,7 @@ export class SpamModel {
         const st = header.stack;
         if (st?.terms !== undefined) {
           if (st.terms !== STACK_TERMS || st.coef?.length !== 7 || st.viewBias?.length !== 2) throw new Error(`unsupported spam model stacker ${String(st.terms)}`);
+          if (![...st.coef, ...st.viewBias, st.bias].every(finite)) throw new Error('bad spam model stacker: a number is not finite');
           lr.stack = st;
         } else {
           // the first format-3 files: the stacker folded into the weights and the bias
@@ -603,9 +610,9 @@ function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshol
 }
 
 /**
- * Out-of-fold log-odds by k-fold cross-validation (folds assigned by a seeded shuffle,
- * stratified by label): one array per view (with two views, each view's own LR's log-odds,
- * before stacking), or one array of the model's log-odds.
+ * Out-of-fold figures by k-fold cross-validation (folds assigned by a seeded shuffle,
+ * stratified by label): with two views, one array per view of that view's own LR's log-odds
+ * (before stacking); with one, one array of the model's scores in [0, 1].
  */
 export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, rep = 0, split = byView(xs, o)): Float64Array[] {
   const views = split.parts;
@@ -634,9 +641,7 @@ export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainO
       }
     } else {
       const m = fit(pick(xs), Uint8Array.from(trY), o, 0.5);
-      for (let i = 0; i < xs.length; i++) {
-        if (fold[i] === f) out[0]![i] = logit(Math.min(Math.max(m.scoreFeatures(xs[i]!), 1e-12), 1 - 1e-12));
-      }
+      for (let i = 0; i < xs.length; i++) if (fold[i] === f) out[0]![i] = m.scoreFeatures(xs[i]!);
     }
   }
   return out;
@@ -758,8 +763,11 @@ function errorsAt(scores: ArrayLike<number>, ys: Uint8Array, threshold: number):
 /** The options as training uses them: two views only for the LR. */
 function resolve(opts: TrainOptions): Required<TrainOptions> {
   const o: Required<TrainOptions> = { ...DEFAULTS, ...opts };
-  if (o.kind !== 'lr' || !(o.views > 1)) o.views = 1;
-  else o.views = 2;
+  if (o.kind !== 'lr' || !(o.views > 1)) {
+    o.views = 1;
+    // 'half' is the stacker's decision point; one-view models keep format 2's rule
+    if (opts.thresholdMode === undefined) o.thresholdMode = 'poisson';
+  } else o.views = 2;
   return o;
 }
 
@@ -770,6 +778,10 @@ function resolve(opts: TrainOptions): Required<TrainOptions> {
  */
 export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
   const o = resolve(opts);
+  const size = 1 << o.bits;
+  const beyond = xs.some((x) => x.some((b) => b >= size));
+  if (o.views === 1 && beyond) throw new Error(`features have buckets past 2^${o.bits}: made for two views, training one`);
+  if (o.views > 1 && !beyond && xs.length) throw new Error('features have no header-view buckets: make them with features(buf, bits, { views: 2 })');
   let threshold = 0.5;
   let cv: ModelHeader['cv'];
   let st: Stack | undefined;
@@ -791,7 +803,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
       st = fitStacker(stackColumns(zs[0]!, zs[1]!, n0, n1, split.list), ysAll, o.hamWeight);
       for (let i = 0; i < scores.length; i++) scores[i] = sigmoid(stackLogOdds(st, zs[0]![i]!, zs[1]![i]!, n0[i % n]!, n1[i % n]!, split.list[i % n]!));
     } else {
-      for (let i = 0; i < scores.length; i++) scores[i] = sigmoid(zs[0]![i]!);
+      scores.set(zs[0]!);
     }
     let nSpam = 0;
     for (const y of ys) nSpam += y;

@@ -18,7 +18,8 @@
 // header order: tokenView 1); with views = 2 a header token's bucket is offset by 2^bits, so
 // the model can weigh the two sides apart. With two views, a message that came through a
 // mailing list (List-Id, Mailing-List, X-Mailman-Version... headers) also gets the fact
-// LIST_TOKEN (bucket 2^(bits+1)): the model's stacker trusts the two sides differently there.
+// LIST_TOKEN (bucket 2^(bits+1), not hashed): the model's stacker trusts the two sides
+// differently there.
 import { extract, type Extracted } from './extract.js';
 
 export interface TokenizeOptions {
@@ -31,8 +32,11 @@ export interface TokenizeOptions {
 
 // prefixes of tokens on the content side besides the bare (prefix-free) words
 const CONTENT_PREFIXES = new Set(['long', 'url', 'meta', 'part', 'cs', 'enc', 'file']);
-/** The token (with two views) of a message that came through a mailing list. */
-export const LIST_TOKEN = '!list';
+/**
+ * The token (with two views) of a message that came through a mailing list; no word or
+ * header token can be this string (NUL is never part of one).
+ */
+export const LIST_TOKEN = '\0list';
 const LIST_HEADERS = new Set(['list-id', 'list-unsubscribe', 'list-post', 'list-help', 'mailing-list', 'x-mailman-version', 'x-beenthere', 'x-loop', 'x-ml-name']);
 
 /**
