@@ -161,6 +161,8 @@ class BucketSink implements Sink {
   n = 0;
   /** the view of the tokens that follow; with two views, header buckets are offset by mask + 1 */
   view: 0 | 1 = 0;
+  /** the message came through a mailing list (with two views: one fact bucket past both) */
+  private isList = false;
   private gen = 0;
   constructor(readonly mask: number, private readonly views = 1) {
     this.reset();
@@ -177,7 +179,6 @@ class BucketSink implements Sink {
     this.gen = ++BucketSink.generation;
   }
 
-  private isList = false;
   list(): void {
     this.isList = true;
   }
