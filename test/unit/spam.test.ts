@@ -447,3 +447,36 @@ test('cli: train then classify prints the TSV contract', async (t) => {
   assert.equal(await spamMain(['train', spamDir, hamDir, '--model', model + '.x', '--threshold-mode', 'median'], quiet), 2);
   assert.equal(await spamMain(['bogus'], quiet), 2);
 });
+
+test('spam eval --seeds: a line per split and how many met both targets', async (t) => {
+  const root = tmpdir(t, 'postern-spam-seeds-');
+  for (const seed of [7, 8]) {
+    const dir = join(root, `spam-eval-${seed}`);
+    for (const [part, n0] of [['train', 40], ['test', 10]] as const) {
+      for (const [label, isSpam, k] of [['spam', true, 1], ['ham', false, 2]] as const) {
+        mkdirSync(join(dir, part, label), { recursive: true });
+        synth(n0, isSpam, seed * 10 + k + (part === 'test' ? 5 : 0)).forEach((b, i) => writeFileSync(join(dir, part, label, `${label}.${i}.eml`), b));
+      }
+    }
+    writeFileSync(join(dir, 'manifest.jsonl'), '');
+  }
+  const stdout = new PassThrough();
+  const chunks: Buffer[] = [];
+  stdout.on('data', (c: Buffer) => chunks.push(c));
+  assert.equal(await spamMain(['eval', '--seeds', '7-8', '--splits-dir', root, '--folds', '2', '--bits', '14'], { stdout }), 0);
+  const lines = Buffer.concat(chunks).toString('utf8').trim().split('\n');
+  assert.equal(lines.length, 4);
+  assert.match(lines[0]!, /^seed\tFP\t/);
+  assert.deepEqual(lines.slice(1, 3).map((l) => l.split('\t')[0]), ['7', '8']);
+  assert.ok(lines.slice(1, 3).every((l) => l.endsWith('\tyes') && l.split('\t').length === 10));
+  assert.match(lines[3]!, /met on 2 of 2 splits; pooled FP 0\/20 \(FPR 0\.00 %\), FN 0\/20/);
+  // a bar no split can clear
+  const out2 = new PassThrough();
+  const c2: Buffer[] = [];
+  out2.on('data', (c: Buffer) => c2.push(c));
+  assert.equal(await spamMain(['eval', '--seeds', '7', '--splits-dir', root, '--folds', '2', '--bits', '14', '--min-recall', '1.01'], { stdout: out2 }), 0);
+  assert.match(Buffer.concat(c2).toString('utf8'), /\tno\n[^]*met on 0 of 1 splits/);
+  const quiet = { stdout: new PassThrough() };
+  assert.equal(await spamMain(['eval', '--seeds', '7-x'], quiet), 2);
+  assert.equal(await spamMain(['eval', '--seeds', '9-8'], quiet), 2);
+});
