@@ -227,26 +227,35 @@ interface Stack {
 export const STACK_TERMS = 'z0,z1,L*z0,L*z1,L,z0*len0,z1*len1';
 const stackLen = (n: number): number => Math.log2(1 + n) / 8;
 
+/** The seven terms of STACK_TERMS, into out (the one place they are defined). */
+function stackTerms(z0: number, z1: number, n0: number, n1: number, list: number, out: Float64Array): Float64Array {
+  out[0] = z0;
+  out[1] = z1;
+  out[2] = list * z0;
+  out[3] = list * z1;
+  out[4] = list;
+  out[5] = z0 * stackLen(n0);
+  out[6] = z1 * stackLen(n1);
+  return out;
+}
+const termScratch = new Float64Array(7);
+
 function stackLogOdds(st: Stack, z0: number, z1: number, n0: number, n1: number, list: number): number {
   const c = st.coef;
   if (c.length === 2) return st.bias + c[0]! * z0 + c[1]! * z1;
-  return st.bias + c[0]! * z0 + c[1]! * z1 + list * (c[2]! * z0 + c[3]! * z1 + c[4]!)
-    + c[5]! * z0 * stackLen(n0) + c[6]! * z1 * stackLen(n1);
+  const t = stackTerms(z0, z1, n0, n1, list, termScratch);
+  let z = st.bias;
+  for (let k = 0; k < 7; k++) z += c[k]! * t[k]!;
+  return z;
 }
 
-/** The stacker's terms as columns (for fitting it). */
+/** The stacker's terms as columns (for fitting it); row i is message i % n0.length. */
 function stackColumns(z0: Float64Array, z1: Float64Array, n0: ArrayLike<number>, n1: ArrayLike<number>, list: ArrayLike<number>): Float64Array[] {
   const n = z0.length, m = n0.length;
   const cols = Array.from({ length: 7 }, () => new Float64Array(n));
   for (let i = 0; i < n; i++) {
-    const a = z0[i]!, b = z1[i]!, L = list[i % m]!;
-    cols[0]![i] = a;
-    cols[1]![i] = b;
-    cols[2]![i] = L * a;
-    cols[3]![i] = L * b;
-    cols[4]![i] = L;
-    cols[5]![i] = a * stackLen(n0[i % m]!);
-    cols[6]![i] = b * stackLen(n1[i % m]!);
+    const t = stackTerms(z0[i]!, z1[i]!, n0[i % m]!, n1[i % m]!, list[i % m]!, termScratch);
+    for (let k = 0; k < 7; k++) cols[k]![i] = t[k]!;
   }
   return cols;
 }
@@ -594,9 +603,9 @@ function u32(n: number): Buffer {
   return b;
 }
 
-function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number, st?: Stack): SpamModel {
+function fit(xs: Features[], ys: Uint8Array, o: Required<TrainOptions>, threshold: number, st?: Stack, split?: ViewSplit): SpamModel {
   const lr = o.kind === 'chi' ? null
-    : o.views > 1 ? joinViews(trainViews(byView(xs, o).parts, ys, o), st ?? { coef: [1, 1, 0, 0, 0, 0, 0], bias: 0 }, o.bits)
+    : o.views > 1 ? joinViews(trainViews((split ?? byView(xs, o)).parts, ys, o), st ?? { coef: [1, 1, 0, 0, 0, 0, 0], bias: 0 }, o.bits)
     : trainEnsemble(xs, ys, o);
   const counts = o.kind === 'lr' ? null : countDocs(xs, ys, o.bits);
   let nSpam = 0;
@@ -785,10 +794,10 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
   let threshold = 0.5;
   let cv: ModelHeader['cv'];
   let st: Stack | undefined;
+  const split = byView(xs, o);
   if (o.folds >= 2) {
     const reps = Math.max(1, o.cvReps);
     const n = xs.length;
-    const split = byView(xs, o);
     let zs: Float64Array[] = [];
     const ysAll = new Uint8Array(n * reps);
     for (let r = 0; r < reps; r++) {
@@ -817,7 +826,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     const fp = Math.round(t0.fp / reps), fn = Math.round(t0.fn / reps);
     cv = { folds: o.folds, fp, fn, nSpam, nHam, fpr: nHam ? fp / nHam : 0, recall: nSpam ? 1 - fn / nSpam : 0 };
   }
-  const m = fit(xs, ys, o, threshold, st);
+  const m = fit(xs, ys, o, threshold, st, split);
   if (cv) m.header.cv = cv;
   return m;
 }
