@@ -54,14 +54,23 @@ async function cmdStart(): Promise<void> {
 }
 
 async function cmdConfig(args: string[]): Promise<void> {
-  const [{ loadConfig, describeConfig }, { SETTINGS }] = await Promise.all([import('./config/load.js'), import('./config/schema.js')]);
+  const { loadConfig, describeConfig, configMarkdown } = await import('./config/load.js');
+  if (args.includes('--markdown')) {
+    console.log(configMarkdown());
+    return;
+  }
   const config = loadConfig();
+  // Everything `start` checks, the files the settings name included.
+  await (await import('./config/resources.js')).loadResources(config);
   const rows = describeConfig(config);
   if (args.includes('--json')) {
-    console.log(JSON.stringify({ ...config, apiToken: config.apiToken ? '(set)' : '' }, null, 2));
-  } else if (args.includes('--markdown')) {
-    console.log('| Variable | Default | Description |\n| --- | --- | --- |');
-    for (const s of SETTINGS) console.log(`| \`${s.env}\` | ${s.env === 'POSTERN_HOSTNAME' ? '*OS hostname*' : s.default === '' ? '*(unset)*' : `\`${s.default}\``} | ${s.doc.replace(/\|/g, '\\|')} |`);
+    const out: Record<string, string | number | boolean | null> = {};
+    for (const r of rows) {
+      const v = config[r.setting.key];
+      // Counts, sizes, durations (ms) and flags as JSON numbers and booleans; the rest as written.
+      out[r.setting.key] = v === null && r.setting.type.kind === 'port' ? null : ['int', 'bytes', 'duration', 'port', 'bool'].includes(r.setting.type.kind) && (typeof v === 'number' || typeof v === 'boolean') ? v : r.value;
+    }
+    console.log(JSON.stringify(out, null, 2));
   } else {
     const w = Math.max(...rows.map((r) => r.env.length));
     for (const r of rows) console.log(`${r.env.padEnd(w)}  ${r.value}`);

@@ -1,23 +1,19 @@
-// The composition root: the only module that knows every other. startNode() wires config,
-// logger, queue, users, TLS and the SMTP listeners together and returns a handle whose
-// close() shuts them down in order (listeners, sessions, then the queue).
-import { readFileSync } from 'node:fs';
+// The composition root: the only module that knows every other. startNode() wires the
+// resolved config (every setting parsed and checked by config/, the files it names read by
+// config/resources.ts), logger, queue, users, TLS and the listeners together and returns a
+// handle whose close() shuts them down in order (listeners, sessions, then the queue).
 import { fileURLToPath } from 'node:url';
 import type { AuthResSettings } from './filter/authres/filter.js';
-import { parseDkimKeys, loadKeys } from './filter/dkim/keys.js';
-import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Config } from './config/schema.js';
-import { PosternError } from './errors.js';
-import { ConfigError } from './config/load.js';
+import { loadResources } from './config/resources.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
 import { NetworkList } from './lib/networks.js';
 import { SmtpServer } from './smtp/server.js';
-import type { SessionContext, TlsSetup } from './smtp/context.js';
+import type { SessionContext } from './smtp/context.js';
 import type { Logger } from './log/logger.js';
 import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
 import { FilterPool } from './filter/pool.js';
-import { SpamModel } from './filter/spam/model.js';
 import { startHttpServer, type HttpServerHandle } from './http/server.js';
 import { EventSender } from './events/sender.js';
 import type { MailEvent } from './queue/events.js';
@@ -35,37 +31,10 @@ export interface PosternNode {
   close(): Promise<void>;
 }
 
-export function loadTls(config: Readonly<Config>): TlsSetup | null {
-  if (config.tlsCert === '') return null;
-  try {
-    const options: SecureContextOptions = { cert: readFileSync(config.tlsCert), key: readFileSync(config.tlsKey), minVersion: 'TLSv1.2' };
-    return { options, context: createSecureContext(options) };
-  } catch (cause) {
-    throw new PosternError('PST_ERR_TLS_FILES', `cannot load POSTERN_TLS_CERT=${config.tlsCert} / POSTERN_TLS_KEY=${config.tlsKey}: ${(cause as Error).message}`, { cause });
-  }
-}
-
-function score(env: string, raw: string): number | null {
-  if (raw.trim() === '') return null;
-  const n = Number(raw);
-  if (!(n >= 0 && n <= 1)) throw new ConfigError([`${env}=${JSON.stringify(raw)} is invalid: expected a score from 0 to 1, or empty`]);
-  return n;
-}
-
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const tls = loadTls(config);
-  const users = config.authUsers === '' ? null : await UserDb.load(config.authUsers);
-  const modules = config.filterModules.split(',').map((m) => m.trim()).filter((m) => m !== '');
-  const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: score('POSTERN_SPAM_TAG_SCORE', config.spamTagScore), rejectScore: score('POSTERN_SPAM_REJECT_SCORE', config.spamRejectScore), quarantineScore: score('POSTERN_SPAM_QUARANTINE_SCORE', config.spamQuarantineScore) };
-  if (spam) {
-    // Fail at start-up, naming the variable, rather than 451 every message later.
-    try {
-      SpamModel.deserialize(readFileSync(spam.model));
-    } catch (err) {
-      throw new ConfigError([`POSTERN_SPAM_MODEL=${JSON.stringify(spam.model)} is invalid: ${(err as Error).message}`]);
-    }
-  }
-  if (config.dmarcEnforce && !config.authResults) throw new ConfigError(['POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true']);
+  const { tls, users } = await loadResources(config);
+  const modules = config.filterModules;
+  const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
   if (config.authResults) {
     const settings: AuthResSettings = {
@@ -76,15 +45,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     };
     builtins.push({ name: 'authres', module: fileURLToPath(new URL('./filter/authres/filter.js', import.meta.url)), settings });
   }
-  const dkimKeys = parseDkimKeys(config.dkimKeys);
-  if ('error' in dkimKeys) throw new ConfigError([`POSTERN_DKIM_KEYS is invalid: ${dkimKeys.error}`]);
-  if (dkimKeys.length > 0) {
-    try {
-      loadKeys(dkimKeys); // fail at start-up, not with a 451 per message later
-    } catch (err) {
-      throw new ConfigError([`POSTERN_DKIM_KEYS is invalid: ${(err as Error).message}`]);
-    }
-    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: dkimKeys } });
+  if (config.dkimKeys.length > 0) {
+    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: config.dkimKeys } });
   }
   const filters =
     modules.length > 0 || spam || builtins.length > 0
@@ -107,16 +69,6 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let events: EventSender | null = null;
   let emit: ((e: MailEvent) => void) | undefined;
   if (config.eventsUrl !== '') {
-    let ok = false;
-    try {
-      ok = ['http:', 'https:'].includes(new URL(config.eventsUrl).protocol);
-    } catch {
-      ok = false;
-    }
-    if (!ok) {
-      await queue.close();
-      throw new ConfigError([`POSTERN_EVENTS_URL=${JSON.stringify(config.eventsUrl)} is invalid: expected an http:// or https:// URL`]);
-    }
     const sender = new EventSender(queue.events, { url: config.eventsUrl, log: log.child({ mod: 'events' }) });
     events = sender;
     emit = (e) => {

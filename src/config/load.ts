@@ -1,8 +1,18 @@
 // loadConfig(): the only code that reads process.env. Each POSTERN_* value is parsed once
-// against its declaration in schema.ts; every problem is collected and reported together,
-// naming the variable, the value and what is allowed. The result is frozen.
+// against its declaration in schema.ts into its typed form (routes, rates, schedules, keys);
+// then the rules that tie settings together are checked. Every problem is collected and
+// reported together, naming the variable, the value and what is allowed. The result is frozen.
+// What needs the file system (certificates, keys, the spam model) is checked by resources.ts.
 import { isIP } from 'node:net';
 import { PosternError } from '../errors.js';
+import { parseDuration, parseDurationList, formatDuration } from '../lib/duration.js';
+import { parseRate, formatRate } from '../lib/rate.js';
+import { isDomainName } from '../lib/domain-name.js';
+import { isLoopbackHost } from '../lib/networks.js';
+import { isParseError } from '../lib/parse-error.js';
+import { redactUrl } from '../lib/redact-url.js';
+import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
+import { parseDkimKeys, type DkimKeySpec } from './dkim-keys.js';
 import { SETTINGS, type Config, type Setting, type SettingType } from './schema.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -17,9 +27,10 @@ export class ConfigError extends PosternError {
 
 type Parsed = { ok: true; value: unknown } | { ok: false; allowed: string };
 
+/** Kinds whose grammar writes its own sentence ("rate "x" is not a count per period; …"). */
+const GRAMMAR_KINDS: ReadonlySet<SettingType['kind']> = new Set(['durations', 'rate', 'routes', 'hosts', 'dkim-keys']);
+
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3, t: 1024 ** 4, tib: 1024 ** 4 };
-const TIME_UNITS: Record<string, number> = { '': 1, ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
-const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/i;
 
 function withUnit(raw: string, units: Record<string, number>): number | undefined {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(raw);
@@ -28,10 +39,6 @@ function withUnit(raw: string, units: Record<string, number>): number | undefine
   if (unit === undefined) return undefined;
   const n = Number(m[1]) * unit;
   return Number.isSafeInteger(Math.round(n)) ? Math.round(n) : undefined;
-}
-
-function isHostname(s: string): boolean {
-  return s.length > 0 && s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
 }
 
 function parseCidr(s: string): boolean {
@@ -54,7 +61,7 @@ function parseValue(raw: string, t: SettingType): Parsed {
     case 'string':
       return { ok: true, value: raw };
     case 'host':
-      return isIP(raw) !== 0 || isHostname(raw) ? { ok: true, value: raw } : { ok: false, allowed: 'an IP address or a host name' };
+      return isIP(raw) !== 0 || isDomainName(raw) ? { ok: true, value: raw } : { ok: false, allowed: 'an IP address or a host name' };
     case 'path':
       if (raw === '' && !t.optional) return { ok: false, allowed: 'a file system path' };
       return raw.includes('\0') ? { ok: false, allowed: 'a path without NUL' } : { ok: true, value: raw };
@@ -73,8 +80,47 @@ function parseValue(raw: string, t: SettingType): Parsed {
       return n !== undefined && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)` };
     }
     case 'duration': {
-      const n = withUnit(raw, TIME_UNITS);
-      return n !== undefined && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `milliseconds ${t.min}-${t.max} (suffix ms, s, m, h, d allowed)` };
+      const n = parseDuration(raw, { bareMs: true });
+      return typeof n === 'number' && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `milliseconds ${t.min}-${t.max} (suffix ms, s, m, h, d, w allowed)` };
+    }
+    case 'durations': {
+      const d = parseDurationList(raw, 'retry schedule');
+      return isParseError(d) ? { ok: false, allowed: d.error } : { ok: true, value: d };
+    }
+    case 'rate': {
+      if (raw === '') return { ok: true, value: null };
+      const r = parseRate(raw);
+      return isParseError(r) ? { ok: false, allowed: `${r.error}, or empty for unlimited` } : { ok: true, value: r };
+    }
+    case 'score': {
+      if (raw === '') return { ok: true, value: null };
+      const n = /^\d+(?:\.\d+)?$/.test(raw) ? Number(raw) : NaN;
+      return n >= 0 && n <= 1 ? { ok: true, value: n } : { ok: false, allowed: 'a score from 0 to 1, or empty' };
+    }
+    case 'url': {
+      if (raw === '') return { ok: true, value: '' };
+      let url: URL | null = null;
+      try {
+        url = new URL(raw);
+      } catch {
+        url = null;
+      }
+      return url && (url.protocol === 'http:' || url.protocol === 'https:') ? { ok: true, value: raw } : { ok: false, allowed: 'an http:// or https:// URL, or empty' };
+    }
+    case 'list':
+      return { ok: true, value: Object.freeze(raw.split(',').map((x) => x.trim()).filter((x) => x !== '')) };
+    case 'routes': {
+      if (raw === '') return { ok: true, value: EMPTY_ROUTES };
+      const r = parseRoutes(raw);
+      return isParseError(r) ? { ok: false, allowed: r.error } : { ok: true, value: r };
+    }
+    case 'hosts': {
+      const h = parseSmarthost(raw);
+      return isParseError(h) ? { ok: false, allowed: h.error } : { ok: true, value: h };
+    }
+    case 'dkim-keys': {
+      const k = parseDkimKeys(raw);
+      return isParseError(k) ? { ok: false, allowed: k.error } : { ok: true, value: Object.freeze(k.map((x) => Object.freeze(x))) };
     }
     case 'bool': {
       const v = raw.toLowerCase();
@@ -86,7 +132,7 @@ function parseValue(raw: string, t: SettingType): Parsed {
       return t.values.includes(raw) ? { ok: true, value: raw } : { ok: false, allowed: `one of ${t.values.join(', ')}` };
     case 'domains': {
       const items = list(raw.toLowerCase());
-      const bad = items.filter((d) => !isHostname(d));
+      const bad = items.filter((d) => !isDomainName(d));
       return bad.length === 0 ? { ok: true, value: items } : { ok: false, allowed: `comma-separated domain names (bad: ${bad.join(', ')})` };
     }
     case 'cidrs': {
@@ -107,7 +153,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     const raw = (given ?? s.default).trim();
     const r = parseValue(raw, s.type);
     if (r.ok) out[s.key] = r.value;
-    else problems.push(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: expected ${r.allowed}`);
+    else problems.push(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.allowed}`);
   }
   for (const name of Object.keys(env)) {
     if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config\`)`);
@@ -117,9 +163,34 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     if ((c.tlsCert === '') !== (c.tlsKey === '')) problems.push('POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together');
     if (c.smtpsPort !== null && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
     if (c.smtpsPort !== null && c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
+    if (c.dmarcEnforce && !c.authResults) problems.push('POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true');
+    if (c.httpPort !== null && c.apiToken === '' && !isLoopbackHost(c.httpHost)) {
+      problems.push(`POSTERN_HTTP_HOST=${c.httpHost} without POSTERN_API_TOKEN: the HTTP API serves a non-loopback address only with a token (set one, or bind 127.0.0.1 or ::1)`);
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(out as unknown as Config);
+}
+
+/** A parsed value written back in the grammar of its setting, for `postern config`. */
+export function formatValue(value: unknown, type: SettingType): string {
+  if (value === null || value === undefined) return '';
+  switch (type.kind) {
+    case 'durations':
+      return (value as readonly number[]).map(formatDuration).join(',');
+    case 'rate':
+      return formatRate(value as number);
+    case 'routes':
+      return formatRoutes(value as RouteTable);
+    case 'hosts':
+      return (value as readonly HostPort[]).map(formatHostPort).join(',');
+    case 'dkim-keys':
+      return (value as readonly DkimKeySpec[]).map((k) => `${k.domain}:${k.selector}:${k.keyFile}`).join(',');
+    case 'url':
+      return redactUrl(value as string);
+    default:
+      return Array.isArray(value) ? value.join(',') : String(value);
+  }
 }
 
 /** The effective configuration as env-style lines, for `postern config`. */
@@ -128,6 +199,15 @@ export function describeConfig(config: Readonly<Config>): Array<{ env: string; v
     const v = config[s.key];
     // Secrets are shown as set or not, never printed.
     if (/TOKEN|PASSWORD|SECRET/.test(s.env)) return { env: s.env, value: v ? '(set)' : '', doc: s.doc, setting: s };
-    return { env: s.env, value: Array.isArray(v) ? v.join(',') : v === null ? '' : String(v), doc: s.doc, setting: s };
+    return { env: s.env, value: formatValue(v, s.type), doc: s.doc, setting: s };
   });
+}
+
+/** The README's configuration table (`postern config --markdown`): one row per setting. */
+export function configMarkdown(): string {
+  const rows = SETTINGS.map((s) => {
+    const def = s.shownDefault ?? (s.default === '' ? '*(unset)*' : `\`${s.default}\``);
+    return `| \`${s.env}\` | ${def} | ${s.doc.replace(/\|/g, '\\|')} |`;
+  });
+  return ['| Variable | Default | Description |', '| --- | --- | --- |', ...rows].join('\n');
 }

@@ -1,7 +1,10 @@
 // Every setting of postern, declared once: its environment variable, type, default and a
-// one-line doc. loadConfig() (load.ts) is the only reader of process.env; README's table is
-// generated from this list (`postern config --markdown`).
+// one-line doc. loadConfig() (load.ts) is the only reader of process.env and parses each value
+// into the typed form below (rates, schedules, routes, keys: never re-parsed later); README's
+// table is generated from this list (`postern config --markdown`).
 import { hostname, availableParallelism } from 'node:os';
+import type { HostPort, RouteTable, TlsPolicy } from './routes.js';
+import type { DkimKeySpec } from './dkim-keys.js';
 
 export type SettingType =
   | { kind: 'string' }
@@ -11,6 +14,20 @@ export type SettingType =
   | { kind: 'int'; min: number; max: number }
   | { kind: 'bytes'; min: number; max: number }
   | { kind: 'duration'; min: number; max: number }
+  /** Comma-separated durations > 0 (a retry schedule). */
+  | { kind: 'durations' }
+  /** "100/s" → events per ms; empty → null (unlimited). */
+  | { kind: 'rate' }
+  /** A score 0-1; empty → null. */
+  | { kind: 'score' }
+  /** An http:// or https:// URL; empty → '' (off). */
+  | { kind: 'url' }
+  /** Comma-separated items (paths); empty → []. */
+  | { kind: 'list' }
+  | { kind: 'routes' }
+  /** Comma-separated host[:port] in preference order; empty → null. */
+  | { kind: 'hosts' }
+  | { kind: 'dkim-keys' }
   | { kind: 'bool' }
   | { kind: 'enum'; values: readonly string[] }
   | { kind: 'domains' }
@@ -21,6 +38,8 @@ export interface Setting {
   readonly env: string;
   readonly type: SettingType;
   readonly default: string;
+  /** How the README shows a default that depends on the machine. */
+  readonly shownDefault?: string;
   readonly doc: string;
 }
 
@@ -55,15 +74,18 @@ export interface Config {
   mtPriorityUntrusted: boolean;
   statsIntervalMs: number;
   delivery: 'off' | 'routes' | 'mx';
-  routes: string;
-  smarthost: string;
-  tlsPolicy: 'opportunistic' | 'required' | 'none';
+  routes: RouteTable;
+  /** null: no smarthost. */
+  smarthost: readonly HostPort[] | null;
+  tlsPolicy: TlsPolicy;
   destMaxConnections: number;
   destMaxMessagesPerConnection: number;
   destIdleTimeoutMs: number;
-  destRate: string;
+  /** Messages per ms per destination; null: unlimited. */
+  destRate: number | null;
   deliveryConcurrency: number;
-  retrySchedule: string;
+  /** Delays in ms before attempt 2, 3, …; the last repeats. */
+  retrySchedule: readonly number[];
   maxQueueLifetimeMs: number;
   deliveryThreads: number;
   httpHost: string;
@@ -71,20 +93,22 @@ export interface Config {
   apiToken: string;
   httpMaxBodyBytes: number;
   workers: number;
-  filterModules: string;
+  filterModules: readonly string[];
   filterTimeoutMs: number;
   filterQueue: number;
   filterBatch: number;
   spamModel: string;
-  spamTagScore: string;
-  spamRejectScore: string;
-  spamQuarantineScore: string;
+  /** null: the model's own threshold. */
+  spamTagScore: number | null;
+  spamRejectScore: number | null;
+  spamQuarantineScore: number | null;
   authResults: boolean;
   dmarcEnforce: boolean;
   authResultsTimeoutMs: number;
-  dkimKeys: string;
+  dkimKeys: readonly DkimKeySpec[];
   eventsUrl: string;
-  httpRate: string;
+  /** Requests per ms per client address; null: unlimited. */
+  httpRate: number | null;
 }
 
 const MiB = 1024 * 1024;
@@ -95,7 +119,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'smtpsPort', env: 'POSTERN_SMTPS_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '', doc: 'Implicit-TLS submission port (RFC 8314); off unless set (0 picks a free port). Needs the certificate.' },
   { key: 'tlsCert', env: 'POSTERN_TLS_CERT', type: { kind: 'path', optional: true }, default: '', doc: 'PEM certificate chain for STARTTLS and the implicit-TLS port.' },
   { key: 'tlsKey', env: 'POSTERN_TLS_KEY', type: { kind: 'path', optional: true }, default: '', doc: 'PEM private key for POSTERN_TLS_CERT.' },
-  { key: 'hostname', env: 'POSTERN_HOSTNAME', type: { kind: 'host' }, default: hostname(), doc: 'Name in the greeting, EHLO reply and Received headers (default: the OS hostname).' },
+  { key: 'hostname', env: 'POSTERN_HOSTNAME', type: { kind: 'host' }, default: hostname(), shownDefault: '*OS hostname*', doc: 'Name in the greeting, EHLO reply and Received headers (default: the OS hostname).' },
   { key: 'dataDir', env: 'POSTERN_DATA_DIR', type: { kind: 'path' }, default: './data', doc: 'Folder of the LMDB queue.' },
   { key: 'maxMessageBytes', env: 'POSTERN_MAX_MESSAGE_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(25 * MiB), doc: 'Largest message accepted (advertised as SIZE); larger gets 552 5.3.4. Suffixes K, M, G (binary) allowed.' },
   { key: 'maxRecipients', env: 'POSTERN_MAX_RECIPIENTS', type: { kind: 'int', min: 1, max: 100000 }, default: '1000', doc: 'Recipients per message; more get 452 4.5.3.' },
@@ -118,34 +142,34 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'mtPriorityUntrusted', env: 'POSTERN_MT_PRIORITY_UNTRUSTED', type: { kind: 'bool' }, default: 'false', doc: 'Honour a raised MT-PRIORITY from untrusted, unauthenticated clients (RFC 6710 §5 lets an MTA lower it; by default it is capped at 0).' },
   { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
   { key: 'delivery', env: 'POSTERN_DELIVERY', type: { kind: 'enum', values: ['off', 'routes', 'mx'] }, default: 'routes', doc: 'Delivery: off (accept and queue only), routes (only to POSTERN_ROUTES and POSTERN_SMARTHOST; other domains wait in the queue), mx (also by DNS MX lookups to the Internet).' },
-  { key: 'routes', env: 'POSTERN_ROUTES', type: { kind: 'string' }, default: '', doc: 'Per-domain routes, e.g. `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;hooks.test=webhook:http://127.0.0.1:9000/in`.' },
-  { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'string' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups).' },
+  { key: 'routes', env: 'POSTERN_ROUTES', type: { kind: 'routes' }, default: '', doc: 'Per-domain routes, e.g. `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;hooks.test=webhook:http://127.0.0.1:9000/in`.' },
+  { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'hosts' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups).' },
   { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
   { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
   { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },
   { key: 'destIdleTimeoutMs', env: 'POSTERN_DEST_IDLE_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'An idle outbound connection is closed (QUIT) after this long.' },
-  { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'string' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
+  { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'rate' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
-  { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'string' }, default: '', doc: 'Backoff after a temporary failure; empty = 5 minutes doubling to 1 hour (see README).' },
+  { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see README, "Retries and bounces").' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
   { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
   { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics; unset = loopback only.' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
-  { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
-  { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'string' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
+  { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), shownDefault: '*cores - 1*', doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
+  { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'list' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
   { key: 'filterTimeoutMs', env: 'POSTERN_FILTER_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 600000 }, default: '30s', doc: 'A filter that takes longer makes the message a temporary failure (451 4.7.1).' },
   { key: 'filterQueue', env: 'POSTERN_FILTER_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '256', doc: 'Messages waiting for a filter worker; when full, new messages get 451 4.3.2.' },
   { key: 'filterBatch', env: 'POSTERN_FILTER_BATCH', type: { kind: 'int', min: 1, max: 1024 }, default: '64', doc: 'Most messages sent to a filter worker in one task. Batches form only while every worker already has work (a message never waits for a batch to fill); 1 = one task per message.' },
   { key: 'spamModel', env: 'POSTERN_SPAM_MODEL', type: { kind: 'path', optional: true }, default: '', doc: 'Spam model file written by `postern spam train`; enables the spam filter in the worker pool (re-read when the file changes).' },
-  { key: 'spamTagScore', env: 'POSTERN_SPAM_TAG_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is tagged X-Spam-Status: Yes; empty = the threshold the model chose in training.' },
-  { key: 'spamRejectScore', env: 'POSTERN_SPAM_REJECT_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is refused at the end of DATA with 550 5.7.1; empty = never reject (tag only).' },
-  { key: 'spamQuarantineScore', env: 'POSTERN_SPAM_QUARANTINE_SCORE', type: { kind: 'string' }, default: '', doc: 'Score (0-1) from which a message is accepted but held in the queue (quarantine) until released; empty = never.' },
+  { key: 'spamTagScore', env: 'POSTERN_SPAM_TAG_SCORE', type: { kind: 'score' }, default: '', doc: 'Score (0-1) from which a message is tagged X-Spam-Status: Yes; empty = the threshold the model chose in training.' },
+  { key: 'spamRejectScore', env: 'POSTERN_SPAM_REJECT_SCORE', type: { kind: 'score' }, default: '', doc: 'Score (0-1) from which a message is refused at the end of DATA with 550 5.7.1; empty = never reject (tag only).' },
+  { key: 'spamQuarantineScore', env: 'POSTERN_SPAM_QUARANTINE_SCORE', type: { kind: 'score' }, default: '', doc: 'Score (0-1) from which a message is accepted but held in the queue (quarantine) until released; empty = never.' },
   { key: 'authResults', env: 'POSTERN_AUTH_RESULTS', type: { kind: 'bool' }, default: 'false', doc: 'Check SPF, DKIM and DMARC on mail from untrusted, unauthenticated clients and prepend Authentication-Results (authserv-id POSTERN_HOSTNAME) and Received-SPF; runs in the filter pool.' },
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
-  { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'string' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
-  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'string' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
-  { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
+  { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
+  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
+  { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
 ];

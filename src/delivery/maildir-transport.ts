@@ -11,6 +11,7 @@ import { domainToASCII } from 'node:url';
 import assert from 'node:assert/strict';
 import type { DeliveryRequest, Destination, RecipientResult, Transport } from './types.js';
 import { replyRecord } from './types.js';
+import { isDomainName } from '../lib/domain-name.js';
 
 /*
  * Layout under the configured root (one Maildir per mailbox, no Maildir++ subfolders):
@@ -58,7 +59,6 @@ export type MailboxPathResult =
   | { ok: false; why: string };
 
 const LOCAL_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-const LABEL_RE = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 /**
  * Map a recipient address to its Maildir folder under `root`, or say why it can't be.
@@ -90,8 +90,7 @@ export function mailboxPath(root: string, address: string): MailboxPathResult {
   const domain = domainToASCII(rawDomain).toLowerCase();
   // eslint-disable-next-line no-control-regex
   if (/^[\x00-\x7f]*$/.test(rawDomain) && domain !== rawDomain.toLowerCase()) return { ok: false, why: 'domain is not a plain name' };
-  if (domain.length === 0 || domain.length > 253) return { ok: false, why: 'domain is not a plain name' };
-  if (!domain.split('.').every((l) => LABEL_RE.test(l))) return { ok: false, why: 'domain is not a plain name' };
+  if (!isDomainName(domain)) return { ok: false, why: 'domain is not a plain name' };
 
   const base = resolve(root);
   const dir = resolve(base, domain, local);

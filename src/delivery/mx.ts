@@ -4,7 +4,8 @@
 // MX "." means the domain accepts no mail: bounce at once with 556 5.1.10). NXDOMAIN is
 // permanent (5.1.2); SERVFAIL, refusals and timeouts are transient (4.4.3, RFC 3463).
 import { BlockList, isIP } from 'node:net';
-import { matchRoute, formatHostPort, parseHostPort, normalizeDomain, type RouteTable } from './routes.js';
+import { matchRoute, formatHostPort, parseHostPort, type RouteTable } from '../config/routes.js';
+import { normalizeDomain } from '../lib/domain-name.js';
 import { replyRecord, type Destination, type HostPort, type TlsPolicy } from './types.js';
 import type { ReplyRecord } from '../queue/store.js';
 

@@ -1,28 +1,8 @@
-// Per-destination rate limits ("100/s", "10/h"), parsed once at load (STYLE §7, after kumo
+// Per-destination rate limits (rates as lib/rate.ts parses them: "100/s", "10/h"; after kumo
 // crates/throttle). RFC 5321 §4.5.4.1 asks senders not to overload a receiver; receivers
 // enforce it with 421/4.7.x, so a limit we keep ourselves costs fewer deferrals than one they do.
 // GCRA (the "virtual scheduling" form of the generic cell rate algorithm, ITU-T I.371): one
 // number per destination, no timers, and an exact "wait this long" answer for the scheduler.
-
-export type ParseError = { error: string };
-
-const UNIT_MS: Record<string, number> = { s: 1000, sec: 1000, m: 60_000, min: 60_000, h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000 };
-
-/**
- * "<count>/<period>" → events per millisecond. count is a positive number; period is a unit
- * (s, m, h, d; also sec, min, hour, day) with an optional integer multiplier: "100/s",
- * "6000/m", "10/h", "5/d", "50/5m".
- */
-export function parseRate(text: string): number | ParseError {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*\/\s*(\d*)\s*([a-z]+)\s*$/i.exec(text);
-  const unit = m ? UNIT_MS[m[3]!.toLowerCase()] : undefined;
-  const count = m ? Number(m[1]) : NaN;
-  const mult = m && m[2] !== '' ? Number(m[2]) : 1;
-  if (!m || unit === undefined || !(count > 0) || !(mult >= 1)) {
-    return { error: `rate "${text}" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m` };
-  }
-  return count / (mult * unit);
-}
 
 /**
  * GCRA: `#tat` is the theoretical arrival time of the next event at the nominal rate. An event

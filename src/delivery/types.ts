@@ -2,13 +2,9 @@
 // transport is asked to do (DeliveryRequest) and what it answers per recipient
 // (RecipientResult). Transports never touch the queue; the scheduler settles their results.
 import type { MessageRecord, Recipient, ReplyRecord } from '../queue/store.js';
+import type { HostPort, TlsPolicy } from '../config/routes.js';
 
-export type TlsPolicy = 'opportunistic' | 'required' | 'none';
-
-export interface HostPort {
-  host: string;
-  port: number;
-}
+export type { HostPort, TlsPolicy };
 
 /**
  * Where a group of recipients is delivered. `key` identifies the destination for pooling,

@@ -20,7 +20,7 @@ import { ACTIONS, packEnvelope, type FilterBatch, type FilterBatchResult, type F
 
 export interface FilterPoolOptions {
   workers: number;
-  modules: string[];
+  modules: readonly string[];
   /** The built-in spam filter's settings, when a model is configured. */
   spam?: { model: string; tagScore: number | null; rejectScore: number | null; quarantineScore?: number | null };
   /**

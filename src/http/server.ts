@@ -1,6 +1,6 @@
-// The HTTP API listener (node:http): token check, routing, JSON errors, request metrics, and
-// its refusal to serve without a token on anything but loopback. Endpoints live one per file
-// in routes/; this file only wires them. Bearer auth per RFC 6750 §2.1.
+// The HTTP API listener (node:http): token check, routing, JSON errors and request metrics.
+// Endpoints live one per file in routes/; this file only wires them. Bearer auth per RFC 6750
+// §2.1; a token-less API binds only loopback.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
@@ -8,8 +8,8 @@ import { PosternError } from '../errors.js';
 import { normalizeIp } from '../lib/networks.js';
 import { LOOP_DELAY_RESOLUTION_MS, type Api, type HttpDeps, type HttpStats } from './api.js';
 import { bearerMatches, isLoopbackHost } from './auth.js';
-import { parseRate, ThrottleMap } from '../delivery/throttle.js';
-import { ConfigError } from '../config/load.js';
+import { ThrottleMap } from '../delivery/throttle.js';
+import { formatRate } from '../lib/rate.js';
 import { readBody } from './body.js';
 import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
@@ -71,6 +71,8 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   if (config.httpPort === null) {
     throw new PosternError('PST_ERR_CONFIG_INVALID', 'POSTERN_HTTP_PORT is empty, so the HTTP API is off: do not start it');
   }
+  // loadConfig() refuses this configuration already; the listener checks again because binding
+  // a token-less API off loopback must not happen whoever builds the config.
   if (config.apiToken === '' && !isLoopbackHost(config.httpHost)) {
     throw new PosternError(
       'PST_ERR_LISTEN',
@@ -80,9 +82,8 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
   const stats: HttpStats = { requests: new Map(), messagesInjected: 0, bytesInjected: 0, messagesRejected: 0 };
   let rateLimit: ThrottleMap | null = null;
-  if (config.httpRate.trim() !== '') {
-    const rate = parseRate(config.httpRate);
-    if (typeof rate !== 'number') throw new ConfigError([`POSTERN_HTTP_RATE=${JSON.stringify(config.httpRate)} is invalid: ${rate.error}`]);
+  if (config.httpRate !== null) {
+    const rate = config.httpRate;
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
@@ -157,7 +158,7 @@ async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: 
         if (m.route.auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
           result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
         } else if (wait > 0) {
-          result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${config.httpRate}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });
+          result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${formatRate(config.httpRate!)}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });
         } else {
           const ctx: RouteContext = {
             req,

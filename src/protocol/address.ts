@@ -1,6 +1,7 @@
 // Parsing of MAIL FROM / RCPT TO arguments (RFC 5321 §4.1.2 Path, Mailbox, Esmtp-param;
 // RFC 6531 for SMTPUTF8 addresses; RFC 3461 §4 xtext). Works on the short argument string of
 // one command, never on message data.
+import { isDomainName } from '../lib/domain-name.js';
 
 export interface PathArgs {
   /** The mailbox without angle brackets; '' for the null path <>. */
@@ -16,7 +17,6 @@ export type PathResult =
 
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+$/u;
 const QTEXT = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\u{10FFFF}]|\\[\x20-\x7e])*"$/u;
-const LABEL = /^(?!-)[A-Za-z0-9\-\u0080-\u{10FFFF}]{1,63}(?<!-)$/u;
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export function isDomain(d: string): boolean {
@@ -26,7 +26,7 @@ export function isDomain(d: string): boolean {
     if (IPV4.test(lit)) return true;
     return /^IPv6:[0-9A-Fa-f:.]+$/i.test(lit);
   }
-  return d.split('.').every((l) => LABEL.test(l));
+  return isDomainName(d, { utf8: true, maxLength: 255 });
 }
 
 export function isMailbox(m: string): boolean {

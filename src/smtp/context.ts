@@ -1,7 +1,7 @@
 // What every SMTP session shares with its server: the frozen config, the queue, the users,
 // TLS, the network lists, the logger and the counters. Built once in server.ts.
-import type { SecureContext, SecureContextOptions } from 'node:tls';
 import type { Config } from '../config/schema.js';
+import type { TlsSetup } from '../config/resources.js';
 import type { Queue } from '../queue/store.js';
 import type { UserDb } from '../auth/users.js';
 import type { NetworkList } from '../lib/networks.js';
@@ -24,10 +24,7 @@ export interface SmtpCounters {
   filterQuarantined: number;
 }
 
-export interface TlsSetup {
-  readonly options: SecureContextOptions;
-  readonly context: SecureContext;
-}
+export type { TlsSetup };
 
 export interface SessionContext {
   readonly config: Readonly<Config>;

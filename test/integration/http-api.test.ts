@@ -106,6 +106,7 @@ test('bearer token: 401 without or with a wrong one, 200 with it; health and met
 });
 
 test('no token: refuses to start on a non-loopback address, starts on loopback', async (t) => {
+  await assert.rejects(startTestNode(t, { POSTERN_HTTP_HOST: '0.0.0.0', POSTERN_HTTP_PORT: '0' }), /POSTERN_HTTP_HOST=0\.0\.0\.0 without POSTERN_API_TOKEN/, 'the configuration is refused first');
   const node = await startTestNode(t);
   const deps = { queue: node.queue, log: silentLogger(), smtpCounters: () => node.ctx.counters, delivery: () => null, ready: () => true };
   for (const host of ['0.0.0.0', '::', '192.0.2.1']) {

@@ -68,3 +68,62 @@ test('every setting is documented and named POSTERN_*', () => {
     assert.ok(envs.has(required), required);
   }
 });
+
+test('settings that depend on each other are checked together', () => {
+  assert.throws(() => loadConfig({ POSTERN_HTTP_HOST: '0.0.0.0' }), /POSTERN_HTTP_HOST=0\.0\.0\.0 without POSTERN_API_TOKEN/);
+  assert.equal(loadConfig({ POSTERN_HTTP_HOST: '0.0.0.0', POSTERN_HTTP_PORT: '' }).httpHost, '0.0.0.0', 'no API, no token needed');
+  assert.equal(loadConfig({ POSTERN_HTTP_HOST: '::', POSTERN_API_TOKEN: 'x'.repeat(32) }).httpHost, '::');
+  assert.throws(() => loadConfig({ POSTERN_DMARC_ENFORCE: 'true' }), /POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true/);
+});
+
+test('rates, schedules, routes, scores, keys and URLs are parsed once, here, and every bad one is named', () => {
+  const c = loadConfig({
+    POSTERN_DEST_RATE: '100/s',
+    POSTERN_HTTP_RATE: '6000/m',
+    POSTERN_RETRY_SCHEDULE: '1m,1w',
+    POSTERN_MAX_QUEUE_LIFETIME: '1w',
+    POSTERN_ROUTES: 'example.org=lmtp:127.0.0.1:24',
+    POSTERN_SMARTHOST: '[::1]:2525',
+    POSTERN_SPAM_TAG_SCORE: '0.7',
+    POSTERN_DKIM_KEYS: 'Example.COM:s1:/k.pem',
+    POSTERN_FILTER_MODULES: '/a.js, /b.js',
+  });
+  assert.equal(c.destRate, 0.1);
+  assert.equal(c.httpRate, 0.1);
+  assert.deepEqual(c.retrySchedule, [60_000, 604_800_000]);
+  assert.equal(c.maxQueueLifetimeMs, 604_800_000, 'the same duration grammar as the retry schedule');
+  assert.equal(c.routes.exact.get('example.org')?.target.kind, 'lmtp');
+  assert.deepEqual(c.smarthost, [{ host: '::1', port: 2525 }]);
+  assert.equal(c.spamTagScore, 0.7);
+  assert.equal(c.spamRejectScore, null);
+  assert.deepEqual(c.dkimKeys, [{ domain: 'example.com', selector: 's1', keyFile: '/k.pem' }]);
+  assert.deepEqual(c.filterModules, ['/a.js', '/b.js']);
+  assert.deepEqual(loadConfig({}).retrySchedule, [300_000, 600_000, 1_200_000, 2_400_000, 3_600_000]);
+  let err: unknown;
+  try {
+    loadConfig({ POSTERN_DEST_RATE: 'fast', POSTERN_RETRY_SCHEDULE: '5', POSTERN_ROUTES: 'x.test=ftp:h', POSTERN_SMARTHOST: '::1:25', POSTERN_SPAM_REJECT_SCORE: '2', POSTERN_DKIM_KEYS: 'nocolon', POSTERN_EVENTS_URL: 'ftp://x', POSTERN_HTTP_RATE: '0/s' });
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof ConfigError);
+  assert.deepEqual(err.problems, [
+    'POSTERN_ROUTES="x.test=ftp:h" is invalid: route "x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir or webhook',
+    'POSTERN_SMARTHOST="::1:25" is invalid: "::1:25": an IPv6 address needs brackets, like [::1]:25; expected host:port or [host]:port, comma-separated',
+    'POSTERN_DEST_RATE="fast" is invalid: rate "fast" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m, or empty for unlimited',
+    'POSTERN_RETRY_SCHEDULE="5" is invalid: retry schedule "5" has bad delays ("5"); expected comma-separated durations > 0 like 5m,10m,20m,40m,1h',
+    'POSTERN_SPAM_REJECT_SCORE="2" is invalid: expected a score from 0 to 1, or empty',
+    'POSTERN_DKIM_KEYS="nocolon" is invalid: entry 1 ("nocolon"): expected domain:selector:/path/to/key.pem',
+    'POSTERN_EVENTS_URL="ftp://x" is invalid: expected an http:// or https:// URL, or empty',
+    'POSTERN_HTTP_RATE="0/s" is invalid: rate "0/s" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m, or empty for unlimited',
+  ]);
+});
+
+test('postern config shows parsed values in their own grammar, with URL credentials masked', async () => {
+  const { describeConfig } = await import('../../src/config/load.js');
+  const rows = new Map(describeConfig(loadConfig({ POSTERN_DEST_RATE: '6000/m', POSTERN_RETRY_SCHEDULE: '90s,1h30m', POSTERN_ROUTES: 'h.test=webhook:https://u:pw@127.0.0.1:9/in?k=s;*=smtp:[::1]:25/tls=none', POSTERN_EVENTS_URL: 'http://a:b@127.0.0.1/e' })).map((r) => [r.env, r.value]));
+  assert.equal(rows.get('POSTERN_DEST_RATE'), '100/s');
+  assert.equal(rows.get('POSTERN_RETRY_SCHEDULE'), '1m30s,1h30m');
+  assert.equal(rows.get('POSTERN_ROUTES'), 'h.test=webhook:https://***:***@127.0.0.1:9/in?***;*=smtp:[::1]:25/tls=none');
+  assert.equal(rows.get('POSTERN_EVENTS_URL'), 'http://***:***@127.0.0.1/e');
+  assert.equal(rows.get('POSTERN_SMARTHOST'), '');
+});

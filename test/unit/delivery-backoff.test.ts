@@ -1,8 +1,8 @@
 // Retry schedules, durations, jitter and message lifetime; pinned parse errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { parseDuration } from '../../src/lib/duration.js';
 import {
-  parseDuration,
   parseRetrySchedule,
   nextRetryAt,
   expired,

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { MxResolver, destinationFor, type DnsResolver, type MxResult } from '../../src/delivery/mx.js';
-import { parseRoutes, type RouteTable } from '../../src/delivery/routes.js';
+import { parseRoutes, type RouteTable } from '../../src/config/routes.js';
 
 // Compile-time: node's own resolver satisfies the injected interface.
 const _real: DnsResolver = new Resolver();

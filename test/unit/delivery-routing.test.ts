@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseRoutes, matchRoute, parseHostPort, parseSmarthost, formatHostPort, type RouteTable } from '../../src/delivery/routes.js';
+import { parseRoutes, matchRoute, parseHostPort, parseSmarthost, formatHostPort, type RouteTable } from '../../src/config/routes.js';
 import { MxResolver, destinationFor, siteKey, type DnsResolver } from '../../src/delivery/mx.js';
 
 function table(spec: string): RouteTable {

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { parseRate, Throttle, ThrottleMap } from '../../src/delivery/throttle.js';
+import { Throttle, ThrottleMap } from '../../src/delivery/throttle.js';
+import { parseRate } from '../../src/lib/rate.js';
 
 test('parseRate: per-ms rates for s, m, h, d and multiples', () => {
   assert.equal(parseRate('100/s'), 0.1);

@@ -6,7 +6,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
-import { parseDkimKeys, loadKeys, loadKey, dkimDnsRecord, type DkimKey } from '../../src/filter/dkim/keys.js';
+import { loadKeys, loadKey, dkimDnsRecord, type DkimKey } from '../../src/filter/dkim/keys.js';
+import { parseDkimKeys } from '../../src/config/dkim-keys.js';
 import { signMessage, relaxedBody, relaxedHeader, fromDomain, parseHeaderSection } from '../../src/filter/dkim/sign.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 

@@ -7,7 +7,7 @@
 // bytes are hashed exactly as they are on the wire.
 import { createHash, sign } from 'node:crypto';
 import type { DkimKey } from './keys.js';
-import { normalizeDomain } from './keys.js';
+import { toAsciiDomain } from '../../lib/domain-name.js';
 
 /**
  * Header fields signed when present (each instance, bottom-up). From is also oversigned: one
@@ -116,7 +116,7 @@ export function fromDomain(rawField: string): string | null {
   const domain = addr.slice(at + 1).trim();
   if (domain.startsWith('[')) return null; // address literal: no DNS name to sign for
   const utf8 = Buffer.from(domain, 'latin1').toString('utf8'); // SMTPUTF8 (RFC 6532) domains
-  return normalizeDomain(utf8);
+  return toAsciiDomain(utf8);
 }
 
 /** The key for a domain: an exact match, else the nearest parent domain with a key. */

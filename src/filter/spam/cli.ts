@@ -28,8 +28,9 @@ const USAGE = `usage: postern spam <command>
                       many met both targets (default FPR <= 0.32 %, recall >= 98.4 %) and the
                       pooled rates; splits in DIR/spam-eval-N (DIR/spam-eval for seed 1, DIR
                       defaults to /tmp), made when missing
-                      (the split defaults to /tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise,
-                      made with ../shared/spam/split.mjs when missing)`;
+                      (the split defaults to /tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise;
+                      a missing split is made by --split-tool FILE, the evaluation kit's
+                      splitting script, run as FILE --seed N --out DIR)`;
 
 class UsageError extends Error {}
 
@@ -196,11 +197,10 @@ async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout:
   return failed ? 1 : 0;
 }
 
-async function ensureSplit(seed: string, dir: string): Promise<void> {
+async function ensureSplit(seed: string, dir: string, tool: string | undefined): Promise<void> {
   if (existsSync(join(dir, 'manifest.jsonl'))) return;
-  const candidates = [process.env.POSTERN_SPAM_TOOLS, resolve('../shared/spam'), '/work/shared/spam'].filter(Boolean) as string[];
-  const tool = candidates.map((c) => join(c, 'split.mjs')).find((p) => existsSync(p));
-  if (!tool) throw new UsageError(`no split in ${dir} and split.mjs not found (set POSTERN_SPAM_TOOLS)`);
+  if (tool === undefined) throw new UsageError(`no split in ${dir}: make it, or name the splitting script with --split-tool FILE`);
+  if (!existsSync(tool)) throw new UsageError(`--split-tool ${tool}: no such file`);
   log(`making split seed ${seed} in ${dir}`);
   const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
@@ -261,6 +261,7 @@ function seedList(v: string): number[] {
 /** One line per split and a summary: how often both targets held, and the pooled rates. */
 async function cmdEvalMany(seeds: number[], args: string[], stdout: NodeJS.WritableStream): Promise<number> {
   const root = opt(args, '--splits-dir') ?? '/tmp';
+  const tool = opt(args, '--split-tool');
   const maxFpr = num(opt(args, '--max-fp-rate'), '--max-fp-rate') ?? 0.0032;
   const minRecall = num(opt(args, '--min-recall'), '--min-recall') ?? 0.984;
   const o = trainOptions(args);
@@ -270,7 +271,7 @@ async function cmdEvalMany(seeds: number[], args: string[], stdout: NodeJS.Writa
   let met = 0, fp = 0, fn = 0, ham = 0, spam = 0;
   for (const seed of seeds) {
     const dir = defaultSplitDir(String(seed), root);
-    await ensureSplit(String(seed), dir);
+    await ensureSplit(String(seed), dir, tool);
     const m = evaluateSplit(dir, o).metrics;
     // the targets taken strictly: 4 of 1,245 ham (0.321 %) misses 0.32 %
     const ok = m.fpr <= maxFpr + 1e-12 && m.recall >= minRecall - 1e-12;
@@ -287,9 +288,10 @@ async function cmdEval(args: string[], stdout: NodeJS.WritableStream): Promise<n
   if (many !== undefined) return cmdEvalMany(seedList(many), args, stdout);
   const seed = opt(args, '--seed') ?? '1';
   const split = opt(args, '--split') ?? defaultSplitDir(seed);
+  const tool = opt(args, '--split-tool');
   const o = trainOptions(args);
   if (args.length) throw new UsageError(`unexpected argument ${args[0]}`);
-  await ensureSplit(seed, split);
+  await ensureSplit(seed, split, tool);
   const r = evaluateSplit(split, o);
   const kind = o.kind ?? DEFAULTS.kind;
   const n = r.metrics.n;

@@ -1,5 +1,5 @@
-// Static next hops by recipient domain (POSTERN_ROUTES) and the smarthost, parsed once at load
-// (STYLE §7). A route or smarthost replaces the MX lookup of RFC 5321 §5.1 the way Postfix
+// The grammar of POSTERN_ROUTES and POSTERN_SMARTHOST and the lookup of a route by domain,
+// parsed once at load (STYLE §7) into plain frozen data the delivery side reads. A route or smarthost replaces the MX lookup of RFC 5321 §5.1 the way Postfix
 // transport(5) and relayhost do: the listed hosts are connected to directly (A/AAAA only).
 // Host syntax follows RFC 5321 §4.1.3 address literals: IPv6 only inside brackets, because
 // "::1:25" cannot be split into host and port.
@@ -22,7 +22,16 @@
 // A "/tls=" suffix is only recognised on smtp and lmtp targets: on maildir and webhook it would
 // be part of a path or URL. A webhook URL cannot contain ";" (it separates entries).
 import { isIP } from 'node:net';
-import type { HostPort, TlsPolicy } from './types.js';
+import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
+import type { ParseError } from '../lib/parse-error.js';
+import { redactUrl } from '../lib/redact-url.js';
+
+export type TlsPolicy = 'opportunistic' | 'required' | 'none';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
 
 export type RouteTarget =
   | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
@@ -51,23 +60,10 @@ export interface RouteTable {
   readonly routes: readonly Route[];
 }
 
-export type ParseError = { error: string };
-
 export const TLS_POLICIES: readonly TlsPolicy[] = ['opportunistic', 'required', 'none'];
 const KINDS = 'smtp, lmtp, maildir or webhook';
-const LABEL = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
 
 export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildcard: new Map(), catchAll: undefined, routes: Object.freeze([]) });
-
-/** Lower-case, no trailing dot: the form patterns and lookups compare. */
-export function normalizeDomain(domain: string): string {
-  const d = domain.trim().toLowerCase();
-  return d.endsWith('.') ? d.slice(0, -1) : d;
-}
-
-function isHostname(s: string): boolean {
-  return s.length > 0 && s.length <= 253 && s.split('.').every((l) => LABEL.test(l));
-}
 
 /**
  * "host", "host:port", "[ip]", "[ip]:port", "[host]:port" or "[IPv6:ip]:port". Host names are
@@ -97,7 +93,7 @@ export function parseHostPort(text: string, defaultPort = 25): HostPort | ParseE
   host = host.toLowerCase();
   if (isIP(host) === 0) {
     if (host.endsWith('.')) host = host.slice(0, -1);
-    if (!isHostname(host)) return { error: `"${s}": "${host}" is not a host name or IP address` };
+    if (!isDomainName(host)) return { error: `"${s}": "${host}" is not a host name or IP address` };
   }
   let port = defaultPort;
   if (portText !== undefined) {
@@ -141,7 +137,7 @@ function parsePattern(raw: string): string | ParseError {
   const p = normalizeDomain(raw);
   if (p === '*') return p;
   const d = p.startsWith('*.') ? p.slice(2) : p;
-  if (isHostname(d)) return p;
+  if (isDomainName(d)) return p;
   return { error: `domain "${raw}" is not a domain, "*.domain" or "*"` };
 }
 
@@ -240,4 +236,21 @@ export function matchRoute(table: RouteTable, domain: string): Route | undefined
     }
   }
   return table.catchAll;
+}
+
+function formatTarget(t: RouteTarget): string {
+  switch (t.kind) {
+    case 'smtp':
+    case 'lmtp':
+      return `${t.kind}:${t.hosts.map(formatHostPort).join(',')}${t.tlsPolicy ? `/tls=${t.tlsPolicy}` : ''}`;
+    case 'maildir':
+      return `maildir:${t.root}`;
+    case 'webhook':
+      return `webhook:${redactUrl(t.url)}`;
+  }
+}
+
+/** The table written back in the grammar above (webhook credentials masked), for display. */
+export function formatRoutes(table: RouteTable): string {
+  return table.routes.map((r) => `${r.pattern}=${formatTarget(r.target)}`).join(';');
 }

@@ -1,0 +1,51 @@
+// The one grammar each for durations, rates and domain names (src/lib), and URL redaction.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { parseDuration, parseDurationList, formatDuration } from '../../src/lib/duration.js';
+import { parseRate, formatRate } from '../../src/lib/rate.js';
+import { isDomainName, toAsciiDomain, normalizeDomain } from '../../src/lib/domain-name.js';
+import { redactUrl } from '../../src/lib/redact-url.js';
+
+test('durations: a bare number only where the caller takes milliseconds', () => {
+  assert.equal(parseDuration('300000', { bareMs: true }), 300_000);
+  assert.equal(parseDuration('1w', { bareMs: true }), 604_800_000);
+  assert.equal(parseDuration('2m', { bareMs: true }), 120_000);
+  assert.ok(typeof parseDuration('300000') !== 'number', 'no unit, no guess');
+  assert.ok(typeof parseDuration('5 s', { bareMs: true }) !== 'number');
+  assert.ok(typeof parseDuration('', { bareMs: true }) !== 'number');
+  assert.deepEqual(parseDurationList('1s,2s', 'retry schedule'), [1000, 2000]);
+});
+
+test('formatDuration writes what parseDuration reads back', () => {
+  assert.equal(formatDuration(5_400_000), '1h30m');
+  assert.equal(formatDuration(0), '0ms');
+  assert.equal(formatDuration(604_800_000 + 1), '1w1ms');
+  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (ms) => parseDuration(formatDuration(ms)) === ms));
+});
+
+test('formatRate picks the shortest whole period', () => {
+  assert.equal(formatRate(parseRate('100/s') as number), '100/s');
+  assert.equal(formatRate(parseRate('6000/m') as number), '100/s');
+  assert.equal(formatRate(parseRate('10/h') as number), '10/h');
+  assert.equal(formatRate(parseRate('50/5m') as number), '10/m');
+  assert.equal(formatRate(parseRate('1/2d') as number), '0.5/d');
+});
+
+test('domain names: LDH labels, U-labels only when asked, IDNs to A-labels', () => {
+  assert.ok(isDomainName('mx1.example.org'));
+  assert.ok(isDomainName('1and1.de'));
+  for (const bad of ['', '-a.org', 'a-.org', 'a..org', 'a_b.org', 'a'.repeat(64) + '.org', `${'a.'.repeat(127)}ab`]) assert.ok(!isDomainName(bad), bad);
+  assert.ok(!isDomainName('bücher.example'));
+  assert.ok(isDomainName('bücher.example', { utf8: true }));
+  assert.equal(toAsciiDomain(' Bücher.Example. '), 'xn--bcher-kva.example');
+  assert.equal(toAsciiDomain('exa mple.org'), null);
+  assert.equal(normalizeDomain('Example.ORG.'), 'example.org');
+});
+
+test('redactUrl masks userinfo and the query, keeps where it points', () => {
+  assert.equal(redactUrl('http://hookuser:Hook-Pa55@127.0.0.1:9631/in'), 'http://***:***@127.0.0.1:9631/in');
+  assert.equal(redactUrl('https://127.0.0.1/in?token=s3cret#x'), 'https://127.0.0.1/in?***');
+  assert.equal(redactUrl('http://127.0.0.1:9/in'), 'http://127.0.0.1:9/in');
+  assert.equal(redactUrl('not a url'), '(invalid URL)');
+});
