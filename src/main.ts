@@ -78,8 +78,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx.onEvent = emit;
   }
   let delivery: Scheduler | null = null;
+  let selfPorts: number[] = []; // known once the listeners are bound
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { ...options.delivery, ...(emit ? { onEvent: emit } : {}) });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     await queue.close();
     throw err;
@@ -93,6 +94,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let http: HttpServerHandle | null = null;
   try {
     const smtpPorts = await smtp.listen();
+    selfPorts = smtpPorts.smtpsPort === null ? [smtpPorts.smtpPort] : [smtpPorts.smtpPort, smtpPorts.smtpsPort];
     if (config.httpPort !== null) {
       http = await startHttpServer({
         config,

@@ -29,8 +29,11 @@ import { redactUrl } from '../lib/redact-url.js';
 export type TlsPolicy = 'opportunistic' | 'required' | 'none';
 
 export interface HostPort {
+  /** A name or an IP address: what logs, keys and TLS (SNI) use. */
   host: string;
   port: number;
+  /** The checked address to connect to (set for MX hosts); without it `host` is connected to. */
+  address?: string;
 }
 
 export type RouteTarget =

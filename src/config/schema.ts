@@ -109,6 +109,8 @@ export interface Config {
   eventsUrl: string;
   /** Requests per ms per client address; null: unlimited. */
   httpRate: number | null;
+  deliveryAllowPrivate: boolean;
+  maxHops: number;
 }
 
 const MiB = 1024 * 1024;
@@ -172,4 +174,6 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
+  { key: 'deliveryAllowPrivate', env: 'POSTERN_DELIVERY_ALLOW_PRIVATE', type: { kind: 'bool' }, default: 'false', doc: 'Let MX hosts and address literals resolve to private addresses (RFC 1918, CGNAT, IPv6 ULA): an internal mail network. Loopback, link-local, the node itself, multicast and reserved space stay refused; routes reach any address.' },
+  { key: 'maxHops', env: 'POSTERN_MAX_HOPS', type: { kind: 'int', min: 1, max: 1000 }, default: '50', doc: 'A message with more Received: headers than this is a mail loop: refused at the end of DATA with 554 5.4.6, bounced with 5.4.6 at delivery (as Postfix hopcount_limit).' },
 ];

@@ -6,9 +6,11 @@ import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
 import type { Queue } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
-import { matchRoute } from '../config/routes.js';
+import { formatHostPort, matchRoute } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
+import { AddressPolicy } from './address-policy.js';
+import { replyRecord } from './types.js';
 import { ThrottleMap } from './throttle.js';
 import { CircuitBreakerMap } from './circuit-breaker.js';
 import { nextRetryAt } from './backoff.js';
@@ -26,10 +28,12 @@ export interface DeliveryOptions {
   /** Injected DNS (tests); default node's resolver. Only used with POSTERN_DELIVERY=mx. */
   dns?: DnsResolver;
   pollIntervalMs?: number;
+  /** The node's own SMTP listening ports, once bound: a route or smarthost to one of them on this host is a loop. */
+  selfPorts?: () => readonly number[];
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
-  const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver));
+  const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
   const route = async (domain: string): Promise<RouteResult> => {
     // POSTERN_DELIVERY=routes: only configured next hops, never the Internet by DNS.
@@ -37,7 +41,14 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
     }
     const d = await destinationFor(domain, routing);
-    return d.kind === 'defer' ? { kind: 'defer', reply: d.reply } : d;
+    if (d.kind === 'defer') return { kind: 'defer', reply: d.reply };
+    if ((d.kind === 'smtp' || d.kind === 'lmtp') && opts.selfPorts) {
+      const ports = opts.selfPorts();
+      const self = d.hosts.find((h) => ports.includes(h.port) && isThisHost(h.address ?? h.host, mx.policy));
+      // Postfix: "mail for X loops back to myself". Refused before any connection is made.
+      if (self) return { kind: 'bounce', key: `bounce:${domain}`, reply: replyRecord(554, '5.4.6', `mail for ${domain} loops back to myself (${formatHostPort(self)} is this node)`, undefined, d.key) };
+    }
+    return d;
   };
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
@@ -68,6 +79,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     bounces,
     retryAt: (attempts, now) => nextRetryAt(attempts, now, c.retrySchedule),
     maxQueueLifetimeMs: c.maxQueueLifetimeMs,
+    maxHops: c.maxHops,
     maxConcurrency: c.deliveryConcurrency,
     leaseMs: c.queueLeaseMs,
     isSuppressed: (address) => queue.suppressions.has(address),
@@ -76,4 +88,11 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     // [dashboard] Pool counts for /v1/stats (the in-thread SMTP transport only).
     ...(smtp instanceof SmtpTransport ? { poolCounts: () => smtp.counts() } : {}),
   });
+}
+
+/** A host that is this machine: "localhost", loopback, unspecified, or one of its own addresses. */
+function isThisHost(host: string, policy: AddressPolicy): boolean {
+  if (host.toLowerCase() === 'localhost') return true;
+  const cls = policy.classify(host);
+  return cls === 'loopback' || cls === 'self' || cls === 'unspecified';
 }

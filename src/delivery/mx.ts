@@ -3,7 +3,11 @@
 // implicit MX from A/AAAA when there is no MX, unusable MX hosts refused) and RFC 7505 (a lone
 // MX "." means the domain accepts no mail: bounce at once with 556 5.1.10). NXDOMAIN is
 // permanent (5.1.2); SERVFAIL, refusals and timeouts are transient (4.4.3, RFC 3463).
-import { BlockList, isIP } from 'node:net';
+// Every address an MX host or an address literal yields passes the AddressPolicy, and the
+// hosts handed out carry the exact addresses that passed: the connector never looks a name up
+// again, so a DNS answer cannot change between the check and the connection (rebinding).
+import { isIP } from 'node:net';
+import { AddressPolicy } from './address-policy.js';
 import { matchRoute, formatHostPort, parseHostPort, type RouteTable } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
 import { replyRecord, type Destination, type HostPort, type TlsPolicy } from './types.js';
@@ -43,8 +47,12 @@ export interface MxResolverOptions {
   maxEntries?: number;
   /** A lookup that has not settled after this long is a transient failure (default 20 s). */
   timeoutMs?: number;
-  /** Accept MX hosts on loopback addresses (default false: an MX at 127.0.0.1 mails ourselves). */
+  /** Accept MX hosts on loopback addresses (default false: an MX at 127.0.0.1 mails ourselves). Ignored with `policy`. */
   allowLoopback?: boolean;
+  /** Which addresses may be connected to (default: public ones, loopback per allowLoopback, no knowledge of the node's own addresses; the engine passes the full policy). */
+  policy?: AddressPolicy;
+  /** Addresses used per MX host, in the order DNS gave them (default 4). */
+  maxAddressesPerHost?: number;
   now?: () => number;
   random?: () => number;
 }
@@ -57,15 +65,6 @@ interface Entry {
   expiresAt: number;
 }
 
-/** Addresses no MX host may have: unspecified, multicast, reserved, broadcast. */
-const NEVER = new BlockList();
-NEVER.addSubnet('0.0.0.0', 8, 'ipv4');
-NEVER.addSubnet('224.0.0.0', 3, 'ipv4');
-NEVER.addAddress('::', 'ipv6');
-NEVER.addSubnet('ff00::', 8, 'ipv6');
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
 
 // c-ares codes for "the name has no such records" (ENODATA) and "no such name" (ENOTFOUND).
 // Everything else (ESERVFAIL, ETIMEOUT, ECONNREFUSED, EREFUSED, ...) is transient.
@@ -77,7 +76,7 @@ function codeOf(err: unknown): string {
   return typeof c === 'string' ? c : String((err as { message?: unknown } | null)?.message ?? err);
 }
 
-type AddressResult = { kind: 'ok'; ttlS: number | undefined } | { kind: 'none'; reason: string } | { kind: 'temp'; reason: string };
+type AddressResult = { kind: 'ok'; addresses: string[]; ttlS: number | undefined } | { kind: 'none'; reason: string } | { kind: 'temp'; reason: string };
 
 export class MxResolver {
   readonly #dns: DnsResolver;
@@ -91,7 +90,8 @@ export class MxResolver {
   readonly #maxHosts: number;
   readonly #maxEntries: number;
   readonly #timeoutMs: number;
-  readonly #allowLoopback: boolean;
+  readonly #policy: AddressPolicy;
+  readonly #maxAddresses: number;
   readonly #now: () => number;
   readonly #random: () => number;
 
@@ -105,7 +105,8 @@ export class MxResolver {
     this.#maxHosts = opts.maxHosts ?? 10;
     this.#maxEntries = opts.maxEntries ?? 10_000;
     this.#timeoutMs = opts.timeoutMs ?? 20_000;
-    this.#allowLoopback = opts.allowLoopback ?? false;
+    this.#policy = opts.policy ?? new AddressPolicy({ allowLoopback: opts.allowLoopback ?? false, ownAddresses: [] });
+    this.#maxAddresses = opts.maxAddressesPerHost ?? 4;
     this.#now = opts.now ?? Date.now;
     this.#random = opts.random ?? Math.random;
   }
@@ -125,6 +126,11 @@ export class MxResolver {
       p.then(clear, clear);
     }
     return this.#hand(await p, this.#now());
+  }
+
+  /** The policy every address passes (also applied to address literals by destinationFor). */
+  get policy(): AddressPolicy {
+    return this.#policy;
   }
 
   /** Forget every cached answer (e.g. on reload). */
@@ -195,7 +201,7 @@ export class MxResolver {
       const a = await this.#addresses(d);
       if (a.kind === 'none') return neg({ kind: 'no-hosts', reason: `no MX records and ${a.reason}` });
       if (a.kind === 'temp') return neg({ kind: 'temp-error', reason: a.reason });
-      return { answer: { kind: 'groups', groups: [[{ host: d, port: 25 }]] }, ttlMs: this.#clampTtl(a.ttlS) };
+      return { answer: { kind: 'groups', groups: [a.addresses.map((address) => ({ host: d, port: 25, address }))] }, ttlMs: this.#clampTtl(a.ttlS) };
     }
 
     // RFC 7505 §3: a null MX is a lone "." (node reports it as ""). A "." among real MX
@@ -216,6 +222,7 @@ export class MxResolver {
     const checked = await Promise.all(ranked.map(([host]) => this.#addresses(host)));
     const groups: HostPort[][] = [];
     const refused: string[] = [];
+    const temps: string[] = [];
     let ttlS: number | undefined;
     let partial = false;
     let lastPref: number | undefined;
@@ -225,14 +232,20 @@ export class MxResolver {
         refused.push(`${host}: ${a.reason}`);
         return;
       }
-      // A host whose address lookup failed transiently is kept: the connector resolves it
-      // again, and dropping it could make a healthy domain look undeliverable.
-      if (a.kind === 'temp') partial = true;
-      else if (a.ttlS !== undefined) ttlS = ttlS === undefined ? a.ttlS : Math.min(ttlS, a.ttlS);
+      // A host whose address lookup failed transiently is left out of this answer (only checked
+      // addresses are ever connected to), and the answer is re-checked soon; if no host is
+      // left, the whole lookup is transient, so a healthy domain never looks undeliverable.
+      if (a.kind === 'temp') {
+        partial = true;
+        temps.push(a.reason);
+        return;
+      }
+      if (a.ttlS !== undefined) ttlS = ttlS === undefined ? a.ttlS : Math.min(ttlS, a.ttlS);
       if (pref !== lastPref) groups.push([]);
-      groups[groups.length - 1]!.push({ host, port: 25 });
+      groups[groups.length - 1]!.push(...a.addresses.map((address) => ({ host, port: 25, address })));
       lastPref = pref;
     });
+    if (groups.length === 0 && temps.length > 0) return neg({ kind: 'temp-error', reason: temps.join('; ') });
     if (groups.length === 0) return neg({ kind: 'no-hosts', reason: refused.join('; ') });
     let ttlMs = this.#clampTtl(ttlS);
     // A partial answer is re-checked soon rather than trusted for a full TTL.
@@ -240,21 +253,16 @@ export class MxResolver {
     return { answer: { kind: 'groups', groups }, ttlMs };
   }
 
-  #usable(address: string): boolean {
-    const fam = isIP(address) === 6 ? 'ipv6' : 'ipv4';
-    if (NEVER.check(address, fam)) return false;
-    return this.#allowLoopback || !LOOPBACK.check(address, fam);
-  }
-
-  /** Whether `host` has a usable A or AAAA record, and the smallest TTL seen (seconds). */
+  /** The addresses of `host` that the policy lets us connect to, and the smallest TTL seen (seconds). */
   async #addresses(host: string): Promise<AddressResult> {
     if (isIP(host) !== 0) {
       // An MX naming an address is against RFC 5321 §5.1 but common; take it at its word.
-      return this.#usable(host) ? { kind: 'ok', ttlS: undefined } : { kind: 'none', reason: `unusable address ${host}` };
+      const v = this.#policy.check(host);
+      return v.ok ? { kind: 'ok', addresses: [host], ttlS: undefined } : { kind: 'none', reason: `unusable address ${v.reason}` };
     }
     const [v4, v6] = await Promise.allSettled([this.#withTimeout(this.#dns.resolve4(host, { ttl: true })), this.#withTimeout(this.#dns.resolve6(host, { ttl: true }))]);
     let ttlS: number | undefined;
-    let usable = 0;
+    const usable: string[] = [];
     const unusable: string[] = [];
     let temp: string | undefined;
     for (const [r, type] of [[v4, 'A'], [v6, 'AAAA']] as const) {
@@ -263,18 +271,19 @@ export class MxResolver {
         if (code !== NO_DATA && code !== NOT_FOUND) temp ??= `${type} lookup for ${host}: ${code}`;
         continue;
       }
-      for (const rec of r.value) {
-        if (!this.#usable(rec.address)) {
-          unusable.push(rec.address);
+      // Bounded: a hostile zone may answer with thousands of records.
+      for (const rec of r.value.slice(0, 64)) {
+        if (typeof rec?.address !== 'string' || !this.#policy.check(rec.address).ok) {
+          unusable.push(String(rec?.address));
           continue;
         }
-        usable++;
+        if (usable.length < this.#maxAddresses) usable.push(rec.address);
         if (Number.isFinite(rec.ttl)) ttlS = ttlS === undefined ? rec.ttl : Math.min(ttlS, rec.ttl);
       }
     }
-    if (usable > 0) return { kind: 'ok', ttlS };
+    if (usable.length > 0) return { kind: 'ok', addresses: usable, ttlS };
     if (temp !== undefined) return { kind: 'temp', reason: temp };
-    return { kind: 'none', reason: unusable.length > 0 ? `only unusable addresses (${unusable.join(', ')})` : `no A/AAAA records for ${host}` };
+    return { kind: 'none', reason: unusable.length > 0 ? `only unusable addresses (${unusable.slice(0, 8).join(', ')})` : `no A/AAAA records for ${host}` };
   }
 }
 
@@ -326,6 +335,11 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
     // RFC 5321 §5.1: an address literal is the host to connect to; no MX lookup.
     const hp = parseHostPort(d, 25);
     if ('error' in hp || isIP(hp.host) === 0 || hp.port !== 25 || !d.endsWith(']')) return bounce(550, '5.1.2', `Bad address literal ${d}`);
+    const v = ctx.mx.policy.check(hp.host);
+    if (!v.ok) {
+      const loop = v.cls === 'self' || v.cls === 'loopback';
+      return bounce(loop ? 554 : 550, loop ? '5.4.6' : '5.4.4', `Refusing to deliver to ${d}: ${v.reason}`);
+    }
     return { kind: 'smtp', key: siteKey('smtp', [hp], ctx.tlsPolicy), hosts: [hp], tlsPolicy: ctx.tlsPolicy };
   }
   const r = await ctx.mx.resolve(d);

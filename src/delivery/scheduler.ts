@@ -11,6 +11,7 @@
 import { hostname as osHostname } from 'node:os';
 import type { Queue, MessageRecord, Recipient, RecipientOutcome, ReplyRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
+import { countReceived } from '../protocol/hop-count.js';
 import type { Destination, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
 
@@ -52,6 +53,8 @@ export interface SchedulerOptions {
   /** Retry time for a recipient that has now failed `attempts` times. */
   retryAt: (attempts: number, now: number) => number;
   maxQueueLifetimeMs: number;
+  /** More Received: headers than this is a loop: bounced 5.4.6 instead of sent (default 50). */
+  maxHops?: number;
   /** Messages delivered at once, across all destinations. */
   maxConcurrency: number;
   leaseMs: number;
@@ -102,6 +105,7 @@ export class Scheduler {
   readonly #o: SchedulerOptions;
   readonly #owner: string;
   readonly #now: () => number;
+  readonly #maxHops: number;
   #running = false;
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
@@ -113,6 +117,7 @@ export class Scheduler {
     this.#o = options;
     this.#owner = options.owner ?? `${osHostname()}:${process.pid}:${Date.now().toString(36)}`;
     this.#now = options.now ?? Date.now;
+    this.#maxHops = options.maxHops ?? 50;
   }
 
   // [dashboard] Pool counts per destination key; {} when the transport does not expose them.
@@ -254,8 +259,11 @@ export class Scheduler {
         await new Promise((r) => setTimeout(r, Math.min(wait, 1000)));
       }
     }
-    this.counters.attempts++;
     const body = await getBody();
+    if (countReceived(body, this.#maxHops) > this.#maxHops) {
+      return all(false, false, { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
+    }
+    this.counters.attempts++;
     const t0 = performance.now();
     const results = await transport.deliver(dest, { message: m, recipients, body });
     this.#recordDestination(dest.key, (performance.now() - t0) / 1000, results);

@@ -53,6 +53,8 @@ export interface SmtpConnectionOptions {
   tlsPolicy: TlsPolicy;
   /** Destination key, recorded in every ReplyRecord. */
   destination: string;
+  /** The checked address to connect to (MX hosts); `host` is then only a name for logs and TLS. */
+  address?: string;
   /** SNI and the name verified when tlsPolicy is 'required' (default: host). */
   servername?: string;
   /**
@@ -150,7 +152,7 @@ export class SmtpConnection {
     };
     let sock: Socket;
     try {
-      sock = await connectSocket(opts.host, opts.port, t.connectMs);
+      sock = await connectSocket(opts.address ?? opts.host, opts.port, t.connectMs);
     } catch (err) {
       return fail('CONNECT', `${opts.host}:${opts.port}: ${(err as Error).message}`);
     }

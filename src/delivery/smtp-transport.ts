@@ -77,6 +77,7 @@ export class SmtpTransport implements Transport {
         SmtpConnection.open({
           host: h.host,
           port: h.port,
+          ...(h.address !== undefined ? { address: h.address } : {}),
           protocol: dest.kind,
           heloName: o.heloName,
           tlsPolicy: dest.tlsPolicy,

@@ -5,6 +5,7 @@
 import { R, reply, type Reply } from '../protocol/reply.js';
 import type { EnvelopeInput } from '../queue/store.js';
 import { receivedHeader } from './received.js';
+import { countReceived } from '../protocol/hop-count.js';
 import type { Session } from './session.js';
 
 export interface BodySource {
@@ -44,8 +45,10 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   let body: Buffer;
   let quarantine = false;
   let pendingFilter: Promise<Reply | null> | null = null;
+  const maxHops = ctx.config.maxHops;
   if (ctx.filters === null) {
     body = source.takeBody(received);
+    if (countReceived(body, maxHops) > maxHops) return tooManyHops(s, maxHops);
   } else {
     if (ctx.filters.needsDrain) {
       source.takeBody();
@@ -55,6 +58,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     // In-line filtering: the 250 waits for the verdict (the body travels to a worker and back).
     body = Buffer.alloc(0);
     const raw = source.takeBody();
+    if (countReceived(raw, maxHops - 1) > maxHops - 1) return tooManyHops(s, maxHops); // ours makes one more
     const envelope = {
       sender: tx.sender,
       recipients: tx.recipients.map((r) => r.address),
@@ -114,4 +118,11 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   };
   if (pendingFilter === null) return store();
   return pendingFilter.then((refusal) => refusal ?? store());
+}
+
+/** RFC 5321 §6.3: a looping message is refused, not accepted and bounced (the loop would repeat). */
+function tooManyHops(s: Session, maxHops: number): Reply {
+  s.ctx.counters.messagesRejected++;
+  s.log.warn({ maxHops }, 'mail loop: too many Received headers, 554');
+  return reply(554, '5.4.6', `Too many hops (more than ${maxHops} Received headers): mail loop`);
 }

@@ -88,7 +88,7 @@ test('a "." among real MX records is skipped, not treated as null MX', async () 
   assert.deepEqual(hosts(await new MxResolver(dns).resolve('mixed.test')), ['mx.mixed.test:25']);
 });
 
-test('MX hosts without a usable address are refused; a host whose lookup failed transiently is kept', async () => {
+test('MX hosts without a usable address are refused; a host whose lookup failed transiently is left out, never dialled unchecked', async () => {
   const dns = fakeDns({
     mx: {
       'ex.test': [
@@ -104,11 +104,15 @@ test('MX hosts without a usable address are refused; a host whose lookup failed 
     aaaa: { 'loop.ex.test': A('::1'), 'flaky.ex.test': 'ETIMEOUT' },
   });
   const mx = new MxResolver(dns);
-  assert.deepEqual(hosts(await mx.resolve('ex.test')), ['flaky.ex.test:25', 'good.ex.test:25']);
+  assert.deepEqual(hosts(await mx.resolve('ex.test')), ['good.ex.test:25']);
+  const onlyFlaky = new MxResolver(fakeDns({ mx: { 'f.test': [{ exchange: 'flaky.ex.test', priority: 10 }] }, a: { 'flaky.ex.test': 'ESERVFAIL' } }));
+  assert.equal((await onlyFlaky.resolve('f.test')).kind, 'temp-error', 'a domain whose only MX cannot be checked now is deferred, not bounced');
   const bad = await mx.resolve('bad.test');
   assert.deepEqual(bad, { kind: 'no-hosts', reason: 'loop.ex.test: only unusable addresses (127.0.0.1, ::1); gone.ex.test: no A/AAAA records for gone.ex.test' });
   // Loopback is allowed when asked for (tests, a lab); 0.0.0.0 never is.
-  assert.deepEqual(hosts(await new MxResolver(dns, { allowLoopback: true }).resolve('bad.test')), ['loop.ex.test:25']);
+  const loop = await new MxResolver(dns, { allowLoopback: true }).resolve('bad.test');
+  assert.deepEqual(hosts(loop), ['loop.ex.test:25', 'loop.ex.test:25'], 'one entry per checked address');
+  assert.deepEqual(loop.kind === 'hosts' && loop.hosts.map((h) => h.address).sort(), ['127.0.0.1', '::1']);
 });
 
 test('positive answers live for the smallest address TTL (bounded); negative ones briefly', async () => {
