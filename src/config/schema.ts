@@ -85,6 +85,8 @@ export interface Config {
   dkimKeys: string;
   eventsUrl: string;
   httpRate: string;
+  /** Host names accepted in the HTTP Host header besides IP literals and localhost (lower case). */
+  httpAllowedHosts: string[];
 }
 
 const MiB = 1024 * 1024;
@@ -148,4 +150,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'string' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'string' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
+  { key: 'httpAllowedHosts', env: 'POSTERN_HTTP_ALLOWED_HOSTS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated host names the HTTP API answers to in the Host header, besides IP addresses and localhost (any port). Checked always without POSTERN_API_TOKEN, and with a token once set; other names get 403 (DNS rebinding).' },
 ];

@@ -1,5 +1,5 @@
-// The HTTP API listener (node:http): token check, routing, JSON errors, request metrics, and
-// its refusal to serve without a token on anything but loopback. Endpoints live one per file
+// The HTTP API listener (node:http): browser checks (request-guard.ts), token check, routing,
+// JSON errors, request metrics, and its refusal to serve without a token on anything but loopback. Endpoints live one per file
 // in routes/; this file only wires them. Bearer auth per RFC 6750 §2.1.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -11,6 +11,7 @@ import { bearerMatches, isLoopbackHost } from './auth.js';
 import { parseRate, ThrottleMap } from '../delivery/throttle.js';
 import { ConfigError } from '../config/load.js';
 import { readBody } from './body.js';
+import { RequestGuard } from './request-guard.js';
 import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
 import { healthV1, readyV1 } from './routes/health-v1.js';
@@ -88,9 +89,11 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   }
   const api: Api = { deps, stats, loopDelay, rateLimit };
   const router = buildRouter();
+  // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
+  const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });
 
   const server = createServer((req, res) => {
-    handle(api, router, req, res).catch((err: unknown) => {
+    handle(api, router, guard, req, res).catch((err: unknown) => {
       // send() itself failed: nothing more can be told to this client.
       log.error({ err }, 'http: response failed');
       res.destroy();
@@ -131,14 +134,17 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   };
 }
 
-async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(api: Api, router: Router<Api>, guard: RequestGuard, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { config, log } = api.deps;
   const method = req.method ?? 'GET';
   let route = 'unmatched';
   let result: HttpResult;
   try {
     const target = req.url ?? '/';
-    if (!target.startsWith('/')) {
+    const refused = guard.check(req);
+    if (refused !== null) {
+      result = refused;
+    } else if (!target.startsWith('/')) {
       result = fail('PST_HTTP_BAD_REQUEST', 'the request target must be a path');
     } else {
       // Prefixing (not `new URL(target, base)`) keeps '//x' a path instead of a host.
