@@ -58,7 +58,15 @@ async function cmdConfig(args: string[]): Promise<void> {
   const config = loadConfig();
   const rows = describeConfig(config);
   if (args.includes('--json')) {
-    console.log(JSON.stringify({ ...config, apiToken: config.apiToken ? '(set)' : '' }, null, 2));
+    // As describeConfig: secrets shown as set or not, credentials in URLs masked.
+    const { redactUrls } = await import('./lib/redact-url.js');
+    const shown: Record<string, unknown> = { ...config };
+    for (const s of SETTINGS) {
+      const v = config[s.key];
+      if (/TOKEN|PASSWORD|SECRET/.test(s.env)) shown[s.key] = v ? '(set)' : '';
+      else if (typeof v === 'string') shown[s.key] = redactUrls(v);
+    }
+    console.log(JSON.stringify(shown, null, 2));
   } else if (args.includes('--markdown')) {
     console.log('| Variable | Default | Description |\n| --- | --- | --- |');
     for (const s of SETTINGS) console.log(`| \`${s.env}\` | ${s.env === 'POSTERN_HOSTNAME' ? '*OS hostname*' : s.default === '' ? '*(unset)*' : `\`${s.default}\``} | ${s.doc.replace(/\|/g, '\\|')} |`);

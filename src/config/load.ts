@@ -4,6 +4,7 @@
 import { isIP } from 'node:net';
 import { PosternError } from '../errors.js';
 import { SETTINGS, type Config, type Setting, type SettingType } from './schema.js';
+import { redactUrls } from '../lib/redact-url.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -128,6 +129,7 @@ export function describeConfig(config: Readonly<Config>): Array<{ env: string; v
     const v = config[s.key];
     // Secrets are shown as set or not, never printed.
     if (/TOKEN|PASSWORD|SECRET/.test(s.env)) return { env: s.env, value: v ? '(set)' : '', doc: s.doc, setting: s };
-    return { env: s.env, value: Array.isArray(v) ? v.join(',') : v === null ? '' : String(v), doc: s.doc, setting: s };
+    // Credentials in URLs (webhook routes, POSTERN_EVENTS_URL) are masked the same way.
+    return { env: s.env, value: Array.isArray(v) ? v.join(',') : v === null ? '' : typeof v === 'string' ? redactUrls(v) : String(v), doc: s.doc, setting: s };
   });
 }

@@ -21,6 +21,7 @@ import { enqueueDsn } from './dsn.js';
 import { Scheduler, type BounceSink, type DestinationGate, type RouteResult } from './scheduler.js';
 import type { HostPort } from './types.js';
 import type { MailEvent } from '../queue/events.js';
+import { redactUrls } from '../lib/redact-url.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -43,7 +44,7 @@ function parseDeliveryConfig(c: Readonly<Config>): Parsed {
   let routes = EMPTY_ROUTES;
   if (c.routes.trim() !== '') {
     const r = parseRoutes(c.routes);
-    if ('error' in r) bad('POSTERN_ROUTES', c.routes, r.error);
+    if ('error' in r) bad('POSTERN_ROUTES', redactUrls(c.routes), redactUrls(r.error));
     else routes = r;
   }
   let smarthost: readonly HostPort[] | null = null;
