@@ -87,6 +87,7 @@ export interface Config {
   httpRate: string;
   /** Host names accepted in the HTTP Host header besides IP literals and localhost (lower case). */
   httpAllowedHosts: string[];
+  metricsAuth: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -133,7 +134,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
   { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
-  { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics; unset = loopback only.' },
+  { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics (and /metrics too with POSTERN_METRICS_AUTH); unset = loopback only.' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
   { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
   { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'string' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
@@ -151,4 +152,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'string' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'httpAllowedHosts', env: 'POSTERN_HTTP_ALLOWED_HOSTS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated host names the HTTP API answers to in the Host header, besides IP addresses and localhost (any port). Checked always without POSTERN_API_TOKEN, and with a token once set; other names get 403 (DNS rebinding).' },
+  { key: 'metricsAuth', env: 'POSTERN_METRICS_AUTH', type: { kind: 'bool' }, default: 'false', doc: 'Require the POSTERN_API_TOKEN bearer token on /metrics too (by default it is open to scrapers without one). No effect without a token.' },
 ];

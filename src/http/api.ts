@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';
 import type { SmtpCounters } from '../smtp/context.js';
+import type { CachedCounts } from './cached-counts.js';
 
 /** Sampling interval of the event-loop delay histogram. */
 export const LOOP_DELAY_RESOLUTION_MS = 10;
@@ -51,4 +52,6 @@ export interface Api {
   readonly loopDelay: IntervalHistogram;
   /** Per-client-address limiter (POSTERN_HTTP_RATE); null = unlimited. */
   readonly rateLimit: ThrottleMap | null;
+  /** Queue counts for /metrics and /v1/stats, recounted at most once a second. */
+  readonly counts: CachedCounts;
 }

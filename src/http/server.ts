@@ -12,6 +12,7 @@ import { parseRate, ThrottleMap } from '../delivery/throttle.js';
 import { ConfigError } from '../config/load.js';
 import { readBody } from './body.js';
 import { RequestGuard } from './request-guard.js';
+import { CachedCounts } from './cached-counts.js';
 import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
 import { healthV1, readyV1 } from './routes/health-v1.js';
@@ -87,7 +88,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
-  const api: Api = { deps, stats, loopDelay, rateLimit };
+  const api: Api = { deps, stats, loopDelay, rateLimit, counts: new CachedCounts(() => deps.queue.counts()) };
   const router = buildRouter();
   // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
   const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });
@@ -159,8 +160,9 @@ async function handle(api: Api, router: Router<Api>, guard: RequestGuard, req: I
         result = fail('PST_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed on ${m.path}; use ${m.allow.join(', ')}`, { allow: m.allow.join(', ') });
       } else {
         route = m.route.path;
-        const wait = m.route.auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
-        if (m.route.auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
+        const auth = m.route.auth || (config.metricsAuth && m.route.path === '/metrics');
+        const wait = auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
+        if (auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
           result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
         } else if (wait > 0) {
           result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${config.httpRate}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });

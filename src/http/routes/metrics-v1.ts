@@ -1,5 +1,6 @@
 // GET /metrics: Prometheus text exposition 0.0.4 of the SMTP, HTTP, queue, delivery and
-// process counters. No token (scrapers rarely carry one; bind the API to a private address).
+// process counters. No token unless POSTERN_METRICS_AUTH (server.ts checks it); queue counts
+// come from the once-a-second cache (cached-counts.ts): a flood of scrapes costs one count a second.
 // Every family is always present, with zeros when a part is off, so dashboards never gap.
 import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
 import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
@@ -45,7 +46,7 @@ export function renderMetrics(api: Api): string {
 
   let counts: ReturnType<typeof q.counts> | null = null;
   try {
-    counts = q.counts();
+    counts = api.counts.get();
   } catch {
     counts = null; // queue closing: report zeros rather than fail the scrape
   }
