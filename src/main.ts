@@ -20,7 +20,8 @@ import { FilterPool } from './filter/pool.js';
 import { SpamModel } from './filter/spam/model.js';
 import { startHttpServer, type HttpServerHandle } from './http/server.js';
 import { EventSender } from './events/sender.js';
-import type { MailEvent } from './queue/events.js';
+import { EventRecorder } from './events/event-recorder.js';
+import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
@@ -105,7 +106,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     draining: false,
   };
   let events: EventSender | null = null;
-  let emit: ((e: MailEvent) => void) | undefined;
+  let recorder: EventRecorder | null = null;
+  let emit: ((e: MailEvent, origin?: EventOrigin) => void) | undefined;
   if (config.eventsUrl !== '') {
     let ok = false;
     try {
@@ -117,12 +119,24 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       await queue.close();
       throw new ConfigError([`POSTERN_EVENTS_URL=${JSON.stringify(config.eventsUrl)} is invalid: expected an http:// or https:// URL`]);
     }
-    const sender = new EventSender(queue.events, { url: config.eventsUrl, log: log.child({ mod: 'events' }) });
+    const elog = log.child({ mod: 'events' });
+    let sender: EventSender;
+    try {
+      sender = new EventSender(queue.events, { url: config.eventsUrl, log: elog, ...(config.eventsToken !== '' ? { token: config.eventsToken } : {}) });
+    } catch (err) {
+      await queue.close();
+      throw err;
+    }
     events = sender;
-    emit = (e) => {
-      queue.events.append(e);
-      sender.nudge();
-    };
+    const r = new EventRecorder(queue.events, {
+      maxEvents: config.eventsMax,
+      maxAgeMs: config.eventsMaxAgeMs,
+      rejectedIntervalMs: config.eventsRejectedIntervalMs,
+      onAppend: () => sender.nudge(),
+      onError: (err) => elog.warn({ err }, 'event log write failed'),
+    });
+    recorder = r;
+    emit = (e, origin) => r.record(e, origin);
     ctx.onEvent = emit;
   }
   let delivery: Scheduler | null = null;
@@ -154,6 +168,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
         pools: () => delivery?.poolCounts() ?? null, // [dashboard]
+        events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),
         ready: () => !ctx.draining,
       });
     }
@@ -165,6 +180,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     throw err;
   }
   await delivery?.start();
+  recorder?.start();
   events?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
@@ -189,6 +205,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await Promise.all([http?.close(), smtp.close()]);
         await delivery?.stop();
         await filters?.close();
+        await recorder?.close(); // its last summaries, before the sender's last batch
         await events?.close();
         const last = stats();
         await queue.close();

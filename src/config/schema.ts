@@ -88,6 +88,10 @@ export interface Config {
   /** Host names accepted in the HTTP Host header besides IP literals and localhost (lower case). */
   httpAllowedHosts: string[];
   metricsAuth: boolean;
+  eventsMax: number;
+  eventsMaxAgeMs: number;
+  eventsRejectedIntervalMs: number;
+  eventsToken: string;
 }
 
 const MiB = 1024 * 1024;
@@ -153,4 +157,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'httpAllowedHosts', env: 'POSTERN_HTTP_ALLOWED_HOSTS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated host names the HTTP API answers to in the Host header, besides IP addresses and localhost (any port). Checked always without POSTERN_API_TOKEN, and with a token once set; other names get 403 (DNS rebinding).' },
   { key: 'metricsAuth', env: 'POSTERN_METRICS_AUTH', type: { kind: 'bool' }, default: 'false', doc: 'Require the POSTERN_API_TOKEN bearer token on /metrics too (by default it is open to scrapers without one). No effect without a token.' },
+  { key: 'eventsMax', env: 'POSTERN_EVENTS_MAX', type: { kind: 'int', min: 100, max: 100000000 }, default: '100000', doc: 'Most events kept for the event webhook while it is down or slow; past it the oldest are dropped (postern_events_dropped_total).' },
+  { key: 'eventsMaxAgeMs', env: 'POSTERN_EVENTS_MAX_AGE', type: { kind: 'duration', min: 60000, max: 31536000000 }, default: '7d', doc: 'Events older than this are dropped unsent (postern_events_dropped_total).' },
+  { key: 'eventsRejectedIntervalMs', env: 'POSTERN_EVENTS_REJECTED_INTERVAL', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '60s', doc: 'Rejections caused by untrusted, unauthenticated SMTP clients become one `rejected` event per client address per interval, with `count` and `since`.' },
+  { key: 'eventsToken', env: 'POSTERN_EVENTS_TOKEN', type: { kind: 'string' }, default: '', doc: 'Sent to POSTERN_EVENTS_URL as `Authorization: Bearer`. Credentials in the URL (user:password@) are sent as Basic auth instead; setting both is an error.' },
 ];

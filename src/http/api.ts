@@ -32,6 +32,8 @@ export interface HttpDeps {
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
   /** Event webhooks: a 'received' event per injected message. */
   onEvent?: (e: MailEvent) => void;
+  /** Event webhook counters (POSTERN_EVENTS_URL), or null when it is off. */
+  events?: () => { pending: number; dropped: number; sent: number; failures: number; aggregated: number } | null;
   /** Readiness: queue open, listeners up, not draining. */
   ready: () => boolean;
 }

@@ -86,6 +86,12 @@ export function renderMetrics(api: Api): string {
   const fb = api.deps.filterBatches?.() ?? null;
   p.one('postern_filter_batches_total', 'counter', 'Tasks sent to the filter workers (each carries one or more messages).', fb?.batches ?? 0);
   p.one('postern_filter_batched_messages_total', 'counter', 'Messages sent to the filter workers (divided by postern_filter_batches_total: the mean batch).', fb?.messages ?? 0);
+  const ev = api.deps.events?.() ?? null;
+  p.one('postern_events_pending', 'gauge', 'Events in the durable log waiting for the event webhook (POSTERN_EVENTS_URL).', ev?.pending ?? 0);
+  p.one('postern_events_sent_total', 'counter', 'Events the event webhook acknowledged.', ev?.sent ?? 0);
+  p.one('postern_events_post_failures_total', 'counter', 'Event batches the event webhook failed or refused (kept and retried).', ev?.failures ?? 0);
+  p.one('postern_events_dropped_total', 'counter', 'Events dropped unsent past POSTERN_EVENTS_MAX or POSTERN_EVENTS_MAX_AGE.', ev?.dropped ?? 0);
+  p.one('postern_events_rejections_aggregated_total', 'counter', 'Rejections of untrusted clients folded into per-client summary events.', ev?.aggregated ?? 0);
   let mapBytes = 0;
   try {
     mapBytes = statSync(join(api.deps.config.dataDir, 'data.mdb')).size;
