@@ -16,7 +16,8 @@ import { createDelivery, type DeliveryOptions } from './delivery/engine.js';
 import { FilterPool } from './filter/pool.js';
 import { startHttpServer, type HttpServerHandle } from './http/server.js';
 import { EventSender } from './events/sender.js';
-import type { MailEvent } from './queue/events.js';
+import { EventRecorder } from './events/event-recorder.js';
+import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
 export interface PosternNode {
@@ -67,14 +68,21 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     draining: false,
   };
   let events: EventSender | null = null;
-  let emit: ((e: MailEvent) => void) | undefined;
+  let recorder: EventRecorder | null = null;
+  let emit: ((e: MailEvent, origin?: EventOrigin) => void) | undefined;
   if (config.eventsUrl !== '') {
-    const sender = new EventSender(queue.events, { url: config.eventsUrl, log: log.child({ mod: 'events' }) });
+    const elog = log.child({ mod: 'events' });
+    const sender = new EventSender(queue.events, { url: config.eventsUrl, log: elog, ...(config.eventsToken !== '' ? { token: config.eventsToken } : {}) });
     events = sender;
-    emit = (e) => {
-      queue.events.append(e);
-      sender.nudge();
-    };
+    const r = new EventRecorder(queue.events, {
+      maxEvents: config.eventsMax,
+      maxAgeMs: config.eventsMaxAgeMs,
+      rejectedIntervalMs: config.eventsRejectedIntervalMs,
+      onAppend: () => sender.nudge(),
+      onError: (err) => elog.warn({ err }, 'event log write failed'),
+    });
+    recorder = r;
+    emit = (e, origin) => r.record(e, origin);
     ctx.onEvent = emit;
   }
   let delivery: Scheduler | null = null;
@@ -108,6 +116,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
         pools: () => delivery?.poolCounts() ?? null, // [dashboard]
+        events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),
         ready: () => !ctx.draining,
       });
     }
@@ -119,6 +128,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     throw err;
   }
   await delivery?.start();
+  recorder?.start();
   events?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
@@ -143,6 +153,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await Promise.all([http?.close(), smtp.close()]);
         await delivery?.stop();
         await filters?.close();
+        await recorder?.close(); // its last summaries, before the sender's last batch
         await events?.close();
         const last = stats();
         await queue.close();

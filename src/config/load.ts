@@ -10,7 +10,7 @@ import { parseRate, formatRate } from '../lib/rate.js';
 import { isDomainName } from '../lib/domain-name.js';
 import { isLoopbackHost } from '../lib/networks.js';
 import { isParseError } from '../lib/parse-error.js';
-import { redactUrl } from '../lib/redact-url.js';
+import { redactUrl, redactUrls } from '../lib/redact-url.js';
 import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
 import { parseDkimKeys, type DkimKeySpec } from './dkim-keys.js';
 import { SETTINGS, type Config, type Setting, type SettingType } from './schema.js';
@@ -153,7 +153,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     const raw = (given ?? s.default).trim();
     const r = parseValue(raw, s.type);
     if (r.ok) out[s.key] = r.value;
-    else problems.push(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.allowed}`);
+    // Masked: a bad webhook route or events URL must not print its password on stderr.
+    else problems.push(redactUrls(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.allowed}`));
   }
   for (const name of Object.keys(env)) {
     if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config\`)`);
@@ -164,6 +165,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     if (c.smtpsPort !== null && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
     if (c.smtpsPort !== null && c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
     if (c.dmarcEnforce && !c.authResults) problems.push('POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true');
+    if (c.eventsUrl !== '' && c.eventsToken !== '') {
+      const u = new URL(c.eventsUrl);
+      if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);
+    }
     if (c.httpPort !== null && c.apiToken === '' && !isLoopbackHost(c.httpHost)) {
       problems.push(`POSTERN_HTTP_HOST=${c.httpHost} without POSTERN_API_TOKEN: the HTTP API serves a non-loopback address only with a token (set one, or bind 127.0.0.1 or ::1)`);
     }
@@ -189,7 +194,8 @@ export function formatValue(value: unknown, type: SettingType): string {
     case 'url':
       return redactUrl(value as string);
     default:
-      return Array.isArray(value) ? value.join(',') : String(value);
+      // Any other text may still hold a URL with credentials.
+      return Array.isArray(value) ? value.join(',') : typeof value === 'string' ? redactUrls(value) : String(value);
   }
 }
 

@@ -111,6 +111,13 @@ export interface Config {
   httpRate: number | null;
   deliveryAllowPrivate: boolean;
   maxHops: number;
+  /** Host names accepted in the HTTP Host header besides IP literals and localhost (lower case). */
+  httpAllowedHosts: string[];
+  metricsAuth: boolean;
+  eventsMax: number;
+  eventsMaxAgeMs: number;
+  eventsRejectedIntervalMs: number;
+  eventsToken: string;
 }
 
 const MiB = 1024 * 1024;
@@ -157,7 +164,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
   { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
-  { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics; unset = loopback only.' },
+  { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics (and /metrics too with POSTERN_METRICS_AUTH); unset = loopback only.' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
   { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), shownDefault: '*cores - 1*', doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
   { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'list' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
@@ -176,4 +183,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'deliveryAllowPrivate', env: 'POSTERN_DELIVERY_ALLOW_PRIVATE', type: { kind: 'bool' }, default: 'false', doc: 'Let MX hosts and address literals resolve to private addresses (RFC 1918, CGNAT, IPv6 ULA): an internal mail network. Loopback, link-local, the node itself, multicast and reserved space stay refused; routes reach any address.' },
   { key: 'maxHops', env: 'POSTERN_MAX_HOPS', type: { kind: 'int', min: 1, max: 1000 }, default: '50', doc: 'A message with more Received: headers than this is a mail loop: refused at the end of DATA with 554 5.4.6, bounced with 5.4.6 at delivery (as Postfix hopcount_limit).' },
+  { key: 'httpAllowedHosts', env: 'POSTERN_HTTP_ALLOWED_HOSTS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated host names the HTTP API answers to in the Host header, besides IP addresses and localhost (any port). Checked always without POSTERN_API_TOKEN, and with a token once set; other names get 403 (DNS rebinding).' },
+  { key: 'metricsAuth', env: 'POSTERN_METRICS_AUTH', type: { kind: 'bool' }, default: 'false', doc: 'Require the POSTERN_API_TOKEN bearer token on /metrics too (by default it is open to scrapers without one). No effect without a token.' },
+  { key: 'eventsMax', env: 'POSTERN_EVENTS_MAX', type: { kind: 'int', min: 100, max: 100000000 }, default: '100000', doc: 'Most events kept for the event webhook while it is down or slow; past it the oldest are dropped (postern_events_dropped_total).' },
+  { key: 'eventsMaxAgeMs', env: 'POSTERN_EVENTS_MAX_AGE', type: { kind: 'duration', min: 60000, max: 31536000000 }, default: '7d', doc: 'Events older than this are dropped unsent (postern_events_dropped_total).' },
+  { key: 'eventsRejectedIntervalMs', env: 'POSTERN_EVENTS_REJECTED_INTERVAL', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '60s', doc: 'Rejections caused by untrusted, unauthenticated SMTP clients become one `rejected` event per client address per interval, with `count` and `since`.' },
+  { key: 'eventsToken', env: 'POSTERN_EVENTS_TOKEN', type: { kind: 'string' }, default: '', doc: 'Sent to POSTERN_EVENTS_URL as `Authorization: Bearer`. Credentials in the URL (user:password@) are sent as Basic auth instead; setting both is an error.' },
 ];

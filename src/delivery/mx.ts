@@ -12,6 +12,7 @@ import { matchRoute, formatHostPort, parseHostPort, type RouteTable } from '../c
 import { normalizeDomain } from '../lib/domain-name.js';
 import { replyRecord, type Destination, type HostPort, type TlsPolicy } from './types.js';
 import type { ReplyRecord } from '../queue/store.js';
+import { redactUrl } from '../lib/redact-url.js';
 
 /** The part of node:dns/promises' `Resolver` used here; tests pass a fake. */
 export interface DnsResolver {
@@ -324,7 +325,8 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
       case 'maildir':
         return { kind: 'maildir', key: `maildir:${t.root}`, root: t.root };
       case 'webhook':
-        return { kind: 'webhook', key: `webhook:${t.url}`, url: t.url };
+        // The key names the destination in metrics, /v1/stats, logs and replies: no credentials.
+        return { kind: 'webhook', key: `webhook:${redactUrl(t.url)}`, url: t.url };
     }
   }
   if (ctx.smarthost && ctx.smarthost.length > 0) {

@@ -1,8 +1,11 @@
 // Event webhooks: POSTs batches of queued events ({"events":[…]}, JSON) to POSTERN_EVENTS_URL
 // with undici, removing them from the durable log only after a 2xx. A slow or dead receiver
 // only makes the log grow: appends never wait for it, so delivery is never slowed, and
-// failed batches are retried with backoff (1 s doubling to 5 min).
+// failed batches are retried with backoff (1 s doubling to 5 min). It authenticates with
+// POSTERN_EVENTS_TOKEN (Bearer, RFC 6750) or with the URL's user:password (Basic, RFC 7617).
 import { Pool } from 'undici';
+import { ConfigError } from '../config/load.js';
+import { redactUrl } from '../lib/redact-url.js';
 import type { EventLog, MailEvent } from '../queue/events.js';
 import type { Logger } from '../log/logger.js';
 
@@ -16,15 +19,28 @@ export interface EventSenderOptions {
   token?: string;
 }
 
+/** A %-escape that does not decode is taken as written. */
+function decode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 export class EventSender {
   readonly #events: EventLog;
   readonly #o: Required<Omit<EventSenderOptions, 'token'>> & { token?: string };
   readonly #pool: Pool;
   readonly #path: string;
+  /** The Authorization header value, or null. */
+  readonly #authorization: string | null;
   #timer: NodeJS.Timeout | null = null;
   #running = false;
   #busy: Promise<void> | null = null;
   #backoffMs = 0;
+  /** Nudged while a flush was running. */
+  #again = false;
   sent = 0;
   failures = 0;
 
@@ -33,6 +49,13 @@ export class EventSender {
     this.#o = { batchSize: 100, lingerMs: 1000, timeoutMs: 10_000, ...o };
     const u = new URL(o.url);
     this.#path = u.pathname + u.search;
+    const userinfo = u.username !== '' || u.password !== '';
+    if (userinfo && o.token) {
+      throw new ConfigError([`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(o.url))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`]);
+    }
+    if (o.token) this.#authorization = `Bearer ${o.token}`;
+    else if (userinfo) this.#authorization = `Basic ${Buffer.from(`${decode(u.username)}:${decode(u.password)}`, 'utf8').toString('base64')}`;
+    else this.#authorization = null;
     this.#pool = new Pool(u.origin, { connections: 2, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
   }
 
@@ -41,9 +64,14 @@ export class EventSender {
     this.#schedule(0);
   }
 
-  /** An event was appended: send soon (batched by lingerMs) unless backing off. */
+  /**
+   * An event was appended: send soon (batched by lingerMs) unless backing off. One that comes
+   * while a batch is being posted is remembered, or it would wait for the next event.
+   */
   nudge(): void {
-    if (this.#running && this.#timer === null && this.#busy === null && this.#backoffMs === 0) this.#schedule(this.#o.lingerMs);
+    if (!this.#running || this.#timer !== null || this.#backoffMs !== 0) return;
+    if (this.#busy !== null) this.#again = true;
+    else this.#schedule(this.#o.lingerMs);
   }
 
   #schedule(ms: number): void {
@@ -51,12 +79,18 @@ export class EventSender {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.#busy = this.#flush().finally(() => (this.#busy = null));
+      this.#again = false;
+      this.#busy = this.#flush().finally(() => {
+        this.#busy = null;
+        if (this.#again) this.nudge();
+      });
     }, ms);
     this.#timer.unref();
   }
 
   async #flush(): Promise<void> {
+    // Events appended just before are in LMDB's open write batch: peek sees them once it commits.
+    await this.#events.committed();
     for (;;) {
       if (!this.#running) return;
       const batch = this.#events.peek(this.#o.batchSize);
@@ -79,7 +113,7 @@ export class EventSender {
   async #post(events: MailEvent[]): Promise<boolean> {
     try {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
-      if (this.#o.token) headers.authorization = `Bearer ${this.#o.token}`;
+      if (this.#authorization !== null) headers.authorization = this.#authorization;
       const r = await this.#pool.request({ method: 'POST', path: this.#path, headers, body: JSON.stringify({ events }) });
       await r.body.dump();
       return r.statusCode >= 200 && r.statusCode < 300;

@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';
 import type { SmtpCounters } from '../smtp/context.js';
+import type { CachedCounts } from './cached-counts.js';
 
 /** Sampling interval of the event-loop delay histogram. */
 export const LOOP_DELAY_RESOLUTION_MS = 10;
@@ -31,6 +32,8 @@ export interface HttpDeps {
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
   /** Event webhooks: a 'received' event per injected message. */
   onEvent?: (e: MailEvent) => void;
+  /** Event webhook counters (POSTERN_EVENTS_URL), or null when it is off. */
+  events?: () => { pending: number; dropped: number; sent: number; failures: number; aggregated: number } | null;
   /** Readiness: queue open, listeners up, not draining. */
   ready: () => boolean;
 }
@@ -51,4 +54,6 @@ export interface Api {
   readonly loopDelay: IntervalHistogram;
   /** Per-client-address limiter (POSTERN_HTTP_RATE); null = unlimited. */
   readonly rateLimit: ThrottleMap | null;
+  /** Queue counts for /metrics and /v1/stats, recounted at most once a second. */
+  readonly counts: CachedCounts;
 }

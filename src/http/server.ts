@@ -1,6 +1,6 @@
-// The HTTP API listener (node:http): token check, routing, JSON errors and request metrics.
-// Endpoints live one per file in routes/; this file only wires them. Bearer auth per RFC 6750
-// §2.1; a token-less API binds only loopback.
+// The HTTP API listener (node:http): browser checks (request-guard.ts), token check, routing,
+// JSON errors and request metrics. Endpoints live one per file in routes/; this file only wires
+// them. Bearer auth per RFC 6750 §2.1; a token-less API binds only loopback.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
@@ -11,6 +11,8 @@ import { bearerMatches, isLoopbackHost } from './auth.js';
 import { ThrottleMap } from '../delivery/throttle.js';
 import { formatRate } from '../lib/rate.js';
 import { readBody } from './body.js';
+import { RequestGuard } from './request-guard.js';
+import { CachedCounts } from './cached-counts.js';
 import { fail, type HttpResult } from './respond.js';
 import { Router, type RouteContext } from './router.js';
 import { healthV1, readyV1 } from './routes/health-v1.js';
@@ -87,11 +89,13 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
-  const api: Api = { deps, stats, loopDelay, rateLimit };
+  const api: Api = { deps, stats, loopDelay, rateLimit, counts: new CachedCounts(() => deps.queue.counts()) };
   const router = buildRouter();
+  // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
+  const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });
 
   const server = createServer((req, res) => {
-    handle(api, router, req, res).catch((err: unknown) => {
+    handle(api, router, guard, req, res).catch((err: unknown) => {
       // send() itself failed: nothing more can be told to this client.
       log.error({ err }, 'http: response failed');
       res.destroy();
@@ -132,14 +136,17 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
   };
 }
 
-async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function handle(api: Api, router: Router<Api>, guard: RequestGuard, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const { config, log } = api.deps;
   const method = req.method ?? 'GET';
   let route = 'unmatched';
   let result: HttpResult;
   try {
     const target = req.url ?? '/';
-    if (!target.startsWith('/')) {
+    const refused = guard.check(req);
+    if (refused !== null) {
+      result = refused;
+    } else if (!target.startsWith('/')) {
       result = fail('PST_HTTP_BAD_REQUEST', 'the request target must be a path');
     } else {
       // Prefixing (not `new URL(target, base)`) keeps '//x' a path instead of a host.
@@ -154,8 +161,9 @@ async function handle(api: Api, router: Router<Api>, req: IncomingMessage, res: 
         result = fail('PST_HTTP_METHOD_NOT_ALLOWED', `${method} is not allowed on ${m.path}; use ${m.allow.join(', ')}`, { allow: m.allow.join(', ') });
       } else {
         route = m.route.path;
-        const wait = m.route.auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
-        if (m.route.auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
+        const auth = m.route.auth || (config.metricsAuth && m.route.path === '/metrics');
+        const wait = auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
+        if (auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
           result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
         } else if (wait > 0) {
           result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${formatRate(config.httpRate!)}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });

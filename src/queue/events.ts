@@ -1,6 +1,8 @@
-// The durable event log for event webhooks (POSTERN_EVENTS_URL): events are appended in the
-// same LMDB write batch as the queue change they describe (so they share its commit) and are
-// removed only once the receiver acknowledged them. Keys are a monotonic sequence.
+// The durable event log for event webhooks (POSTERN_EVENTS_URL): events are appended to the
+// queue's LMDB environment (joining whatever write batch is open, so they share its commit)
+// and removed once the receiver acknowledged them, or by trim() past the size and age bounds
+// (POSTERN_EVENTS_MAX, POSTERN_EVENTS_MAX_AGE) while it is down. Keys are a monotonic
+// sequence that is also the append time in microseconds, so age needs no decoding.
 import type { Database } from 'lmdb';
 
 export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected';
@@ -20,22 +22,74 @@ export interface MailEvent {
   reply?: string;
   attempts?: number;
   size?: number;
+  /** The SMTP client's address (rejections). */
+  client?: string;
+  /** A summary of this many rejections (events/event-recorder.ts), the first at `since`. */
+  count?: number;
+  since?: string;
 }
+
+/** Who caused an event, for the recorder's choice to log it alone or fold it into a summary. */
+export interface EventOrigin {
+  /** Neither in POSTERN_TRUSTED_NETWORKS nor authenticated. */
+  untrusted: boolean;
+}
+
+export interface EventBounds {
+  maxEvents: number;
+  maxAgeMs: number;
+}
+
+/** Keys removed per write transaction by trim(): bounds the size of one commit. */
+const TRIM_CHUNK = 10_000;
 
 export class EventLog {
   readonly #db: Database<string, number>;
   #seq: number;
+  #count: number;
+  /** Events removed by trim() unsent, since start. */
+  dropped = 0;
 
   constructor(db: Database<string, number>) {
     this.#db = db;
     let last = 0;
     for (const k of db.getKeys({ reverse: true, limit: 1 })) last = k as number;
     this.#seq = Math.max(last, Date.now() * 1000);
+    // One native count at open; then kept up to date here (getCount() walks every key).
+    this.#count = db.getCount();
+  }
+
+  #nextKey(): number {
+    this.#seq = Math.max(this.#seq + 1, Date.now() * 1000);
+    return this.#seq;
   }
 
   /** Append without waiting: the put joins the current write batch (and its fsync). */
   append(e: MailEvent): void {
-    void this.#db.put(++this.#seq, JSON.stringify(e)).catch(() => {});
+    this.#count++;
+    void this.#db.put(this.#nextKey(), JSON.stringify(e)).catch(() => {
+      this.#count--;
+    });
+  }
+
+  /** Append several in one write transaction (one commit, one fsync). */
+  async appendMany(events: readonly MailEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const rows = events.map((e) => [this.#nextKey(), JSON.stringify(e)] as const);
+    this.#count += rows.length;
+    try {
+      await this.#db.transaction(() => {
+        for (const [k, v] of rows) this.#db.putSync(k, v);
+      });
+    } catch (err) {
+      this.#count -= rows.length;
+      throw err;
+    }
+  }
+
+  /** Resolves once every append issued so far is committed (and visible to peek). */
+  async committed(): Promise<void> {
+    await this.#db.committed;
   }
 
   /** The oldest events, up to `limit`. */
@@ -53,12 +107,48 @@ export class EventLog {
 
   /** Remove acknowledged events. */
   async ack(keys: number[]): Promise<void> {
-    await this.#db.transaction(() => {
-      for (const k of keys) void this.#db.remove(k);
-    });
+    this.#count -= await this.#remove(keys);
   }
 
+  async #remove(keys: readonly number[]): Promise<number> {
+    let removed = 0;
+    await this.#db.transaction(() => {
+      for (const k of keys) if (this.#db.removeSync(k)) removed++;
+    });
+    return removed;
+  }
+
+  /**
+   * Drop the oldest events past maxAgeMs and past maxEvents, counting them in `dropped`.
+   * Returns how many went. Removed in chunks of TRIM_CHUNK keys per commit.
+   */
+  async trim(b: EventBounds, nowMs = Date.now()): Promise<number> {
+    // Appends still in the open write batch are invisible to getKeys: let them land first.
+    await this.committed();
+    let dropped = 0;
+    const cutoff = (nowMs - b.maxAgeMs) * 1000;
+    for (;;) {
+      const old = [...this.#db.getKeys({ end: cutoff, limit: TRIM_CHUNK })] as number[];
+      if (old.length === 0) break;
+      const n = await this.#remove(old);
+      this.#count -= n;
+      dropped += n;
+      if (old.length < TRIM_CHUNK) break;
+    }
+    while (this.#count > b.maxEvents) {
+      const over = [...this.#db.getKeys({ limit: Math.min(TRIM_CHUNK, this.#count - b.maxEvents) })] as number[];
+      if (over.length === 0) break;
+      const n = await this.#remove(over);
+      this.#count -= n;
+      dropped += n;
+      if (n === 0) break;
+    }
+    this.dropped += dropped;
+    return dropped;
+  }
+
+  /** Events waiting to be sent (appended, not yet acknowledged or dropped). */
   get pending(): number {
-    return this.#db.getCount();
+    return this.#count;
   }
 }

@@ -69,7 +69,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
       s.log.info({ id, action: v.action, score: v.score, reason: v.reason, filterMs: Math.round(out.filterMs * 100) / 100, handoffMs: Math.round((out.totalMs - out.filterMs) * 100) / 100 }, 'filtered');
       if (v.action === 'reject') {
         ctx.counters.filterRejected++;
-        ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), id, source: 'smtp', sender: tx.sender, recipients: tx.recipients.length, code: 550, enhanced: '5.7.1', reply: v.reason ?? 'rejected by filter' });
+        ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), id, source: 'smtp', client: s.ip, sender: tx.sender, recipients: tx.recipients.length, code: 550, enhanced: '5.7.1', reply: v.reason ?? 'rejected by filter' }, { untrusted: !s.trusted && s.authUser === undefined });
         return reply(550, '5.7.1', `Message rejected${v.reason ? `: ${v.reason}` : ''}`);
       }
       if (v.action === 'tempfail') {

@@ -7,7 +7,7 @@ import type { UserDb } from '../auth/users.js';
 import type { NetworkList } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { FilterPool } from '../filter/pool.js';
-import type { MailEvent } from '../queue/events.js';
+import type { EventOrigin, MailEvent } from '../queue/events.js';
 
 export interface SmtpCounters {
   connections: number;
@@ -40,8 +40,12 @@ export interface SessionContext {
   pendingWrites: number;
   /** The filter stage, or null when no filter is configured. */
   readonly filters: FilterPool | null;
-  /** Event webhooks: called for received and rejected messages (main.ts wires it when configured). */
-  onEvent?: (e: MailEvent) => void;
+  /**
+   * Event webhooks: called for received and rejected messages (main.ts wires it when
+   * configured). `origin` says whether an untrusted client caused it: such rejections are
+   * summarised per client rather than logged one by one (events/event-recorder.ts).
+   */
+  onEvent?: (e: MailEvent, origin?: EventOrigin) => void;
   /** Called after each message is queued (main.ts wakes the delivery scheduler with it). */
   onQueued?: () => void;
   /** True once shutdown began: new commands get 421 when the session is idle. */

@@ -312,7 +312,7 @@ export class Session {
     this.tx = null;
     this.ctx.counters.messagesRejected++;
     this.log.info({ status }, 'message refused');
-    this.ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), source: 'smtp', reply: `message refused: ${status}`, code: status === 'too-big' ? 552 : 554 });
+    this.ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), source: 'smtp', client: this.ip, reply: `message refused: ${status}`, code: status === 'too-big' ? 552 : 554 }, { untrusted: !this.trusted && this.authUser === undefined });
     if (status === 'too-big') return R.sizeExceeded;
     if (status === 'bad-newline') return R.badNewlineData;
     return R.dataLineTooLong;

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { startTestNode } from '../helpers/node.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { startHttpServer } from '../../src/http/server.js';
+import { QUEUE_COUNTS_MAX_AGE_MS } from '../../src/http/cached-counts.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { PosternError } from '../../src/errors.js';
 import type { Config } from '../../src/config/schema.js';
@@ -293,6 +294,8 @@ test('metrics: Prometheus text that parses; counters move after an SMTP message 
   c.end();
   assert.equal((await a.call('POST', '/v1/messages', { json: { from: 's@sender.example', to: ['r@rcpt.example'], raw: RAW, priority: 'urgent' } })).status, 202);
 
+  // Queue counts on /metrics may be up to QUEUE_COUNTS_MAX_AGE_MS old (cached-counts.ts).
+  await new Promise((r) => setTimeout(r, QUEUE_COUNTS_MAX_AGE_MS));
   const after = parseMetrics(await (await fetch(`${a.base}/metrics`)).text());
   const d = (k: string): number => after.get(k)! - (before.get(k) ?? 0);
   assert.equal(d('postern_smtp_connections_total'), 1);

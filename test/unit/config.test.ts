@@ -123,7 +123,7 @@ test('postern config shows parsed values in their own grammar, with URL credenti
   const rows = new Map(describeConfig(loadConfig({ POSTERN_DEST_RATE: '6000/m', POSTERN_RETRY_SCHEDULE: '90s,1h30m', POSTERN_ROUTES: 'h.test=webhook:https://u:pw@127.0.0.1:9/in?k=s;*=smtp:[::1]:25/tls=none', POSTERN_EVENTS_URL: 'http://a:b@127.0.0.1/e' })).map((r) => [r.env, r.value]));
   assert.equal(rows.get('POSTERN_DEST_RATE'), '100/s');
   assert.equal(rows.get('POSTERN_RETRY_SCHEDULE'), '1m30s,1h30m');
-  assert.equal(rows.get('POSTERN_ROUTES'), 'h.test=webhook:https://***:***@127.0.0.1:9/in?***;*=smtp:[::1]:25/tls=none');
-  assert.equal(rows.get('POSTERN_EVENTS_URL'), 'http://***:***@127.0.0.1/e');
+  assert.equal(rows.get('POSTERN_ROUTES'), 'h.test=webhook:https://***@127.0.0.1:9/in?***;*=smtp:[::1]:25/tls=none');
+  assert.equal(rows.get('POSTERN_EVENTS_URL'), 'http://***@127.0.0.1/e');
   assert.equal(rows.get('POSTERN_SMARTHOST'), '');
 });

@@ -1,11 +1,10 @@
-// The one grammar each for durations, rates and domain names (src/lib), and URL redaction.
+// The one grammar each for durations, rates and domain names (src/lib).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { parseDuration, parseDurationList, formatDuration } from '../../src/lib/duration.js';
 import { parseRate, formatRate } from '../../src/lib/rate.js';
 import { isDomainName, toAsciiDomain, normalizeDomain } from '../../src/lib/domain-name.js';
-import { redactUrl } from '../../src/lib/redact-url.js';
 
 test('durations: a bare number only where the caller takes milliseconds', () => {
   assert.equal(parseDuration('300000', { bareMs: true }), 300_000);
@@ -41,11 +40,4 @@ test('domain names: LDH labels, U-labels only when asked, IDNs to A-labels', () 
   assert.equal(toAsciiDomain(' Bücher.Example. '), 'xn--bcher-kva.example');
   assert.equal(toAsciiDomain('exa mple.org'), null);
   assert.equal(normalizeDomain('Example.ORG.'), 'example.org');
-});
-
-test('redactUrl masks userinfo and the query, keeps where it points', () => {
-  assert.equal(redactUrl('http://hookuser:Hook-Pa55@127.0.0.1:9631/in'), 'http://***:***@127.0.0.1:9631/in');
-  assert.equal(redactUrl('https://127.0.0.1/in?token=s3cret#x'), 'https://127.0.0.1/in?***');
-  assert.equal(redactUrl('http://127.0.0.1:9/in'), 'http://127.0.0.1:9/in');
-  assert.equal(redactUrl('not a url'), '(invalid URL)');
 });

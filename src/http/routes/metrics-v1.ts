@@ -1,5 +1,6 @@
 // GET /metrics: Prometheus text exposition 0.0.4 of the SMTP, HTTP, queue, delivery and
-// process counters. No token (scrapers rarely carry one; bind the API to a private address).
+// process counters. No token unless POSTERN_METRICS_AUTH (server.ts checks it); queue counts
+// come from the once-a-second cache (cached-counts.ts): a flood of scrapes costs one count a second.
 // Every family is always present, with zeros when a part is off, so dashboards never gap.
 import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
 import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
@@ -45,7 +46,7 @@ export function renderMetrics(api: Api): string {
 
   let counts: ReturnType<typeof q.counts> | null = null;
   try {
-    counts = q.counts();
+    counts = api.counts.get();
   } catch {
     counts = null; // queue closing: report zeros rather than fail the scrape
   }
@@ -85,6 +86,12 @@ export function renderMetrics(api: Api): string {
   const fb = api.deps.filterBatches?.() ?? null;
   p.one('postern_filter_batches_total', 'counter', 'Tasks sent to the filter workers (each carries one or more messages).', fb?.batches ?? 0);
   p.one('postern_filter_batched_messages_total', 'counter', 'Messages sent to the filter workers (divided by postern_filter_batches_total: the mean batch).', fb?.messages ?? 0);
+  const ev = api.deps.events?.() ?? null;
+  p.one('postern_events_pending', 'gauge', 'Events in the durable log waiting for the event webhook (POSTERN_EVENTS_URL).', ev?.pending ?? 0);
+  p.one('postern_events_sent_total', 'counter', 'Events the event webhook acknowledged.', ev?.sent ?? 0);
+  p.one('postern_events_post_failures_total', 'counter', 'Event batches the event webhook failed or refused (kept and retried).', ev?.failures ?? 0);
+  p.one('postern_events_dropped_total', 'counter', 'Events dropped unsent past POSTERN_EVENTS_MAX or POSTERN_EVENTS_MAX_AGE.', ev?.dropped ?? 0);
+  p.one('postern_events_rejections_aggregated_total', 'counter', 'Rejections of untrusted clients folded into per-client summary events.', ev?.aggregated ?? 0);
   let mapBytes = 0;
   try {
     mapBytes = statSync(join(api.deps.config.dataDir, 'data.mdb')).size;

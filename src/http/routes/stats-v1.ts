@@ -107,7 +107,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
   const { deps, stats } = api;
   let queue: StatsSnapshot['queue'] = null;
   try {
-    const c = deps.queue.counts();
+    const c = api.counts.get(); // at most a second old (cached-counts.ts)
     const topDomains = Object.entries(c.byDomain)
       .filter(([, n]) => n > 0)
       .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
