@@ -88,8 +88,9 @@ async function cmdQueue(args: string[]): Promise<void> {
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
   try {
     const c = queue.counts();
+    const corrupt = queue.corruptCount();
     if (args.includes('--json')) {
-      console.log(JSON.stringify(c, null, 2));
+      console.log(JSON.stringify({ ...c, corruptRecords: corrupt }, null, 2));
       return;
     }
     console.log(`messages: ${c.total}`);
@@ -101,6 +102,7 @@ async function cmdQueue(args: string[]): Promise<void> {
       for (const [d, n] of domains.slice(0, 50)) console.log(`  ${String(n).padStart(8)}  ${d}`);
       if (domains.length > 50) console.log(`  … and ${domains.length - 50} more domains`);
     }
+    if (corrupt > 0) console.log(`corrupt records set aside: ${corrupt} (postern queue check lists them)`);
   } finally {
     await queue.close();
   }

@@ -47,14 +47,19 @@ export class LeaseManager {
       const now = this.#clock();
       const nowMs = Math.floor(now);
       const expiresAt = Math.ceil(now + leaseMs);
-      const picked = this.#pickDue(nowMs, limit);
       const store = this.#store;
+      // Read phase: the due keys, then every record they name, decoded, before any write.
+      const picked = this.#pickDue(nowMs, limit);
+      const recs = readOnce(picked, (id) => store.read(id));
       const delta = new CounterDelta();
       const out: MessageRecord[] = [];
-      for (const e of picked) {
+      for (let i = 0; i < picked.length; i++) {
+        const e = picked[i]!;
+        const rec = recs[i];
         void store.due.remove(e.key);
-        const rec = store.read(e.value);
         if (rec === undefined || rec.state !== 'ready') {
+          // Absent, corrupt (set aside by the repair that ends this transaction), not ready,
+          // or a second key of one message.
           this.#log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale due key dropped');
           continue;
         }
@@ -118,13 +123,16 @@ export class LeaseManager {
   /** Inside a write transaction: reclaim expired leases, returns how many. */
   reclaimIn(nowMs: number): number {
     const store = this.#store;
-    // Collected first: the loop below deletes keys of the range it read.
+    // Read phase: the expired keys (the loop below deletes keys of the range it read) and
+    // their records, decoded, before any write.
     const expired = Array.from(store.leases.getRange(expiredLeaseRange(nowMs))) as { key: LeaseKey; value: string }[];
+    const recs = readOnce(expired, (id) => store.read(id));
     const delta = new CounterDelta();
     let n = 0;
-    for (const e of expired) {
+    for (let i = 0; i < expired.length; i++) {
+      const e = expired[i]!;
+      const rec = recs[i];
       void store.leases.remove(e.key);
-      const rec = store.read(e.value);
       if (rec === undefined || rec.state !== 'leased') {
         this.#log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale lease key dropped');
         continue;
@@ -142,4 +150,17 @@ export class LeaseManager {
     if (n > 0) this.#log.debug({ reclaimed: n }, 'expired leases reclaimed');
     return n;
   }
+}
+
+/**
+ * The record each index entry names, read once per id: a later entry naming the same message
+ * gets undefined (a stale second key), as it would have after the first one's write.
+ */
+function readOnce<E extends { value: string }>(entries: E[], read: (id: string) => MessageRecord | undefined): (MessageRecord | undefined)[] {
+  const seen = new Set<string>();
+  return entries.map((e) => {
+    if (seen.has(e.value)) return undefined;
+    seen.add(e.value);
+    return read(e.value);
+  });
 }

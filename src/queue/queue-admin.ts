@@ -2,7 +2,7 @@
 // now, remove, fail recipients (an administrator's bounce or delete, of a message or of one
 // domain's recipients), the same actions over every message of a domain, and listing. Each
 // change is a write transaction through RecordStore; the transitions: docs/queue.md.
-import { decodeRecord, makeReply } from './records.js';
+import { makeReply } from './records.js';
 import { notFound, type RecordStore, type Writer } from './record-store.js';
 import type { FailRecipientsResult, MessageRecord, Recipient, ReplyRecord } from './types.js';
 
@@ -91,7 +91,8 @@ export class QueueAdmin {
     const d = domain.toLowerCase();
     const out: string[] = [];
     for (const { key, value } of this.#store.messages.getRange({})) {
-      if (hasPendingIn(decodeRecord(value), d)) out.push(key);
+      const rec = this.#store.decode(key, value);
+      if (rec !== undefined && hasPendingIn(rec, d)) out.push(key);
       if (out.length >= limit) break;
     }
     return out;
@@ -122,7 +123,8 @@ export class QueueAdmin {
         if (key === after) continue;
         last = key;
         scanned++;
-        if (hasPendingIn(decodeRecord(value), d)) ids.push(key);
+        const rec = store.decode(key, value);
+        if (rec !== undefined && hasPendingIn(rec, d)) ids.push(key);
         if (ids.length >= batch || scanned >= batch * 20) break;
       }
       if (last === undefined) break;
@@ -130,9 +132,10 @@ export class QueueAdmin {
       if (ids.length === 0) continue;
       changed += await this.#write(`domain-${action}`, () => {
         const nowMs = Math.floor(this.#clock());
+        // Every record read (and decoded) before the first write.
+        const recs = ids.map((id) => store.read(id));
         let n = 0;
-        for (const id of ids) {
-          const rec = store.read(id);
+        for (const rec of recs) {
           if (rec === undefined || !hasPendingIn(rec, d)) continue;
           if (action === 'hold' ? this.#holdIn(rec) : action === 'release' ? this.#makeDueIn(rec, nowMs) : rec.state === 'ready' && this.#makeDueIn(rec, nowMs)) n++;
         }
@@ -142,16 +145,19 @@ export class QueueAdmin {
     return changed;
   }
 
-  /** Messages in id (arrival) order, at most `limit`; `after` is an exclusive cursor: the last id of the previous page. O(limit). */
+  /**
+   * Messages in id (arrival) order, at most `limit`; `after` is an exclusive cursor: the last
+   * id of the previous page. O(limit). A corrupt record is left out (and set aside).
+   */
   list(limit = Infinity, after?: string): MessageRecord[] {
     this.#checkRead();
     const out: MessageRecord[] = [];
-    const range: { limit?: number; start?: string } = Number.isFinite(limit) ? { limit: limit + (after ? 1 : 0) } : {};
-    if (after) range.start = after;
-    for (const { key, value } of this.#store.messages.getRange(range)) {
+    // A lazy range, no `limit` on it: a corrupt record left out must not shorten the page.
+    for (const { key, value } of this.#store.messages.getRange(after ? { start: after } : {})) {
       if (after && key === after) continue;
       if (out.length >= limit) break;
-      out.push(decodeRecord(value));
+      const rec = this.#store.decode(key, value);
+      if (rec !== undefined) out.push(rec);
     }
     return out;
   }

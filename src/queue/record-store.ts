@@ -1,9 +1,11 @@
 // The queue's sub-databases in one LMDB environment (records, bodies, the due and lease
-// indexes, counters, meta) and the steps, run inside a write transaction, that keep a record,
-// the index key its state implies and the counters in step. The core store (store.ts),
-// leasing (lease-manager.ts) and administration (queue-admin.ts) change records only
-// through these. Layout and invariants: docs/queue.md.
+// indexes, counters, meta, and records set aside as corrupt) and the steps, run inside a
+// write transaction, that keep a record, the index key its state implies and the counters in
+// step. The core store (store.ts), leasing (lease-manager.ts), administration
+// (queue-admin.ts) and the check (check-queue.ts) change records only through these.
+// Layout and invariants: docs/queue.md.
 import type { Database, RootDatabase } from 'lmdb';
+import { Packr } from 'msgpackr';
 import { PosternError } from '../errors.js';
 import { CounterDelta } from './counters.js';
 import { dueKey, leaseKey, type DueKey, type LeaseKey } from './keys.js';
@@ -20,6 +22,24 @@ export function notFound(id: string): PosternError {
   return new PosternError('PST_ERR_QUEUE_NOT_FOUND', `no message ${id} in the queue`);
 }
 
+/** What was stored under one id and was set aside: the raw record and body bytes, when, why. */
+export interface CorruptEntry {
+  id: string;
+  /** ms epoch. */
+  at: number;
+  reason: string;
+  /** The record's bytes as they were stored; null when there was only a body. */
+  record: Buffer | null;
+  body: Buffer | null;
+}
+
+/** Key of the 'corrupt' sub-database: the same id can be set aside more than once. */
+type CorruptKey = [id: string, at: number];
+
+// Plain MessagePack (maps, bin) for the entries set aside: any msgpack tool reads them, and a
+// Packr without records never mints structures (the records' own Packr is in records.ts).
+const corruptPackr = new Packr({ useRecords: false });
+
 export class RecordStore {
   readonly env: RootDatabase;
   readonly messages: Database<Buffer, string>;
@@ -28,23 +48,87 @@ export class RecordStore {
   readonly leases: Database<string, LeaseKey>;
   readonly counters: Database<number, string>;
   readonly meta: Database<number, string>;
+  /** Records and bodies set aside; null only in a read-only environment that has none yet. */
+  readonly corrupt: Database<Buffer, CorruptKey> | null;
+  /**
+   * Records found undecodable by read()/decode() and not yet set aside: id -> why. The queue
+   * repairs (check-queue.ts) in the write transaction that found one, or in one of its own
+   * when a plain read found it; `onUndecodable` tells it.
+   */
+  readonly undecodable = new Map<string, string>();
+  onUndecodable: (() => void) | null = null;
 
-  constructor(env: RootDatabase) {
+  /** `readOnly`: the environment was opened read-only (the check of a stopped node). */
+  constructor(env: RootDatabase, readOnly = false) {
     this.env = env;
+    // In a read-only environment openDB gives undefined for a sub-database that does not exist.
+    const open = <V, K extends string | CorruptKey | DueKey | LeaseKey>(name: string, encoding: 'binary' | 'string' | 'ordered-binary'): Database<V, K> => {
+      const db = env.openDB<V, K>({ name, encoding }) as Database<V, K> | undefined;
+      if (db === undefined) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `the folder holds no queue (no '${name}' sub-database)`);
+      return db;
+    };
     // Every value is raw bytes or a number: the record Packr lives in records.ts, the bodies
     // are stored as given (no msgpack copy), and lmdb-js never mints structures of its own.
-    this.messages = env.openDB<Buffer, string>({ name: 'msg', encoding: 'binary' });
-    this.bodies = env.openDB<Buffer, string>({ name: 'body', encoding: 'binary' });
-    this.due = env.openDB<string, DueKey>({ name: 'due', encoding: 'string' });
-    this.leases = env.openDB<string, LeaseKey>({ name: 'lease', encoding: 'string' });
-    this.counters = env.openDB<number, string>({ name: 'count', encoding: 'ordered-binary' });
-    this.meta = env.openDB<number, string>({ name: 'meta', encoding: 'ordered-binary' });
+    this.messages = open('msg', 'binary');
+    this.bodies = open('body', 'binary');
+    this.due = open('due', 'string');
+    this.leases = open('lease', 'string');
+    this.counters = open('count', 'ordered-binary');
+    this.meta = open('meta', 'ordered-binary');
+    this.corrupt = readOnly
+      ? ((env.openDB<Buffer, CorruptKey>({ name: 'corrupt', encoding: 'binary', keyEncoding: 'ordered-binary' }) as Database<Buffer, CorruptKey> | undefined) ?? null)
+      : env.openDB<Buffer, CorruptKey>({ name: 'corrupt', encoding: 'binary', keyEncoding: 'ordered-binary' });
   }
 
-  /** The stored record, decoded into a fresh object, or undefined. */
+  /** The stored record, decoded into a fresh object; undefined when absent or undecodable. */
   read(id: string): MessageRecord | undefined {
     const raw = this.messages.getBinaryFast(id);
-    return raw === undefined ? undefined : decodeRecord(raw);
+    return raw === undefined ? undefined : this.decode(id, raw);
+  }
+
+  /**
+   * Decode the bytes stored under `id`; undefined when they are not a record (noted in
+   * `undecodable`, for the repair that sets it aside). Nothing reads a corrupt record as a
+   * message, and nothing throws on one half-way through a transaction.
+   */
+  decode(id: string, raw: Uint8Array): MessageRecord | undefined {
+    try {
+      return decodeRecord(raw, id);
+    } catch (err) {
+      this.undecodable.set(id, err instanceof Error ? err.message : String(err));
+      this.onUndecodable?.();
+      return undefined;
+    }
+  }
+
+  /**
+   * Inside a write transaction: move what is stored under `id` (record, body, or both) into
+   * the 'corrupt' sub-database with the time and the reason. Index keys and counters are the
+   * caller's (check-queue.ts rebuilds them).
+   */
+  setAside(id: string, reason: string, atMs: number): void {
+    const record = this.messages.getBinary(id) ?? null;
+    const body = this.bodies.getBinary(id) ?? null;
+    if (record === null && body === null) return;
+    const entry: CorruptEntry = { id, at: atMs, reason, record, body };
+    void this.corrupt!.put([id, atMs], corruptPackr.pack(entry));
+    void this.messages.remove(id);
+    void this.bodies.remove(id);
+  }
+
+  /** How many records or bodies were set aside. */
+  corruptCount(): number {
+    return this.corrupt?.getCount() ?? 0;
+  }
+
+  /** The entries set aside, oldest id first, at most `limit`. */
+  corruptEntries(limit = Infinity): CorruptEntry[] {
+    const out: CorruptEntry[] = [];
+    if (this.corrupt === null) return out;
+    for (const { value } of this.corrupt.getRange(Number.isFinite(limit) ? { limit } : {})) {
+      out.push(corruptPackr.unpack(value) as CorruptEntry);
+    }
+    return out;
   }
 
   /** The record, or PST_ERR_QUEUE_NOT_FOUND. */

@@ -2,13 +2,16 @@
 // with group commit, settle (the delivery engine's outcomes), reads, the write path that
 // maps LMDB failures to PST_ERR_QUEUE_WRITE, and close. Leasing (lease-manager.ts) and
 // administration (queue-admin.ts) are parts it composes and exposes through the same object.
-// Sub-databases and invariant-keeping steps: record-store.ts; docs/queue.md.
-import { mkdirSync } from 'node:fs';
+// A corrupt record met anywhere is set aside by a repair (check-queue.ts) in a transaction of
+// its own or at the end of the one that met it. Sub-databases: record-store.ts; docs/queue.md.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open as openLmdb, type RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CounterDelta, readCounters } from './counters.js';
 import { makeId, seqOfId } from './ids.js';
+import { checkQueue, type QueueProblem } from './check-queue.js';
 import { COUNTER, LAYOUT_VERSION, META, dueKey, scheduledRange } from './keys.js';
 import { LeaseManager } from './lease-manager.js';
 import { QueueAdmin } from './queue-admin.js';
@@ -31,17 +34,65 @@ import {
 
 export * from './types.js';
 export { isFinal } from './records.js';
+export type { QueueProblem, QueueProblemKind } from './check-queue.js';
 export { FAIRNESS_CYCLE, STARVATION_BOUND } from './fairness.js';
 
 const DEFAULT_MAP_BYTES = 1024 * 1024 * 1024;
+/** Problems of one repair logged one by one; the rest as a count. */
+const MAX_LOGGED_PROBLEMS = 100;
 const DEFAULT_LEASE_MS = 300_000;
 /** How long a failed write waits for lmdb-js to report the underlying error. */
 const CAUSE_WAIT_MS = 1000;
+
+/** What `Queue.check` found (and, with repair, fixed) in a queue folder. */
+export interface QueueCheckReport {
+  /** Records that decode. */
+  records: number;
+  problems: QueueProblem[];
+  repaired: boolean;
+  /** Problems still found after the repair (without repair: all of them). */
+  remaining: number;
+  /** The entries set aside (now or before), without their bytes. */
+  corrupt: { id: string; at: number; reason: string; recordBytes: number; bodyBytes: number }[];
+}
+
+function openEnv(path: string, mapSizeBytes: number | undefined, readOnly: boolean): RootDatabase {
+  return openLmdb({
+    path,
+    noSubdir: false, // path is a folder even if its name has a dot
+    mapSize: mapSizeBytes ?? DEFAULT_MAP_BYTES,
+    maxDbs: 16,
+    readOnly,
+    // Full sync on every commit (never noSync / noMetaSync), and LMDB's classic commit: the
+    // data pages are fdatasync'd and the meta page written through an O_DSYNC descriptor
+    // before the commit returns, so a write promise resolves only for data on disk.
+    // overlappingSync (lmdb-js's default on Linux) is turned off: its promises also resolve
+    // after the flush in 3.5.6, but after a failed commit its flush promise never settles
+    // and close() hangs on it; throughput measured the same (docs/queue.md).
+    overlappingSync: false,
+  });
+}
+
+/** A repair's findings in the log; a record set aside is an error with its own code. */
+function logProblems(log: Logger, problems: QueueProblem[]): void {
+  for (const p of problems.slice(0, MAX_LOGGED_PROBLEMS)) {
+    if (p.kind === 'undecodable-record' || p.kind === 'record-without-body' || p.kind === 'body-without-record') {
+      log.error({ code: 'PST_ERR_QUEUE_CORRUPT_RECORD', id: p.id, kind: p.kind, reason: p.detail }, 'corrupt queue record set aside');
+    } else {
+      log.warn({ kind: p.kind, id: p.id, detail: p.detail }, 'queue index or counter repaired');
+    }
+  }
+  if (problems.length > MAX_LOGGED_PROBLEMS) log.warn({ more: problems.length - MAX_LOGGED_PROBLEMS }, 'more queue problems repaired');
+}
 
 /** The enqueues of one lmdb-js event-turn batch (= one write transaction). */
 interface EnqueueBatch {
   readonly delta: CounterDelta;
   maxSeq: number;
+  /** Its message ids: a repair tells by them whether the batch's puts are in its transaction. */
+  readonly ids: string[];
+  /** A repair in this batch's transaction recounted its records: the delta must not be added. */
+  counted: boolean;
 }
 
 const noop = (): void => {};
@@ -108,6 +159,11 @@ export class Queue {
   private inflight = 0;
   private idle: (() => void) | null = null;
   private viewDepth = 0;
+  /** A write() callback is running (a corrupt record found now is repaired before it ends). */
+  private inWrite = false;
+  /** Enqueue batches whose counter callback has not run yet (see repairIn). */
+  private readonly uncounted = new Set<EnqueueBatch>();
+  private repairQueued = false;
   private readonly failures = new WeakSet<object>();
   private readonly st: QueueStats = { commits: 0, enqueueCommits: 0, messagesCommitted: 0, bytesCommitted: 0, failedCommits: 0 };
 
@@ -116,6 +172,11 @@ export class Queue {
     this.log = opts.logger ?? silentLogger();
     this.clock = opts.now ?? Date.now;
     this.store = new RecordStore(env);
+    // A plain read (list, get, a domain scan) that met a corrupt record: repair in a
+    // transaction of its own. Inside write() the repair ends that transaction instead.
+    this.store.onUndecodable = () => {
+      if (!this.inWrite) this.scheduleRepair();
+    };
     this.seq = 0;
     const write = <T>(op: string, fn: () => T): Promise<T> => this.write(op, fn);
     const checkRead = (): void => this.checkRead();
@@ -155,19 +216,7 @@ export class Queue {
   static open(opts: QueueOptions): Queue {
     const started = performance.now();
     mkdirSync(opts.path, { recursive: true });
-    const env = openLmdb({
-      path: opts.path,
-      noSubdir: false, // opts.path is a folder even if its name has a dot
-      mapSize: opts.mapSizeBytes ?? DEFAULT_MAP_BYTES,
-      maxDbs: 16,
-      // Full sync on every commit (never noSync / noMetaSync), and LMDB's classic commit: the
-      // data pages are fdatasync'd and the meta page written through an O_DSYNC descriptor
-      // before the commit returns, so a write promise resolves only for data on disk.
-      // overlappingSync (lmdb-js's default on Linux) is turned off: its promises also resolve
-      // after the flush in 3.5.6, but after a failed commit its flush promise never settles
-      // and close() hangs on it; throughput measured the same (docs/queue.md).
-      overlappingSync: false,
-    });
+    const env = openEnv(opts.path, opts.mapSizeBytes, false);
     let q: Queue;
     try {
       q = new Queue(env, opts);
@@ -195,7 +244,11 @@ export class Queue {
     const nowMs = Math.floor(this.clock());
     // Only open a write transaction when there is something to reclaim.
     if (this.leasing.anyExpired(nowMs)) {
-      const n = this.env.transactionSync(() => this.leasing.reclaimIn(nowMs));
+      const n = this.env.transactionSync(() => {
+        const reclaimed = this.leasing.reclaimIn(nowMs);
+        if (this.store.undecodable.size > 0) this.repairIn();
+        return reclaimed;
+      });
       this.log.info({ reclaimed: n }, 'expired leases returned to ready');
     }
   }
@@ -239,6 +292,7 @@ export class Queue {
       if (rec.state === 'ready') void due.put(dueKey(priority, nextAttemptAt, seq), id);
       const batch = this.currentBatch();
       batch.delta.add(rec, 1);
+      batch.ids.push(id);
       if (seq > batch.maxSeq) batch.maxSeq = seq;
       await commit;
     } catch (err) {
@@ -269,12 +323,14 @@ export class Queue {
   private currentBatch(): EnqueueBatch {
     let b = this.batch;
     if (b !== null) return b;
-    const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0 };
+    const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0, ids: [], counted: false };
+    this.uncounted.add(batch);
     this.batch = batch;
     this.env
       .transaction(() => {
         const { counters, meta } = this.store;
-        batch.delta.applyTo(counters);
+        this.uncounted.delete(batch);
+        if (!batch.counted) batch.delta.applyTo(counters);
         const stored = meta.get(META.seq) ?? 0;
         if (batch.maxSeq > stored) void meta.put(META.seq, batch.maxSeq);
       })
@@ -408,12 +464,56 @@ export class Queue {
     if (this.closed) throw closedError();
     this.inflight++;
     try {
-      return await this.env.transaction(fn);
+      return await this.env.transaction(() => this.inTransaction(fn));
     } catch (err) {
       throw await this.writeError(err, op);
     } finally {
       this.settled();
     }
+  }
+
+  /**
+   * Run a write() callback. A corrupt record it met (read as absent, never half-way through
+   * its writes) is set aside by a repair before the transaction ends, also when `fn` threw:
+   * lmdb-js commits the transaction either way.
+   */
+  private inTransaction<T>(fn: () => T): T {
+    this.inWrite = true;
+    try {
+      return fn();
+    } finally {
+      this.inWrite = false;
+      if (this.store.undecodable.size > 0) this.repairIn();
+    }
+  }
+
+  /**
+   * Inside a write transaction: check and repair the whole queue (check-queue.ts): set the
+   * corrupt records aside, rebuild indexes and counters from the records. O(queue), run only
+   * when a corrupt record was met.
+   */
+  private repairIn(): void {
+    this.store.undecodable.clear();
+    const started = performance.now();
+    const r = checkQueue(this.store, { repair: true, nowMs: Math.floor(this.clock()) });
+    // An enqueue batch whose puts this transaction already holds but whose counter callback
+    // is still to run (lmdb-js runs every put of a batch before its transaction callbacks):
+    // the recount included its records, so its delta must not be added on top.
+    for (const b of this.uncounted) if (b.ids.some((id) => this.store.messages.doesExist(id))) b.counted = true;
+    if (r.maxSeq > this.seq) this.seq = r.maxSeq;
+    logProblems(this.log, r.problems);
+    this.log.warn({ problems: r.problems.length, records: r.records, ms: Math.round(performance.now() - started) }, 'queue repaired');
+  }
+
+  /** A repair in a transaction of its own, soon (a plain read found a corrupt record). */
+  private scheduleRepair(): void {
+    if (this.repairQueued || this.closed) return;
+    this.repairQueued = true;
+    setImmediate(() => {
+      this.repairQueued = false;
+      if (this.closed) return;
+      this.write('repair', noop).catch((err: unknown) => this.log.error({ err }, 'queue repair failed'));
+    });
   }
 
   private async writeError(err: unknown, op: string): Promise<PosternError> {
@@ -501,6 +601,37 @@ export class Queue {
       byState: { ready: c.readyAll - scheduled, scheduled, leased: c.byState.leased, held: c.byState.held },
       byDomain: c.byDomain,
     };
+  }
+
+  /** How many records (or bodies) were set aside as corrupt (sub-database 'corrupt'). */
+  corruptCount(): number {
+    this.checkRead();
+    return this.store.corruptCount();
+  }
+
+  /**
+   * Check the queue in the folder `path` (a stopped node's data dir): every record, body,
+   * index entry and counter (check-queue.ts). Without `repair` the environment is opened
+   * read-only and nothing is written; with it, one write transaction repairs what it found
+   * and a second check counts what is left (`remaining`, 0 when the repair worked).
+   */
+  static check(path: string, opts: { repair: boolean; mapSizeBytes?: number; now?: () => number }): QueueCheckReport {
+    if (!existsSync(join(path, 'data.mdb'))) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `${path} holds no queue (no data.mdb)`);
+    const env = openEnv(path, opts.mapSizeBytes, !opts.repair);
+    try {
+      const store = new RecordStore(env, !opts.repair);
+      const layout = store.meta.get(META.layout);
+      if (layout !== LAYOUT_VERSION) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `queue layout ${String(layout)} is not ${LAYOUT_VERSION}`);
+      const nowMs = Math.floor((opts.now ?? Date.now)());
+      const r = opts.repair
+        ? env.transactionSync(() => checkQueue(store, { repair: true, nowMs }))
+        : checkQueue(store, { repair: false, nowMs });
+      const remaining = r.repaired ? checkQueue(store, { repair: false, nowMs }).problems.length : r.problems.length;
+      const corrupt = store.corruptEntries().map((e) => ({ id: e.id, at: e.at, reason: e.reason, recordBytes: e.record?.length ?? 0, bodyBytes: e.body?.length ?? 0 }));
+      return { records: r.records, problems: r.problems, repaired: r.repaired, remaining, corrupt };
+    } finally {
+      void env.close();
+    }
   }
 
   stats(): QueueStats {
