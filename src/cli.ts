@@ -122,8 +122,8 @@ async function cmdQueueCheck(args: string[]): Promise<void> {
   const repair = args.includes('--repair');
   const { loadConfig } = await import('./config/load.js');
   const config = loadConfig();
-  const { Queue } = await import('./queue/store.js');
-  const r = Queue.check(config.dataDir, { repair, mapSizeBytes: config.queueMapBytes });
+  const { checkQueueFolder } = await import('./queue/check-queue.js');
+  const r = checkQueueFolder(config.dataDir, { repair, mapSizeBytes: config.queueMapBytes });
   process.exitCode = r.remaining > 0 ? 1 : 0;
   if (args.includes('--json')) {
     console.log(JSON.stringify({ path: config.dataDir, ok: r.remaining === 0, ...r }, null, 2));

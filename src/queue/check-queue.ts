@@ -3,11 +3,15 @@
 // (docs/queue.md "Invariants"). With repair, in the same write transaction, after every read:
 // undecodable records and bodies without a record are set aside (kept, RecordStore.setAside),
 // indexes and counters are rebuilt from the records, the seq raised to the highest in use.
-// Run by `postern queue check`, and by the queue itself when it meets a corrupt record.
+// Run by `postern queue check` (checkQueueFolder) and by the queue itself when it meets a
+// corrupt record (checkQueue inside its write transaction).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { PosternError } from '../errors.js';
 import { CounterDelta } from './counters.js';
-import { META, dueKey, leaseKey, type DueKey, type LeaseKey } from './keys.js';
+import { LAYOUT_VERSION, META, dueKey, leaseKey, type DueKey, type LeaseKey } from './keys.js';
 import { decodeRecord } from './records.js';
-import type { RecordStore } from './record-store.js';
+import { RecordStore, openQueueEnv } from './record-store.js';
 
 export type QueueProblemKind =
   | 'undecodable-record'
@@ -38,7 +42,42 @@ export interface QueueCheckResult {
   maxSeq: number;
 }
 
+/** What checkQueueFolder found (and, with repair, fixed) in a queue folder. */
+export interface QueueCheckReport {
+  /** Records that decode. */
+  records: number;
+  problems: QueueProblem[];
+  repaired: boolean;
+  /** Problems still found after the repair (without repair: all of them). */
+  remaining: number;
+  /** The entries set aside (now or before), without their bytes. */
+  corrupt: { id: string; at: number; reason: string; recordBytes: number; bodyBytes: number }[];
+}
+
 const keyText = (k: readonly number[]): string => JSON.stringify(k);
+
+/**
+ * Check the queue in the folder `path` (a stopped node's data dir). Without `repair` the
+ * environment is opened read-only and nothing is written; with it, one write transaction
+ * repairs what was found and a second check counts what is left (`remaining`, 0 when the
+ * repair worked). A folder without a queue is refused, and nothing is created in it.
+ */
+export function checkQueueFolder(path: string, opts: { repair: boolean; mapSizeBytes?: number; now?: () => number }): QueueCheckReport {
+  if (!existsSync(join(path, 'data.mdb'))) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `${path} holds no queue (no data.mdb)`);
+  const env = openQueueEnv(path, opts.mapSizeBytes, !opts.repair);
+  try {
+    const store = new RecordStore(env, !opts.repair);
+    const layout = store.meta.get(META.layout);
+    if (layout !== LAYOUT_VERSION) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `queue layout ${String(layout)} is not ${LAYOUT_VERSION}`);
+    const nowMs = Math.floor((opts.now ?? Date.now)());
+    const r = opts.repair ? env.transactionSync(() => checkQueue(store, { repair: true, nowMs })) : checkQueue(store, { repair: false, nowMs });
+    const remaining = r.repaired ? checkQueue(store, { repair: false, nowMs }).problems.length : r.problems.length;
+    const corrupt = store.corruptEntries().map((e) => ({ id: e.id, at: e.at, reason: e.reason, recordBytes: e.record?.length ?? 0, bodyBytes: e.body?.length ?? 0 }));
+    return { records: r.records, problems: r.problems, repaired: r.repaired, remaining, corrupt };
+  } finally {
+    void env.close();
+  }
+}
 
 /**
  * Check the queue in `store`. Runs synchronously, so its reads see one snapshot; with

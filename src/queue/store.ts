@@ -4,9 +4,8 @@
 // administration (queue-admin.ts) are parts it composes and exposes through the same object.
 // A corrupt record met anywhere is set aside by a repair (check-queue.ts) in a transaction of
 // its own or at the end of the one that met it. Sub-databases: record-store.ts; docs/queue.md.
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { open as openLmdb, type RootDatabase } from 'lmdb';
+import { mkdirSync } from 'node:fs';
+import type { RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CounterDelta, readCounters } from './counters.js';
@@ -15,7 +14,7 @@ import { checkQueue, type QueueProblem } from './check-queue.js';
 import { COUNTER, LAYOUT_VERSION, META, dueKey, scheduledRange } from './keys.js';
 import { LeaseManager } from './lease-manager.js';
 import { QueueAdmin } from './queue-admin.js';
-import { RecordStore, notFound } from './record-store.js';
+import { RecordStore, notFound, openQueueEnv } from './record-store.js';
 import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
@@ -37,41 +36,11 @@ export { isFinal } from './records.js';
 export type { QueueProblem, QueueProblemKind } from './check-queue.js';
 export { FAIRNESS_CYCLE, STARVATION_BOUND } from './fairness.js';
 
-const DEFAULT_MAP_BYTES = 1024 * 1024 * 1024;
 /** Problems of one repair logged one by one; the rest as a count. */
 const MAX_LOGGED_PROBLEMS = 100;
 const DEFAULT_LEASE_MS = 300_000;
 /** How long a failed write waits for lmdb-js to report the underlying error. */
 const CAUSE_WAIT_MS = 1000;
-
-/** What `Queue.check` found (and, with repair, fixed) in a queue folder. */
-export interface QueueCheckReport {
-  /** Records that decode. */
-  records: number;
-  problems: QueueProblem[];
-  repaired: boolean;
-  /** Problems still found after the repair (without repair: all of them). */
-  remaining: number;
-  /** The entries set aside (now or before), without their bytes. */
-  corrupt: { id: string; at: number; reason: string; recordBytes: number; bodyBytes: number }[];
-}
-
-function openEnv(path: string, mapSizeBytes: number | undefined, readOnly: boolean): RootDatabase {
-  return openLmdb({
-    path,
-    noSubdir: false, // path is a folder even if its name has a dot
-    mapSize: mapSizeBytes ?? DEFAULT_MAP_BYTES,
-    maxDbs: 16,
-    readOnly,
-    // Full sync on every commit (never noSync / noMetaSync), and LMDB's classic commit: the
-    // data pages are fdatasync'd and the meta page written through an O_DSYNC descriptor
-    // before the commit returns, so a write promise resolves only for data on disk.
-    // overlappingSync (lmdb-js's default on Linux) is turned off: its promises also resolve
-    // after the flush in 3.5.6, but after a failed commit its flush promise never settles
-    // and close() hangs on it; throughput measured the same (docs/queue.md).
-    overlappingSync: false,
-  });
-}
 
 /** A repair's findings in the log; a record set aside is an error with its own code. */
 function logProblems(log: Logger, problems: QueueProblem[]): void {
@@ -216,7 +185,7 @@ export class Queue {
   static open(opts: QueueOptions): Queue {
     const started = performance.now();
     mkdirSync(opts.path, { recursive: true });
-    const env = openEnv(opts.path, opts.mapSizeBytes, false);
+    const env = openQueueEnv(opts.path, opts.mapSizeBytes, false);
     let q: Queue;
     try {
       q = new Queue(env, opts);
@@ -607,31 +576,6 @@ export class Queue {
   corruptCount(): number {
     this.checkRead();
     return this.store.corruptCount();
-  }
-
-  /**
-   * Check the queue in the folder `path` (a stopped node's data dir): every record, body,
-   * index entry and counter (check-queue.ts). Without `repair` the environment is opened
-   * read-only and nothing is written; with it, one write transaction repairs what it found
-   * and a second check counts what is left (`remaining`, 0 when the repair worked).
-   */
-  static check(path: string, opts: { repair: boolean; mapSizeBytes?: number; now?: () => number }): QueueCheckReport {
-    if (!existsSync(join(path, 'data.mdb'))) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `${path} holds no queue (no data.mdb)`);
-    const env = openEnv(path, opts.mapSizeBytes, !opts.repair);
-    try {
-      const store = new RecordStore(env, !opts.repair);
-      const layout = store.meta.get(META.layout);
-      if (layout !== LAYOUT_VERSION) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `queue layout ${String(layout)} is not ${LAYOUT_VERSION}`);
-      const nowMs = Math.floor((opts.now ?? Date.now)());
-      const r = opts.repair
-        ? env.transactionSync(() => checkQueue(store, { repair: true, nowMs }))
-        : checkQueue(store, { repair: false, nowMs });
-      const remaining = r.repaired ? checkQueue(store, { repair: false, nowMs }).problems.length : r.problems.length;
-      const corrupt = store.corruptEntries().map((e) => ({ id: e.id, at: e.at, reason: e.reason, recordBytes: e.record?.length ?? 0, bodyBytes: e.body?.length ?? 0 }));
-      return { records: r.records, problems: r.problems, repaired: r.repaired, remaining, corrupt };
-    } finally {
-      void env.close();
-    }
   }
 
   stats(): QueueStats {
