@@ -129,8 +129,11 @@ async function cmdQueueCheck(args: string[]): Promise<void> {
     console.log(JSON.stringify({ path: config.dataDir, ok: r.remaining === 0, ...r }, null, 2));
     return;
   }
+  // Keys and reasons come from a damaged file: no control character reaches the terminal.
+  // eslint-disable-next-line no-control-regex
+  const safe = (text: string): string => text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   console.log(`queue ${config.dataDir}: ${r.records} records`);
-  for (const p of r.problems) console.log(`problem: ${p.detail}`);
+  for (const p of r.problems) console.log(`problem: ${safe(p.detail)}`);
   const n = r.problems.length;
   if (n === 0) console.log('no problems');
   else if (!repair) console.log(`${n} problem${n === 1 ? '' : 's'}; postern queue check --repair fixes them (stop the node first)`);
@@ -138,7 +141,7 @@ async function cmdQueueCheck(args: string[]): Promise<void> {
   else console.log(`${n} problem${n === 1 ? '' : 's'}, ${r.remaining} left after the repair`);
   if (r.corrupt.length > 0) {
     console.log(`set aside as corrupt (sub-database 'corrupt'): ${r.corrupt.length}`);
-    for (const c of r.corrupt) console.log(`  ${c.id}  ${new Date(c.at).toISOString()}  record ${c.recordBytes} B, body ${c.bodyBytes} B  ${c.reason}`);
+    for (const c of r.corrupt) console.log(`  ${safe(c.id)}  ${Number.isFinite(c.at) ? new Date(c.at).toISOString() : '?'}  record ${c.recordBytes} B, body ${c.bodyBytes} B  ${safe(c.reason)}`);
   }
 }
 

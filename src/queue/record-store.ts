@@ -145,8 +145,21 @@ export class RecordStore {
   corruptEntries(limit = Infinity): CorruptEntry[] {
     const out: CorruptEntry[] = [];
     if (this.corrupt === null) return out;
-    for (const { value } of this.corrupt.getRange(Number.isFinite(limit) ? { limit } : {})) {
-      out.push(corruptPackr.unpack(value) as CorruptEntry);
+    for (const { key, value } of this.corrupt.getRange(Number.isFinite(limit) ? { limit } : {})) {
+      let e: Partial<CorruptEntry> | null = null;
+      try {
+        e = corruptPackr.unpack(value) as Partial<CorruptEntry> | null;
+      } catch {
+        // listed below as unreadable: the list itself must not fail on a damaged entry
+      }
+      const ok = e !== null && typeof e === 'object';
+      out.push({
+        id: ok && typeof e!.id === 'string' ? e!.id : String(key[0]),
+        at: ok && typeof e!.at === 'number' ? e!.at : Number(key[1]),
+        reason: ok && typeof e!.reason === 'string' ? e!.reason : '(entry unreadable)',
+        record: ok && Buffer.isBuffer(e!.record) ? e!.record : null,
+        body: ok && Buffer.isBuffer(e!.body) ? e!.body : null,
+      });
     }
     return out;
   }

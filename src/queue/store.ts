@@ -252,6 +252,7 @@ export class Queue {
     const rec = makeMessage(env, id, seq, priority, receivedAt, nextAttemptAt, bytes.length);
     const packed = encodeRecord(rec);
     this.inflight++;
+    let batch: EnqueueBatch | undefined;
     try {
       // Plain puts run entirely on lmdb-js's writer thread; all writes of this event turn
       // share one transaction, hence one fsync (group commit).
@@ -259,7 +260,7 @@ export class Queue {
       const commit = bodies.put(id, bytes);
       void messages.put(id, packed);
       if (rec.state === 'ready') void due.put(dueKey(priority, nextAttemptAt, seq), id);
-      const batch = this.currentBatch();
+      batch = this.currentBatch();
       batch.delta.add(rec, 1);
       batch.ids.push(id);
       if (seq > batch.maxSeq) batch.maxSeq = seq;
@@ -267,6 +268,8 @@ export class Queue {
     } catch (err) {
       throw await this.writeError(err, 'enqueue');
     } finally {
+      // Its counter callback has run by now, or never will (a failed transaction).
+      if (batch !== undefined) this.uncounted.delete(batch);
       this.settled();
     }
     this.st.messagesCommitted++;
