@@ -13,6 +13,8 @@ const USAGE = `usage: postern <command>
   config [--json|--markdown]     print the effective configuration (every POSTERN_* variable)
   user add NAME --file FILE      read a password on stdin and add/replace NAME in the AUTH users file
   queue [--json]                 print the queue's counts by state, priority and domain
+  queue check [--repair] [--json]  verify records, indexes and counters (exit 1 on problems);
+                                 --repair rebuilds them and sets corrupt records aside
   spam train SPAM_DIR HAM_DIR --model FILE | spam classify --model FILE | spam eval [--seed N]
   version                        print the version
 
@@ -91,14 +93,16 @@ async function cmdUser(args: string[]): Promise<void> {
 }
 
 async function cmdQueue(args: string[]): Promise<void> {
+  if (args[0] === 'check') return cmdQueueCheck(args.slice(1));
   const { loadConfig } = await import('./config/load.js');
   const config = loadConfig();
   const { Queue } = await import('./queue/store.js');
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
   try {
     const c = queue.counts();
+    const corrupt = queue.corruptCount();
     if (args.includes('--json')) {
-      console.log(JSON.stringify(c, null, 2));
+      console.log(JSON.stringify({ ...c, corruptRecords: corrupt }, null, 2));
       return;
     }
     console.log(`messages: ${c.total}`);
@@ -110,8 +114,43 @@ async function cmdQueue(args: string[]): Promise<void> {
       for (const [d, n] of domains.slice(0, 50)) console.log(`  ${String(n).padStart(8)}  ${d}`);
       if (domains.length > 50) console.log(`  … and ${domains.length - 50} more domains`);
     }
+    if (corrupt > 0) console.log(`corrupt records set aside: ${corrupt} (postern queue check lists them)`);
   } finally {
     await queue.close();
+  }
+}
+
+/**
+ * `postern queue check`: every discrepancy between the records and the indexes, counters and
+ * seq (src/queue/check-queue.ts), for a stopped node's data dir. Read-only without --repair.
+ * Exit 1 when problems exist (with --repair: when some are left after it).
+ */
+async function cmdQueueCheck(args: string[]): Promise<void> {
+  const unknown = args.filter((a) => a !== '--repair' && a !== '--json');
+  if (unknown.length > 0) throw new PosternError('PST_ERR_USAGE', `usage: postern queue check [--repair] [--json]  (not ${JSON.stringify(unknown[0])})`);
+  const repair = args.includes('--repair');
+  const { loadConfig } = await import('./config/load.js');
+  const config = loadConfig();
+  const { checkQueueFolder } = await import('./queue/check-queue.js');
+  const r = checkQueueFolder(config.dataDir, { repair, mapSizeBytes: config.queueMapBytes });
+  process.exitCode = r.remaining > 0 ? 1 : 0;
+  if (args.includes('--json')) {
+    console.log(JSON.stringify({ path: config.dataDir, ok: r.remaining === 0, ...r }, null, 2));
+    return;
+  }
+  // Keys and reasons come from a damaged file: no control character reaches the terminal.
+  // eslint-disable-next-line no-control-regex
+  const safe = (text: string): string => text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  console.log(`queue ${config.dataDir}: ${r.records} records`);
+  for (const p of r.problems) console.log(`problem: ${safe(p.detail)}`);
+  const n = r.problems.length;
+  if (n === 0) console.log('no problems');
+  else if (!repair) console.log(`${n} problem${n === 1 ? '' : 's'}; postern queue check --repair fixes them (stop the node first)`);
+  else if (r.remaining === 0) console.log(`${n} problem${n === 1 ? '' : 's'} repaired`);
+  else console.log(`${n} problem${n === 1 ? '' : 's'}, ${r.remaining} left after the repair`);
+  if (r.corrupt.length > 0) {
+    console.log(`set aside as corrupt (sub-database 'corrupt'): ${r.corrupt.length}`);
+    for (const c of r.corrupt) console.log(`  ${safe(c.id)}  ${Number.isFinite(c.at) ? new Date(c.at).toISOString() : '?'}  record ${c.recordBytes} B, body ${c.bodyBytes} B  ${safe(c.reason)}`);
   }
 }
 

@@ -30,17 +30,26 @@ export class CounterDelta {
 
   /** Write the delta; must run inside a write transaction (transaction callback or sync). */
   applyTo(db: Database<number, string>): void {
-    bump(db, COUNTER.total, this.total);
-    for (let p = 0; p < 3; p++) bump(db, COUNTER.priority[p]!, this.priority[p]!);
-    bump(db, COUNTER.ready, this.ready);
-    bump(db, COUNTER.leased, this.leased);
-    bump(db, COUNTER.held, this.held);
-    for (const [domain, d] of this.domains) bump(db, COUNTER.domainPrefix + domain, d);
+    for (const [key, d] of this.entries()) bump(db, key, d);
+  }
+
+  /** The counter keys this delta changes, with their changes (zeros left out). */
+  entries(): [string, number][] {
+    const out: [string, number][] = [];
+    const add = (key: string, d: number): void => {
+      if (d !== 0) out.push([key, d]);
+    };
+    add(COUNTER.total, this.total);
+    for (let p = 0; p < 3; p++) add(COUNTER.priority[p]!, this.priority[p]!);
+    add(COUNTER.ready, this.ready);
+    add(COUNTER.leased, this.leased);
+    add(COUNTER.held, this.held);
+    for (const [domain, d] of this.domains) add(COUNTER.domainPrefix + domain, d);
+    return out;
   }
 }
 
 function bump(db: Database<number, string>, key: string, d: number): void {
-  if (d === 0) return;
   const v = (db.get(key) ?? 0) + d;
   // Zero entries are removed so per-domain keys do not pile up for domains long gone.
   if (v === 0) void db.remove(key);

@@ -44,11 +44,48 @@ export function encodeRecord(rec: MessageRecord): Buffer {
 }
 
 /**
- * Decode a stored record. `bytes` may be an lmdb-js reusable buffer: everything is copied
- * into JS values here (records hold no Buffers), so the result outlives the buffer.
+ * Decode a stored record and check that it is one: the bytes under key `id` decode to an
+ * object with every field that indexes, counters and transitions use, of the right type.
+ * Throws an Error saying why not (msgpackr's own error for bytes that do not decode at all):
+ * callers treat such a record as corrupt (record-store.ts), never as a message.
+ * `bytes` may be an lmdb-js reusable buffer: everything is copied into JS values here
+ * (records hold no Buffers), so the result outlives the buffer.
  */
-export function decodeRecord(bytes: Uint8Array): MessageRecord {
-  return packr.unpack(bytes) as MessageRecord;
+export function decodeRecord(bytes: Uint8Array, id: string): MessageRecord {
+  const rec = packr.unpack(bytes) as unknown;
+  const why = recordProblem(rec, id);
+  if (why !== null) throw new Error(why);
+  return rec as MessageRecord;
+}
+
+const STATES = new Set(['ready', 'leased', 'held']);
+const RECIPIENT_STATES = new Set(['pending', 'delivered', 'failed']);
+const isTime = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+
+/** Why a decoded value is not a usable record stored under `id`, or null. */
+function recordProblem(v: unknown, id: string): string | null {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return `not a record (${v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v})`;
+  const r = v as Record<string, unknown>;
+  if (r['id'] !== id) return `its id ${JSON.stringify(r['id'])} is not its key`;
+  if (!Number.isSafeInteger(r['seq']) || (r['seq'] as number) < 0) return 'bad seq';
+  if (r['priority'] !== 0 && r['priority'] !== 1 && r['priority'] !== 2) return 'bad priority';
+  if (typeof r['state'] !== 'string' || !STATES.has(r['state'])) return 'bad state';
+  if (!isTime(r['receivedAt']) || !isTime(r['nextAttemptAt'])) return 'bad times';
+  if (!isTime(r['attempts']) || !isTime(r['size'])) return 'bad attempts or size';
+  if (typeof r['sender'] !== 'string') return 'bad sender';
+  const rcpts = r['recipients'];
+  if (!Array.isArray(rcpts) || rcpts.length === 0) return 'no recipients';
+  for (const x of rcpts as unknown[]) {
+    if (x === null || typeof x !== 'object') return 'bad recipient';
+    const rc = x as Record<string, unknown>;
+    if (typeof rc['address'] !== 'string' || typeof rc['domain'] !== 'string') return 'bad recipient address';
+    if (typeof rc['state'] !== 'string' || !RECIPIENT_STATES.has(rc['state']) || !isTime(rc['attempts'])) return 'bad recipient state';
+  }
+  if (r['state'] === 'leased') {
+    const l = r['lease'] as Record<string, unknown> | null | undefined;
+    if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';
+  }
+  return null;
 }
 
 /** Lower-cased part after the last '@'; '' for an address without one (RFC 5321 <postmaster>). */

@@ -1,66 +1,73 @@
-// The durable priority queue (class Queue): one LMDB environment holding message records,
-// raw bodies, the due (schedule) index, the lease index, counters and meta. Owns every state
-// transition and keeps the invariants: a 'ready' message has exactly one due key, a 'leased'
-// one exactly one lease key, a 'held' one neither; counters change in the same transaction.
-// Key layouts: keys.ts; record encoding: records.ts; fairness: fairness.ts; docs/queue.md.
+// The durable priority queue (class Queue), the core of the queue: open and recovery, enqueue
+// with group commit, settle (the delivery engine's outcomes), reads, the write path that
+// maps LMDB failures to PST_ERR_QUEUE_WRITE, and close. Leasing (lease-manager.ts) and
+// administration (queue-admin.ts) are parts it composes and exposes through the same object.
+// A corrupt record met anywhere is set aside by a repair (check-queue.ts) in a transaction of
+// its own or at the end of the one that met it. Sub-databases: record-store.ts; docs/queue.md.
 import { mkdirSync } from 'node:fs';
-import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
+import type { RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
 import { CounterDelta, readCounters } from './counters.js';
-import { FairRotation } from './fairness.js';
 import { makeId, seqOfId } from './ids.js';
-import {
-  COUNTER,
-  LAYOUT_VERSION,
-  META,
-  dueKey,
-  dueRange,
-  expiredLeaseRange,
-  leaseKey,
-  scheduledRange,
-  type DueKey,
-  type LeaseKey,
-} from './keys.js';
-import { decodeRecord, encodeRecord, isFinal, makeLease, makeMessage, makeReply } from './records.js';
+import { checkQueue, type QueueProblem } from './check-queue.js';
+import { COUNTER, LAYOUT_VERSION, META, dueKey, scheduledRange } from './keys.js';
+import { LeaseManager } from './lease-manager.js';
+import { QueueAdmin } from './queue-admin.js';
+import { RecordStore, notFound, openQueueEnv } from './record-store.js';
+import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
-import type {
-  EnvelopeInput,
-  MessageRecord,
-  Priority,
-  QueueCounts,
-  Recipient,
-  QueueOptions,
-  QueueStats,
-  RecipientOutcome,
-  ReplyRecord,
+import {
+  PRIORITIES,
+  type EnvelopeInput,
+  type FailRecipientsResult,
+  type MessageRecord,
+  type Priority,
+  type QueueCounts,
+  type QueueOptions,
+  type QueueStats,
+  type RecipientOutcome,
+  type ReplyRecord,
 } from './types.js';
 
 export * from './types.js';
 export { isFinal } from './records.js';
+export type { QueueProblem, QueueProblemKind } from './check-queue.js';
 export { FAIRNESS_CYCLE, STARVATION_BOUND } from './fairness.js';
 
-const DEFAULT_MAP_BYTES = 1024 * 1024 * 1024;
+/** Problems of one repair logged one by one; the rest as a count. */
+const MAX_LOGGED_PROBLEMS = 100;
 const DEFAULT_LEASE_MS = 300_000;
 /** How long a failed write waits for lmdb-js to report the underlying error. */
 const CAUSE_WAIT_MS = 1000;
+
+/** A repair's findings in the log; a record set aside is an error with its own code. */
+function logProblems(log: Logger, problems: QueueProblem[]): void {
+  for (const p of problems.slice(0, MAX_LOGGED_PROBLEMS)) {
+    if (p.kind === 'undecodable-record' || p.kind === 'record-without-body' || p.kind === 'body-without-record') {
+      log.error({ code: 'PST_ERR_QUEUE_CORRUPT_RECORD', id: p.id, kind: p.kind, reason: p.detail }, 'corrupt queue record set aside');
+    } else {
+      log.warn({ kind: p.kind, id: p.id, detail: p.detail }, 'queue index or counter repaired');
+    }
+  }
+  if (problems.length > MAX_LOGGED_PROBLEMS) log.warn({ more: problems.length - MAX_LOGGED_PROBLEMS }, 'more queue problems repaired');
+}
 
 /** The enqueues of one lmdb-js event-turn batch (= one write transaction). */
 interface EnqueueBatch {
   readonly delta: CounterDelta;
   maxSeq: number;
+  /** Its message ids: a repair tells by them whether the batch's puts are in its transaction. */
+  readonly ids: string[];
+  /** A repair in this batch's transaction recounted its records: the delta must not be added. */
+  counted: boolean;
 }
 
 const noop = (): void => {};
-const PRIORITIES: readonly Priority[] = [0, 1, 2];
 
 function closedError(): PosternError {
   return new PosternError('PST_ERR_QUEUE_CLOSED');
-}
-
-function notFound(id: string): PosternError {
-  return new PosternError('PST_ERR_QUEUE_NOT_FOUND', `no message ${id} in the queue`);
 }
 
 function toBody(body: Buffer | Buffer[]): Buffer {
@@ -103,25 +110,17 @@ function waitAtMost<T>(p: PromiseLike<T>, ms: number): Promise<T | undefined> {
   });
 }
 
-/** The largest time a Date can hold: every lease expires before it. */
-const MAX_TIME_MS = 8.64e15;
-
 export class Queue {
   /** The suppression list (suppressions.ts), in this environment's 'suppress' sub-database. */
   readonly suppressions: SuppressionList;
   /** The durable event log for event webhooks (events.ts), sub-database 'events'. */
   readonly events: EventLog;
   private readonly env: RootDatabase;
-  private readonly messages: Database<Buffer, string>;
-  private readonly bodies: Database<Buffer, string>;
-  private readonly due: Database<string, DueKey>;
-  private readonly leases: Database<string, LeaseKey>;
-  private readonly counters: Database<number, string>;
-  private readonly meta: Database<number, string>;
+  private readonly store: RecordStore;
+  private readonly leasing: LeaseManager;
+  private readonly admin: QueueAdmin;
   private readonly log: Logger;
   private readonly clock: () => number;
-  private readonly leaseMs: number;
-  private readonly rotation = new FairRotation();
   private seq: number;
   private batch: EnqueueBatch | null = null;
   private closed = false;
@@ -129,6 +128,11 @@ export class Queue {
   private inflight = 0;
   private idle: (() => void) | null = null;
   private viewDepth = 0;
+  /** A write() callback is running (a corrupt record found now is repaired before it ends). */
+  private inWrite = false;
+  /** Enqueue batches whose counter callback has not run yet (see repairIn). */
+  private readonly uncounted = new Set<EnqueueBatch>();
+  private repairQueued = false;
   private readonly failures = new WeakSet<object>();
   private readonly st: QueueStats = { commits: 0, enqueueCommits: 0, messagesCommitted: 0, bytesCommitted: 0, failedCommits: 0 };
 
@@ -136,22 +140,23 @@ export class Queue {
     this.env = env;
     this.log = opts.logger ?? silentLogger();
     this.clock = opts.now ?? Date.now;
-    this.leaseMs = opts.leaseMs ?? DEFAULT_LEASE_MS;
-    // Every value is raw bytes or a number: the record Packr lives in records.ts, the bodies
-    // are stored as given (no msgpack copy), and lmdb-js never mints structures of its own.
-    this.messages = env.openDB<Buffer, string>({ name: 'msg', encoding: 'binary' });
-    this.bodies = env.openDB<Buffer, string>({ name: 'body', encoding: 'binary' });
-    this.due = env.openDB<string, DueKey>({ name: 'due', encoding: 'string' });
-    this.leases = env.openDB<string, LeaseKey>({ name: 'lease', encoding: 'string' });
-    this.counters = env.openDB<number, string>({ name: 'count', encoding: 'ordered-binary' });
-    this.meta = env.openDB<number, string>({ name: 'meta', encoding: 'ordered-binary' });
+    this.store = new RecordStore(env);
+    // A plain read (list, get, a domain scan) that met a corrupt record: repair in a
+    // transaction of its own. Inside write() the repair ends that transaction instead.
+    this.store.onUndecodable = () => {
+      if (!this.inWrite) this.scheduleRepair();
+    };
     this.seq = 0;
+    const write = <T>(op: string, fn: () => T): Promise<T> => this.write(op, fn);
+    const checkRead = (): void => this.checkRead();
+    this.leasing = new LeaseManager(this.store, write, this.log, this.clock, opts.leaseMs ?? DEFAULT_LEASE_MS);
+    this.admin = new QueueAdmin(this.store, write, this.clock, checkRead);
     // --- suppression list (HTTP admin): its own sub-database, written through this.write().
     this.suppressions = new SuppressionList(
       env.openDB<string, string>({ name: 'suppress', encoding: 'string' }),
-      (op, fn) => this.write(op, fn),
+      write,
       () => this.clock(),
-      () => this.checkRead(),
+      checkRead,
     );
     // --- end suppression list
     this.events = new EventLog(env.openDB<string, number>({ name: 'events', encoding: 'string', keyEncoding: 'ordered-binary' }));
@@ -180,19 +185,7 @@ export class Queue {
   static open(opts: QueueOptions): Queue {
     const started = performance.now();
     mkdirSync(opts.path, { recursive: true });
-    const env = openLmdb({
-      path: opts.path,
-      noSubdir: false, // opts.path is a folder even if its name has a dot
-      mapSize: opts.mapSizeBytes ?? DEFAULT_MAP_BYTES,
-      maxDbs: 16,
-      // Full sync on every commit (never noSync / noMetaSync), and LMDB's classic commit: the
-      // data pages are fdatasync'd and the meta page written through an O_DSYNC descriptor
-      // before the commit returns, so a write promise resolves only for data on disk.
-      // overlappingSync (lmdb-js's default on Linux) is turned off: its promises also resolve
-      // after the flush in 3.5.6, but after a failed commit its flush promise never settles
-      // and close() hangs on it; throughput measured the same (docs/queue.md).
-      overlappingSync: false,
-    });
+    const env = openQueueEnv(opts.path, opts.mapSizeBytes, false);
     let q: Queue;
     try {
       q = new Queue(env, opts);
@@ -202,26 +195,29 @@ export class Queue {
       throw err;
     }
     q.log.info(
-      { path: opts.path, seq: q.seq, messages: q.counters.get(COUNTER.total) ?? 0, ms: Math.round(performance.now() - started) },
+      { path: opts.path, seq: q.seq, messages: q.store.counters.get(COUNTER.total) ?? 0, ms: Math.round(performance.now() - started) },
       'queue opened',
     );
     return q;
   }
 
   private recover(): void {
-    const layout = this.meta.get(META.layout);
+    const { meta } = this.store;
+    const layout = meta.get(META.layout);
     if (layout === undefined) {
-      this.meta.putSync(META.layout, LAYOUT_VERSION);
+      meta.putSync(META.layout, LAYOUT_VERSION);
     } else if (layout !== LAYOUT_VERSION) {
       throw new PosternError('PST_ERR_QUEUE_CORRUPT', `queue layout ${String(layout)} is not ${LAYOUT_VERSION}`);
     }
-    this.seq = this.meta.get(META.seq) ?? 0;
+    this.seq = meta.get(META.seq) ?? 0;
     const nowMs = Math.floor(this.clock());
     // Only open a write transaction when there is something to reclaim.
-    let any = false;
-    for (const _ of this.leases.getKeys({ ...expiredLeaseRange(nowMs), limit: 1 })) any = true;
-    if (any) {
-      const n = this.env.transactionSync(() => this.reclaimIn(nowMs));
+    if (this.leasing.anyExpired(nowMs)) {
+      const n = this.env.transactionSync(() => {
+        const reclaimed = this.leasing.reclaimIn(nowMs);
+        if (this.store.undecodable.size > 0) this.repairIn();
+        return reclaimed;
+      });
       this.log.info({ reclaimed: n }, 'expired leases returned to ready');
     }
   }
@@ -256,19 +252,24 @@ export class Queue {
     const rec = makeMessage(env, id, seq, priority, receivedAt, nextAttemptAt, bytes.length);
     const packed = encodeRecord(rec);
     this.inflight++;
+    let batch: EnqueueBatch | undefined;
     try {
       // Plain puts run entirely on lmdb-js's writer thread; all writes of this event turn
       // share one transaction, hence one fsync (group commit).
-      const commit = this.bodies.put(id, bytes);
-      void this.messages.put(id, packed);
-      if (rec.state === 'ready') void this.due.put(dueKey(priority, nextAttemptAt, seq), id);
-      const batch = this.currentBatch();
+      const { bodies, messages, due } = this.store;
+      const commit = bodies.put(id, bytes);
+      void messages.put(id, packed);
+      if (rec.state === 'ready') void due.put(dueKey(priority, nextAttemptAt, seq), id);
+      batch = this.currentBatch();
       batch.delta.add(rec, 1);
+      batch.ids.push(id);
       if (seq > batch.maxSeq) batch.maxSeq = seq;
       await commit;
     } catch (err) {
       throw await this.writeError(err, 'enqueue');
     } finally {
+      // Its counter callback has run by now, or never will (a failed transaction).
+      if (batch !== undefined) this.uncounted.delete(batch);
       this.settled();
     }
     this.st.messagesCommitted++;
@@ -294,81 +295,19 @@ export class Queue {
   private currentBatch(): EnqueueBatch {
     let b = this.batch;
     if (b !== null) return b;
-    const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0 };
+    const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0, ids: [], counted: false };
+    this.uncounted.add(batch);
     this.batch = batch;
     this.env
       .transaction(() => {
-        batch.delta.applyTo(this.counters);
-        const stored = this.meta.get(META.seq) ?? 0;
-        if (batch.maxSeq > stored) void this.meta.put(META.seq, batch.maxSeq);
+        const { counters, meta } = this.store;
+        this.uncounted.delete(batch);
+        if (!batch.counted) batch.delta.applyTo(counters);
+        const stored = meta.get(META.seq) ?? 0;
+        if (batch.maxSeq > stored) void meta.put(META.seq, batch.maxSeq);
       })
       .catch(noop); // a failed commit is reported through each enqueue's own promise
     return batch;
-  }
-
-  /**
-   * Lease up to `limit` due messages (state ready, nextAttemptAt <= now), picking priorities
-   * by the fairness rotation (fairness.ts). Each read of the due index is a range read that
-   * starts at the first due key of a priority and stops at `now`: messages not yet due are
-   * never touched. Leased messages move to the lease index with expiresAt = now + leaseMs.
-   */
-  lease(opts: { limit: number; owner: string; leaseMs?: number }): Promise<MessageRecord[]> {
-    const limit = Math.floor(opts.limit);
-    const leaseMs = opts.leaseMs ?? this.leaseMs;
-    if (this.closed) return Promise.reject(closedError());
-    if (typeof opts.owner !== 'string') return Promise.reject(new TypeError('lease: owner must be a string'));
-    if (!(limit > 0)) return Promise.resolve([]);
-    return this.write('lease', () => {
-      const now = this.clock();
-      const nowMs = Math.floor(now);
-      const expiresAt = Math.ceil(now + leaseMs);
-      const picked = this.pickDue(nowMs, limit);
-      const delta = new CounterDelta();
-      const out: MessageRecord[] = [];
-      for (const e of picked) {
-        void this.due.remove(e.key);
-        const rec = this.read(e.value);
-        if (rec === undefined || rec.state !== 'ready') {
-          this.log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale due key dropped');
-          continue;
-        }
-        delta.add(rec, -1);
-        rec.state = 'leased';
-        rec.lease = makeLease(opts.owner, expiresAt);
-        void this.messages.put(rec.id, encodeRecord(rec));
-        void this.leases.put(leaseKey(expiresAt, rec.seq), rec.id);
-        delta.add(rec, 1);
-        out.push(rec);
-      }
-      delta.applyTo(this.counters);
-      return out;
-    });
-  }
-
-  /** Read phase of lease: choose the due keys, before any write touches the index. */
-  private pickDue(nowMs: number, limit: number): { key: DueKey; value: string }[] {
-    type Entry = { key: DueKey; value: string };
-    const iters: Iterator<Entry>[] = [];
-    const heads: (Entry | undefined)[] = [];
-    for (const p of PRIORITIES) {
-      const it = this.due.getRange({ ...dueRange(p, nowMs), limit })[Symbol.iterator]() as Iterator<Entry>;
-      iters.push(it);
-      const r = it.next();
-      heads.push(r.done ? undefined : r.value);
-    }
-    const picked: Entry[] = [];
-    try {
-      while (picked.length < limit) {
-        const p = this.rotation.pick((q) => heads[q] !== undefined);
-        if (p < 0) break;
-        picked.push(heads[p]!);
-        const r = iters[p]!.next();
-        heads[p] = r.done ? undefined : r.value;
-      }
-    } finally {
-      for (const it of iters) it.return?.();
-    }
-    return picked;
   }
 
   /**
@@ -382,7 +321,7 @@ export class Queue {
    */
   settle(id: string, outcomes: RecipientOutcome[], owner?: string): Promise<MessageRecord | null> {
     return this.write('settle', () => {
-      const rec = this.load(id);
+      const rec = this.store.load(id);
       if (owner !== undefined && rec.state === 'leased' && rec.lease?.owner !== owner) {
         throw new PosternError('PST_ERR_QUEUE_LEASE_LOST', `message ${id} is leased by ${rec.lease?.owner ?? '?'}, not ${owner}`);
       }
@@ -392,32 +331,25 @@ export class Queue {
         }
       }
       const nowMs = Math.floor(this.clock());
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      let retryAt = Infinity;
-      for (const o of outcomes) {
-        for (const r of rec.recipients) {
-          if (r.address !== o.address || r.state !== 'pending') continue;
-          if (o.outcome !== 'deferred' || o.tried !== false) r.attempts++;
-          if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
-          if (o.outcome === 'delivered') r.state = 'delivered';
-          else if (o.outcome === 'failed') r.state = 'failed';
-          else if (o.retryAt < retryAt) retryAt = o.retryAt;
+      this.store.update(rec, () => {
+        let retryAt = Infinity;
+        for (const o of outcomes) {
+          for (const r of rec.recipients) {
+            if (r.address !== o.address || r.state !== 'pending') continue;
+            if (o.outcome !== 'deferred' || o.tried !== false) r.attempts++;
+            if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
+            if (o.outcome === 'delivered') r.state = 'delivered';
+            else if (o.outcome === 'failed') r.state = 'failed';
+            else if (o.retryAt < retryAt) retryAt = o.retryAt;
+          }
         }
-      }
-      rec.attempts++;
-      rec.lease = undefined;
-      if (isFinal(rec)) {
-        void this.messages.remove(id);
-        void this.bodies.remove(id);
-      } else {
+        rec.attempts++;
+        rec.lease = undefined;
+        if (isFinal(rec)) return false;
         if (rec.state === 'leased') rec.state = 'ready';
         rec.nextAttemptAt = Number.isFinite(retryAt) ? Math.max(0, Math.ceil(retryAt)) : nowMs;
-        this.store(rec);
-        delta.add(rec, 1);
-      }
-      delta.applyTo(this.counters);
+        return true;
+      });
       return rec;
     });
   }
@@ -434,265 +366,64 @@ export class Queue {
     return this.settle(id, addresses.map((address) => ({ address, outcome: 'failed' as const, reply })));
   }
 
+  // ---------------------------------------------------------------- leasing (lease-manager.ts)
+
+  /** Lease up to `limit` due messages, fairly across priorities; see LeaseManager.lease. */
+  lease(opts: { limit: number; owner: string; leaseMs?: number }): Promise<MessageRecord[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return this.leasing.lease(opts);
+  }
+
+  /** Return every lease with expiresAt <= now to 'ready'. */
+  reclaimExpired(): Promise<number> {
+    return this.leasing.reclaimExpired();
+  }
+
+  /** Return every leased message to ready, whoever holds it (a node starting as the only deliverer). */
+  releaseAllLeases(): Promise<number> {
+    return this.leasing.releaseAll();
+  }
+
+  // ---------------------------------------------------------------- administration (queue-admin.ts)
+
   /** Take a message out of circulation (a lease on it is dropped); never leased until released. */
-  async hold(id: string): Promise<void> {
-    await this.write('hold', () => {
-      this.holdIn(this.load(id));
-    });
+  hold(id: string): Promise<void> {
+    return this.admin.hold(id);
   }
 
   /** Make a held (or scheduled) message due now; a leased message is left alone. */
-  async release(id: string): Promise<void> {
-    await this.write('release', () => {
-      this.makeDueIn(this.load(id), Math.floor(this.clock()));
-    });
+  release(id: string): Promise<void> {
+    return this.admin.release(id);
+  }
+
+  /** A scheduled ready message becomes due now; a leased or held one is left alone, its state returned. */
+  retryNow(id: string): Promise<'due' | 'leased' | 'held'> {
+    return this.admin.retryNow(id);
   }
 
   /** Delete a message and its body whatever its state. */
-  async remove(id: string): Promise<void> {
-    await this.write('remove', () => {
-      const rec = this.load(id);
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      void this.messages.remove(id);
-      void this.bodies.remove(id);
-      delta.applyTo(this.counters);
-    });
+  remove(id: string): Promise<void> {
+    return this.admin.remove(id);
   }
 
-  // ---------------------------------------------------------------- administration
-  // (HTTP admin API: queue-actions-v1.ts.) New methods only; the transitions mirror hold/release.
-
-  /**
-   * Retry now: a ready message scheduled in the future becomes due now ('due', also when it
-   * already was). A leased or held message is left alone and its state returned.
-   */
-  retryNow(id: string): Promise<'due' | 'leased' | 'held'> {
-    return this.write('retry', () => {
-      const rec = this.load(id);
-      if (rec.state !== 'ready') return rec.state;
-      this.makeDueIn(rec, Math.floor(this.clock()));
-      return 'due' as const;
-    });
-  }
-
-  /**
-   * Fail every pending recipient with `reply` (an administrator's bounce) and delete the
-   * message and its body, as settle() does when the last recipient becomes final; recipient
-   * attempts are not counted (nothing was tried). A leased message (a delivery in flight) is
-   * left alone: { leased: true }. Otherwise the final record and the recipients failed now
-   * (for the DSN, which the caller queues BEFORE this call, as the scheduler does).
-   */
-  failAll(id: string, reply: ReplyRecord): Promise<{ leased: true } | { leased: false; record: MessageRecord; failed: Recipient[] }> {
-    return this.write('bounce', () => {
-      const rec = this.load(id);
-      if (rec.state === 'leased') return { leased: true as const };
-      const nowMs = Math.floor(this.clock());
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      const failed: Recipient[] = [];
-      for (const r of rec.recipients) {
-        if (r.state !== 'pending') continue;
-        r.state = 'failed';
-        r.lastReply = makeReply(reply, nowMs);
-        failed.push(r);
-      }
-      rec.lease = undefined;
-      void this.messages.remove(id);
-      void this.bodies.remove(id);
-      delta.applyTo(this.counters);
-      return { leased: false as const, record: rec, failed };
-    });
-  }
-
-  /**
-   * Fail the pending recipients of one domain in one message (an administrator's bounce or
-   * delete of a destination). A leased message is left alone ({ leased: true }). When no
-   * recipient is pending afterwards the message and its body are deleted (removed: true).
-   */
-  failDomainRecipients(id: string, domain: string, reply: ReplyRecord): Promise<{ leased: true } | { leased: false; record: MessageRecord; failed: Recipient[]; removed: boolean }> {
-    const d = domain.toLowerCase();
-    return this.write('domain-fail', () => {
-      const rec = this.load(id);
-      if (rec.state === 'leased') return { leased: true as const };
-      const nowMs = Math.floor(this.clock());
-      const delta = new CounterDelta();
-      delta.add(rec, -1);
-      this.unindex(rec);
-      const failed: Recipient[] = [];
-      for (const r of rec.recipients) {
-        if (r.state !== 'pending' || r.domain !== d) continue;
-        r.state = 'failed';
-        r.lastReply = makeReply(reply, nowMs);
-        failed.push(r);
-      }
-      const removed = !rec.recipients.some((r) => r.state === 'pending');
-      if (removed) {
-        void this.messages.remove(id);
-        void this.bodies.remove(id);
-      } else {
-        this.store(rec);
-        delta.add(rec, 1);
-      }
-      delta.applyTo(this.counters);
-      return { leased: false as const, record: rec, failed, removed };
-    });
+  /** Fail the pending recipients (all, or those in `domain`) of a message that is not leased; see QueueAdmin. */
+  failRecipients(id: string, reply: ReplyRecord, domain?: string): Promise<FailRecipientsResult> {
+    return this.admin.failRecipients(id, reply, domain);
   }
 
   /** Ids of messages with a pending recipient in `domain`, in id order, at most `limit`. */
   idsForDomain(domain: string, limit: number): string[] {
-    this.checkRead();
-    const d = domain.toLowerCase();
-    const out: string[] = [];
-    for (const { key, value } of this.messages.getRange({})) {
-      if (decodeRecord(value).recipients.some((r) => r.state === 'pending' && r.domain === d)) out.push(key);
-      if (out.length >= limit) break;
-    }
-    return out;
+    return this.admin.idsForDomain(domain, limit);
   }
 
-  /**
-   * Apply hold / release / retry to every message with a pending recipient in `domain`
-   * (the whole message: its other recipients too). Scans the records in id order (there is
-   * no domain index: O(queue) reads, done in slices of at most batchSize*20 records so the
-   * event loop is not held), and changes at most `batchSize` messages per write transaction,
-   * re-checking each inside it. Resolves with the number of messages whose state changed:
-   *   hold:    any non-held message becomes held (a lease is dropped, as hold() does)
-   *   release: held or scheduled becomes due now (as release())
-   *   retry:   ready-but-scheduled becomes due now (leased and held ones are left alone)
-   */
-  async applyToDomain(domain: string, action: 'hold' | 'release' | 'retry', batchSize = 500): Promise<number> {
-    const d = domain.toLowerCase().replace(/\.$/, '');
-    const batch = Math.max(1, Math.floor(batchSize));
-    const pendingIn = (rec: MessageRecord): boolean => rec.recipients.some((r) => r.state === 'pending' && r.domain === d);
-    let after: string | undefined;
-    let changed = 0;
-    for (;;) {
-      this.checkRead();
-      const ids: string[] = [];
-      let last: string | undefined;
-      let scanned = 0;
-      for (const { key, value } of this.messages.getRange(after === undefined ? {} : { start: after })) {
-        if (key === after) continue;
-        last = key;
-        scanned++;
-        if (pendingIn(decodeRecord(value))) ids.push(key);
-        if (ids.length >= batch || scanned >= batch * 20) break;
-      }
-      if (last === undefined) break;
-      after = last;
-      if (ids.length === 0) continue;
-      changed += await this.write(`domain-${action}`, () => {
-        const nowMs = Math.floor(this.clock());
-        let n = 0;
-        for (const id of ids) {
-          const rec = this.read(id);
-          if (rec === undefined || !pendingIn(rec)) continue;
-          if (action === 'hold' ? this.holdIn(rec) : action === 'release' ? this.makeDueIn(rec, nowMs) : rec.state === 'ready' && this.makeDueIn(rec, nowMs)) n++;
-        }
-        return n;
-      });
-    }
-    return changed;
+  /** hold / release / retry every message with a pending recipient in `domain`; see QueueAdmin. */
+  applyToDomain(domain: string, action: 'hold' | 'release' | 'retry', batchSize?: number): Promise<number> {
+    return this.admin.applyToDomain(domain, action, batchSize);
   }
 
-  /** Inside a write transaction: held or scheduled -> due now. False if nothing changed. */
-  private makeDueIn(rec: MessageRecord, nowMs: number): boolean {
-    if (rec.state === 'leased' || (rec.state === 'ready' && rec.nextAttemptAt <= nowMs)) return false;
-    this.restate(rec, () => {
-      rec.state = 'ready';
-      rec.nextAttemptAt = nowMs;
-    });
-    return true;
-  }
-
-  /** Inside a write transaction: change a stored record's state, keeping indexes and counters right. */
-  private restate(rec: MessageRecord, change: () => void): void {
-    const delta = new CounterDelta();
-    delta.add(rec, -1);
-    this.unindex(rec);
-    change();
-    this.store(rec);
-    delta.add(rec, 1);
-    delta.applyTo(this.counters);
-  }
-
-  /** Inside a write transaction: -> held (a lease is dropped). False if it already was. */
-  private holdIn(rec: MessageRecord): boolean {
-    if (rec.state === 'held') return false;
-    this.restate(rec, () => {
-      rec.state = 'held';
-      rec.lease = undefined;
-    });
-    return true;
-  }
-
-  /** Return every lease with expiresAt <= now to 'ready' (a range read of the lease index). */
-  reclaimExpired(): Promise<number> {
-    return this.write('reclaim', () => this.reclaimIn(Math.floor(this.clock())));
-  }
-
-  /**
-   * Return every leased message to ready, whoever holds it. For a node starting up as the
-   * only deliverer of this folder: its previous incarnation's leases are all dead, and
-   * waiting for them to expire would delay that mail by up to a lease time.
-   */
-  releaseAllLeases(): Promise<number> {
-    return this.write('reclaim', () => this.reclaimIn(MAX_TIME_MS));
-  }
-
-  /** Inside a write transaction: reclaim expired leases, returns how many. */
-  private reclaimIn(nowMs: number): number {
-    // Collected first: the loop below deletes keys of the range it read.
-    const expired = Array.from(this.leases.getRange(expiredLeaseRange(nowMs))) as { key: LeaseKey; value: string }[];
-    const delta = new CounterDelta();
-    let n = 0;
-    for (const e of expired) {
-      void this.leases.remove(e.key);
-      const rec = this.read(e.value);
-      if (rec === undefined || rec.state !== 'leased') {
-        this.log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale lease key dropped');
-        continue;
-      }
-      delta.add(rec, -1);
-      rec.state = 'ready';
-      rec.lease = undefined;
-      // nextAttemptAt is kept: it is in the past, so the message is due at once and keeps
-      // its place ahead of messages that became due later.
-      this.store(rec);
-      delta.add(rec, 1);
-      n++;
-    }
-    delta.applyTo(this.counters);
-    if (n > 0) this.log.debug({ reclaimed: n }, 'expired leases reclaimed');
-    return n;
-  }
-
-  /** Inside a write transaction: the record, or PST_ERR_QUEUE_NOT_FOUND. */
-  private load(id: string): MessageRecord {
-    const rec = this.read(id);
-    if (rec === undefined) throw notFound(id);
-    return rec;
-  }
-
-  private read(id: string): MessageRecord | undefined {
-    const raw = this.messages.getBinaryFast(id);
-    return raw === undefined ? undefined : decodeRecord(raw);
-  }
-
-  /** Remove the index key that the record's current state implies. */
-  private unindex(rec: MessageRecord): void {
-    if (rec.state === 'ready') void this.due.remove(dueKey(rec.priority, rec.nextAttemptAt, rec.seq));
-    else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.remove(leaseKey(rec.lease.expiresAt, rec.seq));
-  }
-
-  /** Write the record and the index key its state implies. */
-  private store(rec: MessageRecord): void {
-    void this.messages.put(rec.id, encodeRecord(rec));
-    if (rec.state === 'ready') void this.due.put(dueKey(rec.priority, rec.nextAttemptAt, rec.seq), rec.id);
-    else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.put(leaseKey(rec.lease.expiresAt, rec.seq), rec.id);
+  /** Messages in id (arrival) order; `after` is an exclusive cursor. For tools and tests; O(limit). */
+  list(limit?: number, after?: string): MessageRecord[] {
+    return this.admin.list(limit, after);
   }
 
   /**
@@ -705,12 +436,56 @@ export class Queue {
     if (this.closed) throw closedError();
     this.inflight++;
     try {
-      return await this.env.transaction(fn);
+      return await this.env.transaction(() => this.inTransaction(fn));
     } catch (err) {
       throw await this.writeError(err, op);
     } finally {
       this.settled();
     }
+  }
+
+  /**
+   * Run a write() callback. A corrupt record it met (read as absent, never half-way through
+   * its writes) is set aside by a repair before the transaction ends, also when `fn` threw:
+   * lmdb-js commits the transaction either way.
+   */
+  private inTransaction<T>(fn: () => T): T {
+    this.inWrite = true;
+    try {
+      return fn();
+    } finally {
+      this.inWrite = false;
+      if (this.store.undecodable.size > 0) this.repairIn();
+    }
+  }
+
+  /**
+   * Inside a write transaction: check and repair the whole queue (check-queue.ts): set the
+   * corrupt records aside, rebuild indexes and counters from the records. O(queue), run only
+   * when a corrupt record was met.
+   */
+  private repairIn(): void {
+    this.store.undecodable.clear();
+    const started = performance.now();
+    const r = checkQueue(this.store, { repair: true, nowMs: Math.floor(this.clock()) });
+    // An enqueue batch whose puts this transaction already holds but whose counter callback
+    // is still to run (lmdb-js runs every put of a batch before its transaction callbacks):
+    // the recount included its records, so its delta must not be added on top.
+    for (const b of this.uncounted) if (b.ids.some((id) => this.store.messages.doesExist(id))) b.counted = true;
+    if (r.maxSeq > this.seq) this.seq = r.maxSeq;
+    logProblems(this.log, r.problems);
+    this.log.warn({ problems: r.problems.length, records: r.records, ms: Math.round(performance.now() - started) }, 'queue repaired');
+  }
+
+  /** A repair in a transaction of its own, soon (a plain read found a corrupt record). */
+  private scheduleRepair(): void {
+    if (this.repairQueued || this.closed) return;
+    this.repairQueued = true;
+    setImmediate(() => {
+      this.repairQueued = false;
+      if (this.closed) return;
+      this.write('repair', noop).catch((err: unknown) => this.log.error({ err }, 'queue repair failed'));
+    });
   }
 
   private async writeError(err: unknown, op: string): Promise<PosternError> {
@@ -755,7 +530,7 @@ export class Queue {
   /** The committed record, or undefined. A fresh object: the caller may keep or change it. */
   get(id: string): MessageRecord | undefined {
     this.checkRead();
-    return this.read(id);
+    return this.store.read(id);
   }
 
   /**
@@ -766,7 +541,7 @@ export class Queue {
    */
   withBody<T>(id: string, fn: (body: Buffer) => T): T {
     this.checkRead();
-    const raw = this.bodies.getBinaryFast(id);
+    const raw = this.store.bodies.getBinaryFast(id);
     if (raw === undefined) throw notFound(id);
     // getBinaryFast's Buffer has `length` set to the value's size but a larger byteLength
     // (the whole reusable area), which native Buffer code (equals, socket writes) uses; for
@@ -788,10 +563,10 @@ export class Queue {
    */
   counts(): QueueCounts {
     this.checkRead();
-    const c = readCounters(this.counters);
+    const c = readCounters(this.store.counters);
     const nowMs = Math.floor(this.clock());
     let scheduled = 0;
-    for (const p of PRIORITIES) scheduled += this.due.getCount(scheduledRange(p, nowMs));
+    for (const p of PRIORITIES) scheduled += this.store.due.getCount(scheduledRange(p, nowMs));
     return {
       total: c.total,
       byPriority: c.byPriority,
@@ -800,19 +575,10 @@ export class Queue {
     };
   }
 
-  /** Up to `limit` records in id order (arrival order). For tools and tests; O(limit). */
-  /** Messages in id (arrival) order; `after` is an exclusive cursor: the last id of the previous page. */
-  list(limit = Infinity, after?: string): MessageRecord[] {
+  /** How many records (or bodies) were set aside as corrupt (sub-database 'corrupt'). */
+  corruptCount(): number {
     this.checkRead();
-    const out: MessageRecord[] = [];
-    const range: { limit?: number; start?: string } = Number.isFinite(limit) ? { limit: limit + (after ? 1 : 0) } : {};
-    if (after) range.start = after;
-    for (const { key, value } of this.messages.getRange(range)) {
-      if (after && key === after) continue;
-      if (out.length >= limit) break;
-      out.push(decodeRecord(value));
-    }
-    return out;
+    return this.store.corruptCount();
   }
 
   stats(): QueueStats {

@@ -6,6 +6,8 @@ import type { Logger } from '../log/logger.js';
 export const PRIORITY = { urgent: 0, normal: 1, bulk: 2 } as const;
 export type Priority = 0 | 1 | 2;
 export const PRIORITY_NAMES = ['urgent', 'normal', 'bulk'] as const;
+/** Every priority, highest first. */
+export const PRIORITIES: readonly Priority[] = [0, 1, 2];
 
 export interface RecipientInput {
   address: string;
@@ -115,3 +117,11 @@ export interface QueueStats {
   /** Write transactions that failed (their operations were rejected). */
   failedCommits: number;
 }
+
+/**
+ * What failRecipients did: nothing to a leased message (a delivery in flight), else the record
+ * as stored after (the final record when `removed`) and the recipients failed now.
+ */
+export type FailRecipientsResult =
+  | { leased: true }
+  | { leased: false; record: MessageRecord; failed: Recipient[]; removed: boolean };

@@ -1,7 +1,9 @@
-// The `postern` command line: config printing and errors, user add, queue counts, and a
-// node started with `postern start` that takes a message and stops on SIGTERM.
+// The `postern` command line: config printing and errors, user add, queue counts, the queue
+// check on a data dir damaged in several ways, and a node started with `postern start` that
+// takes a message and stops on SIGTERM.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
@@ -9,6 +11,9 @@ import { runCli, startCliNode } from '../helpers/cli.js';
 import { tempDir } from '../helpers/node.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { UserDb } from '../../src/auth/users.js';
+import { open as openLmdb } from 'lmdb';
+import { Queue } from '../../src/queue/store.js';
+import { seqOfId } from '../../src/queue/ids.js';
 
 test('postern config prints every variable; a bad value exits 78 naming them all', async () => {
   const ok = await runCli(['config'], { POSTERN_SMTP_PORT: '2600' });
@@ -103,4 +108,105 @@ test('postern start takes a message, postern queue shows it, SIGTERM stops clean
   assert.equal(code, 0);
   const q2 = await runCli(['queue', '--json'], env);
   assert.equal(JSON.parse(q2.stdout).total, 1, 'the message survives the restart');
+});
+
+test('postern queue check finds every kind of damage, --repair fixes it, and the queue works after', async (t) => {
+  const dir = join(tempDir(t), 'q');
+  const env = { POSTERN_DATA_DIR: dir, POSTERN_QUEUE_MAP_BYTES: '64M' };
+  // A queue of 8 messages: ready, leased, held.
+  let q = Queue.open({ path: dir });
+  const ids: string[] = [];
+  for (let i = 0; i < 8; i++) ids.push(await q.enqueue({ sender: 's@x.example', recipients: [{ address: `r${i}@d${i % 3}.example` }] }, Buffer.from(`body ${i}`)));
+  await q.lease({ limit: 2, owner: 'w' }); // ids 0, 1
+  await q.hold(ids[7]!);
+  await q.close();
+  const clean = await runCli(['queue', 'check'], env);
+  assert.equal(clean.code, 0, clean.stdout + clean.stderr);
+  assert.match(clean.stdout, /^queue .*: 8 records$/m);
+  assert.match(clean.stdout, /^no problems$/m);
+
+  // Damage it behind the queue's back, one way per message or structure.
+  const lmdb = openLmdb({ path: dir, maxDbs: 16 });
+  const db = <V>(name: string, encoding: 'binary' | 'string' | 'ordered-binary') => lmdb.openDB<V, any>({ name, encoding });
+  const msg = db<Buffer>('msg', 'binary');
+  const body = db<Buffer>('body', 'binary');
+  const due = db<string>('due', 'string');
+  const lease = db<string>('lease', 'string');
+  const count = db<number>('count', 'ordered-binary');
+  const meta = db<number>('meta', 'ordered-binary');
+  const dueOf = (id: string) => Array.from(due.getRange({})).find((e) => e.value === id)!.key;
+  msg.putSync(ids[2]!, Buffer.from([0xc1, 0xde, 0xad])); // undecodable (ready)
+  due.removeSync(dueOf(ids[3]!)); // ready, no due entry
+  due.putSync([1, 1, 999_999], '0000000000000zzz'); // due entry without a record
+  lease.removeSync(Array.from(lease.getRange({})).find((e) => e.value === ids[0])!.key); // leased, no lease entry
+  count.putSync('s:ready', 42);
+  count.putSync('d:gone.example', 3);
+  body.putSync('00000000000000zz', Buffer.from('orphan')); // body without record
+  body.removeSync(ids[5]!); // record without body
+  meta.putSync('seq', 1);
+  await lmdb.close();
+
+  const sha = () => createHash('sha256').update(readFileSync(join(dir, 'data.mdb'))).digest('hex');
+  const before = sha();
+  const found = await runCli(['queue', 'check'], env);
+  assert.equal(found.code, 1, 'problems: exit 1');
+  for (const re of [
+    new RegExp(`^problem: record ${ids[2]} cannot be decoded: `, 'm'),
+    new RegExp(`^problem: record ${ids[3]} is ready but its due entry .* is missing$`, 'm'),
+    /^problem: due entry \[1,1,999999\] -> 0000000000000zzz has no ready record$/m,
+    new RegExp(`^problem: record ${ids[0]} is leased but its lease entry .* is missing$`, 'm'),
+    /^problem: counter s:ready is 42, the records give 3$/m,
+    /^problem: counter d:gone.example is 3, the records give 0$/m,
+    /^problem: body 00000000000000zz has no record$/m,
+    new RegExp(`^problem: record ${ids[5]} has no body$`, 'm'),
+    /^problem: stored seq 1 is below the highest in use, 8$/m,
+    /problems; postern queue check --repair fixes them/,
+  ]) assert.match(found.stdout, re);
+  assert.equal(sha(), before, 'the check alone writes nothing');
+
+  const json = await runCli(['queue', 'check', '--json'], env);
+  assert.equal(json.code, 1);
+  const report = JSON.parse(json.stdout);
+  assert.equal(report.ok, false);
+  assert.equal(report.records, 6, '8 minus the undecodable one and the one without a body');
+  const kinds = new Set(report.problems.map((p: { kind: string }) => p.kind));
+  for (const k of ['undecodable-record', 'record-without-body', 'body-without-record', 'stale-due-entry', 'missing-due-entry', 'missing-lease-entry', 'counter', 'seq']) assert.ok(kinds.has(k), k);
+
+  const usage = await runCli(['queue', 'check', '--fix'], env);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /usage: postern queue check \[--repair\] \[--json\]/);
+
+  const repaired = await runCli(['queue', 'check', '--repair'], env);
+  assert.equal(repaired.code, 0, repaired.stdout + repaired.stderr);
+  assert.match(repaired.stdout, /^\d+ problems repaired$/m);
+  assert.match(repaired.stdout, /^set aside as corrupt \(sub-database 'corrupt'\): 3$/m);
+
+  const after = await runCli(['queue', 'check'], env);
+  assert.equal(after.code, 0, after.stdout);
+  assert.match(after.stdout, /^queue .*: 6 records$/m);
+  assert.match(after.stdout, /^no problems$/m);
+  assert.match(after.stdout, new RegExp(`^  ${ids[2]}  \\S+  record 3 B, body 6 B  undecodable: `, 'm'), 'the corrupt record is kept with its body');
+  assert.match(after.stdout, new RegExp(`^  ${ids[5]}  \\S+  record \\d+ B, body 0 B  record without body$`, 'm'));
+  assert.match(after.stdout, /^  00000000000000zz  \S+  record 0 B, body 6 B  body without record$/m);
+  const counts = await runCli(['queue', '--json'], env);
+  const c = JSON.parse(counts.stdout);
+  assert.equal(c.total, 6);
+  assert.deepEqual(c.byState, { ready: 3, scheduled: 0, leased: 2, held: 1 });
+  assert.equal(c.corruptRecords, 3);
+  assert.match((await runCli(['queue'], env)).stdout, /^corrupt records set aside: 3 \(postern queue check lists them\)$/m);
+
+  // The repaired queue: every good message can be leased (the leases of 0 and 1 once they expire).
+  q = Queue.open({ path: dir, now: () => Date.now() + 3_600_000 });
+  t.after(() => q.close());
+  const leased = await q.lease({ limit: 20, owner: 'w2' });
+  assert.deepEqual(leased.map((r) => r.id).sort(), [ids[0], ids[1], ids[3], ids[4], ids[6]].sort());
+  assert.equal(seqOfId(q.reserveId()), 9, 'the seq continues past the highest in use');
+});
+
+test('postern queue check on a folder without a queue fails and creates nothing', async (t) => {
+  const dir = join(tempDir(t), 'none');
+  const r = await runCli(['queue', 'check'], { POSTERN_DATA_DIR: dir });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /holds no queue \(no data\.mdb\)/);
+  assert.throws(() => readFileSync(join(dir, 'data.mdb')));
 });

@@ -306,6 +306,7 @@ test('metrics: Prometheus text that parses; counters move after an SMTP message 
   assert.equal(d('postern_queue_committed_messages_total'), 2);
   assert.ok(d('postern_queue_commits_total') >= 1);
   assert.equal(after.get('postern_queue_messages{state="ready"}'), 2);
+  assert.equal(after.get('postern_queue_corrupt_records'), 0);
   assert.equal(after.get('postern_queue_messages_by_priority{priority="urgent"}'), 1);
   assert.equal(after.get('postern_queue_messages_by_priority{priority="normal"}'), 1);
   assert.equal(after.get('postern_http_requests_total{method="POST",route="/v1/messages",code="202"}'), 1);
@@ -326,6 +327,7 @@ test('queue admin: counts, list, show, hold, release, delete; 404 for unknown id
     by_state: { ready: 3, scheduled: 0, leased: 0, held: 0 },
     by_priority: { urgent: 1, normal: 1, bulk: 1 },
     by_domain: { 'rcpt.example': 3, 'other.example': 3 },
+    corrupt_records: 0,
   });
 
   const list = await a.call('GET', '/v1/queue/messages?limit=2');

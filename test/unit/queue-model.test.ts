@@ -42,6 +42,7 @@ interface ModelMsg {
   pending: Set<string>;
 }
 
+/** The sub-databases (record-store.ts) behind the Queue. */
 type Internals = { due: Database<string, number[]>; leases: Database<string, number[]>; counters: Database<number, string> };
 
 function assertConsistent(q: Queue, nowMs: number): void {
@@ -56,7 +57,7 @@ function assertConsistent(q: Queue, nowMs: number): void {
     for (const rc of r.recipients) if (rc.state === 'pending') c.byDomain[rc.domain] = (c.byDomain[rc.domain] ?? 0) + 1;
   }
   assert.deepEqual(q.counts(), c);
-  const { due, leases } = q as unknown as Internals;
+  const { due, leases } = (q as unknown as { store: Internals }).store;
   assert.deepEqual(
     Array.from(due.getRange({}), (e) => JSON.stringify([e.key, e.value])).sort(),
     recs.filter((r) => r.state === 'ready').map((r) => JSON.stringify([[r.priority, r.nextAttemptAt, r.seq], r.id])).sort(),

@@ -88,12 +88,13 @@ function countsFromRecords(q: Queue, nowMs: number): QueueCounts {
   return c;
 }
 
+/** The sub-databases (record-store.ts) behind the Queue. */
 type Internals = { due: Database<string, number[]>; leases: Database<string, number[]> };
 
 /** The invariants of store.ts: ready <-> one due key, leased <-> one lease key, counters exact. */
 function assertConsistent(q: Queue, clock: Clock): void {
   assert.deepEqual(q.counts(), countsFromRecords(q, clock.t), 'counters match the records');
-  const { due, leases } = q as unknown as Internals;
+  const { due, leases } = (q as unknown as { store: Internals }).store;
   const recs = q.list();
   const dueKeys = Array.from(due.getRange({}), (e) => JSON.stringify([e.key, e.value])).sort();
   const wantDue = recs
@@ -461,6 +462,43 @@ test('remove deletes a message in any state', async (t) => {
   assert.equal(q.counts().total, 0);
   assert.deepEqual(q.list(), []);
   for (const id of ids) assert.throws(() => q.withBody(id, () => 0), isCode('PST_ERR_QUEUE_NOT_FOUND'));
+  assertConsistent(q, h.clock);
+});
+
+test('failRecipients: one mechanism for a whole message and for one domain; a leased message is left alone', async (t) => {
+  const h = harness(t);
+  const q = h.open();
+  const reply = { code: 550, enhanced: '5.0.0', text: 'bounced by administrator', command: 'ADMIN' };
+  const a = await q.enqueue(env(['x@one.example', 'y@two.example', 'z@One.Example']), Buffer.from('a'));
+  const b = await q.enqueue(env(['w@two.example']), Buffer.from('b'));
+  const c = await q.enqueue(env(['v@one.example']), Buffer.from('c'));
+  await q.hold(b);
+  // One domain: its pending recipients fail, the message stays with the others pending.
+  const r1 = await q.failRecipients(a, reply, 'ONE.example');
+  assert.ok(!r1.leased);
+  assert.deepEqual(r1.failed.map((r) => r.address), ['x@one.example', 'z@One.Example']);
+  assert.equal(r1.removed, false);
+  assert.equal(r1.failed[0]!.lastReply?.at, h.clock.t);
+  assert.equal(r1.failed[0]!.attempts, 0, 'nothing was tried');
+  assert.deepEqual(q.get(a)!.recipients.map((r) => r.state), ['failed', 'pending', 'failed']);
+  assert.deepEqual(q.counts().byDomain, { 'two.example': 2, 'one.example': 1 });
+  assertConsistent(q, h.clock);
+  // The whole message (held): every pending recipient fails, message and body go.
+  const r2 = await q.failRecipients(b, reply);
+  assert.ok(!r2.leased);
+  assert.equal(r2.removed, true);
+  assert.equal(r2.record.state, 'held', 'the final record as it was');
+  assert.equal(q.get(b), undefined);
+  assert.throws(() => q.withBody(b, () => 0), isCode('PST_ERR_QUEUE_NOT_FOUND'));
+  assertConsistent(q, h.clock);
+  // The last pending domain of a message removes it too.
+  assert.equal(((await q.failRecipients(a, reply, 'two.example')) as { removed: boolean }).removed, true);
+  assert.equal(q.get(a), undefined);
+  // Leased: nothing changes.
+  await q.lease({ limit: 1, owner: 'w' });
+  assert.deepEqual(await q.failRecipients(c, reply), { leased: true });
+  assert.equal(q.get(c)!.recipients[0]!.state, 'pending');
+  await assert.rejects(q.failRecipients('0000000000000000', reply), isCode('PST_ERR_QUEUE_NOT_FOUND'));
   assertConsistent(q, h.clock);
 });
 

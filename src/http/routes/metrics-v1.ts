@@ -45,8 +45,10 @@ export function renderMetrics(api: Api): string {
   p.one('postern_delivery_in_flight', 'gauge', 'Deliveries running now.', d?.inFlight ?? 0);
 
   let counts: ReturnType<typeof q.counts> | null = null;
+  let corrupt = 0;
   try {
     counts = api.counts.get();
+    corrupt = q.corruptCount();
   } catch {
     counts = null; // queue closing: report zeros rather than fail the scrape
   }
@@ -63,6 +65,7 @@ export function renderMetrics(api: Api): string {
     [{ priority: 'normal' }, bp.normal],
     [{ priority: 'bulk' }, bp.bulk],
   ]);
+  p.one('postern_queue_corrupt_records', 'gauge', 'Queue records (or bodies) found corrupt and set aside, kept in the corrupt sub-database (see postern queue check).', corrupt);
   const qs = q.stats();
   p.one('postern_queue_commits_total', 'counter', 'LMDB write transactions (each at most one fsync).', qs.commits);
   p.one('postern_queue_enqueue_commits_total', 'counter', 'LMDB write transactions that carried enqueues (group commit: committed messages / these).', qs.enqueueCommits);

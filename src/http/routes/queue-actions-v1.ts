@@ -81,7 +81,7 @@ export const bounceMessageV1: Route<Api> = {
         const nowMs = Date.now();
         const asFailed = pending.map((r) => ({ ...r, state: 'failed' as const, lastReply: { ...BOUNCE_REPLY, at: nowMs } }));
         const dsn = await queueBounce(api, rec, asFailed, original);
-        const r = await q.failAll(id, BOUNCE_REPLY);
+        const r = await q.failRecipients(id, BOUNCE_REPLY);
         if (r.leased) {
           // Leased in the instant between: the DSN already queued may be one too many.
           api.deps.log.warn({ id, dsn }, 'bounce over HTTP raced a delivery; its DSN may be spurious');
@@ -162,7 +162,7 @@ function destinationFail(action: 'bounce' | 'delete'): Route<Api> {
             const original = q.withBody(id, (b) => Buffer.from(b));
             if ((await queueBounce(api, rec, pending, original)) !== null) dsns++;
           }
-          const r = await q.failDomainRecipients(id, domain, reply);
+          const r = await q.failRecipients(id, reply, domain);
           if (r.leased) {
             skipped++;
             continue;

@@ -1,5 +1,6 @@
 // GET /v1/queue: message counts by state (ready, scheduled, leased, held), by priority, and
-// pending recipients by destination domain, as of the last commit (Queue.counts()).
+// pending recipients by destination domain, as of the last commit (Queue.counts()), and how
+// many corrupt records were set aside.
 import type { Api } from '../api.js';
 import { queueFailure } from '../queue-errors.js';
 import { ok } from '../respond.js';
@@ -12,7 +13,7 @@ export const queueV1: Route<Api> = {
   handler: (_c, api) => {
     try {
       const c = api.deps.queue.counts();
-      return ok({ total: c.total, by_state: c.byState, by_priority: c.byPriority, by_domain: c.byDomain });
+      return ok({ total: c.total, by_state: c.byState, by_priority: c.byPriority, by_domain: c.byDomain, corrupt_records: api.deps.queue.corruptCount() });
     } catch (err) {
       return queueFailure(err);
     }

@@ -1,0 +1,166 @@
+// Leasing: hands due messages to deliverers and takes expired leases back. lease() picks due
+// keys by the fairness rotation (fairness.ts) and moves each message from the due index to
+// the lease index; reclaim returns leases that expired (or all of them) to ready. Each is one
+// write transaction; records change through RecordStore. docs/queue.md "Leases and recovery".
+import type { Logger } from '../log/logger.js';
+import { CounterDelta } from './counters.js';
+import { FairRotation } from './fairness.js';
+import { dueRange, expiredLeaseRange, type DueKey, type LeaseKey } from './keys.js';
+import { makeLease } from './records.js';
+import type { RecordStore, Writer } from './record-store.js';
+import { PRIORITIES, type MessageRecord } from './types.js';
+
+/** The largest time a Date can hold: every lease expires before it. */
+const MAX_TIME_MS = 8.64e15;
+
+type DueEntry = { key: DueKey; value: string };
+
+export class LeaseManager {
+  readonly #store: RecordStore;
+  readonly #write: Writer;
+  readonly #log: Logger;
+  readonly #clock: () => number;
+  readonly #leaseMs: number;
+  /** Carries over from one lease() to the next; restarts at slot 0 when the queue is opened. */
+  readonly #rotation = new FairRotation();
+
+  constructor(store: RecordStore, write: Writer, log: Logger, clock: () => number, leaseMs: number) {
+    this.#store = store;
+    this.#write = write;
+    this.#log = log;
+    this.#clock = clock;
+    this.#leaseMs = leaseMs;
+  }
+
+  /**
+   * Lease up to `limit` due messages (state ready, nextAttemptAt <= now), picking priorities
+   * by the fairness rotation (fairness.ts). Each read of the due index is a range read that
+   * starts at the first due key of a priority and stops at `now`: messages not yet due are
+   * never touched. Leased messages move to the lease index with expiresAt = now + leaseMs.
+   */
+  lease(opts: { limit: number; owner: string; leaseMs?: number }): Promise<MessageRecord[]> {
+    const limit = Math.floor(opts.limit);
+    const leaseMs = opts.leaseMs ?? this.#leaseMs;
+    if (typeof opts.owner !== 'string') return Promise.reject(new TypeError('lease: owner must be a string'));
+    if (!(limit > 0)) return Promise.resolve([]);
+    return this.#write('lease', () => {
+      const now = this.#clock();
+      const nowMs = Math.floor(now);
+      const expiresAt = Math.ceil(now + leaseMs);
+      const store = this.#store;
+      // Read phase: the due keys, then every record they name, decoded, before any write.
+      const picked = this.#pickDue(nowMs, limit);
+      const recs = readOnce(picked, (id) => store.read(id));
+      const delta = new CounterDelta();
+      const out: MessageRecord[] = [];
+      for (let i = 0; i < picked.length; i++) {
+        const e = picked[i]!;
+        const rec = recs[i];
+        void store.due.remove(e.key);
+        if (rec === undefined || rec.state !== 'ready') {
+          // Absent, corrupt (set aside by the repair that ends this transaction), not ready,
+          // or a second key of one message.
+          this.#log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale due key dropped');
+          continue;
+        }
+        store.update(rec, () => {
+          rec.state = 'leased';
+          rec.lease = makeLease(opts.owner, expiresAt);
+          return true;
+        }, delta);
+        out.push(rec);
+      }
+      delta.applyTo(store.counters);
+      return out;
+    });
+  }
+
+  /** Read phase of lease: choose the due keys, before any write touches the index. */
+  #pickDue(nowMs: number, limit: number): DueEntry[] {
+    const iters: Iterator<DueEntry>[] = [];
+    const heads: (DueEntry | undefined)[] = [];
+    for (const p of PRIORITIES) {
+      const it = this.#store.due.getRange({ ...dueRange(p, nowMs), limit })[Symbol.iterator]() as Iterator<DueEntry>;
+      iters.push(it);
+      const r = it.next();
+      heads.push(r.done ? undefined : r.value);
+    }
+    const picked: DueEntry[] = [];
+    try {
+      while (picked.length < limit) {
+        const p = this.#rotation.pick((q) => heads[q] !== undefined);
+        if (p < 0) break;
+        picked.push(heads[p]!);
+        const r = iters[p]!.next();
+        heads[p] = r.done ? undefined : r.value;
+      }
+    } finally {
+      for (const it of iters) it.return?.();
+    }
+    return picked;
+  }
+
+  /** Return every lease with expiresAt <= now to 'ready' (a range read of the lease index). */
+  reclaimExpired(): Promise<number> {
+    return this.#write('reclaim', () => this.reclaimIn(Math.floor(this.#clock())));
+  }
+
+  /**
+   * Return every leased message to ready, whoever holds it. For a node starting up as the
+   * only deliverer of this folder: its previous incarnation's leases are all dead, and
+   * waiting for them to expire would delay that mail by up to a lease time.
+   */
+  releaseAll(): Promise<number> {
+    return this.#write('reclaim', () => this.reclaimIn(MAX_TIME_MS));
+  }
+
+  /** Whether a lease has expired by `nowMs` (a read: open starts a write only then). */
+  anyExpired(nowMs: number): boolean {
+    for (const _ of this.#store.leases.getKeys({ ...expiredLeaseRange(nowMs), limit: 1 })) return true;
+    return false;
+  }
+
+  /** Inside a write transaction: reclaim expired leases, returns how many. */
+  reclaimIn(nowMs: number): number {
+    const store = this.#store;
+    // Read phase: the expired keys (the loop below deletes keys of the range it read) and
+    // their records, decoded, before any write.
+    const expired = Array.from(store.leases.getRange(expiredLeaseRange(nowMs))) as { key: LeaseKey; value: string }[];
+    const recs = readOnce(expired, (id) => store.read(id));
+    const delta = new CounterDelta();
+    let n = 0;
+    for (let i = 0; i < expired.length; i++) {
+      const e = expired[i]!;
+      const rec = recs[i];
+      void store.leases.remove(e.key);
+      if (rec === undefined || rec.state !== 'leased') {
+        this.#log.warn({ id: e.value, key: e.key, state: rec?.state }, 'stale lease key dropped');
+        continue;
+      }
+      // nextAttemptAt is kept: it is in the past, so the message is due at once and keeps
+      // its place ahead of messages that became due later.
+      store.update(rec, () => {
+        rec.state = 'ready';
+        rec.lease = undefined;
+        return true;
+      }, delta);
+      n++;
+    }
+    delta.applyTo(store.counters);
+    if (n > 0) this.#log.debug({ reclaimed: n }, 'expired leases reclaimed');
+    return n;
+  }
+}
+
+/**
+ * The record each index entry names, read once per id: a later entry naming the same message
+ * gets undefined (a stale second key), as it would have after the first one's write.
+ */
+function readOnce<E extends { value: string }>(entries: E[], read: (id: string) => MessageRecord | undefined): (MessageRecord | undefined)[] {
+  const seen = new Set<string>();
+  return entries.map((e) => {
+    if (seen.has(e.value)) return undefined;
+    seen.add(e.value);
+    return read(e.value);
+  });
+}
