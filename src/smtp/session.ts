@@ -326,10 +326,14 @@ export class Session {
     raw.on('error', () => {}); // errors now surface on the TLS socket
     this.#backlog.length = 0;
     this.lines.reset();
+    // Everything the client said or proved in plaintext goes: its name, the transaction, and
+    // an AUTH done before TLS (the plaintext could have been spliced by a man in the middle).
     this.helo = null;
     this.esmtp = false;
     this.tx = null;
     this.auth = null;
+    this.authUser = undefined;
+    this.bdatPending = null;
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls!.context });
     const timer = setTimeout(() => {
       this.log.info('TLS handshake timeout');

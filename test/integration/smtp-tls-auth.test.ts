@@ -122,3 +122,29 @@ test('POSTERN_REQUIRE_TLS_FOR_AUTH=false offers AUTH in plaintext', async (t) =>
   assert.ok(e.lines.includes('AUTH PLAIN LOGIN'));
   assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235);
 });
+
+test('STARTTLS forgets an AUTH done in plaintext (RFC 3207 §4.2): no relay, AUTH offered again', async (t) => {
+  const { cert, key } = makeCert(t);
+  const users = join(tempDir(t), 'users');
+  await addUser(users, 'bob', 'pw');
+  const node = await startTestNode(t, {
+    POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users,
+    POSTERN_REQUIRE_TLS_FOR_AUTH: 'false', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24',
+  });
+  const c = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.read();
+  await c.cmd('EHLO c');
+  assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235);
+  assert.equal((await c.cmd('STARTTLS')).code, 220);
+  await c.startTls();
+  const e = await c.cmd('EHLO c');
+  assert.ok(e.lines.includes('AUTH PLAIN LOGIN'), 'AUTH is offered again: the plaintext login is gone');
+  await c.cmd('MAIL FROM:<bob@example.com>');
+  const r = await c.cmd('RCPT TO:<x@far.example>');
+  assert.equal(r.code, 550, 'the plaintext authentication must not allow relaying after TLS');
+  await c.cmd('RSET');
+  assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235, 'a new AUTH over TLS works');
+  await c.cmd('MAIL FROM:<bob@example.com>');
+  assert.equal((await c.cmd('RCPT TO:<x@far.example>')).code, 250);
+});
