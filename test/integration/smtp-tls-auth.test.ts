@@ -148,3 +148,21 @@ test('STARTTLS forgets an AUTH done in plaintext (RFC 3207 §4.2): no relay, AUT
   await c.cmd('MAIL FROM:<bob@example.com>');
   assert.equal((await c.cmd('RCPT TO:<x@far.example>')).code, 250);
 });
+
+test('AUTH cancelled with * is 501 5.7.0 (RFC 4954 §4)', async (t) => {
+  const node = await tlsNode(t);
+  const c = await RawClient.connect(node.ports.smtpsPort!, { tls: true });
+  t.after(() => c.end());
+  await c.read();
+  await c.cmd('EHLO c');
+  assert.equal((await c.cmd('AUTH PLAIN')).code, 334);
+  const r = await c.cmd('*');
+  assert.equal(r.code, 501);
+  assert.match(r.text, /^5\.7\.0 /);
+  assert.equal((await c.cmd('AUTH LOGIN')).code, 334);
+  assert.equal((await c.cmd(b64('alice'))).code, 334);
+  const r2 = await c.cmd('*');
+  assert.equal(r2.code, 501);
+  assert.match(r2.text, /^5\.7\.0 /);
+  assert.equal((await c.cmd('NOOP')).code, 250, 'back in command mode');
+});
