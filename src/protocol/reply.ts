@@ -71,6 +71,8 @@ export const R = {
   badSender: fixed(501, '5.1.7', 'Bad sender address syntax'),
   badRecipient: fixed(501, '5.1.3', 'Bad recipient address syntax'),
   utf8NotDeclared: fixed(553, '5.6.7', 'Non-ASCII address requires the SMTPUTF8 parameter'),
+  badUtf8Address: fixed(553, '5.6.7', 'Address or parameters are not valid UTF-8'),
+  badUtf8: fixed(501, '5.5.2', 'Syntax error: the command is not valid UTF-8'),
   relayDenied: fixed(550, '5.7.1', 'Relay access denied'),
   tooManyRecipients: fixed(452, '4.5.3', 'Too many recipients'),
   sizeExceeded: fixed(552, '5.3.4', 'Message size exceeds fixed maximum message size'),

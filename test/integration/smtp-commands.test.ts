@@ -430,3 +430,44 @@ test('a queue that cannot store the message answers 452 4.3.1, never 250', async
   assert.match(r.text, /^4\.3\.1 /);
   assert.equal(node.ctx.counters.messagesAccepted, 0);
 });
+
+test('addresses must be valid UTF-8 (553 5.6.7), and 8-bit needs SMTPUTF8', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  const raw = async (...parts: Array<string | number[]>): Promise<{ code: number; text: string }> => {
+    c.write(Buffer.concat([...parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p))), Buffer.from('\r\n')]));
+    return c.read();
+  };
+  // A lone continuation byte, a truncated sequence, an overlong '/', a UTF-16 surrogate.
+  for (const bad of [[0xff], [0xc3], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+    const r = await raw('MAIL FROM:<a', bad, 'b@example.com> SMTPUTF8');
+    assert.equal(r.code, 553, `MAIL with ${bad.join(',')}`);
+    assert.match(r.text, /^5\.6\.7 /);
+  }
+  const p = await raw('MAIL FROM:<a@example.com> SMTPUTF8 ENVID=', [0xe9]);
+  assert.equal(p.code, 553, 'a parameter too');
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com> AUTH=\u00e9')).code, 501, 'AUTH= is xtext');
+  // Valid UTF-8 without SMTPUTF8 is refused too.
+  const u = await c.cmd('MAIL FROM:<j\u00f6rg@example.com>');
+  assert.equal(u.code, 553);
+  assert.match(u.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('MAIL FROM:<j\u00f6rg@example.com> SMTPUTF8')).code, 250);
+  const r1 = await raw('RCPT TO:<b', [0xff, 0xfe], '@example.com>');
+  assert.equal(r1.code, 553, 'RCPT with invalid UTF-8');
+  assert.match(r1.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('RCPT TO:<m\u00fcller@example.com>')).code, 250);
+  const h = await raw('HELO ', [0xc3, 0x28]);
+  assert.equal(h.code, 501, 'other commands: 501');
+  await c.cmd('RSET');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  const r2 = await c.cmd('RCPT TO:<m\u00fcller@example.com>');
+  assert.equal(r2.code, 553, 'RCPT: 8-bit without SMTPUTF8');
+  assert.match(r2.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('RCPT TO:<b@example.com>')).code, 250);
+  await c.cmd('DATA');
+  const q = await c.cmd('x\r\n.');
+  const m = node.queue.get(queuedId(q.text))!;
+  assert.deepEqual(m.recipients.map((r) => r.address), ['b@example.com']);
+});
