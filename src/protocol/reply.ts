@@ -74,6 +74,7 @@ export const R = {
   badUtf8Address: fixed(553, '5.6.7', 'Address or parameters are not valid UTF-8'),
   badUtf8: fixed(501, '5.5.2', 'Syntax error: the command is not valid UTF-8'),
   relayDenied: fixed(550, '5.7.1', 'Relay access denied'),
+  routingLocalPart: fixed(553, '5.1.3', 'Routing characters in the local part (%, ! or a quoted @) are not accepted'),
   tooManyRecipients: fixed(452, '4.5.3', 'Too many recipients'),
   sizeExceeded: fixed(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   badNewlineData: fixed(554, '5.6.0', 'Message refused: bare CR or LF in the message (only CRLF ends a line)'),

@@ -471,3 +471,25 @@ test('addresses must be valid UTF-8 (553 5.6.7), and 8-bit needs SMTPUTF8', asyn
   const m = node.queue.get(queuedId(q.text))!;
   assert.deepEqual(m.recipients.map((r) => r.address), ['b@example.com']);
 });
+
+test('local-part routing (%, !, quoted @) to a local domain: 553 5.1.3 for untrusted clients, unchanged for trusted', async (t) => {
+  const node = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@elsewhere.example>');
+  for (const rcpt of ['victim%ext.example@local.example', 'ext.example!victim@local.example', '"v@ext.example"@local.example']) {
+    const r = await c.cmd(`RCPT TO:<${rcpt}>`);
+    assert.equal(r.code, 553, rcpt);
+    assert.match(r.text, /^5\.1\.3 .*local part/);
+  }
+  assert.equal((await c.cmd('RCPT TO:<"plain quoted"@local.example>')).code, 250);
+  assert.equal(node.ctx.counters.recipientsRejected, 3);
+  // From a trusted network the same addresses pass unchanged.
+  const trusted = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const d = await session(trusted.ports.smtpPort);
+  t.after(() => d.end());
+  await d.cmd('EHLO c');
+  await d.cmd('MAIL FROM:<a@elsewhere.example>');
+  assert.equal((await d.cmd('RCPT TO:<victim%ext.example@local.example>')).code, 250);
+});
