@@ -2,7 +2,10 @@
 // the one copy of the body, and hand it to the queue. The 250 is sent only once the queue's
 // commit is on disk; any failure to store answers 452 4.3.1, never 250 (RFC 5321 §4.5.3.1.10,
 // RFC 3463 X.3.1). Back-pressure: too many messages waiting for their commit answers 452 too.
+// Authentication-Results fields that claim our authserv-id are removed from mail of clients
+// outside the trusted networks (RFC 8601 §5), before any filter sees the message.
 import { R, reply, type Reply } from '../protocol/reply.js';
+import { stripAuthResults } from '../protocol/strip-auth-results.js';
 import type { EnvelopeInput } from '../queue/store.js';
 import { receivedHeader } from './received.js';
 import type { Session } from './session.js';
@@ -45,7 +48,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   let quarantine = false;
   let pendingFilter: Promise<Reply | null> | null = null;
   if (ctx.filters === null) {
-    body = source.takeBody(received);
+    body = withoutForgedAuthResults(s, source.takeBody(received), received.length);
   } else {
     if (ctx.filters.needsDrain) {
       source.takeBody();
@@ -54,7 +57,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     }
     // In-line filtering: the 250 waits for the verdict (the body travels to a worker and back).
     body = Buffer.alloc(0);
-    const raw = source.takeBody();
+    const raw = withoutForgedAuthResults(s, source.takeBody(), 0);
     const envelope = {
       sender: tx.sender,
       recipients: tx.recipients.map((r) => r.address),
@@ -114,4 +117,12 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   };
   if (pendingFilter === null) return store();
   return pendingFilter.then((refusal) => refusal ?? store());
+}
+
+/** RFC 8601 §5: only a trusted MTA may hand us fields with our own authserv-id. */
+function withoutForgedAuthResults(s: Session, msg: Buffer, from: number): Buffer {
+  if (s.trusted) return msg;
+  const { body, removed } = stripAuthResults(msg, from, s.ctx.config.hostname);
+  if (removed > 0) s.log.info({ removed }, 'removed Authentication-Results claiming our authserv-id');
+  return body;
 }

@@ -2,6 +2,7 @@
 // 2920, 3030, 3461, 3463, 6152, 6531, 6710).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { RawClient } from '../helpers/smtp-client.js';
 import { startTestNode } from '../helpers/node.js';
 
@@ -492,4 +493,33 @@ test('local-part routing (%, !, quoted @) to a local domain: 553 5.1.3 for untru
   await d.cmd('EHLO c');
   await d.cmd('MAIL FROM:<a@elsewhere.example>');
   assert.equal((await d.cmd('RCPT TO:<victim%ext.example@local.example>')).code, 250);
+});
+
+test('Authentication-Results with our authserv-id are removed from untrusted mail (RFC 8601 §5), kept from trusted networks', async (t) => {
+  const msg = 'Authentication-Results: MX.test.example; dmarc=pass header.from=bank.example\r\n' +
+    'Authentication-Results: elsewhere.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n.';
+  const send = async (port: number): Promise<string> => {
+    const c = await session(port);
+    t.after(() => c.end());
+    await c.cmd('EHLO c');
+    await c.cmd('MAIL FROM:<a@example.com>');
+    await c.cmd('RCPT TO:<b@local.example>');
+    await c.cmd('DATA');
+    const r = await c.cmd(msg);
+    assert.equal(r.code, 250);
+    return queuedId(r.text);
+  };
+  const node = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const body = node.queue.withBody(await send(node.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.ok(!/dmarc=pass/.test(body), body);
+  assert.match(body, /\r\nAuthentication-Results: elsewhere\.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n$/);
+  const trusted = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const kept = trusted.queue.withBody(await send(trusted.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.match(kept, /dmarc=pass/);
+  // With a filter stage the filters already get the message without them.
+  const filter = fileURLToPath(new URL('../../../test/fixtures/test-filter.mjs', import.meta.url));
+  const filtered = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example', POSTERN_FILTER_MODULES: filter, POSTERN_WORKERS: '1' });
+  const f = filtered.queue.withBody(await send(filtered.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.ok(!/dmarc=pass/.test(f), f);
+  assert.match(f, /Authentication-Results: elsewhere\.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n$/);
 });
