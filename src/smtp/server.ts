@@ -29,11 +29,13 @@ export class SmtpServer {
   /** Bind the listeners; resolves with the actual ports (0 in the config picks a free one). */
   async listen(): Promise<{ smtpPort: number; smtpsPort: number | null }> {
     const c = this.ctx.config;
-    this.#plain = createServer({ noDelay: true, pauseOnConnect: false }, (sock) => this.#accept(sock, false));
+    // allowHalfOpen: a client may shut its write side right after its last command (QUIT or
+    // not); the replies owed to what it sent must still go out, the session ends its side then.
+    this.#plain = createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, (sock) => this.#accept(sock, false));
     await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
     let smtpsPort: number | null = null;
     if (c.smtpsPort !== null && this.ctx.tls) {
-      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs }, (sock) => this.#accept(sock, true));
+      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
       this.#implicit.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
       await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
       smtpsPort = (this.#implicit.address() as AddressInfo).port;

@@ -4,6 +4,9 @@
 // A handler returns a Reply, a Promise of one (AUTH, end of message), or null (BDAT: the
 // reply waits for the chunk). While a promise is pending the socket is paused and the unread
 // rest of the chunk is kept, so pipelined commands are answered strictly in order.
+// Sockets are half-open: when the client shuts its write side, every complete command it
+// sent is still answered (a message it never saw accepted would be sent twice), then the
+// session ends its side.
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { LineScanner } from '../protocol/line-scanner.js';
@@ -55,6 +58,8 @@ export class Session {
   #resumeAt = 0;
   #onClose: (s: Session) => void;
   #closed = false;
+  /** The client shut its write side (FIN): finish what it sent, then close. */
+  #inputEnded = false;
 
   constructor(ctx: SessionContext, socket: Socket, secure: boolean, onClose: (s: Session) => void) {
     this.ctx = ctx;
@@ -174,6 +179,7 @@ export class Session {
     socket.on('data', this.#onData);
     socket.on('timeout', this.#onTimeout);
     socket.on('error', this.#onError);
+    socket.on('end', this.#onEnd);
     socket.on('close', this.#onSocketClose);
   }
 
@@ -181,7 +187,21 @@ export class Session {
     socket.removeListener('data', this.#onData);
     socket.removeListener('timeout', this.#onTimeout);
     socket.removeListener('error', this.#onError);
+    socket.removeListener('end', this.#onEnd);
     socket.removeListener('close', this.#onSocketClose);
+  }
+
+  #onEnd = (): void => {
+    this.#inputEnded = true;
+    this.#closeIfInputDone();
+  };
+
+  /** After a FIN: once nothing the client sent is waiting for its reply, close our side. */
+  #closeIfInputDone(): void {
+    if (!this.#inputEnded || this.#busy || this.#backlog.length > 0 || this.#closed) return;
+    this.flush();
+    this.log.debug({ mode: this.#mode }, 'client closed its side');
+    this.#close();
   }
 
   #onTimeout = (): void => {
@@ -287,6 +307,7 @@ export class Session {
     }
     this.flush();
     if (!this.#busy && !this.#closed && !this.#socket.writableNeedDrain) this.#socket.resume();
+    this.#closeIfInputDone();
   }
 
   #endData(): Reply | Promise<Reply> {

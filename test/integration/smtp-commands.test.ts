@@ -523,3 +523,22 @@ test('Authentication-Results with our authserv-id are removed from untrusted mai
   assert.ok(!/dmarc=pass/.test(f), f);
   assert.match(f, /Authentication-Results: elsewhere\.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n$/);
 });
+
+test('half-close: a client that sends its transaction and QUIT, then shuts its write side, still gets every reply', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  c.socket.end('EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n');
+  const rs = await c.readN(6);
+  assert.deepEqual(rs.map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  assert.equal(node.queue.counts().total, 1);
+  assert.ok(await c.closedByServer());
+  // Without QUIT, and with an unfinished message: the replies owed are written, nothing is
+  // queued from the cut message, and the server closes its side too.
+  const d = await session(node.ports.smtpPort);
+  t.after(() => d.end());
+  d.socket.end('EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: cut\r\n\r\nno end');
+  assert.deepEqual((await d.readN(4)).map((r) => r.code), [250, 250, 250, 354]);
+  assert.ok(await d.closedByServer());
+  assert.equal(node.queue.counts().total, 1);
+});

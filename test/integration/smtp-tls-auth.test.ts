@@ -166,3 +166,22 @@ test('AUTH cancelled with * is 501 5.7.0 (RFC 4954 §4)', async (t) => {
   assert.match(r2.text, /^5\.7\.0 /);
   assert.equal((await c.cmd('NOOP')).code, 250, 'back in command mode');
 });
+
+test('half-close over TLS (implicit and STARTTLS): the 250 and 221 still reach the client', async (t) => {
+  const node = await tlsNode(t);
+  const txn = 'EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n';
+  const c = await RawClient.connect(node.ports.smtpsPort!, { tls: true });
+  t.after(() => c.end());
+  await c.read();
+  c.socket.end(txn);
+  assert.deepEqual((await c.readN(6)).map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  const d = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => d.end());
+  await d.read();
+  await d.cmd('EHLO c');
+  assert.equal((await d.cmd('STARTTLS')).code, 220);
+  await d.startTls();
+  d.socket.end(txn);
+  assert.deepEqual((await d.readN(6)).map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  assert.equal(node.queue.counts().total, 2);
+});
