@@ -85,6 +85,11 @@ export interface Config {
   dkimKeys: string;
   eventsUrl: string;
   httpRate: string;
+  commandTimeoutMs: number;
+  stressPercent: number;
+  stressTimeoutMs: number;
+  greetDelayMs: number;
+  ipv6Prefix: number;
 }
 
 const MiB = 1024 * 1024;
@@ -148,4 +153,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'string' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'string' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'string' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
+  { key: 'commandTimeoutMs', env: 'POSTERN_COMMAND_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '30s', doc: 'A command line must be complete this long after its first byte (a deadline, not reset by each byte: a client dribbling bytes is cut with 421 4.4.2).' },
+  { key: 'stressPercent', env: 'POSTERN_STRESS_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '80', doc: 'At this share of POSTERN_MAX_CONNECTIONS the node is under stress: every session deadline (idle, command, data) is capped at POSTERN_STRESS_TIMEOUT_MS.' },
+  { key: 'stressTimeoutMs', env: 'POSTERN_STRESS_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '10s', doc: 'The deadlines under stress (Postfix uses 10 s).' },
+  { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
+  { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
 ];

@@ -336,7 +336,7 @@ test('a client flooding bytes without CRLF is cut off while another is served', 
   assert.equal((await good.cmd('NOOP')).code, 250);
 });
 
-test('connection limits: total and per IP get 421 4.7.0', async (t) => {
+test('connection limits: per IP gets 421 4.7.0; at the total limit the session silent longest makes room', async (t) => {
   const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '3', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
   const a = await session(node.ports.smtpPort);
   const b = await session(node.ports.smtpPort);
@@ -349,13 +349,21 @@ test('connection limits: total and per IP get 421 4.7.0', async (t) => {
   assert.equal(r.code, 421);
   assert.match(r.text, /^4\.7\.0 .*your address/);
   assert.ok(await third.closedByServer());
-  // From another loopback address the per-IP limit is separate but the total applies.
+  // From another loopback address the per-IP limit is separate but the total applies: the
+  // fourth client is served, and the session silent longest (a) is closed to make room.
   const other = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.2' });
   assert.equal((await other.read()).code, 220);
+  assert.equal((await b.cmd('NOOP')).code, 250);
   const fourth = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.3' });
-  const r4 = await fourth.read();
-  assert.equal(r4.code, 421);
-  assert.match(r4.text, /^4\.7\.0 .*Too many connections/);
+  assert.equal((await fourth.read()).code, 220);
+  const ra = await a.read();
+  assert.equal(ra.code, 421);
+  assert.match(ra.text, /^4\.7\.0 .*Too many connections/);
+  assert.ok(await a.closedByServer());
+  assert.equal((await b.cmd('NOOP')).code, 250, 'the others are untouched');
+  assert.equal((await other.cmd('NOOP')).code, 250);
+  assert.equal((await fourth.cmd('NOOP')).code, 250);
+  assert.equal(node.smtp.sessionCount, 3);
   other.end();
   fourth.end();
 });
@@ -541,4 +549,71 @@ test('half-close: a client that sends its transaction and QUIT, then shuts its w
   assert.deepEqual((await d.readN(4)).map((r) => r.code), [250, 250, 250, 354]);
   assert.ok(await d.closedByServer());
   assert.equal(node.queue.counts().total, 1);
+});
+
+test('a command line has a deadline from its first byte: a client dribbling a byte every 100 ms is cut', async (t) => {
+  const node = await startTestNode(t, { POSTERN_COMMAND_TIMEOUT_MS: '1000' });
+  const slow = await session(node.ports.smtpPort);
+  const idle = await session(node.ports.smtpPort);
+  t.after(() => {
+    slow.end();
+    idle.end();
+  });
+  const started = Date.now();
+  const dribble = setInterval(() => { if (!slow.closed) slow.write('X'); }, 100);
+  t.after(() => clearInterval(dribble));
+  const r = await slow.read(4000);
+  clearInterval(dribble);
+  const took = Date.now() - started;
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.4\.2 /);
+  assert.ok(took >= 900 && took < 3000, `cut after ${took} ms`);
+  assert.ok(await slow.closedByServer());
+  // Waiting between commands is the idle timeout's business (5 minutes), not this deadline.
+  assert.equal((await idle.cmd('NOOP')).code, 250);
+  // A line split over a few chunks in time is fine.
+  idle.write('NO');
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal((await idle.cmd('OP')).code, 250);
+});
+
+test('at the connection limit a new client is served: the session silent longest gets 421 4.7.0', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '5', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const cs: RawClient[] = [];
+  t.after(() => cs.forEach((c) => c.end()));
+  for (let i = 0; i < 5; i++) cs.push(await session(node.ports.smtpPort));
+  assert.equal((await cs[0]!.cmd('EHLO c')).code, 250); // cs[1] is now the one silent longest
+  const fresh = await RawClient.connect(node.ports.smtpPort);
+  cs.push(fresh);
+  assert.equal((await fresh.read()).code, 220, 'the new client is served');
+  const r = await cs[1]!.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.7\.0 /);
+  assert.ok(await cs[1]!.closedByServer());
+  for (const i of [0, 2, 3, 4]) assert.equal((await cs[i]!.cmd('NOOP')).code, 250, `session ${i} untouched`);
+  assert.equal((await fresh.cmd('EHLO c')).code, 250);
+  assert.equal(node.smtp.sessionCount, 5);
+});
+
+test('stress mode: past POSTERN_STRESS_PERCENT of the limit, deadlines shrink to POSTERN_STRESS_TIMEOUT_MS', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '10', POSTERN_STRESS_PERCENT: '30', POSTERN_STRESS_TIMEOUT_MS: '1000', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const a = await session(node.ports.smtpPort);
+  const b = await session(node.ports.smtpPort);
+  t.after(() => {
+    a.end();
+    b.end();
+  });
+  await new Promise((res) => setTimeout(res, 1300));
+  assert.equal((await a.cmd('NOOP')).code, 250, 'not stressed yet: the 5-minute idle timeout holds');
+  assert.equal(node.ctx.stressed, false);
+  const c = await session(node.ports.smtpPort); // 3 of 10: stressed
+  t.after(() => c.end());
+  assert.equal(node.ctx.stressed, true);
+  const started = Date.now();
+  const rs = await Promise.all([a.read(4000), b.read(4000), c.read(4000)]);
+  assert.deepEqual(rs.map((r) => r.code), [421, 421, 421]);
+  assert.match(rs[0]!.text, /^4\.4\.2 /);
+  assert.ok(Date.now() - started < 2500);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(node.ctx.stressed, false, 'stress ends with the connections');
 });
