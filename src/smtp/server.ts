@@ -1,6 +1,6 @@
 // The SMTP listeners: a plain `net` server (STARTTLS when a certificate is set) and an
 // implicit-TLS `tls` server (RFC 8314). Owns the connection limits (total and per client
-// address, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
+// address or IPv6 prefix, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
 // transactions finish until the deadline, then 421 the rest. At the total limit a new client
 // is still served: the session silent longest is closed (421 4.7.0) to make room, so idle
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
@@ -9,7 +9,7 @@ import { createServer, type Server, type Socket, type AddressInfo } from 'node:n
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
 import { encodeReply, reply } from '../protocol/reply.js';
-import { normalizeIp } from '../lib/networks.js';
+import { clientKey, normalizeIp } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
 import type { SessionContext } from './context.js';
@@ -73,27 +73,29 @@ export class SmtpServer {
     ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
-    const n = this.#perIp.get(ip) ?? 0;
+    // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
+    const key = clientKey(ip, c.ipv6Prefix);
+    const n = this.#perIp.get(key) ?? 0;
     if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
     }
     if (this.#sessions.size >= c.maxConnections && !this.#evictOne()) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
     }
-    this.#perIp.set(ip, n + 1);
-    const session = new Session(ctx, socket, secure, this.#hooksFor(ip));
+    this.#perIp.set(key, n + 1);
+    const session = new Session(ctx, socket, secure, this.#hooksFor(key));
     this.#sessions.add(session);
     this.#updateStress();
     session.start();
   }
 
-  #hooksFor(ip: string): SessionHooks {
+  #hooksFor(key: string): SessionHooks {
     return {
       closed: (s) => {
         if (!this.#sessions.delete(s)) return;
-        const left = (this.#perIp.get(ip) ?? 1) - 1;
-        if (left <= 0) this.#perIp.delete(ip);
-        else this.#perIp.set(ip, left);
+        const left = (this.#perIp.get(key) ?? 1) - 1;
+        if (left <= 0) this.#perIp.delete(key);
+        else this.#perIp.set(key, left);
         this.#updateStress();
         if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
       },

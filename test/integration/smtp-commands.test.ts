@@ -617,3 +617,53 @@ test('stress mode: past POSTERN_STRESS_PERCENT of the limit, deadlines shrink to
   await new Promise((res) => setTimeout(res, 100));
   assert.equal(node.ctx.stressed, false, 'stress ends with the connections');
 });
+
+test('pregreet: with POSTERN_GREET_DELAY_MS a client that talks before the greeting gets 554 5.5.1; a patient one is served', async (t) => {
+  const node = await startTestNode(t, { POSTERN_GREET_DELAY_MS: '400', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const rude = await RawClient.connect(node.ports.smtpPort);
+  const patient = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => {
+    rude.end();
+    patient.end();
+  });
+  rude.write('EHLO spam.example\r\n');
+  const r = await rude.read();
+  assert.equal(r.code, 554);
+  assert.match(r.text, /^5\.5\.1 /);
+  assert.ok(await rude.closedByServer());
+  const started = Date.now();
+  assert.equal((await patient.read()).code, 220);
+  assert.ok(Date.now() - started >= 250, 'the greeting was held back');
+  assert.equal((await patient.cmd('EHLO c')).code, 250);
+  assert.equal(node.ctx.counters.connectionsRejected, 1);
+  // Trusted clients are greeted at once, however early they talk.
+  const trusted = await startTestNode(t, { POSTERN_GREET_DELAY_MS: '5000' });
+  const c = await RawClient.connect(trusted.ports.smtpPort);
+  t.after(() => c.end());
+  c.write('NOOP\r\n');
+  assert.deepEqual((await c.readN(2, 2000)).map((x) => x.code), [220, 250]);
+});
+
+test('IPv6: the per-address limit counts ::1 connections together (by /64)', async (t) => {
+  let node;
+  try {
+    node = await startTestNode(t, { POSTERN_SMTP_HOST: '::1', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  } catch (err) {
+    t.skip(`no IPv6 loopback: ${(err as Error).message}`);
+    return;
+  }
+  const port = node.ports.smtpPort;
+  const a = await RawClient.connect(port, { host: '::1' });
+  const b = await RawClient.connect(port, { host: '::1' });
+  t.after(() => {
+    a.end();
+    b.end();
+  });
+  assert.equal((await a.read()).code, 220);
+  assert.equal((await b.read()).code, 220);
+  const c = await RawClient.connect(port, { host: '::1' });
+  t.after(() => c.end());
+  const r = await c.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /your address/);
+});
