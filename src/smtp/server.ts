@@ -23,6 +23,8 @@ export class SmtpServer {
    */
   readonly #sessions = new Set<Session>();
   readonly #stressAt: number;
+  /** Stress ends below this, a tenth under #stressAt, so a count hovering at the threshold does not flap. */
+  readonly #stressEndsBelow: number;
   readonly #perIp = new Map<string, number>();
   #plain: Server | null = null;
   #implicit: TlsServer | null = null;
@@ -31,6 +33,7 @@ export class SmtpServer {
     this.ctx = ctx;
     const c = ctx.config;
     this.#stressAt = Math.max(1, Math.ceil((c.maxConnections * c.stressPercent) / 100));
+    this.#stressEndsBelow = Math.max(1, Math.floor(this.#stressAt * 0.9));
     ctx.stressed = false;
   }
 
@@ -123,10 +126,12 @@ export class SmtpServer {
   }
 
   #updateStress(): void {
-    const stressed = this.#sessions.size >= this.#stressAt;
+    const n = this.#sessions.size;
+    const stressed = this.ctx.stressed ? n >= this.#stressEndsBelow : n >= this.#stressAt;
     if (stressed === this.ctx.stressed) return;
     this.ctx.stressed = stressed;
     this.ctx.log.warn({ sessions: this.#sessions.size, threshold: this.#stressAt }, stressed ? 'stress mode: deadlines shortened' : 'stress mode over');
+    // Once per episode (O(sessions)): the sessions already open get the short deadline too.
     if (stressed) for (const s of this.#sessions) s.stress();
   }
 
