@@ -107,8 +107,8 @@ export class SmtpServer {
   }
 
   #heard = (s: Session): void => {
-    this.#sessions.delete(s);
-    this.#sessions.add(s);
+    // Only a session still counted moves; an evicted one may still send before its socket closes.
+    if (this.#sessions.delete(s)) this.#sessions.add(s);
   };
 
   /**
