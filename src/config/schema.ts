@@ -118,6 +118,11 @@ export interface Config {
   eventsMaxAgeMs: number;
   eventsRejectedIntervalMs: number;
   eventsToken: string;
+  commandTimeoutMs: number;
+  stressPercent: number;
+  stressTimeoutMs: number;
+  greetDelayMs: number;
+  ipv6Prefix: number;
 }
 
 const MiB = 1024 * 1024;
@@ -132,8 +137,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dataDir', env: 'POSTERN_DATA_DIR', type: { kind: 'path' }, default: './data', doc: 'Folder of the LMDB queue.' },
   { key: 'maxMessageBytes', env: 'POSTERN_MAX_MESSAGE_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(25 * MiB), doc: 'Largest message accepted (advertised as SIZE); larger gets 552 5.3.4. Suffixes K, M, G (binary) allowed.' },
   { key: 'maxRecipients', env: 'POSTERN_MAX_RECIPIENTS', type: { kind: 'int', min: 1, max: 100000 }, default: '1000', doc: 'Recipients per message; more get 452 4.5.3.' },
-  { key: 'maxConnections', env: 'POSTERN_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 1000000 }, default: '2000', doc: 'Concurrent SMTP connections in total; more get 421 4.7.0.' },
-  { key: 'maxConnectionsPerIp', env: 'POSTERN_MAX_CONNECTIONS_PER_IP', type: { kind: 'int', min: 1, max: 1000000 }, default: '50', doc: 'Concurrent connections from one client address outside POSTERN_TRUSTED_NETWORKS; more get 421 4.7.0.' },
+  { key: 'maxConnections', env: 'POSTERN_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 1000000 }, default: '2000', doc: 'Concurrent SMTP connections in total; at the limit the session silent longest gets 421 4.7.0 to make room for a new client (only sessions waiting on us are never chosen).' },
+  { key: 'maxConnectionsPerIp', env: 'POSTERN_MAX_CONNECTIONS_PER_IP', type: { kind: 'int', min: 1, max: 1000000 }, default: '50', doc: 'Concurrent connections from one client outside POSTERN_TRUSTED_NETWORKS (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits); more get 421 4.7.0.' },
   { key: 'trustedNetworks', env: 'POSTERN_TRUSTED_NETWORKS', type: { kind: 'cidrs' }, default: '127.0.0.0/8,::1/128', doc: 'Comma-separated CIDRs allowed to relay to any domain (and exempt from the per-IP limit).' },
   { key: 'localDomains', env: 'POSTERN_LOCAL_DOMAINS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated domains postern accepts mail for from anyone (no relay check).' },
   { key: 'authUsers', env: 'POSTERN_AUTH_USERS', type: { kind: 'path', optional: true }, default: '', doc: 'Users file (scrypt hashes, written by `postern user add`); enables AUTH PLAIN LOGIN.' },
@@ -189,4 +194,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'eventsMaxAgeMs', env: 'POSTERN_EVENTS_MAX_AGE', type: { kind: 'duration', min: 60000, max: 31536000000 }, default: '7d', doc: 'Events older than this are dropped unsent (postern_events_dropped_total).' },
   { key: 'eventsRejectedIntervalMs', env: 'POSTERN_EVENTS_REJECTED_INTERVAL', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '60s', doc: 'Rejections caused by untrusted, unauthenticated SMTP clients become one `rejected` event per client address per interval, with `count` and `since`.' },
   { key: 'eventsToken', env: 'POSTERN_EVENTS_TOKEN', type: { kind: 'string' }, default: '', doc: 'Sent to POSTERN_EVENTS_URL as `Authorization: Bearer`. Credentials in the URL (user:password@) are sent as Basic auth instead; setting both is an error.' },
+  { key: 'commandTimeoutMs', env: 'POSTERN_COMMAND_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '30s', doc: 'A command line must be complete this long after its first byte (a deadline, not reset by each byte: a client dribbling bytes is cut with 421 4.4.2).' },
+  { key: 'stressPercent', env: 'POSTERN_STRESS_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '80', doc: 'At this share of POSTERN_MAX_CONNECTIONS the node is under stress: every session deadline (idle, command, data) is capped at POSTERN_STRESS_TIMEOUT_MS.' },
+  { key: 'stressTimeoutMs', env: 'POSTERN_STRESS_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '10s', doc: 'The deadlines under stress (Postfix uses 10 s).' },
+  { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
+  { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
 ];

@@ -7,6 +7,7 @@
 // IPv6 forms that embed an IPv4 address (mapped, NAT64, 6to4) are judged by that address.
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { ipv6Words } from '../lib/networks.js';
 
 export type AddressClass = 'public' | 'self' | 'loopback' | 'private' | 'link-local' | 'shared' | 'multicast' | 'unspecified' | 'reserved' | 'invalid';
 
@@ -43,29 +44,13 @@ function embeddedV4(v6: string): string | null {
   const lower = v6.toLowerCase();
   const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
   if (dotted) return dotted[1]!;
-  const words = expand6(lower);
+  const words = ipv6Words(lower);
   if (words === null) return null;
   const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return v4(words[6]!, words[7]!); // mapped
   if (words[0] === 0x64 && words[1] === 0xff9b && words.slice(2, 6).every((w) => w === 0)) return v4(words[6]!, words[7]!); // NAT64 (RFC 6052)
   if (words[0] === 0x2002) return v4(words[1]!, words[2]!); // 6to4 (RFC 3056)
   return null;
-}
-
-/** Eight 16-bit words of a textual IPv6 address (already validated by isIP), or null. */
-function expand6(a: string): number[] | null {
-  let s = a;
-  const tail = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
-  if (tail) {
-    const [b1, b2, b3, b4] = tail.slice(1).map(Number) as [number, number, number, number];
-    s = `${s.slice(0, tail.index)}${((b1 << 8) | b2).toString(16)}:${((b3 << 8) | b4).toString(16)}`;
-  }
-  const [head, rest] = s.split('::') as [string, string | undefined];
-  const h = head === '' ? [] : head.split(':');
-  const r = rest === undefined || rest === '' ? [] : rest.split(':');
-  const fill = rest === undefined ? 0 : 8 - h.length - r.length;
-  const parts = [...h, ...Array<string>(Math.max(0, fill)).fill('0'), ...r];
-  return parts.length === 8 ? parts.map((p) => parseInt(p, 16)) : null;
 }
 
 /** The class of an address, without the node's own addresses (see AddressPolicy). */

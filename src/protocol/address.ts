@@ -108,6 +108,19 @@ export function decodeXtext(s: string): string | undefined {
   return out;
 }
 
+/**
+ * True when the local part routes mail on by itself: the %-hack (user%other@here), a UUCP
+ * bang path (other!user@here) or a quoted '@' ("user@other"@here). Passed on unchanged, such
+ * an address makes us a relay wherever the next hop still honours these forms.
+ */
+export function hasRoutingLocalPart(address: string): boolean {
+  const at = address.lastIndexOf('@');
+  if (at <= 0) return false;
+  let local = address.slice(0, at);
+  if (local.charCodeAt(0) === 0x22) local = local.slice(1, -1).replace(/\\(.)/g, '$1');
+  return /[%!@]/.test(local);
+}
+
 export function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }

@@ -2,7 +2,10 @@
 // the one copy of the body, and hand it to the queue. The 250 is sent only once the queue's
 // commit is on disk; any failure to store answers 452 4.3.1, never 250 (RFC 5321 §4.5.3.1.10,
 // RFC 3463 X.3.1). Back-pressure: too many messages waiting for their commit answers 452 too.
+// Authentication-Results fields that claim our authserv-id are removed from mail of clients
+// outside the trusted networks (RFC 8601 §5), before any filter sees the message.
 import { R, reply, type Reply } from '../protocol/reply.js';
+import { stripAuthResults } from '../protocol/strip-auth-results.js';
 import type { EnvelopeInput } from '../queue/store.js';
 import { receivedHeader } from './received.js';
 import { countReceived } from '../protocol/hop-count.js';
@@ -47,7 +50,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   let pendingFilter: Promise<Reply | null> | null = null;
   const maxHops = ctx.config.maxHops;
   if (ctx.filters === null) {
-    body = source.takeBody(received);
+    body = withoutForgedAuthResults(s, source.takeBody(received), received.length);
     if (countReceived(body, maxHops) > maxHops) return tooManyHops(s, maxHops);
   } else {
     if (ctx.filters.needsDrain) {
@@ -57,7 +60,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     }
     // In-line filtering: the 250 waits for the verdict (the body travels to a worker and back).
     body = Buffer.alloc(0);
-    const raw = source.takeBody();
+    const raw = withoutForgedAuthResults(s, source.takeBody(), 0);
     if (countReceived(raw, maxHops - 1) > maxHops - 1) return tooManyHops(s, maxHops); // ours makes one more
     const envelope = {
       sender: tx.sender,
@@ -125,4 +128,12 @@ function tooManyHops(s: Session, maxHops: number): Reply {
   s.ctx.counters.messagesRejected++;
   s.log.warn({ maxHops }, 'mail loop: too many Received headers, 554');
   return reply(554, '5.4.6', `Too many hops (more than ${maxHops} Received headers): mail loop`);
+}
+
+/** RFC 8601 §5: only a trusted MTA may hand us fields with our own authserv-id. */
+function withoutForgedAuthResults(s: Session, msg: Buffer, from: number): Buffer {
+  if (s.trusted) return msg;
+  const { body, removed } = stripAuthResults(msg, from, s.ctx.config.hostname);
+  if (removed > 0) s.log.info({ removed }, 'removed Authentication-Results claiming our authserv-id');
+  return body;
 }

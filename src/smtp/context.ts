@@ -50,4 +50,6 @@ export interface SessionContext {
   onQueued?: () => void;
   /** True once shutdown began: new commands get 421 when the session is idle. */
   draining: boolean;
+  /** True while connections are at or past POSTERN_STRESS_PERCENT of the limit (set by the server). */
+  stressed?: boolean;
 }

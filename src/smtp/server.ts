@@ -1,25 +1,40 @@
 // The SMTP listeners: a plain `net` server (STARTTLS when a certificate is set) and an
 // implicit-TLS `tls` server (RFC 8314). Owns the connection limits (total and per client
-// address, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
-// transactions finish until the deadline, then 421 the rest.
+// address or IPv6 prefix, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
+// transactions finish until the deadline, then 421 the rest. At the total limit a new client
+// is still served: the session silent longest is closed (421 4.7.0) to make room, so idle
+// connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
+// "stressed" and the sessions' deadlines shrink (Postfix's stress mode).
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
 import { encodeReply, reply } from '../protocol/reply.js';
-import { normalizeIp } from '../lib/networks.js';
+import { clientKey, normalizeIp } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
-import { Session } from './session.js';
+import { Session, type SessionHooks } from './session.js';
 import type { SessionContext } from './context.js';
 
 export class SmtpServer {
   readonly ctx: SessionContext;
+  /**
+   * Open sessions, least recently heard first: a session is moved to the end each time its
+   * client sends (delete + add keeps a Set in that order in O(1)), so the first evictable one
+   * is the one silent longest.
+   */
   readonly #sessions = new Set<Session>();
+  readonly #stressAt: number;
+  /** Stress ends below this, a tenth under #stressAt, so a count hovering at the threshold does not flap. */
+  readonly #stressEndsBelow: number;
   readonly #perIp = new Map<string, number>();
   #plain: Server | null = null;
   #implicit: TlsServer | null = null;
 
   constructor(ctx: SessionContext) {
     this.ctx = ctx;
+    const c = ctx.config;
+    this.#stressAt = Math.max(1, Math.ceil((c.maxConnections * c.stressPercent) / 100));
+    this.#stressEndsBelow = Math.max(1, Math.floor(this.#stressAt * 0.9));
+    ctx.stressed = false;
   }
 
   get sessionCount(): number {
@@ -29,11 +44,13 @@ export class SmtpServer {
   /** Bind the listeners; resolves with the actual ports (0 in the config picks a free one). */
   async listen(): Promise<{ smtpPort: number; smtpsPort: number | null }> {
     const c = this.ctx.config;
-    this.#plain = createServer({ noDelay: true, pauseOnConnect: false }, (sock) => this.#accept(sock, false));
+    // allowHalfOpen: a client may shut its write side right after its last command (QUIT or
+    // not); the replies owed to what it sent must still go out, the session ends its side then.
+    this.#plain = createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, (sock) => this.#accept(sock, false));
     await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
     let smtpsPort: number | null = null;
     if (c.smtpsPort !== null && this.ctx.tls) {
-      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs }, (sock) => this.#accept(sock, true));
+      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
       this.#implicit.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
       await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
       smtpsPort = (this.#implicit.address() as AddressInfo).port;
@@ -58,23 +75,64 @@ export class SmtpServer {
     socket.on('error', () => {}); // a reset before the session exists must not crash the node
     ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
-    if (this.#sessions.size >= c.maxConnections) {
-      return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
-    }
-    const n = this.#perIp.get(ip) ?? 0;
+    // The per-address limit first: one host may not evict others' sessions past its share.
+    // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
+    const key = clientKey(ip, c.ipv6Prefix);
+    const n = this.#perIp.get(key) ?? 0;
     if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
     }
-    this.#perIp.set(ip, n + 1);
-    const session = new Session(ctx, socket, secure, (s) => {
-      this.#sessions.delete(s);
-      const left = (this.#perIp.get(ip) ?? 1) - 1;
-      if (left <= 0) this.#perIp.delete(ip);
-      else this.#perIp.set(ip, left);
-      if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
-    });
+    if (this.#sessions.size >= c.maxConnections && !this.#evictOne()) {
+      return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
+    }
+    this.#perIp.set(key, n + 1);
+    const session = new Session(ctx, socket, secure, this.#hooksFor(key));
     this.#sessions.add(session);
-    session.greet();
+    this.#updateStress();
+    session.start();
+  }
+
+  #hooksFor(key: string): SessionHooks {
+    return {
+      closed: (s) => {
+        if (!this.#sessions.delete(s)) return;
+        const left = (this.#perIp.get(key) ?? 1) - 1;
+        if (left <= 0) this.#perIp.delete(key);
+        else this.#perIp.set(key, left);
+        this.#updateStress();
+        if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
+      },
+      heard: this.#heard,
+    };
+  }
+
+  #heard = (s: Session): void => {
+    // Only a session still counted moves; an evicted one may still send before its socket closes.
+    if (this.#sessions.delete(s)) this.#sessions.add(s);
+  };
+
+  /**
+   * Close the session silent longest to make room; false when every session is waiting on
+   * us (a commit, a filter, a TLS handshake). A session mid-transaction is fair game: silent
+   * longest, it is the likeliest to be stalled, and its client will retry.
+   */
+  #evictOne(): boolean {
+    for (const s of this.#sessions) {
+      if (!s.evictable) continue;
+      s.evict();
+      return true;
+    }
+    return false;
+  }
+
+  #updateStress(): void {
+    const n = this.#sessions.size;
+    const stressed = this.ctx.stressed ? n >= this.#stressEndsBelow : n >= this.#stressAt;
+    if (stressed === this.ctx.stressed) return;
+    this.ctx.stressed = stressed;
+    this.ctx.log.warn({ sessions: this.#sessions.size, threshold: this.#stressAt }, stressed ? 'stress mode: deadlines shortened' : 'stress mode over');
+    // Once per episode (O(sessions)): the sessions already open get the short deadline too.
+    if (stressed) for (const s of this.#sessions) s.stress();
   }
 
   #refuse(socket: Socket, r: ReturnType<typeof reply>): void {

@@ -4,6 +4,14 @@
 // A handler returns a Reply, a Promise of one (AUTH, end of message), or null (BDAT: the
 // reply waits for the chunk). While a promise is pending the socket is paused and the unread
 // rest of the chunk is kept, so pipelined commands are answered strictly in order.
+// Sockets are half-open: when the client shuts its write side, every complete command it
+// sent is still answered (a message it never saw accepted would be sent twice), then the
+// session ends its side.
+// Timeouts are deadlines on one refreshable timer per session, not an idle timer that each
+// byte resets: the next command must start within POSTERN_IDLE_TIMEOUT_MS and, once started,
+// end within POSTERN_COMMAND_TIMEOUT_MS (a client dribbling a byte at a time cannot hold the
+// connection); each block of data has POSTERN_DATA_TIMEOUT_MS. Under stress (many connections)
+// every deadline is capped at POSTERN_STRESS_TIMEOUT_MS, as Postfix's smtpd does.
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { LineScanner } from '../protocol/line-scanner.js';
@@ -18,7 +26,15 @@ import { dispatch } from './commands/index.js';
 import { commitMessage } from './commit.js';
 import { authContinue, type AuthFlow } from './commands/auth.js';
 
-export type Mode = 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
+/** 'greet': connected, greeting held back (POSTERN_GREET_DELAY_MS); a client that talks now is refused. */
+export type Mode = 'greet' | 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
+
+/** What the server learns from its sessions: when one closes and when its client sends. */
+export interface SessionHooks {
+  closed(s: Session): void;
+  /** The client sent bytes (the server keeps its sessions ordered by this, to find the most silent). */
+  heard(s: Session): void;
+}
 
 let nextSessionNumber = 0;
 
@@ -53,14 +69,21 @@ export class Session {
   #backlog: Buffer[] = [];
   #resumeChunk: Buffer | null = null;
   #resumeAt = 0;
-  #onClose: (s: Session) => void;
+  #hooks: SessionHooks;
   #closed = false;
+  /** The one timer of this session: whatever deadline the current state has. */
+  #timer: NodeJS.Timeout | null = null;
+  #timerMs = 0;
+  /** A command line has begun (bytes without its CRLF yet) and its deadline is running. */
+  #lineStarted = false;
+  /** The client shut its write side (FIN): finish what it sent, then close. */
+  #inputEnded = false;
 
-  constructor(ctx: SessionContext, socket: Socket, secure: boolean, onClose: (s: Session) => void) {
+  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks) {
     this.ctx = ctx;
     this.#socket = socket;
     this.secure = secure;
-    this.#onClose = onClose;
+    this.#hooks = hooks;
     this.ip = normalizeIp(socket.remoteAddress ?? '');
     this.port = socket.remotePort ?? 0;
     this.trusted = ctx.trusted.has(this.ip);
@@ -79,8 +102,7 @@ export class Session {
   }
   set mode(m: Mode) {
     if (this.#mode === 'closed') return;
-    this.#mode = m;
-    this.#socket.setTimeout(m === 'data' || m === 'bdat' ? this.ctx.config.dataTimeoutMs : this.ctx.config.idleTimeoutMs);
+    this.#mode = m; // the deadline of the new mode is armed when the chunk has been processed
   }
   get busy(): boolean {
     return this.#busy;
@@ -90,10 +112,27 @@ export class Session {
     return this.tx !== null;
   }
 
-  greet(): void {
+  /**
+   * Greet at once, or after POSTERN_GREET_DELAY_MS for an untrusted client: a client that
+   * talks before the greeting (RFC 5321 §4.3.1 makes it wait for it) is a spam engine that
+   * does not read replies, and is refused (Postfix postscreen's pregreet test).
+   */
+  start(): void {
     this.log.info({ port: this.port, tls: this.secure, trusted: this.trusted }, 'connect');
+    const delay = this.ctx.config.greetDelayMs;
+    if (delay > 0 && !this.trusted) {
+      this.#mode = 'greet';
+      this.#arm(delay, false);
+      return;
+    }
+    this.#greet();
+  }
+
+  #greet(): void {
+    this.#mode = 'command';
     this.send(reply(220, '', `${this.ctx.config.hostname} ESMTP postern`));
     this.flush();
+    this.#rearm();
   }
 
   /** Queue a reply; written at the end of the current input chunk. */
@@ -143,6 +182,7 @@ export class Session {
     if (this.#closed) return;
     this.#closed = true;
     this.#mode = 'closed';
+    this.#disarm();
     this.#socket.end();
     // A client that never reads would keep the socket half-open forever.
     setTimeout(() => this.#socket.destroy(), 5000).unref();
@@ -150,7 +190,7 @@ export class Session {
 
   /** Server shutdown: close at once when idle, else after the transaction in flight. */
   drain(): void {
-    if (!this.tx && !this.#busy && (this.#mode === 'command' || this.#mode === 'auth')) {
+    if (!this.tx && !this.#busy && (this.#mode === 'command' || this.#mode === 'auth' || this.#mode === 'greet')) {
       this.send(reply(421, '4.3.2', `${this.ctx.config.hostname} Service shutting down`, true));
     }
   }
@@ -167,25 +207,101 @@ export class Session {
     return this.#closed;
   }
 
+  /** True when closing this session to make room costs nobody a reply they wait for. */
+  get evictable(): boolean {
+    return !this.#closed && !this.#busy && this.#mode !== 'tls';
+  }
+
+  /**
+   * The connection limit is reached and this session has been silent longest: close it with
+   * 421 so a new client can be served. The server stops counting it at once.
+   */
+  evict(): void {
+    if (this.#closed) return;
+    this.log.info({ mode: this.#mode }, 'evicted: silent longest while the connection limit was reached');
+    this.#out.length = 0;
+    this.send(reply(421, '4.7.0', `${this.ctx.config.hostname} Too many connections; closing the one silent longest`, true));
+    this.#report();
+  }
+
+  /** The server entered stress mode: shorten the deadline running now. */
+  stress(): void {
+    if (this.#closed || this.#busy) return;
+    this.#timerMs = -1; // a new timer, whatever the state
+    this.#lineStarted = false;
+    if (this.#mode === 'greet') this.#arm(this.ctx.config.greetDelayMs, false);
+    else this.#rearm();
+  }
+
+  /** (Re)start the deadline of the current state; called after each chunk and each resume. */
+  #rearm(): void {
+    if (this.#closed || this.#busy) return;
+    const c = this.ctx.config;
+    const m = this.#mode;
+    if (m === 'data' || m === 'bdat') {
+      this.#arm(c.dataTimeoutMs, true);
+    } else if (m === 'command' || m === 'auth') {
+      if (this.lines.pendingBytes === 0) {
+        this.#lineStarted = false;
+        this.#arm(c.idleTimeoutMs, true);
+      } else if (!this.#lineStarted) {
+        // The deadline runs from the line's first byte; later bytes of it do not move it.
+        this.#lineStarted = true;
+        this.#arm(c.commandTimeoutMs, true);
+      }
+    }
+  }
+
+  #arm(ms: number, stressable: boolean): void {
+    if (stressable && this.ctx.stressed) ms = Math.min(ms, this.ctx.config.stressTimeoutMs);
+    if (this.#timer !== null && this.#timerMs === ms) {
+      this.#timer.refresh();
+      return;
+    }
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timerMs = ms;
+    this.#timer = setTimeout(this.#onTimeout, ms).unref();
+  }
+
+  #disarm(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
   #attach(socket: Socket): void {
     this.#socket = socket;
     socket.setNoDelay(true);
-    socket.setTimeout(this.ctx.config.idleTimeoutMs);
     socket.on('data', this.#onData);
-    socket.on('timeout', this.#onTimeout);
     socket.on('error', this.#onError);
+    socket.on('end', this.#onEnd);
     socket.on('close', this.#onSocketClose);
   }
 
   #detach(socket: Socket): void {
     socket.removeListener('data', this.#onData);
-    socket.removeListener('timeout', this.#onTimeout);
     socket.removeListener('error', this.#onError);
+    socket.removeListener('end', this.#onEnd);
     socket.removeListener('close', this.#onSocketClose);
   }
 
+  #onEnd = (): void => {
+    this.#inputEnded = true;
+    this.#closeIfInputDone();
+  };
+
+  /** After a FIN: once nothing the client sent is waiting for its reply, close our side. */
+  #closeIfInputDone(): void {
+    if (!this.#inputEnded || this.#busy || this.#backlog.length > 0 || this.#closed) return;
+    this.flush();
+    this.log.debug({ mode: this.#mode }, 'client closed its side');
+    this.#close();
+  }
+
   #onTimeout = (): void => {
-    this.log.info({ mode: this.#mode }, 'timeout');
+    this.#timer = null;
+    if (this.#mode === 'greet') return this.#greet();
+    if (this.#closed) return;
+    this.log.info({ mode: this.#mode, stressed: this.ctx.stressed === true }, 'timeout');
     this.#out.length = 0;
     this.send(reply(421, '4.4.2', `${this.ctx.config.hostname} Error: timeout exceeded`, true));
   };
@@ -198,19 +314,32 @@ export class Session {
   #onSocketClose = (): void => {
     this.#closed = true;
     this.#mode = 'closed';
+    this.#disarm();
+    this.#report();
+  };
+
+  #report(): void {
     if (this.#reported) return;
     this.#reported = true;
     this.log.info({ messages: this.transactions, errors: this.errors, auth: this.authUser }, 'disconnect');
-    this.#onClose(this);
-  };
+    this.#hooks.closed(this);
+  }
 
   #onData = (chunk: Buffer): void => {
+    this.#hooks.heard(this);
+    if (this.#mode === 'greet') {
+      this.log.info('pregreet: the client talked before the greeting');
+      this.ctx.counters.connectionsRejected++;
+      this.send(reply(554, '5.5.1', `${this.ctx.config.hostname} Protocol error: talking before the greeting`, true));
+      return;
+    }
     if (this.#busy || this.#backlog.length > 0) {
       this.#backlog.push(chunk);
       return;
     }
     this.#process(chunk, 0);
     this.flush();
+    this.#rearm();
   };
 
   /** Feed one chunk from `pos` through the scanners until it is used up or a handler is pending. */
@@ -235,6 +364,7 @@ export class Session {
         const kind = this.lines.scan(chunk, pos);
         if (kind === 'partial') return;
         pos = this.lines.end;
+        this.#lineStarted = false;
         if (kind === 'line') {
           r = mode === 'auth' ? authContinue(this, this.lines.line) : dispatch(this, this.lines.line);
         } else if (kind === 'bad-newline') {
@@ -264,6 +394,7 @@ export class Session {
     this.#busy = true;
     this.#resumeChunk = chunk;
     this.#resumeAt = pos;
+    this.#disarm(); // waiting on us (a commit, a filter, a password check) costs the client no time
     this.#socket.pause();
     this.flush();
     p.then(
@@ -287,6 +418,8 @@ export class Session {
     }
     this.flush();
     if (!this.#busy && !this.#closed && !this.#socket.writableNeedDrain) this.#socket.resume();
+    this.#rearm();
+    this.#closeIfInputDone();
   }
 
   #endData(): Reply | Promise<Reply> {
@@ -326,10 +459,15 @@ export class Session {
     raw.on('error', () => {}); // errors now surface on the TLS socket
     this.#backlog.length = 0;
     this.lines.reset();
+    // Everything the client said or proved in plaintext goes: its name, the transaction, and
+    // an AUTH done before TLS (the plaintext could have been spliced by a man in the middle).
     this.helo = null;
     this.esmtp = false;
     this.tx = null;
     this.auth = null;
+    this.authUser = undefined;
+    this.bdatPending = null;
+    this.#disarm(); // the handshake has its own timeout below
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls!.context });
     const timer = setTimeout(() => {
       this.log.info('TLS handshake timeout');
@@ -341,6 +479,7 @@ export class Session {
       this.#noteTls(secure);
       this.#mode = 'command';
       this.#attach(secure);
+      this.#rearm();
     });
     secure.once('error', (err) => {
       clearTimeout(timer);

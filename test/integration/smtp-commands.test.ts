@@ -2,6 +2,7 @@
 // 2920, 3030, 3461, 3463, 6152, 6531, 6710).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { RawClient } from '../helpers/smtp-client.js';
 import { startTestNode } from '../helpers/node.js';
 
@@ -335,7 +336,7 @@ test('a client flooding bytes without CRLF is cut off while another is served', 
   assert.equal((await good.cmd('NOOP')).code, 250);
 });
 
-test('connection limits: total and per IP get 421 4.7.0', async (t) => {
+test('connection limits: per IP gets 421 4.7.0; at the total limit the session silent longest makes room', async (t) => {
   const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '3', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
   const a = await session(node.ports.smtpPort);
   const b = await session(node.ports.smtpPort);
@@ -348,13 +349,21 @@ test('connection limits: total and per IP get 421 4.7.0', async (t) => {
   assert.equal(r.code, 421);
   assert.match(r.text, /^4\.7\.0 .*your address/);
   assert.ok(await third.closedByServer());
-  // From another loopback address the per-IP limit is separate but the total applies.
+  // From another loopback address the per-IP limit is separate but the total applies: the
+  // fourth client is served, and the session silent longest (a) is closed to make room.
   const other = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.2' });
   assert.equal((await other.read()).code, 220);
+  assert.equal((await b.cmd('NOOP')).code, 250);
   const fourth = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.3' });
-  const r4 = await fourth.read();
-  assert.equal(r4.code, 421);
-  assert.match(r4.text, /^4\.7\.0 .*Too many connections/);
+  assert.equal((await fourth.read()).code, 220);
+  const ra = await a.read();
+  assert.equal(ra.code, 421);
+  assert.match(ra.text, /^4\.7\.0 .*Too many connections/);
+  assert.ok(await a.closedByServer());
+  assert.equal((await b.cmd('NOOP')).code, 250, 'the others are untouched');
+  assert.equal((await other.cmd('NOOP')).code, 250);
+  assert.equal((await fourth.cmd('NOOP')).code, 250);
+  assert.equal(node.smtp.sessionCount, 3);
   other.end();
   fourth.end();
 });
@@ -429,4 +438,233 @@ test('a queue that cannot store the message answers 452 4.3.1, never 250', async
   assert.equal(r.code, 452);
   assert.match(r.text, /^4\.3\.1 /);
   assert.equal(node.ctx.counters.messagesAccepted, 0);
+});
+
+test('addresses must be valid UTF-8 (553 5.6.7), and 8-bit needs SMTPUTF8', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  const raw = async (...parts: Array<string | number[]>): Promise<{ code: number; text: string }> => {
+    c.write(Buffer.concat([...parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p))), Buffer.from('\r\n')]));
+    return c.read();
+  };
+  // A lone continuation byte, a truncated sequence, an overlong '/', a UTF-16 surrogate.
+  for (const bad of [[0xff], [0xc3], [0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+    const r = await raw('MAIL FROM:<a', bad, 'b@example.com> SMTPUTF8');
+    assert.equal(r.code, 553, `MAIL with ${bad.join(',')}`);
+    assert.match(r.text, /^5\.6\.7 /);
+  }
+  const p = await raw('MAIL FROM:<a@example.com> SMTPUTF8 ENVID=', [0xe9]);
+  assert.equal(p.code, 553, 'a parameter too');
+  assert.equal((await c.cmd('MAIL FROM:<a@example.com> AUTH=\u00e9')).code, 501, 'AUTH= is xtext');
+  // Valid UTF-8 without SMTPUTF8 is refused too.
+  const u = await c.cmd('MAIL FROM:<j\u00f6rg@example.com>');
+  assert.equal(u.code, 553);
+  assert.match(u.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('MAIL FROM:<j\u00f6rg@example.com> SMTPUTF8')).code, 250);
+  const r1 = await raw('RCPT TO:<b', [0xff, 0xfe], '@example.com>');
+  assert.equal(r1.code, 553, 'RCPT with invalid UTF-8');
+  assert.match(r1.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('RCPT TO:<m\u00fcller@example.com>')).code, 250);
+  const h = await raw('HELO ', [0xc3, 0x28]);
+  assert.equal(h.code, 501, 'other commands: 501');
+  await c.cmd('RSET');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  const r2 = await c.cmd('RCPT TO:<m\u00fcller@example.com>');
+  assert.equal(r2.code, 553, 'RCPT: 8-bit without SMTPUTF8');
+  assert.match(r2.text, /^5\.6\.7 /);
+  assert.equal((await c.cmd('RCPT TO:<b@example.com>')).code, 250);
+  await c.cmd('DATA');
+  const q = await c.cmd('x\r\n.');
+  const m = node.queue.get(queuedId(q.text))!;
+  assert.deepEqual(m.recipients.map((r) => r.address), ['b@example.com']);
+});
+
+test('local-part routing (%, !, quoted @) to a local domain: 553 5.1.3 for untrusted clients, unchanged for trusted', async (t) => {
+  const node = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@elsewhere.example>');
+  for (const rcpt of ['victim%ext.example@local.example', 'ext.example!victim@local.example', '"v@ext.example"@local.example']) {
+    const r = await c.cmd(`RCPT TO:<${rcpt}>`);
+    assert.equal(r.code, 553, rcpt);
+    assert.match(r.text, /^5\.1\.3 .*local part/);
+  }
+  assert.equal((await c.cmd('RCPT TO:<"plain quoted"@local.example>')).code, 250);
+  assert.equal(node.ctx.counters.recipientsRejected, 3);
+  // From a trusted network the same addresses pass unchanged.
+  const trusted = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const d = await session(trusted.ports.smtpPort);
+  t.after(() => d.end());
+  await d.cmd('EHLO c');
+  await d.cmd('MAIL FROM:<a@elsewhere.example>');
+  assert.equal((await d.cmd('RCPT TO:<victim%ext.example@local.example>')).code, 250);
+});
+
+test('Authentication-Results with our authserv-id are removed from untrusted mail (RFC 8601 §5), kept from trusted networks', async (t) => {
+  const msg = 'Authentication-Results: MX.test.example; dmarc=pass header.from=bank.example\r\n' +
+    'Authentication-Results: elsewhere.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n.';
+  const send = async (port: number): Promise<string> => {
+    const c = await session(port);
+    t.after(() => c.end());
+    await c.cmd('EHLO c');
+    await c.cmd('MAIL FROM:<a@example.com>');
+    await c.cmd('RCPT TO:<b@local.example>');
+    await c.cmd('DATA');
+    const r = await c.cmd(msg);
+    assert.equal(r.code, 250);
+    return queuedId(r.text);
+  };
+  const node = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const body = node.queue.withBody(await send(node.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.ok(!/dmarc=pass/.test(body), body);
+  assert.match(body, /\r\nAuthentication-Results: elsewhere\.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n$/);
+  const trusted = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.example' });
+  const kept = trusted.queue.withBody(await send(trusted.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.match(kept, /dmarc=pass/);
+  // With a filter stage the filters already get the message without them.
+  const filter = fileURLToPath(new URL('../../../test/fixtures/test-filter.mjs', import.meta.url));
+  const filtered = await startTestNode(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_LOCAL_DOMAINS: 'local.example', POSTERN_FILTER_MODULES: filter, POSTERN_WORKERS: '1' });
+  const f = filtered.queue.withBody(await send(filtered.ports.smtpPort), (b) => b.toString('latin1'));
+  assert.ok(!/dmarc=pass/.test(f), f);
+  assert.match(f, /Authentication-Results: elsewhere\.example; spf=none\r\nSubject: s\r\n\r\nbody\r\n$/);
+});
+
+test('half-close: a client that sends its transaction and QUIT, then shuts its write side, still gets every reply', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  c.socket.end('EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n');
+  const rs = await c.readN(6);
+  assert.deepEqual(rs.map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  assert.equal(node.queue.counts().total, 1);
+  assert.ok(await c.closedByServer());
+  // Without QUIT, and with an unfinished message: the replies owed are written, nothing is
+  // queued from the cut message, and the server closes its side too.
+  const d = await session(node.ports.smtpPort);
+  t.after(() => d.end());
+  d.socket.end('EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: cut\r\n\r\nno end');
+  assert.deepEqual((await d.readN(4)).map((r) => r.code), [250, 250, 250, 354]);
+  assert.ok(await d.closedByServer());
+  assert.equal(node.queue.counts().total, 1);
+});
+
+test('a command line has a deadline from its first byte: a client dribbling a byte every 100 ms is cut', async (t) => {
+  const node = await startTestNode(t, { POSTERN_COMMAND_TIMEOUT_MS: '1000' });
+  const slow = await session(node.ports.smtpPort);
+  const idle = await session(node.ports.smtpPort);
+  t.after(() => {
+    slow.end();
+    idle.end();
+  });
+  const started = Date.now();
+  const dribble = setInterval(() => { if (!slow.closed) slow.write('X'); }, 100);
+  t.after(() => clearInterval(dribble));
+  const r = await slow.read(4000);
+  clearInterval(dribble);
+  const took = Date.now() - started;
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.4\.2 /);
+  assert.ok(took >= 900 && took < 3000, `cut after ${took} ms`);
+  assert.ok(await slow.closedByServer());
+  // Waiting between commands is the idle timeout's business (5 minutes), not this deadline.
+  assert.equal((await idle.cmd('NOOP')).code, 250);
+  // A line split over a few chunks in time is fine.
+  idle.write('NO');
+  await new Promise((res) => setTimeout(res, 300));
+  assert.equal((await idle.cmd('OP')).code, 250);
+});
+
+test('at the connection limit a new client is served: the session silent longest gets 421 4.7.0', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '5', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const cs: RawClient[] = [];
+  t.after(() => cs.forEach((c) => c.end()));
+  for (let i = 0; i < 5; i++) cs.push(await session(node.ports.smtpPort));
+  assert.equal((await cs[0]!.cmd('EHLO c')).code, 250); // cs[1] is now the one silent longest
+  const fresh = await RawClient.connect(node.ports.smtpPort);
+  cs.push(fresh);
+  assert.equal((await fresh.read()).code, 220, 'the new client is served');
+  const r = await cs[1]!.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /^4\.7\.0 /);
+  cs[1]!.write('NOOP\r\n'); // bytes from an evicted client must not bring it back into the count
+  assert.ok(await cs[1]!.closedByServer());
+  for (const i of [0, 2, 3, 4]) assert.equal((await cs[i]!.cmd('NOOP')).code, 250, `session ${i} untouched`);
+  assert.equal((await fresh.cmd('EHLO c')).code, 250);
+  assert.equal(node.smtp.sessionCount, 5);
+});
+
+test('stress mode: past POSTERN_STRESS_PERCENT of the limit, deadlines shrink to POSTERN_STRESS_TIMEOUT_MS', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '10', POSTERN_STRESS_PERCENT: '30', POSTERN_STRESS_TIMEOUT_MS: '1000', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const a = await session(node.ports.smtpPort);
+  const b = await session(node.ports.smtpPort);
+  t.after(() => {
+    a.end();
+    b.end();
+  });
+  await new Promise((res) => setTimeout(res, 1300));
+  assert.equal((await a.cmd('NOOP')).code, 250, 'not stressed yet: the 5-minute idle timeout holds');
+  assert.equal(node.ctx.stressed, false);
+  const c = await session(node.ports.smtpPort); // 3 of 10: stressed
+  t.after(() => c.end());
+  assert.equal(node.ctx.stressed, true);
+  const started = Date.now();
+  const rs = await Promise.all([a.read(4000), b.read(4000), c.read(4000)]);
+  assert.deepEqual(rs.map((r) => r.code), [421, 421, 421]);
+  assert.match(rs[0]!.text, /^4\.4\.2 /);
+  assert.ok(Date.now() - started < 2500);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(node.ctx.stressed, false, 'stress ends with the connections');
+});
+
+test('pregreet: with POSTERN_GREET_DELAY_MS a client that talks before the greeting gets 554 5.5.1; a patient one is served', async (t) => {
+  const node = await startTestNode(t, { POSTERN_GREET_DELAY_MS: '400', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  const rude = await RawClient.connect(node.ports.smtpPort);
+  const patient = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => {
+    rude.end();
+    patient.end();
+  });
+  rude.write('EHLO spam.example\r\n');
+  const r = await rude.read();
+  assert.equal(r.code, 554);
+  assert.match(r.text, /^5\.5\.1 /);
+  assert.ok(await rude.closedByServer());
+  const started = Date.now();
+  assert.equal((await patient.read()).code, 220);
+  assert.ok(Date.now() - started >= 250, 'the greeting was held back');
+  assert.equal((await patient.cmd('EHLO c')).code, 250);
+  assert.equal(node.ctx.counters.connectionsRejected, 1);
+  // Trusted clients are greeted at once, however early they talk.
+  const trusted = await startTestNode(t, { POSTERN_GREET_DELAY_MS: '5000' });
+  const c = await RawClient.connect(trusted.ports.smtpPort);
+  t.after(() => c.end());
+  c.write('NOOP\r\n');
+  assert.deepEqual((await c.readN(2, 2000)).map((x) => x.code), [220, 250]);
+});
+
+test('IPv6: the per-address limit counts ::1 connections together (by /64)', async (t) => {
+  let node;
+  try {
+    node = await startTestNode(t, { POSTERN_SMTP_HOST: '::1', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
+  } catch (err) {
+    t.skip(`no IPv6 loopback: ${(err as Error).message}`);
+    return;
+  }
+  const port = node.ports.smtpPort;
+  const a = await RawClient.connect(port, { host: '::1' });
+  const b = await RawClient.connect(port, { host: '::1' });
+  t.after(() => {
+    a.end();
+    b.end();
+  });
+  assert.equal((await a.read()).code, 220);
+  assert.equal((await b.read()).code, 220);
+  const c = await RawClient.connect(port, { host: '::1' });
+  t.after(() => c.end());
+  const r = await c.read();
+  assert.equal(r.code, 421);
+  assert.match(r.text, /your address/);
 });

@@ -122,3 +122,66 @@ test('POSTERN_REQUIRE_TLS_FOR_AUTH=false offers AUTH in plaintext', async (t) =>
   assert.ok(e.lines.includes('AUTH PLAIN LOGIN'));
   assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235);
 });
+
+test('STARTTLS forgets an AUTH done in plaintext (RFC 3207 §4.2): no relay, AUTH offered again', async (t) => {
+  const { cert, key } = makeCert(t);
+  const users = join(tempDir(t), 'users');
+  await addUser(users, 'bob', 'pw');
+  const node = await startTestNode(t, {
+    POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users,
+    POSTERN_REQUIRE_TLS_FOR_AUTH: 'false', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24',
+  });
+  const c = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.read();
+  await c.cmd('EHLO c');
+  assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235);
+  assert.equal((await c.cmd('STARTTLS')).code, 220);
+  await c.startTls();
+  const e = await c.cmd('EHLO c');
+  assert.ok(e.lines.includes('AUTH PLAIN LOGIN'), 'AUTH is offered again: the plaintext login is gone');
+  await c.cmd('MAIL FROM:<bob@example.com>');
+  const r = await c.cmd('RCPT TO:<x@far.example>');
+  assert.equal(r.code, 550, 'the plaintext authentication must not allow relaying after TLS');
+  await c.cmd('RSET');
+  assert.equal((await c.cmd('AUTH PLAIN ' + b64('\0bob\0pw'))).code, 235, 'a new AUTH over TLS works');
+  await c.cmd('MAIL FROM:<bob@example.com>');
+  assert.equal((await c.cmd('RCPT TO:<x@far.example>')).code, 250);
+});
+
+test('AUTH cancelled with * is 501 5.7.0 (RFC 4954 §4)', async (t) => {
+  const node = await tlsNode(t);
+  const c = await RawClient.connect(node.ports.smtpsPort!, { tls: true });
+  t.after(() => c.end());
+  await c.read();
+  await c.cmd('EHLO c');
+  assert.equal((await c.cmd('AUTH PLAIN')).code, 334);
+  const r = await c.cmd('*');
+  assert.equal(r.code, 501);
+  assert.match(r.text, /^5\.7\.0 /);
+  assert.equal((await c.cmd('AUTH LOGIN')).code, 334);
+  assert.equal((await c.cmd(b64('alice'))).code, 334);
+  const r2 = await c.cmd('*');
+  assert.equal(r2.code, 501);
+  assert.match(r2.text, /^5\.7\.0 /);
+  assert.equal((await c.cmd('NOOP')).code, 250, 'back in command mode');
+});
+
+test('half-close over TLS (implicit and STARTTLS): the 250 and 221 still reach the client', async (t) => {
+  const node = await tlsNode(t);
+  const txn = 'EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n';
+  const c = await RawClient.connect(node.ports.smtpsPort!, { tls: true });
+  t.after(() => c.end());
+  await c.read();
+  c.socket.end(txn);
+  assert.deepEqual((await c.readN(6)).map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  const d = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => d.end());
+  await d.read();
+  await d.cmd('EHLO c');
+  assert.equal((await d.cmd('STARTTLS')).code, 220);
+  await d.startTls();
+  d.socket.end(txn);
+  assert.deepEqual((await d.readN(6)).map((r) => r.code), [250, 250, 250, 354, 250, 221]);
+  assert.equal(node.queue.counts().total, 2);
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePathArgs, decodeXtext, isMailbox } from '../../src/protocol/address.js';
+import { parsePathArgs, decodeXtext, isMailbox, hasRoutingLocalPart } from '../../src/protocol/address.js';
 import { receivedHeader, protocolKeyword } from '../../src/smtp/received.js';
 import { NetworkList } from '../../src/lib/networks.js';
 
@@ -46,4 +46,13 @@ test('trusted networks, IPv4-mapped addresses', () => {
   assert.ok(!n.has('10.2.0.1'));
   assert.ok(!n.has('192.0.2.1'));
   assert.ok(!n.has(undefined));
+});
+
+test('hasRoutingLocalPart: the %-hack, bang paths and quoted @ are routing; plain and quoted names are not', () => {
+  for (const a of ['victim%ext@local.example', 'ext!victim@local.example', '"v@ext"@local.example', '"v\\@ext"@local.example', '"a%b"@x.example']) {
+    assert.equal(hasRoutingLocalPart(a), true, a);
+  }
+  for (const a of ['user@local.example', 'first.last+tag@local.example', '"quoted local"@local.example', 'postmaster']) {
+    assert.equal(hasRoutingLocalPart(a), false, a);
+  }
 });

@@ -1,6 +1,8 @@
 // Verb recognition and dispatch. A verb is recognised from its first 4 bytes, case-folded
 // with | 0x20 (RFC 5321 §2.4: verbs are case-insensitive), without decoding the line; only
-// the short argument string is decoded for the handler.
+// the short argument string is decoded for the handler, after checking it is UTF-8 (RFC 6531
+// §3.3, RFC 3629): a lenient decode would turn bad bytes into U+FFFD and accept them.
+import { isUtf8 } from 'node:buffer';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import type { Session } from '../session.js';
 import { helo, ehlo } from './helo.js';
@@ -53,6 +55,7 @@ export function dispatch(s: Session, line: Buffer): Reply | Promise<Reply> | nul
   if (s.ctx.draining && !s.inTransaction && !h.anytime) {
     return reply(421, '4.3.2', `${s.ctx.config.hostname} Service shutting down`, true);
   }
+  if (!isUtf8(line)) return h.fn === mail || h.fn === rcpt ? R.badUtf8Address : R.badUtf8;
   const args = line.length > vlen + 1 ? line.toString('utf8', vlen + 1).trim() : '';
   return h.fn(s, args);
 }

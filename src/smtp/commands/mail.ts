@@ -54,7 +54,7 @@ export function mail(s: Session, args: string): Reply {
       }
       case 'AUTH':
         // RFC 4954 §5: the authenticated identity of the original submitter; we record our own.
-        if (value === undefined) return reply(501, '5.5.4', 'Bad AUTH parameter');
+        if (value === undefined || (value !== '<>' && decodeXtext(value) === undefined)) return reply(501, '5.5.4', 'Bad AUTH parameter');
         break;
       case 'MT-PRIORITY': {
         if (value === undefined || !/^[+-]?\d$/.test(value)) return reply(501, '5.5.4', 'MT-PRIORITY must be an integer from -9 to 9');

@@ -1,7 +1,8 @@
 // RCPT TO (RFC 5321 §4.1.1.3) with DSN NOTIFY/ORCPT (RFC 3461 §4.1–4.2), the recipient
 // limit (§4.5.3.1.8: 452 when exceeded) and relay control: a domain outside
-// POSTERN_LOCAL_DOMAINS needs a trusted network or an authenticated session (550 5.7.1).
-import { decodeXtext, domainOf, parsePathArgs } from '../../protocol/address.js';
+// POSTERN_LOCAL_DOMAINS needs a trusted network or an authenticated session (550 5.7.1), and
+// so does a local address whose local part routes on (user%host, host!user, "user@host").
+import { decodeXtext, domainOf, hasRoutingLocalPart, parsePathArgs } from '../../protocol/address.js';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import type { RecipientInput } from '../../queue/store.js';
 import type { Session } from '../session.js';
@@ -44,10 +45,17 @@ export function rcpt(s: Session, args: string): Reply {
   } else {
     local = s.ctx.localDomains.has(domainOf(address));
   }
-  if (!local && !s.trusted && s.authUser === undefined) {
-    s.ctx.counters.recipientsRejected++;
-    s.log.info({ rcpt: address }, 'relay denied');
-    return R.relayDenied;
+  if (!s.trusted && s.authUser === undefined) {
+    if (!local) {
+      s.ctx.counters.recipientsRejected++;
+      s.log.info({ rcpt: address }, 'relay denied');
+      return R.relayDenied;
+    }
+    if (hasRoutingLocalPart(address)) {
+      s.ctx.counters.recipientsRejected++;
+      s.log.info({ rcpt: address }, 'routing local part refused');
+      return R.routingLocalPart;
+    }
   }
   tx.recipients.push(r);
   s.ctx.counters.recipientsAccepted++;
