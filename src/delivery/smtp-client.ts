@@ -14,6 +14,12 @@ import type { DeliveryRequest, RecipientResult, TlsPolicy } from './types.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
+import { encodeXtext } from '../protocol/address.js';
+import { ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
+import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
+
+export type { SmtpReply } from '../protocol/reply-reader.js';
+export type { Capabilities } from '../protocol/capabilities.js';
 
 export type SmtpProtocol = 'smtp' | 'lmtp';
 
@@ -63,28 +69,6 @@ export interface SmtpConnectionOptions {
   timeouts?: Partial<SmtpTimeouts>;
 }
 
-/** One reply; `text` is the lines joined by a space, without codes. */
-export interface SmtpReply {
-  code: number;
-  enhanced?: string;
-  lines: string[];
-  text: string;
-}
-
-export interface Capabilities {
-  esmtp: boolean;
-  pipelining: boolean;
-  /** SIZE limit; 0 = offered without a limit; undefined = not offered. */
-  size?: number;
-  eightBitMime: boolean;
-  smtputf8: boolean;
-  chunking: boolean;
-  binaryMime: boolean;
-  starttls: boolean;
-  dsn: boolean;
-  enhancedStatusCodes: boolean;
-}
-
 export type OpenResult = { ok: true; conn: SmtpConnection } | { ok: false; reply: ReplyRecord };
 
 /** The command a ReplyRecord names: the verb whose reply (or failure) decided the outcome. */
@@ -97,10 +81,6 @@ class LinkError extends Error {
     this.name = 'LinkError';
   }
 }
-
-const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)/;
-const MAX_REPLY_LINES = 200;
-const MAX_LINE_BYTES = 4096;
 
 interface Waiter {
   resolve(r: SmtpReply): void;
@@ -116,14 +96,13 @@ export class SmtpConnection {
   readonly #opts: SmtpConnectionOptions;
   readonly #t: SmtpTimeouts;
   #sock: Socket | TLSSocket;
-  #buf: Buffer = Buffer.alloc(0);
-  #partial: string[] = [];
+  readonly #reader = new ReplyReader();
   #replies: SmtpReply[] = [];
   #waiters: Waiter[] = [];
   #dead: LinkError | null = null;
   #needsRset = false;
   #secure = false;
-  #caps: Capabilities = emptyCaps();
+  #caps: Capabilities = noCapabilities();
   #messages = 0;
   #onClose: (() => void) | null = null;
   #greeting: SmtpReply | null = null;
@@ -451,25 +430,25 @@ export class SmtpConnection {
     const name = this.#opts.heloName;
     if (this.protocol === 'lmtp') {
       const r = await this.#command(`LHLO ${name}`, this.#t.commandMs);
-      if (r.code === 250) this.#caps = parseCaps(r.lines);
+      if (r.code === 250) this.#caps = parseCapabilities(r.lines);
       return r;
     }
     const r = await this.#command(`EHLO ${name}`, this.#t.commandMs);
     if (r.code === 250) {
-      this.#caps = parseCaps(r.lines);
+      this.#caps = parseCapabilities(r.lines);
       return r;
     }
     if (r.code >= 500) {
       // RFC 5321 §3.2: a server that does not know EHLO gets HELO; no extensions then.
       const h = await this.#command(`HELO ${name}`, this.#t.commandMs);
-      this.#caps = emptyCaps();
+      this.#caps = noCapabilities();
       return h;
     }
     return r;
   }
 
   async #upgrade(): Promise<void> {
-    if (this.#buf.length > 0 || this.#replies.length > 0) {
+    if (this.#reader.bufferedBytes > 0 || this.#replies.length > 0) {
       // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear.
       throw new LinkError('data after the STARTTLS reply (possible injection)');
     }
@@ -524,51 +503,31 @@ export class SmtpConnection {
   }
 
   #onData = (chunk: Buffer): void => {
-    let buf = this.#buf.length > 0 ? Buffer.concat([this.#buf, chunk]) : chunk;
-    let start = 0;
+    const reader = this.#reader;
+    reader.push(chunk);
     for (;;) {
-      const nl = buf.indexOf(0x0a, start);
-      if (nl < 0) break;
-      const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
-      this.#line(buf.toString('utf8', start, end));
-      if (this.#dead) return;
-      start = nl + 1;
+      const r = reader.next();
+      switch (r.kind) {
+        case 'partial':
+          return;
+        case 'reply':
+          this.#reply(r.reply);
+          if (this.#dead) return;
+          continue;
+        case 'malformed':
+          this.#kill(new LinkError(`malformed reply line: ${JSON.stringify(r.line)}`));
+          return;
+        case 'line-too-long':
+          this.#kill(new LinkError('reply line too long'));
+          return;
+        case 'too-many-lines':
+          this.#kill(new LinkError('reply has too many lines'));
+          return;
+      }
     }
-    buf = start === 0 ? buf : buf.subarray(start);
-    if (buf.length > MAX_LINE_BYTES) {
-      this.#kill(new LinkError('reply line too long'));
-      return;
-    }
-    this.#buf = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
   };
 
-  #line(line: string): void {
-    const m = /^(\d{3})([ -]?)(.*)$/.exec(line);
-    if (!m) {
-      this.#kill(new LinkError(`malformed reply line: ${JSON.stringify(line.slice(0, 100))}`));
-      return;
-    }
-    this.#partial.push(line);
-    if (this.#partial.length > MAX_REPLY_LINES) {
-      this.#kill(new LinkError('reply has too many lines'));
-      return;
-    }
-    if (m[2] === '-') return;
-    const lines = this.#partial;
-    this.#partial = [];
-    const code = Number(m[1]);
-    let enhanced: string | undefined;
-    const texts = lines.map((l) => {
-      let t = l.slice(4);
-      const e = ENHANCED.exec(t);
-      if (e && e[1] === String(code)[0]) {
-        enhanced ??= `${e[1]}.${e[2]}.${e[3]}`;
-        t = t.slice(e[0].length);
-      }
-      return t;
-    });
-    const r: SmtpReply = { code, lines: texts, text: texts.join(' ') };
-    if (enhanced !== undefined) r.enhanced = enhanced;
+  #reply(r: SmtpReply): void {
     const w = this.#waiters.shift();
     if (w) {
       if (w.timer) clearTimeout(w.timer);
@@ -625,47 +584,6 @@ export class SmtpConnection {
     if (!w || w.timer) return;
     w.timer = setTimeout(() => this.#kill(new LinkError(`timeout after ${w.timeoutMs} ms waiting for a reply`)), w.timeoutMs);
   }
-}
-
-function emptyCaps(): Capabilities {
-  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false };
-}
-
-/** EHLO/LHLO keywords (RFC 5321 §4.1.1.1): the first line is the greeting name. */
-export function parseCaps(lines: string[]): Capabilities {
-  const c = emptyCaps();
-  c.esmtp = true;
-  for (const l of lines.slice(1)) {
-    const [kw, ...args] = l.trim().split(/\s+/);
-    switch (kw?.toUpperCase()) {
-      case 'PIPELINING': c.pipelining = true; break;
-      case 'SIZE': {
-        const n = Number(args[0] ?? '0');
-        c.size = Number.isFinite(n) && n >= 0 ? n : 0;
-        break;
-      }
-      case '8BITMIME': c.eightBitMime = true; break;
-      case 'SMTPUTF8': c.smtputf8 = true; break;
-      case 'CHUNKING': c.chunking = true; break;
-      case 'BINARYMIME': c.binaryMime = true; break;
-      case 'STARTTLS': c.starttls = true; break;
-      case 'DSN': c.dsn = true; break;
-      case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
-    }
-  }
-  return c;
-}
-
-/** RFC 3461 §4 xtext; characters beyond one byte go as their UTF-8 bytes. */
-export function encodeXtext(s: string): string {
-  let out = '';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (c >= 0x21 && c <= 0x7e && c !== 0x2b && c !== 0x3d) out += ch;
-    else if (c <= 0xff) out += '+' + c.toString(16).toUpperCase().padStart(2, '0');
-    else for (const b of Buffer.from(ch, 'utf8')) out += '+' + b.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
 }
 
 function connectSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
