@@ -8,6 +8,10 @@
 // (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
 // clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
 // is false.
+// A hostile server: the client counts the replies it is owed; any byte that arrives when none
+// is owed (a reply nobody waits for, on a busy or an idle pooled connection), a malformed
+// line, or a reply over its bounds (protocol/reply-reader.ts) closes the connection, and the
+// transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { DeliveryRequest, RecipientResult, TlsPolicy } from './types.js';
@@ -15,7 +19,7 @@ import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
 import { encodeXtext } from '../protocol/address.js';
-import { ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
+import { MAX_REPLY_BYTES, MAX_REPLY_LINE_BYTES, MAX_REPLY_LINES, ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
 import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
 
 export type { SmtpReply } from '../protocol/reply-reader.js';
@@ -82,6 +86,25 @@ class LinkError extends Error {
   }
 }
 
+/**
+ * The peer broke the protocol: once it is out of step, no reply on the connection can be tied
+ * to a command, so the connection is closed. Recorded as 421 (we close the channel, as
+ * RFC 5321 §3.8 has a server do when it cannot go on; the circuit breaker counts it as a
+ * connection failure) with 4.5.0 (RFC 3463 §3.6: other or undefined protocol status),
+ * transient, naming the command whose reply was being read or had just been read.
+ */
+class ProtocolError extends LinkError {
+  readonly command: SmtpCommand;
+  constructor(message: string, command: SmtpCommand) {
+    super(message);
+    this.name = 'ProtocolError';
+    this.command = command;
+  }
+}
+
+const PROTOCOL_ERROR_CODE = 421;
+const PROTOCOL_ERROR_ENHANCED = '4.5.0';
+
 interface Waiter {
   resolve(r: SmtpReply): void;
   reject(e: Error): void;
@@ -97,8 +120,18 @@ export class SmtpConnection {
   readonly #t: SmtpTimeouts;
   #sock: Socket | TLSSocket;
   readonly #reader = new ReplyReader();
+  /** Replies read before anyone asked for them (bounded by #owed: at most one per command sent). */
   #replies: SmtpReply[] = [];
   #waiters: Waiter[] = [];
+  /**
+   * The replies the peer owes, by command, in order: one per command sent (the greeting
+   * first; for LMTP's end of data, one per accepted recipient). Bytes arriving while it is
+   * empty are a protocol error; this is also what keeps an idle pooled connection from
+   * reading anything (see #onData).
+   */
+  #owed: SmtpCommand[] = ['CONNECT'];
+  /** The command whose reply came last (names an unsolicited reply). */
+  #answered: SmtpCommand = 'CONNECT';
   #dead: LinkError | null = null;
   #needsRset = false;
   #secure = false;
@@ -127,6 +160,7 @@ export class SmtpConnection {
       reply.transient = true;
       return { ok: false, reply };
     };
+    const failProtocol = (e: ProtocolError): OpenResult => ({ ok: false, reply: protocolRecord(e, opts.host, opts.port, opts.destination) });
     let sock: Socket;
     try {
       sock = await connectSocket(opts.host, opts.port, t.connectMs);
@@ -177,8 +211,11 @@ export class SmtpConnection {
       }
     } catch (err) {
       c.destroy();
+      if (err instanceof ProtocolError) return failProtocol(err);
       return fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
     }
+    // Broken after its last awaited reply (e.g. replies kept coming after EHLO's).
+    if (c.#dead instanceof ProtocolError) return failProtocol(c.#dead);
     return { ok: true, conn: c };
   }
 
@@ -209,6 +246,17 @@ export class SmtpConnection {
    * every recipient without a final answer transient, and the connection unusable.
    */
   async send(req: DeliveryRequest): Promise<RecipientResult[]> {
+    const results = await this.#transaction(req);
+    const e = this.#dead;
+    if (!(e instanceof ProtocolError)) return results;
+    // The peer broke the protocol before this transaction ended: even the replies it gave are
+    // not trusted (it is out of step), so every recipient is retried later. The cost: a
+    // duplicate for a hostile server that had in fact taken the message.
+    const reply = protocolRecord(e, this.host, this.port, this.#opts.destination);
+    return req.recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+  }
+
+  async #transaction(req: DeliveryRequest): Promise<RecipientResult[]> {
     this.#messages++;
     const dest = this.#opts.destination;
     const rcpts = req.recipients;
@@ -256,7 +304,9 @@ export class SmtpConnection {
         const lines = [mail, ...rcptLines];
         if (dataLine) lines.push(dataLine);
         stage = 'MAIL';
-        this.#write(lines.join('\r\n') + '\r\n');
+        const owed: SmtpCommand[] = ['MAIL', ...rcptLines.map((): SmtpCommand => 'RCPT')];
+        if (dataLine) owed.push('DATA');
+        this.#write(lines.join('\r\n') + '\r\n', owed);
         mailReply = await this.#read(this.#t.commandMs);
         stage = 'RCPT';
         for (let i = 0; i < rcptLines.length; i++) rcptReplies.push(await this.#read(this.#t.commandMs));
@@ -289,6 +339,8 @@ export class SmtpConnection {
       if (useBdat) {
         if (accepted.length > 0) {
           stage = 'BDAT';
+          if (this.#dead) throw this.#dead;
+          this.#expect('BDAT', this.#finalReplyCount(accepted.length));
           this.#sock.cork();
           this.#sock.write(`BDAT ${req.body.length} LAST\r\n`);
           this.#sock.write(req.body);
@@ -310,7 +362,7 @@ export class SmtpConnection {
         return results as RecipientResult[];
       }
       stage = 'END-OF-DATA';
-      this.#writeBody(req.body);
+      this.#writeBody(req.body, accepted.length);
       await this.#drain();
       await this.#finalReplies(accepted, settle, 'END-OF-DATA');
       this.#needsRset = false;
@@ -382,14 +434,21 @@ export class SmtpConnection {
   }
 
   async #endData(body: Buffer): Promise<void> {
-    this.#writeBody(body);
+    this.#writeBody(body, 0);
     await this.#drain();
-    const n = this.protocol === 'lmtp' ? 0 : 1; // LMTP with no accepted recipient: no replies
+    const n = this.#finalReplyCount(0); // LMTP with no accepted recipient: no replies
     for (let i = 0; i < n; i++) await this.#read(this.#t.finalMs);
   }
 
-  /** The stuffed body as views in one corked burst (no copy of the body). */
-  #writeBody(body: Buffer): void {
+  /** Replies to the end of data: one (SMTP), or one per accepted recipient (RFC 2033 §4.2). */
+  #finalReplyCount(accepted: number): number {
+    return this.protocol === 'lmtp' ? accepted : 1;
+  }
+
+  /** The stuffed body as views in one corked burst (no copy of the body), then the ".". */
+  #writeBody(body: Buffer, accepted: number): void {
+    if (this.#dead) return;
+    this.#expect('END-OF-DATA', this.#finalReplyCount(accepted));
     const s = this.#sock;
     s.cork();
     for (const piece of dotStuff(body)) s.write(piece);
@@ -448,9 +507,14 @@ export class SmtpConnection {
   }
 
   async #upgrade(): Promise<void> {
-    if (this.#reader.bufferedBytes > 0 || this.#replies.length > 0) {
-      // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear.
-      throw new LinkError('data after the STARTTLS reply (possible injection)');
+    // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear. Nothing is owed
+    // after the 220, so #onData has already closed the connection for them; this is the check
+    // that does not depend on it.
+    if (this.#dead) throw this.#dead;
+    if (!this.#reader.idle || this.#replies.length > 0) {
+      const e = new ProtocolError('unexpected data after the STARTTLS reply (possible injection)', 'STARTTLS');
+      this.#kill(e);
+      throw e;
     }
     const plain = this.#sock as Socket;
     this.#detach(plain);
@@ -502,32 +566,58 @@ export class SmtpConnection {
     s.off('close', this.#onSockClose);
   }
 
+  /*
+   * Reading is bounded by what is owed. With nothing owed (an idle pooled connection, or the
+   * rest of a chunk after the last owed reply), the first byte closes the connection: it can
+   * only start a reply nobody waits for. So an idle connection holds at most the one chunk in
+   * hand, and a flood costs one chunk. We do not socket.pause() idle connections instead: a
+   * paused net.Socket does not emit 'end' or 'close' for the peer's FIN until it is resumed
+   * (Node 20), so a connection the peer closed while idle would sit in the pool and fail the
+   * next message; reading and closing on the first byte sees the close at once.
+   */
   #onData = (chunk: Buffer): void => {
+    if (this.#owed.length === 0) {
+      this.#violation(`unexpected data after the ${this.#answered} reply (nothing was waiting for a reply)`, this.#answered);
+      return;
+    }
     const reader = this.#reader;
     reader.push(chunk);
     for (;;) {
       const r = reader.next();
+      const cmd = this.#owed[0] ?? this.#answered;
       switch (r.kind) {
         case 'partial':
           return;
         case 'reply':
           this.#reply(r.reply);
           if (this.#dead) return;
+          if (this.#owed.length === 0 && !reader.idle) {
+            this.#violation(`unexpected data after the ${this.#answered} reply (nothing was waiting for a reply)`, this.#answered);
+            return;
+          }
           continue;
         case 'malformed':
-          this.#kill(new LinkError(`malformed reply line: ${JSON.stringify(r.line)}`));
+          this.#violation(`malformed reply line: ${JSON.stringify(r.line)}`, cmd);
           return;
         case 'line-too-long':
-          this.#kill(new LinkError('reply line too long'));
+          this.#violation(`reply line longer than ${MAX_REPLY_LINE_BYTES} bytes`, cmd);
           return;
         case 'too-many-lines':
-          this.#kill(new LinkError('reply has too many lines'));
+          this.#violation(`reply has more than ${MAX_REPLY_LINES} lines`, cmd);
+          return;
+        case 'reply-too-long':
+          this.#violation(`reply longer than ${MAX_REPLY_BYTES} bytes`, cmd);
           return;
       }
     }
   };
 
+  #violation(message: string, command: SmtpCommand): void {
+    this.#kill(new ProtocolError(message, command));
+  }
+
   #reply(r: SmtpReply): void {
+    this.#answered = this.#owed.shift()!;
     const w = this.#waiters.shift();
     if (w) {
       if (w.timer) clearTimeout(w.timer);
@@ -548,6 +638,8 @@ export class SmtpConnection {
   #kill(e: LinkError): void {
     if (this.#dead) return;
     this.#dead = e;
+    // Replies read ahead from a peer out of step answer nothing.
+    if (e instanceof ProtocolError) this.#replies = [];
     for (const w of this.#waiters.splice(0)) {
       if (w.timer) clearTimeout(w.timer);
       w.reject(e);
@@ -558,13 +650,22 @@ export class SmtpConnection {
     cb?.();
   }
 
-  #write(s: string): void {
+  /** Note the replies owed for what is about to be written (before any can arrive). */
+  #expect(cmd: SmtpCommand, n = 1): void {
+    for (let i = 0; i < n; i++) this.#owed.push(cmd);
+  }
+
+  /** Write command lines; `owed` names each reply they call for. */
+  #write(s: string, owed: SmtpCommand[]): void {
     if (this.#dead) return;
+    for (const c of owed) this.#expect(c);
     this.#sock.write(s);
   }
 
+  /** One command line ("MAIL FROM:<…>"): its verb names the reply it is owed. */
   #command(line: string, timeoutMs: number): Promise<SmtpReply> {
-    this.#write(line + '\r\n');
+    const sp = line.indexOf(' ');
+    this.#write(line + '\r\n', [(sp < 0 ? line : line.slice(0, sp)) as SmtpCommand]);
     return this.#read(timeoutMs);
   }
 
@@ -584,6 +685,10 @@ export class SmtpConnection {
     if (!w || w.timer) return;
     w.timer = setTimeout(() => this.#kill(new LinkError(`timeout after ${w.timeoutMs} ms waiting for a reply`)), w.timeoutMs);
   }
+}
+
+function protocolRecord(e: ProtocolError, host: string, port: number, destination: string): ReplyRecord {
+  return replyRecord(PROTOCOL_ERROR_CODE, PROTOCOL_ERROR_ENHANCED, `${host}:${port}: protocol error: ${e.message}; connection closed`, e.command, destination);
 }
 
 function connectSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {

@@ -1,7 +1,9 @@
 // ReplyReader: the outbound twin of reply.ts. It turns the bytes a server sends into replies
 // (RFC 5321 §4.2: "250-first", "250 last"; §4.2.1 multi-line replies) and takes the enhanced
-// status code off each line (RFC 2034 §4, RFC 3463). Pure: bytes in, values out, no I/O, never
-// throws; the connection decides what an error costs (smtp-client closes the link).
+// status code off each line (RFC 2034 §4, RFC 3463). Every reply is bounded (line, lines,
+// bytes), so a hostile server cannot make it hold more than MAX_REPLY_BYTES plus the chunk in
+// hand. Pure: bytes in, values out, no I/O, never throws; the connection decides what an error
+// costs (smtp-client closes the link).
 
 /** One reply; `text` is the lines joined by a space, without codes. */
 export interface SmtpReply {
@@ -11,26 +13,41 @@ export interface SmtpReply {
   text: string;
 }
 
+/*
+ * The bounds. RFC 5321 §4.5.3.1.5 allows a reply line 512 octets with its CRLF, but real
+ * servers pass it (long 5xx texts with URLs, AUTH lists in EHLO), so we allow four times that.
+ * The longest multi-line replies seen in practice are EHLO lists of 10-20 lines and policy
+ * texts of a few lines: 100 lines and 64 KiB are far above those and still cap what one reply
+ * can make us hold (100 lines of 2048 bytes would be 200 KiB; the byte bound comes first).
+ */
+/** One reply line, its CRLF included. */
+export const MAX_REPLY_LINE_BYTES = 2048;
+/** Lines in one (multi-line) reply. */
+export const MAX_REPLY_LINES = 100;
+/** One reply, every line and CRLF included. */
+export const MAX_REPLY_BYTES = 64 * 1024;
+
 export interface ReplyLimits {
-  /** An unfinished line (no LF yet) longer than this is refused. */
   maxLineBytes: number;
-  /** Lines in one (multi-line) reply. */
   maxLines: number;
+  maxReplyBytes: number;
 }
 
-export const DEFAULT_REPLY_LIMITS: Readonly<ReplyLimits> = Object.freeze({ maxLineBytes: 4096, maxLines: 200 });
+export const DEFAULT_REPLY_LIMITS: Readonly<ReplyLimits> = Object.freeze({ maxLineBytes: MAX_REPLY_LINE_BYTES, maxLines: MAX_REPLY_LINES, maxReplyBytes: MAX_REPLY_BYTES });
 
 /**
  * 'reply': a complete reply. 'partial': every byte pushed so far is consumed; push more.
  * The errors leave the reader failed (next() repeats them): 'malformed' (a line that does not
- * start with a 3-digit code), 'line-too-long', 'too-many-lines'.
+ * start with a 3-digit code), 'line-too-long' (found as soon as the unfinished line reaches
+ * the bound, not at its end), 'too-many-lines', 'reply-too-long'.
  */
 export type ReplyReadResult =
   | { kind: 'reply'; reply: SmtpReply }
   | { kind: 'partial' }
   | { kind: 'malformed'; line: string }
   | { kind: 'line-too-long' }
-  | { kind: 'too-many-lines' };
+  | { kind: 'too-many-lines' }
+  | { kind: 'reply-too-long' };
 
 const EMPTY = Buffer.alloc(0);
 const PARTIAL: ReplyReadResult = Object.freeze({ kind: 'partial' });
@@ -51,6 +68,8 @@ export class ReplyReader {
   /** #buf is our own copy (not a view of a pushed chunk). */
   #owned = true;
   #lines: string[] = [];
+  /** Bytes of the lines in #lines, CRLFs included. */
+  #replyBytes = 0;
   #failed: ReplyReadResult | null = null;
 
   constructor(limits: Readonly<ReplyLimits> = DEFAULT_REPLY_LIMITS) {
@@ -87,6 +106,10 @@ export class ReplyReader {
       const start = this.#pos;
       const nl = buf.indexOf(0x0a, start);
       if (nl < 0) return this.#keepRest();
+      const size = nl + 1 - start;
+      if (size > this.#limits.maxLineBytes) return this.#fail({ kind: 'line-too-long' });
+      this.#replyBytes += size;
+      if (this.#replyBytes > this.#limits.maxReplyBytes) return this.#fail({ kind: 'reply-too-long' });
       this.#pos = nl + 1;
       const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
       const line = buf.toString('utf8', start, end);
@@ -97,13 +120,16 @@ export class ReplyReader {
       if (m[2] === '-') continue;
       const lines = this.#lines;
       this.#lines = [];
+      this.#replyBytes = 0;
       return { kind: 'reply', reply: toReply(Number(m[1]), lines) };
     }
   }
 
   #keepRest(): ReplyReadResult {
     const rest = this.#buf.length - this.#pos;
-    if (rest > this.#limits.maxLineBytes) return this.#fail({ kind: 'line-too-long' });
+    // Without its LF yet, a line of maxLineBytes is already one byte too long.
+    if (rest >= this.#limits.maxLineBytes) return this.#fail({ kind: 'line-too-long' });
+    if (this.#replyBytes + rest >= this.#limits.maxReplyBytes) return this.#fail({ kind: 'reply-too-long' });
     if (rest === 0) {
       this.#buf = EMPTY;
       this.#owned = true;
@@ -120,6 +146,7 @@ export class ReplyReader {
     this.#buf = EMPTY;
     this.#pos = 0;
     this.#lines = [];
+    this.#replyBytes = 0;
     return r;
   }
 }

@@ -68,13 +68,38 @@ test('a line that is not a reply line is malformed; the reader stays failed', ()
   assert.equal(r.next().kind, 'malformed');
 });
 
-test('an unfinished line over maxLineBytes and a reply over maxLines are errors', () => {
-  const long = new ReplyReader({ maxLineBytes: 10, maxLines: 5 });
-  assert.deepEqual(readAll(long, [b('250 12'), b('3456')]), [], 'exactly maxLineBytes held is fine');
-  assert.deepEqual(readAll(long, [b('X')]), [{ kind: 'line-too-long' }]);
-  const many = new ReplyReader({ maxLineBytes: 100, maxLines: 3 });
-  assert.deepEqual(readAll(many, [b('250-a\r\n250-b\r\n250 c\r\n')]).length, 1, 'exactly maxLines is fine');
+test('a line over maxLineBytes (CRLF included) is refused, finished or not; a reply over maxLines or maxReplyBytes too', () => {
+  const limits = { maxLineBytes: 10, maxLines: 3, maxReplyBytes: 20 };
+  assert.equal(readAll(new ReplyReader(limits), [b('250 123456\r\n')]).length, 1, 'exactly maxLineBytes with its CRLF is fine');
+  assert.deepEqual(readAll(new ReplyReader(limits), [b('250 1234567\r\n')]), [{ kind: 'line-too-long' }], 'complete, in one chunk');
+  const long = new ReplyReader(limits);
+  assert.deepEqual(readAll(long, [b('250 12'), b('345')]), [], 'nine bytes without LF: it may still end in time');
+  assert.deepEqual(readAll(long, [b('6')]), [{ kind: 'line-too-long' }], 'ten bytes without LF: refused before its end');
+  const many = new ReplyReader({ ...limits, maxReplyBytes: 100 });
+  assert.equal(readAll(many, [b('250-a\r\n250-b\r\n250 c\r\n')]).length, 1, 'exactly maxLines is fine');
   assert.deepEqual(readAll(many, [b('250-a\r\n250-b\r\n250-c\r\n250 d\r\n')]), [{ kind: 'too-many-lines' }]);
+  const big = new ReplyReader(limits);
+  assert.equal(readAll(big, [b('250-12\r\n250 1234\r\n')]).length, 1, '18 bytes in all is fine');
+  assert.deepEqual(readAll(big, [b('250-1234\r\n250-1234\r\n250 1\r\n')]), [{ kind: 'reply-too-long' }]);
+  assert.deepEqual(readAll(new ReplyReader(limits), [b('250-1234\r\n250-1234\r\n2')]), [{ kind: 'reply-too-long' }], 'found before the last line ends');
+});
+
+test('the default bounds: 2048-byte lines, 100 lines, 64 KiB per reply', () => {
+  const line = (code: string, sep: string, n: number) => `${code}${sep}${'x'.repeat(n - 6)}\r\n`;
+  assert.equal(readAll(new ReplyReader(), [b(line('250', ' ', 2048))]).length, 1);
+  assert.deepEqual(readAll(new ReplyReader(), [b(line('250', ' ', 2049))]), [{ kind: 'line-too-long' }]);
+  assert.equal(readAll(new ReplyReader(), [b(line('250', '-', 10).repeat(99) + line('250', ' ', 10))]).length, 1);
+  assert.deepEqual(readAll(new ReplyReader(), [b(line('250', '-', 10).repeat(100) + line('250', ' ', 10))]), [{ kind: 'too-many-lines' }]);
+  assert.deepEqual(readAll(new ReplyReader(), [b(line('250', '-', 2000).repeat(33) + line('250', ' ', 10))]), [{ kind: 'reply-too-long' }]);
+  // A flood without LF holds at most a line's worth, whatever the chunking.
+  const r = new ReplyReader();
+  let res: ReplyReadResult = { kind: 'partial' };
+  for (let i = 0; i < 100 && res.kind === 'partial'; i++) {
+    r.push(b('y'.repeat(100)));
+    res = r.next();
+    assert.ok(r.bufferedBytes < 2048);
+  }
+  assert.equal(res.kind, 'line-too-long');
 });
 
 test('any split of a transcript yields the same replies', () => {
