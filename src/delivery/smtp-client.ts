@@ -280,7 +280,12 @@ export class SmtpConnection {
     const rec = (r: SmtpReply, cmd: SmtpCommand): RecipientResult['reply'] => replyRecord(r.code, r.enhanced, r.text, cmd, dest);
     const settle = (i: number, r: SmtpReply, cmd: SmtpCommand): void => {
       const reply = rec(r, cmd);
-      results[i] = { address: rcpts[i]!.address, ok: r.code >= 200 && r.code < 300, transient: reply.transient!, reply };
+      // Only the reply to the data delivers. A 2xx/3xx settling a recipient at MAIL, RCPT or
+      // DATA is a reply that fits no rule (250 to DATA, 252 to RCPT): no delivery, and not a
+      // refusal either, so try later rather than bounce.
+      const ok = (cmd === 'END-OF-DATA' || cmd === 'BDAT') && r.code >= 200 && r.code < 300;
+      if (!ok && r.code < 400) reply.transient = true;
+      results[i] = { address: rcpts[i]!.address, ok, transient: reply.transient!, reply };
     };
     const fillAll = (r: SmtpReply, cmd: SmtpCommand, only?: number[]): void => {
       for (const i of only ?? rcpts.keys()) if (results[i] === undefined) settle(i, r, cmd);

@@ -4,7 +4,7 @@
 // line without end, lines and replies over their bounds, bytes injected after the STARTTLS
 // reply. Each closes the connection at once, keeps memory bounded, and records a transient
 // failure naming the command, code and enhanced code. Floods are bounded by the server helper
-// (3 s, 2 GiB at most).
+// (3 s, 2 GiB at most). Also: success codes where none can end a transaction deliver nothing.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startScriptedServer, deliveryRequest, type ScriptedServerOptions, type ScriptSession } from '../helpers/scripted-server.js';
@@ -47,7 +47,8 @@ function assertProtocolFailure(res: RecipientResult[], commands: string[], text:
   }
 }
 
-async function flooded(t: TestContext, o: ScriptedServerOptions, rcpts: string[], kind: 'smtp' | 'lmtp' = 'smtp') {
+/** One delivery to a scripted server; then waits (up to 3 s) for the connection to close, unless it is expected to stay open. */
+async function flooded(t: TestContext, o: ScriptedServerOptions, rcpts: string[], kind: 'smtp' | 'lmtp' = 'smtp', staysOpen = false) {
   const srv = await startScriptedServer(t, { mode: kind, ...o });
   const tr = transport(t);
   const d = dest(srv.port, kind);
@@ -55,7 +56,7 @@ async function flooded(t: TestContext, o: ScriptedServerOptions, rcpts: string[]
   const t0 = Date.now();
   const res = await tr.deliver(d, deliveryRequest('s@example.org', rcpts, MSG));
   const s = srv.sessions[0]!;
-  await closedOrAfter(s, 3000);
+  if (!staysOpen) await closedOrAfter(s, 3000);
   const grown = process.memoryUsage().heapUsed - heap0;
   return { srv, tr, d, res, s, t0, grown };
 }
@@ -142,7 +143,7 @@ test('bounds: a complete reply line over the line bound, and a multi-line reply 
   assertProtocolFailure(big.res, ['EHLO'], /reply longer than 65536 bytes/);
   // Within the bounds: 100 lines of 600 bytes (60 kB) is an ordinary EHLO reply.
   const okEhlo = ['fine.test', 'PIPELINING', ...Array.from({ length: 98 }, (_, i) => `X-${i} ${'y'.repeat(590)}`)].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n');
-  const fine = await flooded(t, { reply: (cmd) => (cmd.startsWith('EHLO') ? okEhlo : undefined) }, ['a@example.net']);
+  const fine = await flooded(t, { reply: (cmd) => (cmd.startsWith('EHLO') ? okEhlo : undefined) }, ['a@example.net'], 'smtp', true);
   assert.equal(fine.res[0]!.ok, true, JSON.stringify(fine.res));
 });
 
@@ -155,4 +156,14 @@ test('STARTTLS: a line injected in clear after the 220 (even an unfinished multi
   await closedOrAfter(srv.sessions[0]!, 3000);
   assert.notEqual(srv.sessions[0]!.closedAt, null);
   assert.equal(srv.messages().length, 0);
+});
+
+test('a success code where none can be final is no delivery: DATA answered 250, RCPT answered 252', async (t) => {
+  const data = await flooded(t, { reply: (cmd) => (cmd === 'DATA' ? '250 2.0.0 sure' : undefined) }, ['a@example.net'], 'smtp', true);
+  assert.deepEqual(data.res.map((r) => [r.ok, r.transient, r.reply.transient, r.reply.code, r.reply.command]), [[false, true, true, 250, 'DATA']]);
+  const rcpt = await flooded(t, { reply: (cmd) => (cmd.includes('<b@') ? '252 2.1.5 maybe' : undefined) }, ['a@example.net', 'b@example.net'], 'smtp', true);
+  assert.deepEqual(rcpt.res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.command]), [
+    ['a@example.net', true, false, 250, 'END-OF-DATA'],
+    ['b@example.net', false, true, 252, 'RCPT'],
+  ]);
 });
