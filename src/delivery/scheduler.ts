@@ -14,6 +14,7 @@ import type { Logger } from '../log/logger.js';
 import { countReceived } from '../protocol/hop-count.js';
 import type { Destination, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
+import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -81,26 +82,8 @@ export function formatAge(ms: number): string {
 
 const CONNECTION_COMMANDS = new Set(['CONNECT', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'TLS']);
 
-/** Upper bounds (seconds) of the per-destination delivery latency histogram. */
-export const LATENCY_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
-/** Per-destination series are bounded: past this many keys, new destinations count as "other". */
-const MAX_DESTINATION_SERIES = 500;
-
-export interface DestinationStats {
-  delivered: number;
-  deferred: number;
-  bounced: number;
-  /** Counts per LATENCY_BUCKETS_S slot (non-cumulative); the last slot is above the largest bound. */
-  buckets: number[];
-  latencySum: number;
-  latencyCount: number;
-  // [dashboard] The last reply seen for this destination (the last result of its last transaction).
-  lastReply?: { code?: number; enhanced?: string; text: string; at: number };
-}
-
 export class Scheduler {
-  /** Counters and transaction latency per destination key, for /metrics. */
-  readonly destinations = new Map<string, DestinationStats>();
+  readonly #stats = new DestinationStatsTable();
   readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0 };
   readonly #o: SchedulerOptions;
   readonly #owner: string;
@@ -112,6 +95,11 @@ export class Scheduler {
   #reclaimTimer: NodeJS.Timeout | null = null;
   readonly #inflight = new Set<Promise<void>>();
   #slotFreed: (() => void) | null = null;
+
+  /** Counters and transaction latency per destination key, for /metrics and /v1/stats. */
+  get destinations(): ReadonlyMap<string, DestinationStats> {
+    return this.#stats.series;
+  }
 
   constructor(options: SchedulerOptions) {
     this.#o = options;
@@ -266,40 +254,12 @@ export class Scheduler {
     this.counters.attempts++;
     const t0 = performance.now();
     const results = await transport.deliver(dest, { message: m, recipients, body });
-    this.#recordDestination(dest.key, (performance.now() - t0) / 1000, results);
+    this.#stats.record(dest.key, (performance.now() - t0) / 1000, results, this.#now());
     if (gate) {
       const connFail = results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
       gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.ok) ? 'ok' : 'other', this.#now());
     }
     return results;
-  }
-
-  #recordDestination(key: string, seconds: number, results: RecipientResult[]): void {
-    let s = this.destinations.get(key);
-    if (!s) {
-      if (this.destinations.size >= MAX_DESTINATION_SERIES) key = 'other';
-      s = this.destinations.get(key);
-      if (!s) {
-        s = { delivered: 0, deferred: 0, bounced: 0, buckets: new Array<number>(LATENCY_BUCKETS_S.length + 1).fill(0), latencySum: 0, latencyCount: 0 };
-        this.destinations.set(key, s);
-      }
-    }
-    for (const r of results) {
-      if (r.ok) s.delivered++;
-      else if (r.transient) s.deferred++;
-      else s.bounced++;
-    }
-    let i = 0;
-    while (i < LATENCY_BUCKETS_S.length && seconds > LATENCY_BUCKETS_S[i]!) i++;
-    s.buckets[i]!++;
-    s.latencySum += seconds;
-    s.latencyCount++;
-    // [dashboard] Record the last reply for this destination.
-    const last = results[results.length - 1];
-    if (last) {
-      const rep = last.reply;
-      s.lastReply = { text: rep.text, at: this.#now(), ...(rep.code !== undefined ? { code: rep.code } : {}), ...(rep.enhanced !== undefined ? { enhanced: rep.enhanced } : {}) };
-    }
   }
 
   async #settle(m: MessageRecord, results: RecipientResult[]): Promise<void> {

@@ -8,12 +8,22 @@
 // (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
 // clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
 // is false.
+// A hostile server: the client counts the replies it is owed; any byte that arrives when none
+// is owed (a reply nobody waits for, on a busy or an idle pooled connection), a malformed
+// line, or a reply over its bounds (protocol/reply-reader.ts) closes the connection, and the
+// transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { DeliveryRequest, RecipientResult, TlsPolicy } from './types.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
+import { encodeXtext } from '../protocol/address.js';
+import { MAX_REPLY_BYTES, MAX_REPLY_LINE_BYTES, MAX_REPLY_LINES, ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
+import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
+
+export type { SmtpReply } from '../protocol/reply-reader.js';
+export type { Capabilities } from '../protocol/capabilities.js';
 
 export type SmtpProtocol = 'smtp' | 'lmtp';
 
@@ -65,28 +75,6 @@ export interface SmtpConnectionOptions {
   timeouts?: Partial<SmtpTimeouts>;
 }
 
-/** One reply; `text` is the lines joined by a space, without codes. */
-export interface SmtpReply {
-  code: number;
-  enhanced?: string;
-  lines: string[];
-  text: string;
-}
-
-export interface Capabilities {
-  esmtp: boolean;
-  pipelining: boolean;
-  /** SIZE limit; 0 = offered without a limit; undefined = not offered. */
-  size?: number;
-  eightBitMime: boolean;
-  smtputf8: boolean;
-  chunking: boolean;
-  binaryMime: boolean;
-  starttls: boolean;
-  dsn: boolean;
-  enhancedStatusCodes: boolean;
-}
-
 export type OpenResult = { ok: true; conn: SmtpConnection } | { ok: false; reply: ReplyRecord };
 
 /** The command a ReplyRecord names: the verb whose reply (or failure) decided the outcome. */
@@ -100,9 +88,24 @@ class LinkError extends Error {
   }
 }
 
-const ENHANCED = /^([245])\.(\d{1,3})\.(\d{1,3})(?: |$)/;
-const MAX_REPLY_LINES = 200;
-const MAX_LINE_BYTES = 4096;
+/**
+ * The peer broke the protocol: once it is out of step, no reply on the connection can be tied
+ * to a command, so the connection is closed. Recorded as 421 (we close the channel, as
+ * RFC 5321 §3.8 has a server do when it cannot go on; the circuit breaker counts it as a
+ * connection failure) with 4.5.0 (RFC 3463 §3.6: other or undefined protocol status),
+ * transient, naming the command whose reply was being read or had just been read.
+ */
+class ProtocolError extends LinkError {
+  readonly command: SmtpCommand;
+  constructor(message: string, command: SmtpCommand) {
+    super(message);
+    this.name = 'ProtocolError';
+    this.command = command;
+  }
+}
+
+const PROTOCOL_ERROR_CODE = 421;
+const PROTOCOL_ERROR_ENHANCED = '4.5.0';
 
 interface Waiter {
   resolve(r: SmtpReply): void;
@@ -118,14 +121,23 @@ export class SmtpConnection {
   readonly #opts: SmtpConnectionOptions;
   readonly #t: SmtpTimeouts;
   #sock: Socket | TLSSocket;
-  #buf: Buffer = Buffer.alloc(0);
-  #partial: string[] = [];
+  readonly #reader = new ReplyReader();
+  /** Replies read before anyone asked for them (bounded by #owed: at most one per command sent). */
   #replies: SmtpReply[] = [];
   #waiters: Waiter[] = [];
+  /**
+   * The replies the peer owes, by command, in order: one per command sent (the greeting
+   * first; for LMTP's end of data, one per accepted recipient). Bytes arriving while it is
+   * empty are a protocol error; this is also what keeps an idle pooled connection from
+   * reading anything (see #onData).
+   */
+  #owed: SmtpCommand[] = ['CONNECT'];
+  /** The command whose reply came last (names an unsolicited reply). */
+  #answered: SmtpCommand = 'CONNECT';
   #dead: LinkError | null = null;
   #needsRset = false;
   #secure = false;
-  #caps: Capabilities = emptyCaps();
+  #caps: Capabilities = noCapabilities();
   #messages = 0;
   #onClose: (() => void) | null = null;
   #greeting: SmtpReply | null = null;
@@ -150,6 +162,7 @@ export class SmtpConnection {
       reply.transient = true;
       return { ok: false, reply };
     };
+    const failProtocol = (e: ProtocolError): OpenResult => ({ ok: false, reply: protocolRecord(e, opts.host, opts.port, opts.destination) });
     let sock: Socket;
     try {
       sock = await connectSocket(opts.address ?? opts.host, opts.port, t.connectMs);
@@ -200,8 +213,11 @@ export class SmtpConnection {
       }
     } catch (err) {
       c.destroy();
+      if (err instanceof ProtocolError) return failProtocol(err);
       return fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
     }
+    // Broken after its last awaited reply (e.g. replies kept coming after EHLO's).
+    if (c.#dead instanceof ProtocolError) return failProtocol(c.#dead);
     return { ok: true, conn: c };
   }
 
@@ -232,6 +248,17 @@ export class SmtpConnection {
    * every recipient without a final answer transient, and the connection unusable.
    */
   async send(req: DeliveryRequest): Promise<RecipientResult[]> {
+    const results = await this.#transaction(req);
+    const e = this.#dead;
+    if (!(e instanceof ProtocolError)) return results;
+    // The peer broke the protocol before this transaction ended: even the replies it gave are
+    // not trusted (it is out of step), so every recipient is retried later. The cost: a
+    // duplicate for a hostile server that had in fact taken the message.
+    const reply = protocolRecord(e, this.host, this.port, this.#opts.destination);
+    return req.recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+  }
+
+  async #transaction(req: DeliveryRequest): Promise<RecipientResult[]> {
     this.#messages++;
     const dest = this.#opts.destination;
     const rcpts = req.recipients;
@@ -255,7 +282,12 @@ export class SmtpConnection {
     const rec = (r: SmtpReply, cmd: SmtpCommand): RecipientResult['reply'] => replyRecord(r.code, r.enhanced, r.text, cmd, dest);
     const settle = (i: number, r: SmtpReply, cmd: SmtpCommand): void => {
       const reply = rec(r, cmd);
-      results[i] = { address: rcpts[i]!.address, ok: r.code >= 200 && r.code < 300, transient: reply.transient!, reply };
+      // Only the reply to the data delivers. A 2xx/3xx settling a recipient at MAIL, RCPT or
+      // DATA is a reply that fits no rule (250 to DATA, 252 to RCPT): no delivery, and not a
+      // refusal either, so try later rather than bounce.
+      const ok = (cmd === 'END-OF-DATA' || cmd === 'BDAT') && r.code >= 200 && r.code < 300;
+      if (!ok && r.code < 400) reply.transient = true;
+      results[i] = { address: rcpts[i]!.address, ok, transient: reply.transient!, reply };
     };
     const fillAll = (r: SmtpReply, cmd: SmtpCommand, only?: number[]): void => {
       for (const i of only ?? rcpts.keys()) if (results[i] === undefined) settle(i, r, cmd);
@@ -279,7 +311,9 @@ export class SmtpConnection {
         const lines = [mail, ...rcptLines];
         if (dataLine) lines.push(dataLine);
         stage = 'MAIL';
-        this.#write(lines.join('\r\n') + '\r\n');
+        const owed: SmtpCommand[] = ['MAIL', ...rcptLines.map((): SmtpCommand => 'RCPT')];
+        if (dataLine) owed.push('DATA');
+        this.#write(lines.join('\r\n') + '\r\n', owed);
         mailReply = await this.#read(this.#t.commandMs);
         stage = 'RCPT';
         for (let i = 0; i < rcptLines.length; i++) rcptReplies.push(await this.#read(this.#t.commandMs));
@@ -312,6 +346,8 @@ export class SmtpConnection {
       if (useBdat) {
         if (accepted.length > 0) {
           stage = 'BDAT';
+          if (this.#dead) throw this.#dead;
+          this.#expect('BDAT', this.#finalReplyCount(accepted.length));
           this.#sock.cork();
           this.#sock.write(`BDAT ${req.body.length} LAST\r\n`);
           this.#sock.write(req.body);
@@ -333,7 +369,7 @@ export class SmtpConnection {
         return results as RecipientResult[];
       }
       stage = 'END-OF-DATA';
-      this.#writeBody(req.body);
+      this.#writeBody(req.body, accepted.length);
       await this.#drain();
       await this.#finalReplies(accepted, settle, 'END-OF-DATA');
       this.#needsRset = false;
@@ -405,14 +441,21 @@ export class SmtpConnection {
   }
 
   async #endData(body: Buffer): Promise<void> {
-    this.#writeBody(body);
+    this.#writeBody(body, 0);
     await this.#drain();
-    const n = this.protocol === 'lmtp' ? 0 : 1; // LMTP with no accepted recipient: no replies
+    const n = this.#finalReplyCount(0); // LMTP with no accepted recipient: no replies
     for (let i = 0; i < n; i++) await this.#read(this.#t.finalMs);
   }
 
-  /** The stuffed body as views in one corked burst (no copy of the body). */
-  #writeBody(body: Buffer): void {
+  /** Replies to the end of data: one (SMTP), or one per accepted recipient (RFC 2033 §4.2). */
+  #finalReplyCount(accepted: number): number {
+    return this.protocol === 'lmtp' ? accepted : 1;
+  }
+
+  /** The stuffed body as views in one corked burst (no copy of the body), then the ".". */
+  #writeBody(body: Buffer, accepted: number): void {
+    if (this.#dead) return;
+    this.#expect('END-OF-DATA', this.#finalReplyCount(accepted));
     const s = this.#sock;
     s.cork();
     for (const piece of dotStuff(body)) s.write(piece);
@@ -453,27 +496,32 @@ export class SmtpConnection {
     const name = this.#opts.heloName;
     if (this.protocol === 'lmtp') {
       const r = await this.#command(`LHLO ${name}`, this.#t.commandMs);
-      if (r.code === 250) this.#caps = parseCaps(r.lines);
+      if (r.code === 250) this.#caps = parseCapabilities(r.lines);
       return r;
     }
     const r = await this.#command(`EHLO ${name}`, this.#t.commandMs);
     if (r.code === 250) {
-      this.#caps = parseCaps(r.lines);
+      this.#caps = parseCapabilities(r.lines);
       return r;
     }
     if (r.code >= 500) {
       // RFC 5321 §3.2: a server that does not know EHLO gets HELO; no extensions then.
       const h = await this.#command(`HELO ${name}`, this.#t.commandMs);
-      this.#caps = emptyCaps();
+      this.#caps = noCapabilities();
       return h;
     }
     return r;
   }
 
   async #upgrade(): Promise<void> {
-    if (this.#buf.length > 0 || this.#replies.length > 0) {
-      // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear.
-      throw new LinkError('data after the STARTTLS reply (possible injection)');
+    // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear. Nothing is owed
+    // after the 220, so #onData has already closed the connection for them; this is the check
+    // that does not depend on it.
+    if (this.#dead) throw this.#dead;
+    if (!this.#reader.idle || this.#replies.length > 0) {
+      const e = new ProtocolError('unexpected data after the STARTTLS reply (possible injection)', 'STARTTLS');
+      this.#kill(e);
+      throw e;
     }
     const plain = this.#sock as Socket;
     this.#detach(plain);
@@ -525,52 +573,58 @@ export class SmtpConnection {
     s.off('close', this.#onSockClose);
   }
 
+  /*
+   * Reading is bounded by what is owed. With nothing owed (an idle pooled connection, or the
+   * rest of a chunk after the last owed reply), the first byte closes the connection: it can
+   * only start a reply nobody waits for. So an idle connection holds at most the one chunk in
+   * hand, and a flood costs one chunk. We do not socket.pause() idle connections instead: a
+   * paused net.Socket does not emit 'end' or 'close' for the peer's FIN until it is resumed
+   * (Node 20), so a connection the peer closed while idle would sit in the pool and fail the
+   * next message; reading and closing on the first byte sees the close at once.
+   */
   #onData = (chunk: Buffer): void => {
-    let buf = this.#buf.length > 0 ? Buffer.concat([this.#buf, chunk]) : chunk;
-    let start = 0;
-    for (;;) {
-      const nl = buf.indexOf(0x0a, start);
-      if (nl < 0) break;
-      const end = nl > start && buf[nl - 1] === 0x0d ? nl - 1 : nl;
-      this.#line(buf.toString('utf8', start, end));
-      if (this.#dead) return;
-      start = nl + 1;
-    }
-    buf = start === 0 ? buf : buf.subarray(start);
-    if (buf.length > MAX_LINE_BYTES) {
-      this.#kill(new LinkError('reply line too long'));
+    if (this.#owed.length === 0) {
+      this.#violation(`unexpected data after the ${this.#answered} reply (nothing was waiting for a reply)`, this.#answered);
       return;
     }
-    this.#buf = buf.length === 0 ? Buffer.alloc(0) : Buffer.from(buf);
+    const reader = this.#reader;
+    reader.push(chunk);
+    for (;;) {
+      const r = reader.next();
+      const cmd = this.#owed[0] ?? this.#answered;
+      switch (r.kind) {
+        case 'partial':
+          return;
+        case 'reply':
+          this.#reply(r.reply);
+          if (this.#dead) return;
+          if (this.#owed.length === 0 && !reader.idle) {
+            this.#violation(`unexpected data after the ${this.#answered} reply (nothing was waiting for a reply)`, this.#answered);
+            return;
+          }
+          continue;
+        case 'malformed':
+          this.#violation(`malformed reply line: ${JSON.stringify(r.line)}`, cmd);
+          return;
+        case 'line-too-long':
+          this.#violation(`reply line longer than ${MAX_REPLY_LINE_BYTES} bytes`, cmd);
+          return;
+        case 'too-many-lines':
+          this.#violation(`reply has more than ${MAX_REPLY_LINES} lines`, cmd);
+          return;
+        case 'reply-too-long':
+          this.#violation(`reply longer than ${MAX_REPLY_BYTES} bytes`, cmd);
+          return;
+      }
+    }
   };
 
-  #line(line: string): void {
-    const m = /^(\d{3})([ -]?)(.*)$/.exec(line);
-    if (!m) {
-      this.#kill(new LinkError(`malformed reply line: ${JSON.stringify(line.slice(0, 100))}`));
-      return;
-    }
-    this.#partial.push(line);
-    if (this.#partial.length > MAX_REPLY_LINES) {
-      this.#kill(new LinkError('reply has too many lines'));
-      return;
-    }
-    if (m[2] === '-') return;
-    const lines = this.#partial;
-    this.#partial = [];
-    const code = Number(m[1]);
-    let enhanced: string | undefined;
-    const texts = lines.map((l) => {
-      let t = l.slice(4);
-      const e = ENHANCED.exec(t);
-      if (e && e[1] === String(code)[0]) {
-        enhanced ??= `${e[1]}.${e[2]}.${e[3]}`;
-        t = t.slice(e[0].length);
-      }
-      return t;
-    });
-    const r: SmtpReply = { code, lines: texts, text: texts.join(' ') };
-    if (enhanced !== undefined) r.enhanced = enhanced;
+  #violation(message: string, command: SmtpCommand): void {
+    this.#kill(new ProtocolError(message, command));
+  }
+
+  #reply(r: SmtpReply): void {
+    this.#answered = this.#owed.shift()!;
     const w = this.#waiters.shift();
     if (w) {
       if (w.timer) clearTimeout(w.timer);
@@ -591,6 +645,8 @@ export class SmtpConnection {
   #kill(e: LinkError): void {
     if (this.#dead) return;
     this.#dead = e;
+    // Replies read ahead from a peer out of step answer nothing.
+    if (e instanceof ProtocolError) this.#replies = [];
     for (const w of this.#waiters.splice(0)) {
       if (w.timer) clearTimeout(w.timer);
       w.reject(e);
@@ -601,13 +657,22 @@ export class SmtpConnection {
     cb?.();
   }
 
-  #write(s: string): void {
+  /** Note the replies owed for what is about to be written (before any can arrive). */
+  #expect(cmd: SmtpCommand, n = 1): void {
+    for (let i = 0; i < n; i++) this.#owed.push(cmd);
+  }
+
+  /** Write command lines; `owed` names each reply they call for. */
+  #write(s: string, owed: SmtpCommand[]): void {
     if (this.#dead) return;
+    for (const c of owed) this.#expect(c);
     this.#sock.write(s);
   }
 
+  /** One command line ("MAIL FROM:<…>"): its verb names the reply it is owed. */
   #command(line: string, timeoutMs: number): Promise<SmtpReply> {
-    this.#write(line + '\r\n');
+    const sp = line.indexOf(' ');
+    this.#write(line + '\r\n', [(sp < 0 ? line : line.slice(0, sp)) as SmtpCommand]);
     return this.#read(timeoutMs);
   }
 
@@ -629,45 +694,8 @@ export class SmtpConnection {
   }
 }
 
-function emptyCaps(): Capabilities {
-  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false };
-}
-
-/** EHLO/LHLO keywords (RFC 5321 §4.1.1.1): the first line is the greeting name. */
-export function parseCaps(lines: string[]): Capabilities {
-  const c = emptyCaps();
-  c.esmtp = true;
-  for (const l of lines.slice(1)) {
-    const [kw, ...args] = l.trim().split(/\s+/);
-    switch (kw?.toUpperCase()) {
-      case 'PIPELINING': c.pipelining = true; break;
-      case 'SIZE': {
-        const n = Number(args[0] ?? '0');
-        c.size = Number.isFinite(n) && n >= 0 ? n : 0;
-        break;
-      }
-      case '8BITMIME': c.eightBitMime = true; break;
-      case 'SMTPUTF8': c.smtputf8 = true; break;
-      case 'CHUNKING': c.chunking = true; break;
-      case 'BINARYMIME': c.binaryMime = true; break;
-      case 'STARTTLS': c.starttls = true; break;
-      case 'DSN': c.dsn = true; break;
-      case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
-    }
-  }
-  return c;
-}
-
-/** RFC 3461 §4 xtext; characters beyond one byte go as their UTF-8 bytes. */
-export function encodeXtext(s: string): string {
-  let out = '';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (c >= 0x21 && c <= 0x7e && c !== 0x2b && c !== 0x3d) out += ch;
-    else if (c <= 0xff) out += '+' + c.toString(16).toUpperCase().padStart(2, '0');
-    else for (const b of Buffer.from(ch, 'utf8')) out += '+' + b.toString(16).toUpperCase().padStart(2, '0');
-  }
-  return out;
+function protocolRecord(e: ProtocolError, host: string, port: number, destination: string): ReplyRecord {
+  return replyRecord(PROTOCOL_ERROR_CODE, PROTOCOL_ERROR_ENHANCED, `${host}:${port}: protocol error: ${e.message}; connection closed`, e.command, destination);
 }
 
 function connectSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {

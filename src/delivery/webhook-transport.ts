@@ -2,6 +2,8 @@
 // RFC 2046 §5.2.1), the envelope carried in x-postern-* request headers. One undici Pool per
 // origin keeps connections alive across messages. The HTTP status decides the SMTP outcome:
 // 2xx delivered, 4xx permanent (5.0.0) except 408/429, 5xx/timeouts/network errors transient.
+// A receiver is not trusted to end its answer: at most MAX_RESPONSE_BYTES of body is read, and
+// the whole exchange has a deadline (responseTimeoutMs).
 import assert from 'node:assert/strict';
 import { Pool } from 'undici';
 import type { DeliveryRequest, Destination, RecipientResult, Transport } from './types.js';
@@ -39,12 +41,19 @@ export interface WebhookTransportOptions {
   connectTimeoutMs?: number;
   /** Idle keep-alive time before a pooled socket is closed (default 4_000, undici's). */
   keepAliveTimeoutMs?: number;
+  /** The whole exchange, request sent to response body ended (default 60_000). */
+  responseTimeoutMs?: number;
 }
 
 /** At most this much of the response body is quoted in the reply text. */
 const MAX_QUOTED_BYTES = 200;
-/** A longer response body is not drained to keep the connection; the socket is dropped. */
-const MAX_DRAINED_BYTES = 64 * 1024;
+/**
+ * The response body read at most: a webhook answers with a status and perhaps a line of text,
+ * so 64 KiB is plenty to drain and keep the connection. Past it, undici (maxResponseSize)
+ * destroys the socket: the rest is never read, the connection not reused, and the status
+ * stands.
+ */
+export const MAX_RESPONSE_BYTES = 64 * 1024;
 
 export function encodeEnvelopeValue(s: string): string {
   return encodeURIComponent(s).replace(/%40/g, '@');
@@ -67,6 +76,7 @@ export class WebhookTransport implements Transport {
       bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 4_000,
+      responseTimeoutMs: opts.responseTimeoutMs ?? 60_000,
     };
   }
 
@@ -84,6 +94,7 @@ export class WebhookTransport implements Transport {
         bodyTimeout: this.#opts.bodyTimeoutMs,
         connectTimeout: this.#opts.connectTimeoutMs,
         keepAliveTimeout: this.#opts.keepAliveTimeoutMs,
+        maxResponseSize: MAX_RESPONSE_BYTES,
       });
       this.#pools.set(origin, p);
     }
@@ -123,8 +134,13 @@ export class WebhookTransport implements Transport {
       headers.authorization = `Basic ${Buffer.from(cred, 'utf8').toString('base64')}`;
     }
 
-    let status: number;
+    let status = 0;
     let quoted = '';
+    let cut = false;
+    // The headers and body timeouts bound each wait; this bounds the whole: a body that
+    // trickles in a byte at a time never trips them.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.#opts.responseTimeoutMs);
     try {
       const res = await this.#pool(origin).request({
         method: 'POST',
@@ -133,26 +149,32 @@ export class WebhookTransport implements Transport {
         body: req.body,
         headersTimeout: this.#opts.headersTimeoutMs,
         bodyTimeout: this.#opts.bodyTimeoutMs,
+        signal: deadline.signal,
       });
       status = res.statusCode;
-      // Read (a little of) the body: an unread body holds the connection out of the pool.
+      // Read the body (quoting its start): an unread body holds the connection out of the pool.
       const chunks: Buffer[] = [];
       let n = 0;
-      for await (const chunk of res.body as AsyncIterable<Buffer>) {
-        if (n < MAX_QUOTED_BYTES) chunks.push(chunk);
-        n += chunk.length;
-        // Past this, stop reading; leaving the loop destroys the socket, which is cheaper
-        // than draining an endless answer.
-        if (n > MAX_DRAINED_BYTES) break;
+      try {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          if (n < MAX_QUOTED_BYTES) chunks.push(chunk);
+          n += chunk.length;
+        }
+      } catch (err) {
+        if ((err as { code?: unknown })?.code !== 'UND_ERR_RES_EXCEEDED_MAX_SIZE') throw err;
+        cut = true;
       }
       quoted = printable(Buffer.concat(chunks).subarray(0, MAX_QUOTED_BYTES).toString('utf8'));
     } catch (err) {
+      if (deadline.signal.aborted) return all(451, '4.0.0', `webhook request failed: no complete response within ${this.#opts.responseTimeoutMs} ms`, origin);
       const e = err as { code?: unknown; message?: unknown };
       const code = typeof e?.code === 'string' ? e.code : 'ERROR';
       return all(451, '4.0.0', `webhook request failed: ${code} ${printable(String(e?.message ?? ''))}`.trim(), origin);
+    } finally {
+      clearTimeout(timer);
     }
 
-    const text = `webhook answered HTTP ${status}${quoted ? `: ${quoted}` : ''}`;
+    const text = `webhook answered HTTP ${status}${quoted ? `: ${quoted}` : ''}${cut ? ` (body over ${MAX_RESPONSE_BYTES} bytes not read)` : ''}`;
     if (status >= 200 && status < 300) return all(250, '2.0.0', text, origin);
     if (status >= 400 && status < 500 && status !== 408 && status !== 429) return all(550, '5.0.0', text, origin);
     return all(451, '4.0.0', text, origin);

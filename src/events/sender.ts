@@ -3,11 +3,17 @@
 // only makes the log grow: appends never wait for it, so delivery is never slowed, and
 // failed batches are retried with backoff (1 s doubling to 5 min). It authenticates with
 // POSTERN_EVENTS_TOKEN (Bearer, RFC 6750) or with the URL's user:password (Basic, RFC 7617).
+// The status decides; the response body is read only to keep the connection, at most
+// MAX_RESPONSE_BYTES, and the whole exchange ends within timeoutMs (a receiver is not trusted
+// to end its answer).
 import { Pool } from 'undici';
 import { ConfigError } from '../config/load.js';
 import { redactUrl } from '../lib/redact-url.js';
 import type { EventLog, MailEvent } from '../queue/events.js';
 import type { Logger } from '../log/logger.js';
+
+/** The response body drained at most (as for webhook delivery); past it the socket is dropped. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
 
 export interface EventSenderOptions {
   url: string;
@@ -15,6 +21,7 @@ export interface EventSenderOptions {
   batchSize?: number;
   /** Wait this long for more events before sending a partial batch (default 1 s). */
   lingerMs?: number;
+  /** Headers wait, gap between body chunks, and the whole exchange (default 10 s). */
   timeoutMs?: number;
   token?: string;
 }
@@ -56,7 +63,7 @@ export class EventSender {
     if (o.token) this.#authorization = `Bearer ${o.token}`;
     else if (userinfo) this.#authorization = `Basic ${Buffer.from(`${decode(u.username)}:${decode(u.password)}`, 'utf8').toString('base64')}`;
     else this.#authorization = null;
-    this.#pool = new Pool(u.origin, { connections: 2, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs });
+    this.#pool = new Pool(u.origin, { connections: 2, headersTimeout: this.#o.timeoutMs, bodyTimeout: this.#o.timeoutMs, maxResponseSize: MAX_RESPONSE_BYTES });
   }
 
   start(): void {
@@ -111,15 +118,21 @@ export class EventSender {
   }
 
   async #post(events: MailEvent[]): Promise<boolean> {
+    // Headers and body timeouts bound each wait; this bounds the whole (a trickling body).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), this.#o.timeoutMs);
     try {
       const headers: Record<string, string> = { 'content-type': 'application/json' };
       if (this.#authorization !== null) headers.authorization = this.#authorization;
-      const r = await this.#pool.request({ method: 'POST', path: this.#path, headers, body: JSON.stringify({ events }) });
-      await r.body.dump();
+      const r = await this.#pool.request({ method: 'POST', path: this.#path, headers, body: JSON.stringify({ events }), signal: deadline.signal });
+      // The status is the answer; a body cut short (too long, too slow) only costs the connection.
+      await r.body.dump({ limit: MAX_RESPONSE_BYTES, signal: deadline.signal }).catch(() => {});
       return r.statusCode >= 200 && r.statusCode < 300;
     } catch (err) {
       this.#o.log.debug({ err: (err as Error).message }, 'event webhook error');
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

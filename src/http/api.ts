@@ -3,7 +3,8 @@
 import type { MailEvent } from '../queue/events.js';
 import type { IntervalHistogram } from 'node:perf_hooks';
 import type { Config } from '../config/schema.js';
-import type { Scheduler, DestinationStats } from '../delivery/scheduler.js';
+import type { Scheduler } from '../delivery/scheduler.js';
+import type { DestinationStats } from '../delivery/destination-stats.js';
 import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';

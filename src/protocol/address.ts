@@ -121,6 +121,18 @@ export function hasRoutingLocalPart(address: string): boolean {
   return /[%!@]/.test(local);
 }
 
+/** RFC 3461 §4 xtext, the inverse of decodeXtext; characters beyond one byte go as their UTF-8 bytes. */
+export function encodeXtext(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (c >= 0x21 && c <= 0x7e && c !== 0x2b && c !== 0x3d) out += ch;
+    else if (c <= 0xff) out += '+' + c.toString(16).toUpperCase().padStart(2, '0');
+    else for (const b of Buffer.from(ch, 'utf8')) out += '+' + b.toString(16).toUpperCase().padStart(2, '0');
+  }
+  return out;
+}
+
 export function domainOf(address: string): string {
   return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
 }

@@ -1,6 +1,9 @@
 // A tiny scripted SMTP/LMTP server on 127.0.0.1:0 for the delivery tests: the test sets the
 // greeting, the EHLO/LHLO capabilities and any reply per command; the server records every
 // command line, which lines arrived in one read (to see PIPELINING), and each message.
+// It can also be hostile: a Flood writes bytes without end (replies nobody asked for, an
+// endless multi-line reply, a line without CRLF), bounded in time and bytes, and records
+// when the client closed the connection.
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -28,20 +31,41 @@ export interface ScriptSession {
   tls: boolean;
   /** The transaction being built (MAIL seen). */
   current: ScriptedMessage | null;
+  /** Bytes a Flood has handed to the socket so far. */
+  flooded: number;
+  /** Date.now() when the connection closed (either side), or null while open. */
+  closedAt: number | null;
+  /** Resolves when the connection has closed. */
+  closed: Promise<void>;
+  /** Write raw text (nothing added) or start a Flood, now, whatever the client is doing. */
+  write(what: string | Flood): void;
+}
+
+/**
+ * Hostile output: `prefix` once, then `data` repeated (in blocks of about 64 KiB, waiting for
+ * the socket to drain) until the client closes, `forMs` passes (default 3000) or `maxBytes`
+ * is written (default 2 GiB). E.g. data "250 ok\r\n" floods replies; "250-x\r\n" is a
+ * multi-line reply without end; prefix "250 " with data "x" is a line without CRLF.
+ */
+export interface Flood {
+  flood: string;
+  prefix?: string;
+  forMs?: number;
+  maxBytes?: number;
 }
 
 /**
  * Return a raw reply (lines joined by CRLF, no final CRLF) to override the default, `null` to
- * send nothing (the client then times out), or undefined for the default. `cmd` is the
- * command line, or "." for the end of the data (for LMTP, return one reply line per accepted
- * recipient).
+ * send nothing (the client then times out), a Flood, or undefined for the default. `cmd` is
+ * the command line, or "." for the end of the data (for LMTP, return one reply line per
+ * accepted recipient).
  */
-export type ReplyScript = (cmd: string, s: ScriptSession) => string | null | undefined;
+export type ReplyScript = (cmd: string, s: ScriptSession) => string | Flood | null | undefined;
 
 export interface ScriptedServerOptions {
   mode?: 'smtp' | 'lmtp';
   /** Default "220 scripted.test ESMTP". A 421 greeting closes the connection after it; null sends nothing. */
-  greeting?: string | null;
+  greeting?: string | Flood | null;
   /** EHLO/LHLO keyword lines; null → EHLO is 502 (the client must fall back to HELO). */
   capabilities?: string[] | null;
   reply?: ReplyScript;
@@ -69,22 +93,53 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
     sockets.add(plain);
     plain.on('close', () => sockets.delete(plain));
     plain.on('error', () => {});
-    const s: ScriptSession = { id: sessions.length + 1, commands: [], batches: [], messages: [], tls: false, current: null };
+    let closeResolve!: () => void;
+    const s: ScriptSession = {
+      id: sessions.length + 1, commands: [], batches: [], messages: [], tls: false, current: null,
+      flooded: 0, closedAt: null, closed: new Promise<void>((r) => (closeResolve = r)),
+      write: (what) => (typeof what === 'string' ? void (sock.destroyed || sock.write(what)) : flood(what)),
+    };
+    plain.on('close', () => {
+      s.closedAt = Date.now();
+      closeResolve();
+    });
     sessions.push(s);
     let sock: Socket = plain;
     let buf: Buffer = Buffer.alloc(0);
     let inData = false;
-    const send = (text: string | null): void => {
-      if (text !== null && !sock.destroyed) sock.write(text + '\r\n');
+    const flood = (f: Flood): void => {
+      if (f.prefix !== undefined && !sock.destroyed) sock.write(f.prefix);
+      const unit = Buffer.from(f.flood, 'utf8');
+      const block = Buffer.alloc(unit.length * Math.max(1, Math.floor(65536 / unit.length)), unit);
+      const until = Date.now() + (f.forMs ?? 3000);
+      const maxBytes = f.maxBytes ?? 2 ** 31;
+      const target = sock;
+      const pump = (): void => {
+        while (!target.destroyed && Date.now() < until && s.flooded < maxBytes) {
+          s.flooded += block.length;
+          if (!target.write(block)) {
+            target.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
     };
-    const pick = (cmd: string, dflt: string): string | null => {
+    const send = (r: string | Flood | null): void => {
+      if (r === null || sock.destroyed) return;
+      if (typeof r === 'string') sock.write(r + '\r\n');
+      else flood(r);
+    };
+    /** The text of a reply, to look at its code ('' for a Flood). */
+    const txt = (r: string | Flood | null): string | null => (r === null || typeof r === 'string' ? r : '');
+    const pick = (cmd: string, dflt: string): string | Flood | null => {
       const r = o.reply?.(cmd, s);
       return r === undefined ? dflt : r;
     };
 
     const greeting = o.greeting === undefined ? '220 scripted.test ESMTP' : o.greeting;
-    if (greeting !== null) sock.write(greeting + '\r\n');
-    if (greeting?.startsWith('421')) {
+    if (greeting !== null) send(greeting);
+    if (txt(greeting)?.startsWith('421')) {
       sock.end();
       return;
     }
@@ -97,10 +152,10 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
         send(pick(line, dflt));
       } else if (verb === 'HELO' && mode === 'smtp') {
         send(pick(line, '250 scripted.test'));
-      } else if (verb === 'STARTTLS') {
+      } else if (line.toUpperCase() === 'STARTTLS') {
         const r = pick(line, tlsCreds ? '220 2.0.0 Ready to start TLS' : '502 5.5.1 no TLS');
         send(r);
-        if (r?.startsWith('220') && tlsCreds) {
+        if (txt(r)?.startsWith('220') && tlsCreds) {
           sock.off('data', onData);
           const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key });
           tls.on('error', () => {});
@@ -110,19 +165,19 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
         }
       } else if (verb === 'MAIL') {
         const r = pick(line, '250 2.1.0 Sender ok');
-        if (r?.startsWith('2')) s.current = { mailFrom: line, rcptTo: [], accepted: [], raw: Buffer.alloc(0), body: Buffer.alloc(0) };
+        if (txt(r)?.startsWith('2')) s.current = { mailFrom: line, rcptTo: [], accepted: [], raw: Buffer.alloc(0), body: Buffer.alloc(0) };
         send(r);
       } else if (verb === 'RCPT') {
         const r = pick(line, s.current ? '250 2.1.5 Recipient ok' : '503 5.5.1 Need MAIL');
         if (s.current) {
           s.current.rcptTo.push(line);
-          if (r?.startsWith('2')) s.current.accepted.push(line);
+          if (txt(r)?.startsWith('2')) s.current.accepted.push(line);
         }
         send(r);
       } else if (verb === 'DATA') {
         const ok = s.current !== null && s.current.accepted.length > 0;
         const r = pick(line, ok ? '354 go ahead' : '554 5.5.1 No valid recipients');
-        if (r?.startsWith('354')) inData = true;
+        if (txt(r)?.startsWith('354')) inData = true;
         send(r);
       } else if (verb === 'RSET') {
         s.current = null;

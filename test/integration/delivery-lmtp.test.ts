@@ -25,10 +25,11 @@ function transport(t: TestContext): SmtpTransport {
 test('LMTP: LHLO, and a reply per accepted recipient after the data', async (t) => {
   const srv = await startScriptedServer(t, {
     mode: 'lmtp',
-    reply: (cmd) => {
+    reply: (cmd, s) => {
       if (cmd.includes('<nouser@')) return '550 5.1.1 No such user';
-      // Accepted: ok, full, bad (in that order); nouser was refused at RCPT.
-      if (cmd === '.') return '250 2.0.0 <ok@example.net> saved\r\n452 4.2.2 <full@example.net> Mailbox full\r\n552 5.2.2 <bad@example.net> Quota';
+      // Accepted: ok, full, bad (in that order); nouser was refused at RCPT. Only the first
+      // message: a reply per recipient it does not have would be replies nobody asked for.
+      if (cmd === '.' && s.messages.length === 1) return '250 2.0.0 <ok@example.net> saved\r\n452 4.2.2 <full@example.net> Mailbox full\r\n552 5.2.2 <bad@example.net> Quota';
       return undefined;
     },
   });

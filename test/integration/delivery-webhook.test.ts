@@ -175,3 +175,75 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   assert.deepEqual([after[0]!.ok, after[0]!.transient], [false, true]);
   assert.equal(srv.seen.length, 10, 'nothing sent after close()');
 });
+
+/** Write `unit` repeatedly onto the response, `every` ms apart (0: as fast as it drains), for at most `forMs`. */
+function stream(res: ServerResponse, unit: Buffer, every: number, forMs: number, sent: { bytes: number }): void {
+  const until = Date.now() + forMs;
+  const pump = (): void => {
+    while (!res.destroyed && Date.now() < until) {
+      sent.bytes += unit.length;
+      const more = res.write(unit);
+      if (every > 0) {
+        setTimeout(pump, every);
+        return;
+      }
+      if (!more) {
+        res.once('drain', pump);
+        return;
+      }
+    }
+    if (!res.destroyed) res.end();
+  };
+  pump();
+}
+
+/** deliver(), or null if it has not answered within `ms`. */
+async function within<T>(ms: number, p: Promise<T>): Promise<T | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p, new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), ms)))]);
+  clearTimeout(timer);
+  return r;
+}
+
+test('an endless response body: the status stands, at most 64 KiB is read, the connection is dropped, not reused', async (t) => {
+  const sent = { bytes: 0 };
+  const closed: number[] = [];
+  const srv = await startServer(t, (req, res) => {
+    if (req.url !== '/endless') return void res.end('ok');
+    req.socket.once('close', () => closed.push(Date.now()));
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    stream(res, Buffer.alloc(65536, 'a'), 0, 3000, sent);
+  });
+  const tr = transport(t, { connections: 1 });
+  const heap0 = process.memoryUsage().heapUsed;
+  const t0 = Date.now();
+  const res = await within(3000, tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/endless` }, request('M', 's@x.example', ['a@x.example'], BODY)));
+  assert.ok(res, 'deliver() answered');
+  assert.deepEqual([res[0]!.ok, res[0]!.reply.code, res[0]!.reply.enhanced], [true, 250, '2.0.0']);
+  assert.match(res[0]!.reply.text, /^webhook answered HTTP 200: a{10}/);
+  assert.ok(res[0]!.reply.text.length < 400, 'only the start of the body is quoted');
+  assert.match(res[0]!.reply.text, /\(body over 65536 bytes not read\)$/);
+  for (let i = 0; i < 100 && closed.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(closed.length === 1 && closed[0]! - t0 < 2000, 'the server saw the connection closed at once');
+  assert.ok(process.memoryUsage().heapUsed - heap0 < 32 * 1024 * 1024);
+  const again = await tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/next` }, request('N', 's@x.example', ['a@x.example'], BODY));
+  assert.equal(again[0]!.ok, true);
+  assert.equal(srv.connections(), 2, 'the drained-no-further connection was not reused');
+});
+
+test('a response body that trickles in: the response deadline (responseTimeoutMs) ends it, transient 4.0.0', async (t) => {
+  const sent = { bytes: 0 };
+  const srv = await startServer(t, (_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    // One byte every 50 ms: each arrives well within the body timeout, so only a deadline on
+    // the whole response ends it (at this pace 64 KiB would take an hour).
+    stream(res, Buffer.from('z'), 50, 5000, sent);
+  });
+  const tr = transport(t, { bodyTimeoutMs: 1000, headersTimeoutMs: 1000, responseTimeoutMs: 500 });
+  const t0 = Date.now();
+  const res = await within(3000, tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/drip` }, request('M', 's@x.example', ['a@x.example'], BODY)));
+  assert.ok(res, `deliver() still waiting after 3 s (${sent.bytes} bytes trickled)`);
+  assert.ok(Date.now() - t0 < 1500);
+  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.code, res[0]!.reply.enhanced], [false, true, 451, '4.0.0']);
+  assert.match(res[0]!.reply.text, /no complete response within 500 ms/);
+});

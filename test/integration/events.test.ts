@@ -8,6 +8,10 @@ import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { startTestNode, tempDir } from '../helpers/node.js';
 import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { Queue } from '../../src/queue/store.js';
+import { EventSender } from '../../src/events/sender.js';
+import { silentLogger } from '../../src/log/logger.js';
 
 interface Received {
   type: string;
@@ -85,4 +89,57 @@ test('an HTTP injection emits a received event with source http', async (t) => {
   const { id } = (await r.json()) as { id: string };
   await waitFor('the event', () => got.some((e) => e.id === id));
   assert.deepEqual(got.filter((e) => e.id === id).map((e) => [e.type, e.source]), [['received', 'http']]);
+});
+
+test('a receiver that answers 200 and then streams its body without end, fast or a byte at a time: the batch counts as sent, bounded in time and bytes', async (t) => {
+  let mode: 'fast' | 'drip' = 'fast';
+  const closedAt: number[] = [];
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      req.socket.once('close', () => closedAt.push(Date.now()));
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      const until = Date.now() + 5000;
+      const block = Buffer.alloc(mode === 'fast' ? 65536 : 1, 'b');
+      const pump = (): void => {
+        while (!res.destroyed && Date.now() < until) {
+          const more = res.write(block);
+          if (mode === 'drip') return void setTimeout(pump, 50);
+          if (!more) return void res.once('drain', pump);
+        }
+        if (!res.destroyed) res.end();
+      };
+      pump();
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  let queue: Queue | null = null;
+  let sender: EventSender | null = null;
+  t.after(async () => {
+    await sender?.close();
+    await queue?.close();
+  });
+  queue = Queue.open({ path: tmpdir(t, 'postern-events-'), mapSizeBytes: 64 * 1024 * 1024 });
+  const port = (server.address() as AddressInfo).port;
+  // The body timeout (between chunks) is the 500 ms too; a byte every 50 ms never trips it.
+  sender = new EventSender(queue.events, { url: `http://127.0.0.1:${port}/ev`, log: silentLogger(), lingerMs: 10, timeoutMs: 500 });
+  sender.start();
+  for (const m of ['fast', 'drip'] as const) {
+    mode = m;
+    const before = sender.sent;
+    const t0 = Date.now();
+    queue.events.append({ type: 'delivered', time: new Date().toISOString(), id: m, recipient: 'a@b.example' });
+    await waitFor(`${m}: the event stored`, () => queue!.events.pending > 0, 2000); // append does not wait for its commit
+    sender.nudge();
+    await waitFor(`${m}: the batch sent`, () => sender!.sent > before, 3000);
+    assert.ok(Date.now() - t0 < 2000, `${m}: took ${Date.now() - t0} ms`);
+    await waitFor(`${m}: the log emptied`, () => queue!.events.pending === 0, 2000);
+    await waitFor(`${m}: the connection dropped`, () => closedAt.length > 0 && closedAt[closedAt.length - 1]! >= t0, 2000);
+    closedAt.length = 0;
+  }
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePathArgs, decodeXtext, isMailbox, hasRoutingLocalPart } from '../../src/protocol/address.js';
+import { parsePathArgs, decodeXtext, encodeXtext, isMailbox, hasRoutingLocalPart } from '../../src/protocol/address.js';
 import { receivedHeader, protocolKeyword } from '../../src/smtp/received.js';
 import { NetworkList } from '../../src/lib/networks.js';
 
@@ -27,6 +27,10 @@ test('xtext', () => {
   assert.equal(decodeXtext('a+2Bb+3D'), 'a+b=');
   assert.equal(decodeXtext('a+2b'), undefined);
   assert.equal(decodeXtext('a=b'), undefined);
+  assert.equal(encodeXtext('a+b= c'), 'a+2Bb+3D+20c');
+  assert.equal(encodeXtext('é'), '+E9', 'one byte: its own code');
+  assert.equal(encodeXtext('€'), '+E2+82+AC', 'beyond one byte: the UTF-8 bytes');
+  for (const s of ['plain', 'a+b=c', ' \t\x7f~!', '\u00ff\u0001']) assert.equal(decodeXtext(encodeXtext(s)), s, s);
 });
 
 test('Received header and protocol keywords', () => {

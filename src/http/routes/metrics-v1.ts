@@ -7,7 +7,7 @@ import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
 import type { Route } from '../router.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LATENCY_BUCKETS_S } from '../../delivery/scheduler.js';
+import { LATENCY_BUCKETS_S } from '../../delivery/destination-stats.js';
 
 export function renderMetrics(api: Api): string {
   const smtp = api.deps.smtpCounters();
