@@ -308,9 +308,11 @@ test('limits: bare LF in a command is 500 5.5.2; an overlong command line is 500
   const r = await c.read();
   assert.equal(r.code, 500);
   assert.match(r.text, /^5\.5\.2 /);
+  c.write('NOOP\r\n'); // the rest of that line, up to its CRLF: refused with it, no second reply
   c.write('NOOP\rNOOP\r\n');
   assert.equal((await c.read()).code, 500);
   assert.equal((await c.cmd('NOOP')).code, 250);
+  assert.equal(c.pending(), 0);
   c.write('NOOP ' + 'x'.repeat(5000) + '\r\n');
   const long = await c.read();
   assert.equal(long.code, 500);
