@@ -1,13 +1,15 @@
 // BodyCheck: the checks that DATA (data-scanner.ts) and BDAT (bdat-reader.ts) both apply to the
 // text of a message, walking a chunk from line end to line end with findControlByte: only CRLF
 // ends a line (RFC 5321 §2.3.8, §4.5.2; a bare CR or LF refuses the message, against SMTP
-// smuggling, CVE-2023-51764) and a line is at most maxLineBytes octets with its CRLF
-// (§4.5.3.1.6). What differs stays in the scanners: DATA's dots and terminator, BDAT's counts.
+// smuggling, CVE-2023-51764), a line is at most maxLineBytes octets with its CRLF
+// (§4.5.3.1.6), and no octet is NUL (RFC 2045 §2.7-2.8: 7bit and 8bit data, what DATA and
+// 8BITMIME (RFC 6152) carry, have none; only a BINARYMIME body may, and BDAT skips this for it).
+// What differs stays in the scanners: DATA's dots and terminator, BDAT's counts.
 
 import { findControlByte, WORD_SCAN_MIN_BYTES } from './find-control-byte.js';
 
 /** First problem seen in a message body; the session maps it to a reply (552 5.3.4, 554 ...). */
-export type DataStatus = 'ok' | 'too-big' | 'bad-newline' | 'line-too-long';
+export type DataStatus = 'ok' | 'too-big' | 'bad-newline' | 'line-too-long' | 'nul-byte';
 
 /** text(): the chunk ended inside a line (`cr`: its last byte is a CR still waiting for its LF). */
 export const TEXT_MID = -1;
@@ -27,7 +29,7 @@ const DOT = 0x2e;
  *   text(p) ──CRLF──▶ line start q: returned when q = end, or (untilDot) a "." is at q;
  *     │               otherwise the walk goes on from q
  *     ├──end of chunk──▶ TEXT_MID (cr = the last byte is a CR)
- *     └──bare CR/LF, line too long──▶ TEXT_FAIL
+ *     └──bare CR/LF, line too long, NUL──▶ TEXT_FAIL
  */
 export class BodyCheck {
   readonly maxLineBytes: number;
@@ -111,6 +113,9 @@ export class BodyCheck {
         }
       } else if (b === LF) {
         return this.#fail('bad-newline', p, lineStart, p + 1, false);
+      } else if (b === 0) {
+        // Found by the same search as CR and LF (0 < 0x0e), so the check costs nothing per byte.
+        return this.#fail('nul-byte', p, lineStart, p + 1, false);
       } else {
         p++; // TAB or another C0 byte: text
       }

@@ -12,6 +12,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const token = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom('\r\n', 'a', 'xyz', '.', ' ') },
   { weight: 2, arbitrary: fc.constantFrom('\r', '\n', '\r\r', '\n\n') },
+  { weight: 1, arbitrary: fc.constant('\0') },
   { weight: 2, arbitrary: fc.integer({ min: 1, max: 90 }).map((n) => 'q'.repeat(n)) },
   { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 6 }).map((u) => Buffer.from(u).toString('latin1')) },
 );

@@ -32,12 +32,13 @@ class BodyModel {
     readonly maxLineBytes: number,
     readonly binary = false,
   ) {}
-  /** A body byte arrives (in stream order). The first problem wins; at one position the order is bare CR/LF, line length, size. */
+  /** A body byte arrives (in stream order). The first problem wins; at one position the order is bare CR/LF, NUL, line length, size. */
   add(c: number): void {
     if (this.status !== 'ok') return;
     if (!this.binary) {
       if (this.#prevCr && c !== LF) return this.#fail('bad-newline');
       if (!this.#prevCr && c === LF) return this.#fail('bad-newline');
+      if (c === 0) return this.#fail('nul-byte');
       if (this.#lineLen >= this.maxLineBytes) return this.#fail('line-too-long');
     }
     if (this.size >= this.maxMessageBytes) return this.#fail('too-big');
