@@ -60,8 +60,8 @@ export class LineScanner {
   #skipped = 0;
   /*
    * Next CR at or after #crFrom in #crChunk (-1: none up to the chunk's end). Without this
-   * cache, a chunk of many bare-LF lines would search for a CR to its end once per line,
-   * which is quadratic; with it every byte is searched at most once.
+   * cache, a search that finds no CR before a line's LF would run on to the chunk's end once
+   * per line, which is quadratic; with it every byte is searched at most once.
    */
   #crChunk: Buffer | null = null;
   #crFrom = 0;
