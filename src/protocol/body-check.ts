@@ -1,10 +1,8 @@
-// BodyCheck: the checks that DATA (data-scanner.ts) and BDAT (bdat-reader.ts) both apply to the
-// text of a message, walking a chunk from line end to line end with findControlByte: only CRLF
-// ends a line (RFC 5321 §2.3.8, §4.5.2; a bare CR or LF refuses the message, against SMTP
-// smuggling, CVE-2023-51764), a line is at most maxLineBytes octets with its CRLF
-// (§4.5.3.1.6), and no octet is NUL (RFC 2045 §2.7-2.8: 7bit and 8bit data, what DATA and
-// 8BITMIME (RFC 6152) carry, have none; only a BINARYMIME body may, and BDAT skips this for it).
-// What differs stays in the scanners: DATA's dots and terminator, BDAT's counts.
+// BodyCheck: what DATA (data-scanner.ts) and BDAT (bdat-reader.ts) both check in message text,
+// line end to line end with findControlByte: only CRLF ends a line (RFC 5321 §2.3.8, §4.5.2;
+// against SMTP smuggling, CVE-2023-51764), lines of at most maxLineBytes with CRLF (§4.5.3.1.6),
+// no NUL (RFC 2045 §2.7-2.8: 7bit and 8bit data, all DATA and 8BITMIME carry, have none; a
+// BINARYMIME body may, and BDAT skips this for it). DATA's dots and BDAT's counts stay apart.
 
 import { findControlByte, WORD_SCAN_MIN_BYTES } from './find-control-byte.js';
 

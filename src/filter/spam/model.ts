@@ -1,10 +1,7 @@
-// The spam model: tokens hashed into 2^bits buckets (features.ts), two learners over the same
-// buckets, and the decision threshold chosen when it was trained (train.ts).
-//   lr     logistic regression (logistic-regression.ts); with two views (the default since model
-//          format 3) one per view, combined by a stacker (stacker.ts)
-//   chi    Robinson-Fisher chi-square combining as bogofilter does (chi-square.ts)
-//   combo  the mean of the two learners' log-odds (chi clipped)
-// The file format is model-file.ts.
+// The spam model: its header (model-file.ts), the learners over the token buckets (features.ts)
+// and the threshold chosen in training (train.ts). kind 'lr': logistic regression
+// (logistic-regression.ts), with two views one per view, stacked (stacker.ts); 'chi':
+// Robinson-Fisher chi-square (chi-square.ts); 'combo': the mean of both log-odds (chi clipped).
 import { chiScore, type Counts } from './chi-square.js';
 import { features, type Features } from './features.js';
 import { logit, lrLogOdds, sigmoid, type LR } from './logistic-regression.js';

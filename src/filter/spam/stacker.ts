@@ -1,9 +1,8 @@
-// The stacker of a two-view spam model (model format 3): one LR on the content tokens (body
-// and subject words, links, structure), one on the header tokens (token-view.ts), each
-// normalised by its own token count; their log-odds are combined by a stacking LR over seven
-// terms (STACK_TERMS) fitted to the out-of-fold log-odds of the training's cross-validation,
-// ham weighted as in training. Also: splitting featurised messages by view, and joining the
-// two view LRs and the stacker into one model.
+// The stacker of a two-view spam model (format 3): one LR on the content tokens, one on the
+// header tokens (token-view.ts), each normalised by its own token count, their log-odds combined
+// by a stacking LR over seven terms (STACK_TERMS) fitted to the out-of-fold log-odds of the
+// training's cross-validation, ham weighted as in training. Also: splitting featurised messages
+// by view, and joining the two view LRs and the stacker into one model.
 import type { Features } from './features.js';
 import { sigmoid, trainEnsemble, type LR } from './logistic-regression.js';
 import type { TrainOptions } from './train-options.js';
