@@ -38,7 +38,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DEFAULT_MAX_BATCH, FilterPool, type FilterOutcome } from '../src/filter/pool.js';
 import type { FilterEnvelope, Verdict } from '../src/filter/messages.js';
-import { SpamModel, train, type TrainOptions } from '../src/filter/spam/model.js';
+import { SpamModel } from '../src/filter/spam/model.js';
+import { train } from '../src/filter/spam/train.js';
+import type { TrainOptions } from '../src/filter/spam/train-options.js';
 import { haveSplit, interleavedTest, readSplit } from './lib/split.js';
 
 export interface FilterBenchOptions {

@@ -39,7 +39,8 @@ import { pathToFileURL } from 'node:url';
 import PostalMime from 'postal-mime';
 import { simpleParser, type SimpleParserOptions } from 'mailparser';
 import { extract } from '../src/filter/spam/extract.js';
-import { features, DEFAULTS } from '../src/filter/spam/model.js';
+import { features } from '../src/filter/spam/features.js';
+import { DEFAULTS } from '../src/filter/spam/train-options.js';
 import { haveSplit, interleavedTest } from './lib/split.js';
 
 export interface MimeBenchOptions {

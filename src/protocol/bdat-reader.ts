@@ -1,13 +1,13 @@
 // BdatReader: the bytes of BDAT chunks (RFC 3030 CHUNKING), read by exact count; no dot-stuffing
-// and no terminator. Applies DATA's strict checks (RFC 5321 §4.5.2 bare CR/LF, §4.5.3.1.6 line
-// length) carried across BDAT chunks and socket chunks, and maxMessageBytes (§4.5.3.1.7) over the
-// whole message. Bytes past a problem are still consumed (counted, not kept) to stay in sync.
+// and no terminator. Applies DATA's strict checks (body-check.ts: RFC 5321 §4.5.2 bare CR/LF,
+// §4.5.3.1.6 line length) carried across BDAT chunks and socket chunks, and maxMessageBytes
+// (§4.5.3.1.7) over the whole message. Bytes past a problem are still consumed (counted, not
+// kept) to stay in sync.
 
+import { BodyCheck, TEXT_FAIL, TEXT_MID, type DataStatus } from './body-check.js';
 import { BodyPieces } from './body-pieces.js';
-import type { DataStatus } from './data-scanner.js';
-import { findControlByte, WORD_SCAN_MIN_BYTES } from './find-control-byte.js';
 
-export type { DataStatus } from './data-scanner.js';
+export type { DataStatus } from './body-check.js';
 
 export interface BdatReaderOptions {
   /** Largest message accepted, summed over all its BDAT chunks. */
@@ -15,9 +15,6 @@ export interface BdatReaderOptions {
   /** Longest line, including its CRLF. Default 1000 (998 + CRLF). */
   maxLineBytes?: number;
 }
-
-const CR = 0x0d;
-const LF = 0x0a;
 
 /*
  * Carry state between feeds (socket chunks) and between BDAT chunks, which are one byte stream:
@@ -30,7 +27,7 @@ const LF = 0x0a;
  */
 export class BdatReader {
   readonly #maxMessageBytes: number;
-  readonly #maxLineBytes: number;
+  readonly #check: BodyCheck;
   readonly #body = new BodyPieces();
   #size = 0;
   #status: DataStatus = 'ok';
@@ -40,15 +37,11 @@ export class BdatReader {
   #binary = false;
   /** The current BDAT chunk is the LAST one: finish() runs when its last byte is read. */
   #last = false;
-  #ab: ArrayBufferLike | null = null;
-  #words: Int32Array | null = null;
 
   constructor(opts: BdatReaderOptions) {
-    const maxLine = opts.maxLineBytes ?? 1000;
     if (!(opts.maxMessageBytes >= 0)) throw new RangeError(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
-    if (!Number.isInteger(maxLine) || maxLine < 2) throw new RangeError(`maxLineBytes must be an integer >= 2, got ${maxLine}`);
+    this.#check = new BodyCheck(opts.maxLineBytes ?? 1000);
     this.#maxMessageBytes = opts.maxMessageBytes;
-    this.#maxLineBytes = maxLine;
     this.begin();
   }
 
@@ -81,8 +74,7 @@ export class BdatReader {
     this.#lineLen = 0;
     this.#binary = binaryMime;
     this.#last = false;
-    this.#ab = null;
-    this.#words = null;
+    this.#check.forget();
   }
 
   /**
@@ -137,37 +129,20 @@ export class BdatReader {
   }
 
   #scan(buf: Buffer, from: number, end: number): void {
-    const maxLine = this.#maxLineBytes;
-    const off = buf.byteOffset;
-    const words = end - from >= WORD_SCAN_MIN_BYTES ? this.#wordsOf(buf) : null;
+    const check = this.#check;
+    const words = check.wordsFor(buf, end - from);
     let p = from;
-    let lineStart = from - this.#lineLen;
+    check.lineStart = from - this.#lineLen;
     if (this.#cr) {
       this.#cr = false;
-      if (buf[p] !== LF) return this.#fail('bad-newline', p, lineStart, from);
-      if (p - lineStart >= maxLine) return this.#fail('line-too-long', lineStart + maxLine, lineStart, from);
-      lineStart = ++p;
+      p = check.heldCr(buf, p);
+      if (p === TEXT_FAIL) return this.#fail(check.kind, check.at, check.lineStart, from);
     }
-    for (;;) {
-      p = findControlByte(buf, words, off, p, end);
-      if (p === end) break;
-      const b = buf[p];
-      if (b === CR) {
-        if (p + 1 === end) {
-          this.#cr = true;
-          break;
-        }
-        if (buf[p + 1] !== LF) return this.#fail('bad-newline', p + 1, lineStart, from);
-        p += 2;
-        if (p - 1 - lineStart >= maxLine) return this.#fail('line-too-long', lineStart + maxLine, lineStart, from);
-        lineStart = p;
-      } else if (b === LF) {
-        return this.#fail('bad-newline', p, lineStart, from);
-      } else {
-        p++;
-      }
-    }
-    if (end - lineStart > maxLine) return this.#fail('line-too-long', lineStart + maxLine, lineStart, from);
+    const q = check.text(buf, words, p, end, false);
+    if (q === TEXT_FAIL) return this.#fail(check.kind, check.at, check.lineStart, from);
+    if (q === TEXT_MID) this.#cr = check.cr;
+    const lineStart = check.lineStart;
+    if (check.tooLongAt(end)) return this.#fail('line-too-long', lineStart + check.maxLineBytes, lineStart, from);
     this.#lineLen = end - lineStart;
     this.#keep(buf, from, end, lineStart);
   }
@@ -184,9 +159,10 @@ export class BdatReader {
 
   /** As DataScanner's #fail: an over-long line or over-size body that began before x wins. */
   #fail(kind: DataStatus, x: number, lineStart: number, pieceStart: number): void {
-    if (!this.#binary && x - lineStart > this.#maxLineBytes) {
+    const maxLine = this.#check.maxLineBytes;
+    if (!this.#binary && x - lineStart > maxLine) {
       kind = 'line-too-long';
-      x = lineStart + this.#maxLineBytes;
+      x = lineStart + maxLine;
     }
     const before = this.#size + (x - pieceStart);
     if (before > this.#maxMessageBytes) {
@@ -198,16 +174,6 @@ export class BdatReader {
     this.#status = kind;
     this.#body.clear();
     this.#cr = false;
-    this.#ab = null;
-    this.#words = null;
-  }
-
-  #wordsOf(buf: Buffer): Int32Array {
-    const ab = buf.buffer;
-    if (ab !== this.#ab || this.#words === null) {
-      this.#ab = ab;
-      this.#words = new Int32Array(ab, 0, ab.byteLength >>> 2);
-    }
-    return this.#words;
+    this.#check.forget();
   }
 }

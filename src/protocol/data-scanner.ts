@@ -1,14 +1,14 @@
 // DataScanner: the content of a DATA command (RFC 5321 §4.1.1.4), received as socket chunks.
-// Finds the end "\r\n.\r\n", removes dot-stuffing (§4.5.2) and enforces strict line ends (only
-// CRLF; a bare CR or LF refuses the message, against SMTP smuggling, CVE-2023-51764), the
-// 1000-octet line limit (§4.5.3.1.6) and maxMessageBytes (§4.5.3.1.7; RFC 1870). No I/O, no
-// copies of chunks: the body is kept as views (BodyPieces) and copied once by takeBody().
+// Finds the end "\r\n.\r\n", removes dot-stuffing (§4.5.2) and enforces, with BDAT's code
+// (body-check.ts), strict line ends (only CRLF; a bare CR or LF refuses the message, against
+// SMTP smuggling, CVE-2023-51764) and the 1000-octet line limit (§4.5.3.1.6), and
+// maxMessageBytes (§4.5.3.1.7; RFC 1870). No I/O, no copies of chunks: the body is kept as
+// views (BodyPieces) and copied once by takeBody().
 
+import { BodyCheck, TEXT_FAIL, TEXT_MID, type DataStatus } from './body-check.js';
 import { BodyPieces } from './body-pieces.js';
-import { findControlByte, WORD_SCAN_MIN_BYTES } from './find-control-byte.js';
 
-/** First problem seen in a message body; the session maps it to a reply (552 5.3.4, 554 ...). */
-export type DataStatus = 'ok' | 'too-big' | 'bad-newline' | 'line-too-long';
+export type { DataStatus } from './body-check.js';
 
 export interface DataScannerOptions {
   /** Largest body accepted, after unstuffing, including the final CRLF. */
@@ -38,8 +38,8 @@ const TERMINATOR = Buffer.from('\r\n.\r\n', 'latin1');
  *   Refused (status 'bad-newline'): S_CR + not LF, S_DOT_CR + not LF (bare CR);
  *   LF in S_TEXT, S_LINE or S_DOT (bare LF). Lines over maxLineBytes: 'line-too-long'.
  *
- * In the body, S_TEXT is handled in bulk (findControlByte jumps to the next CR/LF); the other
- * states last a byte or two. After a problem the same five states drive a terminator-only
+ * In the body, S_TEXT is handled in bulk (BodyCheck.text jumps from line end to line end, and
+ * stops only at a dot at a line start); the other states last a byte or two. After a problem the same five states drive a terminator-only
  * search, with the refusals replaced by the plain KMP fallbacks (CR → S_CR, else S_TEXT).
  */
 const S_TEXT = 0; // inside a line
@@ -59,7 +59,7 @@ function step(s: number, b: number): number {
 
 export class DataScanner {
   readonly #maxMessageBytes: number;
-  readonly #maxLineBytes: number;
+  readonly #check: BodyCheck;
   readonly #body = new BodyPieces();
   /** Body bytes: in #body while 'ok'; after a problem, frozen at the bytes before it. */
   #size = 0;
@@ -68,16 +68,11 @@ export class DataScanner {
   /** Bytes of the current line received in earlier chunks (not counting a stuffing dot). */
   #lineLen = 0;
   #ended = false;
-  /** Word view of the last ArrayBuffer scanned, reused while chunks come from the same one. */
-  #ab: ArrayBufferLike | null = null;
-  #words: Int32Array | null = null;
 
   constructor(opts: DataScannerOptions) {
-    const maxLine = opts.maxLineBytes ?? 1000;
     if (!(opts.maxMessageBytes >= 0)) throw new RangeError(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
-    if (!Number.isInteger(maxLine) || maxLine < 2) throw new RangeError(`maxLineBytes must be an integer >= 2, got ${maxLine}`);
+    this.#check = new BodyCheck(opts.maxLineBytes ?? 1000);
     this.#maxMessageBytes = opts.maxMessageBytes;
-    this.#maxLineBytes = maxLine;
     this.begin();
   }
 
@@ -105,8 +100,7 @@ export class DataScanner {
     this.#state = S_LINE;
     this.#lineLen = 0;
     this.#ended = false;
-    this.#ab = null;
-    this.#words = null;
+    this.#check.forget();
   }
 
   /**
@@ -130,9 +124,9 @@ export class DataScanner {
 
   /** The hot path: status is 'ok'. */
   #scan(buf: Buffer, from: number, end: number): number {
-    const maxLine = this.#maxLineBytes;
-    const off = buf.byteOffset;
-    const words = end - from >= WORD_SCAN_MIN_BYTES ? this.#wordsOf(buf) : null;
+    const check = this.#check;
+    const maxLine = check.maxLineBytes;
+    const words = check.wordsFor(buf, end - from);
     let p = from;
     let pieceStart = from; // start of the body bytes not yet pushed
     let lineStart = from - this.#lineLen; // may be negative: the line began in an earlier chunk
@@ -141,9 +135,9 @@ export class DataScanner {
     // What the previous chunk left open: a CR, or ".\r" at a line start (S_DOT and S_LINE are
     // handled by the loop). Both need one byte.
     if (s === S_CR) {
-      if (buf[p] !== LF) return this.#fail('bad-newline', buf, p, lineStart, pieceStart, p, S_TEXT);
-      if (p - lineStart >= maxLine) return this.#fail('line-too-long', buf, lineStart + maxLine, lineStart, pieceStart, p + 1, S_LINE);
-      p++;
+      check.lineStart = lineStart;
+      p = check.heldCr(buf, p);
+      if (p === TEXT_FAIL) return this.#failCheck(buf, pieceStart);
       lineStart = p;
       s = S_LINE;
     } else if (s === S_DOT_CR) {
@@ -180,31 +174,23 @@ export class DataScanner {
           return this.#fail('bad-newline', buf, p + 1, lineStart, pieceStart, p + 1, S_TEXT);
         }
       }
-      // S_TEXT: jump to the next byte < 0x0e.
-      p = findControlByte(buf, words, off, p, end);
-      if (p === end) break;
-      const b = buf[p];
-      if (b === CR) {
-        if (p + 1 === end) {
-          s = S_CR;
-          p = end;
-          break;
-        }
-        if (buf[p + 1] !== LF) return this.#fail('bad-newline', buf, p + 1, lineStart, pieceStart, p + 1, S_TEXT);
-        p += 2;
-        if (p - 1 - lineStart >= maxLine) return this.#fail('line-too-long', buf, lineStart + maxLine, lineStart, pieceStart, p, S_LINE);
-        lineStart = p;
-        s = S_LINE;
-      } else if (b === LF) {
-        return this.#fail('bad-newline', buf, p, lineStart, pieceStart, p + 1, S_TEXT);
-      } else {
-        p++; // TAB or another C0 byte: text
+      // S_TEXT: on to the end of the chunk, or to a line that starts with a dot.
+      check.lineStart = lineStart;
+      p = check.text(buf, words, p, end, true);
+      if (p === TEXT_FAIL) return this.#failCheck(buf, pieceStart);
+      lineStart = check.lineStart;
+      if (p === TEXT_MID) {
+        s = check.cr ? S_CR : S_TEXT;
+        p = end;
+        break;
       }
+      s = S_LINE;
     }
 
     // The chunk is consumed. A line that already has maxLine bytes and no LF is too long now,
     // without waiting for its end.
-    if (end - lineStart > maxLine) return this.#fail('line-too-long', buf, lineStart + maxLine, lineStart, pieceStart, end, s);
+    check.lineStart = lineStart;
+    if (check.tooLongAt(end)) return this.#fail('line-too-long', buf, lineStart + maxLine, lineStart, pieceStart, end, s);
     // In S_DOT_CR the CR is held back: it is body only if no LF follows.
     const keepEnd = s === S_DOT_CR ? end - 1 : end;
     if (keepEnd > pieceStart) {
@@ -217,6 +203,12 @@ export class DataScanner {
     return -1;
   }
 
+  /** #fail for the problem BodyCheck reported. */
+  #failCheck(buf: Buffer, pieceStart: number): number {
+    const c = this.#check;
+    return this.#fail(c.kind, buf, c.at, c.lineStart, pieceStart, c.resume, c.resumeAtLine ? S_LINE : S_TEXT);
+  }
+
   /**
    * Record the first problem and go on looking only for the terminator.
    * `x` is where `kind` was seen; an over-long line or an over-size body that began before x
@@ -224,9 +216,10 @@ export class DataScanner {
    * are this.#size (pushed) + x - pieceStart. Resumes the search at `resume` in state `s`.
    */
   #fail(kind: DataStatus, buf: Buffer, x: number, lineStart: number, pieceStart: number, resume: number, s: number): number {
-    if (x - lineStart > this.#maxLineBytes) {
+    const maxLine = this.#check.maxLineBytes;
+    if (x - lineStart > maxLine) {
       kind = 'line-too-long';
-      x = lineStart + this.#maxLineBytes;
+      x = lineStart + maxLine;
     }
     const before = this.#size + (x - pieceStart);
     if (before > this.#maxMessageBytes) {
@@ -273,17 +266,7 @@ export class DataScanner {
 
   #end(offset: number): number {
     this.#ended = true;
-    this.#ab = null;
-    this.#words = null;
+    this.#check.forget();
     return offset;
-  }
-
-  #wordsOf(buf: Buffer): Int32Array {
-    const ab = buf.buffer;
-    if (ab !== this.#ab || this.#words === null) {
-      this.#ab = ab;
-      this.#words = new Int32Array(ab, 0, ab.byteLength >>> 2);
-    }
-    return this.#words;
   }
 }

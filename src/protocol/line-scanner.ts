@@ -2,6 +2,8 @@
 // §4.1.1 commands; §4.5.3.1.4 command line limit, 512 octets including CRLF, more with
 // extensions/AUTH). Lines are views of the socket chunk; a line split across chunks is kept as
 // views plus a byte count and copied once to finish it. Bounded memory, never throws.
+// A bare LF does not end a line: "NOOP<LF>MAIL FROM:<x><CRLF>" is one line, refused whole, so
+// its tail never runs as a command (SMTP smuggling in the command stream).
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -10,26 +12,40 @@ const EMPTY = Buffer.alloc(0);
 /**
  * 'line': a complete line is in `line` (without CRLF), `end` is just after its LF.
  * 'partial': all of the chunk was consumed (`end` = chunk.length); feed the next with from = 0.
- * 'bad-newline': the line ended with a bare LF or held a bare CR; it is discarded, `end` is
- *   just after that LF (reply 500 5.5.2).
- * 'too-long': the line passed maxLineBytes; `end` is just after its LF, or chunk.length if it
- *   has none yet, in which case the rest of the line is skipped silently up to its LF.
+ * 'bad-newline': the line held a bare CR, or has a bare LF (reply 500 5.5.2). Reported once,
+ *   at its CRLF for a bare CR, at the first bare LF otherwise: `end` is just after that LF, and
+ *   the rest of the line, up to its CRLF, is skipped silently (still counted: past
+ *   maxLineBytes it is also 'too-long').
+ * 'too-long': the line passed maxLineBytes; `end` is just after the LF where that was seen, or
+ *   chunk.length if it came without one. Unless that LF was the line's CRLF, the rest of the
+ *   line is skipped silently up to its CRLF.
  */
 export type LineKind = 'line' | 'partial' | 'bad-newline' | 'too-long';
 
 /*
  * State between scan() calls (a line that spans chunks):
  *
- *            chunk without LF                         LF found
- *   [idle] ─────────────────────▶ [pending: views, ───────────▶ 'line' | 'bad-newline'
+ *            chunk without LF                         CRLF found
+ *   [idle] ─────────────────────▶ [pending: views, ───────────▶ 'line' | 'bad-newline' (bare CR)
  *      ▲                            #pending bytes,              | 'too-long'
  *      │                            #lastCr, #bareCr]
- *      │   LF found                      │ #pending ≥ maxLineBytes
- *      └────────── [discarding] ◀────────┘ ('too-long' reported at once)
+ *      │                             │ bare LF: 'bad-newline'  │ #pending ≥ maxLineBytes, or an
+ *      │  CRLF                       ▼                         │ LF past it: 'too-long'
+ *      ├─────────────── [SKIP_COUNT: #skipped bytes] ──────────┤
+ *      │  CRLF                                                 ▼  ('too-long' once more, at most)
+ *      └──────────────────────── [SKIP_ALL] ◀──────────────────┘
  *
  * #pending ≥ maxLineBytes already proves the line too long (its LF is one byte more), so
- * #pending stays < maxLineBytes and a flood without CRLF holds no memory.
+ * #pending stays < maxLineBytes and a flood without CRLF holds no memory. While skipping,
+ * #lastCr says whether the last byte consumed was a CR (a CRLF may straddle two chunks).
  */
+/** Not skipping. */
+const SKIP_NONE = 0;
+/** Skipping a line refused for a bare LF, counting its bytes (#skipped) against maxLineBytes. */
+const SKIP_COUNT = 1;
+/** Skipping a line already reported too long. */
+const SKIP_ALL = 2;
+
 export class LineScanner {
   readonly #maxLineBytes: number;
   #parts: Buffer[] = [];
@@ -38,12 +54,14 @@ export class LineScanner {
   #lastCr = false;
   /** A bare CR was seen in the pending part of the line. */
   #bareCr = false;
-  /** After an LF-less 'too-long': skip up to the next LF. */
-  #discarding = false;
+  /** Skipping the rest of a refused line, up to its CRLF (SKIP_*). */
+  #skip = SKIP_NONE;
+  /** SKIP_COUNT: bytes of the refused line so far. */
+  #skipped = 0;
   /*
    * Next CR at or after #crFrom in #crChunk (-1: none up to the chunk's end). Without this
-   * cache, a chunk of many bare-LF lines would search for a CR to its end once per line,
-   * which is quadratic; with it every byte is searched at most once.
+   * cache, a search that finds no CR before a line's LF would run on to the chunk's end once
+   * per line, which is quadratic; with it every byte is searched at most once.
    */
   #crChunk: Buffer | null = null;
   #crFrom = 0;
@@ -70,7 +88,8 @@ export class LineScanner {
   /** Forget any partial line (e.g. after STARTTLS, or when DATA takes over the stream). */
   reset(): void {
     this.#dropLine();
-    this.#discarding = false;
+    this.#skip = SKIP_NONE;
+    this.#skipped = 0;
     this.#crChunk = null;
     this.line = EMPTY;
     this.end = 0;
@@ -80,14 +99,10 @@ export class LineScanner {
   scan(chunk: Buffer, from: number): LineKind {
     const len = chunk.length;
     if (!(from > 0)) from = 0;
-    if (this.#discarding) {
-      const skipTo = from < len ? chunk.indexOf(LF, from) : -1;
-      if (skipTo < 0) {
-        this.end = len;
-        return 'partial';
-      }
-      this.#discarding = false;
-      from = skipTo + 1;
+    if (this.#skip !== SKIP_NONE) {
+      const k = this.#skipLine(chunk, from);
+      if (k !== null) return k;
+      from = this.end;
     }
     if (from >= len) {
       this.end = len;
@@ -99,7 +114,8 @@ export class LineScanner {
       this.end = len;
       if (this.#pending + n >= this.#maxLineBytes) {
         this.#dropLine();
-        this.#discarding = true;
+        this.#skip = SKIP_ALL;
+        this.#lastCr = chunk[len - 1] === CR;
         return 'too-long';
       }
       // Keep a view. A CR here is bare unless it is the chunk's last byte (then it's decided by
@@ -112,8 +128,11 @@ export class LineScanner {
       return 'partial';
     }
     this.end = lf + 1;
+    // Whether this LF is a CRLF's (the CR may have ended the previous chunk).
+    const crlf = lf > from ? chunk[lf - 1] === CR : this.#lastCr;
     if (this.#pending + (lf - from) + 1 > this.#maxLineBytes) {
       this.#dropLine();
+      if (!crlf) this.#skip = SKIP_ALL;
       return 'too-long';
     }
     let ok: boolean;
@@ -124,7 +143,13 @@ export class LineScanner {
       ok = chunk[lf - 1] === CR && !this.#bareCr && !this.#lastCr && this.#nextCr(chunk, from) === lf - 1;
     }
     if (!ok) {
+      const n = this.#pending + (lf - from) + 1;
       this.#dropLine();
+      if (!crlf) {
+        // A bare LF: the line goes on to its CRLF, and all of it is refused with this reply.
+        this.#skip = SKIP_COUNT;
+        this.#skipped = n;
+      }
       return 'bad-newline';
     }
     if (this.#pending === 0) {
@@ -144,6 +169,61 @@ export class LineScanner {
       this.#dropLine();
     }
     return 'line';
+  }
+
+  /**
+   * Skip the rest of a refused line, up to its CRLF. Returns null when it ended there (`end` just
+   * after its LF), else 'partial' (all of the chunk skipped) or 'too-long' (SKIP_COUNT only).
+   */
+  #skipLine(chunk: Buffer, from: number): LineKind | null {
+    const len = chunk.length;
+    if (from >= len) {
+      this.end = len;
+      return 'partial';
+    }
+    const max = this.#maxLineBytes;
+    let p = from;
+    for (;;) {
+      const lf = p < len ? chunk.indexOf(LF, p) : -1;
+      if (lf < 0) {
+        this.end = len;
+        this.#lastCr = chunk[len - 1] === CR;
+        if (this.#skip === SKIP_COUNT) {
+          this.#skipped += len - from;
+          // As for a pending line: this many bytes and no LF yet is already too long. (After a
+          // chunk that ends with a bare LF, the next byte decides: that LF is not the report's.)
+          if (this.#skipped >= max && p < len) return this.#tooLongSkipping();
+        }
+        return 'partial';
+      }
+      const crlf = lf > from ? chunk[lf - 1] === CR : this.#lastCr;
+      if (this.#skip === SKIP_COUNT && this.#skipped + (lf - from) + 1 > max) {
+        this.end = lf + 1;
+        if (crlf) this.#endSkip();
+        else this.#tooLongSkipping();
+        this.#lastCr = false; // the last byte consumed is this LF
+        return 'too-long';
+      }
+      if (crlf) {
+        this.end = lf + 1;
+        this.#endSkip();
+        return null;
+      }
+      p = lf + 1;
+    }
+  }
+
+  /** A line skipped for a bare LF turned out too long too: skip the rest without counting. */
+  #tooLongSkipping(): 'too-long' {
+    this.#skip = SKIP_ALL;
+    this.#skipped = 0;
+    return 'too-long';
+  }
+
+  #endSkip(): void {
+    this.#skip = SKIP_NONE;
+    this.#skipped = 0;
+    this.#lastCr = false;
   }
 
   #dropLine(): void {

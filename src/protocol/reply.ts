@@ -79,6 +79,7 @@ export const R = {
   sizeExceeded: fixed(552, '5.3.4', 'Message size exceeds fixed maximum message size'),
   badNewlineData: fixed(554, '5.6.0', 'Message refused: bare CR or LF in the message (only CRLF ends a line)'),
   dataLineTooLong: fixed(554, '5.6.0', 'Message refused: a text line is longer than 998 octets'),
+  nulInData: fixed(554, '5.6.0', 'Message refused: a NUL octet in the message'),
   queueFailed: fixed(452, '4.3.1', 'Insufficient system storage, try again later'),
   noValidRecipients: fixed(554, '5.5.1', 'No valid recipients'),
 } as const;

@@ -441,13 +441,14 @@ export class Session {
     return commitMessage(this, this.bdat);
   }
 
-  #refuseContent(status: 'too-big' | 'bad-newline' | 'line-too-long'): Reply {
+  #refuseContent(status: 'too-big' | 'bad-newline' | 'line-too-long' | 'nul-byte'): Reply {
     this.tx = null;
     this.ctx.counters.messagesRejected++;
     this.log.info({ status }, 'message refused');
     this.ctx.onEvent?.({ type: 'rejected', time: new Date().toISOString(), source: 'smtp', client: this.ip, reply: `message refused: ${status}`, code: status === 'too-big' ? 552 : 554 }, { untrusted: !this.trusted && this.authUser === undefined });
     if (status === 'too-big') return R.sizeExceeded;
     if (status === 'bad-newline') return R.badNewlineData;
+    if (status === 'nul-byte') return R.nulInData;
     return R.dataLineTooLong;
   }
 

@@ -12,6 +12,7 @@ const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
 const token = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom('\r\n', 'a', 'xyz', '.', ' ') },
   { weight: 2, arbitrary: fc.constantFrom('\r', '\n', '\r\r', '\n\n') },
+  { weight: 1, arbitrary: fc.constant('\0') },
   { weight: 2, arbitrary: fc.integer({ min: 1, max: 90 }).map((n) => 'q'.repeat(n)) },
   { weight: 1, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 6 }).map((u) => Buffer.from(u).toString('latin1')) },
 );
@@ -115,6 +116,46 @@ test('LineScanner equals the model, whole and split anywhere', () => {
             if (!g.early) assert.equal(g.end, w.end, `event ${i} end`);
           });
         }
+      },
+    ),
+    { numRuns: RUNS * 3 },
+  );
+});
+
+test('the line model agrees with hand-checked cases (so the model itself is tested)', () => {
+  const m = (s: string, max = 512): LineEvent[] => modelLines(Buffer.from(s, 'latin1'), max);
+  assert.deepEqual(m('NOOP\r\nRSET\r\n'), [{ kind: 'line', line: 'NOOP', end: 6 }, { kind: 'line', line: 'RSET', end: 12 }]);
+  assert.deepEqual(m('NOOP\nMAIL FROM:<x>\r\nRSET\r\n'), [{ kind: 'bad-newline', end: 5 }, { kind: 'line', line: 'RSET', end: 26 }]);
+  assert.deepEqual(m('NO\rOP\r\n\nx\n\r\n'), [{ kind: 'bad-newline', end: 7 }, { kind: 'bad-newline', end: 8 }]);
+  assert.deepEqual(m('ab\ncdefghij\r\nQUIT\r\n', 8), [{ kind: 'bad-newline', end: 3 }, { kind: 'too-long', end: 13 }, { kind: 'line', line: 'QUIT', end: 19 }]);
+  assert.deepEqual(m('abcdefgh\nx\r\nQUIT', 8), [{ kind: 'too-long', end: 9 }]);
+  assert.deepEqual(m('ab\ncdefgh', 8), [{ kind: 'bad-newline', end: 3 }, { kind: 'too-long' }]);
+  assert.deepEqual(m('ab\ncdef\n', 8), [{ kind: 'bad-newline', end: 3 }], 'the next byte decides');
+});
+
+test('a line with a bare LF before its CRLF never yields a command from its tail, however it is cut', () => {
+  const noCrlf = (t: string): boolean => !t.includes('\r\n');
+  const piece = fc.oneof(
+    fc.constantFrom('NOOP', 'MAIL FROM:<x@example.com>', 'RCPT TO:<y@example.com>', 'DATA', 'QUIT', ' ', '\r', '\n', '.'),
+    fc.string({ maxLength: 12 }),
+  );
+  const text = fc.array(piece, { maxLength: 8, size: 'max' }).map((a) => a.join('')).filter(noCrlf);
+  fc.assert(
+    fc.property(
+      text,
+      fc.constantFrom('NOOP', 'MAIL FROM:<x@example.com>', 'RCPT TO:<y@example.com>', 'DATA', 'QUIT', 'AUTH PLAIN AGFAAGI='),
+      text,
+      fc.oneof(fc.integer({ min: 2, max: 40 }), fc.constant(512)),
+      fc.array(fc.nat(400), { maxLength: 10, size: 'max' }),
+      (head, command, tail, max, cuts) => {
+        // head + a bare LF + a command, more text, the CRLF; then a line that must come out
+        const refused = head + (head.endsWith('\r') ? 'x' : '') + '\n' + command + tail;
+        fc.pre(noCrlf(refused + '\r'));
+        const s = Buffer.from(refused + '\r\nNOOP\r\n', 'latin1');
+        const got = lines(s, cuts.map((c) => c % (s.length + 1)), Math.max(max, 6));
+        const found = got.filter((e) => e.kind === 'line');
+        assert.deepEqual(found.map((e) => e.line), ['NOOP'], JSON.stringify(got));
+        assert.ok(got.length <= 3 && got[0]!.kind !== 'line', 'one or two refusals, then NOOP');
       },
     ),
     { numRuns: RUNS * 3 },

@@ -42,6 +42,7 @@ const show = (r: DataResult): string => JSON.stringify({ ...r, body: r.body.toSt
 /** Pieces that make interesting DATA streams: fake and real ends, stuffing, bare CR/LF, long runs. */
 const token = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom('\r\n', '\r\n.', '.', '..', 'a', 'xyz', ' ', '\t') },
+  { weight: 1, arbitrary: fc.constant('\0') },
   { weight: 2, arbitrary: fc.constantFrom('\r', '\n', '\n.\n', '\r\n.\n', '\n.\r\n', '\r.\r\n', '\r\n.\r') },
   { weight: 1, arbitrary: fc.constantFrom('\r\n.\r\n', '.\r\n') },
   { weight: 2, arbitrary: fc.integer({ min: 1, max: 120 }).map((n) => 'q'.repeat(n)) },
@@ -97,11 +98,16 @@ test('the model agrees with hand-checked cases (so the model itself is tested)',
   assert.deepEqual(m('abcd\r\n.\r\n', 3), { end: 9, status: 'too-big', size: 3, body: '' });
   assert.deepEqual(m('abcd\r\n.\r\n', 100, 5), { end: 9, status: 'line-too-long', size: 5, body: '' });
   assert.deepEqual(m('abc\r\n.\r\n', 100, 5), { end: 8, status: 'ok', size: 5, body: 'abc\r\n' });
+  assert.deepEqual(m('a\0b\r\n.\r\n'), { end: 8, status: 'nul-byte', size: 1, body: '' });
+  assert.deepEqual(m('..\0\r\n.\r\n'), { end: 8, status: 'nul-byte', size: 1, body: '' });
+  assert.deepEqual(m('abcde\0\r\n.\r\n', 100, 5), { end: 11, status: 'nul-byte', size: 5, body: '' });
+  assert.deepEqual(m('abcdef\0\r\n.\r\n', 100, 5), { end: 12, status: 'line-too-long', size: 5, body: '' });
+  assert.deepEqual(m('ab\0\r\n.\r\n', 2), { end: 8, status: 'nul-byte', size: 2, body: '' });
 });
 
-// Bodies as stored: lines of any bytes but CR and LF (many starting with "."), each ended by CRLF.
+// Bodies as stored: lines of any bytes but CR, LF and NUL (many starting with "."), each ended by CRLF.
 const line = fc.oneof(
-  fc.uint8Array({ maxLength: 60, size: 'max' }).map((u) => Buffer.from(u.filter((c) => c !== 13 && c !== 10))),
+  fc.uint8Array({ maxLength: 60, size: 'max' }).map((u) => Buffer.from(u.filter((c) => c !== 13 && c !== 10 && c !== 0))),
   fc.constantFrom('', '.', '..', '...', '.x', '..x', ' .', 'x.').map((s) => Buffer.from(s, 'latin1')),
 );
 const body = fc.array(line, { maxLength: 30, size: 'max' }).map((lines) => Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\r\n')])));

@@ -32,12 +32,13 @@ class BodyModel {
     readonly maxLineBytes: number,
     readonly binary = false,
   ) {}
-  /** A body byte arrives (in stream order). The first problem wins; at one position the order is bare CR/LF, line length, size. */
+  /** A body byte arrives (in stream order). The first problem wins; at one position the order is bare CR/LF, NUL, line length, size. */
   add(c: number): void {
     if (this.status !== 'ok') return;
     if (!this.binary) {
       if (this.#prevCr && c !== LF) return this.#fail('bad-newline');
       if (!this.#prevCr && c === LF) return this.#fail('bad-newline');
+      if (c === 0) return this.#fail('nul-byte');
       if (this.#lineLen >= this.maxLineBytes) return this.#fail('line-too-long');
     }
     if (this.size >= this.maxMessageBytes) return this.#fail('too-big');
@@ -120,29 +121,46 @@ export interface LineEvent {
 }
 
 /**
- * Command lines: split at each LF. A segment longer than maxLineBytes (with its LF) is
- * 'too-long' (reported once, even before its LF: then without `end`); else it must be
- * "...\r\n" with no other CR, or it is 'bad-newline'.
+ * Command lines: only CRLF ends a line. A line that reaches maxLineBytes bytes without an LF, or
+ * whose bytes up to an LF pass maxLineBytes, is 'too-long' (reported once: before its LF, then
+ * without `end`, or at that LF). Else, at its first bare LF (an LF not right after a CR) it is
+ * 'bad-newline' (and can still be 'too-long' later); else, at its CRLF, it is a 'line' if it
+ * holds no other CR, or 'bad-newline'. A refused line yields nothing more up to its CRLF.
  */
 export function modelLines(stream: Buffer, maxLineBytes: number): LineEvent[] {
   const out: LineEvent[] = [];
   let start = 0;
   for (;;) {
-    const lf = stream.indexOf(LF, start);
-    if (lf < 0) {
-      if (stream.length - start >= maxLineBytes) out.push({ kind: 'too-long' });
-      return out;
+    let p = start;
+    let refused = false;
+    let tooLong = false;
+    for (;;) {
+      const lf = stream.indexOf(LF, p);
+      if (lf < 0) {
+        // Reported before the LF arrived if maxLineBytes bytes came without one (and the last
+        // bytes are not an LF's: the byte after it decides); the model cannot know the chunking,
+        // so the test compares `end` only when the scanner had the LF.
+        if (!tooLong && stream.length > p && stream.length - start >= maxLineBytes) out.push({ kind: 'too-long' });
+        return out;
+      }
+      const crlf = lf > start && stream[lf - 1] === CR;
+      if (!tooLong && lf + 1 - start > maxLineBytes) {
+        out.push({ kind: 'too-long', end: lf + 1 });
+        tooLong = refused = true;
+      } else if (!refused && !crlf) {
+        out.push({ kind: 'bad-newline', end: lf + 1 });
+        refused = true;
+      }
+      if (crlf) {
+        if (!refused) {
+          const line = stream.subarray(start, lf - 1);
+          if (line.indexOf(CR) >= 0) out.push({ kind: 'bad-newline', end: lf + 1 });
+          else out.push({ kind: 'line', line: line.toString('latin1'), end: lf + 1 });
+        }
+        start = lf + 1;
+        break;
+      }
+      p = lf + 1;
     }
-    const seg = stream.subarray(start, lf + 1);
-    if (seg.length > maxLineBytes) {
-      // Reported before the LF arrived if maxLineBytes bytes came without one; the model
-      // cannot know the chunking, so the test compares `end` only when the scanner had the LF.
-      out.push({ kind: 'too-long', end: lf + 1 });
-    } else if (seg.length >= 2 && seg[seg.length - 2] === CR && seg.indexOf(CR) === seg.length - 2) {
-      out.push({ kind: 'line', line: seg.subarray(0, seg.length - 2).toString('latin1'), end: lf + 1 });
-    } else {
-      out.push({ kind: 'bad-newline', end: lf + 1 });
-    }
-    start = lf + 1;
   }
 }

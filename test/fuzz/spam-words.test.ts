@@ -5,7 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { wordTokens, tokenBuckets, tokenize, hashToken, tokenView, LIST_TOKEN } from '../../src/filter/spam/tokenize.js';
+import { tokenBuckets, tokenize } from '../../src/filter/spam/tokenize.js';
+import { wordTokens } from '../../src/filter/spam/word-scanner.js';
+import { hashToken } from '../../src/filter/spam/token-hash.js';
+import { tokenView, LIST_TOKEN } from '../../src/filter/spam/token-view.js';
 
 const WORD = /[\p{L}\p{N}$€£¥%!]+(?:['_-]+[\p{L}\p{N}$€£¥%!]+)*/gu;
 

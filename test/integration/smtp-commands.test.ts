@@ -309,9 +309,11 @@ test('limits: bare LF in a command is 500 5.5.2; an overlong command line is 500
   const r = await c.read();
   assert.equal(r.code, 500);
   assert.match(r.text, /^5\.5\.2 /);
+  c.write('NOOP\r\n'); // the rest of that line, up to its CRLF: refused with it, no second reply
   c.write('NOOP\rNOOP\r\n');
   assert.equal((await c.read()).code, 500);
   assert.equal((await c.cmd('NOOP')).code, 250);
+  assert.equal(c.pending(), 0);
   c.write('NOOP ' + 'x'.repeat(5000) + '\r\n');
   const long = await c.read();
   assert.equal(long.code, 500);
@@ -400,6 +402,36 @@ test('text lines over 998 octets refuse the message with 554 5.6.0', async (t) =
   assert.equal(r.code, 554);
   assert.match(r.text, /^5\.6\.0 /);
   assert.equal(node.queue.counts().total, 0);
+});
+
+test('a NUL octet refuses the message with 554 5.6.0, in DATA and in BDAT', async (t) => {
+  const node = await startTestNode(t);
+  const c = await session(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.cmd('EHLO c');
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  const r = await c.cmd('Subject: x\r\n\r\nnul \0 here\r\n.');
+  assert.equal(r.code, 554);
+  assert.match(r.text, /^5\.6\.0 .*NUL/);
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  const body = 'Subject: y\r\n\r\nthen a NUL: \0\r\n';
+  c.write('BDAT 12\r\nSubject: y\r\n');
+  assert.equal((await c.read()).code, 250);
+  c.write(`BDAT ${Buffer.byteLength(body) - 12} LAST\r\n${body.slice(12)}`);
+  const b = await c.read();
+  assert.equal(b.code, 554);
+  assert.match(b.text, /^5\.6\.0 .*NUL/);
+  assert.equal((await c.cmd('NOOP')).code, 250, 'the session is in sync after both');
+  assert.equal(node.queue.counts().total, 0);
+  // The same message without the NUL is accepted.
+  await c.cmd('MAIL FROM:<a@example.com>');
+  await c.cmd('RCPT TO:<b@example.com>');
+  await c.cmd('DATA');
+  assert.equal((await c.cmd('Subject: x\r\n\r\nno nul here\r\n.')).code, 250);
+  assert.equal(node.queue.counts().total, 1);
 });
 
 test('graceful shutdown: idle sessions get 421 4.3.2, a transaction in flight completes', async (t) => {

@@ -1,5 +1,6 @@
 // SMTP smuggling (SEC Consult, December 2023; CVE-2023-51764): only CRLF.CRLF ends DATA, so
-// a fake end-of-data followed by a second transaction never yields a second message.
+// a fake end-of-data followed by a second transaction never yields a second message; and only
+// CRLF ends a command line, so commands hidden behind a bare LF never run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient } from '../helpers/smtp-client.js';
@@ -44,4 +45,29 @@ test('a clean message after a refused one is accepted (the session stays usable)
   await c.cmd('DATA');
   assert.equal((await c.cmd('fine\r\n.')).code, 250);
   assert.equal(node.queue.counts().total, 1);
+});
+
+test('a bare LF does not split commands: "NOOP<LF>MAIL FROM:<x><CRLF>" is one line, refused whole', async (t) => {
+  const node = await startTestNode(t);
+  const c = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.read();
+  await c.cmd('EHLO attacker.example');
+  c.write('NOOP\nMAIL FROM:<admin@bank.example>\r\n');
+  const r = await c.read();
+  assert.equal(r.code, 500);
+  assert.match(r.text, /^5\.5\.2 .*bare CR or LF/);
+  const rcpt = await c.cmd('RCPT TO:<victim@example.com>');
+  assert.equal(rcpt.code, 503, `MAIL must not have run: RCPT got ${rcpt.code} ${rcpt.text}`);
+  // A whole smuggled transaction behind a bare LF, in one segment and cut in two.
+  c.write('RSET\nMAIL FROM:<admin@bank.example>\nRCPT TO:<victim@example.com>\n');
+  assert.equal((await c.read()).code, 500);
+  c.write('DATA\r\n');
+  c.write('MAIL FROM:<a@example.com>\r\n');
+  assert.equal((await c.read()).code, 250, 'after the CRLF, the next line is a command again');
+  const data = await c.cmd('DATA');
+  assert.equal(data.code, 554, 'no recipient: the smuggled RCPT never ran');
+  assert.match(data.text, /^5\.5\.1 No valid recipients/);
+  assert.equal(c.pending(), 0, 'one reply for each refused line, no more');
+  assert.equal(node.queue.counts().total, 0);
 });

@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestNode, tempDir } from '../helpers/node.js';
 import { RawClient } from '../helpers/smtp-client.js';
-import { train } from '../../src/filter/spam/model.js';
+import { train } from '../../src/filter/spam/train.js';
 
 const SPAM_WORDS = ['viagra', 'winner', 'free', 'money', 'prize', 'click', 'offer', 'cheap', 'casino', 'loan'];
 const HAM_WORDS = ['meeting', 'patch', 'kernel', 'review', 'lunch', 'tuesday', 'build', 'release', 'thanks', 'agenda'];

@@ -101,6 +101,8 @@ test('bare LF, bare CR, long lines: status set, bytes still consumed by count', 
   const cases: Array<[string, string]> = [
     ['a\nb', 'bad-newline'],
     ['a\rb', 'bad-newline'],
+    ['a\0b', 'nul-byte'],
+    ['a\r\0b', 'bad-newline'],
     ['x'.repeat(999) + '\r\n', 'line-too-long'],
     ['x'.repeat(1500), 'line-too-long'],
   ];
@@ -141,6 +143,26 @@ test('the size limit is counted over all chunks; later chunks are still read and
   assert.equal(r.status, 'too-big');
   assert.equal(r.pieces.length, 0);
   assert.equal(r.size, 10);
+});
+
+test('a NUL octet refuses the message, in any chunk; the bytes before it are counted', () => {
+  for (const [chunks, size] of [[['ab\r\nc\0d\r\n'], 5], [['ab\r\nc', '\0d\r\n'], 5], [['\0'], 0], [['x'.repeat(40) + '\0' + 'y'.repeat(40)], 40]] as const) {
+    const r = new BdatReader({ maxMessageBytes: 1 << 20 });
+    r.begin();
+    const total = chunks.reduce((n, c) => n + c.length, 0);
+    r.chunk(total + 6, true);
+    for (const c of chunks) assert.equal(r.feed(b(c), 0), -1);
+    assert.equal(r.feed(b('tail\r\n'), 0), 6);
+    assert.equal(r.status, 'nul-byte', JSON.stringify(chunks));
+    assert.equal(r.size, size);
+    assert.equal(r.pieces.length, 0);
+  }
+  // The first problem wins: a line already too long before the NUL is 'line-too-long'.
+  const r = new BdatReader({ maxMessageBytes: 1 << 20, maxLineBytes: 10 });
+  r.begin();
+  r.chunk(20, true);
+  r.feed(b('x'.repeat(11) + '\0' + 'y'.repeat(6) + '\r\n'), 0);
+  assert.equal(r.status, 'line-too-long');
 });
 
 test('BODY=BINARYMIME turns off the line checks, not the size limit', () => {

@@ -217,8 +217,26 @@ test('the first problem wins, wherever the chunks are cut', () => {
 
 test('TAB and other control bytes are text', () => {
   const ds = new DataScanner({ maxMessageBytes: 1000 });
-  const body = 'Subject: a\r\n\tfolded\r\n\x00\x01\x0b\x0c\x7f\xff\r\n' + '\t'.repeat(70) + '\r\n';
+  const body = 'Subject: a\r\n\tfolded\r\n\x01\x0b\x0c\x7f\xff\r\n' + '\t'.repeat(70) + '\r\n';
   assert.deepEqual(feed(ds, b(body + '.\r\n')), { end: body.length + 3, status: 'ok', size: body.length, body });
+});
+
+test('a NUL octet refuses the message (status nul-byte), wherever it is; the end is still found', () => {
+  for (const [text, size] of [['a\x00b\r\n', 1], ['\x00\r\n', 0], ['ab\r\n.\x00\r\n', 4], ['x'.repeat(60) + '\x00\r\n', 60], ['ok\r\n\x00', 4]] as const) {
+    const ds = new DataScanner({ maxMessageBytes: 1000 });
+    const wire = b(text + (text.endsWith('\n') ? '' : '\r\n') + '.\r\n');
+    for (let cut = 0; cut <= wire.length; cut++) {
+      ds.begin();
+      assert.equal(ds.feed(wire.subarray(0, cut), 0), cut === wire.length ? wire.length : -1);
+      if (cut < wire.length) assert.equal(ds.feed(wire.subarray(cut), 0), wire.length - cut);
+      assert.equal(ds.status, 'nul-byte', `${JSON.stringify(text)} cut at ${cut}`);
+      assert.equal(ds.size, size);
+      assert.equal(ds.pieces.length, 0);
+    }
+  }
+  // A NUL after a bare CR: the bare CR comes first.
+  const ds = new DataScanner({ maxMessageBytes: 1000 });
+  assert.equal(feed(ds, b('a\r\x00\r\n.\r\n')).status, 'bad-newline');
 });
 
 test('unaligned chunks (odd byteOffset) scan the same', () => {

@@ -67,8 +67,8 @@ test('CR at the end of one chunk and LF at the start of the next is a CRLF', () 
   assert.equal(ls.line.length, 0);
 });
 
-test('bare LF and bare CR give bad-newline, and the next line is fine', () => {
-  for (const bad of ['NOOP\n', '\n', 'NO\rOP\r\n', 'NOOP\r\r\n', '\rNOOP\r\n']) {
+test('a bare CR gives bad-newline at the CRLF, and the next line is fine', () => {
+  for (const bad of ['NO\rOP\r\n', 'NOOP\r\r\n', '\rNOOP\r\n']) {
     const ls = new LineScanner(512);
     const chunk = b(bad + 'RSET\r\n');
     assert.equal(ls.scan(chunk, 0), 'bad-newline', JSON.stringify(bad));
@@ -76,6 +76,60 @@ test('bare LF and bare CR give bad-newline, and the next line is fine', () => {
     assert.equal(ls.scan(chunk, ls.end), 'line');
     assert.equal(ls.line.toString(), 'RSET');
   }
+});
+
+test('a bare LF does not end the line: bad-newline at the LF, the rest up to the CRLF is skipped', () => {
+  for (const bad of ['NOOP\n', '\n', 'NOOP\n\n', 'NO\rOP\n']) {
+    const ls = new LineScanner(512);
+    const tail = 'MAIL FROM:<x@example.com>\r\n';
+    const chunk = b(bad + tail + 'RSET\r\n');
+    assert.equal(ls.scan(chunk, 0), 'bad-newline', JSON.stringify(bad));
+    assert.equal(ls.end, bad.indexOf('\n') + 1, 'reported at the first bare LF');
+    assert.equal(ls.scan(chunk, ls.end), 'line');
+    assert.equal(ls.line.toString(), 'RSET', 'the tail never comes out as a line');
+    assert.equal(ls.end, chunk.length);
+  }
+  // The same, split across chunks, with the CRLF of the refused line split too.
+  const ls = new LineScanner(512);
+  assert.equal(ls.scan(b('NO'), 0), 'partial');
+  assert.equal(ls.scan(b('OP\nMAIL FROM:<x'), 0), 'bad-newline');
+  assert.equal(ls.end, 3);
+  assert.equal(ls.scan(b('OP\nMAIL FROM:<x'), 3), 'partial');
+  assert.equal(ls.scan(b('@example.com>\nRCPT TO:<y@example.com>\r'), 0), 'partial', 'another bare LF changes nothing');
+  assert.equal(ls.pendingBytes, 0, 'nothing of a refused line is kept');
+  assert.equal(ls.scan(b('\nQUIT\r\n'), 0), 'line');
+  assert.equal(ls.line.toString(), 'QUIT');
+  // A CR that is not the CRLF's does not end the skip either; an LF right after a bare LF is bare.
+  const ls2 = new LineScanner(512);
+  const c2 = b('x\n\r\r\n\nQUIT\r\nNOOP\r\n');
+  assert.equal(ls2.scan(c2, 0), 'bad-newline');
+  assert.equal(ls2.scan(c2, ls2.end), 'bad-newline', 'the line after the CRLF starts with a bare LF');
+  assert.equal(ls2.scan(c2, ls2.end), 'line');
+  assert.equal(ls2.line.toString(), 'NOOP');
+});
+
+test('a line refused for a bare LF is still held to maxLineBytes, up to its CRLF', () => {
+  const ls = new LineScanner(16);
+  const chunk = b('NOOP\n' + 'x'.repeat(20) + '\r\nQUIT\r\n');
+  assert.equal(ls.scan(chunk, 0), 'bad-newline');
+  assert.equal(ls.scan(chunk, ls.end), 'too-long', 'the line is 27 bytes with its CRLF');
+  assert.equal(ls.end, 27);
+  assert.equal(ls.scan(chunk, ls.end), 'line');
+  assert.equal(ls.line.toString(), 'QUIT');
+  // Without its LF yet: too long as soon as 16 bytes have come; then skipped to the CRLF.
+  const ls2 = new LineScanner(16);
+  assert.equal(ls2.scan(b('NOOP\nxxxxxx'), 0), 'bad-newline');
+  assert.equal(ls2.scan(b('NOOP\nxxxxxx'), 5), 'partial');
+  assert.equal(ls2.scan(b('yyyyy'), 0), 'too-long');
+  assert.equal(ls2.scan(b('z\nMAIL FROM:<x@example.com>\r'), 0), 'partial');
+  assert.equal(ls2.scan(b('\nNOOP\r\n'), 0), 'line');
+  assert.equal(ls2.line.toString(), 'NOOP');
+  // Exactly 16 bytes with the CRLF is fine for a line, and the limit is the same for a refused one.
+  const ls3 = new LineScanner(16);
+  const c3 = b('ab\n' + 'c'.repeat(11) + '\r\nQUIT\r\n');
+  assert.equal(ls3.scan(c3, 0), 'bad-newline');
+  assert.equal(ls3.scan(c3, ls3.end), 'line', '16 bytes: skipped silently');
+  assert.equal(ls3.line.toString(), 'QUIT');
 });
 
 test('bare CR split across chunks is still caught', () => {
@@ -102,7 +156,7 @@ test('too-long with the LF in the same chunk: end is after the LF', () => {
   assert.equal(ls.line.toString(), 'QUIT');
 });
 
-test('too-long without an LF is reported at once, then the rest of the line is skipped', () => {
+test('too-long without an LF is reported at once, then the rest of the line is skipped (to its CRLF)', () => {
   const ls = new LineScanner(16);
   assert.equal(ls.scan(b('z'.repeat(10)), 0), 'partial');
   assert.equal(ls.scan(b('z'.repeat(6)), 0), 'too-long', '16 bytes and no LF: the line is at least 17');
@@ -114,6 +168,17 @@ test('too-long without an LF is reported at once, then the rest of the line is s
   assert.equal(ls.scan(last, 0), 'line', 'the skipped line ends at its LF, then scanning goes on');
   assert.equal(ls.line.toString(), 'NOOP');
   assert.equal(ls.end, last.length);
+  // A bare LF in the skipped part does not end it; a CRLF split across chunks does.
+  assert.equal(ls.scan(b('z'.repeat(20)), 0), 'too-long');
+  assert.equal(ls.scan(b('z\nMAIL FROM:<a@b>\r'), 0), 'partial');
+  assert.equal(ls.scan(b('\nNOOP\r\n'), 0), 'line');
+  assert.equal(ls.line.toString(), 'NOOP');
+  // Too long at a bare LF: skipped up to the CRLF.
+  const c = b('y'.repeat(20) + '\nRSET\r\nQUIT\r\n');
+  assert.equal(ls.scan(c, 0), 'too-long');
+  assert.equal(ls.end, 21);
+  assert.equal(ls.scan(c, ls.end), 'line');
+  assert.equal(ls.line.toString(), 'QUIT');
   // 15 bytes then CRLF is one too many; 15 bytes ending in CR is still possibly fine
   const ls2 = new LineScanner(16);
   assert.equal(ls2.scan(b('a'.repeat(14) + '\r'), 0), 'partial');
@@ -148,22 +213,26 @@ test('a 10 MB flood without CRLF keeps pendingBytes bounded', () => {
   assert.deepEqual([...kinds].sort(), ['partial', 'too-long']);
 });
 
-test('many bare-LF lines in one chunk are linear (the CR search is cached)', () => {
+test('a chunk of many bare LFs is one refused line, scanned in linear time', () => {
   const ls = new LineScanner(512);
   const chunk = Buffer.alloc(1 << 20, 0x0a); // 1 Mi bare LFs, no CR at all
   const t0 = process.hrtime.bigint();
-  let n = 0;
-  for (let pos = 0; pos < chunk.length; pos = ls.end) {
-    assert.equal(ls.scan(chunk, pos), 'bad-newline');
-    n++;
-  }
+  const kinds: LineKind[] = [];
+  for (let pos = 0; pos < chunk.length; pos = ls.end) kinds.push(ls.scan(chunk, pos));
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  assert.equal(n, chunk.length);
-  // "x\n" lines: each line's CR search would run to the end of the chunk if not cached.
+  assert.deepEqual(kinds, ['bad-newline', 'too-long', 'partial'], 'one line: refused at its first LF, too long at its 513th byte');
+  assert.equal(ls.scan(b('\r\nNOOP\r\n'), 0), 'line');
+  assert.equal(ls.line.toString(), 'NOOP');
+  // "x\n" lines, and "x\r\n" lines with a bare CR each: no search runs to the end of the chunk
+  // once per line (the CR search is cached).
   const chunk2 = Buffer.from('x\n'.repeat(1 << 18), 'latin1');
+  const chunk3 = Buffer.from('\rx\r\n'.repeat(1 << 18), 'latin1');
   const t1 = process.hrtime.bigint();
   for (let pos = 0; pos < chunk2.length; pos = ls.end) ls.scan(chunk2, pos);
+  let bad = 0;
+  for (let pos = 0; pos < chunk3.length; pos = ls.end) if (ls.scan(chunk3, pos) === 'bad-newline') bad++;
   const ms2 = Number(process.hrtime.bigint() - t1) / 1e6;
+  assert.equal(bad, (1 << 18) - 1, 'the first of those lines ends the skipped one');
   assert.ok(ms < 2000 && ms2 < 2000, `took ${ms} / ${ms2} ms`);
 });
 

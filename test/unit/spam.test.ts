@@ -6,11 +6,14 @@ import { writeFileSync, readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { extract, decodeWords, decodeQP, htmlToText } from '../../src/filter/spam/extract.js';
-import { tokenize, tokenView, hashToken, LIST_TOKEN, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
-import {
-  train, SpamModel, chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf,
-  features, featurize, fitStacker, trainFeatures,
-} from '../../src/filter/spam/model.js';
+import { tokenize, FEATURE_SET } from '../../src/filter/spam/tokenize.js';
+import { hashToken } from '../../src/filter/spam/token-hash.js';
+import { tokenView, LIST_TOKEN } from '../../src/filter/spam/token-view.js';
+import { SpamModel } from '../../src/filter/spam/model.js';
+import { train, trainFeatures } from '../../src/filter/spam/train.js';
+import { features, featurize } from '../../src/filter/spam/features.js';
+import { fitStacker } from '../../src/filter/spam/stacker.js';
+import { chooseThreshold, chooseThresholdFPR, chooseThresholdMinimax, chooseThresholdPoisson, logPoissonCdf } from '../../src/filter/spam/threshold.js';
 import { metrics } from '../../src/filter/spam/metrics.js';
 import { spamMain } from '../../src/filter/spam/cli.js';
 import { tmpdir } from '../helpers/tmpdir.js';

@@ -7,7 +7,9 @@
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
-import { SpamModel, train, DEFAULTS, type ModelKind, type TrainOptions } from './model.js';
+import { SpamModel } from './model.js';
+import { train } from './train.js';
+import { DEFAULTS, type ModelKind, type TrainOptions } from './train-options.js';
 import { FEATURE_SET } from './tokenize.js';
 import { metrics, formatTable, type Item } from './metrics.js';
 
