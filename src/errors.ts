@@ -13,6 +13,9 @@ export const ERRORS = {
   PST_ERR_TLS_FILES: 'the TLS certificate or key could not be loaded',
   PST_ERR_LISTEN: 'a listener could not bind its address',
   PST_ERR_USAGE: 'the command line was not understood',
+  PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
+  PST_ERR_DKIM_KEY: 'a DKIM signing key could not be read, or is of a kind or size verifiers refuse',
+  PST_ERR_FILTER_MODULE: 'a filter module could not be loaded or has no default export function',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
@@ -24,11 +27,4 @@ export class PosternError extends Error {
     this.name = 'PosternError';
     this.code = code;
   }
-}
-
-/** For crossing a thread boundary: a cloned Error loses its subclass and its code. */
-export function toWire(err: unknown): { code: string; message: string } {
-  if (err instanceof PosternError) return { code: err.code, message: err.message };
-  const e = err as { code?: unknown; message?: unknown };
-  return { code: typeof e?.code === 'string' ? e.code : 'PST_ERR_INTERNAL', message: String(e?.message ?? err) };
 }

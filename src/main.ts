@@ -115,7 +115,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         destinations: () => delivery?.destinations ?? null,
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
-        pools: () => delivery?.poolCounts() ?? null, // [dashboard]
+        pools: () => delivery?.poolCounts() ?? null,
         events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),
         ready: () => !ctx.draining,
       });

@@ -17,7 +17,7 @@ export interface DestinationStats {
   buckets: number[];
   latencySum: number;
   latencyCount: number;
-  // [dashboard] The last reply seen for this destination (the last result of its last transaction).
+  // The last reply seen for this destination (the last result of its last transaction).
   lastReply?: { code?: number; enhanced?: string; text: string; at: number };
 }
 
@@ -46,7 +46,7 @@ export class DestinationStatsTable {
     s.buckets[i]!++;
     s.latencySum += seconds;
     s.latencyCount++;
-    // [dashboard] Record the last reply for this destination.
+    // Record the last reply for this destination.
     const last = results[results.length - 1];
     if (last) {
       const rep = last.reply;

@@ -85,7 +85,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     isSuppressed: (address) => queue.suppressions.has(address),
     ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-    // [dashboard] Pool counts for /v1/stats (the in-thread SMTP transport only).
+    // Pool counts for /v1/stats (the in-thread SMTP transport only).
     ...(smtp instanceof SmtpTransport ? { poolCounts: () => smtp.counts() } : {}),
   });
 }

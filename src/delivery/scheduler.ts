@@ -68,7 +68,7 @@ export interface SchedulerOptions {
   isSuppressed?: (address: string) => boolean;
   /** Event webhooks: one event per recipient outcome. */
   onEvent?: (e: MailEvent) => void;
-  // [dashboard] Connection-pool counts per destination key (the SMTP transport's), for /v1/stats.
+  // Connection-pool counts per destination key (the SMTP transport's), for /v1/stats.
   poolCounts?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }>;
 }
 
@@ -108,7 +108,7 @@ export class Scheduler {
     this.#maxHops = options.maxHops ?? 50;
   }
 
-  // [dashboard] Pool counts per destination key; {} when the transport does not expose them.
+  // Pool counts per destination key; {} when the transport does not expose them.
   poolCounts(): Record<string, { open: number; idle: number; busy: number; waiting: number }> {
     return this.#o.poolCounts?.() ?? {};
   }
@@ -183,7 +183,7 @@ export class Scheduler {
     const o = this.#o;
     this.counters.inFlight++;
     try {
-      // --- suppression check: a suppressed recipient is never tried; it fails 5.7.1 and the
+      // Suppression check: a suppressed recipient is never tried; it fails 5.7.1 and the
       // bounce path reports it (settled with the rest below).
       const suppressed: RecipientResult[] = [];
       const pending = m.recipients.filter((r) => {
@@ -192,7 +192,6 @@ export class Scheduler {
         suppressed.push({ address: r.address, ok: false, transient: false, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
         return false;
       });
-      // --- end suppression check
       // Route per domain, then group by destination key: one transaction per destination.
       const byDomain = new Map<string, Recipient[]>();
       for (const r of pending) {

@@ -4,6 +4,7 @@
 // A filter that throws becomes that message's tempfail here; one that hangs is cut off by the
 // pool's timeout (which ends the whole batch).
 import { move, workerData, transferableSymbol, valueSymbol } from 'piscina';
+import { PosternError } from '../errors.js';
 import { threadId } from 'node:worker_threads';
 import { pathToFileURL } from 'node:url';
 import { resolve } from 'node:path';
@@ -18,7 +19,7 @@ function load(): Promise<FilterFunction[]> {
   filters ??= Promise.all(
     modulePaths.map(async (p) => {
       const mod = (await import(pathToFileURL(resolve(p)).href)) as { default?: unknown };
-      if (typeof mod.default !== 'function') throw new Error(`filter module ${p} has no default export function`);
+      if (typeof mod.default !== 'function') throw new PosternError('PST_ERR_FILTER_MODULE', `filter module ${p} has no default export function`);
       return mod.default as FilterFunction;
     }),
   );

@@ -29,7 +29,7 @@ export interface HttpDeps {
   filterUtilization?: () => number | null;
   /** Batches sent to the filter workers and the messages they carried. */
   filterBatches?: () => { batches: number; messages: number } | null;
-  /** [dashboard] Connection-pool counts per destination key, for /v1/stats; null when delivery is off. */
+  /** Connection-pool counts per destination key, for /v1/stats; null when delivery is off. */
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
   /** Event webhooks: a 'received' event per injected message. */
   onEvent?: (e: MailEvent) => void;

@@ -22,10 +22,8 @@ import { statsV1 } from './routes/stats-v1.js';
 import { injectMessageV1 } from './routes/messages-v1.js';
 import { queueV1 } from './routes/queue-v1.js';
 import { deleteMessageV1, holdMessageV1, listMessagesV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
-// --- HTTP admin: suppressions and queue actions
 import { deleteSuppressionV1, listSuppressionsV1, putSuppressionV1 } from './routes/suppressions-v1.js';
 import { bounceDestinationV1, deleteDestinationV1, bounceMessageV1, holdDestinationV1, listDestinationsV1, releaseDestinationV1, retryDestinationV1, retryMessageV1 } from './routes/queue-actions-v1.js';
-// --- end HTTP admin
 
 export type { HttpDeps } from './api.js';
 
@@ -50,7 +48,6 @@ export function buildRouter(): Router<Api> {
     holdMessageV1,
     releaseMessageV1,
     deleteMessageV1,
-    // --- HTTP admin
     retryMessageV1,
     bounceMessageV1,
     listDestinationsV1,
@@ -62,7 +59,6 @@ export function buildRouter(): Router<Api> {
     listSuppressionsV1,
     putSuppressionV1,
     deleteSuppressionV1,
-    // --- end HTTP admin
     dashboardV1,
     statsV1,
   );

@@ -36,7 +36,6 @@ function fixed(code: number, enhanced: string, text: string, close = false): Rep
 }
 
 export const R = {
-  ok: fixed(250, '2.0.0', 'Ok'),
   senderOk: fixed(250, '2.1.0', 'Sender ok'),
   recipientOk: fixed(250, '2.1.5', 'Recipient ok'),
   resetOk: fixed(250, '2.0.0', 'Reset state'),
@@ -49,13 +48,11 @@ export const R = {
 
   unrecognized: fixed(500, '5.5.1', 'Command unrecognized'),
   badNewline: fixed(500, '5.5.2', 'Syntax error: bare CR or LF (only CRLF ends a line)'),
-  lineTooLong: fixed(500, '5.5.6', 'Line too long'),
   syntax: fixed(501, '5.5.4', 'Syntax error in parameters or arguments'),
   notImplemented: fixed(502, '5.5.1', 'Command not implemented'),
   badSequence: fixed(503, '5.5.1', 'Bad sequence of commands'),
   needHelo: fixed(503, '5.5.1', 'Send EHLO or HELO first'),
   needMail: fixed(503, '5.5.1', 'Need MAIL command'),
-  needRcpt: fixed(503, '5.5.1', 'Need RCPT command'),
   nestedMail: fixed(503, '5.5.1', 'Sender already specified'),
   mixedData: fixed(503, '5.5.1', 'DATA and BDAT cannot be mixed in one transaction'),
   alreadyAuth: fixed(503, '5.5.1', 'Already authenticated'),
@@ -66,7 +63,6 @@ export const R = {
   authCancelled: fixed(501, '5.7.0', 'Authentication cancelled'),
   authBadBase64: fixed(501, '5.5.2', 'Cannot decode response (bad base64)'),
   encryptionRequired: fixed(538, '5.7.11', 'Encryption required for requested authentication mechanism'),
-  tlsUnavailable: fixed(454, '4.7.0', 'TLS not available'),
   badParam: fixed(555, '5.5.4', 'MAIL FROM/RCPT TO parameters not recognized or not implemented'),
   badSender: fixed(501, '5.1.7', 'Bad sender address syntax'),
   badRecipient: fixed(501, '5.1.3', 'Bad recipient address syntax'),

@@ -151,14 +151,13 @@ export class Queue {
     const checkRead = (): void => this.checkRead();
     this.leasing = new LeaseManager(this.store, write, this.log, this.clock, opts.leaseMs ?? DEFAULT_LEASE_MS);
     this.admin = new QueueAdmin(this.store, write, this.clock, checkRead);
-    // --- suppression list (HTTP admin): its own sub-database, written through this.write().
+    // The suppression list: its own sub-database, written through this.write().
     this.suppressions = new SuppressionList(
       env.openDB<string, string>({ name: 'suppress', encoding: 'string' }),
       write,
       () => this.clock(),
       checkRead,
     );
-    // --- end suppression list
     this.events = new EventLog(env.openDB<string, number>({ name: 'events', encoding: 'string', keyEncoding: 'ordered-binary' }));
     // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
     env.on('beforecommit', () => {

@@ -14,10 +14,8 @@ export interface Transaction {
   declaredSize?: number;
   /** 'data' or 'bdat' once content started; the two cannot be mixed. */
   mode: 'none' | 'data' | 'bdat';
-  /** A BDAT chunk was refused (or there were no recipients): keep reading chunks, refuse LAST. */
-  bdatFailed: boolean;
 }
 
 export function newTransaction(sender: string): Transaction {
-  return { sender, recipients: [], priority: 1, smtputf8: false, mode: 'none', bdatFailed: false };
+  return { sender, recipients: [], priority: 1, smtputf8: false, mode: 'none' };
 }

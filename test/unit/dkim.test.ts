@@ -87,7 +87,8 @@ test('loadKey: detects the algorithm; unreadable, non-key, weak and unsupported 
   assert.match(dkimDnsRecord(rsa!), /^v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA[A-Za-z0-9+/=]+$/);
   assert.match(dkimDnsRecord(ed!), /^v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}=$/);
 
-  assert.throws(() => loadKey({ domain: 'x.example', selector: 's', keyFile: join(dir, 'missing.pem') }), /^Error: DKIM key x\.example:s \(.*missing\.pem\): ENOENT/);
+  assert.throws(() => loadKey({ domain: 'x.example', selector: 's', keyFile: join(dir, 'missing.pem') }), /^PosternError: DKIM key x\.example:s \(.*missing\.pem\): ENOENT/);
+  assert.throws(() => loadKey({ domain: 'x.example', selector: 's', keyFile: join(dir, 'missing.pem') }), { code: 'PST_ERR_DKIM_KEY' });
   writeFileSync(join(dir, 'junk.pem'), 'not a key');
   assert.throws(() => loadKey({ domain: 'x.example', selector: 's', keyFile: join(dir, 'junk.pem') }), /DKIM key x\.example:s .*junk\.pem/);
   writeFileSync(join(dir, 'small.pem'), generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));

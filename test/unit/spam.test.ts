@@ -222,6 +222,9 @@ test('model: serialisation round trip keeps scores and threshold', () => {
     for (const b of [...synth(5, true, 9), ...synth(5, false, 10)]) assert.equal(back.score(b), m.score(b));
   }
   assert.throws(() => SpamModel.deserialize(Buffer.from('nonsense')), /not a postern spam model/);
+  assert.throws(() => SpamModel.deserialize(Buffer.from('nonsense')), { code: 'PST_ERR_SPAM_MODEL' });
+  const truncated = Buffer.concat([Buffer.from('PSPAM1\n\0', 'latin1'), Buffer.from([200, 0, 0, 0]), Buffer.from('{"format":')]);
+  assert.throws(() => SpamModel.deserialize(truncated), { code: 'PST_ERR_SPAM_MODEL', message: /^damaged spam model/ }, 'a cut-off header is the same kind of error');
 });
 
 /** The same model file with its JSON header edited. */

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import type { DkimKeySpec } from '../../config/dkim-keys.js';
+import { PosternError } from '../../errors.js';
 
 export type { DkimKeySpec };
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -21,16 +22,16 @@ export function loadKey(spec: DkimKeySpec): DkimKey {
   try {
     key = createPrivateKey(readFileSync(spec.keyFile));
   } catch (err) {
-    throw new Error(`${where}: ${(err as Error).message}`, { cause: err });
+    throw new PosternError('PST_ERR_DKIM_KEY', `${where}: ${(err as Error).message}`, { cause: err });
   }
   if (key.asymmetricKeyType === 'ed25519') return { ...spec, algorithm: 'ed25519-sha256', key };
   if (key.asymmetricKeyType === 'rsa') {
     const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
     // Verifiers ignore RSA keys under 1024 bits (RFC 8301 §3.2); 2048 is the norm.
-    if (bits < 1024) throw new Error(`${where}: RSA key of ${bits} bits; verifiers require at least 1024 (use 2048)`);
+    if (bits < 1024) throw new PosternError('PST_ERR_DKIM_KEY', `${where}: RSA key of ${bits} bits; verifiers require at least 1024 (use 2048)`);
     return { ...spec, algorithm: 'rsa-sha256', key };
   }
-  throw new Error(`${where}: unsupported key type ${key.asymmetricKeyType ?? 'unknown'} (expected an RSA or Ed25519 private key)`);
+  throw new PosternError('PST_ERR_DKIM_KEY', `${where}: unsupported key type ${key.asymmetricKeyType ?? 'unknown'} (expected an RSA or Ed25519 private key)`);
 }
 
 /** Loads every key (each file read once). Throws on the first bad one. */

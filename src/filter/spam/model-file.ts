@@ -4,6 +4,7 @@
 // Header versions: 1 implies feature set 1; 2 records the tokenizer's feature set
 // (tokenize.ts FEATURE_SET); 3 adds `views` and the two-view stacker (stacker.ts).
 import type { Counts } from './chi-square.js';
+import { PosternError } from '../../errors.js';
 import type { LR } from './logistic-regression.js';
 import { STACK_TERMS, type Stack } from './stacker.js';
 import { FEATURE_SET } from './tokenize.js';
@@ -62,24 +63,34 @@ export function serializeModel({ header, lr, counts }: ModelParts): Buffer {
   return Buffer.concat(chunks);
 }
 
-/** Parse and check a model file (throws on anything it cannot load). */
+/** Parse and check a model file; anything it cannot load is a PST_ERR_SPAM_MODEL. */
 export function deserializeModel(buf: Buffer): ModelParts {
-  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== 'PSPAM1\n\0') throw new Error('not a postern spam model');
+  try {
+    return readModel(buf);
+  } catch (err) {
+    if (err instanceof PosternError) throw err;
+    // A truncated or garbled file surfaces as a RangeError or SyntaxError from the readers.
+    throw new PosternError('PST_ERR_SPAM_MODEL', `damaged spam model: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function readModel(buf: Buffer): ModelParts {
+  if (buf.length < 12 || buf.toString('latin1', 0, 8) !== 'PSPAM1\n\0') throw new PosternError('PST_ERR_SPAM_MODEL', 'not a postern spam model');
   const hlen = buf.readUInt32LE(8);
   const header = JSON.parse(buf.toString('utf8', 12, 12 + hlen)) as ModelHeader;
-  if (header.format !== 'postern-spam' || ![1, 2, 3].includes(header.version)) throw new Error('unsupported spam model version');
+  if (header.format !== 'postern-spam' || ![1, 2, 3].includes(header.version)) throw new PosternError('PST_ERR_SPAM_MODEL', 'unsupported spam model version');
   if (header.version === 1) header.featureSet = 1;
   else if (!(Number.isInteger(header.featureSet) && header.featureSet! >= 1 && header.featureSet! <= FEATURE_SET)) {
-    throw new Error(`unsupported spam model feature set ${header.featureSet}`);
+    throw new PosternError('PST_ERR_SPAM_MODEL', `unsupported spam model feature set ${header.featureSet}`);
   }
   const views = header.version >= 3 ? header.views : 1;
-  if (views !== 1 && !(views === 2 && header.kind === 'lr')) throw new Error(`unsupported spam model views ${String(header.views)}`);
+  if (views !== 1 && !(views === 2 && header.kind === 'lr')) throw new PosternError('PST_ERR_SPAM_MODEL', `unsupported spam model views ${String(header.views)}`);
   header.views = views;
   const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
   if (!(Number.isInteger(header.bits) && header.bits >= 8 && header.bits <= 24) || (header.params && header.params.bits !== header.bits)) {
-    throw new Error(`bad spam model bits ${String(header.bits)}`);
+    throw new PosternError('PST_ERR_SPAM_MODEL', `bad spam model bits ${String(header.bits)}`);
   }
-  if (!finite(header.threshold) || !finite(header.bias) || (header.params && !finite(header.params.norm))) throw new Error('bad spam model header: a number is not finite');
+  if (!finite(header.threshold) || !finite(header.bias) || (header.params && !finite(header.params.norm))) throw new PosternError('PST_ERR_SPAM_MODEL', 'bad spam model header: a number is not finite');
   if (header.params && header.params.featureSet === undefined) header.params.featureSet = header.featureSet!;
   if (header.params) header.params.views = views;
   let pos = 12 + hlen;
@@ -103,8 +114,8 @@ export function deserializeModel(buf: Buffer): ModelParts {
     if (views > 1) {
       const st = header.stack;
       if (st?.terms !== undefined) {
-        if (st.terms !== STACK_TERMS || st.coef?.length !== 7 || st.viewBias?.length !== 2) throw new Error(`unsupported spam model stacker ${String(st.terms)}`);
-        if (![...st.coef, ...st.viewBias, st.bias].every(finite)) throw new Error('bad spam model stacker: a number is not finite');
+        if (st.terms !== STACK_TERMS || st.coef?.length !== 7 || st.viewBias?.length !== 2) throw new PosternError('PST_ERR_SPAM_MODEL', `unsupported spam model stacker ${String(st.terms)}`);
+        if (![...st.coef, ...st.viewBias, st.bias].every(finite)) throw new PosternError('PST_ERR_SPAM_MODEL', 'bad spam model stacker: a number is not finite');
         lr.stack = st;
       } else {
         // the first format-3 files: the stacker folded into the weights and the bias

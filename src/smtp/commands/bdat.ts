@@ -17,7 +17,6 @@ export function bdat(s: Session, args: string): Reply | null {
   if (tx === null) refuse = R.needMail;
   else if (tx.mode === 'data') refuse = R.mixedData;
   else if (tx.recipients.length === 0) refuse = R.noValidRecipients;
-  else if (tx.bdatFailed) refuse = R.badSequence;
   if (tx !== null && tx.mode === 'none') {
     tx.mode = 'bdat';
     s.bdat.begin();
