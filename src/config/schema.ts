@@ -111,6 +111,7 @@ export interface Config {
   httpRate: number | null;
   deliveryAllowPrivate: boolean;
   maxHops: number;
+  minDataRate: number;
   /** Host names accepted in the HTTP Host header besides IP literals and localhost (lower case). */
   httpAllowedHosts: string[];
   metricsAuth: boolean;
@@ -199,4 +200,5 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'stressTimeoutMs', env: 'POSTERN_STRESS_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '10s', doc: 'The deadlines under stress (Postfix uses 10 s).' },
   { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
   { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
+  { key: 'minDataRate', env: 'POSTERN_MIN_DATA_RATE', type: { kind: 'int', min: 0, max: 1000000000 }, default: '500', doc: 'Bytes per second message data must keep up, on top of POSTERN_DATA_TIMEOUT_MS: the whole of DATA or a BDAT chunk must arrive within the data timeout plus 1/rate s per byte received (Postfix smtpd_min_data_rate); slower gets 421 4.4.2. 0 = only the per-block timeout.' },
 ];

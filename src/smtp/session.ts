@@ -78,6 +78,9 @@ export class Session {
   #lineStarted = false;
   /** The client shut its write side (FIN): finish what it sent, then close. */
   #inputEnded = false;
+  /** When message data began, and the socket's bytesRead then (the minimum data rate). */
+  #dataSince = 0;
+  #dataBytesAt = 0;
 
   constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks) {
     this.ctx = ctx;
@@ -102,6 +105,10 @@ export class Session {
   }
   set mode(m: Mode) {
     if (this.#mode === 'closed') return;
+    if ((m === 'data' || m === 'bdat') && this.#mode !== m) {
+      this.#dataSince = Date.now();
+      this.#dataBytesAt = this.#socket.bytesRead;
+    }
     this.#mode = m; // the deadline of the new mode is armed when the chunk has been processed
   }
   get busy(): boolean {
@@ -239,7 +246,16 @@ export class Session {
     const c = this.ctx.config;
     const m = this.#mode;
     if (m === 'data' || m === 'bdat') {
-      this.#arm(c.dataTimeoutMs, true);
+      // Each block must come within the data timeout, and the whole message at least at
+      // POSTERN_MIN_DATA_RATE after it (Postfix smtpd_min_data_rate): every byte buys
+      // 1/rate s more, so a client dribbling a byte at a time cannot keep its slot forever.
+      // A fast client's deadline stays beyond the block timeout, so the timer is only refreshed.
+      let ms = c.dataTimeoutMs;
+      if (c.minDataRate > 0) {
+        const deadline = this.#dataSince + c.dataTimeoutMs + ((this.#socket.bytesRead - this.#dataBytesAt) * 1000) / c.minDataRate;
+        ms = Math.max(1, Math.min(ms, Math.ceil(deadline - Date.now())));
+      }
+      this.#arm(ms, true);
     } else if (m === 'command' || m === 'auth') {
       if (this.lines.pendingBytes === 0) {
         this.#lineStarted = false;

@@ -1,0 +1,46 @@
+// Slow message data: each block must come within POSTERN_DATA_TIMEOUT_MS, and the whole message
+// at least at POSTERN_MIN_DATA_RATE (Postfix smtpd_min_data_rate), so a client that dribbles a
+// byte at a time inside DATA or BDAT cannot keep its connection for as long as it dribbles.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawClient, type SmtpReply } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Opens DATA, then sends one byte every `everyMs` until the server answers or `forMs` passes. */
+async function dribble(port: number, everyMs: number, forMs: number): Promise<{ reply: SmtpReply | null; elapsedMs: number; c: RawClient }> {
+  const c = await RawClient.connect(port);
+  await c.read();
+  await c.cmd('EHLO slow.test');
+  await c.cmd('MAIL FROM:<a@slow.test>');
+  await c.cmd('RCPT TO:<b@local.test>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const t0 = Date.now();
+  let reply: SmtpReply | null = null;
+  const got = c.read(forMs + 2000).then((r) => (reply = r), () => null);
+  while (reply === null && Date.now() - t0 < forMs && !c.closed) {
+    c.socket.write('x');
+    await sleep(everyMs);
+  }
+  await Promise.race([got, sleep(50)]);
+  return { reply, elapsedMs: Date.now() - t0, c };
+}
+
+test('a client dribbling bytes inside DATA is cut at the minimum data rate', async (t) => {
+  const node = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.test', POSTERN_DATA_TIMEOUT_MS: '1000', POSTERN_MIN_DATA_RATE: '100' });
+  const { reply, elapsedMs, c } = await dribble(node.ports.smtpPort, 200, 4000);
+  t.after(() => c.end());
+  assert.ok(reply !== null, 'the server ended the transaction');
+  assert.equal(reply.code, 421);
+  assert.match(reply.text, /^4\.4\.2 /);
+  assert.ok(elapsedMs < 2500, `cut after ${elapsedMs} ms: 1 s plus 10 ms per byte received`);
+});
+
+test('with POSTERN_MIN_DATA_RATE=0 only the per-block timeout applies (the dribbler stays)', async (t) => {
+  const node = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.test', POSTERN_DATA_TIMEOUT_MS: '1000', POSTERN_MIN_DATA_RATE: '0' });
+  const { reply, c } = await dribble(node.ports.smtpPort, 200, 2500);
+  t.after(() => c.end());
+  assert.equal(reply, null, 'no reply while each byte comes within the block timeout');
+  assert.equal(c.closed, false);
+});
