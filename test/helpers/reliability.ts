@@ -158,12 +158,14 @@ const live = new Set<NodeChild>();
 
 /**
  * A fresh folder for a test, removed in t.after once every node child this file started is
- * dead (killed by PID), whatever the order the hooks were registered in.
+ * dead (killed by PID), whatever the order the hooks were registered in; `beforeRemove` runs
+ * between the two (e.g. to unmount a file system mounted inside).
  */
-export function scratchDir(t: TestContext, prefix: string): string {
+export function scratchDir(t: TestContext, prefix: string, beforeRemove?: (dir: string) => void): string {
   const dir = mkdtempSync(join(osTmpdir(), prefix));
   t.after(async () => {
     await Promise.all([...live].map((n) => n.kill()));
+    beforeRemove?.(dir);
     rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
   });
   return dir;
@@ -389,6 +391,8 @@ export interface Sent {
   code: number;
   /** The queue id from "queued as <id>" (250 only). */
   id: string | null;
+  /** The text of the final reply (enhanced code first). */
+  text: string;
 }
 
 export interface LoadOptions {
@@ -470,7 +474,7 @@ export class Load {
           const n = this.#claim();
           if (n === null) break;
           const m = this.o.make(n);
-          current = { tag: m.tag, hash: m.hash, size: m.bytes.length, code: 0, id: null };
+          current = { tag: m.tag, hash: m.hash, size: m.bytes.length, code: 0, id: null, text: '' };
           this.sent.push(current);
           c.write(`MAIL FROM:<sender@rel.test>\r\nRCPT TO:<${this.o.rcpt?.(n) ?? 'rcpt@dest.test'}>\r\nDATA\r\n`);
           const [mail, rcpt, data] = await c.readN(3, timeout);
@@ -479,6 +483,7 @@ export class Load {
           this.#count('data', data!.code);
           if (data!.code !== 354) {
             current.code = data!.code;
+            current.text = data!.text;
             current = null;
             if (data!.code === 421) break;
             continue;
@@ -487,6 +492,7 @@ export class Load {
           const end = await c.read(timeout);
           this.#count('end', end.code);
           current.code = end.code;
+          current.text = end.text;
           if (end.code === 250) current.id = /queued as (\S+)/.exec(end.text)?.[1] ?? null;
           current = null;
           if (end.code === 421) break;
