@@ -47,6 +47,8 @@ test('hostile destinations (reply flood, endless multi-line reply, endless DATA 
       POSTERN_ROUTES: DOMAINS.map((d) => `${d}=smtp:127.0.0.1:${servers[d].port}`).join(';'),
       POSTERN_RETRY_SCHEDULE: '1s',
       POSTERN_TLS_POLICY: 'none',
+      // New connections (and so new greetings and EHLOs) all along, not only the warm-up's.
+      POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION: '10',
     },
   });
   const make = (n: number) => taggedMessage(`h${seed}-${n}`, 500 + Math.floor(prng(seed + n)() * 8000), prng(seed * 13 + n), `rcpt@${DOMAINS[n % 3]}`);
