@@ -19,9 +19,11 @@ const MAX_SESSION_BYTES = 256 * 1024;
 /**
  * RSS growth allowed over the warmed-up node during the fuzz: sessions hold at most a command
  * line (2 KiB) or a chunk of message data in flight, 16 at a time, and messages go to LMDB;
- * the rest is V8 garbage between collections.
+ * the rest is V8's heap growing between collections. Measured: 79-81 MiB in three 20 s runs,
+ * and a 60 s run levelled off (137 MiB RSS at half time, 143 MiB at the end, +66 MiB), so
+ * the growth is the heap's sizing, not a leak; 128 MiB leaves room for that noise.
  */
-const MAX_RSS_GROWTH_KIB = 96 * 1024;
+const MAX_RSS_GROWTH_KIB = 128 * 1024;
 
 const VERBS = ['EHLO', 'HELO', 'MAIL FROM:', 'RCPT TO:', 'DATA', 'BDAT', 'RSET', 'NOOP', 'QUIT', 'VRFY', 'EXPN', 'HELP', 'STARTTLS', 'AUTH PLAIN', 'AUTH LOGIN', 'XCLIENT', ''];
 const PIECES = ['<a@rel.test>', '<b@dest.test>', '<>', '<@x,@y:a@b>', 'SIZE=1000', 'BODY=8BITMIME', 'SMTPUTF8', 'RET=HDRS', 'NOTIFY=NEVER', 'MT-PRIORITY=9', ' LAST', '\u00e9\u00e8', '%', '!', '"q@"@x', '\r', '\n', '\0', '.', '\r\n.\r\n', '\n.\n', '..'];
