@@ -44,7 +44,6 @@ export class Session {
   readonly ip: string;
   readonly port: number;
   readonly trusted: boolean;
-  readonly log: Logger;
 
   helo: string | null = null;
   esmtp = false;
@@ -59,8 +58,11 @@ export class Session {
   bdatPending: { last: boolean; size: number; refuse: Reply | null } | null = null;
 
   readonly lines: LineScanner;
-  readonly data: DataScanner;
-  readonly bdat: BdatReader;
+  // The logger child and the two body readers are made on first use: an idle connection (the
+  // common case under a connection flood) then costs only its socket, session and line scanner.
+  #log: Logger | null = null;
+  #data: DataScanner | null = null;
+  #bdat: BdatReader | null = null;
 
   #socket: Socket;
   #mode: Mode = 'command';
@@ -91,13 +93,20 @@ export class Session {
     this.port = socket.remotePort ?? 0;
     this.trusted = ctx.trusted.has(this.ip);
     this.id = `${Date.now().toString(36)}${(nextSessionNumber++ & 0xffff).toString(36).padStart(4, '0')}`;
-    this.log = ctx.log.child({ session: this.id, ip: this.ip });
     const c = ctx.config;
     this.lines = new LineScanner(c.maxCommandLineBytes);
-    this.data = new DataScanner({ maxMessageBytes: c.maxMessageBytes });
-    this.bdat = new BdatReader({ maxMessageBytes: c.maxMessageBytes });
     if (secure) this.#noteTls(socket as TLSSocket);
     this.#attach(socket);
+  }
+
+  get log(): Logger {
+    return (this.#log ??= this.ctx.log.child({ session: this.id, ip: this.ip }));
+  }
+  get data(): DataScanner {
+    return (this.#data ??= new DataScanner({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
+  }
+  get bdat(): BdatReader {
+    return (this.#bdat ??= new BdatReader({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
   }
 
   get mode(): Mode {
@@ -125,7 +134,8 @@ export class Session {
    * does not read replies, and is refused (Postfix postscreen's pregreet test).
    */
   start(): void {
-    this.log.info({ port: this.port, tls: this.secure, trusted: this.trusted }, 'connect');
+    // Logged through the root logger: the session's child is made only if it logs again.
+    this.ctx.log.info({ session: this.id, ip: this.ip, port: this.port, tls: this.secure, trusted: this.trusted }, 'connect');
     const delay = this.ctx.config.greetDelayMs;
     if (delay > 0 && !this.trusted) {
       this.#mode = 'greet';
