@@ -10,6 +10,7 @@ import { runLoad, makePayload, isLoopback } from '../../bench/lib/loadgen.js';
 import { startSink } from '../../bench/lib/sink.js';
 import { haveSmtpSource, runSmtpSource } from '../../bench/lib/smtp-source.js';
 import { startTestNode } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 test('the payload is exactly the size asked for, in CRLF lines, with no line starting with a dot', () => {
   for (const size of [0, 1, 2, 3, 79, 80, 81, 82, 161, 1024, 10240]) {
@@ -66,13 +67,8 @@ test('the sink finds CRLF.CRLF split across reads, and after an empty message', 
   socket.setEncoding('latin1');
   let got = '';
   socket.on('data', (d: string) => (got += d));
-  const waitFor = async (n: number) => {
-    const deadline = Date.now() + 5000;
-    while ((got.match(/^250 2\.0\.0 Ok: discarded/gm) ?? []).length < n) {
-      assert.ok(Date.now() < deadline, `timed out; got ${JSON.stringify(got)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  const discarded = (n: number) =>
+    waitFor(`${n} discarded replies`, () => (got.match(/^250 2\.0\.0 Ok: discarded/gm) ?? []).length >= n, { timeoutMs: 5000, intervalMs: 10, diag: () => `got ${JSON.stringify(got)}` });
   await once(socket, 'connect');
   socket.write('EHLO t\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n');
   // One byte at a time through the terminator, with a ".." line (dot-stuffed) before it.
@@ -81,10 +77,10 @@ test('the sink finds CRLF.CRLF split across reads, and after an empty message', 
     socket.write(ch);
     await new Promise((r) => setTimeout(r, 1));
   }
-  await waitFor(1);
+  await discarded(1);
   // An empty message: the CRLF ending the DATA line is the first CRLF of CRLF.CRLF.
   socket.write('MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\n');
-  await waitFor(2);
+  await discarded(2);
   assert.equal(sink.stats.messages, 2);
 });
 

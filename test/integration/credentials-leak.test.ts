@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCliNode } from '../helpers/cli.js';
 import { tempDir } from '../helpers/node.js';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const TOKEN = 'leak-test-token-0123456789';
 const SECRETS = ['hookuser', 'Hook-Pa55', 's3cret-key', 'evuser', 'Ev-Pa55', 'ev-q-secret'];

@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode, tempDir } from '../helpers/node.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -42,14 +43,9 @@ async function openBrowser(t: TestContext): Promise<{ page: Page; problems: stri
 const text = (page: Page, id: string): Promise<string> => page.getByTestId(id).innerText();
 
 async function waitForText(page: Page, id: string, pred: (s: string) => boolean, what: string, timeoutMs = 5000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
-    last = await text(page, id);
-    if (pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: [data-testid=${id}] is ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(what, async () => pred((last = await text(page, id))), { timeoutMs, intervalMs: 100, diag: () => `[data-testid=${id}] is ${JSON.stringify(last)}` });
+  return last;
 }
 
 async function screenshot(t: TestContext, page: Page, name: string): Promise<string> {

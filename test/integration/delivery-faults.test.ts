@@ -6,7 +6,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 

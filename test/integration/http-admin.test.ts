@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestNode, tempDir } from '../helpers/node.js';
-import { waitFor } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import type { PosternNode } from '../../src/main.js';
 
 const TOKEN = 'admin-token-0123456789';
