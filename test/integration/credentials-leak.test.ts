@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCliNode } from '../helpers/cli.js';
-import { tempDir } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -30,7 +30,7 @@ test('webhook credentials reach the webhook, and no label, stats, log line or co
   t.after(() => new Promise<void>((r) => hook.close(() => r())));
   const hookPort = (hook.address() as AddressInfo).port;
 
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const env = {
     POSTERN_SMTP_PORT: '0',
     POSTERN_HTTP_PORT: '0',

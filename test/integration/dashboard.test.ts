@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Skip only on a developer machine without chromium; in CI a missing browser must fail.
@@ -49,7 +50,7 @@ async function waitForText(page: Page, id: string, pred: (s: string) => boolean,
 }
 
 async function screenshot(t: TestContext, page: Page, name: string): Promise<string> {
-  const file = join(tempDir(t, 'postern-dashboard-'), name);
+  const file = join(tmpdir(t, 'postern-dashboard-'), name);
   await page.screenshot({ path: file, fullPage: true });
   const png = readFileSync(file);
   assert.ok(png.length > 1000, `screenshot is ${png.length} bytes`);
@@ -136,7 +137,7 @@ test('with POSTERN_API_TOKEN the page loads, says it needs the token, and works 
 });
 
 test('the Destinations panel lists the next hop with its counters and last reply', { skip }, async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,

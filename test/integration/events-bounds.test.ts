@@ -8,7 +8,8 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { Queue } from '../../src/queue/store.js';
@@ -95,7 +96,7 @@ test('the log keeps at most POSTERN_EVENTS_MAX events, dropping the oldest; /met
 });
 
 test('EventLog.trim drops events past the age bound, and only those', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const q = Queue.open({ path: join(dir, 'q'), mapSizeBytes: 64 * 1024 * 1024 });
   t.after(() => q.close());
   await q.events.appendMany([1, 2, 3].map((i) => ({ type: 'received', time: new Date().toISOString(), id: `a${i}` })));

@@ -6,7 +6,7 @@ import { createServer } from 'node:http';
 import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { startTestNode } from '../helpers/node.js';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -43,7 +43,7 @@ test('received and delivered events reach the webhook; a failing receiver keeps 
   await once(server, 'listening');
   t.after(() => server.close());
   const port = (server.address() as AddressInfo).port;
-  const root = tempDir(t);
+  const root = tmpdir(t);
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,
