@@ -4,13 +4,14 @@
 // Postfix's smtp-source is installed) the smtp-source driver counts what it sent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { runLoad, makePayload, isLoopback } from '../../bench/lib/loadgen.js';
 import { startSink } from '../../bench/lib/sink.js';
 import { haveSmtpSource, runSmtpSource } from '../../bench/lib/smtp-source.js';
 import { startTestNode } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { startScriptedServer } from '../helpers/scripted-server.js';
 
 test('the payload is exactly the size asked for, in CRLF lines, with no line starting with a dot', () => {
   for (const size of [0, 1, 2, 3, 79, 80, 81, 82, 161, 1024, 10240]) {
@@ -104,14 +105,7 @@ test('loadgen counts refusals as failures and postern queues none of them', asyn
 });
 
 test('loadgen stops by itself at its time limit when the server never answers', async (t) => {
-  const held: Socket[] = [];
-  const server = createServer((s) => held.push(s)); // accepts, says nothing
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  t.after(() => {
-    for (const s of held) s.destroy();
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { port } = await startScriptedServer(t, { greeting: null }); // accepts, says nothing
   const t0 = Date.now();
   const r = await runLoad({ port, messages: 1000, size: 100, connections: 2, timeLimitMs: 300, graceMs: 300 });
   assert.ok(Date.now() - t0 < 5000, 'bounded in time');
