@@ -6,12 +6,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { runLoad, makePayload, isLoopback } from '../../bench/lib/loadgen.js';
-import { startSink } from '../../bench/lib/sink.js';
-import { haveSmtpSource, runSmtpSource } from '../../bench/lib/smtp-source.js';
-import { startTestNode } from '../helpers/node.js';
-import { waitFor } from '../helpers/wait-for.js';
-import { startScriptedServer } from '../helpers/scripted-server.js';
+import { runLoad, makePayload, isLoopback } from './lib/loadgen.js';
+import { startSink } from './lib/sink.js';
+import { haveSmtpSource, runSmtpSource } from './lib/smtp-source.js';
+import { startTestNode } from '../test/helpers/node.js';
+import { waitFor } from '../test/helpers/wait-for.js';
+import { startScriptedServer } from '../test/helpers/scripted-server.js';
 
 test('the payload is exactly the size asked for, in CRLF lines, with no line starting with a dot', () => {
   for (const size of [0, 1, 2, 3, 79, 80, 81, 82, 161, 1024, 10240]) {
