@@ -5,11 +5,11 @@
 // -r and the smtp-sink counter agree.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSink } from '../../bench/lib/sink.js';
-import { inject, haveSmtpSource, recipientList } from '../../bench/lib/relay-inject.js';
-import { startRelaySink, haveSmtpSink } from '../../bench/lib/relay-sink.js';
-import { startTestNode } from '../helpers/node.js';
-import { waitFor } from '../helpers/wait-for.js';
+import { startSink } from './lib/sink.js';
+import { inject, haveSmtpSource, recipientList } from './lib/relay-inject.js';
+import { startRelaySink, haveSmtpSink } from './lib/relay-sink.js';
+import { startTestNode } from '../test/helpers/node.js';
+import { waitFor } from '../test/helpers/wait-for.js';
 
 test('relay path: 30 messages over 2 sessions reach the sink through postern and the queue empties', async (t) => {
   const sink = await startSink({ port: 0 });
