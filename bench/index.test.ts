@@ -4,10 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { runSuite, SCENARIO_NAMES } from '../../bench/index.js';
-import { Progress } from '../../bench/lib/progress.js';
-import type { Knobs } from '../../bench/scenarios/common.js';
-import { tmpdir } from '../helpers/tmpdir.js';
+import { runSuite, SCENARIO_NAMES } from './index.js';
+import { Progress } from './lib/progress.js';
+import type { Knobs } from './scenarios/common.js';
+import { tmpdir } from '../test/helpers/tmpdir.js';
 
 /** A small XML well-formedness check: balanced tags, quoted attributes, no stray '<' or '&'. */
 function wellFormed(xml: string): void {
