@@ -87,6 +87,7 @@ test('status mapping: 4xx permanent 5.0.0, 5xx/408/429 transient 4.0.0, status i
     for (const r of res) {
       assert.deepEqual([r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.transient], [ok, transient, code, enhanced, transient], String(status));
       assert.ok(r.reply.text.includes(`HTTP ${status}`), r.reply.text);
+      // eslint-disable-next-line no-control-regex
       assert.doesNotMatch(r.reply.text, /[\r\n\x00]/);
     }
   }
