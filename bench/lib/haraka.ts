@@ -101,7 +101,7 @@ export async function startHaraka(opts: HarakaOptions): Promise<Haraka> {
   } catch (err) {
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`Haraka did not listen on ${opts.port}: ${(err as Error).message}: ${tail.slice(-800)}`);
+    throw new Error(`Haraka did not listen on ${opts.port}: ${(err as Error).message}: ${tail.slice(-800)}`, { cause: err });
   }
   const pid = child.pid!;
   const exited = new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));

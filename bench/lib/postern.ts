@@ -140,7 +140,7 @@ export async function startPostern(opts: PosternOptions): Promise<PosternProcess
   } catch (err) {
     await proc.stop(5_000);
     proc.remove();
-    throw new Error(`postern did not start: ${(err as Error).message}\n${stderr.trim()}\n${problemLines.join('\n')}`);
+    throw new Error(`postern did not start: ${(err as Error).message}\n${stderr.trim()}\n${problemLines.join('\n')}`, { cause: err });
   }
   return proc;
 }

@@ -243,7 +243,7 @@ export async function startPostfix(opts: PostfixOptions): Promise<PostfixInstanc
     await inst.stop();
     const why = `${(err as Error).message}\n${problems().join('\n')}`;
     inst.remove();
-    throw new Error(`private postfix did not come up: ${why}`);
+    throw new Error(`private postfix did not come up: ${why}`, { cause: err });
   }
   return inst;
 }

@@ -89,7 +89,7 @@ async function startSmtpSink(): Promise<RelaySink> {
     await waitForPort(port, 15_000, () => child.exitCode === null);
   } catch (e) {
     if (child.pid !== undefined && pidAlive(child.pid)) process.kill(child.pid, 'SIGKILL');
-    throw new Error(`smtp-sink did not start: ${(e as Error).message} ${err}`);
+    throw new Error(`smtp-sink did not start: ${(e as Error).message} ${err}`, { cause: e });
   }
   const pid = child.pid!;
   // waitForPort's probe connection ended a session: count from here.

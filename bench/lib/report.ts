@@ -137,7 +137,7 @@ export function svg(rows: Row[], title: string): string {
   });
   parts.push(`<line x1="${left}" x2="${left}" y1="${barTop}" y2="${barTop + barH}" stroke="#000"/>`);
   parts.push(`<line x1="${left}" x2="${W - 20}" y1="${barTop + barH}" y2="${barTop + barH}" stroke="#000"/>`);
-  let legendY = barTop + barH + 110;
+  const legendY = barTop + barH + 110;
   targets.forEach((t, i) => {
     parts.push(`<rect x="${left + i * 120}" y="${legendY - 10}" width="12" height="12" fill="${color(t)}"/><text x="${left + i * 120 + 16}" y="${legendY}" font-size="12">${escapeXml(t)}</text>`);
   });

@@ -165,7 +165,7 @@ export async function startTarget(name: TargetName, opts: TargetOptions = {}): P
       } catch (e) {
         if (child.exitCode === null) child.kill('SIGKILL');
         rmSync(dir, { recursive: true, force: true });
-        throw new Error(`smtp-server peer did not listen: ${(e as Error).message}: ${err.slice(-800)}`);
+        throw new Error(`smtp-server peer did not listen: ${(e as Error).message}: ${err.slice(-800)}`, { cause: e });
       }
       const pid = child.pid!;
       return {

@@ -280,7 +280,6 @@ function pickBoundary(parts: Buffer[]): string {
  * so nothing can end the field, start a new one or overflow a line.
  */
 function text(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_VALUE_CHARS);
 }
 

@@ -85,7 +85,6 @@ export function mailboxPath(root: string, address: string): MailboxPathResult {
   // Whitelist before IDNA: domainToASCII parses like a URL host, so it would cut
   // "example.org/../x" at the '/' and decode "%2e%2e" to "..". Only letters, digits, '-', '.'
   // and non-ASCII (for IDNA) may reach it; then an ASCII domain must come back unchanged.
-  // eslint-disable-next-line no-control-regex
   if (!/^[A-Za-z0-9.\-\u0080-\u{10FFFF}]+$/u.test(rawDomain)) return { ok: false, why: 'domain is not a plain name' };
   const domain = domainToASCII(rawDomain).toLowerCase();
   // eslint-disable-next-line no-control-regex

@@ -34,6 +34,7 @@ export function normalizeDomain(domain: string): string {
 export function toAsciiDomain(raw: string): string | null {
   const s = raw.trim().replace(/\.$/, '');
   if (s === '') return null;
+  // eslint-disable-next-line no-control-regex
   const ascii = /^[\x00-\x7f]*$/.test(s) ? s.toLowerCase() : domainToASCII(s);
   return ascii !== '' && isDomainName(ascii) ? ascii : null;
 }

@@ -93,8 +93,10 @@ export function authservIdOf(field: string): string | null {
     for (i++; i < s.length; i++) {
       const c = s[i]!;
       if (c === '"') return out;
-      if (c === '\\') i++, out += s[i] ?? '';
-      else if (c !== '\r' && c !== '\n') out += c;
+      if (c === '\\') {
+        i++;
+        out += s[i] ?? '';
+      } else if (c !== '\r' && c !== '\n') out += c;
     }
     return null;
   }

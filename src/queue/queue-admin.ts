@@ -3,7 +3,7 @@
 // domain's recipients), the same actions over every message of a domain, and listing. Each
 // change is a write transaction through RecordStore; the transitions: docs/queue.md.
 import { makeReply } from './records.js';
-import { notFound, type RecordStore, type Writer } from './record-store.js';
+import type { RecordStore, Writer } from './record-store.js';
 import type { FailRecipientsResult, MessageRecord, Recipient, ReplyRecord } from './types.js';
 
 export class QueueAdmin {

@@ -292,7 +292,7 @@ export class Queue {
    * writes the summed counter changes and the highest seq once for the whole batch.
    */
   private currentBatch(): EnqueueBatch {
-    let b = this.batch;
+    const b = this.batch;
     if (b !== null) return b;
     const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0, ids: [], counted: false };
     this.uncounted.add(batch);

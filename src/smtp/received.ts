@@ -17,7 +17,6 @@ export interface ReceivedInfo {
 
 /** Text from the client goes into a comment or atom: keep printable ASCII, no parentheses. */
 function clean(s: string): string {
-  // eslint-disable-next-line no-control-regex
   return s.replace(/[^\x21-\x7e]|[()\\]/g, '?').slice(0, 255);
 }
 

@@ -394,7 +394,10 @@ export class Session {
         if (kind === 'line') {
           r = mode === 'auth' ? authContinue(this, this.lines.line) : dispatch(this, this.lines.line);
         } else if (kind === 'bad-newline') {
-          if (mode === 'auth') this.auth = null, this.mode = 'command';
+          if (mode === 'auth') {
+            this.auth = null;
+            this.mode = 'command';
+          }
           r = R.badNewline;
         } else {
           // 'too-long': a flood without CRLF, or an absurd line. Answer and close.

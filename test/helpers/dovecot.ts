@@ -4,10 +4,10 @@
 // child; stopped by its PID in t.after.
 import { freePort, waitForPort as waitForPortOrThrow } from '../../bench/lib/proc.js';
 import { spawn, execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { makeTmpdir, removeTmpdir } from './tmpdir.js';
 
 export interface DovecotLmtp {
   port: number;
@@ -34,7 +34,7 @@ async function waitForPort(port: number, deadlineMs: number, exited: () => boole
 export async function startDovecotLmtp(t: TestContext): Promise<DovecotLmtp> {
   const bin = dovecotBinary();
   if (!bin) throw new Error('dovecot is not installed (apt-get install dovecot-core dovecot-lmtpd)');
-  const dir = mkdtempSync(join(tmpdir(), 'postern-dovecot-'));
+  const dir = makeTmpdir('postern-dovecot-');
   const id = (...args: string[]): string => execFileSync('id', args, { encoding: 'utf8' }).trim();
   const user = id('-un');
   const group = id('-gn');
@@ -108,7 +108,7 @@ service log {
       await gone;
       clearTimeout(killer);
     }
-    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    removeTmpdir(dir);
   });
   const up = await waitForPort(port, 10_000, () => exited);
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');

@@ -1,8 +1,7 @@
 // Start a real postern node for a test: temp data dir, port 0 on 127.0.0.1, silent logs,
 // closed (and the folder removed) in t.after.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir as osTmpdir } from 'node:os';
-import { tmpdir } from './tmpdir.js';
+import { writeFileSync } from 'node:fs';
+import { makeTmpdir, removeTmpdir, tmpdir } from './tmpdir.js';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
@@ -10,10 +9,8 @@ import { loadConfig } from '../../src/config/load.js';
 import { startNode, type PosternNode } from '../../src/main.js';
 import { silentLogger } from '../../src/log/logger.js';
 
-export { tmpdir as tempDir } from './tmpdir.js';
-
 export async function startTestNode(t: TestContext, env: Record<string, string> = {}, options: Parameters<typeof startNode>[2] = {}): Promise<PosternNode> {
-  const dir = mkdtempSync(join(osTmpdir(), 'postern-node-'));
+  const dir = makeTmpdir('postern-node-');
   const config = loadConfig({
     POSTERN_SMTP_HOST: '127.0.0.1',
     POSTERN_SMTP_PORT: '0',
@@ -29,13 +26,13 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
   try {
     node = await startNode(config, silentLogger(), options);
   } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
+    removeTmpdir(dir);
     throw err;
   }
   // Close the node before its folder goes.
   t.after(async () => {
     await node.close();
-    rmSync(dir, { recursive: true, force: true, maxRetries: 3 });
+    removeTmpdir(dir);
   });
   return node;
 }

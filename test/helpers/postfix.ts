@@ -309,7 +309,7 @@ export async function startPostfix(t: TestContext, o: PostfixOptions): Promise<P
     masterPid = await waitForMaster(port, queueDir);
     note();
   } catch (err) {
-    throw new Error(`private postfix did not come up: ${(err as Error).message}\n${inst.problems().join('\n')}`);
+    throw new Error(`private postfix did not come up: ${(err as Error).message}\n${inst.problems().join('\n')}`, { cause: err });
   }
   return inst;
 }

@@ -148,7 +148,7 @@ export async function startNodeChild(t: TestContext, o: NodeChildOptions): Promi
     if (o.httpPort !== undefined) await waitForPort(o.httpPort, 10_000, node.alive);
   } catch (err) {
     await node.kill();
-    throw new Error(`postern did not start: ${(err as Error).message}\n${stderr.trim()}\n${errors.join('\n')}`);
+    throw new Error(`postern did not start: ${(err as Error).message}\n${stderr.trim()}\n${errors.join('\n')}`, { cause: err });
   }
   return node;
 }

@@ -1,9 +1,10 @@
 // A tiny scripted SMTP/LMTP server on 127.0.0.1:0 for the delivery tests: the test sets the
 // greeting, the EHLO/LHLO capabilities and any reply per command; the server records every
 // command line, which lines arrived in one read (to see PIPELINING), and each message.
-// It can also be hostile: a Flood writes bytes without end (replies nobody asked for, an
-// endless multi-line reply, a line without CRLF), bounded in time and bytes, and records
-// when the client closed the connection.
+// It can also be slow or hostile: a reply can come after a delay, the connection can be cut
+// (at a command, or in the middle of the message data), and a Flood writes bytes without end
+// (replies nobody asked for, an endless multi-line reply, a line without CRLF), bounded in
+// time and bytes; it records when the client closed the connection.
 import { createServer, type Server, type Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
 import { readFileSync } from 'node:fs';
@@ -33,12 +34,30 @@ export interface ScriptSession {
   current: ScriptedMessage | null;
   /** Bytes a Flood has handed to the socket so far. */
   flooded: number;
+  /** Bytes of message data received after a 354 (complete message or not). */
+  dataBytes: number;
+  /** The server cut this connection (a Cut, or cutMidData). */
+  cut: boolean;
   /** Date.now() when the connection closed (either side), or null while open. */
   closedAt: number | null;
   /** Resolves when the connection has closed. */
   closed: Promise<void>;
   /** Write raw text (nothing added) or start a Flood, now, whatever the client is doing. */
   write(what: string | Flood): void;
+}
+
+/** Drop the connection at once, without a reply: a peer that crashed or lost the link. */
+export interface Cut {
+  cut: true;
+}
+
+/**
+ * Answer after `delayMs` (the session keeps reading meanwhile). `reply` is what to send then:
+ * the default reply when left out, or null for nothing.
+ */
+export interface Delayed {
+  delayMs: number;
+  reply?: string | Flood | Cut | null;
 }
 
 /**
@@ -54,13 +73,16 @@ export interface Flood {
   maxBytes?: number;
 }
 
+/** What the server does in answer to a command. */
+export type ReplyAction = string | Flood | Cut | Delayed;
+
 /**
  * Return a raw reply (lines joined by CRLF, no final CRLF) to override the default, `null` to
- * send nothing (the client then times out), a Flood, or undefined for the default. `cmd` is
- * the command line, or "." for the end of the data (for LMTP, return one reply line per
- * accepted recipient).
+ * send nothing (the client then times out), a Flood, a Cut, a Delayed reply, or undefined for
+ * the default. `cmd` is the command line, or "." for the end of the data (for LMTP, return one
+ * reply line per accepted recipient).
  */
-export type ReplyScript = (cmd: string, s: ScriptSession) => string | Flood | null | undefined;
+export type ReplyScript = (cmd: string, s: ScriptSession) => ReplyAction | null | undefined;
 
 export interface ScriptedServerOptions {
   mode?: 'smtp' | 'lmtp';
@@ -70,6 +92,8 @@ export interface ScriptedServerOptions {
   capabilities?: string[] | null;
   reply?: ReplyScript;
   tls?: { cert: string; key: string };
+  /** Asked after each read of message data (s.dataBytes counts it): true cuts the connection there. */
+  cutMidData?: (s: ScriptSession) => boolean;
 }
 
 export interface ScriptedServer {
@@ -77,6 +101,9 @@ export interface ScriptedServer {
   sessions: ScriptSession[];
   /** Every message of every session. */
   messages(): ScriptedMessage[];
+  /** Connections open now, and the most ever open at once. */
+  readonly open: number;
+  readonly maxOpen: number;
   close(): Promise<void>;
 }
 
@@ -85,18 +112,26 @@ export const DEFAULT_CAPS = ['PIPELINING', 'SIZE 10485760', '8BITMIME', 'SMTPUTF
 export async function startScriptedServer(t: TestContext, o: ScriptedServerOptions = {}): Promise<ScriptedServer> {
   const sessions: ScriptSession[] = [];
   const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
+  let open = 0;
+  let maxOpen = 0;
   const mode = o.mode ?? 'smtp';
   const caps = o.capabilities === undefined ? DEFAULT_CAPS : o.capabilities;
   const tlsCreds = o.tls ? { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) } : null;
 
   const server: Server = createServer((plain) => {
     sockets.add(plain);
-    plain.on('close', () => sockets.delete(plain));
+    open++;
+    maxOpen = Math.max(maxOpen, open);
+    plain.on('close', () => {
+      sockets.delete(plain);
+      open--;
+    });
     plain.on('error', () => {});
     let closeResolve!: () => void;
     const s: ScriptSession = {
       id: sessions.length + 1, commands: [], batches: [], messages: [], tls: false, current: null,
-      flooded: 0, closedAt: null, closed: new Promise<void>((r) => (closeResolve = r)),
+      flooded: 0, dataBytes: 0, cut: false, closedAt: null, closed: new Promise<void>((r) => (closeResolve = r)),
       write: (what) => (typeof what === 'string' ? void (sock.destroyed || sock.write(what)) : flood(what)),
     };
     plain.on('close', () => {
@@ -125,21 +160,40 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       };
       pump();
     };
-    const send = (r: string | Flood | null): void => {
+    const cut = (): void => {
+      s.cut = true;
+      sock.destroy();
+    };
+    const send = (r: ReplyAction | null, dflt?: string): void => {
       if (r === null || sock.destroyed) return;
       if (typeof r === 'string') sock.write(r + '\r\n');
-      else flood(r);
+      else if ('cut' in r) cut();
+      else if ('delayMs' in r) {
+        const later = r.reply === undefined ? (dflt ?? null) : r.reply;
+        const tm = setTimeout(() => {
+          timers.delete(tm);
+          send(later);
+        }, r.delayMs);
+        timers.add(tm);
+      } else flood(r);
     };
-    /** The text of a reply, to look at its code ('' for a Flood). */
-    const txt = (r: string | Flood | null): string | null => (r === null || typeof r === 'string' ? r : '');
-    const pick = (cmd: string, dflt: string): string | Flood | null => {
-      const r = o.reply?.(cmd, s);
-      return r === undefined ? dflt : r;
+    /** The text of a reply, to look at its code ('' for a Flood or a Cut; a Delayed one's own). */
+    const txt = (r: ReplyAction | null, dflt: string): string | null => {
+      if (r === null || typeof r === 'string') return r;
+      if ('delayMs' in r) return r.reply === undefined ? dflt : txt(r.reply, dflt);
+      return '';
     };
+    /** The script's answer to `cmd`, the default in its place, and the text that decides. */
+    const pick = (cmd: string, dflt: string): { r: ReplyAction | null; text: string | null; dflt: string } => {
+      const got = o.reply?.(cmd, s);
+      const r = got === undefined ? dflt : got;
+      return { r, text: txt(r, dflt), dflt };
+    };
+    const answer = (p: { r: ReplyAction | null; dflt: string }): void => send(p.r, p.dflt);
 
     const greeting = o.greeting === undefined ? '220 scripted.test ESMTP' : o.greeting;
     if (greeting !== null) send(greeting);
-    if (txt(greeting)?.startsWith('421')) {
+    if (greeting !== null && txt(greeting, '')?.startsWith('421')) {
       sock.end();
       return;
     }
@@ -149,13 +203,14 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       const verb = line.slice(0, 4).toUpperCase();
       if ((verb === 'EHLO' && mode === 'smtp') || (verb === 'LHLO' && mode === 'lmtp')) {
         const dflt = caps === null ? '502 5.5.1 EHLO not implemented' : ['scripted.test', ...caps].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n');
-        send(pick(line, dflt));
+        answer(pick(line, dflt));
       } else if (verb === 'HELO' && mode === 'smtp') {
-        send(pick(line, '250 scripted.test'));
+        answer(pick(line, '250 scripted.test'));
       } else if (line.toUpperCase() === 'STARTTLS') {
         const r = pick(line, tlsCreds ? '220 2.0.0 Ready to start TLS' : '502 5.5.1 no TLS');
-        send(r);
-        if (txt(r)?.startsWith('220') && tlsCreds) {
+        answer(r);
+        // Only a 220 sent now starts TLS: the handshake must follow that very reply.
+        if (typeof r.r === 'string' && r.r.startsWith('220') && tlsCreds) {
           sock.off('data', onData);
           const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key });
           tls.on('error', () => {});
@@ -165,30 +220,30 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
         }
       } else if (verb === 'MAIL') {
         const r = pick(line, '250 2.1.0 Sender ok');
-        if (txt(r)?.startsWith('2')) s.current = { mailFrom: line, rcptTo: [], accepted: [], raw: Buffer.alloc(0), body: Buffer.alloc(0) };
-        send(r);
+        if (r.text?.startsWith('2')) s.current = { mailFrom: line, rcptTo: [], accepted: [], raw: Buffer.alloc(0), body: Buffer.alloc(0) };
+        answer(r);
       } else if (verb === 'RCPT') {
         const r = pick(line, s.current ? '250 2.1.5 Recipient ok' : '503 5.5.1 Need MAIL');
         if (s.current) {
           s.current.rcptTo.push(line);
-          if (txt(r)?.startsWith('2')) s.current.accepted.push(line);
+          if (r.text?.startsWith('2')) s.current.accepted.push(line);
         }
-        send(r);
+        answer(r);
       } else if (verb === 'DATA') {
         const ok = s.current !== null && s.current.accepted.length > 0;
         const r = pick(line, ok ? '354 go ahead' : '554 5.5.1 No valid recipients');
-        if (txt(r)?.startsWith('354')) inData = true;
-        send(r);
+        if (r.text?.startsWith('354')) inData = true;
+        answer(r);
       } else if (verb === 'RSET') {
         s.current = null;
-        send(pick(line, '250 2.0.0 Reset'));
+        answer(pick(line, '250 2.0.0 Reset'));
       } else if (verb === 'NOOP') {
-        send(pick(line, '250 2.0.0 Ok'));
+        answer(pick(line, '250 2.0.0 Ok'));
       } else if (verb === 'QUIT') {
-        send(pick(line, '221 2.0.0 Bye'));
+        answer(pick(line, '221 2.0.0 Bye'));
         sock.end();
       } else {
-        send(pick(line, '500 5.5.1 Unknown command'));
+        answer(pick(line, '500 5.5.1 Unknown command'));
       }
     };
 
@@ -199,13 +254,17 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       s.messages.push(m);
       s.current = null;
       const dflt = mode === 'lmtp' ? m.accepted.map(() => '250 2.0.0 delivered').join('\r\n') : '250 2.0.0 Ok: queued';
-      const r = o.reply?.('.', s);
-      const text = r === undefined ? dflt : r;
-      if (text === '') return;
-      send(text);
+      const r = pick('.', dflt);
+      if (r.r === '') return;
+      answer(r);
     };
 
     const onData = (chunk: Buffer): void => {
+      if (inData) {
+        // Data is sent only after the 354, so all of this read is message data.
+        s.dataBytes += chunk.length;
+        if (o.cutMidData?.(s)) return cut();
+      }
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       const batch: string[] = [];
       for (let guard = 0; guard < 100_000; guard++) {
@@ -239,13 +298,25 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
   let closed: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closed ??= new Promise<void>((resolve) => {
+      for (const tm of timers) clearTimeout(tm);
       for (const so of sockets) so.destroy();
       server.close(() => resolve());
     });
     return closed;
   };
   t.after(close);
-  return { port: addr.port, sessions, messages: () => sessions.flatMap((x) => x.messages), close };
+  return {
+    port: addr.port,
+    sessions,
+    messages: () => sessions.flatMap((x) => x.messages),
+    get open() {
+      return open;
+    },
+    get maxOpen() {
+      return maxOpen;
+    },
+    close,
+  };
 }
 
 /** Undo dot-stuffing: a line that starts with "." loses that dot. */

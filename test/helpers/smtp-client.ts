@@ -154,12 +154,3 @@ export async function sendMessage(port: number, from: string, rcpts: string[], b
     c.end();
   }
 }
-
-/** Poll `pred` every 20 ms until it holds; throws after timeoutMs naming `what`. */
-export async function waitFor(what: string, pred: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

@@ -8,7 +8,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCliNode } from '../helpers/cli.js';
-import { tempDir } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { UserDb } from '../../src/auth/users.js';
 import { open as openLmdb } from 'lmdb';
@@ -39,7 +39,7 @@ test('postern spam and version dispatch to their commands (loaded on demand)', a
 });
 
 test('postern spam train, then spam classify through the real command line: paths on stdin, the eval.sh TSV on stdout', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const write = (sub: string, n: number, words: string[]): string[] => {
     mkdirSync(join(dir, sub), { recursive: true });
     return Array.from({ length: n }, (_, i) => {
@@ -66,7 +66,7 @@ test('postern spam train, then spam classify through the real command line: path
 });
 
 test('postern user add writes an scrypt user that verifies', async (t) => {
-  const file = join(tempDir(t), 'users');
+  const file = join(tmpdir(t), 'users');
   const r = await runCli(['user', 'add', 'alice', '--file', file], {}, 'correct horse\n');
   assert.equal(r.code, 0, r.stderr);
   assert.match(readFileSync(file, 'utf8'), /^alice:scrypt\$16384\$8\$1\$/);
@@ -83,7 +83,7 @@ test('postern user add writes an scrypt user that verifies', async (t) => {
 });
 
 test('postern start takes a message, postern queue shows it, SIGTERM stops cleanly', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: join(dir, 'q'), POSTERN_HOSTNAME: 'cli.test.example', POSTERN_QUEUE_MAP_BYTES: '64M', POSTERN_DELIVERY: 'off', POSTERN_HTTP_PORT: '0' };
   const { child, port, httpPort } = await startCliNode(env);
   t.after(() => child.kill('SIGKILL'));
@@ -111,7 +111,7 @@ test('postern start takes a message, postern queue shows it, SIGTERM stops clean
 });
 
 test('postern queue check finds every kind of damage, --repair fixes it, and the queue works after', async (t) => {
-  const dir = join(tempDir(t), 'q');
+  const dir = join(tmpdir(t), 'q');
   const env = { POSTERN_DATA_DIR: dir, POSTERN_QUEUE_MAP_BYTES: '64M' };
   // A queue of 8 messages: ready, leased, held.
   let q = Queue.open({ path: dir });
@@ -204,7 +204,7 @@ test('postern queue check finds every kind of damage, --repair fixes it, and the
 });
 
 test('postern queue check on a folder without a queue fails and creates nothing', async (t) => {
-  const dir = join(tempDir(t), 'none');
+  const dir = join(tmpdir(t), 'none');
   const r = await runCli(['queue', 'check'], { POSTERN_DATA_DIR: dir });
   assert.equal(r.code, 1);
   assert.match(r.stderr, /holds no queue \(no data\.mdb\)/);

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startCliNode } from '../helpers/cli.js';
-import { tempDir } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { Queue } from '../../src/queue/store.js';
 
@@ -34,7 +34,7 @@ async function sender(port: number, n: number, tag: string, acked: Map<string, s
 }
 
 test('SIGKILL while clients send: every acknowledged message is in the queue after restart', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const path = join(dir, 'q');
   const env = { POSTERN_SMTP_PORT: '0', POSTERN_DATA_DIR: path, POSTERN_QUEUE_MAP_BYTES: '256M', POSTERN_HTTP_PORT: '' };
   const { child, port } = await startCliNode(env);

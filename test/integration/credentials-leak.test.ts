@@ -3,13 +3,13 @@
 // and `postern config` only ever show "***". Runs the real command line (`postern start`).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { runCli, startCliNode } from '../helpers/cli.js';
-import { tempDir } from '../helpers/node.js';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { startHttpReceiver } from '../helpers/http-receiver.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const TOKEN = 'leak-test-token-0123456789';
 const SECRETS = ['hookuser', 'Hook-Pa55', 's3cret-key', 'evuser', 'Ev-Pa55', 'ev-q-secret'];
@@ -19,17 +19,9 @@ function leaks(text: string): string[] {
 }
 
 test('webhook credentials reach the webhook, and no label, stats, log line or config output', async (t) => {
-  const seen: IncomingMessage[] = [];
-  const hook = createServer((req, res) => {
-    seen.push(req);
-    req.resume();
-    req.on('end', () => res.writeHead(200).end('ok'));
-  });
-  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise<void>((r) => hook.close(() => r())));
-  const hookPort = (hook.address() as AddressInfo).port;
+  const { port: hookPort, requests: seen } = await startHttpReceiver(t);
 
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const env = {
     POSTERN_SMTP_PORT: '0',
     POSTERN_HTTP_PORT: '0',

@@ -4,8 +4,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 import type { PosternNode } from '../../src/main.js';
 
@@ -43,7 +45,7 @@ test('relay: postern → postern over SMTP, recipients of one destination in one
 });
 
 test('Maildir route for a local domain', async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' }, fast);
   mkdirSync(root, { recursive: true });
   await send(a.ports.smtpPort, 'sender@far.test', ['Bob@local.test'], 'Subject: to maildir\n\nhello\n');
@@ -55,7 +57,7 @@ test('Maildir route for a local domain', async (t) => {
 });
 
 test('a 5xx bounces that recipient at once: one DSN to the sender, the others delivered', async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   const peer = await startScriptedServer(t, { reply: (cmd) => (/^RCPT TO:<nobody@/i.test(cmd) ? '550 5.1.1 <nobody@far.test>: user unknown' : undefined) });
   const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_HOSTNAME: 'a.mx.test' }, fast);
   const id = await send(a.ports.smtpPort, 'me@home.test', ['nobody@far.test', 'someone@far.test', 'ghost@far.test'].slice(0, 2), 'Subject: will bounce\nMessage-ID: <orig@home.test>\n\nbody\n');
@@ -76,7 +78,7 @@ test('a 5xx bounces that recipient at once: one DSN to the sender, the others de
 });
 
 test('a 4xx defers with backoff, then the message expires and bounces; a null-sender message never bounces', async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   let calls = 0;
   const peer = await startScriptedServer(t, {
     reply: (cmd) => {

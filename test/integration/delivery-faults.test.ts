@@ -1,163 +1,40 @@
 // Delivery faults through the whole node (SMTP in → LMDB queue → scheduler → SMTP out), all on
 // loopback: a sink that answers slowly, a sink that drops the connection in the middle of the
 // data, a connection cap per destination, PIPELINING on the wire, and MX-style failover past a
-// 421 greeting. The scripted server (test/helpers) cannot delay a reply or cut a socket
-// mid-data, so the first three use a minimal node:net sink written here.
+// 421 greeting. Every peer is the scripted server (test/helpers/scripted-server.ts).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
-import { startScriptedServer } from '../helpers/scripted-server.js';
+import { startScriptedServer, type ScriptedMessage, type ScriptedServer, type ScriptSession } from '../helpers/scripted-server.js';
 
 // ---- helpers -----------------------------------------------------------------------------
 
 const send = (port: number, from: string, rcpts: string[], body: string) => sendMessage(port, from, rcpts, body, 'faults.example');
 
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const fast = { delivery: { pollIntervalMs: 50 } };
 
-interface SinkMessage {
-  session: number;
-  mailFrom: string;
-  rcptTo: string[];
-  /** As received (still dot-stuffed), without the final ".". */
-  data: string;
-}
+/** The EHLO keywords of the sink these tests were written against (no DSN, no SMTPUTF8). */
+const SINK_CAPS = ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', 'SIZE 52428800'];
 
-interface SinkSession {
-  id: number;
-  commands: string[];
-  /** Bytes of message data received on this session (complete or not). */
-  dataBytes: number;
-  cut: boolean;
-}
-
-interface Sink {
-  port: number;
-  sessions: SinkSession[];
-  messages: SinkMessage[];
-  /** Connections open right now, and the most ever open at once. */
-  open: number;
-  maxOpen: number;
-}
-
-interface SinkOptions {
-  caps?: string[];
-  /** Delay before the reply to the final "." (ms). */
-  finalDelayMs?: number;
-  /** Decide per session: cut the connection once some message data has arrived after the 354. */
-  cutMidData?: (s: SinkSession) => boolean;
-}
-
-/** A minimal SMTP sink on 127.0.0.1:0 (node:net), closed in t.after. */
-async function startSink(t: TestContext, o: SinkOptions = {}): Promise<Sink> {
-  const caps = o.caps ?? ['PIPELINING', '8BITMIME', 'ENHANCEDSTATUSCODES', 'SIZE 52428800'];
-  const sockets = new Set<Socket>();
-  const timers = new Set<NodeJS.Timeout>();
-  const sink: Sink = { port: 0, sessions: [], messages: [], open: 0, maxOpen: 0 };
-  const server = createServer((sock) => {
-    sockets.add(sock);
-    sink.open++;
-    sink.maxOpen = Math.max(sink.maxOpen, sink.open);
-    sock.on('close', () => {
-      sockets.delete(sock);
-      sink.open--;
-    });
-    sock.on('error', () => {});
-    const s: SinkSession = { id: sink.sessions.length + 1, commands: [], dataBytes: 0, cut: false };
-    sink.sessions.push(s);
-    let buf = Buffer.alloc(0);
-    let inData = false;
-    let cur: SinkMessage | null = null;
-    const write = (line: string): void => {
-      if (!sock.destroyed) sock.write(line + '\r\n');
-    };
-    write('220 sink.test ESMTP');
-    sock.on('data', (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (inData) {
-        // The client sends data only after our 354, so this whole chunk is message data.
-        s.dataBytes += chunk.length;
-        if (o.cutMidData?.(s)) {
-          s.cut = true;
-          sock.destroy();
-          return;
-        }
-      }
-      for (;;) {
-        if (inData) {
-          const view = Buffer.concat([Buffer.from('\r\n'), buf]);
-          const end = view.indexOf('\r\n.\r\n');
-          if (end < 0) return;
-          const data = end === 0 ? '' : view.subarray(2, end + 2).toString('latin1');
-          buf = view.subarray(end + 5);
-          inData = false;
-          const m = cur!;
-          m.data = data;
-          cur = null;
-          const reply = (): void => {
-            sink.messages.push(m);
-            write('250 2.0.0 Ok: queued');
-          };
-          if (o.finalDelayMs) {
-            const tm = setTimeout(() => {
-              timers.delete(tm);
-              reply();
-            }, o.finalDelayMs);
-            timers.add(tm);
-          } else reply();
-          continue;
-        }
-        const nl = buf.indexOf('\r\n');
-        if (nl < 0) return;
-        const line = buf.subarray(0, nl).toString('latin1');
-        buf = buf.subarray(nl + 2);
-        s.commands.push(line);
-        const verb = line.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO') write(['sink.test', ...caps].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n'));
-        else if (verb === 'HELO') write('250 sink.test');
-        else if (verb === 'MAIL') {
-          cur = { session: s.id, mailFrom: line, rcptTo: [], data: '' };
-          write('250 2.1.0 Ok');
-        } else if (verb === 'RCPT') {
-          cur?.rcptTo.push(line);
-          write(cur ? '250 2.1.5 Ok' : '503 5.5.1 need MAIL');
-        } else if (verb === 'DATA') {
-          if (cur && cur.rcptTo.length > 0) {
-            inData = true;
-            write('354 go ahead');
-          } else write('554 5.5.1 no valid recipients');
-        } else if (verb === 'RSET') {
-          cur = null;
-          write('250 2.0.0 Ok');
-        } else if (verb === 'NOOP') write('250 2.0.0 Ok');
-        else if (verb === 'QUIT') {
-          write('221 2.0.0 Bye');
-          sock.end();
-        } else write('500 5.5.1 unknown');
-      }
-    });
+/** A sink (the scripted server with SINK_CAPS) whose reply to the final "." comes after `finalDelayMs`. */
+function startSink(t: TestContext, o: { finalDelayMs?: number; cutMidData?: (s: ScriptSession) => boolean } = {}): Promise<ScriptedServer> {
+  const delayMs = o.finalDelayMs;
+  return startScriptedServer(t, {
+    capabilities: SINK_CAPS,
+    ...(delayMs ? { reply: (cmd: string) => (cmd === '.' ? { delayMs } : undefined) } : {}),
+    ...(o.cutMidData ? { cutMidData: o.cutMidData } : {}),
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const a = server.address();
-  if (a === null || typeof a === 'string') throw new Error('no port');
-  sink.port = a.port;
-  t.after(
-    () =>
-      new Promise<void>((r) => {
-        for (const tm of timers) clearTimeout(tm);
-        for (const so of sockets) so.destroy();
-        server.close(() => r());
-      }),
-  );
-  return sink;
 }
+
+/** The message data (still dot-stuffed) as latin1 text. */
+const data = (m: ScriptedMessage): string => m.raw.toString('latin1');
 
 /** How many complete messages the sink holds with this marker in the body. */
-function count(sink: Sink, marker: string): number {
-  return sink.messages.filter((m) => m.data.includes(marker)).length;
+function count(sink: ScriptedServer, marker: string): number {
+  return sink.messages().filter((m) => data(m).includes(marker)).length;
 }
 
 // ---- tests -------------------------------------------------------------------------------
@@ -210,9 +87,10 @@ test('a sink that cuts the connection mid-DATA: transient (deferred, not lost, n
   healthy = true;
   await waitFor('delivered on a later attempt', () => node.queue.counts().total === 0);
   assert.equal(count(sink, 'MARKER-CUT'), 1, 'exactly once');
-  const got = sink.messages.find((x) => x.data.includes('MARKER-CUT'))!;
-  assert.ok(got.data.includes('END-OF-MARKER-CUT'), 'the whole body');
-  assert.ok(got.session > 1, 'on a new connection (the cut one is not reused)');
+  const session = sink.sessions.find((x) => x.messages.some((m) => data(m).includes('MARKER-CUT')))!;
+  const got = session.messages.find((m) => data(m).includes('MARKER-CUT'))!;
+  assert.ok(data(got).includes('END-OF-MARKER-CUT'), 'the whole body');
+  assert.ok(session.id > 1, 'on a new connection (the cut one is not reused)');
   assert.equal(node.delivery!.counters.delivered, 1);
   assert.equal(node.delivery!.counters.bounced, 0);
 });

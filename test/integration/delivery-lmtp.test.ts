@@ -1,11 +1,8 @@
 // The transport in LMTP mode (RFC 2033): LHLO, and one reply per accepted recipient after
-// the data, against the scripted server and a real Dovecot LMTP server.
+// the data, against the scripted server (against a real Dovecot: test/interop/dovecot-lmtp).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { startScriptedServer, deliveryRequest } from '../helpers/scripted-server.js';
-import { startDovecotLmtp, dovecotBinary } from '../helpers/dovecot.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import type { Destination } from '../../src/delivery/types.js';
 import type { TestContext } from 'node:test';
@@ -60,25 +57,4 @@ test('LMTP: a missing per-recipient reply times out as transient', async (t) => 
     [true, false],
     [false, true],
   ]);
-});
-
-test('Dovecot LMTP: two recipients land in their Maildirs', { skip: dovecotBinary() ? false : 'dovecot-lmtpd not installed' }, async (t) => {
-  const dc = await startDovecotLmtp(t);
-  const tr = transport(t);
-  const body = 'From: s@example.org\r\nTo: alice@example.net\r\nSubject: via lmtp\r\nMessage-ID: <lmtp-test@example.org>\r\n\r\n.dot line\r\nhello\r\n';
-  const res = await tr.deliver(dest(dc.port), deliveryRequest('s@example.org', ['alice@example.net', 'bob@example.net'], body));
-  assert.deepEqual(res.map((r) => [r.address, r.ok, r.reply.code]), [
-    ['alice@example.net', true, 250],
-    ['bob@example.net', true, 250],
-  ], dc.log());
-  for (const user of ['alice@example.net', 'bob@example.net']) {
-    const newDir = join(dc.mailRoot, user, 'new');
-    const files = readdirSync(newDir);
-    assert.equal(files.length, 1, `${newDir}: ${files.join(',')}`);
-    const text = readFileSync(join(newDir, files[0]!), 'utf8');
-    assert.match(text, /Subject: via lmtp/);
-    assert.match(text, /\n\.dot line\r?\nhello/);
-    assert.match(text, /^Return-Path: <s@example\.org>/);
-    assert.match(text, /with LMTP/);
-  }
 });

@@ -9,8 +9,10 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../bench/lib/proc.js';
 import { startScriptedServer, deliveryRequest } from '../helpers/scripted-server.js';
-import { RawClient, sendMessage, waitFor } from '../helpers/smtp-client.js';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { RawClient, sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import { countReceived } from '../../src/protocol/hop-count.js';
 
@@ -58,7 +60,7 @@ test('end of DATA: more Received headers than POSTERN_MAX_HOPS is refused with 5
 });
 
 test('delivery: a queued message past the hop limit bounces 5.4.6 and is never sent', async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   const peer = await startScriptedServer(t);
   const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_MAX_HOPS: '10' }, fast);
   // Queued without SMTP (as the HTTP API or an older node could have), so only delivery can catch it.
@@ -71,7 +73,7 @@ test('delivery: a queued message past the hop limit bounces 5.4.6 and is never s
 });
 
 test('a route to the node itself bounces "loops back to myself" without connecting', async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   const port = await freePort();
   const node = await startTestNode(t, { POSTERN_SMTP_PORT: String(port), POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `loop.test=smtp:127.0.0.1:${port};home.test=maildir:${root}` }, fast);
   await sendMessage(node.ports.smtpPort, 'alice@home.test', ['x@loop.test'], 'Subject: to myself\r\n\r\nbody\r\n');

@@ -2,35 +2,12 @@
 // the HTTP status → SMTP outcome mapping, timeouts, network errors and connection reuse.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebhookTransport, type WebhookTransportOptions } from '../../src/delivery/webhook-transport.js';
 import type { DeliveryRequest, Destination } from '../../src/delivery/types.js';
 import type { MessageRecord, Recipient } from '../../src/queue/store.js';
-
-interface Seen { method: string; url: string; headers: IncomingMessage['headers']; rawHeaders: string[]; body: Buffer }
-
-async function startServer(t: TestContext, handle: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void) {
-  const seen: Seen[] = [];
-  let connections = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, body });
-      handle(req, res, body);
-    });
-  });
-  server.on('connection', () => { connections++; });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
-  const port = (server.address() as AddressInfo).port;
-  return { seen, origin: `http://127.0.0.1:${port}`, connections: () => connections };
-}
+import { startHttpReceiver } from '../helpers/http-receiver.js';
 
 function transport(t: TestContext, opts?: WebhookTransportOptions): WebhookTransport {
   const tr = new WebhookTransport(opts);
@@ -53,12 +30,12 @@ function request(id: string, sender: string, recipients: string[], body: Buffer)
 const BODY = Buffer.concat([Buffer.from('Subject: x\r\n\r\nhello\r\n'), Buffer.from(Array.from({ length: 256 }, (_, i) => i))]);
 
 test('2xx: body and envelope headers arrive exactly; all recipients delivered', async (t) => {
-  const srv = await startServer(t, (_req, res) => { res.writeHead(202); res.end('queued ok'); });
+  const srv = await startHttpReceiver(t, (_req, res) => { res.writeHead(202); res.end('queued ok'); });
   const tr = transport(t);
   const dest: Destination = { kind: 'webhook', key: 'webhook:a', url: `${srv.origin}/hook/in?token=a%20b` };
   const res = await tr.deliver(dest, request('Q1-abc', 'Sénder+x@example.com', ['a@example.org', 'b,c@example.org'], BODY));
-  assert.equal(srv.seen.length, 1);
-  const s = srv.seen[0]!;
+  assert.equal(srv.requests.length, 1);
+  const s = srv.requests[0]!;
   assert.equal(s.method, 'POST');
   assert.equal(s.url, '/hook/in?token=a%20b');
   assert.deepEqual(s.body, BODY);
@@ -78,12 +55,12 @@ test('2xx: body and envelope headers arrive exactly; all recipients delivered', 
 });
 
 test('no header injection through envelope values', async (t) => {
-  const srv = await startServer(t, (_req, res) => { res.end(); });
+  const srv = await startHttpReceiver(t, (_req, res) => { res.end(); });
   const tr = transport(t);
   const evil = 'x@y\r\nX-Evil: 1';
   const res = await tr.deliver({ kind: 'webhook', key: 'w', url: srv.origin }, request('id\r\nX-Evil: 2', evil, [evil, 'ok@example.org'], BODY));
   assert.equal(res[0]!.ok, true);
-  const s = srv.seen[0]!;
+  const s = srv.requests[0]!;
   assert.equal(s.headers['x-evil'], undefined);
   assert.equal(s.url, '/');
   assert.equal(decodeURIComponent(s.headers['x-postern-sender'] as string), evil);
@@ -92,7 +69,7 @@ test('no header injection through envelope values', async (t) => {
 });
 
 test('status mapping: 4xx permanent 5.0.0, 5xx/408/429 transient 4.0.0, status in the text', async (t) => {
-  const srv = await startServer(t, (req, res) => {
+  const srv = await startHttpReceiver(t, (req, res) => {
     const status = Number(req.url!.slice(1));
     res.writeHead(status, { 'content-type': 'text/plain' });
     res.end(`status\r\n${status}\x00body`);
@@ -110,6 +87,7 @@ test('status mapping: 4xx permanent 5.0.0, 5xx/408/429 transient 4.0.0, status i
     for (const r of res) {
       assert.deepEqual([r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.transient], [ok, transient, code, enhanced, transient], String(status));
       assert.ok(r.reply.text.includes(`HTTP ${status}`), r.reply.text);
+      // eslint-disable-next-line no-control-regex
       assert.doesNotMatch(r.reply.text, /[\r\n\x00]/);
     }
   }
@@ -117,7 +95,7 @@ test('status mapping: 4xx permanent 5.0.0, 5xx/408/429 transient 4.0.0, status i
 });
 
 test('timeouts and network errors are transient 4.0.0', async (t) => {
-  const srv = await startServer(t, (req, res) => {
+  const srv = await startHttpReceiver(t, (req, res) => {
     if (req.url === '/hang') return; // never answer
     if (req.url === '/slow-body') { res.writeHead(200); res.write('part'); return; } // never finish
     res.end();
@@ -147,7 +125,7 @@ test('timeouts and network errors are transient 4.0.0', async (t) => {
 });
 
 test('one pool per origin: sequential messages reuse a connection; the limit caps concurrency', async (t) => {
-  const srv = await startServer(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
+  const srv = await startHttpReceiver(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
   const tr = transport(t, { connections: 1 });
   const dest: Destination = { kind: 'webhook', key: 'w', url: `${srv.origin}/a` };
   for (let i = 0; i < 10; i++) {
@@ -160,7 +138,7 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   // With a larger limit, concurrent deliveries open at most `connections` sockets, and
   // sequential ones still reuse them. (undici marks a client free again one tick after the
   // response body ends, so back-to-back requests may open a second socket: ≤ 2, not 10.)
-  const srv2 = await startServer(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
+  const srv2 = await startHttpReceiver(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
   const tr2 = transport(t, { connections: 3 });
   const many = await Promise.all(Array.from({ length: 9 }, (_, i) => tr2.deliver({ kind: 'webhook', key: 'w', url: `${srv2.origin}/b?${i}` }, request(`C${i}`, 's@x.example', ['a@x.example'], BODY))));
   assert.ok(many.every((r) => r[0]!.ok));
@@ -173,7 +151,7 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   assert.equal(tr.poolCount, 0);
   const after = await tr.deliver(dest, request('late', 's@x.example', ['a@x.example'], BODY));
   assert.deepEqual([after[0]!.ok, after[0]!.transient], [false, true]);
-  assert.equal(srv.seen.length, 10, 'nothing sent after close()');
+  assert.equal(srv.requests.length, 10, 'nothing sent after close()');
 });
 
 /** Write `unit` repeatedly onto the response, `every` ms apart (0: as fast as it drains), for at most `forMs`. */
@@ -208,7 +186,7 @@ async function within<T>(ms: number, p: Promise<T>): Promise<T | null> {
 test('an endless response body: the status stands, at most 64 KiB is read, the connection is dropped, not reused', async (t) => {
   const sent = { bytes: 0 };
   const closed: number[] = [];
-  const srv = await startServer(t, (req, res) => {
+  const srv = await startHttpReceiver(t, (req, res) => {
     if (req.url !== '/endless') return void res.end('ok');
     req.socket.once('close', () => closed.push(Date.now()));
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -233,7 +211,7 @@ test('an endless response body: the status stands, at most 64 KiB is read, the c
 
 test('a response body that trickles in: the response deadline (responseTimeoutMs) ends it, transient 4.0.0', async (t) => {
   const sent = { bytes: 0 };
-  const srv = await startServer(t, (_req, res) => {
+  const srv = await startHttpReceiver(t, (_req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     // One byte every 50 ms: each arrives well within the body timeout, so only a deadline on
     // the whole response ends it (at this pace 64 KiB would take an hour).

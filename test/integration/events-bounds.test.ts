@@ -4,12 +4,12 @@
 // authenticates (POSTERN_EVENTS_TOKEN as Bearer, URL userinfo as Basic).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
-import { once } from 'node:events';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
-import { startTestNode, tempDir } from '../helpers/node.js';
-import { RawClient, waitFor } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { startHttpReceiver, type ReceivedRequest } from '../helpers/http-receiver.js';
+import { RawClient } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { Queue } from '../../src/queue/store.js';
 import type { MailEvent } from '../../src/queue/events.js';
 import type { PosternNode } from '../../src/main.js';
@@ -94,7 +94,7 @@ test('the log keeps at most POSTERN_EVENTS_MAX events, dropping the oldest; /met
 });
 
 test('EventLog.trim drops events past the age bound, and only those', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const q = Queue.open({ path: join(dir, 'q'), mapSizeBytes: 64 * 1024 * 1024 });
   t.after(() => q.close());
   await q.events.appendMany([1, 2, 3].map((i) => ({ type: 'received', time: new Date().toISOString(), id: `a${i}` })));
@@ -108,31 +108,24 @@ test('EventLog.trim drops events past the age bound, and only those', async (t) 
   assert.deepEqual(q.events.peek(10), []);
 });
 
-async function receiver(t: TestContext): Promise<{ url: string; seen: IncomingHttpHeaders[] }> {
-  const seen: IncomingHttpHeaders[] = [];
-  const server = createServer((req, res) => {
-    seen.push(req.headers);
-    req.resume();
-    req.on('end', () => res.end('ok'));
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => server.close());
-  return { url: `127.0.0.1:${(server.address() as AddressInfo).port}/events`, seen };
+/** A receiver and its address without the scheme, to put userinfo in front. */
+async function receiver(t: TestContext): Promise<{ url: string; requests: ReceivedRequest[] }> {
+  const r = await startHttpReceiver(t);
+  return { url: `127.0.0.1:${r.port}/events`, requests: r.requests };
 }
 
 test('the event sender authenticates: POSTERN_EVENTS_TOKEN as Bearer, URL userinfo as Basic, not both', async (t) => {
   const bearer = await receiver(t);
   const a = await startTestNode(t, { POSTERN_EVENTS_URL: `http://${bearer.url}`, POSTERN_EVENTS_TOKEN: 'ev-token-123' });
   a.ctx.onEvent!({ type: 'received', time: new Date().toISOString(), id: 'x1' });
-  await waitFor('a POST', () => bearer.seen.length > 0, 5000);
-  assert.equal(bearer.seen[0]!.authorization, 'Bearer ev-token-123');
+  await waitFor('a POST', () => bearer.requests.length > 0, 5000);
+  assert.equal(bearer.requests[0]!.headers.authorization, 'Bearer ev-token-123');
 
   const basic = await receiver(t);
   const b = await startTestNode(t, { POSTERN_EVENTS_URL: `http://evuser:p%40ss@${basic.url}` });
   b.ctx.onEvent!({ type: 'received', time: new Date().toISOString(), id: 'x2' });
-  await waitFor('a POST', () => basic.seen.length > 0, 5000);
-  assert.equal(basic.seen[0]!.authorization, `Basic ${Buffer.from('evuser:p@ss').toString('base64')}`);
+  await waitFor('a POST', () => basic.requests.length > 0, 5000);
+  assert.equal(basic.requests[0]!.headers.authorization, `Basic ${Buffer.from('evuser:p@ss').toString('base64')}`);
 
   await assert.rejects(
     startTestNode(t, { POSTERN_EVENTS_URL: `http://evuser:Secret-Pa55@${basic.url}`, POSTERN_EVENTS_TOKEN: 'ev-token-123' }),

@@ -2,13 +2,12 @@
 // batches; a failing receiver keeps them queued (retried with backoff), never slows delivery.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { once } from 'node:events';
 import { mkdirSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
-import { startTestNode, tempDir } from '../helpers/node.js';
-import { sendMessage, waitFor } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { startHttpReceiver } from '../helpers/http-receiver.js';
 import { Queue } from '../../src/queue/store.js';
 import { EventSender } from '../../src/events/sender.js';
 import { silentLogger } from '../../src/log/logger.js';
@@ -24,25 +23,17 @@ test('received and delivered events reach the webhook; a failing receiver keeps 
   const got: Received[] = [];
   let failing = true;
   let posts = 0;
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      posts++;
-      if (failing) {
-        res.statusCode = 503;
-        res.end('down');
-        return;
-      }
-      got.push(...(JSON.parse(body) as { events: Received[] }).events);
-      res.end('ok');
-    });
+  const { port } = await startHttpReceiver(t, (_req, res, body) => {
+    posts++;
+    if (failing) {
+      res.statusCode = 503;
+      res.end('down');
+      return;
+    }
+    got.push(...(JSON.parse(body.toString()) as { events: Received[] }).events);
+    res.end('ok');
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => server.close());
-  const port = (server.address() as AddressInfo).port;
-  const root = tempDir(t);
+  const root = tmpdir(t);
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,
@@ -68,18 +59,11 @@ test('a bad POSTERN_EVENTS_URL stops start-up naming the variable', async (t) =>
 
 test('an HTTP injection emits a received event with source http', async (t) => {
   const got: Array<{ type: string; id?: string; source?: string }> = [];
-  const server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      got.push(...(JSON.parse(body) as { events: typeof got }).events);
-      res.end('ok');
-    });
+  const receiver = await startHttpReceiver(t, (_req, res, body) => {
+    got.push(...(JSON.parse(body.toString()) as { events: typeof got }).events);
+    res.end('ok');
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => server.close());
-  const node = await startTestNode(t, { POSTERN_EVENTS_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, POSTERN_HTTP_PORT: '0' });
+  const node = await startTestNode(t, { POSTERN_EVENTS_URL: `${receiver.origin}/`, POSTERN_HTTP_PORT: '0' });
   const r = await fetch(`http://127.0.0.1:${node.ports.httpPort}/v1/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -94,29 +78,20 @@ test('an HTTP injection emits a received event with source http', async (t) => {
 test('a receiver that answers 200 and then streams its body without end, fast or a byte at a time: the batch counts as sent, bounded in time and bytes', async (t) => {
   let mode: 'fast' | 'drip' = 'fast';
   const closedAt: number[] = [];
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      req.socket.once('close', () => closedAt.push(Date.now()));
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      const until = Date.now() + 5000;
-      const block = Buffer.alloc(mode === 'fast' ? 65536 : 1, 'b');
-      const pump = (): void => {
-        while (!res.destroyed && Date.now() < until) {
-          const more = res.write(block);
-          if (mode === 'drip') return void setTimeout(pump, 50);
-          if (!more) return void res.once('drain', pump);
-        }
-        if (!res.destroyed) res.end();
-      };
-      pump();
-    });
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
+  const { port } = await startHttpReceiver(t, (req, res) => {
+    req.socket.once('close', () => closedAt.push(Date.now()));
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const until = Date.now() + 5000;
+    const block = Buffer.alloc(mode === 'fast' ? 65536 : 1, 'b');
+    const pump = (): void => {
+      while (!res.destroyed && Date.now() < until) {
+        const more = res.write(block);
+        if (mode === 'drip') return void setTimeout(pump, 50);
+        if (!more) return void res.once('drain', pump);
+      }
+      if (!res.destroyed) res.end();
+    };
+    pump();
   });
   let queue: Queue | null = null;
   let sender: EventSender | null = null;
@@ -125,7 +100,6 @@ test('a receiver that answers 200 and then streams its body without end, fast or
     await queue?.close();
   });
   queue = Queue.open({ path: tmpdir(t, 'postern-events-'), mapSizeBytes: 64 * 1024 * 1024 });
-  const port = (server.address() as AddressInfo).port;
   // The body timeout (between chunks) is the 500 ms too; a byte every 50 ms never trips it.
   sender = new EventSender(queue.events, { url: `http://127.0.0.1:${port}/ev`, log: silentLogger(), lingerMs: 10, timeoutMs: 500 });
   sender.start();

@@ -6,8 +6,9 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestNode, tempDir } from '../helpers/node.js';
-import { waitFor } from '../helpers/smtp-client.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { waitFor } from '../helpers/wait-for.js';
 import type { PosternNode } from '../../src/main.js';
 
 const TOKEN = 'admin-token-0123456789';
@@ -86,7 +87,7 @@ test('suppression list: add (201/200), list with pagination, has() case-insensit
 });
 
 test('a suppressed recipient is never delivered and is reported in the bounce; the other one is delivered', async (t) => {
-  const root = tempDir(t, 'postern-admin-maildir-');
+  const root = tmpdir(t, 'postern-admin-maildir-');
   const a = await start(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root};home.test=maildir:${root}` }, true);
   assert.equal((await a.call('PUT', '/v1/suppressions/carol@local.test', { reason: 'unsubscribed' })).status, 201);
   await a.inject(['bob@local.test', 'Carol@LOCAL.test']);

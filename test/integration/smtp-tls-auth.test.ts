@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient } from '../helpers/smtp-client.js';
-import { startTestNode, makeCert, tempDir } from '../helpers/node.js';
+import { startTestNode, makeCert } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { addUser } from '../../src/auth/users.js';
 import { join } from 'node:path';
 
@@ -12,7 +13,7 @@ const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
 async function tlsNode(t: Parameters<typeof startTestNode>[0], extra: Record<string, string> = {}) {
   const { cert, key } = makeCert(t);
-  const users = join(tempDir(t), 'users');
+  const users = join(tmpdir(t), 'users');
   await addUser(users, 'alice', 's3cret pass');
   return startTestNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users, POSTERN_SMTPS_PORT: '0', ...extra });
 }
@@ -112,7 +113,7 @@ test('AUTH PLAIN with the initial response sent after a 334', async (t) => {
 });
 
 test('POSTERN_REQUIRE_TLS_FOR_AUTH=false offers AUTH in plaintext', async (t) => {
-  const users = join(tempDir(t), 'users');
+  const users = join(tmpdir(t), 'users');
   await addUser(users, 'bob', 'pw');
   const node = await startTestNode(t, { POSTERN_AUTH_USERS: users, POSTERN_REQUIRE_TLS_FOR_AUTH: 'false' });
   const c = await RawClient.connect(node.ports.smtpPort);
@@ -125,7 +126,7 @@ test('POSTERN_REQUIRE_TLS_FOR_AUTH=false offers AUTH in plaintext', async (t) =>
 
 test('STARTTLS forgets an AUTH done in plaintext (RFC 3207 §4.2): no relay, AUTH offered again', async (t) => {
   const { cert, key } = makeCert(t);
-  const users = join(tempDir(t), 'users');
+  const users = join(tmpdir(t), 'users');
   await addUser(users, 'bob', 'pw');
   const node = await startTestNode(t, {
     POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users,

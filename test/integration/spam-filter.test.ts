@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { train } from '../../src/filter/spam/train.js';
 
@@ -19,7 +20,7 @@ function corpus(words: string[], n: number, from: string): Buffer[] {
 }
 
 test('spam is refused at DATA with 550 5.7.1, ham is accepted with X-Spam headers', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const model = join(dir, 'spam.model');
   writeFileSync(model, train(corpus(SPAM_WORDS, 60, 'deals@promo.example'), corpus(HAM_WORDS, 60, 'dev@lists.example.org'), { folds: 3, bits: 16 }).serialize());
   const node = await startTestNode(t, { POSTERN_SPAM_MODEL: model, POSTERN_SPAM_REJECT_SCORE: '0.9', POSTERN_WORKERS: '1' });
@@ -46,7 +47,7 @@ test('spam is refused at DATA with 550 5.7.1, ham is accepted with X-Spam header
 });
 
 test('quarantine: at or above POSTERN_SPAM_QUARANTINE_SCORE the message is accepted but held', async (t) => {
-  const dir = tempDir(t);
+  const dir = tmpdir(t);
   const model = join(dir, 'spam.model');
   writeFileSync(model, train(corpus(SPAM_WORDS, 60, 'deals@promo.example'), corpus(HAM_WORDS, 60, 'dev@lists.example.org'), { folds: 3, bits: 16 }).serialize());
   const node = await startTestNode(t, { POSTERN_SPAM_MODEL: model, POSTERN_SPAM_QUARANTINE_SCORE: '0.9', POSTERN_WORKERS: '1' });

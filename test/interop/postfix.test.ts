@@ -10,6 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient } from '../helpers/smtp-client.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
 import { postfixSkip, startPostfix } from '../helpers/postfix.js';
 import type { PosternNode } from '../../src/main.js';
@@ -47,14 +48,6 @@ async function sendSession(port: number, msgs: Outgoing[]): Promise<string[]> {
     c.end();
   }
   return ids;
-}
-
-async function waitFor(what: string, pred: () => boolean, timeoutMs = 20_000, diag: () => string = () => ''): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${diag()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** The header block of a message (up to, not including, the blank line), unfolded into fields. */
@@ -120,8 +113,8 @@ test('postern delivers to a real Postfix over SMTP: bodies byte-exact, envelopes
   ];
   const delivered = () => pf.maildir('bob').length + pf.maildir('carol').length + pf.maildir('erin').length;
   const diag = () => `postern queue: ${JSON.stringify(node.queue.list().map((m) => m.recipients))}\npostfix log:\n${pf.log().split('\n').slice(-30).join('\n')}`;
-  await waitFor('4 Maildir files from Postfix', () => delivered() >= 4, 30_000, diag);
-  await waitFor("postern's queue to empty", () => node.queue.counts().total === 0, 10_000, diag);
+  await waitFor('4 Maildir files from Postfix', () => delivered() >= 4, { timeoutMs: 30_000, intervalMs: 50, diag });
+  await waitFor("postern's queue to empty", () => node.queue.counts().total === 0, { timeoutMs: 10_000, intervalMs: 50, diag });
   assert.equal(delivered(), 4, 'exactly one copy per recipient');
   assert.equal(node.delivery!.counters.delivered, 4);
 
@@ -167,8 +160,8 @@ test('postern delivers to a real Postfix over SMTP: bodies byte-exact, envelopes
   // one of them (RSET/MAIL on an open session), not over a new connection.
   const fourth: Outgoing = { from: 'alice@src.test', rcpts: ['carol@pf.test'], body: `From: <alice@src.test>\nTo: <carol@pf.test>\n${SUBJECT(4)}\nMessage-ID: <msg4@src.test>\n\nreuse me\n` };
   await sendSession(node.ports.smtpPort, [fourth]);
-  await waitFor('message #4 in carol\'s Maildir', () => pf.maildir('carol').some((f) => f.bytes.toString('utf8').endsWith(fourth.body)), 20_000, diag);
-  await waitFor("postern's queue to empty again", () => node.queue.counts().total === 0, 10_000, diag);
+  await waitFor('message #4 in carol\'s Maildir', () => pf.maildir('carol').some((f) => f.bytes.toString('utf8').endsWith(fourth.body)), { timeoutMs: 20_000, intervalMs: 50, diag });
+  await waitFor("postern's queue to empty again", () => node.queue.counts().total === 0, { timeoutMs: 10_000, intervalMs: 50, diag });
   const after = sessions(pf.log());
   t.diagnostic(`after message #4: ${after} session(s)`);
   assert.equal(after, first, `message #4 reused an open session (sessions: ${first} before, ${after} after)\n${pf.log()}`);
@@ -189,8 +182,8 @@ test("Postfix's refusals come back as postern DSNs (550 unknown mailbox; over Po
   const big: Outgoing = { from: 'alice@pf.test', rcpts: ['bob@pf.test'], body: `From: <alice@pf.test>\nSubject: too big for Postfix\nMessage-ID: <big@pf.test>\n\n${'x'.repeat(76).concat('\n').repeat(400)}` };
   const [idUnknown, idBig] = await sendSession(node.ports.smtpPort, [unknown, big]);
   const diag = () => `postern queue: ${JSON.stringify(node.queue.list())}\npostfix log:\n${pf.log().split('\n').slice(-30).join('\n')}`;
-  await waitFor('two DSNs in alice\'s Maildir and one message in bob\'s', () => pf.maildir('alice').length >= 2 && pf.maildir('bob').length >= 1, 30_000, diag);
-  await waitFor("postern's queue to empty", () => node.queue.counts().total === 0, 10_000, diag);
+  await waitFor('two DSNs in alice\'s Maildir and one message in bob\'s', () => pf.maildir('alice').length >= 2 && pf.maildir('bob').length >= 1, { timeoutMs: 30_000, intervalMs: 50, diag });
+  await waitFor("postern's queue to empty", () => node.queue.counts().total === 0, { timeoutMs: 10_000, intervalMs: 50, diag });
   assert.equal(pf.maildir('bob').length, 1, 'bob got the first message only');
   assert.ok(pf.maildir('bob')[0]!.bytes.toString('utf8').endsWith(unknown.body));
 
@@ -254,8 +247,7 @@ test('Postfix relays into postern (relayhost): envelopes and bodies intact, Post
       }
       return false;
     },
-    30_000,
-    diag,
+    { timeoutMs: 30_000, intervalMs: 50, diag },
   );
   assert.equal(node.queue.counts().total, 4, diag());
 

@@ -11,6 +11,7 @@ import { CircuitBreakerMap } from '../../src/delivery/circuit-breaker.js';
 import { replyRecord, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from '../../src/delivery/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const T0 = Date.UTC(2026, 0, 1, 0, 0, 0);
 const MIN = 60_000;
@@ -137,13 +138,8 @@ function harness(t: TestContext, o: { respond?: Respond; route?: SchedulerOption
   };
 }
 
-async function waitFor(what: string, pred: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
+/** The scheduler runs on a test clock in milliseconds: look often, give up early. */
+const POLL = { timeoutMs: 5000, intervalMs: 5 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -159,7 +155,7 @@ test('4xx: deferred with retryAt from the schedule; not leased before the clock 
   const h = harness(t, { respond: byCode({ 'later@far.test': 451 }) });
   await h.sched.start();
   const id = await h.enqueue(['later@far.test']);
-  await waitFor('first attempt settled', settled(h.queue, id, 1));
+  await waitFor('first attempt settled', settled(h.queue, id, 1), POLL);
   let m = h.queue.get(id)!;
   assert.equal(h.transport.calls.length, 1);
   assert.equal(m.state, 'ready');
@@ -180,7 +176,7 @@ test('4xx: deferred with retryAt from the schedule; not leased before the clock 
   assert.equal(h.transport.calls.length, 1, 'not leased before nextAttemptAt');
 
   h.at(T0 + MIN);
-  await waitFor('second attempt settled', settled(h.queue, id, 2));
+  await waitFor('second attempt settled', settled(h.queue, id, 2), POLL);
   assert.equal(h.transport.calls.length, 2);
   assert.equal(h.transport.calls[1]!.at, T0 + MIN);
   m = h.queue.get(id)!;
@@ -190,7 +186,7 @@ test('4xx: deferred with retryAt from the schedule; not leased before the clock 
   // Third attempt succeeds: the message leaves the queue.
   h.transport.respond = byCode({});
   h.at(T0 + 3 * MIN);
-  await waitFor('delivered and removed', () => h.queue.get(id) === undefined);
+  await waitFor('delivered and removed', () => h.queue.get(id) === undefined, POLL);
   assert.equal(h.transport.calls.length, 3);
   assert.equal(h.sched.counters.delivered, 1);
   assert.equal(h.sched.counters.deferred, 2);
@@ -203,18 +199,18 @@ test('lifetime: a transient failure at or past maxQueueLifetimeMs fails with 4.4
   await h.sched.start();
   const body = 'Subject: expiring\r\nMessage-ID: <x@home.test>\r\n\r\nhello\r\n';
   const id = await h.enqueue(['later@far.test'], body);
-  await waitFor('first attempt', settled(h.queue, id, 1));
+  await waitFor('first attempt', settled(h.queue, id, 1), POLL);
 
   // 1 ms before the lifetime ends: still deferred.
   h.at(T0 + 60 * MIN - 1);
-  await waitFor('second attempt', settled(h.queue, id, 2));
+  await waitFor('second attempt', settled(h.queue, id, 2), POLL);
   const m = h.queue.get(id)!;
   assert.equal(m.recipients[0]!.state, 'pending');
   assert.equal(h.bounces.calls.length, 0);
 
   // At the retry, past the lifetime: failed, bounced, removed.
   h.at(m.nextAttemptAt);
-  await waitFor('expired and removed', () => h.queue.get(id) === undefined);
+  await waitFor('expired and removed', () => h.queue.get(id) === undefined, POLL);
   assert.equal(h.transport.calls.length, 3, 'the last attempt is still made');
   assert.equal(h.bounces.calls.length, 1);
   const b = h.bounces.calls[0]!;
@@ -234,7 +230,7 @@ test('5xx: failed at once with a bounce, never retried', async (t) => {
   const h = harness(t, { respond: byCode({ 'nobody@far.test': 550 }) });
   await h.sched.start();
   const id = await h.enqueue(['nobody@far.test']);
-  await waitFor('failed and removed', () => h.queue.get(id) === undefined);
+  await waitFor('failed and removed', () => h.queue.get(id) === undefined, POLL);
   assert.equal(h.transport.calls.length, 1);
   assert.equal(h.bounces.calls.length, 1);
   assert.equal(h.bounces.calls[0]!.items[0]!.reply.code, 550);
@@ -249,7 +245,7 @@ test('mixed results in one message: delivered, deferred and failed per recipient
   const h = harness(t, { respond: byCode({ 'later@far.test': 452, 'bad@far.test': 550 }) });
   await h.sched.start();
   const id = await h.enqueue(['ok@far.test', 'later@far.test', 'bad@far.test']);
-  await waitFor('first attempt', settled(h.queue, id, 1));
+  await waitFor('first attempt', settled(h.queue, id, 1), POLL);
   assert.equal(h.transport.calls.length, 1, 'one transaction for the three (same destination)');
   assert.deepEqual(h.transport.calls[0]!.rcpts, ['ok@far.test', 'later@far.test', 'bad@far.test']);
   const m = h.queue.get(id)!;
@@ -261,7 +257,7 @@ test('mixed results in one message: delivered, deferred and failed per recipient
 
   h.transport.respond = byCode({});
   h.at(T0 + MIN);
-  await waitFor('retry delivered', () => h.queue.get(id) === undefined);
+  await waitFor('retry delivered', () => h.queue.get(id) === undefined, POLL);
   assert.deepEqual(h.transport.calls[1]!.rcpts, ['later@far.test'], 'only the pending recipient is retried');
   assert.equal(h.bounces.calls.length, 1, 'no second bounce');
   assert.equal(h.sched.counters.delivered, 2);
@@ -292,7 +288,7 @@ test('recipients are grouped per destination key: one deliver() per destination,
   const rcpts = ['a@x.test', 'b@y.test', 'c@z.test', 'd@x.test', 'e@broken.test', 'f@wait.test', 'g@dead.test', 'h@lm.test'];
   const body = 'Subject: grouped\r\n\r\nsame bytes for everyone\r\n';
   const id = await h.enqueue(rcpts, body);
-  await waitFor('first attempt', settled(h.queue, id, 1));
+  await waitFor('first attempt', settled(h.queue, id, 1), POLL);
 
   assert.equal(h.transport.calls.length, 2, 'hub and other; the rest never reach a transport');
   const byKey = new Map(h.transport.calls.map((c) => [c.key, c]));
@@ -349,7 +345,7 @@ test('gate: an open circuit defers without calling the transport; connection fai
   // canAttempt false (forced): deferred with 4.4.1, transport untouched, nothing recorded.
   forcedClosed = true;
   const id = await h.enqueue(['u@far.test']);
-  await waitFor('deferred by the gate', settled(h.queue, id, 1));
+  await waitFor('deferred by the gate', settled(h.queue, id, 1), POLL);
   assert.equal(h.transport.calls.length, 0, 'the transport is not called while the gate says no');
   assert.equal(records.length, 0);
   let rc = h.queue.get(id)!.recipients[0]!;
@@ -362,10 +358,10 @@ test('gate: an open circuit defers without calling the transport; connection fai
 
   // Two connection failures open the real breaker (threshold 2).
   h.at(h.queue.get(id)!.nextAttemptAt);
-  await waitFor('attempt 2', settled(h.queue, id, 2));
+  await waitFor('attempt 2', settled(h.queue, id, 2), POLL);
   mode = 'refused';
   h.at(h.queue.get(id)!.nextAttemptAt);
-  await waitFor('attempt 3', settled(h.queue, id, 3));
+  await waitFor('attempt 3', settled(h.queue, id, 3), POLL);
   assert.equal(h.transport.calls.length, 2);
   assert.deepEqual(records, [{ key, outcome: 'connection-failure' }, { key, outcome: 'connection-failure' }]);
   assert.equal(breakers.state(key, h.clock.t), 'open');
@@ -374,7 +370,7 @@ test('gate: an open circuit defers without calling the transport; connection fai
   mode = 'ok';
   h.at(h.queue.get(id)!.nextAttemptAt);
   const id2 = await h.enqueue(['v@far.test']);
-  await waitFor('attempt 4 and the new message', () => settled(h.queue, id, 4)() && settled(h.queue, id2, 1)());
+  await waitFor('attempt 4 and the new message', () => settled(h.queue, id, 4)() && settled(h.queue, id2, 1)(), POLL);
   assert.equal(h.transport.calls.length, 2, 'no attempt while the circuit is open');
   rc = h.queue.get(id2)!.recipients[0]!;
   assert.equal(rc.lastReply?.enhanced, '4.4.1');
@@ -387,14 +383,14 @@ test('gate: an open circuit defers without calling the transport; connection fai
   // After the open interval, half-open: one probe goes through (the other message, due at the
   // same moment, still waits), succeeds, and the circuit closes.
   h.at(Math.max(h.clock.t + 30 * MIN, h.queue.get(id)!.nextAttemptAt, h.queue.get(id2)!.nextAttemptAt));
-  await waitFor('the probe delivered', () => h.queue.get(id) === undefined || h.queue.get(id2) === undefined);
-  await waitFor('both settled', () => settled(h.queue, id, 5)() && settled(h.queue, id2, 2)());
+  await waitFor('the probe delivered', () => h.queue.get(id) === undefined || h.queue.get(id2) === undefined, POLL);
+  await waitFor('both settled', () => settled(h.queue, id, 5)() && settled(h.queue, id2, 2)(), POLL);
   assert.equal(h.transport.calls.length, 3, 'exactly one probe in half-open');
   assert.equal(breakers.state(key, h.clock.t), 'closed');
   const rest = h.queue.get(id) ?? h.queue.get(id2);
   if (rest) {
     h.at(rest.nextAttemptAt);
-    await waitFor('the other delivered once the circuit is closed', () => h.queue.get(rest.id) === undefined);
+    await waitFor('the other delivered once the circuit is closed', () => h.queue.get(rest.id) === undefined, POLL);
   }
   assert.equal(h.queue.counts().total, 0);
   assert.ok(records.slice(2).every((r) => r.outcome === 'ok'), JSON.stringify(records));
@@ -402,7 +398,7 @@ test('gate: an open circuit defers without calling the transport; connection fai
   // A 5xx per recipient is not a connection failure.
   mode = 'rcpt550';
   const id3 = await h.enqueue(['w@far.test']);
-  await waitFor('failed', () => h.queue.get(id3) === undefined);
+  await waitFor('failed', () => h.queue.get(id3) === undefined, POLL);
   assert.equal(records.at(-1)!.outcome, 'other');
 });
 
@@ -419,7 +415,7 @@ test('stop() waits for deliveries in flight and settles them; nothing is leased 
   await h.sched.start();
   const ok = await h.enqueue(['ok@a.test']);
   const later = await h.enqueue(['later@b.test']);
-  await waitFor('both in flight', () => pending.length === 2);
+  await waitFor('both in flight', () => pending.length === 2, POLL);
   assert.equal(h.sched.counters.inFlight, 2);
   assert.equal(h.queue.get(ok)!.state, 'leased');
 

@@ -1,7 +1,6 @@
 // The one grammar each for durations, rates and domain names (src/lib).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fc from 'fast-check';
 import { parseDuration, parseDurationList, formatDuration } from '../../src/lib/duration.js';
 import { parseRate, formatRate } from '../../src/lib/rate.js';
 import { isDomainName, toAsciiDomain, normalizeDomain } from '../../src/lib/domain-name.js';
@@ -20,7 +19,6 @@ test('formatDuration writes what parseDuration reads back', () => {
   assert.equal(formatDuration(5_400_000), '1h30m');
   assert.equal(formatDuration(0), '0ms');
   assert.equal(formatDuration(604_800_000 + 1), '1w1ms');
-  fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 40 }), (ms) => parseDuration(formatDuration(ms)) === ms));
 });
 
 test('formatRate picks the shortest whole period', () => {

@@ -104,6 +104,7 @@ function fallbackHeader(hostname: string, why: string): string {
 export function cleanHeaders(raw: string): string {
   const out: string[] = [];
   for (let line of raw.split(/\r\n|\r|\n/)) {
+    // eslint-disable-next-line no-control-regex
     line = line.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, ' ').replace(/\s+$/, '');
     if (line.trim() === '') continue;
     if (!/^[ \t]/.test(line) && !/^[!-9;-~]+:/.test(line)) line = ' ' + line; // stray text: keep it inside the field

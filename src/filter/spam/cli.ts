@@ -5,7 +5,7 @@
 //   spam eval --seeds 601-620 [--splits-dir DIR]   the same over many splits, a line each
 // Logs go to stderr; stdout carries only results. Returns the exit code (2 = usage).
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { SpamModel } from './model.js';
 import { train } from './train.js';

@@ -88,6 +88,7 @@ export function decodeBytes(bytes: Uint8Array, charset: string): string {
   return buf.toString('latin1');
 }
 
+// eslint-disable-next-line no-control-regex
 const NON_ASCII = /[^\x00-\x7f]/;
 
 function isAscii(b: Buffer): boolean {

@@ -167,6 +167,7 @@ export function planStructured(o: Record<string, unknown>, api: Api, nowMs: numb
   return { ok: true, s, priority: ps.priority, notBefore: ps.notBefore, units };
 }
 
+// eslint-disable-next-line no-control-regex
 const isUtf8Address = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 
 async function injectStructured(c: RouteContext, api: Api, o: Record<string, unknown>): Promise<HttpResult> {

@@ -8,6 +8,6 @@ exports.register = function () {
   this.cfg = this.config.get('bench_sink_mx.ini').main;
 };
 
-exports.hook_get_mx = function (next, hmail, domain) {
+exports.hook_get_mx = function (next, _hmail, _domain) {
   next(OK, { exchange: this.cfg.host || '127.0.0.1', port: Number(this.cfg.port), priority: 0 });
 };

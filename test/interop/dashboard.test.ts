@@ -7,7 +7,9 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { sendMessage } from '../helpers/smtp-client.js';
-import { startTestNode, tempDir } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { startTestNode } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Skip only on a developer machine without chromium; in CI a missing browser must fail.
@@ -42,18 +44,13 @@ async function openBrowser(t: TestContext): Promise<{ page: Page; problems: stri
 const text = (page: Page, id: string): Promise<string> => page.getByTestId(id).innerText();
 
 async function waitForText(page: Page, id: string, pred: (s: string) => boolean, what: string, timeoutMs = 5000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
   let last = '';
-  for (;;) {
-    last = await text(page, id);
-    if (pred(last)) return last;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: [data-testid=${id}] is ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await waitFor(what, async () => pred((last = await text(page, id))), { timeoutMs, intervalMs: 100, diag: () => `[data-testid=${id}] is ${JSON.stringify(last)}` });
+  return last;
 }
 
 async function screenshot(t: TestContext, page: Page, name: string): Promise<string> {
-  const file = join(tempDir(t, 'postern-dashboard-'), name);
+  const file = join(tmpdir(t, 'postern-dashboard-'), name);
   await page.screenshot({ path: file, fullPage: true });
   const png = readFileSync(file);
   assert.ok(png.length > 1000, `screenshot is ${png.length} bytes`);
@@ -140,7 +137,7 @@ test('with POSTERN_API_TOKEN the page loads, says it needs the token, and works 
 });
 
 test('the Destinations panel lists the next hop with its counters and last reply', { skip }, async (t) => {
-  const root = tempDir(t);
+  const root = tmpdir(t);
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,

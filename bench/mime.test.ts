@@ -4,7 +4,7 @@
 // every figure the table prints is finite and positive, and the table names each parser.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runMimeBench, formatMimeResult, ENTRIES } from '../../bench/mime.js';
+import { runMimeBench, formatMimeResult, ENTRIES } from './mime.js';
 
 test('mime bench: postern extract(), postal-mime and mailparser each process every synthetic message, with finite figures', async () => {
   const r = await runMimeBench({ corpus: 'synthetic', messages: 10, rounds: 2, warmup: 3, log: () => {} });

@@ -5,18 +5,11 @@
 // -r and the smtp-sink counter agree.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSink } from '../../bench/lib/sink.js';
-import { inject, haveSmtpSource, recipientList } from '../../bench/lib/relay-inject.js';
-import { startRelaySink, haveSmtpSink } from '../../bench/lib/relay-sink.js';
-import { startTestNode } from '../helpers/node.js';
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+import { startSink } from './lib/sink.js';
+import { inject, haveSmtpSource, recipientList } from './lib/relay-inject.js';
+import { startRelaySink, haveSmtpSink } from './lib/relay-sink.js';
+import { startTestNode } from '../test/helpers/node.js';
+import { waitFor } from '../test/helpers/wait-for.js';
 
 test('relay path: 30 messages over 2 sessions reach the sink through postern and the queue empties', async (t) => {
   const sink = await startSink({ port: 0 });
@@ -25,8 +18,8 @@ test('relay path: 30 messages over 2 sessions reach the sink through postern and
   const r = await inject('loadgen', { port: node.ports.smtpPort, messages: 30, size: 2048, connections: 2, recipients: 1, to: 'sink@relay-sink.example', timeLimitMs: 30_000 });
   assert.deepEqual(r.errors, []);
   assert.equal(r.accepted, 30);
-  await until('30 messages at the sink', () => sink.stats.messages >= 30);
-  await until('an empty queue', () => node.queue.counts().total === 0);
+  await waitFor('30 messages at the sink', () => sink.stats.messages >= 30, 30_000);
+  await waitFor('an empty queue', () => node.queue.counts().total === 0, 30_000);
   assert.equal(sink.stats.messages, 30);
   assert.ok(sink.stats.connections >= 1);
 });
@@ -39,8 +32,8 @@ test('relay path with 5 recipients per message: one transaction per message at t
   const r = await inject('loadgen', { port: node.ports.smtpPort, messages: 12, size: 500, connections: 2, recipients: 5, to: 'sink@relay-sink.example', timeLimitMs: 30_000 });
   assert.deepEqual(r.errors, []);
   assert.equal(r.accepted, 12);
-  await until('12 messages at the sink', () => sink.stats.messages >= 12);
-  await until('an empty queue', () => node.queue.counts().total === 0);
+  await waitFor('12 messages at the sink', () => sink.stats.messages >= 12, 30_000);
+  await waitFor('an empty queue', () => node.queue.counts().total === 0, 30_000);
   assert.equal(sink.stats.messages, 12);
 });
 
@@ -53,6 +46,6 @@ test('smtp-source -r against smtp-sink -c: counted by the bench sink', { skip: (
   assert.equal(r.accepted, 20);
   assert.notEqual(await reached, null);
   assert.equal(sink.messages(), 20);
-  await until('2 sessions ended', () => sink.sessions() >= 2, 5000);
+  await waitFor('2 sessions ended', () => sink.sessions() >= 2, 5000);
   assert.equal(sink.sessions(), 2);
 });

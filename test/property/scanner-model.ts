@@ -1,5 +1,5 @@
 // Reference models for the protocol scanners: slow, per-byte, written from the rules and not
-// from the fast code, so that the fuzz tests can compare the two on random streams.
+// from the fast code, so that the property tests can compare the two on random streams.
 // Rules (RFC 5321 §4.1.1.4, §4.5.2, §4.5.3.1.6; RFC 3030): see docs/parser.md "Exact semantics".
 
 import type { DataStatus } from '../../src/protocol/data-scanner.js';

@@ -3,7 +3,7 @@
 // verdict, none tempfails, and every figure the table prints is a finite number.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { runFilterBench, formatResult } from '../../bench/filter.js';
+import { runFilterBench, formatResult } from './filter.js';
 
 test('filter bench: classifier, spam pools with 1 and 2 workers and the no-op pool all give verdicts and finite figures', async () => {
   const r = await runFilterBench({ corpus: 'synthetic', seconds: 60, messages: 40, warmup: 8, workers: [1, 2], log: () => {} });

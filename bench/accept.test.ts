@@ -4,12 +4,14 @@
 // Postfix's smtp-source is installed) the smtp-source driver counts what it sent.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect, type AddressInfo, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { runLoad, makePayload, isLoopback } from '../../bench/lib/loadgen.js';
-import { startSink } from '../../bench/lib/sink.js';
-import { haveSmtpSource, runSmtpSource } from '../../bench/lib/smtp-source.js';
-import { startTestNode } from '../helpers/node.js';
+import { runLoad, makePayload, isLoopback } from './lib/loadgen.js';
+import { startSink } from './lib/sink.js';
+import { haveSmtpSource, runSmtpSource } from './lib/smtp-source.js';
+import { startTestNode } from '../test/helpers/node.js';
+import { waitFor } from '../test/helpers/wait-for.js';
+import { startScriptedServer } from '../test/helpers/scripted-server.js';
 
 test('the payload is exactly the size asked for, in CRLF lines, with no line starting with a dot', () => {
   for (const size of [0, 1, 2, 3, 79, 80, 81, 82, 161, 1024, 10240]) {
@@ -66,13 +68,8 @@ test('the sink finds CRLF.CRLF split across reads, and after an empty message', 
   socket.setEncoding('latin1');
   let got = '';
   socket.on('data', (d: string) => (got += d));
-  const waitFor = async (n: number) => {
-    const deadline = Date.now() + 5000;
-    while ((got.match(/^250 2\.0\.0 Ok: discarded/gm) ?? []).length < n) {
-      assert.ok(Date.now() < deadline, `timed out; got ${JSON.stringify(got)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  const discarded = (n: number) =>
+    waitFor(`${n} discarded replies`, () => (got.match(/^250 2\.0\.0 Ok: discarded/gm) ?? []).length >= n, { timeoutMs: 5000, intervalMs: 10, diag: () => `got ${JSON.stringify(got)}` });
   await once(socket, 'connect');
   socket.write('EHLO t\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n');
   // One byte at a time through the terminator, with a ".." line (dot-stuffed) before it.
@@ -81,10 +78,10 @@ test('the sink finds CRLF.CRLF split across reads, and after an empty message', 
     socket.write(ch);
     await new Promise((r) => setTimeout(r, 1));
   }
-  await waitFor(1);
+  await discarded(1);
   // An empty message: the CRLF ending the DATA line is the first CRLF of CRLF.CRLF.
   socket.write('MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\n');
-  await waitFor(2);
+  await discarded(2);
   assert.equal(sink.stats.messages, 2);
 });
 
@@ -108,14 +105,7 @@ test('loadgen counts refusals as failures and postern queues none of them', asyn
 });
 
 test('loadgen stops by itself at its time limit when the server never answers', async (t) => {
-  const held: Socket[] = [];
-  const server = createServer((s) => held.push(s)); // accepts, says nothing
-  await new Promise<void>((resolve) => server.listen({ host: '127.0.0.1', port: 0 }, () => resolve()));
-  t.after(() => {
-    for (const s of held) s.destroy();
-    server.close();
-  });
-  const port = (server.address() as AddressInfo).port;
+  const { port } = await startScriptedServer(t, { greeting: null }); // accepts, says nothing
   const t0 = Date.now();
   const r = await runLoad({ port, messages: 1000, size: 100, connections: 2, timeLimitMs: 300, graceMs: 300 });
   assert.ok(Date.now() - t0 < 5000, 'bounded in time');

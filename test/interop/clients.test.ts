@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { startTestNode, makeCert, tempDir } from '../helpers/node.js';
+import { startTestNode, makeCert } from '../helpers/node.js';
+import { tmpdir } from '../helpers/tmpdir.js';
 import { addUser } from '../../src/auth/users.js';
 
 function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
@@ -38,7 +39,7 @@ test('swaks delivers a message', { skip: missing(SWAKS) }, async (t) => {
 
 test('swaks with STARTTLS, AUTH PLAIN and PIPELINING', { skip: missing(SWAKS) }, async (t) => {
   const { cert, key } = makeCert(t);
-  const users = join(tempDir(t), 'users');
+  const users = join(tmpdir(t), 'users');
   await addUser(users, 'alice', 'pw-for-swaks');
   const node = await startTestNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_AUTH_USERS: users, POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
   const r = await run(SWAKS, ['--to', 'user@far.example', '--from', 'alice@example.org', '--server', `127.0.0.1:${node.ports.smtpPort}`, '--tls', '--auth', 'PLAIN', '--auth-user', 'alice', '--auth-password', 'pw-for-swaks', '--pipeline']);

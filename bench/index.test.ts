@@ -1,0 +1,76 @@
+// The bench suite must not rot: every scenario of bench/scenarios runs at a tiny size against
+// postern alone and yields finite, positive figures, and the report renders a well-formed SVG.
+// Behavioural, not timed: no figure is compared with any threshold.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { runSuite, SCENARIO_NAMES } from './index.js';
+import { Progress } from './lib/progress.js';
+import type { Knobs } from './scenarios/common.js';
+import { tmpdir } from '../test/helpers/tmpdir.js';
+
+/** A small XML well-formedness check: balanced tags, quoted attributes, no stray '<' or '&'. */
+function wellFormed(xml: string): void {
+  const stack: string[] = [];
+  const body = xml.replace(/<\?xml[^>]*\?>/, '');
+  const re = /<(\/?)([A-Za-z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>/g;
+  let last = 0;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(body))) {
+    const text = body.slice(last, m.index);
+    assert.ok(!/[<>]/.test(text), `stray angle bracket in text near ${JSON.stringify(text.slice(0, 60))}`);
+    assert.ok(!/&(?!(amp|lt|gt|quot|apos|#\d+);)/.test(text), 'unescaped & in text');
+    last = re.lastIndex;
+    const [, close, name, , selfClose] = m;
+    if (selfClose) continue;
+    if (close) assert.equal(stack.pop(), name, `</${name}> closes the wrong element`);
+    else stack.push(name!);
+  }
+  assert.equal(body.slice(last).trim(), '', 'text after the root element');
+  assert.deepEqual(stack, [], 'unclosed elements');
+}
+
+test('every bench scenario runs at a tiny size and the report is well formed', async (t) => {
+  const outDir = tmpdir(t, 'postern-bench-suite-test-');
+  const knobs: Knobs = {
+    messages: 20,
+    size: 1024,
+    connections: 4,
+    runs: 1,
+    peers: [],
+    timeLimitMs: 60_000,
+    client: 'loadgen',
+    fanoutRecipients: 5,
+    depthLevels: [0, 200],
+    concurrencyLevels: [1, 10],
+    sizes: [1024, 102400],
+    httpRequests: 20,
+    progress: new Progress(false),
+  };
+  const r = await runSuite({ scenarios: SCENARIO_NAMES, knobs, outDir, print: false });
+  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http']) {
+    assert.ok(r.measurements.some((m) => m.scenario === name), `scenario ${name} produced no measurement`);
+  }
+  for (const m of r.measurements) {
+    assert.ok(m.ok, `${m.scenario} ${m.variant} ${m.target}: ${m.error}`);
+    assert.equal(m.target, 'postern');
+    assert.ok(Number.isFinite(m.msgsPerSec) && m.msgsPerSec > 0, `${m.scenario} ${m.variant}: msg/s ${m.msgsPerSec}`);
+    assert.ok(Number.isFinite(m.elapsedMs) && m.elapsedMs > 0);
+    assert.equal(m.accepted, m.messages);
+  }
+  assert.deepEqual(r.measurements.filter((m) => m.scenario === 'depth').map((m) => m.x), [0, 200]);
+  assert.deepEqual(r.measurements.filter((m) => m.scenario === 'sizes').map((m) => m.x), [1024, 102400]);
+  for (const row of r.rows) assert.ok(Number.isFinite(row.median) && row.min <= row.median && row.median <= row.max);
+  assert.match(r.markdown, /^\| scenario \|/);
+  assert.equal(r.markdown.split('\n').length, 2 + r.rows.length);
+
+  const svg = readFileSync(r.svgFile, 'utf8');
+  assert.equal(svg, r.svg);
+  assert.ok(svg.startsWith('<svg'), 'the chart starts with <svg');
+  wellFormed(svg);
+  assert.match(svg, /<rect [^>]*fill="#1f77b4"/, 'a bar for postern');
+  assert.match(svg, /<polyline /, 'the concurrency line chart');
+  const json = JSON.parse(readFileSync(r.jsonFile, 'utf8')) as { measurements: unknown[]; summary: unknown[] };
+  assert.equal(json.measurements.length, r.measurements.length);
+  assert.equal(json.summary.length, r.rows.length);
+});
