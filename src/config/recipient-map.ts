@@ -79,7 +79,7 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
       domains.add(d);
     } else {
       key = mapKey(left);
-      if (key === null) return void problems.push(`${where}: "${left.slice(0, 100)}" is not an address (local@domain, no quotes)`);
+      if (key === null) return void problems.push(`${where}: ${JSON.stringify(left.slice(0, 100))} is not an address (local@domain, no quotes)`);
       domains.add(key.slice(key.lastIndexOf('@') + 1));
     }
     const dup = seen.get(key);
@@ -90,7 +90,7 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
     const targets: string[] = [];
     for (const t of line.slice(colon + 1).split(',').map((x) => x.trim())) {
       const tk = mapKey(t);
-      if (tk === null) return void problems.push(`${where}: alias target "${t.slice(0, 100)}" is not an address`);
+      if (tk === null) return void problems.push(`${where}: alias target ${JSON.stringify(t.slice(0, 100))} is not an address`);
       targets.push(tk);
     }
     rawAliases.set(key, { targets, line: n });
