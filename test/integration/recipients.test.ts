@@ -183,3 +183,18 @@ test('LMTP verification of an unreachable server is a temporary 451 4.4.1', asyn
   await c.cmd('MAIL FROM:<x@remote.test>');
   assert.deepEqual(await rcptCodes(c, ['alice@local.test']), ['451 4.4.1']);
 });
+
+test('the Maildir transport creates only the mailboxes it may: others get 550 5.1.1 unless their folder exists', async (t) => {
+  const { MaildirTransport } = await import('../../src/delivery/maildir-transport.js');
+  const { deliveryRequest } = await import('../helpers/scripted-server.js');
+  const root = tempDir(t);
+  mkdirSync(join(root, 'local.test', 'old'), { recursive: true });
+  const tr = new MaildirTransport({ mayCreate: (a) => a === 'listed@local.test' });
+  const res = await tr.deliver({ kind: 'maildir', key: `maildir:${root}`, root }, deliveryRequest('s@remote.test', ['listed@local.test', 'stranger@local.test', 'old@local.test'], 'Subject: x\r\n\r\nhi\r\n'));
+  assert.deepEqual(res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced]), [
+    ['listed@local.test', true, false, 250, '2.0.0'],
+    ['stranger@local.test', false, false, 550, '5.1.1'],
+    ['old@local.test', true, false, 250, '2.0.0'],
+  ]);
+  assert.deepEqual(readdirSync(join(root, 'local.test')).sort(), ['listed', 'old']);
+});
