@@ -86,8 +86,10 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     rmap.watch(RECIPIENTS_POLL_MS);
   }
   if (config.rcptVerify === 'lmtp') ctx.verifier = new LmtpVerifier({ hostname: config.hostname, timeoutMs: config.rcptVerifyTimeoutMs });
-  // With a map, exactly its mailboxes may be created; without, POSTERN_MAILDIR_CREATE decides.
-  const maildirMayCreate = rmap ? (address: string) => isMailboxInMap(rmap.current, address) : () => config.maildirCreate;
+  // The mailboxes the map lists may be created, others only with POSTERN_MAILDIR_CREATE; RCPT
+  // and the Maildir transport ask the same function, so what RCPT accepts can be delivered.
+  const maildirMayCreate = (address: string): boolean => config.maildirCreate || (rmap !== null && isMailboxInMap(rmap.current, address));
+  ctx.mayCreateMailbox = maildirMayCreate;
   let events: EventSender | null = null;
   let recorder: EventRecorder | null = null;
   let emit: ((e: MailEvent, origin?: EventOrigin) => void) | undefined;

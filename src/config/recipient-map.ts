@@ -9,6 +9,7 @@
 //   @example.net                    every local part of example.net exists (catch-all)
 //   sales@example.org: alice@example.org, bob@elsewhere.test
 //                                   an alias: the recipient is replaced by its targets
+//   @example.com: alice@example.org every other local part of example.com goes there
 import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { toAsciiDomain } from '../lib/domain-name.js';
 import type { ParseError } from '../lib/parse-error.js';
@@ -23,9 +24,9 @@ export const MAX_MAP_BYTES = 64 * 1024 * 1024;
 export interface RecipientMap {
   /** Mailboxes that exist: plain entries and aliases that list themselves. Lower-case keys. */
   readonly mailboxes: ReadonlySet<string>;
-  /** Alias → final targets (no aliases left among them). */
+  /** Alias → final targets (no aliases left among them); "@domain" for a catch-all alias. */
   readonly aliases: ReadonlyMap<string, readonly string[]>;
-  /** Domains with a catch-all "@domain". */
+  /** Domains with a plain catch-all "@domain" (no targets). */
   readonly catchAll: ReadonlySet<string>;
   /** Every domain that appears on a left side. */
   readonly domains: ReadonlySet<string>;
@@ -73,9 +74,8 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
     if (left.startsWith('@')) {
       const d = toAsciiDomain(left.slice(1));
       if (d === null) return void problems.push(`${where}: "${left}" is not @domain`);
-      if (colon >= 0) return void problems.push(`${where}: a catch-all "${left}" takes no targets`);
       key = `@${d}`;
-      catchAll.add(d);
+      if (colon < 0) catchAll.add(d);
       domains.add(d);
     } else {
       key = mapKey(left);
@@ -85,8 +85,10 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
     const dup = seen.get(key);
     if (dup !== undefined) return void problems.push(`${where}: "${left}" is already on line ${dup}`);
     seen.set(key, n);
-    if (key.startsWith('@')) return;
-    if (colon < 0) return void mailboxes.add(key);
+    if (colon < 0) {
+      if (!key.startsWith('@')) mailboxes.add(key);
+      return;
+    }
     const targets: string[] = [];
     for (const t of line.slice(colon + 1).split(',').map((x) => x.trim())) {
       const tk = mapKey(t);
@@ -144,15 +146,22 @@ export function lookupRecipient(map: RecipientMap, address: string): RecipientLo
     if (alias !== undefined) return { found: true, targets: alias };
     if (map.mailboxes.has(k)) return { found: true, targets: [address] };
   }
-  return map.catchAll.has(key.slice(key.lastIndexOf('@') + 1)) ? { found: true, targets: [address] } : { found: false };
+  const domain = key.slice(key.lastIndexOf('@') + 1);
+  if (map.catchAll.has(domain)) return { found: true, targets: [address] };
+  const alias = map.aliases.get(`@${domain}`);
+  return alias !== undefined ? { found: true, targets: alias } : { found: false };
 }
 
-/** True when `address` is a mailbox of the map (an entry, or under a catch-all), not an alias. */
+/**
+ * True when the map lists `address` as a mailbox (an entry, "+extension" aside). Not an alias,
+ * and not a catch-all: a catch-all accepts any local part, and making a folder for each would
+ * let anyone create mailboxes again.
+ */
 export function isMailboxInMap(map: RecipientMap, address: string): boolean {
   const key = mapKey(address);
   if (key === null) return false;
   const bare = withoutExtension(key);
-  return map.mailboxes.has(key) || (bare !== null && map.mailboxes.has(bare)) || map.catchAll.has(key.slice(key.lastIndexOf('@') + 1));
+  return map.mailboxes.has(key) || (bare !== null && map.mailboxes.has(bare));
 }
 
 /** Read and parse the file; throws an Error whose message names file:line. */

@@ -58,4 +58,6 @@ export interface SessionContext {
   recipients?: { readonly current: RecipientMap };
   /** POSTERN_RCPT_VERIFY=lmtp: asks the LMTP server of a recipient's route at RCPT. */
   verifier?: LmtpVerifier;
+  /** May a maildir route create this address's missing mailbox folder? (The transport asks the same.) Absent: no. */
+  mayCreateMailbox?: (address: string) => boolean;
 }

@@ -1,6 +1,6 @@
 // Does a recipient of a local domain exist, and what does it stand for? Decided at RCPT so an
 // unknown or unusable mailbox is a 5xx to the client, never an accepted message that bounces
-// later (backscatter, RFC 5321 §6.2 / RFC 3834 spirit). A domain is local here when it is in
+// later to a sender who is usually forged (backscatter). A domain is local here when it is in
 // POSTERN_LOCAL_DOMAINS or routed to maildir or lmtp. In order: the recipient map (unknown →
 // 550 5.1.1, aliases expanded), then per final address the Maildir name rules (553 5.1.3) and
 // mailbox existence, and the LMTP server's own answer (POSTERN_RCPT_VERIFY=lmtp).
@@ -49,8 +49,8 @@ export function checkRecipient(ctx: SessionContext, address: string): RecipientC
     if (route?.kind === 'maildir') {
       const mp = mailboxPath(route.root, t);
       if (!mp.ok) return refuse(reply(553, '5.1.3', `Mailbox name not allowed: ${mp.why}`), mp.why);
-      // Without a map a Maildir mailbox exists when its folder does, unless we may create it.
-      if (map === undefined && !ctx.config.maildirCreate) pending.push(stat(mp.dir).then((st) => (st.isDirectory() ? null : refuse(UNKNOWN, 'no mailbox folder')), () => refuse(UNKNOWN, 'no mailbox folder')));
+      // A mailbox the transport may not create exists when its folder does.
+      if (ctx.mayCreateMailbox?.(t) !== true) pending.push(stat(mp.dir).then((st) => (st.isDirectory() ? null : refuse(UNKNOWN, 'no mailbox folder')), () => refuse(UNKNOWN, 'no mailbox folder')));
     } else if (route?.kind === 'lmtp' && ctx.verifier) {
       const v = ctx.verifier.verify(route.hosts, t);
       if (!(v instanceof Promise)) {

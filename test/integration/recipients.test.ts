@@ -74,6 +74,21 @@ test('recipient map: unknown local recipients get 550 5.1.1 from everyone, alias
   assert.deepEqual(readdirSync(join(root, 'local.test')).sort(), ['alice', 'bob']);
 });
 
+test('a catch-all on a maildir route accepts only where a folder exists; a catch-all alias collects the rest in one mailbox', async (t) => {
+  const root = tempDir(t);
+  mkdirSync(join(root, 'catch.test', 'known'), { recursive: true });
+  const map = writeFile(t, 'recipients', '@catch.test\nabuse@local.test\n@local.test: abuse@local.test\n');
+  const node = await startTestNode(t, { ...UNTRUSTED, POSTERN_RECIPIENTS: map, POSTERN_LOCAL_DOMAINS: 'catch.test,local.test', POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `*.test=maildir:${root}` }, fast);
+  const c = await session(node, t);
+  await c.cmd('MAIL FROM:<x@remote.test>');
+  assert.deepEqual(await rcptCodes(c, ['random@catch.test', 'known@catch.test', 'random@local.test']), ['550 5.1.1', '250 2.1.5', '250 2.1.5']);
+  await c.cmd('DATA');
+  const id = queuedId((await c.cmd('x\r\n.')).text);
+  assert.deepEqual(node.queue.get(id)!.recipients.map((r) => r.address), ['known@catch.test', 'abuse@local.test']);
+  await waitFor('deliveries', () => existsSync(join(root, 'local.test', 'abuse', 'new')) && existsSync(join(root, 'catch.test', 'known', 'new')));
+  assert.deepEqual(readdirSync(join(root, 'catch.test')), ['known']);
+});
+
 test('a relay-routed domain is outside the map; a domain routed to maildir is inside it even when not in POSTERN_LOCAL_DOMAINS', async (t) => {
   const root = tempDir(t);
   const map = writeFile(t, 'recipients', 'alice@local.test\n');

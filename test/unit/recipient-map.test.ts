@@ -27,6 +27,7 @@ Bob@Local.Test   # trailing comment
 sales@local.test: alice@local.test, partner@remote.test
 team@local.test: sales@local.test, bob@local.test
 keep@local.test: keep@local.test, archive@remote.test
+@all.test: alice@local.test
 `;
 
 test('recipient map: entries, +extensions, catch-alls, nested and self-listing aliases', () => {
@@ -43,14 +44,15 @@ test('recipient map: entries, +extensions, catch-alls, nested and self-listing a
   assert.equal(isMailboxInMap(m, 'alice+x@local.test'), true);
   assert.equal(isMailboxInMap(m, 'keep@local.test'), true);
   assert.equal(isMailboxInMap(m, 'sales@local.test'), false, 'an alias is not a mailbox');
-  assert.equal(isMailboxInMap(m, 'x@catch.test'), true);
+  assert.deepEqual(lookupRecipient(m, 'whoever@ALL.test'), { found: true, targets: ['alice@local.test'] }, 'a catch-all alias');
+  assert.equal(isMailboxInMap(m, 'x@catch.test'), false, 'a catch-all accepts, but its folders are not created');
   assert.equal(isMailboxInMap(m, 'carol@local.test'), false);
 });
 
 test('recipient map errors name file:line: syntax, duplicates, loops, unknown local targets, oversized expansions', () => {
   assert.match(errorOf('alice@local.test\nnot an address\n'), /^map:2: "not an address" is not an address/);
   assert.match(errorOf('a@x.test\nA@X.test\n'), /^map:2: "A@X\.test" is already on line 1/);
-  assert.match(errorOf('@x.test: a@y.test\n'), /map:1: a catch-all "@x\.test" takes no targets/);
+  assert.match(errorOf('@x.test\n@X.test: a@y.test\n'), /map:2: "@X\.test" is already on line 1/);
   assert.match(errorOf('@-bad-\n'), /map:1: "@-bad-" is not @domain/);
   assert.match(errorOf('a@x.test: b@x.test\nb@x.test: a@x.test\n'), /map:1: alias loop a@x\.test → b@x\.test → a@x\.test/);
   assert.match(errorOf('a@x.test: nobody@x.test\nc@x.test\n'), /map:1: alias target nobody@x\.test is not in the map/);
