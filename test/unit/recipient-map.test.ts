@@ -7,6 +7,7 @@ import { isMailboxInMap, lookupRecipient, parseRecipientMap, MAX_ALIAS_TARGETS, 
 import { loadConfig } from '../../src/config/load.js';
 import { loadResources } from '../../src/config/resources.js';
 import { writeFile } from '../helpers/node.js';
+import { runCli } from '../helpers/cli.js';
 
 function parse(text: string): RecipientMap {
   const m = parseRecipientMap(text, 'map');
@@ -82,4 +83,11 @@ test('POSTERN_RCPT_VERIFY=lmtp needs an lmtp route', () => {
   assert.equal(loadConfig({ POSTERN_RCPT_VERIFY: 'lmtp', POSTERN_ROUTES: 'x.test=lmtp:127.0.0.1:24' }).rcptVerify, 'lmtp');
   assert.equal(loadConfig({}).maxRecipientsUntrusted, 100);
   assert.equal(loadConfig({}).maildirCreate, false);
+});
+
+test('`postern config` exits 78 on a broken recipient map, naming file:line', async (t) => {
+  const bad = writeFile(t, 'recipients', 'alice@local.test\nalice@local.test\n');
+  const r = await runCli(['config'], { POSTERN_RECIPIENTS: bad });
+  assert.equal(r.code, 78);
+  assert.match(r.stderr, /POSTERN_RECIPIENTS=.* is invalid: .*recipients:2: "alice@local\.test" is already on line 1/);
 });
