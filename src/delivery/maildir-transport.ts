@@ -2,7 +2,9 @@
 // cr.yp.to/proto/maildir.html): write to tmp/<unique>, fsync, rename into new/, fsync new/ —
 // the rename is the commit point, so a reader (Dovecot, Courier) never sees a partial file.
 // Recipient names become path components only through a conservative whitelist mapping
-// (mailboxPath); anything else is a permanent 5.1.3 (RFC 3463 "bad destination mailbox syntax").
+// (mailboxPath, shared with RCPT); anything else is a permanent 5.1.3 (RFC 3463 "bad
+// destination mailbox syntax"). A missing mailbox folder is made only when `mayCreate` allows,
+// else 5.1.1 ("bad destination mailbox address").
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
