@@ -8,9 +8,19 @@ import { decodeXtext, domainOf, hasRoutingLocalPart, parsePathArgs } from '../..
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import type { RecipientInput } from '../../queue/store.js';
 import type { Session } from '../session.js';
+import type { Transaction } from '../transaction.js';
 import { checkRecipient, type RecipientCheckResult } from '../recipient-check.js';
 
 const NOTIFY = new Set(['SUCCESS', 'FAILURE', 'DELAY']);
+
+/** The recipients of each transaction, to store a recipient named twice once (no copy per RCPT). */
+const SEEN = new WeakMap<Transaction, Set<string>>();
+
+/** The domain compares case-insensitively, the local part exactly (RFC 5321 §2.4: it may be case-sensitive). */
+function dedupKey(address: string): string {
+  const at = address.lastIndexOf('@');
+  return address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}
 
 /** Recipients one transaction may hold: fewer for untrusted, unauthenticated clients. */
 function recipientLimit(s: Session): number {
@@ -84,16 +94,20 @@ function accept(s: Session, r: RecipientInput, targets: readonly string[]): Repl
   const tx = s.tx;
   // RSET or a lost connection while an LMTP question was out: nothing to add to.
   if (tx === null) return R.needMail;
-  const have = new Set(tx.recipients.map((x) => x.address.toLowerCase()));
+  let have = SEEN.get(tx);
+  if (have === undefined) SEEN.set(tx, (have = new Set()));
   const added: RecipientInput[] = [];
+  const keys: string[] = [];
   for (const t of targets) {
-    if (have.has(t.toLowerCase())) continue;
-    have.add(t.toLowerCase());
+    const k = dedupKey(t);
+    if (have.has(k) || keys.includes(k)) continue;
+    keys.push(k);
     // An alias target keeps the address the client gave as its ORCPT (RFC 3461 §4.2).
     added.push(t === r.address ? r : { ...r, address: t, orcpt: r.orcpt ?? `rfc822;${r.address}` });
   }
   if (tx.recipients.length + added.length > recipientLimit(s)) return R.tooManyRecipients;
   tx.recipients.push(...added);
+  for (const k of keys) have.add(k);
   s.ctx.counters.recipientsAccepted++;
   return R.recipientOk;
 }
