@@ -52,7 +52,10 @@ async function cmdStart(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed')));
+  process.on('SIGHUP', () => {
+    node.reloadRecipients();
+    void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed'));
+  });
 }
 
 async function cmdConfig(args: string[]): Promise<void> {

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { AuthResSettings } from './filter/authres/filter.js';
 import type { Config } from './config/schema.js';
 import { loadResources } from './config/resources.js';
+import { RecipientMapFile, isMailboxInMap } from './config/recipient-map.js';
+import { LmtpVerifier } from './smtp/lmtp-verifier.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
 import { NetworkList } from './lib/networks.js';
@@ -20,6 +22,9 @@ import { EventRecorder } from './events/event-recorder.js';
 import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
 
+/** How often the recipient map file is checked for changes. */
+const RECIPIENTS_POLL_MS = 1000;
+
 export interface PosternNode {
   readonly config: Readonly<Config>;
   readonly queue: Queue;
@@ -29,11 +34,13 @@ export interface PosternNode {
   readonly delivery: Scheduler | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
+  /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
+  reloadRecipients(): Error | null;
   close(): Promise<void>;
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users } = await loadResources(config);
+  const { tls, users, recipients } = await loadResources(config);
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -67,6 +74,22 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     pendingWrites: 0,
     draining: false,
   };
+  const rmap =
+    recipients === null
+      ? null
+      : new RecipientMapFile(config.recipients, recipients, (err, m) => {
+          if (err) log.error({ err: err.message, file: config.recipients }, 'recipient map not reloaded, keeping the previous one');
+          else log.info({ mailboxes: m.mailboxes.size, aliases: m.aliases.size, catchAll: m.catchAll.size }, 'recipient map reloaded');
+        });
+  if (rmap) {
+    ctx.recipients = rmap;
+    rmap.watch(RECIPIENTS_POLL_MS);
+  }
+  if (config.rcptVerify === 'lmtp') ctx.verifier = new LmtpVerifier({ hostname: config.hostname, timeoutMs: config.rcptVerifyTimeoutMs });
+  // The mailboxes the map lists may be created, others only with POSTERN_MAILDIR_CREATE; RCPT
+  // and the Maildir transport ask the same function, so what RCPT accepts can be delivered.
+  const maildirMayCreate = (address: string): boolean => config.maildirCreate || (rmap !== null && isMailboxInMap(rmap.current, address));
+  ctx.mayCreateMailbox = maildirMayCreate;
   let events: EventSender | null = null;
   let recorder: EventRecorder | null = null;
   let emit: ((e: MailEvent, origin?: EventOrigin) => void) | undefined;
@@ -88,8 +111,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
+    rmap?.close();
     await queue.close();
     throw err;
   }
@@ -124,6 +148,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   } catch (err) {
     await smtp.close(0).catch(() => {});
     await filters?.close();
+    rmap?.close();
     await queue.close();
     throw err;
   }
@@ -146,9 +171,13 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       ctx.users = await UserDb.load(config.authUsers);
       log.info({ users: ctx.users.size }, 'users reloaded');
     },
+    reloadRecipients() {
+      return rmap ? rmap.reload() : null;
+    },
     close() {
       closed ??= (async () => {
         log.info('shutting down');
+        rmap?.close();
         if (timer) clearInterval(timer);
         await Promise.all([http?.close(), smtp.close()]);
         await delivery?.stop();

@@ -169,6 +169,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       const u = new URL(c.eventsUrl);
       if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);
     }
+    if (c.rcptVerify === 'lmtp' && !c.routes.routes.some((r) => r.target.kind === 'lmtp')) problems.push('POSTERN_RCPT_VERIFY=lmtp needs an lmtp route in POSTERN_ROUTES (it asks the LMTP server of the recipient\'s route)');
     if (c.httpPort !== null && c.apiToken === '' && !isLoopbackHost(c.httpHost)) {
       problems.push(`POSTERN_HTTP_HOST=${c.httpHost} without POSTERN_API_TOKEN: the HTTP API serves a non-loopback address only with a token (set one, or bind 127.0.0.1 or ::1)`);
     }

@@ -1,5 +1,6 @@
 // The second half of resolving the configuration: the files the settings name, read and
-// checked once at start-up (the TLS pair, the AUTH users file, the DKIM keys, the spam model),
+// checked once at start-up (the TLS pair, the AUTH users file, the DKIM keys, the spam model,
+// the recipient map),
 // every problem reported together as one ConfigError naming the variable. `postern config` runs
 // it too, so it catches everything `start` would; startNode() wires what it returns.
 import { readFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { createSecureContext, type SecureContext, type SecureContextOptions } fr
 import { UserDb } from '../auth/users.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
+import { readRecipientMap, type RecipientMap } from './recipient-map.js';
 import type { Config } from './schema.js';
 
 export interface TlsSetup {
@@ -19,6 +21,8 @@ export interface Resources {
   readonly tls: TlsSetup | null;
   /** null: AUTH is off. */
   readonly users: UserDb | null;
+  /** null: no POSTERN_RECIPIENTS. */
+  readonly recipients: RecipientMap | null;
 }
 
 function message(err: unknown): string {
@@ -63,6 +67,14 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       problems.push(`POSTERN_SPAM_MODEL=${JSON.stringify(config.spamModel)} is invalid: ${message(err)}`);
     }
   }
+  let recipients: RecipientMap | null = null;
+  if (config.recipients !== '') {
+    try {
+      recipients = readRecipientMap(config.recipients);
+    } catch (err) {
+      problems.push(`POSTERN_RECIPIENTS=${JSON.stringify(config.recipients)} is invalid: ${message(err)}`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users });
+  return Object.freeze({ tls, users, recipients });
 }

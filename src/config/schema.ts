@@ -124,6 +124,11 @@ export interface Config {
   stressTimeoutMs: number;
   greetDelayMs: number;
   ipv6Prefix: number;
+  recipients: string;
+  rcptVerify: 'off' | 'lmtp';
+  rcptVerifyTimeoutMs: number;
+  maildirCreate: boolean;
+  maxRecipientsUntrusted: number;
 }
 
 const MiB = 1024 * 1024;
@@ -201,4 +206,9 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
   { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
   { key: 'minDataRate', env: 'POSTERN_MIN_DATA_RATE', type: { kind: 'int', min: 0, max: 1000000000 }, default: '500', doc: 'Bytes per second message data must keep up, on top of POSTERN_DATA_TIMEOUT_MS: the whole of DATA or a BDAT chunk must arrive within the data timeout plus 1/rate s per byte received (Postfix smtpd_min_data_rate); slower gets 421 4.4.2. 0 = only the per-block timeout.' },
+  { key: 'recipients', env: 'POSTERN_RECIPIENTS', type: { kind: 'path', optional: true }, default: '', doc: 'Recipient map file of the local domains (POSTERN_LOCAL_DOMAINS and domains routed to maildir or lmtp): lines `alice@example.org`, `@example.net` (catch-all), `sales@example.org: alice@example.org, bob@else.test` (alias), `#` comments. A recipient of a local domain not in it gets 550 5.1.1 at RCPT, from every client. Re-read when the file changes (a broken new file keeps the old map). See README, "Recipients".' },
+  { key: 'rcptVerify', env: 'POSTERN_RCPT_VERIFY', type: { kind: 'enum', values: ['off', 'lmtp'] }, default: 'off', doc: 'lmtp: ask the LMTP server of a recipient\'s route at RCPT (LHLO, MAIL FROM:<>, RCPT, RSET); its 5xx becomes 550 5.1.1, no answer 451 4.4.1. Answers are cached (10 min positive, 1 min negative).' },
+  { key: 'rcptVerifyTimeoutMs', env: 'POSTERN_RCPT_VERIFY_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 60000 }, default: '5s', doc: 'Time one POSTERN_RCPT_VERIFY question may take before the RCPT gets 451 4.4.1.' },
+  { key: 'maildirCreate', env: 'POSTERN_MAILDIR_CREATE', type: { kind: 'bool' }, default: 'false', doc: 'Let maildir routes create a missing mailbox folder on first delivery. Off: they deliver only into existing `<root>/<domain>/<local>/` folders (others get 550 5.1.1 at RCPT), except that the mailboxes POSTERN_RECIPIENTS lists (not its catch-alls) are created.' },
+  { key: 'maxRecipientsUntrusted', env: 'POSTERN_MAX_RECIPIENTS_UNTRUSTED', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Recipients per message (after alias expansion) from clients outside POSTERN_TRUSTED_NETWORKS that did not authenticate; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8 asks for at least 100). Bounds one untrusted message to this many copies.' },
 ];

@@ -30,6 +30,8 @@ export interface DeliveryOptions {
   pollIntervalMs?: number;
   /** The node's own SMTP listening ports, once bound: a route or smarthost to one of them on this host is a loop. */
   selfPorts?: () => readonly number[];
+  /** May a maildir route create the missing mailbox of this address? (main.ts: the recipient map or POSTERN_MAILDIR_CREATE.) */
+  maildirMayCreate?: (address: string) => boolean;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
@@ -74,7 +76,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     queue,
     log,
     route,
-    transports: { smtp, lmtp: smtp, maildir: new MaildirTransport({ hostname: c.hostname }), webhook: new WebhookTransport() },
+    transports: { smtp, lmtp: smtp, maildir: new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) }), webhook: new WebhookTransport() },
     gate,
     bounces,
     retryAt: (attempts, now) => nextRetryAt(attempts, now, c.retrySchedule),

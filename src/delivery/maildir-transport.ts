@@ -2,16 +2,19 @@
 // cr.yp.to/proto/maildir.html): write to tmp/<unique>, fsync, rename into new/, fsync new/ —
 // the rename is the commit point, so a reader (Dovecot, Courier) never sees a partial file.
 // Recipient names become path components only through a conservative whitelist mapping
-// (mailboxPath); anything else is a permanent 5.1.3 (RFC 3463 "bad destination mailbox syntax").
+// (mailboxPath, shared with RCPT); anything else is a permanent 5.1.3 (RFC 3463 "bad
+// destination mailbox syntax"). A missing mailbox folder is made only when `mayCreate` allows,
+// else 5.1.1 ("bad destination mailbox address").
 import { constants as fsc } from 'node:fs';
 import { mkdir, open, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join, resolve, sep } from 'node:path';
-import { domainToASCII } from 'node:url';
+import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
 import type { DeliveryRequest, Destination, RecipientResult, Transport } from './types.js';
 import { replyRecord } from './types.js';
-import { isDomainName } from '../lib/domain-name.js';
+import { mailboxPath } from '../protocol/mailbox-path.js';
+
+export { mailboxPath, type MailboxPathResult } from '../protocol/mailbox-path.js';
 
 /*
  * Layout under the configured root (one Maildir per mailbox, no Maildir++ subfolders):
@@ -52,49 +55,13 @@ export interface MaildirTransportOptions {
   /** File mode of delivered messages (default 0o600) and folders (default 0o700). */
   fileMode?: number;
   dirMode?: number;
-}
-
-export type MailboxPathResult =
-  | { ok: true; domain: string; local: string; dir: string }
-  | { ok: false; why: string };
-
-const LOCAL_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
-
-/**
- * Map a recipient address to its Maildir folder under `root`, or say why it can't be.
- * Pure apart from path.resolve; exported for tests and for an address-verification probe.
- */
-export function mailboxPath(root: string, address: string): MailboxPathResult {
-  // eslint-disable-next-line no-control-regex
-  if (/[\x00-\x1f\x7f]/.test(address)) return { ok: false, why: 'control character in address' };
-  const at = address.lastIndexOf('@');
-  if (at <= 0 || at === address.length - 1) return { ok: false, why: 'no local part or domain' };
-  let local = address.slice(0, at);
-  const rawDomain = address.slice(at + 1);
-
-  // eslint-disable-next-line no-control-regex
-  if (/[^\x00-\x7f]/.test(local)) return { ok: false, why: 'non-ASCII local part' };
-  if (local.startsWith('"')) return { ok: false, why: 'quoted local part' };
-  const plus = local.indexOf('+');
-  if (plus === 0) return { ok: false, why: 'empty local part before +' };
-  if (plus > 0) local = local.slice(0, plus);
-  local = local.toLowerCase();
-  if (!LOCAL_RE.test(local) || local.includes('..')) return { ok: false, why: 'local part is not a plain name' };
-
-  if (rawDomain.startsWith('[')) return { ok: false, why: 'address literal domain' };
-  // Whitelist before IDNA: domainToASCII parses like a URL host, so it would cut
-  // "example.org/../x" at the '/' and decode "%2e%2e" to "..". Only letters, digits, '-', '.'
-  // and non-ASCII (for IDNA) may reach it; then an ASCII domain must come back unchanged.
-  if (!/^[A-Za-z0-9.\-\u0080-\u{10FFFF}]+$/u.test(rawDomain)) return { ok: false, why: 'domain is not a plain name' };
-  const domain = domainToASCII(rawDomain).toLowerCase();
-  // eslint-disable-next-line no-control-regex
-  if (/^[\x00-\x7f]*$/.test(rawDomain) && domain !== rawDomain.toLowerCase()) return { ok: false, why: 'domain is not a plain name' };
-  if (!isDomainName(domain)) return { ok: false, why: 'domain is not a plain name' };
-
-  const base = resolve(root);
-  const dir = resolve(base, domain, local);
-  if (!dir.startsWith(base + sep) || dir !== join(base, domain, local)) return { ok: false, why: 'path escapes the root' };
-  return { ok: true, domain, local, dir };
+  /**
+   * Whether a missing mailbox folder <root>/<domain>/<local>/ may be created for `address`
+   * (default: always). main.ts answers from POSTERN_RECIPIENTS or POSTERN_MAILDIR_CREATE; a
+   * recipient it refuses gets 550 5.1.1 unless the folder already exists, so no message from
+   * the network can make a mailbox the operator did not configure.
+   */
+  mayCreate?: (address: string) => boolean;
 }
 
 /** Maildir spec: '/' and ':' in the host name are written as \057 and \072. */
@@ -133,11 +100,13 @@ export class MaildirTransport implements Transport {
   readonly #host: string;
   readonly #fileMode: number;
   readonly #dirMode: number;
+  readonly #mayCreate: (address: string) => boolean;
 
   constructor(opts: MaildirTransportOptions = {}) {
     this.#host = safeHostname(opts.hostname ?? hostname());
     this.#fileMode = opts.fileMode ?? 0o600;
     this.#dirMode = opts.dirMode ?? 0o700;
+    this.#mayCreate = opts.mayCreate ?? (() => true);
   }
 
   async deliver(dest: Destination, req: DeliveryRequest): Promise<RecipientResult[]> {
@@ -160,6 +129,9 @@ export class MaildirTransport implements Transport {
     const mp = mailboxPath(root, address);
     if (!mp.ok) {
       return { address, ok: false, transient: false, reply: replyRecord(553, '5.1.3', `mailbox name not allowed: ${mp.why}`, undefined, where) };
+    }
+    if (!this.#mayCreate(address) && !(await isDirectory(mp.dir))) {
+      return { address, ok: false, transient: false, reply: replyRecord(550, '5.1.1', `mailbox does not exist: ${mp.domain}/${mp.local}`, undefined, where) };
     }
     const name = uniqueName(this.#host);
     const tmpPath = join(mp.dir, 'tmp', name);
@@ -206,6 +178,14 @@ export class MaildirTransport implements Transport {
 
   async close(): Promise<void> {
     // No pooled resources.
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
   }
 }
 

@@ -8,6 +8,8 @@ import type { NetworkList } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { FilterPool } from '../filter/pool.js';
 import type { EventOrigin, MailEvent } from '../queue/events.js';
+import type { RecipientMap } from '../config/recipient-map.js';
+import type { LmtpVerifier } from './lmtp-verifier.js';
 
 export interface SmtpCounters {
   connections: number;
@@ -52,4 +54,10 @@ export interface SessionContext {
   draining: boolean;
   /** True while connections are at or past POSTERN_STRESS_PERCENT of the limit (set by the server). */
   stressed?: boolean;
+  /** POSTERN_RECIPIENTS as last loaded (re-read when the file changes); absent: no map. */
+  recipients?: { readonly current: RecipientMap };
+  /** POSTERN_RCPT_VERIFY=lmtp: asks the LMTP server of a recipient's route at RCPT. */
+  verifier?: LmtpVerifier;
+  /** May a maildir route create this address's missing mailbox folder? (The transport asks the same.) Absent: no. */
+  mayCreateMailbox?: (address: string) => boolean;
 }

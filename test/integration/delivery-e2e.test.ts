@@ -46,7 +46,7 @@ test('relay: postern → postern over SMTP, recipients of one destination in one
 
 test('Maildir route for a local domain', async (t) => {
   const root = tmpdir(t);
-  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' }, fast);
+  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' }, fast);
   mkdirSync(root, { recursive: true });
   await send(a.ports.smtpPort, 'sender@far.test', ['Bob@local.test'], 'Subject: to maildir\n\nhello\n');
   await waitFor('maildir delivery', () => maildirFiles(root, 'local.test', 'bob').length === 1);
@@ -59,7 +59,7 @@ test('Maildir route for a local domain', async (t) => {
 test('a 5xx bounces that recipient at once: one DSN to the sender, the others delivered', async (t) => {
   const root = tmpdir(t);
   const peer = await startScriptedServer(t, { reply: (cmd) => (/^RCPT TO:<nobody@/i.test(cmd) ? '550 5.1.1 <nobody@far.test>: user unknown' : undefined) });
-  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_HOSTNAME: 'a.mx.test' }, fast);
+  const a = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_HOSTNAME: 'a.mx.test' }, fast);
   const id = await send(a.ports.smtpPort, 'me@home.test', ['nobody@far.test', 'someone@far.test', 'ghost@far.test'].slice(0, 2), 'Subject: will bounce\nMessage-ID: <orig@home.test>\n\nbody\n');
   await waitFor('the bounce in the sender maildir', () => maildirFiles(root, 'home.test', 'me').length === 1);
   await waitFor('queue empty', () => a.queue.counts().total === 0);
@@ -91,7 +91,7 @@ test('a 4xx defers with backoff, then the message expires and bounces; a null-se
   });
   const a = await startTestNode(
     t,
-    { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_RETRY_SCHEDULE: '200ms', POSTERN_MAX_QUEUE_LIFETIME: '1500ms', POSTERN_HOSTNAME: 'a.mx.test' },
+    { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_RETRY_SCHEDULE: '200ms', POSTERN_MAX_QUEUE_LIFETIME: '1500ms', POSTERN_HOSTNAME: 'a.mx.test' },
     fast,
   );
   const id = await send(a.ports.smtpPort, 'me@home.test', ['later@far.test'], 'Subject: deferred\n\nbody\n');

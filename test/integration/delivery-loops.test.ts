@@ -62,7 +62,7 @@ test('end of DATA: more Received headers than POSTERN_MAX_HOPS is refused with 5
 test('delivery: a queued message past the hop limit bounces 5.4.6 and is never sent', async (t) => {
   const root = tmpdir(t);
   const peer = await startScriptedServer(t);
-  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_MAX_HOPS: '10' }, fast);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port};home.test=maildir:${root}`, POSTERN_MAX_HOPS: '10' }, fast);
   // Queued without SMTP (as the HTTP API or an older node could have), so only delivery can catch it.
   await node.queue.enqueue({ sender: 'alice@home.test', recipients: [{ address: 'x@far.test' }] }, Buffer.from(`${hops(11)}Subject: loop\r\n\r\nbody\r\n`));
   await waitFor('bounce to the sender', () => maildirFiles(root, 'home.test', 'alice').length === 1);
@@ -75,7 +75,7 @@ test('delivery: a queued message past the hop limit bounces 5.4.6 and is never s
 test('a route to the node itself bounces "loops back to myself" without connecting', async (t) => {
   const root = tmpdir(t);
   const port = await freePort();
-  const node = await startTestNode(t, { POSTERN_SMTP_PORT: String(port), POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `loop.test=smtp:127.0.0.1:${port};home.test=maildir:${root}` }, fast);
+  const node = await startTestNode(t, { POSTERN_SMTP_PORT: String(port), POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `loop.test=smtp:127.0.0.1:${port};home.test=maildir:${root}` }, fast);
   await sendMessage(node.ports.smtpPort, 'alice@home.test', ['x@loop.test'], 'Subject: to myself\r\n\r\nbody\r\n');
   await waitFor('bounce to the sender', () => maildirFiles(root, 'home.test', 'alice').length === 1);
   const dsn = maildirFiles(root, 'home.test', 'alice')[0]!;

@@ -37,7 +37,7 @@ test('received and delivered events reach the webhook; a failing receiver keeps 
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,
-    { POSTERN_EVENTS_URL: `http://127.0.0.1:${port}/events`, POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root}` },
+    { POSTERN_EVENTS_URL: `http://127.0.0.1:${port}/events`, POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `local.test=maildir:${root}` },
     { delivery: { pollIntervalMs: 50 } },
   );
   const id = await sendMessage(node.ports.smtpPort, 'a@example.org', ['bob@local.test'], 'Subject: ev\n\nhello\n');

@@ -88,7 +88,7 @@ test('suppression list: add (201/200), list with pagination, has() case-insensit
 
 test('a suppressed recipient is never delivered and is reported in the bounce; the other one is delivered', async (t) => {
   const root = tmpdir(t, 'postern-admin-maildir-');
-  const a = await start(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root};home.test=maildir:${root}` }, true);
+  const a = await start(t, { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `local.test=maildir:${root};home.test=maildir:${root}` }, true);
   assert.equal((await a.call('PUT', '/v1/suppressions/carol@local.test', { reason: 'unsubscribed' })).status, 201);
   await a.inject(['bob@local.test', 'Carol@LOCAL.test']);
   await waitFor('bob delivered', () => maildirFiles(root, 'local.test', 'bob').length === 1);

@@ -141,7 +141,7 @@ test('the Destinations panel lists the next hop with its counters and last reply
   mkdirSync(root, { recursive: true });
   const node = await startTestNode(
     t,
-    { POSTERN_HTTP_PORT: '0', POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' },
+    { POSTERN_HTTP_PORT: '0', POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `local.test=maildir:${root}`, POSTERN_LOCAL_DOMAINS: 'local.test' },
     { delivery: { pollIntervalMs: 50 } },
   );
   const base = `http://127.0.0.1:${node.ports.httpPort}`;

@@ -43,7 +43,9 @@ export function mail(s: Session, args: string): Reply {
       case 'RET': {
         const v = value?.toUpperCase();
         if (v !== 'FULL' && v !== 'HDRS') return reply(501, '5.5.4', 'RET must be FULL or HDRS');
-        tx.ret = v;
+        // Backscatter: a bounce to a forged sender must not carry the whole message back, so
+        // untrusted, unauthenticated clients get headers only (RFC 3461 §4.3 lets us return less).
+        tx.ret = v === 'FULL' && !s.trusted && s.authUser === undefined ? 'HDRS' : v;
         break;
       }
       case 'ENVID': {

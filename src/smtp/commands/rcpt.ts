@@ -2,14 +2,33 @@
 // limit (§4.5.3.1.8: 452 when exceeded) and relay control: a domain outside
 // POSTERN_LOCAL_DOMAINS needs a trusted network or an authenticated session (550 5.7.1), and
 // so does a local address whose local part routes on (user%host, host!user, "user@host").
+// A recipient of a local domain must then exist (recipient-check.ts: map, Maildir names,
+// LMTP verification); an alias is replaced by its targets, and duplicates are kept once.
 import { decodeXtext, domainOf, hasRoutingLocalPart, parsePathArgs } from '../../protocol/address.js';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import type { RecipientInput } from '../../queue/store.js';
 import type { Session } from '../session.js';
+import type { Transaction } from '../transaction.js';
+import { checkRecipient, type RecipientCheckResult } from '../recipient-check.js';
 
 const NOTIFY = new Set(['SUCCESS', 'FAILURE', 'DELAY']);
 
-export function rcpt(s: Session, args: string): Reply {
+/** The recipients of each transaction, to store a recipient named twice once (no copy per RCPT). */
+const SEEN = new WeakMap<Transaction, Set<string>>();
+
+/** The domain compares case-insensitively, the local part exactly (RFC 5321 §2.4: it may be case-sensitive). */
+function dedupKey(address: string): string {
+  const at = address.lastIndexOf('@');
+  return address.slice(0, at + 1) + address.slice(at + 1).toLowerCase();
+}
+
+/** Recipients one transaction may hold: fewer for untrusted, unauthenticated clients. */
+function recipientLimit(s: Session): number {
+  const c = s.ctx.config;
+  return s.trusted || s.authUser !== undefined ? c.maxRecipients : Math.min(c.maxRecipients, c.maxRecipientsUntrusted);
+}
+
+export function rcpt(s: Session, args: string): Reply | Promise<Reply> {
   const tx = s.tx;
   if (tx === null) return R.needMail;
   const parsed = parsePathArgs(args, 'TO', false);
@@ -36,9 +55,10 @@ export function rcpt(s: Session, args: string): Reply {
     }
   }
   if (nonAscii && !tx.smtputf8) return R.utf8NotDeclared;
-  if (tx.recipients.length >= s.ctx.config.maxRecipients) return R.tooManyRecipients;
+  if (tx.recipients.length >= recipientLimit(s)) return R.tooManyRecipients;
   let local: boolean;
-  if (address.toLowerCase() === 'postmaster') {
+  const barePostmaster = address.toLowerCase() === 'postmaster';
+  if (barePostmaster) {
     // §4.5.1: "Postmaster" without a domain must be accepted.
     address = r.address = `postmaster@${s.ctx.config.hostname}`;
     local = true;
@@ -57,7 +77,37 @@ export function rcpt(s: Session, args: string): Reply {
       return R.routingLocalPart;
     }
   }
-  tx.recipients.push(r);
+  // §4.5.1: <Postmaster> is always accepted, listed in the map or not.
+  if (barePostmaster) return accept(s, r, [address]);
+  const check = checkRecipient(s.ctx, address);
+  return check instanceof Promise ? check.then((c) => finish(s, r, c)) : finish(s, r, check);
+}
+
+function finish(s: Session, r: RecipientInput, c: RecipientCheckResult): Reply {
+  if (c.ok) return accept(s, r, c.targets);
+  s.ctx.counters.recipientsRejected++;
+  s.log.info({ rcpt: r.address, why: c.why }, 'recipient refused');
+  return c.reply;
+}
+
+function accept(s: Session, r: RecipientInput, targets: readonly string[]): Reply {
+  const tx = s.tx;
+  // RSET or a lost connection while an LMTP question was out: nothing to add to.
+  if (tx === null) return R.needMail;
+  let have = SEEN.get(tx);
+  if (have === undefined) SEEN.set(tx, (have = new Set()));
+  const added: RecipientInput[] = [];
+  const keys: string[] = [];
+  for (const t of targets) {
+    const k = dedupKey(t);
+    if (have.has(k) || keys.includes(k)) continue;
+    keys.push(k);
+    // An alias target keeps the address the client gave as its ORCPT (RFC 3461 §4.2).
+    added.push(t === r.address ? r : { ...r, address: t, orcpt: r.orcpt ?? `rfc822;${r.address}` });
+  }
+  if (tx.recipients.length + added.length > recipientLimit(s)) return R.tooManyRecipients;
+  tx.recipients.push(...added);
+  for (const k of keys) have.add(k);
   s.ctx.counters.recipientsAccepted++;
   return R.recipientOk;
 }
