@@ -5,6 +5,7 @@
 // BENCH_AUTH_ROUNDS (3) times. Every client connects from its own 127.x address with its own
 // user name, so no per-address or per-user penalty applies: only the cost of the checks shows.
 // Prints the stat latency (median, p99, max) idle and under the burst, and the AUTH replies/s.
+// Settings: any POSTERN_* variable of the environment is passed on (POSTERN_AUTH_CONCURRENCY).
 // Loopback only; bounded by the client and round counts.
 import { stat } from 'node:fs/promises';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -63,6 +64,8 @@ try {
     POSTERN_REQUIRE_TLS_FOR_AUTH: 'false',
     POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24',
     POSTERN_STATS_INTERVAL_MS: '0',
+    // Any POSTERN_* of the environment wins (e.g. POSTERN_AUTH_CONCURRENCY).
+    ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('POSTERN_'))),
   });
   const node = await startNode(config, silentLogger());
   const port = node.ports.smtpPort;

@@ -8,6 +8,8 @@ import type { Config } from './config/schema.js';
 import { loadResources } from './config/resources.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
+import { PasswordChecker } from './auth/password-checker.js';
+import { AuthPenalty } from './auth/auth-penalty.js';
 import { NetworkList } from './lib/networks.js';
 import { SmtpServer } from './smtp/server.js';
 import type { SessionContext } from './smtp/context.js';
@@ -58,6 +60,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     config,
     queue,
     users,
+    passwords: users === null ? null : new PasswordChecker({ concurrency: config.authConcurrency, maxQueue: config.authQueue }),
+    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs }),
     tls,
     filters,
     trusted: new NetworkList(config.trustedNetworks),
@@ -90,6 +94,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   try {
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
+    await ctx.passwords?.close();
     await queue.close();
     throw err;
   }
@@ -123,6 +128,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ports = { ...smtpPorts, httpPort: http?.port ?? null };
   } catch (err) {
     await smtp.close(0).catch(() => {});
+    await ctx.passwords?.close();
     await filters?.close();
     await queue.close();
     throw err;
@@ -151,6 +157,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         log.info('shutting down');
         if (timer) clearInterval(timer);
         await Promise.all([http?.close(), smtp.close()]);
+        await ctx.passwords?.close();
         await delivery?.stop();
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch

@@ -123,6 +123,12 @@ export interface Config {
   stressTimeoutMs: number;
   greetDelayMs: number;
   ipv6Prefix: number;
+  authMaxFailures: number;
+  authUserMaxFailures: number;
+  authLockoutMs: number;
+  authMaxDelayMs: number;
+  authConcurrency: number;
+  authQueue: number;
 }
 
 const MiB = 1024 * 1024;
@@ -199,4 +205,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'stressTimeoutMs', env: 'POSTERN_STRESS_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '10s', doc: 'The deadlines under stress (Postfix uses 10 s).' },
   { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
   { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
+  { key: 'authMaxFailures', env: 'POSTERN_AUTH_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '10', doc: 'Failed AUTH attempts from one client (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits) before its AUTH gets 454 4.7.0 until POSTERN_AUTH_LOCKOUT_MS after the last failure; a success clears it. Clients in POSTERN_TRUSTED_NETWORKS are exempt (not from the per-user count).' },
+  { key: 'authUserMaxFailures', env: 'POSTERN_AUTH_USER_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '30', doc: 'Failed AUTH attempts against one user name, from any client, before AUTH as that name gets 454 4.7.0 (existing or not: the answers never tell); clients the user logged in from before stay admitted.' },
+  { key: 'authLockoutMs', env: 'POSTERN_AUTH_LOCKOUT_MS', type: { kind: 'duration', min: 100, max: 86400000 }, default: '15m', doc: 'A client\'s or user\'s AUTH failures are forgotten this long after the last one.' },
+  { key: 'authMaxDelayMs', env: 'POSTERN_AUTH_MAX_DELAY_MS', type: { kind: 'duration', min: 0, max: 60000 }, default: '15s', doc: 'After n AUTH failures of a client or user, each further attempt waits 2^n seconds (Dovecot\'s auth penalty) up to this; 0 = no wait.' },
+  { key: 'authConcurrency', env: 'POSTERN_AUTH_CONCURRENCY', type: { kind: 'int', min: 1, max: 64 }, default: String(Math.max(1, Math.min(2, availableParallelism() - 1))), shownDefault: '*cores - 1, at most 2*', doc: 'Password checks (scrypt) running at once, each in a thread of its own, never in libuv\'s pool that file I/O and DNS share (one core is left to the event loop).' },
+  { key: 'authQueue', env: 'POSTERN_AUTH_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Password checks waiting for a thread; past it AUTH gets 454 4.7.0.' },
 ];
