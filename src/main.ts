@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js';
 import { loadResources } from './config/resources.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
+import { SenderLogins } from './auth/sender-logins.js';
 import { PasswordChecker } from './auth/password-checker.js';
 import { AuthPenalty } from './auth/auth-penalty.js';
 import { NetworkList } from './lib/networks.js';
@@ -35,7 +36,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users } = await loadResources(config);
+  const { tls, users, senderLogins } = await loadResources(config);
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -49,7 +50,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     builtins.push({ name: 'authres', module: fileURLToPath(new URL('./filter/authres/filter.js', import.meta.url)), settings });
   }
   if (config.dkimKeys.length > 0) {
-    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: config.dkimKeys } });
+    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: config.dkimKeys, signTrusted: config.dkimSignTrusted } });
   }
   const filters =
     modules.length > 0 || spam || builtins.length > 0
@@ -62,6 +63,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     users,
     passwords: users === null ? null : new PasswordChecker({ concurrency: config.authConcurrency, maxQueue: config.authQueue }),
     authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs }),
+    senderLogins,
     tls,
     filters,
     trusted: new NetworkList(config.trustedNetworks),
@@ -149,8 +151,12 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
-      ctx.users = await UserDb.load(config.authUsers);
-      log.info({ users: ctx.users.size }, 'users reloaded');
+      // Both read before either is replaced: a bad file leaves the running pair in place.
+      const users = await UserDb.load(config.authUsers);
+      const logins = config.senderLogins === '' ? null : await SenderLogins.load(config.senderLogins);
+      ctx.users = users;
+      ctx.senderLogins = logins;
+      log.info({ users: users.size, senderLogins: logins?.size }, 'users reloaded');
     },
     close() {
       closed ??= (async () => {

@@ -1,10 +1,12 @@
 // The second half of resolving the configuration: the files the settings name, read and
-// checked once at start-up (the TLS pair, the AUTH users file, the DKIM keys, the spam model),
-// every problem reported together as one ConfigError naming the variable. `postern config` runs
-// it too, so it catches everything `start` would; startNode() wires what it returns.
+// checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
+// keys, the spam model), every problem reported together as one ConfigError naming the
+// variable. `postern config` runs it too, so it catches everything `start` would; startNode()
+// wires what it returns.
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { UserDb } from '../auth/users.js';
+import { SenderLogins } from '../auth/sender-logins.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
 import type { Config } from './schema.js';
@@ -19,6 +21,8 @@ export interface Resources {
   readonly tls: TlsSetup | null;
   /** null: AUTH is off. */
   readonly users: UserDb | null;
+  /** null: no POSTERN_SENDER_LOGINS (any user may send as anyone). */
+  readonly senderLogins: SenderLogins | null;
 }
 
 function message(err: unknown): string {
@@ -45,6 +49,14 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       problems.push(`POSTERN_AUTH_USERS=${JSON.stringify(config.authUsers)} is invalid: ${message(err)}`);
     }
   }
+  let senderLogins: SenderLogins | null = null;
+  if (config.senderLogins !== '') {
+    try {
+      senderLogins = await SenderLogins.load(config.senderLogins);
+    } catch (err) {
+      problems.push(`POSTERN_SENDER_LOGINS=${JSON.stringify(config.senderLogins)} is invalid: ${message(err)}`);
+    }
+  }
   // The worker threads load the keys again (a KeyObject is not sent across); this read is the
   // check, at start-up rather than as a 451 per message later.
   for (const spec of config.dkimKeys) {
@@ -64,5 +76,5 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users });
+  return Object.freeze({ tls, users, senderLogins });
 }

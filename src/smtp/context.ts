@@ -6,6 +6,7 @@ import type { Queue } from '../queue/store.js';
 import type { UserDb } from '../auth/users.js';
 import type { PasswordChecker } from '../auth/password-checker.js';
 import type { AuthPenalty } from '../auth/auth-penalty.js';
+import type { SenderLogins } from '../auth/sender-logins.js';
 import type { NetworkList } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { FilterPool } from '../filter/pool.js';
@@ -36,6 +37,8 @@ export interface SessionContext {
   readonly passwords: PasswordChecker | null;
   /** AUTH failure counts per client and per user name. */
   readonly authPenalty: AuthPenalty;
+  /** What each AUTH user may send as (POSTERN_SENDER_LOGINS); null: anything. Replaced on SIGHUP. */
+  senderLogins: SenderLogins | null;
   /** Certificate and key as loaded (for the implicit-TLS server) and as one context (for STARTTLS). */
   readonly tls: TlsSetup | null;
   readonly trusted: NetworkList;

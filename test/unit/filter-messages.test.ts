@@ -10,12 +10,12 @@ const envelope: fc.Arbitrary<FilterEnvelope> = fc.record({
   sender: text,
   recipients: fc.array(text, { maxLength: 5 }),
   client: fc.record(
-    { ip: text, helo: text, tls: fc.boolean(), trusted: fc.boolean(), authUser: text },
+    { ip: text, helo: text, tls: fc.boolean(), trusted: fc.boolean(), authUser: text, senders: fc.array(text, { maxLength: 4 }) },
     { requiredKeys: ['ip', 'helo', 'tls', 'trusted'] },
   ),
 });
 
-test('packEnvelope / unpackEnvelope: any envelope round-trips exactly (line breaks, empty fields, no authUser)', () => {
+test('packEnvelope / unpackEnvelope: any envelope round-trips exactly (line breaks, empty fields, no authUser, sender grants with or without one)', () => {
   // (fast-check builds null-prototype records; compare with plain objects)
   fc.assert(fc.property(envelope, (e) => assert.deepEqual(unpackEnvelope(packEnvelope(e)), { ...e, recipients: [...e.recipients], client: { ...e.client } })), { numRuns: 2000 });
 });
@@ -26,4 +26,9 @@ test('packEnvelope: SMTP-shaped envelopes travel as lines, one with a line break
   const odd = { ...e, client: { ...e.client, authUser: 'x\ny' } };
   assert.ok(packEnvelope(odd).startsWith('J{'));
   assert.deepEqual(unpackEnvelope(packEnvelope(odd)), odd);
+  const granted: FilterEnvelope = { ...e, client: { ...e.client, authUser: 'alice', senders: ['alice@example.com', '@example.org'] } };
+  assert.equal(packEnvelope(granted), '102\n192.0.2.1\nc.example\nalice\nalice@example.com @example.org\na@example.com\nb@example.com\nc@example.com');
+  assert.deepEqual(unpackEnvelope(packEnvelope(granted)), granted);
+  const none: FilterEnvelope = { ...granted, client: { ...granted.client, senders: [] } };
+  assert.deepEqual(unpackEnvelope(packEnvelope(none)), none);
 });
