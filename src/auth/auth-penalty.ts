@@ -1,13 +1,8 @@
 // AUTH failure back-off, per client and per user name (as Postfix's anvil and Dovecot's auth
-// penalty): failures are counted in two bounded LRU tables, one keyed by client (an IPv4
-// address or an IPv6 prefix, networks.ts clientKey), one by the name tried, known or not (so
-// the answers never tell which names exist). After n failures each further attempt waits
-// 2^n s (Dovecot's curve) capped at maxDelayMs; at the threshold AUTH is refused (454 4.7.0)
-// until lockoutMs after the last failure. Attempts in flight count as failures until they end,
-// so a burst of parallel connections gets no more guesses than the threshold.
-// A success clears its client's count, not the user's: the owner logging in must not reset
-// an attack on the name from elsewhere. Instead, a client the user has logged in from stays
-// exempt from the user's count (the attacker cannot lock the owner out from their usual place).
+// penalty), in two bounded LRU tables: after n failures each further attempt waits 2^n s
+// (Dovecot's curve) up to maxDelayMs; at the threshold AUTH is refused (454 4.7.0) until
+// lockoutMs after the last failure. Names are counted known or not (no existence oracle).
+// docs/auth.md says why each rule is as it is.
 
 export interface AuthPenaltyOptions {
   /** Failures (with attempts in flight) from one client before 454. */
@@ -81,6 +76,13 @@ class LruTable {
   }
 }
 
+/**
+ * The two counts. Attempts in flight count as failures until they end, so a burst of parallel
+ * connections gets no more guesses than the threshold. A success clears its client's count,
+ * not the user's (the owner logging in must not reset an attack on the name from elsewhere);
+ * instead the clients a user logged in from are not held to the user's count, so the
+ * attacker cannot lock the owner out of their usual places.
+ */
 export class AuthPenalty {
   readonly #o: Required<AuthPenaltyOptions>;
   readonly #clients: LruTable;

@@ -1,9 +1,8 @@
 // The sender login map (POSTERN_SENDER_LOGINS, as Postfix's smtpd_sender_login_maps): which
 // addresses each AUTH user may send as, in MAIL FROM (else 553 5.7.1) and in From: (else the
-// DKIM filter does not sign). One entry a line, an address or a whole domain, then its users:
-//   alice@example.com   alice
-//   @example.org        alice, bob      (any address of the domain, not of its subdomains)
-// Entries only grant: a user may use what any line gives them. Read at start-up and on SIGHUP.
+// DKIM filter does not sign). One entry a line, "alice@example.com alice" or "@example.org
+// alice, bob" (any address of the domain, not of its subdomains). Entries only grant: a user
+// may use what any line gives it. Read at start-up and on SIGHUP.
 import { readFile } from 'node:fs/promises';
 import { PosternError } from '../errors.js';
 import { grantKey, isGranted } from '../lib/sender-grant.js';

@@ -1,7 +1,7 @@
 // The AUTH users file: one user per line, "name:scrypt$N$r$p$salt$hash" (salt and hash in
-// base64). Written by `postern user add`, read at start-up (and on SIGHUP). Passwords are
-// checked with the asynchronous scrypt so a login never blocks the event loop, and compared
-// in constant time.
+// base64). Written by `postern user add`, read at start-up (and on SIGHUP). The SMTP server
+// checks passwords in threads of its own (password-checker.ts); verifyPassword here uses the
+// asynchronous scrypt, for the command line. Both compare in constant time.
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { existsSync } from 'node:fs';

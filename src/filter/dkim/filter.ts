@@ -1,13 +1,8 @@
-// The built-in DKIM filter (name `dkim`), run in the filter workers: signs mail whose
-// RFC5322.From domain — or its nearest parent domain — has a key in POSTERN_DKIM_KEYS, by
-// returning a DKIM-Signature header (relaxed/relaxed, rsa-sha256 or ed25519-sha256), when the
-// submitter may speak for that From: an authenticated user whose grants (POSTERN_SENDER_LOGINS,
-// carried in envelope.client.senders) cover the From address, or any authenticated user when
-// no map is set; a trusted client without AUTH unless signTrusted is off. The signature covers
-// the message's own header fields; postern's Received header, composed on top afterwards, is
-// not signed. Anyone else's mail, or mail without a single From, passes unsigned.
-// Settings: workerData.builtin.dkim = { keys: [{ domain, selector, keyFile }], signTrusted };
-// the keys are read once per worker, on the first message.
+// The built-in DKIM filter (name `dkim`), run in the filter workers: returns a DKIM-Signature
+// header for a message whose single From domain (or its nearest parent) has a key in
+// POSTERN_DKIM_KEYS, when the submitter may speak for that From (dkimFilter below). postern's
+// Received header, composed on top afterwards, is never signed. Settings: workerData.builtin.dkim
+// = { keys, signTrusted }; the keys are read once per worker, on the first message.
 import { workerData } from 'piscina';
 import type { FilterInput, Verdict } from '../messages.js';
 import { loadKeys, type DkimKey, type DkimKeySpec } from './keys.js';
@@ -30,6 +25,11 @@ function current(): Map<string, DkimKey> {
   return keys;
 }
 
+/**
+ * Who is signed for what: an authenticated user for a From address its grants cover
+ * (POSTERN_SENDER_LOGINS, carried in envelope.client.senders), or for any From when no map is
+ * set; a trusted client without AUTH for any From unless signTrusted is false; nobody else.
+ */
 export default function dkimFilter({ envelope, body }: FilterInput): Verdict {
   const c = envelope.client;
   if (!settings) return { action: 'accept' };
