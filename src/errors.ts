@@ -10,6 +10,7 @@ export const ERRORS = {
   PST_ERR_QUEUE_CORRUPT: 'a queue record broke an invariant, or the folder holds no queue or one of another layout',
   PST_ERR_QUEUE_CORRUPT_RECORD: 'a queue record could not be decoded (or had no body, or a body no record) and was set aside in the corrupt sub-database (logged, not thrown)',
   PST_ERR_AUTH_USERS_FILE: 'the AUTH users file could not be read or parsed',
+  PST_ERR_AUTH_SENDER_LOGINS: 'the sender login map (POSTERN_SENDER_LOGINS) could not be read or parsed',
   PST_ERR_TLS_FILES: 'the TLS certificate or key could not be loaded',
   PST_ERR_LISTEN: 'a listener could not bind its address',
   PST_ERR_USAGE: 'the command line was not understood',

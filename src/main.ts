@@ -10,6 +10,9 @@ import { RecipientMapFile, isMailboxInMap } from './config/recipient-map.js';
 import { LmtpVerifier } from './smtp/lmtp-verifier.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
+import { SenderLogins } from './auth/sender-logins.js';
+import { PasswordChecker } from './auth/password-checker.js';
+import { AuthPenalty } from './auth/auth-penalty.js';
 import { NetworkList } from './lib/networks.js';
 import { SmtpServer } from './smtp/server.js';
 import type { SessionContext } from './smtp/context.js';
@@ -40,7 +43,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients } = await loadResources(config);
+  const { tls, users, recipients, senderLogins } = await loadResources(config);
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -54,7 +57,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     builtins.push({ name: 'authres', module: fileURLToPath(new URL('./filter/authres/filter.js', import.meta.url)), settings });
   }
   if (config.dkimKeys.length > 0) {
-    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: config.dkimKeys } });
+    builtins.push({ name: 'dkim', module: fileURLToPath(new URL('./filter/dkim/filter.js', import.meta.url)), settings: { keys: config.dkimKeys, signTrusted: config.dkimSignTrusted } });
   }
   const filters =
     modules.length > 0 || spam || builtins.length > 0
@@ -65,6 +68,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     config,
     queue,
     users,
+    passwords: users === null ? null : new PasswordChecker({ concurrency: config.authConcurrency, maxQueue: config.authQueue }),
+    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs }),
+    senderLogins,
     tls,
     filters,
     trusted: new NetworkList(config.trustedNetworks),
@@ -114,6 +120,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
+    await ctx.passwords?.close();
     await queue.close();
     throw err;
   }
@@ -147,6 +154,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ports = { ...smtpPorts, httpPort: http?.port ?? null };
   } catch (err) {
     await smtp.close(0).catch(() => {});
+    await ctx.passwords?.close();
     await filters?.close();
     rmap?.close();
     await queue.close();
@@ -168,8 +176,12 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
-      ctx.users = await UserDb.load(config.authUsers);
-      log.info({ users: ctx.users.size }, 'users reloaded');
+      // Both read before either is replaced: a bad file leaves the running pair in place.
+      const users = await UserDb.load(config.authUsers);
+      const logins = config.senderLogins === '' ? null : await SenderLogins.load(config.senderLogins);
+      ctx.users = users;
+      ctx.senderLogins = logins;
+      log.info({ users: users.size, senderLogins: logins?.size }, 'users reloaded');
     },
     reloadRecipients() {
       return rmap ? rmap.reload() : null;
@@ -180,6 +192,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         rmap?.close();
         if (timer) clearInterval(timer);
         await Promise.all([http?.close(), smtp.close()]);
+        await ctx.passwords?.close();
         await delivery?.stop();
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch

@@ -1,7 +1,7 @@
 // The AUTH users file: one user per line, "name:scrypt$N$r$p$salt$hash" (salt and hash in
-// base64). Written by `postern user add`, read at start-up (and on SIGHUP). Passwords are
-// checked with the asynchronous scrypt so a login never blocks the event loop, and compared
-// in constant time.
+// base64). Written by `postern user add`, read at start-up (and on SIGHUP). The SMTP server
+// checks passwords in threads of its own (password-checker.ts); verifyPassword here uses the
+// asynchronous scrypt, for the command line. Both compare in constant time.
 import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFile, writeFile, rename } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -19,15 +19,37 @@ export async function hashPassword(password: string): Promise<string> {
   return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
 }
 
-export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+export interface ScryptHash {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  expected: Buffer;
+}
+
+/** The parts of a stored "scrypt$N$r$p$salt$hash"; null when it is not one. */
+export function parseScryptHash(stored: string): ScryptHash | null {
   const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return null;
   const [n, r, p] = [Number(parts[1]), Number(parts[2]), Number(parts[3])];
   const salt = Buffer.from(parts[4]!, 'base64');
   const expected = Buffer.from(parts[5]!, 'base64');
-  if (!(n > 1 && r > 0 && p > 0 && expected.length > 0)) return false;
-  const key = await scrypt(Buffer.from(password, 'utf8'), salt, expected.length, { N: n, r, p, maxmem: 256 * 1024 * 1024 });
-  return timingSafeEqual(key, expected);
+  if (!(n > 1 && r > 0 && p > 0 && expected.length > 0)) return null;
+  return { N: n, r, p, salt, expected };
+}
+
+/** Memory scrypt may use for a stored hash's parameters (N=16384, r=8 needs 16 MiB). */
+export const SCRYPT_MAXMEM = 256 * 1024 * 1024;
+
+/**
+ * Checks on libuv's thread pool: for the command line and tests. The SMTP server checks in
+ * its own threads instead (password-checker.ts), away from file I/O and DNS.
+ */
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const h = parseScryptHash(stored);
+  if (h === null) return false;
+  const key = await scrypt(Buffer.from(password, 'utf8'), h.salt, h.expected.length, { N: h.N, r: h.r, p: h.p, maxmem: SCRYPT_MAXMEM });
+  return timingSafeEqual(key, h.expected);
 }
 
 const NAME = /^[^\s:]{1,256}$/u;
@@ -67,14 +89,16 @@ export class UserDb {
     }
     return UserDb.parse(text, path);
   }
-  /** Resolves false for unknown users after the same work as a wrong password (no user oracle by timing). */
+  /**
+   * The stored hash of `name`; for an unknown name, a hash no password matches with the same
+   * cost parameters, so checking it takes the same work (no user oracle by timing).
+   */
+  hashOf(name: string): string {
+    return this.#users.get(name) ?? DUMMY;
+  }
+  /** Resolves false for unknown users after the same work as a wrong password. */
   async verify(name: string, password: string): Promise<boolean> {
-    const stored = this.#users.get(name);
-    if (stored === undefined) {
-      await verifyPassword(password, DUMMY);
-      return false;
-    }
-    return verifyPassword(password, stored);
+    return verifyPassword(password, this.hashOf(name));
   }
 }
 

@@ -165,6 +165,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     if (c.smtpsPort !== null && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
     if (c.smtpsPort !== null && c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
     if (c.dmarcEnforce && !c.authResults) problems.push('POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true');
+    if (c.senderLogins !== '' && c.authUsers === '') problems.push(`POSTERN_SENDER_LOGINS=${JSON.stringify(c.senderLogins)} needs POSTERN_AUTH_USERS (it maps AUTH users to addresses)`);
     if (c.eventsUrl !== '' && c.eventsToken !== '') {
       const u = new URL(c.eventsUrl);
       if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);

@@ -1,11 +1,12 @@
 // The second half of resolving the configuration: the files the settings name, read and
-// checked once at start-up (the TLS pair, the AUTH users file, the DKIM keys, the spam model,
-// the recipient map),
-// every problem reported together as one ConfigError naming the variable. `postern config` runs
-// it too, so it catches everything `start` would; startNode() wires what it returns.
+// checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
+// keys, the spam model, the recipient map), every problem reported together as one ConfigError
+// naming the variable. `postern config` runs it too, so it catches everything `start` would;
+// startNode() wires what it returns.
 import { readFileSync } from 'node:fs';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
 import { UserDb } from '../auth/users.js';
+import { SenderLogins } from '../auth/sender-logins.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
@@ -23,6 +24,8 @@ export interface Resources {
   readonly users: UserDb | null;
   /** null: no POSTERN_RECIPIENTS. */
   readonly recipients: RecipientMap | null;
+  /** null: no POSTERN_SENDER_LOGINS (any user may send as anyone). */
+  readonly senderLogins: SenderLogins | null;
 }
 
 function message(err: unknown): string {
@@ -47,6 +50,14 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       users = await UserDb.load(config.authUsers);
     } catch (err) {
       problems.push(`POSTERN_AUTH_USERS=${JSON.stringify(config.authUsers)} is invalid: ${message(err)}`);
+    }
+  }
+  let senderLogins: SenderLogins | null = null;
+  if (config.senderLogins !== '') {
+    try {
+      senderLogins = await SenderLogins.load(config.senderLogins);
+    } catch (err) {
+      problems.push(`POSTERN_SENDER_LOGINS=${JSON.stringify(config.senderLogins)} is invalid: ${message(err)}`);
     }
   }
   // The worker threads load the keys again (a KeyObject is not sent across); this read is the
@@ -76,5 +87,5 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users, recipients });
+  return Object.freeze({ tls, users, recipients, senderLogins });
 }

@@ -129,6 +129,14 @@ export interface Config {
   rcptVerifyTimeoutMs: number;
   maildirCreate: boolean;
   maxRecipientsUntrusted: number;
+  authMaxFailures: number;
+  authUserMaxFailures: number;
+  authLockoutMs: number;
+  authMaxDelayMs: number;
+  authConcurrency: number;
+  authQueue: number;
+  senderLogins: string;
+  dkimSignTrusted: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -189,7 +197,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'authResults', env: 'POSTERN_AUTH_RESULTS', type: { kind: 'bool' }, default: 'false', doc: 'Check SPF, DKIM and DMARC on mail from untrusted, unauthenticated clients and prepend Authentication-Results (authserv-id POSTERN_HOSTNAME) and Received-SPF; runs in the filter pool.' },
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
-  { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed).' },
+  { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed); see POSTERN_SENDER_LOGINS and POSTERN_DKIM_SIGN_TRUSTED for who may be signed for what.' },
   { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'deliveryAllowPrivate', env: 'POSTERN_DELIVERY_ALLOW_PRIVATE', type: { kind: 'bool' }, default: 'false', doc: 'Let MX hosts and address literals resolve to private addresses (RFC 1918, CGNAT, IPv6 ULA): an internal mail network. Loopback, link-local, the node itself, multicast and reserved space stay refused; routes reach any address.' },
@@ -211,4 +219,12 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'rcptVerifyTimeoutMs', env: 'POSTERN_RCPT_VERIFY_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 60000 }, default: '5s', doc: 'Time one POSTERN_RCPT_VERIFY question may take before the RCPT gets 451 4.4.1.' },
   { key: 'maildirCreate', env: 'POSTERN_MAILDIR_CREATE', type: { kind: 'bool' }, default: 'false', doc: 'Let maildir routes create a missing mailbox folder on first delivery. Off: they deliver only into existing `<root>/<domain>/<local>/` folders (others get 550 5.1.1 at RCPT), except that the mailboxes POSTERN_RECIPIENTS lists (not its catch-alls) are created.' },
   { key: 'maxRecipientsUntrusted', env: 'POSTERN_MAX_RECIPIENTS_UNTRUSTED', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Recipients per message (after alias expansion) from clients outside POSTERN_TRUSTED_NETWORKS that did not authenticate; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8 asks for at least 100). Bounds one untrusted message to this many copies.' },
+  { key: 'authMaxFailures', env: 'POSTERN_AUTH_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '10', doc: 'Failed AUTH attempts from one client (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits) before its AUTH gets 454 4.7.0 until POSTERN_AUTH_LOCKOUT_MS after the last failure; a success clears it. Clients in POSTERN_TRUSTED_NETWORKS are exempt (not from the per-user count).' },
+  { key: 'authUserMaxFailures', env: 'POSTERN_AUTH_USER_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '30', doc: 'Failed AUTH attempts against one user name, from any client, before AUTH as that name gets 454 4.7.0 (existing or not: the answers never tell); clients the user logged in from before stay admitted.' },
+  { key: 'authLockoutMs', env: 'POSTERN_AUTH_LOCKOUT_MS', type: { kind: 'duration', min: 100, max: 86400000 }, default: '15m', doc: 'A client\'s or user\'s AUTH failures are forgotten this long after the last one.' },
+  { key: 'authMaxDelayMs', env: 'POSTERN_AUTH_MAX_DELAY_MS', type: { kind: 'duration', min: 0, max: 60000 }, default: '15s', doc: 'After n AUTH failures of a client or user, each further attempt waits 2^n seconds (Dovecot\'s auth penalty) up to this; 0 = no wait.' },
+  { key: 'authConcurrency', env: 'POSTERN_AUTH_CONCURRENCY', type: { kind: 'int', min: 1, max: 64 }, default: String(Math.max(1, Math.min(2, availableParallelism() - 1))), shownDefault: '*cores - 1, at most 2*', doc: 'Password checks (scrypt) running at once, each in a thread of its own, never in libuv\'s pool that file I/O and DNS share (one core is left to the event loop).' },
+  { key: 'authQueue', env: 'POSTERN_AUTH_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Password checks waiting for a thread; past it AUTH gets 454 4.7.0.' },
+  { key: 'senderLogins', env: 'POSTERN_SENDER_LOGINS', type: { kind: 'path', optional: true }, default: '', doc: 'Sender login map: lines `address-or-@domain user[, user…]` saying what each AUTH user may send as. With it, an authenticated MAIL FROM the user is not given gets 553 5.7.1 (<> is allowed) and DKIM signs only a From: the user is given. Unset: any user may use any address and gets any From domain with a key signed.' },
+  { key: 'dkimSignTrusted', env: 'POSTERN_DKIM_SIGN_TRUSTED', type: { kind: 'bool' }, default: 'true', doc: 'DKIM-sign mail from POSTERN_TRUSTED_NETWORKS without AUTH for any From domain with a key (the operator\'s own systems); false = sign only authenticated mail.' },
 ];

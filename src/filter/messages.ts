@@ -4,7 +4,18 @@
 export interface FilterEnvelope {
   sender: string;
   recipients: string[];
-  client: { ip: string; helo: string; tls: boolean; authUser?: string; trusted: boolean };
+  client: {
+    ip: string;
+    helo: string;
+    tls: boolean;
+    authUser?: string;
+    trusted: boolean;
+    /**
+     * With POSTERN_SENDER_LOGINS and AUTH: what authUser may send as, "local@domain" or
+     * "@domain" (lib/sender-grant.ts forms); absent without a map (anything goes).
+     */
+    senders?: readonly string[];
+  };
 }
 
 /** A verdict is plain data. `headers` are complete header lines (CRLF-terminated) to prepend. */
@@ -34,15 +45,23 @@ export interface FilterBatch {
 }
 
 /**
- * An envelope as one string: three flag digits (tls, trusted, has authUser), then the ip, helo,
- * authUser, sender and each recipient, each on its own line. SMTP's commands are lines, so its
- * fields never hold a line break; one that does (an AUTH identity can) is sent as JSON after 'J'.
+ * An envelope as one string: three flag digits (tls, trusted, and 0 = no authUser, 1 = an
+ * authUser, 2 = an authUser and its senders), then the ip, helo, authUser, the senders joined
+ * by spaces (flag 2 only), the sender and each recipient, each on its own line. SMTP's
+ * commands are lines, so its fields never hold a line break; one that does (an AUTH identity
+ * can), or a sender grant that is empty or holds a space, is sent as JSON after 'J'.
  */
 export function packEnvelope(e: FilterEnvelope): string {
   const c = e.client;
   const user = c.authUser ?? '';
-  let s = `${c.tls ? 1 : 0}${c.trusted ? 1 : 0}${c.authUser === undefined ? 0 : 1}\n${c.ip}\n${c.helo}\n${user}\n${e.sender}`;
+  const senders = c.senders;
   let plain = !c.ip.includes('\n') && !c.helo.includes('\n') && !user.includes('\n') && !e.sender.includes('\n');
+  let s: string;
+  if (senders === undefined) s = `${c.tls ? 1 : 0}${c.trusted ? 1 : 0}${c.authUser === undefined ? 0 : 1}\n${c.ip}\n${c.helo}\n${user}\n${e.sender}`;
+  else {
+    plain &&= c.authUser !== undefined && senders.every((g) => g !== '' && !/[ \n]/.test(g));
+    s = `${c.tls ? 1 : 0}${c.trusted ? 1 : 0}2\n${c.ip}\n${c.helo}\n${user}\n${senders.join(' ')}\n${e.sender}`;
+  }
   for (const r of e.recipients) {
     plain &&= !r.includes('\n');
     s += '\n' + r;
@@ -54,8 +73,11 @@ export function unpackEnvelope(s: string): FilterEnvelope {
   if (s.charCodeAt(0) === 0x4a /* J */) return JSON.parse(s.slice(1)) as FilterEnvelope;
   const f = s.split('\n');
   const client: FilterEnvelope['client'] = { ip: f[1]!, helo: f[2]!, tls: s[0] === '1', trusted: s[1] === '1' };
-  if (s[2] === '1') client.authUser = f[3]!;
-  return { sender: f[4]!, recipients: f.slice(5), client };
+  if (s[2] === '0') return { sender: f[4]!, recipients: f.slice(5), client };
+  client.authUser = f[3]!;
+  if (s[2] === '1') return { sender: f[4]!, recipients: f.slice(5), client };
+  client.senders = f[4] === '' ? [] : f[4]!.split(' ');
+  return { sender: f[5]!, recipients: f.slice(6), client };
 }
 
 /**

@@ -65,7 +65,15 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     const envelope = {
       sender: tx.sender,
       recipients: tx.recipients.map((r) => r.address),
-      client: { ip: s.ip, helo: s.helo ?? '', tls: s.secure, trusted: s.trusted, ...(s.authUser !== undefined ? { authUser: s.authUser } : {}) },
+      client: {
+        ip: s.ip,
+        helo: s.helo ?? '',
+        tls: s.secure,
+        trusted: s.trusted,
+        ...(s.authUser !== undefined ? { authUser: s.authUser } : {}),
+        // What DKIM may sign for this user (POSTERN_SENDER_LOGINS).
+        ...(s.authUser !== undefined && ctx.senderLogins !== null ? { senders: ctx.senderLogins.grantsOf(s.authUser) } : {}),
+      },
     };
     pendingFilter = ctx.filters.filter(id, envelope, received.toString('latin1'), raw).then((out) => {
       const v = out.verdict;

@@ -4,6 +4,9 @@ import type { Config } from '../config/schema.js';
 import type { TlsSetup } from '../config/resources.js';
 import type { Queue } from '../queue/store.js';
 import type { UserDb } from '../auth/users.js';
+import type { PasswordChecker } from '../auth/password-checker.js';
+import type { AuthPenalty } from '../auth/auth-penalty.js';
+import type { SenderLogins } from '../auth/sender-logins.js';
 import type { NetworkList } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { FilterPool } from '../filter/pool.js';
@@ -32,6 +35,12 @@ export interface SessionContext {
   readonly config: Readonly<Config>;
   readonly queue: Queue;
   users: UserDb | null;
+  /** The AUTH password checks' own threads and queue; null when AUTH is off. */
+  readonly passwords: PasswordChecker | null;
+  /** AUTH failure counts per client and per user name. */
+  readonly authPenalty: AuthPenalty;
+  /** What each AUTH user may send as (POSTERN_SENDER_LOGINS); null: anything. Replaced on SIGHUP. */
+  senderLogins: SenderLogins | null;
   /** Certificate and key as loaded (for the implicit-TLS server) and as one context (for STARTTLS). */
   readonly tls: TlsSetup | null;
   readonly trusted: NetworkList;

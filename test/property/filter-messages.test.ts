@@ -10,12 +10,12 @@ const envelope: fc.Arbitrary<FilterEnvelope> = fc.record({
   sender: text,
   recipients: fc.array(text, { maxLength: 5 }),
   client: fc.record(
-    { ip: text, helo: text, tls: fc.boolean(), trusted: fc.boolean(), authUser: text },
+    { ip: text, helo: text, tls: fc.boolean(), trusted: fc.boolean(), authUser: text, senders: fc.array(text, { maxLength: 4 }) },
     { requiredKeys: ['ip', 'helo', 'tls', 'trusted'] },
   ),
 });
 
-test('packEnvelope / unpackEnvelope: any envelope round-trips exactly (line breaks, empty fields, no authUser)', () => {
+test('packEnvelope / unpackEnvelope: any envelope round-trips exactly (line breaks, empty fields, no authUser, sender grants with or without one)', () => {
   // (fast-check builds null-prototype records; compare with plain objects)
   fc.assert(fc.property(envelope, (e) => assert.deepEqual(unpackEnvelope(packEnvelope(e)), { ...e, recipients: [...e.recipients], client: { ...e.client } })), { numRuns: 2000 });
 });

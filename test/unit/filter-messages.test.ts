@@ -10,4 +10,9 @@ test('packEnvelope: SMTP-shaped envelopes travel as lines, one with a line break
   const odd = { ...e, client: { ...e.client, authUser: 'x\ny' } };
   assert.ok(packEnvelope(odd).startsWith('J{'));
   assert.deepEqual(unpackEnvelope(packEnvelope(odd)), odd);
+  const granted: FilterEnvelope = { ...e, client: { ...e.client, authUser: 'alice', senders: ['alice@example.com', '@example.org'] } };
+  assert.equal(packEnvelope(granted), '102\n192.0.2.1\nc.example\nalice\nalice@example.com @example.org\na@example.com\nb@example.com\nc@example.com');
+  assert.deepEqual(unpackEnvelope(packEnvelope(granted)), granted);
+  const none: FilterEnvelope = { ...granted, client: { ...granted.client, senders: [] } };
+  assert.deepEqual(unpackEnvelope(packEnvelope(none)), none);
 });

@@ -1,8 +1,8 @@
 // A DKIM signer (RFC 6376, relaxed/relaxed; RFC 8463 for Ed25519) over node:crypto, for the
 // filter workers: synchronous, no streams, the key already parsed. It never throws on odd
 // input: signMessage() returns null when the message cannot be signed sensibly (malformed
-// header lines, no or several From fields, no usable From address, a body whose last line
-// has no line break).
+// header lines, no or several From fields, no usable From address, a From the sender may not
+// use, a body whose last line has no line break).
 // Messages are handled as latin1 strings, which map byte for byte, so 8-bit and UTF-8 header
 // bytes are hashed exactly as they are on the wire.
 import { createHash, sign } from 'node:crypto';
@@ -97,6 +97,14 @@ export function relaxedBody(body: Buffer): Buffer {
  * field holds no address, several, or an unparseable one.
  */
 export function fromDomain(rawField: string): string | null {
+  return fromAddress(rawField)?.domain ?? null;
+}
+
+/**
+ * The single address of a From field value: its local part (UTF-8 decoded; a quoted local
+ * part comes back as `""`, which matches no address) and its domain in lower-case ASCII.
+ */
+export function fromAddress(rawField: string): { local: string; domain: string } | null {
   let v = rawField.slice(rawField.indexOf(':') + 1).replace(/\r\n/g, '');
   // Drop quoted strings (display names, quoted local parts) and comments before looking.
   v = v.replace(/"(?:[^"\\]|\\.)*"/g, '""');
@@ -116,7 +124,12 @@ export function fromDomain(rawField: string): string | null {
   const domain = addr.slice(at + 1).trim();
   if (domain.startsWith('[')) return null; // address literal: no DNS name to sign for
   const utf8 = Buffer.from(domain, 'latin1').toString('utf8'); // SMTPUTF8 (RFC 6532) domains
-  return toAsciiDomain(utf8);
+  const ascii = toAsciiDomain(utf8);
+  if (ascii === null) return null;
+  let local = addr.slice(0, at).trim();
+  const colon = local.lastIndexOf(':');
+  if (local.startsWith('@') && colon >= 0) local = local.slice(colon + 1);
+  return { local: Buffer.from(local, 'latin1').toString('utf8'), domain: ascii };
 }
 
 /** The key for a domain: an exact match, else the nearest parent domain with a key. */
@@ -170,6 +183,8 @@ export interface SignOptions {
   time?: number;
   /** Fields to sign (lower-case); default SIGNED_HEADERS. */
   headerNames?: readonly string[];
+  /** When given, sign only if it allows the From address ("local@domain"). */
+  fromAllowed?: (address: string) => boolean;
 }
 
 /**
@@ -229,8 +244,10 @@ export function signMessage(message: Buffer, keys: ReadonlyMap<string, DkimKey>,
   if (!split) return null;
   const froms = split.headers.filter((h) => h.name.toLowerCase() === 'from');
   if (froms.length !== 1) return null;
-  const domain = fromDomain(froms[0]!.raw);
-  if (!domain) return null;
+  const from = fromAddress(froms[0]!.raw);
+  if (!from) return null;
+  const domain = from.domain;
+  if (o.fromAllowed !== undefined && !o.fromAllowed(`${from.local}@${domain}`)) return null;
   const key = keyFor(keys, domain);
   if (!key) return null;
   // A body whose last line has no line break (possible with BDAT, never with DATA) is

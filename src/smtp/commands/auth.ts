@@ -1,8 +1,11 @@
 // AUTH PLAIN and LOGIN (RFC 4954, RFC 4616; LOGIN as deployed). Offered only over TLS unless
-// POSTERN_REQUIRE_TLS_FOR_AUTH=false. Passwords are checked with async scrypt (users.ts);
-// a failure costs the client a delay and counts as a session error.
+// POSTERN_REQUIRE_TLS_FOR_AUTH=false. Each attempt is first admitted by the failure back-off
+// (auth/auth-penalty.ts: a delay after failures, 454 4.7.0 past the threshold, per client and
+// per user name), then checked in the password checker's own threads (auth/password-checker.ts;
+// 454 4.7.0 when its queue is full). A failure costs a further fixed delay and a session error.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { R, reply, type Reply } from '../../protocol/reply.js';
+import { clientKey } from '../../lib/networks.js';
 import type { Session } from '../session.js';
 
 export interface AuthFlow {
@@ -74,14 +77,48 @@ function step(s: Session, response: string): Reply | Promise<Reply> {
   return check(s, parts[1]!, parts[2]!);
 }
 
+/** RFC 4954 §6: a temporary failure of the authentication mechanism. */
+const AUTH_LOCKED = reply(454, '4.7.0', 'Too many authentication failures, try again later');
+const AUTH_BUSY = reply(454, '4.7.0', 'Temporary authentication failure, try again later');
+/** User names longer than this cannot exist (users.ts); their count shares one key per prefix. */
+const MAX_NAME = 256;
+
 async function check(s: Session, user: string, password: string): Promise<Reply> {
-  const ok = user.length > 0 && (await s.ctx.users!.verify(user, password));
-  if (ok) {
+  const ctx = s.ctx;
+  const client = clientKey(s.ip, ctx.config.ipv6Prefix);
+  const admission = ctx.authPenalty.begin(client, user.slice(0, MAX_NAME + 1), s.trusted);
+  if (admission.refused) {
+    ctx.counters.authFailures++;
+    s.log.warn({ user }, 'authentication refused: too many failures');
+    return AUTH_LOCKED;
+  }
+  let outcome: 'ok' | 'bad' | 'void' = 'void';
+  try {
+    if (admission.delayMs > 0) await sleep(admission.delayMs);
+    if (s.closed) return AUTH_BUSY; // nobody to answer: check nothing
+    const users = ctx.users!;
+    let result: 'ok' | 'bad' | 'busy';
+    try {
+      // An empty name is checked too, against no user: the same work as any wrong name.
+      result = await ctx.passwords!.verify(password, users.hashOf(user), () => s.closed);
+    } catch (err) {
+      s.log.error({ err }, 'password check failed');
+      return AUTH_BUSY;
+    }
+    if (result === 'busy') {
+      if (!s.closed) s.log.warn('authentication deferred: password checks queue full');
+      return AUTH_BUSY;
+    }
+    outcome = result === 'ok' && user.length > 0 ? 'ok' : 'bad';
+  } finally {
+    admission.settle(outcome);
+  }
+  if (outcome === 'ok') {
     s.authUser = user;
     s.log.info({ user }, 'authenticated');
     return R.authOk;
   }
-  s.ctx.counters.authFailures++;
+  ctx.counters.authFailures++;
   s.log.warn({ user }, 'authentication failed');
   await sleep(FAIL_DELAY_MS);
   return R.authFailed;

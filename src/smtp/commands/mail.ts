@@ -1,6 +1,8 @@
-// MAIL FROM (RFC 5321 §4.1.1.2) with the parameters of SIZE (RFC 1870), 8BITMIME (RFC 6152),
-// SMTPUTF8 (RFC 6531), DSN RET/ENVID (RFC 3461 §4.3–4.4), AUTH= (RFC 4954 §5) and
-// MT-PRIORITY (RFC 6710), which maps onto the queue's three priorities.
+// MAIL FROM (RFC 5321 §4.1.1.2) with SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
+// DSN RET/ENVID (RFC 3461 §4.3–4.4), AUTH= (RFC 4954 §5) and MT-PRIORITY (RFC 6710, onto the
+// queue's three priorities). With a sender login map, an authenticated client may use only its
+// user's addresses (553 5.7.1, as Postfix's reject_sender_login_mismatch); <> stays allowed
+// (RFC 8098 read receipts).
 import { decodeXtext, parsePathArgs } from '../../protocol/address.js';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import { PRIORITY, type Priority } from '../../queue/store.js';
@@ -72,6 +74,11 @@ export function mail(s: Session, args: string): Reply {
     }
   }
   if (nonAscii && !tx.smtputf8) return R.utf8NotDeclared;
+  const logins = s.ctx.senderLogins;
+  if (logins !== null && s.authUser !== undefined && address !== '' && !logins.mayUse(s.authUser, address)) {
+    s.log.warn({ user: s.authUser, from: address }, 'sender address not owned by the authenticated user');
+    return reply(553, '5.7.1', `Sender address not owned by user ${s.authUser}`);
+  }
   s.tx = tx;
   return R.senderOk;
 }
