@@ -64,7 +64,10 @@ export class SmtpTransport implements Transport {
 
   #pool(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>): DestinationPool {
     let p = this.#pools.get(dest.key);
-    if (p) return p;
+    if (p) {
+      p.setHosts(dest.hosts);
+      return p;
+    }
     const o = this.#o;
     const servername = dest.kind === 'smtp' ? dest.domain : undefined;
     p = new DestinationPool({

@@ -231,3 +231,16 @@ test('a connection the peer closed while idle is not reused', async (t) => {
   assert.equal(tr.counts()[d.key]!.idle, 0);
   assert.equal(tr.counts()[d.key]!.open, 0);
 });
+
+test('a destination whose MX addresses changed is dialled at the new address, not the one its pool first saw', async (t) => {
+  const before = await server(t);
+  const after = await server(t);
+  const tr = transport(t);
+  // One destination key (the MX host names), two checked answers in turn: DNS moved the host.
+  const at = (port: number): Destination => ({ kind: 'smtp', key: 'smtp:mx.moved.test:25', hosts: [{ host: 'mx.moved.test', port, address: '127.0.0.1' }], tlsPolicy: 'none' });
+  assert.equal((await tr.deliver(at(before.port), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(at(after.port), deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.ok, true);
+  assert.equal(before.messages().length, 1, 'the first message went to the first address');
+  assert.equal(after.messages().length, 1, 'the second went to the address of the new answer, not over the idle connection to the old one');
+  await before.sessions[0]!.closed; // the idle connection to the old address was closed
+});
