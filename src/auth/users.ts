@@ -36,8 +36,17 @@ export function validUserName(name: string): boolean {
   return NAME.test(name);
 }
 
+/**
+ * Password checks running or waiting at most, per users file. Each is a 16 MiB scrypt of tens
+ * of milliseconds on libuv's thread pool (4 threads, shared with file I/O): unbounded, a flood
+ * of AUTH lines from many connections queues CPU work without end, and every session waiting
+ * for its check is busy (no deadline, never evicted). Past it AUTH is answered 454 4.7.0.
+ */
+export const MAX_PENDING_VERIFY = 32;
+
 export class UserDb {
   readonly #users: Map<string, string>;
+  #pending = 0;
   constructor(users: Map<string, string>) {
     this.#users = users;
   }
@@ -67,6 +76,17 @@ export class UserDb {
     }
     return UserDb.parse(text, path);
   }
+  /** verify(), or null at once when MAX_PENDING_VERIFY checks are already running or waiting. */
+  async tryVerify(name: string, password: string): Promise<boolean | null> {
+    if (this.#pending >= MAX_PENDING_VERIFY) return null;
+    this.#pending++;
+    try {
+      return await this.verify(name, password);
+    } finally {
+      this.#pending--;
+    }
+  }
+
   /** Resolves false for unknown users after the same work as a wrong password (no user oracle by timing). */
   async verify(name: string, password: string): Promise<boolean> {
     const stored = this.#users.get(name);

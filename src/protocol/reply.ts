@@ -63,6 +63,7 @@ export const R = {
   alreadyTls: fixed(503, '5.5.1', 'TLS already active'),
   unknownMechanism: fixed(504, '5.5.4', 'Unrecognized authentication mechanism'),
   authFailed: fixed(535, '5.7.8', 'Authentication credentials invalid'),
+  authBusy: fixed(454, '4.7.0', 'Temporary authentication failure, try again later'),
   authCancelled: fixed(501, '5.7.0', 'Authentication cancelled'),
   authBadBase64: fixed(501, '5.5.2', 'Cannot decode response (bad base64)'),
   encryptionRequired: fixed(538, '5.7.11', 'Encryption required for requested authentication mechanism'),
