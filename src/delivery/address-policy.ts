@@ -4,7 +4,8 @@
 // RFC 1918, link-local with the cloud metadata service at 169.254.169.254, CGNAT, ULA,
 // multicast, unspecified and reserved space). Internal next hops are reached only through
 // routes the operator wrote, or with POSTERN_DELIVERY_ALLOW_PRIVATE for the private ranges.
-// IPv6 forms that embed an IPv4 address (mapped, NAT64, 6to4) are judged by that address.
+// IPv6 forms that embed an IPv4 address (mapped, SIIT, NAT64, 6to4) are judged by that address;
+// the node's own addresses are matched as numbers, whatever the spelling (::ffff:a.b.c.d, '::').
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ipv6Words } from '../lib/networks.js';
@@ -25,6 +26,8 @@ const RANGES: ReadonlyArray<readonly [AddressClass, string, number, 'ipv4' | 'ip
   ['reserved', '240.0.0.0', 4, 'ipv4'], // incl. 255.255.255.255
   ['unspecified', '::', 128, 'ipv6'],
   ['loopback', '::1', 128, 'ipv6'],
+  ['reserved', '::', 96, 'ipv6'], // IPv4-compatible (::a.b.c.d), deprecated by RFC 4291 §2.5.5.1
+  ['private', '64:ff9b:1::', 48, 'ipv6'], // local-use NAT64 (RFC 8215): a translator inside the operator's network
   ['reserved', '100::', 64, 'ipv6'], // discard-only (RFC 6666)
   ['private', 'fc00::', 7, 'ipv6'], // unique local (RFC 4193)
   ['link-local', 'fe80::', 10, 'ipv6'],
@@ -39,7 +42,7 @@ for (const [cls, net, bits, fam] of RANGES) {
   l.addSubnet(net, bits, fam);
 }
 
-/** The IPv4 address inside an IPv6 form that carries one (::ffff:a.b.c.d, 64:ff9b::/96, 2002::/16), else null. */
+/** The IPv4 address inside an IPv6 form that carries one (::ffff:a.b.c.d, ::ffff:0:a.b.c.d, 64:ff9b::/96, 2002::/16), else null. */
 function embeddedV4(v6: string): string | null {
   const lower = v6.toLowerCase();
   const dotted = /^(?:::ffff:|64:ff9b::)(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
@@ -48,9 +51,15 @@ function embeddedV4(v6: string): string | null {
   if (words === null) return null;
   const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
   if (words.slice(0, 5).every((w) => w === 0) && words[5] === 0xffff) return v4(words[6]!, words[7]!); // mapped
+  if (words.slice(0, 4).every((w) => w === 0) && words[4] === 0xffff && words[5] === 0) return v4(words[6]!, words[7]!); // SIIT (RFC 2765)
   if (words[0] === 0x64 && words[1] === 0xff9b && words.slice(2, 6).every((w) => w === 0)) return v4(words[6]!, words[7]!); // NAT64 (RFC 6052)
   if (words[0] === 0x2002) return v4(words[1]!, words[2]!); // 6to4 (RFC 3056)
   return null;
+}
+
+function withoutZone(address: string): string {
+  const pct = address.indexOf('%');
+  return pct < 0 ? address : address.slice(0, pct);
 }
 
 /** The class of an address, without the node's own addresses (see AddressPolicy). */
@@ -80,20 +89,36 @@ export type AddressVerdict = { ok: true } | { ok: false; cls: AddressClass; reas
 export class AddressPolicy {
   readonly #allowPrivate: boolean;
   readonly #allowLoopback: boolean;
-  readonly #own: ReadonlySet<string>;
+  /** The node's own addresses as numbers: '2001:db8:0::5' and '::ffff:203.0.113.5' are found whatever the spelling. */
+  readonly #own = new BlockList();
 
   constructor(opts: AddressPolicyOptions = {}) {
     this.#allowPrivate = opts.allowPrivate ?? false;
     this.#allowLoopback = opts.allowLoopback ?? false;
     const own = opts.ownAddresses ?? Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
-    this.#own = new Set(own.map((a) => a.toLowerCase()));
+    for (const a of own) {
+      const bare = withoutZone(a);
+      const fam = isIP(bare);
+      if (fam === 0) continue;
+      const v4 = fam === 6 ? embeddedV4(bare) : null;
+      if (v4 !== null) this.#own.addAddress(v4, 'ipv4');
+      else this.#own.addAddress(bare, fam === 4 ? 'ipv4' : 'ipv6');
+    }
+  }
+
+  #isOwn(address: string): boolean {
+    const bare = withoutZone(address);
+    const fam = isIP(bare);
+    if (fam === 4) return this.#own.check(bare, 'ipv4');
+    const v4 = embeddedV4(bare); // NAT64 and 6to4 forms of an own IPv4 address reach it too
+    return v4 !== null ? this.#own.check(v4, 'ipv4') : this.#own.check(bare, 'ipv6');
   }
 
   /** The class of an address as this node sees it ('self' for its own addresses). */
   classify(address: string): AddressClass {
     const cls = classifyAddress(address);
     if (cls === 'invalid') return cls;
-    if (cls !== 'loopback' && this.#own.has(address.toLowerCase())) return 'self';
+    if (cls !== 'loopback' && this.#isOwn(address)) return 'self';
     return cls;
   }
 

@@ -6,6 +6,9 @@
 //   acquire() ──► idle (LIFO) ──► busy ──► release(conn, true) ──► waiter (FIFO) or idle
 //        │                                        │ false / worn out / dead
 //        └─ below cap: open (hosts in order)      └─► QUIT/destroy, slot freed ──► next waiter
+//
+// The hosts follow DNS: setHosts() takes each new checked answer, so a new connection never
+// goes to an address the MX host no longer has (that address may belong to someone else now).
 import type { HostPort } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import type { OpenResult, SmtpConnection } from './smtp-client.js';
@@ -47,12 +50,40 @@ export class DestinationPool {
   #opened = 0;
   #waiters: Waiter[] = [];
   #closed = false;
+  #hosts: HostPort[];
+  /** Bumped when the host set changes; a connection of an older generation is not reused. */
+  #generation = 0;
+  readonly #bornIn = new WeakMap<SmtpConnection, number>();
 
   constructor(opts: DestinationPoolOptions) {
     if (opts.hosts.length === 0) throw new TypeError(`destination ${opts.key} has no hosts`);
     if (!(opts.maxConnections >= 1)) throw new TypeError(`maxConnections must be >= 1 (got ${opts.maxConnections})`);
     this.key = opts.key;
     this.#o = opts;
+    this.#hosts = opts.hosts;
+  }
+
+  /**
+   * The hosts (with their checked addresses) of the latest routing answer. The same set in
+   * another order (equal MX preferences are shuffled) only changes the order tried; a changed
+   * set closes the idle connections, and busy ones are closed when released.
+   */
+  setHosts(hosts: HostPort[]): void {
+    if (hosts.length === 0) return;
+    const same = hosts.length === this.#hosts.length && hostSet(hosts) === hostSet(this.#hosts);
+    this.#hosts = hosts;
+    if (same) return;
+    this.#generation++;
+    for (const { conn, timer } of this.#idle.splice(0)) {
+      clearTimeout(timer);
+      conn.onClose = null;
+      void conn.quit();
+    }
+  }
+
+  /** Nothing open, opening or waiting: the pool can be dropped. */
+  get unused(): boolean {
+    return this.#idle.length === 0 && this.#busy.size === 0 && this.#opening === 0 && this.#waiters.length === 0;
   }
 
   get counts(): PoolCounts {
@@ -78,7 +109,7 @@ export class DestinationPool {
   /** Hand a connection back; reusable = the transaction ended in step with the peer. */
   release(conn: SmtpConnection, reusable: boolean): void {
     if (!this.#busy.delete(conn)) return;
-    if (reusable && !this.#closed && conn.usable && conn.messages < this.#o.maxMessagesPerConnection) {
+    if (reusable && !this.#closed && conn.usable && conn.messages < this.#o.maxMessagesPerConnection && this.#bornIn.get(conn) === this.#generation) {
       const w = this.#waiters.shift();
       if (w) {
         this.#busy.add(conn);
@@ -169,12 +200,20 @@ export class DestinationPool {
   /** Hosts in order; the last failure is the one reported. */
   async #openAny(): Promise<OpenResult> {
     let last: OpenResult | null = null;
-    for (const h of this.#o.hosts) {
+    const generation = this.#generation;
+    for (const h of this.#hosts) {
       last = await this.#o.connect(h);
-      if (last.ok) return last;
+      if (last.ok) {
+        this.#bornIn.set(last.conn, generation);
+        return last;
+      }
     }
     return last!;
   }
+}
+
+function hostSet(hosts: readonly HostPort[]): string {
+  return hosts.map((h) => `${h.host} ${h.port} ${h.address ?? ''}`).sort().join(',');
 }
 
 function closedResult(key: string): OpenResult {

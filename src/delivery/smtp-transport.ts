@@ -22,6 +22,8 @@ export interface SmtpTransportOptions {
 export class SmtpTransport implements Transport {
   readonly #o: SmtpTransportOptions;
   readonly #pools = new Map<string, DestinationPool>();
+  /** Pools with nothing open are dropped when the map reaches this size (then twice what is left). */
+  #sweepAt = MIN_SWEEP_AT;
   #closed = false;
 
   constructor(opts: SmtpTransportOptions) {
@@ -64,7 +66,10 @@ export class SmtpTransport implements Transport {
 
   #pool(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>): DestinationPool {
     let p = this.#pools.get(dest.key);
-    if (p) return p;
+    if (p) {
+      p.setHosts(dest.hosts);
+      return p;
+    }
     const o = this.#o;
     const servername = dest.kind === 'smtp' ? dest.domain : undefined;
     p = new DestinationPool({
@@ -87,10 +92,24 @@ export class SmtpTransport implements Transport {
           ...(o.timeouts ? { timeouts: o.timeouts } : {}),
         }),
     });
+    // Every MX set ever delivered to (bounces to forged senders included) would otherwise keep
+    // its pool for the life of the process.
+    if (this.#pools.size >= this.#sweepAt) this.#sweep();
     this.#pools.set(dest.key, p);
     return p;
   }
+
+  #sweep(): void {
+    for (const [k, pool] of this.#pools) {
+      if (!pool.unused) continue;
+      this.#pools.delete(k);
+      void pool.close();
+    }
+    this.#sweepAt = Math.max(MIN_SWEEP_AT, this.#pools.size * 2);
+  }
 }
+
+const MIN_SWEEP_AT = 256;
 
 function failAll(req: DeliveryRequest, reply: ReplyRecord): RecipientResult[] {
   return req.recipients.map((r) => ({ address: r.address, ok: false, transient: reply.transient !== false, reply }));

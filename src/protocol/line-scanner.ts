@@ -49,6 +49,8 @@ const SKIP_ALL = 2;
 export class LineScanner {
   readonly #maxLineBytes: number;
   #parts: Buffer[] = [];
+  /** The buffer a line in three chunks or more is gathered in (see #gather); #parts is then one view of it. */
+  #acc: Buffer | null = null;
   #pending = 0;
   /** The last pending byte is a CR (valid only if the next chunk starts with LF). */
   #lastCr = false;
@@ -123,7 +125,8 @@ export class LineScanner {
       const cr = this.#nextCr(chunk, from);
       if (this.#lastCr || (cr >= 0 && cr < len - 1)) this.#bareCr = true;
       this.#lastCr = chunk[len - 1] === CR;
-      this.#parts.push(chunk.subarray(from, len));
+      if (this.#parts.length === 0) this.#parts.push(chunk.subarray(from, len));
+      else this.#gather(chunk, from, len);
       this.#pending += n;
       return 'partial';
     }
@@ -226,7 +229,27 @@ export class LineScanner {
     this.#lastCr = false;
   }
 
+  /**
+   * A line in three chunks or more is gathered into one buffer of its own (#acc), growing by
+   * doubling up to maxLineBytes: a view per chunk would cost a Buffer object (about 300 bytes
+   * of heap) per chunk, so a client sending a byte per packet would make a 2 KiB line hold
+   * about 700 KB. The first part stays a view: a line split in two chunks copies nothing more.
+   */
+  #gather(chunk: Buffer, from: number, end: number): void {
+    const size = this.#pending + (end - from);
+    let acc = this.#acc;
+    if (acc === null || size > acc.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.#maxLineBytes, Math.max(256, size * 2)));
+      let pos = 0;
+      for (const part of this.#parts) pos += part.copy(grown, pos);
+      acc = this.#acc = grown;
+    }
+    chunk.copy(acc, this.#pending, from, end);
+    this.#parts = [acc.subarray(0, size)];
+  }
+
   #dropLine(): void {
+    this.#acc = null;
     if (this.#pending !== 0) this.#parts = [];
     this.#pending = 0;
     this.#lastCr = false;

@@ -61,6 +61,7 @@ export function decodeRecord(bytes: Uint8Array, id: string): MessageRecord {
 const STATES = new Set(['ready', 'leased', 'held']);
 const RECIPIENT_STATES = new Set(['pending', 'delivered', 'failed']);
 const isTime = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+const optional = (v: unknown, type: 'string' | 'number' | 'boolean'): boolean => v === undefined || typeof v === type;
 
 /** Why a decoded value is not a usable record stored under `id`, or null. */
 function recordProblem(v: unknown, id: string): string | null {
@@ -80,7 +81,13 @@ function recordProblem(v: unknown, id: string): string | null {
     const rc = x as Record<string, unknown>;
     if (typeof rc['address'] !== 'string' || typeof rc['domain'] !== 'string') return 'bad recipient address';
     if (typeof rc['state'] !== 'string' || !RECIPIENT_STATES.has(rc['state']) || !isTime(rc['attempts'])) return 'bad recipient state';
+    // Read by delivery and the DSN writer: a wrong type there would throw on every attempt.
+    if (rc['notify'] !== undefined && !(Array.isArray(rc['notify']) && (rc['notify'] as unknown[]).every((n) => typeof n === 'string'))) return 'bad recipient notify';
+    if (!optional(rc['orcpt'], 'string')) return 'bad recipient orcpt';
+    if (rc['lastReply'] !== undefined && (rc['lastReply'] === null || typeof rc['lastReply'] !== 'object')) return 'bad recipient reply';
   }
+  if (!optional(r['envid'], 'string') || !optional(r['ret'], 'string') || !optional(r['bodyType'], 'string') || !optional(r['mtPriority'], 'number') || !optional(r['smtputf8'], 'boolean')) return 'bad envelope parameters';
+  if (r['client'] !== undefined && (r['client'] === null || typeof r['client'] !== 'object')) return 'bad client';
   if (r['state'] === 'leased') {
     const l = r['lease'] as Record<string, unknown> | null | undefined;
     if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';

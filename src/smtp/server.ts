@@ -2,7 +2,8 @@
 // implicit-TLS `tls` server (RFC 8314). Owns the connection limits (total and per client
 // address or IPv6 prefix, 421 4.7.0) and graceful shutdown: stop accepting, 421 idle sessions, let open
 // transactions finish until the deadline, then 421 the rest. At the total limit a new client
-// is still served: the session silent longest is closed (421 4.7.0) to make room, so idle
+// is still served: the session silent longest is closed (421 4.7.0) to make room (a stranger
+// never pushes out a trusted or authenticated client), so idle
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
 // "stressed" and the sessions' deadlines shrink (Postfix's stress mode).
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
@@ -82,7 +83,7 @@ export class SmtpServer {
     if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
     }
-    if (this.#sessions.size >= c.maxConnections && !this.#evictOne()) {
+    if (this.#sessions.size >= c.maxConnections && !this.#evictOne(ctx.trusted.has(ip))) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
     }
     this.#perIp.set(key, n + 1);
@@ -114,11 +115,15 @@ export class SmtpServer {
   /**
    * Close the session silent longest to make room; false when every session is waiting on
    * us (a commit, a filter, a TLS handshake). A session mid-transaction is fair game: silent
-   * longest, it is the likeliest to be stalled, and its client will retry.
+   * longest, it is the likeliest to be stalled, and its client will retry. A stranger never
+   * takes the place of a trusted or authenticated client (an idle pooled submission
+   * connection, a trusted sender between two writes of DATA): connecting costs nothing, and
+   * these clients are the ones the node is for.
    */
-  #evictOne(): boolean {
+  #evictOne(newcomerTrusted: boolean): boolean {
     for (const s of this.#sessions) {
       if (!s.evictable) continue;
+      if (!newcomerTrusted && (s.trusted || s.authUser !== undefined)) continue;
       s.evict();
       return true;
     }

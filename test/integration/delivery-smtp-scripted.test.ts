@@ -231,3 +231,33 @@ test('a connection the peer closed while idle is not reused', async (t) => {
   assert.equal(tr.counts()[d.key]!.idle, 0);
   assert.equal(tr.counts()[d.key]!.open, 0);
 });
+
+test('a destination whose MX addresses changed is dialled at the new address, not the one its pool first saw', async (t) => {
+  const before = await server(t);
+  const after = await server(t);
+  const tr = transport(t);
+  // One destination key (the MX host names), two checked answers in turn: DNS moved the host.
+  const at = (port: number): Destination => ({ kind: 'smtp', key: 'smtp:mx.moved.test:25', hosts: [{ host: 'mx.moved.test', port, address: '127.0.0.1' }], tlsPolicy: 'none' });
+  assert.equal((await tr.deliver(at(before.port), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(at(after.port), deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.ok, true);
+  assert.equal(before.messages().length, 1, 'the first message went to the first address');
+  assert.equal(after.messages().length, 1, 'the second went to the address of the new answer, not over the idle connection to the old one');
+  await before.sessions[0]!.closed; // the idle connection to the old address was closed
+});
+
+test('pools of destinations with nothing open are dropped: the pool map does not grow with every MX set ever seen', async (t) => {
+  const srv = await server(t);
+  const tr = new SmtpTransport({ heloName: 'client.test', timeouts: TIMEOUTS, maxConnectionsPerDestination: 1, idleTimeoutMs: 10 });
+  t.after(() => tr.close());
+  const at = (i: number): Destination => ({ kind: 'smtp', key: `smtp:mx${i}.many.test:25`, hosts: [{ host: `mx${i}.many.test`, port: srv.port, address: '127.0.0.1' }], tlsPolicy: 'none' });
+  const n = 300; // bounded: one short session each on 127.0.0.1
+  for (let i = 0; i < n; i++) {
+    assert.equal((await tr.deliver(at(i), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+    if (i % 50 === 49) await new Promise((r) => setTimeout(r, 50)); // let the idle connections time out
+  }
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await tr.deliver(at(n), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  const pools = Object.keys(tr.counts()).length;
+  assert.ok(pools < 100, `${pools} pools kept after ${n + 1} destinations`);
+  assert.equal(srv.messages().length, n + 1);
+});

@@ -700,3 +700,41 @@ test('IPv6: the per-address limit counts ::1 connections together (by /64)', asy
   assert.equal(r.code, 421);
   assert.match(r.text, /your address/);
 });
+
+test('at the connection limit an untrusted newcomer never pushes out a trusted client, however silent', async (t) => {
+  const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '3', POSTERN_TRUSTED_NETWORKS: '127.0.0.1/32' });
+  const cs: RawClient[] = [];
+  t.after(() => cs.forEach((c) => c.end()));
+  const trusted = await RawClient.connect(node.ports.smtpPort);
+  cs.push(trusted);
+  assert.equal((await trusted.read()).code, 220);
+  const u1 = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.2' });
+  const u2 = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.2' });
+  cs.push(u1, u2);
+  assert.equal((await u1.read()).code, 220);
+  assert.equal((await u2.read()).code, 220);
+  assert.equal((await u1.cmd('EHLO u1')).code, 250);
+  assert.equal((await u2.cmd('EHLO u2')).code, 250); // silent longest: trusted, then u1
+  const u3 = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.3' });
+  cs.push(u3);
+  assert.equal((await u3.read()).code, 220, 'the newcomer is served');
+  assert.equal((await u1.read()).code, 421, 'by closing the untrusted session silent longest');
+  assert.equal((await trusted.cmd('NOOP')).code, 250, 'the trusted client keeps its session');
+  // A trusted newcomer may push out an untrusted session (u2 is silent longest now).
+  const t2 = await RawClient.connect(node.ports.smtpPort);
+  cs.push(t2);
+  assert.equal((await t2.read()).code, 220);
+  assert.equal((await u2.read()).code, 421);
+  const t3 = await RawClient.connect(node.ports.smtpPort);
+  cs.push(t3);
+  assert.equal((await t3.read()).code, 220);
+  assert.equal((await u3.read()).code, 421);
+  // Only trusted sessions left: an untrusted newcomer is refused, nobody is closed for it.
+  const u4 = await RawClient.connect(node.ports.smtpPort, { localAddress: '127.0.0.4' });
+  cs.push(u4);
+  const refused = await u4.read();
+  assert.equal(refused.code, 421);
+  assert.match(refused.text, /Too many connections/);
+  for (const c of [trusted, t2, t3]) assert.equal((await c.cmd('NOOP')).code, 250);
+  assert.equal(node.smtp.sessionCount, 3);
+});

@@ -76,3 +76,41 @@ test('MX answers: private and link-local A/AAAA records are refused; handed-out 
   const c = await mx.resolve('c.test');
   assert.deepEqual(c.kind === 'hosts' ? c.hosts : c, [{ host: 'mixed.mx.test', port: 25, address: '192.0.2.44' }], 'only the address that passed, bound to the name');
 });
+
+test("the node's own addresses are found whatever their spelling (mapped, zero runs, zone ids, NAT64)", () => {
+  const p = new AddressPolicy({ ownAddresses: ['203.0.113.5', '2001:db8::5', 'fe80::9%eth0'] });
+  for (const a of ['::ffff:203.0.113.5', '::FFFF:cb00:7105', '0:0:0:0:0:ffff:203.0.113.5', '64:ff9b::203.0.113.5', '2001:db8:0::5', '2001:db8:0:0:0:0:0:5', '2001:0db8::0005', '2001:db8::5%eth0']) {
+    assert.equal(p.classify(a), 'self', a);
+    assert.equal(p.check(a).ok, false, a);
+  }
+  assert.equal(p.classify('2001:db8::6'), 'public');
+  assert.equal(p.classify('203.0.113.6'), 'public');
+});
+
+test('IPv4-compatible, SIIT and local-use NAT64 forms are not public', () => {
+  const cases: Array<[string, string]> = [
+    ['::127.0.0.1', 'reserved'], ['::7f00:1', 'reserved'], ['::8.8.8.8', 'reserved'],
+    ['::ffff:0:127.0.0.1', 'loopback'], ['::ffff:0:a9fe:a9fe', 'link-local'], ['::ffff:0:8.8.8.8', 'public'],
+    ['64:ff9b:1::7f00:1', 'private'], ['::ffff:127.0.0.1%eth0', 'loopback'],
+  ];
+  for (const [ip, cls] of cases) assert.equal(classifyAddress(ip), cls, ip);
+});
+
+test('address literals and MX hosts naming the node in another spelling are refused before any connection', async () => {
+  const policy = new AddressPolicy({ ownAddresses: ['203.0.113.7'] });
+  const dns: DnsResolver = {
+    resolveMx: async (d) => ({ 'self.test': [{ exchange: '::ffff:203.0.113.7', priority: 10 }], 'compat.test': [{ exchange: '::127.0.0.1', priority: 10 }] })[d] ?? Promise.reject(Object.assign(new Error('x'), { code: 'ENOTFOUND' })),
+    resolve4: async () => Promise.reject(Object.assign(new Error('x'), { code: 'ENODATA' })),
+    resolve6: async () => Promise.reject(Object.assign(new Error('x'), { code: 'ENODATA' })),
+  };
+  const ctx = { routes: EMPTY_ROUTES, smarthost: null, tlsPolicy: 'opportunistic' as const, mx: new MxResolver(dns, { policy }) };
+  const outcome = async (domain: string): Promise<string> => {
+    const d = await destinationFor(domain, ctx);
+    return d.kind === 'bounce' ? `${d.reply.code} ${d.reply.enhanced}` : d.kind;
+  };
+  assert.equal(await outcome('[IPv6:::ffff:203.0.113.7]'), '554 5.4.6');
+  assert.equal(await outcome('[IPv6:::ffff:cb00:7107]'), '554 5.4.6');
+  assert.equal(await outcome('[IPv6:::127.0.0.1]'), '550 5.4.4');
+  assert.equal(await outcome('self.test'), '550 5.4.4');
+  assert.equal(await outcome('compat.test'), '550 5.4.4');
+});

@@ -209,3 +209,32 @@ test('a repair in the same transaction as an enqueue batch does not count the ba
   assert.equal(q.counts().total, 2);
   assertConsistent(q, h.clock.t);
 });
+
+test('a record that decodes but carries a wrong type where delivery reads it (notify, orcpt, envid) is set aside, not leased to throw on every attempt', async (t) => {
+  const { encodeRecord, decodeRecord } = await import('../../src/queue/records.js');
+  const h = harness(t);
+  let q = h.open();
+  const ids: string[] = [];
+  for (let i = 0; i < 4; i++) ids.push(await q.enqueue(env([`r${i}@d.example`], { envid: 'e' }), Buffer.from(`body ${i}`)));
+  const raw = (id: string): Buffer => Buffer.from((q as unknown as { store: { messages: Database<Buffer, string> } }).store.messages.getBinary(id)!);
+  const bent = (id: string, bend: (r: Record<string, unknown> & { recipients: Array<Record<string, unknown>> }) => void): Buffer => {
+    const r = decodeRecord(raw(id), id) as unknown as Record<string, unknown> & { recipients: Array<Record<string, unknown>> };
+    bend(r);
+    return encodeRecord(r as never);
+  };
+  const garbage = {
+    [ids[1]!]: bent(ids[1]!, (r) => void (r.recipients[0]!['notify'] = 7)),
+    [ids[2]!]: bent(ids[2]!, (r) => void (r.recipients[0]!['orcpt'] = { x: 1 })),
+    [ids[3]!]: bent(ids[3]!, (r) => void (r['envid'] = ['e'])),
+  };
+  await q.close();
+  await damage(h.dir, garbage);
+  q = h.open({ logger: capture().logger });
+  assert.deepEqual(q.list().map((r) => r.id), [ids[0]]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(q.corruptCount(), 3);
+  const reasons = entriesOf(q).map((e) => e.reason).sort();
+  assert.deepEqual(reasons, ['undecodable: bad envelope parameters', 'undecodable: bad recipient notify', 'undecodable: bad recipient orcpt']);
+  assert.deepEqual((await q.lease({ limit: 10, owner: 'w' })).map((r) => r.id), [ids[0]]);
+  assertConsistent(q, h.clock.t);
+});

@@ -255,3 +255,39 @@ test('invalid maxLineBytes is a programming error', () => {
   assert.throws(() => new LineScanner(0), RangeError);
   assert.throws(() => new LineScanner(1.5), RangeError);
 });
+
+test('a line dribbled a byte per chunk holds no chunk: the pieces are gathered, not kept as a view each', async () => {
+  const { setFlagsFromString } = await import('node:v8');
+  const { runInNewContext } = await import('node:vm');
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const max = 2048;
+  const s = new LineScanner(max);
+  const refs: WeakRef<ArrayBufferLike>[] = [];
+  const text = 'MAIL FROM:<' + 'a'.repeat(1500) + '@example.org>';
+  for (let i = 0; i < text.length; i++) {
+    const chunk = Buffer.allocUnsafeSlow(1); // its own ArrayBuffer, as a socket read gives
+    chunk[0] = text.charCodeAt(i);
+    refs.push(new WeakRef(chunk.buffer)); // a view pins the ArrayBuffer, not the Buffer object
+    assert.equal(s.scan(chunk, 0), 'partial');
+  }
+  await new Promise((r) => setImmediate(r));
+  gc();
+  await new Promise((r) => setImmediate(r));
+  const alive = refs.filter((r) => r.deref() !== undefined).length;
+  assert.ok(alive <= 2, `${alive} of ${refs.length} one-byte chunks still held by the scanner`);
+  assert.equal(s.scan(Buffer.from('\r\n'), 0), 'line');
+  assert.equal(s.line.toString('latin1'), text, 'the gathered line is intact');
+  // And one split in two, three and many chunks of assorted sizes still reads back whole.
+  for (const cuts of [[5], [5, 9], [1, 2, 3, 50, 51, 300, 301, 1200]]) {
+    const whole = Buffer.from(text + '\r\n');
+    let at = 0;
+    let kind = '';
+    for (const c of [...cuts, whole.length]) {
+      kind = s.scan(whole.subarray(at, c), 0);
+      at = c;
+    }
+    assert.equal(kind, 'line');
+    assert.equal(s.line.toString('latin1'), text, String(cuts));
+  }
+});
