@@ -4,6 +4,7 @@
 // sends tagged messages and records every 250 with its queue id, a seeded PRNG, and /proc
 // memory readings. Everything is loopback only and bounded in count and time.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mulberry32 } from '../../src/lib/random.js';
 import { createHash } from 'node:crypto';
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -25,16 +26,7 @@ export function report(t: TestContext, name: string, figures: Record<string, unk
 }
 
 /** Seeded PRNG (mulberry32): the same seed gives the same run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const prng = mulberry32;
 
 /** The seed of a run: RELIABILITY_SEED when set (to replay one), else a fresh one. */
 export function seedFromEnv(): number {

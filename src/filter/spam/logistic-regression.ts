@@ -4,20 +4,9 @@
 // seeded LRs are averaged (= averaged log-odds). Two-view models (stacker.ts) hold one such
 // weight vector per view, end to end.
 import type { Features } from './features.js';
+import { mulberry32 } from '../../lib/random.js';
 import type { Stack } from './stacker.js';
 import type { TrainOptions } from './train-options.js';
-
-/** A seeded uniform generator in [0, 1) (fold assignment and shuffles). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const sigmoid = (z: number): number => 1 / (1 + Math.exp(-z));
 export const logit = (p: number): number => Math.log(p / (1 - p));

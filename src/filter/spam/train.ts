@@ -5,7 +5,8 @@
 // to meet both targets, maxFPR and maxFNR, on a sample as large as the training set).
 import { countDocs } from './chi-square.js';
 import { features, type Features } from './features.js';
-import { mulberry32, lrLogOdds, sigmoid, trainEnsemble } from './logistic-regression.js';
+import { lrLogOdds, sigmoid, trainEnsemble } from './logistic-regression.js';
+import { mulberry32 } from '../../lib/random.js';
 import type { ModelHeader } from './model-file.js';
 import { SpamModel } from './model.js';
 import { byView, fitStacker, joinViews, stackColumns, stackLogOdds, trainViews, type Stack, type ViewSplit } from './stacker.js';
