@@ -87,25 +87,24 @@ export class SmtpServer {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
     }
     this.#perIp.set(key, n + 1);
-    const session = new Session(ctx, socket, secure, this.#hooksFor(key));
+    const session = new Session(ctx, socket, secure, this.#hooks, key);
     this.#sessions.add(session);
     this.#updateStress();
     session.start();
   }
 
-  #hooksFor(key: string): SessionHooks {
-    return {
-      closed: (s) => {
-        if (!this.#sessions.delete(s)) return;
-        const left = (this.#perIp.get(key) ?? 1) - 1;
-        if (left <= 0) this.#perIp.delete(key);
-        else this.#perIp.set(key, left);
-        this.#updateStress();
-        if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
-      },
-      heard: this.#heard,
-    };
-  }
+  /** Shared by every session (one object, not a closure per connection). */
+  readonly #hooks: SessionHooks = {
+    closed: (s) => {
+      if (!this.#sessions.delete(s)) return;
+      const left = (this.#perIp.get(s.clientKey) ?? 1) - 1;
+      if (left <= 0) this.#perIp.delete(s.clientKey);
+      else this.#perIp.set(s.clientKey, left);
+      this.#updateStress();
+      if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
+    },
+    heard: (s) => this.#heard(s),
+  };
 
   #heard = (s: Session): void => {
     // Only a session still counted moves; an evicted one may still send before its socket closes.

@@ -38,12 +38,17 @@ export interface SessionHooks {
 
 let nextSessionNumber = 0;
 
+const kSession = Symbol('postern.session');
+type SessionSocket = Socket & { [kSession]: Session };
+
 export class Session {
   readonly id: string;
   readonly ctx: SessionContext;
   readonly ip: string;
   readonly port: number;
   readonly trusted: boolean;
+  /** What the per-client connection limit counts this session under (an address or an IPv6 prefix). */
+  readonly clientKey: string;
 
   helo: string | null = null;
   esmtp = false;
@@ -84,11 +89,12 @@ export class Session {
   #dataSince = 0;
   #dataBytesAt = 0;
 
-  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks) {
+  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks, clientKey = '') {
     this.ctx = ctx;
     this.#socket = socket;
     this.secure = secure;
     this.#hooks = hooks;
+    this.clientKey = clientKey;
     this.ip = normalizeIp(socket.remoteAddress ?? '');
     this.port = socket.remotePort ?? 0;
     this.trusted = ctx.trusted.has(this.ip);
@@ -286,7 +292,7 @@ export class Session {
     }
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timerMs = ms;
-    this.#timer = setTimeout(this.#onTimeout, ms).unref();
+    this.#timer = setTimeout(Session.#timerFired, ms, this).unref();
   }
 
   #disarm(): void {
@@ -297,23 +303,42 @@ export class Session {
   #attach(socket: Socket): void {
     this.#socket = socket;
     socket.setNoDelay(true);
-    socket.on('data', this.#onData);
-    socket.on('error', this.#onError);
-    socket.on('end', this.#onEnd);
-    socket.on('close', this.#onSocketClose);
+    (socket as SessionSocket)[kSession] = this;
+    socket.on('data', Session.#dataListener);
+    socket.on('error', Session.#errorListener);
+    socket.on('end', Session.#endListener);
+    socket.on('close', Session.#closeListener);
+  }
+
+  // One listener of each kind for every socket, finding its session through a symbol: a closure
+  // per session per event would cost an idle connection a few hundred bytes more.
+  static #dataListener(this: Socket, chunk: Buffer): void {
+    (this as SessionSocket)[kSession].#onData(chunk);
+  }
+  static #errorListener(this: Socket, err: Error): void {
+    (this as SessionSocket)[kSession].#onError(err);
+  }
+  static #endListener(this: Socket): void {
+    (this as SessionSocket)[kSession].#onEnd();
+  }
+  static #closeListener(this: Socket): void {
+    (this as SessionSocket)[kSession].#onSocketClose();
+  }
+  static #timerFired(s: Session): void {
+    s.#onTimeout();
   }
 
   #detach(socket: Socket): void {
-    socket.removeListener('data', this.#onData);
-    socket.removeListener('error', this.#onError);
-    socket.removeListener('end', this.#onEnd);
-    socket.removeListener('close', this.#onSocketClose);
+    socket.removeListener('data', Session.#dataListener);
+    socket.removeListener('error', Session.#errorListener);
+    socket.removeListener('end', Session.#endListener);
+    socket.removeListener('close', Session.#closeListener);
   }
 
-  #onEnd = (): void => {
+  #onEnd(): void {
     this.#inputEnded = true;
     this.#closeIfInputDone();
-  };
+  }
 
   /** After a FIN: once nothing the client sent is waiting for its reply, close our side. */
   #closeIfInputDone(): void {
@@ -323,26 +348,26 @@ export class Session {
     this.#close();
   }
 
-  #onTimeout = (): void => {
+  #onTimeout(): void {
     this.#timer = null;
     if (this.#mode === 'greet') return this.#greet();
     if (this.#closed) return;
     this.log.info({ mode: this.#mode, stressed: this.ctx.stressed === true }, 'timeout');
     this.#out.length = 0;
     this.send(reply(421, '4.4.2', `${this.ctx.config.hostname} Error: timeout exceeded`, true));
-  };
+  }
 
-  #onError = (err: Error): void => {
+  #onError(err: Error): void {
     this.log.debug({ err: err.message }, 'socket error');
-  };
+  }
 
   #reported = false;
-  #onSocketClose = (): void => {
+  #onSocketClose(): void {
     this.#closed = true;
     this.#mode = 'closed';
     this.#disarm();
     this.#report();
-  };
+  }
 
   #report(): void {
     if (this.#reported) return;
@@ -351,7 +376,7 @@ export class Session {
     this.#hooks.closed(this);
   }
 
-  #onData = (chunk: Buffer): void => {
+  #onData(chunk: Buffer): void {
     this.#hooks.heard(this);
     if (this.#mode === 'greet') {
       this.log.info('pregreet: the client talked before the greeting');
@@ -366,7 +391,7 @@ export class Session {
     this.#process(chunk, 0);
     this.flush();
     this.#rearm();
-  };
+  }
 
   /** Feed one chunk from `pos` through the scanners until it is used up or a handler is pending. */
   #process(chunk: Buffer, pos: number): void {
