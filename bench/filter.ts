@@ -20,8 +20,8 @@
 // in the filters, peak RSS (workers are threads, so they are in it) sampled every 20 ms, this
 // thread's event-loop utilisation, and the verdicts. Prints a markdown table.
 //
-// Corpus: the SpamAssassin split (default /tmp/spam-eval, made by ../shared/spam/split.mjs
-// --seed 1 from /tmp/spamdata) when present: the model is trained on train/, the pool is fed
+// Corpus: the SpamAssassin split (default /tmp/spam-eval, made by the spam evaluation
+// kit's split.mjs --seed 1 from /tmp/spamdata) when present: the model is trained on train/, the pool is fed
 // test/. Else a synthetic corpus. The model is written to a temp file for the workers.
 //
 // Knobs (environment):
@@ -136,7 +136,7 @@ interface Corpus { kind: 'split' | 'synthetic'; trainSpam: Buffer[]; trainHam: B
 
 function loadCorpus(o: FilterBenchOptions): Corpus {
   const found = haveSplit(o.split, 'test/spam', 'test/ham', 'train/spam', 'train/ham');
-  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
+  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with the spam evaluation kit: node split.mjs --seed 1)`);
   if (o.corpus !== 'synthetic' && found) {
     const test = interleavedTest(o.split).messages;
     return { kind: 'split', trainSpam: readSplit(o.split, 'train/spam'), trainHam: readSplit(o.split, 'train/ham'), test };

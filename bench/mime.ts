@@ -26,7 +26,7 @@
 // (whitespace runs collapsed). Prints a markdown table and the time ratios.
 //
 // Corpus: the test messages of the SpamAssassin split (default /tmp/spam-eval, made by
-// ../shared/spam/split.mjs --seed 1): every file under test/spam and test/ham, interleaved.
+// the spam evaluation kit's split.mjs --seed 1): every file under test/spam and test/ham, interleaved.
 // When absent, a few synthetic MIME messages (printed as a note).
 //
 // Knobs (environment):
@@ -140,7 +140,7 @@ interface Corpus { kind: 'split' | 'synthetic'; messages: Buffer[]; spam: number
 
 function loadCorpus(o: MimeBenchOptions): Corpus {
   const found = haveSplit(o.split, 'test/spam', 'test/ham');
-  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with: node ../shared/spam/split.mjs --seed 1)`);
+  if (o.corpus === 'split' && !found) throw new Error(`no split in ${o.split} (make it with the spam evaluation kit: node split.mjs --seed 1)`);
   if (o.corpus !== 'synthetic' && found) return { kind: 'split', ...interleavedTest(o.split, o.messages) };
   if (o.corpus === 'auto') o.log(`note: no split in ${o.split}: using ${Math.min(o.messages, 50)} synthetic MIME messages instead of the SpamAssassin test set`);
   return { kind: 'synthetic', messages: synthMime(Math.min(o.messages, 50)), spam: 0, ham: 0 };

@@ -1,12 +1,13 @@
 // Spam classifier benchmark: trains and classifies one split (default seed 1, see
-// ../shared/spam-eval.md) through the command line, as separate processes, and prints the
-// metrics table beside bogofilter's (through ../shared/spam/adapters/bogofilter.sh, tuned
+// the spam evaluation kit's protocol) through the command line, as separate processes, and prints the
+// metrics table beside bogofilter's (through the kit's adapters/bogofilter.sh, tuned
 // with bogotune) when bogofilter is installed. The official figures come from eval.sh; this
 // is the quick, single-repetition view.
 // Run: npx tsc -p tsconfig.test.json && node build/bench/spam.js
 // Knobs: BENCH_SEED (1), BENCH_SPLIT (/tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise;
 // made with split.mjs when missing), SPAM_TOOLS (dir of split.mjs and adapters/,
-// default ../shared/spam), BENCH_BOGO (tuned | plain | off; default tuned).
+// the evaluation kit's folder, no default: without it the split must exist and
+// bogofilter is skipped), BENCH_BOGO (tuned | plain | off; default tuned).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -17,7 +18,7 @@ import { metrics, formatTable, type Item, type Metrics } from '../src/filter/spa
 
 const seed = process.env.BENCH_SEED ?? '1';
 const split = resolve(process.env.BENCH_SPLIT ?? defaultSplitDir(seed));
-const tools = resolve(process.env.SPAM_TOOLS ?? '../shared/spam');
+const tools = process.env.SPAM_TOOLS === undefined ? null : resolve(process.env.SPAM_TOOLS);
 const bogoMode = process.env.BENCH_BOGO ?? 'tuned';
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = join(here, '..', 'src', 'filter', 'spam', 'bin.js');
@@ -57,8 +58,8 @@ function score(stdout: string, truthOf: Map<string, 'spam' | 'ham'>): Metrics {
 }
 
 if (!existsSync(join(split, 'manifest.jsonl'))) {
-  const tool = join(tools, 'split.mjs');
-  if (!existsSync(tool)) throw new Error(`no split in ${split} and no ${tool}; set SPAM_TOOLS or make the split`);
+  const tool = tools === null ? null : join(tools, 'split.mjs');
+  if (tool === null || !existsSync(tool)) throw new Error(`no split in ${split}: set SPAM_TOOLS to the evaluation kit's folder (its split.mjs makes it), or make the split`);
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', split], { stdio: 'inherit' });
   if (r.status !== 0) throw new Error('split.mjs failed');
 }
@@ -86,9 +87,9 @@ try {
   rows.push(['postern (lr)', score(cl.stdout, truthOf)]);
   note('postern', tr, cl, statSync(model).size);
 
-  const adapter = join(tools, 'adapters', 'bogofilter.sh');
+  const adapter = tools === null ? '' : join(tools, 'adapters', 'bogofilter.sh');
   const haveBogo = spawnSync('bash', ['-c', 'command -v bogofilter && command -v bogotune'], { stdio: 'ignore' }).status === 0;
-  if (bogoMode !== 'off' && haveBogo && existsSync(adapter)) {
+  if (bogoMode !== 'off' && haveBogo && adapter !== '' && existsSync(adapter)) {
     const bmodel = join(work, 'bogo.model');
     const how = bogoMode === 'plain' ? 'train' : 'train-tuned';
     const btr = run(`${adapter} ${how} ${join(split, 'train', 'spam')} ${join(split, 'train', 'ham')} ${bmodel}`, null);

@@ -1,4 +1,4 @@
-// The SpamAssassin split on disk (made by ../shared/spam/split.mjs) as the filter benches use it.
+// The SpamAssassin split on disk (made by the spam evaluation kit's split.mjs) as the filter benches use it.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { listFiles } from '../../src/filter/spam/cli.js';
