@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pidAlive, waitForPort } from './proc.js';
+import { onLines, pidAlive, waitForPort } from './proc.js';
 
 /** The repository root: the first folder above this file holding package.json and dist/cli.js. */
 export function repoRoot(): string {
@@ -74,23 +74,16 @@ export async function startPostern(opts: PosternOptions): Promise<PosternProcess
   const problems: Record<string, number> = {};
   const problemLines: string[] = [];
   let stderr = '';
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    partial += d;
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) >= 0) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      try {
-        const rec = JSON.parse(line) as { level?: number; msg?: string };
-        if ((rec.level ?? 0) >= 40) {
-          const k = rec.msg ?? '?';
-          problems[k] = (problems[k] ?? 0) + 1;
-          if (problemLines.length < 10) problemLines.push(line.slice(0, 500));
-        }
-      } catch {
+  onLines(child.stdout!, (line) => {
+    try {
+      const rec = JSON.parse(line) as { level?: number; msg?: string };
+      if ((rec.level ?? 0) >= 40) {
+        const k = rec.msg ?? '?';
+        problems[k] = (problems[k] ?? 0) + 1;
         if (problemLines.length < 10) problemLines.push(line.slice(0, 500));
       }
+    } catch {
+      if (problemLines.length < 10) problemLines.push(line.slice(0, 500));
     }
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {

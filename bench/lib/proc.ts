@@ -5,6 +5,7 @@
 import { readFileSync, readdirSync, readlinkSync, statSync, existsSync, realpathSync } from 'node:fs';
 import { createServer, connect, type AddressInfo } from 'node:net';
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 const PAGE = 4096;
 const HZ = 100; // USER_HZ on Linux
@@ -133,6 +134,24 @@ export function deviceSectorsWritten(statFile: string | null): number | null {
 }
 
 /** A free TCP port on 127.0.0.1 (bound and released: a small race, fine for a bench). */
+/**
+ * Calls `onLine` with each complete line a child writes (its JSON log on stdout). A line longer
+ * than 64 KiB without an end is dropped, so a runaway child cannot grow this buffer.
+ */
+export function onLines(stream: Readable, onLine: (line: string) => void): void {
+  let partial = '';
+  stream.setEncoding('utf8').on('data', (d: string) => {
+    partial += d;
+    let nl: number;
+    while ((nl = partial.indexOf('\n')) >= 0) {
+      const line = partial.slice(0, nl);
+      partial = partial.slice(nl + 1);
+      onLine(line);
+    }
+    if (partial.length > 65536) partial = '';
+  });
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();

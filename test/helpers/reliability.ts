@@ -15,7 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import { CLI, cleanEnv } from './cli.js';
 import { RawClient } from './smtp-client.js';
-import { pidAlive, statusKiB, waitForPort } from '../../bench/lib/proc.js';
+import { onLines, pidAlive, statusKiB, waitForPort } from '../../bench/lib/proc.js';
 
 export { freePort } from '../../bench/lib/proc.js';
 
@@ -95,16 +95,8 @@ export async function startNodeChild(t: TestContext, o: NodeChildOptions): Promi
   void exited.then(() => (ended = true));
   const errors: string[] = [];
   let stderr = '';
-  let partial = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
-    partial += d;
-    let nl: number;
-    while ((nl = partial.indexOf('\n')) >= 0) {
-      const line = partial.slice(0, nl);
-      partial = partial.slice(nl + 1);
-      if (/"level":(5|6)\d/.test(line) && errors.length < 50) errors.push(line.slice(0, 600));
-    }
-    if (partial.length > 65536) partial = '';
+  onLines(child.stdout!, (line) => {
+    if (/"level":(5|6)\d/.test(line) && errors.length < 50) errors.push(line.slice(0, 600));
   });
   child.stderr!.setEncoding('utf8').on('data', (d: string) => {
     stderr = (stderr + d).slice(-8192);
