@@ -13,6 +13,8 @@ import { isParseError } from '../lib/parse-error.js';
 import { redactUrl, redactUrls } from '../lib/redact-url.js';
 import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
 import { parseDkimKeys, type DkimKeySpec } from './dkim-keys.js';
+import { BOUNCE_CATEGORIES } from '../lib/bounce-class.js';
+import { mapKey } from './recipient-map.js';
 import { SETTINGS, type Config, type Setting, type SettingType } from './schema.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -171,6 +173,18 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);
     }
     if (c.rcptVerify === 'lmtp' && !c.routes.routes.some((r) => r.target.kind === 'lmtp')) problems.push('POSTERN_RCPT_VERIFY=lmtp needs an lmtp route in POSTERN_ROUTES (it asks the LMTP server of the recipient\'s route)');
+    if (c.verpDomain !== '') {
+      c.verpDomain = c.verpDomain.toLowerCase().replace(/\.$/, '');
+      if (!isDomainName(c.verpDomain)) problems.push(`POSTERN_VERP=${JSON.stringify(c.verpDomain)} is invalid: expected a domain name, like bounces.example.com`);
+    }
+    if (c.verpSecret !== '' && c.verpSecret.length < 16) problems.push('POSTERN_VERP_SECRET is too short: at least 16 characters');
+    const badBounce = c.bounceAddresses.filter((a) => mapKey(a) === null);
+    if (badBounce.length > 0) problems.push(`POSTERN_BOUNCE_ADDRESSES has ${badBounce.map((a) => JSON.stringify(a)).join(', ')}: expected addresses (local@domain)`);
+    const outside = c.bounceAddresses.filter((a) => mapKey(a) !== null && !c.localDomains.includes(mapKey(a)!.slice(mapKey(a)!.lastIndexOf('@') + 1)));
+    if (outside.length > 0) problems.push(`POSTERN_BOUNCE_ADDRESSES has ${outside.join(', ')}: not in POSTERN_LOCAL_DOMAINS (reports arrive from anyone, so the domain must be local)`);
+    c.bounceAddresses = Object.freeze(c.bounceAddresses.map((a) => mapKey(a) ?? a));
+    const badCat = c.suppressOn.filter((x) => x !== 'complaint' && !(BOUNCE_CATEGORIES as readonly string[]).includes(x));
+    if (badCat.length > 0) problems.push(`POSTERN_SUPPRESS_ON has ${badCat.join(', ')}: expected categories among ${BOUNCE_CATEGORIES.join(', ')}, or complaint`);
     if (c.httpPort !== null && c.apiToken === '' && !isLoopbackHost(c.httpHost)) {
       problems.push(`POSTERN_HTTP_HOST=${c.httpHost} without POSTERN_API_TOKEN: the HTTP API serves a non-loopback address only with a token (set one, or bind 127.0.0.1 or ::1)`);
     }

@@ -1,6 +1,6 @@
 // The second half of resolving the configuration: the files the settings name, read and
 // checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
-// keys, the spam model, the recipient map), every problem reported together as one ConfigError
+// keys, the spam model, the recipient map, the bounce rules), every problem reported together as one ConfigError
 // naming the variable. `postern config` runs it too, so it catches everything `start` would;
 // startNode() wires what it returns.
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { SenderLogins } from '../auth/sender-logins.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
+import { combineBounceRules, parseBounceRules, type BounceRules } from '../lib/bounce-class.js';
 import type { Config } from './schema.js';
 
 export interface TlsSetup {
@@ -26,6 +27,25 @@ export interface Resources {
   readonly recipients: RecipientMap | null;
   /** null: no POSTERN_SENDER_LOGINS (any user may send as anyone). */
   readonly senderLogins: SenderLogins | null;
+  /** The shipped bounce rules, behind POSTERN_BOUNCE_RULES's when set. */
+  readonly bounceRules: BounceRules;
+}
+
+/** The rule file that ships with postern (copied beside this module by tsc). */
+export const SHIPPED_BOUNCE_RULES = new URL('./bounce-rules.json', import.meta.url);
+/** An operator's rule file larger than this is a mistake. */
+const MAX_RULES_FILE_BYTES = 1024 * 1024;
+
+/** The shipped rules, and the operator's in front when `path` is set; throws naming the file. */
+export function readBounceRules(path: string): BounceRules {
+  const shipped = parseBounceRules(readFileSync(SHIPPED_BOUNCE_RULES, 'utf8'), 'bounce-rules.json');
+  if ('error' in shipped) throw new Error(shipped.error);
+  if (path === '') return shipped.rules;
+  const text = readFileSync(path);
+  if (text.length > MAX_RULES_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_RULES_FILE_BYTES} bytes`);
+  const own = parseBounceRules(text.toString('utf8'), path);
+  if ('error' in own) throw new Error(own.error);
+  return combineBounceRules(shipped.rules, own);
 }
 
 function message(err: unknown): string {
@@ -86,6 +106,12 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       problems.push(`POSTERN_RECIPIENTS=${JSON.stringify(config.recipients)} is invalid: ${message(err)}`);
     }
   }
+  let bounceRules: BounceRules = { rules: [] };
+  try {
+    bounceRules = readBounceRules(config.bounceRules);
+  } catch (err) {
+    problems.push(`POSTERN_BOUNCE_RULES=${JSON.stringify(config.bounceRules)} is invalid: ${message(err)}`);
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users, recipients, senderLogins });
+  return Object.freeze({ tls, users, recipients, senderLogins, bounceRules });
 }

@@ -137,6 +137,13 @@ export interface Config {
   authQueue: number;
   senderLogins: string;
   dkimSignTrusted: boolean;
+  bounceRules: string;
+  /** '' = off; lower case. */
+  verpDomain: string;
+  verpSecret: string;
+  bounceAddresses: readonly string[];
+  suppressOn: readonly string[];
+  maxReportBytes: number;
 }
 
 const MiB = 1024 * 1024;
@@ -227,4 +234,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'authQueue', env: 'POSTERN_AUTH_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Password checks waiting for a thread; past it AUTH gets 454 4.7.0.' },
   { key: 'senderLogins', env: 'POSTERN_SENDER_LOGINS', type: { kind: 'path', optional: true }, default: '', doc: 'Sender login map: lines `address-or-@domain user[, user…]` saying what each AUTH user may send as. With it, an authenticated MAIL FROM the user is not given gets 553 5.7.1 (<> is allowed) and DKIM signs only a From: the user is given. Unset: any user may use any address and gets any From domain with a key signed.' },
   { key: 'dkimSignTrusted', env: 'POSTERN_DKIM_SIGN_TRUSTED', type: { kind: 'bool' }, default: 'true', doc: 'DKIM-sign mail from POSTERN_TRUSTED_NETWORKS without AUTH for any From domain with a key (the operator\'s own systems); false = sign only authenticated mail.' },
+  { key: 'bounceRules', env: 'POSTERN_BOUNCE_RULES', type: { kind: 'path', optional: true }, default: '', doc: 'JSON file of bounce classification rules tried before the shipped ones (or instead of them with `"replace": true`); see docs/bounces.md.' },
+  { key: 'verpDomain', env: 'POSTERN_VERP', type: { kind: 'string' }, default: '', doc: 'VERP domain, e.g. `bounces.example.com`: each outbound SMTP envelope sender becomes `b+<id>-<tag>=<local>=<domain>@bounces.example.com` (one transaction per recipient; the tag is an HMAC), and mail to that domain is accepted from anyone and read as DSNs and ARF reports instead of being relayed. Empty = off.' },
+  { key: 'verpSecret', env: 'POSTERN_VERP_SECRET', type: { kind: 'string' }, default: '', doc: 'Key of the VERP tag (16 characters or more); empty = a random key kept in `<POSTERN_DATA_DIR>/verp.key` (created on first start). Nodes that share a VERP domain need the same key.' },
+  { key: 'bounceAddresses', env: 'POSTERN_BOUNCE_ADDRESSES', type: { kind: 'list' }, default: '', doc: 'Comma-separated addresses of local domains (e.g. the feedback-loop address registered with mailbox providers) whose mail is read as DSNs and ARF reports instead of being delivered.' },
+  { key: 'suppressOn', env: 'POSTERN_SUPPRESS_ON', type: { kind: 'list' }, default: 'invalid-recipient,complaint', doc: 'Bounce categories (see docs/bounces.md) whose asynchronous permanent failures add the recipient to the suppression list, and `complaint` for ARF reports; empty = never.' },
+  { key: 'maxReportBytes', env: 'POSTERN_MAX_REPORT_BYTES', type: { kind: 'bytes', min: 1024, max: 64 * MiB }, default: String(2 * MiB), doc: 'Largest DSN or ARF report the bounce processor parses; a larger one is counted as delivered and ignored (logged).' },
 ];
