@@ -24,6 +24,8 @@ import { EventSender } from './events/sender.js';
 import { EventRecorder } from './events/event-recorder.js';
 import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
+import { loadVerpKey } from './config/verp-key.js';
+import type { VerpKey } from './protocol/verp.js';
 
 /** How often the recipient map file is checked for changes. */
 const RECIPIENTS_POLL_MS = 1000;
@@ -43,7 +45,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients, senderLogins } = await loadResources(config);
+  const { tls, users, recipients, senderLogins, bounceRules } = await loadResources(config);
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -63,6 +65,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     modules.length > 0 || spam || builtins.length > 0
       ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, maxBatch: config.filterBatch, onError: (err) => log.warn({ err, mod: 'filter' }, 'filter worker failed outside a task'), ...(spam ? { spam } : {}) })
       : null;
+  // Made (or read) before the queue opens its folder; the same key tags outbound VERP senders
+  // and checks the addresses of reports coming back.
+  const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,
@@ -74,7 +79,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     tls,
     filters,
     trusted: new NetworkList(config.trustedNetworks),
-    localDomains: new Set(config.localDomains),
+    // The VERP domain takes reports from anyone, as a local domain does.
+    localDomains: new Set(verp ? [...config.localDomains, verp.domain] : config.localDomains),
     log: log.child({ mod: 'smtp' }),
     counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0, filterRejected: 0, filterTempfailed: 0, filterQuarantined: 0 },
     pendingWrites: 0,
@@ -91,6 +97,8 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx.recipients = rmap;
     rmap.watch(RECIPIENTS_POLL_MS);
   }
+  if (verp) ctx.verp = verp;
+  if (config.bounceAddresses.length > 0) ctx.bounceAddresses = new Set(config.bounceAddresses);
   if (config.rcptVerify === 'lmtp') ctx.verifier = new LmtpVerifier({ hostname: config.hostname, timeoutMs: config.rcptVerifyTimeoutMs });
   // The mailboxes the map lists may be created, others only with POSTERN_MAILDIR_CREATE; RCPT
   // and the Maildir transport ask the same function, so what RCPT accepts can be delivered.
@@ -117,7 +125,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, ...(verp ? { verp } : {}), ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();
@@ -147,6 +155,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
         pools: () => delivery?.poolCounts() ?? null,
+        bounces: () => delivery?.bounceStats() ?? null,
         events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),
         ready: () => !ctx.draining,
       });

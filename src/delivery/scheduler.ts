@@ -15,6 +15,7 @@ import { countReceived } from '../protocol/hop-count.js';
 import type { Destination, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
 import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
+import type { BounceStatsView } from './failure-tally.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -70,6 +71,10 @@ export interface SchedulerOptions {
   onEvent?: (e: MailEvent) => void;
   // Connection-pool counts per destination key (the SMTP transport's), for /v1/stats.
   poolCounts?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }>;
+  /** The bounce category of a failed or deferred recipient (engine.ts: the rules, and the tally). */
+  classify?: (reply: ReplyRecord, outcome: 'failed' | 'deferred') => string;
+  /** Failures by category and the bounce processor's counters, for /metrics and /v1/stats. */
+  bounceStats?: () => BounceStatsView;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -111,6 +116,10 @@ export class Scheduler {
   // Pool counts per destination key; {} when the transport does not expose them.
   poolCounts(): Record<string, { open: number; idle: number; busy: number; waiting: number }> {
     return this.#o.poolCounts?.() ?? {};
+  }
+
+  bounceStats(): BounceStatsView | null {
+    return this.#o.bounceStats?.() ?? null;
   }
 
   async start(): Promise<void> {
@@ -279,6 +288,7 @@ export class Scheduler {
         reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
       } else outcome = 'deferred';
       const tried = r.tried !== false;
+      const category = outcome === 'delivered' ? undefined : o.classify?.(reply, outcome);
       if (outcome === 'deferred') {
         // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
         // it is due when the circuit lets a probe through.
@@ -303,11 +313,12 @@ export class Scheduler {
         ...(reply.destination !== undefined ? { destination: reply.destination } : {}),
         ...(reply.code !== undefined ? { code: reply.code } : {}),
         ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
+        ...(category !== undefined ? { category } : {}),
         reply: reply.text,
         attempts: rcpt.attempts + (tried ? 1 : 0),
       });
       o.log.info(
-        { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, reply: reply.text, attempts: rcpt.attempts + (tried ? 1 : 0), queuedMs: now - m.receivedAt },
+        { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, category, reply: reply.text, attempts: rcpt.attempts + (tried ? 1 : 0), queuedMs: now - m.receivedAt },
         outcome,
       );
     }

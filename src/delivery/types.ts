@@ -15,7 +15,9 @@ export type Destination =
   | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy }
   | { kind: 'maildir'; key: string; root: string }
   | { kind: 'webhook'; key: string; url: string }
-  | { kind: 'bounce'; key: string; reply: ReplyRecord };
+  | { kind: 'bounce'; key: string; reply: ReplyRecord }
+  /** The bounce processor (bounce-processor.ts): DSNs and ARF reports addressed to us. */
+  | { kind: 'bounces'; key: string };
 
 export interface DeliveryRequest {
   /** The queue record (envelope, DSN parameters, smtputf8, bodyType). */

@@ -10,6 +10,7 @@ import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';
 import type { SmtpCounters } from '../smtp/context.js';
 import type { CachedCounts } from './cached-counts.js';
+import type { BounceStatsView } from '../delivery/failure-tally.js';
 
 /** Sampling interval of the event-loop delay histogram. */
 export const LOOP_DELAY_RESOLUTION_MS = 10;
@@ -31,6 +32,8 @@ export interface HttpDeps {
   filterBatches?: () => { batches: number; messages: number } | null;
   /** Connection-pool counts per destination key, for /v1/stats; null when delivery is off. */
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
+  /** Failures by bounce category and the bounce processor's counters; null when delivery is off. */
+  bounces?: () => BounceStatsView | null;
   /** Event webhooks: a 'received' event per injected message. */
   onEvent?: (e: MailEvent) => void;
   /** Event webhook counters (POSTERN_EVENTS_URL), or null when it is off. */

@@ -192,6 +192,34 @@ export const DASHBOARD_SCRIPT = `
     });
   }
 
+  // Failures by bounce category: synchronous (bounced, deferred) and from reports (async).
+  function failures(b) {
+    var tbody = $('failures');
+    tbody.replaceChildren();
+    var rows = {};
+    ((b && b.failures) || []).forEach(function (f) {
+      var r = rows[f.category] || (rows[f.category] = { bounced: 0, deferred: 0, async: 0 });
+      if (f.kind === 'bounced' || f.kind === 'deferred') r[f.kind] += f.count; else r.async += f.count;
+    });
+    var cats = Object.keys(rows).sort();
+    if (!cats.length) {
+      var tr = document.createElement('tr');
+      cell(tr, 'empty', 'no failures yet');
+      tr.firstChild.colSpan = 4; tbody.appendChild(tr);
+    }
+    cats.forEach(function (c) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-testid', 'failure-row');
+      cell(tr, 'd', String(c));
+      cell(tr, 'n', fmt(rows[c].bounced));
+      cell(tr, 'n', fmt(rows[c].deferred));
+      cell(tr, 'n', fmt(rows[c].async));
+      tbody.appendChild(tr);
+    });
+    var r = b && b.reports;
+    set('reports', r ? fmt(r.dsn) + ' DSN, ' + fmt(r.arf) + ' ARF, ' + fmt(r.complaints) + ' complaints, ' + fmt(r.suppressed) + ' suppressed' : 'no bounce processor');
+  }
+
   function render(s) {
     var t = totals(s), now = Date.parse(s.time);
     SERIES.forEach(function (k) {
@@ -216,6 +244,7 @@ export const DASHBOARD_SCRIPT = `
       set('queue-total', '–');
     }
     destinations(s.destinations || []);
+    failures(s.bounces);
     set('filter-utilization', typeof s.filterUtilization === 'number' ? Math.round(s.filterUtilization * 100) + ' %' : 'no filters');
     set('connections', fmt(s.smtp.connections || 0));
     set('rejected', fmt((s.smtp.messagesRejected || 0) + ((s.http && s.http.messagesRejected) || 0)));
@@ -310,6 +339,14 @@ export const DASHBOARD_HTML = `<!doctype html>
       </div>
     </section>
   </div>
+  <section class="card dests">
+    <h2>Failures by category <em>since start; async = from DSNs that came back</em></h2>
+    <table>
+      <thead><tr><th class="l">category</th><th>bounced</th><th>deferred</th><th>async</th></tr></thead>
+      <tbody data-testid="failures"><tr><td class="empty" colspan="4">–</td></tr></tbody>
+    </table>
+    <div class="total">reports <b data-testid="reports">–</b></div>
+  </section>
   <section class="card dests">
     <h2>Destinations <em>busiest next hops since start</em></h2>
     <table>

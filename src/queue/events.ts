@@ -5,7 +5,8 @@
 // sequence that is also the append time in microseconds, so age needs no decoding.
 import type { Database } from 'lmdb';
 
-export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected';
+/** complained / feedback: an ARF report about a message (delivery/bounce-processor.ts). */
+export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected' | 'complained' | 'feedback';
 
 export interface MailEvent {
   type: EventType;
@@ -19,6 +20,16 @@ export interface MailEvent {
   destination?: string;
   code?: number;
   enhanced?: string;
+  /** Why a delivery failed, by the bounce rules (lib/bounce-class.ts): bounced and deferred events. */
+  category?: string;
+  /** A report that came back after the delivery (a DSN or ARF report), not the next hop's reply. */
+  async?: boolean;
+  /** How an asynchronous report was tied to the message: 'verp' or 'message-id'. */
+  matchedBy?: string;
+  /** ARF Feedback-Type (abuse, fraud, not-spam, …). */
+  feedbackType?: string;
+  /** The report added the recipient to the suppression list. */
+  suppressed?: boolean;
   reply?: string;
   attempts?: number;
   size?: number;

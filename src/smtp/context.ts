@@ -13,6 +13,7 @@ import type { FilterPool } from '../filter/pool.js';
 import type { EventOrigin, MailEvent } from '../queue/events.js';
 import type { RecipientMap } from '../config/recipient-map.js';
 import type { LmtpVerifier } from './lmtp-verifier.js';
+import type { VerpKey } from '../protocol/verp.js';
 
 export interface SmtpCounters {
   connections: number;
@@ -69,4 +70,8 @@ export interface SessionContext {
   verifier?: LmtpVerifier;
   /** May a maildir route create this address's missing mailbox folder? (The transport asks the same.) Absent: no. */
   mayCreateMailbox?: (address: string) => boolean;
+  /** POSTERN_VERP: its domain takes only addresses with a valid tag (recipient-check.ts). */
+  verp?: VerpKey;
+  /** POSTERN_BOUNCE_ADDRESSES (mapKey form): accepted without the recipient map. */
+  bounceAddresses?: ReadonlySet<string>;
 }

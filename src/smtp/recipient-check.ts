@@ -3,13 +3,16 @@
 // later to a sender who is usually forged (backscatter). A domain is local here when it is in
 // POSTERN_LOCAL_DOMAINS or routed to maildir or lmtp. In order: the recipient map (unknown →
 // 550 5.1.1, aliases expanded), then per final address the Maildir name rules (553 5.1.3) and
-// mailbox existence, and the LMTP server's own answer (POSTERN_RCPT_VERIFY=lmtp).
+// mailbox existence, and the LMTP server's own answer (POSTERN_RCPT_VERIFY=lmtp). Before all
+// that, the addresses of the bounce processor: the VERP domain takes only addresses whose tag
+// checks (anything else there is 550 5.1.1), a POSTERN_BOUNCE_ADDRESSES entry is accepted.
 import { stat } from 'node:fs/promises';
 import { domainOf } from '../protocol/address.js';
 import { mailboxPath } from '../protocol/mailbox-path.js';
 import { reply, type Reply } from '../protocol/reply.js';
 import { matchRoute, type RouteTarget } from '../config/routes.js';
-import { lookupRecipient, type RecipientMap } from '../config/recipient-map.js';
+import { lookupRecipient, mapKey, type RecipientMap } from '../config/recipient-map.js';
+import { decodeVerp } from '../protocol/verp.js';
 import type { SessionContext } from './context.js';
 import type { VerifyResult } from './lmtp-verifier.js';
 
@@ -35,6 +38,11 @@ export function isLocalDomain(ctx: SessionContext, domain: string): boolean {
 
 export function checkRecipient(ctx: SessionContext, address: string): RecipientCheckResult | Promise<RecipientCheckResult> {
   const domain = domainOf(address);
+  if (ctx.verp !== undefined && domain === ctx.verp.domain) {
+    const v = decodeVerp(ctx.verp, address);
+    return v.ok ? { ok: true, targets: [address] } : refuse(UNKNOWN, `not a VERP address of ours: ${v.why}`);
+  }
+  if (ctx.bounceAddresses?.has(mapKey(address) ?? '') === true) return { ok: true, targets: [address] };
   if (!isLocalDomain(ctx, domain)) return { ok: true, targets: [address] };
   const map: RecipientMap | undefined = ctx.recipients?.current;
   let targets: readonly string[] = [address];

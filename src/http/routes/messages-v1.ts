@@ -8,6 +8,8 @@
 //  are split into envelopes of at most maxRecipients sharing one composed body. At most
 //  MAX_REQUEST_RECIPIENTS (10,000) recipients per request.
 //  Reply: 202 { "id", "ids": [id], "count": 1 } for one message, { "ids": […], "count": n } for more.
+// A recipient on the suppression list refuses the whole request: 422
+// PST_HTTP_RECIPIENT_SUPPRESSED, `error.suppressed` listing them with their reasons (at most 100).
 // Every field is checked before anything is stored, and a control character (CR, LF, NUL, …)
 // in any envelope field is refused, so no field can inject a header or an SMTP command. The
 // 202 is sent only after the queue's commit is on disk (as the SMTP path's 250).
@@ -170,9 +172,34 @@ export function planStructured(o: Record<string, unknown>, api: Api, nowMs: numb
 // eslint-disable-next-line no-control-regex
 const isUtf8Address = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 
+/** Suppressed recipients listed in the error (the rest of the request is refused with them). */
+const MAX_LISTED_SUPPRESSED = 100;
+
+/** A 422 naming the suppressed recipients among `addresses`, or null when none is. */
+export function refuseSuppressed(api: Api, addresses: Iterable<string>): HttpResult | null {
+  const found: Array<{ address: string; reason: string | null }> = [];
+  let n = 0;
+  try {
+    for (const a of addresses) {
+      const s = api.deps.queue.suppressions.get(a);
+      if (s === undefined) continue;
+      n++;
+      if (found.length < MAX_LISTED_SUPPRESSED) found.push({ address: a, reason: s.reason });
+    }
+  } catch (err) {
+    return queueFailure(err);
+  }
+  if (n === 0) return null;
+  const r = fail('PST_HTTP_RECIPIENT_SUPPRESSED', `${n === 1 ? `${found[0]!.address} is` : `${n} recipients are`} on the suppression list (${found[0]!.reason ?? 'no reason given'}); remove ${n === 1 ? 'it' : 'them'} from the request, or from the list (DELETE /v1/suppressions/:address)`);
+  (r.json as { error: Record<string, unknown> }).error.suppressed = found;
+  return r;
+}
+
 async function injectStructured(c: RouteContext, api: Api, o: Record<string, unknown>): Promise<HttpResult> {
   const plan = planStructured(o, api, Date.now());
   if (!plan.ok) return plan.error;
+  const refused = refuseSuppressed(api, plan.units.flatMap((u) => u.rcpts));
+  if (refused !== null) return refused;
   const { s, units } = plan;
   const { queue, config, log } = api.deps;
   const date = new Date();
@@ -249,6 +276,8 @@ export const injectMessageV1: Route<Api> = {
     if (isStructured(json.value)) return injectStructured(c, api, json.value);
     const p = parseInjection(json.value, api, Date.now());
     if (!p.ok) return p.error;
+    const refused = refuseSuppressed(api, p.env.recipients.map((r) => r.address));
+    if (refused !== null) return refused;
     const { queue, config, log } = api.deps;
     let id: string;
     try {

@@ -43,6 +43,18 @@ export function renderMetrics(api: Api): string {
   p.one('postern_delivery_attempts_total', 'counter', 'Delivery attempts (one per message and destination).', d?.attempts ?? 0);
   p.one('postern_bounces_sent_total', 'counter', 'Delivery status notifications queued.', d?.bouncesSent ?? 0);
   p.one('postern_delivery_in_flight', 'gauge', 'Deliveries running now.', d?.inFlight ?? 0);
+  const b = api.deps.bounces?.() ?? null;
+  p.family('postern_delivery_failures_total', 'counter', 'Recipient failures by bounce category (docs/bounces.md) and kind: bounced/deferred (the next hop\'s reply or a local failure), async-bounced/async-deferred (a DSN that came back).', (b?.failures ?? []).map((f) => [{ category: f.category, kind: f.kind }, f.count]));
+  const r = b?.reports ?? null;
+  p.family('postern_bounce_reports_total', 'counter', 'Reports read by the bounce processor, by type (other: not a DSN or ARF report, too large or unreadable: ignored).', [
+    [{ type: 'dsn' }, r?.dsn ?? 0],
+    [{ type: 'arf' }, r?.arf ?? 0],
+    [{ type: 'other' }, r?.ignored ?? 0],
+  ]);
+  p.one('postern_bounce_reports_unmatched_total', 'counter', 'DSN and ARF reports about no message of ours (no valid VERP tag, no Message-ID of ours).', r?.unmatched ?? 0);
+  p.one('postern_complaints_total', 'counter', 'ARF complaints (abuse, fraud, virus, other) about our mail.', r?.complaints ?? 0);
+  p.one('postern_suppressions_added_total', 'counter', 'Recipients added to the suppression list by reports (POSTERN_SUPPRESS_ON).', r?.suppressed ?? 0);
+  p.one('postern_verp_skipped_total', 'counter', 'Outbound transactions sent with the real sender because the VERP address would pass 64 octets.', b?.verpSkipped ?? 0);
 
   let counts: ReturnType<typeof q.counts> | null = null;
   let corrupt = 0;

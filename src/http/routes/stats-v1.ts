@@ -8,6 +8,7 @@ import { PosternError } from '../../errors.js';
 import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
 import { ok } from '../respond.js';
 import type { Route } from '../router.js';
+import type { BounceStatsView } from '../../delivery/failure-tally.js';
 
 export const TOP_DOMAINS = 10;
 /** Destinations listed in /v1/stats: the busiest by delivered+deferred+bounced. */
@@ -53,6 +54,8 @@ export interface StatsSnapshot {
   destinations: DestinationSnapshot[];
   /** Share of the filter workers' time spent busy (0-1), or null without filters. */
   filterUtilization: number | null;
+  /** Failures by bounce category and kind, and the bounce processor's counters; null when delivery is off. */
+  bounces: BounceStatsView | null;
 }
 
 function destinationsSnapshot(api: Api): DestinationSnapshot[] {
@@ -132,6 +135,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     rssBytes: process.memoryUsage.rss(),
     destinations: destinationsSnapshot(api),
     filterUtilization: deps.filterUtilization?.() ?? null,
+    bounces: deps.bounces?.() ?? null,
   };
 }
 

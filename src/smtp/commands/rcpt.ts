@@ -3,7 +3,9 @@
 // POSTERN_LOCAL_DOMAINS needs a trusted network or an authenticated session (550 5.7.1), and
 // so does a local address whose local part routes on (user%host, host!user, "user@host").
 // A recipient of a local domain must then exist (recipient-check.ts: map, Maildir names,
-// LMTP verification); an alias is replaced by its targets, and duplicates are kept once.
+// LMTP verification); an alias is replaced by its targets, and duplicates are kept once. A
+// recipient (or alias target) on the suppression list is refused with 550 5.7.1, from every
+// client: postern would never deliver to it.
 import { decodeXtext, domainOf, hasRoutingLocalPart, parsePathArgs } from '../../protocol/address.js';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import type { RecipientInput } from '../../queue/store.js';
@@ -83,8 +85,16 @@ export function rcpt(s: Session, args: string): Reply | Promise<Reply> {
   return check instanceof Promise ? check.then((c) => finish(s, r, c)) : finish(s, r, check);
 }
 
+const SUPPRESSED = reply(550, '5.7.1', 'Recipient address is on the suppression list of this sender (earlier hard bounce or complaint)');
+
 function finish(s: Session, r: RecipientInput, c: RecipientCheckResult): Reply {
-  if (c.ok) return accept(s, r, c.targets);
+  if (c.ok) {
+    const suppressed = c.targets.find((t) => s.ctx.queue.suppressions.has(t));
+    if (suppressed === undefined) return accept(s, r, c.targets);
+    s.ctx.counters.recipientsRejected++;
+    s.log.info({ rcpt: r.address, suppressed }, 'recipient suppressed');
+    return SUPPRESSED;
+  }
   s.ctx.counters.recipientsRejected++;
   s.log.info({ rcpt: r.address, why: c.why }, 'recipient refused');
   return c.reply;
