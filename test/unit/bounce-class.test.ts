@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { classifyFailure, parseBounceRules, splitDiagnostic, BOUNCE_CATEGORIES, type BounceCategory, type FailureReply } from '../../src/lib/bounce-class.js';
-import { readBounceRules } from '../../src/config/resources.js';
+import { loadResources, readBounceRules } from '../../src/config/resources.js';
+import { loadConfig } from '../../src/config/load.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 
 const shipped = readBounceRules('');
@@ -148,4 +149,14 @@ test('POSTERN_BOUNCE_RULES: the operator\'s rules go first; "replace" drops the 
   assert.equal(classifyFailure(only, splitDiagnostic('452 4.2.2 Mailbox full')), 'other');
   writeFileSync(mine, '{"rules": [{"category": "x", "text": "y"}]}');
   assert.throws(() => readBounceRules(mine), /mine\.json: rule 1: category "x"/);
+});
+
+test('a bad POSTERN_BOUNCE_RULES stops start-up (and postern config) naming the variable and the rule', async (t) => {
+  const bad = join(tmpdir(t), 'bad.json');
+  writeFileSync(bad, '{"rules": [{"category": "dns", "text": "["}]}');
+  await assert.rejects(loadResources(loadConfig({ POSTERN_BOUNCE_RULES: bad })), /POSTERN_BOUNCE_RULES=".*bad\.json" is invalid: .*bad\.json: rule 1: text "\[" is not a regular expression/);
+  assert.throws(() => loadConfig({ POSTERN_SUPPRESS_ON: 'invalid-recipient,bogus' }), /POSTERN_SUPPRESS_ON has bogus: expected categories among invalid-recipient/);
+  assert.throws(() => loadConfig({ POSTERN_VERP: 'not a domain' }), /POSTERN_VERP="not a domain" is invalid/);
+  assert.throws(() => loadConfig({ POSTERN_BOUNCE_ADDRESSES: 'fbl@elsewhere.test' }), /POSTERN_BOUNCE_ADDRESSES has fbl@elsewhere\.test: not in POSTERN_LOCAL_DOMAINS/);
+  assert.throws(() => loadConfig({ POSTERN_VERP_SECRET: 'short' }), /POSTERN_VERP_SECRET is too short/);
 });
