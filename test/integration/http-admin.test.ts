@@ -89,8 +89,12 @@ test('suppression list: add (201/200), list with pagination, has() case-insensit
 test('a suppressed recipient is never delivered and is reported in the bounce; the other one is delivered', async (t) => {
   const root = tmpdir(t, 'postern-admin-maildir-');
   const a = await start(t, { POSTERN_DELIVERY: 'routes', POSTERN_MAILDIR_CREATE: 'true', POSTERN_ROUTES: `local.test=maildir:${root};home.test=maildir:${root}` }, true);
+  // Injection refuses a suppressed recipient, so the message is queued first (scheduled, not
+  // yet due), then the recipient suppressed, then the message made due: the scheduler's check.
+  const id = await a.inject(['bob@local.test', 'Carol@LOCAL.test'], { send_at: new Date(Date.now() + 3_600_000).toISOString() });
   assert.equal((await a.call('PUT', '/v1/suppressions/carol@local.test', { reason: 'unsubscribed' })).status, 201);
-  await a.inject(['bob@local.test', 'Carol@LOCAL.test']);
+  assert.equal((await a.call('POST', '/v1/messages', { from: 'me@home.test', to: ['carol@local.test'], raw: RAW })).status, 422, 'refused at injection now');
+  assert.equal((await a.call('POST', `/v1/queue/messages/${id}/retry`)).status, 200);
   await waitFor('bob delivered', () => maildirFiles(root, 'local.test', 'bob').length === 1);
   await waitFor('the bounce to the sender', () => maildirFiles(root, 'home.test', 'me').length === 1);
   await waitFor('queue empty', () => a.node.queue.counts().total === 0);
