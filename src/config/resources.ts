@@ -39,13 +39,13 @@ const MAX_RULES_FILE_BYTES = 1024 * 1024;
 /** The shipped rules, and the operator's in front when `path` is set; throws naming the file. */
 export function readBounceRules(path: string): BounceRules {
   const shipped = parseBounceRules(readFileSync(SHIPPED_BOUNCE_RULES, 'utf8'), 'bounce-rules.json');
-  if ('error' in shipped) throw new Error(shipped.error);
-  if (path === '') return shipped.rules;
+  if (!shipped.ok) throw new Error(shipped.error);
+  if (path === '') return shipped.value.rules;
   const text = readFileSync(path);
   if (text.length > MAX_RULES_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_RULES_FILE_BYTES} bytes`);
   const own = parseBounceRules(text.toString('utf8'), path);
-  if ('error' in own) throw new Error(own.error);
-  return combineBounceRules(shipped.rules, own);
+  if (!own.ok) throw new Error(own.error);
+  return combineBounceRules(shipped.value.rules, own.value);
 }
 
 function message(err: unknown): string {

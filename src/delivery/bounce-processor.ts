@@ -80,7 +80,7 @@ export class BounceProcessor implements Transport {
     const done = { code: 250, text: 'report processed', destination: dest.key, at, transient: false };
     // Another address of a domain that only has bounce addresses: no such mailbox.
     const none = { code: 550, enhanced: '5.1.1', text: 'no such mailbox (this domain only takes bounce reports)', destination: dest.key, at, transient: false };
-    return req.recipients.map((r) => (o.isReportAddress(r.address) ? { address: r.address, ok: true, transient: false, reply: done } : { address: r.address, ok: false, transient: false, reply: none }));
+    return req.recipients.map((r): RecipientResult => (o.isReportAddress(r.address) ? { kind: 'delivered', address: r.address, reply: done } : { kind: 'failed', address: r.address, reply: none }));
   }
 
   async close(): Promise<void> {}

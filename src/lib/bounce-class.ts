@@ -6,7 +6,7 @@
 //
 //   rule = { category, code?, enhanced?, command?, text? }   every condition given must hold;
 //   the first rule that holds names the category; none → "other".
-import type { ParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from './result.js';
 
 export const BOUNCE_CATEGORIES = [
   'invalid-recipient',
@@ -109,19 +109,19 @@ function strings(v: unknown): string[] | null {
  * Parse a rule file's text: `{ "replace"?: bool, "rules": [rule…] }`. `source` names the file
  * in errors. Every bad rule is reported ("source: rule 3 (name): …"), at most 20.
  */
-export function parseBounceRules(text: string, source: string): { replace: boolean; rules: BounceRules } | ParseError {
+export function parseBounceRules(text: string, source: string): Result<{ replace: boolean; rules: BounceRules }, string> {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    return { error: `${source}: not JSON: ${(err as Error).message}` };
+    return failure(`${source}: not JSON: ${(err as Error).message}`);
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { error: `${source}: expected an object { "rules": [...] }` };
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return failure(`${source}: expected an object { "rules": [...] }`);
   const o = doc as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['rules', 'replace', 'comment', '$comment'].includes(k)) return { error: `${source}: unknown key "${k}" (expected rules, replace)` };
-  if (o.replace !== undefined && typeof o.replace !== 'boolean') return { error: `${source}: "replace" must be true or false` };
-  if (!Array.isArray(o.rules)) return { error: `${source}: "rules" must be an array` };
-  if (o.rules.length > MAX_RULES) return { error: `${source}: ${o.rules.length} rules, at most ${MAX_RULES}` };
+  for (const k of Object.keys(o)) if (!['rules', 'replace', 'comment', '$comment'].includes(k)) return failure(`${source}: unknown key "${k}" (expected rules, replace)`);
+  if (o.replace !== undefined && typeof o.replace !== 'boolean') return failure(`${source}: "replace" must be true or false`);
+  if (!Array.isArray(o.rules)) return failure(`${source}: "rules" must be an array`);
+  if (o.rules.length > MAX_RULES) return failure(`${source}: ${o.rules.length} rules, at most ${MAX_RULES}`);
   const problems: string[] = [];
   const rules: BounceRule[] = [];
   o.rules.forEach((raw: unknown, i) => {
@@ -164,8 +164,8 @@ export function parseBounceRules(text: string, source: string): { replace: boole
     if (rule.code === undefined && rule.enhanced === undefined && rule.command === undefined && rule.text === undefined) return void problems.push(`${at}: has no condition (code, enhanced, command or text)`);
     rules.push(Object.freeze(rule));
   });
-  if (problems.length > 0) return { error: problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : '') };
-  return { replace: o.replace === true, rules: Object.freeze({ rules: Object.freeze(rules) }) };
+  if (problems.length > 0) return failure(problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : ''));
+  return success({ replace: o.replace === true, rules: Object.freeze({ rules: Object.freeze(rules) }) });
 }
 
 /** The operator's rules in front of the shipped ones (or instead of them with "replace"). */
