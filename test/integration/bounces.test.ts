@@ -9,6 +9,9 @@ import { startTestNode } from '../helpers/node.js';
 import { startScriptedServer, type ScriptedServer } from '../helpers/scripted-server.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import type { MailEvent } from '../../src/queue/events.js';
 import type { PosternNode } from '../../src/main.js';
 
@@ -256,4 +259,19 @@ test('a synchronous failure carries its category: in the bounced and deferred ev
   assert.match(metrics, /^postern_delivery_failures_total\{category="mailbox-full",kind="deferred"\} [1-9]\d*$/m);
   assert.ok(metrics.includes('postern_bounce_reports_total{type="dsn"} 0\n'), 'the families are there without a bounce processor');
   assert.equal(node.queue.suppressions.count(), 0, 'synchronous failures do not suppress');
+});
+
+test('a bounce address in a routed domain: the report goes to the processor, the other recipients of the transaction to their route', async (t) => {
+  const root = tmpdir(t, 'postern-bounces-maildir-');
+  const { node, peer, events } = await startPair(t, { POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${(await startScriptedServer(t)).port};a.test=maildir:${root}`, POSTERN_MAILDIR_CREATE: 'true' });
+  void peer;
+  await sendMessage(node.ports.smtpPort, 'feedback@fbl.example.net', ['fbl@a.test', 'bob@a.test'], arfReport('b+0123456789abcdef.aaaaaaaa=x=far.test@bounces.a.test', 'x@far.test'), 'fbl.example.net');
+  await waitFor('bob got his copy', () => existsSync(join(root, 'a.test', 'bob', 'new')) && readdirSync(join(root, 'a.test', 'bob', 'new')).length === 1);
+  await waitFor('queue empty', () => node.queue.counts().total === 0);
+  assert.ok(!existsSync(join(root, 'a.test', 'fbl')), 'the feedback address is not a mailbox');
+  const metrics = await (await fetch(`http://127.0.0.1:${node.ports.httpPort}/metrics`)).text();
+  assert.ok(metrics.includes('postern_bounce_reports_total{type="arf"} 1\n'), 'the report was read');
+  assert.ok(metrics.includes('postern_bounce_reports_unmatched_total 1\n'), 'a forged tag matches nothing');
+  assert.equal(events.filter((e) => e.type === 'complained').length, 0);
+  assert.equal(node.queue.suppressions.count(), 0);
 });
