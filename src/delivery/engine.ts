@@ -22,13 +22,9 @@ import { WebhookTransport } from './webhook-transport.js';
 import { enqueueDsn } from './dsn.js';
 import { Scheduler, type BounceSink, type DestinationGate, type RouteResult } from './scheduler.js';
 import type { MailEvent } from '../queue/events.js';
-import { classifyFailure, type BounceCategory, type BounceRules } from '../lib/bounce-class.js';
-import { decodeVerp, type VerpKey } from '../protocol/verp.js';
-import { mapKey } from '../config/recipient-map.js';
-import { BounceProcessor } from './bounce-processor.js';
-import { BounceAddressTransport, VerpTransport } from './verp-transport.js';
-import { FailureTally } from './failure-tally.js';
-import type { Transport } from './types.js';
+import type { BounceRules } from '../lib/bounce-class.js';
+import type { VerpKey } from '../protocol/verp.js';
+import { createBounceSetup } from './bounce-setup.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -49,15 +45,11 @@ export interface DeliveryOptions {
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
-  const verp = opts.verp ?? null;
-  const bounceAddresses = new Set(c.bounceAddresses);
-  const bounceDomains = new Set(c.bounceAddresses.map((a) => a.slice(a.lastIndexOf('@') + 1)));
-  const isReportAddress = (address: string): boolean => (verp !== null && decodeVerp(verp, address).ok) || bounceAddresses.has(mapKey(address) ?? '');
+  const reports = createBounceSetup(c, queue, log, { ...(opts.bounceRules ? { rules: opts.bounceRules } : {}), ...(opts.verp ? { verp: opts.verp } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
   const route = async (domain: string): Promise<RouteResult> => {
-    const nd = normalizeDomain(domain);
-    // Reports to us are read here, not relayed: the VERP domain, and a bounce address's
-    // domain that has no route of its own.
-    if ((verp !== null && nd === verp.domain) || (bounceDomains.has(nd) && !matchRoute(c.routes, nd))) return { kind: 'bounces', key: 'bounces' };
+    // Reports addressed to us are read by the bounce processor, not relayed.
+    const toUs = reports.route(domain);
+    if (toUs !== null) return toUs;
     // POSTERN_DELIVERY=routes: only configured next hops, never the Internet by DNS.
     if (c.delivery === 'routes' && !matchRoute(c.routes, normalizeDomain(domain)) && !(c.smarthost && c.smarthost.length > 0)) {
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
@@ -92,41 +84,20 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     },
   };
   const bounces: BounceSink = { bounce: (message, items, originalBody) => enqueueDsn(queue, c.hostname, message, items, originalBody) };
-  const rules = opts.bounceRules ?? { rules: [] };
-  const tally = new FailureTally();
-  const processor = new BounceProcessor({
-    queue,
-    log: log.child({ mod: 'bounces' }),
-    rules,
-    verp,
-    suppressOn: new Set(c.suppressOn),
-    maxReportBytes: c.maxReportBytes,
-    hostname: c.hostname,
-    isReportAddress,
-    tally,
-    ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
-  });
-  const verpSmtp = verp === null ? null : new VerpTransport(smtp, verp);
-  const outbound: Transport = verpSmtp ?? smtp;
-  const withReports = (t: Transport): Transport => (bounceAddresses.size === 0 ? t : new BounceAddressTransport(t, processor, (a) => bounceAddresses.has(mapKey(a) ?? '')));
-  const reporting = verp !== null || bounceAddresses.size > 0;
+  const withReports = reports.withReports;
   return new Scheduler({
     queue,
     log,
     route,
     transports: {
-      smtp: withReports(outbound),
+      smtp: withReports(reports.outbound(smtp)),
       lmtp: withReports(smtp),
       maildir: withReports(new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
       webhook: withReports(new WebhookTransport()),
-      bounces: processor,
+      bounces: reports.processor,
     },
-    classify: (reply, outcome) => {
-      const category: BounceCategory = classifyFailure(rules, reply);
-      tally.add(category, outcome === 'failed' ? 'bounced' : 'deferred');
-      return category;
-    },
-    bounceStats: () => ({ failures: tally.list(), reports: reporting ? { ...processor.stats } : null, verpSkipped: verpSmtp?.skipped ?? 0 }),
+    classify: reports.classify,
+    bounceStats: reports.stats,
     gate,
     bounces,
     retryAt: (attempts, now) => nextRetryAt(attempts, now, c.retrySchedule),
