@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { startCliNode } from '../helpers/cli.js';
 import { compileExample, runExample } from '../helpers/embedding-example.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
-import { RawClient } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -65,14 +65,7 @@ test('npm pack: installed without dev dependencies, `postern start` takes a mess
   t.after(() => {
     if (node.child.exitCode === null && node.child.signalCode === null) node.child.kill('SIGKILL');
   });
-  const c = await RawClient.connect(node.port);
-  assert.equal((await c.read()).code, 220);
-  await c.cmd('EHLO client.test.example');
-  assert.equal((await c.cmd('MAIL FROM:<s@sender.example>')).code, 250);
-  assert.equal((await c.cmd('RCPT TO:<user@sink.test>')).code, 250);
-  assert.equal((await c.cmd('DATA')).code, 354);
-  assert.equal((await c.cmd('Subject: from the packed package\r\n\r\nhello\r\n.')).code, 250);
-  await c.cmd('QUIT');
+  await sendMessage(node.port, 's@sender.example', ['user@sink.test'], 'Subject: from the packed package\r\n\r\nhello\r\n');
   await waitFor('the sink to receive the message', () => sink.messages().length === 1, { timeoutMs: 30_000, diag: () => node.logs.join('\n') });
   const m = sink.messages()[0]!;
   assert.deepEqual(m.rcptTo, ['RCPT TO:<user@sink.test>']);
