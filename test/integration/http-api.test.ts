@@ -353,8 +353,7 @@ test('metrics: build info, process and heap gauges, open descriptors, GC and eve
   const gcCount = (m: Map<string, number>): number => [...m].filter(([k]) => k.startsWith('nodejs_gc_duration_seconds_count')).reduce((n, [, v]) => n + v, 0);
   assert.ok(gcCount(second) > gcCount(first), `GC pauses recorded: ${gcCount(first)} then ${gcCount(second)}`);
   const slow = (m: Map<string, number>): number => m.get('nodejs_eventloop_lag_seconds_count')! - m.get('nodejs_eventloop_lag_seconds_bucket{le="0.1"}')!;
-  assert.equal(slow(first), 0, 'no lag over 100 ms before the busy loop');
-  assert.ok(slow(second) >= 1, 'the 120 ms block is one sample over 100 ms');
+  assert.ok(slow(second) >= slow(first) + 1, 'the 120 ms block is one more sample over 100 ms');
   assert.ok(slow(third) >= slow(second), 'a scrape does not reset the histogram');
   assert.ok(third.get('nodejs_eventloop_lag_seconds_count')! >= second.get('nodejs_eventloop_lag_seconds_count')!);
   assert.ok(third.get('nodejs_eventloop_lag_seconds_sum')! >= 0.1);
