@@ -70,6 +70,8 @@ test('the unit has the hardening and the settings docs/operations.md lists', () 
   assert.ok(s.get('Environment')!.includes('POSTERN_DATA_DIR=/var/lib/postern/queue'), 'the queue in the state directory');
   assert.notEqual(one('User') ?? 'root', 'root');
   assert.equal(s.has('MemoryDenyWriteExecute'), false, "V8's JIT needs writable, executable pages");
+  // os.networkInterfaces() (delivery's own-address check) reads the interfaces over netlink.
+  assert.deepEqual(one('RestrictAddressFamilies')!.split(' ').sort(), ['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
 });
 
 test('contrib/systemd/postern.env is a configuration loadConfig accepts', () => {
