@@ -25,13 +25,13 @@ test('postern config prints every variable; a bad value exits 78 naming them all
   assert.match(bad.stderr, /POSTERN_SMTP_PORT="99999" is invalid: expected an integer port 0-65535/);
   assert.match(bad.stderr, /POSTERN_REQUIRE_TLS_FOR_AUTH="maybe" is invalid: expected true or false/);
   const usage = await runCli(['frobnicate'], {});
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /unknown command "frobnicate"/);
 });
 
 test('postern spam and version dispatch to their commands (loaded on demand)', async () => {
   const usage = await runCli(['spam', 'classify'], {});
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /usage: postern spam classify --model FILE/);
   const v = await runCli(['version'], {});
   assert.equal(v.code, 0);
@@ -79,7 +79,7 @@ test('postern user add writes an scrypt user that verifies', async (t) => {
   assert.equal(await db.verify('alice', 'correct horse'), false);
   assert.equal(await db.verify('bob', 'pw2'), true);
   const bad = await runCli(['user', 'add', 'x:y', '--file', file], {}, 'p\n');
-  assert.equal(bad.code, 2);
+  assert.equal(bad.code, 64);
 });
 
 test('postern start takes a message, postern queue shows it, SIGTERM stops cleanly', async (t) => {
@@ -173,7 +173,7 @@ test('postern queue check finds every kind of damage, --repair fixes it, and the
   for (const k of ['undecodable-record', 'record-without-body', 'body-without-record', 'stale-due-entry', 'missing-due-entry', 'missing-lease-entry', 'counter', 'seq']) assert.ok(kinds.has(k), k);
 
   const usage = await runCli(['queue', 'check', '--fix'], env);
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /usage: postern queue check \[--repair\] \[--json\]/);
 
   const repaired = await runCli(['queue', 'check', '--repair'], env);
@@ -206,7 +206,7 @@ test('postern queue check finds every kind of damage, --repair fixes it, and the
 test('postern queue check on a folder without a queue fails and creates nothing', async (t) => {
   const dir = join(tmpdir(t), 'none');
   const r = await runCli(['queue', 'check'], { POSTERN_DATA_DIR: dir });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 78, 'no queue there: a configuration error');
   assert.match(r.stderr, /holds no queue \(no data\.mdb\)/);
   assert.throws(() => readFileSync(join(dir, 'data.mdb')));
 });
