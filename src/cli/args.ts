@@ -28,13 +28,14 @@ export function usageError(message: string, usage: string): PosternError {
 /** parseArgs' own messages are long and suggest `--`; ours name the option and the command. */
 function reword(err: unknown): string {
   const e = err as { code?: string; message?: string };
-  const quoted = /'([^']+)'/.exec(e.message ?? '')?.[1];
+  const quoted = /'([^' ]+)/.exec(e.message ?? '')?.[1];
   switch (e.code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
       return `unknown option ${quoted ?? ''}`.trim();
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
-      // "Option '--x <value>' argument missing" or "Option '-h, --help' does not take an argument"
-      return /argument missing/.test(e.message ?? '') ? `option ${quoted ?? ''} needs a value` : `option ${quoted ?? ''} takes no value`;
+      // "Option '--x <value>' argument missing", "Option '--x' argument is ambiguous" (the next
+      // word is an option), or "Option '--json' does not take an argument".
+      return /does not take/.test(e.message ?? '') ? `option ${quoted ?? ''} takes no value` : `option ${quoted ?? ''} needs a value`;
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return `unexpected argument ${quoted ?? ''}`.trim();
     default:

@@ -169,6 +169,19 @@ export function addressesOf(list: string): string[] {
     .filter((a) => a !== '');
 }
 
+/**
+ * The addresses of one recipient argument: a comma-separated list of addresses, each bare or
+ * in angle brackets. Not read as header text: an argument is taken as written or refused
+ * (isSubmittable), never quietly cleaned into another address.
+ */
+export function argumentAddresses(arg: string): string[] {
+  // Commas inside a quoted display name ("Doe, J" <j@x>) do not split.
+  return (arg.match(/(?:"(?:[^"\\]|\\.)*"|[^,"])+/g) ?? [])
+    .map((part) => part.trim())
+    .filter((part) => part !== '')
+    .map((part) => /^[^<>]*<([^<>]*)>$/.exec(part)?.[1]?.trim() ?? part);
+}
+
 /** What may go between the angle brackets of MAIL FROM and RCPT TO: no space, bracket or control (no command injection). */
 export function isSubmittable(address: string): boolean {
   // eslint-disable-next-line no-control-regex

@@ -11,7 +11,7 @@ import { PosternError } from '../errors.js';
 import { EX } from './exit-codes.js';
 import { connectHost } from './node-api.js';
 import { SENDMAIL_USAGE, parseSendmailArgs, type SendmailArgs } from './sendmail-args.js';
-import { InputReader, addressesOf, isSubmittable, prepareMessage, qualify } from './sendmail-message.js';
+import { InputReader, argumentAddresses, isSubmittable, prepareMessage, qualify } from './sendmail-message.js';
 import { submit, type SubmitResult } from './smtp-submit.js';
 
 /** Read when neither -C nor the environment names a file: where a package would install it. */
@@ -133,7 +133,7 @@ export async function sendmailCommand(argv: string[]): Promise<number> {
   }
   const sender = a.sender ?? defaultSender(c.hostname);
   const p = prepareMessage(raw, { extract: a.extract, sender, ...(a.fullName !== undefined ? { fullName: a.fullName } : {}), hostname: c.hostname });
-  const fromArgs = a.recipients.flatMap((x) => addressesOf(x)).map((x) => qualify(x, c.hostname));
+  const fromArgs = a.recipients.flatMap((x) => argumentAddresses(x)).map((x) => qualify(x, c.hostname));
   const bad = [...fromArgs, ...p.headerRecipients].find((r) => !isSubmittable(r));
   if (bad !== undefined) {
     say(`${JSON.stringify(bad)} is not an address; nothing was queued`);

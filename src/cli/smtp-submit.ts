@@ -5,7 +5,7 @@
 // delivery client's bounded reader (protocol/reply-reader.ts).
 import { connect, type Socket } from 'node:net';
 import { encodeXtext } from '../protocol/address.js';
-import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
+import { parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
 import { ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
 
@@ -60,7 +60,7 @@ class Link {
         const r = this.#reader.next();
         if (r.kind === 'partial') return;
         if (r.kind !== 'reply') return this.#fail(new Error(`the node's reply is not SMTP (${r.kind})`));
-        for (const l of r.reply.lines) this.#trace?.(`<<< ${l}`);
+        for (const l of r.reply.lines) this.#trace?.(`<<< ${r.reply.code} ${l}`);
         this.#deliver(r.reply);
       }
     });
@@ -153,10 +153,9 @@ export async function submit(s: Submission, o: SubmitOptions): Promise<SubmitRes
   try {
     const greeting = await link.read();
     if (greeting.code !== 220) return { kind: 'refused', stage: 'greeting', reply: greeting };
-    let caps = noCapabilities();
     const ehlo = await link.command(`EHLO ${o.heloName}`);
     if (ehlo.code !== 250) return { kind: 'refused', stage: 'EHLO', reply: ehlo };
-    caps = parseCapabilities(ehlo.lines.map((l) => l.slice(4)));
+    const caps: Capabilities = parseCapabilities(ehlo.lines);
     const mail = await link.command(mailCommand(s, caps));
     if (mail.code !== 250) return { kind: 'refused', stage: 'MAIL', reply: mail };
     for (const r of s.recipients) {
