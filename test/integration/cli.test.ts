@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { runCli, startCliNode } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, runCli, startCliNode } from '../helpers/cli.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { UserDb } from '../../src/auth/users.js';
@@ -56,6 +57,14 @@ test('postern spam train, then spam classify through the real command line: path
   const model = join(dir, 'spam.model');
   const tr = await runCli(['spam', 'train', join(dir, 'spam'), join(dir, 'ham'), '--model', model], {});
   assert.equal(tr.code, 0, tr.stderr);
+  assert.match(tr.stderr, /^postern spam: trained lr on 40 spam \+ 40 ham in [^\n]*\n$/, 'piped: the result line only, no progress');
+  // On a terminal (script(1) gives the child one): the progress, redrawn in place, then cleared.
+  const script = spawnSync('script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} spam train ${JSON.stringify(join(dir, 'spam'))} ${JSON.stringify(join(dir, 'ham'))} --model ${JSON.stringify(model + '.tty')}`, '/dev/null'], { encoding: 'latin1', timeout: 60_000 });
+  if (script.error === undefined) {
+    assert.equal(script.status, 0, script.stdout);
+    for (const stage of ['reading spam 0/40', 'reading ham 0/40', 'tokenising 0/80', 'cross-validation 0/', 'fitting']) assert.ok(script.stdout.includes(`\r\x1b[2Kpostern spam: ${stage}`), stage);
+    assert.match(script.stdout, /\r\x1b\[2Kpostern spam: trained lr/, 'the line cleared before the result');
+  }
   const tests = [...write('test-spam', 3, spamWords), ...write('test-ham', 3, hamWords)];
   const r = await runCli(['spam', 'classify', '--model', model], {}, tests.join('\n') + '\n');
   assert.equal(r.code, 0, r.stderr);
