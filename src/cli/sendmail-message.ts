@@ -5,9 +5,9 @@
 // cleanup add them (RFC 5322 §3.6 requires From and Date; the node adds neither).
 import { randomBytes } from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser/index.js';
+import { toCrlf } from '../http/raw-message.js';
 
-const LF = 0x0a;
-const CR = 0x0d;
+export { toCrlf };
 
 /** Where the input ends: -i reads to the end; otherwise a line of a single "." ends it. */
 export class InputReader {
@@ -76,34 +76,10 @@ export class InputReader {
     return this.#bytes;
   }
 
-  /** The message as read, every line end CRLF, ending with CRLF (when not empty). */
+  /** The message as read, every line end CRLF (the HTTP injection's toCrlf), ending with CRLF. */
   message(): Buffer {
     return toCrlf(Buffer.concat(this.#chunks));
   }
-}
-
-/** Every line end (CRLF, a bare LF, a bare CR) as CRLF, and a final CRLF. */
-export function toCrlf(b: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(b.length * 2 + 2);
-  let n = 0;
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i]!;
-    if (c === CR) {
-      out[n++] = CR;
-      out[n++] = LF;
-      if (b[i + 1] === LF) i++;
-    } else if (c === LF) {
-      out[n++] = CR;
-      out[n++] = LF;
-    } else {
-      out[n++] = c;
-    }
-  }
-  if (n > 0 && !(out[n - 2] === CR && out[n - 1] === LF)) {
-    out[n++] = CR;
-    out[n++] = LF;
-  }
-  return Buffer.from(out.subarray(0, n));
 }
 
 /** One header field: its name (as written) and all its lines, CRLFs included (latin1: bytes kept). */

