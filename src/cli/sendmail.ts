@@ -110,7 +110,8 @@ export async function sendmailCommand(argv: string[]): Promise<number> {
       say('-bp takes no recipients');
       return EX.USAGE;
     }
-    const args = ['list', ...(a.envFile !== undefined ? ['--env-file', a.envFile] : [])];
+    const envFile = a.envFile ?? (existsSync(DEFAULT_ENV_FILE) ? DEFAULT_ENV_FILE : undefined);
+    const args = ['list', ...(envFile !== undefined ? ['--env-file', envFile] : [])];
     return (await import('./queue-command.js')).queueCommand(args);
   }
   if (!a.extract && a.recipients.length === 0 && a.mode === 'submit') {

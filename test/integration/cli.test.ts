@@ -30,6 +30,23 @@ test('postern config prints every variable; a bad value exits 78 naming them all
   assert.match(usage.stderr, /unknown command "frobnicate"/);
 });
 
+test('--env-file: systemd EnvironmentFile lines under the environment, for config and queue; a bad line exits 78 naming it', async (t) => {
+  const dir = tmpdir(t);
+  const file = join(dir, 'postern.env');
+  writeFileSync(file, `# the unit's file\nPOSTERN_SMTP_PORT=2601\nPOSTERN_HOSTNAME="mx.file.example"\nPOSTERN_DATA_DIR=${join(dir, 'nothere')}\n`);
+  const r = await runCli(['config', '--env-file', file], { POSTERN_HOSTNAME: 'mx.env.example' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^POSTERN_SMTP_PORT\s+2601$/m);
+  assert.match(r.stdout, /^POSTERN_HOSTNAME\s+mx\.env\.example$/m, 'the environment wins over the file');
+  const q = await runCli(['queue', '--env-file', file], {});
+  assert.equal(q.code, 78, 'the file\'s data dir is the one looked at');
+  assert.match(q.stderr, /nothere/);
+  writeFileSync(file, 'POSTERN_SMTP_PORT=2601\nthis is not a setting\n');
+  const bad = await runCli(['config', '--env-file', file], {});
+  assert.equal(bad.code, 78);
+  assert.match(bad.stderr, /postern\.env:2: not KEY=VALUE/);
+});
+
 test('postern spam and version dispatch to their commands (loaded on demand)', async () => {
   const usage = await runCli(['spam', 'classify'], {});
   assert.equal(usage.code, 64);
