@@ -17,6 +17,10 @@ export const ERRORS = {
   PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
   PST_ERR_DKIM_KEY: 'a DKIM signing key could not be read, or is of a kind or size verifiers refuse',
   PST_ERR_FILTER_MODULE: 'a filter module could not be loaded or has no default export function',
+  PST_ERR_QUEUE_MISSING: 'the data dir holds no queue (the folder or its data.mdb does not exist)',
+  PST_ERR_CLI_NODE_DOWN: 'the running node could not be reached (its HTTP API or SMTP listener)',
+  PST_ERR_CLI_NODE_REFUSED: 'the running node refused a command-line request',
+  PST_ERR_SENDMAIL_INPUT: 'the message given to sendmail cannot be submitted as it is',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

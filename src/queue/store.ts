@@ -8,10 +8,10 @@ import { mkdirSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { CounterDelta, readCounters } from './counters.js';
+import { CounterDelta } from './counters.js';
 import { makeId, seqOfId } from './ids.js';
 import { checkQueue, type QueueProblem } from './check-queue.js';
-import { COUNTER, LAYOUT_VERSION, META, dueKey, scheduledRange } from './keys.js';
+import { COUNTER, LAYOUT_VERSION, META, dueKey } from './keys.js';
 import { LeaseManager } from './lease-manager.js';
 import { QueueAdmin } from './queue-admin.js';
 import { RecordStore, notFound, openQueueEnv } from './record-store.js';
@@ -19,7 +19,6 @@ import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
 import {
-  PRIORITIES,
   type EnvelopeInput,
   type FailRecipientsResult,
   type MessageRecord,
@@ -555,23 +554,10 @@ export class Queue {
     }
   }
 
-  /**
-   * Counters as of the last commit. total/byPriority/leased/held/byDomain are stored
-   * counters (O(1), O(domains)); scheduled is counted in the due index past `now`, so this
-   * costs O(messages scheduled in the future) cursor steps; ready = ready - scheduled.
-   */
+  /** Counters as of the last commit; see RecordStore.counts. */
   counts(): QueueCounts {
     this.checkRead();
-    const c = readCounters(this.store.counters);
-    const nowMs = Math.floor(this.clock());
-    let scheduled = 0;
-    for (const p of PRIORITIES) scheduled += this.store.due.getCount(scheduledRange(p, nowMs));
-    return {
-      total: c.total,
-      byPriority: c.byPriority,
-      byState: { ready: c.readyAll - scheduled, scheduled, leased: c.byState.leased, held: c.byState.held },
-      byDomain: c.byDomain,
-    };
+    return this.store.counts(Math.floor(this.clock()));
   }
 
   /** How many records (or bodies) were set aside as corrupt (sub-database 'corrupt'). */

@@ -70,7 +70,7 @@ export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainO
  * the same `views`). Cross-validation on them fits the stacker (two views) and chooses the
  * threshold (thresholdMode).
  */
-export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
+export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}, progress?: TrainProgress): SpamModel {
   const o = resolveOptions(opts);
   const size = 1 << o.bits;
   const beyond = xs.some((x) => x.some((b) => b >= size));
@@ -86,6 +86,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     let zs: Float64Array[] = [];
     const ysAll = new Uint8Array(n * reps);
     for (let r = 0; r < reps; r++) {
+      progress?.('cross-validation', r, reps);
       const z = crossValidate(xs, ys, o, r, split);
       if (!zs.length) zs = z.map(() => new Float64Array(n * reps));
       z.forEach((a, v) => zs[v]!.set(a, r * n));
@@ -111,16 +112,24 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     const fp = Math.round(t0.fp / reps), fn = Math.round(t0.fn / reps);
     cv = { folds: o.folds, fp, fn, nSpam, nHam, fpr: nHam ? fp / nHam : 0, recall: nSpam ? 1 - fn / nSpam : 0 };
   }
+  progress?.('fitting', 0, 0);
   const m = fit(xs, ys, o, threshold, st, split);
   if (cv) m.header.cv = cv;
   return m;
 }
 
+/** Where training is: a stage, and done of total when the stage counts (0 of 0 when not). */
+export type TrainProgress = (stage: string, done: number, total: number) => void;
+
 /** Train on raw messages. */
-export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}): SpamModel {
+export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}, progress?: TrainProgress): SpamModel {
   const o = resolveOptions(opts);
-  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet, views: o.views }));
+  const all = [...spam, ...ham];
+  const xs = all.map((b, i) => {
+    if (progress && i % 256 === 0) progress('tokenising', i, all.length);
+    return features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet, views: o.views });
+  });
   const ys = new Uint8Array(xs.length);
   ys.fill(1, 0, spam.length);
-  return trainFeatures(xs, ys, o);
+  return trainFeatures(xs, ys, o, progress);
 }
