@@ -11,6 +11,7 @@
 //                                   an alias: the recipient is replaced by its targets
 //   @example.com: alice@example.org every other local part of example.com goes there
 import { readFileSync, stat, statSync, type Stats } from 'node:fs';
+import { PosternError } from '../errors.js';
 import { toAsciiDomain } from '../lib/domain-name.js';
 import { failure, success, type Result } from '../lib/result.js';
 
@@ -167,9 +168,9 @@ export function isMailboxInMap(map: RecipientMap, address: string): boolean {
 /** Read and parse the file; throws an Error whose message names file:line. */
 export function readRecipientMap(path: string): RecipientMap {
   const st = statSync(path);
-  if (st.size > MAX_MAP_BYTES) throw new Error(`${path} is larger than ${MAX_MAP_BYTES} bytes`);
+  if (st.size > MAX_MAP_BYTES) throw new PosternError('PST_ERR_CONFIG_RECIPIENT_MAP', `${path} is larger than ${MAX_MAP_BYTES} bytes`);
   const r = parseRecipientMap(readFileSync(path, 'utf8'), path);
-  if (!r.ok) throw new Error(r.error);
+  if (!r.ok) throw new PosternError('PST_ERR_CONFIG_RECIPIENT_MAP', r.error);
   return r.value;
 }
 

@@ -4,6 +4,7 @@
 // administration (queue-admin.ts) are parts it composes and exposes through the same object.
 // A corrupt record met anywhere is set aside by a repair (check-queue.ts) in a transaction of
 // its own or at the end of the one that met it. Sub-databases: record-store.ts; docs/queue.md.
+import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
@@ -521,9 +522,7 @@ export class Queue {
 
   private checkRead(): void {
     if (this.closed) throw closedError();
-    if (this.viewDepth > 0) {
-      throw new Error('queue read inside withBody(): it would overwrite the body view being read');
-    }
+    assert.equal(this.viewDepth, 0, 'queue read inside withBody(): it would overwrite the body view being read');
   }
 
   /** The committed record, or undefined. A fresh object: the caller may keep or change it. */

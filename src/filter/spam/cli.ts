@@ -7,6 +7,7 @@
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
+import { PosternError } from '../../errors.js';
 import { SpamModel } from './model.js';
 import { train } from './train.js';
 import { DEFAULTS, type ModelKind, type TrainOptions } from './train-options.js';
@@ -34,7 +35,11 @@ const USAGE = `usage: postern spam <command>
                       a missing split is made by --split-tool FILE, the evaluation kit's
                       splitting script, run as FILE --seed N --out DIR)`;
 
-class UsageError extends Error {}
+class UsageError extends PosternError {
+  constructor(message: string) {
+    super('PST_ERR_USAGE', message);
+  }
+}
 
 function opt(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -206,7 +211,7 @@ async function ensureSplit(seed: string, dir: string, tool: string | undefined):
   log(`making split seed ${seed} in ${dir}`);
   const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`split.mjs failed (exit ${r.status})`);
+  if (r.status !== 0) throw new PosternError('PST_ERR_SPAM_SPLIT', `${tool} failed (exit ${r.status})`);
 }
 
 export interface EvalResult {
