@@ -33,9 +33,6 @@ export interface RecipientMap {
   readonly domains: ReadonlySet<string>;
 }
 
-/** 'unknown': no such recipient. Otherwise the addresses the recipient stands for. */
-export type RecipientLookupResult = { found: false } | { found: true; targets: readonly string[] };
-
 // A dot-atom-ish local part: no white space, quotes, brackets or separators of this grammar.
 // eslint-disable-next-line no-control-regex
 const LOCAL = /^[^\s"(),:;<>@[\\\]\x00-\x1f\x7f]{1,64}$/u;
@@ -136,21 +133,20 @@ export function parseRecipientMap(text: string, source: string): Result<Recipien
  * The recipient `address` (as given at RCPT) in the map: an exact entry, then the entry
  * without a "+extension" (alice+news@ is alice@), then the domain's catch-all. A mailbox
  * stands for the address as given (so Delivered-To keeps the extension); an alias for its
- * targets.
+ * targets. Undefined: no such recipient.
  */
-export function lookupRecipient(map: RecipientMap, address: string): RecipientLookupResult {
+export function lookupRecipient(map: RecipientMap, address: string): readonly string[] | undefined {
   const key = mapKey(address);
-  if (key === null) return { found: false };
+  if (key === null) return undefined;
   for (const k of [key, withoutExtension(key)]) {
     if (k === null) continue;
     const alias = map.aliases.get(k);
-    if (alias !== undefined) return { found: true, targets: alias };
-    if (map.mailboxes.has(k)) return { found: true, targets: [address] };
+    if (alias !== undefined) return alias;
+    if (map.mailboxes.has(k)) return [address];
   }
   const domain = key.slice(key.lastIndexOf('@') + 1);
-  if (map.catchAll.has(domain)) return { found: true, targets: [address] };
-  const alias = map.aliases.get(`@${domain}`);
-  return alias !== undefined ? { found: true, targets: alias } : { found: false };
+  if (map.catchAll.has(domain)) return [address];
+  return map.aliases.get(`@${domain}`);
 }
 
 /**
