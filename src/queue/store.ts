@@ -336,10 +336,10 @@ export class Queue {
         for (const o of outcomes) {
           for (const r of rec.recipients) {
             if (r.address !== o.address || r.state !== 'pending') continue;
-            if (o.outcome !== 'deferred' || o.tried !== false) r.attempts++;
+            if (o.kind !== 'deferred' || o.tried !== false) r.attempts++;
             if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
-            if (o.outcome === 'delivered') r.state = 'delivered';
-            else if (o.outcome === 'failed') r.state = 'failed';
+            if (o.kind === 'delivered') r.state = 'delivered';
+            else if (o.kind === 'failed') r.state = 'failed';
             else if (o.retryAt < retryAt) retryAt = o.retryAt;
           }
         }
@@ -355,15 +355,15 @@ export class Queue {
   }
 
   complete(id: string, addresses: string[], reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'delivered' as const, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'delivered' as const, reply })));
   }
 
   defer(id: string, addresses: string[], retryAt: number, reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'deferred' as const, retryAt, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'deferred' as const, retryAt, reply })));
   }
 
   fail(id: string, addresses: string[], reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'failed' as const, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'failed' as const, reply })));
   }
 
   // ---------------------------------------------------------------- leasing (lease-manager.ts)
