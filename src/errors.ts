@@ -3,6 +3,7 @@
 
 export const ERRORS = {
   PST_ERR_CONFIG_INVALID: 'the configuration has invalid values',
+  PST_ERR_CONFIG_RECIPIENT_MAP: 'the recipient map (POSTERN_RECIPIENTS) could not be read, is too large, or has a bad line',
   PST_ERR_QUEUE_WRITE: 'the queue could not durably store a message (disk or map full, or I/O error)',
   PST_ERR_QUEUE_CLOSED: 'the queue is closed',
   PST_ERR_QUEUE_NOT_FOUND: 'no message with that id in the queue',
@@ -15,6 +16,7 @@ export const ERRORS = {
   PST_ERR_LISTEN: 'a listener could not bind its address',
   PST_ERR_USAGE: 'the command line was not understood',
   PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
+  PST_ERR_SPAM_SPLIT: 'the script that splits a spam corpus (postern spam --split-tool) failed',
   PST_ERR_DKIM_KEY: 'a DKIM signing key could not be read, or is of a kind or size verifiers refuse',
   PST_ERR_FILTER_MODULE: 'a filter module could not be loaded or has no default export function',
   PST_ERR_QUEUE_MISSING: 'the data dir holds no queue (the folder or its data.mdb does not exist)',

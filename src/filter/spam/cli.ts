@@ -234,7 +234,7 @@ async function ensureSplit(seed: string, dir: string, tool: string | undefined):
   log(`making split seed ${seed} in ${dir}`);
   const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`split.mjs failed (exit ${r.status})`);
+  if (r.status !== 0) throw new PosternError('PST_ERR_SPAM_SPLIT', `${tool} failed (exit ${r.status})`);
 }
 
 export interface EvalResult {

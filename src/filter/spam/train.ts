@@ -3,6 +3,7 @@
 // threshold (threshold.ts; never on test data): with two views, the stacker's own decision
 // point, 0.5 ('half'); one-view models keep the Poisson rule by default (the point most likely
 // to meet both targets, maxFPR and maxFNR, on a sample as large as the training set).
+import assert from 'node:assert/strict';
 import { countDocs } from './chi-square.js';
 import { features, type Features } from './features.js';
 import { lrLogOdds, sigmoid, trainEnsemble } from './logistic-regression.js';
@@ -74,8 +75,8 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
   const o = resolveOptions(opts);
   const size = 1 << o.bits;
   const beyond = xs.some((x) => x.some((b) => b >= size));
-  if (o.views === 1 && beyond) throw new Error(`features have buckets past 2^${o.bits}: made for two views, training one`);
-  if (o.views > 1 && !beyond && xs.length) throw new Error('features have no header-view buckets: make them with features(buf, bits, { views: 2 })');
+  assert.ok(o.views !== 1 || !beyond, `features have buckets past 2^${o.bits}: made for two views, training one`);
+  assert.ok(o.views <= 1 || beyond || xs.length === 0, 'features have no header-view buckets: make them with features(buf, bits, { views: 2 })');
   let threshold = 0.5;
   let cv: ModelHeader['cv'];
   let st: Stack | undefined;
