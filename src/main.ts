@@ -47,6 +47,9 @@ export interface PosternNode {
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
   const { tls, users, recipients, senderLogins, bounceRules } = await loadResources(config);
+  // Made (or read) before anything that needs closing starts; the same key tags outbound VERP
+  // senders and checks the addresses of reports coming back.
+  const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -66,9 +69,6 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     modules.length > 0 || spam || builtins.length > 0
       ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, maxBatch: config.filterBatch, onError: (err) => log.warn({ err, mod: 'filter' }, 'filter worker failed outside a task'), ...(spam ? { spam } : {}) })
       : null;
-  // Made (or read) before the queue opens its folder; the same key tags outbound VERP senders
-  // and checks the addresses of reports coming back.
-  const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
   const ctx: SessionContext = {
     config,

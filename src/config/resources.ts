@@ -9,6 +9,7 @@ import { UserDb } from '../auth/users.js';
 import { SenderLogins } from '../auth/sender-logins.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
+import { PosternError } from '../errors.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
 import { combineBounceRules, parseBounceRules, type BounceRules } from '../lib/bounce-class.js';
 import type { Config } from './schema.js';
@@ -39,12 +40,12 @@ const MAX_RULES_FILE_BYTES = 1024 * 1024;
 /** The shipped rules, and the operator's in front when `path` is set; throws naming the file. */
 export function readBounceRules(path: string): BounceRules {
   const shipped = parseBounceRules(readFileSync(SHIPPED_BOUNCE_RULES, 'utf8'), 'bounce-rules.json');
-  if (!shipped.ok) throw new Error(shipped.error);
+  if (!shipped.ok) throw new PosternError('PST_ERR_CONFIG_BOUNCE_RULES', shipped.error);
   if (path === '') return shipped.value.rules;
   const text = readFileSync(path);
-  if (text.length > MAX_RULES_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_RULES_FILE_BYTES} bytes`);
+  if (text.length > MAX_RULES_FILE_BYTES) throw new PosternError('PST_ERR_CONFIG_BOUNCE_RULES', `${path} is larger than ${MAX_RULES_FILE_BYTES} bytes`);
   const own = parseBounceRules(text.toString('utf8'), path);
-  if (!own.ok) throw new Error(own.error);
+  if (!own.ok) throw new PosternError('PST_ERR_CONFIG_BOUNCE_RULES', own.error);
   return combineBounceRules(shipped.value.rules, own.value);
 }
 

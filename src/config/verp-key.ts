@@ -5,19 +5,25 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PosternError } from '../errors.js';
 
 export const VERP_KEY_FILE = 'verp.key';
 
 export function loadVerpKey(secret: string, dataDir: string): Buffer {
   if (secret !== '') return Buffer.from(secret, 'utf8');
   const path = join(dataDir, VERP_KEY_FILE);
-  mkdirSync(dataDir, { recursive: true });
+  let hex: string;
   try {
-    writeFileSync(path, randomBytes(32).toString('hex') + '\n', { flag: 'wx', mode: 0o600 });
+    mkdirSync(dataDir, { recursive: true });
+    try {
+      writeFileSync(path, randomBytes(32).toString('hex') + '\n', { flag: 'wx', mode: 0o600 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    hex = readFileSync(path, 'utf8').trim();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    throw new PosternError('PST_ERR_CONFIG_VERP_KEY', `${path}: ${(err as Error).message}`, { cause: err });
   }
-  const hex = readFileSync(path, 'utf8').trim();
-  if (!/^[0-9a-f]{64}$/.test(hex)) throw new Error(`${path} is not a VERP key (64 hex digits); remove it to have a new one made`);
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new PosternError('PST_ERR_CONFIG_VERP_KEY', `${path} is not a VERP key (64 hex digits); remove it to have a new one made`);
   return Buffer.from(hex, 'hex');
 }

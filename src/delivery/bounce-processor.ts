@@ -114,7 +114,7 @@ export class BounceProcessor implements Transport {
     for (const c of candidates) {
       if (c === undefined) continue;
       const r = decodeVerp(this.#o.verp, c);
-      if (r.ok) return { via: 'verp', id: r.id, recipient: r.recipient, trusted: true };
+      if (r.ok) return { via: 'verp', id: r.value.id, recipient: r.value.recipient, trusted: true };
     }
     return null;
   }

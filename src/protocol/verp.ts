@@ -13,6 +13,7 @@
 // The local part stays within RFC 5321's 64 octets (our own RCPT refuses longer ones): a
 // recipient too long for it gets no VERP address (the caller keeps the original sender).
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { failure, success, type Result } from '../lib/result.js';
 
 /** RFC 5321 §4.5.3.1.1. */
 export const MAX_LOCAL_PART = 64;
@@ -84,30 +85,31 @@ export function encodeVerp(v: VerpKey, id: string, rcpt: string): string | null 
   return `${local}@${v.domain}`;
 }
 
-export type VerpResult = { ok: true; id: string; recipient: string } | { ok: false; why: string };
+/** The message id and recipient a VERP address names, or why it is not one of ours. */
+export type VerpResult = Result<{ id: string; recipient: string }, string>;
 
 /**
  * Read a VERP address back and check its tag. Case-insensitive (some MTAs change case); the
  * domain must be `v.domain`. Never throws.
  */
 export function decodeVerp(v: VerpKey, address: string): VerpResult {
-  if (address.length > 320) return { ok: false, why: 'too long' };
+  if (address.length > 320) return failure('too long');
   const a = address.toLowerCase();
   const at = a.lastIndexOf('@');
-  if (at < 0 || a.slice(at + 1).replace(/\.$/, '') !== v.domain) return { ok: false, why: 'not the VERP domain' };
+  if (at < 0 || a.slice(at + 1).replace(/\.$/, '') !== v.domain) return failure('not the VERP domain');
   const local = a.slice(0, at);
-  if (!local.startsWith(PREFIX) || local.length > MAX_LOCAL_PART) return { ok: false, why: 'not a VERP address' };
+  if (!local.startsWith(PREFIX) || local.length > MAX_LOCAL_PART) return failure('not a VERP address');
   const id = local.slice(PREFIX.length, PREFIX.length + ID_LEN);
   const rest = local.slice(PREFIX.length + ID_LEN);
-  if (!ID.test(id) || rest[0] !== '.' || rest[TAG_LEN + 1] !== '=') return { ok: false, why: 'not a VERP address' };
+  if (!ID.test(id) || rest[0] !== '.' || rest[TAG_LEN + 1] !== '=') return failure('not a VERP address');
   const given = rest.slice(1, TAG_LEN + 1);
   const parts = rest.slice(TAG_LEN + 2).split('=');
-  if (parts.length !== 2) return { ok: false, why: 'not a VERP address' };
+  if (parts.length !== 2) return failure('not a VERP address');
   const l = unescape(parts[0]!);
   const d = unescape(parts[1]!);
-  if (l === null || d === null || l === '' || d === '') return { ok: false, why: 'bad recipient encoding' };
+  if (l === null || d === null || l === '' || d === '') return failure('bad recipient encoding');
   const recipient = `${l}@${d}`;
   const want = tag(v.key, id, recipient);
-  if (given.length !== want.length || !timingSafeEqual(Buffer.from(given), Buffer.from(want))) return { ok: false, why: 'bad tag' };
-  return { ok: true, id, recipient };
+  if (given.length !== want.length || !timingSafeEqual(Buffer.from(given), Buffer.from(want))) return failure('bad tag');
+  return success({ id, recipient });
 }

@@ -2,7 +2,8 @@
 // tampering (another recipient, another id, another key, a flipped tag character) refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
+import type { PosternError } from '../../src/errors.js';
 import fc from 'fast-check';
 import { decodeVerp, encodeVerp, MAX_LOCAL_PART } from '../../src/protocol/verp.js';
 import { isMailbox } from '../../src/protocol/address.js';
@@ -16,8 +17,8 @@ test('round trip: the address names the id and the recipient (lower-cased), and 
   const a = encodeVerp(v, ID, 'John.Doe@Example.ORG')!;
   assert.match(a, /^b\+0123456789abcdef\.[0-9a-v]{8}=john\.doe=example\.org@bounces\.example\.com$/);
   assert.ok(isMailbox(a), a);
-  assert.deepEqual(decodeVerp(v, a), { ok: true, id: ID, recipient: 'john.doe@example.org' });
-  assert.deepEqual(decodeVerp(v, a.toUpperCase()), { ok: true, id: ID, recipient: 'john.doe@example.org' }, 'a relay that upper-cases does no harm');
+  assert.deepEqual(decodeVerp(v, a), { ok: true, value: { id: ID, recipient: 'john.doe@example.org' } });
+  assert.deepEqual(decodeVerp(v, a.toUpperCase()), { ok: true, value: { id: ID, recipient: 'john.doe@example.org' } }, 'a relay that upper-cases does no harm');
 });
 
 test('characters outside [a-z0-9+-.] are escaped, and come back', () => {
@@ -27,7 +28,7 @@ test('characters outside [a-z0-9+-.] are escaped, and come back', () => {
     assert.ok(isMailbox(a), `${rcpt} → ${a}`);
     const d = decodeVerp(v, a);
     assert.ok(d.ok, `${rcpt}: ${JSON.stringify(d)}`);
-    assert.equal(d.recipient, rcpt.toLowerCase());
+    assert.equal(d.value.recipient, rcpt.toLowerCase());
   }
 });
 
@@ -41,10 +42,10 @@ test('the local part stays within 64 octets: a recipient too long for it gets no
 test('tampering is refused: another recipient, id, key or domain, a changed tag, junk', () => {
   const a = encodeVerp(v, ID, 'alice@x.test')!;
   const swap = a.replace('alice', 'alicf');
-  assert.deepEqual(decodeVerp(v, swap), { ok: false, why: 'bad tag' });
-  assert.deepEqual(decodeVerp(v, a.replace(ID, '0123456789abcdee')), { ok: false, why: 'bad tag' });
-  assert.deepEqual(decodeVerp({ ...v, key: Buffer.from('another key, 32 bytes long......') }, a), { ok: false, why: 'bad tag' });
-  assert.deepEqual(decodeVerp(v, a.replace('bounces.example.com', 'other.example.com')), { ok: false, why: 'not the VERP domain' });
+  assert.deepEqual(decodeVerp(v, swap), { ok: false, error: 'bad tag' });
+  assert.deepEqual(decodeVerp(v, a.replace(ID, '0123456789abcdee')), { ok: false, error: 'bad tag' });
+  assert.deepEqual(decodeVerp({ ...v, key: Buffer.from('another key, 32 bytes long......') }, a), { ok: false, error: 'bad tag' });
+  assert.deepEqual(decodeVerp(v, a.replace('bounces.example.com', 'other.example.com')), { ok: false, error: 'not the VERP domain' });
   const at = a.indexOf('.', 2) + 1;
   for (let i = 0; i < 8; i++) {
     const c = a[at + i] === '0' ? '1' : '0';
@@ -63,13 +64,13 @@ test('property: every encodable recipient round-trips; any one-character change 
       const a = encodeVerp(v, ID, rcpt);
       if (a === null) return;
       const r = decodeVerp(v, a);
-      assert.ok(r.ok && r.recipient === rcpt.toLowerCase() && r.id === ID, `${rcpt} → ${a}`);
+      assert.ok(r.ok && r.value.recipient === rcpt.toLowerCase() && r.value.id === ID, `${rcpt} → ${a}`);
       const i = pos % a.indexOf('@');
       const c = a[i] === 'q' ? 'r' : 'q';
       const changed = a.slice(0, i) + c + a.slice(i + 1);
       const r2 = decodeVerp(v, changed);
       // A change is harmless only if it decodes to the very same thing (impossible here: q/r are plain).
-      assert.ok(!r2.ok || (r2.id === ID && r2.recipient === rcpt.toLowerCase() && changed.toLowerCase() === a), `${changed} accepted`);
+      assert.ok(!r2.ok || (r2.value.id === ID && r2.value.recipient === rcpt.toLowerCase() && changed.toLowerCase() === a), `${changed} accepted`);
     }),
     { numRuns: 300 },
   );
@@ -82,4 +83,6 @@ test('the key: POSTERN_VERP_SECRET when set, else a 0600 file made once in the d
   assert.equal(k1.length, 32);
   assert.equal(statSync(`${dir}/verp.key`).mode & 0o777, 0o600);
   assert.deepEqual(loadVerpKey('', dir), k1, 'the same key on the next start');
+  writeFileSync(`${dir}/verp.key`, 'not a key\n');
+  assert.throws(() => loadVerpKey('', dir), (err: PosternError) => err.code === 'PST_ERR_CONFIG_VERP_KEY' && /verp\.key is not a VERP key/.test(err.message));
 });
