@@ -13,6 +13,8 @@ import { encodeReply, reply } from '../protocol/reply.js';
 import { clientKey, normalizeIp } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
+import { DeadlineQueue } from '../lib/deadline-queue.js';
+import { LineScanner } from '../protocol/line-scanner.js';
 import type { SessionContext } from './context.js';
 
 export class SmtpServer {
@@ -36,6 +38,12 @@ export class SmtpServer {
     this.#stressAt = Math.max(1, Math.ceil((c.maxConnections * c.stressPercent) / 100));
     this.#stressEndsBelow = Math.max(1, Math.floor(this.#stressAt * 0.9));
     ctx.stressed = false;
+    this.#hooks = {
+      closed: (s) => this.#closed(s),
+      heard: (s) => this.#heard(s),
+      deadlines: new DeadlineQueue<Session>((s) => s.deadlinePassed()),
+      lines: new LineScanner(c.maxCommandLineBytes),
+    };
   }
 
   get sessionCount(): number {
@@ -73,7 +81,6 @@ export class SmtpServer {
     const ctx = this.ctx;
     const c = ctx.config;
     const ip = normalizeIp(socket.remoteAddress ?? '');
-    socket.on('error', () => {}); // a reset before the session exists must not crash the node
     ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
@@ -94,22 +101,21 @@ export class SmtpServer {
   }
 
   /** Shared by every session (one object, not a closure per connection). */
-  readonly #hooks: SessionHooks = {
-    closed: (s) => {
-      if (!this.#sessions.delete(s)) return;
-      const left = (this.#perIp.get(s.clientKey) ?? 1) - 1;
-      if (left <= 0) this.#perIp.delete(s.clientKey);
-      else this.#perIp.set(s.clientKey, left);
-      this.#updateStress();
-      if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
-    },
-    heard: (s) => this.#heard(s),
-  };
+  readonly #hooks: SessionHooks;
 
-  #heard = (s: Session): void => {
+  #closed(s: Session): void {
+    if (!this.#sessions.delete(s)) return;
+    const left = (this.#perIp.get(s.clientKey) ?? 1) - 1;
+    if (left <= 0) this.#perIp.delete(s.clientKey);
+    else this.#perIp.set(s.clientKey, left);
+    this.#updateStress();
+    if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
+  }
+
+  #heard(s: Session): void {
     // Only a session still counted moves; an evicted one may still send before its socket closes.
     if (this.#sessions.delete(s)) this.#sessions.add(s);
-  };
+  }
 
   /**
    * Close the session silent longest to make room; false when every session is waiting on
@@ -140,6 +146,7 @@ export class SmtpServer {
   }
 
   #refuse(socket: Socket, r: ReturnType<typeof reply>): void {
+    socket.on('error', ignore); // a reset while refusing must not crash the node
     this.ctx.counters.connectionsRejected++;
     socket.end(encodeReply(r));
     setTimeout(() => socket.destroy(), 2000).unref();
@@ -167,3 +174,5 @@ export class SmtpServer {
     await Promise.all(closing);
   }
 }
+
+function ignore(): void {}
