@@ -9,7 +9,7 @@
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
-import { encodeReply, reply } from '../protocol/reply.js';
+import { encodeReply, reply, type Reply } from '../protocol/reply.js';
 import { clientKey, normalizeIp } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
@@ -38,7 +38,10 @@ export class SmtpServer {
     this.#stressAt = Math.max(1, Math.ceil((c.maxConnections * c.stressPercent) / 100));
     this.#stressEndsBelow = Math.max(1, Math.floor(this.#stressAt * 0.9));
     ctx.stressed = false;
+    const greeting: Reply = reply(220, '', `${c.hostname} ESMTP postern`);
+    greeting.wire = encodeReply(greeting);
     this.#hooks = {
+      greeting,
       closed: (s) => this.#closed(s),
       heard: (s) => this.#heard(s),
       deadlines: new DeadlineQueue<Session>((s) => s.deadlinePassed()),
@@ -87,14 +90,15 @@ export class SmtpServer {
     // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
     const key = clientKey(ip, c.ipv6Prefix);
     const n = this.#perIp.get(key) ?? 0;
-    if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
+    const trusted = ctx.trusted.has(ip);
+    if (n >= c.maxConnectionsPerIp && !trusted) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
     }
-    if (this.#sessions.size >= c.maxConnections && !this.#evictOne(ctx.trusted.has(ip))) {
+    if (this.#sessions.size >= c.maxConnections && !this.#evictOne(trusted)) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
     }
     this.#perIp.set(key, n + 1);
-    const session = new Session(ctx, socket, secure, this.#hooks, key);
+    const session = new Session(ctx, socket, secure, this.#hooks, ip, trusted, key);
     this.#sessions.add(session);
     this.#updateStress();
     session.start();

@@ -18,7 +18,6 @@ import { LineScanner } from '../protocol/line-scanner.js';
 import { DataScanner } from '../protocol/data-scanner.js';
 import { BdatReader } from '../protocol/bdat-reader.js';
 import { encodeReply, reply, R, type Reply } from '../protocol/reply.js';
-import { normalizeIp } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionContext } from './context.js';
 import type { Transaction } from './transaction.js';
@@ -40,6 +39,8 @@ export interface SessionHooks {
   heard(s: Session): void;
   /** Every session's deadline; an expired one calls Session.deadlinePassed. */
   readonly deadlines: DeadlineQueue<Session>;
+  /** The greeting, its bytes made once. */
+  readonly greeting: Reply;
   /**
    * The line scanner of every session between lines: a session whose line is left unfinished
    * at the end of a chunk keeps it and puts a new one here (see Session.#process).
@@ -115,13 +116,14 @@ export class Session {
   #state: SessionState | null = null;
   #log: Logger | null = null;
 
-  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks, clientKey = '') {
+  /** ip: the client's address (normalized); trusted: whether it is in POSTERN_TRUSTED_NETWORKS (the server has checked both). */
+  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks, ip: string, trusted: boolean, clientKey: string) {
     this.ctx = ctx;
     this.#socket = socket;
     this.#hooks = hooks;
     this.clientKey = clientKey;
-    this.ip = normalizeIp(socket.remoteAddress ?? '');
-    this.#flags = (ctx.trusted.has(this.ip) ? TRUSTED : 0) | (secure ? SECURE : 0);
+    this.ip = ip;
+    this.#flags = (trusted ? TRUSTED : 0) | (secure ? SECURE : 0);
     this.id = `${Date.now().toString(36)}${(nextSessionNumber++ & 0xffff).toString(36).padStart(4, '0')}`;
     if (secure) this.#noteTls(socket as TLSSocket);
     this.#attach(socket);
@@ -237,7 +239,7 @@ export class Session {
 
   #greet(): void {
     this.#mode = 'command';
-    this.send(reply(220, '', `${this.ctx.config.hostname} ESMTP postern`));
+    this.send(this.#hooks.greeting);
     this.flush();
     this.#rearm();
   }
@@ -246,8 +248,10 @@ export class Session {
   send(r: Reply): void {
     if (this.#flags & CLOSED) return;
     if (r.code >= 400 && r.code !== 421) this.#st().errors++;
-    const out = (this.#out ??= []);
-    out.push(encodeReply(r));
+    const wire = encodeReply(r);
+    let out = this.#out;
+    if (out === null) this.#out = out = [wire];
+    else out.push(wire);
     if (r.close) {
       this.flush();
       this.#close();
