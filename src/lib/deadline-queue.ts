@@ -67,9 +67,7 @@ export class DeadlineQueue<T extends DeadlineItem> {
     const moved = this.#items.pop()!;
     const movedAt = this.#at.pop()!;
     if (slot !== last) {
-      this.#items[slot] = moved;
-      this.#at[slot] = movedAt;
-      moved.deadlineSlot = slot;
+      this.#place(slot, moved, movedAt);
       this.#up(slot);
       this.#down(moved.deadlineSlot);
     }
@@ -104,42 +102,39 @@ export class DeadlineQueue<T extends DeadlineItem> {
     this.#timerAt = Infinity;
   }
 
+  /** Sift the item at slot i towards the root while its deadline is earlier than its parent's. */
   #up(i: number): void {
-    const items = this.#items;
-    const at = this.#at;
-    const item = items[i]!;
-    const t = at[i]!;
+    const item = this.#items[i]!;
+    const t = this.#at[i]!;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (at[p]! <= t) break;
-      items[i] = items[p]!;
-      at[i] = at[p]!;
-      items[i]!.deadlineSlot = i;
+      if (this.#at[p]! <= t) break;
+      this.#place(i, this.#items[p]!, this.#at[p]!);
       i = p;
     }
-    items[i] = item;
-    at[i] = t;
-    item.deadlineSlot = i;
+    this.#place(i, item, t);
   }
 
+  /** Sift the item at slot i towards the leaves while a child's deadline is earlier. */
   #down(i: number): void {
-    const items = this.#items;
     const at = this.#at;
-    const n = items.length;
-    const item = items[i]!;
+    const n = at.length;
+    const item = this.#items[i]!;
     const t = at[i]!;
     for (;;) {
       let c = 2 * i + 1;
       if (c >= n) break;
       if (c + 1 < n && at[c + 1]! < at[c]!) c++;
       if (at[c]! >= t) break;
-      items[i] = items[c]!;
-      at[i] = at[c]!;
-      items[i]!.deadlineSlot = i;
+      this.#place(i, this.#items[c]!, at[c]!);
       i = c;
     }
-    items[i] = item;
-    at[i] = t;
+    this.#place(i, item, t);
+  }
+
+  #place(i: number, item: T, at: number): void {
+    this.#items[i] = item;
+    this.#at[i] = at;
     item.deadlineSlot = i;
   }
 }
