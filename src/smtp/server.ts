@@ -5,7 +5,8 @@
 // is still served: the session silent longest is closed (421 4.7.0) to make room (a stranger
 // never pushes out a trusted or authenticated client), so idle
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
-// "stressed" and the sessions' deadlines shrink (Postfix's stress mode).
+// "stressed" and the sessions' deadlines shrink (Postfix's stress mode). The server lends its
+// sessions one DeadlineQueue (their timeouts on one timer) and one line scanner.
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';

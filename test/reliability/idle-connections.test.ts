@@ -21,14 +21,15 @@ const NOFILE = 65536;
 /**
  * RSS per idle connection, at most the issue's 5 KB. A bare `net` server that writes a greeting
  * and listens for data, measured the same way (10,000 connections from another process, RSS
- * delta / connections; reported as bareBytesPerConnection), costs about 4.0 KiB per socket on
+ * delta / connections; reported as bareBytesPerConnection), costs 3.7-3.8 KiB per socket on
  * Node 20. postern measured 6.4-7.0 KiB with a logger child, DATA and BDAT readers and a closure
- * per socket event in every session; 5.0-5.6 KiB with those made on first use or shared; 4.4 KiB
- * (4369-4520 B) with its deadlines on one timer per server instead of a Timeout each, the line
- * scanner shared between lines, what commands create in an object made on first use, and no
- * per-accept garbage from the trusted-networks check (garbage grows V8's young generation
- * during the 10,000 accepts, and that shows in RSS). The bound leaves a margin for a noisy
- * machine, so that a regression (a per-session buffer, timer or closure) fails.
+ * per socket event in every session; 5.0-5.6 KiB with those made on first use or shared; then
+ * 3.8-4.4 KiB (3926-4459 B over four runs, the bare server 3829-3860 B in the same runs) with
+ * its deadlines on one timer per server instead of a Timeout each, the line scanner shared
+ * between lines, what commands create in an object made on first use, and no per-accept
+ * garbage from the trusted-networks check (garbage grows V8's young generation during the
+ * 10,000 accepts, and that shows in RSS). The bound leaves a margin for a noisy machine, so
+ * that a regression (a per-session buffer, timer or closure) fails.
  */
 const MAX_BYTES_PER_CONNECTION = 5000;
 const COMMAND_TIMEOUT_MS = 2000;
