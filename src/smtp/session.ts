@@ -8,9 +8,10 @@
 // sent is still answered (a message it never saw accepted would be sent twice), then the
 // session ends its side.
 // Timeouts are deadlines (one at a time per session, in the server's DeadlineQueue), not an
-// idle timer that each byte resets: the next command must start within POSTERN_IDLE_TIMEOUT_MS and, once started,
-// end within POSTERN_COMMAND_TIMEOUT_MS (a client dribbling a byte at a time cannot hold the
-// connection); each block of data has POSTERN_DATA_TIMEOUT_MS. Under stress (many connections)
+// idle timer that each byte resets: the next command must start within
+// POSTERN_IDLE_TIMEOUT_MS and, once started, end within POSTERN_COMMAND_TIMEOUT_MS (a client
+// dribbling a byte at a time cannot hold the connection); each block of data has
+// POSTERN_DATA_TIMEOUT_MS. Under stress (many connections)
 // every deadline is capped at POSTERN_STRESS_TIMEOUT_MS, as Postfix's smtpd does.
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
@@ -283,7 +284,7 @@ export class Session {
       // The client does not read its replies: stop reading its commands until it does.
       socket.pause();
       socket.once('drain', () => {
-        if (!(this.#flags & (BUSY | CLOSED))) socket.resume();
+        if (!(this.#flags & (BUSY | CLOSED))) this.#socket.resume();
       });
     }
   }
