@@ -22,9 +22,10 @@ const NOFILE = 65536;
  * RSS per idle connection, at most the issue's 5 KB. A bare `net` server that writes a greeting
  * and listens for data, measured the same way (10,000 connections from another process, RSS
  * delta / connections; reported as bareBytesPerConnection), costs 3.7-3.8 KiB per socket on
- * Node 20. postern measured 6.4-7.0 KiB with a logger child, DATA and BDAT readers and a closure
- * per socket event in every session; 5.0-5.6 KiB with those made on first use or shared; then
- * 3.8-4.4 KiB (3926-4459 B over four runs, the bare server 3829-3860 B in the same runs) with
+ * Node 20 (2.5-2.8 KiB on Node 22 and 24, where postern measured 2.3-3.0 KiB). On Node 20
+ * postern measured 6.4-7.0 KiB with a logger child, DATA and BDAT readers and a closure per
+ * socket event in every session; 5.0-5.6 KiB with those made on first use or shared; then
+ * 3.8-4.4 KiB (3926-4481 B over eight runs, the bare server 3801-3860 B in the same runs) with
  * its deadlines on one timer per server instead of a Timeout each, the line scanner shared
  * between lines, what commands create in an object made on first use, and no per-accept
  * garbage from the trusted-networks check (garbage grows V8's young generation during the
