@@ -36,7 +36,11 @@ export interface DestinationRecoveryOptions {
   probeBaseMs?: number;
   /** ... doubling on each failed probe up to this (default 10 s). */
   probeMaxMs?: number;
-  /** A probe that has not settled after this long is presumed lost (default 60 s). */
+  /**
+   * A probe, or a released message, that has not settled after this long is presumed lost
+   * (removed or held by an administrator, its delivery crashed): it no longer counts against
+   * the window (default 60 s).
+   */
   probeTimeoutMs?: number;
   /** When the destination's circuit next lets an attempt through (0: it does now). */
   openUntil?: (key: string) => number;
@@ -54,8 +58,8 @@ interface Wait {
   /** The message out as the probe, and since when. */
   probe: string | null;
   probeAt: number;
-  /** Released and not settled yet. */
-  readonly out: Set<string>;
+  /** Released and not settled yet: id -> when released. */
+  readonly out: Map<string, number>;
   /** A release transaction is under way. */
   releasing: boolean;
 }
@@ -89,7 +93,9 @@ export class DestinationRecovery {
 
   /** After a (re)start: every destination with messages waiting in the queue gets a probe soon. */
   start(): void {
-    for (const key of Object.keys(this.#o.queue.waitingCounts())) this.#down(key, 0);
+    // Spread over the first interval: a node back from a restart with many destinations
+    // waiting does not open a connection to each in the same millisecond.
+    for (const key of Object.keys(this.#o.queue.waitingCounts())) this.#down(key, Math.floor(this.#o.random() * this.#o.probeBaseMs));
   }
 
   stop(): void {
@@ -133,10 +139,14 @@ export class DestinationRecovery {
         w.out.delete(id);
         if (w.probe === id) {
           w.probe = null;
-          // The probe came back tied: still down; the next one after a longer interval.
-          if (w.mode === 'down') {
+          if (w.mode === 'down' && tiedTo.includes(from)) {
+            // The probe came back tied: still down; the next one after a longer interval.
             w.intervalMs = Math.min(w.intervalMs * 2, this.#o.probeMaxMs);
             this.#schedule(from, w, w.intervalMs);
+          } else if (w.mode === 'down') {
+            // Not deferred by the destination this time (delivered, refused for itself, or
+            // routed elsewhere now): it answers.
+            this.up(from);
           }
         } else if (w.mode === 'draining' && tiedTo.includes(from)) {
           // A released message deferred by the destination again: it is down again.
@@ -154,7 +164,7 @@ export class DestinationRecovery {
   #down(key: string, inMs: number): void {
     let w = this.#waits.get(key);
     if (w === undefined) {
-      w = { mode: 'down', intervalMs: this.#o.probeBaseMs, timer: null, probe: null, probeAt: 0, out: new Set(), releasing: false };
+      w = { mode: 'down', intervalMs: this.#o.probeBaseMs, timer: null, probe: null, probeAt: 0, out: new Map(), releasing: false };
       this.#waits.set(key, w);
     } else {
       w.mode = 'down';
@@ -208,6 +218,15 @@ export class DestinationRecovery {
 
   #refill(key: string, w: Wait): void {
     if (w.releasing || this.#stopped) return;
+    if (w.out.size > this.#o.window / 2) {
+      // A released message that never settles must not shrink the window for good.
+      const old = this.#o.now() - this.#o.probeTimeoutMs;
+      for (const [id, at] of w.out) {
+        if (at > old) break; // in release order
+        w.out.delete(id);
+        this.#released.delete(id);
+      }
+    }
     if (w.out.size > this.#o.window / 2) return;
     const want = this.#o.window - w.out.size;
     w.releasing = true;
@@ -232,8 +251,9 @@ export class DestinationRecovery {
 
   #track(key: string, w: Wait, ids: string[]): void {
     if (ids.length === 0) return;
+    const now = this.#o.now();
     for (const id of ids) {
-      w.out.add(id);
+      w.out.set(id, now);
       this.#released.set(id, key);
     }
     this.stats.released += ids.length;

@@ -224,6 +224,22 @@ test('restart keeps the tie: a new node probes what waits and delivers it once t
   assert.equal(second.recovery.stats.probes, 1, 'one probe, then the release');
 });
 
+test('a probe answered for the message itself (451 to RCPT) shows the destination answers: the rest are released and tried, then keep their own schedule', async (t) => {
+  const transport = new SwitchTransport();
+  const D = destOf('down.test').key;
+  transport.mode.set(D, 'down');
+  const n = startNode(t, folder(t), transport, { probeBaseMs: 50, probeMaxMs: 200, threshold: 100 });
+  await n.sched.start();
+  for (let i = 0; i < 5; i++) await n.enqueue(`r${i}@down.test`);
+  await waitFor('5 tied', () => waiting(n.queue, D) === 5);
+  transport.mode.set(D, 'rcpt451');
+  await waitFor('all tried against the answering destination', () => n.queue.list().every((m) => m.recipients[0]!.lastReply?.code === 451), 5000);
+  assert.equal(waiting(n.queue, D), 0, 'none waits for the destination any more');
+  assert.ok(n.queue.list().every((m) => m.nextAttemptAt > Date.now() + 4 * MIN), 'each on its own retry schedule now');
+  await waitFor('the recovery forgot the destination', () => n.recovery.state(D) === null, 2000);
+  assert.equal(n.recovery.stats.drains, 1, 'released as a whole after the probe, not probed one by one');
+});
+
 test('pacing: a long wait list is released a window at a time, never more in flight than the window', async (t) => {
   const transport = new SwitchTransport();
   const D = destOf('down.test').key;
