@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort, Load, nodeStats, prng, RecordingSink, report, scratchDir, seedFromEnv, startNodeChild, taggedMessage, type Sent } from '../helpers/reliability.js';
+import { Load, nodeStats, prng, RecordingSink, report, scratchDir, seedFromEnv, startNodeOnFreePorts, taggedMessage, type Sent } from '../helpers/reliability.js';
 
 const OUTAGE_MS = Number(process.env.RELIABILITY_RETURN_OUTAGE_S ?? 30) * 1000;
 /** The issue's bound: every accepted message delivered within this long of the return. */
@@ -76,15 +76,8 @@ test(`smarthost down for ${OUTAGE_MS / 1000} s under load, then back: every acce
   const seed = seedFromEnv();
   const dir = scratchDir(t, 'postern-rel-return-');
   const [sink] = await startSinks(t, 1);
-  const smtpPort = await freePort();
-  const httpPort = await freePort();
-  const node = await startNodeChild(t, {
-    smtpPort,
-    httpPort,
-    dataDir: join(dir, 'queue'),
-    // The default retry schedule (5 min first) and probe interval (10 s) on purpose.
-    env: { POSTERN_DELIVERY: 'routes', POSTERN_SMARTHOST: `127.0.0.1:${sink!.port}` },
-  });
+  // The default retry schedule (5 min first) and probe interval (10 s) on purpose.
+  const { node, smtpPort, httpPort } = await startNodeOnFreePorts(t, join(dir, 'queue'), { POSTERN_DELIVERY: 'routes', POSTERN_SMARTHOST: `127.0.0.1:${sink!.port}` });
   const load = new Load({ port: smtpPort, connections: SESSIONS, pauseMs: PAUSE_MS, maxMessages: 40_000, timeLimitMs: UP_MS + OUTAGE_MS + AFTER_MS, make: (n) => taggedMessage(`r${seed}-${n}`, 10 * 1024, prng(seed * 7 + n)) });
   t.after(() => load.stop());
 
@@ -144,14 +137,7 @@ test(`3 destinations, one down for ${OUTAGE_MS / 1000} s: the other two keep flo
   const dir = scratchDir(t, 'postern-rel-return3-');
   const sinks = await startSinks(t, 3);
   const domains = ['down.test', 'up1.test', 'up2.test'];
-  const smtpPort = await freePort();
-  const httpPort = await freePort();
-  const node = await startNodeChild(t, {
-    smtpPort,
-    httpPort,
-    dataDir: join(dir, 'queue'),
-    env: { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: domains.map((d, i) => `${d}=smtp:127.0.0.1:${sinks[i]!.port}`).join(';') },
-  });
+  const { node, smtpPort, httpPort } = await startNodeOnFreePorts(t, join(dir, 'queue'), { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: domains.map((d, i) => `${d}=smtp:127.0.0.1:${sinks[i]!.port}`).join(';') });
   const rcpt = (n: number): string => `rcpt${n}@${domains[n % 3]}`;
   const load = new Load({ port: smtpPort, connections: SESSIONS, pauseMs: PAUSE_MS, maxMessages: 40_000, timeLimitMs: UP_MS + OUTAGE_MS + AFTER_MS, rcpt, make: (n) => taggedMessage(`t${seed}-${n}`, 10 * 1024, prng(seed * 11 + n), rcpt(n)) });
   t.after(() => load.stop());

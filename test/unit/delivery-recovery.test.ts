@@ -132,16 +132,22 @@ function folder(t: TestContext): string {
 
 const waiting = (q: Queue, key: string): number => q.waitingCounts()[key] ?? 0;
 
-test('release on success: messages deferred by a down destination are delivered as soon as a delivery to it succeeds', async (t) => {
+/** A started node whose destination down.test refuses connections, with `count` messages tied to it. */
+async function downWithWaiting(t: TestContext, count: number, o: NodeOptions, dir = folder(t)): Promise<{ n: TestNode; transport: SwitchTransport; D: string; ids: string[] }> {
   const transport = new SwitchTransport();
   const D = destOf('down.test').key;
   transport.mode.set(D, 'down');
-  // Probes far off and a high breaker threshold: only a delivery's success can release them.
-  const n = startNode(t, folder(t), transport, { probeBaseMs: 60_000, probeMaxMs: 60_000, threshold: 100 });
+  const n = startNode(t, dir, transport, o);
   await n.sched.start();
   const ids: string[] = [];
-  for (let i = 0; i < 5; i++) ids.push(await n.enqueue(`r${i}@down.test`));
-  await waitFor('5 tied to the destination', () => waiting(n.queue, D) === 5);
+  for (let i = 0; i < count; i++) ids.push(await n.enqueue(`r${i}@down.test`));
+  await waitFor(`${count} tied to the destination`, () => waiting(n.queue, D) === count);
+  return { n, transport, D, ids };
+}
+
+test('release on success: messages deferred by a down destination are delivered as soon as a delivery to it succeeds', async (t) => {
+  // Probes far off and a high breaker threshold: only a delivery's success can release them.
+  const { n, transport, D, ids } = await downWithWaiting(t, 5, { probeBaseMs: 60_000, probeMaxMs: 60_000, threshold: 100 });
   for (const id of ids) assert.ok(n.queue.get(id)!.nextAttemptAt > Date.now() + 4 * MIN, 'their own retry is minutes away');
   assert.equal(n.recovery.state(D), 'down');
   transport.mode.set(D, 'up');
@@ -154,14 +160,8 @@ test('release on success: messages deferred by a down destination are delivered 
 });
 
 test('release on the breaker probe: with no new mail, one probe goes through the half-open circuit and, once it is delivered, the rest follow', async (t) => {
-  const transport = new SwitchTransport();
-  const D = destOf('down.test').key;
   const E = destOf('fine.test').key;
-  transport.mode.set(D, 'down');
-  const n = startNode(t, folder(t), transport, { probeBaseMs: 50, probeMaxMs: 200, threshold: 3 });
-  await n.sched.start();
-  for (let i = 0; i < 20; i++) await n.enqueue(`r${i}@down.test`);
-  await waitFor('20 tied', () => waiting(n.queue, D) === 20);
+  const { n, transport, D } = await downWithWaiting(t, 20, { probeBaseMs: 50, probeMaxMs: 200, threshold: 3 });
   assert.notEqual(n.breakers.state(D), 'closed', 'the circuit opened');
   const tries = transport.calls.get(D)!;
   // While down: a probe every 50-200 ms, one message each.
@@ -206,13 +206,7 @@ test('own-reason deferrals (a 451 to RCPT) are not released: they keep their ret
 
 test('restart keeps the tie: a new node probes what waits and delivers it once the destination answers', async (t) => {
   const dir = folder(t);
-  const transport = new SwitchTransport();
-  const D = destOf('down.test').key;
-  transport.mode.set(D, 'down');
-  const first = startNode(t, dir, transport, { probeBaseMs: 60_000, probeMaxMs: 60_000 });
-  await first.sched.start();
-  for (let i = 0; i < 6; i++) await first.enqueue(`r${i}@down.test`);
-  await waitFor('6 tied', () => waiting(first.queue, D) === 6);
+  const { n: first, transport, D } = await downWithWaiting(t, 6, { probeBaseMs: 60_000, probeMaxMs: 60_000 }, dir);
   await first.stop();
   transport.mode.set(D, 'up');
   const second = startNode(t, dir, transport, { probeBaseMs: 50, probeMaxMs: 200 });
@@ -225,13 +219,7 @@ test('restart keeps the tie: a new node probes what waits and delivers it once t
 });
 
 test('a probe answered for the message itself (451 to RCPT) shows the destination answers: the rest are released and tried, then keep their own schedule', async (t) => {
-  const transport = new SwitchTransport();
-  const D = destOf('down.test').key;
-  transport.mode.set(D, 'down');
-  const n = startNode(t, folder(t), transport, { probeBaseMs: 50, probeMaxMs: 200, threshold: 100 });
-  await n.sched.start();
-  for (let i = 0; i < 5; i++) await n.enqueue(`r${i}@down.test`);
-  await waitFor('5 tied', () => waiting(n.queue, D) === 5);
+  const { n, transport, D } = await downWithWaiting(t, 5, { probeBaseMs: 50, probeMaxMs: 200, threshold: 100 });
   transport.mode.set(D, 'rcpt451');
   await waitFor('all tried against the answering destination', () => n.queue.list().every((m) => m.recipients[0]!.lastReply?.code === 451), 5000);
   assert.equal(waiting(n.queue, D), 0, 'none waits for the destination any more');
@@ -241,13 +229,7 @@ test('a probe answered for the message itself (451 to RCPT) shows the destinatio
 });
 
 test('pacing: a long wait list is released a window at a time, never more in flight than the window', async (t) => {
-  const transport = new SwitchTransport();
-  const D = destOf('down.test').key;
-  transport.mode.set(D, 'down');
-  const n = startNode(t, folder(t), transport, { probeBaseMs: 60_000, probeMaxMs: 60_000, threshold: 1000, window: 4, maxConcurrency: 64 });
-  await n.sched.start();
-  for (let i = 0; i < 40; i++) await n.enqueue(`r${i}@down.test`);
-  await waitFor('40 tied', () => waiting(n.queue, D) === 40);
+  const { n, transport, D } = await downWithWaiting(t, 40, { probeBaseMs: 60_000, probeMaxMs: 60_000, threshold: 1000, window: 4, maxConcurrency: 64 });
   transport.mode.set(D, 'up');
   transport.delayMs = 10;
   transport.maxInFlight = 0;

@@ -5,34 +5,18 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { open as openLmdb } from 'lmdb';
-import { Queue, type EnvelopeInput, type QueueOptions } from '../../src/queue/store.js';
+import type { EnvelopeInput, Queue } from '../../src/queue/store.js';
 import { checkQueueFolder } from '../../src/queue/check-queue.js';
 import { decodeRecord, encodeRecord } from '../../src/queue/records.js';
 import { dueKey, waitKey } from '../../src/queue/keys.js';
-import { tmpdir } from '../helpers/tmpdir.js';
+import { queueHarness, type QueueHarness } from '../helpers/queue-harness.js';
 
 const T0 = 1_700_000_000_000;
 const MIN = 60_000;
 const D = 'smtp:127.0.0.1:2525';
 const E = 'smtp:127.0.0.2:2525';
 
-function harness(t: TestContext): { dir: string; clock: { t: number }; open(extra?: Partial<QueueOptions>): Queue } {
-  const queues: Queue[] = [];
-  t.after(async () => {
-    for (const q of queues) await q.close();
-  });
-  const dir = tmpdir(t);
-  const clock = { t: T0 };
-  return {
-    dir,
-    clock,
-    open(extra = {}) {
-      const q = Queue.open({ path: dir, now: () => clock.t, ...extra });
-      queues.push(q);
-      return q;
-    },
-  };
-}
+const harness = (t: TestContext): QueueHarness => queueHarness(t, T0);
 
 const env = (...recipients: string[]): EnvelopeInput => ({ sender: 's@example.org', recipients: recipients.map((address) => ({ address })) });
 const owner = 'test';
