@@ -12,7 +12,7 @@
 //   @example.com: alice@example.org every other local part of example.com goes there
 import { readFileSync, stat, statSync, type Stats } from 'node:fs';
 import { toAsciiDomain } from '../lib/domain-name.js';
-import type { ParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 /** Final addresses one alias may expand to (after nested aliases). */
 export const MAX_ALIAS_TARGETS = 100;
@@ -56,7 +56,7 @@ function withoutExtension(key: string): string | null {
 }
 
 /** Parse the map text; `source` names the file in errors ("file:line: …"). */
-export function parseRecipientMap(text: string, source: string): RecipientMap | ParseError {
+export function parseRecipientMap(text: string, source: string): Result<RecipientMap, string> {
   const problems: string[] = [];
   const mailboxes = new Set<string>();
   const rawAliases = new Map<string, { targets: string[]; line: number }>();
@@ -127,8 +127,8 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
     if (err !== null) problems.push(err);
     else aliases.set(key, Object.freeze([...out]));
   }
-  if (problems.length > 0) return { error: problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : '') };
-  return Object.freeze({ mailboxes, aliases, catchAll, domains });
+  if (problems.length > 0) return failure(problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : ''));
+  return success(Object.freeze({ mailboxes, aliases, catchAll, domains }));
 }
 
 /**
@@ -169,8 +169,8 @@ export function readRecipientMap(path: string): RecipientMap {
   const st = statSync(path);
   if (st.size > MAX_MAP_BYTES) throw new Error(`${path} is larger than ${MAX_MAP_BYTES} bytes`);
   const r = parseRecipientMap(readFileSync(path, 'utf8'), path);
-  if ('error' in r) throw new Error(r.error);
-  return r;
+  if (!r.ok) throw new Error(r.error);
+  return r.value;
 }
 
 /**

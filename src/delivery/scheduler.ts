@@ -209,7 +209,7 @@ export class Scheduler {
       const pending = m.recipients.filter((r) => {
         if (r.state !== 'pending') return false;
         if (!o.isSuppressed?.(r.address)) return true;
-        suppressed.push({ address: r.address, ok: false, transient: false, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
+        suppressed.push({ kind: 'failed', address: r.address, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
         return false;
       });
       // Route per domain, then group by destination key: one transaction per destination.
@@ -250,16 +250,16 @@ export class Scheduler {
   }
 
   async #deliverGroup(m: MessageRecord, dest: RouteResult, recipients: Recipient[], getBody: () => Promise<Buffer>): Promise<RecipientResult[]> {
-    const all = (ok: boolean, transient: boolean, reply: ReplyRecord): RecipientResult[] => recipients.map((r) => ({ address: r.address, ok, transient, reply }));
-    if (dest.kind === 'defer') return all(false, true, dest.reply);
-    if (dest.kind === 'bounce') return all(false, false, dest.reply);
+    const all = (kind: 'deferred' | 'failed', reply: ReplyRecord): RecipientResult[] => recipients.map((r) => ({ kind, address: r.address, reply }));
+    if (dest.kind === 'defer') return all('deferred', dest.reply);
+    if (dest.kind === 'bounce') return all('failed', dest.reply);
     const transport = this.#o.transports[dest.kind];
-    if (!transport) return all(false, true, { text: `no transport for ${dest.kind} destinations`, enhanced: '4.3.5', transient: true, destination: dest.key });
+    if (!transport) return all('deferred', { text: `no transport for ${dest.kind} destinations`, enhanced: '4.3.5', transient: true, destination: dest.key });
     const gate = this.#o.gate;
     let now = this.#now();
     if (gate && !gate.canAttempt(dest.key, now)) {
       const reply: ReplyRecord = { text: `destination ${dest.key} is backing off after repeated connection failures`, enhanced: '4.4.1', transient: true, destination: dest.key, command: 'CONNECT' };
-      return recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply, tried: false }));
+      return recipients.map((r) => ({ kind: 'deferred', address: r.address, reply, tried: false }));
     }
     if (gate) {
       for (let wait = gate.delayMs(dest.key, now); wait > 0 && this.#running; wait = gate.delayMs(dest.key, (now = this.#now()))) {
@@ -268,15 +268,15 @@ export class Scheduler {
     }
     const body = await getBody();
     if (countReceived(body, this.#maxHops) > this.#maxHops) {
-      return all(false, false, { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
+      return all('failed', { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
     }
     this.counters.attempts++;
     const t0 = performance.now();
     const results = await transport.deliver(dest, { message: m, recipients, body });
     this.#stats.record(dest.key, (performance.now() - t0) / 1000, results, this.#now());
     if (gate) {
-      const connFail = results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
-      gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.ok) ? 'ok' : 'other', this.#now());
+      const connFail = results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
+      gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.kind === 'delivered') ? 'ok' : 'other', this.#now());
     }
     if (results.some((r) => r.ok)) this.#o.recovery?.up(dest.key);
     return results;
@@ -293,14 +293,12 @@ export class Scheduler {
     for (const r of results) {
       const rcpt = byAddress.get(r.address)!;
       let reply = r.reply;
-      let outcome: RecipientOutcome['outcome'];
-      if (r.ok) outcome = 'delivered';
-      else if (!r.transient) outcome = 'failed';
-      else if (expired) {
+      let outcome: RecipientOutcome['outcome'] = r.kind;
+      if (r.kind === 'deferred' && expired) {
         outcome = 'failed';
         reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
-      } else outcome = 'deferred';
-      const tried = r.tried !== false;
+      }
+      const tried = r.kind !== 'deferred' || r.tried !== false;
       if (outcome === 'deferred') {
         // The destination's outage deferred it: it waits for the destination (released when
         // it is seen working again) as well as for its retry time, whichever comes first.
