@@ -3,7 +3,7 @@
 // RCPT or data: greylisting, a full mailbox, a content check). A destination deferral ties the
 // message to the destination (queue wait index), so it is retried as soon as the destination
 // is seen working again instead of after its own retry delay; docs/queue.md "Waiting for a
-// destination". Reads only the fields the retry logic may read (code, command, transient).
+// destination". Reads only the fields the retry logic may read (kind, code, command).
 import type { RecipientResult } from './types.js';
 
 /** Commands whose failure is a failure to reach or set up the destination, not this message. */
@@ -12,7 +12,7 @@ export const CONNECTION_COMMANDS: ReadonlySet<string> = new Set(['CONNECT', 'GRE
 const TRANSACTION_COMMANDS: ReadonlySet<string> = new Set(['RSET', 'MAIL', 'RCPT', 'DATA', 'BDAT', 'END-OF-DATA']);
 
 /**
- * True when a transient result says the destination itself is not working:
+ * True when a deferral says the destination itself is not working:
  * - not tried (its circuit is open);
  * - 421 at any stage (RFC 5321 §3.8: the server is closing the channel; our own protocol
  *   error records use it too);
@@ -20,8 +20,8 @@ const TRANSACTION_COMMANDS: ReadonlySet<string> = new Set(['RSET', 'MAIL', 'RCPT
  * - no reply at all (connection lost or timed out mid-transaction: 4.4.2 with no code).
  * Any other 4xx is the message's own.
  */
-export function destinationCaused(r: Pick<RecipientResult, 'ok' | 'transient' | 'reply' | 'tried'>): boolean {
-  if (r.ok || !r.transient) return false;
+export function destinationCaused(r: RecipientResult): boolean {
+  if (r.kind !== 'deferred') return false;
   if (r.tried === false) return true;
   const { code, command } = r.reply;
   if (code === 421) return true;

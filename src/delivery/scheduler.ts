@@ -278,7 +278,7 @@ export class Scheduler {
       const connFail = results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
       gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.kind === 'delivered') ? 'ok' : 'other', this.#now());
     }
-    if (results.some((r) => r.ok)) this.#o.recovery?.up(dest.key);
+    if (results.some((r) => r.kind === 'delivered')) this.#o.recovery?.up(dest.key);
     return results;
   }
 

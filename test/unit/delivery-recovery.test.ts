@@ -13,7 +13,7 @@ import { CircuitBreakerMap } from '../../src/delivery/circuit-breaker.js';
 import { DestinationRecovery } from '../../src/delivery/destination-recovery.js';
 import { destinationCaused } from '../../src/delivery/deferral-cause.js';
 import { recoveryWindow } from '../../src/delivery/engine.js';
-import { replyRecord, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from '../../src/delivery/types.js';
+import { notDelivered, replyRecord, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from '../../src/delivery/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -40,7 +40,7 @@ class SwitchTransport implements Transport {
           mode === 'down' ? replyRecord(undefined, '4.4.1', 'connect ECONNREFUSED', 'CONNECT', dest.key)
             : mode === 'rcpt451' ? replyRecord(451, '4.7.1', 'greylisted, try later', 'RCPT', dest.key)
               : replyRecord(250, '2.0.0', 'ok', 'END-OF-DATA', dest.key);
-        return { address: r.address, ok: mode === 'up', transient: reply.transient!, reply };
+        return mode === 'up' ? { kind: 'delivered' as const, address: r.address, reply } : notDelivered(r.address, reply);
       });
     } finally {
       this.inFlight--;
@@ -248,20 +248,21 @@ test('recoveryWindow: a few times the connection cap, at most half the delivery 
 
 test('destinationCaused: the destination\'s own failures tie, the message\'s do not', () => {
   const key = 'smtp:mx:25';
-  const r = (code: number | undefined, enhanced: string | undefined, command: string, extra: Partial<RecipientResult> = {}): RecipientResult => {
+  const r = (code: number | undefined, enhanced: string | undefined, command: string, tried?: false): RecipientResult => {
     const reply = replyRecord(code, enhanced, 'x', command, key);
-    return { address: 'a@b', ok: false, transient: reply.transient!, reply, ...extra };
+    const res = notDelivered('a@b', reply);
+    return res.kind === 'deferred' && tried === false ? { ...res, tried } : res;
   };
   assert.equal(destinationCaused(r(undefined, '4.4.1', 'CONNECT')), true, 'refused / timed out');
   assert.equal(destinationCaused(r(421, '4.3.2', 'CONNECT')), true, '421 at greeting');
   assert.equal(destinationCaused(r(421, '4.7.0', 'MAIL')), true, '421 later: closing the channel');
   assert.equal(destinationCaused(r(undefined, '4.4.2', 'STARTTLS')), true, 'TLS handshake');
   assert.equal(destinationCaused(r(undefined, '4.4.2', 'END-OF-DATA')), true, 'connection lost mid-transaction');
-  assert.equal(destinationCaused(r(undefined, '4.4.1', 'CONNECT', { tried: false })), true, 'open circuit');
+  assert.equal(destinationCaused(r(undefined, '4.4.1', 'CONNECT', false)), true, 'open circuit');
   assert.equal(destinationCaused(r(451, '4.7.1', 'RCPT')), false, 'greylisting');
   assert.equal(destinationCaused(r(452, '4.2.2', 'RCPT')), false, 'mailbox full');
   assert.equal(destinationCaused(r(451, '4.3.0', 'END-OF-DATA')), false, 'content check');
   assert.equal(destinationCaused(r(550, '5.1.1', 'RCPT')), false, 'permanent');
-  assert.equal(destinationCaused({ ...r(250, '2.0.0', 'END-OF-DATA'), ok: true }), false);
+  assert.equal(destinationCaused({ kind: 'delivered', address: 'a@b', reply: replyRecord(250, '2.0.0', 'ok', 'END-OF-DATA', key) }), false);
   assert.equal(destinationCaused(r(undefined, '4.4.3', 'ROUTE')), false, 'no route: not a destination answering');
 });
