@@ -154,3 +154,28 @@ test('records encode with the structure of their shape: without waitFor as befor
   assert.deepEqual(decodeRecord(b, OLD_ID).waitFor, [D]);
   assert.throws(() => decodeRecord(encodeRecord({ ...old, waitFor: [1 as unknown as string] }), OLD_ID), /bad waitFor/);
 });
+
+test('releaseWaiting: a stale wait entry is dropped, bad arguments are refused, a closed queue rejects', async (t) => {
+  const h = harness(t);
+  let q = h.open();
+  const a = await q.enqueue(env('a@down.test'), Buffer.from('x'));
+  const b = await q.enqueue(env('b@down.test'), Buffer.from('x'));
+  await leaseAndDefer(q, T0 + 5 * MIN, () => D);
+  await q.hold(b);
+  const heldSeq = q.get(b)!.seq;
+  await q.close();
+  // Entries naming nothing, and a held message (which waits for nothing), written behind the queue's back.
+  const raw = openLmdb({ path: h.dir, maxDbs: 16 });
+  const waits = raw.openDB<string, [string, number]>({ name: 'wait', encoding: 'string' });
+  waits.putSync(waitKey(D, 0), 'nobody');
+  waits.putSync(waitKey(D, heldSeq), b);
+  await raw.close();
+  q = h.open();
+  assert.deepEqual(await q.releaseWaiting(D, 10), [a], 'only the message that waits');
+  assert.deepEqual(await q.releaseWaiting(D, 10), [], 'the stale entries are gone');
+  assert.deepEqual(await q.releaseWaiting(D, 0), []);
+  await assert.rejects(q.releaseWaiting(42 as unknown as string, 1), TypeError);
+  await q.close();
+  await assert.rejects(q.releaseWaiting(D, 1), (e: unknown) => (e as { code?: string }).code === 'PST_ERR_QUEUE_CLOSED');
+  assert.throws(() => q.waitingCounts(), (e: unknown) => (e as { code?: string }).code === 'PST_ERR_QUEUE_CLOSED');
+});
