@@ -304,10 +304,14 @@ export class Scheduler {
         // it is seen working again) as well as for its retry time, whichever comes first.
         const waitFor = reply.destination !== undefined && destinationCaused(r) ? reply.destination : undefined;
         if (waitFor !== undefined && !tiedTo.includes(waitFor)) tiedTo.push(waitFor);
-        // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
-        // without a recovery to release it, it is due when the circuit lets a probe through.
-        const reopens = tried || o.recovery ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
-        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
+        // Not tried (an open circuit): no attempt is counted and the backoff does not grow.
+        // Without a recovery to release it, it is due when the circuit lets a probe through;
+        // with one, the release makes it due, and its own retry is never before the circuit
+        // reopens (a short schedule would otherwise lease and defer it again and again).
+        const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
+        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now)
+          : o.recovery ? Math.max(reopens, o.retryAt(Math.max(rcpt.attempts, 1), now))
+            : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
         outcomes.push({ address: r.address, outcome, retryAt, reply, ...(tried ? {} : { tried: false }), ...(waitFor !== undefined ? { waitFor } : {}) });
         this.counters.deferred++;
       } else {
