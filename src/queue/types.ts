@@ -86,15 +86,15 @@ export interface MessageRecord extends Omit<EnvelopeInput, 'recipients'> {
 }
 
 export type RecipientOutcome =
-  | { address: string; outcome: 'delivered'; reply?: ReplyRecord }
+  | { address: string; kind: 'delivered'; reply?: ReplyRecord }
   /** tried: false = deferred without an attempt (e.g. a destination's open circuit): not counted. */
   /**
    * waitFor: the destination key whose own state (down, refusing, open circuit) caused the
    * deferral; the message then waits for it (released when it is seen working) as well as
    * for retryAt, whichever comes first.
    */
-  | { address: string; outcome: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean; waitFor?: string }
-  | { address: string; outcome: 'failed'; reply?: ReplyRecord };
+  | { address: string; kind: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean; waitFor?: string }
+  | { address: string; kind: 'failed'; reply?: ReplyRecord };
 
 export interface QueueOptions {
   /** Folder of the LMDB environment; created if missing. */

@@ -27,7 +27,7 @@ async function leaseAndDefer(q: Queue, retryAt: number, waitFor: (address: strin
   for (const m of got) {
     await q.settle(m.id, m.recipients.map((r) => {
       const w = waitFor(r.address);
-      return { address: r.address, outcome: 'deferred' as const, retryAt, ...(w !== undefined ? { waitFor: w } : {}) };
+      return { address: r.address, kind: 'deferred' as const, retryAt, ...(w !== undefined ? { waitFor: w } : {}) };
     }), owner);
   }
   return got.map((m) => m.id);
@@ -138,7 +138,7 @@ test('a queue written before the wait index (old record form, no wait sub-databa
   h.clock.t = old.nextAttemptAt;
   const [m] = await q.lease({ limit: 1, owner });
   assert.equal(m!.id, OLD_ID);
-  await q.settle(OLD_ID, [{ address: 'b@dest.test', outcome: 'deferred', retryAt: h.clock.t + 5 * MIN, waitFor: D }, { address: 'c@other.test', outcome: 'delivered' }], owner);
+  await q.settle(OLD_ID, [{ address: 'b@dest.test', kind: 'deferred', retryAt: h.clock.t + 5 * MIN, waitFor: D }, { address: 'c@other.test', kind: 'delivered' }], owner);
   assert.deepEqual(q.waitingCounts(), { [D]: 1 });
   assert.deepEqual(await q.releaseWaiting(D, 1), [OLD_ID]);
   assert.equal(q.get(OLD_ID)!.recipients[0]!.attempts, 2);
