@@ -87,6 +87,15 @@ export class LineScanner {
     return this.#pending;
   }
 
+  /**
+   * True between lines: no partial line held and no refused line being skipped. A scanner at
+   * rest carries nothing from one chunk to the next (the CR cache is keyed by the chunk), so
+   * one can serve any number of streams in turn; only a stream that stops mid-line needs its own.
+   */
+  get atRest(): boolean {
+    return this.#pending === 0 && this.#skip === SKIP_NONE && !this.#lastCr;
+  }
+
   /** Forget any partial line (e.g. after STARTTLS, or when DATA takes over the stream). */
   reset(): void {
     this.#dropLine();

@@ -5,14 +5,17 @@
 // is still served: the session silent longest is closed (421 4.7.0) to make room (a stranger
 // never pushes out a trusted or authenticated client), so idle
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
-// "stressed" and the sessions' deadlines shrink (Postfix's stress mode).
+// "stressed" and the sessions' deadlines shrink (Postfix's stress mode). The server lends its
+// sessions one DeadlineQueue (their timeouts on one timer) and one line scanner.
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
-import { encodeReply, reply } from '../protocol/reply.js';
+import { encodeReply, reply, type Reply } from '../protocol/reply.js';
 import { clientKey, normalizeIp } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
+import { DeadlineQueue } from '../lib/deadline-queue.js';
+import { LineScanner } from '../protocol/line-scanner.js';
 import type { SessionContext } from './context.js';
 
 export class SmtpServer {
@@ -36,6 +39,15 @@ export class SmtpServer {
     this.#stressAt = Math.max(1, Math.ceil((c.maxConnections * c.stressPercent) / 100));
     this.#stressEndsBelow = Math.max(1, Math.floor(this.#stressAt * 0.9));
     ctx.stressed = false;
+    const greeting: Reply = reply(220, '', `${c.hostname} ESMTP postern`);
+    greeting.wire = encodeReply(greeting);
+    this.#hooks = {
+      greeting,
+      closed: (s) => this.#closed(s),
+      heard: (s) => this.#heard(s),
+      deadlines: new DeadlineQueue<Session>((s) => s.deadlinePassed()),
+      lines: new LineScanner(c.maxCommandLineBytes),
+    };
   }
 
   get sessionCount(): number {
@@ -73,43 +85,42 @@ export class SmtpServer {
     const ctx = this.ctx;
     const c = ctx.config;
     const ip = normalizeIp(socket.remoteAddress ?? '');
-    socket.on('error', () => {}); // a reset before the session exists must not crash the node
     ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
     // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
     const key = clientKey(ip, c.ipv6Prefix);
     const n = this.#perIp.get(key) ?? 0;
-    if (n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) {
+    const trusted = ctx.trusted.has(ip);
+    if (n >= c.maxConnectionsPerIp && !trusted) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections from your address, try again later`, true));
     }
-    if (this.#sessions.size >= c.maxConnections && !this.#evictOne(ctx.trusted.has(ip))) {
+    if (this.#sessions.size >= c.maxConnections && !this.#evictOne(trusted)) {
       return this.#refuse(socket, reply(421, '4.7.0', `${c.hostname} Too many connections, try again later`, true));
     }
     this.#perIp.set(key, n + 1);
-    const session = new Session(ctx, socket, secure, this.#hooks, key);
+    const session = new Session(ctx, socket, secure, this.#hooks, ip, trusted, key);
     this.#sessions.add(session);
     this.#updateStress();
     session.start();
   }
 
   /** Shared by every session (one object, not a closure per connection). */
-  readonly #hooks: SessionHooks = {
-    closed: (s) => {
-      if (!this.#sessions.delete(s)) return;
-      const left = (this.#perIp.get(s.clientKey) ?? 1) - 1;
-      if (left <= 0) this.#perIp.delete(s.clientKey);
-      else this.#perIp.set(s.clientKey, left);
-      this.#updateStress();
-      if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
-    },
-    heard: (s) => this.#heard(s),
-  };
+  readonly #hooks: SessionHooks;
 
-  #heard = (s: Session): void => {
+  #closed(s: Session): void {
+    if (!this.#sessions.delete(s)) return;
+    const left = (this.#perIp.get(s.clientKey) ?? 1) - 1;
+    if (left <= 0) this.#perIp.delete(s.clientKey);
+    else this.#perIp.set(s.clientKey, left);
+    this.#updateStress();
+    if (this.#sessions.size === 0) this.#idleWaiters.splice(0).forEach((f) => f());
+  }
+
+  #heard(s: Session): void {
     // Only a session still counted moves; an evicted one may still send before its socket closes.
     if (this.#sessions.delete(s)) this.#sessions.add(s);
-  };
+  }
 
   /**
    * Close the session silent longest to make room; false when every session is waiting on
@@ -140,6 +151,7 @@ export class SmtpServer {
   }
 
   #refuse(socket: Socket, r: ReturnType<typeof reply>): void {
+    socket.on('error', ignore); // a reset while refusing must not crash the node
     this.ctx.counters.connectionsRejected++;
     socket.end(encodeReply(r));
     setTimeout(() => socket.destroy(), 2000).unref();
@@ -167,3 +179,5 @@ export class SmtpServer {
     await Promise.all(closing);
   }
 }
+
+function ignore(): void {}

@@ -7,10 +7,11 @@
 // Sockets are half-open: when the client shuts its write side, every complete command it
 // sent is still answered (a message it never saw accepted would be sent twice), then the
 // session ends its side.
-// Timeouts are deadlines on one refreshable timer per session, not an idle timer that each
-// byte resets: the next command must start within POSTERN_IDLE_TIMEOUT_MS and, once started,
-// end within POSTERN_COMMAND_TIMEOUT_MS (a client dribbling a byte at a time cannot hold the
-// connection); each block of data has POSTERN_DATA_TIMEOUT_MS. Under stress (many connections)
+// Timeouts are deadlines (one at a time per session, in the server's DeadlineQueue), not an
+// idle timer that each byte resets: the next command must start within
+// POSTERN_IDLE_TIMEOUT_MS and, once started, end within POSTERN_COMMAND_TIMEOUT_MS (a client
+// dribbling a byte at a time cannot hold the connection); each block of data has
+// POSTERN_DATA_TIMEOUT_MS. Under stress (many connections)
 // every deadline is capped at POSTERN_STRESS_TIMEOUT_MS, as Postfix's smtpd does.
 import { TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
@@ -18,23 +19,74 @@ import { LineScanner } from '../protocol/line-scanner.js';
 import { DataScanner } from '../protocol/data-scanner.js';
 import { BdatReader } from '../protocol/bdat-reader.js';
 import { encodeReply, reply, R, type Reply } from '../protocol/reply.js';
-import { normalizeIp } from '../lib/networks.js';
 import type { Logger } from '../log/logger.js';
 import type { SessionContext } from './context.js';
 import type { Transaction } from './transaction.js';
 import { dispatch } from './commands/index.js';
 import { commitMessage } from './commit.js';
 import { authContinue, type AuthFlow } from './commands/auth.js';
+import type { DeadlineQueue } from '../lib/deadline-queue.js';
 
 /** 'greet': connected, greeting held back (POSTERN_GREET_DELAY_MS); a client that talks now is refused. */
 export type Mode = 'greet' | 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
 
-/** What the server learns from its sessions: when one closes and when its client sends. */
+/**
+ * What the server learns from its sessions (when one closes, when its client sends) and what it
+ * lends them all: one object per server, so a session pays one field for it.
+ */
 export interface SessionHooks {
   closed(s: Session): void;
   /** The client sent bytes (the server keeps its sessions ordered by this, to find the most silent). */
   heard(s: Session): void;
+  /** Every session's deadline; an expired one calls Session.deadlinePassed. */
+  readonly deadlines: DeadlineQueue<Session>;
+  /** The greeting, its bytes made once. */
+  readonly greeting: Reply;
+  /**
+   * The line scanner of every session between lines: a session whose line is left unfinished
+   * at the end of a chunk keeps it and puts a new one here (see Session.#process).
+   */
+  lines: LineScanner;
 }
+
+/**
+ * What a session learns once its client talks: made on first use, so a connection that only
+ * holds its slot (the common case under a connection flood) costs its socket and a Session
+ * of a dozen fields.
+ */
+class SessionState {
+  helo: string | null = null;
+  esmtp = false;
+  tlsInfo: { version: string; cipher: string } | undefined = undefined;
+  authUser: string | undefined = undefined;
+  auth: AuthFlow | null = null;
+  tx: Transaction | null = null;
+  errors = 0;
+  transactions = 0;
+  bdatPending: { last: boolean; size: number; refuse: Reply | null } | null = null;
+  data: DataScanner | null = null;
+  bdat: BdatReader | null = null;
+  /** When message data began, and the socket's bytesRead then (the minimum data rate). */
+  dataSince = 0;
+  dataBytesAt = 0;
+  /** Chunks received while a reply is pending (answered in order once it comes). */
+  backlog: Buffer[] = [];
+  /** The chunk a pending reply interrupted, and where to go on in it. */
+  resumeChunk: Buffer | null = null;
+  resumeAt = 0;
+}
+
+// Session flags, one small integer instead of a field (8 bytes) each.
+const TRUSTED = 1;
+const SECURE = 2;
+/** A handler's reply is pending: the socket is paused and the deadline stopped. */
+const BUSY = 4;
+const CLOSED = 8;
+/** A command line has begun (bytes without its CRLF yet) and its deadline is running. */
+const LINE_STARTED = 16;
+/** The client shut its write side (FIN): finish what it sent, then close. */
+const INPUT_ENDED = 32;
+const REPORTED = 64;
 
 let nextSessionNumber = 0;
 
@@ -42,65 +94,38 @@ const kSession = Symbol('postern.session');
 type SessionSocket = Socket & { [kSession]: Session };
 
 export class Session {
+  // An idle connection's cost is its socket plus this object, so its fields are few (8 bytes
+  // each): flags share one integer, whatever the client's commands create lives in
+  // SessionState, the line scanner is the server's between lines, and the deadline is a slot in
+  // the server's DeadlineQueue rather than a Timeout of its own.
   readonly id: string;
   readonly ctx: SessionContext;
   readonly ip: string;
-  readonly port: number;
-  readonly trusted: boolean;
   /** What the per-client connection limit counts this session under (an address or an IPv6 prefix). */
   readonly clientKey: string;
+  /** Owned by the server's DeadlineQueue. */
+  deadlineSlot = -1;
 
-  helo: string | null = null;
-  esmtp = false;
-  secure: boolean;
-  tlsInfo: { version: string; cipher: string } | undefined;
-  authUser: string | undefined;
-  auth: AuthFlow | null = null;
-  tx: Transaction | null = null;
-  errors = 0;
-  transactions = 0;
-  /** The reply owed after the current BDAT chunk: the chunk's fate was decided by its command. */
-  bdatPending: { last: boolean; size: number; refuse: Reply | null } | null = null;
-
-  readonly lines: LineScanner;
-  // The logger child and the two body readers are made on first use: an idle connection (the
-  // common case under a connection flood) then costs only its socket, session and line scanner.
-  #log: Logger | null = null;
-  #data: DataScanner | null = null;
-  #bdat: BdatReader | null = null;
-
-  #socket: Socket;
+  #flags: number;
   #mode: Mode = 'command';
-  #out: Buffer[] = [];
-  #busy = false;
-  #backlog: Buffer[] = [];
-  #resumeChunk: Buffer | null = null;
-  #resumeAt = 0;
+  #socket: Socket;
   #hooks: SessionHooks;
-  #closed = false;
-  /** The one timer of this session: whatever deadline the current state has. */
-  #timer: NodeJS.Timeout | null = null;
-  #timerMs = 0;
-  /** A command line has begun (bytes without its CRLF yet) and its deadline is running. */
-  #lineStarted = false;
-  /** The client shut its write side (FIN): finish what it sent, then close. */
-  #inputEnded = false;
-  /** When message data began, and the socket's bytesRead then (the minimum data rate). */
-  #dataSince = 0;
-  #dataBytesAt = 0;
+  /** This session's own line scanner, only while a line is split across chunks (or being skipped). */
+  #lines: LineScanner | null = null;
+  /** Replies queued during the current chunk; null when none. */
+  #out: Buffer[] | null = null;
+  #state: SessionState | null = null;
+  #log: Logger | null = null;
 
-  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks, clientKey = '') {
+  /** ip: the client's address (normalized); trusted: whether it is in POSTERN_TRUSTED_NETWORKS (the server has checked both). */
+  constructor(ctx: SessionContext, socket: Socket, secure: boolean, hooks: SessionHooks, ip: string, trusted: boolean, clientKey: string) {
     this.ctx = ctx;
     this.#socket = socket;
-    this.secure = secure;
     this.#hooks = hooks;
     this.clientKey = clientKey;
-    this.ip = normalizeIp(socket.remoteAddress ?? '');
-    this.port = socket.remotePort ?? 0;
-    this.trusted = ctx.trusted.has(this.ip);
+    this.ip = ip;
+    this.#flags = (trusted ? TRUSTED : 0) | (secure ? SECURE : 0);
     this.id = `${Date.now().toString(36)}${(nextSessionNumber++ & 0xffff).toString(36).padStart(4, '0')}`;
-    const c = ctx.config;
-    this.lines = new LineScanner(c.maxCommandLineBytes);
     if (secure) this.#noteTls(socket as TLSSocket);
     this.#attach(socket);
   }
@@ -108,11 +133,72 @@ export class Session {
   get log(): Logger {
     return (this.#log ??= this.ctx.log.child({ session: this.id, ip: this.ip }));
   }
+  #st(): SessionState {
+    return (this.#state ??= new SessionState());
+  }
   get data(): DataScanner {
-    return (this.#data ??= new DataScanner({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
+    const st = this.#st();
+    return (st.data ??= new DataScanner({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
   }
   get bdat(): BdatReader {
-    return (this.#bdat ??= new BdatReader({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
+    const st = this.#st();
+    return (st.bdat ??= new BdatReader({ maxMessageBytes: this.ctx.config.maxMessageBytes }));
+  }
+
+  get trusted(): boolean {
+    return (this.#flags & TRUSTED) !== 0;
+  }
+  get secure(): boolean {
+    return (this.#flags & SECURE) !== 0;
+  }
+  get helo(): string | null {
+    return this.#state?.helo ?? null;
+  }
+  set helo(v: string | null) {
+    if (v !== null || this.#state !== null) this.#st().helo = v;
+  }
+  get esmtp(): boolean {
+    return this.#state?.esmtp ?? false;
+  }
+  set esmtp(v: boolean) {
+    if (v || this.#state !== null) this.#st().esmtp = v;
+  }
+  get tlsInfo(): { version: string; cipher: string } | undefined {
+    return this.#state?.tlsInfo;
+  }
+  get authUser(): string | undefined {
+    return this.#state?.authUser;
+  }
+  set authUser(v: string | undefined) {
+    if (v !== undefined || this.#state !== null) this.#st().authUser = v;
+  }
+  get auth(): AuthFlow | null {
+    return this.#state?.auth ?? null;
+  }
+  set auth(v: AuthFlow | null) {
+    if (v !== null || this.#state !== null) this.#st().auth = v;
+  }
+  get tx(): Transaction | null {
+    return this.#state?.tx ?? null;
+  }
+  set tx(v: Transaction | null) {
+    if (v !== null || this.#state !== null) this.#st().tx = v;
+  }
+  get errors(): number {
+    return this.#state?.errors ?? 0;
+  }
+  get transactions(): number {
+    return this.#state?.transactions ?? 0;
+  }
+  set transactions(n: number) {
+    this.#st().transactions = n;
+  }
+  /** The reply owed after the current BDAT chunk: the chunk's fate was decided by its command. */
+  get bdatPending(): SessionState['bdatPending'] {
+    return this.#state?.bdatPending ?? null;
+  }
+  set bdatPending(v: SessionState['bdatPending']) {
+    if (v !== null || this.#state !== null) this.#st().bdatPending = v;
   }
 
   get mode(): Mode {
@@ -121,13 +207,14 @@ export class Session {
   set mode(m: Mode) {
     if (this.#mode === 'closed') return;
     if ((m === 'data' || m === 'bdat') && this.#mode !== m) {
-      this.#dataSince = Date.now();
-      this.#dataBytesAt = this.#socket.bytesRead;
+      const st = this.#st();
+      st.dataSince = Date.now();
+      st.dataBytesAt = this.#socket.bytesRead;
     }
     this.#mode = m; // the deadline of the new mode is armed when the chunk has been processed
   }
   get busy(): boolean {
-    return this.#busy;
+    return (this.#flags & BUSY) !== 0;
   }
   /** True while a transaction has started (MAIL accepted) and not ended. */
   get inTransaction(): boolean {
@@ -141,7 +228,7 @@ export class Session {
    */
   start(): void {
     // Logged through the root logger: the session's child is made only if it logs again.
-    this.ctx.log.info({ session: this.id, ip: this.ip, port: this.port, tls: this.secure, trusted: this.trusted }, 'connect');
+    this.ctx.log.info({ session: this.id, ip: this.ip, port: this.#socket.remotePort, tls: this.secure, trusted: this.trusted }, 'connect');
     const delay = this.ctx.config.greetDelayMs;
     if (delay > 0 && !this.trusted) {
       this.#mode = 'greet';
@@ -153,23 +240,26 @@ export class Session {
 
   #greet(): void {
     this.#mode = 'command';
-    this.send(reply(220, '', `${this.ctx.config.hostname} ESMTP postern`));
+    this.send(this.#hooks.greeting);
     this.flush();
     this.#rearm();
   }
 
   /** Queue a reply; written at the end of the current input chunk. */
   send(r: Reply): void {
-    if (this.#closed) return;
-    if (r.code >= 400 && r.code !== 421) this.errors++;
-    this.#out.push(encodeReply(r));
+    if (this.#flags & CLOSED) return;
+    if (r.code >= 400 && r.code !== 421) this.#st().errors++;
+    const wire = encodeReply(r);
+    let out = this.#out;
+    if (out === null) this.#out = out = [wire];
+    else out.push(wire);
     if (r.close) {
       this.flush();
       this.#close();
       return;
     }
     if (this.errors >= this.ctx.config.maxErrors) {
-      this.#out.push(encodeReply(reply(421, '4.7.0', `${this.ctx.config.hostname} Too many errors, closing connection`)));
+      out.push(encodeReply(reply(421, '4.7.0', `${this.ctx.config.hostname} Too many errors, closing connection`)));
       this.flush();
       this.#close();
     }
@@ -177,62 +267,61 @@ export class Session {
 
   flush(): void {
     const out = this.#out;
-    if (out.length === 0 || this.#socket.destroyed) {
-      out.length = 0;
-      return;
-    }
+    if (out === null) return;
+    this.#out = null;
+    const socket = this.#socket;
+    if (socket.destroyed) return;
     let ok: boolean;
     if (out.length === 1) {
-      ok = this.#socket.write(out[0]!);
+      ok = socket.write(out[0]!);
     } else {
-      this.#socket.cork();
-      for (const b of out) this.#socket.write(b);
-      this.#socket.uncork();
-      ok = this.#socket.writableLength === 0 || this.#socket.writableNeedDrain === false;
+      socket.cork();
+      for (const b of out) socket.write(b);
+      socket.uncork();
+      ok = socket.writableLength === 0 || socket.writableNeedDrain === false;
     }
-    out.length = 0;
-    if (!ok && !this.#closed) {
+    if (!ok && !(this.#flags & CLOSED)) {
       // The client does not read its replies: stop reading its commands until it does.
-      this.#socket.pause();
-      this.#socket.once('drain', () => {
-        if (!this.#busy && !this.#closed) this.#socket.resume();
+      socket.pause();
+      socket.once('drain', () => {
+        if (!(this.#flags & (BUSY | CLOSED))) this.#socket.resume();
       });
     }
   }
 
   /** Close politely: replies already queued are flushed first. */
   #close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+    if (this.#flags & CLOSED) return;
+    this.#flags |= CLOSED;
     this.#mode = 'closed';
     this.#disarm();
     this.#socket.end();
     // A client that never reads would keep the socket half-open forever.
-    setTimeout(() => this.#socket.destroy(), 5000).unref();
+    setTimeout(destroySocket, 5000, this.#socket).unref();
   }
 
   /** Server shutdown: close at once when idle, else after the transaction in flight. */
   drain(): void {
-    if (!this.tx && !this.#busy && (this.#mode === 'command' || this.#mode === 'auth' || this.#mode === 'greet')) {
+    if (!this.tx && !(this.#flags & BUSY) && (this.#mode === 'command' || this.#mode === 'auth' || this.#mode === 'greet')) {
       this.send(reply(421, '4.3.2', `${this.ctx.config.hostname} Service shutting down`, true));
     }
   }
 
   /** Shutdown deadline passed: 421 whatever the state. */
   abort(): void {
-    if (this.#closed) return;
-    this.#out.length = 0;
+    if (this.#flags & CLOSED) return;
+    this.#out = null;
     this.send(reply(421, '4.3.2', `${this.ctx.config.hostname} Service shutting down, closing transaction`, true));
     this.#socket.destroy();
   }
 
   get closed(): boolean {
-    return this.#closed;
+    return (this.#flags & CLOSED) !== 0;
   }
 
   /** True when closing this session to make room costs nobody a reply they wait for. */
   get evictable(): boolean {
-    return !this.#closed && !this.#busy && this.#mode !== 'tls';
+    return !(this.#flags & (CLOSED | BUSY)) && this.#mode !== 'tls';
   }
 
   /**
@@ -240,45 +329,44 @@ export class Session {
    * 421 so a new client can be served. The server stops counting it at once.
    */
   evict(): void {
-    if (this.#closed) return;
+    if (this.#flags & CLOSED) return;
     this.log.info({ mode: this.#mode }, 'evicted: silent longest while the connection limit was reached');
-    this.#out.length = 0;
+    this.#out = null;
     this.send(reply(421, '4.7.0', `${this.ctx.config.hostname} Too many connections; closing the one silent longest`, true));
     this.#report();
   }
 
   /** The server entered stress mode: shorten the deadline running now. */
   stress(): void {
-    if (this.#closed || this.#busy) return;
-    this.#timerMs = -1; // a new timer, whatever the state
-    this.#lineStarted = false;
+    if (this.#flags & (CLOSED | BUSY)) return;
+    this.#flags &= ~LINE_STARTED;
     if (this.#mode === 'greet') this.#arm(this.ctx.config.greetDelayMs, false);
     else this.#rearm();
   }
 
   /** (Re)start the deadline of the current state; called after each chunk and each resume. */
   #rearm(): void {
-    if (this.#closed || this.#busy) return;
+    if (this.#flags & (CLOSED | BUSY)) return;
     const c = this.ctx.config;
     const m = this.#mode;
     if (m === 'data' || m === 'bdat') {
       // Each block must come within the data timeout, and the whole message at least at
       // POSTERN_MIN_DATA_RATE after it (Postfix smtpd_min_data_rate): every byte buys
       // 1/rate s more, so a client dribbling a byte at a time cannot keep its slot forever.
-      // A fast client's deadline stays beyond the block timeout, so the timer is only refreshed.
       let ms = c.dataTimeoutMs;
       if (c.minDataRate > 0) {
-        const deadline = this.#dataSince + c.dataTimeoutMs + ((this.#socket.bytesRead - this.#dataBytesAt) * 1000) / c.minDataRate;
+        const st = this.#st();
+        const deadline = st.dataSince + c.dataTimeoutMs + ((this.#socket.bytesRead - st.dataBytesAt) * 1000) / c.minDataRate;
         ms = Math.max(1, Math.min(ms, Math.ceil(deadline - Date.now())));
       }
       this.#arm(ms, true);
     } else if (m === 'command' || m === 'auth') {
-      if (this.lines.pendingBytes === 0) {
-        this.#lineStarted = false;
+      if (this.#lines === null || this.#lines.pendingBytes === 0) {
+        this.#flags &= ~LINE_STARTED;
         this.#arm(c.idleTimeoutMs, true);
-      } else if (!this.#lineStarted) {
+      } else if (!(this.#flags & LINE_STARTED)) {
         // The deadline runs from the line's first byte; later bytes of it do not move it.
-        this.#lineStarted = true;
+        this.#flags |= LINE_STARTED;
         this.#arm(c.commandTimeoutMs, true);
       }
     }
@@ -286,23 +374,24 @@ export class Session {
 
   #arm(ms: number, stressable: boolean): void {
     if (stressable && this.ctx.stressed) ms = Math.min(ms, this.ctx.config.stressTimeoutMs);
-    if (this.#timer !== null && this.#timerMs === ms) {
-      this.#timer.refresh();
-      return;
-    }
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timerMs = ms;
-    this.#timer = setTimeout(Session.#timerFired, ms, this).unref();
+    this.#hooks.deadlines.set(this, ms);
   }
 
   #disarm(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.#hooks.deadlines.clear(this);
+  }
+
+  /** The deadline armed last has passed (called by the server's DeadlineQueue). */
+  deadlinePassed(): void {
+    if (this.#mode === 'greet') return this.#greet();
+    if (this.#flags & CLOSED) return;
+    this.log.info({ mode: this.#mode, stressed: this.ctx.stressed === true }, 'timeout');
+    this.#out = null;
+    this.send(reply(421, '4.4.2', `${this.ctx.config.hostname} Error: timeout exceeded`, true));
   }
 
   #attach(socket: Socket): void {
     this.#socket = socket;
-    socket.setNoDelay(true);
     (socket as SessionSocket)[kSession] = this;
     socket.on('data', Session.#dataListener);
     socket.on('error', Session.#errorListener);
@@ -324,9 +413,6 @@ export class Session {
   static #closeListener(this: Socket): void {
     (this as SessionSocket)[kSession].#onSocketClose();
   }
-  static #timerFired(s: Session): void {
-    s.#onTimeout();
-  }
 
   #detach(socket: Socket): void {
     socket.removeListener('data', Session.#dataListener);
@@ -336,42 +422,36 @@ export class Session {
   }
 
   #onEnd(): void {
-    this.#inputEnded = true;
+    this.#flags |= INPUT_ENDED;
     this.#closeIfInputDone();
+  }
+
+  get #backlogged(): boolean {
+    return this.#state !== null && this.#state.backlog.length > 0;
   }
 
   /** After a FIN: once nothing the client sent is waiting for its reply, close our side. */
   #closeIfInputDone(): void {
-    if (!this.#inputEnded || this.#busy || this.#backlog.length > 0 || this.#closed) return;
+    if ((this.#flags & (INPUT_ENDED | BUSY | CLOSED)) !== INPUT_ENDED || this.#backlogged) return;
     this.flush();
     this.log.debug({ mode: this.#mode }, 'client closed its side');
     this.#close();
-  }
-
-  #onTimeout(): void {
-    this.#timer = null;
-    if (this.#mode === 'greet') return this.#greet();
-    if (this.#closed) return;
-    this.log.info({ mode: this.#mode, stressed: this.ctx.stressed === true }, 'timeout');
-    this.#out.length = 0;
-    this.send(reply(421, '4.4.2', `${this.ctx.config.hostname} Error: timeout exceeded`, true));
   }
 
   #onError(err: Error): void {
     this.log.debug({ err: err.message }, 'socket error');
   }
 
-  #reported = false;
   #onSocketClose(): void {
-    this.#closed = true;
+    this.#flags |= CLOSED;
     this.#mode = 'closed';
     this.#disarm();
     this.#report();
   }
 
   #report(): void {
-    if (this.#reported) return;
-    this.#reported = true;
+    if (this.#flags & REPORTED) return;
+    this.#flags |= REPORTED;
     this.log.info({ messages: this.transactions, errors: this.errors, auth: this.authUser }, 'disconnect');
     this.#hooks.closed(this);
   }
@@ -384,8 +464,8 @@ export class Session {
       this.send(reply(554, '5.5.1', `${this.ctx.config.hostname} Protocol error: talking before the greeting`, true));
       return;
     }
-    if (this.#busy || this.#backlog.length > 0) {
-      this.#backlog.push(chunk);
+    if (this.#flags & BUSY || this.#backlogged) {
+      this.#st().backlog.push(chunk);
       return;
     }
     this.#process(chunk, 0);
@@ -412,12 +492,21 @@ export class Session {
         this.mode = 'command';
         r = this.#endBdatChunk();
       } else if (mode === 'command' || mode === 'auth') {
-        const kind = this.lines.scan(chunk, pos);
+        // Between lines the server's scanner serves (it is at rest, carrying nothing from one
+        // chunk or session to the next); a line left unfinished keeps the scanner it began in.
+        const lines = this.#lines ?? this.#hooks.lines;
+        const kind = lines.scan(chunk, pos);
+        pos = lines.end;
+        if (lines.atRest) {
+          this.#lines = null;
+        } else if (this.#lines === null) {
+          this.#lines = lines;
+          this.#hooks.lines = new LineScanner(this.ctx.config.maxCommandLineBytes);
+        }
         if (kind === 'partial') return;
-        pos = this.lines.end;
-        this.#lineStarted = false;
+        this.#flags &= ~LINE_STARTED;
         if (kind === 'line') {
-          r = mode === 'auth' ? authContinue(this, this.lines.line) : dispatch(this, this.lines.line);
+          r = mode === 'auth' ? authContinue(this, lines.line) : dispatch(this, lines.line);
         } else if (kind === 'bad-newline') {
           if (mode === 'auth') {
             this.auth = null;
@@ -445,9 +534,10 @@ export class Session {
   }
 
   #suspend(p: Promise<Reply>, chunk: Buffer, pos: number): void {
-    this.#busy = true;
-    this.#resumeChunk = chunk;
-    this.#resumeAt = pos;
+    this.#flags |= BUSY;
+    const st = this.#st();
+    st.resumeChunk = chunk;
+    st.resumeAt = pos;
     this.#disarm(); // waiting on us (a commit, a filter, a password check) costs the client no time
     this.#socket.pause();
     this.flush();
@@ -461,17 +551,18 @@ export class Session {
   }
 
   #resume(r: Reply): void {
-    this.#busy = false;
-    if (this.#closed) return;
+    this.#flags &= ~BUSY;
+    if (this.#flags & CLOSED) return;
     this.send(r);
-    const chunk = this.#resumeChunk!;
-    this.#resumeChunk = null;
-    this.#process(chunk, this.#resumeAt);
-    while (!this.#busy && this.#backlog.length > 0 && !this.#closed) {
-      this.#process(this.#backlog.shift()!, 0);
+    const st = this.#st();
+    const chunk = st.resumeChunk!;
+    st.resumeChunk = null;
+    this.#process(chunk, st.resumeAt);
+    while (!(this.#flags & (BUSY | CLOSED)) && st.backlog.length > 0) {
+      this.#process(st.backlog.shift()!, 0);
     }
     this.flush();
-    if (!this.#busy && !this.#closed && !this.#socket.writableNeedDrain) this.#socket.resume();
+    if (!(this.#flags & (BUSY | CLOSED)) && !this.#socket.writableNeedDrain) this.#socket.resume();
     this.#rearm();
     this.#closeIfInputDone();
   }
@@ -512,16 +603,18 @@ export class Session {
     const raw = this.#socket;
     this.#detach(raw);
     raw.on('error', () => {}); // errors now surface on the TLS socket
-    this.#backlog.length = 0;
-    this.lines.reset();
+    this.#lines = null;
     // Everything the client said or proved in plaintext goes: its name, the transaction, and
     // an AUTH done before TLS (the plaintext could have been spliced by a man in the middle).
-    this.helo = null;
-    this.esmtp = false;
-    this.tx = null;
-    this.auth = null;
-    this.authUser = undefined;
-    this.bdatPending = null;
+    // The counts (errors, messages) stay.
+    const st = this.#st();
+    st.backlog.length = 0;
+    st.helo = null;
+    st.esmtp = false;
+    st.tx = null;
+    st.auth = null;
+    st.authUser = undefined;
+    st.bdatPending = null;
     this.#disarm(); // the handshake has its own timeout below
     const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls!.context });
     const timer = setTimeout(() => {
@@ -530,7 +623,7 @@ export class Session {
     }, this.ctx.config.tlsHandshakeTimeoutMs);
     secure.once('secure', () => {
       clearTimeout(timer);
-      this.secure = true;
+      this.#flags |= SECURE;
       this.#noteTls(secure);
       this.#mode = 'command';
       this.#attach(secure);
@@ -543,13 +636,17 @@ export class Session {
     });
     secure.once('close', () => {
       clearTimeout(timer);
-      if (!this.#closed) this.#onSocketClose();
+      if (!(this.#flags & CLOSED)) this.#onSocketClose();
     });
   }
 
   #noteTls(s: TLSSocket): void {
     this.ctx.counters.tlsHandshakes++;
     const c = s.getCipher();
-    this.tlsInfo = { version: s.getProtocol() ?? 'TLS', cipher: c?.standardName ?? c?.name ?? 'unknown' };
+    this.#st().tlsInfo = { version: s.getProtocol() ?? 'TLS', cipher: c?.standardName ?? c?.name ?? 'unknown' };
   }
+}
+
+function destroySocket(socket: Socket): void {
+  socket.destroy();
 }

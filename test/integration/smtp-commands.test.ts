@@ -338,6 +338,41 @@ test('a client flooding bytes without CRLF is cut off while another is served', 
   assert.equal((await good.cmd('NOOP')).code, 250);
 });
 
+test('lines split across packets by several clients at once are each answered whole, and a refused line is skipped only in its own session', async (t) => {
+  const node = await startTestNode(t);
+  const [a, b, c, d] = await Promise.all([1, 2, 3, 4].map(() => session(node.ports.smtpPort)));
+  t.after(() => [a, b, c, d].forEach((x) => x!.end()));
+  // Each write its own packet: the sessions leave lines unfinished in turn, between lines of the others.
+  const steps: Array<[RawClient, string]> = [
+    [a, 'NOO'],
+    [d, 'NOOP\n'], // a bare LF: 500, then the rest of that line up to its CRLF is skipped
+    [b, 'HEL'],
+    [c, 'NOOP\r\nRS'],
+    [d, 'skipped rest'],
+    [b, 'O b.example\r\n'],
+    [a, 'P\r\n'],
+    [c, 'ET\r\n'],
+    [d, '\r\nNOOP\r\n'],
+  ];
+  for (const [client, bytes] of steps) {
+    client!.write(bytes);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  assert.equal((await a!.read()).code, 250, 'a: NOOP in two packets');
+  assert.equal((await b!.read()).code, 250, 'b: HELO in two packets');
+  assert.deepEqual(
+    (await c!.readN(2)).map((r) => r.code),
+    [250, 250],
+    'c: NOOP, then RSET in two packets',
+  );
+  const bad = await d!.read();
+  assert.equal(bad.code, 500);
+  assert.match(bad.text, /^5\.5\.2 /);
+  assert.equal((await d!.read()).code, 250, 'd: only the NOOP after the skipped line is answered');
+  await new Promise((r) => setTimeout(r, 100));
+  for (const x of [a, b, c, d]) assert.equal(x!.pending(), 0, 'no other reply');
+});
+
 test('connection limits: per IP gets 421 4.7.0; at the total limit the session silent longest makes room', async (t) => {
   const node = await startTestNode(t, { POSTERN_MAX_CONNECTIONS: '3', POSTERN_MAX_CONNECTIONS_PER_IP: '2', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24' });
   const a = await session(node.ports.smtpPort);

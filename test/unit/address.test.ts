@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parsePathArgs, decodeXtext, encodeXtext, isMailbox, hasRoutingLocalPart } from '../../src/protocol/address.js';
 import { receivedHeader, protocolKeyword } from '../../src/smtp/received.js';
-import { NetworkList } from '../../src/lib/networks.js';
+import { NetworkList, ipv4Number, normalizeIp } from '../../src/lib/networks.js';
+import { BlockList, isIP } from 'node:net';
+import { mulberry32 } from '../../src/lib/random.js';
 
 test('paths and parameters', () => {
   const r = parsePathArgs('FROM:<a@b.example> SIZE=10 body=8bitmime SMTPUTF8', 'FROM', true);
@@ -50,6 +52,41 @@ test('trusted networks, IPv4-mapped addresses', () => {
   assert.ok(!n.has('10.2.0.1'));
   assert.ok(!n.has('192.0.2.1'));
   assert.ok(!n.has(undefined));
+});
+
+test('ipv4Number reads exactly what net.isIPv4 accepts', () => {
+  const cases = ['0.0.0.0', '255.255.255.255', '127.0.0.1', '10.1.200.3', '1.2.3.4', '01.2.3.4', '1.2.3.04', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1.2.3.256', '1..2.3', '.1.2.3', '1.2.3.', ' 1.2.3.4', '1.2.3.4 ', '1.2.3.4%eth0', '::1', '::ffff:1.2.3.4', '', 'a.b.c.d', '1000.1.1.1', '00.0.0.0', '0.0.0.00', '199.199.199.199', '249.250.251.252'];
+  for (const a of cases) assert.equal(ipv4Number(a) >= 0, isIP(a) === 4, a);
+  assert.equal(ipv4Number('10.1.200.3'), (10 << 24) + (1 << 16) + (200 << 8) + 3);
+  assert.equal(ipv4Number('255.255.255.255'), 0xffffffff);
+  assert.equal(ipv4Number('0.0.0.0'), 0);
+});
+
+test('trusted networks: IPv4 clients matched without BlockList agree with it, IPv4-mapped IPv6 networks included', () => {
+  const rand = mulberry32(7);
+  const q = (): string => Array.from({ length: 4 }, () => Math.floor(rand() * 4) * 64 + Math.floor(rand() * 2)).join('.');
+  const lists = [
+    ['127.0.0.0/8', '::1/128'],
+    ['0.0.0.0/0'],
+    ['192.0.2.7/32', '64.0.0.0/2', '128.1.0.0/17'],
+    ['::ffff:64.0.0.0/98', '2001:db8::/32'], // IPv4-mapped: IPv4 clients are checked by BlockList
+    ['::/0'],
+    ['2001:db8::/32'],
+    [],
+  ];
+  for (const cidrs of lists) {
+    const list = new NetworkList(cidrs);
+    const ref = new BlockList();
+    for (const c of cidrs) {
+      const [addr, bits] = c.split('/') as [string, string];
+      ref.addSubnet(addr, Number(bits), isIP(addr) === 6 ? 'ipv6' : 'ipv4');
+    }
+    for (let i = 0; i < 400; i++) {
+      const a = i % 4 === 0 ? `::ffff:${q()}` : q();
+      const n = normalizeIp(a);
+      assert.equal(list.has(a), ref.check(n, isIP(n) === 6 ? 'ipv6' : 'ipv4'), `${a} in ${cidrs.join(',')}`);
+    }
+  }
 });
 
 test('hasRoutingLocalPart: the %-hack, bang paths and quoted @ are routing; plain and quoted names are not', () => {
