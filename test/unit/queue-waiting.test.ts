@@ -33,6 +33,14 @@ async function leaseAndDefer(q: Queue, retryAt: number, waitFor: (address: strin
   return got.map((m) => m.id);
 }
 
+/** Two messages, a and b, both deferred by the destination D. */
+async function twoTied(q: Queue): Promise<[string, string]> {
+  const a = await q.enqueue(env('a@down.test'), Buffer.from('x'));
+  const b = await q.enqueue(env('b@down.test'), Buffer.from('x'));
+  await leaseAndDefer(q, T0 + 5 * MIN, () => D);
+  return [a, b];
+}
+
 test('a destination deferral ties the message: released due now, leased, the tie gone; own-reason deferrals stay scheduled', async (t) => {
   const h = harness(t);
   const q = h.open();
@@ -76,9 +84,7 @@ test('releaseWaiting: oldest first, at most limit; a message waiting for two des
 test('the tie survives a reopen (restart), and holding a tied message drops it from the index', async (t) => {
   const h = harness(t);
   let q = h.open();
-  const a = await q.enqueue(env('a@down.test'), Buffer.from('x'));
-  const b = await q.enqueue(env('b@down.test'), Buffer.from('x'));
-  await leaseAndDefer(q, T0 + 5 * MIN, () => D);
+  const [a, b] = await twoTied(q);
   await q.close();
   q = h.open();
   assert.deepEqual(q.waitingCounts(), { [D]: 2 });
@@ -158,9 +164,7 @@ test('records encode with the structure of their shape: without waitFor as befor
 test('releaseWaiting: a stale wait entry is dropped, bad arguments are refused, a closed queue rejects', async (t) => {
   const h = harness(t);
   let q = h.open();
-  const a = await q.enqueue(env('a@down.test'), Buffer.from('x'));
-  const b = await q.enqueue(env('b@down.test'), Buffer.from('x'));
-  await leaseAndDefer(q, T0 + 5 * MIN, () => D);
+  const [a, b] = await twoTied(q);
   await q.hold(b);
   const heldSeq = q.get(b)!.seq;
   await q.close();
