@@ -14,6 +14,7 @@ import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
 import { ThrottleMap } from './throttle.js';
 import { CircuitBreakerMap } from './circuit-breaker.js';
+import { DestinationRecovery } from './destination-recovery.js';
 import { nextRetryAt } from './backoff.js';
 import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
 import { AffinityTransport } from './affinity-transport.js';
@@ -73,7 +74,22 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
   const throttles = c.destRate !== null ? new ThrottleMap(c.destRate) : null;
-  const breakers = new CircuitBreakerMap();
+  // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
+  // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
+  // comes back is seen within that interval (docs/queue.md "Waiting for a destination").
+  const probeMaxMs = c.destProbeIntervalMs;
+  const probeBaseMs = Math.min(PROBE_BASE_MS, probeMaxMs);
+  const breakers = new CircuitBreakerMap({ baseOpenMs: probeBaseMs, maxOpenMs: probeMaxMs });
+  let scheduler: Scheduler | null = null;
+  const recovery = new DestinationRecovery({
+    queue,
+    log,
+    window: recoveryWindow(c.destMaxConnections, c.deliveryConcurrency),
+    probeBaseMs,
+    probeMaxMs,
+    openUntil: (key) => breakers.retryAt(key),
+    wake: () => scheduler?.wake(),
+  });
   const gate: DestinationGate = {
     delayMs: (key, now) => (throttles ? throttles.take(key, now) : 0),
     canAttempt: (key, now) => breakers.canAttempt(key, now),
@@ -85,7 +101,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   };
   const bounces: BounceSink = { bounce: (message, items, originalBody) => enqueueDsn(queue, c.hostname, message, items, originalBody) };
   const withReports = reports.withReports;
-  return new Scheduler({
+  scheduler = new Scheduler({
     queue,
     log,
     route,
@@ -106,11 +122,25 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConcurrency: c.deliveryConcurrency,
     leaseMs: c.queueLeaseMs,
     isSuppressed: (address) => queue.suppressions.has(address),
+    recovery,
     ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     // Pool counts for /v1/stats (the in-thread SMTP transport only).
     ...(smtp instanceof SmtpTransport ? { poolCounts: () => smtp.counts() } : {}),
   });
+  return scheduler;
+}
+
+/** The first probe of a destination found down comes this long after (then doubling). */
+const PROBE_BASE_MS = 1000;
+
+/**
+ * Released messages of one destination out at a time: a few times its connection cap (every
+ * connection busy with one queued behind it, and the next window released before the last
+ * drains), and at most half the delivery slots so other destinations keep flowing.
+ */
+export function recoveryWindow(maxConnections: number, deliveryConcurrency: number): number {
+  return Math.max(1, Math.min(Math.max(4 * maxConnections, 32), Math.floor(deliveryConcurrency / 2)));
 }
 
 /** A host that is this machine: "localhost", loopback, unspecified, or one of its own addresses. */

@@ -16,6 +16,7 @@ import type { Destination, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
 import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
 import type { BounceStatsView } from './failure-tally.js';
+import { CONNECTION_COMMANDS, destinationCaused } from './deferral-cause.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -29,6 +30,17 @@ export interface DestinationGate {
   retryAt?(key: string): number;
   /** After a delivery: connection-level failures (connect, greeting 421, timeout) trip the breaker. */
   record(key: string, outcome: 'ok' | 'connection-failure' | 'other', now: number): void;
+}
+
+/** What the scheduler tells about destinations coming back (DestinationRecovery). */
+export interface WaitTracker {
+  /** After the queue's leases are returned at start: probe what waits from before. */
+  start(): void;
+  stop(): void;
+  /** A delivery to this destination key succeeded. */
+  up(key: string): void;
+  /** A leased message's attempt ended; `tiedTo`: the destinations it now waits for. */
+  settled(id: string, tiedTo: readonly string[]): void;
 }
 
 export interface BounceSink {
@@ -69,6 +81,11 @@ export interface SchedulerOptions {
   isSuppressed?: (address: string) => boolean;
   /** Event webhooks: one event per recipient outcome. */
   onEvent?: (e: MailEvent) => void;
+  /**
+   * Releases the messages waiting for a destination when it works again. With it, a deferral
+   * not tried (open circuit) falls back to the retry schedule: the release makes it due.
+   */
+  recovery?: WaitTracker;
   // Connection-pool counts per destination key (the SMTP transport's), for /v1/stats.
   poolCounts?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }>;
   /** The bounce category of a failed or deferred recipient (engine.ts: the rules, and the tally). */
@@ -84,8 +101,6 @@ export function formatAge(ms: number): string {
   if (ms < 172_800_000) return `${Math.round(ms / 3_600_000)} h`;
   return `${Math.round(ms / 86_400_000)} d`;
 }
-
-const CONNECTION_COMMANDS = new Set(['CONNECT', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'TLS']);
 
 export class Scheduler {
   readonly #stats = new DestinationStatsTable();
@@ -129,6 +144,7 @@ export class Scheduler {
     const back = await this.#o.queue.releaseAllLeases();
     if (back > 0) this.#o.log.info({ messages: back }, 'leases of the previous run returned to the queue');
     this.#reclaimTimer = setInterval(() => void this.#o.queue.reclaimExpired().catch(() => {}), Math.max(1000, this.#o.leaseMs / 4)).unref();
+    this.#o.recovery?.start();
     this.#loop = this.#run();
   }
 
@@ -144,6 +160,7 @@ export class Scheduler {
     if (!this.#running) return;
     this.#running = false;
     if (this.#reclaimTimer) clearInterval(this.#reclaimTimer);
+    this.#o.recovery?.stop();
     this.wake();
     this.#slotFreed?.();
     await this.#loop;
@@ -167,7 +184,10 @@ export class Scheduler {
         this.#o.log.error({ err }, 'lease failed');
       }
       for (const m of batch) {
-        const p = this.#deliverMessage(m).catch((err: unknown) => this.#o.log.error({ err, id: m.id }, 'delivery crashed; the lease will expire and the message return'));
+        const p = this.#deliverMessage(m).catch((err: unknown) => {
+          this.#o.log.error({ err, id: m.id }, 'delivery crashed; the lease will expire and the message return');
+          this.#o.recovery?.settled(m.id, []);
+        });
         this.#inflight.add(p);
         void p.finally(() => {
           this.#inflight.delete(p);
@@ -267,6 +287,7 @@ export class Scheduler {
       const connFail = results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
       gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.kind === 'delivered') ? 'ok' : 'other', this.#now());
     }
+    if (results.some((r) => r.kind === 'delivered')) this.#o.recovery?.up(dest.key);
     return results;
   }
 
@@ -276,6 +297,7 @@ export class Scheduler {
     const expired = now - m.receivedAt >= o.maxQueueLifetimeMs;
     const byAddress = new Map(m.recipients.map((r) => [r.address, r]));
     const outcomes: RecipientOutcome[] = [];
+    const tiedTo: string[] = [];
     const failed: Array<{ recipient: Recipient; reply: ReplyRecord; action: 'failed' }> = [];
     for (const r of results) {
       const rcpt = byAddress.get(r.address)!;
@@ -288,11 +310,19 @@ export class Scheduler {
       const tried = r.kind !== 'deferred' || r.tried !== false;
       const category = outcome === 'delivered' ? undefined : o.classify?.(reply, outcome);
       if (outcome === 'deferred') {
-        // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
-        // it is due when the circuit lets a probe through.
+        // The destination's outage deferred it: it waits for the destination (released when
+        // it is seen working again) as well as for its retry time, whichever comes first.
+        const waitFor = reply.destination !== undefined && destinationCaused(r) ? reply.destination : undefined;
+        if (waitFor !== undefined && !tiedTo.includes(waitFor)) tiedTo.push(waitFor);
+        // Not tried (an open circuit): no attempt is counted and the backoff does not grow.
+        // Without a recovery to release it, it is due when the circuit lets a probe through;
+        // with one, the release makes it due, and its own retry is never before the circuit
+        // reopens (a short schedule would otherwise lease and defer it again and again).
         const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
-        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
-        outcomes.push({ address: r.address, kind: outcome, retryAt, reply, ...(tried ? {} : { tried: false }) });
+        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now)
+          : o.recovery ? Math.max(reopens, o.retryAt(Math.max(rcpt.attempts, 1), now))
+            : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
+        outcomes.push({ address: r.address, kind: outcome, retryAt, reply, ...(tried ? {} : { tried: false }), ...(waitFor !== undefined ? { waitFor } : {}) });
         this.counters.deferred++;
       } else {
         outcomes.push({ address: r.address, kind: outcome, reply });
@@ -343,9 +373,11 @@ export class Scheduler {
     }
     try {
       await o.queue.settle(m.id, outcomes, this.#owner);
+      o.recovery?.settled(m.id, tiedTo);
     } catch (err) {
       // Our lease was lost (expired and taken): the other owner's outcome stands.
       o.log.warn({ err, id: m.id }, 'settle refused');
+      o.recovery?.settled(m.id, []);
     }
   }
 }

@@ -57,4 +57,6 @@ export interface Api {
   readonly rateLimit: ThrottleMap | null;
   /** Queue counts for /metrics and /v1/stats, recounted at most once a second. */
   readonly counts: CachedCounts;
+  /** Ready messages waiting for each destination to work again (queue wait index), same cache age. */
+  readonly waiting: CachedCounts<Record<string, number>>;
 }

@@ -171,7 +171,7 @@ export const DASHBOARD_SCRIPT = `
     if (!list.length) {
       var tr = document.createElement('tr');
       cell(tr, 'empty', 'no deliveries yet');
-      tr.firstChild.colSpan = 9; tbody.appendChild(tr); return;
+      tr.firstChild.colSpan = 10; tbody.appendChild(tr); return;
     }
     list.forEach(function (d) {
       var tr = document.createElement('tr'), p = d.pool, r = d.lastReply;
@@ -181,6 +181,7 @@ export const DASHBOARD_SCRIPT = `
       cell(tr, 'n', fmt(d.delivered || 0));
       cell(tr, 'n', fmt(d.deferred || 0));
       cell(tr, 'n', fmt(d.bounced || 0));
+      cell(tr, 'n', fmt(d.waitingForReturn || 0), 'queued messages waiting for this destination to answer again');
       var rt = '';
       if (r) {
         rt = [r.code, r.enhanced].filter(function (x) { return x !== undefined && x !== null; }).join(' ');
@@ -351,8 +352,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     <h2>Destinations <em>busiest next hops since start</em></h2>
     <table>
       <colgroup><col class="dest"><col><col><col><col><col><col><col><col class="reply"></colgroup>
-      <thead><tr><th class="l">destination</th><th>open</th><th>busy</th><th>idle</th><th>waiting</th><th>delivered</th><th>deferred</th><th>bounced</th><th class="l">last reply</th></tr></thead>
-      <tbody data-testid="destinations"><tr><td class="empty" colspan="9">–</td></tr></tbody>
+      <thead><tr><th class="l">destination</th><th>open</th><th>busy</th><th>idle</th><th>waiting</th><th>delivered</th><th>deferred</th><th>bounced</th><th title="queued messages waiting for this destination to answer again">waiting for return</th><th class="l">last reply</th></tr></thead>
+      <tbody data-testid="destinations"><tr><td class="empty" colspan="10">–</td></tr></tbody>
     </table>
   </section>
 </main>

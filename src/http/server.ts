@@ -85,7 +85,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
-  const api: Api = { deps, stats, process: processMetrics, rateLimit, counts: new CachedCounts(() => deps.queue.counts()) };
+  const api: Api = { deps, stats, process: processMetrics, rateLimit, counts: new CachedCounts(() => deps.queue.counts()), waiting: new CachedCounts(() => deps.queue.waitingCounts()) };
   const router = buildRouter();
   // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
   const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });

@@ -1,4 +1,4 @@
-// The queue's integrity check and repair: walks the records, the bodies, both indexes, the
+// The queue's integrity check and repair: walks the records, the bodies, the indexes, the
 // counters and the stored seq, and reports every place where they disagree with the records
 // (docs/queue.md "Invariants"). With repair, in the same write transaction, after every read:
 // undecodable records and bodies without a record are set aside (kept, RecordStore.setAside),
@@ -8,8 +8,8 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PosternError } from '../errors.js';
-import { CounterDelta } from './counters.js';
-import { LAYOUT_VERSION, META, dueKey, leaseKey, type DueKey, type LeaseKey } from './keys.js';
+import { CounterDelta, waitsOf } from './counters.js';
+import { LAYOUT_VERSION, META, dueKey, leaseKey, waitKey, type DueKey, type LeaseKey, type WaitKey } from './keys.js';
 import { decodeRecord } from './records.js';
 import { RecordStore, openQueueEnv } from './record-store.js';
 
@@ -21,6 +21,8 @@ export type QueueProblemKind =
   | 'missing-due-entry'
   | 'stale-lease-entry'
   | 'missing-lease-entry'
+  | 'stale-wait-entry'
+  | 'missing-wait-entry'
   | 'counter'
   | 'seq';
 
@@ -54,7 +56,7 @@ export interface QueueCheckReport {
   corrupt: { id: string; at: number; reason: string; recordBytes: number; bodyBytes: number }[];
 }
 
-const keyText = (k: readonly number[]): string => JSON.stringify(k);
+const keyText = (k: readonly (number | string)[]): string => JSON.stringify(k);
 
 /**
  * Check the queue in the folder `path` (a stopped node's data dir). Without `repair` the
@@ -89,6 +91,8 @@ export function checkQueue(store: RecordStore, opts: { repair: boolean; nowMs: n
   const aside: [id: string, reason: string][] = [];
   const wantDue = new Map<string, DueKey>();
   const wantLease = new Map<string, LeaseKey>();
+  /** Wait entries the records imply, by key text (a message has one per destination). */
+  const wantWait = new Map<string, [id: string, key: WaitKey]>();
   const recount = new CounterDelta();
   let records = 0;
   let maxSeq = 0;
@@ -115,6 +119,10 @@ export function checkQueue(store: RecordStore, opts: { repair: boolean; nowMs: n
     if (rec.seq > maxSeq) maxSeq = rec.seq;
     if (rec.state === 'ready') wantDue.set(id, dueKey(rec.priority, rec.nextAttemptAt, rec.seq));
     else if (rec.state === 'leased') wantLease.set(id, leaseKey(rec.lease!.expiresAt, rec.seq));
+    for (const d of waitsOf(rec)) {
+      const k = waitKey(d, rec.seq);
+      wantWait.set(keyText(k), [id, k]);
+    }
   }
   for (const id of store.bodies.getKeys({}) as Iterable<string>) {
     if (!store.messages.doesExist(id)) {
@@ -126,6 +134,7 @@ export function checkQueue(store: RecordStore, opts: { repair: boolean; nowMs: n
   // Indexes: each entry must be the key its record's state implies, each such key present.
   const staleDue = indexCheck(store.due.getRange({}) as Iterable<{ key: DueKey; value: string }>, wantDue, 'due', 'ready', problems);
   const staleLease = indexCheck(store.leases.getRange({}) as Iterable<{ key: LeaseKey; value: string }>, wantLease, 'lease', 'leased', problems);
+  const staleWait = waitCheck(store.waits === null ? [] : (store.waits.getRange({}) as Iterable<{ key: WaitKey; value: string }>), wantWait, problems);
 
   // Counters: every stored key against the recount (zeros are not stored).
   const want = new Map(recount.entries());
@@ -151,6 +160,8 @@ export function checkQueue(store: RecordStore, opts: { repair: boolean; nowMs: n
     for (const key of staleLease.remove) void store.leases.remove(key);
     for (const [id, key] of staleDue.add) void store.due.put(key, id);
     for (const [id, key] of staleLease.add) void store.leases.put(key, id);
+    for (const key of staleWait.remove) void store.waits!.remove(key);
+    for (const [id, key] of staleWait.add) void store.waits!.put(key, id);
     for (const [key, w] of fixCounters) {
       if (w === 0) void store.counters.remove(key);
       else void store.counters.put(key, w);
@@ -187,6 +198,29 @@ function indexCheck<K extends DueKey | LeaseKey>(
   for (const [id, key] of want) {
     if (found.has(id)) continue;
     problems.push({ kind: name === 'due' ? 'missing-due-entry' : 'missing-lease-entry', id, detail: `record ${id} is ${state} but its ${name} entry ${keyText(key)} is missing` });
+    add.push([id, key]);
+  }
+  return { remove, add };
+}
+
+/** The wait index against the entries the records imply (several per message: one per destination). */
+function waitCheck(entries: Iterable<{ key: WaitKey; value: string }>, want: Map<string, [string, WaitKey]>, problems: QueueProblem[]): { remove: WaitKey[]; add: [string, WaitKey][] } {
+  const remove: WaitKey[] = [];
+  const found = new Set<string>();
+  for (const { key, value: id } of entries) {
+    const text = keyText(key);
+    const w = want.get(text);
+    if (w !== undefined && w[0] === id) {
+      found.add(text);
+      continue;
+    }
+    problems.push({ kind: 'stale-wait-entry', id, detail: `wait entry ${text} -> ${id} has no ready record waiting for that destination` });
+    remove.push(key);
+  }
+  const add: [string, WaitKey][] = [];
+  for (const [text, [id, key]] of want) {
+    if (found.has(text)) continue;
+    problems.push({ kind: 'missing-wait-entry', id, detail: `record ${id} waits for a destination but its wait entry ${text} is missing` });
     add.push([id, key]);
   }
   return { remove, add };

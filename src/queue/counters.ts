@@ -14,13 +14,17 @@ export class CounterDelta {
   leased = 0;
   held = 0;
   readonly domains = new Map<string, number>();
+  /** Ready messages per destination they wait for (the wait index, per key). */
+  readonly waiting = new Map<string, number>();
 
   /** Count (sign 1) or uncount (sign -1) a record as it is stored. */
   add(rec: MessageRecord, sign: 1 | -1): void {
     this.total += sign;
     this.priority[rec.priority] = this.priority[rec.priority]! + sign;
-    if (rec.state === 'ready') this.ready += sign;
-    else if (rec.state === 'leased') this.leased += sign;
+    if (rec.state === 'ready') {
+      this.ready += sign;
+      for (const d of waitsOf(rec)) this.waiting.set(d, (this.waiting.get(d) ?? 0) + sign);
+    } else if (rec.state === 'leased') this.leased += sign;
     else this.held += sign;
     for (const r of rec.recipients) {
       if (r.state !== 'pending') continue;
@@ -45,8 +49,19 @@ export class CounterDelta {
     add(COUNTER.leased, this.leased);
     add(COUNTER.held, this.held);
     for (const [domain, d] of this.domains) add(COUNTER.domainPrefix + domain, d);
+    for (const [dest, d] of this.waiting) add(COUNTER.waitPrefix + dest, d);
     return out;
   }
+}
+
+/**
+ * The destinations a record is in the wait index under: its `waitFor` without repeats, and
+ * only while it is ready (leased and held messages wait for nothing).
+ */
+export function waitsOf(rec: MessageRecord): string[] {
+  const w = rec.waitFor;
+  if (rec.state !== 'ready' || w === undefined || w.length === 0) return [];
+  return w.length === 1 ? w : [...new Set(w)];
 }
 
 function bump(db: Database<number, string>, key: string, d: number): void {
@@ -58,14 +73,7 @@ function bump(db: Database<number, string>, key: string, d: number): void {
 
 /** counts() minus byState.scheduled/ready split, which needs the due index (store.ts). */
 export function readCounters(db: Database<number, string>): QueueCounts & { readyAll: number } {
-  const byDomain: Record<string, number> = {};
-  const prefix = COUNTER.domainPrefix;
-  // The prefix with its last character bumped bounds every key that starts with it.
-  const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-  for (const { key, value } of db.getRange({ start: prefix, end })) {
-    // defineProperty: a domain spelled '__proto__' must stay a plain key.
-    Object.defineProperty(byDomain, (key as string).slice(prefix.length), { value, enumerable: true, writable: true, configurable: true });
-  }
+  const byDomain = readPrefixed(db, COUNTER.domainPrefix);
   const get = (k: string): number => db.get(k) ?? 0;
   const readyAll = get(COUNTER.ready);
   return {
@@ -75,4 +83,16 @@ export function readCounters(db: Database<number, string>): QueueCounts & { read
     byDomain,
     readyAll,
   };
+}
+
+/** Every counter whose key starts with `prefix`, by the rest of its key. O(such keys). */
+export function readPrefixed(db: Database<number, string>, prefix: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  // The prefix with its last character bumped bounds every key that starts with it.
+  const end = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  for (const { key, value } of db.getRange({ start: prefix, end })) {
+    // defineProperty: a domain or destination spelled '__proto__' must stay a plain key.
+    Object.defineProperty(out, (key as string).slice(prefix.length), { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
 }

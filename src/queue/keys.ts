@@ -8,6 +8,12 @@ import type { Priority } from './types.js';
 export type DueKey = [priority: Priority, nextAttemptAt: number, seq: number];
 /** lease index: (expiresAt, seq) -> id. Holds exactly the messages in state 'leased'. */
 export type LeaseKey = [expiresAt: number, seq: number];
+/**
+ * wait index: (destination key, seq) -> id, one entry per destination a ready message waits
+ * for (its `waitFor`). Holds exactly the ready messages with a `waitFor`, so "release every
+ * message waiting for D" is one range read, oldest first.
+ */
+export type WaitKey = [destination: string, seq: number];
 
 export function dueKey(priority: Priority, nextAttemptAt: number, seq: number): DueKey {
   return [priority, nextAttemptAt, seq];
@@ -15,6 +21,18 @@ export function dueKey(priority: Priority, nextAttemptAt: number, seq: number): 
 
 export function leaseKey(expiresAt: number, seq: number): LeaseKey {
   return [expiresAt, seq];
+}
+
+export function waitKey(destination: string, seq: number): WaitKey {
+  return [destination, seq];
+}
+
+/**
+ * Messages waiting for one destination, oldest (lowest seq) first: [d] sorts before every
+ * [d, seq], and [d, Infinity] after every one of them (seqs are finite integers).
+ */
+export function waitRange(destination: string): { start: (string | number)[]; end: (string | number)[] } {
+  return { start: [destination], end: [destination, Infinity] };
 }
 
 /** Ready messages of one priority with nextAttemptAt <= nowMs, oldest due first. */
@@ -40,6 +58,8 @@ export const COUNTER = {
   leased: 's:leased',
   held: 's:held',
   domainPrefix: 'd:',
+  /** Ready messages waiting for a destination (wait index entries), per destination key. */
+  waitPrefix: 'w:',
 } as const;
 
 /** Keys of the meta sub-database. */

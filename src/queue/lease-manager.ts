@@ -66,6 +66,8 @@ export class LeaseManager {
         store.update(rec, () => {
           rec.state = 'leased';
           rec.lease = makeLease(opts.owner, expiresAt);
+          // The attempt now under way tests its destinations again; its settle ties it anew.
+          if (rec.waitFor !== undefined) rec.waitFor = undefined;
           return true;
         }, delta);
         out.push(rec);

@@ -1,4 +1,4 @@
-// The queue's sub-databases in one LMDB environment (records, bodies, the due and lease
+// The queue's sub-databases in one LMDB environment (records, bodies, the due, lease and wait
 // indexes, counters, meta, and records set aside as corrupt) and the steps, run inside a
 // write transaction, that keep a record, the index key its state implies and the counters in
 // step. The core store (store.ts), leasing (lease-manager.ts), administration
@@ -7,8 +7,8 @@
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { PosternError } from '../errors.js';
-import { CounterDelta, readCounters } from './counters.js';
-import { dueKey, leaseKey, scheduledRange, type DueKey, type LeaseKey } from './keys.js';
+import { CounterDelta, readCounters, waitsOf } from './counters.js';
+import { dueKey, leaseKey, scheduledRange, waitKey, type DueKey, type LeaseKey, type WaitKey } from './keys.js';
 import { decodeRecord, encodeRecord } from './records.js';
 import { PRIORITIES, type MessageRecord, type QueueCounts } from './types.js';
 
@@ -66,6 +66,11 @@ export class RecordStore {
   readonly bodies: Database<Buffer, string>;
   readonly due: Database<string, DueKey>;
   readonly leases: Database<string, LeaseKey>;
+  /**
+   * The wait index; null only in a read-only environment of a queue written before it
+   * existed (nothing waits there: the check treats it as empty).
+   */
+  readonly waits: Database<string, WaitKey> | null;
   readonly counters: Database<number, string>;
   readonly meta: Database<number, string>;
   /** Records and bodies set aside; null only in a read-only environment that has none yet. */
@@ -82,7 +87,7 @@ export class RecordStore {
   constructor(env: RootDatabase, readOnly = false) {
     this.env = env;
     // In a read-only environment openDB gives undefined for a sub-database that does not exist.
-    const open = <V, K extends string | CorruptKey | DueKey | LeaseKey>(name: string, encoding: 'binary' | 'string' | 'ordered-binary'): Database<V, K> => {
+    const open = <V, K extends string | CorruptKey | DueKey | LeaseKey | WaitKey>(name: string, encoding: 'binary' | 'string' | 'ordered-binary'): Database<V, K> => {
       const db = env.openDB<V, K>({ name, encoding }) as Database<V, K> | undefined;
       if (db === undefined) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `the folder holds no queue (no '${name}' sub-database)`);
       return db;
@@ -93,6 +98,7 @@ export class RecordStore {
     this.bodies = open('body', 'binary');
     this.due = open('due', 'string');
     this.leases = open('lease', 'string');
+    this.waits = readOnly ? ((env.openDB<string, WaitKey>({ name: 'wait', encoding: 'string' }) as Database<string, WaitKey> | undefined) ?? null) : open('wait', 'string');
     this.counters = open('count', 'ordered-binary');
     this.meta = open('meta', 'ordered-binary');
     this.corrupt = readOnly
@@ -200,17 +206,21 @@ export class RecordStore {
     return rec;
   }
 
-  /** Inside a write transaction: remove the index key that the record's current state implies. */
+  /** Inside a write transaction: remove the index keys that the record's current state implies. */
   unindex(rec: MessageRecord): void {
-    if (rec.state === 'ready') void this.due.remove(dueKey(rec.priority, rec.nextAttemptAt, rec.seq));
-    else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.remove(leaseKey(rec.lease.expiresAt, rec.seq));
+    if (rec.state === 'ready') {
+      void this.due.remove(dueKey(rec.priority, rec.nextAttemptAt, rec.seq));
+      for (const d of waitsOf(rec)) void this.waits!.remove(waitKey(d, rec.seq));
+    } else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.remove(leaseKey(rec.lease.expiresAt, rec.seq));
   }
 
-  /** Inside a write transaction: write the record and the index key its state implies. */
+  /** Inside a write transaction: write the record and the index keys its state implies. */
   put(rec: MessageRecord): void {
     void this.messages.put(rec.id, encodeRecord(rec));
-    if (rec.state === 'ready') void this.due.put(dueKey(rec.priority, rec.nextAttemptAt, rec.seq), rec.id);
-    else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.put(leaseKey(rec.lease.expiresAt, rec.seq), rec.id);
+    if (rec.state === 'ready') {
+      void this.due.put(dueKey(rec.priority, rec.nextAttemptAt, rec.seq), rec.id);
+      for (const d of waitsOf(rec)) void this.waits!.put(waitKey(d, rec.seq), rec.id);
+    } else if (rec.state === 'leased' && rec.lease !== undefined) void this.leases.put(leaseKey(rec.lease.expiresAt, rec.seq), rec.id);
   }
 
   /**

@@ -30,7 +30,10 @@ const RECIPIENT_KEYS = ['address', 'domain', 'notify', 'orcpt', 'state', 'attemp
 const REPLY_KEYS = ['code', 'enhanced', 'text', 'command', 'transient', 'destination', 'at'];
 const CLIENT_KEYS = ['ip', 'helo', 'tls', 'authUser', 'hostname'];
 const LEASE_KEYS = ['owner', 'expiresAt'];
-const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS];
+// The message keys plus `waitFor` (records since the wait index). A record of the first form
+// (structure 0: written before, or never given a waitFor key) still decodes, without it.
+const MESSAGE_KEYS_2 = [...MESSAGE_KEYS, 'waitFor'];
+const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2];
 
 const packr = new Packr({
   structures: STRUCTURES.map((keys) => keys.slice()),
@@ -89,6 +92,8 @@ function recordProblem(v: unknown, id: string): string | null {
   }
   if (!optional(r['envid'], 'string') || !optional(r['ret'], 'string') || !optional(r['bodyType'], 'string') || !optional(r['mtPriority'], 'number') || !optional(r['smtputf8'], 'boolean')) return 'bad envelope parameters';
   if (r['client'] !== undefined && (r['client'] === null || typeof r['client'] !== 'object')) return 'bad client';
+  const w = r['waitFor'];
+  if (w !== undefined && !(Array.isArray(w) && (w as unknown[]).every((d) => typeof d === 'string'))) return 'bad waitFor';
   if (r['state'] === 'leased') {
     const l = r['lease'] as Record<string, unknown> | null | undefined;
     if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';
@@ -136,7 +141,7 @@ function makeClient(c: EnvelopeInput['client']): EnvelopeInput['client'] {
   return { ip: c.ip, helo: c.helo, tls: c.tls, authUser: c.authUser, hostname: c.hostname };
 }
 
-/** The new record of an accepted message, keys in MESSAGE_KEYS order. */
+/** The new record of an accepted message, keys in MESSAGE_KEYS_2 order. */
 export function makeMessage(
   env: EnvelopeInput,
   id: string,
@@ -168,6 +173,7 @@ export function makeMessage(
     client: makeClient(env.client),
     notBefore: env.notBefore,
     lease: undefined,
+    waitFor: undefined,
   };
 }
 

@@ -14,6 +14,7 @@ import { makeId, seqOfId } from './ids.js';
 import { checkQueue, type QueueProblem } from './check-queue.js';
 import { COUNTER, LAYOUT_VERSION, META, dueKey } from './keys.js';
 import { LeaseManager } from './lease-manager.js';
+import { DestinationWaits } from './destination-waits.js';
 import { QueueAdmin } from './queue-admin.js';
 import { RecordStore, notFound, openQueueEnv } from './record-store.js';
 import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
@@ -119,6 +120,7 @@ export class Queue {
   private readonly store: RecordStore;
   private readonly leasing: LeaseManager;
   private readonly admin: QueueAdmin;
+  private readonly waits: DestinationWaits;
   private readonly log: Logger;
   private readonly clock: () => number;
   private seq: number;
@@ -151,6 +153,7 @@ export class Queue {
     const checkRead = (): void => this.checkRead();
     this.leasing = new LeaseManager(this.store, write, this.log, this.clock, opts.leaseMs ?? DEFAULT_LEASE_MS);
     this.admin = new QueueAdmin(this.store, write, this.clock, checkRead);
+    this.waits = new DestinationWaits(this.store, write, this.log, this.clock);
     // The suppression list: its own sub-database, written through this.write().
     this.suppressions = new SuppressionList(
       env.openDB<string, string>({ name: 'suppress', encoding: 'string' }),
@@ -332,6 +335,7 @@ export class Queue {
       const nowMs = Math.floor(this.clock());
       this.store.update(rec, () => {
         let retryAt = Infinity;
+        let waitFor: string[] | undefined;
         for (const o of outcomes) {
           for (const r of rec.recipients) {
             if (r.address !== o.address || r.state !== 'pending') continue;
@@ -339,11 +343,18 @@ export class Queue {
             if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
             if (o.kind === 'delivered') r.state = 'delivered';
             else if (o.kind === 'failed') r.state = 'failed';
-            else if (o.retryAt < retryAt) retryAt = o.retryAt;
+            else {
+              if (o.retryAt < retryAt) retryAt = o.retryAt;
+              if (typeof o.waitFor === 'string' && o.waitFor !== '' && !(waitFor ?? []).includes(o.waitFor)) (waitFor ??= []).push(o.waitFor);
+            }
           }
         }
         rec.attempts++;
         rec.lease = undefined;
+        // Tied to the destinations that deferred it (their outage): due when one of them is
+        // released, or at retryAt, whichever comes first. Written only when there is a tie,
+        // so a record of the old form keeps its form otherwise.
+        if (waitFor !== undefined || rec.waitFor !== undefined) rec.waitFor = waitFor;
         if (isFinal(rec)) return false;
         if (rec.state === 'leased') rec.state = 'ready';
         rec.nextAttemptAt = Number.isFinite(retryAt) ? Math.max(0, Math.ceil(retryAt)) : nowMs;
@@ -381,6 +392,23 @@ export class Queue {
   /** Return every leased message to ready, whoever holds it (a node starting as the only deliverer). */
   releaseAllLeases(): Promise<number> {
     return this.leasing.releaseAll();
+  }
+
+  // ---------------------------------------------------------------- waiting for a destination (destination-waits.ts)
+
+  /**
+   * Make up to `limit` of the messages waiting for `destination` due now, oldest first (the
+   * destination was seen working again); resolves with their ids. See DestinationWaits.
+   */
+  releaseWaiting(destination: string, limit: number): Promise<string[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return this.waits.release(destination, limit);
+  }
+
+  /** Ready messages waiting for each destination key, from stored counters (O(destinations)). */
+  waitingCounts(): Record<string, number> {
+    this.checkRead();
+    return this.waits.counts();
   }
 
   // ---------------------------------------------------------------- administration (queue-admin.ts)

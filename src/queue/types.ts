@@ -77,12 +77,23 @@ export interface MessageRecord extends Omit<EnvelopeInput, 'recipients'> {
   /** Body size in bytes as stored. */
   size: number;
   lease?: { owner: string; expiresAt: number };
+  /**
+   * The destination keys whose outage deferred this message (docs/queue.md "Waiting for a
+   * destination"): while it is ready, it is in the wait index under each, and it becomes due
+   * at once when one of them is released. Absent in records written before it existed.
+   */
+  waitFor?: string[];
 }
 
 export type RecipientOutcome =
   | { address: string; kind: 'delivered'; reply?: ReplyRecord }
   /** tried: false = deferred without an attempt (e.g. a destination's open circuit): not counted. */
-  | { address: string; kind: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean }
+  /**
+   * waitFor: the destination key whose own state (down, refusing, open circuit) caused the
+   * deferral; the message then waits for it (released when it is seen working) as well as
+   * for retryAt, whichever comes first.
+   */
+  | { address: string; kind: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean; waitFor?: string }
   | { address: string; kind: 'failed'; reply?: ReplyRecord };
 
 export interface QueueOptions {

@@ -15,9 +15,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
 import { CLI, cleanEnv } from './cli.js';
 import { RawClient } from './smtp-client.js';
-import { onLines, pidAlive, statusKiB, waitForPort } from '../../bench/lib/proc.js';
+import { freePort, onLines, pidAlive, statusKiB, waitForPort } from '../../bench/lib/proc.js';
 
-export { freePort } from '../../bench/lib/proc.js';
+export { freePort };
 
 /** Print one figure line of the suite (`reliability: <name>: <figures>`). */
 export function report(t: TestContext, name: string, figures: Record<string, unknown>): void {
@@ -135,6 +135,14 @@ export async function startNodeChild(t: TestContext, o: NodeChildOptions): Promi
     throw new Error(`postern did not start: ${(err as Error).message}\n${stderr.trim()}\n${errors.join('\n')}`, { cause: err });
   }
   return node;
+}
+
+/** A node on two fresh loopback ports (SMTP and HTTP) with its queue in `dataDir`. */
+export async function startNodeOnFreePorts(t: TestContext, dataDir: string, env: Record<string, string>): Promise<{ node: NodeChild; smtpPort: number; httpPort: number }> {
+  const smtpPort = await freePort();
+  const httpPort = await freePort();
+  const node = await startNodeChild(t, { smtpPort, httpPort, dataDir, env });
+  return { node, smtpPort, httpPort };
 }
 
 /** Nodes started and not yet exited: scratchDir's cleanup kills them before removing the folder. */

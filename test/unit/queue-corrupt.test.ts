@@ -6,34 +6,12 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { open as openLmdb, type Database } from 'lmdb';
 import { createLogger } from '../../src/log/logger.js';
-import { Queue, type EnvelopeInput, type QueueCounts, type QueueOptions } from '../../src/queue/store.js';
-import { tmpdir } from '../helpers/tmpdir.js';
+import { Queue, type EnvelopeInput, type QueueCounts } from '../../src/queue/store.js';
+import { queueHarness, type QueueHarness } from '../helpers/queue-harness.js';
 
 const T0 = 1_700_000_000_000;
 
-interface Harness {
-  dir: string;
-  clock: { t: number };
-  open(extra?: Partial<QueueOptions>): Queue;
-}
-
-function harness(t: TestContext): Harness {
-  const queues: Queue[] = [];
-  t.after(async () => {
-    for (const q of queues) await q.close();
-  });
-  const dir = tmpdir(t);
-  const clock = { t: T0 };
-  return {
-    dir,
-    clock,
-    open(extra = {}) {
-      const q = Queue.open({ path: dir, now: () => clock.t, ...extra });
-      queues.push(q);
-      return q;
-    },
-  };
-}
+const harness = (t: TestContext): QueueHarness => queueHarness(t, T0);
 
 function env(recipients: string[], extra: Partial<EnvelopeInput> = {}): EnvelopeInput {
   return { sender: 'sender@example.org', recipients: recipients.map((address) => ({ address })), ...extra };

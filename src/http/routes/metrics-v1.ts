@@ -7,7 +7,17 @@ import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
 import type { Route } from '../router.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import { LATENCY_BUCKETS_S } from '../../delivery/destination-stats.js';
+import { LATENCY_BUCKETS_S, MAX_DESTINATION_SERIES } from '../../delivery/destination-stats.js';
+
+/** One sample per destination with messages waiting, the largest first, the rest summed as "other". */
+function waitingSamples(waiting: Record<string, number>): Sample[] {
+  const sorted = Object.entries(waiting).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const out: Sample[] = sorted.slice(0, MAX_DESTINATION_SERIES).map(([destination, n]) => [{ destination }, n]);
+  let other = 0;
+  for (const [, n] of sorted.slice(MAX_DESTINATION_SERIES)) other += n;
+  if (other > 0) out.push([{ destination: 'other' }, other]);
+  return out;
+}
 
 export function renderMetrics(api: Api): string {
   const smtp = api.deps.smtpCounters();
@@ -58,9 +68,11 @@ export function renderMetrics(api: Api): string {
 
   let counts: ReturnType<typeof q.counts> | null = null;
   let corrupt = 0;
+  let waiting: Record<string, number> = {};
   try {
     counts = api.counts.get();
     corrupt = q.corruptCount();
+    waiting = api.waiting.get();
   } catch {
     counts = null; // queue closing: report zeros rather than fail the scrape
   }
@@ -95,6 +107,7 @@ export function renderMetrics(api: Api): string {
     }
   }
   p.family('postern_destination_deliveries_total', 'counter', 'Recipient outcomes per destination (MX site or route; at most 500 series, then "other").', dsamples);
+  p.family('postern_destination_waiting', 'gauge', `Messages waiting for a destination that is down to answer again (released, paced, as soon as it does; at most ${MAX_DESTINATION_SERIES} series, the busiest, then "other").`, waitingSamples(waiting));
   p.histogram('postern_destination_delivery_seconds', 'Time of one delivery transaction per destination (connection from the pool to the final reply).', LATENCY_BUCKETS_S, series);
   const util = api.deps.filterUtilization?.() ?? null;
   p.one('postern_filter_worker_utilization_ratio', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);

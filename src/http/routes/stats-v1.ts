@@ -8,9 +8,10 @@ import type { Histogram } from '../process-metrics.js';
 import { ok } from '../respond.js';
 import type { Route } from '../router.js';
 import type { BounceStatsView } from '../../delivery/failure-tally.js';
+import type { DestinationStats } from '../../delivery/destination-stats.js';
 
 export const TOP_DOMAINS = 10;
-/** Destinations listed in /v1/stats: the busiest by delivered+deferred+bounced. */
+/** Destinations listed in /v1/stats: those with messages waiting for them first, then the busiest by delivered+deferred+bounced. */
 export const TOP_DESTINATIONS = 10;
 /** Longest last-reply text sent to the page. */
 export const REPLY_TEXT_MAX = 200;
@@ -25,6 +26,8 @@ export interface DestinationSnapshot {
   lastReply: { code?: number; enhanced?: string; text: string; at: string } | null;
   /** null when the destination has no connection pool (Maildir, webhook, worker-thread SMTP). */
   pool: { open: number; idle: number; busy: number; waiting: number } | null;
+  /** Queued messages waiting for this destination to answer again (it was down). */
+  waitingForReturn: number;
 }
 
 export interface StatsSnapshot {
@@ -61,15 +64,27 @@ function destinationsSnapshot(api: Api): DestinationSnapshot[] {
   const map = api.deps.destinations?.() ?? null;
   if (map === null) return [];
   const pools = api.deps.pools?.() ?? null;
+  let waiting: Record<string, number> = {};
+  try {
+    waiting = api.waiting.get();
+  } catch (err) {
+    if (!(err instanceof PosternError)) throw err; // closing: no waiting counts
+  }
+  const none: DestinationStats = { delivered: 0, deferred: 0, bounced: 0, buckets: [], latencySum: 0, latencyCount: 0 };
+  // A destination with messages waiting is listed even before this process delivered to it
+  // (after a restart), and ahead of the others: it is the one to look at.
+  const keys = new Set([...map.keys(), ...Object.keys(waiting)]);
   const total = (d: { delivered: number; deferred: number; bounced: number }) => d.delivered + d.deferred + d.bounced;
-  return [...map.entries()]
-    .sort((a, b) => total(b[1]) - total(a[1]) || (a[0] < b[0] ? -1 : 1))
+  return [...keys]
+    .map((key) => [key, map.get(key) ?? none, waiting[key] ?? 0] as const)
+    .sort((a, b) => b[2] - a[2] || total(b[1]) - total(a[1]) || (a[0] < b[0] ? -1 : 1))
     .slice(0, TOP_DESTINATIONS)
-    .map(([key, d]) => {
+    .map(([key, d, w]) => {
       const p = pools?.[key];
       const r = d.lastReply;
       return {
         key,
+        waitingForReturn: w,
         delivered: d.delivered,
         deferred: d.deferred,
         bounced: d.bounced,
