@@ -43,7 +43,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients, senderLogins } = await loadResources(config);
+  const { tls, users, recipients, senderLogins, shaping } = await loadResources(config);
   const modules = config.filterModules;
   const spam = config.spamModel === '' ? undefined : { model: config.spamModel, tagScore: config.spamTagScore, rejectScore: config.spamRejectScore, quarantineScore: config.spamQuarantineScore };
   const builtins: Array<{ name: string; module: string; settings: unknown }> = [];
@@ -117,7 +117,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, shaping, ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();

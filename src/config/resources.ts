@@ -10,6 +10,7 @@ import { SenderLogins } from '../auth/sender-logins.js';
 import { loadKey } from '../filter/dkim/keys.js';
 import { ConfigError } from './load.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
+import { readShaping, type ShapingFile } from './shaping.js';
 import type { Config } from './schema.js';
 
 export interface TlsSetup {
@@ -26,6 +27,8 @@ export interface Resources {
   readonly recipients: RecipientMap | null;
   /** null: no POSTERN_SENDER_LOGINS (any user may send as anyone). */
   readonly senderLogins: SenderLogins | null;
+  /** null: no POSTERN_SHAPING. */
+  readonly shaping: ShapingFile | null;
 }
 
 function message(err: unknown): string {
@@ -86,6 +89,14 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       problems.push(`POSTERN_RECIPIENTS=${JSON.stringify(config.recipients)} is invalid: ${message(err)}`);
     }
   }
+  let shaping: ShapingFile | null = null;
+  if (config.shaping !== '') {
+    try {
+      shaping = readShaping(config.shaping);
+    } catch (err) {
+      problems.push(`POSTERN_SHAPING=${JSON.stringify(config.shaping)} is invalid: ${message(err)}`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users, recipients, senderLogins });
+  return Object.freeze({ tls, users, recipients, senderLogins, shaping });
 }

@@ -86,6 +86,8 @@ export interface Config {
   deliveryConcurrency: number;
   /** Delays in ms before attempt 2, 3, …; the last repeats. */
   retrySchedule: readonly number[];
+  /** The shaping file ('' = none: every destination is its own site with the settings above). */
+  shaping: string;
   maxQueueLifetimeMs: number;
   deliveryThreads: number;
   httpHost: string;
@@ -178,6 +180,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'destIdleTimeoutMs', env: 'POSTERN_DEST_IDLE_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'An idle outbound connection is closed (QUIT) after this long.' },
   { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'rate' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
+  { key: 'shaping', env: 'POSTERN_SHAPING', type: { kind: 'path', optional: true }, default: '', doc: 'Shaping file (TOML): limits per provider site (recipient domains, MX host suffixes) and source address: connections, messages per connection, rate, recipients per transaction, TLS, retry schedule, PIPELINING/CHUNKING, suspend patterns; it overrides the POSTERN_DEST_* settings. Re-read when it changes. Adaptive back-off on throttling replies runs with or without it. See docs/shaping.md.' },
   { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see README, "Retries and bounces").' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },

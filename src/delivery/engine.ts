@@ -1,6 +1,7 @@
 // Builds the delivery side from the configuration: routes, smarthost and MX routing, the
-// transports (SMTP/LMTP pools, Maildir, webhook), throttles and circuit breakers, the DSN
-// bounce sink, and the Scheduler that drives them. The settings arrive parsed and checked
+// transports (SMTP/LMTP pools, Maildir, webhook), the shaper (rates, connection limits and
+// adaptive back-off per source × site, the shaping file re-read when it changes), circuit
+// breakers, the DSN bounce sink, and the Scheduler that drives them. The settings arrive parsed and checked
 // (config/load.ts): routes, smarthost, rate and retry schedule are read, never re-parsed.
 import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
@@ -11,7 +12,8 @@ import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
-import { ThrottleMap } from './throttle.js';
+import { Shaper } from './shaping/shaper.js';
+import { readShaping, ShapingFileWatcher, EMPTY_SHAPING, type ShapingFile } from '../config/shaping.js';
 import { CircuitBreakerMap } from './circuit-breaker.js';
 import { nextRetryAt } from './backoff.js';
 import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
@@ -32,12 +34,35 @@ export interface DeliveryOptions {
   selfPorts?: () => readonly number[];
   /** May a maildir route create the missing mailbox of this address? (main.ts: the recipient map or POSTERN_MAILDIR_CREATE.) */
   maildirMayCreate?: (address: string) => boolean;
+  /** The shaping file as loadResources read it (read again here when absent). */
+  shaping?: ShapingFile | null;
+  /** How often the shaping file is looked at for changes (default 2 s). */
+  shapingPollMs?: number;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
-  const route = async (domain: string): Promise<RouteResult> => {
+  let watcher: ShapingFileWatcher | null = null;
+  const shaper = new Shaper({
+    file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
+    defaults: { maxConnections: c.destMaxConnections, messagesPerConnection: c.destMaxMessagesPerConnection, rate: c.destRate },
+    log,
+    // The alert hook: an event for the webhooks (and, with the alerts step, further).
+    onAlert: (a) => opts.onEvent?.({ type: 'shaping.suspended', time: new Date().toISOString(), site: a.site, egress: a.source, reason: a.reason, until: new Date(a.until).toISOString(), reply: a.reply.text, ...(a.reply.code !== undefined ? { code: a.reply.code } : {}), ...(a.reply.enhanced !== undefined ? { enhanced: a.reply.enhanced } : {}), ...(a.reply.destination !== undefined ? { destination: a.reply.destination } : {}) }),
+    onClose: () => watcher?.close(),
+  });
+  if (c.shaping !== '') {
+    watcher = new ShapingFileWatcher(c.shaping, opts.shaping ?? readShaping(c.shaping), (err, f) => {
+      if (err) log.error({ err: err.message, file: c.shaping }, 'shaping file not reloaded, keeping the previous one');
+      else {
+        shaper.setFile(f);
+        log.info({ file: c.shaping, sites: f.sites.length }, 'shaping file reloaded');
+      }
+    });
+    watcher.watch(opts.shapingPollMs ?? 2000);
+  }
+  const routeOnly = async (domain: string): Promise<RouteResult> => {
     // POSTERN_DELIVERY=routes: only configured next hops, never the Internet by DNS.
     if (c.delivery === 'routes' && !matchRoute(c.routes, normalizeDomain(domain)) && !(c.smarthost && c.smarthost.length > 0)) {
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
@@ -52,6 +77,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     }
     return d;
   };
+  // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
+  const route = async (domain: string): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy);
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,
@@ -60,10 +87,10 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
-  const throttles = c.destRate !== null ? new ThrottleMap(c.destRate) : null;
   const breakers = new CircuitBreakerMap();
   const gate: DestinationGate = {
-    delayMs: (key, now) => (throttles ? throttles.take(key, now) : 0),
+    // POSTERN_DEST_RATE is the shaper's default ceiling (it paces every destination).
+    delayMs: () => 0,
     canAttempt: (key, now) => breakers.canAttempt(key, now),
     retryAt: (key) => breakers.retryAt(key),
     record: (key, outcome, now) => {
@@ -78,6 +105,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     route,
     transports: { smtp, lmtp: smtp, maildir: new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) }), webhook: new WebhookTransport() },
     gate,
+    shaper,
     bounces,
     retryAt: (attempts, now) => nextRetryAt(attempts, now, c.retrySchedule),
     maxQueueLifetimeMs: c.maxQueueLifetimeMs,

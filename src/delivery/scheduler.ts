@@ -30,6 +30,19 @@ export interface DestinationGate {
   record(key: string, outcome: 'ok' | 'connection-failure' | 'other', now: number): void;
 }
 
+/** A transaction admitted by the shaper, or why not (suspended, stopping): deferred untried. */
+export type ShaperAdmission = { ok: true; maxRecipients: number; done(results: readonly RecipientResult[]): boolean } | { ok: false; reply: ReplyRecord };
+
+/** Bulk shaping per source × site (delivery/shaping/shaper.ts). */
+export interface DeliveryShaper {
+  /** Wait for the site's rate and a connection slot; done() after the transaction says whether every failure was a throttle. */
+  admit(dest: Destination): Promise<ShaperAdmission>;
+  /** When a deferred recipient is due again, when shaping decides (throttled, suspended, a site's retry schedule); null: the default. */
+  retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null;
+  /** Release the waiting transactions: delivery is stopping. */
+  close(): void;
+}
+
 export interface BounceSink {
   /** Build and enqueue the DSN for these recipients (null sender, never for a null-sender message). */
   bounce(message: MessageRecord, items: Array<{ recipient: Recipient; reply: ReplyRecord; action: 'failed' | 'delayed' }>, originalBody: Buffer): Promise<string | null>;
@@ -50,6 +63,7 @@ export interface SchedulerOptions {
   route: (domain: string) => Promise<RouteResult>;
   transports: Partial<Record<Destination['kind'], Transport>>;
   gate?: DestinationGate;
+  shaper?: DeliveryShaper;
   bounces?: BounceSink;
   /** Retry time for a recipient that has now failed `attempts` times. */
   retryAt: (attempts: number, now: number) => number;
@@ -135,6 +149,7 @@ export class Scheduler {
     if (!this.#running) return;
     this.#running = false;
     if (this.#reclaimTimer) clearInterval(this.#reclaimTimer);
+    this.#o.shaper?.close();
     this.wake();
     this.#slotFreed?.();
     await this.#loop;
@@ -250,12 +265,23 @@ export class Scheduler {
     if (countReceived(body, this.#maxHops) > this.#maxHops) {
       return all(false, false, { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
     }
+    const admission = this.#o.shaper ? await this.#o.shaper.admit(dest) : null;
+    if (admission && !admission.ok) return recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply: admission.reply, tried: false }));
     this.counters.attempts++;
     const t0 = performance.now();
-    const results = await transport.deliver(dest, { message: m, recipients, body });
+    // A site's recipients_per_transaction: one transaction per slice, one after the other.
+    const max = admission?.maxRecipients ?? Infinity;
+    const results: RecipientResult[] = [];
+    let throttled = false;
+    try {
+      for (let i = 0; i < recipients.length; i += max) results.push(...(await transport.deliver(dest, { message: m, recipients: max < recipients.length ? recipients.slice(i, i + max) : recipients, body })));
+    } finally {
+      throttled = admission?.done(results) ?? false;
+    }
     this.#stats.record(dest.key, (performance.now() - t0) / 1000, results, this.#now());
     if (gate) {
-      const connFail = results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
+      // A throttle (421 too many connections) is a site that is up and says "slower": not a breaker failure.
+      const connFail = !throttled && results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
       gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.ok) ? 'ok' : 'other', this.#now());
     }
     return results;
@@ -283,7 +309,8 @@ export class Scheduler {
         // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
         // it is due when the circuit lets a probe through.
         const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
-        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
+        const shaped = o.shaper?.retryAt(reply, rcpt.attempts + 1, tried, now) ?? null;
+        const retryAt = shaped ?? (tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now));
         outcomes.push({ address: r.address, outcome, retryAt, reply, ...(tried ? {} : { tried: false }) });
         this.counters.deferred++;
       } else {
