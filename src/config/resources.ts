@@ -1,6 +1,6 @@
 // The second half of resolving the configuration: the files the settings name, read and
 // checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
-// keys, the spam model, the recipient map), every problem reported together as one ConfigError
+// keys, the spam model, the recipient map, the shaping file), every problem reported together as one ConfigError
 // naming the variable. `postern config` runs it too, so it catches everything `start` would;
 // startNode() wires what it returns.
 import { readFileSync } from 'node:fs';

@@ -195,7 +195,7 @@ function limitsOf(t: Table, tpath: string[], allowed: Set<string>, errors: strin
   set('recipientsPerTransaction', int('recipients_per_transaction', 1, 100_000));
   if (t.rate !== undefined) {
     const r = typeof t.rate === 'string' ? parseRate(t.rate) : { error: 'must be a string like "20/s", "1000/h" or "50000/d"' };
-    if (isParseError(r)) bad('rate', r.error);
+    if (isParseError(r)) errors.push(`${at(tpath, 'rate')}: rate ${r.error.replace(/^rate /, '')}`);
     else out.rate = r;
   }
   if (t.tls !== undefined) {
@@ -204,7 +204,7 @@ function limitsOf(t: Table, tpath: string[], allowed: Set<string>, errors: strin
   }
   if (t.retry !== undefined) {
     const r = typeof t.retry === 'string' ? parseDurationList(t.retry, 'retry schedule') : { error: 'must be a string like "1m,5m,15m,1h"' };
-    if (isParseError(r)) bad('retry', r.error);
+    if (isParseError(r)) errors.push(`${at(tpath, 'retry')}: retry ${r.error.replace(/^retry schedule /, '')}`);
     else out.retry = r;
   }
   set('pipelining', bool('pipelining'));

@@ -39,7 +39,7 @@ export const MAX_RETRY_MS = 5 * 60_000;
 
 type Waiter = (go: boolean) => void;
 
-/** Successes over the last second, in ten 100 ms buckets. */
+/** Events (successes, admissions) over the last second, in ten 100 ms buckets. */
 class SuccessWindow {
   readonly #buckets = new Float64Array(10);
   #at = 0;
@@ -90,6 +90,7 @@ export class SiteState {
   readonly #rateQ: Waiter[] = [];
   readonly #slotQ: Waiter[] = [];
   readonly #successes = new SuccessWindow();
+  readonly #sent = new SuccessWindow();
   /** Counters for /v1/stats and the bench report. */
   throttles = 0;
   #closed = false;
@@ -129,7 +130,9 @@ export class SiteState {
   /** Resolves true when the transaction may start (call leave() after it), false when closed. */
   async admit(): Promise<boolean> {
     if (!(await this.#pace())) return false;
-    return this.#slot();
+    if (!(await this.#slot())) return false;
+    this.#sent.add(this.#now());
+    return true;
   }
 
   leave(): void {
@@ -164,14 +167,17 @@ export class SiteState {
     this.window = Math.max(1, Math.floor(w));
   }
 
-  /** The site refused a message as too fast: lower the rate below what it accepted last second. */
+  /**
+   * The site refused a message as too fast: lower the rate. From no limit at all, the start is
+   * what the site accepted over the last second (or, when it accepted nothing, what was sent).
+   */
   onRateThrottle(now: number): void {
     this.throttles++;
     this.#lastRateThrottle = now;
     if (!this.#ceil.adaptive || now - this.#lastRateDecrease < RATE_HOLD_MS) return;
     this.#lastRateDecrease = now;
     const accepted = this.#successes.rate(now);
-    const base = Math.min(this.rate ?? Infinity, Math.max(accepted, MIN_RATE));
+    const base = this.rate ?? (accepted > 0 ? accepted : this.#sent.rate(now));
     this.rate = Math.max(MIN_RATE, base * RATE_DECREASE);
     this.#rateAtDecrease = this.rate;
     this.#schedule();
