@@ -3,7 +3,8 @@
 // within a site. Parsed and checked here, once per read: every problem is reported together,
 // each naming file:line. The file is polled and re-read when it changes; a broken new version
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
-import { readFileSync, stat, statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { PolledFile } from './polled-file.js';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseDuration, parseDurationList } from '../lib/duration.js';
 import { parseRate } from '../lib/rate.js';
@@ -277,58 +278,9 @@ export function readShaping(path: string): ShapingFile {
   return r;
 }
 
-/**
- * The shaping file, re-read when its inode, size or modification time changes (polled, as
- * config/recipient-map.ts's RecipientMapFile and for the same reasons); a broken new version
- * is reported through onReload and the previous one kept.
- */
-export class ShapingFileWatcher {
-  readonly path: string;
-  #file: ShapingFile;
-  readonly #onReload: (err: Error | null, file: ShapingFile) => void;
-  #poll: NodeJS.Timeout | null = null;
-  #seen: string;
-
+/** The shaping file, re-read when it changes (config/polled-file.ts); a broken new version is reported and the previous one kept. */
+export class ShapingFileWatcher extends PolledFile<ShapingFile> {
   constructor(path: string, file: ShapingFile, onReload: (err: Error | null, file: ShapingFile) => void) {
-    this.path = path;
-    this.#file = file;
-    this.#onReload = onReload;
-    this.#seen = signature(statSync(path, { throwIfNoEntry: false }));
+    super(path, file, readShaping, onReload);
   }
-
-  get current(): ShapingFile {
-    return this.#file;
-  }
-
-  reload(): Error | null {
-    this.#seen = signature(statSync(this.path, { throwIfNoEntry: false }));
-    try {
-      this.#file = readShaping(this.path);
-      this.#onReload(null, this.#file);
-      return null;
-    } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.#onReload(e, this.#file);
-      return e;
-    }
-  }
-
-  watch(intervalMs: number): void {
-    if (this.#poll !== null) return;
-    this.#poll = setInterval(() => stat(this.path, this.#checked), intervalMs).unref();
-  }
-
-  close(): void {
-    if (this.#poll !== null) clearInterval(this.#poll);
-    this.#poll = null;
-  }
-
-  readonly #checked = (err: Error | null, st?: Stats): void => {
-    if (this.#poll === null || signature(err ? undefined : st) === this.#seen) return;
-    this.reload();
-  };
-}
-
-function signature(st: Stats | undefined): string {
-  return st === undefined ? '' : `${st.ino}:${st.size}:${st.mtimeMs}`;
 }
