@@ -55,6 +55,7 @@ export interface ShapingFile {
 const MAX_FILE_BYTES = 1024 * 1024;
 /** Bounds what one rule may hold (the patterns are matched against every throttling reply). */
 const MAX_LIST_ITEMS = 1000;
+const MAX_PATTERNS = 100;
 const MAX_PATTERN_CHARS = 200;
 const SITE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 const TLS_POLICIES: readonly string[] = ['opportunistic', 'required', 'none'];
@@ -213,7 +214,7 @@ function limitsOf(t: Table, tpath: string[], allowed: Set<string>, errors: strin
   set('adaptive', bool('adaptive'));
   if (t.suspend_on !== undefined) {
     const list = stringList(t.suspend_on, tpath, 'suspend_on', errors, at);
-    if (list.some((p) => p.length > MAX_PATTERN_CHARS)) bad('suspend_on', `patterns must be at most ${MAX_PATTERN_CHARS} characters`);
+    if (list.length > MAX_PATTERNS || list.some((p) => p.length > MAX_PATTERN_CHARS)) bad('suspend_on', `takes at most ${MAX_PATTERNS} patterns of at most ${MAX_PATTERN_CHARS} characters`);
     else out.suspendOn = Object.freeze(list.map((p) => p.toLowerCase()));
   }
   set('suspendForMs', duration('suspend_for'));

@@ -75,7 +75,7 @@ export class SmtpTransport implements Transport {
     p = new DestinationPool({
       key: dest.key,
       hosts: dest.hosts,
-      maxConnections: o.maxConnectionsPerDestination ?? 10,
+      maxConnections: dest.shape?.maxConnections ?? o.maxConnectionsPerDestination ?? 10,
       maxMessagesPerConnection: dest.shape?.maxMessagesPerConnection ?? o.maxMessagesPerConnection ?? 100,
       idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
       connect: (h) =>

@@ -23,6 +23,8 @@ export interface DestinationShape {
   site: string;
   /** The source address ('default' until source pools exist). */
   source: string;
+  /** The site's max_connections: the pool's cap (the shaper's window, at most this, is the limit in force). */
+  maxConnections?: number;
   maxMessagesPerConnection?: number;
   /** false: never pipeline (RFC 2920) even when offered. */
   pipelining?: boolean;

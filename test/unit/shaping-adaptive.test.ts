@@ -167,11 +167,11 @@ test('Shaper: domain rules first, then the longest MX suffix on a label boundary
   assert.ok(d.kind === 'smtp');
   assert.equal(d.key, 'smtp:mx.example:25/tls=required@google');
   assert.equal(d.tlsPolicy, 'required');
-  assert.deepEqual(d.shape, { site: 'google', source: 'default', maxMessagesPerConnection: 7, pipelining: false });
+  assert.deepEqual(d.shape, { site: 'google', source: 'default', maxConnections: 1, maxMessagesPerConnection: 7, pipelining: false });
   const plain = sh.route('else.example', smtp(['mx.else.example']), 'opportunistic');
   assert.ok(plain.kind === 'smtp');
   assert.equal(plain.key, 'smtp:mx.else.example:25');
-  assert.deepEqual(plain.shape, { site: '', source: 'default', maxMessagesPerConnection: 1000 });
+  assert.deepEqual(plain.shape, { site: '', source: 'default', maxConnections: 20, maxMessagesPerConnection: 1000 });
   const routeTls = sh.route('gmail.com', { ...smtp(['mx.example']), tlsPolicy: 'none' }, 'opportunistic');
   assert.ok(routeTls.kind === 'smtp' && routeTls.tlsPolicy === 'none', "a route's own TLS policy wins");
   const md: Destination = { kind: 'maildir', key: 'maildir:/x', root: '/x' };

@@ -149,6 +149,7 @@ export class Shaper implements DeliveryShaper {
       shape: {
         site: site?.name ?? '',
         source: DEFAULT_SOURCE,
+        maxConnections: limits.maxConnections,
         maxMessagesPerConnection: limits.messagesPerConnection,
         ...(limits.pipelining !== undefined ? { pipelining: limits.pipelining } : {}),
         ...(limits.chunking !== undefined ? { chunking: limits.chunking } : {}),
