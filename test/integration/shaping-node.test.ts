@@ -78,3 +78,14 @@ test('the shaping file is re-read when it changes: a site added to the running n
   await waitFor('the second delivered', () => srv.messages().length === 3, 10_000);
   assert.deepEqual(srv.messages().map((m) => m.rcptTo.length), [2, 1, 1]);
 });
+
+test('POSTERN_DEST_RATE still paces a destination no rule names (it is the shaper default ceiling)', async (t) => {
+  const srv = await startScriptedServer(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `paced.example=smtp:127.0.0.1:${srv.port}`, POSTERN_TLS_POLICY: 'none', POSTERN_DEST_RATE: '10/s' }, { delivery: { pollIntervalMs: 50 } });
+  const t0 = performance.now();
+  for (let i = 0; i < 8; i++) await sendMessage(node.ports.smtpPort, 's@example.org', [`r${i}@paced.example`], `Subject: ${i}\r\n\r\nhello\r\n`);
+  await waitFor('all delivered', () => srv.messages().length === 8, 20_000);
+  const took = performance.now() - t0;
+  assert.ok(took >= 650, `8 messages at 10/s took ${Math.round(took)} ms: at least 7 intervals of 100 ms`);
+  assert.equal(node.delivery!.counters.bounced, 0);
+});

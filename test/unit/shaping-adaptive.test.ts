@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { classifyReply } from '../../src/delivery/shaping/reply-class.js';
-import { SiteState, RATE_DECREASE, CONN_PROBE_MS, MIN_RETRY_MS } from '../../src/delivery/shaping/site-state.js';
+import { SiteState, RATE_DECREASE, CONN_PROBE_MS, MIN_RETRY_MS, MAX_WAIT_MS, MAX_WAITERS } from '../../src/delivery/shaping/site-state.js';
 import { Shaper, type ShapingAlert } from '../../src/delivery/shaping/shaper.js';
 import { parseShaping, EMPTY_SHAPING, type ShapingFile } from '../../src/config/shaping.js';
 import type { Destination, RecipientResult } from '../../src/delivery/types.js';
@@ -56,7 +56,7 @@ test('SiteState: a rate throttle lowers the rate below what the site accepted, o
   // Mail waiting for the pacer raises the rate, at most once a second, up to the ceiling.
   for (let i = 0; i < 4; i++) {
     const gates = await Promise.all([s.admit(), s.admit()]);
-    assert.deepEqual(gates, [true, true]);
+    assert.deepEqual(gates, ['go', 'go']);
     s.leave();
     s.leave();
     skew += 1100;
@@ -68,7 +68,7 @@ test('SiteState: a rate throttle lowers the rate below what the site accepted, o
 test('SiteState: a refused connection lowers the window to what was open, never below 1, and probes one more later', async () => {
   let now = 0;
   const s = new SiteState('default|x', { maxConnections: 20, rate: null, adaptive: true }, () => now);
-  for (let i = 0; i < 8; i++) assert.equal(await s.admit(), true);
+  for (let i = 0; i < 8; i++) assert.equal(await s.admit(), 'go');
   s.onConnectionThrottle(now); // 8 in flight, one refused: the window halves (10), and at most the 7 others
   assert.equal(s.window, 7);
   s.leave();
@@ -84,13 +84,13 @@ test('SiteState: a refused connection lowers the window to what was open, never 
   assert.equal(s.waiting, 1);
   now += CONN_PROBE_MS / 2;
   s.leave();
-  assert.equal(await waiting, true, 'the freed slot');
+  assert.equal(await waiting, 'go', 'the freed slot');
   assert.equal(s.window, 3, 'too soon after the refusal to probe');
   const probe = s.admit();
   await new Promise((res) => setImmediate(res));
   now += CONN_PROBE_MS;
   s.leave(); // the probe interval has passed with mail waiting: one more
-  assert.equal(await probe, true);
+  assert.equal(await probe, 'go');
   assert.equal(s.window, 4);
   const s1 = new SiteState('k', { maxConnections: 2, rate: null, adaptive: true }, () => now);
   await s1.admit();
@@ -110,12 +110,28 @@ test('SiteState: the rate is paced FIFO, and close() releases the waiters with f
   const t0 = performance.now();
   const gates = await Promise.all([s.admit(), s.admit(), s.admit(), s.admit(), s.admit()]);
   const took = performance.now() - t0;
-  assert.deepEqual(gates, [true, true, true, true, true]);
+  assert.deepEqual(gates, ['go', 'go', 'go', 'go', 'go']);
   assert.ok(took >= 75 && took < 1000, `5 at 50/s took ${took} ms`);
   const late = s.admit();
   const later = s.admit();
   s.close();
-  assert.deepEqual(await Promise.all([late, later]), [false, false]);
+  assert.deepEqual(await Promise.all([late, later]), ['closed', 'closed']);
+});
+
+test('SiteState: a transaction that would wait too long, or behind too many, is busy (deferred untried), not queued', async () => {
+  const slow = new SiteState('k', { maxConnections: 5, rate: 1 / 60_000, adaptive: true }); // one a minute
+  assert.equal(await slow.admit(), 'go');
+  assert.equal(await slow.admit(), 'busy', 'the next slot is a minute away: more than MAX_WAIT_MS');
+  slow.leave();
+  const narrow = new SiteState('k', { maxConnections: 1, rate: null, adaptive: true });
+  assert.equal(await narrow.admit(), 'go');
+  const queued = Array.from({ length: MAX_WAITERS }, () => narrow.admit());
+  await new Promise((res) => setImmediate(res));
+  assert.equal(await narrow.admit(), 'busy', 'MAX_WAITERS already wait for a slot');
+  narrow.close();
+  assert.ok((await Promise.all(queued)).every((x) => x === 'closed'));
+  slow.close();
+  assert.ok(MAX_WAIT_MS <= 60_000, 'far below the queue lease (5 min by default)');
 });
 
 test('SiteState.retrySlot: deferred mail comes back paced at the current rate, within bounds', () => {

@@ -70,6 +70,8 @@ interface Entry {
 }
 
 const SHAPING_COMMAND = 'SHAPING';
+/** RFC 3463 X.4.5, mail system congestion: the site's limits are full, the transaction was not tried. */
+const BUSY = '4.4.5';
 
 export class Shaper implements DeliveryShaper {
   #file: ShapingFile;
@@ -164,7 +166,12 @@ export class Shaper implements DeliveryShaper {
     if (e.state.suspendedUntil > now) {
       return { ok: false, reply: this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0') };
     }
-    if (!(await e.state.admit())) return { ok: false, reply: this.#reply(dest, 'delivery is stopping', '4.3.2') };
+    const a = await e.state.admit();
+    if (a === 'closed') return { ok: false, reply: this.#reply(dest, 'delivery is stopping', '4.3.2') };
+    if (a === 'busy') {
+      const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
+      return { ok: false, reply: this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY) };
+    }
     let left = false;
     return {
       ok: true,
@@ -183,7 +190,8 @@ export class Shaper implements DeliveryShaper {
     if (!e) return null;
     const jitter = (span: number): number => Math.round(span * this.#random());
     if (reply.command === SHAPING_COMMAND) {
-      return e.state.suspendedUntil > now ? e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10)) : now + jitter(1000);
+      if (e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10));
+      return reply.enhanced === BUSY ? e.state.retrySlot(now, this.#random) : now + jitter(1000);
     }
     if (!tried) return null;
     const cls = classifyReply(reply, e.limits.suspendOn);

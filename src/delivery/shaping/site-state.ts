@@ -36,6 +36,17 @@ export const FORGET_MS = 10 * 60_000;
 /** A deferral for throttling comes back no sooner than this, and no later than MAX_RETRY_MS. */
 export const MIN_RETRY_MS = 1000;
 export const MAX_RETRY_MS = 5 * 60_000;
+/**
+ * A transaction waits for the pacer or a slot only this long (expected) and only behind this
+ * many others; past either it is 'busy' and deferred untried, to come back paced. Waiting holds
+ * a message's lease (minutes: past it the queue hands the message out again, and it would be
+ * sent twice) and one of POSTERN_DELIVERY_CONCURRENCY's slots (which other sites need).
+ */
+export const MAX_WAIT_MS = 10_000;
+export const MAX_WAITERS = 100;
+
+/** 'go': start the transaction (leave() after it); 'busy': defer it; 'closed': shutting down. */
+export type Admit = 'go' | 'busy' | 'closed';
 
 type Waiter = (go: boolean) => void;
 
@@ -127,12 +138,12 @@ export class SiteState {
     return this.#rateQ.length + this.#slotQ.length;
   }
 
-  /** Resolves true when the transaction may start (call leave() after it), false when closed. */
-  async admit(): Promise<boolean> {
-    if (!(await this.#pace())) return false;
-    if (!(await this.#slot())) return false;
-    this.#sent.add(this.#now());
-    return true;
+  async admit(): Promise<Admit> {
+    const paced = await this.#pace();
+    if (paced !== 'go') return paced;
+    const slot = await this.#slot();
+    if (slot === 'go') this.#sent.add(this.#now());
+    return slot;
   }
 
   leave(): void {
@@ -223,18 +234,20 @@ export class SiteState {
     }
   }
 
-  #pace(): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
+  #pace(): Promise<Admit> | Admit {
+    if (this.#closed) return 'closed';
     const now = this.#now();
     this.#increase(now);
-    if (this.rate === null && this.#rateQ.length === 0) return Promise.resolve(true);
+    if (this.rate === null && this.#rateQ.length === 0) return 'go';
     if (this.#rateQ.length === 0 && now >= this.#nextAt) {
       this.#nextAt = Math.max(this.#nextAt, now) + 1 / this.rate!;
-      return Promise.resolve(true);
+      return 'go';
     }
     this.#rateDemandAt = now;
-    return new Promise<boolean>((resolve) => {
-      this.#rateQ.push(resolve);
+    const expectedMs = this.rate === null ? 0 : this.#nextAt - now + this.#rateQ.length / this.rate;
+    if (expectedMs > MAX_WAIT_MS || this.#rateQ.length >= MAX_WAITERS) return 'busy';
+    return new Promise<Admit>((resolve) => {
+      this.#rateQ.push((go) => resolve(go ? 'go' : 'closed'));
       this.#schedule();
     });
   }
@@ -260,15 +273,16 @@ export class SiteState {
     this.#schedule();
   };
 
-  #slot(): Promise<boolean> {
-    if (this.#closed) return Promise.resolve(false);
+  #slot(): Promise<Admit> | Admit {
+    if (this.#closed) return 'closed';
     if (this.#slotQ.length === 0 && this.inflight < Math.floor(this.window)) {
       this.inflight++;
-      return Promise.resolve(true);
+      return 'go';
     }
     this.#slotDemandAt = this.#now();
-    return new Promise<boolean>((resolve) => {
-      this.#slotQ.push(resolve);
+    if (this.#slotQ.length >= MAX_WAITERS) return 'busy';
+    return new Promise<Admit>((resolve) => {
+      this.#slotQ.push((go) => resolve(go ? 'go' : 'closed'));
       this.#pumpSlots();
     });
   }
