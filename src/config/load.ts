@@ -9,7 +9,7 @@ import { parseDuration, parseDurationList, formatDuration } from '../lib/duratio
 import { parseRate, formatRate } from '../lib/rate.js';
 import { isDomainName } from '../lib/domain-name.js';
 import { isLoopbackHost } from '../lib/networks.js';
-import { isParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl, redactUrls } from '../lib/redact-url.js';
 import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
 import { parseDkimKeys, type DkimKeySpec } from './dkim-keys.js';
@@ -24,8 +24,6 @@ export class ConfigError extends PosternError {
     this.problems = problems;
   }
 }
-
-type Parsed = { ok: true; value: unknown } | { ok: false; allowed: string };
 
 /** Kinds whose grammar writes its own sentence ("rate "x" is not a count per period; …"). */
 const GRAMMAR_KINDS: ReadonlySet<SettingType['kind']> = new Set(['durations', 'rate', 'routes', 'hosts', 'dkim-keys']);
@@ -56,89 +54,86 @@ function list(raw: string): string[] {
   return raw.split(/[\s,]+/).map((x) => x.trim()).filter((x) => x.length > 0);
 }
 
-function parseValue(raw: string, t: SettingType): Parsed {
+/** The typed value, or what is allowed (a grammar's own sentence for GRAMMAR_KINDS). */
+function parseValue(raw: string, t: SettingType): Result<unknown, string> {
   switch (t.kind) {
     case 'string':
-      return { ok: true, value: raw };
+      return success(raw);
     case 'host':
-      return isIP(raw) !== 0 || isDomainName(raw) ? { ok: true, value: raw } : { ok: false, allowed: 'an IP address or a host name' };
+      return isIP(raw) !== 0 || isDomainName(raw) ? success(raw) : failure('an IP address or a host name');
     case 'path':
-      if (raw === '' && !t.optional) return { ok: false, allowed: 'a file system path' };
-      return raw.includes('\0') ? { ok: false, allowed: 'a path without NUL' } : { ok: true, value: raw };
+      if (raw === '' && !t.optional) return failure('a file system path');
+      return raw.includes('\0') ? failure('a path without NUL') : success(raw);
     case 'port': {
-      if (raw === '' && t.optional) return { ok: true, value: null };
+      if (raw === '' && t.optional) return success(null);
       const n = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
       const min = t.allowZero ? 0 : 1;
-      return n >= min && n <= 65535 ? { ok: true, value: n } : { ok: false, allowed: `an integer port ${min}-65535` };
+      return n >= min && n <= 65535 ? success(n) : failure(`an integer port ${min}-65535`);
     }
     case 'int': {
       const n = /^-?\d+$/.test(raw) ? Number(raw) : NaN;
-      return n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `an integer ${t.min}-${t.max}` };
+      return n >= t.min && n <= t.max ? success(n) : failure(`an integer ${t.min}-${t.max}`);
     }
     case 'bytes': {
       const n = withUnit(raw, BYTE_UNITS);
-      return n !== undefined && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)` };
+      return n !== undefined && n >= t.min && n <= t.max ? success(n) : failure(`a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)`);
     }
     case 'duration': {
       const n = parseDuration(raw, { bareMs: true });
-      return typeof n === 'number' && n >= t.min && n <= t.max ? { ok: true, value: n } : { ok: false, allowed: `milliseconds ${t.min}-${t.max} (suffix ms, s, m, h, d, w allowed)` };
+      return n.ok && n.value >= t.min && n.value <= t.max ? success(n.value) : failure(`milliseconds ${t.min}-${t.max} (suffix ms, s, m, h, d, w allowed)`);
     }
     case 'durations': {
-      const d = parseDurationList(raw, 'retry schedule');
-      return isParseError(d) ? { ok: false, allowed: d.error } : { ok: true, value: d };
+      return parseDurationList(raw, 'retry schedule');
     }
     case 'rate': {
-      if (raw === '') return { ok: true, value: null };
+      if (raw === '') return success(null);
       const r = parseRate(raw);
-      return isParseError(r) ? { ok: false, allowed: `${r.error}, or empty for unlimited` } : { ok: true, value: r };
+      return r.ok ? r : failure(`${r.error}, or empty for unlimited`);
     }
     case 'score': {
-      if (raw === '') return { ok: true, value: null };
+      if (raw === '') return success(null);
       const n = /^\d+(?:\.\d+)?$/.test(raw) ? Number(raw) : NaN;
-      return n >= 0 && n <= 1 ? { ok: true, value: n } : { ok: false, allowed: 'a score from 0 to 1, or empty' };
+      return n >= 0 && n <= 1 ? success(n) : failure('a score from 0 to 1, or empty');
     }
     case 'url': {
-      if (raw === '') return { ok: true, value: '' };
+      if (raw === '') return success('');
       let url: URL | null = null;
       try {
         url = new URL(raw);
       } catch {
         url = null;
       }
-      return url && (url.protocol === 'http:' || url.protocol === 'https:') ? { ok: true, value: raw } : { ok: false, allowed: 'an http:// or https:// URL, or empty' };
+      return url && (url.protocol === 'http:' || url.protocol === 'https:') ? success(raw) : failure('an http:// or https:// URL, or empty');
     }
     case 'list':
-      return { ok: true, value: Object.freeze(raw.split(',').map((x) => x.trim()).filter((x) => x !== '')) };
+      return success(Object.freeze(raw.split(',').map((x) => x.trim()).filter((x) => x !== '')));
     case 'routes': {
-      if (raw === '') return { ok: true, value: EMPTY_ROUTES };
-      const r = parseRoutes(raw);
-      return isParseError(r) ? { ok: false, allowed: r.error } : { ok: true, value: r };
+      if (raw === '') return success(EMPTY_ROUTES);
+      return parseRoutes(raw);
     }
-    case 'hosts': {
-      const h = parseSmarthost(raw);
-      return isParseError(h) ? { ok: false, allowed: h.error } : { ok: true, value: h };
-    }
+    case 'hosts':
+      return parseSmarthost(raw);
     case 'dkim-keys': {
       const k = parseDkimKeys(raw);
-      return isParseError(k) ? { ok: false, allowed: k.error } : { ok: true, value: Object.freeze(k.map((x) => Object.freeze(x))) };
+      return k.ok ? success(Object.freeze(k.value.map((x) => Object.freeze(x)))) : k;
     }
     case 'bool': {
       const v = raw.toLowerCase();
-      if (['1', 'true', 'yes', 'on'].includes(v)) return { ok: true, value: true };
-      if (['0', 'false', 'no', 'off'].includes(v)) return { ok: true, value: false };
-      return { ok: false, allowed: 'true or false (also 1/0, yes/no, on/off)' };
+      if (['1', 'true', 'yes', 'on'].includes(v)) return success(true);
+      if (['0', 'false', 'no', 'off'].includes(v)) return success(false);
+      return failure('true or false (also 1/0, yes/no, on/off)');
     }
     case 'enum':
-      return t.values.includes(raw) ? { ok: true, value: raw } : { ok: false, allowed: `one of ${t.values.join(', ')}` };
+      return t.values.includes(raw) ? success(raw) : failure(`one of ${t.values.join(', ')}`);
     case 'domains': {
       const items = list(raw.toLowerCase());
       const bad = items.filter((d) => !isDomainName(d));
-      return bad.length === 0 ? { ok: true, value: items } : { ok: false, allowed: `comma-separated domain names (bad: ${bad.join(', ')})` };
+      return bad.length === 0 ? success(items) : failure(`comma-separated domain names (bad: ${bad.join(', ')})`);
     }
     case 'cidrs': {
       const items = list(raw);
       const bad = items.filter((c) => !parseCidr(c));
-      return bad.length === 0 ? { ok: true, value: items } : { ok: false, allowed: `comma-separated CIDRs like 10.0.0.0/8 or ::1/128 (bad: ${bad.join(', ')})` };
+      return bad.length === 0 ? success(items) : failure(`comma-separated CIDRs like 10.0.0.0/8 or ::1/128 (bad: ${bad.join(', ')})`);
     }
   }
 }
@@ -154,7 +149,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     const r = parseValue(raw, s.type);
     if (r.ok) out[s.key] = r.value;
     // Masked: a bad webhook route or events URL must not print its password on stderr.
-    else problems.push(redactUrls(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.allowed}`));
+    else problems.push(redactUrls(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.error}`));
   }
   for (const name of Object.keys(env)) {
     if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config\`)`);

@@ -13,7 +13,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { PolledFile } from './polled-file.js';
 import { toAsciiDomain } from '../lib/domain-name.js';
-import type { ParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 /** Final addresses one alias may expand to (after nested aliases). */
 export const MAX_ALIAS_TARGETS = 100;
@@ -57,7 +57,7 @@ function withoutExtension(key: string): string | null {
 }
 
 /** Parse the map text; `source` names the file in errors ("file:line: …"). */
-export function parseRecipientMap(text: string, source: string): RecipientMap | ParseError {
+export function parseRecipientMap(text: string, source: string): Result<RecipientMap, string> {
   const problems: string[] = [];
   const mailboxes = new Set<string>();
   const rawAliases = new Map<string, { targets: string[]; line: number }>();
@@ -128,8 +128,8 @@ export function parseRecipientMap(text: string, source: string): RecipientMap | 
     if (err !== null) problems.push(err);
     else aliases.set(key, Object.freeze([...out]));
   }
-  if (problems.length > 0) return { error: problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : '') };
-  return Object.freeze({ mailboxes, aliases, catchAll, domains });
+  if (problems.length > 0) return failure(problems.slice(0, 20).join('; ') + (problems.length > 20 ? `; and ${problems.length - 20} more` : ''));
+  return success(Object.freeze({ mailboxes, aliases, catchAll, domains }));
 }
 
 /**
@@ -170,8 +170,8 @@ export function readRecipientMap(path: string): RecipientMap {
   const st = statSync(path);
   if (st.size > MAX_MAP_BYTES) throw new Error(`${path} is larger than ${MAX_MAP_BYTES} bytes`);
   const r = parseRecipientMap(readFileSync(path, 'utf8'), path);
-  if ('error' in r) throw new Error(r.error);
-  return r;
+  if (!r.ok) throw new Error(r.error);
+  return r.value;
 }
 
 /** The map of one file, re-read when it changes (config/polled-file.ts); a broken new version is reported and the previous map kept. */

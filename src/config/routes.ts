@@ -23,7 +23,7 @@
 // be part of a path or URL. A webhook URL cannot contain ";" (it separates entries).
 import { isIP } from 'node:net';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
-import type { ParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl } from '../lib/redact-url.js';
 
 export type TlsPolicy = 'opportunistic' | 'required' | 'none';
@@ -73,37 +73,37 @@ export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildca
  * lower-cased and lose a trailing dot; brackets are dropped (HostPort.host is what net.connect
  * takes). Brackets on a name or IPv4 address are accepted (Postfix habit) and mean nothing more.
  */
-export function parseHostPort(text: string, defaultPort = 25): HostPort | ParseError {
+export function parseHostPort(text: string, defaultPort = 25): Result<HostPort, string> {
   const s = text.trim();
   let host: string;
   let portText: string | undefined;
   if (s.startsWith('[')) {
     const close = s.indexOf(']');
-    if (close < 0) return { error: `"${s}" has no closing "]"` };
+    if (close < 0) return failure(`"${s}" has no closing "]"`);
     host = s.slice(1, close);
     if (/^ipv6:/i.test(host)) host = host.slice(5);
     const rest = s.slice(close + 1);
     if (rest !== '') {
-      if (!rest.startsWith(':')) return { error: `"${s}" has "${rest}" after "]"; expected ":port" or nothing` };
+      if (!rest.startsWith(':')) return failure(`"${s}" has "${rest}" after "]"; expected ":port" or nothing`);
       portText = rest.slice(1);
     }
   } else {
     const colon = s.indexOf(':');
-    if (colon >= 0 && s.indexOf(':', colon + 1) >= 0) return { error: `"${s}": an IPv6 address needs brackets, like [::1]:25` };
+    if (colon >= 0 && s.indexOf(':', colon + 1) >= 0) return failure(`"${s}": an IPv6 address needs brackets, like [::1]:25`);
     host = colon < 0 ? s : s.slice(0, colon);
     if (colon >= 0) portText = s.slice(colon + 1);
   }
   host = host.toLowerCase();
   if (isIP(host) === 0) {
     if (host.endsWith('.')) host = host.slice(0, -1);
-    if (!isDomainName(host)) return { error: `"${s}": "${host}" is not a host name or IP address` };
+    if (!isDomainName(host)) return failure(`"${s}": "${host}" is not a host name or IP address`);
   }
   let port = defaultPort;
   if (portText !== undefined) {
     port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
-    if (!(port >= 1 && port <= 65535)) return { error: `"${s}": port "${portText}" is not 1-65535` };
+    if (!(port >= 1 && port <= 65535)) return failure(`"${s}": port "${portText}" is not 1-65535`);
   }
-  return { host, port };
+  return success({ host, port });
 }
 
 /** "host:port" or "[v6]:port" (IPv6 bracketed), as used in destination keys and logs. */
@@ -112,16 +112,16 @@ export function formatHostPort(hp: HostPort): string {
 }
 
 /** A comma-separated list of hostports, in preference order. */
-function parseHostList(text: string, defaultPort: number): HostPort[] | ParseError {
+function parseHostList(text: string, defaultPort: number): Result<HostPort[], string> {
   const items = text.split(',').map((x) => x.trim());
-  if (items.some((x) => x === '')) return { error: `empty host in "${text}"` };
+  if (items.some((x) => x === '')) return failure(`empty host in "${text}"`);
   const hosts: HostPort[] = [];
   for (const item of items) {
     const hp = parseHostPort(item, defaultPort);
-    if ('error' in hp) return hp;
-    hosts.push(Object.freeze(hp));
+    if (!hp.ok) return hp;
+    hosts.push(Object.freeze(hp.value));
   }
-  return hosts;
+  return success(hosts);
 }
 
 /**
@@ -129,22 +129,21 @@ function parseHostList(text: string, defaultPort: number): HostPort[] | ParseErr
  * e.g. "relay.example.net:587" or "[10.0.0.1]:25,[2001:db8::1]:25". The empty string means no
  * smarthost (null). Hosts are connected to directly; there is no MX lookup of the smarthost.
  */
-export function parseSmarthost(text: string): readonly HostPort[] | null | ParseError {
-  if (text.trim() === '') return null;
+export function parseSmarthost(text: string): Result<readonly HostPort[] | null, string> {
+  if (text.trim() === '') return success(null);
   const hosts = parseHostList(text, 25);
-  if ('error' in hosts) return { error: `${hosts.error}; expected host:port or [host]:port, comma-separated` };
-  return Object.freeze(hosts);
+  if (!hosts.ok) return failure(`${hosts.error}; expected host:port or [host]:port, comma-separated`);
+  return success(Object.freeze(hosts.value));
 }
 
-function parsePattern(raw: string): string | ParseError {
+function parsePattern(raw: string): Result<string, string> {
   const p = normalizeDomain(raw);
-  if (p === '*') return p;
   const d = p.startsWith('*.') ? p.slice(2) : p;
-  if (isDomainName(d)) return p;
-  return { error: `domain "${raw}" is not a domain, "*.domain" or "*"` };
+  if (p === '*' || isDomainName(d)) return success(p);
+  return failure(`domain "${raw}" is not a domain, "*.domain" or "*"`);
 }
 
-function parseTarget(raw: string): RouteTarget | ParseError {
+function parseTarget(raw: string): Result<RouteTarget, string> {
   const colon = raw.indexOf(':');
   const kind = colon < 0 ? raw : raw.slice(0, colon).trim().toLowerCase();
   const rest = colon < 0 ? '' : raw.slice(colon + 1).trim();
@@ -157,21 +156,21 @@ function parseTarget(raw: string): RouteTarget | ParseError {
       if (slash >= 0) {
         const m = /^\/tls=(.*)$/i.exec(rest.slice(slash));
         const p = m?.[1]?.toLowerCase();
-        if (!m || !TLS_POLICIES.includes(p as TlsPolicy)) return { error: `"${rest.slice(slash)}" is not a TLS policy; expected /tls=${TLS_POLICIES.join('|')}` };
+        if (!m || !TLS_POLICIES.includes(p as TlsPolicy)) return failure(`"${rest.slice(slash)}" is not a TLS policy; expected /tls=${TLS_POLICIES.join('|')}`);
         tlsPolicy = p as TlsPolicy;
         hostsText = rest.slice(0, slash);
       }
-      if (hostsText.trim() === '') return { error: `${kind} needs one or more host[:port], comma-separated` };
+      if (hostsText.trim() === '') return failure(`${kind} needs one or more host[:port], comma-separated`);
       const hosts = parseHostList(hostsText, kind === 'smtp' ? 25 : 24);
-      if ('error' in hosts) return { error: `${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated` };
-      const t = { kind, hosts: Object.freeze(hosts) } as RouteTarget & { tlsPolicy?: TlsPolicy };
+      if (!hosts.ok) return failure(`${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated`);
+      const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy };
       if (tlsPolicy !== undefined) t.tlsPolicy = tlsPolicy;
-      return t;
+      return success(t);
     }
     case 'maildir':
       // Absolute, so the meaning does not depend on the working directory of the daemon.
-      if (!rest.startsWith('/') || rest.includes('\0')) return { error: `maildir needs an absolute path, like maildir:/var/mail` };
-      return { kind: 'maildir', root: rest };
+      if (!rest.startsWith('/') || rest.includes('\0')) return failure(`maildir needs an absolute path, like maildir:/var/mail`);
+      return success({ kind: 'maildir', root: rest });
     case 'webhook': {
       let url: URL | undefined;
       try {
@@ -179,11 +178,11 @@ function parseTarget(raw: string): RouteTarget | ParseError {
       } catch {
         url = undefined;
       }
-      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return { error: `webhook needs an http:// or https:// URL` };
-      return { kind: 'webhook', url: url.href };
+      if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return failure(`webhook needs an http:// or https:// URL`);
+      return success({ kind: 'webhook', url: url.href });
     }
     default:
-      return { error: `unknown kind "${kind}"; expected ${KINDS}` };
+      return failure(`unknown kind "${kind}"; expected ${KINDS}`);
   }
 }
 
@@ -191,7 +190,7 @@ function parseTarget(raw: string): RouteTarget | ParseError {
  * Parse POSTERN_ROUTES (grammar in the header). Every bad entry is reported, joined by "; ",
  * each as `route "<entry>": <what is wrong and what is allowed>`.
  */
-export function parseRoutes(spec: string): RouteTable | ParseError {
+export function parseRoutes(spec: string): Result<RouteTable, string> {
   const exact = new Map<string, Route>();
   const wildcard = new Map<string, Route>();
   let catchAll: Route | undefined;
@@ -205,12 +204,14 @@ export function parseRoutes(spec: string): RouteTable | ParseError {
       problems.push(`route "${entry}": expected domain=kind:target (kind ${KINDS})`);
       continue;
     }
-    const pattern = parsePattern(entry.slice(0, eq));
-    const target = parseTarget(entry.slice(eq + 1).trim());
-    if (typeof pattern !== 'string' || 'error' in target) {
-      for (const r of [pattern, target]) if (typeof r === 'object' && 'error' in r) problems.push(`route "${entry}": ${r.error}`);
+    const parsedPattern = parsePattern(entry.slice(0, eq));
+    const parsedTarget = parseTarget(entry.slice(eq + 1).trim());
+    if (!parsedPattern.ok || !parsedTarget.ok) {
+      for (const r of [parsedPattern, parsedTarget]) if (!r.ok) problems.push(`route "${entry}": ${r.error}`);
       continue;
     }
+    const pattern = parsedPattern.value;
+    const target = parsedTarget.value;
     const route: Route = Object.freeze({ pattern, target: Object.freeze(target) });
     const taken = pattern === '*' ? catchAll !== undefined : pattern.startsWith('*.') ? wildcard.has(pattern.slice(2)) : exact.has(pattern);
     if (taken) {
@@ -222,8 +223,8 @@ export function parseRoutes(spec: string): RouteTable | ParseError {
     else exact.set(pattern, route);
     routes.push(route);
   }
-  if (problems.length > 0) return { error: problems.join('; ') };
-  return Object.freeze({ exact, wildcard, catchAll, routes: Object.freeze(routes) });
+  if (problems.length > 0) return failure(problems.join('; '));
+  return success(Object.freeze({ exact, wildcard, catchAll, routes: Object.freeze(routes) }));
 }
 
 /** Exact domain, then the longest "*.suffix", then "*". */

@@ -9,7 +9,7 @@ import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseDuration, parseDurationList } from '../lib/duration.js';
 import { parseRate } from '../lib/rate.js';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
-import { isParseError } from '../lib/parse-error.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 type TlsPolicy = 'opportunistic' | 'required' | 'none';
 
@@ -71,14 +71,14 @@ function isTable(v: unknown): v is Table {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-/** Parse the text of a shaping file; `{ errors }` lists every problem as "path:line: what". */
-export function parseShaping(text: string, path: string): ShapingFile | { errors: string[] } {
+/** Parse the text of a shaping file; the error lists every problem as "path:line: what". */
+export function parseShaping(text: string, path: string): Result<ShapingFile, string[]> {
   let doc: Table;
   try {
     doc = parseToml(text) as Table;
   } catch (err) {
-    if (err instanceof TomlError) return { errors: [`${path}:${err.line}: ${err.message.split('\n')[0]}`] };
-    return { errors: [`${path}: ${(err as Error).message}`] };
+    if (err instanceof TomlError) return failure([`${path}:${err.line}: ${err.message.split('\n')[0]}`]);
+    return failure([`${path}: ${(err as Error).message}`]);
   }
   const errors: string[] = [];
   const at = (table: string[], key?: string): string => `${path}:${lineOf(text, table, key)}`;
@@ -131,8 +131,8 @@ export function parseShaping(text: string, path: string): ShapingFile | { errors
       }
     }
   }
-  if (errors.length > 0) return { errors };
-  return Object.freeze({ path, defaults, sites: Object.freeze(sites) });
+  if (errors.length > 0) return failure(errors);
+  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites) }));
 }
 
 function claim(owners: Map<string, string>, item: string, site: string, what: string, tpath: string[], key: string, errors: string[], at: (t: string[], k?: string) => string): void {
@@ -179,12 +179,12 @@ function limitsOf(t: Table, tpath: string[], allowed: Set<string>, errors: strin
   const duration = (key: string): number | undefined => {
     const v = t[key];
     if (v === undefined) return undefined;
-    const d = typeof v === 'string' ? parseDuration(v) : NaN;
-    if (typeof d !== 'number' || !(d > 0)) {
+    const d = typeof v === 'string' ? parseDuration(v) : null;
+    if (d === null || !d.ok || !(d.value > 0)) {
       bad(key, `must be a duration like "30m" or "4h", got ${JSON.stringify(v)}`);
       return undefined;
     }
-    return d;
+    return d.value;
   };
   for (const k of Object.keys(t)) {
     if (!allowed.has(k)) errors.push(`${at(tpath, k)}: unknown key "${k}"`);
@@ -196,18 +196,18 @@ function limitsOf(t: Table, tpath: string[], allowed: Set<string>, errors: strin
   set('messagesPerConnection', int('messages_per_connection', 1, 1_000_000));
   set('recipientsPerTransaction', int('recipients_per_transaction', 1, 100_000));
   if (t.rate !== undefined) {
-    const r = typeof t.rate === 'string' ? parseRate(t.rate) : { error: 'must be a string like "20/s", "1000/h" or "50000/d"' };
-    if (isParseError(r)) errors.push(`${at(tpath, 'rate')}: rate ${r.error.replace(/^rate /, '')}`);
-    else out.rate = r;
+    const r = typeof t.rate === 'string' ? parseRate(t.rate) : failure('must be a string like "20/s", "1000/h" or "50000/d"');
+    if (!r.ok) errors.push(`${at(tpath, 'rate')}: rate ${r.error.replace(/^rate /, '')}`);
+    else out.rate = r.value;
   }
   if (t.tls !== undefined) {
     if (typeof t.tls !== 'string' || !TLS_POLICIES.includes(t.tls)) bad('tls', `must be one of ${TLS_POLICIES.join(', ')}, got ${JSON.stringify(t.tls)}`);
     else out.tls = t.tls as TlsPolicy;
   }
   if (t.retry !== undefined) {
-    const r = typeof t.retry === 'string' ? parseDurationList(t.retry, 'retry schedule') : { error: 'must be a string like "1m,5m,15m,1h"' };
-    if (isParseError(r)) errors.push(`${at(tpath, 'retry')}: retry ${r.error.replace(/^retry schedule /, '')}`);
-    else out.retry = r;
+    const r = typeof t.retry === 'string' ? parseDurationList(t.retry, 'retry schedule') : failure('must be a string like "1m,5m,15m,1h"');
+    if (!r.ok) errors.push(`${at(tpath, 'retry')}: retry ${r.error.replace(/^retry schedule /, '')}`);
+    else out.retry = r.value;
   }
   set('pipelining', bool('pipelining'));
   set('chunking', bool('chunking'));
@@ -275,8 +275,8 @@ export function readShaping(path: string): ShapingFile {
   const st = statSync(path);
   if (st.size > MAX_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes`);
   const r = parseShaping(readFileSync(path, 'utf8'), path);
-  if ('errors' in r) throw new Error(r.errors.join('; '));
-  return r;
+  if (!r.ok) throw new Error(r.error.join('; '));
+  return r.value;
 }
 
 /** The shaping file, re-read when it changes (config/polled-file.ts); a broken new version is reported and the previous one kept. */

@@ -214,5 +214,5 @@ export class AffinityTransport implements Transport {
 
 function failAll(dest: Destination, req: DeliveryRequest, text: string): RecipientResult[] {
   const reply = { text, enhanced: '4.3.0', transient: true, destination: dest.key, at: Date.now() };
-  return req.recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+  return req.recipients.map((r) => ({ kind: 'deferred', address: r.address, reply }));
 }

@@ -40,7 +40,7 @@ if (parentPort) {
       results = await transport.deliver(m.dest, { message: m.message, recipients: m.recipients, body: Buffer.from(m.body) });
     } catch (err) {
       const reply = { text: `delivery thread error: ${(err as Error)?.message ?? String(err)}`, enhanced: '4.3.0', transient: true, destination: m.dest?.key, at: Date.now() };
-      results = (m.recipients ?? []).map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+      results = (m.recipients ?? []).map((r) => ({ kind: 'deferred', address: r.address, reply }));
     }
     const reply: WorkerReply = { id: m.id, results };
     port.postMessage(reply);

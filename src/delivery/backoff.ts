@@ -7,20 +7,20 @@
 // one repeats forever. Default "5m,10m,20m,40m,1h". A list rather than "5m*2..1h": it reads as
 // what it does and can express any curve. Duration syntax: lib/duration.ts.
 import { parseDuration, parseDurationList } from '../lib/duration.js';
-import type { ParseError } from '../lib/parse-error.js';
+import { valueOf, type Result } from '../lib/result.js';
 
 /** Delays in ms; the last repeats. Non-empty, frozen. */
 export type RetrySchedule = readonly number[];
 
 /** Parse "5m,10m,20m,40m,1h" (see header). Every delay must be > 0. */
-export function parseRetrySchedule(text: string): RetrySchedule | ParseError {
+export function parseRetrySchedule(text: string): Result<RetrySchedule, string> {
   return parseDurationList(text, 'retry schedule');
 }
 
 export const DEFAULT_RETRY_SCHEDULE = '5m,10m,20m,40m,1h';
 export const DEFAULT_MAX_LIFETIME = '5d';
-export const DEFAULT_RETRY_SCHEDULE_MS: RetrySchedule = parseRetrySchedule(DEFAULT_RETRY_SCHEDULE) as RetrySchedule;
-export const DEFAULT_MAX_LIFETIME_MS = parseDuration(DEFAULT_MAX_LIFETIME) as number;
+export const DEFAULT_RETRY_SCHEDULE_MS: RetrySchedule = valueOf(parseRetrySchedule(DEFAULT_RETRY_SCHEDULE));
+export const DEFAULT_MAX_LIFETIME_MS = valueOf(parseDuration(DEFAULT_MAX_LIFETIME));
 
 /** Each delay is scaled by a random factor in [0.9, 1.1]: messages deferred together spread out. */
 export const RETRY_JITTER = 0.1;

@@ -37,8 +37,8 @@ export class DestinationStatsTable {
       }
     }
     for (const r of results) {
-      if (r.ok) s.delivered++;
-      else if (r.transient) s.deferred++;
+      if (r.kind === 'delivered') s.delivered++;
+      else if (r.kind === 'deferred') s.deferred++;
       else s.bounced++;
     }
     let i = 0;

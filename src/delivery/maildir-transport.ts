@@ -120,7 +120,7 @@ export class MaildirTransport implements Transport {
       if (!st.isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     } catch (err) {
       const r = replyRecord(451, '4.3.0', `maildir root unavailable: ${errCode(err)}`, undefined, where);
-      return req.recipients.map((rc) => ({ address: rc.address, ok: false, transient: true, reply: r }));
+      return req.recipients.map((rc) => ({ kind: 'deferred', address: rc.address, reply: r }));
     }
     return Promise.all(req.recipients.map((rc) => this.#deliverOne(root, where, rc.address, req)));
   }
@@ -128,10 +128,10 @@ export class MaildirTransport implements Transport {
   async #deliverOne(root: string, where: string, address: string, req: DeliveryRequest): Promise<RecipientResult> {
     const mp = mailboxPath(root, address);
     if (!mp.ok) {
-      return { address, ok: false, transient: false, reply: replyRecord(553, '5.1.3', `mailbox name not allowed: ${mp.why}`, undefined, where) };
+      return { kind: 'failed', address, reply: replyRecord(553, '5.1.3', `mailbox name not allowed: ${mp.why}`, undefined, where) };
     }
     if (!this.#mayCreate(address) && !(await isDirectory(mp.dir))) {
-      return { address, ok: false, transient: false, reply: replyRecord(550, '5.1.1', `mailbox does not exist: ${mp.domain}/${mp.local}`, undefined, where) };
+      return { kind: 'failed', address, reply: replyRecord(550, '5.1.1', `mailbox does not exist: ${mp.domain}/${mp.local}`, undefined, where) };
     }
     const name = uniqueName(this.#host);
     const tmpPath = join(mp.dir, 'tmp', name);
@@ -169,10 +169,10 @@ export class MaildirTransport implements Transport {
       await rename(tmpPath, newPath);
       created = false;
       await fsyncDir(join(mp.dir, 'new'));
-      return { address, ok: true, transient: false, reply: replyRecord(250, '2.0.0', `delivered to maildir ${mp.domain}/${mp.local}/new/${name}`, undefined, where) };
+      return { kind: 'delivered', address, reply: replyRecord(250, '2.0.0', `delivered to maildir ${mp.domain}/${mp.local}/new/${name}`, undefined, where) };
     } catch (err) {
       if (created) await unlink(tmpPath).catch(() => undefined);
-      return { address, ok: false, transient: true, reply: replyRecord(451, '4.3.0', `maildir write failed: ${errCode(err)}`, undefined, where) };
+      return { kind: 'deferred', address, reply: replyRecord(451, '4.3.0', `maildir write failed: ${errCode(err)}`, undefined, where) };
     }
   }
 

@@ -335,8 +335,9 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
   const bounce = (code: number, enhanced: string, text: string): DestinationResult => ({ kind: 'bounce', key: `bounce:${d}`, reply: replyRecord(code, enhanced, text, undefined, d) });
   if (d.startsWith('[')) {
     // RFC 5321 §5.1: an address literal is the host to connect to; no MX lookup.
-    const hp = parseHostPort(d, 25);
-    if ('error' in hp || isIP(hp.host) === 0 || hp.port !== 25 || !d.endsWith(']')) return bounce(550, '5.1.2', `Bad address literal ${d}`);
+    const parsed = parseHostPort(d, 25);
+    if (!parsed.ok || isIP(parsed.value.host) === 0 || parsed.value.port !== 25 || !d.endsWith(']')) return bounce(550, '5.1.2', `Bad address literal ${d}`);
+    const hp = parsed.value;
     const v = ctx.mx.policy.check(hp.host);
     if (!v.ok) {
       const loop = v.cls === 'self' || v.cls === 'loopback';

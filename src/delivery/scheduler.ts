@@ -15,6 +15,7 @@ import { countReceived } from '../protocol/hop-count.js';
 import type { Destination, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
 import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
+import type { Result } from '../lib/result.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -30,8 +31,8 @@ export interface DestinationGate {
   record(key: string, outcome: 'ok' | 'connection-failure' | 'other', now: number): void;
 }
 
-/** A transaction admitted by the shaper, or why not (suspended, stopping): deferred untried. */
-export type ShaperAdmission = { ok: true; maxRecipients: number; done(results: readonly RecipientResult[]): boolean } | { ok: false; reply: ReplyRecord };
+/** A transaction admitted by the shaper, or the reply saying why not (suspended, busy, stopping): deferred untried. */
+export type ShaperAdmission = Result<{ maxRecipients: number; done(results: readonly RecipientResult[]): boolean }, ReplyRecord>;
 
 /** Bulk shaping per source × site (delivery/shaping/shaper.ts). */
 export interface DeliveryShaper {
@@ -204,7 +205,7 @@ export class Scheduler {
       const pending = m.recipients.filter((r) => {
         if (r.state !== 'pending') return false;
         if (!o.isSuppressed?.(r.address)) return true;
-        suppressed.push({ address: r.address, ok: false, transient: false, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
+        suppressed.push({ kind: 'failed', address: r.address, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
         return false;
       });
       // Route per domain, then group by destination key: one transaction per destination.
@@ -245,16 +246,16 @@ export class Scheduler {
   }
 
   async #deliverGroup(m: MessageRecord, dest: RouteResult, recipients: Recipient[], getBody: () => Promise<Buffer>): Promise<RecipientResult[]> {
-    const all = (ok: boolean, transient: boolean, reply: ReplyRecord): RecipientResult[] => recipients.map((r) => ({ address: r.address, ok, transient, reply }));
-    if (dest.kind === 'defer') return all(false, true, dest.reply);
-    if (dest.kind === 'bounce') return all(false, false, dest.reply);
+    const all = (kind: 'deferred' | 'failed', reply: ReplyRecord): RecipientResult[] => recipients.map((r) => ({ kind, address: r.address, reply }));
+    if (dest.kind === 'defer') return all('deferred', dest.reply);
+    if (dest.kind === 'bounce') return all('failed', dest.reply);
     const transport = this.#o.transports[dest.kind];
-    if (!transport) return all(false, true, { text: `no transport for ${dest.kind} destinations`, enhanced: '4.3.5', transient: true, destination: dest.key });
+    if (!transport) return all('deferred', { text: `no transport for ${dest.kind} destinations`, enhanced: '4.3.5', transient: true, destination: dest.key });
     const gate = this.#o.gate;
     let now = this.#now();
     if (gate && !gate.canAttempt(dest.key, now)) {
       const reply: ReplyRecord = { text: `destination ${dest.key} is backing off after repeated connection failures`, enhanced: '4.4.1', transient: true, destination: dest.key, command: 'CONNECT' };
-      return recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply, tried: false }));
+      return recipients.map((r) => ({ kind: 'deferred', address: r.address, reply, tried: false }));
     }
     if (gate) {
       for (let wait = gate.delayMs(dest.key, now); wait > 0 && this.#running; wait = gate.delayMs(dest.key, (now = this.#now()))) {
@@ -263,26 +264,26 @@ export class Scheduler {
     }
     const body = await getBody();
     if (countReceived(body, this.#maxHops) > this.#maxHops) {
-      return all(false, false, { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
+      return all('failed', { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
     }
     const admission = this.#o.shaper ? await this.#o.shaper.admit(dest) : null;
-    if (admission && !admission.ok) return recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply: admission.reply, tried: false }));
+    if (admission && !admission.ok) return recipients.map((r) => ({ kind: 'deferred', address: r.address, reply: admission.error, tried: false }));
     this.counters.attempts++;
     const t0 = performance.now();
     // A site's recipients_per_transaction: one transaction per slice, one after the other.
-    const max = admission?.maxRecipients ?? Infinity;
+    const max = admission?.value.maxRecipients ?? Infinity;
     const results: RecipientResult[] = [];
     let throttled = false;
     try {
       for (let i = 0; i < recipients.length; i += max) results.push(...(await transport.deliver(dest, { message: m, recipients: max < recipients.length ? recipients.slice(i, i + max) : recipients, body })));
     } finally {
-      throttled = admission?.done(results) ?? false;
+      throttled = admission?.value.done(results) ?? false;
     }
     this.#stats.record(dest.key, (performance.now() - t0) / 1000, results, this.#now());
     if (gate) {
       // A throttle (421 too many connections) is a site that is up and says "slower": not a breaker failure.
-      const connFail = !throttled && results.length > 0 && results.every((r) => !r.ok && r.transient && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
-      gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.ok) ? 'ok' : 'other', this.#now());
+      const connFail = !throttled && results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
+      gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.kind === 'delivered') ? 'ok' : 'other', this.#now());
     }
     return results;
   }
@@ -297,14 +298,12 @@ export class Scheduler {
     for (const r of results) {
       const rcpt = byAddress.get(r.address)!;
       let reply = r.reply;
-      let outcome: RecipientOutcome['outcome'];
-      if (r.ok) outcome = 'delivered';
-      else if (!r.transient) outcome = 'failed';
-      else if (expired) {
+      let outcome: RecipientOutcome['outcome'] = r.kind;
+      if (r.kind === 'deferred' && expired) {
         outcome = 'failed';
         reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
-      } else outcome = 'deferred';
-      const tried = r.tried !== false;
+      }
+      const tried = r.kind !== 'deferred' || r.tried !== false;
       if (outcome === 'deferred') {
         // Not tried (an open circuit): no attempt is counted and the backoff does not grow;
         // it is due when the circuit lets a probe through.

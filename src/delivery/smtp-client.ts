@@ -14,7 +14,7 @@
 // transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import type { DeliveryRequest, RecipientResult, TlsPolicy } from './types.js';
+import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsPolicy } from './types.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
@@ -259,7 +259,7 @@ export class SmtpConnection {
     // not trusted (it is out of step), so every recipient is retried later. The cost: a
     // duplicate for a hostile server that had in fact taken the message.
     const reply = protocolRecord(e, this.host, this.port, this.#opts.destination);
-    return req.recipients.map((r) => ({ address: r.address, ok: false, transient: true, reply }));
+    return req.recipients.map((r) => ({ kind: 'deferred', address: r.address, reply }));
   }
 
   async #transaction(req: DeliveryRequest): Promise<RecipientResult[]> {
@@ -270,7 +270,7 @@ export class SmtpConnection {
     const local = (enhanced: string, text: string, cmd: SmtpCommand): RecipientResult[] => {
       const rec = replyRecord(undefined, enhanced, text, cmd, dest);
       rec.transient = enhanced.startsWith('4');
-      return rcpts.map((r) => ({ address: r.address, ok: false, transient: rec.transient!, reply: rec }));
+      return rcpts.map((r) => notDelivered(r.address, rec));
     };
     if (this.#dead) return local('4.4.2', `connection to ${this.host}:${this.port} lost: ${this.#dead.message}`, 'CONNECT');
     // Checks before anything is sent: we never downgrade or truncate.
@@ -291,7 +291,8 @@ export class SmtpConnection {
       // refusal either, so try later rather than bounce.
       const ok = (cmd === 'END-OF-DATA' || cmd === 'BDAT') && r.code >= 200 && r.code < 300;
       if (!ok && r.code < 400) reply.transient = true;
-      results[i] = { address: rcpts[i]!.address, ok, transient: reply.transient!, reply };
+      const address = rcpts[i]!.address;
+      results[i] = ok ? { kind: 'delivered', address, reply } : notDelivered(address, reply);
     };
     const fillAll = (r: SmtpReply, cmd: SmtpCommand, only?: number[]): void => {
       for (const i of only ?? rcpts.keys()) if (results[i] === undefined) settle(i, r, cmd);
@@ -384,7 +385,7 @@ export class SmtpConnection {
       for (let i = 0; i < rcpts.length; i++) {
         if (results[i] !== undefined) continue;
         const reply = replyRecord(undefined, '4.4.2', `${this.host}:${this.port}: ${e.message}`, stage, dest);
-        results[i] = { address: rcpts[i]!.address, ok: false, transient: true, reply };
+        results[i] = { kind: 'deferred', address: rcpts[i]!.address, reply };
       }
       return results as RecipientResult[];
     }

@@ -1,8 +1,9 @@
 // The SMTP and LMTP transport: one DestinationPool per destination key, one transaction per
 // deliver(). A failure to open a connection (connect, greeting, EHLO/LHLO, STARTTLS) makes
-// every recipient transient with that reason recorded; after that the SmtpConnection's
-// per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → ok/transient).
-import type { Destination, DeliveryRequest, RecipientResult, Transport } from './types.js';
+// every recipient deferred with that reason recorded; after that the SmtpConnection's
+// per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → delivered,
+// deferred or failed).
+import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
 import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
@@ -114,5 +115,5 @@ export class SmtpTransport implements Transport {
 const MIN_SWEEP_AT = 256;
 
 function failAll(req: DeliveryRequest, reply: ReplyRecord): RecipientResult[] {
-  return req.recipients.map((r) => ({ address: r.address, ok: false, transient: reply.transient !== false, reply }));
+  return req.recipients.map((r) => notDelivered(r.address, reply));
 }

@@ -45,14 +45,19 @@ export interface DeliveryRequest {
   body: Buffer;
 }
 
-/** One recipient's outcome. `transient` decides defer (true) or bounce (false). */
-export interface RecipientResult {
-  address: string;
-  ok: boolean;
-  transient: boolean;
-  reply: ReplyRecord;
-  /** false: nothing was sent (the destination's circuit is open), so it is no attempt. */
-  tried?: boolean;
+/**
+ * One recipient's outcome: delivered, deferred (tried again later) or failed (bounced).
+ * A deferral with `tried: false` sent nothing (the destination's circuit is open), so it is
+ * no attempt.
+ */
+export type RecipientResult =
+  | { kind: 'delivered'; address: string; reply: ReplyRecord }
+  | { kind: 'deferred'; address: string; reply: ReplyRecord; tried?: false }
+  | { kind: 'failed'; address: string; reply: ReplyRecord };
+
+/** A recipient that was not delivered: failed when the reply is permanent, else deferred. */
+export function notDelivered(address: string, reply: ReplyRecord): RecipientResult {
+  return reply.transient === false ? { kind: 'failed', address, reply } : { kind: 'deferred', address, reply };
 }
 
 export interface Transport {

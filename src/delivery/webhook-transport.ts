@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { Pool } from 'undici';
 import type { DeliveryRequest, Destination, RecipientResult, Transport } from './types.js';
-import { replyRecord } from './types.js';
+import { notDelivered, replyRecord } from './types.js';
 
 /*
  * Request:
@@ -107,7 +107,7 @@ export class WebhookTransport implements Transport {
     const all = (code: number, enhanced: string, text: string, where: string): RecipientResult[] => {
       const reply = replyRecord(code, enhanced, text, 'POST', where);
       const ok = code >= 200 && code < 300;
-      return req.recipients.map((r) => ({ address: r.address, ok, transient: !ok && reply.transient === true, reply }));
+      return req.recipients.map((r) => (ok ? { kind: 'delivered', address: r.address, reply } : notDelivered(r.address, reply)));
     };
 
     let url: URL;

@@ -3,12 +3,13 @@
 import type { IncomingMessage } from 'node:http';
 import { fail, type HttpResult } from './respond.js';
 import type { RouteContext } from './router.js';
+import { failure, success, type Result } from '../lib/result.js';
 
-export type BodyResult = { ok: true; body: Buffer } | { ok: false; error: HttpResult };
+export type BodyResult = Result<Buffer, HttpResult>;
 
 export function readBody(req: IncomingMessage, limitBytes: number): Promise<BodyResult> {
   const tooBig = (): BodyResult => {
-    return { ok: false, error: fail('PST_HTTP_BODY_TOO_LARGE', `request body over ${limitBytes} bytes (POSTERN_HTTP_MAX_BODY_BYTES)`) };
+    return failure(fail('PST_HTTP_BODY_TOO_LARGE', `request body over ${limitBytes} bytes (POSTERN_HTTP_MAX_BODY_BYTES)`));
   };
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limitBytes) return Promise.resolve(tooBig());
@@ -30,9 +31,9 @@ export function readBody(req: IncomingMessage, limitBytes: number): Promise<Body
       }
       chunks.push(chunk);
     };
-    const onEnd = (): void => done({ ok: true, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+    const onEnd = (): void => done(success(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
     const onError = (): void => {
-        done({ ok: false, error: fail('PST_HTTP_BAD_REQUEST', 'the request body was cut short') });
+        done(failure(fail('PST_HTTP_BAD_REQUEST', 'the request body was cut short')));
     };
     req.on('data', onData);
     req.on('end', onEnd);
@@ -40,24 +41,24 @@ export function readBody(req: IncomingMessage, limitBytes: number): Promise<Body
   });
 }
 
-export type JsonResult = { ok: true; value: Record<string, unknown> } | { ok: false; error: HttpResult };
+export type JsonResult = Result<Record<string, unknown>, HttpResult>;
 
 /** Content-Type must be application/json (415 otherwise); the body a JSON object (400 otherwise). */
 export async function readJsonObject(c: RouteContext): Promise<JsonResult> {
   const type = (c.req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
   if (type !== 'application/json') {
-    return { ok: false, error: fail('PST_HTTP_UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, not ${JSON.stringify(type)}`) };
+    return failure(fail('PST_HTTP_UNSUPPORTED_MEDIA_TYPE', `Content-Type must be application/json, not ${JSON.stringify(type)}`));
   }
   const b = await c.body();
   if (!b.ok) return b;
   let value: unknown;
   try {
-    value = JSON.parse(b.body.toString('utf8'));
+    value = JSON.parse(b.value.toString('utf8'));
   } catch (err) {
-    return { ok: false, error: fail('PST_HTTP_BAD_JSON', `the body is not valid JSON: ${(err as Error).message}`) };
+    return failure(fail('PST_HTTP_BAD_JSON', `the body is not valid JSON: ${(err as Error).message}`));
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    return { ok: false, error: fail('PST_HTTP_BAD_JSON', 'the body must be a JSON object') };
+    return failure(fail('PST_HTTP_BAD_JSON', 'the body must be a JSON object'));
   }
-  return { ok: true, value: value as Record<string, unknown> };
+  return success(value as Record<string, unknown>);
 }

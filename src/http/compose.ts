@@ -27,6 +27,7 @@
 import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { isMailbox } from '../protocol/address.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 /** Recipients (to + cc + bcc, or substitution entries) in one request. */
 export const MAX_REQUEST_RECIPIENTS = 10_000;
@@ -69,7 +70,7 @@ export interface Structured {
 }
 
 export type FieldError = { field: string; why: string };
-export type StructuredResult = { ok: true; value: Structured } | { ok: false; error: FieldError };
+export type StructuredResult = Result<Structured, FieldError>;
 
 class Bad extends Error {
   constructor(
@@ -124,9 +125,9 @@ function decodeBase64(field: string, v: unknown): Buffer {
 /** Check every field of a structured request; sizes against maxMessageBytes. */
 export function parseStructured(o: Record<string, unknown>, limits: { maxMessageBytes: number }): StructuredResult {
   try {
-    return { ok: true, value: parse(o, limits) };
+    return success(parse(o, limits));
   } catch (err) {
-    if (err instanceof Bad) return { ok: false, error: { field: err.field, why: err.why } };
+    if (err instanceof Bad) return failure({ field: err.field, why: err.why });
     throw err;
   }
 }

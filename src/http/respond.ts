@@ -1,6 +1,7 @@
 // What a route hands back (HttpResult, a value) and the one JSON error shape of the HTTP API:
 // { "error": { "code": "PST_HTTP_…", "message": "…" } }. Every PST_HTTP_* code is in HTTP_ERRORS
 // with its status, so the codes stay stable and docs can list them from one table.
+import { failure, success, type Result } from '../lib/result.js';
 
 export const HTTP_ERRORS = {
   PST_HTTP_UNAUTHORIZED: 401,
@@ -44,11 +45,11 @@ export function fail(code: HttpErrorCode, message: string, headers?: Record<stri
 }
 
 /** The `limit` query parameter of a list endpoint: a number, or the 400 to return. */
-export function limitParam(url: URL, defaultLimit: number, maxLimit: number): number | HttpResult {
+export function limitParam(url: URL, defaultLimit: number, maxLimit: number): Result<number, HttpResult> {
   const raw = url.searchParams.get('limit');
-  if (raw === null) return defaultLimit;
+  if (raw === null) return success(defaultLimit);
   if (!/^[0-9]{1,7}$/.test(raw) || Number(raw) < 1 || Number(raw) > maxLimit) {
-    return fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${maxLimit}`);
+    return failure(fail('PST_HTTP_BAD_FIELD', `limit: must be an integer from 1 to ${maxLimit}`));
   }
-  return Number(raw);
+  return success(Number(raw));
 }

@@ -3,7 +3,7 @@
 // e.g. "90s", "5m", "1h30m", "1.5h", "2w". A bare number is accepted only where the caller names its unit
 // (settings whose name ends in _MS take "300000"); elsewhere a unit is required, because a bare
 // "5" could mean 5 ms or 5 minutes and the wrong guess is silent.
-import type { ParseError } from './parse-error.js';
+import { failure, success, type Result } from './result.js';
 
 const UNIT_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 const PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d|w)/y;
@@ -14,8 +14,8 @@ export interface DurationOptions {
   readonly bareMs?: boolean;
 }
 
-/** Milliseconds, rounded to an integer; a ParseError quoting the text otherwise. */
-export function parseDuration(text: string, options: DurationOptions = {}): number | ParseError {
+/** Milliseconds, rounded to an integer; an error quoting the text otherwise. */
+export function parseDuration(text: string, options: DurationOptions = {}): Result<number, string> {
   const s = text.trim().toLowerCase();
   let total: number;
   const bare = options.bareMs === true ? BARE.exec(s) : null;
@@ -34,28 +34,28 @@ export function parseDuration(text: string, options: DurationOptions = {}): numb
     if (parts === 0 || end !== s.length) total = NaN;
   }
   if (!Number.isSafeInteger(Math.round(total))) {
-    return { error: `duration "${text}" is not a number with a unit; expected like 90s, 5m, 1h30m or 5d (units ms, s, m, h, d, w)` };
+    return failure(`duration "${text}" is not a number with a unit; expected like 90s, 5m, 1h30m or 5d (units ms, s, m, h, d, w)`);
   }
-  return Math.round(total);
+  return success(Math.round(total));
 }
 
 /**
  * A comma-separated list of durations, each > 0, e.g. a retry schedule "5m,10m,20m,40m,1h".
  * Every bad item is named in the error. The result is frozen and never empty.
  */
-export function parseDurationList(text: string, what = 'duration list'): readonly number[] | ParseError {
+export function parseDurationList(text: string, what = 'duration list'): Result<readonly number[], string> {
   const items = text.split(',').map((x) => x.trim());
   const delays: number[] = [];
   const bad: string[] = [];
   for (const item of items) {
     const d = parseDuration(item);
-    if (typeof d !== 'number' || d <= 0) bad.push(`"${item}"`);
-    else delays.push(d);
+    if (!d.ok || d.value <= 0) bad.push(`"${item}"`);
+    else delays.push(d.value);
   }
   if (bad.length > 0 || delays.length === 0) {
-    return { error: `${what} "${text}" has bad delays (${bad.join(', ')}); expected comma-separated durations > 0 like 5m,10m,20m,40m,1h` };
+    return failure(`${what} "${text}" has bad delays (${bad.join(', ')}); expected comma-separated durations > 0 like 5m,10m,20m,40m,1h`);
   }
-  return Object.freeze(delays);
+  return success(Object.freeze(delays));
 }
 
 const FORMAT_UNITS: ReadonlyArray<readonly [string, number]> = [['w', 604_800_000], ['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000], ['ms', 1]];

@@ -3,6 +3,7 @@
 // domain's recipients), the same actions over every message of a domain, and listing. Each
 // change is a write transaction through RecordStore; the transitions: docs/queue.md.
 import { makeReply } from './records.js';
+import { failure, success } from '../lib/result.js';
 import type { RecordStore, Writer } from './record-store.js';
 import type { FailRecipientsResult, MessageRecord, Recipient, ReplyRecord } from './types.js';
 
@@ -58,7 +59,7 @@ export class QueueAdmin {
    * Fail the pending recipients of a message with `reply` (an administrator's bounce or
    * delete): all of them, or only those in `domain`. Recipient attempts are not counted
    * (nothing was tried). A leased message (a delivery in flight) is left alone:
-   * { leased: true }. When no recipient is pending afterwards the message and its body are
+   * the error 'leased'. When no recipient is pending afterwards the message and its body are
    * deleted (removed: true), as settle() does when the last recipient becomes final, and
    * `record` is the final record; otherwise it keeps its state and schedule. `failed` are the
    * recipients failed now, for the DSN, which the caller queues BEFORE this call (as the
@@ -68,7 +69,7 @@ export class QueueAdmin {
     const d = domain?.toLowerCase();
     return this.#write(d === undefined ? 'bounce' : 'domain-fail', () => {
       const rec = this.#store.load(id);
-      if (rec.state === 'leased') return { leased: true as const };
+      if (rec.state === 'leased') return failure('leased' as const);
       const nowMs = Math.floor(this.#clock());
       const failed: Recipient[] = [];
       const kept = this.#store.update(rec, () => {
@@ -81,7 +82,7 @@ export class QueueAdmin {
         return rec.recipients.some((r) => r.state === 'pending');
       });
       if (!kept) rec.lease = undefined;
-      return { leased: false as const, record: rec, failed, removed: !kept };
+      return success({ record: rec, failed, removed: !kept });
     });
   }
 

@@ -2,6 +2,7 @@
 // delivery engine gets back (MessageRecord) and hands back (RecipientOutcome). Pure types
 // plus the PRIORITY table; no behaviour lives here so every other queue file can import it.
 import type { Logger } from '../log/logger.js';
+import type { Result } from '../lib/result.js';
 
 export const PRIORITY = { urgent: 0, normal: 1, bulk: 2 } as const;
 export type Priority = 0 | 1 | 2;
@@ -119,9 +120,7 @@ export interface QueueStats {
 }
 
 /**
- * What failRecipients did: nothing to a leased message (a delivery in flight), else the record
- * as stored after (the final record when `removed`) and the recipients failed now.
+ * What failRecipients did: the record as stored after (the final record when `removed`) and
+ * the recipients failed now; or nothing, because the message is leased (a delivery in flight).
  */
-export type FailRecipientsResult =
-  | { leased: true }
-  | { leased: false; record: MessageRecord; failed: Recipient[]; removed: boolean };
+export type FailRecipientsResult = Result<{ record: MessageRecord; failed: Recipient[]; removed: boolean }, 'leased'>;

@@ -83,7 +83,7 @@ test('two sinks, two threads: bytes exact, connections reused, the key pins the 
       const req = deliveryRequest('sender@example.org', [`r${i}@example.net`, `s${i}@example.net`], bytes);
       const results = await tr.deliver(d, req);
       assert.equal(results.length, 2);
-      for (const r of results) assert.equal(r.ok, true, JSON.stringify(r));
+      for (const r of results) assert.equal(r.kind, 'delivered', JSON.stringify(r));
       assert.equal(req.body.length, bytes.length, 'the default mode leaves the caller’s body intact');
       sent.set(token, Buffer.from(bytes));
     }
@@ -95,7 +95,7 @@ test('two sinks, two threads: bytes exact, connections reused, the key pins the 
     const view = outer.subarray(14, 14 + inner.length);
     assert.ok(view.equals(inner));
     const results = await tr.deliver(destA, deliveryRequest('sender@example.org', ['v@example.net'], view));
-    assert.equal(results[0]!.ok, true, JSON.stringify(results));
+    assert.equal(results[0]!.kind, 'delivered', JSON.stringify(results));
     sentA.set('A-view', inner);
   }
   // Concurrent: 8 per destination at once.
@@ -105,7 +105,7 @@ test('two sinks, two threads: bytes exact, connections reused, the key pins the 
         const token = `${tag as string}-par-${i}`;
         const bytes = body(token, 1000 + i * 1500);
         const results = await tr.deliver(d as Destination, deliveryRequest('sender@example.org', [`p${i}@example.net`], bytes));
-        assert.equal(results[0]!.ok, true, JSON.stringify(results));
+        assert.equal(results[0]!.kind, 'delivered', JSON.stringify(results));
         (sent as Map<string, Buffer>).set(token, bytes);
       }),
     ).flat(),
@@ -150,7 +150,7 @@ test("bodyTransfer 'transfer': owned buffers move without a copy, pool slices an
   big.copy(owned);
   const req = deliveryRequest('sender@example.org', ['o@example.net'], owned);
   const r1 = await tr.deliver(d, req);
-  assert.equal(r1[0]!.ok, true, JSON.stringify(r1));
+  assert.equal(r1[0]!.kind, 'delivered', JSON.stringify(r1));
   sent.set('owned', keep);
   assert.equal(req.body.length, 0, 'the transferred buffer is detached in the caller');
   assert.equal(tr.stats()[0]!.bytesTransferred, keep.length);
@@ -159,14 +159,13 @@ test("bodyTransfer 'transfer': owned buffers move without a copy, pool slices an
   // Reusing a detached body (what the scheduler would do for a second destination group) is
   // refused as transient, never sent empty.
   const again = await tr.deliver(d, req);
-  assert.equal(again[0]!.ok, false);
-  assert.equal(again[0]!.transient, true);
+  assert.equal(again[0]!.kind, 'deferred');
   assert.match(again[0]!.reply.text, /detached/);
 
   const small = body('pooled', 500); // Buffer.from(string) of < 4 KiB: a slice of the pool slab
   assert.ok(small.buffer.byteLength > small.length, 'expected a pooled buffer');
   const r2 = await tr.deliver(d, deliveryRequest('sender@example.org', ['p@example.net'], small));
-  assert.equal(r2[0]!.ok, true);
+  assert.equal(r2[0]!.kind, 'delivered');
   assert.ok(small.equals(body('pooled', 500)), 'a pooled buffer is copied, not detached');
   sent.set('pooled', small);
   assert.equal(tr.stats()[0]!.bytesCopied, small.length);
@@ -192,8 +191,7 @@ test('a worker that dies mid-delivery gives transient results, and the slot rest
   assert.ok(Date.now() - before < 1000, 'resolved promptly, not at the final-reply timeout');
   assert.equal(results.length, 2);
   for (const r of results) {
-    assert.equal(r.ok, false);
-    assert.equal(r.transient, true);
+    assert.equal(r.kind, 'deferred');
     assert.equal(r.reply.enhanced, '4.3.0');
     assert.match(r.reply.text, /exited/);
   }
@@ -203,7 +201,7 @@ test('a worker that dies mid-delivery gives transient results, and the slot rest
   // The next request for the key starts a new worker on the same slot.
   stall = false;
   const ok = await tr.deliver(d, deliveryRequest('sender@example.org', ['z@example.net'], body('after', 800)));
-  assert.equal(ok[0]!.ok, true, JSON.stringify(ok));
+  assert.equal(ok[0]!.kind, 'delivered', JSON.stringify(ok));
   assert.equal(tr.stats()[slot]!.started, 2);
   assert.equal(srv.messages().length, 2);
 });
@@ -214,7 +212,7 @@ test('close(): waits for workers, in-flight work is not lost to a hang, later de
   const tr = new AffinityTransport({ threads: 2, smtp: { heloName: 'client.test', timeouts: { ...TIMEOUTS, finalMs: 30_000 } }, closeTimeoutMs: 500 });
   t.after(() => tr.close());
   const good = await tr.deliver(dest(node.ports.smtpPort), deliveryRequest('s@example.org', ['a@example.net'], body('c1', 400)));
-  assert.equal(good[0]!.ok, true);
+  assert.equal(good[0]!.kind, 'delivered');
   // One request stuck waiting for a final reply: close() must give up on it after 500 ms.
   const stuck = tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['b@example.net'], body('c2', 400)));
   for (let i = 0; i < 200 && srv.messages().length === 0; i++) await new Promise((r) => setTimeout(r, 10));
@@ -223,10 +221,9 @@ test('close(): waits for workers, in-flight work is not lost to a hang, later de
   const took = Date.now() - t0;
   assert.ok(took < 3000, `close took ${took} ms`);
   const r = await stuck;
-  assert.equal(r[0]!.ok, false);
-  assert.equal(r[0]!.transient, true);
+  assert.equal(r[0]!.kind, 'deferred');
   assert.deepEqual(tr.stats().map((s) => s.threadId), [null, null]);
   const late = await tr.deliver(dest(node.ports.smtpPort), deliveryRequest('s@example.org', ['c@example.net'], body('c3', 400)));
-  assert.equal(late[0]!.transient, true);
+  assert.equal(late[0]!.kind, 'deferred');
   assert.match(late[0]!.reply.text, /closed/);
 });

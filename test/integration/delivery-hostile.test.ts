@@ -41,7 +41,7 @@ async function closedOrAfter(s: ScriptSession, ms: number): Promise<void> {
 function assertProtocolFailure(res: RecipientResult[], commands: string[], text: RegExp): void {
   assert.ok(res.length > 0);
   for (const r of res) {
-    assert.deepEqual([r.ok, r.transient, r.reply.transient, r.reply.code, r.reply.enhanced], [false, true, true, 421, '4.5.0'], JSON.stringify(r));
+    assert.deepEqual([r.kind, r.reply.transient, r.reply.code, r.reply.enhanced], ['deferred', true, 421, '4.5.0'], JSON.stringify(r));
     assert.ok(commands.includes(r.reply.command!), `command ${r.reply.command} not in ${commands.join(',')}`);
     assert.match(r.reply.text, text);
   }
@@ -82,7 +82,7 @@ test('a flood on an idle pooled connection closes it at once; the heap stays bou
   const srv = await startScriptedServer(t);
   const tr = transport(t);
   const d = dest(srv.port);
-  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
   assert.equal(tr.counts()[d.key]!.idle, 1);
   const s = srv.sessions[0]!;
   const heap0 = process.memoryUsage().heapUsed;
@@ -94,7 +94,7 @@ test('a flood on an idle pooled connection closes it at once; the heap stays bou
   assert.ok(grown < MAX_HEAP_GROWTH, `heap grew by ${grown} bytes`);
   for (let i = 0; i < 50 && tr.counts()[d.key]!.open > 0; i++) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual([tr.counts()[d.key]!.idle, tr.counts()[d.key]!.open], [0, 0]);
-  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.kind, 'delivered');
   assert.equal(srv.sessions.length, 2);
 });
 
@@ -102,7 +102,7 @@ test('a few bytes without CRLF on an idle pooled connection close it too (nothin
   const srv = await startScriptedServer(t);
   const tr = transport(t);
   const d = dest(srv.port);
-  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
   const s = srv.sessions[0]!;
   const t0 = Date.now();
   s.write('2');
@@ -144,7 +144,7 @@ test('bounds: a complete reply line over the line bound, and a multi-line reply 
   // Within the bounds: 100 lines of 600 bytes (60 kB) is an ordinary EHLO reply.
   const okEhlo = ['fine.test', 'PIPELINING', ...Array.from({ length: 98 }, (_, i) => `X-${i} ${'y'.repeat(590)}`)].map((l, i, a) => `250${i === a.length - 1 ? ' ' : '-'}${l}`).join('\r\n');
   const fine = await flooded(t, { reply: (cmd) => (cmd.startsWith('EHLO') ? okEhlo : undefined) }, ['a@example.net'], 'smtp', true);
-  assert.equal(fine.res[0]!.ok, true, JSON.stringify(fine.res));
+  assert.equal(fine.res[0]!.kind, 'delivered', JSON.stringify(fine.res));
 });
 
 test('STARTTLS: a line injected in clear after the 220 (even an unfinished multi-line reply) fails the open', async (t) => {
@@ -160,10 +160,10 @@ test('STARTTLS: a line injected in clear after the 220 (even an unfinished multi
 
 test('a success code where none can be final is no delivery: DATA answered 250, RCPT answered 252', async (t) => {
   const data = await flooded(t, { reply: (cmd) => (cmd === 'DATA' ? '250 2.0.0 sure' : undefined) }, ['a@example.net'], 'smtp', true);
-  assert.deepEqual(data.res.map((r) => [r.ok, r.transient, r.reply.transient, r.reply.code, r.reply.command]), [[false, true, true, 250, 'DATA']]);
+  assert.deepEqual(data.res.map((r) => [r.kind, r.reply.transient, r.reply.code, r.reply.command]), [['deferred', true, 250, 'DATA']]);
   const rcpt = await flooded(t, { reply: (cmd) => (cmd.includes('<b@') ? '252 2.1.5 maybe' : undefined) }, ['a@example.net', 'b@example.net'], 'smtp', true);
-  assert.deepEqual(rcpt.res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.command]), [
-    ['a@example.net', true, false, 250, 'END-OF-DATA'],
-    ['b@example.net', false, true, 252, 'RCPT'],
+  assert.deepEqual(rcpt.res.map((r) => [r.address, r.kind, r.reply.code, r.reply.command]), [
+    ['a@example.net', 'delivered', 250, 'END-OF-DATA'],
+    ['b@example.net', 'deferred', 252, 'RCPT'],
   ]);
 });

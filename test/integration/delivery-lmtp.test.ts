@@ -33,18 +33,18 @@ test('LMTP: LHLO, and a reply per accepted recipient after the data', async (t) 
   const tr = transport(t);
   const res = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['ok@example.net', 'nouser@example.net', 'full@example.net', 'bad@example.net'], 'Subject: lmtp\r\n\r\nhi\r\n'));
   assert.deepEqual(
-    res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]),
+    res.map((r) => [r.address, r.kind, r.reply.code, r.reply.enhanced, r.reply.command]),
     [
-      ['ok@example.net', true, false, 250, '2.0.0', 'END-OF-DATA'],
-      ['nouser@example.net', false, false, 550, '5.1.1', 'RCPT'],
-      ['full@example.net', false, true, 452, '4.2.2', 'END-OF-DATA'],
-      ['bad@example.net', false, false, 552, '5.2.2', 'END-OF-DATA'],
+      ['ok@example.net', 'delivered', 250, '2.0.0', 'END-OF-DATA'],
+      ['nouser@example.net', 'failed', 550, '5.1.1', 'RCPT'],
+      ['full@example.net', 'deferred', 452, '4.2.2', 'END-OF-DATA'],
+      ['bad@example.net', 'failed', 552, '5.2.2', 'END-OF-DATA'],
     ],
   );
   assert.equal(srv.sessions[0]!.commands[0], 'LHLO client.test');
   // In step afterwards: a second message on the same connection.
   const again = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['ok@example.net'], 'x\r\n'));
-  assert.equal(again[0]!.ok, true);
+  assert.equal(again[0]!.kind, 'delivered');
   assert.equal(srv.sessions.length, 1);
 });
 
@@ -53,8 +53,5 @@ test('LMTP: a missing per-recipient reply times out as transient', async (t) => 
   const tr = new SmtpTransport({ heloName: 'client.test', timeouts: { ...TIMEOUTS, finalMs: 300 } });
   t.after(() => tr.close());
   const res = await tr.deliver(dest(srv.port), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], 'x\r\n'));
-  assert.deepEqual(res.map((r) => [r.ok, r.transient]), [
-    [true, false],
-    [false, true],
-  ]);
+  assert.deepEqual(res.map((r) => r.kind), ['delivered', 'deferred']);
 });

@@ -45,9 +45,9 @@ test('two recipients: files in new/ with the exact bytes plus Return-Path and De
   const msg = message('s@sender.example', ['alice@example.org', 'Bob+news@Example.ORG']);
   const res = await tr.deliver(dest, { message: msg, recipients: msg.recipients, body: BODY });
 
-  assert.deepEqual(res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced]), [
-    ['alice@example.org', true, false, 250, '2.0.0'],
-    ['Bob+news@Example.ORG', true, false, 250, '2.0.0'],
+  assert.deepEqual(res.map((r) => [r.address, r.kind, r.reply.code, r.reply.enhanced]), [
+    ['alice@example.org', 'delivered', 250, '2.0.0'],
+    ['Bob+news@Example.ORG', 'delivered', 250, '2.0.0'],
   ]);
   for (const [dir, rcptAddr] of [['example.org/alice', 'alice@example.org'], ['example.org/bob', 'Bob+news@Example.ORG']] as const) {
     const mbox = join(root, dir);
@@ -69,7 +69,7 @@ test('two recipients: files in new/ with the exact bytes plus Return-Path and De
   // A second delivery to the same mailbox gets a distinct name; null sender is Return-Path: <>.
   const bounce = message('', ['alice@example.org']);
   const res2 = await tr.deliver(dest, { message: bounce, recipients: bounce.recipients, body: BODY });
-  assert.equal(res2[0]!.ok, true);
+  assert.equal(res2[0]!.kind, 'delivered');
   const files = readdirSync(join(root, 'example.org/alice/new'));
   assert.equal(files.length, 2);
   const contents = files.map((f) => readFileSync(join(root, 'example.org/alice/new', f)).toString('latin1'));
@@ -95,13 +95,12 @@ test('path tricks are refused permanently (553 5.1.3) and nothing is written out
   const res = await tr.deliver(dest, { message: msg, recipients: msg.recipients, body: BODY });
   assert.equal(res.length, bad.length + 1);
   for (const r of res.slice(0, bad.length)) {
-    assert.equal(r.ok, false, JSON.stringify(r.address));
-    assert.equal(r.transient, false, JSON.stringify(r.address));
+    assert.equal(r.kind, 'failed', JSON.stringify(r.address));
     assert.equal(r.reply.code, 553, JSON.stringify(r.address));
     assert.equal(r.reply.enhanced, '5.1.3');
     assert.equal(r.reply.transient, false);
   }
-  assert.equal(res[bad.length]!.ok, true);
+  assert.equal(res[bad.length]!.kind, 'delivered');
   const files = walk(base);
   assert.equal(files.length, 1, files.join('\n'));
   assert.match(files[0]!, /^mail\/example\.org\/ok\/new\/[^/]+$/);
@@ -125,7 +124,7 @@ test('disk errors are transient 4.3.0: missing root, a file where a folder shoul
   const missing = join(base, 'not-mounted');
   const msg = message('s@sender.example', ['a@example.org', 'b@blocked.example']);
   let res = await tr.deliver({ kind: 'maildir', key: 'maildir:x', root: missing }, { message: msg, recipients: msg.recipients, body: BODY });
-  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced]), [[false, true, 451, '4.3.0'], [false, true, 451, '4.3.0']]);
+  assert.deepEqual(res.map((r) => [r.kind, r.reply.code, r.reply.enhanced]), [['deferred', 451, '4.3.0'], ['deferred', 451, '4.3.0']]);
   assert.match(res[0]!.reply.text, /ENOENT/);
   assert.equal(existsSync(missing), false, 'the root is never created');
 
@@ -133,7 +132,7 @@ test('disk errors are transient 4.3.0: missing root, a file where a folder shoul
   mkdirSync(root);
   writeFileSync(join(root, 'blocked.example'), 'not a folder');
   res = await tr.deliver({ kind: 'maildir', key: 'maildir:x', root }, { message: msg, recipients: msg.recipients, body: BODY });
-  assert.deepEqual(res.map((r) => [r.ok, r.transient]), [[true, false], [false, true]]);
+  assert.deepEqual(res.map((r) => r.kind), ['delivered', 'deferred']);
   assert.equal(res[1]!.reply.enhanced, '4.3.0');
   assert.equal(res[1]!.reply.transient, true);
   assert.match(res[1]!.reply.text, /ENOTDIR|EEXIST/);

@@ -35,7 +35,7 @@ test('PIPELINING: MAIL, every RCPT and DATA go in one write', async (t) => {
   const srv = await server(t);
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
-  assert.deepEqual(res.map((r) => r.ok), [true, true]);
+  assert.deepEqual(res.map((r) => r.kind === 'delivered'), [true, true]);
   const s = srv.sessions[0]!;
   const batch = s.batches.find((b) => b[0]!.startsWith('MAIL'));
   assert.deepEqual(batch, ['MAIL FROM:<s@example.org> SIZE=' + Buffer.byteLength(MSG), 'RCPT TO:<a@example.net>', 'RCPT TO:<b@example.net>', 'DATA']);
@@ -46,7 +46,7 @@ test('without PIPELINING the commands go one by one', async (t) => {
   const srv = await server(t, { capabilities: ['SIZE 1000000', '8BITMIME'] });
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
-  assert.deepEqual(res.map((r) => r.ok), [true, true]);
+  assert.deepEqual(res.map((r) => r.kind === 'delivered'), [true, true]);
   const s = srv.sessions[0]!;
   for (const b of s.batches) assert.equal(b.length, 1, `pipelined without PIPELINING: ${JSON.stringify(b)}`);
   assert.deepEqual(s.commands.slice(1), ['MAIL FROM:<s@example.org> SIZE=' + Buffer.byteLength(MSG), 'RCPT TO:<a@example.net>', 'RCPT TO:<b@example.net>', 'DATA']);
@@ -64,11 +64,11 @@ test('per-recipient 4xx and 5xx; the rest delivered; no RSET after a clean end',
   const d = dest([srv.port]);
   const res = await tr.deliver(d, deliveryRequest('s@example.org', ['ok@example.net', 'soft@example.net', 'hard@example.net'], MSG));
   assert.deepEqual(
-    res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]),
+    res.map((r) => [r.address, r.kind, r.reply.code, r.reply.enhanced, r.reply.command]),
     [
-      ['ok@example.net', true, false, 250, '2.0.0', 'END-OF-DATA'],
-      ['soft@example.net', false, true, 450, '4.2.1', 'RCPT'],
-      ['hard@example.net', false, false, 550, '5.1.1', 'RCPT'],
+      ['ok@example.net', 'delivered', 250, '2.0.0', 'END-OF-DATA'],
+      ['soft@example.net', 'deferred', 450, '4.2.1', 'RCPT'],
+      ['hard@example.net', 'failed', 550, '5.1.1', 'RCPT'],
     ],
   );
   assert.equal(res[2]!.reply.text, 'No such user here');
@@ -85,11 +85,11 @@ test('every RCPT refused: no data sent, and RSET before the next transaction', a
   const tr = transport(t);
   const d = dest([srv.port]);
   const res = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.code], [false, false, 550]);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.code], ['failed', 550]);
   assert.equal(srv.messages().length, 0);
   refuse = false;
   const ok = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.equal(ok[0]!.ok, true);
+  assert.equal(ok[0]!.kind, 'delivered');
   const cmds = srv.sessions[0]!.commands;
   assert.equal(srv.sessions.length, 1);
   assert.equal(cmds.filter((c) => c === 'RSET').length, 1);
@@ -100,15 +100,15 @@ test('MAIL refused with 4xx: every recipient transient; final 5xx: every recipie
   const srv = await server(t, { reply: (cmd) => (cmd.startsWith('MAIL') ? '452 4.3.1 Insufficient storage' : undefined) });
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
-  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
-    [false, true, 452, '4.3.1', 'MAIL'],
-    [false, true, 452, '4.3.1', 'MAIL'],
+  assert.deepEqual(res.map((r) => [r.kind, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    ['deferred', 452, '4.3.1', 'MAIL'],
+    ['deferred', 452, '4.3.1', 'MAIL'],
   ]);
   const srv2 = await server(t, { reply: (cmd) => (cmd === '.' ? '554 5.7.1 Spam' : undefined) });
   const res2 = await tr.deliver(dest([srv2.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
-  assert.deepEqual(res2.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
-    [false, false, 554, '5.7.1', 'END-OF-DATA'],
-    [false, false, 554, '5.7.1', 'END-OF-DATA'],
+  assert.deepEqual(res2.map((r) => [r.kind, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    ['failed', 554, '5.7.1', 'END-OF-DATA'],
+    ['failed', 554, '5.7.1', 'END-OF-DATA'],
   ]);
 });
 
@@ -118,7 +118,7 @@ test('MX failover: a refused connection and a 421 greeting move on to the next h
   const good = await server(t);
   const tr = transport(t);
   const res = await tr.deliver(dest([dead, busy.port, good.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.equal(res[0]!.ok, true, JSON.stringify(res));
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   assert.equal(busy.sessions.length, 1);
   assert.equal(busy.sessions[0]!.commands.length, 0);
   assert.equal(good.messages().length, 1);
@@ -129,12 +129,12 @@ test('every host failing: all recipients transient, the last failure recorded', 
   const busy = await server(t, { greeting: '421 4.3.2 busy, try later' });
   const tr = transport(t);
   const res = await tr.deliver(dest([dead, busy.port]), deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
-  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.command]), [
-    [false, true, 421, '4.3.2', 'CONNECT'],
-    [false, true, 421, '4.3.2', 'CONNECT'],
+  assert.deepEqual(res.map((r) => [r.kind, r.reply.code, r.reply.enhanced, r.reply.command]), [
+    ['deferred', 421, '4.3.2', 'CONNECT'],
+    ['deferred', 421, '4.3.2', 'CONNECT'],
   ]);
   const res2 = await tr.deliver(dest([dead]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.deepEqual([res2[0]!.ok, res2[0]!.transient, res2[0]!.reply.command, res2[0]!.reply.code], [false, true, 'CONNECT', undefined]);
+  assert.deepEqual([res2[0]!.kind, res2[0]!.reply.command, res2[0]!.reply.code], ['deferred', 'CONNECT', undefined]);
   assert.match(res2[0]!.reply.text, /ECONNREFUSED/);
 });
 
@@ -149,15 +149,14 @@ test('no SMTPUTF8 → 5.6.7, no 8BITMIME → 5.6.3, SIZE exceeded → 5.3.4; not
   ];
   for (const [args, enhanced] of cases) {
     const res = await tr.deliver(d, deliveryRequest(...args));
-    assert.equal(res[0]!.ok, false);
-    assert.equal(res[0]!.transient, false);
+    assert.equal(res[0]!.kind, 'failed');
     assert.equal(res[0]!.reply.enhanced, enhanced);
     assert.equal(res[0]!.reply.code, undefined);
   }
   assert.ok(!srv.sessions[0]!.commands.some((c) => c.startsWith('MAIL')));
   // At the limit it goes.
   const ok = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], 'y'.repeat(100)));
-  assert.equal(ok[0]!.ok, true);
+  assert.equal(ok[0]!.kind, 'delivered');
 });
 
 test('DSN parameters only when the peer offers DSN', async (t) => {
@@ -179,7 +178,7 @@ test('TLS required but STARTTLS not offered → transient 4.7.0, nothing sent', 
   const srv = await server(t);
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port], 'required'), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.enhanced, res[0]!.reply.command], [false, true, '4.7.0', 'STARTTLS']);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.enhanced, res[0]!.reply.command], ['deferred', '4.7.0', 'STARTTLS']);
   assert.deepEqual(srv.sessions[0]!.commands, ['EHLO client.test', 'QUIT']);
 });
 
@@ -187,7 +186,7 @@ test('opportunistic TLS: a refused STARTTLS goes on in clear', async (t) => {
   const srv = await server(t, { capabilities: [...DEFAULT_CAPS, 'STARTTLS'] }); // no certificate: 502
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port], 'opportunistic'), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.equal(res[0]!.ok, true);
+  assert.equal(res[0]!.kind, 'delivered');
   assert.equal(srv.sessions[0]!.commands[1], 'STARTTLS');
 });
 
@@ -195,7 +194,7 @@ test('EHLO refused → HELO, and then no ESMTP parameters', async (t) => {
   const srv = await server(t, { capabilities: null });
   const tr = transport(t);
   const res = await tr.deliver(dest([srv.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.equal(res[0]!.ok, true);
+  assert.equal(res[0]!.kind, 'delivered');
   assert.deepEqual(srv.sessions[0]!.commands.slice(0, 4), ['EHLO client.test', 'HELO client.test', 'MAIL FROM:<s@example.org>', 'RCPT TO:<a@example.net>']);
 });
 
@@ -206,9 +205,9 @@ test('timeouts: no final reply → transient for all, the connection is dropped;
   const t0 = Date.now();
   const res = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net', 'b@example.net'], MSG));
   assert.ok(Date.now() - t0 < 3000);
-  assert.deepEqual(res.map((r) => [r.ok, r.transient, r.reply.command]), [
-    [false, true, 'END-OF-DATA'],
-    [false, true, 'END-OF-DATA'],
+  assert.deepEqual(res.map((r) => [r.kind, r.reply.command]), [
+    ['deferred', 'END-OF-DATA'],
+    ['deferred', 'END-OF-DATA'],
   ]);
   assert.match(res[0]!.reply.text, /timeout/);
   assert.equal(tr.counts()[d.key]!.open, 0);
@@ -216,7 +215,7 @@ test('timeouts: no final reply → transient for all, the connection is dropped;
   const mute = await server(t, { greeting: null });
   const tr2 = transport(t, { ...TIMEOUTS, greetingMs: 300 });
   const res2 = await tr2.deliver(dest([mute.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
-  assert.deepEqual([res2[0]!.ok, res2[0]!.transient, res2[0]!.reply.command], [false, true, 'CONNECT']);
+  assert.deepEqual([res2[0]!.kind, res2[0]!.reply.command], ['deferred', 'CONNECT']);
   assert.match(res2[0]!.reply.text, /timeout after 300 ms/);
 });
 
@@ -224,7 +223,7 @@ test('a connection the peer closed while idle is not reused', async (t) => {
   const srv = await server(t);
   const tr = transport(t);
   const d = dest([srv.port]);
-  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
   assert.equal(tr.counts()[d.key]!.idle, 1);
   await srv.close(); // destroys the session; nothing listens any more
   for (let i = 0; i < 50 && tr.counts()[d.key]!.idle > 0; i++) await new Promise((r) => setTimeout(r, 10));
@@ -238,8 +237,8 @@ test('a destination whose MX addresses changed is dialled at the new address, no
   const tr = transport(t);
   // One destination key (the MX host names), two checked answers in turn: DNS moved the host.
   const at = (port: number): Destination => ({ kind: 'smtp', key: 'smtp:mx.moved.test:25', hosts: [{ host: 'mx.moved.test', port, address: '127.0.0.1' }], tlsPolicy: 'none' });
-  assert.equal((await tr.deliver(at(before.port), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
-  assert.equal((await tr.deliver(at(after.port), deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(at(before.port), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
+  assert.equal((await tr.deliver(at(after.port), deliveryRequest('s@example.org', ['b@example.net'], MSG)))[0]!.kind, 'delivered');
   assert.equal(before.messages().length, 1, 'the first message went to the first address');
   assert.equal(after.messages().length, 1, 'the second went to the address of the new answer, not over the idle connection to the old one');
   await before.sessions[0]!.closed; // the idle connection to the old address was closed
@@ -252,11 +251,11 @@ test('pools of destinations with nothing open are dropped: the pool map does not
   const at = (i: number): Destination => ({ kind: 'smtp', key: `smtp:mx${i}.many.test:25`, hosts: [{ host: `mx${i}.many.test`, port: srv.port, address: '127.0.0.1' }], tlsPolicy: 'none' });
   const n = 300; // bounded: one short session each on 127.0.0.1
   for (let i = 0; i < n; i++) {
-    assert.equal((await tr.deliver(at(i), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+    assert.equal((await tr.deliver(at(i), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
     if (i % 50 === 49) await new Promise((r) => setTimeout(r, 50)); // let the idle connections time out
   }
   await new Promise((r) => setTimeout(r, 50));
-  assert.equal((await tr.deliver(at(n), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.ok, true);
+  assert.equal((await tr.deliver(at(n), deliveryRequest('s@example.org', ['a@example.net'], MSG)))[0]!.kind, 'delivered');
   const pools = Object.keys(tr.counts()).length;
   assert.ok(pools < 100, `${pools} pools kept after ${n + 1} destinations`);
   assert.equal(srv.messages().length, n + 1);

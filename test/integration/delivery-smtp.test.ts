@@ -41,7 +41,7 @@ test('delivers to postern: body bytes, envelope and DSN parameters survive the t
   const results = await tr.deliver(dest(node.ports.smtpPort), req);
   assert.equal(results.length, 2);
   for (const r of results) {
-    assert.equal(r.ok, true, JSON.stringify(r));
+    assert.equal(r.kind, 'delivered', JSON.stringify(r));
     assert.equal(r.reply.code, 250);
     assert.equal(r.reply.command, 'END-OF-DATA');
     assert.equal(r.reply.enhanced, '2.0.0');
@@ -80,7 +80,7 @@ test('PIPELINING is offered by postern and the connection learns it', async (t) 
   // Two transactions on one connection.
   for (let i = 0; i < 2; i++) {
     const res: RecipientResult[] = await r.conn.send(deliveryRequest('s@example.org', ['r@example.net'], `Subject: ${i}\r\n\r\nhi\r\n`));
-    assert.equal(res[0]!.ok, true, JSON.stringify(res));
+    assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   }
   assert.equal(node.queue.list().length, 2);
   assert.equal(node.ctx.counters.connections, 1);
@@ -91,7 +91,7 @@ test('connection reuse: 20 messages with maxConnectionsPerDestination 2 use at m
   const tr = transport(t, { maxConnectionsPerDestination: 2, maxMessagesPerConnection: 100 });
   const d = dest(node.ports.smtpPort);
   const all = await Promise.all(Array.from({ length: 20 }, (_, i) => tr.deliver(d, deliveryRequest('s@example.org', [`r${i}@example.net`], `Subject: ${i}\r\n\r\nbody ${i}\r\n`))));
-  for (const res of all) assert.equal(res[0]!.ok, true, JSON.stringify(res));
+  for (const res of all) assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   assert.equal(node.queue.list().length, 20);
   assert.ok(node.ctx.counters.connections <= 2, `peer saw ${node.ctx.counters.connections} connections`);
   const c = tr.counts()[d.key]!;
@@ -109,7 +109,7 @@ test('maxMessagesPerConnection: a worn-out connection is replaced', async (t) =>
   const d = dest(node.ports.smtpPort);
   for (let i = 0; i < 5; i++) {
     const res = await tr.deliver(d, deliveryRequest('s@example.org', ['r@example.net'], 'Subject: x\r\n\r\nx\r\n'));
-    assert.equal(res[0]!.ok, true);
+    assert.equal(res[0]!.kind, 'delivered');
   }
   assert.equal(tr.counts()[d.key]!.opened, 3);
 });
@@ -119,7 +119,7 @@ test('STARTTLS opportunistic: the queued message says ESMTPS', async (t) => {
   const node = await startTestNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key });
   const tr = transport(t);
   const res = await tr.deliver(dest(node.ports.smtpPort, 'opportunistic'), deliveryRequest('s@example.org', ['r@example.net'], 'Subject: tls\r\n\r\nsecret\r\n'));
-  assert.equal(res[0]!.ok, true, JSON.stringify(res));
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   const m = node.queue.list()[0]!;
   const head = node.queue.withBody(m.id, (b) => b.toString('latin1', 0, 400));
   assert.match(head, / with ESMTPS id /);
@@ -130,14 +130,13 @@ test('STARTTLS required: verified certificate fails transiently, rejectUnauthori
   const node = await startTestNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key });
   const strict = transport(t);
   const res = await strict.deliver(dest(node.ports.smtpPort, 'required'), deliveryRequest('s@example.org', ['r@example.net'], 'x\r\n'));
-  assert.equal(res[0]!.ok, false);
-  assert.equal(res[0]!.transient, true);
+  assert.equal(res[0]!.kind, 'deferred');
   assert.equal(res[0]!.reply.command, 'STARTTLS');
   assert.match(res[0]!.reply.text, /TLS handshake failed/);
   assert.equal(node.queue.list().length, 0);
   const lax = transport(t, { tls: { rejectUnauthorized: false } });
   const ok = await lax.deliver(dest(node.ports.smtpPort, 'required'), deliveryRequest('s@example.org', ['r@example.net'], 'x\r\n'));
-  assert.equal(ok[0]!.ok, true, JSON.stringify(ok));
+  assert.equal(ok[0]!.kind, 'delivered', JSON.stringify(ok));
   const m = node.queue.list()[0]!;
   assert.match(node.queue.withBody(m.id, (b) => b.toString('latin1', 0, 400)), / with ESMTPS id /);
 });
@@ -146,7 +145,7 @@ test('SMTPUTF8 message to postern carries the SMTPUTF8 parameter', async (t) => 
   const node = await startTestNode(t);
   const tr = transport(t);
   const res = await tr.deliver(dest(node.ports.smtpPort), deliveryRequest('sénder@example.org', ['récipient@example.net'], 'Subject: ü\r\n\r\nü\r\n', { smtputf8: true, bodyType: '8BITMIME' }));
-  assert.equal(res[0]!.ok, true, JSON.stringify(res));
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   const m = node.queue.list()[0]!;
   assert.equal(m.smtputf8, true);
   assert.equal(m.sender, 'sénder@example.org');

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebhookTransport, type WebhookTransportOptions } from '../../src/delivery/webhook-transport.js';
-import type { DeliveryRequest, Destination } from '../../src/delivery/types.js';
+import type { DeliveryRequest, Destination, RecipientResult } from '../../src/delivery/types.js';
 import type { MessageRecord, Recipient } from '../../src/queue/store.js';
 import { startHttpReceiver } from '../helpers/http-receiver.js';
 
@@ -46,9 +46,9 @@ test('2xx: body and envelope headers arrive exactly; all recipients delivered', 
   assert.equal(decodeURIComponent(s.headers['x-postern-sender'] as string), 'Sénder+x@example.com');
   assert.equal(s.headers['x-postern-recipients'], 'a@example.org,b%2Cc@example.org');
   assert.deepEqual((s.headers['x-postern-recipients'] as string).split(',').map(decodeURIComponent), ['a@example.org', 'b,c@example.org']);
-  assert.deepEqual(res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.destination]), [
-    ['a@example.org', true, false, 250, '2.0.0', srv.origin],
-    ['b,c@example.org', true, false, 250, '2.0.0', srv.origin],
+  assert.deepEqual(res.map((r) => [r.address, r.kind, r.reply.code, r.reply.enhanced, r.reply.destination]), [
+    ['a@example.org', 'delivered', 250, '2.0.0', srv.origin],
+    ['b,c@example.org', 'delivered', 250, '2.0.0', srv.origin],
   ]);
   assert.match(res[0]!.reply.text, /HTTP 202: queued ok/);
   assert.equal(res[0]!.reply.command, 'POST');
@@ -59,7 +59,7 @@ test('no header injection through envelope values', async (t) => {
   const tr = transport(t);
   const evil = 'x@y\r\nX-Evil: 1';
   const res = await tr.deliver({ kind: 'webhook', key: 'w', url: srv.origin }, request('id\r\nX-Evil: 2', evil, [evil, 'ok@example.org'], BODY));
-  assert.equal(res[0]!.ok, true);
+  assert.equal(res[0]!.kind, 'delivered');
   const s = srv.requests[0]!;
   assert.equal(s.headers['x-evil'], undefined);
   assert.equal(s.url, '/');
@@ -75,17 +75,17 @@ test('status mapping: 4xx permanent 5.0.0, 5xx/408/429 transient 4.0.0, status i
     res.end(`status\r\n${status}\x00body`);
   });
   const tr = transport(t, { connections: 1 });
-  const cases: Array<[number, boolean, boolean, number, string]> = [
-    [200, true, false, 250, '2.0.0'], [204, true, false, 250, '2.0.0'],
-    [400, false, false, 550, '5.0.0'], [404, false, false, 550, '5.0.0'], [413, false, false, 550, '5.0.0'],
-    [408, false, true, 451, '4.0.0'], [429, false, true, 451, '4.0.0'],
-    [500, false, true, 451, '4.0.0'], [503, false, true, 451, '4.0.0'], [302, false, true, 451, '4.0.0'],
+  const cases: Array<[number, RecipientResult['kind'], number, string]> = [
+    [200, 'delivered', 250, '2.0.0'], [204, 'delivered', 250, '2.0.0'],
+    [400, 'failed', 550, '5.0.0'], [404, 'failed', 550, '5.0.0'], [413, 'failed', 550, '5.0.0'],
+    [408, 'deferred', 451, '4.0.0'], [429, 'deferred', 451, '4.0.0'],
+    [500, 'deferred', 451, '4.0.0'], [503, 'deferred', 451, '4.0.0'], [302, 'deferred', 451, '4.0.0'],
   ];
-  for (const [status, ok, transient, code, enhanced] of cases) {
+  for (const [status, kind, code, enhanced] of cases) {
     const res = await tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/${status}` }, request('M', 's@x.example', ['a@x.example', 'b@x.example'], BODY));
     assert.equal(res.length, 2);
     for (const r of res) {
-      assert.deepEqual([r.ok, r.transient, r.reply.code, r.reply.enhanced, r.reply.transient], [ok, transient, code, enhanced, transient], String(status));
+      assert.deepEqual([r.kind, r.reply.code, r.reply.enhanced, r.reply.transient], [kind, code, enhanced, kind === 'deferred'], String(status));
       assert.ok(r.reply.text.includes(`HTTP ${status}`), r.reply.text);
       // eslint-disable-next-line no-control-regex
       assert.doesNotMatch(r.reply.text, /[\r\n\x00]/);
@@ -103,12 +103,12 @@ test('timeouts and network errors are transient 4.0.0', async (t) => {
   const tr = transport(t, { headersTimeoutMs: 200, bodyTimeoutMs: 200 });
   const started = Date.now();
   let res = await tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/hang` }, request('M', 's@x.example', ['a@x.example'], BODY));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.code, res[0]!.reply.enhanced], [false, true, 451, '4.0.0']);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.code, res[0]!.reply.enhanced], ['deferred', 451, '4.0.0']);
   assert.match(res[0]!.reply.text, /UND_ERR_HEADERS_TIMEOUT/);
   assert.ok(Date.now() - started < 5000);
 
   res = await tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/slow-body` }, request('M', 's@x.example', ['a@x.example'], BODY));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient], [false, true]);
+  assert.deepEqual([res[0]!.kind], ['deferred']);
   assert.match(res[0]!.reply.text, /UND_ERR_BODY_TIMEOUT/);
 
   // A port nobody listens on: bind one, close it, use it.
@@ -117,11 +117,11 @@ test('timeouts and network errors are transient 4.0.0', async (t) => {
   const port = (dead.address() as AddressInfo).port;
   await new Promise<void>((r) => dead.close(() => r()));
   res = await tr.deliver({ kind: 'webhook', key: 'w', url: `http://127.0.0.1:${port}/` }, request('M', 's@x.example', ['a@x.example'], BODY));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.enhanced, res[0]!.reply.destination], [false, true, '4.0.0', `http://127.0.0.1:${port}`]);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.enhanced, res[0]!.reply.destination], ['deferred', '4.0.0', `http://127.0.0.1:${port}`]);
   assert.match(res[0]!.reply.text, /ECONNREFUSED/);
 
   res = await tr.deliver({ kind: 'webhook', key: 'w-bad', url: 'ftp://example.org/' }, request('M', 's@x.example', ['a@x.example'], BODY));
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.enhanced], [false, true, '4.3.5']);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.enhanced], ['deferred', '4.3.5']);
 });
 
 test('one pool per origin: sequential messages reuse a connection; the limit caps concurrency', async (t) => {
@@ -130,7 +130,7 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   const dest: Destination = { kind: 'webhook', key: 'w', url: `${srv.origin}/a` };
   for (let i = 0; i < 10; i++) {
     const res = await tr.deliver(dest, request(`M${i}`, 's@x.example', ['a@x.example'], BODY));
-    assert.equal(res[0]!.ok, true);
+    assert.equal(res[0]!.kind, 'delivered');
   }
   assert.equal(srv.connections(), 1, 'ten messages over one keep-alive connection');
   assert.equal(tr.poolCount, 1);
@@ -141,7 +141,7 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   const srv2 = await startHttpReceiver(t, (_req, res) => { setTimeout(() => res.end('ok'), 20); });
   const tr2 = transport(t, { connections: 3 });
   const many = await Promise.all(Array.from({ length: 9 }, (_, i) => tr2.deliver({ kind: 'webhook', key: 'w', url: `${srv2.origin}/b?${i}` }, request(`C${i}`, 's@x.example', ['a@x.example'], BODY))));
-  assert.ok(many.every((r) => r[0]!.ok));
+  assert.ok(many.every((r) => r[0]!.kind === 'delivered'));
   assert.equal(srv2.connections(), 3, 'concurrency capped at `connections`');
   for (let i = 0; i < 10; i++) await tr2.deliver({ kind: 'webhook', key: 'w', url: `${srv2.origin}/c` }, request(`S${i}`, 's@x.example', ['a@x.example'], BODY));
   assert.equal(srv2.connections(), 3, 'sequential deliveries reuse the pooled sockets');
@@ -150,7 +150,7 @@ test('one pool per origin: sequential messages reuse a connection; the limit cap
   await tr.close();
   assert.equal(tr.poolCount, 0);
   const after = await tr.deliver(dest, request('late', 's@x.example', ['a@x.example'], BODY));
-  assert.deepEqual([after[0]!.ok, after[0]!.transient], [false, true]);
+  assert.deepEqual([after[0]!.kind], ['deferred']);
   assert.equal(srv.requests.length, 10, 'nothing sent after close()');
 });
 
@@ -197,7 +197,7 @@ test('an endless response body: the status stands, at most 64 KiB is read, the c
   const t0 = Date.now();
   const res = await within(3000, tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/endless` }, request('M', 's@x.example', ['a@x.example'], BODY)));
   assert.ok(res, 'deliver() answered');
-  assert.deepEqual([res[0]!.ok, res[0]!.reply.code, res[0]!.reply.enhanced], [true, 250, '2.0.0']);
+  assert.deepEqual([res[0]!.kind === 'delivered', res[0]!.reply.code, res[0]!.reply.enhanced], [true, 250, '2.0.0']);
   assert.match(res[0]!.reply.text, /^webhook answered HTTP 200: a{10}/);
   assert.ok(res[0]!.reply.text.length < 400, 'only the start of the body is quoted');
   assert.match(res[0]!.reply.text, /\(body over 65536 bytes not read\)$/);
@@ -205,7 +205,7 @@ test('an endless response body: the status stands, at most 64 KiB is read, the c
   assert.ok(closed.length === 1 && closed[0]! - t0 < 2000, 'the server saw the connection closed at once');
   assert.ok(process.memoryUsage().heapUsed - heap0 < 32 * 1024 * 1024);
   const again = await tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/next` }, request('N', 's@x.example', ['a@x.example'], BODY));
-  assert.equal(again[0]!.ok, true);
+  assert.equal(again[0]!.kind, 'delivered');
   assert.equal(srv.connections(), 2, 'the drained-no-further connection was not reused');
 });
 
@@ -222,6 +222,6 @@ test('a response body that trickles in: the response deadline (responseTimeoutMs
   const res = await within(3000, tr.deliver({ kind: 'webhook', key: 'w', url: `${srv.origin}/drip` }, request('M', 's@x.example', ['a@x.example'], BODY)));
   assert.ok(res, `deliver() still waiting after 3 s (${sent.bytes} bytes trickled)`);
   assert.ok(Date.now() - t0 < 1500);
-  assert.deepEqual([res[0]!.ok, res[0]!.transient, res[0]!.reply.code, res[0]!.reply.enhanced], [false, true, 451, '4.0.0']);
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.code, res[0]!.reply.enhanced], ['deferred', 451, '4.0.0']);
   assert.match(res[0]!.reply.text, /no complete response within 500 ms/);
 });

@@ -209,10 +209,10 @@ test('the Maildir transport creates only the mailboxes it may: others get 550 5.
   mkdirSync(join(root, 'local.test', 'old'), { recursive: true });
   const tr = new MaildirTransport({ mayCreate: (a) => a === 'listed@local.test' });
   const res = await tr.deliver({ kind: 'maildir', key: `maildir:${root}`, root }, deliveryRequest('s@remote.test', ['listed@local.test', 'stranger@local.test', 'old@local.test'], 'Subject: x\r\n\r\nhi\r\n'));
-  assert.deepEqual(res.map((r) => [r.address, r.ok, r.transient, r.reply.code, r.reply.enhanced]), [
-    ['listed@local.test', true, false, 250, '2.0.0'],
-    ['stranger@local.test', false, false, 550, '5.1.1'],
-    ['old@local.test', true, false, 250, '2.0.0'],
+  assert.deepEqual(res.map((r) => [r.address, r.kind, r.reply.code, r.reply.enhanced]), [
+    ['listed@local.test', 'delivered', 250, '2.0.0'],
+    ['stranger@local.test', 'failed', 550, '5.1.1'],
+    ['old@local.test', 'delivered', 250, '2.0.0'],
   ]);
   assert.deepEqual(readdirSync(join(root, 'local.test')).sort(), ['listed', 'old']);
 });

@@ -7,8 +7,8 @@ import { parseRoutes, matchRoute, type RouteTable } from '../../src/config/route
 
 function table(spec: string): RouteTable {
   const t = parseRoutes(spec);
-  if ('error' in t) assert.fail(t.error);
-  return t;
+  if (!t.ok) assert.fail(t.error);
+  return t.value;
 }
 
 test('matching agrees with a naive reference on random tables (property)', () => {

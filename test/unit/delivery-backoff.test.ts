@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDuration } from '../../src/lib/duration.js';
+import { success, valueOf } from '../../src/lib/result.js';
 import {
   parseRetrySchedule,
   nextRetryAt,
@@ -13,34 +14,35 @@ import {
 const MIN = 60_000;
 
 test('parseDuration: units, compounds, fractions', () => {
-  assert.equal(parseDuration('5d'), 5 * 86_400_000);
-  assert.equal(parseDuration('90s'), 90_000);
-  assert.equal(parseDuration('1h30m'), 90 * MIN);
-  assert.equal(parseDuration('1.5h'), 90 * MIN);
-  assert.equal(parseDuration('250ms'), 250);
-  assert.equal(parseDuration(' 2W '), 14 * 86_400_000);
-  assert.equal(parseDuration('1m5s'), 65_000);
+  assert.deepEqual(parseDuration('5d'), success(5 * 86_400_000));
+  assert.deepEqual(parseDuration('90s'), success(90_000));
+  assert.deepEqual(parseDuration('1h30m'), success(90 * MIN));
+  assert.deepEqual(parseDuration('1.5h'), success(90 * MIN));
+  assert.deepEqual(parseDuration('250ms'), success(250));
+  assert.deepEqual(parseDuration(' 2W '), success(14 * 86_400_000));
+  assert.deepEqual(parseDuration('1m5s'), success(65_000));
 });
 
 test('parseDuration: a bare number or junk is an error (pinned)', () => {
   for (const bad of ['', '5', 'm', '5 m', '5y', '-5m', '5m-', '1h 30m', 'soon']) {
-    assert.deepEqual(parseDuration(bad), { error: `duration "${bad}" is not a number with a unit; expected like 90s, 5m, 1h30m or 5d (units ms, s, m, h, d, w)` }, bad);
+    assert.deepEqual(parseDuration(bad), { ok: false, error: `duration "${bad}" is not a number with a unit; expected like 90s, 5m, 1h30m or 5d (units ms, s, m, h, d, w)` }, bad);
   }
 });
 
 test('parseRetrySchedule: the default is Postfix-like, and errors list every bad delay', () => {
   assert.deepEqual(DEFAULT_RETRY_SCHEDULE_MS, [5 * MIN, 10 * MIN, 20 * MIN, 40 * MIN, 60 * MIN]);
   assert.equal(DEFAULT_MAX_LIFETIME_MS, 5 * 86_400_000);
-  assert.deepEqual(parseRetrySchedule(' 1m, 2m ,1h'), [MIN, 2 * MIN, 60 * MIN]);
-  assert.ok(Object.isFrozen(parseRetrySchedule('1m')));
+  assert.deepEqual(parseRetrySchedule(' 1m, 2m ,1h'), success([MIN, 2 * MIN, 60 * MIN]));
+  assert.ok(Object.isFrozen(valueOf(parseRetrySchedule('1m'))));
   assert.deepEqual(parseRetrySchedule('5m,ten,0s,1h,'), {
+    ok: false,
     error: 'retry schedule "5m,ten,0s,1h," has bad delays ("ten", "0s", ""); expected comma-separated durations > 0 like 5m,10m,20m,40m,1h',
   });
 });
 
 test('nextRetryAt: walks the schedule, then repeats its last delay', () => {
   const mid = (): number => 0.5; // no jitter
-  const s = parseRetrySchedule('5m,10m,1h') as readonly number[];
+  const s = valueOf(parseRetrySchedule('5m,10m,1h'));
   assert.deepEqual([0, 1, 2, 3, 4, 50].map((a) => nextRetryAt(a, 1000, s, mid) - 1000), [5 * MIN, 5 * MIN, 10 * MIN, 60 * MIN, 60 * MIN, 60 * MIN]);
 });
 

@@ -6,9 +6,9 @@ import assert from 'node:assert/strict';
 import { DestinationStatsTable, LATENCY_BUCKETS_S, MAX_DESTINATION_SERIES } from '../../src/delivery/destination-stats.js';
 import type { RecipientResult } from '../../src/delivery/types.js';
 
-const ok = (address: string): RecipientResult => ({ address, ok: true, transient: false, reply: { code: 250, enhanced: '2.0.0', text: 'queued', command: 'END-OF-DATA' } });
-const soft = (address: string): RecipientResult => ({ address, ok: false, transient: true, reply: { code: 451, enhanced: '4.3.0', text: 'later', command: 'RCPT' } });
-const hard = (address: string): RecipientResult => ({ address, ok: false, transient: false, reply: { code: 550, text: 'no such user', command: 'RCPT' } });
+const ok = (address: string): RecipientResult => ({ kind: 'delivered', address, reply: { code: 250, enhanced: '2.0.0', text: 'queued', command: 'END-OF-DATA' } });
+const soft = (address: string): RecipientResult => ({ kind: 'deferred', address, reply: { code: 451, enhanced: '4.3.0', text: 'later', command: 'RCPT' } });
+const hard = (address: string): RecipientResult => ({ kind: 'failed', address, reply: { code: 550, text: 'no such user', command: 'RCPT' } });
 
 test('counts outcomes, buckets the latency, keeps the last reply', () => {
   const t = new DestinationStatsTable();

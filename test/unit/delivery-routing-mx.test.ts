@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
 import { MxResolver, destinationFor, type DnsResolver, type MxResult } from '../../src/delivery/mx.js';
-import { parseRoutes, type RouteTable } from '../../src/config/routes.js';
+import { parseRoutes } from '../../src/config/routes.js';
+import { valueOf } from '../../src/lib/result.js';
 
 // Compile-time: node's own resolver satisfies the injected interface.
 const _real: DnsResolver = new Resolver();
@@ -194,7 +195,7 @@ test('destinationFor: MX site keys are shared across domains; null MX, NXDOMAIN,
     },
     a: { 'mx1.host.test': A('192.0.2.1'), 'mx2.host.test': A('192.0.2.2') },
   });
-  const routes = parseRoutes('') as RouteTable;
+  const routes = valueOf(parseRoutes(''));
   const ctx = { routes, smarthost: null, tlsPolicy: 'opportunistic' as const, mx: new MxResolver(dns) };
   const one = await destinationFor('one.test', ctx);
   const two = await destinationFor('two.test', ctx);

@@ -3,12 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseRoutes, matchRoute, parseHostPort, parseSmarthost, formatHostPort, type RouteTable } from '../../src/config/routes.js';
+import { success, valueOf } from '../../src/lib/result.js';
 import { MxResolver, destinationFor, siteKey, type DnsResolver } from '../../src/delivery/mx.js';
 
 function table(spec: string): RouteTable {
   const t = parseRoutes(spec);
-  if ('error' in t) assert.fail(t.error);
-  return t;
+  if (!t.ok) assert.fail(t.error);
+  return t.value;
 }
 
 const EXAMPLE = `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;
@@ -51,7 +52,7 @@ test('matching: exact, then the longest wildcard, then the catch-all', () => {
 
 test('every bad entry is reported, naming the entry and what is allowed (pinned)', () => {
   const r = parseRoutes('ok.test=smtp:h; nope; x.test=ftp:h; y.test=smtp:::1; z.test=smtp:h:0; w.test=smtp:h/tls=maybe; ok.test=lmtp:h; -bad-.test=smtp:h; m.test=maildir:var/mail; u.test=webhook:ftp://h/; e.test=smtp:');
-  assert.ok('error' in r);
+  assert.ok(!r.ok);
   assert.deepEqual(r.error.split('; route '), [
     'route "nope": expected domain=kind:target (kind smtp, lmtp, maildir or webhook)',
     '"x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir or webhook',
@@ -67,23 +68,23 @@ test('every bad entry is reported, naming the entry and what is allowed (pinned)
 });
 
 test('parseHostPort and formatHostPort', () => {
-  assert.deepEqual(parseHostPort('mx.example'), { host: 'mx.example', port: 25 });
-  assert.deepEqual(parseHostPort('mx.example:2525', 24), { host: 'mx.example', port: 2525 });
-  assert.deepEqual(parseHostPort('[10.1.2.3]', 24), { host: '10.1.2.3', port: 24 });
-  assert.deepEqual(parseHostPort('[2001:DB8::1]:587'), { host: '2001:db8::1', port: 587 });
-  assert.deepEqual(parseHostPort('[relay.example]:587'), { host: 'relay.example', port: 587 });
+  assert.deepEqual(parseHostPort('mx.example'), success({ host: 'mx.example', port: 25 }));
+  assert.deepEqual(parseHostPort('mx.example:2525', 24), success({ host: 'mx.example', port: 2525 }));
+  assert.deepEqual(parseHostPort('[10.1.2.3]', 24), success({ host: '10.1.2.3', port: 24 }));
+  assert.deepEqual(parseHostPort('[2001:DB8::1]:587'), success({ host: '2001:db8::1', port: 587 }));
+  assert.deepEqual(parseHostPort('[relay.example]:587'), success({ host: 'relay.example', port: 587 }));
   assert.equal(formatHostPort({ host: '2001:db8::1', port: 587 }), '[2001:db8::1]:587');
   assert.equal(formatHostPort({ host: 'relay.example', port: 25 }), 'relay.example:25');
   for (const bad of ['', 'a b', '[::1', '[::1]x', 'h:', 'h:65536', 'h:-1', 'h:2x', 'under_score.test', '::1:25']) {
-    assert.ok('error' in parseHostPort(bad), bad);
+    assert.ok(!parseHostPort(bad).ok, bad);
   }
 });
 
 test('parseSmarthost: one or more hosts, empty is none, errors say what is allowed', () => {
-  assert.deepEqual(parseSmarthost('relay.example.net:587'), [{ host: 'relay.example.net', port: 587 }]);
-  assert.deepEqual(parseSmarthost('[10.0.0.1], [2001:db8::1]:2525'), [{ host: '10.0.0.1', port: 25 }, { host: '2001:db8::1', port: 2525 }]);
-  assert.equal(parseSmarthost('  '), null);
-  assert.deepEqual(parseSmarthost('relay:99999'), { error: '"relay:99999": port "99999" is not 1-65535; expected host:port or [host]:port, comma-separated' });
+  assert.deepEqual(parseSmarthost('relay.example.net:587'), success([{ host: 'relay.example.net', port: 587 }]));
+  assert.deepEqual(parseSmarthost('[10.0.0.1], [2001:db8::1]:2525'), success([{ host: '10.0.0.1', port: 25 }, { host: '2001:db8::1', port: 2525 }]));
+  assert.deepEqual(parseSmarthost('  '), success(null));
+  assert.deepEqual(parseSmarthost('relay:99999'), { ok: false, error: '"relay:99999": port "99999" is not 1-65535; expected host:port or [host]:port, comma-separated' });
 });
 
 /** DNS that must not be asked: routes, the smarthost and literals never reach it. */
@@ -102,7 +103,7 @@ test('destinationFor: a route wins over the smarthost, which wins over MX', asyn
   // The key sorts the hosts and names a non-default policy; the hosts keep their order.
   assert.deepEqual(await destinationFor('tls.test', ctx), { kind: 'smtp', key: 'smtp:a.mx:25,b.mx:25/tls=required', hosts: [{ host: 'b.mx', port: 25 }, { host: 'a.mx', port: 25 }], tlsPolicy: 'required' });
 
-  const viaRelay = { ...ctx, smarthost: parseSmarthost('[2001:db8::1]:587') as { host: string; port: number }[], tlsPolicy: 'required' as const };
+  const viaRelay = { ...ctx, smarthost: valueOf(parseSmarthost('[2001:db8::1]:587')), tlsPolicy: 'required' as const };
   assert.deepEqual(await destinationFor('elsewhere.test', viaRelay), { kind: 'smtp', key: 'smtp:[2001:db8::1]:587/tls=required', hosts: [{ host: '2001:db8::1', port: 587 }], tlsPolicy: 'required' });
   assert.equal((await destinationFor('big.test', viaRelay)).key, 'smtp:10.0.0.1:25,mx2.big.test:2525/tls=required', 'the route still wins; it inherits the global policy');
 });

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Queue, type MessageRecord, type Recipient, type ReplyRecord } from '../../src/queue/store.js';
 import { Scheduler, type BounceSink, type DestinationGate, type RouteResult, type SchedulerOptions } from '../../src/delivery/scheduler.js';
 import { CircuitBreakerMap } from '../../src/delivery/circuit-breaker.js';
-import { replyRecord, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from '../../src/delivery/types.js';
+import { notDelivered, replyRecord, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from '../../src/delivery/types.js';
 import { silentLogger } from '../../src/log/logger.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -46,7 +46,7 @@ class FakeTransport implements Transport {
 /** One result per recipient from an SMTP-like code; 4xx transient, 5xx permanent. */
 function result(dest: Destination, address: string, code: number | undefined, enhanced?: string, command = 'RCPT', text = 'scripted'): RecipientResult {
   const reply = replyRecord(code, enhanced, `${code ?? ''} ${text}`.trim(), command, dest.key);
-  return { address, ok: code !== undefined && code >= 200 && code < 300, transient: reply.transient!, reply };
+  return code !== undefined && code >= 200 && code < 300 ? { kind: 'delivered', address, reply } : notDelivered(address, reply);
 }
 
 /** Respond per address with a code table; unknown addresses get 250. */

@@ -4,24 +4,25 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Throttle, ThrottleMap } from '../../src/delivery/throttle.js';
 import { parseRate } from '../../src/lib/rate.js';
+import { success, valueOf } from '../../src/lib/result.js';
 
 test('parseRate: per-ms rates for s, m, h, d and multiples', () => {
-  assert.equal(parseRate('100/s'), 0.1);
-  assert.equal(parseRate('6000/m'), 0.1);
-  assert.equal(parseRate('10/h'), 10 / 3_600_000);
-  assert.equal(parseRate('5/d'), 5 / 86_400_000);
-  assert.equal(parseRate(' 50 / 5m '), 50 / 300_000);
-  assert.equal(parseRate('1/Hour'), 1 / 3_600_000);
+  assert.deepEqual(parseRate('100/s'), success(0.1));
+  assert.deepEqual(parseRate('6000/m'), success(0.1));
+  assert.deepEqual(parseRate('10/h'), success(10 / 3_600_000));
+  assert.deepEqual(parseRate('5/d'), success(5 / 86_400_000));
+  assert.deepEqual(parseRate(' 50 / 5m '), success(50 / 300_000));
+  assert.deepEqual(parseRate('1/Hour'), success(1 / 3_600_000));
 });
 
 test('parseRate: junk is an error naming the value and the allowed forms (pinned)', () => {
   for (const bad of ['', '100', '100/', '/s', '0/s', '-1/s', '10/y', '10/0m', '1e3/s', 'ten/s', '10/s/s']) {
-    assert.deepEqual(parseRate(bad), { error: `rate "${bad}" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m` }, bad);
+    assert.deepEqual(parseRate(bad), { ok: false, error: `rate "${bad}" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m` }, bad);
   }
 });
 
 test('Throttle: burst 1 admits one event per interval and says how long to wait', () => {
-  const t = new Throttle(parseRate('10/s') as number); // one per 100 ms
+  const t = new Throttle(valueOf(parseRate('10/s'))); // one per 100 ms
   assert.equal(t.take(1000), 0);
   assert.equal(t.take(1000), 100);
   assert.equal(t.take(1040), 60);

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { loadKeys, loadKey, dkimDnsRecord, type DkimKey } from '../../src/filter/dkim/keys.js';
 import { parseDkimKeys } from '../../src/config/dkim-keys.js';
+import { success } from '../../src/lib/result.js';
 import { signMessage, relaxedBody, relaxedHeader, fromDomain, parseHeaderSection } from '../../src/filter/dkim/sign.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 
@@ -57,12 +58,12 @@ const MSG =
   'Hello Bob,  \r\n\r\nthe  body\twith   spaces.\r\n\r\n\r\n';
 
 test('parseDkimKeys: the syntax, and errors naming the entry', () => {
-  assert.deepEqual(parseDkimKeys(''), []);
-  assert.deepEqual(parseDkimKeys('Example.COM:s2024:/etc/dkim/a.pem, example.org:ed.1:/k/b:c.pem'), [
+  assert.deepEqual(parseDkimKeys(''), success([]));
+  assert.deepEqual(parseDkimKeys('Example.COM:s2024:/etc/dkim/a.pem, example.org:ed.1:/k/b:c.pem'), success([
     { domain: 'example.com', selector: 's2024', keyFile: '/etc/dkim/a.pem' },
     { domain: 'example.org', selector: 'ed.1', keyFile: '/k/b:c.pem' },
-  ]);
-  assert.deepEqual(parseDkimKeys('bücher.example:s:/k.pem'), [{ domain: 'xn--bcher-kva.example', selector: 's', keyFile: '/k.pem' }]);
+  ]));
+  assert.deepEqual(parseDkimKeys('bücher.example:s:/k.pem'), success([{ domain: 'xn--bcher-kva.example', selector: 's', keyFile: '/k.pem' }]));
   const bad: Array<[string, RegExp]> = [
     ['example.com:/k.pem', /^entry 1 \("example\.com:\/k\.pem"\): expected domain:selector:\/path\/to\/key\.pem$/],
     ['example.com:s:/a.pem,,x.org:s:/b', /^entry 2 \(""\) is empty$/],
@@ -74,7 +75,7 @@ test('parseDkimKeys: the syntax, and errors naming the entry', () => {
   ];
   for (const [spec, re] of bad) {
     const r = parseDkimKeys(spec);
-    assert.ok('error' in r, spec);
+    assert.ok(!r.ok, spec);
     assert.match(r.error, re);
   }
 });

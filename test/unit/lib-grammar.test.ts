@@ -3,16 +3,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseDuration, parseDurationList, formatDuration } from '../../src/lib/duration.js';
 import { parseRate, formatRate } from '../../src/lib/rate.js';
+import { success, valueOf } from '../../src/lib/result.js';
 import { isDomainName, toAsciiDomain, normalizeDomain } from '../../src/lib/domain-name.js';
 
 test('durations: a bare number only where the caller takes milliseconds', () => {
-  assert.equal(parseDuration('300000', { bareMs: true }), 300_000);
-  assert.equal(parseDuration('1w', { bareMs: true }), 604_800_000);
-  assert.equal(parseDuration('2m', { bareMs: true }), 120_000);
-  assert.ok(typeof parseDuration('300000') !== 'number', 'no unit, no guess');
-  assert.ok(typeof parseDuration('5 s', { bareMs: true }) !== 'number');
-  assert.ok(typeof parseDuration('', { bareMs: true }) !== 'number');
-  assert.deepEqual(parseDurationList('1s,2s', 'retry schedule'), [1000, 2000]);
+  assert.deepEqual(parseDuration('300000', { bareMs: true }), success(300_000));
+  assert.deepEqual(parseDuration('1w', { bareMs: true }), success(604_800_000));
+  assert.deepEqual(parseDuration('2m', { bareMs: true }), success(120_000));
+  assert.ok(!parseDuration('300000').ok, 'no unit, no guess');
+  assert.ok(!parseDuration('5 s', { bareMs: true }).ok);
+  assert.ok(!parseDuration('', { bareMs: true }).ok);
+  assert.deepEqual(parseDurationList('1s,2s', 'retry schedule'), success([1000, 2000]));
 });
 
 test('formatDuration writes what parseDuration reads back', () => {
@@ -22,11 +23,11 @@ test('formatDuration writes what parseDuration reads back', () => {
 });
 
 test('formatRate picks the shortest whole period', () => {
-  assert.equal(formatRate(parseRate('100/s') as number), '100/s');
-  assert.equal(formatRate(parseRate('6000/m') as number), '100/s');
-  assert.equal(formatRate(parseRate('10/h') as number), '10/h');
-  assert.equal(formatRate(parseRate('50/5m') as number), '10/m');
-  assert.equal(formatRate(parseRate('1/2d') as number), '0.5/d');
+  assert.equal(formatRate(valueOf(parseRate('100/s'))), '100/s');
+  assert.equal(formatRate(valueOf(parseRate('6000/m'))), '100/s');
+  assert.equal(formatRate(valueOf(parseRate('10/h'))), '10/h');
+  assert.equal(formatRate(valueOf(parseRate('50/5m'))), '10/m');
+  assert.equal(formatRate(valueOf(parseRate('1/2d'))), '0.5/d');
 });
 
 test('domain names: LDH labels, U-labels only when asked, IDNs to A-labels', () => {

@@ -5,6 +5,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Database } from 'lmdb';
 import { PosternError, type ErrorCode } from '../../src/errors.js';
+import { valueOf } from '../../src/lib/result.js';
 import {
   FAIRNESS_CYCLE,
   PRIORITY,
@@ -474,8 +475,7 @@ test('failRecipients: one mechanism for a whole message and for one domain; a le
   const c = await q.enqueue(env(['v@one.example']), Buffer.from('c'));
   await q.hold(b);
   // One domain: its pending recipients fail, the message stays with the others pending.
-  const r1 = await q.failRecipients(a, reply, 'ONE.example');
-  assert.ok(!r1.leased);
+  const r1 = valueOf(await q.failRecipients(a, reply, 'ONE.example'));
   assert.deepEqual(r1.failed.map((r) => r.address), ['x@one.example', 'z@One.Example']);
   assert.equal(r1.removed, false);
   assert.equal(r1.failed[0]!.lastReply?.at, h.clock.t);
@@ -484,19 +484,18 @@ test('failRecipients: one mechanism for a whole message and for one domain; a le
   assert.deepEqual(q.counts().byDomain, { 'two.example': 2, 'one.example': 1 });
   assertConsistent(q, h.clock);
   // The whole message (held): every pending recipient fails, message and body go.
-  const r2 = await q.failRecipients(b, reply);
-  assert.ok(!r2.leased);
+  const r2 = valueOf(await q.failRecipients(b, reply));
   assert.equal(r2.removed, true);
   assert.equal(r2.record.state, 'held', 'the final record as it was');
   assert.equal(q.get(b), undefined);
   assert.throws(() => q.withBody(b, () => 0), isCode('PST_ERR_QUEUE_NOT_FOUND'));
   assertConsistent(q, h.clock);
   // The last pending domain of a message removes it too.
-  assert.equal(((await q.failRecipients(a, reply, 'two.example')) as { removed: boolean }).removed, true);
+  assert.equal(valueOf(await q.failRecipients(a, reply, 'two.example')).removed, true);
   assert.equal(q.get(a), undefined);
   // Leased: nothing changes.
   await q.lease({ limit: 1, owner: 'w' });
-  assert.deepEqual(await q.failRecipients(c, reply), { leased: true });
+  assert.deepEqual(await q.failRecipients(c, reply), { ok: false, error: 'leased' });
   assert.equal(q.get(c)!.recipients[0]!.state, 'pending');
   await assert.rejects(q.failRecipients('0000000000000000', reply), isCode('PST_ERR_QUEUE_NOT_FOUND'));
   assertConsistent(q, h.clock);

@@ -2,7 +2,6 @@
 // parse time, every error named file:line, and the checks loadResources() runs at start-up.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isParseError } from '../../src/lib/parse-error.js';
 import { isMailboxInMap, lookupRecipient, parseRecipientMap, MAX_ALIAS_TARGETS, type RecipientMap } from '../../src/config/recipient-map.js';
 import { loadConfig } from '../../src/config/load.js';
 import { loadResources } from '../../src/config/resources.js';
@@ -11,13 +10,13 @@ import { runCli } from '../helpers/cli.js';
 
 function parse(text: string): RecipientMap {
   const m = parseRecipientMap(text, 'map');
-  assert.ok(!isParseError(m), isParseError(m) ? m.error : '');
-  return m as RecipientMap;
+  assert.ok(m.ok, m.ok ? '' : m.error);
+  return m.value;
 }
 
 function errorOf(text: string): string {
   const m = parseRecipientMap(text, 'map');
-  assert.ok(isParseError(m), `expected an error for ${JSON.stringify(text)}`);
+  assert.ok(!m.ok, `expected an error for ${JSON.stringify(text)}`);
   return m.error;
 }
 

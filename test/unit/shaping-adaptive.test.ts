@@ -163,8 +163,8 @@ mx = ["l.google.com"]
 
 function file(text: string): ShapingFile {
   const f = parseShaping(text, 'f.toml');
-  if ('errors' in f) assert.fail(f.errors.join('; '));
-  return f;
+  if (!f.ok) assert.fail(f.error.join('; '));
+  return f.value;
 }
 
 const smtp = (hosts: string[], key = `smtp:${hosts.join(',')}`): Extract<Destination, { kind: 'smtp' }> => ({ kind: 'smtp', key, hosts: hosts.map((host) => ({ host, port: 25 })), tlsPolicy: 'opportunistic' });
@@ -194,7 +194,7 @@ test('Shaper: domain rules first, then the longest MX suffix on a label boundary
   assert.equal(sh.route('gmail.com', md, 'opportunistic'), md);
 });
 
-const fail = (reply: ReplyRecord): RecipientResult => ({ address: 'a@gmail.com', ok: false, transient: reply.transient !== false, reply });
+const fail = (reply: ReplyRecord): RecipientResult => (reply.transient === false ? { kind: 'failed', address: 'a@gmail.com', reply } : { kind: 'deferred', address: 'a@gmail.com', reply });
 
 test('Shaper: one source × site for every destination of a site, its limits, and throttles that never count as failures', async () => {
   const sh = new Shaper({ file: file(FILE), defaults: { maxConnections: 20, messagesPerConnection: 1000, rate: null } });
@@ -202,7 +202,7 @@ test('Shaper: one source × site for every destination of a site, its limits, an
   const d2 = sh.route('x.corp.example', smtp(['mx2.example']), 'opportunistic') as Destination;
   const a = await sh.admit(d1);
   assert.ok(a.ok);
-  assert.equal(a.maxRecipients, 3);
+  assert.equal(a.value.maxRecipients, 3);
   let second = false;
   const b = sh.admit(d2).then((x) => ((second = true), x));
   await new Promise((res) => setTimeout(res, 20));
@@ -211,11 +211,11 @@ test('Shaper: one source × site for every destination of a site, its limits, an
   assert.deepEqual([...sh.states.keys()], ['default|google']);
   const throttle = r(421, '4.7.0', 'Too many connections', 'CONNECT');
   throttle.destination = d1.key;
-  assert.equal(a.done([fail(throttle)]), true, 'all failures were throttles: not a breaker failure');
+  assert.equal(a.value.done([fail(throttle)]), true, 'all failures were throttles: not a breaker failure');
   const bb = await b;
   assert.ok(bb.ok);
   const other = r(451, '4.3.0', 'temporary failure');
-  assert.equal(bb.done([fail(other)]), false);
+  assert.equal(bb.value.done([fail(other)]), false);
   // Paced retry for the throttle, the site's retry schedule for the rest.
   const now = Date.now();
   const due = sh.retryAt(throttle, 1, true, now)!;
@@ -236,21 +236,21 @@ test('Shaper: a suspend_on pattern or a blocklist suspends the source × site on
   assert.ok(a.ok);
   const unusual = r(421, '4.7.0', 'Our system has detected an unusual rate of unsolicited mail originating from your IP address.', 'MAIL');
   unusual.destination = d.key;
-  assert.equal(a.done([fail(unusual), fail(unusual)]), true);
+  assert.equal(a.value.done([fail(unusual), fail(unusual)]), true);
   assert.equal(alerts.length, 1);
   assert.deepEqual({ ...alerts[0], reply: undefined }, { type: 'shaping.suspended', source: 'default', site: 'google', reason: 'pattern', until: now + 600_000, reply: undefined });
   assert.equal(sh.retryAt(unusual, 1, true, now), now + 600_000, 'the suspended come back when it ends');
   now += 1000;
   const refused = await sh.admit(d);
   assert.ok(!refused.ok);
-  assert.match(refused.reply.text, /source default is suspended at google until/);
-  assert.equal(sh.retryAt(refused.reply, 1, false, now), now - 1000 + 600_000);
+  assert.match(refused.error.text, /source default is suspended at google until/);
+  assert.equal(sh.retryAt(refused.error, 1, false, now), now - 1000 + 600_000);
   now += 600_000;
   const back = await sh.admit(d);
   assert.ok(back.ok, 'admitted again once the suspension ends');
   const listed = r(554, '5.7.1', 'Client host [192.0.2.1] blocked using zen.spamhaus.org', 'RCPT');
   listed.destination = d.key;
-  back.done([fail(listed)]);
+  back.value.done([fail(listed)]);
   assert.equal(alerts.length, 2);
   assert.equal(alerts[1]!.reason, 'blocklist');
   assert.equal(alerts[1]!.until, now + 4 * 3_600_000);
@@ -269,7 +269,7 @@ test('Shaper: POSTERN_DEST_RATE and POSTERN_DEST_MAX_CONNECTIONS are the default
   const m = await Promise.all([sh.admit(md), sh.admit(md), sh.admit(md)]);
   assert.ok(m.every((x) => x.ok), 'no connection limit for maildir');
   assert.ok(a.ok);
-  a.done([]);
+  a.value.done([]);
   sh.close();
 });
 
@@ -284,9 +284,9 @@ test('Shaper: a new file applies to new transactions; close() defers the waiting
   sh.close();
   const w = await waiting;
   assert.ok(!w.ok);
-  assert.equal(w.reply.enhanced, '4.3.2');
+  assert.equal(w.error.enhanced, '4.3.2');
   const now = Date.now();
-  const due = sh.retryAt(w.reply, 1, false, now)!;
+  const due = sh.retryAt(w.error, 1, false, now)!;
   assert.ok(due >= now && due <= now + 1000);
   assert.ok(a.ok);
 });

@@ -39,8 +39,8 @@ rate = "5/s"
 
 function ok(text: string): ShapingFile {
   const r = parseShaping(text, 'f.toml');
-  if ('errors' in r) assert.fail(r.errors.join('\n'));
-  return r;
+  if (!r.ok) assert.fail(r.error.join('\n'));
+  return r.value;
 }
 
 test('parseShaping: sites, defaults and per-source overrides, values parsed once', () => {
@@ -69,7 +69,7 @@ test('parseShaping: sites, defaults and per-source overrides, values parsed once
 });
 
 test('parseShaping: a syntax error names its line (pinned)', () => {
-  assert.deepEqual(parseShaping('[site.a]\nmx = ["a.example"]\nrate = = 1\n', 'f.toml'), { errors: ['f.toml:3: Invalid TOML document: invalid value'] });
+  assert.deepEqual(parseShaping('[site.a]\nmx = ["a.example"]\nrate = = 1\n', 'f.toml'), { ok: false, error: ['f.toml:3: Invalid TOML document: invalid value'] });
 });
 
 test('parseShaping: every bad value is reported at once with its line (pinned)', () => {
@@ -97,8 +97,8 @@ domains = ["b.example", "dup.example"]
 domains = ["dup.example"]
 `;
   const r = parseShaping(text, 'f.toml');
-  assert.ok('errors' in r);
-  assert.deepEqual(r.errors, [
+  assert.ok(!r.ok);
+  assert.deepEqual(r.error, [
     'f.toml:3: unknown key "nonsense"',
     'f.toml:2: rate "fast" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m',
     'f.toml:7: max_connections must be a whole number from 1 to 10000, got 0',
@@ -114,8 +114,8 @@ domains = ["dup.example"]
 
 test('parseShaping: unknown top-level keys and site tables of the wrong shape', () => {
   const r = parseShaping('sites = 1\nsite = 2\n', 'f.toml');
-  assert.ok('errors' in r);
-  assert.deepEqual(r.errors, ['f.toml:1: unknown key "sites" (expected [defaults] and [site.NAME] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
+  assert.ok(!r.ok);
+  assert.deepEqual(r.error, ['f.toml:1: unknown key "sites" (expected [defaults] and [site.NAME] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
 });
 
 test('lineOf: keys in tables, quoted headers, and the header when the key is absent', () => {

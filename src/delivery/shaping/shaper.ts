@@ -13,6 +13,7 @@ import { nextRetryAt } from '../backoff.js';
 import type { Destination, RecipientResult } from '../types.js';
 import type { DeliveryShaper, ShaperAdmission, RouteResult } from '../scheduler.js';
 import { classifyReply } from './reply-class.js';
+import { failure, success } from '../../lib/result.js';
 import { SiteState, type SiteCeilings } from './site-state.js';
 
 /** Until source address pools exist, every message leaves from this one source. */
@@ -162,27 +163,26 @@ export class Shaper implements DeliveryShaper {
   async admit(dest: Destination): Promise<ShaperAdmission> {
     const e = this.#entry(dest);
     const now = this.#now();
-    if (this.#closed) return { ok: false, reply: this.#reply(dest, 'delivery is stopping', '4.3.2') };
+    if (this.#closed) return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (e.state.suspendedUntil > now) {
-      return { ok: false, reply: this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0') };
+      return failure(this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0'));
     }
     const a = await e.state.admit();
-    if (a === 'closed') return { ok: false, reply: this.#reply(dest, 'delivery is stopping', '4.3.2') };
+    if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (a === 'busy') {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
-      return { ok: false, reply: this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY) };
+      return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
     }
     let left = false;
-    return {
-      ok: true,
+    return success({
       maxRecipients: e.limits.recipientsPerTransaction ?? Infinity,
-      done: (results) => {
+      done: (results: readonly RecipientResult[]) => {
         if (left) return false;
         left = true;
         e.state.leave();
         return this.#observe(e, results);
       },
-    };
+    });
   }
 
   retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null {
@@ -223,9 +223,9 @@ export class Shaper implements DeliveryShaper {
     let throttled = 0;
     let conn = false;
     let rate = false;
-    if (results.some((r) => r.ok)) e.state.onSuccess(now);
+    if (results.some((r) => r.kind === 'delivered')) e.state.onSuccess(now);
     for (const r of results) {
-      if (r.ok) continue;
+      if (r.kind === 'delivered') continue;
       failed++;
       const cls = classifyReply(r.reply, e.limits.suspendOn);
       if (cls === 'other') continue;

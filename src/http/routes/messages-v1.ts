@@ -19,6 +19,7 @@ import { queueFailure } from '../queue-errors.js';
 import { has8bit, httpReceivedHeader, toCrlf } from '../raw-message.js';
 import { composeMessage, parseStructured, type Mailbox, type Structured } from '../compose.js';
 import { fail, type HttpResult } from '../respond.js';
+import { failure, success, type Result } from '../../lib/result.js';
 import type { Route, RouteContext } from '../router.js';
 
 const FIELDS = new Set(['from', 'to', 'raw', 'raw_base64', 'priority', 'send_at']);
@@ -30,23 +31,21 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** RFC 5321 §4.5.3.1.3: a path is at most 256 octets with its angle brackets. */
 const MAX_ADDRESS_BYTES = 254;
 
-type Parsed =
-  | { ok: true; env: EnvelopeInput; raw: Buffer }
-  | { ok: false; error: HttpResult };
+type Injection = Result<{ env: EnvelopeInput; raw: Buffer }, HttpResult>;
 
 function bad(field: string, why: string): { ok: false; error: HttpResult } {
-  return { ok: false, error: fail('PST_HTTP_BAD_FIELD', `${field}: ${why}`) };
+  return failure(fail('PST_HTTP_BAD_FIELD', `${field}: ${why}`));
 }
 
-function checkAddress(field: string, v: unknown, allowNull: boolean): string | Parsed {
+function checkAddress(field: string, v: unknown, allowNull: boolean): Result<string, HttpResult> {
   if (typeof v !== 'string') return bad(field, 'must be a string');
   if (CONTROL.test(v)) return bad(field, 'control characters (CR, LF, NUL, …) are not allowed');
-  if (v === '' && allowNull) return v;
+  if (v === '' && allowNull) return success(v);
   if (Buffer.byteLength(v) > MAX_ADDRESS_BYTES || !isMailbox(v)) return bad(field, `${JSON.stringify(v)} is not a mailbox (local@domain)`);
-  return v;
+  return success(v);
 }
 
-type PrioritySendAt = { ok: true; priority: Priority; notBefore: number | undefined } | { ok: false; error: HttpResult };
+type PrioritySendAt = Result<{ priority: Priority; notBefore: number | undefined }, HttpResult>;
 
 function parsePrioritySendAt(o: Record<string, unknown>, api: Api, nowMs: number): PrioritySendAt {
   const cfg = api.deps.config;
@@ -65,28 +64,29 @@ function parsePrioritySendAt(o: Record<string, unknown>, api: Api, nowMs: number
     notBefore = t;
   }
 
-  return { ok: true, priority, notBefore };
+  return success({ priority, notBefore });
 }
 
-export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: number): Parsed {
+export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: number): Injection {
   const cfg = api.deps.config;
   for (const k of Object.keys(o)) if (!FIELDS.has(k)) return bad(k, 'unknown field');
 
-  const from = checkAddress('from', o.from, true);
-  if (typeof from !== 'string') return from;
+  const checkedFrom = checkAddress('from', o.from, true);
+  if (!checkedFrom.ok) return checkedFrom;
+  const from = checkedFrom.value;
 
   if (!Array.isArray(o.to) || o.to.length === 0) return bad('to', 'must be a non-empty array of addresses');
   if (o.to.length > cfg.maxRecipients) return bad('to', `${o.to.length} recipients, at most ${cfg.maxRecipients} (POSTERN_MAX_RECIPIENTS)`);
   const to: string[] = [];
   for (let i = 0; i < o.to.length; i++) {
     const a = checkAddress(`to[${i}]`, o.to[i], false);
-    if (typeof a !== 'string') return a;
-    to.push(a);
+    if (!a.ok) return a;
+    to.push(a.value);
   }
 
   const ps = parsePrioritySendAt(o, api, nowMs);
   if (!ps.ok) return ps;
-  const { priority, notBefore } = ps;
+  const { priority, notBefore } = ps.value;
 
   let raw: Buffer;
   if ((o.raw === undefined) === (o.raw_base64 === undefined)) return bad('raw', 'give exactly one of raw and raw_base64 (or a structured message: subject, text, html, attachments)');
@@ -101,7 +101,7 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
   }
   raw = toCrlf(raw);
   if (raw.length > cfg.maxMessageBytes) {
-    return { ok: false, error: fail('PST_HTTP_MESSAGE_TOO_LARGE', `message of ${raw.length} bytes, at most ${cfg.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`) };
+    return failure(fail('PST_HTTP_MESSAGE_TOO_LARGE', `message of ${raw.length} bytes, at most ${cfg.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`));
   }
 
   // eslint-disable-next-line no-control-regex
@@ -110,7 +110,7 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
   if (notBefore !== undefined) env.notBefore = notBefore;
   if (utf8) env.smtputf8 = true;
   if (has8bit(raw)) env.bodyType = '8BITMIME';
-  return { ok: true, env, raw };
+  return success({ env, raw });
 }
 
 /** Fields that make a request structured (when neither raw nor raw_base64 is given). */
@@ -129,16 +129,14 @@ interface Unit {
   vars?: Record<string, string>;
 }
 
-export type StructuredPlan =
-  | { ok: true; s: Structured; priority: Priority; notBefore: number | undefined; units: Unit[] }
-  | { ok: false; error: HttpResult };
+export type StructuredPlan = Result<{ s: Structured; priority: Priority; notBefore: number | undefined; units: Unit[] }, HttpResult>;
 
 export function planStructured(o: Record<string, unknown>, api: Api, nowMs: number): StructuredPlan {
   const cfg = api.deps.config;
   const p = parseStructured(o, { maxMessageBytes: cfg.maxMessageBytes });
   if (!p.ok) {
     if (p.error.why.includes('POSTERN_MAX_MESSAGE_BYTES')) {
-      return { ok: false, error: fail('PST_HTTP_MESSAGE_TOO_LARGE', `${p.error.field}: ${p.error.why}`) };
+      return failure(fail('PST_HTTP_MESSAGE_TOO_LARGE', `${p.error.field}: ${p.error.why}`));
     }
     return bad(p.error.field, p.error.why);
   }
@@ -162,9 +160,9 @@ export function planStructured(o: Record<string, unknown>, api: Api, nowMs: numb
   }
   const copies = s.substitutions !== null ? units.length : 1;
   if (s.contentBytes * copies > MAX_REQUEST_QUEUED_BYTES) {
-    return { ok: false, error: fail('PST_HTTP_MESSAGE_TOO_LARGE', `${copies} copies of ${s.contentBytes} bytes of content: over ${MAX_REQUEST_QUEUED_BYTES} bytes per request`) };
+    return failure(fail('PST_HTTP_MESSAGE_TOO_LARGE', `${copies} copies of ${s.contentBytes} bytes of content: over ${MAX_REQUEST_QUEUED_BYTES} bytes per request`));
   }
-  return { ok: true, s, priority: ps.priority, notBefore: ps.notBefore, units };
+  return success({ s, priority: ps.value.priority, notBefore: ps.value.notBefore, units });
 }
 
 // eslint-disable-next-line no-control-regex
@@ -173,7 +171,7 @@ const isUtf8Address = (a: string): boolean => /[^\x00-\x7f]/.test(a);
 async function injectStructured(c: RouteContext, api: Api, o: Record<string, unknown>): Promise<HttpResult> {
   const plan = planStructured(o, api, Date.now());
   if (!plan.ok) return plan.error;
-  const { s, units } = plan;
+  const { s, units } = plan.value;
   const { queue, config, log } = api.deps;
   const date = new Date();
   const ids: string[] = [];
@@ -200,8 +198,8 @@ async function injectStructured(c: RouteContext, api: Api, o: Record<string, unk
   // Every enqueue is issued in this event turn, then awaited together: LMDB commits them in
   // one transaction (one fsync) rather than one per message.
   const pending = units.map((u, i) => {
-    const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.priority, client: { ip: c.clientIp } };
-    if (plan.notBefore !== undefined) env.notBefore = plan.notBefore;
+    const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.value.priority, client: { ip: c.clientIp } };
+    if (plan.value.notBefore !== undefined) env.notBefore = plan.value.notBefore;
     if (smtputf8) env.smtputf8 = true;
     if (has8bit(bodies[i]!)) env.bodyType = '8BITMIME';
     const received = httpReceivedHeader({ ip: c.clientIp, hostname: config.hostname, id: ids[i]!, recipient: u.rcpts.length === 1 ? u.rcpts[0] : undefined, date });
@@ -247,8 +245,9 @@ export const injectMessageV1: Route<Api> = {
     const json = await readJsonObject(c);
     if (!json.ok) return json.error;
     if (isStructured(json.value)) return injectStructured(c, api, json.value);
-    const p = parseInjection(json.value, api, Date.now());
-    if (!p.ok) return p.error;
+    const parsed = parseInjection(json.value, api, Date.now());
+    if (!parsed.ok) return parsed.error;
+    const p = parsed.value;
     const { queue, config, log } = api.deps;
     let id: string;
     try {

@@ -18,6 +18,7 @@ import { messageView } from '../message-view.js';
 import { queueFailure } from '../queue-errors.js';
 import { fail, ok, type HttpResult, limitParam } from '../respond.js';
 import type { Route, RouteContext } from '../router.js';
+import { failure, success, type Result } from '../../lib/result.js';
 
 const DEFAULT_DESTINATIONS = 50;
 const MAX_DESTINATIONS = 1000;
@@ -82,14 +83,14 @@ export const bounceMessageV1: Route<Api> = {
         const asFailed = pending.map((r) => ({ ...r, state: 'failed' as const, lastReply: { ...BOUNCE_REPLY, at: nowMs } }));
         const dsn = await queueBounce(api, rec, asFailed, original);
         const r = await q.failRecipients(id, BOUNCE_REPLY);
-        if (r.leased) {
+        if (!r.ok) {
           // Leased in the instant between: the DSN already queued may be one too many.
           api.deps.log.warn({ id, dsn }, 'bounce over HTTP raced a delivery; its DSN may be spurious');
           return conflict(`message ${id} is being delivered now (leased); retry later`);
         }
         if (dsn !== null) api.deps.onQueued?.(); // the DSN is mail to deliver
-        api.deps.log.info({ id, dsn, rcpts: r.failed.length, by: c.clientIp }, 'message bounced over HTTP');
-        return ok({ id, bounced: r.failed.map((x) => x.address), dsn_id: dsn });
+        api.deps.log.info({ id, dsn, rcpts: r.value.failed.length, by: c.clientIp }, 'message bounced over HTTP');
+        return ok({ id, bounced: r.value.failed.map((x) => x.address), dsn_id: dsn });
       } catch (err) {
         return queueFailure(err, id);
       }
@@ -101,8 +102,9 @@ export const listDestinationsV1: Route<Api> = {
   path: '/v1/queue/destinations',
   auth: true,
   handler: (c, api) => {
-    const limit = limitParam(c.url, DEFAULT_DESTINATIONS, MAX_DESTINATIONS);
-    if (typeof limit !== 'number') return limit;
+    const limitOrError = limitParam(c.url, DEFAULT_DESTINATIONS, MAX_DESTINATIONS);
+    if (!limitOrError.ok) return limitOrError.error;
+    const limit = limitOrError.value;
     try {
       const all = Object.entries(api.deps.queue.counts().byDomain)
         .filter(([, n]) => n > 0)
@@ -119,14 +121,14 @@ export const listDestinationsV1: Route<Api> = {
 };
 
 /** The :domain parameter as the queue stores it (recipient.domain), or the 400 to return. */
-function domainParam(c: RouteContext): string | HttpResult {
+function domainParam(c: RouteContext): Result<string, HttpResult> {
   const domain = c.params.domain!.toLowerCase().replace(/\.$/, '');
   // No '@', spaces or controls.
   // eslint-disable-next-line no-control-regex
   if (domain === '' || domain.length > 255 || /[\s@\x00-\x1f\x7f]/.test(domain)) {
-    return fail('PST_HTTP_BAD_FIELD', `domain: ${JSON.stringify(c.params.domain)} is not a domain`);
+    return failure(fail('PST_HTTP_BAD_FIELD', `domain: ${JSON.stringify(c.params.domain)} is not a domain`));
   }
-  return domain;
+  return success(domain);
 }
 
 /**
@@ -141,8 +143,9 @@ function destinationFail(action: 'bounce' | 'delete'): Route<Api> {
     path: action === 'bounce' ? '/v1/queue/destinations/:domain/bounce' : '/v1/queue/destinations/:domain',
     auth: true,
     handler: async (c, api) => {
-      const domain = domainParam(c);
-      if (typeof domain !== 'string') return domain;
+      const domainOrError = domainParam(c);
+      if (!domainOrError.ok) return domainOrError.error;
+      const domain = domainOrError.value;
       const q = api.deps.queue;
       const reply: ReplyRecord = { ...BOUNCE_REPLY, text: action === 'bounce' ? 'bounced by administrator' : 'deleted by administrator' };
       try {
@@ -163,12 +166,12 @@ function destinationFail(action: 'bounce' | 'delete'): Route<Api> {
             if ((await queueBounce(api, rec, pending, original)) !== null) dsns++;
           }
           const r = await q.failRecipients(id, reply, domain);
-          if (r.leased) {
+          if (!r.ok) {
             skipped++;
             continue;
           }
           messages++;
-          recipients += r.failed.length;
+          recipients += r.value.failed.length;
         }
         if (dsns > 0) api.deps.onQueued?.();
         api.deps.log.info({ domain, action, messages, recipients, skipped, dsns, by: c.clientIp }, 'destination action over HTTP');
@@ -189,8 +192,9 @@ function destinationAction(action: 'hold' | 'release' | 'retry'): Route<Api> {
     path: `/v1/queue/destinations/:domain/${action}`,
     auth: true,
     handler: async (c, api) => {
-      const domain = domainParam(c);
-      if (typeof domain !== 'string') return domain;
+      const domainOrError = domainParam(c);
+      if (!domainOrError.ok) return domainOrError.error;
+      const domain = domainOrError.value;
       try {
         const n = await api.deps.queue.applyToDomain(domain, action, DESTINATION_BATCH);
         if (action !== 'hold' && n > 0) api.deps.onQueued?.();

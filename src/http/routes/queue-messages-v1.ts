@@ -20,8 +20,9 @@ export const listMessagesV1: Route<Api> = {
   path: '/v1/queue/messages',
   auth: true,
   handler: (c, api) => {
-    const limit = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
-    if (typeof limit !== 'number') return limit;
+    const limitOrError = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
+    if (!limitOrError.ok) return limitOrError.error;
+    const limit = limitOrError.value;
     try {
       // One more than asked tells whether there are more.
       const after = c.url.searchParams.get('after') ?? undefined;

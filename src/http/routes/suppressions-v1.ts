@@ -40,8 +40,9 @@ export const listSuppressionsV1: Route<Api> = {
   path: '/v1/suppressions',
   auth: true,
   handler: (c, api) => {
-    const limit = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
-    if (typeof limit !== 'number') return limit;
+    const limitOrError = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
+    if (!limitOrError.ok) return limitOrError.error;
+    const limit = limitOrError.value;
     const after = c.url.searchParams.get('after') ?? undefined;
     try {
       const items = api.deps.queue.suppressions.list({ limit: limit + 1, ...(after !== undefined ? { after } : {}) });
