@@ -236,7 +236,7 @@ export class Shaper implements DeliveryShaper {
     }
     if (conn) e.state.onConnectionThrottle(now);
     if (rate) e.state.onRateThrottle(now);
-    if (conn || rate) this.#o.log?.debug({ site: e.state.key, window: e.state.window, ratePerS: e.state.rate === null ? null : e.state.rate * 1000 }, 'shaping: throttled, limits lowered');
+    if (conn || rate) this.#o.log?.debug({ site: e.state.key, throttles: e.state.throttles, window: e.state.window, ratePerS: e.state.rate === null ? null : e.state.rate * 1000 }, 'shaping: throttled, limits lowered');
     return failed > 0 && throttled === failed;
   }
 

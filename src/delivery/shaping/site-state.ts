@@ -102,7 +102,7 @@ export class SiteState {
   readonly #slotQ: Waiter[] = [];
   readonly #successes = new SuccessWindow();
   readonly #sent = new SuccessWindow();
-  /** Counters for /v1/stats and the bench report. */
+  /** Throttling replies seen (for logs and tests). */
   throttles = 0;
   #closed = false;
 
