@@ -19,6 +19,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
 import { SCENARIOS, type Knobs, type Measurement, type PeerName } from './scenarios/index.js';
 import { Progress } from './lib/progress.js';
 import { markdown, summarize, svg, type Row } from './lib/report.js';
@@ -131,26 +132,24 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
   return { measurements, rows, markdown: md, svg: chart, jsonFile, svgFile };
 }
 
-function parseArgs(argv: string[]): { scenarios: string[]; peers: PeerName[]; runs: number | null } {
-  let scenarios = SCENARIO_NAMES;
-  let peers: string[] = [];
+const USAGE = `usage: node build/bench/index.js [--scenarios ${SCENARIO_NAMES.join(',')}] [--compare postfix,haraka,smtp-server] [--runs N]\n(knobs: see the head of bench/index.ts)`;
+
+/** The suite's arguments, with node:util parseArgs as the postern command line (src/cli/args.ts). */
+export function parseSuiteArgs(argv: string[]): { scenarios: string[]; peers: PeerName[]; runs: number | null; help: boolean } {
+  let values;
+  try {
+    ({ values } = parseArgs({ args: argv, strict: true, allowPositionals: false, options: { scenarios: { type: 'string' }, compare: { type: 'string' }, runs: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\n${USAGE}`, { cause: err });
+  }
+  if (values.help === true) return { scenarios: [], peers: [], runs: null, help: true };
+  const scenarios = values.scenarios !== undefined ? values.scenarios.split(',').map((s) => s.trim()).filter(Boolean) : SCENARIO_NAMES;
+  const peers = values.compare !== undefined ? values.compare.split(',').map((s) => s.trim()).filter((s) => s && s !== 'postern') : [];
   let runs: number | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const val = (): string => {
-      const eq = a.indexOf('=');
-      if (eq >= 0) return a.slice(eq + 1);
-      const v = argv[++i];
-      if (v === undefined) throw new Error(`${a} needs a value`);
-      return v;
-    };
-    if (a === '--scenarios' || a.startsWith('--scenarios=')) scenarios = val().split(',').map((s) => s.trim()).filter(Boolean);
-    else if (a === '--compare' || a.startsWith('--compare=')) peers = val().split(',').map((s) => s.trim()).filter((s) => s && s !== 'postern');
-    else if (a === '--runs' || a.startsWith('--runs=')) runs = Math.max(1, Math.floor(Number(val())) || 1);
-    else if (a === '--help' || a === '-h') {
-      console.log(`usage: node build/bench/index.js [--scenarios ${SCENARIO_NAMES.join(',')}] [--compare postfix,haraka,smtp-server] [--runs N]\n(knobs: see the head of bench/index.ts)`);
-      process.exit(0);
-    } else throw new Error(`unknown argument ${a}`);
+  if (values.runs !== undefined) {
+    const n = Number(values.runs);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--runs ${values.runs}: an integer >= 1`);
+    runs = n;
   }
   for (const s of scenarios) if (!SCENARIO_NAMES.includes(s)) throw new Error(`unknown scenario ${s}: ${SCENARIO_NAMES.join(', ')}`);
   for (const p of peers) {
@@ -158,11 +157,15 @@ function parseArgs(argv: string[]): { scenarios: string[]; peers: PeerName[]; ru
     if (p === 'postfix' && !havePostfix()) throw new Error('--compare postfix, but Postfix is not installed: run scripts/install-peers.sh');
     if ((p === 'haraka' || p === 'smtp-server') && !targetAvailable(p)) throw new Error(`--compare ${p}, but it is not installed in bench/.peers: run scripts/install-peers.sh`);
   }
-  return { scenarios, peers: peers as PeerName[], runs };
+  return { scenarios, peers: peers as PeerName[], runs, help: false };
 }
 
 async function main(): Promise<void> {
-  const a = parseArgs(process.argv.slice(2));
+  const a = parseSuiteArgs(process.argv.slice(2));
+  if (a.help) {
+    console.log(USAGE);
+    return;
+  }
   const progress = new Progress();
   const knobs = knobsFromEnv(a.peers, a.runs, progress);
   const env = Object.entries(process.env).filter(([key]) => key.startsWith('BENCH_')).map(([key, v]) => `${key}=${v}`).join(' ');

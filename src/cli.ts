@@ -1,24 +1,65 @@
 #!/usr/bin/env node
-// The `postern` command line: start, config, user add, queue. Usage errors exit 2 with a
-// message; configuration errors exit 78 (EX_CONFIG) naming every bad variable at once.
+// The `postern` command line: start, config, user add, queue, sendmail, spam, help, version.
+// Every command parses its arguments with node:util parseArgs (cli/args.ts; sendmail has its
+// own parser, cli/sendmail-args.ts) and exits with a sysexits status (cli/exit-codes.ts).
 // Only the light modules load up front; each command imports what it needs, so a short-lived
-// command (`spam classify` in a pipeline, `config`, `version`) does not pay for loading the MTA
-// (LMDB, pino, Piscina, undici, mailauth).
+// command (`spam classify` in a pipeline, `config`, `sendmail` from cron) does not pay for
+// loading the MTA (LMDB, pino, Piscina, undici, mailauth).
 import { readFileSync } from 'node:fs';
 import { PosternError } from './errors.js';
+import { parseCommand, str, usageError, type CommandSpec } from './cli/args.js';
+import { ENV_FILE_OPTION, ENV_FILE_USAGE, cliConfig } from './cli/cli-config.js';
+import { EX, exitCodeOf } from './cli/exit-codes.js';
 
-const USAGE = `usage: postern <command>
+const USAGE = `usage: postern <command> [options]       (postern <command> --help for its options)
 
-  start                          run the node (SMTP listeners + queue), logs JSON on stdout
+  start                          run the node (SMTP and HTTP listeners, queue, delivery)
   config [--json|--markdown]     print the effective configuration (every POSTERN_* variable)
   user add NAME --file FILE      read a password on stdin and add/replace NAME in the AUTH users file
-  queue [--json]                 print the queue's counts by state, priority and domain
-  queue check [--repair] [--json]  verify records, indexes and counters (exit 1 on problems);
-                                 --repair rebuilds them and sets corrupt records aside
-  spam train SPAM_DIR HAM_DIR --model FILE | spam classify --model FILE | spam eval [--seed N]
+  queue                          the queue's counts; queue list, show, flush, hold, release,
+                                 delete, bounce, check (postern queue --help)
+  sendmail [options] [RCPT...]   the sendmail interface: submit the message on stdin to the
+                                 local node (also installed as postern-sendmail)
+  spam train|classify|eval       the spam classifier (postern spam --help)
+  help [COMMAND]                 this text, or a command's
   version                        print the version
 
-Every setting is a POSTERN_* environment variable; see \`postern config\`.`;
+Every setting is a POSTERN_* environment variable; see \`postern config\`.
+exit status (sysexits): 0 ok, 1 the command's own failure, 64 usage, 65 bad input data,
+69 the node is not running, 75 temporary failure (retry), 78 configuration`;
+
+const START: CommandSpec = {
+  usage: `usage: postern start [--env-file FILE]
+
+  run the node: SMTP and HTTP listeners, queue, delivery, filters; JSON logs on stdout.
+  SIGTERM/SIGINT shut down gracefully, SIGHUP reloads the users file and the recipient map.
+  The data dir (POSTERN_DATA_DIR) is created when missing.
+  ${ENV_FILE_USAGE}`,
+  options: ENV_FILE_OPTION,
+};
+
+const CONFIG: CommandSpec = {
+  usage: `usage: postern config [--json | --markdown] [--env-file FILE]
+
+  print the effective configuration, after every check \`start\` makes (the files the settings
+  name included); a bad value exits 78 naming every bad variable
+  --json        as JSON (numbers, durations in ms, booleans)
+  --markdown    the table of every setting, its default and doc (README's)
+  ${ENV_FILE_USAGE}`,
+  options: { ...ENV_FILE_OPTION, json: { type: 'boolean' }, markdown: { type: 'boolean' } },
+};
+
+const USER: CommandSpec = {
+  usage: `usage: postern user add NAME --file FILE
+
+  read a password (one line) on stdin and add or replace NAME (scrypt hash) in the AUTH users
+  file FILE (POSTERN_AUTH_USERS); the node reloads it on SIGHUP`,
+  options: { file: { type: 'string' } },
+  positionals: { min: 2, max: 2, name: 'add NAME' },
+};
+
+const VERSION: CommandSpec = { usage: 'usage: postern version\n\n  print the version' };
+const HELP: CommandSpec = { usage: 'usage: postern help [COMMAND]\n\n  the list of commands, or the usage of COMMAND', positionals: { min: 0, max: 1 } };
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -31,9 +72,10 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function cmdStart(): Promise<void> {
-  const { loadConfig } = await import('./config/load.js');
-  const config = loadConfig();
+async function cmdStart(argv: string[]): Promise<number | null> {
+  const p = parseCommand(argv, START);
+  if (p === null) return EX.OK;
+  const config = await cliConfig(p.values);
   const [{ createLogger }, { startNode }] = await Promise.all([import('./log/logger.js'), import('./main.js')]);
   const log = createLogger(config.logLevel as 'info');
   const node = await startNode(config, log);
@@ -56,19 +98,23 @@ async function cmdStart(): Promise<void> {
     node.reloadRecipients();
     void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed'));
   });
+  return null; // runs until a signal
 }
 
-async function cmdConfig(args: string[]): Promise<void> {
-  const { loadConfig, describeConfig, configMarkdown } = await import('./config/load.js');
-  if (args.includes('--markdown')) {
+async function cmdConfig(argv: string[]): Promise<number> {
+  const p = parseCommand(argv, CONFIG);
+  if (p === null) return EX.OK;
+  if (p.values.json === true && p.values.markdown === true) throw usageError('--json or --markdown, not both', CONFIG.usage);
+  const { describeConfig, configMarkdown } = await import('./config/load.js');
+  if (p.values.markdown === true) {
     console.log(configMarkdown());
-    return;
+    return EX.OK;
   }
-  const config = loadConfig();
+  const config = await cliConfig(p.values);
   // Everything `start` checks, the files the settings name included.
   await (await import('./config/resources.js')).loadResources(config);
   const rows = describeConfig(config);
-  if (args.includes('--json')) {
+  if (p.values.json === true) {
     const out: Record<string, string | number | boolean | null> = {};
     for (const r of rows) {
       const v = config[r.setting.key];
@@ -80,121 +126,97 @@ async function cmdConfig(args: string[]): Promise<void> {
     const w = Math.max(...rows.map((r) => r.env.length));
     for (const r of rows) console.log(`${r.env.padEnd(w)}  ${r.value}`);
   }
+  return EX.OK;
 }
 
-async function cmdUser(args: string[]): Promise<void> {
-  const [verb, name] = args;
-  const fi = args.indexOf('--file');
-  const file = fi >= 0 ? args[fi + 1] : undefined;
-  if (verb !== 'add' || !name || name.startsWith('--') || !file) throw new PosternError('PST_ERR_USAGE', 'usage: postern user add NAME --file FILE  (password on stdin)');
+async function cmdUser(argv: string[]): Promise<number> {
+  const p = parseCommand(argv, USER);
+  if (p === null) return EX.OK;
+  const [verb, name] = p.positionals as [string, string];
+  const file = str(p.values, 'file');
+  if (verb !== 'add') throw usageError(`unknown user command ${JSON.stringify(verb)}`, USER.usage);
+  if (file === undefined) throw usageError('missing --file FILE', USER.usage);
   const input = await readStdin();
   const password = input.replace(/\r?\n$/, '');
   if (password.includes('\n')) throw new PosternError('PST_ERR_USAGE', 'the password must be a single line on stdin');
   const { addUser } = await import('./auth/users.js');
   const what = await addUser(file, name, password);
   console.log(`${what} user ${name} in ${file}`);
+  return EX.OK;
 }
 
-async function cmdQueue(args: string[]): Promise<void> {
-  if (args[0] === 'check') return cmdQueueCheck(args.slice(1));
-  const { loadConfig } = await import('./config/load.js');
-  const config = loadConfig();
-  const { Queue } = await import('./queue/store.js');
-  const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes });
-  try {
-    const c = queue.counts();
-    const corrupt = queue.corruptCount();
-    if (args.includes('--json')) {
-      console.log(JSON.stringify({ ...c, corruptRecords: corrupt }, null, 2));
-      return;
-    }
-    console.log(`messages: ${c.total}`);
-    console.log(`by state: ready ${c.byState.ready}, scheduled ${c.byState.scheduled}, leased ${c.byState.leased}, held ${c.byState.held}`);
-    console.log(`by priority: urgent ${c.byPriority.urgent}, normal ${c.byPriority.normal}, bulk ${c.byPriority.bulk}`);
-    const domains = Object.entries(c.byDomain).sort((a, b) => b[1] - a[1]);
-    if (domains.length > 0) {
-      console.log('pending recipients by domain:');
-      for (const [d, n] of domains.slice(0, 50)) console.log(`  ${String(n).padStart(8)}  ${d}`);
-      if (domains.length > 50) console.log(`  … and ${domains.length - 50} more domains`);
-    }
-    if (corrupt > 0) console.log(`corrupt records set aside: ${corrupt} (postern queue check lists them)`);
-  } finally {
-    await queue.close();
+/** Each command's usage, for `postern help COMMAND` (the commands print it on --help too). */
+async function helpOf(cmd: string): Promise<string | undefined> {
+  switch (cmd) {
+    case 'start': return START.usage;
+    case 'config': return CONFIG.usage;
+    case 'user': return USER.usage;
+    case 'version': return VERSION.usage;
+    case 'help': return HELP.usage;
+    case 'queue': return (await import('./cli/queue-command.js')).QUEUE_USAGE;
+    case 'sendmail': return (await import('./cli/sendmail-args.js')).SENDMAIL_USAGE;
+    case 'spam': return (await import('./filter/spam/cli.js')).SPAM_USAGE;
+    default: return undefined;
   }
 }
 
-/**
- * `postern queue check`: every discrepancy between the records and the indexes, counters and
- * seq (src/queue/check-queue.ts), for a stopped node's data dir. Read-only without --repair.
- * Exit 1 when problems exist (with --repair: when some are left after it).
- */
-async function cmdQueueCheck(args: string[]): Promise<void> {
-  const unknown = args.filter((a) => a !== '--repair' && a !== '--json');
-  if (unknown.length > 0) throw new PosternError('PST_ERR_USAGE', `usage: postern queue check [--repair] [--json]  (not ${JSON.stringify(unknown[0])})`);
-  const repair = args.includes('--repair');
-  const { loadConfig } = await import('./config/load.js');
-  const config = loadConfig();
-  const { checkQueueFolder } = await import('./queue/check-queue.js');
-  const r = checkQueueFolder(config.dataDir, { repair, mapSizeBytes: config.queueMapBytes });
-  process.exitCode = r.remaining > 0 ? 1 : 0;
-  if (args.includes('--json')) {
-    console.log(JSON.stringify({ path: config.dataDir, ok: r.remaining === 0, ...r }, null, 2));
-    return;
+async function cmdHelp(argv: string[]): Promise<number> {
+  const p = parseCommand(argv, HELP);
+  if (p === null) return EX.OK;
+  const cmd = p.positionals[0];
+  if (cmd === undefined) {
+    console.log(USAGE);
+    return EX.OK;
   }
-  // Keys and reasons come from a damaged file: no control character reaches the terminal.
-  // eslint-disable-next-line no-control-regex
-  const safe = (text: string): string => text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-  console.log(`queue ${config.dataDir}: ${r.records} records`);
-  for (const p of r.problems) console.log(`problem: ${safe(p.detail)}`);
-  const n = r.problems.length;
-  if (n === 0) console.log('no problems');
-  else if (!repair) console.log(`${n} problem${n === 1 ? '' : 's'}; postern queue check --repair fixes them (stop the node first)`);
-  else if (r.remaining === 0) console.log(`${n} problem${n === 1 ? '' : 's'} repaired`);
-  else console.log(`${n} problem${n === 1 ? '' : 's'}, ${r.remaining} left after the repair`);
-  if (r.corrupt.length > 0) {
-    console.log(`set aside as corrupt (sub-database 'corrupt'): ${r.corrupt.length}`);
-    for (const c of r.corrupt) console.log(`  ${safe(c.id)}  ${Number.isFinite(c.at) ? new Date(c.at).toISOString() : '?'}  record ${c.recordBytes} B, body ${c.bodyBytes} B  ${safe(c.reason)}`);
-  }
+  const text = await helpOf(cmd);
+  if (text === undefined) throw usageError(`unknown command ${JSON.stringify(cmd)}`, USAGE);
+  console.log(text);
+  return EX.OK;
 }
 
-async function main(argv: string[]): Promise<void> {
+/** The exit status, or null for `start` (which runs until a signal). */
+async function main(argv: string[]): Promise<number | null> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
     case 'start':
-      return cmdStart();
+      return cmdStart(rest);
     case 'config':
       return cmdConfig(rest);
     case 'user':
       return cmdUser(rest);
     case 'queue':
-      return cmdQueue(rest);
+      return (await import('./cli/queue-command.js')).queueCommand(rest);
+    case 'sendmail':
+      return (await import('./cli/sendmail.js')).sendmailCommand(rest);
     case 'spam':
-      process.exitCode = await (await import('./filter/spam/cli.js')).spamCommand(rest);
-      return;
+      return (await import('./filter/spam/cli.js')).spamCommand(rest);
     case 'version':
-    case '--version':
+    case '--version': {
+      if (parseCommand(rest, VERSION) === null) return EX.OK;
       console.log(version());
-      return;
-    case undefined:
+      return EX.OK;
+    }
     case 'help':
+      return cmdHelp(rest);
     case '--help':
     case '-h':
       console.log(USAGE);
-      return;
+      return EX.OK;
+    case undefined:
+      console.error(USAGE);
+      return EX.USAGE;
     default:
-      throw new PosternError('PST_ERR_USAGE', `unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`);
+      throw usageError(`unknown command ${JSON.stringify(cmd)}`, USAGE);
   }
 }
 
-main(process.argv.slice(2)).catch((err: unknown) => {
-  if (err instanceof PosternError && err.code === 'PST_ERR_CONFIG_INVALID') { // a ConfigError
-    console.error(`postern: ${err.message}`);
-    process.exit(78);
-  }
-  if (err instanceof PosternError) {
-    console.error(`postern: ${err.message}`);
-    process.exit(err.code === 'PST_ERR_USAGE' ? 2 : 1);
-  }
-  console.error(err);
-  process.exit(1);
-});
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== null) process.exitCode = code;
+  },
+  (err: unknown) => {
+    const code = exitCodeOf(err);
+    console.error(err instanceof PosternError ? `postern: ${err.message}` : err);
+    process.exit(code);
+  },
+);

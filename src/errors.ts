@@ -3,6 +3,8 @@
 
 export const ERRORS = {
   PST_ERR_CONFIG_INVALID: 'the configuration has invalid values',
+  PST_ERR_CONFIG_RECIPIENT_MAP: 'the recipient map (POSTERN_RECIPIENTS) could not be read, is too large, or has a bad line',
+  PST_ERR_CONFIG_SHAPING: 'the shaping file (POSTERN_SHAPING) could not be read, is too large, or has bad values',
   PST_ERR_QUEUE_WRITE: 'the queue could not durably store a message (disk or map full, or I/O error)',
   PST_ERR_QUEUE_CLOSED: 'the queue is closed',
   PST_ERR_QUEUE_NOT_FOUND: 'no message with that id in the queue',
@@ -15,8 +17,13 @@ export const ERRORS = {
   PST_ERR_LISTEN: 'a listener could not bind its address',
   PST_ERR_USAGE: 'the command line was not understood',
   PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
+  PST_ERR_SPAM_SPLIT: 'the script that splits a spam corpus (postern spam --split-tool) failed',
   PST_ERR_DKIM_KEY: 'a DKIM signing key could not be read, or is of a kind or size verifiers refuse',
   PST_ERR_FILTER_MODULE: 'a filter module could not be loaded or has no default export function',
+  PST_ERR_QUEUE_MISSING: 'the data dir holds no queue (the folder or its data.mdb does not exist)',
+  PST_ERR_CLI_NODE_DOWN: 'the running node could not be reached (its HTTP API or SMTP listener)',
+  PST_ERR_CLI_NODE_REFUSED: 'the running node refused a command-line request',
+  PST_ERR_SENDMAIL_INPUT: 'the message given to sendmail cannot be submitted as it is',
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,7 +1,8 @@
 // The composition root: the only module that knows every other. startNode() wires the
 // resolved config (every setting parsed and checked by config/, the files it names read by
 // config/resources.ts), logger, queue, users, TLS and the listeners together and returns a
-// handle whose close() shuts them down in order (listeners, sessions, then the queue).
+// handle whose close() shuts them down in order (SMTP listeners and sessions, the HTTP API,
+// delivery, filters, then the queue).
 import { fileURLToPath } from 'node:url';
 import type { AuthResSettings } from './filter/authres/filter.js';
 import type { Config } from './config/schema.js';
@@ -191,7 +192,10 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         log.info('shutting down');
         rmap?.close();
         if (timer) clearInterval(timer);
-        await Promise.all([http?.close(), smtp.close()]);
+        // SMTP drains while the HTTP API still answers: /ready says 503 meanwhile, so a load
+        // balancer or orchestrator sees the drain instead of a refused connection.
+        await smtp.close();
+        await http?.close();
         await ctx.passwords?.close();
         await delivery?.stop();
         await filters?.close();

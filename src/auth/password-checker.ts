@@ -5,6 +5,7 @@
 // says 454 4.7.0). A check whose session has gone by its turn is dropped without running.
 import { Worker } from 'node:worker_threads';
 import { parseScryptHash } from './users.js';
+import type { Result } from '../lib/result.js';
 
 /** What the main thread sends a checker thread: one password and its stored hash's parts. */
 export interface ScryptJob {
@@ -16,7 +17,8 @@ export interface ScryptJob {
   p: number;
 }
 
-export type ScryptAnswer = { ok: boolean } | { error: string };
+/** From the scrypt thread: whether the password matched, or why it could not be checked. */
+export type ScryptAnswer = Result<boolean, string>;
 
 /** 'busy': the queue is full (or the checker closed); nothing was checked. */
 export type PasswordCheckResult = 'ok' | 'bad' | 'busy';
@@ -116,8 +118,8 @@ export class PasswordChecker {
       const p = slot.current;
       slot.current = null;
       if (p !== null) {
-        if ('error' in a) p.reject(new Error(`password check failed: ${a.error}`));
-        else p.resolve(a.ok ? 'ok' : 'bad');
+        if (!a.ok) p.reject(new Error(`password check failed: ${a.error}`));
+        else p.resolve(a.value ? 'ok' : 'bad');
       }
       this.#pump();
     });

@@ -6,15 +6,16 @@ import { parentPort } from 'node:worker_threads';
 import { scryptSync, timingSafeEqual } from 'node:crypto';
 import type { ScryptJob, ScryptAnswer } from './password-checker.js';
 import { SCRYPT_MAXMEM } from './users.js';
+import { failure, success } from '../lib/result.js';
 
 parentPort!.on('message', (job: ScryptJob) => {
   let answer: ScryptAnswer;
   try {
     const expected = Buffer.from(job.expected);
     const key = scryptSync(Buffer.from(job.password, 'utf8'), Buffer.from(job.salt), expected.length, { N: job.N, r: job.r, p: job.p, maxmem: SCRYPT_MAXMEM });
-    answer = { ok: timingSafeEqual(key, expected) };
+    answer = success(timingSafeEqual(key, expected));
   } catch (err) {
-    answer = { error: err instanceof Error ? err.message : String(err) };
+    answer = failure(err instanceof Error ? err.message : String(err));
   }
   parentPort!.postMessage(answer);
 });

@@ -174,6 +174,14 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   return Object.freeze(out as unknown as Config);
 }
 
+/**
+ * The configuration from an environment file's variables and the process environment; a
+ * variable set in the environment wins over the file's (as with Node's --env-file).
+ */
+export function loadConfigWithFile(fileVars: Env): Readonly<Config> {
+  return loadConfig({ ...fileVars, ...process.env });
+}
+
 /** A parsed value written back in the grammar of its setting, for `postern config`. */
 export function formatValue(value: unknown, type: SettingType): string {
   if (value === null || value === undefined) return '';

@@ -11,6 +11,7 @@
 //                                   an alias: the recipient is replaced by its targets
 //   @example.com: alice@example.org every other local part of example.com goes there
 import { readFileSync, statSync } from 'node:fs';
+import { PosternError } from '../errors.js';
 import { PolledFile } from './polled-file.js';
 import { toAsciiDomain } from '../lib/domain-name.js';
 import { failure, success, type Result } from '../lib/result.js';
@@ -32,9 +33,6 @@ export interface RecipientMap {
   /** Every domain that appears on a left side. */
   readonly domains: ReadonlySet<string>;
 }
-
-/** 'unknown': no such recipient. Otherwise the addresses the recipient stands for. */
-export type RecipientLookupResult = { found: false } | { found: true; targets: readonly string[] };
 
 // A dot-atom-ish local part: no white space, quotes, brackets or separators of this grammar.
 // eslint-disable-next-line no-control-regex
@@ -136,21 +134,20 @@ export function parseRecipientMap(text: string, source: string): Result<Recipien
  * The recipient `address` (as given at RCPT) in the map: an exact entry, then the entry
  * without a "+extension" (alice+news@ is alice@), then the domain's catch-all. A mailbox
  * stands for the address as given (so Delivered-To keeps the extension); an alias for its
- * targets.
+ * targets. Undefined: no such recipient.
  */
-export function lookupRecipient(map: RecipientMap, address: string): RecipientLookupResult {
+export function lookupRecipient(map: RecipientMap, address: string): readonly string[] | undefined {
   const key = mapKey(address);
-  if (key === null) return { found: false };
+  if (key === null) return undefined;
   for (const k of [key, withoutExtension(key)]) {
     if (k === null) continue;
     const alias = map.aliases.get(k);
-    if (alias !== undefined) return { found: true, targets: alias };
-    if (map.mailboxes.has(k)) return { found: true, targets: [address] };
+    if (alias !== undefined) return alias;
+    if (map.mailboxes.has(k)) return [address];
   }
   const domain = key.slice(key.lastIndexOf('@') + 1);
-  if (map.catchAll.has(domain)) return { found: true, targets: [address] };
-  const alias = map.aliases.get(`@${domain}`);
-  return alias !== undefined ? { found: true, targets: alias } : { found: false };
+  if (map.catchAll.has(domain)) return [address];
+  return map.aliases.get(`@${domain}`);
 }
 
 /**
@@ -168,9 +165,9 @@ export function isMailboxInMap(map: RecipientMap, address: string): boolean {
 /** Read and parse the file; throws an Error whose message names file:line. */
 export function readRecipientMap(path: string): RecipientMap {
   const st = statSync(path);
-  if (st.size > MAX_MAP_BYTES) throw new Error(`${path} is larger than ${MAX_MAP_BYTES} bytes`);
+  if (st.size > MAX_MAP_BYTES) throw new PosternError('PST_ERR_CONFIG_RECIPIENT_MAP', `${path} is larger than ${MAX_MAP_BYTES} bytes`);
   const r = parseRecipientMap(readFileSync(path, 'utf8'), path);
-  if (!r.ok) throw new Error(r.error);
+  if (!r.ok) throw new PosternError('PST_ERR_CONFIG_RECIPIENT_MAP', r.error);
   return r.value;
 }
 

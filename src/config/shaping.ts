@@ -5,6 +5,7 @@
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
 import { readFileSync, statSync } from 'node:fs';
 import { PolledFile } from './polled-file.js';
+import { PosternError } from '../errors.js';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { parseDuration, parseDurationList } from '../lib/duration.js';
 import { parseRate } from '../lib/rate.js';
@@ -273,9 +274,9 @@ function splitDotted(s: string): string[] {
 /** Read and parse the file; throws an Error whose message lists every problem (file:line). */
 export function readShaping(path: string): ShapingFile {
   const st = statSync(path);
-  if (st.size > MAX_FILE_BYTES) throw new Error(`${path} is larger than ${MAX_FILE_BYTES} bytes`);
+  if (st.size > MAX_FILE_BYTES) throw new PosternError('PST_ERR_CONFIG_SHAPING', `${path} is larger than ${MAX_FILE_BYTES} bytes`);
   const r = parseShaping(readFileSync(path, 'utf8'), path);
-  if (!r.ok) throw new Error(r.error.join('; '));
+  if (!r.ok) throw new PosternError('PST_ERR_CONFIG_SHAPING', r.error.join('; '));
   return r.value;
 }
 

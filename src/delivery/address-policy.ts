@@ -9,6 +9,7 @@
 import { BlockList, isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ipv6Words } from '../lib/networks.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 export type AddressClass = 'public' | 'self' | 'loopback' | 'private' | 'link-local' | 'shared' | 'multicast' | 'unspecified' | 'reserved' | 'invalid';
 
@@ -84,7 +85,8 @@ export interface AddressPolicyOptions {
   readonly ownAddresses?: readonly string[];
 }
 
-export type AddressVerdict = { ok: true } | { ok: false; cls: AddressClass; reason: string };
+/** Connecting is allowed, or refused with the address's class and a sentence saying why. */
+export type AddressVerdict = Result<undefined, { cls: AddressClass; reason: string }>;
 
 export class AddressPolicy {
   readonly #allowPrivate: boolean;
@@ -124,9 +126,9 @@ export class AddressPolicy {
 
   check(address: string): AddressVerdict {
     const cls = this.classify(address);
-    if (cls === 'public') return { ok: true };
-    if (cls === 'loopback' && this.#allowLoopback) return { ok: true };
-    if ((cls === 'private' || cls === 'shared') && this.#allowPrivate) return { ok: true };
+    if (cls === 'public') return success(undefined);
+    if (cls === 'loopback' && this.#allowLoopback) return success(undefined);
+    if ((cls === 'private' || cls === 'shared') && this.#allowPrivate) return success(undefined);
     const why: Record<AddressClass, string> = {
       public: '',
       self: 'is this node (mail would loop back to myself)',
@@ -139,6 +141,6 @@ export class AddressPolicy {
       reserved: 'is reserved',
       invalid: 'is not an IP address',
     };
-    return { ok: false, cls, reason: `${address} ${why[cls]}` };
+    return failure({ cls, reason: `${address} ${why[cls]}` });
   }
 }

@@ -34,13 +34,15 @@ if (parentPort) {
   let closing = false;
 
   const handle = async (m: WorkerRequest): Promise<void> => {
+    const deferAll = (why: string): RecipientResult[] => {
+      const reply = { text: `delivery thread error: ${why}`, enhanced: '4.3.0', transient: true, destination: m.dest?.key, at: Date.now() };
+      return (m.recipients ?? []).map((r) => ({ kind: 'deferred', address: r.address, reply }));
+    };
     let results: RecipientResult[];
     try {
-      if (closing) throw new Error('transport closed');
-      results = await transport.deliver(m.dest, { message: m.message, recipients: m.recipients, body: Buffer.from(m.body) });
+      results = closing ? deferAll('transport closed') : await transport.deliver(m.dest, { message: m.message, recipients: m.recipients, body: Buffer.from(m.body) });
     } catch (err) {
-      const reply = { text: `delivery thread error: ${(err as Error)?.message ?? String(err)}`, enhanced: '4.3.0', transient: true, destination: m.dest?.key, at: Date.now() };
-      results = (m.recipients ?? []).map((r) => ({ kind: 'deferred', address: r.address, reply }));
+      results = deferAll((err as Error)?.message ?? String(err));
     }
     const reply: WorkerReply = { id: m.id, results };
     port.postMessage(reply);

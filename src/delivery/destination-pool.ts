@@ -12,6 +12,7 @@
 import type { HostPort } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import type { OpenResult, SmtpConnection } from './smtp-client.js';
+import { failure, success } from '../lib/result.js';
 
 export interface DestinationPoolOptions {
   key: string;
@@ -113,7 +114,7 @@ export class DestinationPool {
       const w = this.#waiters.shift();
       if (w) {
         this.#busy.add(conn);
-        w({ ok: true, conn });
+        w(success(conn));
         return;
       }
       this.#park(conn);
@@ -169,7 +170,7 @@ export class DestinationPool {
         idle.conn.onClose = null;
         if (!idle.conn.usable) continue;
         this.#busy.add(idle.conn);
-        this.#waiters.shift()!({ ok: true, conn: idle.conn });
+        this.#waiters.shift()!(success(idle.conn));
         continue;
       }
       if (this.#busy.size + this.#opening >= this.#o.maxConnections) return;
@@ -180,11 +181,11 @@ export class DestinationPool {
         if (r.ok) {
           this.#opened++;
           if (this.#closed) {
-            void r.conn.quit();
+            void r.value.quit();
             w(closedResult(this.key));
             return;
           }
-          this.#busy.add(r.conn);
+          this.#busy.add(r.value);
         }
         w(r);
         // A failed open: when nothing else is open to this destination, the waiters would only
@@ -204,7 +205,7 @@ export class DestinationPool {
     for (const h of this.#hosts) {
       last = await this.#o.connect(h);
       if (last.ok) {
-        this.#bornIn.set(last.conn, generation);
+        this.#bornIn.set(last.value, generation);
         return last;
       }
     }
@@ -218,5 +219,5 @@ function hostSet(hosts: readonly HostPort[]): string {
 
 function closedResult(key: string): OpenResult {
   const reply: ReplyRecord = { text: `destination pool ${key} is closed`, command: 'CONNECT', transient: true, destination: key, at: Date.now() };
-  return { ok: false, reply };
+  return failure(reply);
 }

@@ -126,10 +126,11 @@ export class MaildirTransport implements Transport {
   }
 
   async #deliverOne(root: string, where: string, address: string, req: DeliveryRequest): Promise<RecipientResult> {
-    const mp = mailboxPath(root, address);
-    if (!mp.ok) {
-      return { kind: 'failed', address, reply: replyRecord(553, '5.1.3', `mailbox name not allowed: ${mp.why}`, undefined, where) };
+    const path = mailboxPath(root, address);
+    if (!path.ok) {
+      return { kind: 'failed', address, reply: replyRecord(553, '5.1.3', `mailbox name not allowed: ${path.error}`, undefined, where) };
     }
+    const mp = path.value;
     if (!this.#mayCreate(address) && !(await isDirectory(mp.dir))) {
       return { kind: 'failed', address, reply: replyRecord(550, '5.1.1', `mailbox does not exist: ${mp.domain}/${mp.local}`, undefined, where) };
     }

@@ -259,7 +259,7 @@ export class MxResolver {
     if (isIP(host) !== 0) {
       // An MX naming an address is against RFC 5321 §5.1 but common; take it at its word.
       const v = this.#policy.check(host);
-      return v.ok ? { kind: 'ok', addresses: [host], ttlS: undefined } : { kind: 'none', reason: `unusable address ${v.reason}` };
+      return v.ok ? { kind: 'ok', addresses: [host], ttlS: undefined } : { kind: 'none', reason: `unusable address ${v.error.reason}` };
     }
     const [v4, v6] = await Promise.allSettled([this.#withTimeout(this.#dns.resolve4(host, { ttl: true })), this.#withTimeout(this.#dns.resolve6(host, { ttl: true }))]);
     let ttlS: number | undefined;
@@ -340,8 +340,8 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
     const hp = parsed.value;
     const v = ctx.mx.policy.check(hp.host);
     if (!v.ok) {
-      const loop = v.cls === 'self' || v.cls === 'loopback';
-      return bounce(loop ? 554 : 550, loop ? '5.4.6' : '5.4.4', `Refusing to deliver to ${d}: ${v.reason}`);
+      const loop = v.error.cls === 'self' || v.error.cls === 'loopback';
+      return bounce(loop ? 554 : 550, loop ? '5.4.6' : '5.4.4', `Refusing to deliver to ${d}: ${v.error.reason}`);
     }
     return { kind: 'smtp', key: siteKey('smtp', [hp], ctx.tlsPolicy), hosts: [hp], tlsPolicy: ctx.tlsPolicy };
   }

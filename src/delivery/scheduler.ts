@@ -298,7 +298,7 @@ export class Scheduler {
     for (const r of results) {
       const rcpt = byAddress.get(r.address)!;
       let reply = r.reply;
-      let outcome: RecipientOutcome['outcome'] = r.kind;
+      let outcome: RecipientOutcome['kind'] = r.kind;
       if (r.kind === 'deferred' && expired) {
         outcome = 'failed';
         reply = { ...reply, transient: false, enhanced: '4.4.7', text: `delivery time expired after ${formatAge(now - m.receivedAt)}; last error: ${reply.text}` };
@@ -310,10 +310,10 @@ export class Scheduler {
         const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
         const shaped = o.shaper?.retryAt(reply, rcpt.attempts + 1, tried, now) ?? null;
         const retryAt = shaped ?? (tried ? o.retryAt(rcpt.attempts + 1, now) : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now));
-        outcomes.push({ address: r.address, outcome, retryAt, reply, ...(tried ? {} : { tried: false }) });
+        outcomes.push({ address: r.address, kind: outcome, retryAt, reply, ...(tried ? {} : { tried: false }) });
         this.counters.deferred++;
       } else {
-        outcomes.push({ address: r.address, outcome, reply });
+        outcomes.push({ address: r.address, kind: outcome, reply });
         if (outcome === 'delivered') this.counters.delivered++;
         else {
           this.counters.bounced++;
@@ -354,7 +354,7 @@ export class Scheduler {
         const retryAt = now + 300_000;
         for (let i = 0; i < outcomes.length; i++) {
           const oc = outcomes[i]!;
-          if (oc.outcome === 'failed') outcomes[i] = { address: oc.address, outcome: 'deferred', retryAt, ...(oc.reply ? { reply: oc.reply } : {}) };
+          if (oc.kind === 'failed') outcomes[i] = { address: oc.address, kind: 'deferred', retryAt, ...(oc.reply ? { reply: oc.reply } : {}) };
         }
       }
     }

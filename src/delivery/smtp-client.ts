@@ -21,6 +21,7 @@ import { dotStuff } from '../protocol/dot-stuff.js';
 import { encodeXtext } from '../protocol/address.js';
 import { MAX_REPLY_BYTES, MAX_REPLY_LINE_BYTES, MAX_REPLY_LINES, ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
 import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 export type { SmtpReply } from '../protocol/reply-reader.js';
 export type { Capabilities } from '../protocol/capabilities.js';
@@ -79,7 +80,7 @@ export interface SmtpConnectionOptions {
   chunking?: boolean;
 }
 
-export type OpenResult = { ok: true; conn: SmtpConnection } | { ok: false; reply: ReplyRecord };
+export type OpenResult = Result<SmtpConnection, ReplyRecord>;
 
 /** The command a ReplyRecord names: the verb whose reply (or failure) decided the outcome. */
 export type SmtpCommand = 'CONNECT' | 'EHLO' | 'HELO' | 'LHLO' | 'STARTTLS' | 'RSET' | 'MAIL' | 'RCPT' | 'DATA' | 'BDAT' | 'END-OF-DATA' | 'QUIT';
@@ -164,9 +165,9 @@ export class SmtpConnection {
     const fail = (cmd: SmtpCommand, text: string, r?: SmtpReply, enhanced?: string): OpenResult => {
       const reply = replyRecord(r?.code, r?.enhanced ?? enhanced, r ? r.text : text, cmd, opts.destination);
       reply.transient = true;
-      return { ok: false, reply };
+      return failure(reply);
     };
-    const failProtocol = (e: ProtocolError): OpenResult => ({ ok: false, reply: protocolRecord(e, opts.host, opts.port, opts.destination) });
+    const failProtocol = (e: ProtocolError): OpenResult => failure(protocolRecord(e, opts.host, opts.port, opts.destination));
     let sock: Socket;
     try {
       sock = await connectSocket(opts.address ?? opts.host, opts.port, t.connectMs);
@@ -222,7 +223,7 @@ export class SmtpConnection {
     }
     // Broken after its last awaited reply (e.g. replies kept coming after EHLO's).
     if (c.#dead instanceof ProtocolError) return failProtocol(c.#dead);
-    return { ok: true, conn: c };
+    return success(c);
   }
 
   get capabilities(): Readonly<Capabilities> {

@@ -45,8 +45,8 @@ export class SmtpTransport implements Transport {
     if (this.#closed) return failAll(req, { text: 'transport closed', command: 'CONNECT', transient: true, destination: dest.key, at: Date.now() });
     const pool = this.#pool(dest);
     const acq = await pool.acquire();
-    if (!acq.ok) return failAll(req, { ...acq.reply, transient: true });
-    const conn = acq.conn;
+    if (!acq.ok) return failAll(req, { ...acq.error, transient: true });
+    const conn = acq.value;
     let results: RecipientResult[];
     try {
       results = await conn.send(req);

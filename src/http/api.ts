@@ -1,7 +1,6 @@
 // What every route receives: the dependencies handed to startHttpServer and the API's own
 // counters. A separate file so routes and server.ts both import it without a cycle.
 import type { MailEvent } from '../queue/events.js';
-import type { IntervalHistogram } from 'node:perf_hooks';
 import type { Config } from '../config/schema.js';
 import type { Scheduler } from '../delivery/scheduler.js';
 import type { DestinationStats } from '../delivery/destination-stats.js';
@@ -10,9 +9,7 @@ import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';
 import type { SmtpCounters } from '../smtp/context.js';
 import type { CachedCounts } from './cached-counts.js';
-
-/** Sampling interval of the event-loop delay histogram. */
-export const LOOP_DELAY_RESOLUTION_MS = 10;
+import type { ProcessMetrics } from './process-metrics.js';
 
 export interface HttpDeps {
   config: Readonly<Config>;
@@ -51,8 +48,8 @@ export interface HttpStats {
 export interface Api {
   readonly deps: HttpDeps;
   readonly stats: HttpStats;
-  /** Event-loop delay since the last scrape (reset by /metrics). */
-  readonly loopDelay: IntervalHistogram;
+  /** Process, GC and event-loop lag metrics (cumulative: never reset by a read). */
+  readonly process: ProcessMetrics;
   /** Per-client-address limiter (POSTERN_HTTP_RATE); null = unlimited. */
   readonly rateLimit: ThrottleMap | null;
   /** Queue counts for /metrics and /v1/stats, recounted at most once a second. */

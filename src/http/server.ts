@@ -2,11 +2,11 @@
 // JSON errors and request metrics. Endpoints live one per file in routes/; this file only wires
 // them. Bearer auth per RFC 6750 §2.1; a token-less API binds only loopback.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { PosternError } from '../errors.js';
 import { normalizeIp } from '../lib/networks.js';
-import { LOOP_DELAY_RESOLUTION_MS, type Api, type HttpDeps, type HttpStats } from './api.js';
+import type { Api, HttpDeps, HttpStats } from './api.js';
+import { ProcessMetrics } from './process-metrics.js';
 import { bearerMatches, isLoopbackHost } from './auth.js';
 import { ThrottleMap } from '../delivery/throttle.js';
 import { formatRate } from '../lib/rate.js';
@@ -77,7 +77,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
       `refusing to serve the HTTP API on POSTERN_HTTP_HOST=${config.httpHost} without POSTERN_API_TOKEN: set a token or bind a loopback address (127.0.0.1, ::1)`,
     );
   }
-  const loopDelay = monitorEventLoopDelay({ resolution: LOOP_DELAY_RESOLUTION_MS });
+  const processMetrics = new ProcessMetrics();
   const stats: HttpStats = { requests: new Map(), messagesInjected: 0, bytesInjected: 0, messagesRejected: 0 };
   let rateLimit: ThrottleMap | null = null;
   if (config.httpRate !== null) {
@@ -85,7 +85,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
-  const api: Api = { deps, stats, loopDelay, rateLimit, counts: new CachedCounts(() => deps.queue.counts()) };
+  const api: Api = { deps, stats, process: processMetrics, rateLimit, counts: new CachedCounts(() => deps.queue.counts()) };
   const router = buildRouter();
   // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
   const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });
@@ -109,7 +109,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     });
   });
   server.on('error', (err) => log.error({ err }, 'http server error'));
-  loopDelay.enable();
+  processMetrics.start();
   const port = (server.address() as AddressInfo).port;
   log.info({ host: config.httpHost, port, auth: config.apiToken !== '' }, 'http api listening');
 
@@ -122,7 +122,7 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
         force.unref();
         server.close(() => {
           clearTimeout(force);
-          loopDelay.disable();
+          processMetrics.stop();
           resolve();
         });
         server.closeIdleConnections();

@@ -2,6 +2,7 @@
 // RFC 6531 for SMTPUTF8 addresses; RFC 3461 §4 xtext). Works on the short argument string of
 // one command, never on message data.
 import { isDomainName } from '../lib/domain-name.js';
+import { failure, success, type Result } from '../lib/result.js';
 
 export interface PathArgs {
   /** The mailbox without angle brackets; '' for the null path <>. */
@@ -11,9 +12,7 @@ export interface PathArgs {
   readonly nonAscii: boolean;
 }
 
-export type PathResult =
-  | { ok: true; value: PathArgs }
-  | { ok: false; why: 'syntax' | 'duplicate-param' | 'too-long' };
+export type PathResult = Result<PathArgs, 'syntax' | 'duplicate-param' | 'too-long'>;
 
 const ATEXT = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\u{10FFFF}]+$/u;
 const QTEXT = /^"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\u{10FFFF}]|\\[\x20-\x7e])*"$/u;
@@ -45,10 +44,10 @@ export function isMailbox(m: string): boolean {
  */
 export function parsePathArgs(args: string, keyword: 'FROM' | 'TO', allowNull: boolean): PathResult {
   const kl = keyword.length;
-  if (args.length < kl + 3 || args.slice(0, kl).toUpperCase() !== keyword || args[kl] !== ':') return { ok: false, why: 'syntax' };
+  if (args.length < kl + 3 || args.slice(0, kl).toUpperCase() !== keyword || args[kl] !== ':') return failure('syntax');
   let i = kl + 1;
   if (args[i] === ' ') i++;
-  if (args[i] !== '<') return { ok: false, why: 'syntax' };
+  if (args[i] !== '<') return failure('syntax');
   // Find the closing '>' outside a quoted local part.
   let j = i + 1;
   let quoted = false;
@@ -58,35 +57,35 @@ export function parsePathArgs(args: string, keyword: 'FROM' | 'TO', allowNull: b
     if (c === 0x22) quoted = !quoted;
     else if (c === 0x3e && !quoted) break;
   }
-  if (j >= args.length) return { ok: false, why: 'syntax' };
+  if (j >= args.length) return failure('syntax');
   let path = args.slice(i + 1, j);
-  if (Buffer.byteLength(path) > 256) return { ok: false, why: 'too-long' };
+  if (Buffer.byteLength(path) > 256) return failure('too-long');
   // A source route (@a,@b:user@host) is accepted and ignored (RFC 5321 §4.1.2, Appendix C).
   if (path.startsWith('@')) {
     const colon = path.indexOf(':');
-    if (colon < 0) return { ok: false, why: 'syntax' };
+    if (colon < 0) return failure('syntax');
     path = path.slice(colon + 1);
   }
   if (path === '') {
-    if (!allowNull) return { ok: false, why: 'syntax' };
+    if (!allowNull) return failure('syntax');
   } else if (!isMailbox(path) && !(keyword === 'TO' && path.toLowerCase() === 'postmaster')) {
-    return { ok: false, why: 'syntax' };
+    return failure('syntax');
   }
   const params = new Map<string, string | undefined>();
   const rest = args.slice(j + 1);
   if (rest.length > 0) {
-    if (rest[0] !== ' ') return { ok: false, why: 'syntax' };
+    if (rest[0] !== ' ') return failure('syntax');
     for (const p of rest.split(' ')) {
       if (p === '') continue;
       const eq = p.indexOf('=');
       const key = (eq < 0 ? p : p.slice(0, eq)).toUpperCase();
-      if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) return { ok: false, why: 'syntax' };
-      if (params.has(key)) return { ok: false, why: 'duplicate-param' };
+      if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) return failure('syntax');
+      if (params.has(key)) return failure('duplicate-param');
       params.set(key, eq < 0 ? undefined : p.slice(eq + 1));
     }
   }
   // eslint-disable-next-line no-control-regex
-  return { ok: true, value: { address: path, params, nonAscii: /[^\x00-\x7f]/.test(path) } };
+  return success({ address: path, params, nonAscii: /[^\x00-\x7f]/.test(path) });
 }
 
 /** RFC 3461 §4 xtext: "+HH" escapes; returns undefined when malformed. */

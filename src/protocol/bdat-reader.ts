@@ -4,6 +4,7 @@
 // (§4.5.3.1.7) over the whole message. Bytes past a problem are still consumed (counted, not
 // kept) to stay in sync.
 
+import assert from 'node:assert/strict';
 import { BodyCheck, TEXT_FAIL, TEXT_MID, type DataStatus } from './body-check.js';
 import { BodyPieces } from './body-pieces.js';
 
@@ -84,7 +85,7 @@ export class BdatReader {
    */
   chunk(n: number, last = false): void {
     if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`BDAT chunk size must be a non-negative safe integer, got ${n}`);
-    if (this.#remaining !== 0) throw new Error(`BDAT chunk announced while ${this.#remaining} bytes of the previous one are unread`);
+    assert.equal(this.#remaining, 0, `BDAT chunk announced while ${this.#remaining} bytes of the previous one are unread`);
     this.#remaining = n;
     this.#last = last;
     if (last && n === 0) this.finish();

@@ -63,7 +63,7 @@ const keyText = (k: readonly number[]): string => JSON.stringify(k);
  * repair worked). A folder without a queue is refused, and nothing is created in it.
  */
 export function checkQueueFolder(path: string, opts: { repair: boolean; mapSizeBytes?: number; now?: () => number }): QueueCheckReport {
-  if (!existsSync(join(path, 'data.mdb'))) throw new PosternError('PST_ERR_QUEUE_CORRUPT', `${path} holds no queue (no data.mdb)`);
+  if (!existsSync(join(path, 'data.mdb'))) throw new PosternError('PST_ERR_QUEUE_MISSING', `${path} holds no queue (no data.mdb)`);
   const env = openQueueEnv(path, opts.mapSizeBytes, !opts.repair);
   try {
     const store = new RecordStore(env, !opts.repair);

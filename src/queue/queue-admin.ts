@@ -154,11 +154,9 @@ export class QueueAdmin {
     this.#checkRead();
     const out: MessageRecord[] = [];
     // A lazy range, no `limit` on it: a corrupt record left out must not shorten the page.
-    for (const { key, value } of this.#store.messages.getRange(after ? { start: after } : {})) {
-      if (after && key === after) continue;
+    for (const rec of this.#store.records(after)) {
       if (out.length >= limit) break;
-      const rec = this.#store.decode(key, value);
-      if (rec !== undefined) out.push(rec);
+      out.push(rec);
     }
     return out;
   }

@@ -7,10 +7,10 @@
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { Packr } from 'msgpackr';
 import { PosternError } from '../errors.js';
-import { CounterDelta } from './counters.js';
-import { dueKey, leaseKey, type DueKey, type LeaseKey } from './keys.js';
+import { CounterDelta, readCounters } from './counters.js';
+import { dueKey, leaseKey, scheduledRange, type DueKey, type LeaseKey } from './keys.js';
 import { decodeRecord, encodeRecord } from './records.js';
-import type { MessageRecord } from './types.js';
+import { PRIORITIES, type MessageRecord, type QueueCounts } from './types.js';
 
 /**
  * Runs `fn` inside the next batched write transaction and resolves once it committed
@@ -162,6 +162,35 @@ export class RecordStore {
       });
     }
     return out;
+  }
+
+  /**
+   * Counters as of the last commit. total/byPriority/leased/held/byDomain are stored
+   * counters (O(1), O(domains)); scheduled is counted in the due index past `nowMs`, so this
+   * costs O(messages scheduled in the future) cursor steps; ready = ready - scheduled.
+   */
+  counts(nowMs: number): QueueCounts {
+    const c = readCounters(this.counters);
+    let scheduled = 0;
+    for (const p of PRIORITIES) scheduled += this.due.getCount(scheduledRange(p, nowMs));
+    return {
+      total: c.total,
+      byPriority: c.byPriority,
+      byState: { ready: c.readyAll - scheduled, scheduled, leased: c.byState.leased, held: c.byState.held },
+      byDomain: c.byDomain,
+    };
+  }
+
+  /**
+   * Records in id (arrival) order after the exclusive cursor `after`, decoded lazily; a corrupt
+   * one is left out (and noted in `undecodable`).
+   */
+  *records(after?: string): Generator<MessageRecord> {
+    for (const { key, value } of this.messages.getRange(after ? { start: after } : {})) {
+      if (after && key === after) continue;
+      const rec = this.decode(key, value);
+      if (rec !== undefined) yield rec;
+    }
   }
 
   /** The record, or PST_ERR_QUEUE_NOT_FOUND. */

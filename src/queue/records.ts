@@ -2,6 +2,7 @@
 // code constant, and the builders that give every record the same keys in the same order so
 // that it hits them. Records hold no Buffers (the body lives in its own sub-database).
 import { Packr } from 'msgpackr';
+import { PosternError } from '../errors.js';
 import type {
   EnvelopeInput,
   MessageRecord,
@@ -54,7 +55,7 @@ export function encodeRecord(rec: MessageRecord): Buffer {
 export function decodeRecord(bytes: Uint8Array, id: string): MessageRecord {
   const rec = packr.unpack(bytes) as unknown;
   const why = recordProblem(rec, id);
-  if (why !== null) throw new Error(why);
+  if (why !== null) throw new PosternError('PST_ERR_QUEUE_CORRUPT_RECORD', why);
   return rec as MessageRecord;
 }
 

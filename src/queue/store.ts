@@ -4,14 +4,15 @@
 // administration (queue-admin.ts) are parts it composes and exposes through the same object.
 // A corrupt record met anywhere is set aside by a repair (check-queue.ts) in a transaction of
 // its own or at the end of the one that met it. Sub-databases: record-store.ts; docs/queue.md.
+import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import type { RootDatabase } from 'lmdb';
 import { PosternError } from '../errors.js';
 import { silentLogger, type Logger } from '../log/logger.js';
-import { CounterDelta, readCounters } from './counters.js';
+import { CounterDelta } from './counters.js';
 import { makeId, seqOfId } from './ids.js';
 import { checkQueue, type QueueProblem } from './check-queue.js';
-import { COUNTER, LAYOUT_VERSION, META, dueKey, scheduledRange } from './keys.js';
+import { COUNTER, LAYOUT_VERSION, META, dueKey } from './keys.js';
 import { LeaseManager } from './lease-manager.js';
 import { QueueAdmin } from './queue-admin.js';
 import { RecordStore, notFound, openQueueEnv } from './record-store.js';
@@ -19,7 +20,6 @@ import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
 import {
-  PRIORITIES,
   type EnvelopeInput,
   type FailRecipientsResult,
   type MessageRecord,
@@ -335,10 +335,10 @@ export class Queue {
         for (const o of outcomes) {
           for (const r of rec.recipients) {
             if (r.address !== o.address || r.state !== 'pending') continue;
-            if (o.outcome !== 'deferred' || o.tried !== false) r.attempts++;
+            if (o.kind !== 'deferred' || o.tried !== false) r.attempts++;
             if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
-            if (o.outcome === 'delivered') r.state = 'delivered';
-            else if (o.outcome === 'failed') r.state = 'failed';
+            if (o.kind === 'delivered') r.state = 'delivered';
+            else if (o.kind === 'failed') r.state = 'failed';
             else if (o.retryAt < retryAt) retryAt = o.retryAt;
           }
         }
@@ -354,15 +354,15 @@ export class Queue {
   }
 
   complete(id: string, addresses: string[], reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'delivered' as const, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'delivered' as const, reply })));
   }
 
   defer(id: string, addresses: string[], retryAt: number, reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'deferred' as const, retryAt, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'deferred' as const, retryAt, reply })));
   }
 
   fail(id: string, addresses: string[], reply?: ReplyRecord): Promise<MessageRecord | null> {
-    return this.settle(id, addresses.map((address) => ({ address, outcome: 'failed' as const, reply })));
+    return this.settle(id, addresses.map((address) => ({ address, kind: 'failed' as const, reply })));
   }
 
   // ---------------------------------------------------------------- leasing (lease-manager.ts)
@@ -521,9 +521,7 @@ export class Queue {
 
   private checkRead(): void {
     if (this.closed) throw closedError();
-    if (this.viewDepth > 0) {
-      throw new Error('queue read inside withBody(): it would overwrite the body view being read');
-    }
+    assert.equal(this.viewDepth, 0, 'queue read inside withBody(): it would overwrite the body view being read');
   }
 
   /** The committed record, or undefined. A fresh object: the caller may keep or change it. */
@@ -555,23 +553,10 @@ export class Queue {
     }
   }
 
-  /**
-   * Counters as of the last commit. total/byPriority/leased/held/byDomain are stored
-   * counters (O(1), O(domains)); scheduled is counted in the due index past `now`, so this
-   * costs O(messages scheduled in the future) cursor steps; ready = ready - scheduled.
-   */
+  /** Counters as of the last commit; see RecordStore.counts. */
   counts(): QueueCounts {
     this.checkRead();
-    const c = readCounters(this.store.counters);
-    const nowMs = Math.floor(this.clock());
-    let scheduled = 0;
-    for (const p of PRIORITIES) scheduled += this.store.due.getCount(scheduledRange(p, nowMs));
-    return {
-      total: c.total,
-      byPriority: c.byPriority,
-      byState: { ready: c.readyAll - scheduled, scheduled, leased: c.byState.leased, held: c.byState.held },
-      byDomain: c.byDomain,
-    };
+    return this.store.counts(Math.floor(this.clock()));
   }
 
   /** How many records (or bodies) were set aside as corrupt (sub-database 'corrupt'). */

@@ -80,10 +80,10 @@ export interface MessageRecord extends Omit<EnvelopeInput, 'recipients'> {
 }
 
 export type RecipientOutcome =
-  | { address: string; outcome: 'delivered'; reply?: ReplyRecord }
+  | { address: string; kind: 'delivered'; reply?: ReplyRecord }
   /** tried: false = deferred without an attempt (e.g. a destination's open circuit): not counted. */
-  | { address: string; outcome: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean }
-  | { address: string; outcome: 'failed'; reply?: ReplyRecord };
+  | { address: string; kind: 'deferred'; retryAt: number; reply?: ReplyRecord; tried?: boolean }
+  | { address: string; kind: 'failed'; reply?: ReplyRecord };
 
 export interface QueueOptions {
   /** Folder of the LMDB environment; created if missing. */

@@ -12,14 +12,15 @@ import { matchRoute, type RouteTarget } from '../config/routes.js';
 import { lookupRecipient, type RecipientMap } from '../config/recipient-map.js';
 import type { SessionContext } from './context.js';
 import type { VerifyResult } from './lmtp-verifier.js';
+import { failure, success, type Result } from '../lib/result.js';
 
-/** ok: accept, the recipient replaced by `targets` (itself unless an alias). */
-export type RecipientCheckResult = { ok: true; targets: readonly string[] } | { ok: false; reply: Reply; why: string };
+/** Accept, the recipient replaced by the targets (itself unless an alias); or refuse with a reply, and why for the log. */
+export type RecipientCheckResult = Result<readonly string[], { reply: Reply; why: string }>;
 
 const UNKNOWN = reply(550, '5.1.1', 'Recipient address rejected: unknown user');
 
 function refuse(r: Reply, why: string): RecipientCheckResult {
-  return { ok: false, reply: r, why };
+  return failure({ reply: r, why });
 }
 
 function routeOf(ctx: SessionContext, domain: string): RouteTarget | undefined {
@@ -35,22 +36,22 @@ export function isLocalDomain(ctx: SessionContext, domain: string): boolean {
 
 export function checkRecipient(ctx: SessionContext, address: string): RecipientCheckResult | Promise<RecipientCheckResult> {
   const domain = domainOf(address);
-  if (!isLocalDomain(ctx, domain)) return { ok: true, targets: [address] };
+  if (!isLocalDomain(ctx, domain)) return success([address]);
   const map: RecipientMap | undefined = ctx.recipients?.current;
   let targets: readonly string[] = [address];
   if (map !== undefined) {
     const found = lookupRecipient(map, address);
-    if (!found.found) return refuse(UNKNOWN, 'not in the recipient map');
-    targets = found.targets;
+    if (found === undefined) return refuse(UNKNOWN, 'not in the recipient map');
+    targets = found;
   }
   const pending: Array<Promise<RecipientCheckResult | null>> = [];
   for (const t of targets) {
     const route = routeOf(ctx, domainOf(t));
     if (route?.kind === 'maildir') {
       const mp = mailboxPath(route.root, t);
-      if (!mp.ok) return refuse(reply(553, '5.1.3', `Mailbox name not allowed: ${mp.why}`), mp.why);
+      if (!mp.ok) return refuse(reply(553, '5.1.3', `Mailbox name not allowed: ${mp.error}`), mp.error);
       // A mailbox the transport may not create exists when its folder does.
-      if (ctx.mayCreateMailbox?.(t) !== true) pending.push(stat(mp.dir).then((st) => (st.isDirectory() ? null : refuse(UNKNOWN, 'no mailbox folder')), () => refuse(UNKNOWN, 'no mailbox folder')));
+      if (ctx.mayCreateMailbox?.(t) !== true) pending.push(stat(mp.value.dir).then((st) => (st.isDirectory() ? null : refuse(UNKNOWN, 'no mailbox folder')), () => refuse(UNKNOWN, 'no mailbox folder')));
     } else if (route?.kind === 'lmtp' && ctx.verifier) {
       const v = ctx.verifier.verify(route.hosts, t);
       if (!(v instanceof Promise)) {
@@ -61,8 +62,8 @@ export function checkRecipient(ctx: SessionContext, address: string): RecipientC
       }
     }
   }
-  if (pending.length === 0) return { ok: true, targets };
-  return Promise.all(pending).then((rs) => rs.find((r) => r !== null) ?? { ok: true, targets });
+  if (pending.length === 0) return success(targets);
+  return Promise.all(pending).then((rs) => rs.find((r) => r !== null) ?? success(targets));
 }
 
 function fromVerify(v: VerifyResult): RecipientCheckResult | null {

@@ -24,10 +24,13 @@ export function runCli(args: string[], env: Record<string, string>, stdin = ''):
   });
 }
 
-/** Start `postern start` and resolve once it logs that it listens, with the SMTP port. */
-export function startCliNode(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; httpPort: number | null; logs: string[] }> {
+/**
+ * Start `postern start` and resolve once it logs that it listens, with the SMTP port. `command`
+ * runs another program in its place (an installed package's `postern`, an embedding example).
+ */
+export function startCliNode(env: Record<string, string>, command: { file: string; args: string[]; cwd?: string } = { file: process.execPath, args: [CLI, 'start'] }): Promise<{ child: ChildProcess; port: number; httpPort: number | null; logs: string[] }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, 'start'], { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command.file, command.args, { env: cleanEnv(env), stdio: ['ignore', 'pipe', 'pipe'], ...(command.cwd ? { cwd: command.cwd } : {}) });
     const logs: string[] = [];
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`node did not start: ${logs.join('\n')}`)), 15000);

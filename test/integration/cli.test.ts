@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { runCli, startCliNode } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { CLI, runCli, startCliNode } from '../helpers/cli.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { UserDb } from '../../src/auth/users.js';
@@ -25,13 +26,30 @@ test('postern config prints every variable; a bad value exits 78 naming them all
   assert.match(bad.stderr, /POSTERN_SMTP_PORT="99999" is invalid: expected an integer port 0-65535/);
   assert.match(bad.stderr, /POSTERN_REQUIRE_TLS_FOR_AUTH="maybe" is invalid: expected true or false/);
   const usage = await runCli(['frobnicate'], {});
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /unknown command "frobnicate"/);
+});
+
+test('--env-file: systemd EnvironmentFile lines under the environment, for config and queue; a bad line exits 78 naming it', async (t) => {
+  const dir = tmpdir(t);
+  const file = join(dir, 'postern.env');
+  writeFileSync(file, `# the unit's file\nPOSTERN_SMTP_PORT=2601\nPOSTERN_HOSTNAME="mx.file.example"\nPOSTERN_DATA_DIR=${join(dir, 'nothere')}\n`);
+  const r = await runCli(['config', '--env-file', file], { POSTERN_HOSTNAME: 'mx.env.example' });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^POSTERN_SMTP_PORT\s+2601$/m);
+  assert.match(r.stdout, /^POSTERN_HOSTNAME\s+mx\.env\.example$/m, 'the environment wins over the file');
+  const q = await runCli(['queue', '--env-file', file], {});
+  assert.equal(q.code, 78, 'the file\'s data dir is the one looked at');
+  assert.match(q.stderr, /nothere/);
+  writeFileSync(file, 'POSTERN_SMTP_PORT=2601\nthis is not a setting\n');
+  const bad = await runCli(['config', '--env-file', file], {});
+  assert.equal(bad.code, 78);
+  assert.match(bad.stderr, /postern\.env:2: not KEY=VALUE/);
 });
 
 test('postern spam and version dispatch to their commands (loaded on demand)', async () => {
   const usage = await runCli(['spam', 'classify'], {});
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /usage: postern spam classify --model FILE/);
   const v = await runCli(['version'], {});
   assert.equal(v.code, 0);
@@ -56,6 +74,14 @@ test('postern spam train, then spam classify through the real command line: path
   const model = join(dir, 'spam.model');
   const tr = await runCli(['spam', 'train', join(dir, 'spam'), join(dir, 'ham'), '--model', model], {});
   assert.equal(tr.code, 0, tr.stderr);
+  assert.match(tr.stderr, /^postern spam: trained lr on 40 spam \+ 40 ham in [^\n]*\n$/, 'piped: the result line only, no progress');
+  // On a terminal (script(1) gives the child one): the progress, redrawn in place, then cleared.
+  const script = spawnSync('script', ['-qec', `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} spam train ${JSON.stringify(join(dir, 'spam'))} ${JSON.stringify(join(dir, 'ham'))} --model ${JSON.stringify(model + '.tty')}`, '/dev/null'], { encoding: 'latin1', timeout: 60_000 });
+  if (script.error === undefined) {
+    assert.equal(script.status, 0, script.stdout);
+    for (const stage of ['reading spam 0/40', 'reading ham 0/40', 'tokenising 0/80', 'cross-validation 0/', 'fitting']) assert.ok(script.stdout.includes(`\r\x1b[2Kpostern spam: ${stage}`), stage);
+    assert.ok(script.stdout.includes('\r\x1b[2Kpostern spam: trained lr'), 'the line cleared before the result');
+  }
   const tests = [...write('test-spam', 3, spamWords), ...write('test-ham', 3, hamWords)];
   const r = await runCli(['spam', 'classify', '--model', model], {}, tests.join('\n') + '\n');
   assert.equal(r.code, 0, r.stderr);
@@ -79,7 +105,7 @@ test('postern user add writes an scrypt user that verifies', async (t) => {
   assert.equal(await db.verify('alice', 'correct horse'), false);
   assert.equal(await db.verify('bob', 'pw2'), true);
   const bad = await runCli(['user', 'add', 'x:y', '--file', file], {}, 'p\n');
-  assert.equal(bad.code, 2);
+  assert.equal(bad.code, 64);
 });
 
 test('postern start takes a message, postern queue shows it, SIGTERM stops cleanly', async (t) => {
@@ -173,7 +199,7 @@ test('postern queue check finds every kind of damage, --repair fixes it, and the
   for (const k of ['undecodable-record', 'record-without-body', 'body-without-record', 'stale-due-entry', 'missing-due-entry', 'missing-lease-entry', 'counter', 'seq']) assert.ok(kinds.has(k), k);
 
   const usage = await runCli(['queue', 'check', '--fix'], env);
-  assert.equal(usage.code, 2);
+  assert.equal(usage.code, 64);
   assert.match(usage.stderr, /usage: postern queue check \[--repair\] \[--json\]/);
 
   const repaired = await runCli(['queue', 'check', '--repair'], env);
@@ -206,7 +232,7 @@ test('postern queue check finds every kind of damage, --repair fixes it, and the
 test('postern queue check on a folder without a queue fails and creates nothing', async (t) => {
   const dir = join(tmpdir(t), 'none');
   const r = await runCli(['queue', 'check'], { POSTERN_DATA_DIR: dir });
-  assert.equal(r.code, 1);
+  assert.equal(r.code, 78, 'no queue there: a configuration error');
   assert.match(r.stderr, /holds no queue \(no data\.mdb\)/);
   assert.throws(() => readFileSync(join(dir, 'data.mdb')));
 });

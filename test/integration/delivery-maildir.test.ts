@@ -110,8 +110,8 @@ test('path tricks are refused permanently (553 5.1.3) and nothing is written out
 
 test('mapping: lower-case, +extension dropped, IDNA domains; non-ASCII local parts refused', () => {
   const root = '/srv/mail';
-  assert.deepEqual(mailboxPath(root, 'John.Doe+Tag+x@Example.ORG'), { ok: true, domain: 'example.org', local: 'john.doe', dir: '/srv/mail/example.org/john.doe' });
-  assert.deepEqual(mailboxPath(root, 'a@bücher.example'), { ok: true, domain: 'xn--bcher-kva.example', local: 'a', dir: '/srv/mail/xn--bcher-kva.example/a' });
+  assert.deepEqual(mailboxPath(root, 'John.Doe+Tag+x@Example.ORG'), { ok: true, value: { domain: 'example.org', local: 'john.doe', dir: '/srv/mail/example.org/john.doe' } });
+  assert.deepEqual(mailboxPath(root, 'a@bücher.example'), { ok: true, value: { domain: 'xn--bcher-kva.example', local: 'a', dir: '/srv/mail/xn--bcher-kva.example/a' } });
   assert.deepEqual(mailboxPath(root, 'a@BÜCHER.example'), mailboxPath(root, 'a@bücher.example'), 'one spelling per domain');
   assert.equal(mailboxPath(root, 'ü@example.org').ok, false);
   assert.equal(mailboxPath(root, `${'a'.repeat(64)}@example.org`).ok, true, '64 octets is the SMTP limit');

@@ -8,6 +8,7 @@ import { deliveryRequest } from '../helpers/scripted-server.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import { SmtpConnection } from '../../src/delivery/smtp-client.js';
 import type { Destination, RecipientResult, TlsPolicy } from '../../src/delivery/types.js';
+import { valueOf } from '../../src/lib/result.js';
 
 const TIMEOUTS = { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataInitMs: 3000, dataBlockMs: 3000, finalMs: 5000, tlsMs: 3000 };
 
@@ -71,15 +72,15 @@ test('delivers to postern: body bytes, envelope and DSN parameters survive the t
 test('PIPELINING is offered by postern and the connection learns it', async (t) => {
   const node = await startTestNode(t);
   const r = await SmtpConnection.open({ host: '127.0.0.1', port: node.ports.smtpPort, protocol: 'smtp', heloName: 'client.test', tlsPolicy: 'none', destination: 'x', timeouts: TIMEOUTS });
-  assert.ok(r.ok);
-  t.after(() => r.conn.quit());
-  assert.equal(r.conn.capabilities.pipelining, true);
-  assert.equal(r.conn.capabilities.dsn, true);
-  assert.equal(r.conn.capabilities.smtputf8, true);
-  assert.ok(r.conn.capabilities.size! > 0);
+  const conn = valueOf(r);
+  t.after(() => conn.quit());
+  assert.equal(conn.capabilities.pipelining, true);
+  assert.equal(conn.capabilities.dsn, true);
+  assert.equal(conn.capabilities.smtputf8, true);
+  assert.ok(conn.capabilities.size! > 0);
   // Two transactions on one connection.
   for (let i = 0; i < 2; i++) {
-    const res: RecipientResult[] = await r.conn.send(deliveryRequest('s@example.org', ['r@example.net'], `Subject: ${i}\r\n\r\nhi\r\n`));
+    const res: RecipientResult[] = await conn.send(deliveryRequest('s@example.org', ['r@example.net'], `Subject: ${i}\r\n\r\nhi\r\n`));
     assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   }
   assert.equal(node.queue.list().length, 2);

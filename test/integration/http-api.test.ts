@@ -3,7 +3,9 @@
 // priority, send_at), its errors, the Prometheus exposition, and queue administration.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
 import { startTestNode } from '../helpers/node.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { startHttpServer } from '../../src/http/server.js';
 import { QUEUE_COUNTS_MAX_AGE_MS } from '../../src/http/cached-counts.js';
@@ -236,20 +238,23 @@ test('injection errors: control characters, bad addresses, limits, bad JSON, con
 /** Prometheus 0.0.4 text: every line a comment or `name{labels} value`. */
 function parseMetrics(text: string): Map<string, number> {
   const out = new Map<string, number>();
-  const typed = new Set<string>();
+  const typed = new Map<string, string>();
   assert.ok(text.endsWith('\n'));
   for (const line of text.slice(0, -1).split('\n')) {
     if (line.startsWith('# HELP ')) continue;
     const tm = /^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)$/.exec(line);
     if (tm) {
       assert.ok(!typed.has(tm[1]!), `one TYPE per family: ${line}`);
-      typed.add(tm[1]!);
+      typed.set(tm[1]!, tm[2]!);
       if (tm[2] === 'counter') assert.match(tm[1]!, /_total$/, 'counters end in _total');
       continue;
     }
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*",?)*\})? (-?(?:[0-9]+(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)|NaN|[+-]Inf)$/.exec(line);
     assert.ok(m, `not a valid sample line: ${JSON.stringify(line)}`);
-    assert.ok(typed.has(m[1]!), `sample before its TYPE: ${line}`);
+    // A histogram's samples are its name plus _bucket (with le), _sum and _count.
+    const h = /^(.*)_(bucket|sum|count)$/.exec(m[1]!);
+    assert.ok(typed.has(m[1]!) || (h !== null && typed.get(h[1]!) === 'histogram'), `sample before its TYPE: ${line}`);
+    if (h?.[2] === 'bucket') assert.match(m[2] ?? '', /le="/, `a bucket without le: ${line}`);
     out.set(m[1]! + (m[2] ?? ''), Number(m[3]));
   }
   return out;
@@ -278,7 +283,8 @@ test('metrics: Prometheus text that parses; counters move after an SMTP message 
     'postern_queue_committed_messages_total',
     'postern_queue_enqueue_commits_total',
     'process_resident_memory_bytes',
-    'nodejs_eventloop_lag_seconds',
+    'nodejs_eventloop_lag_seconds_count',
+    'postern_filter_worker_utilization_ratio',
   ]) {
     assert.ok(before.has(name), `missing ${name}`);
   }
@@ -311,6 +317,73 @@ test('metrics: Prometheus text that parses; counters move after an SMTP message 
   assert.equal(after.get('postern_queue_messages_by_priority{priority="normal"}'), 1);
   assert.equal(after.get('postern_http_requests_total{method="POST",route="/v1/messages",code="202"}'), 1);
   assert.equal(after.get('postern_http_requests_total{method="GET",route="/metrics",code="200"}'), 1);
+});
+
+test('metrics: build info, process and heap gauges, open descriptors, GC and event-loop lag histograms that no scrape resets', async (t) => {
+  const a = await startApi(t);
+  const scrape = async (): Promise<Map<string, number>> => parseMetrics(await (await fetch(`${a.base}/metrics`)).text());
+  const first = await scrape();
+  const version = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  assert.equal(first.get(`postern_build_info{version="${version}",node="${process.version}"}`), 1);
+  for (const name of ['process_cpu_seconds_total', 'process_start_time_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_heap_size_total_bytes', 'nodejs_external_memory_bytes']) {
+    assert.ok((first.get(name) ?? 0) > 0, name);
+  }
+  assert.ok(Math.abs(first.get('process_start_time_seconds')! - (Date.now() / 1000 - process.uptime())) < 2);
+  if (existsSync('/proc/self/fd')) {
+    // Three more sockets held open: the gauge follows.
+    const held = await Promise.all([0, 1, 2].map(() => RawClient.connect(a.node.ports.smtpPort)));
+    const fds = (await scrape()).get('process_open_fds')!;
+    assert.ok(fds >= first.get('process_open_fds')! + 3, `${fds} open descriptors`);
+    assert.ok(first.get('process_max_fds')! >= fds);
+    for (const c of held) c.end();
+    assert.ok(first.get('process_heap_bytes')! > 0 && first.get('process_virtual_memory_bytes')! > first.get('process_resident_memory_bytes')!);
+  }
+  for (const kind of ['major', 'minor', 'incremental', 'weakcb']) assert.ok(first.has(`nodejs_gc_duration_seconds_count{kind="${kind}"}`), kind);
+
+  // Garbage made and a loop blocked for 120 ms: both show, and stay shown by later scrapes.
+  let made = 0;
+  for (let i = 0; i < 200_000; i++) made += JSON.stringify({ i, pad: 'x'.repeat(64) }).length;
+  assert.ok(made > 0);
+  await new Promise((r) => setTimeout(r, 50));
+  const busyUntil = performance.now() + 120;
+  while (performance.now() < busyUntil);
+  await new Promise((r) => setTimeout(r, 50));
+  const second = await scrape();
+  const third = await scrape();
+  const gcCount = (m: Map<string, number>): number => [...m].filter(([k]) => k.startsWith('nodejs_gc_duration_seconds_count')).reduce((n, [, v]) => n + v, 0);
+  assert.ok(gcCount(second) > gcCount(first), `GC pauses recorded: ${gcCount(first)} then ${gcCount(second)}`);
+  const slow = (m: Map<string, number>): number => m.get('nodejs_eventloop_lag_seconds_count')! - m.get('nodejs_eventloop_lag_seconds_bucket{le="0.1"}')!;
+  assert.ok(slow(second) >= slow(first) + 1, 'the 120 ms block is one more sample over 100 ms');
+  assert.ok(slow(third) >= slow(second), 'a scrape does not reset the histogram');
+  assert.ok(third.get('nodejs_eventloop_lag_seconds_count')! >= second.get('nodejs_eventloop_lag_seconds_count')!);
+  assert.ok(third.get('nodejs_eventloop_lag_seconds_sum')! >= 0.1);
+  assert.equal(third.get('nodejs_eventloop_lag_seconds_bucket{le="+Inf"}'), third.get('nodejs_eventloop_lag_seconds_count'));
+});
+
+test('/ready answers 503 while SMTP drains on close(), the HTTP API staying up until it has', async (t) => {
+  const node = await startTestNode(t, { POSTERN_HTTP_HOST: '127.0.0.1', POSTERN_HTTP_PORT: '0', POSTERN_SHUTDOWN_TIMEOUT_MS: '10000' });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  assert.equal((await fetch(`${base}/ready`)).status, 200);
+  // A transaction in progress holds the drain open.
+  const c = await RawClient.connect(node.ports.smtpPort);
+  await c.read();
+  await c.cmd('EHLO drain.example');
+  assert.equal((await c.cmd('MAIL FROM:<s@sender.example>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<r@rcpt.example>')).code, 250);
+  let closed = false;
+  const closing = node.close().then(() => (closed = true));
+  await waitFor('the node draining', () => node.ctx.draining);
+  const r = await fetch(`${base}/ready`);
+  assert.equal(r.status, 503);
+  assert.equal(((await r.json()) as { error: { code: string } }).error.code, 'PST_HTTP_NOT_READY');
+  assert.equal((await fetch(`${base}/health`)).status, 200, 'alive while draining');
+  assert.equal((await fetch(`${base}/metrics`)).status, 200, 'metrics while draining');
+  assert.equal(closed, false);
+  // The transaction ends: the drain completes and only then does the API stop.
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: drain\r\n\r\nhi\r\n.')).code, 250);
+  await closing;
+  await assert.rejects(fetch(`${base}/ready`), 'the API is closed after the drain');
 });
 
 test('queue admin: counts, list, show, hold, release, delete; 404 for unknown ids', async (t) => {

@@ -153,14 +153,14 @@ test('random operation sequences agree with the model', async (t) => {
               const outcomes: RecipientOutcome[] = [];
               o.outcomes.forEach((kind, i) => {
                 const address = m.addresses[i % m.addresses.length]!;
-                if (kind === 'deferred') outcomes.push({ address, outcome: 'deferred', retryAt: now + o.retry });
-                else if (kind !== 'skip') outcomes.push({ address, outcome: kind });
+                if (kind === 'deferred') outcomes.push({ address, kind: 'deferred', retryAt: now + o.retry });
+                else if (kind !== 'skip') outcomes.push({ address, kind });
               });
               const r = await q.settle(m.id, outcomes);
               let retryAt = Infinity;
               for (const x of outcomes) {
                 if (!m.pending.has(x.address)) continue;
-                if (x.outcome === 'deferred') retryAt = Math.min(retryAt, x.retryAt);
+                if (x.kind === 'deferred') retryAt = Math.min(retryAt, x.retryAt);
                 else m.pending.delete(x.address);
               }
               assert.deepEqual(r!.recipients.filter((x) => x.state === 'pending').map((x) => x.address).sort(), [...m.pending].sort());

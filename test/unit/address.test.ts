@@ -9,7 +9,7 @@ test('paths and parameters', () => {
   assert.ok(r.ok);
   assert.equal(r.value.address, 'a@b.example');
   assert.deepEqual([...r.value.params], [['SIZE', '10'], ['BODY', '8bitmime'], ['SMTPUTF8', undefined]]);
-  assert.deepEqual(parsePathArgs('FROM:<a@b.example> SIZE=1 SIZE=2', 'FROM', true), { ok: false, why: 'duplicate-param' });
+  assert.deepEqual(parsePathArgs('FROM:<a@b.example> SIZE=1 SIZE=2', 'FROM', true), { ok: false, error: 'duplicate-param' });
   assert.equal(parsePathArgs('from: <a@b.example>', 'FROM', true).ok, true, 'one space after the colon is tolerated');
   assert.equal(parsePathArgs('FROM:<>', 'FROM', true).ok, true);
   assert.equal(parsePathArgs('TO:<>', 'TO', false).ok, false);

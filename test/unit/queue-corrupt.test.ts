@@ -155,7 +155,7 @@ test('operations by id on a corrupt record: NOT_FOUND, and it is set aside in th
   await damage(h.dir, { [ids[0]!]: Buffer.from([0xc1]), [ids[2]!]: Buffer.from([0xc1]), [ids[4]!]: Buffer.from([0xc1]) });
   q = h.open();
   const nf = (e: unknown) => e instanceof Error && (e as { code?: string }).code === 'PST_ERR_QUEUE_NOT_FOUND';
-  await assert.rejects(q.settle(ids[0]!, [{ address: 'r0@x.example', outcome: 'delivered' }], 'w'), nf);
+  await assert.rejects(q.settle(ids[0]!, [{ address: 'r0@x.example', kind: 'delivered' }], 'w'), nf);
   assert.equal(q.corruptCount(), 3, 'one repair sets every corrupt record aside');
   assert.deepEqual(q.counts().byState, { ready: 1, scheduled: 0, leased: 1, held: 0 });
   assertConsistent(q, h.clock.t);

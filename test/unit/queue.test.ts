@@ -328,7 +328,7 @@ test('leases expire: reclaimExpired and reopen return them to ready', async (t) 
   const again = await q.lease({ limit: 5, owner: 'w3' });
   assert.deepEqual(again.map((r) => r.id), [b]);
   // The old owner's settle is refused now that w3 holds the lease; w3's is accepted.
-  await assert.rejects(q.settle(b, [{ address: 'b@x.example', outcome: 'delivered' }], 'w2'), isCode('PST_ERR_QUEUE_LEASE_LOST'));
+  await assert.rejects(q.settle(b, [{ address: 'b@x.example', kind: 'delivered' }], 'w2'), isCode('PST_ERR_QUEUE_LEASE_LOST'));
   assert.equal(q.get(b)!.state, 'leased');
   await q.close();
   // Crash-like restart after both leases ran out: open() reclaims them.
@@ -353,10 +353,10 @@ test('settle per recipient: partial delivery, deferral, failure, then removal wi
   const after = await q.settle(
     id,
     [
-      { address: 'a@one.example', outcome: 'delivered', reply: { code: 250, enhanced: '2.0.0', text: 'ok', destination: 'mx.one.example' } },
-      { address: 'b@two.example', outcome: 'deferred', retryAt: T0 + 60_000, reply: { code: 451, text: 'later', transient: true } },
-      { address: 'c@two.example', outcome: 'deferred', retryAt: T0 + 30_000 },
-      { address: 'd@three.example', outcome: 'failed', reply: { code: 550, enhanced: '5.1.1', text: 'no such user' } },
+      { address: 'a@one.example', kind: 'delivered', reply: { code: 250, enhanced: '2.0.0', text: 'ok', destination: 'mx.one.example' } },
+      { address: 'b@two.example', kind: 'deferred', retryAt: T0 + 60_000, reply: { code: 451, text: 'later', transient: true } },
+      { address: 'c@two.example', kind: 'deferred', retryAt: T0 + 30_000 },
+      { address: 'd@three.example', kind: 'failed', reply: { code: 550, enhanced: '5.1.1', text: 'no such user' } },
     ],
     'w',
   );
@@ -385,7 +385,7 @@ test('settle per recipient: partial delivery, deferral, failure, then removal wi
   const [m2] = await q.lease({ limit: 1, owner: 'w' });
   assert.equal(m2!.id, id);
   // An outcome for a recipient that is already final is ignored; unknown recipients are refused.
-  await assert.rejects(q.settle(id, [{ address: 'zz@two.example', outcome: 'delivered' }]), isCode('PST_ERR_QUEUE_NOT_FOUND'));
+  await assert.rejects(q.settle(id, [{ address: 'zz@two.example', kind: 'delivered' }]), isCode('PST_ERR_QUEUE_NOT_FOUND'));
   assert.equal(q.get(id)!.state, 'leased', 'a refused settle changes nothing');
   const partial = await q.complete(id, ['b@two.example', 'a@one.example']);
   assert.equal(partial!.recipients[0]!.attempts, 1, 'final recipient untouched');
@@ -651,8 +651,8 @@ test('settle: a deferral that was not tried (an open circuit) keeps the reply bu
   await q.lease({ limit: 1, owner: 'w' });
   const reply = { text: 'destination backing off', enhanced: '4.4.1', transient: true };
   const after = await q.settle(id, [
-    { address: 'a@one.example', outcome: 'deferred', retryAt: T0 + 5_000, reply, tried: false },
-    { address: 'b@one.example', outcome: 'deferred', retryAt: T0 + 9_000, reply },
+    { address: 'a@one.example', kind: 'deferred', retryAt: T0 + 5_000, reply, tried: false },
+    { address: 'b@one.example', kind: 'deferred', retryAt: T0 + 9_000, reply },
   ], 'w');
   assert.deepEqual(after!.recipients.map((r) => [r.attempts, r.lastReply?.enhanced]), [[0, '4.4.1'], [1, '4.4.1']]);
   assert.equal(after!.nextAttemptAt, T0 + 5_000);

@@ -32,19 +32,19 @@ keep@local.test: keep@local.test, archive@remote.test
 
 test('recipient map: entries, +extensions, catch-alls, nested and self-listing aliases', () => {
   const m = parse(MAP);
-  assert.deepEqual(lookupRecipient(m, 'alice@local.test'), { found: true, targets: ['alice@local.test'] });
-  assert.deepEqual(lookupRecipient(m, 'ALICE+news@LOCAL.test'), { found: true, targets: ['ALICE+news@LOCAL.test'] }, 'case-insensitive, extension kept');
-  assert.deepEqual(lookupRecipient(m, 'bob@local.test'), { found: true, targets: ['bob@local.test'] });
-  assert.deepEqual(lookupRecipient(m, 'carol@local.test'), { found: false });
-  assert.deepEqual(lookupRecipient(m, 'anyone@catch.test'), { found: true, targets: ['anyone@catch.test'] });
-  assert.deepEqual(lookupRecipient(m, 'sales@local.test'), { found: true, targets: ['alice@local.test', 'partner@remote.test'] });
-  assert.deepEqual(lookupRecipient(m, 'team@local.test'), { found: true, targets: ['alice@local.test', 'partner@remote.test', 'bob@local.test'] });
-  assert.deepEqual(lookupRecipient(m, 'keep@local.test'), { found: true, targets: ['keep@local.test', 'archive@remote.test'] });
-  assert.deepEqual(lookupRecipient(m, '"alice"@local.test'), { found: false }, 'quoted local parts are never in the map');
+  assert.deepEqual(lookupRecipient(m, 'alice@local.test'), ['alice@local.test']);
+  assert.deepEqual(lookupRecipient(m, 'ALICE+news@LOCAL.test'), ['ALICE+news@LOCAL.test'], 'case-insensitive, extension kept');
+  assert.deepEqual(lookupRecipient(m, 'bob@local.test'), ['bob@local.test']);
+  assert.deepEqual(lookupRecipient(m, 'carol@local.test'), undefined);
+  assert.deepEqual(lookupRecipient(m, 'anyone@catch.test'), ['anyone@catch.test']);
+  assert.deepEqual(lookupRecipient(m, 'sales@local.test'), ['alice@local.test', 'partner@remote.test']);
+  assert.deepEqual(lookupRecipient(m, 'team@local.test'), ['alice@local.test', 'partner@remote.test', 'bob@local.test']);
+  assert.deepEqual(lookupRecipient(m, 'keep@local.test'), ['keep@local.test', 'archive@remote.test']);
+  assert.deepEqual(lookupRecipient(m, '"alice"@local.test'), undefined, 'quoted local parts are never in the map');
   assert.equal(isMailboxInMap(m, 'alice+x@local.test'), true);
   assert.equal(isMailboxInMap(m, 'keep@local.test'), true);
   assert.equal(isMailboxInMap(m, 'sales@local.test'), false, 'an alias is not a mailbox');
-  assert.deepEqual(lookupRecipient(m, 'whoever@ALL.test'), { found: true, targets: ['alice@local.test'] }, 'a catch-all alias');
+  assert.deepEqual(lookupRecipient(m, 'whoever@ALL.test'), ['alice@local.test'], 'a catch-all alias');
   assert.equal(isMailboxInMap(m, 'x@catch.test'), false, 'a catch-all accepts, but its folders are not created');
   assert.equal(isMailboxInMap(m, 'carol@local.test'), false);
 });

@@ -147,6 +147,7 @@ test('loadResources (start-up and `postern config`): a broken shaping file is a 
   writeFileSync(path, '[site.x]\nmx = ["x.example"]\nmax_connections = -1\n');
   const config = loadConfig({ POSTERN_SHAPING: path, POSTERN_DATA_DIR: join(dir, 'q') });
   await assert.rejects(loadResources(config), (err: Error) => err.message.includes(`POSTERN_SHAPING="${path}" is invalid: ${path}:3: max_connections must be a whole number from 1 to 10000, got -1`));
+  assert.throws(() => readShaping(path), { code: 'PST_ERR_CONFIG_SHAPING' });
   writeFileSync(path, GOOD);
   const r = await loadResources(config);
   assert.equal(r.shaping?.sites[0]?.name, 'google');

@@ -9,6 +9,7 @@
 // the worker entry, built once from workerData.builtin.authres with the system resolver.
 import { authenticate } from 'mailauth';
 import { workerData } from 'piscina';
+import { PosternError } from '../../errors.js';
 import type { FilterInput, Verdict } from '../messages.js';
 import { createSystemResolver, withDeadline, type DnsResolver } from './resolver.js';
 
@@ -41,7 +42,7 @@ export type AuthFilter = (input: FilterInput) => Promise<Verdict>;
 
 export function createAuthFilter(o: AuthFilterOptions): AuthFilter {
   const hostname = o.hostname;
-  if (!hostname || /[\s;()]/.test(hostname)) throw new Error(`authres: invalid hostname ${JSON.stringify(hostname)}`);
+  if (!hostname || /[\s;()]/.test(hostname)) throw new PosternError('PST_ERR_CONFIG_INVALID', `authres: invalid hostname ${JSON.stringify(hostname)}`);
   const timeoutMs = o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const base = o.resolver ?? createSystemResolver({ timeoutMs: Math.min(timeoutMs, 3_000), tries: 2, ...(o.dnsServers ? { servers: o.dnsServers } : {}) });
   const random = o.random ?? Math.random;

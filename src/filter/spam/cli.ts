@@ -3,17 +3,20 @@
 //   spam classify --model FILE [--threshold T]     paths on stdin -> "path\tspam|ham\tscore"
 //   spam eval [--seed N] [--split DIR] [--kind K]  train on DIR/train, score DIR/test
 //   spam eval --seeds 601-620 [--splits-dir DIR]   the same over many splits, a line each
-// Logs go to stderr; stdout carries only results. Returns the exit code (2 = usage).
+// Logs go to stderr; stdout carries only results; `train` shows its progress on a terminal
+// (stderr a TTY) and nothing more when piped. Returns the exit code (64 = usage).
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { SpamModel } from './model.js';
-import { train } from './train.js';
+import { train, type TrainProgress } from './train.js';
 import { DEFAULTS, type ModelKind, type TrainOptions } from './train-options.js';
 import { FEATURE_SET } from './tokenize.js';
 import { metrics, formatTable, type Item } from './metrics.js';
+import { num, parseCommand, str, usageError, type OptionSpecs, type Values } from '../../cli/args.js';
+import { PosternError } from '../../errors.js';
 
-const USAGE = `usage: postern spam <command>
+export const SPAM_USAGE = `usage: postern spam <command>
 
   train SPAM_DIR HAM_DIR --model FILE [--kind lr|chi|combo] [--seed N] [--ensemble N] [--cv-reps N]
                       [--threshold-mode half|poisson|minimax|fpr|cost] [--max-fpr R] [--max-fnr R] [--cost-fp C]
@@ -34,59 +37,43 @@ const USAGE = `usage: postern spam <command>
                       a missing split is made by --split-tool FILE, the evaluation kit's
                       splitting script, run as FILE --seed N --out DIR)`;
 
-class UsageError extends Error {}
+const TRAIN_FLAGS: Array<[string, keyof TrainOptions]> = [
+  ['seed', 'seed'], ['cost-fp', 'costFP'], ['epochs', 'epochs'], ['lr', 'lr'], ['l2', 'l2'],
+  ['bits', 'bits'], ['folds', 'folds'], ['ham-weight', 'hamWeight'], ['norm', 'norm'], ['rob-s', 'robS'],
+  ['rob-x', 'robX'], ['min-dev', 'minDev'], ['max-tokens', 'maxTokens'],
+  ['ensemble', 'ensemble'], ['cv-reps', 'cvReps'], ['max-fpr', 'maxFPR'], ['max-fnr', 'maxFNR'],
+  ['feature-set', 'featureSet'], ['views', 'views'],
+];
 
-function opt(args: string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  if (i < 0) return undefined;
-  const v = args[i + 1];
-  if (v === undefined || v.startsWith('--')) throw new UsageError(`${name} needs a value`);
-  args.splice(i, 2);
-  return v;
-}
+/** The training options every train and eval command takes. */
+const TRAIN_OPTIONS: OptionSpecs = {
+  kind: { type: 'string' },
+  'threshold-mode': { type: 'string' },
+  bigrams: { type: 'boolean' },
+  ...Object.fromEntries(TRAIN_FLAGS.map(([f]) => [f, { type: 'string' as const }])),
+};
 
-function flag(args: string[], name: string): boolean {
-  const i = args.indexOf(name);
-  if (i < 0) return false;
-  args.splice(i, 1);
-  return true;
-}
-
-function num(v: string | undefined, name: string): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`${name} must be a number`);
-  return n;
-}
-
-function trainOptions(args: string[]): TrainOptions {
+function trainOptions(v: Values): TrainOptions {
   const o: TrainOptions = {};
-  const kind = opt(args, '--kind');
+  const kind = str(v, 'kind');
   if (kind !== undefined) {
-    if (!['lr', 'chi', 'combo'].includes(kind)) throw new UsageError('--kind must be lr, chi or combo');
+    if (!['lr', 'chi', 'combo'].includes(kind)) throw usageError('--kind must be lr, chi or combo', SPAM_USAGE);
     o.kind = kind as ModelKind;
   }
-  const numeric: Array<[string, keyof TrainOptions]> = [
-    ['--seed', 'seed'], ['--cost-fp', 'costFP'], ['--epochs', 'epochs'], ['--lr', 'lr'], ['--l2', 'l2'],
-    ['--bits', 'bits'], ['--folds', 'folds'], ['--ham-weight', 'hamWeight'], ['--norm', 'norm'], ['--rob-s', 'robS'],
-    ['--rob-x', 'robX'], ['--min-dev', 'minDev'], ['--max-tokens', 'maxTokens'],
-    ['--ensemble', 'ensemble'], ['--cv-reps', 'cvReps'], ['--max-fpr', 'maxFPR'], ['--max-fnr', 'maxFNR'],
-    ['--feature-set', 'featureSet'], ['--views', 'views'],
-  ];
-  for (const [flagName, key] of numeric) {
-    const v = num(opt(args, flagName), flagName);
-    if (v !== undefined) (o as Record<string, unknown>)[key] = v;
+  for (const [flagName, key] of TRAIN_FLAGS) {
+    const n = num(v, flagName, SPAM_USAGE);
+    if (n !== undefined) (o as Record<string, unknown>)[key] = n;
   }
-  if (o.bits !== undefined && !(Number.isInteger(o.bits) && o.bits >= 8 && o.bits <= 24)) throw new UsageError('--bits must be 8..24');
+  if (o.bits !== undefined && !(Number.isInteger(o.bits) && o.bits >= 8 && o.bits <= 24)) throw usageError('--bits must be 8..24', SPAM_USAGE);
   if (o.featureSet !== undefined && !(Number.isInteger(o.featureSet) && o.featureSet >= 1 && o.featureSet <= FEATURE_SET)) {
-    throw new UsageError(`--feature-set must be 1..${FEATURE_SET}`);
+    throw usageError(`--feature-set must be 1..${FEATURE_SET}`, SPAM_USAGE);
   }
-  if (o.views !== undefined && o.views !== 1 && o.views !== 2) throw new UsageError('--views must be 1 or 2');
-  if (o.views === 2 && o.kind !== undefined && o.kind !== 'lr') throw new UsageError('--views 2 needs --kind lr');
-  if (flag(args, '--bigrams')) o.bigrams = true;
-  const mode = opt(args, '--threshold-mode');
+  if (o.views !== undefined && o.views !== 1 && o.views !== 2) throw usageError('--views must be 1 or 2', SPAM_USAGE);
+  if (o.views === 2 && o.kind !== undefined && o.kind !== 'lr') throw usageError('--views 2 needs --kind lr', SPAM_USAGE);
+  if (v.bigrams === true) o.bigrams = true;
+  const mode = str(v, 'threshold-mode');
   if (mode !== undefined) {
-    if (!['half', 'cost', 'fpr', 'minimax', 'poisson'].includes(mode)) throw new UsageError('--threshold-mode must be half, poisson, minimax, fpr or cost');
+    if (!['half', 'cost', 'fpr', 'minimax', 'poisson'].includes(mode)) throw usageError('--threshold-mode must be half, poisson, minimax, fpr or cost', SPAM_USAGE);
     o.thresholdMode = mode as TrainOptions['thresholdMode'];
   }
   return o;
@@ -108,11 +95,38 @@ export function listFiles(dir: string): string[] {
 
 const log = (s: string): void => void process.stderr.write(`postern spam: ${s}\n`);
 
-function trainDirs(spamDir: string, hamDir: string, o: TrainOptions): SpamModel {
-  const spam = listFiles(spamDir).map((p) => readFileSync(p));
-  const ham = listFiles(hamDir).map((p) => readFileSync(p));
-  if (!spam.length || !ham.length) throw new UsageError(`need at least one spam and one ham message (got ${spam.length} and ${ham.length})`);
-  return train(spam, ham, o);
+/**
+ * A one-line progress report redrawn in place on a terminal (stderr a TTY); null elsewhere, so
+ * a log or a pipe gets only the final lines. Training is synchronous: each call draws at once.
+ */
+function terminalProgress(): (TrainProgress & { clear(): void }) | null {
+  if (process.stderr.isTTY !== true) return null;
+  const t0 = performance.now();
+  let last = 0;
+  const draw = ((stage: string, done: number, total: number): void => {
+    const now = performance.now();
+    if (now - last < 100 && done !== 0) return;
+    last = now;
+    const count = total > 0 ? ` ${done}/${total}` : '';
+    process.stderr.write(`\r\x1b[2Kpostern spam: ${stage}${count} (${((now - t0) / 1000).toFixed(0)} s)`);
+  }) as TrainProgress & { clear(): void };
+  draw.clear = () => void process.stderr.write('\r\x1b[2K');
+  return draw;
+}
+
+function readAllFiles(dir: string, what: string, progress: TrainProgress | undefined): Buffer[] {
+  const paths = listFiles(dir);
+  return paths.map((p, i) => {
+    if (progress && i % 256 === 0) progress(`reading ${what}`, i, paths.length);
+    return readFileSync(p);
+  });
+}
+
+function trainDirs(spamDir: string, hamDir: string, o: TrainOptions, progress?: TrainProgress): SpamModel {
+  const spam = readAllFiles(spamDir, 'spam', progress);
+  const ham = readAllFiles(hamDir, 'ham', progress);
+  if (!spam.length || !ham.length) throw usageError(`need at least one spam and one ham message (got ${spam.length} and ${ham.length})`, SPAM_USAGE);
+  return train(spam, ham, o, progress);
 }
 
 function cvNote(m: SpamModel): string {
@@ -122,13 +136,23 @@ function cvNote(m: SpamModel): string {
   return (cv ? `threshold ${m.threshold.toFixed(4)}, at which ${cv.folds}-fold CV on train gave FP ${cv.fp}/${cv.nHam}, FN ${cv.fn}/${cv.nSpam}` : `threshold ${m.threshold}`) + stack;
 }
 
-async function cmdTrain(args: string[]): Promise<number> {
-  const model = opt(args, '--model');
-  const o = trainOptions(args);
-  const [spamDir, hamDir, ...rest] = args;
-  if (!model || !spamDir || !hamDir || rest.length) throw new UsageError('usage: postern spam train SPAM_DIR HAM_DIR --model FILE');
+const TRAIN_USAGE = 'usage: postern spam train SPAM_DIR HAM_DIR --model FILE [train options]\n\n(postern spam --help lists the train options)';
+
+async function cmdTrain(argv: string[]): Promise<number> {
+  const p = parseCommand(argv, { usage: TRAIN_USAGE, options: { ...TRAIN_OPTIONS, model: { type: 'string' } }, positionals: { min: 2, max: 2, name: 'SPAM_DIR HAM_DIR' } });
+  if (p === null) return 0;
+  const model = str(p.values, 'model');
+  if (model === undefined) throw usageError('missing --model FILE', TRAIN_USAGE);
+  const o = trainOptions(p.values);
+  const [spamDir, hamDir] = p.positionals as [string, string];
   const t0 = performance.now();
-  const m = trainDirs(spamDir, hamDir, o);
+  const progress = terminalProgress();
+  let m: SpamModel;
+  try {
+    m = trainDirs(spamDir, hamDir, o, progress ?? undefined);
+  } finally {
+    progress?.clear();
+  }
   writeFileSync(model, m.serialize());
   log(`trained ${m.header.kind} on ${m.header.nSpam} spam + ${m.header.nHam} ham in ${((performance.now() - t0) / 1000).toFixed(1)} s; ${cvNote(m)}`);
   return 0;
@@ -171,10 +195,14 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
-  const model = opt(args, '--model');
-  const thr = num(opt(args, '--threshold'), '--threshold');
-  if (!model || args.length) throw new UsageError('usage: postern spam classify --model FILE [--threshold T] < paths');
+const CLASSIFY_USAGE = 'usage: postern spam classify --model FILE [--threshold T] < paths\n\n  read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score';
+
+async function cmdClassify(argv: string[], stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<number> {
+  const p = parseCommand(argv, { usage: CLASSIFY_USAGE, options: { model: { type: 'string' }, threshold: { type: 'string' } } });
+  if (p === null) return 0;
+  const model = str(p.values, 'model');
+  const thr = num(p.values, 'threshold', CLASSIFY_USAGE);
+  if (model === undefined) throw usageError('missing --model FILE', CLASSIFY_USAGE);
   const m = SpamModel.deserialize(readFileSync(model));
   const threshold = thr ?? m.threshold;
   const paths = (await readAll(stdin)).split('\n');
@@ -201,12 +229,12 @@ async function cmdClassify(args: string[], stdin: NodeJS.ReadableStream, stdout:
 
 async function ensureSplit(seed: string, dir: string, tool: string | undefined): Promise<void> {
   if (existsSync(join(dir, 'manifest.jsonl'))) return;
-  if (tool === undefined) throw new UsageError(`no split in ${dir}: make it, or name the splitting script with --split-tool FILE`);
-  if (!existsSync(tool)) throw new UsageError(`--split-tool ${tool}: no such file`);
+  if (tool === undefined) throw usageError(`no split in ${dir}: make it, or name the splitting script with --split-tool FILE`, SPAM_USAGE);
+  if (!existsSync(tool)) throw usageError(`--split-tool ${tool}: no such file`, SPAM_USAGE);
   log(`making split seed ${seed} in ${dir}`);
   const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
   const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`split.mjs failed (exit ${r.status})`);
+  if (r.status !== 0) throw new PosternError('PST_ERR_SPAM_SPLIT', `${tool} failed (exit ${r.status})`);
 }
 
 export interface EvalResult {
@@ -252,22 +280,21 @@ function seedList(v: string): number[] {
   const out: number[] = [];
   for (const part of v.split(',')) {
     const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new UsageError(`--seeds: "${part}" is not N or N-M`);
+    if (!m) throw usageError(`--seeds: "${part}" is not N or N-M`, SPAM_USAGE);
     const a = Number(m[1]), b = Number(m[2] ?? m[1]);
-    if (b < a || b - a > 10000) throw new UsageError(`--seeds: bad range ${part}`);
+    if (b < a || b - a > 10000) throw usageError(`--seeds: bad range ${part}`, SPAM_USAGE);
     for (let k = a; k <= b; k++) out.push(k);
   }
   return out;
 }
 
 /** One line per split and a summary: how often both targets held, and the pooled rates. */
-async function cmdEvalMany(seeds: number[], args: string[], stdout: NodeJS.WritableStream): Promise<number> {
-  const root = opt(args, '--splits-dir') ?? '/tmp';
-  const tool = opt(args, '--split-tool');
-  const maxFpr = num(opt(args, '--max-fp-rate'), '--max-fp-rate') ?? 0.0032;
-  const minRecall = num(opt(args, '--min-recall'), '--min-recall') ?? 0.984;
-  const o = trainOptions(args);
-  if (args.length) throw new UsageError(`unexpected argument ${args[0]}`);
+async function cmdEvalMany(seeds: number[], v: Values, stdout: NodeJS.WritableStream): Promise<number> {
+  const root = str(v, 'splits-dir') ?? '/tmp';
+  const tool = str(v, 'split-tool');
+  const maxFpr = num(v, 'max-fp-rate', SPAM_USAGE) ?? 0.0032;
+  const minRecall = num(v, 'min-recall', SPAM_USAGE) ?? 0.984;
+  const o = trainOptions(v);
   const pct = (x: number): string => (x * 100).toFixed(2) + ' %';
   stdout.write('seed\tFP\thard FP\tFN\tFPR\trecall\tprecision\tF1\tAUC\tmet\n');
   let met = 0, fp = 0, fn = 0, ham = 0, spam = 0;
@@ -285,14 +312,22 @@ async function cmdEvalMany(seeds: number[], args: string[], stdout: NodeJS.Writa
   return 0;
 }
 
-async function cmdEval(args: string[], stdout: NodeJS.WritableStream): Promise<number> {
-  const many = opt(args, '--seeds');
-  if (many !== undefined) return cmdEvalMany(seedList(many), args, stdout);
-  const seed = opt(args, '--seed') ?? '1';
-  const split = opt(args, '--split') ?? defaultSplitDir(seed);
-  const tool = opt(args, '--split-tool');
-  const o = trainOptions(args);
-  if (args.length) throw new UsageError(`unexpected argument ${args[0]}`);
+const EVAL_OPTIONS: OptionSpecs = {
+  ...TRAIN_OPTIONS,
+  seeds: { type: 'string' }, split: { type: 'string' }, 'split-tool': { type: 'string' }, 'splits-dir': { type: 'string' },
+  'max-fp-rate': { type: 'string' }, 'min-recall': { type: 'string' },
+};
+
+async function cmdEval(argv: string[], stdout: NodeJS.WritableStream): Promise<number> {
+  const p = parseCommand(argv, { usage: SPAM_USAGE, options: EVAL_OPTIONS });
+  if (p === null) return 0;
+  const v = p.values;
+  const many = str(v, 'seeds');
+  if (many !== undefined) return cmdEvalMany(seedList(many), v, stdout);
+  const seed = str(v, 'seed') ?? '1';
+  const split = str(v, 'split') ?? defaultSplitDir(seed);
+  const tool = str(v, 'split-tool');
+  const o = trainOptions(v);
   await ensureSplit(seed, split, tool);
   const r = evaluateSplit(split, o);
   const kind = o.kind ?? DEFAULTS.kind;
@@ -340,14 +375,17 @@ export async function spamMain(
       case 'train': return await cmdTrain(args);
       case 'classify': return await cmdClassify(args, io.stdin ?? process.stdin, stdout);
       case 'eval': return await cmdEval(args, stdout);
-      case undefined: case 'help': case '--help': case '-h':
-        process.stderr.write(USAGE + '\n');
-        return cmd === undefined ? 2 : 0;
+      case 'help': case '--help': case '-h':
+        process.stdout.write(SPAM_USAGE + '\n');
+        return 0;
+      case undefined:
+        process.stderr.write(SPAM_USAGE + '\n');
+        return 64;
       default:
-        throw new UsageError(`unknown spam command ${cmd}\n${USAGE}`);
+        throw usageError(`unknown spam command ${cmd}`, SPAM_USAGE);
     }
   } catch (err) {
-    if (err instanceof UsageError) { log(err.message); return 2; }
+    if (err instanceof PosternError && err.code === 'PST_ERR_USAGE') { log(err.message); return 64; }
     log(err instanceof Error ? err.message : String(err));
     return 1;
   }

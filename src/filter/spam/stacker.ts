@@ -3,6 +3,7 @@
 // by a stacking LR over seven terms (STACK_TERMS) fitted to the out-of-fold log-odds of the
 // training's cross-validation, ham weighted as in training. Also: splitting featurised messages
 // by view, and joining the two view LRs and the stacker into one model.
+import assert from 'node:assert/strict';
 import type { Features } from './features.js';
 import { sigmoid, trainEnsemble, type LR } from './logistic-regression.js';
 import type { TrainOptions } from './train-options.js';
@@ -142,7 +143,7 @@ export function fitStacker(zs: Float64Array[], ys: Uint8Array, hamWeight: number
     return sum;
   };
   let current = loss(w);
-  if (!Number.isFinite(current)) throw new Error('stacker inputs are not all finite');
+  assert.ok(Number.isFinite(current), 'stacker inputs are not all finite');
   for (let it = 0; it < 50; it++) {
     const g = new Float64Array(d);
     const h = Array.from({ length: d }, () => new Float64Array(d + 1));

@@ -3,6 +3,7 @@
 // threshold (threshold.ts; never on test data): with two views, the stacker's own decision
 // point, 0.5 ('half'); one-view models keep the Poisson rule by default (the point most likely
 // to meet both targets, maxFPR and maxFNR, on a sample as large as the training set).
+import assert from 'node:assert/strict';
 import { countDocs } from './chi-square.js';
 import { features, type Features } from './features.js';
 import { lrLogOdds, sigmoid, trainEnsemble } from './logistic-regression.js';
@@ -70,12 +71,12 @@ export function crossValidate(xs: Features[], ys: Uint8Array, o: Required<TrainO
  * the same `views`). Cross-validation on them fits the stacker (two views) and chooses the
  * threshold (thresholdMode).
  */
-export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}): SpamModel {
+export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions = {}, progress?: TrainProgress): SpamModel {
   const o = resolveOptions(opts);
   const size = 1 << o.bits;
   const beyond = xs.some((x) => x.some((b) => b >= size));
-  if (o.views === 1 && beyond) throw new Error(`features have buckets past 2^${o.bits}: made for two views, training one`);
-  if (o.views > 1 && !beyond && xs.length) throw new Error('features have no header-view buckets: make them with features(buf, bits, { views: 2 })');
+  assert.ok(o.views !== 1 || !beyond, `features have buckets past 2^${o.bits}: made for two views, training one`);
+  assert.ok(o.views <= 1 || beyond || xs.length === 0, 'features have no header-view buckets: make them with features(buf, bits, { views: 2 })');
   let threshold = 0.5;
   let cv: ModelHeader['cv'];
   let st: Stack | undefined;
@@ -86,6 +87,7 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     let zs: Float64Array[] = [];
     const ysAll = new Uint8Array(n * reps);
     for (let r = 0; r < reps; r++) {
+      progress?.('cross-validation', r, reps);
       const z = crossValidate(xs, ys, o, r, split);
       if (!zs.length) zs = z.map(() => new Float64Array(n * reps));
       z.forEach((a, v) => zs[v]!.set(a, r * n));
@@ -111,16 +113,24 @@ export function trainFeatures(xs: Features[], ys: Uint8Array, opts: TrainOptions
     const fp = Math.round(t0.fp / reps), fn = Math.round(t0.fn / reps);
     cv = { folds: o.folds, fp, fn, nSpam, nHam, fpr: nHam ? fp / nHam : 0, recall: nSpam ? 1 - fn / nSpam : 0 };
   }
+  progress?.('fitting', 0, 0);
   const m = fit(xs, ys, o, threshold, st, split);
   if (cv) m.header.cv = cv;
   return m;
 }
 
+/** Where training is: a stage, and done of total when the stage counts (0 of 0 when not). */
+export type TrainProgress = (stage: string, done: number, total: number) => void;
+
 /** Train on raw messages. */
-export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}): SpamModel {
+export function train(spam: Uint8Array[], ham: Uint8Array[], opts: TrainOptions = {}, progress?: TrainProgress): SpamModel {
   const o = resolveOptions(opts);
-  const xs = [...spam, ...ham].map((b) => features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet, views: o.views }));
+  const all = [...spam, ...ham];
+  const xs = all.map((b, i) => {
+    if (progress && i % 256 === 0) progress('tokenising', i, all.length);
+    return features(b, o.bits, { bigrams: o.bigrams, featureSet: o.featureSet, views: o.views });
+  });
   const ys = new Uint8Array(xs.length);
   ys.fill(1, 0, spam.length);
-  return trainFeatures(xs, ys, o);
+  return trainFeatures(xs, ys, o, progress);
 }

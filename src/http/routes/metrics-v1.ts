@@ -2,7 +2,7 @@
 // process counters. No token unless POSTERN_METRICS_AUTH (server.ts checks it); queue counts
 // come from the once-a-second cache (cached-counts.ts): a flood of scrapes costs one count a second.
 // Every family is always present, with zeros when a part is off, so dashboards never gap.
-import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
+import type { Api } from '../api.js';
 import { PROM_CONTENT_TYPE, PromText, type Sample } from '../prom-text.js';
 import type { Route } from '../router.js';
 import { statSync } from 'node:fs';
@@ -85,7 +85,7 @@ export function renderMetrics(api: Api): string {
   p.family('postern_destination_deliveries_total', 'counter', 'Recipient outcomes per destination (MX site or route; at most 500 series, then "other").', dsamples);
   p.histogram('postern_destination_delivery_seconds', 'Time of one delivery transaction per destination (connection from the pool to the final reply).', LATENCY_BUCKETS_S, series);
   const util = api.deps.filterUtilization?.() ?? null;
-  p.one('postern_filter_worker_utilization', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);
+  p.one('postern_filter_worker_utilization_ratio', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);
   const fb = api.deps.filterBatches?.() ?? null;
   p.one('postern_filter_batches_total', 'counter', 'Tasks sent to the filter workers (each carries one or more messages).', fb?.batches ?? 0);
   p.one('postern_filter_batched_messages_total', 'counter', 'Messages sent to the filter workers (divided by postern_filter_batches_total: the mean batch).', fb?.messages ?? 0);
@@ -107,20 +107,7 @@ export function renderMetrics(api: Api): string {
   for (const r of st.requests.values()) req.push([{ method: r.method, route: r.route, code: String(r.code) }, r.n]);
   p.family('postern_http_requests_total', 'counter', 'HTTP API requests by route pattern and status code.', req);
 
-  p.one('process_resident_memory_bytes', 'gauge', 'Resident set size in bytes.', process.memoryUsage.rss());
-  const cpu = process.cpuUsage();
-  p.one('process_cpu_seconds_total', 'counter', 'User and system CPU time spent in seconds.', (cpu.user + cpu.system) / 1e6);
-  p.one('process_start_time_seconds', 'gauge', 'Start time of the process since the epoch in seconds.', Math.round(Date.now() / 1000 - process.uptime()));
-  // The histogram is in nanoseconds and, on Node 20, records the whole timer interval (we
-  // measured mean ≈ 10.09 ms at a 10 ms resolution on an idle loop), so the resolution is
-  // subtracted to get the lag. It is reset at each scrape: the gauges cover the interval
-  // since the previous scrape; with no sample yet they are 0.
-  const h = api.loopDelay;
-  const lag = (ns: number): number => (h.count > 0 && Number.isFinite(ns) ? Math.max(0, ns - LOOP_DELAY_RESOLUTION_MS * 1e6) / 1e9 : 0);
-  p.one('nodejs_eventloop_lag_seconds', 'gauge', 'Mean event-loop lag since the last scrape.', lag(h.mean));
-  p.one('nodejs_eventloop_lag_p99_seconds', 'gauge', '99th percentile event-loop lag since the last scrape.', lag(h.percentile(99)));
-  p.one('nodejs_eventloop_lag_max_seconds', 'gauge', 'Largest event-loop lag since the last scrape.', lag(h.max));
-  h.reset();
+  api.process.render(p);
   return p.toString();
 }
 

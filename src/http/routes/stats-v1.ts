@@ -1,11 +1,10 @@
 // GET /v1/stats: one compact JSON snapshot of the counters the dashboard (GET /) polls every
 // second. Cumulative counters only; the page derives rates from successive snapshots. Same
-// sources as /metrics, but it does not reset the event-loop histogram that /metrics owns:
-// the lag reported is the mean since the previous /v1/stats call, computed from the change in
-// the histogram's count and mean (or the whole histogram when /metrics reset it meanwhile).
-import type { IntervalHistogram } from 'node:perf_hooks';
+// sources as /metrics; the lag reported is the mean since the previous /v1/stats call, from
+// the change in the event-loop histogram's sum and count (no read resets it).
 import { PosternError } from '../../errors.js';
-import { LOOP_DELAY_RESOLUTION_MS, type Api } from '../api.js';
+import type { Api } from '../api.js';
+import type { Histogram } from '../process-metrics.js';
 import { ok } from '../respond.js';
 import type { Route } from '../router.js';
 
@@ -83,24 +82,13 @@ function destinationsSnapshot(api: Api): DestinationSnapshot[] {
     });
 }
 
-const lastLoop = new WeakMap<IntervalHistogram, { count: number; mean: number }>();
+const lastLoop = new WeakMap<Histogram, { count: number; sum: number }>();
 
-/** Mean lag (ms) since the previous call, without resetting the histogram. */
-function lagSinceLastCall(h: IntervalHistogram): number {
-  const count = h.count;
-  const mean = count > 0 && Number.isFinite(h.mean) ? h.mean : 0;
-  const prev = lastLoop.get(h);
-  lastLoop.set(h, { count, mean });
-  let meanNs: number;
-  if (prev !== undefined && count > prev.count && prev.count > 0) {
-    meanNs = (mean * count - prev.mean * prev.count) / (count - prev.count);
-  } else if (prev !== undefined && count === prev.count) {
-    return 0; // no sample since the last call
-  } else {
-    meanNs = mean; // first call, or /metrics reset the histogram since
-  }
-  // Node 20 records the whole timer interval: subtract the resolution (see metrics-v1.ts).
-  return count > 0 ? Math.max(0, meanNs / 1e6 - LOOP_DELAY_RESOLUTION_MS) : 0;
+/** Mean lag (ms) since the previous call, from the cumulative histogram's sum and count. */
+function lagSinceLastCall(h: Histogram): number {
+  const prev = lastLoop.get(h) ?? { count: 0, sum: 0 };
+  lastLoop.set(h, { count: h.count, sum: h.sum });
+  return h.count > prev.count ? ((h.sum - prev.sum) / (h.count - prev.count)) * 1000 : 0;
 }
 
 export function statsSnapshot(api: Api): StatsSnapshot {
@@ -128,7 +116,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     commits: qs.commits,
     enqueueCommits: qs.enqueueCommits,
     messagesCommitted: qs.messagesCommitted,
-    eventLoopLagMs: Math.round(lagSinceLastCall(api.loopDelay) * 100) / 100,
+    eventLoopLagMs: Math.round(lagSinceLastCall(api.process.loopLag) * 100) / 100,
     rssBytes: process.memoryUsage.rss(),
     destinations: destinationsSnapshot(api),
     filterUtilization: deps.filterUtilization?.() ?? null,

@@ -19,7 +19,7 @@ export function mail(s: Session, args: string): Reply {
   if (s.helo === null) return R.needHelo;
   if (s.tx !== null) return R.nestedMail;
   const parsed = parsePathArgs(args, 'FROM', true);
-  if (!parsed.ok) return parsed.why === 'duplicate-param' ? reply(501, '5.5.4', 'Duplicate MAIL parameter') : R.badSender;
+  if (!parsed.ok) return parsed.error === 'duplicate-param' ? reply(501, '5.5.4', 'Duplicate MAIL parameter') : R.badSender;
   const { address, params, nonAscii } = parsed.value;
   if (params.size > 0 && !s.esmtp) return R.badParam;
   const tx = newTransaction(address);

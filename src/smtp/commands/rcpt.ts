@@ -32,7 +32,7 @@ export function rcpt(s: Session, args: string): Reply | Promise<Reply> {
   const tx = s.tx;
   if (tx === null) return R.needMail;
   const parsed = parsePathArgs(args, 'TO', false);
-  if (!parsed.ok) return parsed.why === 'duplicate-param' ? reply(501, '5.5.4', 'Duplicate RCPT parameter') : R.badRecipient;
+  if (!parsed.ok) return parsed.error === 'duplicate-param' ? reply(501, '5.5.4', 'Duplicate RCPT parameter') : R.badRecipient;
   let { address } = parsed.value;
   const { params, nonAscii } = parsed.value;
   if (params.size > 0 && !s.esmtp) return R.badParam;
@@ -84,10 +84,10 @@ export function rcpt(s: Session, args: string): Reply | Promise<Reply> {
 }
 
 function finish(s: Session, r: RecipientInput, c: RecipientCheckResult): Reply {
-  if (c.ok) return accept(s, r, c.targets);
+  if (c.ok) return accept(s, r, c.value);
   s.ctx.counters.recipientsRejected++;
-  s.log.info({ rcpt: r.address, why: c.why }, 'recipient refused');
-  return c.reply;
+  s.log.info({ rcpt: r.address, why: c.error.why }, 'recipient refused');
+  return c.error.reply;
 }
 
 function accept(s: Session, r: RecipientInput, targets: readonly string[]): Reply {
