@@ -45,10 +45,11 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
     concurrencyLevels: [1, 10],
     sizes: [1024, 102400],
     httpRequests: 20,
+    shaping: { messages: 20, connections: 2, ratePerSec: 50 },
     progress: new Progress(false),
   };
   const r = await runSuite({ scenarios: SCENARIO_NAMES, knobs, outDir, print: false });
-  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http']) {
+  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http', 'shaping']) {
     assert.ok(r.measurements.some((m) => m.scenario === name), `scenario ${name} produced no measurement`);
   }
   for (const m of r.measurements) {

@@ -1,5 +1,5 @@
 // `npm run bench`: the whole suite from one entry point.
-//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http]
+//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http,shaping]
 //                             [--compare postfix] [--runs N]
 // Each scenario (bench/scenarios/, one per file) runs postern and every peer named by
 // --compare, interleaved (postern, postfix, postern, postfix, ...), each run on a fresh target;
@@ -12,7 +12,8 @@
 // BENCH_CLIENT (loadgen | smtp-source; loadgen by default), BENCH_FANOUT_RECIPIENTS (50),
 // BENCH_SIZES (1024,10240,102400,1048576), BENCH_CONCURRENCY_LEVELS (1,10,100,1000),
 // BENCH_DEPTH_LEVELS (0,100000; BENCH_DEPTH_1M=1 adds 1000000), BENCH_HTTP_REQUESTS
-// (BENCH_MESSAGES), BENCH_SINK (ours | smtp-sink, relay and fanout), BENCH_OUT_CONNECTIONS (20).
+// (BENCH_MESSAGES), BENCH_SINK (ours | smtp-sink, relay and fanout), BENCH_OUT_CONNECTIONS (20),
+// BENCH_SHAPING_MESSAGES (5000), BENCH_SHAPING_CONNECTIONS (5), BENCH_SHAPING_RATE (50 msg/s).
 // Loopback only; every load is bounded by its message count and by the time limit.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
@@ -83,6 +84,7 @@ export function knobsFromEnv(peers: PeerName[], runs: number | null, progress: P
     concurrencyLevels: list('BENCH_CONCURRENCY_LEVELS', [1, 10, 100, 1000]).map((c) => Math.max(1, c)),
     sizes: list('BENCH_SIZES', [1024, 10240, 102400, 1048576]),
     httpRequests: Math.max(1, Math.floor(num('BENCH_HTTP_REQUESTS', messages))),
+    shaping: { messages: Math.max(1, Math.floor(num('BENCH_SHAPING_MESSAGES', 5000))), connections: Math.max(1, Math.floor(num('BENCH_SHAPING_CONNECTIONS', 5))), ratePerSec: Math.max(1, num('BENCH_SHAPING_RATE', 50)) },
     progress,
   };
 }
@@ -110,6 +112,7 @@ export async function runSuite(o: SuiteOptions): Promise<SuiteResult> {
     const ms = await s.run(k);
     measurements.push(...ms);
     for (const m of ms.filter((x) => !x.ok)) say(`  FAILED ${m.scenario} ${m.variant} ${m.target} run ${m.run}: ${m.error}`);
+    for (const m of ms.filter((x) => x.ok && typeof x.detail?.summary === 'string')) say(`  ${m.detail!.summary as string}`);
   }
   k.progress.stop();
   const rows = summarize(measurements);

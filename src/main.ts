@@ -46,7 +46,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients, senderLogins, bounceRules } = await loadResources(config);
+  const { tls, users, recipients, senderLogins, bounceRules, shaping } = await loadResources(config);
   // Made (or read) before anything that needs closing starts; the same key tags outbound VERP
   // senders and checks the addresses of reports coming back.
   const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
@@ -126,7 +126,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, ...(verp ? { verp } : {}), ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();

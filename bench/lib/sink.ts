@@ -3,6 +3,10 @@
 // the bytes away. It advertises PIPELINING and answers every command found in one read with
 // one write, so a pipelining client is limited by itself and by loopback, not by the sink.
 // It stores nothing and fsyncs nothing: it is not a peer for durability, only a ceiling.
+// Optionally it throttles as a large provider does (the shaping scenario): past
+// `maxConnections` open sessions a new one is greeted "421 4.7.0 Too many connections" and
+// closed, and past `ratePerSec` messages accepted in the last second a message gets
+// "451 4.7.1 Rate limit exceeded, try again later" after its data.
 //
 // In-process: `const sink = await startSink({ port: 0 })`. As a separate process (so that it
 // has its own event loop and the client measured against it doesn't share one):
@@ -17,6 +21,34 @@ export interface SinkStats {
   messages: number;
   /** Bytes of message data received (between 354 and CRLF.CRLF, dot-stuffing included). */
   bytes: number;
+  /** Connections greeted 421 (past maxConnections). */
+  refused: number;
+  /** Messages answered 451 (past ratePerSec). */
+  rateRefused: number;
+  /** Most sessions open at once (refused ones not counted). */
+  maxOpen: number;
+}
+
+export interface SinkOptions {
+  host?: string;
+  port?: number;
+  /** Sessions open at once; more are greeted 421 4.7.0 and closed. Default unlimited. */
+  maxConnections?: number;
+  /** Messages accepted per second (sliding window); past it 451 4.7.1 after the data. Default unlimited. */
+  ratePerSec?: number;
+}
+
+/** Acceptance times of the last second, for the rate limit. */
+class RateWindow {
+  readonly #times: number[] = [];
+  constructor(readonly perSec: number) {}
+  /** True (and counted) when one more message fits in the last second. */
+  take(now: number): boolean {
+    while (this.#times.length > 0 && this.#times[0]! <= now - 1000) this.#times.shift();
+    if (this.#times.length >= this.perSec) return false;
+    this.#times.push(now);
+    return true;
+  }
 }
 
 export interface Sink {
@@ -31,6 +63,8 @@ const EHLO = '250-sink.localdomain\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE
 const OK = '250 2.0.0 Ok\r\n';
 const GO = '354 End data with <CR><LF>.<CR><LF>\r\n';
 const QUEUED = '250 2.0.0 Ok: discarded\r\n';
+const TOO_FAST = '451 4.7.1 Rate limit exceeded, try again later\r\n';
+const TOO_MANY = '421 4.7.0 Too many connections, try again later\r\n';
 const BYE = '221 2.0.0 Bye\r\n';
 
 /** One connection's state: command lines, or message data until CRLF.CRLF. */
@@ -42,6 +76,7 @@ class SinkSession {
   constructor(
     private readonly socket: Socket,
     private readonly stats: SinkStats,
+    private readonly rate: RateWindow | null = null,
   ) {
     socket.write(GREETING);
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -63,9 +98,14 @@ class SinkSession {
           break;
         }
         this.stats.bytes += end - pos;
-        this.stats.messages++;
         this.#tail = null;
-        out += QUEUED;
+        if (this.rate && !this.rate.take(Date.now())) {
+          this.stats.rateRefused++;
+          out += TOO_FAST;
+        } else {
+          this.stats.messages++;
+          out += QUEUED;
+        }
         pos = end;
         continue;
       }
@@ -113,17 +153,28 @@ class SinkSession {
   }
 }
 
-export async function startSink(opts: { host?: string; port?: number } = {}): Promise<Sink> {
+export async function startSink(opts: SinkOptions = {}): Promise<Sink> {
   const host = opts.host ?? '127.0.0.1';
   if (!host.startsWith('127.') && host !== '::1' && host !== 'localhost') throw new Error(`the sink binds loopback only, not ${host}`);
-  const stats: SinkStats = { connections: 0, messages: 0, bytes: 0 };
+  const stats: SinkStats = { connections: 0, messages: 0, bytes: 0, refused: 0, rateRefused: 0, maxOpen: 0 };
   const sockets = new Set<Socket>();
+  const rate = opts.ratePerSec !== undefined ? new RateWindow(opts.ratePerSec) : null;
+  let open = 0;
   const server: Server = createServer((socket) => {
     stats.connections++;
     sockets.add(socket);
     socket.setNoDelay(true);
     socket.on('close', () => sockets.delete(socket));
-    new SinkSession(socket, stats);
+    if (opts.maxConnections !== undefined && open >= opts.maxConnections) {
+      stats.refused++;
+      socket.on('error', () => socket.destroy());
+      socket.end(TOO_MANY);
+      return;
+    }
+    open++;
+    stats.maxOpen = Math.max(stats.maxOpen, open);
+    socket.on('close', () => open--);
+    new SinkSession(socket, stats, rate);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

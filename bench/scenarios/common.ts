@@ -35,6 +35,8 @@ export interface Knobs {
   sizes: number[];
   /** Requests of the http scenario (BENCH_HTTP_REQUESTS; default BENCH_MESSAGES). */
   httpRequests: number;
+  /** The shaping scenario: messages (BENCH_SHAPING_MESSAGES), and the provider's limits (BENCH_SHAPING_CONNECTIONS, BENCH_SHAPING_RATE per second). */
+  shaping: { messages: number; connections: number; ratePerSec: number };
   progress: Progress;
 }
 

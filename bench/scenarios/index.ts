@@ -7,6 +7,7 @@ import { sizes } from './sizes.js';
 import { concurrency } from './concurrency.js';
 import { depth } from './depth.js';
 import { http } from './http.js';
+import { shaping } from './shaping.js';
 
-export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http];
+export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http, shaping];
 export * from './common.js';

@@ -10,8 +10,9 @@
 //   sales@example.org: alice@example.org, bob@elsewhere.test
 //                                   an alias: the recipient is replaced by its targets
 //   @example.com: alice@example.org every other local part of example.com goes there
-import { readFileSync, stat, statSync, type Stats } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { PosternError } from '../errors.js';
+import { PolledFile } from './polled-file.js';
 import { toAsciiDomain } from '../lib/domain-name.js';
 import { failure, success, type Result } from '../lib/result.js';
 
@@ -170,64 +171,9 @@ export function readRecipientMap(path: string): RecipientMap {
   return r.value;
 }
 
-/**
- * The map of one file, re-read when its size, modification time or inode changes. The path is
- * polled (an editor's write-and-rename and a replaced symlink are seen too; fs.watch would
- * follow the old inode), and each poll is compared with the file as it was when last read, not
- * with the previous poll: fs.watchFile takes its baseline at its first poll, so a change made
- * between the read and that poll was never seen. A broken new version is reported and the
- * previous map kept.
- */
-export class RecipientMapFile {
-  readonly path: string;
-  #map: RecipientMap;
-  readonly #onReload: (err: Error | null, map: RecipientMap) => void;
-  #poll: NodeJS.Timeout | null = null;
-  /** The file's signature when it was last read (the map was read just before construction). */
-  #seen: string;
-
+/** The map of one file, re-read when it changes (config/polled-file.ts); a broken new version is reported and the previous map kept. */
+export class RecipientMapFile extends PolledFile<RecipientMap> {
   constructor(path: string, map: RecipientMap, onReload: (err: Error | null, map: RecipientMap) => void) {
-    this.path = path;
-    this.#map = map;
-    this.#onReload = onReload;
-    this.#seen = signature(statSync(path, { throwIfNoEntry: false }));
+    super(path, map, readRecipientMap, onReload);
   }
-
-  get current(): RecipientMap {
-    return this.#map;
-  }
-
-  /** Read the file again now; on error the old map stays and the error is returned. */
-  reload(): Error | null {
-    this.#seen = signature(statSync(this.path, { throwIfNoEntry: false }));
-    try {
-      this.#map = readRecipientMap(this.path);
-      this.#onReload(null, this.#map);
-      return null;
-    } catch (err) {
-      const e = err instanceof Error ? err : new Error(String(err));
-      this.#onReload(e, this.#map);
-      return e;
-    }
-  }
-
-  watch(intervalMs: number): void {
-    if (this.#poll !== null) return;
-    this.#poll = setInterval(() => stat(this.path, this.#checked), intervalMs).unref();
-  }
-
-  close(): void {
-    if (this.#poll !== null) clearInterval(this.#poll);
-    this.#poll = null;
-  }
-
-  readonly #checked = (err: Error | null, st?: Stats): void => {
-    if (this.#poll === null || signature(err ? undefined : st) === this.#seen) return;
-    this.reload();
-  };
-}
-
-/** What tells one version of the file from another ('' for a missing file). */
-function signature(st: Stats | undefined): string {
-  return st === undefined ? '' : `${st.ino}:${st.size}:${st.mtimeMs}`;
 }

@@ -1,6 +1,6 @@
 // The second half of resolving the configuration: the files the settings name, read and
 // checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
-// keys, the spam model, the recipient map, the bounce rules), every problem reported together as one ConfigError
+// keys, the spam model, the recipient map, the bounce rules, the shaping file), every problem reported together as one ConfigError
 // naming the variable. `postern config` runs it too, so it catches everything `start` would;
 // startNode() wires what it returns.
 import { readFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { ConfigError } from './load.js';
 import { PosternError } from '../errors.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
 import { combineBounceRules, parseBounceRules, type BounceRules } from '../lib/bounce-class.js';
+import { readShaping, type ShapingFile } from './shaping.js';
 import type { Config } from './schema.js';
 
 export interface TlsSetup {
@@ -30,6 +31,8 @@ export interface Resources {
   readonly senderLogins: SenderLogins | null;
   /** The shipped bounce rules, behind POSTERN_BOUNCE_RULES's when set. */
   readonly bounceRules: BounceRules;
+  /** null: no POSTERN_SHAPING. */
+  readonly shaping: ShapingFile | null;
 }
 
 /** The rule file that ships with postern (copied beside this module by tsc). */
@@ -113,6 +116,14 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
   } catch (err) {
     problems.push(`POSTERN_BOUNCE_RULES=${JSON.stringify(config.bounceRules)} is invalid: ${message(err)}`);
   }
+  let shaping: ShapingFile | null = null;
+  if (config.shaping !== '') {
+    try {
+      shaping = readShaping(config.shaping);
+    } catch (err) {
+      problems.push(`POSTERN_SHAPING=${JSON.stringify(config.shaping)} is invalid: ${message(err)}`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users, recipients, senderLogins, bounceRules });
+  return Object.freeze({ tls, users, recipients, senderLogins, bounceRules, shaping });
 }

@@ -87,6 +87,8 @@ export interface Config {
   deliveryConcurrency: number;
   /** Delays in ms before attempt 2, 3, …; the last repeats. */
   retrySchedule: readonly number[];
+  /** The shaping file ('' = none: every destination is its own site with the settings above). */
+  shaping: string;
   maxQueueLifetimeMs: number;
   deliveryThreads: number;
   httpHost: string;
@@ -187,6 +189,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'rate' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
   { key: 'destProbeIntervalMs', env: 'POSTERN_DEST_PROBE_INTERVAL_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'Longest interval between two probes of a destination that is down while messages wait for it: the first after 1 s, then doubling up to this (a probe is one waiting message, one connection). Also caps the circuit breaker\'s open interval. When a probe or any delivery succeeds, the waiting messages are released at once, paced (see docs/queue.md, "Waiting for a destination").' },
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
+  { key: 'shaping', env: 'POSTERN_SHAPING', type: { kind: 'path', optional: true }, default: '', doc: 'Shaping file (TOML): limits per provider site (recipient domains, MX host suffixes) and source address: connections, messages per connection, rate, recipients per transaction, TLS, retry schedule, PIPELINING/CHUNKING, suspend patterns; it overrides the POSTERN_DEST_* settings. Re-read when it changes. Adaptive back-off on throttling replies runs with or without it. See docs/shaping.md.' },
   { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see README, "Retries and bounces").' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
   { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
@@ -207,7 +210,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed); see POSTERN_SENDER_LOGINS and POSTERN_DKIM_SIGN_TRUSTED for who may be signed for what.' },
-  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected, complained, feedback), queued durably and retried; empty = off.' },
+  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected, complained, feedback, shaping.suspended), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'deliveryAllowPrivate', env: 'POSTERN_DELIVERY_ALLOW_PRIVATE', type: { kind: 'bool' }, default: 'false', doc: 'Let MX hosts and address literals resolve to private addresses (RFC 1918, CGNAT, IPv6 ULA): an internal mail network. Loopback, link-local, the node itself, multicast and reserved space stay refused; routes reach any address.' },
   { key: 'maxHops', env: 'POSTERN_MAX_HOPS', type: { kind: 'int', min: 1, max: 1000 }, default: '50', doc: 'A message with more Received: headers than this is a mail loop: refused at the end of DATA with 554 5.4.6, bounced with 5.4.6 at delivery (as Postfix hopcount_limit).' },

@@ -5,6 +5,7 @@
 // is seen working again instead of after its own retry delay; docs/queue.md "Waiting for a
 // destination". Reads only the fields the retry logic may read (kind, code, command).
 import type { RecipientResult } from './types.js';
+import { classifyReply, SHAPING_COMMAND } from './shaping/reply-class.js';
 
 /** Commands whose failure is a failure to reach or set up the destination, not this message. */
 export const CONNECTION_COMMANDS: ReadonlySet<string> = new Set(['CONNECT', 'GREETING', 'EHLO', 'HELO', 'LHLO', 'STARTTLS', 'TLS']);
@@ -18,12 +19,16 @@ const TRANSACTION_COMMANDS: ReadonlySet<string> = new Set(['RSET', 'MAIL', 'RCPT
  *   error records use it too);
  * - a failure while connecting or setting up (connect, greeting, EHLO/LHLO, STARTTLS);
  * - no reply at all (connection lost or timed out mid-transaction: 4.4.2 with no code).
- * Any other 4xx is the message's own.
+ * Any other 4xx is the message's own. Not the destination's either: a deferral the shaper made
+ * (the site busy or suspended) or a throttle ("421 4.7.0 too many connections"): the
+ * destination is up and asks for less, and shaping paces those retries itself.
  */
 export function destinationCaused(r: RecipientResult): boolean {
   if (r.kind !== 'deferred') return false;
+  if (r.reply.command === SHAPING_COMMAND) return false;
   if (r.tried === false) return true;
   const { code, command } = r.reply;
+  if (classifyReply(r.reply) !== 'other') return false;
   if (code === 421) return true;
   if (command !== undefined && CONNECTION_COMMANDS.has(command)) return true;
   return code === undefined && command !== undefined && TRANSACTION_COMMANDS.has(command);

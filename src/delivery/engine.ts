@@ -1,7 +1,9 @@
 // Builds the delivery side from the configuration: routes, smarthost and MX routing, the
-// transports (SMTP/LMTP pools, Maildir, webhook), throttles and circuit breakers, the DSN
-// bounce sink, the bounce classification, VERP and the bounce processor (docs/bounces.md), and
-// the Scheduler that drives them. The settings arrive parsed and checked
+// transports (SMTP/LMTP pools, Maildir, webhook), the shaper (rates, connection limits and
+// adaptive back-off per source × site, the shaping file re-read when it changes), circuit
+// breakers and the recovery of destinations that come back, the DSN bounce sink, the bounce
+// classification, VERP and the bounce processor (docs/bounces.md), and the Scheduler that
+// drives them. The settings arrive parsed and checked
 // (config/load.ts): routes, smarthost, rate and retry schedule are read, never re-parsed.
 import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
@@ -12,7 +14,8 @@ import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
-import { ThrottleMap } from './throttle.js';
+import { Shaper } from './shaping/shaper.js';
+import { readShaping, ShapingFileWatcher, EMPTY_SHAPING, type ShapingFile } from '../config/shaping.js';
 import { CircuitBreakerMap } from './circuit-breaker.js';
 import { DestinationRecovery } from './destination-recovery.js';
 import { nextRetryAt } from './backoff.js';
@@ -41,13 +44,36 @@ export interface DeliveryOptions {
   bounceRules?: BounceRules;
   /** The VERP domain and key (POSTERN_VERP; main.ts reads the key). */
   verp?: VerpKey;
+  /** The shaping file as loadResources read it (read again here when absent). */
+  shaping?: ShapingFile | null;
+  /** How often the shaping file is looked at for changes (default 2 s). */
+  shapingPollMs?: number;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
+  let watcher: ShapingFileWatcher | null = null;
+  const shaper = new Shaper({
+    file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
+    defaults: { maxConnections: c.destMaxConnections, messagesPerConnection: c.destMaxMessagesPerConnection, rate: c.destRate },
+    log,
+    // The alert hook: an event for the webhooks (and, with the alerts step, further).
+    onAlert: (a) => opts.onEvent?.({ type: 'shaping.suspended', time: new Date().toISOString(), site: a.site, egress: a.source, reason: a.reason, until: new Date(a.until).toISOString(), reply: a.reply.text, ...(a.reply.code !== undefined ? { code: a.reply.code } : {}), ...(a.reply.enhanced !== undefined ? { enhanced: a.reply.enhanced } : {}), ...(a.reply.destination !== undefined ? { destination: a.reply.destination } : {}) }),
+    onClose: () => watcher?.close(),
+  });
+  if (c.shaping !== '') {
+    watcher = new ShapingFileWatcher(c.shaping, opts.shaping ?? readShaping(c.shaping), (err, f) => {
+      if (err) log.error({ err: err.message, file: c.shaping }, 'shaping file not reloaded, keeping the previous one');
+      else {
+        shaper.setFile(f);
+        log.info({ file: c.shaping, sites: f.sites.length }, 'shaping file reloaded');
+      }
+    });
+    watcher.watch(opts.shapingPollMs ?? 2000);
+  }
   const reports = createBounceSetup(c, queue, log, { ...(opts.bounceRules ? { rules: opts.bounceRules } : {}), ...(opts.verp ? { verp: opts.verp } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
-  const route = async (domain: string): Promise<RouteResult> => {
+  const routeOnly = async (domain: string): Promise<RouteResult> => {
     // Reports addressed to us are read by the bounce processor, not relayed.
     const toUs = reports.route(domain);
     if (toUs !== null) return toUs;
@@ -65,6 +91,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     }
     return d;
   };
+  // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
+  const route = async (domain: string): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy);
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,
@@ -73,7 +101,6 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
-  const throttles = c.destRate !== null ? new ThrottleMap(c.destRate) : null;
   // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
   // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
   // comes back is seen within that interval (docs/queue.md "Waiting for a destination").
@@ -91,7 +118,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     wake: () => scheduler?.wake(),
   });
   const gate: DestinationGate = {
-    delayMs: (key, now) => (throttles ? throttles.take(key, now) : 0),
+    // POSTERN_DEST_RATE is the shaper's default ceiling (it paces every destination).
+    delayMs: () => 0,
     canAttempt: (key, now) => breakers.canAttempt(key, now),
     retryAt: (key) => breakers.retryAt(key),
     record: (key, outcome, now) => {
@@ -115,6 +143,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     classify: reports.classify,
     bounceStats: reports.stats,
     gate,
+    shaper,
     bounces,
     retryAt: (attempts, now) => nextRetryAt(attempts, now, c.retrySchedule),
     maxQueueLifetimeMs: c.maxQueueLifetimeMs,

@@ -17,6 +17,7 @@ import type { MailEvent } from '../queue/events.js';
 import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
 import type { BounceStatsView } from './failure-tally.js';
 import { CONNECTION_COMMANDS, destinationCaused } from './deferral-cause.js';
+import type { Result } from '../lib/result.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -43,6 +44,19 @@ export interface WaitTracker {
   settled(id: string, tiedTo: readonly string[]): void;
 }
 
+/** A transaction admitted by the shaper, or the reply saying why not (suspended, busy, stopping): deferred untried. */
+export type ShaperAdmission = Result<{ maxRecipients: number; done(results: readonly RecipientResult[]): boolean }, ReplyRecord>;
+
+/** Bulk shaping per source × site (delivery/shaping/shaper.ts). */
+export interface DeliveryShaper {
+  /** Wait for the site's rate and a connection slot; done() after the transaction says whether every failure was a throttle. */
+  admit(dest: Destination): Promise<ShaperAdmission>;
+  /** When a deferred recipient is due again, when shaping decides (throttled, suspended, a site's retry schedule); null: the default. */
+  retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null;
+  /** Release the waiting transactions: delivery is stopping. */
+  close(): void;
+}
+
 export interface BounceSink {
   /** Build and enqueue the DSN for these recipients (null sender, never for a null-sender message). */
   bounce(message: MessageRecord, items: Array<{ recipient: Recipient; reply: ReplyRecord; action: 'failed' | 'delayed' }>, originalBody: Buffer): Promise<string | null>;
@@ -63,6 +77,7 @@ export interface SchedulerOptions {
   route: (domain: string) => Promise<RouteResult>;
   transports: Partial<Record<Destination['kind'], Transport>>;
   gate?: DestinationGate;
+  shaper?: DeliveryShaper;
   bounces?: BounceSink;
   /** Retry time for a recipient that has now failed `attempts` times. */
   retryAt: (attempts: number, now: number) => number;
@@ -161,6 +176,7 @@ export class Scheduler {
     this.#running = false;
     if (this.#reclaimTimer) clearInterval(this.#reclaimTimer);
     this.#o.recovery?.stop();
+    this.#o.shaper?.close();
     this.wake();
     this.#slotFreed?.();
     await this.#loop;
@@ -279,12 +295,23 @@ export class Scheduler {
     if (countReceived(body, this.#maxHops) > this.#maxHops) {
       return all('failed', { text: `Too many hops (more than ${this.#maxHops} Received headers): mail loop`, code: 554, enhanced: '5.4.6', transient: false, destination: dest.key, at: this.#now() });
     }
+    const admission = this.#o.shaper ? await this.#o.shaper.admit(dest) : null;
+    if (admission && !admission.ok) return recipients.map((r) => ({ kind: 'deferred', address: r.address, reply: admission.error, tried: false }));
     this.counters.attempts++;
     const t0 = performance.now();
-    const results = await transport.deliver(dest, { message: m, recipients, body });
+    // A site's recipients_per_transaction: one transaction per slice, one after the other.
+    const max = admission?.value.maxRecipients ?? Infinity;
+    const results: RecipientResult[] = [];
+    let throttled = false;
+    try {
+      for (let i = 0; i < recipients.length; i += max) results.push(...(await transport.deliver(dest, { message: m, recipients: max < recipients.length ? recipients.slice(i, i + max) : recipients, body })));
+    } finally {
+      throttled = admission?.value.done(results) ?? false;
+    }
     this.#stats.record(dest.key, (performance.now() - t0) / 1000, results, this.#now());
     if (gate) {
-      const connFail = results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
+      // A throttle (421 too many connections) is a site that is up and says "slower": not a breaker failure.
+      const connFail = !throttled && results.length > 0 && results.every((r) => r.kind === 'deferred' && (r.reply.code === 421 || CONNECTION_COMMANDS.has(r.reply.command ?? '')));
       gate.record(dest.key, connFail ? 'connection-failure' : results.some((r) => r.kind === 'delivered') ? 'ok' : 'other', this.#now());
     }
     if (results.some((r) => r.kind === 'delivered')) this.#o.recovery?.up(dest.key);
@@ -319,9 +346,12 @@ export class Scheduler {
         // with one, the release makes it due, and its own retry is never before the circuit
         // reopens (a short schedule would otherwise lease and defer it again and again).
         const reopens = tried ? 0 : (o.gate?.retryAt?.(reply.destination ?? '') ?? 0);
-        const retryAt = tried ? o.retryAt(rcpt.attempts + 1, now)
+        // Shaping decides when a throttled, held back or suspended recipient is due (paced by the
+        // site's lowered rate), and a site's own retry schedule; otherwise the default below.
+        const shaped = o.shaper?.retryAt(reply, rcpt.attempts + 1, tried, now) ?? null;
+        const retryAt = shaped ?? (tried ? o.retryAt(rcpt.attempts + 1, now)
           : o.recovery ? Math.max(reopens, o.retryAt(Math.max(rcpt.attempts, 1), now))
-            : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now);
+            : reopens > now ? reopens : o.retryAt(Math.max(rcpt.attempts, 1), now));
         outcomes.push({ address: r.address, kind: outcome, retryAt, reply, ...(tried ? {} : { tried: false }), ...(waitFor !== undefined ? { waitFor } : {}) });
         this.counters.deferred++;
       } else {

@@ -74,6 +74,10 @@ export interface SmtpConnectionOptions {
    */
   rejectUnauthorized?: boolean;
   timeouts?: Partial<SmtpTimeouts>;
+  /** false: ignore PIPELINING when offered (a shaping rule). */
+  pipelining?: boolean;
+  /** false: ignore CHUNKING when offered (a shaping rule); a BINARYMIME message then cannot go there. */
+  chunking?: boolean;
 }
 
 export type OpenResult = Result<SmtpConnection, ReplyRecord>;
@@ -494,16 +498,23 @@ export class SmtpConnection {
     });
   }
 
+  /** The capabilities offered, less those a shaping rule turned off. */
+  #allowed(caps: Capabilities): Capabilities {
+    if (this.#opts.pipelining === false) caps = { ...caps, pipelining: false };
+    if (this.#opts.chunking === false) caps = { ...caps, chunking: false };
+    return caps;
+  }
+
   async #hello(): Promise<SmtpReply> {
     const name = this.#opts.heloName;
     if (this.protocol === 'lmtp') {
       const r = await this.#command(`LHLO ${name}`, this.#t.commandMs);
-      if (r.code === 250) this.#caps = parseCapabilities(r.lines);
+      if (r.code === 250) this.#caps = this.#allowed(parseCapabilities(r.lines));
       return r;
     }
     const r = await this.#command(`EHLO ${name}`, this.#t.commandMs);
     if (r.code === 250) {
-      this.#caps = parseCapabilities(r.lines);
+      this.#caps = this.#allowed(parseCapabilities(r.lines));
       return r;
     }
     if (r.code >= 500) {

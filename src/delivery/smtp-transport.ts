@@ -76,8 +76,8 @@ export class SmtpTransport implements Transport {
     p = new DestinationPool({
       key: dest.key,
       hosts: dest.hosts,
-      maxConnections: o.maxConnectionsPerDestination ?? 10,
-      maxMessagesPerConnection: o.maxMessagesPerConnection ?? 100,
+      maxConnections: dest.shape?.maxConnections ?? o.maxConnectionsPerDestination ?? 10,
+      maxMessagesPerConnection: dest.shape?.maxMessagesPerConnection ?? o.maxMessagesPerConnection ?? 100,
       idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
       connect: (h) =>
         SmtpConnection.open({
@@ -89,6 +89,8 @@ export class SmtpTransport implements Transport {
           tlsPolicy: dest.tlsPolicy,
           destination: dest.key,
           ...(servername !== undefined ? { servername } : {}),
+          ...(dest.shape?.pipelining === false ? { pipelining: false } : {}),
+          ...(dest.shape?.chunking === false ? { chunking: false } : {}),
           ...(o.tls?.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.tls.rejectUnauthorized } : {}),
           ...(o.timeouts ? { timeouts: o.timeouts } : {}),
         }),

@@ -11,13 +11,28 @@ export type { HostPort, TlsPolicy };
  * throttling and circuit breaking (e.g. "smtp:mx1.example.org:25", "lmtp:127.0.0.1:24").
  */
 export type Destination =
-  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string }
-  | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy }
+  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string; shape?: DestinationShape }
+  | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; shape?: DestinationShape }
   | { kind: 'maildir'; key: string; root: string }
   | { kind: 'webhook'; key: string; url: string }
   | { kind: 'bounce'; key: string; reply: ReplyRecord }
   /** The bounce processor (bounce-processor.ts): DSNs and ARF reports addressed to us. */
   | { kind: 'bounces'; key: string };
+
+/** What the shaping file (delivery/shaping/) says about the connections to one destination. */
+export interface DestinationShape {
+  /** The shaping file's site ('' when no rule matched: the destination is its own site). */
+  site: string;
+  /** The source address ('default' until source pools exist). */
+  source: string;
+  /** The site's max_connections: the pool's cap (the shaper's window, at most this, is the limit in force). */
+  maxConnections?: number;
+  maxMessagesPerConnection?: number;
+  /** false: never pipeline (RFC 2920) even when offered. */
+  pipelining?: boolean;
+  /** false: never use BDAT (RFC 3030) even when offered. */
+  chunking?: boolean;
+}
 
 export interface DeliveryRequest {
   /** The queue record (envelope, DSN parameters, smtputf8, bodyType). */

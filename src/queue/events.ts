@@ -5,8 +5,11 @@
 // sequence that is also the append time in microseconds, so age needs no decoding.
 import type { Database } from 'lmdb';
 
-/** complained / feedback: an ARF report about a message (delivery/bounce-processor.ts). */
-export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected' | 'complained' | 'feedback';
+/**
+ * complained / feedback: an ARF report about a message (delivery/bounce-processor.ts);
+ * 'shaping.suspended': a source × site was suspended (delivery/shaping/shaper.ts; the alert hook).
+ */
+export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected' | 'complained' | 'feedback' | 'shaping.suspended';
 
 export interface MailEvent {
   type: EventType;
@@ -38,6 +41,11 @@ export interface MailEvent {
   /** A summary of this many rejections (events/event-recorder.ts), the first at `since`. */
   count?: number;
   since?: string;
+  /** shaping.suspended: the shaping site, the source address, why, and until when (ISO 8601). */
+  site?: string;
+  egress?: string;
+  reason?: string;
+  until?: string;
 }
 
 /** Who caused an event, for the recorder's choice to log it alone or fold it into a summary. */

@@ -1,0 +1,300 @@
+// Bulk shaping (docs/shaping.md): which provider "site" a destination belongs to (by the
+// recipient domain, else by the suffix of its MX hosts), the limits the shaping file gives that
+// source × site, and the adaptive back-off that lowers them when the site throttles. The
+// scheduler asks it to admit each transaction, tells it the results, and asks it when a
+// deferral caused by throttling or a suspension comes back (seconds, paced by the lowered
+// rate, not the retry schedule; and never as a failure for the circuit breaker).
+import type { ShapingFile, ShapingLimits, ShapingSite } from '../../config/shaping.js';
+import type { ReplyRecord } from '../../queue/store.js';
+import type { Logger } from '../../log/logger.js';
+import { normalizeDomain } from '../../lib/domain-name.js';
+import { siteKey } from '../mx.js';
+import { nextRetryAt } from '../backoff.js';
+import type { Destination, RecipientResult } from '../types.js';
+import type { DeliveryShaper, ShaperAdmission, RouteResult } from '../scheduler.js';
+import { classifyReply, SHAPING_COMMAND } from './reply-class.js';
+import { failure, success } from '../../lib/result.js';
+import { SiteState, type SiteCeilings } from './site-state.js';
+
+/** Until source address pools exist, every message leaves from this one source. */
+export const DEFAULT_SOURCE = 'default';
+/** How long a suspend_on pattern or a blocklist listing suspends, when the file does not say. */
+export const DEFAULT_SUSPEND_MS = 30 * 60_000;
+export const DEFAULT_BLOCKLIST_SUSPEND_MS = 4 * 3_600_000;
+/** States and destination entries kept before idle ones are swept. */
+const SWEEP_AT = 4096;
+
+/** The POSTERN_DEST_* settings: the limits of a site the file says nothing about. */
+export interface ShaperDefaults {
+  maxConnections: number;
+  messagesPerConnection: number;
+  /** Messages per ms; null: unlimited. */
+  rate: number | null;
+}
+
+/** The alert hook: a source × site was suspended (the alerts step will route these further). */
+export interface ShapingAlert {
+  type: 'shaping.suspended';
+  source: string;
+  site: string;
+  reason: 'pattern' | 'blocklist';
+  until: number;
+  reply: ReplyRecord;
+}
+
+export interface ShaperOptions {
+  file: ShapingFile;
+  defaults: ShaperDefaults;
+  log?: Logger;
+  onAlert?: (a: ShapingAlert) => void;
+  /** Called by close() (the engine stops watching the file). */
+  onClose?: () => void;
+  now?: () => number;
+  random?: () => number;
+}
+
+/** The limits in force for one source × site: the settings, then [defaults], the site, its source. */
+export interface EffectiveLimits extends ShapingLimits {
+  maxConnections: number;
+  messagesPerConnection: number;
+  adaptive: boolean;
+  suspendOn: readonly string[];
+  suspendForMs: number;
+  blocklistSuspendForMs: number;
+}
+
+interface Entry {
+  state: SiteState;
+  limits: EffectiveLimits;
+  source: string;
+  site: string;
+}
+
+/** RFC 3463 X.4.5, mail system congestion: the site's limits are full, the transaction was not tried. */
+const BUSY = '4.4.5';
+
+export class Shaper implements DeliveryShaper {
+  #file: ShapingFile;
+  readonly #defaults: ShaperDefaults;
+  readonly #o: ShaperOptions;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  #exact = new Map<string, ShapingSite>();
+  #wildcard = new Map<string, ShapingSite>();
+  #mx = new Map<string, ShapingSite>();
+  readonly #states = new Map<string, SiteState>();
+  /** Destination key → its source × site: how a reply (which names the destination) finds its state. */
+  readonly #byDest = new Map<string, Entry>();
+  #closed = false;
+
+  constructor(o: ShaperOptions) {
+    this.#o = o;
+    this.#defaults = o.defaults;
+    this.#now = o.now ?? Date.now;
+    this.#random = o.random ?? Math.random;
+    this.#file = o.file;
+    this.setFile(o.file);
+  }
+
+  /** Take a new version of the file; states keep what they learned, below the new ceilings. */
+  setFile(file: ShapingFile): void {
+    this.#file = file;
+    this.#exact = new Map();
+    this.#wildcard = new Map();
+    this.#mx = new Map();
+    for (const s of file.sites) {
+      for (const d of s.domains) {
+        if (d.startsWith('*.')) this.#wildcard.set(d.slice(2), s);
+        else this.#exact.set(d, s);
+      }
+      for (const m of s.mx) this.#mx.set(m, s);
+    }
+    this.#byDest.clear();
+  }
+
+  /** The site of a recipient domain and MX hosts: a domain rule first, then the longest MX suffix. */
+  siteFor(domain: string, hosts: readonly { host: string }[]): ShapingSite | null {
+    const d = normalizeDomain(domain);
+    const exact = this.#exact.get(d);
+    if (exact) return exact;
+    for (let i = d.indexOf('.'); i >= 0; i = d.indexOf('.', i + 1)) {
+      const w = this.#wildcard.get(d.slice(i + 1));
+      if (w) return w;
+    }
+    if (this.#mx.size === 0) return null;
+    for (const h of hosts) {
+      const name = normalizeDomain(h.host);
+      for (let i = -1; i < name.length; i = name.indexOf('.', i + 1)) {
+        const s = this.#mx.get(name.slice(i + 1));
+        if (s) return s;
+        if (name.indexOf('.', i + 1) < 0) break;
+      }
+    }
+    return null;
+  }
+
+  /**
+   * A routed destination with its site's connection settings: TLS policy (unless a route set
+   * its own), messages per connection, PIPELINING/CHUNKING. A matched site gets a key of its
+   * own ("…@site"), so its pool and breaker are not shared with mail outside the rule.
+   */
+  route(domain: string, dest: RouteResult, globalTls: string): RouteResult {
+    if (dest.kind !== 'smtp' && dest.kind !== 'lmtp') return dest;
+    const site = this.siteFor(domain, dest.hosts);
+    const limits = this.#limits(site, DEFAULT_SOURCE);
+    const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls ? limits.tls : dest.tlsPolicy;
+    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy)}${site ? `@${site.name}` : ''}`;
+    return {
+      ...dest,
+      key,
+      tlsPolicy,
+      shape: {
+        site: site?.name ?? '',
+        source: DEFAULT_SOURCE,
+        maxConnections: limits.maxConnections,
+        maxMessagesPerConnection: limits.messagesPerConnection,
+        ...(limits.pipelining !== undefined ? { pipelining: limits.pipelining } : {}),
+        ...(limits.chunking !== undefined ? { chunking: limits.chunking } : {}),
+      },
+    };
+  }
+
+  async admit(dest: Destination): Promise<ShaperAdmission> {
+    const e = this.#entry(dest);
+    const now = this.#now();
+    if (this.#closed) return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
+    if (e.state.suspendedUntil > now) {
+      return failure(this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0'));
+    }
+    const a = await e.state.admit();
+    if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
+    if (a === 'busy') {
+      const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
+      return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
+    }
+    let left = false;
+    return success({
+      maxRecipients: e.limits.recipientsPerTransaction ?? Infinity,
+      done: (results: readonly RecipientResult[]) => {
+        if (left) return false;
+        left = true;
+        e.state.leave();
+        return this.#observe(e, results);
+      },
+    });
+  }
+
+  retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null {
+    const e = this.#byDest.get(reply.destination ?? '');
+    if (!e) return null;
+    const jitter = (span: number): number => Math.round(span * this.#random());
+    if (reply.command === SHAPING_COMMAND) {
+      if (e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10));
+      return reply.enhanced === BUSY ? e.state.retrySlot(now, this.#random) : now + jitter(1000);
+    }
+    if (!tried) return null;
+    const cls = classifyReply(reply, e.limits.suspendOn);
+    if ((cls === 'suspend' || cls === 'blocklist') && e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(60_000);
+    if ((cls === 'throttle-connection' || cls === 'throttle-rate') && e.limits.adaptive) return e.state.retrySlot(now, this.#random);
+    if (e.limits.retry) return nextRetryAt(attempts, now, e.limits.retry, this.#random);
+    return null;
+  }
+
+  /** Release every waiting transaction (it is deferred, untried): the scheduler is stopping. */
+  close(): void {
+    this.#closed = true;
+    this.#o.onClose?.();
+    for (const s of this.#states.values()) s.close();
+  }
+
+  /** The states by "source|site", for /v1/stats, tests and the bench. */
+  get states(): ReadonlyMap<string, SiteState> {
+    return this.#states;
+  }
+
+  #reply(dest: Destination, text: string, enhanced: string): ReplyRecord {
+    return { text, enhanced, transient: true, destination: dest.key, command: SHAPING_COMMAND, at: this.#now() };
+  }
+
+  #observe(e: Entry, results: readonly RecipientResult[]): boolean {
+    const now = this.#now();
+    let failed = 0;
+    let throttled = 0;
+    let conn = false;
+    let rate = false;
+    if (results.some((r) => r.kind === 'delivered')) e.state.onSuccess(now);
+    for (const r of results) {
+      if (r.kind === 'delivered') continue;
+      failed++;
+      const cls = classifyReply(r.reply, e.limits.suspendOn);
+      if (cls === 'other') continue;
+      throttled++;
+      if (cls === 'throttle-connection') conn = true;
+      else if (cls === 'throttle-rate') rate = true;
+      else this.#suspend(e, cls === 'blocklist' ? 'blocklist' : 'pattern', r.reply, now);
+    }
+    if (conn) e.state.onConnectionThrottle(now);
+    if (rate) e.state.onRateThrottle(now);
+    if (conn || rate) this.#o.log?.debug({ site: e.state.key, throttles: e.state.throttles, window: e.state.window, ratePerS: e.state.rate === null ? null : e.state.rate * 1000 }, 'shaping: throttled, limits lowered');
+    return failed > 0 && throttled === failed;
+  }
+
+  #suspend(e: Entry, reason: 'pattern' | 'blocklist', reply: ReplyRecord, now: number): void {
+    const until = now + (reason === 'blocklist' ? e.limits.blocklistSuspendForMs : e.limits.suspendForMs);
+    const already = e.state.suspendedUntil > now;
+    e.state.suspend(until);
+    if (already) return;
+    const alert: ShapingAlert = { type: 'shaping.suspended', source: e.source, site: e.site, reason, until, reply };
+    this.#o.log?.warn({ source: e.source, site: e.site, reason, until: new Date(until).toISOString(), code: reply.code, enhanced: reply.enhanced, reply: reply.text }, 'shaping: source suspended at site');
+    this.#o.onAlert?.(alert);
+  }
+
+  #entry(dest: Destination): Entry {
+    let e = this.#byDest.get(dest.key);
+    if (e) return e;
+    const shape = dest.kind === 'smtp' || dest.kind === 'lmtp' ? dest.shape : undefined;
+    const siteName = shape?.site ?? '';
+    const site = siteName === '' ? null : (this.#file.sites.find((s) => s.name === siteName) ?? null);
+    const source = shape?.source ?? DEFAULT_SOURCE;
+    const limits = this.#limits(site, source);
+    // A site the file names is one state for all its destinations; any other destination is its own site.
+    const siteId = site ? site.name : dest.key;
+    const key = `${source}|${siteId}`;
+    const ceilings: SiteCeilings = { maxConnections: dest.kind === 'smtp' || dest.kind === 'lmtp' ? limits.maxConnections : Infinity, rate: limits.rate ?? null, adaptive: limits.adaptive };
+    let state = this.#states.get(key);
+    if (!state) {
+      if (this.#states.size >= SWEEP_AT) this.#sweep();
+      state = new SiteState(key, ceilings, this.#now);
+      this.#states.set(key, state);
+    } else if (!sameCeilings(state.ceilings, ceilings)) state.setCeilings(ceilings);
+    e = { state, limits, source, site: siteId };
+    if (this.#byDest.size >= SWEEP_AT) this.#sweep();
+    this.#byDest.set(dest.key, e);
+    return e;
+  }
+
+  #limits(site: ShapingSite | null, source: string): EffectiveLimits {
+    const d = this.#defaults;
+    const merged: ShapingLimits = { ...this.#file.defaults, ...site?.limits, ...site?.sources.get(source) };
+    return {
+      ...merged,
+      maxConnections: merged.maxConnections ?? d.maxConnections,
+      messagesPerConnection: merged.messagesPerConnection ?? d.messagesPerConnection,
+      ...(merged.rate !== undefined ? { rate: merged.rate } : d.rate !== null ? { rate: d.rate } : {}),
+      adaptive: merged.adaptive ?? true,
+      suspendOn: merged.suspendOn ?? [],
+      suspendForMs: merged.suspendForMs ?? DEFAULT_SUSPEND_MS,
+      blocklistSuspendForMs: merged.blocklistSuspendForMs ?? DEFAULT_BLOCKLIST_SUSPEND_MS,
+    };
+  }
+
+  #sweep(): void {
+    const now = this.#now();
+    for (const [k, e] of this.#byDest) if (e.state.idle(now)) this.#byDest.delete(k);
+    for (const [k, s] of this.#states) if (s.idle(now)) this.#states.delete(k);
+  }
+}
+
+function sameCeilings(a: SiteCeilings, b: SiteCeilings): boolean {
+  return a.maxConnections === b.maxConnections && a.rate === b.rate && a.adaptive === b.adaptive;
+}
