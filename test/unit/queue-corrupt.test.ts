@@ -8,6 +8,7 @@ import { open as openLmdb, type Database } from 'lmdb';
 import { createLogger } from '../../src/log/logger.js';
 import { Queue, type EnvelopeInput, type QueueCounts } from '../../src/queue/store.js';
 import { queueHarness, type QueueHarness } from '../helpers/queue-harness.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const T0 = 1_700_000_000_000;
 
@@ -96,7 +97,8 @@ test('kinds of damage: undecodable, not a record, another id, truncated; each is
   // A plain read leaves them out and sets them aside in a transaction of its own.
   assert.deepEqual(q.list().map((r) => r.id), [ids[0], ids[2], ids[4], ids[6]]);
   assert.equal(q.get(ids[1]!), undefined);
-  await new Promise((r) => setTimeout(r, 50));
+  // Set aside in a transaction of its own, committed after the read: wait for it.
+  await waitFor('the four damaged records set aside', () => q.corruptCount() >= 4, 5000);
   assert.equal(q.corruptCount(), 4);
   assertConsistent(q, h.clock.t);
   const entries = entriesOf(q);
@@ -209,7 +211,7 @@ test('a record that decodes but carries a wrong type where delivery reads it (no
   await damage(h.dir, garbage);
   q = h.open({ logger: capture().logger });
   assert.deepEqual(q.list().map((r) => r.id), [ids[0]]);
-  await new Promise((r) => setTimeout(r, 50));
+  await waitFor('the three damaged records set aside', () => q.corruptCount() >= 3, 5000);
   assert.equal(q.corruptCount(), 3);
   const reasons = entriesOf(q).map((e) => e.reason).sort();
   assert.deepEqual(reasons, ['undecodable: bad envelope parameters', 'undecodable: bad recipient notify', 'undecodable: bad recipient orcpt']);
