@@ -17,6 +17,8 @@ export const ERRORS = {
   PST_ERR_AUTH_SENDER_LOGINS: 'the sender login map (POSTERN_SENDER_LOGINS) could not be read or parsed',
   PST_ERR_TLS_FILES: 'the TLS certificate or key could not be loaded',
   PST_ERR_LISTEN: 'a listener could not bind its address',
+  PST_ERR_INVALID_ARGUMENT: 'a function was called with an argument out of range or of the wrong type (a RangeError or TypeError: a bug in the caller)',
+  PST_ERR_AUTH_CHECKER: 'the password-checking thread failed, exited, or was closed with a check running',
   PST_ERR_USAGE: 'the command line was not understood',
   PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
   PST_ERR_SPAM_SPLIT: 'the script that splits a spam corpus (postern spam --split-tool) failed',

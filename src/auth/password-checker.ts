@@ -6,6 +6,7 @@
 import { Worker } from 'node:worker_threads';
 import { parseScryptHash } from './users.js';
 import type { Result } from '../lib/result.js';
+import { PosternError } from '../errors.js';
 
 /** What the main thread sends a checker thread: one password and its stored hash's parts. */
 export interface ScryptJob {
@@ -118,7 +119,7 @@ export class PasswordChecker {
       const p = slot.current;
       slot.current = null;
       if (p !== null) {
-        if (!a.ok) p.reject(new Error(`password check failed: ${a.error}`));
+        if (!a.ok) p.reject(new PosternError('PST_ERR_AUTH_CHECKER', `password check failed: ${a.error}`));
         else p.resolve(a.value ? 'ok' : 'bad');
       }
       this.#pump();
@@ -133,7 +134,7 @@ export class PasswordChecker {
       if (!this.#closed) this.#pump();
     };
     worker.on('error', dead);
-    worker.on('exit', (code) => dead(new Error(`password check thread exited (code ${code})`)));
+    worker.on('exit', (code) => dead(new PosternError('PST_ERR_AUTH_CHECKER', `password check thread exited (code ${code})`)));
     this.#slots.push(slot);
     return slot;
   }
@@ -145,7 +146,7 @@ export class PasswordChecker {
     this.#waiting = [];
     this.#head = 0;
     const slots = this.#slots.splice(0);
-    for (const s of slots) s.current?.reject(new Error('password checker closed'));
+    for (const s of slots) s.current?.reject(new PosternError('PST_ERR_AUTH_CHECKER', 'password checker closed'));
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 }

@@ -8,6 +8,7 @@ import { encodeXtext } from '../protocol/address.js';
 import { parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
 import { ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
+import { PosternError } from '../errors.js';
 
 export interface Submission {
   sender: string;
@@ -59,13 +60,13 @@ class Link {
       for (;;) {
         const r = this.#reader.next();
         if (r.kind === 'partial') return;
-        if (r.kind !== 'reply') return this.#fail(new Error(`the node's reply is not SMTP (${r.kind})`));
+        if (r.kind !== 'reply') return this.#fail(new PosternError('PST_ERR_CLI_NODE_DOWN', `the node's reply is not SMTP (${r.kind})`));
         for (const l of r.reply.lines) this.#trace?.(`<<< ${r.reply.code} ${l}`);
         this.#deliver(r.reply);
       }
     });
     sock.on('error', (err) => this.#fail(err));
-    sock.on('close', () => this.#fail(new Error('the node closed the connection')));
+    sock.on('close', () => this.#fail(new PosternError('PST_ERR_CLI_NODE_DOWN', 'the node closed the connection')));
   }
 
   #deliver(r: SmtpReply | Error): void {
@@ -86,7 +87,7 @@ class Link {
     if (ready !== undefined) return ready instanceof Error ? Promise.reject(ready) : Promise.resolve(ready);
     if (this.#failed) return Promise.reject(this.#failed);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.#fail(new Error(`no reply from the node in ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      const timer = setTimeout(() => this.#fail(new PosternError('PST_ERR_CLI_NODE_DOWN', `no reply from the node in ${this.#timeoutMs} ms`)), this.#timeoutMs);
       this.#waiting.push((r) => {
         clearTimeout(timer);
         if (r instanceof Error) reject(r);
@@ -123,7 +124,7 @@ function open(o: SubmitOptions): Promise<Socket | Error> {
     const sock = connect({ host: o.host, port: o.port });
     const timer = setTimeout(() => {
       sock.destroy();
-      resolve(new Error(`no connection in ${o.timeoutMs} ms`));
+      resolve(new PosternError('PST_ERR_CLI_NODE_DOWN', `no connection in ${o.timeoutMs} ms`));
     }, o.timeoutMs);
     sock.once('connect', () => {
       clearTimeout(timer);
@@ -131,7 +132,7 @@ function open(o: SubmitOptions): Promise<Socket | Error> {
     });
     sock.once('error', (err: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      resolve(new Error(err.code ?? err.message));
+      resolve(new PosternError('PST_ERR_CLI_NODE_DOWN', err.code ?? err.message));
     });
   });
 }

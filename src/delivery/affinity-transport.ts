@@ -24,6 +24,7 @@ import { Worker } from 'node:worker_threads';
 import type { Destination, DeliveryRequest, RecipientResult, Transport } from './types.js';
 import type { SmtpTransportOptions } from './smtp-transport.js';
 import type { WorkerReply, WorkerRequest } from './affinity-worker.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export interface AffinityTransportOptions {
   /** Number of worker threads (≥ 1). */
@@ -82,7 +83,7 @@ export class AffinityTransport implements Transport {
   #closing: Promise<void> | null = null;
 
   constructor(opts: AffinityTransportOptions) {
-    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw new RangeError(`AffinityTransport: threads must be an integer ≥ 1 (got ${opts.threads})`);
+    if (!Number.isInteger(opts.threads) || opts.threads < 1) throw invalidArgument(`AffinityTransport: threads must be an integer ≥ 1 (got ${opts.threads})`);
     this.#o = opts;
     this.#slots = Array.from({ length: opts.threads }, (_, slot) => ({
       worker: null,

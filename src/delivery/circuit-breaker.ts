@@ -10,6 +10,7 @@
 //
 // Only connection-level failures count (refused, timeout, 421 or TLS failure on connect): a
 // 5xx for one recipient says nothing about whether the site is up. The caller decides which.
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export interface CircuitBreakerOptions {
   /** Consecutive failures that open the circuit (default 5). */
@@ -46,9 +47,9 @@ function fill(o: CircuitBreakerOptions): Filled {
     probeTimeoutMs: o.probeTimeoutMs ?? 5 * 60_000,
     random: o.random ?? Math.random,
   };
-  if (!Number.isInteger(f.threshold) || f.threshold < 1) throw new RangeError(`circuit breaker threshold must be an integer >= 1, got ${f.threshold}`);
-  if (!(f.baseOpenMs > 0) || !(f.maxOpenMs >= f.baseOpenMs)) throw new RangeError(`circuit breaker needs 0 < baseOpenMs <= maxOpenMs, got ${f.baseOpenMs}, ${f.maxOpenMs}`);
-  if (!(f.jitter >= 0 && f.jitter < 1)) throw new RangeError(`circuit breaker jitter must be in [0, 1), got ${f.jitter}`);
+  if (!Number.isInteger(f.threshold) || f.threshold < 1) throw invalidArgument(`circuit breaker threshold must be an integer >= 1, got ${f.threshold}`);
+  if (!(f.baseOpenMs > 0) || !(f.maxOpenMs >= f.baseOpenMs)) throw invalidArgument(`circuit breaker needs 0 < baseOpenMs <= maxOpenMs, got ${f.baseOpenMs}, ${f.maxOpenMs}`);
+  if (!(f.jitter >= 0 && f.jitter < 1)) throw invalidArgument(`circuit breaker jitter must be in [0, 1), got ${f.jitter}`);
   return f;
 }
 

@@ -13,6 +13,7 @@ import type { HostPort } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import type { OpenResult, SmtpConnection } from './smtp-client.js';
 import { failure, success } from '../lib/result.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export interface DestinationPoolOptions {
   key: string;
@@ -57,8 +58,8 @@ export class DestinationPool {
   readonly #bornIn = new WeakMap<SmtpConnection, number>();
 
   constructor(opts: DestinationPoolOptions) {
-    if (opts.hosts.length === 0) throw new TypeError(`destination ${opts.key} has no hosts`);
-    if (!(opts.maxConnections >= 1)) throw new TypeError(`maxConnections must be >= 1 (got ${opts.maxConnections})`);
+    if (opts.hosts.length === 0) throw invalidArgument(`destination ${opts.key} has no hosts`, 'type');
+    if (!(opts.maxConnections >= 1)) throw invalidArgument(`maxConnections must be >= 1 (got ${opts.maxConnections})`, 'type');
     this.key = opts.key;
     this.#o = opts;
     this.#hosts = opts.hosts;

@@ -21,6 +21,7 @@
 // The state is in memory; the ties are in the queue, so a restarted node probes every
 // destination that has messages waiting (start()).
 import type { Logger } from '../log/logger.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export interface RecoveryQueue {
   releaseWaiting(destination: string, limit: number): Promise<string[]>;
@@ -87,8 +88,8 @@ export class DestinationRecovery {
       ...opts,
     };
     const o = this.#o;
-    if (!(Number.isInteger(o.window) && o.window >= 1)) throw new RangeError(`recovery window must be an integer >= 1, got ${o.window}`);
-    if (!(o.probeBaseMs > 0 && o.probeMaxMs >= o.probeBaseMs)) throw new RangeError(`recovery needs 0 < probeBaseMs <= probeMaxMs, got ${o.probeBaseMs}, ${o.probeMaxMs}`);
+    if (!(Number.isInteger(o.window) && o.window >= 1)) throw invalidArgument(`recovery window must be an integer >= 1, got ${o.window}`);
+    if (!(o.probeBaseMs > 0 && o.probeMaxMs >= o.probeBaseMs)) throw invalidArgument(`recovery needs 0 < probeBaseMs <= probeMaxMs, got ${o.probeBaseMs}, ${o.probeMaxMs}`);
   }
 
   /** After a (re)start: every destination with messages waiting in the queue gets a probe soon. */

@@ -716,7 +716,7 @@ function connectSocket(host: string, port: number, timeoutMs: number): Promise<S
     const s = netConnect({ host, port });
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new Error(`connect timeout after ${timeoutMs} ms`));
+      reject(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
     s.once('connect', () => {
       clearTimeout(timer);

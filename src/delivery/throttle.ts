@@ -3,6 +3,7 @@
 // enforce it with 421/4.7.x, so a limit we keep ourselves costs fewer deferrals than one they do.
 // GCRA (the "virtual scheduling" form of the generic cell rate algorithm, ITU-T I.371): one
 // number per destination, no timers, and an exact "wait this long" answer for the scheduler.
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 /**
  * GCRA: `#tat` is the theoretical arrival time of the next event at the nominal rate. An event
@@ -21,8 +22,8 @@ export class Throttle {
   #tat = -Infinity;
 
   constructor(rate: number, burst = 1) {
-    if (!(rate > 0) || !Number.isFinite(rate)) throw new RangeError(`Throttle rate must be a positive number of events per ms, got ${rate}`);
-    if (!Number.isInteger(burst) || burst < 1) throw new RangeError(`Throttle burst must be an integer >= 1, got ${burst}`);
+    if (!(rate > 0) || !Number.isFinite(rate)) throw invalidArgument(`Throttle rate must be a positive number of events per ms, got ${rate}`);
+    if (!Number.isInteger(burst) || burst < 1) throw invalidArgument(`Throttle burst must be an integer >= 1, got ${burst}`);
     this.#interval = 1 / rate;
     this.#tolerance = (burst - 1) * this.#interval;
   }

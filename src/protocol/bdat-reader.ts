@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { BodyCheck, TEXT_FAIL, TEXT_MID, type DataStatus } from './body-check.js';
 import { BodyPieces } from './body-pieces.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export type { DataStatus } from './body-check.js';
 
@@ -40,7 +41,7 @@ export class BdatReader {
   #last = false;
 
   constructor(opts: BdatReaderOptions) {
-    if (!(opts.maxMessageBytes >= 0)) throw new RangeError(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
+    if (!(opts.maxMessageBytes >= 0)) throw invalidArgument(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
     this.#check = new BodyCheck(opts.maxLineBytes ?? 1000);
     this.#maxMessageBytes = opts.maxMessageBytes;
     this.begin();
@@ -84,7 +85,7 @@ export class BdatReader {
    * n is not a non-negative safe integer or the previous chunk is not yet fully read.
    */
   chunk(n: number, last = false): void {
-    if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`BDAT chunk size must be a non-negative safe integer, got ${n}`);
+    if (!Number.isSafeInteger(n) || n < 0) throw invalidArgument(`BDAT chunk size must be a non-negative safe integer, got ${n}`);
     assert.equal(this.#remaining, 0, `BDAT chunk announced while ${this.#remaining} bytes of the previous one are unread`);
     this.#remaining = n;
     this.#last = last;

@@ -5,6 +5,7 @@
 // BINARYMIME body may, and BDAT skips this for it). DATA's dots and BDAT's counts stay apart.
 
 import { findControlByte, WORD_SCAN_MIN_BYTES } from './find-control-byte.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 /** First problem seen in a message body; the session maps it to a reply (552 5.3.4, 554 ...). */
 export type DataStatus = 'ok' | 'too-big' | 'bad-newline' | 'line-too-long' | 'nul-byte';
@@ -47,7 +48,7 @@ export class BodyCheck {
 
   /** maxLineBytes: the longest line, including its CRLF. */
   constructor(maxLineBytes: number) {
-    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 2) throw new RangeError(`maxLineBytes must be an integer >= 2, got ${maxLineBytes}`);
+    if (!Number.isInteger(maxLineBytes) || maxLineBytes < 2) throw invalidArgument(`maxLineBytes must be an integer >= 2, got ${maxLineBytes}`);
     this.maxLineBytes = maxLineBytes;
   }
 

@@ -7,6 +7,7 @@
 
 import { BodyCheck, TEXT_FAIL, TEXT_MID, type DataStatus } from './body-check.js';
 import { BodyPieces } from './body-pieces.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export type { DataStatus } from './body-check.js';
 
@@ -70,7 +71,7 @@ export class DataScanner {
   #ended = false;
 
   constructor(opts: DataScannerOptions) {
-    if (!(opts.maxMessageBytes >= 0)) throw new RangeError(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
+    if (!(opts.maxMessageBytes >= 0)) throw invalidArgument(`maxMessageBytes must be >= 0, got ${opts.maxMessageBytes}`);
     this.#check = new BodyCheck(opts.maxLineBytes ?? 1000);
     this.#maxMessageBytes = opts.maxMessageBytes;
     this.begin();

@@ -4,6 +4,7 @@
 // views plus a byte count and copied once to finish it. Bounded memory, never throws.
 // A bare LF does not end a line: "NOOP<LF>MAIL FROM:<x><CRLF>" is one line, refused whole, so
 // its tail never runs as a command (SMTP smuggling in the command stream).
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -77,7 +78,7 @@ export class LineScanner {
   /** maxLineBytes: the limit including CRLF (RFC 5321: 512; e.g. 4096 with AUTH). */
   constructor(maxLineBytes: number) {
     if (!Number.isInteger(maxLineBytes) || maxLineBytes < 2) {
-      throw new RangeError(`maxLineBytes must be an integer >= 2, got ${maxLineBytes}`);
+      throw invalidArgument(`maxLineBytes must be an integer >= 2, got ${maxLineBytes}`);
     }
     this.#maxLineBytes = maxLineBytes;
   }

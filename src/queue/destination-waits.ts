@@ -7,6 +7,7 @@ import { CounterDelta, readPrefixed } from './counters.js';
 import { COUNTER, waitRange, type WaitKey } from './keys.js';
 import type { Logger } from '../log/logger.js';
 import type { RecordStore, Writer } from './record-store.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export class DestinationWaits {
   readonly #store: RecordStore;
@@ -29,7 +30,7 @@ export class DestinationWaits {
    */
   release(destination: string, limit: number): Promise<string[]> {
     const n = Math.floor(limit);
-    if (typeof destination !== 'string') return Promise.reject(new TypeError('release: destination must be a string'));
+    if (typeof destination !== 'string') return Promise.reject(invalidArgument('release: destination must be a string', 'type'));
     if (!(n > 0)) return Promise.resolve([]);
     return this.#write('release-waiting', () => {
       const store = this.#store;

@@ -9,6 +9,7 @@ import { dueRange, expiredLeaseRange, type DueKey, type LeaseKey } from './keys.
 import { makeLease } from './records.js';
 import type { RecordStore, Writer } from './record-store.js';
 import { PRIORITIES, type MessageRecord } from './types.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 /** The largest time a Date can hold: every lease expires before it. */
 const MAX_TIME_MS = 8.64e15;
@@ -41,7 +42,7 @@ export class LeaseManager {
   lease(opts: { limit: number; owner: string; leaseMs?: number }): Promise<MessageRecord[]> {
     const limit = Math.floor(opts.limit);
     const leaseMs = opts.leaseMs ?? this.#leaseMs;
-    if (typeof opts.owner !== 'string') return Promise.reject(new TypeError('lease: owner must be a string'));
+    if (typeof opts.owner !== 'string') return Promise.reject(invalidArgument('lease: owner must be a string', 'type'));
     if (!(limit > 0)) return Promise.resolve([]);
     return this.#write('lease', () => {
       const now = this.#clock();

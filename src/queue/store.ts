@@ -31,6 +31,7 @@ import {
   type RecipientOutcome,
   type ReplyRecord,
 } from './types.js';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 export * from './types.js';
 export { isFinal } from './records.js';
@@ -73,24 +74,24 @@ function closedError(): PosternError {
 
 function toBody(body: Buffer | Buffer[]): Buffer {
   if (Buffer.isBuffer(body)) return body;
-  if (!Array.isArray(body)) throw new TypeError('enqueue: body must be a Buffer or an array of Buffers');
+  if (!Array.isArray(body)) throw invalidArgument('enqueue: body must be a Buffer or an array of Buffers', 'type');
   if (body.length === 1 && Buffer.isBuffer(body[0])) return body[0];
   return Buffer.concat(body); // the one copy of a chunked body
 }
 
 function checkEnvelope(env: EnvelopeInput): Priority {
-  if (env === null || typeof env !== 'object') throw new TypeError('enqueue: envelope required');
-  if (typeof env.sender !== 'string') throw new TypeError('enqueue: sender must be a string');
+  if (env === null || typeof env !== 'object') throw invalidArgument('enqueue: envelope required', 'type');
+  if (typeof env.sender !== 'string') throw invalidArgument('enqueue: sender must be a string', 'type');
   if (!Array.isArray(env.recipients) || env.recipients.length === 0) {
-    throw new TypeError('enqueue: at least one recipient');
+    throw invalidArgument('enqueue: at least one recipient', 'type');
   }
   for (const r of env.recipients) {
     if (r === null || typeof r !== 'object' || typeof r.address !== 'string') {
-      throw new TypeError('enqueue: every recipient needs an address');
+      throw invalidArgument('enqueue: every recipient needs an address', 'type');
     }
   }
   const p = env.priority ?? 1;
-  if (p !== 0 && p !== 1 && p !== 2) throw new RangeError(`enqueue: priority must be 0, 1 or 2, not ${String(p)}`);
+  if (p !== 0 && p !== 1 && p !== 2) throw invalidArgument(`enqueue: priority must be 0, 1 or 2, not ${String(p)}`);
   return p;
 }
 
@@ -247,7 +248,7 @@ export class Queue {
       id = makeId(receivedAt, seq);
     } else {
       const s = seqOfId(reservedId);
-      if (s === undefined || s > this.seq) throw new RangeError(`enqueue: ${reservedId} is not an id from reserveId()`);
+      if (s === undefined || s > this.seq) throw invalidArgument(`enqueue: ${reservedId} is not an id from reserveId()`);
       seq = s;
       id = reservedId;
     }

@@ -12,6 +12,7 @@
 // Values are JSON text ({reason, added_at}) with the 'string' encoding: lmdb-js never mints
 // msgpack structures of its own in this environment (see store.ts).
 import type { Database } from 'lmdb';
+import { invalidArgument } from '../lib/invalid-argument.js';
 
 /** LMDB keys are at most 511 bytes in lmdb-js; an RFC 5321 path is at most 256. */
 export const MAX_SUPPRESSED_ADDRESS_BYTES = 320;
@@ -64,7 +65,7 @@ export class SuppressionList {
 
   #key(address: string): string {
     const k = normalizeSuppressed(address);
-    if (k === null) throw new RangeError(`not a suppressible address: ${JSON.stringify(address)}`);
+    if (k === null) throw invalidArgument(`not a suppressible address: ${JSON.stringify(address)}`);
     return k;
   }
 

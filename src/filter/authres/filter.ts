@@ -66,7 +66,7 @@ export function createAuthFilter(o: AuthFilterOptions): AuthFilter {
         trustReceived: false,
       });
       const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('timeout')), timeoutMs + GRACE_MS);
+        timer = setTimeout(() => reject(Object.assign(new Error('timeout'), { code: 'ETIMEOUT' })), timeoutMs + GRACE_MS);
       });
       run.catch(() => {}); // abandoned after the grace period: don't let it reject unhandled
       res = await Promise.race([run, late]);
