@@ -44,7 +44,7 @@ const CONFIG: CommandSpec = {
   print the effective configuration, after every check \`start\` makes (the files the settings
   name included); a bad value exits 78 naming every bad variable
   --json        as JSON (numbers, durations in ms, booleans)
-  --markdown    the table of every setting, its default and doc (README's)
+  --markdown    the table of every setting, its default and doc (docs/configuration.md's)
   ${ENV_FILE_USAGE}`,
   options: { ...ENV_FILE_OPTION, json: { type: 'boolean' }, markdown: { type: 'boolean' } },
 };

@@ -228,7 +228,7 @@ export function describeConfig(config: Readonly<Config>): Array<{ env: string; v
   });
 }
 
-/** The README's configuration table (`postern config --markdown`): one row per setting. */
+/** The configuration table of docs/configuration.md (`postern config --markdown`): one row per setting. */
 export function configMarkdown(): string {
   const rows = SETTINGS.map((s) => {
     const def = s.shownDefault ?? (s.default === '' ? '*(unset)*' : `\`${s.default}\``);

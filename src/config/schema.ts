@@ -1,7 +1,7 @@
 // Every setting of postern, declared once: its environment variable, type, default and a
 // one-line doc. loadConfig() (load.ts) is the only reader of process.env and parses each value
-// into the typed form below (rates, schedules, routes, keys: never re-parsed later); README's
-// table is generated from this list (`postern config --markdown`).
+// into the typed form below (rates, schedules, routes, keys: never re-parsed later); the
+// table of docs/configuration.md is generated from this list (`postern config --markdown`).
 import { hostname, availableParallelism } from 'node:os';
 import type { HostPort, RouteTable, TlsPolicy } from './routes.js';
 import type { DkimKeySpec } from './dkim-keys.js';
@@ -38,7 +38,7 @@ export interface Setting {
   readonly env: string;
   readonly type: SettingType;
   readonly default: string;
-  /** How the README shows a default that depends on the machine. */
+  /** How docs/configuration.md shows a default that depends on the machine. */
   readonly shownDefault?: string;
   readonly doc: string;
 }
@@ -190,15 +190,15 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'destProbeIntervalMs', env: 'POSTERN_DEST_PROBE_INTERVAL_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'Longest interval between two probes of a destination that is down while messages wait for it: the first after 1 s, then doubling up to this (a probe is one waiting message, one connection). Also caps the circuit breaker\'s open interval. When a probe or any delivery succeeds, the waiting messages are released at once, paced (see docs/queue.md, "Waiting for a destination").' },
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
   { key: 'shaping', env: 'POSTERN_SHAPING', type: { kind: 'path', optional: true }, default: '', doc: 'Shaping file (TOML): limits per provider site (recipient domains, MX host suffixes) and source address: connections, messages per connection, rate, recipients per transaction, TLS, retry schedule, PIPELINING/CHUNKING, suspend patterns; it overrides the POSTERN_DEST_* settings. Re-read when it changes. Adaptive back-off on throttling replies runs with or without it. See docs/shaping.md.' },
-  { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see README, "Retries and bounces").' },
+  { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see docs/delivery.md, "Retries and bounces").' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },
-  { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See README, "Where delivery runs".' },
+  { key: 'deliveryThreads', env: 'POSTERN_DELIVERY_THREADS', type: { kind: 'int', min: 0, max: 64 }, default: '0', doc: 'SMTP/LMTP connections in the main thread (0, the default) or in this many worker threads with destination affinity (each destination pinned to one thread by a hash). See docs/delivery.md, "Where delivery runs".' },
   { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
   { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics (and /metrics too with POSTERN_METRICS_AUTH); unset = loopback only.' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
   { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), shownDefault: '*cores - 1*', doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
-  { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'list' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see README, "Filters"); empty = no filter stage.' },
+  { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'list' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see docs/filters.md); empty = no filter stage.' },
   { key: 'filterTimeoutMs', env: 'POSTERN_FILTER_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 600000 }, default: '30s', doc: 'A filter that takes longer makes the message a temporary failure (451 4.7.1).' },
   { key: 'filterQueue', env: 'POSTERN_FILTER_QUEUE', type: { kind: 'int', min: 1, max: 100000 }, default: '256', doc: 'Messages waiting for a filter worker; when full, new messages get 451 4.3.2.' },
   { key: 'filterBatch', env: 'POSTERN_FILTER_BATCH', type: { kind: 'int', min: 1, max: 1024 }, default: '64', doc: 'Most messages sent to a filter worker in one task. Batches form only while every worker already has work (a message never waits for a batch to fill); 1 = one task per message.' },
@@ -226,7 +226,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'greetDelayMs', env: 'POSTERN_GREET_DELAY_MS', type: { kind: 'duration', min: 0, max: 30000 }, default: '0', doc: 'Hold the greeting back this long for clients outside POSTERN_TRUSTED_NETWORKS; one that talks before it gets 554 5.5.1 and is disconnected (pregreet test, as Postfix postscreen). 0 = greet at once.' },
   { key: 'ipv6Prefix', env: 'POSTERN_IPV6_PREFIX', type: { kind: 'int', min: 32, max: 128 }, default: '64', doc: 'IPv6 clients count against POSTERN_MAX_CONNECTIONS_PER_IP by this prefix (one host usually owns a /64), IPv4 clients by address.' },
   { key: 'minDataRate', env: 'POSTERN_MIN_DATA_RATE', type: { kind: 'int', min: 0, max: 1000000000 }, default: '500', doc: 'Bytes per second message data must keep up, on top of POSTERN_DATA_TIMEOUT_MS: the whole of DATA or a BDAT chunk must arrive within the data timeout plus 1/rate s per byte received (Postfix smtpd_min_data_rate); slower gets 421 4.4.2. 0 = only the per-block timeout.' },
-  { key: 'recipients', env: 'POSTERN_RECIPIENTS', type: { kind: 'path', optional: true }, default: '', doc: 'Recipient map file of the local domains (POSTERN_LOCAL_DOMAINS and domains routed to maildir or lmtp): lines `alice@example.org`, `@example.net` (catch-all), `sales@example.org: alice@example.org, bob@else.test` (alias), `#` comments. A recipient of a local domain not in it gets 550 5.1.1 at RCPT, from every client. Re-read when the file changes (a broken new file keeps the old map). See README, "Recipients".' },
+  { key: 'recipients', env: 'POSTERN_RECIPIENTS', type: { kind: 'path', optional: true }, default: '', doc: 'Recipient map file of the local domains (POSTERN_LOCAL_DOMAINS and domains routed to maildir or lmtp): lines `alice@example.org`, `@example.net` (catch-all), `sales@example.org: alice@example.org, bob@else.test` (alias), `#` comments. A recipient of a local domain not in it gets 550 5.1.1 at RCPT, from every client. Re-read when the file changes (a broken new file keeps the old map). See docs/smtp.md, "Recipients".' },
   { key: 'rcptVerify', env: 'POSTERN_RCPT_VERIFY', type: { kind: 'enum', values: ['off', 'lmtp'] }, default: 'off', doc: 'lmtp: ask the LMTP server of a recipient\'s route at RCPT (LHLO, MAIL FROM:<>, RCPT, RSET); its 5xx becomes 550 5.1.1, no answer 451 4.4.1. Answers are cached (10 min positive, 1 min negative).' },
   { key: 'rcptVerifyTimeoutMs', env: 'POSTERN_RCPT_VERIFY_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 60000 }, default: '5s', doc: 'Time one POSTERN_RCPT_VERIFY question may take before the RCPT gets 451 4.4.1.' },
   { key: 'maildirCreate', env: 'POSTERN_MAILDIR_CREATE', type: { kind: 'bool' }, default: 'false', doc: 'Let maildir routes create a missing mailbox folder on first delivery. Off: they deliver only into existing `<root>/<domain>/<local>/` folders (others get 550 5.1.1 at RCPT), except that the mailboxes POSTERN_RECIPIENTS lists (not its catch-alls) are created.' },
