@@ -3,7 +3,10 @@
 // within a site. Parsed and checked here, once per read: every problem is reported together,
 // each naming file:line. The file is polled and re-read when it changes; a broken new version
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
+// It also names the egress sources (a local address and its EHLO name) and the weighted pools
+// of them a message leaves from, chosen by the sender's domain.
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { PolledFile } from './polled-file.js';
 import { PosternError } from '../errors.js';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -46,10 +49,28 @@ export interface ShapingSite {
   readonly sources: ReadonlyMap<string, ShapingLimits>;
 }
 
+/** A named egress source: connections bind its local address and greet with its EHLO name. */
+export interface ShapingSource {
+  readonly name: string;
+  readonly address: string;
+  readonly ehlo: string;
+}
+
+/** A weighted set of sources; a message whose sender domain the pool names (or any, for the default pool) leaves from one of them. */
+export interface ShapingPool {
+  readonly name: string;
+  readonly sources: readonly { readonly source: string; readonly weight: number }[];
+  /** Exact sender domains and "*.domain" patterns, lower case. */
+  readonly senderDomains: readonly string[];
+  readonly isDefault: boolean;
+}
+
 export interface ShapingFile {
   readonly path: string;
   readonly defaults: ShapingLimits;
   readonly sites: readonly ShapingSite[];
+  readonly sources: ReadonlyMap<string, ShapingSource>;
+  readonly pools: readonly ShapingPool[];
 }
 
 /** The file is read whole; bigger is refused before parsing. */
@@ -63,8 +84,15 @@ const TLS_POLICIES: readonly string[] = ['opportunistic', 'required', 'none'];
 
 const LIMIT_KEYS = new Set(['max_connections', 'messages_per_connection', 'rate', 'recipients_per_transaction', 'tls', 'retry', 'pipelining', 'chunking', 'adaptive', 'suspend_on', 'suspend_for', 'blocklist_suspend_for']);
 const SITE_KEYS = new Set([...LIMIT_KEYS, 'domains', 'mx', 'source']);
+const SOURCE_KEYS = new Set(['address', 'ehlo']);
+const POOL_KEYS = new Set(['sources', 'sender_domains', 'default']);
+/** Bounds the sources of one pool and their weights (a pick walks the list). */
+const MAX_POOL_SOURCES = 256;
+const MAX_WEIGHT = 1000;
+/** The name shaping uses when no pool applies; a [source] may not take it. */
+const RESERVED_SOURCE = 'default';
 
-export const EMPTY_SHAPING: ShapingFile = Object.freeze({ path: '', defaults: Object.freeze({}), sites: Object.freeze([]) });
+export const EMPTY_SHAPING: ShapingFile = Object.freeze({ path: '', defaults: Object.freeze({}), sites: Object.freeze([]), sources: new Map(), pools: Object.freeze([]) });
 
 type Table = Record<string, unknown>;
 
@@ -84,7 +112,7 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
   const errors: string[] = [];
   const at = (table: string[], key?: string): string => `${path}:${lineOf(text, table, key)}`;
   for (const k of Object.keys(doc)) {
-    if (k !== 'defaults' && k !== 'site') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults] and [site.NAME] tables)`);
+    if (k !== 'defaults' && k !== 'site' && k !== 'source' && k !== 'pool') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults], [site.NAME], [source.NAME] and [pool.NAME] tables)`);
   }
   let defaults: ShapingLimits = {};
   if (doc.defaults !== undefined) {
@@ -132,13 +160,97 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
       }
     }
   }
+  const sources = sourcesOf(doc.source, errors, at);
+  const pools = poolsOf(doc.pool, sources, errors, at);
   if (errors.length > 0) return failure(errors);
-  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites) }));
+  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites), sources, pools }));
 }
 
-function claim(owners: Map<string, string>, item: string, site: string, what: string, tpath: string[], key: string, errors: string[], at: (t: string[], k?: string) => string): void {
+type At = (t: string[], k?: string) => string;
+
+function sourcesOf(v: unknown, errors: string[], at: At): Map<string, ShapingSource> {
+  const out = new Map<string, ShapingSource>();
+  if (v === undefined) return out;
+  if (!isTable(v)) {
+    errors.push(`${at([], 'source')}: "source" must hold tables [source.NAME]`);
+    return out;
+  }
+  for (const [name, t] of Object.entries(v)) {
+    const tpath = ['source', name];
+    if (!isTable(t)) {
+      errors.push(`${at(['source'], name)}: source "${name}" must be a table`);
+      continue;
+    }
+    let ok = true;
+    const bad = (key: string | undefined, what: string): void => {
+      ok = false;
+      errors.push(`${at(tpath, key)}: ${what}`);
+    };
+    if (!SITE_NAME.test(name)) bad(undefined, `source name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
+    if (name === RESERVED_SOURCE) bad(undefined, `source name "${RESERVED_SOURCE}" is reserved (mail outside every pool leaves from it)`);
+    for (const k of Object.keys(t)) if (!SOURCE_KEYS.has(k)) bad(k, `unknown key "${k}" (a source has "address" and "ehlo")`);
+    const address = t.address;
+    if (typeof address !== 'string' || isIP(address) === 0) bad('address', `address must be an IPv4 or IPv6 address, got ${JSON.stringify(address)}`);
+    const ehlo = t.ehlo;
+    if (typeof ehlo !== 'string' || !isDomainName(ehlo)) bad('ehlo', `ehlo must be a host name, got ${JSON.stringify(ehlo)}`);
+    if (ok) out.set(name, Object.freeze({ name, address: address as string, ehlo: ehlo as string }));
+  }
+  return out;
+}
+
+function poolsOf(v: unknown, sources: ReadonlyMap<string, ShapingSource>, errors: string[], at: At): ShapingPool[] {
+  const out: ShapingPool[] = [];
+  if (v === undefined) return out;
+  if (!isTable(v)) {
+    errors.push(`${at([], 'pool')}: "pool" must hold tables [pool.NAME]`);
+    return out;
+  }
+  const senderOwner = new Map<string, string>();
+  let defaultPool: string | null = null;
+  for (const [name, t] of Object.entries(v)) {
+    const tpath = ['pool', name];
+    if (!isTable(t)) {
+      errors.push(`${at(['pool'], name)}: pool "${name}" must be a table`);
+      continue;
+    }
+    if (!SITE_NAME.test(name)) errors.push(`${at(tpath)}: pool name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
+    for (const k of Object.keys(t)) if (!POOL_KEYS.has(k)) errors.push(`${at(tpath, k)}: unknown key "${k}" (a pool has "sources", "sender_domains" and "default")`);
+    const members: { source: string; weight: number }[] = [];
+    if (!isTable(t.sources) || Object.keys(t.sources).length === 0) {
+      errors.push(`${at(tpath, 'sources')}: sources must be a table of source names and weights, like { ip2 = 1, ip3 = 2 }`);
+    } else if (Object.keys(t.sources).length > MAX_POOL_SOURCES) {
+      errors.push(`${at(tpath, 'sources')}: sources has ${Object.keys(t.sources).length} members (at most ${MAX_POOL_SOURCES})`);
+    } else {
+      for (const [src, w] of Object.entries(t.sources)) {
+        if (!sources.has(src)) errors.push(`${at(tpath, 'sources')}: source "${src}" has no valid [source.${src}] table`);
+        else if (typeof w !== 'number' || !Number.isInteger(w) || w < 1 || w > MAX_WEIGHT) errors.push(`${at(tpath, 'sources')}: the weight of "${src}" must be a whole number from 1 to ${MAX_WEIGHT}, got ${JSON.stringify(w)}`);
+        else members.push({ source: src, weight: w });
+      }
+    }
+    const senderDomains = stringList(t.sender_domains, tpath, 'sender_domains', errors, at).map((d) => d.toLowerCase());
+    for (const d of senderDomains) {
+      const bare = d.startsWith('*.') ? d.slice(2) : d;
+      if (!isDomainName(bare)) errors.push(`${at(tpath, 'sender_domains')}: "${d}" is not a domain name or *.domain pattern`);
+      else claim(senderOwner, normalizeDomain(d), name, 'sender domain', tpath, 'sender_domains', errors, at, 'pool');
+    }
+    let isDefault = false;
+    if (t.default !== undefined) {
+      if (typeof t.default !== 'boolean') errors.push(`${at(tpath, 'default')}: default must be true or false, got ${JSON.stringify(t.default)}`);
+      else if (t.default && defaultPool !== null) errors.push(`${at(tpath, 'default')}: pool "${defaultPool}" is already the default pool`);
+      else if (t.default) {
+        isDefault = true;
+        defaultPool = name;
+      }
+    }
+    if (senderDomains.length === 0 && !isDefault) errors.push(`${at(tpath)}: pool "${name}" is used by nothing: give "sender_domains" or "default = true"`);
+    out.push(Object.freeze({ name, sources: Object.freeze(members.map((m) => Object.freeze(m))), senderDomains: Object.freeze(senderDomains.map((d) => normalizeDomain(d))), isDefault }));
+  }
+  return out;
+}
+
+function claim(owners: Map<string, string>, item: string, site: string, what: string, tpath: string[], key: string, errors: string[], at: (t: string[], k?: string) => string, owner = 'site'): void {
   const prev = owners.get(item);
-  if (prev !== undefined && prev !== site) errors.push(`${at(tpath, key)}: ${what} "${item}" is already in site "${prev}"`);
+  if (prev !== undefined && prev !== site) errors.push(`${at(tpath, key)}: ${what} "${item}" is already in ${owner} "${prev}"`);
   else owners.set(item, site);
 }
 
