@@ -1,5 +1,5 @@
 // The shaping file (POSTERN_SHAPING, TOML, see docs/shaping.md): limits per provider "site"
-// (the recipient domains and MX host suffixes one provider serves) and per source address
+// (the recipient domains and MX host suffixes one provider serves) and per egress source
 // within a site. Parsed and checked here, once per read: every problem is reported together,
 // each naming file:line. The file is polled and re-read when it changes; a broken new version
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
@@ -45,7 +45,7 @@ export interface ShapingSite {
   /** MX host suffixes on a label boundary ("google.com" matches "alt1.aspmx.l.google.com"). */
   readonly mx: readonly string[];
   readonly limits: ShapingLimits;
-  /** Overrides per source address ("default" until source pools exist). */
+  /** Overrides per source: a [source.NAME] name, or "default" (mail outside every pool). */
   readonly sources: ReadonlyMap<string, ShapingLimits>;
 }
 
@@ -147,7 +147,7 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
         if (domains.length === 0 && mx.length === 0) errors.push(`${at(tpath)}: site "${name}" matches nothing: give "domains" or "mx"`);
         const sources = new Map<string, ShapingLimits>();
         if (v.source !== undefined) {
-          if (!isTable(v.source)) errors.push(`${at(tpath, 'source')}: "source" must hold tables [site.${name}.source."ADDRESS"]`);
+          if (!isTable(v.source)) errors.push(`${at(tpath, 'source')}: "source" must hold tables [site.${name}.source."SOURCE"]`);
           else {
             for (const [src, sv] of Object.entries(v.source)) {
               const spath = [...tpath, 'source', src];
