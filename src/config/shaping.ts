@@ -54,6 +54,8 @@ export interface ShapingSource {
   readonly name: string;
   readonly address: string;
   readonly ehlo: string;
+  /** A new address's warm-up: on day 1 (from `startMs`, UTC days) `first` messages per site, times `factor` each day after. */
+  readonly warmup?: { readonly startMs: number; readonly first: number; readonly factor: number };
 }
 
 /** A weighted set of sources; a message whose sender domain the pool names (or any, for the default pool) leaves from one of them. */
@@ -84,7 +86,7 @@ const TLS_POLICIES: readonly string[] = ['opportunistic', 'required', 'none'];
 
 const LIMIT_KEYS = new Set(['max_connections', 'messages_per_connection', 'rate', 'recipients_per_transaction', 'tls', 'retry', 'pipelining', 'chunking', 'adaptive', 'suspend_on', 'suspend_for', 'blocklist_suspend_for']);
 const SITE_KEYS = new Set([...LIMIT_KEYS, 'domains', 'mx', 'source']);
-const SOURCE_KEYS = new Set(['address', 'ehlo']);
+const SOURCE_KEYS = new Set(['address', 'ehlo', 'warmup_start', 'warmup_first', 'warmup_factor']);
 const POOL_KEYS = new Set(['sources', 'sender_domains', 'default']);
 /** Bounds the sources of one pool and their weights (a pick walks the list). */
 const MAX_POOL_SOURCES = 256;
@@ -188,12 +190,24 @@ function sourcesOf(v: unknown, errors: string[], at: At): Map<string, ShapingSou
     };
     if (!SITE_NAME.test(name)) bad(undefined, `source name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
     if (name === RESERVED_SOURCE) bad(undefined, `source name "${RESERVED_SOURCE}" is reserved (mail outside every pool leaves from it)`);
-    for (const k of Object.keys(t)) if (!SOURCE_KEYS.has(k)) bad(k, `unknown key "${k}" (a source has "address" and "ehlo")`);
+    for (const k of Object.keys(t)) if (!SOURCE_KEYS.has(k)) bad(k, `unknown key "${k}" (a source has "address", "ehlo", "warmup_start", "warmup_first" and "warmup_factor")`);
     const address = t.address;
     if (typeof address !== 'string' || isIP(address) === 0) bad('address', `address must be an IPv4 or IPv6 address, got ${JSON.stringify(address)}`);
     const ehlo = t.ehlo;
     if (typeof ehlo !== 'string' || !isDomainName(ehlo)) bad('ehlo', `ehlo must be a host name, got ${JSON.stringify(ehlo)}`);
-    if (ok) out.set(name, Object.freeze({ name, address: address as string, ehlo: ehlo as string }));
+    let warmup: ShapingSource['warmup'];
+    if (t.warmup_start !== undefined || t.warmup_first !== undefined || t.warmup_factor !== undefined) {
+      const start = t.warmup_start;
+      // A TOML date (2026-12-01) parses as a Date; a quoted "2026-12-01" is accepted too.
+      const startMs = start instanceof Date ? start.getTime() : typeof start === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(start) ? Date.parse(`${start}T00:00:00Z`) : NaN;
+      if (!Number.isFinite(startMs)) bad('warmup_start', `warmup_start must be a date like 2026-12-01, got ${JSON.stringify(start)}`);
+      const first = t.warmup_first;
+      if (typeof first !== 'number' || !Number.isInteger(first) || first < 1 || first > 10_000_000) bad('warmup_first', `warmup_first must be a whole number from 1 to 10000000, got ${JSON.stringify(first)}`);
+      const factor = t.warmup_factor ?? 2;
+      if (typeof factor !== 'number' || !(factor >= 1 && factor <= 10)) bad('warmup_factor', `warmup_factor must be a number from 1 to 10, got ${JSON.stringify(factor)}`);
+      if (ok) warmup = Object.freeze({ startMs, first: first as number, factor: factor as number });
+    }
+    if (ok) out.set(name, Object.freeze({ name, address: address as string, ehlo: ehlo as string, ...(warmup ? { warmup } : {}) }));
   }
   return out;
 }

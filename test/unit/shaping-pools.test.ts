@@ -96,7 +96,7 @@ sources = {}
   assert.deepEqual(errors(text), [
     'f.toml:2: address must be an IPv4 or IPv6 address, got "not-an-ip"',
     'f.toml:5: source name "default" is reserved (mail outside every pool leaves from it)',
-    'f.toml:16: unknown key "port" (a source has "address" and "ehlo")',
+    'f.toml:16: unknown key "port" (a source has "address", "ehlo", "warmup_start", "warmup_first" and "warmup_factor")',
     'f.toml:15: ehlo must be a host name, got "bad name!"',
     'f.toml:19: source "a" has no valid [source.a] table',
     'f.toml:19: source "missing" has no valid [source.missing] table',
@@ -163,4 +163,55 @@ test('the destination key, the connection settings and the shaper state carry th
   assert.equal(sh.states.get('ip3|google')!.ceilings.maxConnections, 2);
   a2.value.done([]);
   a3.value.done([]);
+});
+
+const WARM = `[source.new]
+address = "127.0.0.2"
+ehlo = "new.example.net"
+warmup_start = 2026-12-01
+warmup_first = 2
+warmup_factor = 2
+
+[pool.all]
+sources = { new = 1 }
+default = true
+
+[site.google]
+domains = ["gmail.com"]
+`;
+
+test('warm-up: the day\'s budget per source × site, growing by the factor each UTC day; past it the message waits for tomorrow, untried', async () => {
+  let now = Date.parse('2026-12-01T10:00:00Z');
+  const sh = new Shaper({ file: ok(WARM), defaults: { maxConnections: 20, messagesPerConnection: 1000, rate: null }, now: () => now, random: () => 0 });
+  const m = { id: 'm1', sender: 'a@shop.example' };
+  const g = sh.route('gmail.com', smtp('mx1.example'), 'opportunistic', m) as Destination;
+  const other = sh.route('other.example', smtp('mx.other.example'), 'opportunistic', m) as Destination;
+  const send = async (d: Destination): Promise<boolean> => {
+    const a = await sh.admit(d);
+    if (a.ok) a.value.done([]);
+    return a.ok;
+  };
+  assert.equal(await send(g), true);
+  assert.equal(await send(g), true);
+  const third = await sh.admit(g);
+  assert.ok(!third.ok, 'day 1: 2 messages per site');
+  assert.equal(third.error.enhanced, '4.7.0');
+  assert.match(third.error.text, /source new is warming up: its 2 messages for google today are sent/);
+  assert.equal(sh.retryAt(third.error, 0, false, now), Date.parse('2026-12-02T00:00:00Z'), 'due when the next UTC day starts');
+  assert.equal(await send(other), true, 'another site has its own budget');
+  now = Date.parse('2026-12-02T00:00:01Z');
+  for (let i = 0; i < 4; i++) assert.equal(await send(g), true, `day 2, message ${i + 1} of 4`);
+  assert.equal(await send(g), false, 'day 2: 2 × 2');
+  now = Date.parse('2027-03-01T00:00:00Z');
+  for (let i = 0; i < 50; i++) assert.equal(await send(g), true, 'a warm-up long past is no limit');
+});
+
+test('parseShaping: warm-up settings are checked', () => {
+  assert.deepEqual(errors('[source.a]\naddress = "127.0.0.2"\nehlo = "a.example"\nwarmup_start = "tomorrow"\nwarmup_first = 0\nwarmup_factor = 11\n'), [
+    'f.toml:4: warmup_start must be a date like 2026-12-01, got "tomorrow"',
+    'f.toml:5: warmup_first must be a whole number from 1 to 10000000, got 0',
+    'f.toml:6: warmup_factor must be a number from 1 to 10, got 11',
+  ]);
+  const f = ok('[source.a]\naddress = "127.0.0.2"\nehlo = "a.example"\nwarmup_start = "2026-12-01"\nwarmup_first = 50\n');
+  assert.deepEqual(f.sources.get('a')!.warmup, { startMs: Date.parse('2026-12-01T00:00:00Z'), first: 50, factor: 2 });
 });

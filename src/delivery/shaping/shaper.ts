@@ -76,6 +76,17 @@ interface Entry {
   limits: EffectiveLimits;
   source: string;
   site: string;
+  /** The key of the state: "source|site" (the warm-up counts use it too). */
+  key: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/** A source's warm-up budget for day `now` (UTC days from its start, day 1 = `first`); Infinity once it passes any real volume. */
+export function warmupBudget(w: { startMs: number; first: number; factor: number }, now: number): number {
+  const day = Math.max(0, Math.floor((now - w.startMs) / DAY_MS));
+  const b = w.first * Math.pow(w.factor, day);
+  return b >= 1e9 ? Infinity : Math.floor(b);
 }
 
 /** RFC 3463 X.4.5, mail system congestion: the site's limits are full, the transaction was not tried. */
@@ -96,6 +107,8 @@ export class Shaper implements DeliveryShaper {
   readonly #states = new Map<string, SiteState>();
   /** Destination key → its source × site: how a reply (which names the destination) finds its state. */
   readonly #byDest = new Map<string, Entry>();
+  /** "source|site" → the UTC day and the messages sent on it, for warm-up budgets (in memory: a restart starts the day's count again). */
+  readonly #sentToday = new Map<string, { day: number; n: number }>();
   #closed = false;
 
   constructor(o: ShaperOptions) {
@@ -223,12 +236,17 @@ export class Shaper implements DeliveryShaper {
     if (e.state.suspendedUntil > now) {
       return failure(this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0'));
     }
+    const spent = this.#warmupSpent(e, now);
+    if (spent !== null) {
+      return failure(this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0'));
+    }
     const a = await e.state.admit();
     if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (a === 'busy') {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
       return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
     }
+    this.#countSent(e, this.#now());
     let left = false;
     return success({
       maxRecipients: e.limits.recipientsPerTransaction ?? Infinity,
@@ -246,6 +264,8 @@ export class Shaper implements DeliveryShaper {
     if (!e) return null;
     const jitter = (span: number): number => Math.round(span * this.#random());
     if (reply.command === SHAPING_COMMAND) {
+      // A spent warm-up budget: due when the next UTC day starts, spread over its first 10 minutes.
+      if (this.#warmupSpent(e, now) !== null) return (Math.floor(now / DAY_MS) + 1) * DAY_MS + jitter(600_000);
       if (e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10));
       return reply.enhanced === BUSY ? e.state.retrySlot(now, this.#random) : now + jitter(1000);
     }
@@ -267,6 +287,25 @@ export class Shaper implements DeliveryShaper {
   /** The states by "source|site", for /v1/stats, tests and the bench. */
   get states(): ReadonlyMap<string, SiteState> {
     return this.#states;
+  }
+
+  /** The day's budget when the source is warming up and has sent it to this site today, else null. */
+  #warmupSpent(e: Entry, now: number): number | null {
+    const w = this.#file.sources.get(e.source)?.warmup;
+    if (!w) return null;
+    const budget = warmupBudget(w, now);
+    if (budget === Infinity) return null;
+    const c = this.#sentToday.get(e.key);
+    const n = c && c.day === Math.floor(now / DAY_MS) ? c.n : 0;
+    return n >= budget ? budget : null;
+  }
+
+  #countSent(e: Entry, now: number): void {
+    if (!this.#file.sources.get(e.source)?.warmup) return;
+    const day = Math.floor(now / DAY_MS);
+    const c = this.#sentToday.get(e.key);
+    if (c && c.day === day) c.n++;
+    else this.#sentToday.set(e.key, { day, n: 1 });
   }
 
   #reply(dest: Destination, text: string, enhanced: string): ReplyRecord {
@@ -324,7 +363,7 @@ export class Shaper implements DeliveryShaper {
       state = new SiteState(key, ceilings, this.#now);
       this.#states.set(key, state);
     } else if (!sameCeilings(state.ceilings, ceilings)) state.setCeilings(ceilings);
-    e = { state, limits, source, site: siteId };
+    e = { state, limits, source, site: siteId, key };
     if (this.#byDest.size >= SWEEP_AT) this.#sweep();
     this.#byDest.set(dest.key, e);
     return e;
@@ -349,6 +388,8 @@ export class Shaper implements DeliveryShaper {
     const now = this.#now();
     for (const [k, e] of this.#byDest) if (e.state.idle(now)) this.#byDest.delete(k);
     for (const [k, s] of this.#states) if (s.idle(now)) this.#states.delete(k);
+    const today = Math.floor(now / DAY_MS);
+    for (const [k, c] of this.#sentToday) if (c.day !== today) this.#sentToday.delete(k);
   }
 }
 
