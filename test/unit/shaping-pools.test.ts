@@ -215,3 +215,19 @@ test('parseShaping: warm-up settings are checked', () => {
   const f = ok('[source.a]\naddress = "127.0.0.2"\nehlo = "a.example"\nwarmup_start = "2026-12-01"\nwarmup_first = 50\n');
   assert.deepEqual(f.sources.get('a')!.warmup, { startMs: Date.parse('2026-12-01T00:00:00Z'), first: 50, factor: 2 });
 });
+
+test('warm-up: transactions waiting together for a slot cannot overshoot the budget', async () => {
+  const now = Date.parse('2026-12-01T10:00:00Z');
+  const sh = new Shaper({ file: ok(WARM.replace('domains = ["gmail.com"]', 'domains = ["gmail.com"]\nmax_connections = 1')), defaults: { maxConnections: 20, messagesPerConnection: 1000, rate: null }, now: () => now, random: () => 0 });
+  const g = sh.route('gmail.com', smtp('mx1.example'), 'opportunistic', { id: 'm1', sender: 'a@shop.example' }) as Destination;
+  const first = await sh.admit(g);
+  assert.ok(first.ok);
+  const second = sh.admit(g); // waits for the one connection
+  const third = await sh.admit(g);
+  assert.ok(!third.ok, 'the budget of 2 is taken by the one sending and the one waiting');
+  assert.match(third.error.text, /warming up/);
+  first.value.done([]);
+  const s = await second;
+  assert.ok(s.ok, 'the waiting one goes when the slot frees');
+  s.value.done([]);
+});

@@ -240,13 +240,15 @@ export class Shaper implements DeliveryShaper {
     if (spent !== null) {
       return failure(this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0'));
     }
+    // Counted before the wait for a slot, so transactions waiting together cannot overshoot the budget.
+    const day = this.#countSent(e, now, 1);
     const a = await e.state.admit();
+    if (a !== 'go') this.#countSent(e, now, -1, day);
     if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (a === 'busy') {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
       return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
     }
-    this.#countSent(e, this.#now());
     let left = false;
     return success({
       maxRecipients: e.limits.recipientsPerTransaction ?? Infinity,
@@ -300,12 +302,13 @@ export class Shaper implements DeliveryShaper {
     return n >= budget ? budget : null;
   }
 
-  #countSent(e: Entry, now: number): void {
-    if (!this.#file.sources.get(e.source)?.warmup) return;
-    const day = Math.floor(now / DAY_MS);
+  /** Add `delta` to the day's count of a warming-up source × site (undo with -1 and the day returned). */
+  #countSent(e: Entry, now: number, delta: 1 | -1, day = Math.floor(now / DAY_MS)): number {
+    if (!this.#file.sources.get(e.source)?.warmup) return day;
     const c = this.#sentToday.get(e.key);
-    if (c && c.day === day) c.n++;
-    else this.#sentToday.set(e.key, { day, n: 1 });
+    if (c && c.day === day) c.n = Math.max(0, c.n + delta);
+    else if (delta > 0) this.#sentToday.set(e.key, { day, n: 1 });
+    return day;
   }
 
   #reply(dest: Destination, text: string, enhanced: string): ReplyRecord {
