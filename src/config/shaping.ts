@@ -1,9 +1,12 @@
 // The shaping file (POSTERN_SHAPING, TOML, see docs/shaping.md): limits per provider "site"
-// (the recipient domains and MX host suffixes one provider serves) and per source address
+// (the recipient domains and MX host suffixes one provider serves) and per egress source
 // within a site. Parsed and checked here, once per read: every problem is reported together,
 // each naming file:line. The file is polled and re-read when it changes; a broken new version
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
+// It also names the egress sources (a local address and its EHLO name) and the weighted pools
+// of them a message leaves from, chosen by the sender's domain.
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { PolledFile } from './polled-file.js';
 import { PosternError } from '../errors.js';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -42,14 +45,34 @@ export interface ShapingSite {
   /** MX host suffixes on a label boundary ("google.com" matches "alt1.aspmx.l.google.com"). */
   readonly mx: readonly string[];
   readonly limits: ShapingLimits;
-  /** Overrides per source address ("default" until source pools exist). */
+  /** Overrides per source: a [source.NAME] name, or "default" (mail outside every pool). */
   readonly sources: ReadonlyMap<string, ShapingLimits>;
+}
+
+/** A named egress source: connections bind its local address and greet with its EHLO name. */
+export interface ShapingSource {
+  readonly name: string;
+  readonly address: string;
+  readonly ehlo: string;
+  /** A new address's warm-up: on day 1 (from `startMs`, UTC days) `first` messages per site, times `factor` each day after. */
+  readonly warmup?: { readonly startMs: number; readonly first: number; readonly factor: number };
+}
+
+/** A weighted set of sources; a message whose sender domain the pool names (or any, for the default pool) leaves from one of them. */
+export interface ShapingPool {
+  readonly name: string;
+  readonly sources: readonly { readonly source: string; readonly weight: number }[];
+  /** Exact sender domains and "*.domain" patterns, lower case. */
+  readonly senderDomains: readonly string[];
+  readonly isDefault: boolean;
 }
 
 export interface ShapingFile {
   readonly path: string;
   readonly defaults: ShapingLimits;
   readonly sites: readonly ShapingSite[];
+  readonly sources: ReadonlyMap<string, ShapingSource>;
+  readonly pools: readonly ShapingPool[];
 }
 
 /** The file is read whole; bigger is refused before parsing. */
@@ -63,8 +86,15 @@ const TLS_POLICIES: readonly string[] = ['opportunistic', 'required', 'none'];
 
 const LIMIT_KEYS = new Set(['max_connections', 'messages_per_connection', 'rate', 'recipients_per_transaction', 'tls', 'retry', 'pipelining', 'chunking', 'adaptive', 'suspend_on', 'suspend_for', 'blocklist_suspend_for']);
 const SITE_KEYS = new Set([...LIMIT_KEYS, 'domains', 'mx', 'source']);
+const SOURCE_KEYS = new Set(['address', 'ehlo', 'warmup_start', 'warmup_first', 'warmup_factor']);
+const POOL_KEYS = new Set(['sources', 'sender_domains', 'default']);
+/** Bounds the sources of one pool and their weights (a pick walks the list). */
+const MAX_POOL_SOURCES = 256;
+const MAX_WEIGHT = 1000;
+/** The name shaping uses when no pool applies; a [source] may not take it. */
+const RESERVED_SOURCE = 'default';
 
-export const EMPTY_SHAPING: ShapingFile = Object.freeze({ path: '', defaults: Object.freeze({}), sites: Object.freeze([]) });
+export const EMPTY_SHAPING: ShapingFile = Object.freeze({ path: '', defaults: Object.freeze({}), sites: Object.freeze([]), sources: new Map(), pools: Object.freeze([]) });
 
 type Table = Record<string, unknown>;
 
@@ -84,7 +114,7 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
   const errors: string[] = [];
   const at = (table: string[], key?: string): string => `${path}:${lineOf(text, table, key)}`;
   for (const k of Object.keys(doc)) {
-    if (k !== 'defaults' && k !== 'site') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults] and [site.NAME] tables)`);
+    if (k !== 'defaults' && k !== 'site' && k !== 'source' && k !== 'pool') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults], [site.NAME], [source.NAME] and [pool.NAME] tables)`);
   }
   let defaults: ShapingLimits = {};
   if (doc.defaults !== undefined) {
@@ -119,7 +149,7 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
         if (domains.length === 0 && mx.length === 0) errors.push(`${at(tpath)}: site "${name}" matches nothing: give "domains" or "mx"`);
         const sources = new Map<string, ShapingLimits>();
         if (v.source !== undefined) {
-          if (!isTable(v.source)) errors.push(`${at(tpath, 'source')}: "source" must hold tables [site.${name}.source."ADDRESS"]`);
+          if (!isTable(v.source)) errors.push(`${at(tpath, 'source')}: "source" must hold tables [site.${name}.source."SOURCE"]`);
           else {
             for (const [src, sv] of Object.entries(v.source)) {
               const spath = [...tpath, 'source', src];
@@ -132,13 +162,109 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
       }
     }
   }
+  const sources = sourcesOf(doc.source, errors, at);
+  const pools = poolsOf(doc.pool, sources, errors, at);
   if (errors.length > 0) return failure(errors);
-  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites) }));
+  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites), sources, pools }));
 }
 
-function claim(owners: Map<string, string>, item: string, site: string, what: string, tpath: string[], key: string, errors: string[], at: (t: string[], k?: string) => string): void {
+type At = (t: string[], k?: string) => string;
+
+function sourcesOf(v: unknown, errors: string[], at: At): Map<string, ShapingSource> {
+  const out = new Map<string, ShapingSource>();
+  if (v === undefined) return out;
+  if (!isTable(v)) {
+    errors.push(`${at([], 'source')}: "source" must hold tables [source.NAME]`);
+    return out;
+  }
+  for (const [name, t] of Object.entries(v)) {
+    const tpath = ['source', name];
+    if (!isTable(t)) {
+      errors.push(`${at(['source'], name)}: source "${name}" must be a table`);
+      continue;
+    }
+    let ok = true;
+    const bad = (key: string | undefined, what: string): void => {
+      ok = false;
+      errors.push(`${at(tpath, key)}: ${what}`);
+    };
+    if (!SITE_NAME.test(name)) bad(undefined, `source name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
+    if (name === RESERVED_SOURCE) bad(undefined, `source name "${RESERVED_SOURCE}" is reserved (mail outside every pool leaves from it)`);
+    for (const k of Object.keys(t)) if (!SOURCE_KEYS.has(k)) bad(k, `unknown key "${k}" (a source has "address", "ehlo", "warmup_start", "warmup_first" and "warmup_factor")`);
+    const address = t.address;
+    if (typeof address !== 'string' || isIP(address) === 0) bad('address', `address must be an IPv4 or IPv6 address, got ${JSON.stringify(address)}`);
+    const ehlo = t.ehlo;
+    if (typeof ehlo !== 'string' || !isDomainName(ehlo)) bad('ehlo', `ehlo must be a host name, got ${JSON.stringify(ehlo)}`);
+    let warmup: ShapingSource['warmup'];
+    if (t.warmup_start !== undefined || t.warmup_first !== undefined || t.warmup_factor !== undefined) {
+      const start = t.warmup_start;
+      // A TOML date (2026-12-01) parses as a Date; a quoted "2026-12-01" is accepted too.
+      const startMs = start instanceof Date ? start.getTime() : typeof start === 'string' && /^\d{4}-\d{2}-\d{2}$/.test(start) ? Date.parse(`${start}T00:00:00Z`) : NaN;
+      if (!Number.isFinite(startMs)) bad('warmup_start', `warmup_start must be a date like 2026-12-01, got ${JSON.stringify(start)}`);
+      const first = t.warmup_first;
+      if (typeof first !== 'number' || !Number.isInteger(first) || first < 1 || first > 10_000_000) bad('warmup_first', `warmup_first must be a whole number from 1 to 10000000, got ${JSON.stringify(first)}`);
+      const factor = t.warmup_factor ?? 2;
+      if (typeof factor !== 'number' || !(factor >= 1 && factor <= 10)) bad('warmup_factor', `warmup_factor must be a number from 1 to 10, got ${JSON.stringify(factor)}`);
+      if (ok) warmup = Object.freeze({ startMs, first: first as number, factor: factor as number });
+    }
+    if (ok) out.set(name, Object.freeze({ name, address: address as string, ehlo: ehlo as string, ...(warmup ? { warmup } : {}) }));
+  }
+  return out;
+}
+
+function poolsOf(v: unknown, sources: ReadonlyMap<string, ShapingSource>, errors: string[], at: At): ShapingPool[] {
+  const out: ShapingPool[] = [];
+  if (v === undefined) return out;
+  if (!isTable(v)) {
+    errors.push(`${at([], 'pool')}: "pool" must hold tables [pool.NAME]`);
+    return out;
+  }
+  const senderOwner = new Map<string, string>();
+  let defaultPool: string | null = null;
+  for (const [name, t] of Object.entries(v)) {
+    const tpath = ['pool', name];
+    if (!isTable(t)) {
+      errors.push(`${at(['pool'], name)}: pool "${name}" must be a table`);
+      continue;
+    }
+    if (!SITE_NAME.test(name)) errors.push(`${at(tpath)}: pool name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
+    for (const k of Object.keys(t)) if (!POOL_KEYS.has(k)) errors.push(`${at(tpath, k)}: unknown key "${k}" (a pool has "sources", "sender_domains" and "default")`);
+    const members: { source: string; weight: number }[] = [];
+    if (!isTable(t.sources) || Object.keys(t.sources).length === 0) {
+      errors.push(`${at(tpath, 'sources')}: sources must be a table of source names and weights, like { ip2 = 1, ip3 = 2 }`);
+    } else if (Object.keys(t.sources).length > MAX_POOL_SOURCES) {
+      errors.push(`${at(tpath, 'sources')}: sources has ${Object.keys(t.sources).length} members (at most ${MAX_POOL_SOURCES})`);
+    } else {
+      for (const [src, w] of Object.entries(t.sources)) {
+        if (!sources.has(src)) errors.push(`${at(tpath, 'sources')}: source "${src}" has no valid [source.${src}] table`);
+        else if (typeof w !== 'number' || !Number.isInteger(w) || w < 1 || w > MAX_WEIGHT) errors.push(`${at(tpath, 'sources')}: the weight of "${src}" must be a whole number from 1 to ${MAX_WEIGHT}, got ${JSON.stringify(w)}`);
+        else members.push({ source: src, weight: w });
+      }
+    }
+    const senderDomains = stringList(t.sender_domains, tpath, 'sender_domains', errors, at).map((d) => d.toLowerCase());
+    for (const d of senderDomains) {
+      const bare = d.startsWith('*.') ? d.slice(2) : d;
+      if (!isDomainName(bare)) errors.push(`${at(tpath, 'sender_domains')}: "${d}" is not a domain name or *.domain pattern`);
+      else claim(senderOwner, normalizeDomain(d), name, 'sender domain', tpath, 'sender_domains', errors, at, 'pool');
+    }
+    let isDefault = false;
+    if (t.default !== undefined) {
+      if (typeof t.default !== 'boolean') errors.push(`${at(tpath, 'default')}: default must be true or false, got ${JSON.stringify(t.default)}`);
+      else if (t.default && defaultPool !== null) errors.push(`${at(tpath, 'default')}: pool "${defaultPool}" is already the default pool`);
+      else if (t.default) {
+        isDefault = true;
+        defaultPool = name;
+      }
+    }
+    if (senderDomains.length === 0 && !isDefault) errors.push(`${at(tpath)}: pool "${name}" is used by nothing: give "sender_domains" or "default = true"`);
+    out.push(Object.freeze({ name, sources: Object.freeze(members.map((m) => Object.freeze(m))), senderDomains: Object.freeze(senderDomains.map((d) => normalizeDomain(d))), isDefault }));
+  }
+  return out;
+}
+
+function claim(owners: Map<string, string>, item: string, site: string, what: string, tpath: string[], key: string, errors: string[], at: (t: string[], k?: string) => string, owner = 'site'): void {
   const prev = owners.get(item);
-  if (prev !== undefined && prev !== site) errors.push(`${at(tpath, key)}: ${what} "${item}" is already in site "${prev}"`);
+  if (prev !== undefined && prev !== site) errors.push(`${at(tpath, key)}: ${what} "${item}" is already in ${owner} "${prev}"`);
   else owners.set(item, site);
 }
 

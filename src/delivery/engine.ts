@@ -7,7 +7,7 @@
 // (config/load.ts): routes, smarthost, rate and retry schedule are read, never re-parsed.
 import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
-import type { Queue } from '../queue/store.js';
+import type { Queue, MessageRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
 import { formatHostPort, matchRoute } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
@@ -92,7 +92,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     return d;
   };
   // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
-  const route = async (domain: string): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy);
+  const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy, m);
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,

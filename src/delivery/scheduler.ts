@@ -74,7 +74,8 @@ export interface DeliveryCounters {
 export interface SchedulerOptions {
   queue: Queue;
   log: Logger;
-  route: (domain: string) => Promise<RouteResult>;
+  /** The message is passed so that shaping can pick its egress source (its sender's pool). */
+  route: (domain: string, message: MessageRecord) => Promise<RouteResult>;
   transports: Partial<Record<Destination['kind'], Transport>>;
   gate?: DestinationGate;
   shaper?: DeliveryShaper;
@@ -249,7 +250,7 @@ export class Scheduler {
         [...byDomain].map(async ([domain, rcpts]) => {
           let dest: RouteResult;
           try {
-            dest = await o.route(domain);
+            dest = await o.route(domain, m);
           } catch (err) {
             dest = { kind: 'defer', reply: { text: `routing failed: ${(err as Error).message}`, transient: true, enhanced: '4.4.3', command: 'ROUTE' } };
           }

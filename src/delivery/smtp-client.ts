@@ -64,6 +64,8 @@ export interface SmtpConnectionOptions {
   tlsPolicy: TlsPolicy;
   /** Destination key, recorded in every ReplyRecord. */
   destination: string;
+  /** The local address to bind (an egress source of the shaping file); the system's choice when absent. */
+  localAddress?: string;
   /** The checked address to connect to (MX hosts); `host` is then only a name for logs and TLS. */
   address?: string;
   /** SNI and the name verified when tlsPolicy is 'required' (default: host). */
@@ -170,7 +172,7 @@ export class SmtpConnection {
     const failProtocol = (e: ProtocolError): OpenResult => failure(protocolRecord(e, opts.host, opts.port, opts.destination));
     let sock: Socket;
     try {
-      sock = await connectSocket(opts.address ?? opts.host, opts.port, t.connectMs);
+      sock = await connectSocket(opts.address ?? opts.host, opts.port, t.connectMs, opts.localAddress);
     } catch (err) {
       return fail('CONNECT', `${opts.host}:${opts.port}: ${(err as Error).message}`);
     }
@@ -711,9 +713,9 @@ function protocolRecord(e: ProtocolError, host: string, port: number, destinatio
   return replyRecord(PROTOCOL_ERROR_CODE, PROTOCOL_ERROR_ENHANCED, `${host}:${port}: protocol error: ${e.message}; connection closed`, e.command, destination);
 }
 
-function connectSocket(host: string, port: number, timeoutMs: number): Promise<Socket> {
+function connectSocket(host: string, port: number, timeoutMs: number, localAddress?: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const s = netConnect({ host, port });
+    const s = netConnect({ host, port, ...(localAddress !== undefined ? { localAddress } : {}) });
     const timer = setTimeout(() => {
       s.destroy();
       reject(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));

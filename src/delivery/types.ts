@@ -23,8 +23,11 @@ export type Destination =
 export interface DestinationShape {
   /** The shaping file's site ('' when no rule matched: the destination is its own site). */
   site: string;
-  /** The source address ('default' until source pools exist). */
+  /** The egress source's name ('default': no pool applies, the system picks the address). */
   source: string;
+  /** The source's local address to bind, and its EHLO name (absent for 'default'). */
+  localAddress?: string;
+  heloName?: string;
   /** The site's max_connections: the pool's cap (the shaper's window, at most this, is the limit in force). */
   maxConnections?: number;
   maxMessagesPerConnection?: number;

@@ -25,6 +25,8 @@ export interface ScriptedMessage {
 
 export interface ScriptSession {
   id: number;
+  /** The client's address as the server saw it (an egress source's bound address). */
+  remoteAddress: string;
   commands: string[];
   /** Command lines per socket read: several in one read means the client pipelined. */
   batches: string[][];
@@ -130,7 +132,7 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
     plain.on('error', () => {});
     let closeResolve!: () => void;
     const s: ScriptSession = {
-      id: sessions.length + 1, commands: [], batches: [], messages: [], tls: false, current: null,
+      id: sessions.length + 1, remoteAddress: plain.remoteAddress ?? '', commands: [], batches: [], messages: [], tls: false, current: null,
       flooded: 0, dataBytes: 0, cut: false, closedAt: null, closed: new Promise<void>((r) => (closeResolve = r)),
       write: (what) => (typeof what === 'string' ? void (sock.destroyed || sock.write(what)) : flood(what)),
     };

@@ -115,7 +115,7 @@ domains = ["dup.example"]
 test('parseShaping: unknown top-level keys and site tables of the wrong shape', () => {
   const r = parseShaping('sites = 1\nsite = 2\n', 'f.toml');
   assert.ok(!r.ok);
-  assert.deepEqual(r.error, ['f.toml:1: unknown key "sites" (expected [defaults] and [site.NAME] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
+  assert.deepEqual(r.error, ['f.toml:1: unknown key "sites" (expected [defaults], [site.NAME], [source.NAME] and [pool.NAME] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
 });
 
 test('lineOf: keys in tables, quoted headers, and the header when the key is absent', () => {

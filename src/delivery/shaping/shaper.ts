@@ -3,8 +3,10 @@
 // source × site, and the adaptive back-off that lowers them when the site throttles. The
 // scheduler asks it to admit each transaction, tells it the results, and asks it when a
 // deferral caused by throttling or a suspension comes back (seconds, paced by the lowered
-// rate, not the retry schedule; and never as a failure for the circuit breaker).
-import type { ShapingFile, ShapingLimits, ShapingSite } from '../../config/shaping.js';
+// rate, not the retry schedule; and never as a failure for the circuit breaker). It also picks
+// the egress source of a message: the pool its sender domain names (else the default pool),
+// one source of it by weight, the same for every transaction of the message.
+import type { ShapingFile, ShapingLimits, ShapingPool, ShapingSite, ShapingSource } from '../../config/shaping.js';
 import type { ReplyRecord } from '../../queue/store.js';
 import type { Logger } from '../../log/logger.js';
 import { normalizeDomain } from '../../lib/domain-name.js';
@@ -16,8 +18,14 @@ import { classifyReply, SHAPING_COMMAND } from './reply-class.js';
 import { failure, success } from '../../lib/result.js';
 import { SiteState, type SiteCeilings } from './site-state.js';
 
-/** Until source address pools exist, every message leaves from this one source. */
+/** The source of mail no pool applies to: no address is bound, the EHLO name is POSTERN_HOSTNAME. */
 export const DEFAULT_SOURCE = 'default';
+
+/** What route() needs of the message to pick its source. */
+export interface RoutedMessage {
+  id: string;
+  sender: string;
+}
 /** How long a suspend_on pattern or a blocklist listing suspends, when the file does not say. */
 export const DEFAULT_SUSPEND_MS = 30 * 60_000;
 export const DEFAULT_BLOCKLIST_SUSPEND_MS = 4 * 3_600_000;
@@ -68,6 +76,17 @@ interface Entry {
   limits: EffectiveLimits;
   source: string;
   site: string;
+  /** The key of the state: "source|site" (the warm-up counts use it too). */
+  key: string;
+}
+
+const DAY_MS = 86_400_000;
+
+/** A source's warm-up budget for day `now` (UTC days from its start, day 1 = `first`); Infinity once it passes any real volume. */
+export function warmupBudget(w: { startMs: number; first: number; factor: number }, now: number): number {
+  const day = Math.max(0, Math.floor((now - w.startMs) / DAY_MS));
+  const b = w.first * Math.pow(w.factor, day);
+  return b >= 1e9 ? Infinity : Math.floor(b);
 }
 
 /** RFC 3463 X.4.5, mail system congestion: the site's limits are full, the transaction was not tried. */
@@ -82,9 +101,14 @@ export class Shaper implements DeliveryShaper {
   #exact = new Map<string, ShapingSite>();
   #wildcard = new Map<string, ShapingSite>();
   #mx = new Map<string, ShapingSite>();
+  #senderExact = new Map<string, ShapingPool>();
+  #senderWildcard = new Map<string, ShapingPool>();
+  #defaultPool: ShapingPool | null = null;
   readonly #states = new Map<string, SiteState>();
   /** Destination key → its source × site: how a reply (which names the destination) finds its state. */
   readonly #byDest = new Map<string, Entry>();
+  /** "source|site" → the UTC day and the messages sent on it, for warm-up budgets (in memory: a restart starts the day's count again). */
+  readonly #sentToday = new Map<string, { day: number; n: number }>();
   #closed = false;
 
   constructor(o: ShaperOptions) {
@@ -108,6 +132,16 @@ export class Shaper implements DeliveryShaper {
         else this.#exact.set(d, s);
       }
       for (const m of s.mx) this.#mx.set(m, s);
+    }
+    this.#senderExact = new Map();
+    this.#senderWildcard = new Map();
+    this.#defaultPool = null;
+    for (const p of file.pools) {
+      for (const d of p.senderDomains) {
+        if (d.startsWith('*.')) this.#senderWildcard.set(d.slice(2), p);
+        else this.#senderExact.set(d, p);
+      }
+      if (p.isDefault) this.#defaultPool = p;
     }
     this.#byDest.clear();
   }
@@ -133,24 +167,60 @@ export class Shaper implements DeliveryShaper {
     return null;
   }
 
+  /** The pool of a sender address: its domain's pool (exact, then "*.parent"), else the default pool. */
+  poolFor(sender: string): ShapingPool | null {
+    const at = sender.lastIndexOf('@');
+    if (at >= 0) {
+      const d = normalizeDomain(sender.slice(at + 1));
+      const exact = this.#senderExact.get(d);
+      if (exact) return exact;
+      for (let i = d.indexOf('.'); i >= 0; i = d.indexOf('.', i + 1)) {
+        const w = this.#senderWildcard.get(d.slice(i + 1));
+        if (w) return w;
+      }
+    }
+    return this.#defaultPool;
+  }
+
+  /**
+   * The source a message leaves from: one of its pool's sources by weight, picked by a hash of
+   * the message id, so every transaction and every retry of the message uses the same one
+   * (while the file stays the same); null when no pool applies.
+   */
+  sourceFor(m: RoutedMessage): ShapingSource | null {
+    const pool = this.poolFor(m.sender);
+    if (!pool || pool.sources.length === 0) return null;
+    const total = pool.sources.reduce((n, s) => n + s.weight, 0);
+    let pick = fnv1a(m.id) % total;
+    for (const s of pool.sources) {
+      if (pick < s.weight) return this.#file.sources.get(s.source) ?? null;
+      pick -= s.weight;
+    }
+    return null;
+  }
+
   /**
    * A routed destination with its site's connection settings: TLS policy (unless a route set
    * its own), messages per connection, PIPELINING/CHUNKING. A matched site gets a key of its
    * own ("…@site"), so its pool and breaker are not shared with mail outside the rule.
    */
-  route(domain: string, dest: RouteResult, globalTls: string): RouteResult {
+  route(domain: string, dest: RouteResult, globalTls: string, message?: RoutedMessage): RouteResult {
     if (dest.kind !== 'smtp' && dest.kind !== 'lmtp') return dest;
     const site = this.siteFor(domain, dest.hosts);
-    const limits = this.#limits(site, DEFAULT_SOURCE);
+    const src = message ? this.sourceFor(message) : null;
+    const source = src?.name ?? DEFAULT_SOURCE;
+    const limits = this.#limits(site, source);
     const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls ? limits.tls : dest.tlsPolicy;
-    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy)}${site ? `@${site.name}` : ''}`;
+    // The source is part of the key: a pooled connection bound to one address never carries another source's mail.
+    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy)}${site ? `@${site.name}` : ''}${src ? `~${src.name}` : ''}`;
     return {
       ...dest,
       key,
       tlsPolicy,
       shape: {
         site: site?.name ?? '',
-        source: DEFAULT_SOURCE,
+        source,
+        ...(src ? { localAddress: src.address, heloName: src.ehlo } : {}),
         maxConnections: limits.maxConnections,
         maxMessagesPerConnection: limits.messagesPerConnection,
         ...(limits.pipelining !== undefined ? { pipelining: limits.pipelining } : {}),
@@ -166,7 +236,14 @@ export class Shaper implements DeliveryShaper {
     if (e.state.suspendedUntil > now) {
       return failure(this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0'));
     }
+    const spent = this.#warmupSpent(e, now);
+    if (spent !== null) {
+      return failure(this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0'));
+    }
+    // Counted before the wait for a slot, so transactions waiting together cannot overshoot the budget.
+    const day = this.#countSent(e, now, 1);
     const a = await e.state.admit();
+    if (a !== 'go') this.#countSent(e, now, -1, day);
     if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (a === 'busy') {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
@@ -189,6 +266,8 @@ export class Shaper implements DeliveryShaper {
     if (!e) return null;
     const jitter = (span: number): number => Math.round(span * this.#random());
     if (reply.command === SHAPING_COMMAND) {
+      // A spent warm-up budget: due when the next UTC day starts, spread over its first 10 minutes.
+      if (this.#warmupSpent(e, now) !== null) return (Math.floor(now / DAY_MS) + 1) * DAY_MS + jitter(600_000);
       if (e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10));
       return reply.enhanced === BUSY ? e.state.retrySlot(now, this.#random) : now + jitter(1000);
     }
@@ -210,6 +289,26 @@ export class Shaper implements DeliveryShaper {
   /** The states by "source|site", for /v1/stats, tests and the bench. */
   get states(): ReadonlyMap<string, SiteState> {
     return this.#states;
+  }
+
+  /** The day's budget when the source is warming up and has sent it to this site today, else null. */
+  #warmupSpent(e: Entry, now: number): number | null {
+    const w = this.#file.sources.get(e.source)?.warmup;
+    if (!w) return null;
+    const budget = warmupBudget(w, now);
+    if (budget === Infinity) return null;
+    const c = this.#sentToday.get(e.key);
+    const n = c && c.day === Math.floor(now / DAY_MS) ? c.n : 0;
+    return n >= budget ? budget : null;
+  }
+
+  /** Add `delta` to the day's count of a warming-up source × site (undo with -1 and the day returned). */
+  #countSent(e: Entry, now: number, delta: 1 | -1, day = Math.floor(now / DAY_MS)): number {
+    if (!this.#file.sources.get(e.source)?.warmup) return day;
+    const c = this.#sentToday.get(e.key);
+    if (c && c.day === day) c.n = Math.max(0, c.n + delta);
+    else if (delta > 0) this.#sentToday.set(e.key, { day, n: 1 });
+    return day;
   }
 
   #reply(dest: Destination, text: string, enhanced: string): ReplyRecord {
@@ -267,7 +366,7 @@ export class Shaper implements DeliveryShaper {
       state = new SiteState(key, ceilings, this.#now);
       this.#states.set(key, state);
     } else if (!sameCeilings(state.ceilings, ceilings)) state.setCeilings(ceilings);
-    e = { state, limits, source, site: siteId };
+    e = { state, limits, source, site: siteId, key };
     if (this.#byDest.size >= SWEEP_AT) this.#sweep();
     this.#byDest.set(dest.key, e);
     return e;
@@ -292,7 +391,16 @@ export class Shaper implements DeliveryShaper {
     const now = this.#now();
     for (const [k, e] of this.#byDest) if (e.state.idle(now)) this.#byDest.delete(k);
     for (const [k, s] of this.#states) if (s.idle(now)) this.#states.delete(k);
+    const today = Math.floor(now / DAY_MS);
+    for (const [k, c] of this.#sentToday) if (c.day !== today) this.#sentToday.delete(k);
   }
+}
+
+/** FNV-1a, 32 bits: a stable spread of message ids over a pool's weights. */
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 function sameCeilings(a: SiteCeilings, b: SiteCeilings): boolean {
