@@ -37,7 +37,7 @@ export interface AlertThresholds {
 }
 
 export const DEFAULT_ALERT_THRESHOLDS: Readonly<AlertThresholds> = Object.freeze({
-  windowMs: 300_000,
+  windowMs: 60_000,
   deferralRate: 0.2,
   bounceRate: 0.1,
   minSamples: 20,
