@@ -78,6 +78,8 @@ test('half the RCPTs deferred mid-run raise a deferral-rate alert that clears wh
     assert.ok(a.value! > 0.2 && a.value! <= 0.6, `value ${a.value}`);
     assert.ok(Date.parse(a.since) >= changedAt - 200);
   }
+  const stats = (await (await fetch(`${base}/v1/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as { alerts: AlertView[] };
+  assert.deepEqual(stats.alerts.filter((a) => a.rule === 'deferral-rate').map((a) => a.id).sort(), up.map((a) => a.id).sort(), 'the dashboard\'s snapshot lists them');
   const metrics = await (await fetch(`${base}/metrics`)).text();
   assert.match(metrics, /^postern_alert_active\{rule="deferral-rate",scope="overall"\} 1$/m);
   await waitFor('the alert.raised event', () => events.some((e) => e.type === 'alert.raised' && e.scope === 'overall'), 10_000);
