@@ -128,7 +128,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   }
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
-  const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), emit);
+  const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
   // Delivery events feed the alerts, and the event log when there is one.
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); emit?.(e); } : emit;
   try {

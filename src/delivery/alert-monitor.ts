@@ -5,6 +5,7 @@
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/logger.js';
 import type { MailEvent } from '../queue/events.js';
+import type { ShapingAlerts } from '../config/shaping.js';
 import { AlertEngine, type Alert, type AlertThresholds } from './alerts.js';
 
 export interface AlertMonitor {
@@ -15,17 +16,19 @@ export interface AlertMonitor {
   stop(): void;
 }
 
-export function alertThresholds(c: Readonly<Config>): Partial<AlertThresholds> {
-  return { windowMs: c.alertWindowMs, deferralRate: c.alertDeferralPercent / 100, bounceRate: c.alertBouncePercent / 100, minSamples: c.alertMinRecipients };
+/** The POSTERN_ALERT_* settings, overridden by the shaping file's [alerts] table (read at start). */
+export function alertThresholds(c: Readonly<Config>, file?: Readonly<ShapingAlerts>): Partial<AlertThresholds> {
+  return { windowMs: c.alertWindowMs, deferralRate: c.alertDeferralPercent / 100, bounceRate: c.alertBouncePercent / 100, minSamples: c.alertMinRecipients, ...file };
 }
 
 function alertEvent(type: 'alert.raised' | 'alert.cleared', a: Alert, at: number): MailEvent {
   return { type, time: new Date(at).toISOString(), alert: a.id, rule: a.rule, scope: a.scope, since: new Date(a.since).toISOString(), value: a.value, threshold: a.threshold };
 }
 
-export function createAlertMonitor(c: Readonly<Config>, log: Logger, emit?: (e: MailEvent) => void, now: () => number = Date.now): AlertMonitor {
+export function createAlertMonitor(c: Readonly<Config>, log: Logger, o: { file?: Readonly<ShapingAlerts>; emit?: (e: MailEvent) => void; now?: () => number } = {}): AlertMonitor {
+  const { emit, now = Date.now } = o;
   const engine = new AlertEngine({
-    thresholds: alertThresholds(c),
+    thresholds: alertThresholds(c, o.file),
     onRaise: (a) => {
       log.warn({ alert: a.id, rule: a.rule, scope: a.scope, value: a.value, threshold: a.threshold }, 'alert raised');
       emit?.(alertEvent('alert.raised', a, a.since));

@@ -1,7 +1,7 @@
 // Anomaly alerts on a running node: a scripted receiving server starts answering 451 to half the
 // RCPTs mid-run; the deferral-rate alert comes up (GET /v1/alerts, /metrics, an alert.raised
 // event) within the window, and clears (alert.cleared) once the server is healthy again.
-// Short windows (POSTERN_ALERT_WINDOW_MS=2s) keep it to a few seconds.
+// Short windows (window = "2s" in the shaping file's [alerts] table) keep it to a few seconds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestNode } from '../helpers/node.js';
@@ -9,6 +9,7 @@ import { startScriptedServer } from '../helpers/scripted-server.js';
 import { startHttpReceiver } from '../helpers/http-receiver.js';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { writeFile } from '../helpers/node.js';
 
 const TOKEN = 'test-token-0123456789';
 
@@ -23,12 +24,13 @@ test('half the RCPTs deferred mid-run raise a deferral-rate alert that clears wh
     events.push(...(JSON.parse(body.toString()) as { events: Array<Record<string, unknown>> }).events);
     res.end('ok');
   });
+  const shaping = writeFile(t, 'shaping.toml', '[alerts]\nwindow = "2s"\nmin_recipients = 6\n');
   const node = await startTestNode(
     t,
     {
       POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `flaky.example=smtp:127.0.0.1:${srv.port}`, POSTERN_TLS_POLICY: 'none',
       POSTERN_HTTP_PORT: '0', POSTERN_API_TOKEN: TOKEN, POSTERN_EVENTS_URL: `${receiver.origin}/events`,
-      POSTERN_ALERT_WINDOW_MS: '2s', POSTERN_ALERT_MIN_RECIPIENTS: '6',
+      POSTERN_SHAPING: shaping, POSTERN_ALERT_WINDOW_MS: '10m', // the file's window wins
     },
     { delivery: { pollIntervalMs: 50 } },
   );
