@@ -129,8 +129,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
-  // Delivery events feed the alerts, and the event log when there is one.
-  const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); emit?.(e); } : emit;
+  // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
+  const sink = emit ?? options.delivery?.onEvent;
+  const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts });
   } catch (err) {
