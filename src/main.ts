@@ -25,6 +25,7 @@ import { EventSender } from './events/sender.js';
 import { EventRecorder } from './events/event-recorder.js';
 import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
+import { createAlertMonitor, type AlertMonitor } from './delivery/alert-monitor.js';
 import { loadVerpKey } from './config/verp-key.js';
 import type { VerpKey } from './protocol/verp.js';
 
@@ -38,6 +39,8 @@ export interface PosternNode {
   readonly ctx: SessionContext;
   /** null with POSTERN_DELIVERY=off. */
   readonly delivery: Scheduler | null;
+  /** Anomaly alerts (docs/alerts.md); null with POSTERN_DELIVERY=off. */
+  readonly alerts: AlertMonitor | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
@@ -125,8 +128,12 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   }
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
+  const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
+  // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
+  const sink = emit ?? options.delivery?.onEvent;
+  const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(emit ? { onEvent: emit } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();
@@ -153,6 +160,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         onQueued: () => delivery?.wake(),
         ...(emit ? { onEvent: emit } : {}),
         destinations: () => delivery?.destinations ?? null,
+        alerts: () => alerts?.engine ?? null,
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
         pools: () => delivery?.poolCounts() ?? null,
@@ -171,6 +179,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     throw err;
   }
   await delivery?.start();
+  alerts?.start();
   recorder?.start();
   events?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
@@ -183,6 +192,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     smtp,
     ctx,
     delivery,
+    alerts,
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
@@ -201,6 +211,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         log.info('shutting down');
         rmap?.close();
         if (timer) clearInterval(timer);
+        alerts?.stop();
         // SMTP drains while the HTTP API still answers: /ready says 503 meanwhile, so a load
         // balancer or orchestrator sees the drain instead of a refused connection.
         await smtp.close();

@@ -121,6 +121,10 @@ export interface Config {
   eventsMax: number;
   eventsMaxAgeMs: number;
   eventsRejectedIntervalMs: number;
+  alertWindowMs: number;
+  alertDeferralPercent: number;
+  alertBouncePercent: number;
+  alertMinRecipients: number;
   eventsToken: string;
   commandTimeoutMs: number;
   stressPercent: number;
@@ -210,7 +214,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'dmarcEnforce', env: 'POSTERN_DMARC_ENFORCE', type: { kind: 'bool' }, default: 'false', doc: 'With POSTERN_AUTH_RESULTS: refuse (550 5.7.1) a DMARC failure whose policy is p=reject (pct= honoured); otherwise tag only.' },
   { key: 'authResultsTimeoutMs', env: 'POSTERN_AUTH_RESULTS_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 600000 }, default: '10s', doc: 'DNS budget per message for the SPF/DKIM/DMARC checks; lookups still pending become temperror (the message is accepted).' },
   { key: 'dkimKeys', env: 'POSTERN_DKIM_KEYS', type: { kind: 'dkim-keys' }, default: '', doc: 'DKIM signing keys, domain:selector:/path/key.pem[,…] (RSA or Ed25519 PEM): mail from trusted or authenticated clients whose From domain (or its parent) has a key is signed (relaxed/relaxed); see POSTERN_SENDER_LOGINS and POSTERN_DKIM_SIGN_TRUSTED for who may be signed for what.' },
-  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected, complained, feedback, shaping.suspended), queued durably and retried; empty = off.' },
+  { key: 'eventsUrl', env: 'POSTERN_EVENTS_URL', type: { kind: 'url' }, default: '', doc: 'http(s) URL that receives batched JSON events (received, delivered, deferred, bounced, rejected, complained, feedback, shaping.suspended, alert.raised, alert.cleared), queued durably and retried; empty = off.' },
   { key: 'httpRate', env: 'POSTERN_HTTP_RATE', type: { kind: 'rate' }, default: '', doc: 'Requests per client address to authenticated HTTP endpoints, e.g. `200/s` (burst of twice the per-second rate); past it 429 with Retry-After. Empty = unlimited.' },
   { key: 'deliveryAllowPrivate', env: 'POSTERN_DELIVERY_ALLOW_PRIVATE', type: { kind: 'bool' }, default: 'false', doc: 'Let MX hosts and address literals resolve to private addresses (RFC 1918, CGNAT, IPv6 ULA): an internal mail network. Loopback, link-local, the node itself, multicast and reserved space stay refused; routes reach any address.' },
   { key: 'maxHops', env: 'POSTERN_MAX_HOPS', type: { kind: 'int', min: 1, max: 1000 }, default: '50', doc: 'A message with more Received: headers than this is a mail loop: refused at the end of DATA with 554 5.4.6, bounced with 5.4.6 at delivery (as Postfix hopcount_limit).' },
@@ -219,6 +223,10 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'eventsMax', env: 'POSTERN_EVENTS_MAX', type: { kind: 'int', min: 100, max: 100000000 }, default: '100000', doc: 'Most events kept for the event webhook while it is down or slow; past it the oldest are dropped (postern_events_dropped_total).' },
   { key: 'eventsMaxAgeMs', env: 'POSTERN_EVENTS_MAX_AGE', type: { kind: 'duration', min: 60000, max: 31536000000 }, default: '7d', doc: 'Events older than this are dropped unsent (postern_events_dropped_total).' },
   { key: 'eventsRejectedIntervalMs', env: 'POSTERN_EVENTS_REJECTED_INTERVAL', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '60s', doc: 'Rejections caused by untrusted, unauthenticated SMTP clients become one `rejected` event per client address per interval, with `count` and `since`.' },
+  { key: 'alertWindowMs', env: 'POSTERN_ALERT_WINDOW_MS', type: { kind: 'duration', min: 1000, max: 86400000 }, default: '1m', doc: 'Sliding window over which the anomaly alerts measure deferral and bounce rates, per destination and overall, evaluated ten times per window (docs/alerts.md). With 1m, half the mail deferred from a healthy start raises the alert within about 30 s.' },
+  { key: 'alertDeferralPercent', env: 'POSTERN_ALERT_DEFERRAL_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '20', doc: 'Deferral rate (percent of recipient outcomes in the window) above which a deferral-rate alert is raised, or 3 times the usual rate of that destination if higher; it clears at half its threshold.' },
+  { key: 'alertBouncePercent', env: 'POSTERN_ALERT_BOUNCE_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '10', doc: 'Bounce rate (percent) above which a bounce-rate alert is raised, or 3 times the usual rate if higher; it clears at half its threshold.' },
+  { key: 'alertMinRecipients', env: 'POSTERN_ALERT_MIN_RECIPIENTS', type: { kind: 'int', min: 1, max: 1000000 }, default: '20', doc: 'Fewest recipient outcomes in the window for a rate alert to be raised or cleared (a few deferrals are not a trend).' },
   { key: 'eventsToken', env: 'POSTERN_EVENTS_TOKEN', type: { kind: 'string' }, default: '', doc: 'Sent to POSTERN_EVENTS_URL as `Authorization: Bearer`. Credentials in the URL (user:password@) are sent as Basic auth instead; setting both is an error.' },
   { key: 'commandTimeoutMs', env: 'POSTERN_COMMAND_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '30s', doc: 'A command line must be complete this long after its first byte (a deadline, not reset by each byte: a client dribbling bytes is cut with 421 4.4.2).' },
   { key: 'stressPercent', env: 'POSTERN_STRESS_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '80', doc: 'At this share of POSTERN_MAX_CONNECTIONS the node is under stress: every session deadline (idle, command, data) is capped at POSTERN_STRESS_TIMEOUT_MS.' },

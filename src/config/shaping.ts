@@ -67,12 +67,24 @@ export interface ShapingPool {
   readonly isDefault: boolean;
 }
 
+/** The [alerts] table: anomaly-alert thresholds (docs/alerts.md) over the POSTERN_ALERT_* settings. */
+export interface ShapingAlerts {
+  windowMs?: number;
+  /** Rates 0-1 (the file says percent). */
+  deferralRate?: number;
+  bounceRate?: number;
+  minSamples?: number;
+  baselineFactor?: number;
+}
+
 export interface ShapingFile {
   readonly path: string;
   readonly defaults: ShapingLimits;
   readonly sites: readonly ShapingSite[];
   readonly sources: ReadonlyMap<string, ShapingSource>;
   readonly pools: readonly ShapingPool[];
+  /** Absent when the file has no [alerts] table. */
+  readonly alerts?: Readonly<ShapingAlerts>;
 }
 
 /** The file is read whole; bigger is refused before parsing. */
@@ -114,7 +126,12 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
   const errors: string[] = [];
   const at = (table: string[], key?: string): string => `${path}:${lineOf(text, table, key)}`;
   for (const k of Object.keys(doc)) {
-    if (k !== 'defaults' && k !== 'site' && k !== 'source' && k !== 'pool') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults], [site.NAME], [source.NAME] and [pool.NAME] tables)`);
+    if (k !== 'defaults' && k !== 'site' && k !== 'source' && k !== 'pool' && k !== 'alerts') errors.push(`${at([], k)}: unknown key "${k}" (expected [defaults], [site.NAME], [source.NAME], [pool.NAME] and [alerts] tables)`);
+  }
+  let alerts: ShapingAlerts | undefined;
+  if (doc.alerts !== undefined) {
+    if (!isTable(doc.alerts)) errors.push(`${at([], 'alerts')}: "alerts" must be a table`);
+    else alerts = alertsOf(doc.alerts, errors, at);
   }
   let defaults: ShapingLimits = {};
   if (doc.defaults !== undefined) {
@@ -165,7 +182,39 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
   const sources = sourcesOf(doc.source, errors, at);
   const pools = poolsOf(doc.pool, sources, errors, at);
   if (errors.length > 0) return failure(errors);
-  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites), sources, pools }));
+  return success(Object.freeze({ path, defaults, sites: Object.freeze(sites), sources, pools, ...(alerts ? { alerts } : {}) }));
+}
+
+const ALERT_KEYS = new Set(['window', 'deferral_percent', 'bounce_percent', 'min_recipients', 'baseline_factor']);
+
+function alertsOf(t: Table, errors: string[], at: (t: string[], k?: string) => string): Readonly<ShapingAlerts> {
+  const out: ShapingAlerts = {};
+  for (const k of Object.keys(t)) {
+    if (!ALERT_KEYS.has(k)) errors.push(`${at(['alerts'], k)}: unknown key "${k}"`);
+  }
+  const num = (key: string, min: number, max: number, whole: boolean): number | undefined => {
+    const v = t[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || (whole && !Number.isInteger(v)) || v < min || v > max) {
+      errors.push(`${at(['alerts'], key)}: ${key} must be a ${whole ? 'whole number' : 'number'} from ${min} to ${max}, got ${JSON.stringify(v)}`);
+      return undefined;
+    }
+    return v;
+  };
+  if (t.window !== undefined) {
+    const d = typeof t.window === 'string' ? parseDuration(t.window) : null;
+    if (d === null || !d.ok || d.value < 1000 || d.value > 86_400_000) errors.push(`${at(['alerts'], 'window')}: window must be a duration from "1s" to "1d", got ${JSON.stringify(t.window)}`);
+    else out.windowMs = d.value;
+  }
+  const deferral = num('deferral_percent', 1, 100, false);
+  if (deferral !== undefined) out.deferralRate = deferral / 100;
+  const bounce = num('bounce_percent', 1, 100, false);
+  if (bounce !== undefined) out.bounceRate = bounce / 100;
+  const min = num('min_recipients', 1, 1_000_000, true);
+  if (min !== undefined) out.minSamples = min;
+  const factor = num('baseline_factor', 1, 100, false);
+  if (factor !== undefined) out.baselineFactor = factor;
+  return Object.freeze(out);
 }
 
 type At = (t: string[], k?: string) => string;

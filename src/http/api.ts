@@ -4,6 +4,7 @@ import type { MailEvent } from '../queue/events.js';
 import type { Config } from '../config/schema.js';
 import type { Scheduler } from '../delivery/scheduler.js';
 import type { DestinationStats } from '../delivery/destination-stats.js';
+import type { AlertEngine } from '../delivery/alerts.js';
 import type { Logger } from '../log/logger.js';
 import type { Queue } from '../queue/store.js';
 import type { ThrottleMap } from '../delivery/throttle.js';
@@ -21,6 +22,8 @@ export interface HttpDeps {
   delivery: () => Scheduler['counters'] | null;
   /** Called after each injected message is durably queued (main.ts wakes the scheduler). */
   onQueued?: () => void;
+  /** The anomaly alerts (docs/alerts.md), for /metrics and /v1/alerts; null when delivery is off. */
+  alerts?: () => AlertEngine | null;
   /** Per-destination delivery counters and latency (the scheduler's), for /metrics. */
   destinations?: () => ReadonlyMap<string, DestinationStats> | null;
   /** Share of the filter workers' time spent busy (0-1), or null without filters. */

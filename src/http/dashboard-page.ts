@@ -221,6 +221,27 @@ export const DASHBOARD_SCRIPT = `
     set('reports', r ? fmt(r.dsn) + ' DSN, ' + fmt(r.arf) + ' ARF, ' + fmt(r.complaints) + ' complaints, ' + fmt(r.suppressed) + ' suppressed' : 'no bounce processor');
   }
 
+  // Anomaly alerts (docs/alerts.md): scopes hold destination keys from remote servers, textContent only.
+  function alerts(list) {
+    var tbody = $('alerts');
+    tbody.replaceChildren();
+    set('alert-count', list.length ? fmt(list.length) + ' up' : 'none');
+    if (!list.length) {
+      var tr = document.createElement('tr');
+      cell(tr, 'empty', 'no alerts');
+      tr.firstChild.colSpan = 4; tbody.appendChild(tr); return;
+    }
+    list.forEach(function (a) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-testid', 'alert-row');
+      cell(tr, 'd', String(a.rule));
+      cell(tr, 'd', String(a.scope), String(a.scope));
+      cell(tr, 'n', new Date(Date.parse(a.since)).toLocaleTimeString());
+      cell(tr, 'n', a.rule === 'suspended' ? 'until ' + new Date(a.value).toLocaleTimeString() : Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %');
+      tbody.appendChild(tr);
+    });
+  }
+
   function render(s) {
     var t = totals(s), now = Date.parse(s.time);
     SERIES.forEach(function (k) {
@@ -246,6 +267,7 @@ export const DASHBOARD_SCRIPT = `
     }
     destinations(s.destinations || []);
     failures(s.bounces);
+    alerts(s.alerts || []);
     set('filter-utilization', typeof s.filterUtilization === 'number' ? Math.round(s.filterUtilization * 100) + ' %' : 'no filters');
     set('connections', fmt(s.smtp.connections || 0));
     set('rejected', fmt((s.smtp.messagesRejected || 0) + ((s.http && s.http.messagesRejected) || 0)));
@@ -340,6 +362,13 @@ export const DASHBOARD_HTML = `<!doctype html>
       </div>
     </section>
   </div>
+  <section class="card dests">
+    <h2>Alerts <em data-testid="alert-count">–</em></h2>
+    <table>
+      <thead><tr><th class="l">rule</th><th class="l">scope</th><th>since</th><th>value</th></tr></thead>
+      <tbody data-testid="alerts"><tr><td class="empty" colspan="4">–</td></tr></tbody>
+    </table>
+  </section>
   <section class="card dests">
     <h2>Failures by category <em>since start; async = from DSNs that came back</em></h2>
     <table>

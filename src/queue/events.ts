@@ -7,9 +7,10 @@ import type { Database } from 'lmdb';
 
 /**
  * complained / feedback: an ARF report about a message (delivery/bounce-processor.ts);
- * 'shaping.suspended': a source × site was suspended (delivery/shaping/shaper.ts; the alert hook).
+ * 'shaping.suspended': a source × site was suspended (delivery/shaping/shaper.ts; the alert hook);
+ * 'alert.raised' / 'alert.cleared': an anomaly alert came up or ended (delivery/alerts.ts).
  */
-export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected' | 'complained' | 'feedback' | 'shaping.suspended';
+export type EventType = 'received' | 'delivered' | 'deferred' | 'bounced' | 'rejected' | 'complained' | 'feedback' | 'shaping.suspended' | 'alert.raised' | 'alert.cleared';
 
 export interface MailEvent {
   type: EventType;
@@ -46,6 +47,12 @@ export interface MailEvent {
   egress?: string;
   reason?: string;
   until?: string;
+  /** alert.*: the alert's id, rule, scope, value and threshold (docs/alerts.md); `since` is when it was raised. */
+  alert?: string;
+  rule?: string;
+  scope?: string;
+  value?: number;
+  threshold?: number;
 }
 
 /** Who caused an event, for the recorder's choice to log it alone or fold it into a summary. */

@@ -10,6 +10,7 @@ import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { startScriptedServer } from '../helpers/scripted-server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 // Skip only on a developer machine without chromium; in CI a missing browser must fail.
@@ -174,5 +175,27 @@ test('the Destinations panel lists the next hop with its counters and last reply
   assert.equal(cells[8], '0', 'nothing waits for the destination');
   assert.notEqual(cells[9], '');
   await screenshot(t, page, 'dashboard-destinations.png');
+  assert.deepEqual(problems, []);
+});
+
+test('the Alerts panel shows an alert while it is up, then none', { skip }, async (t) => {
+  const srv = await startScriptedServer(t, { reply: (cmd) => (cmd.startsWith('RCPT') ? '451 4.7.1 try again later' : undefined) });
+  const node = await startTestNode(
+    t,
+    { POSTERN_HTTP_PORT: '0', POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `later.test=smtp:127.0.0.1:${srv.port}`, POSTERN_TLS_POLICY: 'none', POSTERN_ALERT_WINDOW_MS: '3s', POSTERN_ALERT_MIN_RECIPIENTS: '3' },
+    { delivery: { pollIntervalMs: 50 } },
+  );
+  const { page, problems } = await openBrowser(t);
+  await page.goto(`http://127.0.0.1:${node.ports.httpPort}/`);
+  await waitForText(page, 'alert-count', (s) => s === 'none', 'the first snapshot');
+  assert.match(await text(page, 'alerts'), /no alerts/);
+  await send(node.ports.smtpPort, 'alice@sender.example', ['a@later.test', 'b@later.test', 'c@later.test'], 'Subject: later\n\nbody\n');
+  const row = page.getByTestId('alert-row').filter({ hasText: 'overall' });
+  await row.waitFor({ timeout: 10_000 });
+  const cells = await row.locator('td').allInnerTexts();
+  assert.deepEqual([cells[0], cells[1], cells[3]], ['deferral-rate', 'overall', '100 % > 20 %'], JSON.stringify(cells));
+  await screenshot(t, page, 'dashboard-alerts.png');
+  // Nothing more is sent (the retries are minutes away): the window empties and the alert clears.
+  await waitForText(page, 'alert-count', (s) => s === 'none', 'the alerts to clear', 10_000);
   assert.deepEqual(problems, []);
 });

@@ -115,7 +115,7 @@ domains = ["dup.example"]
 test('parseShaping: unknown top-level keys and site tables of the wrong shape', () => {
   const r = parseShaping('sites = 1\nsite = 2\n', 'f.toml');
   assert.ok(!r.ok);
-  assert.deepEqual(r.error, ['f.toml:1: unknown key "sites" (expected [defaults], [site.NAME], [source.NAME] and [pool.NAME] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
+  assert.deepEqual(r.error, ['f.toml:1: unknown key "sites" (expected [defaults], [site.NAME], [source.NAME], [pool.NAME] and [alerts] tables)', 'f.toml:2: "site" must hold tables [site.NAME]']);
 });
 
 test('lineOf: keys in tables, quoted headers, and the header when the key is absent', () => {
@@ -167,4 +167,21 @@ test('ShapingFileWatcher: a changed file is re-read; a broken one is reported an
   writeFileSync(path, '[site.a]\nmx = ["a.example"]\nrate = "x"\n# longer so the size changes\n');
   await waitFor('the error', () => seen.some((s) => s !== null && s.includes(':3: rate')), 5000);
   assert.deepEqual(w.current.sites.map((s) => s.name), ['a', 'bb'], 'the previous version stays');
+});
+
+test('parseShaping: the [alerts] table sets the anomaly-alert thresholds; bad values are reported with their line', () => {
+  const ok = parseShaping('[alerts]\nwindow = "2m"\ndeferral_percent = 35\nbounce_percent = 5.5\nmin_recipients = 50\nbaseline_factor = 4\n', 'f.toml');
+  assert.ok(ok.ok);
+  assert.deepEqual(ok.value.alerts, { windowMs: 120_000, deferralRate: 0.35, bounceRate: 0.055, minSamples: 50, baselineFactor: 4 });
+  const none = parseShaping('[defaults]\nrate = "1/s"\n', 'f.toml');
+  assert.ok(none.ok);
+  assert.equal(none.value.alerts, undefined);
+  const bad = parseShaping('[alerts]\nwindow = "10ms"\ndeferral_percent = 0\nmin_recipients = 2.5\nthreshold = 1\n', 'f.toml');
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.error, [
+    'f.toml:5: unknown key "threshold"',
+    'f.toml:2: window must be a duration from "1s" to "1d", got "10ms"',
+    'f.toml:3: deferral_percent must be a number from 1 to 100, got 0',
+    'f.toml:4: min_recipients must be a whole number from 1 to 1000000, got 2.5',
+  ]);
 });

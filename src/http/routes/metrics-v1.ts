@@ -109,6 +109,9 @@ export function renderMetrics(api: Api): string {
   p.family('postern_destination_deliveries_total', 'counter', 'Recipient outcomes per destination (MX site or route; at most 500 series, then "other").', dsamples);
   p.family('postern_destination_waiting', 'gauge', `Messages waiting for a destination that is down to answer again (released, paced, as soon as it does; at most ${MAX_DESTINATION_SERIES} series, the busiest, then "other").`, waitingSamples(waiting));
   p.histogram('postern_destination_delivery_seconds', 'Time of one delivery transaction per destination (connection from the pool to the final reply).', LATENCY_BUCKETS_S, series);
+  const alerts = api.deps.alerts?.() ?? null;
+  p.family('postern_alert_active', 'gauge', 'Anomaly alerts up now, 1 per rule and scope (docs/alerts.md); a series disappears when its alert clears.', (alerts?.active ?? []).map((a) => [{ rule: a.rule, scope: a.scope }, 1]));
+  p.one('postern_alerts_raised_total', 'counter', 'Anomaly alerts raised since start.', alerts?.raised ?? 0);
   const util = api.deps.filterUtilization?.() ?? null;
   p.one('postern_filter_worker_utilization_ratio', 'gauge', 'Share of the filter workers\' time spent running filters (0 when no filter is configured).', util ?? 0);
   const fb = api.deps.filterBatches?.() ?? null;

@@ -58,7 +58,12 @@ export interface StatsSnapshot {
   filterUtilization: number | null;
   /** Failures by bounce category and kind, and the bounce processor's counters; null when delivery is off. */
   bounces: BounceStatsView | null;
+  /** Anomaly alerts up now (docs/alerts.md), oldest first, at most TOP_ALERTS; [] when delivery is off. */
+  alerts: Array<{ id: string; rule: string; scope: string; since: string; value: number; threshold: number }>;
 }
+
+/** Alerts shown on the dashboard: GET /v1/alerts has them all. */
+const TOP_ALERTS = 50;
 
 function destinationsSnapshot(api: Api): DestinationSnapshot[] {
   const map = api.deps.destinations?.() ?? null;
@@ -139,6 +144,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     destinations: destinationsSnapshot(api),
     filterUtilization: deps.filterUtilization?.() ?? null,
     bounces: deps.bounces?.() ?? null,
+    alerts: (deps.alerts?.()?.active ?? []).slice(0, TOP_ALERTS).map((a) => ({ id: a.id, rule: a.rule, scope: a.scope, since: new Date(a.since).toISOString(), value: a.value, threshold: a.threshold })),
   };
 }
 
