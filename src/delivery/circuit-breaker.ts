@@ -11,6 +11,7 @@
 // Only connection-level failures count (refused, timeout, 421 or TLS failure on connect): a
 // 5xx for one recipient says nothing about whether the site is up. The caller decides which.
 import { invalidArgument } from '../lib/invalid-argument.js';
+import type { DestinationGate } from './scheduler.js';
 
 export interface CircuitBreakerOptions {
   /** Consecutive failures that open the circuit (default 5). */
@@ -154,4 +155,21 @@ export class CircuitBreakerMap {
   get size(): number {
     return this.#map.size;
   }
+}
+
+/**
+ * The scheduler's gate on a map of breakers: a destination may be tried while its circuit
+ * lets it; connection failures count towards opening it, a delivery closes it. No pacing here
+ * (the shaper paces every destination).
+ */
+export function breakerGate(breakers: CircuitBreakerMap): DestinationGate {
+  return {
+    delayMs: () => 0,
+    canAttempt: (key, now) => breakers.canAttempt(key, now),
+    retryAt: (key) => breakers.retryAt(key),
+    record: (key, outcome, now) => {
+      if (outcome === 'connection-failure') breakers.recordFailure(key, now);
+      else if (outcome === 'ok') breakers.recordSuccess(key);
+    },
+  };
 }

@@ -16,7 +16,7 @@ import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
 import { Shaper } from './shaping/shaper.js';
 import { readShaping, ShapingFileWatcher, EMPTY_SHAPING, type ShapingFile } from '../config/shaping.js';
-import { CircuitBreakerMap } from './circuit-breaker.js';
+import { breakerGate, CircuitBreakerMap } from './circuit-breaker.js';
 import { DestinationRecovery } from './destination-recovery.js';
 import { nextRetryAt } from './backoff.js';
 import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
@@ -24,7 +24,7 @@ import { AffinityTransport } from './affinity-transport.js';
 import { MaildirTransport } from './maildir-transport.js';
 import { WebhookTransport } from './webhook-transport.js';
 import { enqueueDsn } from './dsn.js';
-import { Scheduler, type BounceSink, type DestinationGate, type RouteResult } from './scheduler.js';
+import { Scheduler, type BounceSink, type RouteResult } from './scheduler.js';
 import type { MailEvent } from '../queue/events.js';
 import type { BounceRules } from '../lib/bounce-class.js';
 import type { VerpKey } from '../protocol/verp.js';
@@ -117,16 +117,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     openUntil: (key) => breakers.retryAt(key),
     wake: () => scheduler?.wake(),
   });
-  const gate: DestinationGate = {
-    // POSTERN_DEST_RATE is the shaper's default ceiling (it paces every destination).
-    delayMs: () => 0,
-    canAttempt: (key, now) => breakers.canAttempt(key, now),
-    retryAt: (key) => breakers.retryAt(key),
-    record: (key, outcome, now) => {
-      if (outcome === 'connection-failure') breakers.recordFailure(key, now);
-      else if (outcome === 'ok') breakers.recordSuccess(key);
-    },
-  };
+  // POSTERN_DEST_RATE is the shaper's default ceiling (it paces every destination).
+  const gate = breakerGate(breakers);
   const bounces: BounceSink = { bounce: (message, items, originalBody) => enqueueDsn(queue, c.hostname, message, items, originalBody) };
   const withReports = reports.withReports;
   scheduler = new Scheduler({

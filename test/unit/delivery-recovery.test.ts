@@ -8,8 +8,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue } from '../../src/queue/store.js';
-import { Scheduler, type DestinationGate } from '../../src/delivery/scheduler.js';
-import { CircuitBreakerMap } from '../../src/delivery/circuit-breaker.js';
+import { Scheduler } from '../../src/delivery/scheduler.js';
+import { breakerGate, CircuitBreakerMap } from '../../src/delivery/circuit-breaker.js';
 import { DestinationRecovery } from '../../src/delivery/destination-recovery.js';
 import { destinationCaused } from '../../src/delivery/deferral-cause.js';
 import { recoveryWindow } from '../../src/delivery/engine.js';
@@ -72,15 +72,7 @@ interface TestNode {
 function startNode(t: TestContext, dir: string, transport: SwitchTransport, o: NodeOptions = {}): TestNode {
   const queue = Queue.open({ path: dir, mapSizeBytes: 64 * 1024 * 1024 });
   const breakers = new CircuitBreakerMap({ threshold: o.threshold ?? 3, baseOpenMs: o.probeBaseMs ?? 50, maxOpenMs: o.probeMaxMs ?? 200, jitter: 0 });
-  const gate: DestinationGate = {
-    delayMs: () => 0,
-    canAttempt: (key, now) => breakers.canAttempt(key, now),
-    retryAt: (key) => breakers.retryAt(key),
-    record: (key, outcome, now) => {
-      if (outcome === 'connection-failure') breakers.recordFailure(key, now);
-      else if (outcome === 'ok') breakers.recordSuccess(key);
-    },
-  };
+  const gate = breakerGate(breakers);
   let sched: Scheduler | null = null;
   const recovery = new DestinationRecovery({
     queue,
