@@ -5,15 +5,15 @@
 // is the quick, single-repetition view.
 // Run: npx tsc -p tsconfig.test.json && node build/bench/spam.js
 // Knobs: BENCH_SEED (1), BENCH_SPLIT (/tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise;
-// made with split.mjs when missing), SPAM_TOOLS (dir of split.mjs and adapters/,
-// the evaluation kit's folder, no default: without it the split must exist and
-// bogofilter is skipped), BENCH_BOGO (tuned | plain | off; default tuned).
+// made by scripts/spam-corpus.mjs from the corpus in /tmp/spamdata when missing, as `postern
+// spam eval` makes it), SPAM_TOOLS (the evaluation kit's folder, for its adapters/; no default:
+// without it bogofilter is skipped), BENCH_BOGO (tuned | plain | off; default tuned).
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { listFiles, defaultSplitDir } from '../src/filter/spam/cli.js';
+import { listFiles, defaultSplitDir, ensureSplit } from '../src/filter/spam/cli.js';
 import { metrics, formatTable, type Item, type Metrics } from '../src/filter/spam/metrics.js';
 
 const seed = process.env.BENCH_SEED ?? '1';
@@ -57,12 +57,7 @@ function score(stdout: string, truthOf: Map<string, 'spam' | 'ham'>): Metrics {
   return metrics(items);
 }
 
-if (!existsSync(join(split, 'manifest.jsonl'))) {
-  const tool = tools === null ? null : join(tools, 'split.mjs');
-  if (tool === null || !existsSync(tool)) throw new Error(`no split in ${split}: set SPAM_TOOLS to the evaluation kit's folder (its split.mjs makes it), or make the split`);
-  const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', split], { stdio: 'inherit' });
-  if (r.status !== 0) throw new Error('split.mjs failed');
-}
+await ensureSplit(seed, split, undefined, undefined);
 
 const work = mkdtempSync(join(tmpdir(), 'postern-bench-spam-'));
 try {

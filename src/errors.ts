@@ -21,7 +21,7 @@ export const ERRORS = {
   PST_ERR_AUTH_CHECKER: 'the password-checking thread failed, exited, or was closed with a check running',
   PST_ERR_USAGE: 'the command line was not understood',
   PST_ERR_SPAM_MODEL: 'a spam model file is not one postern wrote, or is damaged',
-  PST_ERR_SPAM_SPLIT: 'the script that splits a spam corpus (postern spam --split-tool) failed',
+  PST_ERR_SPAM_SPLIT: 'making a spam corpus split failed (scripts/spam-corpus.mjs, or postern spam eval --split-tool FILE)',
   PST_ERR_DKIM_KEY: 'a DKIM signing key could not be read, or is of a kind or size verifiers refuse',
   PST_ERR_FILTER_MODULE: 'a filter module could not be loaded or has no default export function',
   PST_ERR_QUEUE_MISSING: 'the data dir holds no queue (the folder or its data.mdb does not exist)',

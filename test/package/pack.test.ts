@@ -34,7 +34,7 @@ test('npm pack: installed without dev dependencies, `postern start` takes a mess
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
   assert.ok(tgz, `no tarball in ${readdirSync(dir).join(', ')}`);
   const listing = run('tar', ['tzf', join(dir, tgz)], dir).split('\n');
-  for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'dist/main.d.ts', 'LICENSE', 'README.md', 'docs/embedding.md', 'docs/operations.md', 'contrib/systemd/postern.service', 'scripts/check-dist.mjs', 'config/shaping.example.toml']) {
+  for (const f of ['dist/cli.js', 'dist/index.js', 'dist/index.d.ts', 'dist/main.d.ts', 'LICENSE', 'README.md', 'docs/embedding.md', 'docs/operations.md', 'contrib/systemd/postern.service', 'scripts/check-dist.mjs', 'scripts/spam-corpus.mjs', 'config/shaping.example.toml']) {
     assert.ok(listing.includes(`package/${f}`), `the package lacks ${f}`);
   }
   for (const f of listing) assert.doesNotMatch(f, /^package\/(src|test|build|bench|data|coverage|node_modules)\//, 'only what runs and its docs');

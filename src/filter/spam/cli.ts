@@ -6,7 +6,8 @@
 // Logs go to stderr; stdout carries only results; `train` shows its progress on a terminal
 // (stderr a TTY) and nothing more when piped. Returns the exit code (64 = usage).
 import { readFileSync, readdirSync, writeFileSync, existsSync, openSync, readSync, closeSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { SpamModel } from './model.js';
 import { train, type TrainProgress } from './train.js';
@@ -26,16 +27,18 @@ export const SPAM_USAGE = `usage: postern spam <command>
                       --views 1 --feature-set 1 --threshold-mode minimax: version 1)
   classify --model FILE [--threshold T]
                       read message paths on stdin (one a line); print path<TAB>spam|ham<TAB>score
-  eval [--seed N] [--split DIR] [train options]
+  eval [--seed N] [--split DIR] [--corpus DIR] [--split-tool FILE] [train options]
                       train on the split's train set, classify its test set, print the metrics
-  eval --seeds LIST [--splits-dir DIR] [--max-fp-rate R] [--min-recall R] [train options]
+  eval --seeds LIST [--splits-dir DIR] [--corpus DIR] [--max-fp-rate R] [--min-recall R] [train options]
                       the same on each split of LIST (e.g. 601-620,1), one line each, then how
                       many met both targets (default FPR <= 0.32 %, recall >= 98.4 %) and the
                       pooled rates; splits in DIR/spam-eval-N (DIR/spam-eval for seed 1, DIR
                       defaults to /tmp), made when missing
                       (the split defaults to /tmp/spam-eval for seed 1, /tmp/spam-eval-N otherwise;
-                      a missing split is made by --split-tool FILE, the evaluation kit's
-                      splitting script, run as FILE --seed N --out DIR)`;
+                      a missing split is made from the corpus in --corpus DIR, default /tmp/spamdata,
+                      by the package's scripts/spam-corpus.mjs, which also fetches the corpus:
+                      node scripts/spam-corpus.mjs fetch; --split-tool FILE runs another
+                      splitting script instead, as FILE --seed N --out DIR [--corpus DIR])`;
 
 const TRAIN_FLAGS: Array<[string, keyof TrainOptions]> = [
   ['seed', 'seed'], ['cost-fp', 'costFP'], ['epochs', 'epochs'], ['lr', 'lr'], ['l2', 'l2'],
@@ -227,14 +230,44 @@ async function cmdClassify(argv: string[], stdin: NodeJS.ReadableStream, stdout:
   return failed ? 1 : 0;
 }
 
-async function ensureSplit(seed: string, dir: string, tool: string | undefined): Promise<void> {
+/**
+ * The package's own splitter, scripts/spam-corpus.mjs: the nearest postern package.json above
+ * this file is the package root, from dist/ as from the tests' build/src/.
+ */
+function corpusScript(): string | undefined {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++, dir = dirname(dir)) {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: string }).name !== 'postern') continue;
+    } catch {
+      continue; // none here, or not JSON: look further up
+    }
+    const script = join(dir, 'scripts', 'spam-corpus.mjs');
+    return existsSync(script) ? script : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Makes the split in `dir` unless it has a manifest (written last, so only a finished split
+ * has one): by scripts/spam-corpus.mjs from the corpus in `corpus`, or by `tool`. The
+ * splitter's report goes to stderr; stdout carries only results.
+ */
+export async function ensureSplit(seed: string, dir: string, tool: string | undefined, corpus: string | undefined): Promise<void> {
   if (existsSync(join(dir, 'manifest.jsonl'))) return;
-  if (tool === undefined) throw usageError(`no split in ${dir}: make it, or name the splitting script with --split-tool FILE`, SPAM_USAGE);
-  if (!existsSync(tool)) throw usageError(`--split-tool ${tool}: no such file`, SPAM_USAGE);
+  let args: string[];
+  if (tool !== undefined) {
+    if (!existsSync(tool)) throw usageError(`--split-tool ${tool}: no such file`, SPAM_USAGE);
+    args = [tool, '--seed', seed, '--out', dir, ...(corpus === undefined ? [] : ['--corpus', corpus])];
+  } else {
+    const script = corpusScript();
+    if (script === undefined) throw new PosternError('PST_ERR_SPAM_SPLIT', `no split in ${dir}, and no scripts/spam-corpus.mjs in this package to make it (name a splitting script with --split-tool FILE)`);
+    args = [script, 'split', '--seed', seed, '--out', dir, '--corpus', corpus ?? DEFAULT_CORPUS];
+  }
   log(`making split seed ${seed} in ${dir}`);
   const { spawnSync } = await import('node:child_process'); // only here: classify starts faster without it
-  const r = spawnSync(process.execPath, [tool, '--seed', seed, '--out', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new PosternError('PST_ERR_SPAM_SPLIT', `${tool} failed (exit ${r.status})`);
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 2, 'inherit'] });
+  if (r.status !== 0) throw new PosternError('PST_ERR_SPAM_SPLIT', `${args[0]} failed (exit ${r.status ?? r.signal})`);
 }
 
 export interface EvalResult {
@@ -271,6 +304,9 @@ export function evaluateSplit(split: string, o: TrainOptions = {}): EvalResult {
   };
 }
 
+/** Where `node scripts/spam-corpus.mjs fetch` (and .ci/run) install the corpus by default. */
+export const DEFAULT_CORPUS = '/tmp/spamdata';
+
 export function defaultSplitDir(seed: string, root = '/tmp'): string {
   return join(root, seed === '1' ? 'spam-eval' : `spam-eval-${seed}`);
 }
@@ -292,6 +328,7 @@ function seedList(v: string): number[] {
 async function cmdEvalMany(seeds: number[], v: Values, stdout: NodeJS.WritableStream): Promise<number> {
   const root = str(v, 'splits-dir') ?? '/tmp';
   const tool = str(v, 'split-tool');
+  const corpus = str(v, 'corpus');
   const maxFpr = num(v, 'max-fp-rate', SPAM_USAGE) ?? 0.0032;
   const minRecall = num(v, 'min-recall', SPAM_USAGE) ?? 0.984;
   const o = trainOptions(v);
@@ -300,7 +337,7 @@ async function cmdEvalMany(seeds: number[], v: Values, stdout: NodeJS.WritableSt
   let met = 0, fp = 0, fn = 0, ham = 0, spam = 0;
   for (const seed of seeds) {
     const dir = defaultSplitDir(String(seed), root);
-    await ensureSplit(String(seed), dir, tool);
+    await ensureSplit(String(seed), dir, tool, corpus);
     const m = evaluateSplit(dir, o).metrics;
     // the targets taken strictly: 4 of 1,245 ham (0.321 %) misses 0.32 %
     const ok = m.fpr <= maxFpr + 1e-12 && m.recall >= minRecall - 1e-12;
@@ -314,7 +351,7 @@ async function cmdEvalMany(seeds: number[], v: Values, stdout: NodeJS.WritableSt
 
 const EVAL_OPTIONS: OptionSpecs = {
   ...TRAIN_OPTIONS,
-  seeds: { type: 'string' }, split: { type: 'string' }, 'split-tool': { type: 'string' }, 'splits-dir': { type: 'string' },
+  seeds: { type: 'string' }, split: { type: 'string' }, 'split-tool': { type: 'string' }, corpus: { type: 'string' }, 'splits-dir': { type: 'string' },
   'max-fp-rate': { type: 'string' }, 'min-recall': { type: 'string' },
 };
 
@@ -326,9 +363,8 @@ async function cmdEval(argv: string[], stdout: NodeJS.WritableStream): Promise<n
   if (many !== undefined) return cmdEvalMany(seedList(many), v, stdout);
   const seed = str(v, 'seed') ?? '1';
   const split = str(v, 'split') ?? defaultSplitDir(seed);
-  const tool = str(v, 'split-tool');
   const o = trainOptions(v);
-  await ensureSplit(seed, split, tool);
+  await ensureSplit(seed, split, str(v, 'split-tool'), str(v, 'corpus'));
   const r = evaluateSplit(split, o);
   const kind = o.kind ?? DEFAULTS.kind;
   const n = r.metrics.n;
