@@ -1,4 +1,5 @@
-// The metrics of shared/spam-eval.md §4, computed the same way as evalkit.mjs.
+// The metrics `postern spam eval` reports (docs/spam.md), defined as the evaluation kit's
+// harness computes them, so the in-process figures and the kit's agree.
 
 export interface Item {
   truth: 'spam' | 'ham';
