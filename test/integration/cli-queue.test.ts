@@ -96,6 +96,8 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   const m1 = await q.enqueue({ sender: 's1@a.example', recipients: [{ address: 'r1@dest1.example' }] }, body('one'));
   const m2 = await q.enqueue({ sender: 's2@b.example', recipients: [{ address: 'r2@dest2.example' }, { address: 'r3@dest1.example' }] }, body('two'));
   const m3 = await q.enqueue({ sender: 's3@a.example', recipients: [{ address: 'r4@dest3.example' }], notBefore: Date.now() + 3_600_000 }, body('three'));
+  // one attempt already made: the remote's reply (hostile text: an escape sequence) is the last reply
+  await q.defer(m3, ['r4@dest3.example'], Date.now() + 3_600_000, { code: 451, enhanced: '4.3.0', text: 'greylisted\x1b[2J', command: 'RCPT', destination: 'mx.dest3.example' });
   const env = {
     POSTERN_DATA_DIR: node.config.dataDir,
     POSTERN_QUEUE_MAP_BYTES: '64M',
@@ -113,7 +115,7 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   assert.match(list, /^ID\s+SIZE\s+AGE\s+STATE\s+SENDER$/m);
   assert.match(list, new RegExp(`^${m1}\\s+\\d+\\s+\\d+s\\s+ready\\s+s1@a\\.example\\n    r1@dest1\\.example  pending$`, 'm'));
   assert.match(list, new RegExp(`^${m2} .*\\n    r2@dest2\\.example  pending\\n    r3@dest1\\.example  pending$`, 'm'));
-  assert.match(list, new RegExp(`^${m3}\\s+\\d+\\s+\\d+s\\s+scheduled\\s+s3@a\\.example$`, 'm'));
+  assert.match(list, new RegExp(`^${m3}\\s+\\d+\\s+\\d+s\\s+scheduled\\s+s3@a\\.example\\n    r4@dest3\\.example  pending, 1 attempt: 451 4\\.3\\.0 greylisted\\\\x1b\\[2J \\(RCPT, mx\\.dest3\\.example\\)$`, 'm'));
   assert.match(list, /^-- 3 messages, \d+ bytes$/m);
   const ids = (out: string) => (JSON.parse(out) as { id: string }[]).map((m) => m.id);
   assert.deepEqual(ids(await cli('queue', 'list', '--domain', 'dest1.example', '--json')), [m1, m2]);
@@ -128,6 +130,9 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   assert.match(show, /^sender:\s+<s2@b\.example>$/m);
   assert.match(show, /^  r2@dest2\.example: pending, 0 attempts$/m);
   assert.match(show, /^headers:\n  From: s@a\.example\n  Subject: two$/m);
+  const shown3 = await cli('queue', 'show', m3);
+  assert.match(shown3, /^  r4@dest3\.example: pending, 1 attempt\n    last reply at \d{4}-\d\d-\d\dT[\d:.]+Z: 451 4\.3\.0 greylisted\\x1b\[2J \(RCPT, mx\.dest3\.example\)$/m);
+  assert.ok(!shown3.includes('\x1b'), 'no escape character reaches the terminal');
   const shown = JSON.parse(await cli('queue', 'show', m2, '--json'));
   assert.equal(shown.sender, 's2@b.example');
   assert.deepEqual(shown.recipients.map((r: { address: string }) => r.address), ['r2@dest2.example', 'r3@dest1.example']);
