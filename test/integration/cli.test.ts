@@ -25,6 +25,12 @@ test('postern config prints every variable; a bad value exits 78 naming them all
   assert.equal(bad.code, 78);
   assert.match(bad.stderr, /POSTERN_SMTP_PORT="99999" is invalid: expected an integer port 0-65535/);
   assert.match(bad.stderr, /POSTERN_REQUIRE_TLS_FOR_AUTH="maybe" is invalid: expected true or false/);
+  // The files the settings name, as start checks them, every problem at once.
+  const files = await runCli(['config'], { POSTERN_DKIM_KEYS: 'example.com:s1:/nonexistent/k.pem', POSTERN_SHAPING: '/nonexistent/shaping.toml', POSTERN_SPAM_MODEL: '/nonexistent/spam.model' });
+  assert.equal(files.code, 78);
+  assert.match(files.stderr, /POSTERN_DKIM_KEYS is invalid: DKIM key example\.com:s1 \(\/nonexistent\/k\.pem\): ENOENT/);
+  assert.match(files.stderr, /POSTERN_SHAPING="\/nonexistent\/shaping\.toml" is invalid: ENOENT/);
+  assert.match(files.stderr, /POSTERN_SPAM_MODEL="\/nonexistent\/spam\.model" is invalid: /);
   const usage = await runCli(['frobnicate'], {});
   assert.equal(usage.code, 64);
   assert.match(usage.stderr, /unknown command "frobnicate"/);
