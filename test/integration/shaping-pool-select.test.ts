@@ -14,6 +14,7 @@ import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { runCli } from '../helpers/cli.js';
+import { fileURLToPath } from 'node:url';
 import type { MailEvent } from '../../src/queue/events.js';
 
 const TODAY = new Date().toISOString().slice(0, 10);
@@ -145,6 +146,18 @@ test('a trusted client naming a pool the node does not have, or naming one twice
   const body = node.queue.withBody(id, (b) => Buffer.from(b)).toString('latin1');
   assert.doesNotMatch(body.slice(0, body.indexOf('\r\n\r\n')), /X-Postern-Pool/i, 'the header field is gone');
   assert.match(body, /\r\n\r\nX-Postern-Pool: nosuch in the body\r\n$/, 'the body is untouched');
+});
+
+test('the header is gone before any filter sees the message: a pool named like the filter\'s reject word is accepted', async (t) => {
+  // test-filter.mjs rejects any message whose bytes hold REJECTME.
+  const filter = fileURLToPath(new URL('../../../test/fixtures/test-filter.mjs', import.meta.url));
+  const node = await startTestNode(t, { POSTERN_SHAPING: shapingFile(t, `${FILE}\n[pool.REJECTME]\nsources = { ip2 = 1 }\n`), POSTERN_FILTER_MODULES: filter, POSTERN_WORKERS: '1', POSTERN_FILTER_TIMEOUT_MS: '5s' });
+  const r = await sendRaw(node.ports.smtpPort, 'a@shop.example', 'r@dest.example', 'Subject: x\r\nX-Postern-Pool: REJECTME\r\n\r\nhi');
+  assert.equal(r.code, 250, `the filter never saw the field: ${r.text}`);
+  const id = /queued as (\S+)/.exec(r.text)![1]!;
+  assert.equal(node.queue.get(id)!.pool, 'REJECTME');
+  const refused = await sendRaw(node.ports.smtpPort, 'a@shop.example', 'r@dest.example', 'Subject: x\r\nX-Postern-Pool: nosuch\r\n\r\nhi');
+  assert.equal(refused.code, 554, refused.text);
 });
 
 test('HTTP: "pool" is stored, shown by the API and `postern queue show`; a pool the node does not have is 422', async (t) => {
