@@ -108,6 +108,10 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   // and the Maildir transport ask the same function, so what RCPT accepts can be delivered.
   const maildirMayCreate = (address: string): boolean => config.maildirCreate || (rmap !== null && isMailboxInMap(rmap.current, address));
   ctx.mayCreateMailbox = maildirMayCreate;
+  // The pools a trusted client's X-Postern-Pool may name: the shaping file as the delivery side
+  // last applied it (the start-up version with POSTERN_DELIVERY=off, which never re-reads it).
+  let shapingNow = shaping;
+  ctx.poolExists = (name) => shapingNow?.pools.some((p) => p.name === name) ?? false;
   let events: EventSender | null = null;
   let recorder: EventRecorder | null = null;
   let emit: ((e: MailEvent, origin?: EventOrigin) => void) | undefined;
@@ -133,7 +137,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();
@@ -167,6 +171,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         bounces: () => delivery?.bounceStats() ?? null,
         events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),
         ready: () => !ctx.draining,
+        poolExists: ctx.poolExists,
       });
     }
     ports = { ...smtpPorts, httpPort: http?.port ?? null };

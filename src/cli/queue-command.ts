@@ -11,6 +11,7 @@ import { ENV_FILE_OPTION, ENV_FILE_USAGE, cliConfig } from './cli-config.js';
 import { EX } from './exit-codes.js';
 import { apiError, NodeApi, type ApiAnswer } from './node-api.js';
 import { safeText } from './safe-text.js';
+import { sourceOfDestination } from '../lib/destination-source.js';
 
 const STATES = ['ready', 'scheduled', 'leased', 'held'] as const;
 type ListState = (typeof STATES)[number];
@@ -254,10 +255,12 @@ function showCommand(config: Readonly<Config>, values: Values, positionals: stri
       `received:   ${iso(m.receivedAt)} (${age(nowMs - m.receivedAt)} ago)${m.client ? ` from ${safeText(m.client.ip)}${m.client.helo ? ` (${safeText(m.client.helo)})` : ''}${m.client.tls ? ', TLS' : ''}${m.client.authUser ? `, AUTH ${safeText(m.client.authUser)}` : ''}` : ''}`,
       `size:       ${m.size} bytes${m.bodyType ? `, ${m.bodyType}` : ''}${m.smtputf8 ? ', SMTPUTF8' : ''}`,
       `attempts:   ${m.attempts}`,
+      `pool:       ${m.pool !== undefined ? `${safeText(m.pool)} (named by the client)` : 'by the sender domain (shaping file)'}`,
       `recipients:`,
     ];
     for (const r of m.recipients) {
-      lines.push(`  ${safeText(r.address)}: ${r.state}, ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}`);
+      const source = sourceOfDestination(r.lastReply?.destination);
+      lines.push(`  ${safeText(r.address)}: ${r.state}, ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}${source !== null ? `, source ${safeText(source)}` : ''}`);
       if (r.lastReply) lines.push(`    last reply${r.lastReply.at ? ` at ${iso(r.lastReply.at)}` : ''}: ${replyText(r.lastReply)}`);
     }
     lines.push('headers:');

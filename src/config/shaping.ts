@@ -4,7 +4,7 @@
 // each naming file:line. The file is polled and re-read when it changes; a broken new version
 // is reported and the previous one kept (as the recipient map, config/recipient-map.ts).
 // It also names the egress sources (a local address and its EHLO name) and the weighted pools
-// of them a message leaves from, chosen by the sender's domain.
+// of them a message leaves from, chosen by the sender's domain (or named by a trusted client).
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { PolledFile } from './polled-file.js';
@@ -65,6 +65,12 @@ export interface ShapingPool {
   /** Exact sender domains and "*.domain" patterns, lower case. */
   readonly senderDomains: readonly string[];
   readonly isDefault: boolean;
+  /**
+   * What becomes of a message whose source has spent its warm-up budget at a site today:
+   * 'defer' (it waits for the next UTC day) or 'spill' (it leaves from another source of the
+   * pool that still has budget there, by weight; it waits only when none has).
+   */
+  readonly warmupOverflow: 'defer' | 'spill';
 }
 
 /** The [alerts] table: anomaly-alert thresholds (docs/alerts.md) over the POSTERN_ALERT_* settings. */
@@ -99,7 +105,7 @@ const TLS_POLICIES: readonly string[] = ['opportunistic', 'required', 'none'];
 const LIMIT_KEYS = new Set(['max_connections', 'messages_per_connection', 'rate', 'recipients_per_transaction', 'tls', 'retry', 'pipelining', 'chunking', 'adaptive', 'suspend_on', 'suspend_for', 'blocklist_suspend_for']);
 const SITE_KEYS = new Set([...LIMIT_KEYS, 'domains', 'mx', 'source']);
 const SOURCE_KEYS = new Set(['address', 'ehlo', 'warmup_start', 'warmup_first', 'warmup_factor']);
-const POOL_KEYS = new Set(['sources', 'sender_domains', 'default']);
+const POOL_KEYS = new Set(['sources', 'sender_domains', 'default', 'warmup_overflow']);
 /** Bounds the sources of one pool and their weights (a pick walks the list). */
 const MAX_POOL_SOURCES = 256;
 const MAX_WEIGHT = 1000;
@@ -277,7 +283,7 @@ function poolsOf(v: unknown, sources: ReadonlyMap<string, ShapingSource>, errors
       continue;
     }
     if (!SITE_NAME.test(name)) errors.push(`${at(tpath)}: pool name "${name}" must be 1-63 letters, digits, "_", "." or "-"`);
-    for (const k of Object.keys(t)) if (!POOL_KEYS.has(k)) errors.push(`${at(tpath, k)}: unknown key "${k}" (a pool has "sources", "sender_domains" and "default")`);
+    for (const k of Object.keys(t)) if (!POOL_KEYS.has(k)) errors.push(`${at(tpath, k)}: unknown key "${k}" (a pool has "sources", "sender_domains", "default" and "warmup_overflow")`);
     const members: { source: string; weight: number }[] = [];
     if (!isTable(t.sources) || Object.keys(t.sources).length === 0) {
       errors.push(`${at(tpath, 'sources')}: sources must be a table of source names and weights, like { ip2 = 1, ip3 = 2 }`);
@@ -305,8 +311,13 @@ function poolsOf(v: unknown, sources: ReadonlyMap<string, ShapingSource>, errors
         defaultPool = name;
       }
     }
-    if (senderDomains.length === 0 && !isDefault) errors.push(`${at(tpath)}: pool "${name}" is used by nothing: give "sender_domains" or "default = true"`);
-    out.push(Object.freeze({ name, sources: Object.freeze(members.map((m) => Object.freeze(m))), senderDomains: Object.freeze(senderDomains.map((d) => normalizeDomain(d))), isDefault }));
+    let warmupOverflow: ShapingPool['warmupOverflow'] = 'defer';
+    if (t.warmup_overflow !== undefined) {
+      if (t.warmup_overflow !== 'defer' && t.warmup_overflow !== 'spill') errors.push(`${at(tpath, 'warmup_overflow')}: warmup_overflow must be "defer" or "spill", got ${JSON.stringify(t.warmup_overflow)}`);
+      else warmupOverflow = t.warmup_overflow;
+    }
+    // A pool no sender domain names is still chosen by X-Postern-Pool or the API's "pool".
+    out.push(Object.freeze({ name, sources: Object.freeze(members.map((m) => Object.freeze(m))), senderDomains: Object.freeze(senderDomains.map((d) => normalizeDomain(d))), isDefault, warmupOverflow }));
   }
   return out;
 }

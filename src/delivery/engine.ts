@@ -48,6 +48,8 @@ export interface DeliveryOptions {
   shaping?: ShapingFile | null;
   /** How often the shaping file is looked at for changes (default 2 s). */
   shapingPollMs?: number;
+  /** Told each new version of the shaping file once it applies (main.ts: the pools X-Postern-Pool may name). */
+  onShapingReload?: (file: ShapingFile) => void;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
@@ -61,12 +63,15 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     // The alert hook: an event for the webhooks (and, with the alerts step, further).
     onAlert: (a) => opts.onEvent?.({ type: 'shaping.suspended', time: new Date().toISOString(), site: a.site, egress: a.source, reason: a.reason, until: new Date(a.until).toISOString(), reply: a.reply.text, ...(a.reply.code !== undefined ? { code: a.reply.code } : {}), ...(a.reply.enhanced !== undefined ? { enhanced: a.reply.enhanced } : {}), ...(a.reply.destination !== undefined ? { destination: a.reply.destination } : {}) }),
     onClose: () => watcher?.close(),
+    // Warm-up counts survive a restart (written behind, within a second: docs/shaping.md).
+    warmup: queue.warmup,
   });
   if (c.shaping !== '') {
     watcher = new ShapingFileWatcher(c.shaping, opts.shaping ?? readShaping(c.shaping), (err, f) => {
       if (err) log.error({ err: err.message, file: c.shaping }, 'shaping file not reloaded, keeping the previous one');
       else {
         shaper.setFile(f);
+        opts.onShapingReload?.(f);
         log.info({ file: c.shaping, sites: f.sites.length }, 'shaping file reloaded');
       }
     });

@@ -12,7 +12,7 @@ import { hostname as osHostname } from 'node:os';
 import type { Queue, MessageRecord, Recipient, RecipientOutcome, ReplyRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
 import { countReceived } from '../protocol/hop-count.js';
-import type { Destination, RecipientResult, Transport } from './types.js';
+import type { Destination, DestinationShape, RecipientResult, Transport } from './types.js';
 import type { MailEvent } from '../queue/events.js';
 import { DestinationStatsTable, type DestinationStats } from './destination-stats.js';
 import type { BounceStatsView } from './failure-tally.js';
@@ -108,6 +108,13 @@ export interface SchedulerOptions {
   classify?: (reply: ReplyRecord, outcome: 'failed' | 'deferred') => string;
   /** Failures by category and the bounce processor's counters, for /metrics and /v1/stats. */
   bounceStats?: () => BounceStatsView;
+}
+
+/** The `egress` (source) and `pool` of an event whose destination a pool's source serves (none for the 'default' source). */
+function egressOf(shapes: ReadonlyMap<string, DestinationShape>, destination: string | undefined): { egress?: string; pool?: string } {
+  const shape = destination === undefined ? undefined : shapes.get(destination);
+  if (shape?.pool === undefined) return {};
+  return { egress: shape.source, pool: shape.pool };
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -269,7 +276,10 @@ export class Scheduler {
         return body;
       };
       const results = await Promise.all([...groups.values()].map((g) => this.#deliverGroup(m, g.dest, g.recipients, getBody)));
-      await this.#settle(m, [...suppressed, ...results.flat()]);
+      // The egress source and pool of each destination, for the recipients' events.
+      const shapes = new Map<string, DestinationShape>();
+      for (const g of groups.values()) if ((g.dest.kind === 'smtp' || g.dest.kind === 'lmtp') && g.dest.shape) shapes.set(g.dest.key, g.dest.shape);
+      await this.#settle(m, [...suppressed, ...results.flat()], shapes);
     } finally {
       this.counters.inFlight--;
     }
@@ -319,7 +329,7 @@ export class Scheduler {
     return results;
   }
 
-  async #settle(m: MessageRecord, results: RecipientResult[]): Promise<void> {
+  async #settle(m: MessageRecord, results: RecipientResult[], shapes: ReadonlyMap<string, DestinationShape> = new Map()): Promise<void> {
     const o = this.#o;
     const now = this.#now();
     const expired = now - m.receivedAt >= o.maxQueueLifetimeMs;
@@ -370,6 +380,7 @@ export class Scheduler {
         sender: m.sender,
         recipient: r.address,
         ...(reply.destination !== undefined ? { destination: reply.destination } : {}),
+        ...egressOf(shapes, reply.destination),
         ...(reply.code !== undefined ? { code: reply.code } : {}),
         ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
         ...(category !== undefined ? { category } : {}),

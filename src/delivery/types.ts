@@ -25,6 +25,8 @@ export interface DestinationShape {
   site: string;
   /** The egress source's name ('default': no pool applies, the system picks the address). */
   source: string;
+  /** The pool the source was picked from (absent with the 'default' source). */
+  pool?: string;
   /** The source's local address to bind, and its EHLO name (absent for 'default'). */
   localAddress?: string;
   heloName?: string;

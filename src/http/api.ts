@@ -40,6 +40,8 @@ export interface HttpDeps {
   events?: () => { pending: number; dropped: number; sent: number; failures: number; aggregated: number } | null;
   /** Readiness: queue open, listeners up, not draining. */
   ready: () => boolean;
+  /** Is this a pool of the shaping file now (the inject endpoint's `pool`)? Absent: no pool exists. */
+  poolExists?: (name: string) => boolean;
 }
 
 export interface HttpStats {

@@ -46,7 +46,7 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const PLACEHOLDER = /\{\{\s*([A-Za-z0-9_.-]+)\s*\}\}/g;
 const RESERVED_HEADERS = new Set(['mime-version', 'from', 'to', 'cc', 'bcc', 'subject', 'date', 'message-id', 'received', 'sender', 'return-path']);
 
-export const STRUCTURED_FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'headers', 'attachments', 'substitutions', 'priority', 'send_at']);
+export const STRUCTURED_FIELDS = new Set(['from', 'to', 'cc', 'bcc', 'subject', 'text', 'html', 'headers', 'attachments', 'substitutions', 'priority', 'send_at', 'pool']);
 
 export interface Mailbox {
   address: string;
@@ -165,6 +165,7 @@ function parse(o: Record<string, unknown>, limits: { maxMessageBytes: number }):
       noControl(f, name);
       if (!FIELD_NAME.test(name) || name.length > 76) throw new Bad(f, 'not an RFC 5322 field name (printable ASCII, no colon or space, at most 76 characters)');
       const lower = name.toLowerCase();
+      if (lower === 'x-postern-pool') throw new Bad(f, 'the pool is the request\'s "pool" field, not a header');
       if (RESERVED_HEADERS.has(lower) || lower.startsWith('content-')) {
         throw new Bad(f, `${name} cannot be set here: MIME structure headers (MIME-Version, Content-*) are built by postern, and From/To/Cc/Bcc/Subject/Date/Message-ID have their own fields`);
       }

@@ -1,6 +1,7 @@
 // The JSON shape of a queued message in API answers: snake_case, ISO dates, priority by name.
 // Built from MessageRecord field by field so a new internal field never leaks by accident.
 import { PRIORITY_NAMES, type MessageRecord, type ReplyRecord } from '../queue/store.js';
+import { sourceOfDestination } from '../lib/destination-source.js';
 
 export interface MessageView {
   id: string;
@@ -11,7 +12,10 @@ export interface MessageView {
   next_attempt_at: string;
   attempts: number;
   size: number;
-  recipients: { address: string; domain: string; state: string; attempts: number; last_reply: ReplyView | null }[];
+  /** The pool a trusted client named (X-Postern-Pool, the API's `pool`); null: the sender's domain picks it. */
+  pool: string | null;
+  /** `source`: the egress source of the recipient's last attempt (from its destination key); null when none applied. */
+  recipients: { address: string; domain: string; state: string; attempts: number; source: string | null; last_reply: ReplyView | null }[];
   client: MessageRecord['client'] | null;
   lease: { owner: string; expires_at: string } | null;
 }
@@ -54,13 +58,14 @@ function messageHead(m: MessageRecord): Omit<MessageView, 'recipients' | 'client
     next_attempt_at: iso(m.nextAttemptAt),
     attempts: m.attempts,
     size: m.size,
+    pool: m.pool ?? null,
   };
 }
 
 export function messageView(m: MessageRecord): MessageView {
   return {
     ...messageHead(m),
-    recipients: m.recipients.map((r) => ({ address: r.address, domain: r.domain, state: r.state, attempts: r.attempts, last_reply: replyView(r.lastReply) })),
+    recipients: m.recipients.map((r) => ({ address: r.address, domain: r.domain, state: r.state, attempts: r.attempts, source: sourceOfDestination(r.lastReply?.destination), last_reply: replyView(r.lastReply) })),
     client: m.client ?? null,
     lease: m.lease ? { owner: m.lease.owner, expires_at: iso(m.lease.expiresAt) } : null,
   };

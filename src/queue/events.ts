@@ -42,9 +42,14 @@ export interface MailEvent {
   /** A summary of this many rejections (events/event-recorder.ts), the first at `since`. */
   count?: number;
   since?: string;
-  /** shaping.suspended: the shaping site, the source address, why, and until when (ISO 8601). */
+  /**
+   * shaping.suspended: the shaping site, the source (`egress`), why, and until when (ISO 8601).
+   * delivered, deferred, bounced: `egress` is the source the attempt left from and `pool` the
+   * pool it was picked from (absent when no shaping source applies).
+   */
   site?: string;
   egress?: string;
+  pool?: string;
   reason?: string;
   until?: string;
   /** alert.*: the alert's id, rule, scope, value and threshold (docs/alerts.md); `since` is when it was raised. */

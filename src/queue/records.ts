@@ -33,7 +33,10 @@ const LEASE_KEYS = ['owner', 'expiresAt'];
 // The message keys plus `waitFor` (records since the wait index). A record of the first form
 // (structure 0: written before, or never given a waitFor key) still decodes, without it.
 const MESSAGE_KEYS_2 = [...MESSAGE_KEYS, 'waitFor'];
-const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2];
+// Then `pool` (records since the X-Postern-Pool header and the API's pool field): the pool a
+// trusted client chose. Records of the two forms above still decode, without it.
+const MESSAGE_KEYS_3 = [...MESSAGE_KEYS_2, 'pool'];
+const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2, MESSAGE_KEYS_3];
 
 const packr = new Packr({
   structures: STRUCTURES.map((keys) => keys.slice()),
@@ -94,6 +97,7 @@ function recordProblem(v: unknown, id: string): string | null {
   if (r['client'] !== undefined && (r['client'] === null || typeof r['client'] !== 'object')) return 'bad client';
   const w = r['waitFor'];
   if (w !== undefined && !(Array.isArray(w) && (w as unknown[]).every((d) => typeof d === 'string'))) return 'bad waitFor';
+  if (!optional(r['pool'], 'string')) return 'bad pool';
   if (r['state'] === 'leased') {
     const l = r['lease'] as Record<string, unknown> | null | undefined;
     if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';
@@ -141,7 +145,7 @@ function makeClient(c: EnvelopeInput['client']): EnvelopeInput['client'] {
   return { ip: c.ip, helo: c.helo, tls: c.tls, authUser: c.authUser, hostname: c.hostname };
 }
 
-/** The new record of an accepted message, keys in MESSAGE_KEYS_2 order. */
+/** The new record of an accepted message, keys in MESSAGE_KEYS_3 order. */
 export function makeMessage(
   env: EnvelopeInput,
   id: string,
@@ -174,6 +178,7 @@ export function makeMessage(
     notBefore: env.notBefore,
     lease: undefined,
     waitFor: undefined,
+    pool: env.pool,
   };
 }
 

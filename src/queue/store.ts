@@ -20,6 +20,7 @@ import { RecordStore, notFound, openQueueEnv } from './record-store.js';
 import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
+import { WarmupCounts } from './warmup-counts.js';
 import {
   type EnvelopeInput,
   type FailRecipientsResult,
@@ -90,6 +91,7 @@ function checkEnvelope(env: EnvelopeInput): Priority {
       throw invalidArgument('enqueue: every recipient needs an address', 'type');
     }
   }
+  if (env.pool !== undefined && typeof env.pool !== 'string') throw invalidArgument('enqueue: pool must be a string', 'type');
   const p = env.priority ?? 1;
   if (p !== 0 && p !== 1 && p !== 2) throw invalidArgument(`enqueue: priority must be 0, 1 or 2, not ${String(p)}`);
   return p;
@@ -117,6 +119,8 @@ export class Queue {
   readonly suppressions: SuppressionList;
   /** The durable event log for event webhooks (events.ts), sub-database 'events'. */
   readonly events: EventLog;
+  /** Warm-up counts per source × site and UTC day (warmup-counts.ts), sub-database 'warmup'. */
+  readonly warmup: WarmupCounts;
   private readonly env: RootDatabase;
   private readonly store: RecordStore;
   private readonly leasing: LeaseManager;
@@ -163,6 +167,7 @@ export class Queue {
       checkRead,
     );
     this.events = new EventLog(env.openDB<string, number>({ name: 'events', encoding: 'string', keyEncoding: 'ordered-binary' }));
+    this.warmup = new WarmupCounts(env.openDB<number, [number, string]>({ name: 'warmup', encoding: 'ordered-binary', keyEncoding: 'ordered-binary' }), write, this.log);
     // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
     env.on('beforecommit', () => {
       this.st.commits++;
@@ -601,8 +606,10 @@ export class Queue {
   /** Refuse new operations, wait for the ones in flight, then close the environment. */
   close(): Promise<void> {
     if (this.closing !== null) return this.closing;
+    const lastCounts = this.warmup.close(); // issued before the queue refuses writes
     this.closed = true;
     this.closing = (async () => {
+      await lastCounts;
       while (this.inflight > 0) await new Promise<void>((resolve) => (this.idle = resolve));
       await this.env.close();
       this.log.info({ seq: this.seq, ...this.st }, 'queue closed');

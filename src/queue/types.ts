@@ -37,6 +37,11 @@ export interface EnvelopeInput {
   notBefore?: number;
   /** Store it held (quarantine): never leased until released. Not kept in the record. */
   hold?: boolean;
+  /**
+   * The shaping pool a trusted client chose (X-Postern-Pool, the API's `pool`): it wins over
+   * the sender-domain rule (docs/shaping.md). Absent in records written before it existed.
+   */
+  pool?: string;
 }
 
 export type RecipientState = 'pending' | 'delivered' | 'failed';

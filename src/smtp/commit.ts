@@ -3,9 +3,13 @@
 // commit is on disk; any failure to store answers 452 4.3.1, never 250 (RFC 5321 §4.5.3.1.10,
 // RFC 3463 X.3.1). Back-pressure: too many messages waiting for their commit answers 452 too.
 // Authentication-Results fields that claim our authserv-id are removed from mail of clients
-// outside the trusted networks (RFC 8601 §5), before any filter sees the message.
+// outside the trusted networks (RFC 8601 §5), before any filter sees the message. So is every
+// X-Postern-Pool field (docs/shaping.md): a trusted or authenticated client's names the shaping
+// pool the message leaves from (a pool the node does not have refuses it, 554 5.6.0); anyone
+// else's is dropped unread.
 import { R, reply, type Reply } from '../protocol/reply.js';
 import { stripAuthResults } from '../protocol/strip-auth-results.js';
+import { MAX_POOL_NAME_CHARS, takePoolHeader } from '../protocol/pool-header.js';
 import type { EnvelopeInput } from '../queue/store.js';
 import { receivedHeader } from './received.js';
 import { countReceived } from '../protocol/hop-count.js';
@@ -49,8 +53,12 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   let quarantine = false;
   let pendingFilter: Promise<Reply | null> | null = null;
   const maxHops = ctx.config.maxHops;
+  let pool: string | undefined;
   if (ctx.filters === null) {
-    body = withoutForgedAuthResults(s, source.takeBody(received), received.length);
+    const taken = takePool(s, withoutForgedAuthResults(s, source.takeBody(received), received.length), received.length);
+    if ('code' in taken) return taken;
+    body = taken.body;
+    pool = taken.pool;
     if (countReceived(body, maxHops) > maxHops) return tooManyHops(s, maxHops);
   } else {
     if (ctx.filters.needsDrain) {
@@ -60,7 +68,10 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     }
     // In-line filtering: the 250 waits for the verdict (the body travels to a worker and back).
     body = Buffer.alloc(0);
-    const raw = withoutForgedAuthResults(s, source.takeBody(), 0);
+    const taken = takePool(s, withoutForgedAuthResults(s, source.takeBody(), 0), 0);
+    if ('code' in taken) return taken;
+    const raw = taken.body;
+    pool = taken.pool;
     if (countReceived(raw, maxHops - 1) > maxHops - 1) return tooManyHops(s, maxHops); // ours makes one more
     const envelope = {
       sender: tx.sender,
@@ -104,6 +115,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   if (tx.envid !== undefined) env.envid = tx.envid;
   if (tx.bodyType !== undefined) env.bodyType = tx.bodyType;
   if (tx.declaredSize !== undefined) env.declaredSize = tx.declaredSize;
+  if (pool !== undefined) env.pool = pool;
   const store = (): Promise<Reply> => {
     ctx.pendingWrites++;
     // A quarantined message is stored held: never delivered until released.
@@ -116,7 +128,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
       ctx.onQueued?.();
       ctx.onEvent?.({ type: 'received', time: new Date().toISOString(), id, source: 'smtp', sender: tx.sender, recipients: tx.recipients.length, size: body.length });
       ctx.counters.bytesAccepted += body.length;
-      s.log.info({ id, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority }, 'queued');
+      s.log.info({ id, from: tx.sender, rcpts: tx.recipients.length, size: body.length, priority: tx.priority, ...(pool !== undefined ? { pool } : {}) }, 'queued');
       return reply(250, '2.0.0', `Ok: queued as ${id}`);
     },
     (err: unknown) => {
@@ -144,4 +156,36 @@ function withoutForgedAuthResults(s: Session, msg: Buffer, from: number): Buffer
   const { body, removed } = stripAuthResults(msg, from, s.ctx.config.hostname);
   if (removed > 0) s.log.info({ removed }, 'removed Authentication-Results claiming our authserv-id');
   return body;
+}
+
+/**
+ * Take every X-Postern-Pool field out of the message, whoever sent it. A trusted or
+ * authenticated client's names the pool (one field, a pool this node has); anything else from
+ * such a client refuses the message (554 5.6.0: a typo must not silently send from the wrong
+ * addresses). Another client's field is dropped and ignored.
+ */
+function takePool(s: Session, msg: Buffer, from: number): { body: Buffer; pool?: string } | Reply {
+  const { body, removed, header } = takePoolHeader(msg, from);
+  if (removed === 0) return { body };
+  if (!s.trusted && s.authUser === undefined) {
+    s.log.debug({ removed, pool: header.kind === 'one' ? header.value : undefined }, 'X-Postern-Pool from an untrusted client removed and ignored');
+    return { body };
+  }
+  const refuse = (why: string): Reply => {
+    s.ctx.counters.messagesRejected++;
+    s.log.info({ why, pool: header.kind === 'one' || header.kind === 'bad' ? header.value : undefined }, 'X-Postern-Pool refused: 554');
+    return reply(554, '5.6.0', `X-Postern-Pool ${why}`);
+  };
+  switch (header.kind) {
+    case 'repeated':
+      return refuse(`appears ${header.count} times; give it once`);
+    case 'too-long':
+      return refuse(`is longer than ${MAX_POOL_NAME_CHARS} characters: no pool has such a name`);
+    case 'bad':
+    case 'none':
+      return refuse('is not a pool name (letters, digits, "_", "." and "-")');
+    case 'one':
+      if (s.ctx.poolExists?.(header.value) !== true) return refuse(`names no pool of this node: "${header.value}"`);
+      return { body, pool: header.value };
+  }
 }

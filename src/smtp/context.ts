@@ -72,6 +72,8 @@ export interface SessionContext {
   mayCreateMailbox?: (address: string) => boolean;
   /** POSTERN_VERP: its domain takes only addresses with a valid tag (recipient-check.ts). */
   verp?: VerpKey;
+  /** Is this a pool of the shaping file now (the X-Postern-Pool header's check)? Absent: no pool exists. */
+  poolExists?: (name: string) => boolean;
   /** POSTERN_BOUNCE_ADDRESSES (mapKey form): accepted without the recipient map. */
   bounceAddresses?: ReadonlySet<string>;
 }

@@ -4,8 +4,11 @@
 // scheduler asks it to admit each transaction, tells it the results, and asks it when a
 // deferral caused by throttling or a suspension comes back (seconds, paced by the lowered
 // rate, not the retry schedule; and never as a failure for the circuit breaker). It also picks
-// the egress source of a message: the pool its sender domain names (else the default pool),
-// one source of it by weight, the same for every transaction of the message.
+// the egress source of a message: the pool a trusted client named (X-Postern-Pool, the API's
+// "pool"), else the one its sender domain names, else the default pool; one source of it by
+// weight, the same for every transaction of the message; and, in a pool that spills, another
+// source while that one has spent its warm-up budget at the site. Warm-up counts are kept in
+// the queue's LMDB environment when a store is given (queue/warmup-counts.ts).
 import type { ShapingFile, ShapingLimits, ShapingPool, ShapingSite, ShapingSource } from '../../config/shaping.js';
 import type { ReplyRecord } from '../../queue/store.js';
 import type { Logger } from '../../log/logger.js';
@@ -25,6 +28,16 @@ export const DEFAULT_SOURCE = 'default';
 export interface RoutedMessage {
   id: string;
   sender: string;
+  /** The pool a trusted client named (the queue record's `pool`): it wins over the sender's domain. */
+  pool?: string;
+}
+
+/** Where warm-up counts persist (queue/warmup-counts.ts); without one they live in memory only. */
+export interface WarmupStore {
+  /** The count of `key` ("source|site") on UTC day `day` (days since the epoch); 0 when none. */
+  get(day: number, key: string): number;
+  /** The count of `key` on `day` is now `n` (the store may write it a moment later). */
+  set(day: number, key: string, n: number): void;
 }
 /** How long a suspend_on pattern or a blocklist listing suspends, when the file does not say. */
 export const DEFAULT_SUSPEND_MS = 30 * 60_000;
@@ -57,6 +70,8 @@ export interface ShaperOptions {
   onAlert?: (a: ShapingAlert) => void;
   /** Called by close() (the engine stops watching the file). */
   onClose?: () => void;
+  /** Persist the warm-up counts here (a restart then keeps the day's spending). */
+  warmup?: WarmupStore;
   now?: () => number;
   random?: () => number;
 }
@@ -81,6 +96,8 @@ interface Entry {
 }
 
 const DAY_MS = 86_400_000;
+/** Pool names remembered as warned about (a stored pool the file no longer has): bounded, they come from records. */
+const MAX_WARNED_POOLS = 1000;
 
 /** A source's warm-up budget for day `now` (UTC days from its start, day 1 = `first`); Infinity once it passes any real volume. */
 export function warmupBudget(w: { startMs: number; first: number; factor: number }, now: number): number {
@@ -104,10 +121,15 @@ export class Shaper implements DeliveryShaper {
   #senderExact = new Map<string, ShapingPool>();
   #senderWildcard = new Map<string, ShapingPool>();
   #defaultPool: ShapingPool | null = null;
+  #poolsByName = new Map<string, ShapingPool>();
+  /** Stored pool names this version of the file lacks, already logged (once per name). */
+  readonly #missingPools = new Set<string>();
+  /** Deferral replies of a spent source whose pool spills: due again in seconds, to be routed to a source with budget. */
+  readonly #respill = new WeakSet<ReplyRecord>();
   readonly #states = new Map<string, SiteState>();
   /** Destination key → its source × site: how a reply (which names the destination) finds its state. */
   readonly #byDest = new Map<string, Entry>();
-  /** "source|site" → the UTC day and the messages sent on it, for warm-up budgets (in memory: a restart starts the day's count again). */
+  /** "source|site" → the UTC day and the messages sent on it, for warm-up budgets (persisted through `warmup` when given). */
   readonly #sentToday = new Map<string, { day: number; n: number }>();
   #closed = false;
 
@@ -136,6 +158,8 @@ export class Shaper implements DeliveryShaper {
     this.#senderExact = new Map();
     this.#senderWildcard = new Map();
     this.#defaultPool = null;
+    this.#poolsByName = new Map(file.pools.map((p) => [p.name, p]));
+    this.#missingPools.clear();
     for (const p of file.pools) {
       for (const d of p.senderDomains) {
         if (d.startsWith('*.')) this.#senderWildcard.set(d.slice(2), p);
@@ -183,16 +207,38 @@ export class Shaper implements DeliveryShaper {
   }
 
   /**
+   * The pool of a message: the one it names (X-Postern-Pool, the API), else its sender's. A
+   * named pool the file no longer has (re-read since) falls back to the sender's rule, never
+   * stuck or lost, with one warning per name and version of the file.
+   */
+  poolOf(m: RoutedMessage): ShapingPool | null {
+    if (m.pool !== undefined) {
+      const p = this.#poolsByName.get(m.pool);
+      if (p) return p;
+      if (!this.#missingPools.has(m.pool) && this.#missingPools.size < MAX_WARNED_POOLS) {
+        this.#missingPools.add(m.pool);
+        this.#o.log?.warn({ pool: m.pool, id: m.id }, 'shaping: a queued message names a pool the shaping file no longer has; it and the others naming it use their sender domain\'s pool');
+      }
+    }
+    return this.poolFor(m.sender);
+  }
+
+  /**
    * The source a message leaves from: one of its pool's sources by weight, picked by a hash of
    * the message id, so every transaction and every retry of the message uses the same one
    * (while the file stays the same); null when no pool applies.
    */
   sourceFor(m: RoutedMessage): ShapingSource | null {
-    const pool = this.poolFor(m.sender);
-    if (!pool || pool.sources.length === 0) return null;
-    const total = pool.sources.reduce((n, s) => n + s.weight, 0);
-    let pick = fnv1a(m.id) % total;
-    for (const s of pool.sources) {
+    const pool = this.poolOf(m);
+    return pool ? this.#pick(pool.sources, fnv1a(m.id)) : null;
+  }
+
+  /** One of `members` by weight, at the point `hash` of their total. */
+  #pick(members: readonly { source: string; weight: number }[], hash: number): ShapingSource | null {
+    const total = members.reduce((n, s) => n + s.weight, 0);
+    if (total === 0) return null;
+    let pick = hash % total;
+    for (const s of members) {
       if (pick < s.weight) return this.#file.sources.get(s.source) ?? null;
       pick -= s.weight;
     }
@@ -207,7 +253,23 @@ export class Shaper implements DeliveryShaper {
   route(domain: string, dest: RouteResult, globalTls: string, message?: RoutedMessage): RouteResult {
     if (dest.kind !== 'smtp' && dest.kind !== 'lmtp') return dest;
     const site = this.siteFor(domain, dest.hosts);
-    const src = message ? this.sourceFor(message) : null;
+    const pool = message ? this.poolOf(message) : null;
+    const primary = pool && message ? this.#pick(pool.sources, fnv1a(message.id)) : null;
+    let out = this.#routeFrom(dest, site, primary, globalTls, pool);
+    // A pool that spills: past the day's warm-up budget of its source at this site, another
+    // source of the pool that has budget there, by weight (the same one for the message while
+    // the set with budget stays the same); none has: it stays, and waits for the next day.
+    if (pool?.warmupOverflow === 'spill' && primary && message && this.#spentAt(out) !== null) {
+      const now = this.#now();
+      const open = pool.sources.filter((m) => m.source !== primary.name && this.#spentAt(this.#routeFrom(dest, site, this.#file.sources.get(m.source) ?? null, globalTls, pool), now) === null);
+      const other = this.#pick(open, fnv1a(`${message.id}|spill`));
+      if (other) out = this.#routeFrom(dest, site, other, globalTls, pool);
+    }
+    return out;
+  }
+
+  /** The destination `dest` as it leaves from `src` (null: the default source). */
+  #routeFrom(dest: Extract<RouteResult, { kind: 'smtp' | 'lmtp' }>, site: ShapingSite | null, src: ShapingSource | null, globalTls: string, pool: ShapingPool | null): Extract<RouteResult, { kind: 'smtp' | 'lmtp' }> {
     const source = src?.name ?? DEFAULT_SOURCE;
     const limits = this.#limits(site, source);
     const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls ? limits.tls : dest.tlsPolicy;
@@ -220,6 +282,7 @@ export class Shaper implements DeliveryShaper {
       shape: {
         site: site?.name ?? '',
         source,
+        ...(src && pool ? { pool: pool.name } : {}),
         ...(src ? { localAddress: src.address, heloName: src.ehlo } : {}),
         maxConnections: limits.maxConnections,
         maxMessagesPerConnection: limits.messagesPerConnection,
@@ -238,6 +301,14 @@ export class Shaper implements DeliveryShaper {
     }
     const spent = this.#warmupSpent(e, now);
     if (spent !== null) {
+      // Routed here before the budget ran out (transactions of several messages at once): in a
+      // pool that spills, it comes back in seconds and is routed to a source with budget.
+      const pool = dest.kind === 'smtp' || dest.kind === 'lmtp' ? this.#poolsByName.get(dest.shape?.pool ?? '') : undefined;
+      if (pool?.warmupOverflow === 'spill' && this.#otherHasBudget(pool, e, now)) {
+        const r = this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; pool ${pool.name} spills: routed again to another source`, '4.7.0');
+        this.#respill.add(r);
+        return failure(r);
+      }
       return failure(this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0'));
     }
     // Counted before the wait for a slot, so transactions waiting together cannot overshoot the budget.
@@ -266,6 +337,9 @@ export class Shaper implements DeliveryShaper {
     if (!e) return null;
     const jitter = (span: number): number => Math.round(span * this.#random());
     if (reply.command === SHAPING_COMMAND) {
+      // Spilled: routed again in a few seconds (a spent source of a spilling pool whose other
+      // sources are spent too is routed back to it, then waits for the next day as below).
+      if (this.#respill.has(reply)) return now + 1000 + jitter(2000);
       // A spent warm-up budget: due when the next UTC day starts, spread over its first 10 minutes.
       if (this.#warmupSpent(e, now) !== null) return (Math.floor(now / DAY_MS) + 1) * DAY_MS + jitter(600_000);
       if (e.state.suspendedUntil > now) return e.state.suspendedUntil + jitter(Math.min(60_000, e.limits.suspendForMs / 10));
@@ -293,21 +367,51 @@ export class Shaper implements DeliveryShaper {
 
   /** The day's budget when the source is warming up and has sent it to this site today, else null. */
   #warmupSpent(e: Entry, now: number): number | null {
-    const w = this.#file.sources.get(e.source)?.warmup;
+    return this.#spent(e.source, e.key, now);
+  }
+
+  /** Has another source of `pool` budget left today at the site of `e`? */
+  #otherHasBudget(pool: ShapingPool, e: Entry, now: number): boolean {
+    // A site no rule names is keyed by the destination key, which ends with "~SOURCE".
+    const named = this.#file.sites.some((s) => s.name === e.site);
+    const base = named ? '' : e.site.slice(0, e.site.length - e.source.length - 1);
+    return pool.sources.some((m) => m.source !== e.source && this.#spent(m.source, `${m.source}|${named ? e.site : `${base}~${m.source}`}`, now) === null);
+  }
+
+  /** #warmupSpent for a routed destination, before any transaction to it (route's spill). */
+  #spentAt(d: Extract<RouteResult, { kind: 'smtp' | 'lmtp' }>, now = this.#now()): number | null {
+    const source = d.shape?.source ?? DEFAULT_SOURCE;
+    if (!this.#file.sources.get(source)?.warmup) return null;
+    return this.#spent(source, `${source}|${d.shape?.site ? d.shape.site : d.key}`, now);
+  }
+
+  #spent(source: string, key: string, now: number): number | null {
+    const w = this.#file.sources.get(source)?.warmup;
     if (!w) return null;
     const budget = warmupBudget(w, now);
     if (budget === Infinity) return null;
-    const c = this.#sentToday.get(e.key);
-    const n = c && c.day === Math.floor(now / DAY_MS) ? c.n : 0;
-    return n >= budget ? budget : null;
+    return this.#count(key, Math.floor(now / DAY_MS)).n >= budget ? budget : null;
+  }
+
+  /** The day's count of a source × site: in memory, else as stored (a restart keeps the day's spending). */
+  #count(key: string, day: number): { day: number; n: number } {
+    let c = this.#sentToday.get(key);
+    if (!c || c.day !== day) {
+      c = { day, n: this.#o.warmup?.get(day, key) ?? 0 };
+      this.#sentToday.set(key, c);
+    }
+    return c;
   }
 
   /** Add `delta` to the day's count of a warming-up source × site (undo with -1 and the day returned). */
   #countSent(e: Entry, now: number, delta: 1 | -1, day = Math.floor(now / DAY_MS)): number {
     if (!this.#file.sources.get(e.source)?.warmup) return day;
-    const c = this.#sentToday.get(e.key);
-    if (c && c.day === day) c.n = Math.max(0, c.n + delta);
-    else if (delta > 0) this.#sentToday.set(e.key, { day, n: 1 });
+    const c = this.#count(e.key, day);
+    const n = Math.max(0, c.n + delta);
+    if (n !== c.n) {
+      c.n = n;
+      this.#o.warmup?.set(day, e.key, n);
+    }
     return day;
   }
 

@@ -8,12 +8,16 @@
 //  are split into envelopes of at most maxRecipients sharing one composed body. At most
 //  MAX_REQUEST_RECIPIENTS (10,000) recipients per request.
 //  Reply: 202 { "id", "ids": [id], "count": 1 } for one message, { "ids": […], "count": n } for more.
+//  Both forms take "pool": the shaping pool the message leaves from (docs/shaping.md), over the
+//  sender-domain rule; a pool the node does not have is 422 PST_HTTP_UNKNOWN_POOL. A raw
+//  message's X-Postern-Pool field is removed; it names the pool when the request does not.
 // A recipient on the suppression list refuses the whole request: 422
 // PST_HTTP_RECIPIENT_SUPPRESSED, `error.suppressed` listing them with their reasons (at most 100).
 // Every field is checked before anything is stored, and a control character (CR, LF, NUL, …)
 // in any envelope field is refused, so no field can inject a header or an SMTP command. The
 // 202 is sent only after the queue's commit is on disk (as the SMTP path's 250).
 import { isMailbox } from '../../protocol/address.js';
+import { MAX_POOL_NAME_CHARS, takePoolHeader } from '../../protocol/pool-header.js';
 import { PRIORITY, type EnvelopeInput, type Priority } from '../../queue/store.js';
 import type { Api } from '../api.js';
 import { readJsonObject } from '../body.js';
@@ -24,7 +28,7 @@ import { fail, type HttpResult } from '../respond.js';
 import { failure, success, type Result } from '../../lib/result.js';
 import type { Route, RouteContext } from '../router.js';
 
-const FIELDS = new Set(['from', 'to', 'raw', 'raw_base64', 'priority', 'send_at']);
+const FIELDS = new Set(['from', 'to', 'raw', 'raw_base64', 'priority', 'send_at', 'pool']);
 // C0, DEL, C1, and the Unicode line/paragraph separators.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\x00-\x1f\x7f-\x9f\u2028\u2029]/;
@@ -44,6 +48,20 @@ function checkAddress(field: string, v: unknown, allowNull: boolean): Result<str
   if (CONTROL.test(v)) return bad(field, 'control characters (CR, LF, NUL, …) are not allowed');
   if (v === '' && allowNull) return success(v);
   if (Buffer.byteLength(v) > MAX_ADDRESS_BYTES || !isMailbox(v)) return bad(field, `${JSON.stringify(v)} is not a mailbox (local@domain)`);
+  return success(v);
+}
+
+/**
+ * The `pool` field (or a raw message's X-Postern-Pool, `field` says which): absent, or a pool
+ * of the shaping file now. A pool it does not have is 422: the request is well formed, the
+ * node cannot honour it (a typo must not send from the wrong addresses).
+ */
+function checkPool(api: Api, field: string, v: unknown): Result<string | undefined, HttpResult> {
+  if (v === undefined) return success(undefined);
+  if (typeof v !== 'string') return bad(field, 'must be a string, the name of a pool of the shaping file');
+  if (v.length > MAX_POOL_NAME_CHARS || CONTROL.test(v) || api.deps.poolExists?.(v) !== true) {
+    return failure(fail('PST_HTTP_UNKNOWN_POOL', `${field}: ${JSON.stringify(v.slice(0, MAX_POOL_NAME_CHARS + 1))} is not a pool of this node's shaping file ([pool.NAME])`));
+  }
   return success(v);
 }
 
@@ -105,6 +123,23 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
   if (raw.length > cfg.maxMessageBytes) {
     return failure(fail('PST_HTTP_MESSAGE_TOO_LARGE', `message of ${raw.length} bytes, at most ${cfg.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`));
   }
+  const pf = checkPool(api, 'pool', o.pool);
+  if (!pf.ok) return pf;
+  // The field never leaves the node; an API client is trusted as an authenticated SMTP client is.
+  const taken = takePoolHeader(raw, 0);
+  raw = taken.body;
+  let pool = pf.value;
+  if (taken.removed > 0) {
+    const h = taken.header;
+    if (h.kind === 'repeated') return bad('raw', `X-Postern-Pool appears ${h.count} times; give it once (or use the "pool" field)`);
+    if (h.kind === 'too-long' || h.kind === 'bad') return failure(fail('PST_HTTP_UNKNOWN_POOL', 'raw: X-Postern-Pool is not a pool name'));
+    if (h.kind === 'one') {
+      if (pool !== undefined && pool !== h.value) return bad('pool', `${JSON.stringify(pool)} but the message's X-Postern-Pool says ${JSON.stringify(h.value)}`);
+      const hp = checkPool(api, 'raw: X-Postern-Pool', h.value);
+      if (!hp.ok) return hp;
+      pool = hp.value;
+    }
+  }
 
   // eslint-disable-next-line no-control-regex
   const utf8 = [from, ...to].some((a) => /[^\x00-\x7f]/.test(a));
@@ -112,6 +147,7 @@ export function parseInjection(o: Record<string, unknown>, api: Api, nowMs: numb
   if (notBefore !== undefined) env.notBefore = notBefore;
   if (utf8) env.smtputf8 = true;
   if (has8bit(raw)) env.bodyType = '8BITMIME';
+  if (pool !== undefined) env.pool = pool;
   return success({ env, raw });
 }
 
@@ -131,7 +167,7 @@ interface Unit {
   vars?: Record<string, string>;
 }
 
-export type StructuredPlan = Result<{ s: Structured; priority: Priority; notBefore: number | undefined; units: Unit[] }, HttpResult>;
+export type StructuredPlan = Result<{ s: Structured; priority: Priority; notBefore: number | undefined; pool: string | undefined; units: Unit[] }, HttpResult>;
 
 export function planStructured(o: Record<string, unknown>, api: Api, nowMs: number): StructuredPlan {
   const cfg = api.deps.config;
@@ -144,6 +180,8 @@ export function planStructured(o: Record<string, unknown>, api: Api, nowMs: numb
   }
   const ps = parsePrioritySendAt(o, api, nowMs);
   if (!ps.ok) return ps;
+  const pool = checkPool(api, 'pool', o.pool);
+  if (!pool.ok) return pool;
   const s = p.value;
   const units: Unit[] = [];
   if (s.substitutions !== null) {
@@ -164,7 +202,7 @@ export function planStructured(o: Record<string, unknown>, api: Api, nowMs: numb
   if (s.contentBytes * copies > MAX_REQUEST_QUEUED_BYTES) {
     return failure(fail('PST_HTTP_MESSAGE_TOO_LARGE', `${copies} copies of ${s.contentBytes} bytes of content: over ${MAX_REQUEST_QUEUED_BYTES} bytes per request`));
   }
-  return success({ s, priority: ps.value.priority, notBefore: ps.value.notBefore, units });
+  return success({ s, priority: ps.value.priority, notBefore: ps.value.notBefore, pool: pool.value, units });
 }
 
 // eslint-disable-next-line no-control-regex
@@ -227,6 +265,7 @@ async function injectStructured(c: RouteContext, api: Api, o: Record<string, unk
   const pending = units.map((u, i) => {
     const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.value.priority, client: { ip: c.clientIp } };
     if (plan.value.notBefore !== undefined) env.notBefore = plan.value.notBefore;
+    if (plan.value.pool !== undefined) env.pool = plan.value.pool;
     if (smtputf8) env.smtputf8 = true;
     if (has8bit(bodies[i]!)) env.bodyType = '8BITMIME';
     const received = httpReceivedHeader({ ip: c.clientIp, hostname: config.hostname, id: ids[i]!, recipient: u.rcpts.length === 1 ? u.rcpts[0] : undefined, date });
@@ -299,7 +338,7 @@ export const injectMessageV1: Route<Api> = {
     api.stats.bytesInjected += size;
     api.deps.onQueued?.();
     api.deps.onEvent?.({ type: 'received', time: new Date().toISOString(), id, source: 'http', sender: p.env.sender, recipients: p.env.recipients.length, size });
-    log.info({ id, from: p.env.sender, rcpts: p.env.recipients.length, size, priority: p.env.priority, by: c.clientIp }, 'queued over HTTP');
+    log.info({ id, from: p.env.sender, rcpts: p.env.recipients.length, size, priority: p.env.priority, ...(p.env.pool !== undefined ? { pool: p.env.pool } : {}), by: c.clientIp }, 'queued over HTTP');
     return { status: 202, json: { id, ids: [id], count: 1 }, headers: { location: `/v1/queue/messages/${id}` } };
   },
 };
