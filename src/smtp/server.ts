@@ -7,16 +7,20 @@
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
 // "stressed" and the sessions' deadlines shrink (Postfix's stress mode). The server lends its
 // sessions one DeadlineQueue (their timeouts on one timer) and one line scanner.
+// A connection from POSTERN_PROXY_TRUSTED is admitted only once its PROXY header is read
+// (proxy-handshake.ts): every check here then sees the client address the header carries.
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { once } from 'node:events';
 import { encodeReply, reply, type Reply } from '../protocol/reply.js';
-import { clientKey, normalizeIp } from '../lib/networks.js';
+import { clientKey, normalizeIp, NetworkList } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
 import { DeadlineQueue } from '../lib/deadline-queue.js';
 import { LineScanner } from '../protocol/line-scanner.js';
 import type { SessionContext } from './context.js';
+import { ProxyHandshake, type ProxyHandshakeHooks, type ProxiedInfo } from './proxy-handshake.js';
+import type { ProxyHeader } from '../protocol/proxy-header.js';
 
 export class SmtpServer {
   readonly ctx: SessionContext;
@@ -32,6 +36,11 @@ export class SmtpServer {
   readonly #perIp = new Map<string, number>();
   #plain: Server | null = null;
   #implicit: TlsServer | null = null;
+  /** POSTERN_PROXY_TRUSTED; null when empty (no connection is read for a header). */
+  readonly #proxies: NetworkList | null;
+  /** Proxied connections whose header is still being read; their hooks (null without proxies). */
+  readonly #handshakes = new Set<ProxyHandshake>();
+  readonly #handshakeHooks: ProxyHandshakeHooks | null;
 
   constructor(ctx: SessionContext) {
     this.ctx = ctx;
@@ -48,6 +57,21 @@ export class SmtpServer {
       deadlines: new DeadlineQueue<Session>((s) => s.deadlinePassed()),
       lines: new LineScanner(c.maxCommandLineBytes),
     };
+    this.#proxies = c.proxyTrusted.length > 0 ? new NetworkList(c.proxyTrusted) : null;
+    this.#handshakeHooks =
+      this.#proxies === null
+        ? null
+        : {
+            deadlines: new DeadlineQueue<ProxyHandshake>((h) => h.deadlinePassed()),
+            log: ctx.log,
+            done: (h, header, rest) => {
+              this.#handshakes.delete(h);
+              this.#proxied(h, header, rest);
+            },
+            failed: (h) => {
+              if (this.#handshakes.delete(h)) ctx.counters.connectionsRejected++;
+            },
+          };
   }
 
   get sessionCount(): number {
@@ -82,10 +106,31 @@ export class SmtpServer {
   }
 
   #accept(socket: Socket | TLSSocket, secure: boolean): void {
+    const peer = normalizeIp(socket.remoteAddress ?? '');
+    this.ctx.counters.connections++;
+    // The spec's rule: from a trusted proxy a header must come (no guessing whether it is there),
+    // from anyone else it is never read (it is then an unknown SMTP command).
+    if (this.#proxies !== null && this.#proxies.has(peer)) {
+      this.#handshakes.add(new ProxyHandshake(socket, secure, peer, this.ctx.config.proxyTimeoutMs, this.#handshakeHooks!));
+      return;
+    }
+    this.#admit(socket, secure, peer, null, null);
+  }
+
+  /** A proxied connection's header is read: admit the client it names (or the proxy, for LOCAL/UNKNOWN). */
+  #proxied(h: ProxyHandshake, header: ProxyHeader, rest: Buffer | null): void {
+    const a = header.addresses;
+    const ip = a === null ? h.peer : normalizeIp(a.source);
+    this.#admit(h.socket, h.secure, ip, { proxy: h.peer, port: a?.sourcePort ?? null, version: header.version, unspecified: header.unspecified }, rest);
+  }
+
+  /**
+   * Limits, then a Session for the client at `ip`. proxied: what the PROXY header said, for the
+   * connect log; early: bytes the client sent with the header, handled once it is greeted.
+   */
+  #admit(socket: Socket | TLSSocket, secure: boolean, ip: string, proxied: ProxiedInfo | null, early: Buffer | null): void {
     const ctx = this.ctx;
     const c = ctx.config;
-    const ip = normalizeIp(socket.remoteAddress ?? '');
-    ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
     // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
@@ -102,7 +147,7 @@ export class SmtpServer {
     const session = new Session(ctx, socket, secure, this.#hooks, ip, trusted, key);
     this.#sessions.add(session);
     this.#updateStress();
-    session.start();
+    session.start(proxied, early);
   }
 
   /** Shared by every session (one object, not a closure per connection). */
@@ -165,6 +210,7 @@ export class SmtpServer {
    */
   async close(timeoutMs = this.ctx.config.shutdownTimeoutMs): Promise<void> {
     this.ctx.draining = true;
+    for (const h of this.#handshakes) h.abort();
     const closing = [this.#plain, this.#implicit].filter((s): s is Server => s !== null).map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.#sessions) s.drain();
     if (this.#sessions.size > 0) {
@@ -181,3 +227,4 @@ export class SmtpServer {
 }
 
 function ignore(): void {}
+
