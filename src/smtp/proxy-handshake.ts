@@ -23,7 +23,8 @@ export class ProxyHandshake {
   /** Owned by the hooks' DeadlineQueue. */
   deadlineSlot = -1;
   readonly socket: Socket;
-  readonly secure: boolean;
+  /** It came to the implicit-TLS port: the client's TLS handshake follows the header. */
+  readonly implicitTls: boolean;
   /** The load balancer's address (the socket's peer). */
   readonly peer: string;
   readonly #hooks: ProxyHandshakeHooks;
@@ -31,9 +32,9 @@ export class ProxyHandshake {
   readonly #timeoutMs: number;
   #over = false;
 
-  constructor(socket: Socket, secure: boolean, peer: string, timeoutMs: number, hooks: ProxyHandshakeHooks) {
+  constructor(socket: Socket, implicitTls: boolean, peer: string, timeoutMs: number, hooks: ProxyHandshakeHooks) {
     this.socket = socket;
-    this.secure = secure;
+    this.implicitTls = implicitTls;
     this.peer = peer;
     this.#hooks = hooks;
     this.#timeoutMs = timeoutMs;

@@ -1,5 +1,6 @@
 // A private HAProxy (Debian's haproxy 2.6) for interop tests: a config written to a temp dir,
-// TCP mode on a free loopback port, one backend of postern nodes with a PROXY header
+// TCP mode on free loopback ports, a backend of postern nodes (and one of their implicit-TLS
+// ports, TLS passed through, when they have one) with a PROXY header
 // (send-proxy or send-proxy-v2) and HTTP health checks against each node's GET /ready, one
 // thread, in the foreground (-db), stopped by its PID in t.after. No stats page, no socket.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -29,18 +30,33 @@ export async function freePort(): Promise<number> {
 
 export interface HaproxyBackend {
   smtpPort: number;
+  /** The node's implicit-TLS port: HAProxy gets a second frontend (TCP, TLS passed through) for them. */
+  smtpsPort?: number | null;
   httpPort: number;
 }
 
 export interface Haproxy {
   port: number;
+  /** The implicit-TLS frontend; null when the backends have no smtpsPort. */
+  tlsPort: number | null;
   pid: number;
   /** What HAProxy wrote on stdout and stderr (its alerts and warnings). */
   output(): string;
 }
 
+function backend(name: string, backends: HaproxyBackend[], port: (b: HaproxyBackend) => number, mode: string): string[] {
+  return [
+    `backend ${name}`,
+    '  balance roundrobin',
+    '  option httpchk GET /ready',
+    '  http-check expect status 200',
+    ...backends.map((b, i) => `  server node${i + 1} 127.0.0.1:${port(b)} ${mode} check port ${b.httpPort} inter 200ms rise 1 fall 1`),
+    '',
+  ];
+}
+
 /** The haproxy.cfg for `backends`, each server sent `mode` ('send-proxy' or 'send-proxy-v2'). */
-export function haproxyConfig(port: number, backends: HaproxyBackend[], mode: 'send-proxy' | 'send-proxy-v2'): string {
+export function haproxyConfig(port: number, backends: HaproxyBackend[], mode: 'send-proxy' | 'send-proxy-v2', tlsPort: number | null = null): string {
   return [
     'global',
     '  nbthread 1',
@@ -58,12 +74,8 @@ export function haproxyConfig(port: number, backends: HaproxyBackend[], mode: 's
     `  bind 127.0.0.1:${port}`,
     '  default_backend postern',
     '',
-    'backend postern',
-    '  balance roundrobin',
-    '  option httpchk GET /ready',
-    '  http-check expect status 200',
-    ...backends.map((b, i) => `  server node${i + 1} 127.0.0.1:${b.smtpPort} ${mode} check port ${b.httpPort} inter 200ms rise 1 fall 1`),
-    '',
+    ...backend('postern', backends, (b) => b.smtpPort, mode),
+    ...(tlsPort === null ? [] : ['frontend smtps_in', `  bind 127.0.0.1:${tlsPort}`, '  default_backend postern_tls', '', ...backend('postern_tls', backends, (b) => b.smtpsPort!, mode)]),
   ].join('\n');
 }
 
@@ -71,8 +83,9 @@ export function haproxyConfig(port: number, backends: HaproxyBackend[], mode: 's
 export async function startHaproxy(t: TestContext, backends: HaproxyBackend[], mode: 'send-proxy' | 'send-proxy-v2'): Promise<Haproxy> {
   const dir = tmpdir(t, 'postern-haproxy-');
   const port = await freePort();
+  const tlsPort = backends.every((b) => typeof b.smtpsPort === 'number') ? await freePort() : null;
   const cfg = join(dir, 'haproxy.cfg');
-  writeFileSync(cfg, haproxyConfig(port, backends, mode));
+  writeFileSync(cfg, haproxyConfig(port, backends, mode, tlsPort));
   let out = '';
   const child: ChildProcess = spawn(HAPROXY, ['-f', cfg, '-db'], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -101,5 +114,5 @@ export async function startHaproxy(t: TestContext, backends: HaproxyBackend[], m
     if (Date.now() > deadline) throw new Error(`haproxy did not listen on ${port}: ${out}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { port, pid, output: () => out };
+  return { port, tlsPort, pid, output: () => out };
 }

@@ -3,14 +3,17 @@
 // the one in the Received: header, the relay decision, the per-address connection limit and the
 // logs; SMTP bytes behind the header in the same write are answered after the greeting; a bad,
 // cut or late header closes the connection with no byte sent; a header from an address
-// outside the list is an unknown command.
+// outside the list is an unknown command. On the implicit-TLS port the header comes in clear
+// before the client's handshake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { Duplex } from 'node:stream';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RawClient } from '../helpers/smtp-client.js';
-import { startTestNode } from '../helpers/node.js';
+import { makeCert, startTestNode } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { proxyV1, proxyV2 } from '../helpers/proxy-header.js';
 import { createLogger } from '../../src/log/logger.js';
@@ -244,4 +247,74 @@ test('shutdown closes connections still waiting for their header', async (t) => 
   const r = await closing;
   assert.ok(r.closed && r.bytes.length === 0);
   assert.ok(logs.some((l) => l.reason === 'server shutting down'));
+});
+
+/**
+ * TLS over `raw` whose first write carries `header` in front of the ClientHello, in one
+ * write: the server reads the header and the start of the handshake in one chunk.
+ */
+async function tlsBehindHeader(raw: Socket, header: Buffer): Promise<TLSSocket> {
+  let first = true;
+  const pipe = new Duplex({
+    read() {},
+    write(chunk: Buffer, _enc, done) {
+      raw.write(first ? Buffer.concat([header, chunk]) : chunk, done);
+      first = false;
+    },
+    final(done) {
+      raw.end();
+      done();
+    },
+  });
+  raw.on('data', (d: Buffer) => pipe.push(d));
+  raw.on('end', () => pipe.push(null));
+  raw.on('close', () => pipe.destroy());
+  const secure = tlsConnect({ socket: pipe, rejectUnauthorized: false });
+  await once(secure, 'secureConnect');
+  return secure;
+}
+
+test('the implicit-TLS port: a proxy\'s header comes in clear before the handshake (even in one chunk with it); other clients start TLS at once', async (t) => {
+  const { cert, key } = makeCert(t);
+  const { node, logs } = await proxyNode(t, { POSTERN_TLS_CERT: cert, POSTERN_TLS_KEY: key, POSTERN_SMTPS_PORT: '0' });
+  const smtps = node.ports.smtpsPort!;
+
+  const proxiedTls = new RawClient(await tlsBehindHeader(await rawConnect(smtps), proxyV2({ source: '192.0.2.60', sourcePort: 4465 })));
+  t.after(() => proxiedTls.end());
+  assert.equal((await proxiedTls.read()).code, 220);
+  const viaProxy = await sendThrough(proxiedTls, 'user@local.example');
+  assert.match(receivedOf(node, viaProxy.reply!), /^Received: from client\.example \(\[192\.0\.2\.60\]\)$/);
+  const stored = node.queue.withBody(/queued as (\S+)/.exec(viaProxy.reply!)![1]!, (b) => b.toString('latin1'));
+  assert.match(stored, /with ESMTPS id /);
+
+  // A v1 header written first, then the handshake in its own writes.
+  const raw = await rawConnect(smtps);
+  raw.write(proxyV1('192.0.2.61'));
+  const v1 = tlsConnect({ socket: raw, rejectUnauthorized: false });
+  await once(v1, 'secureConnect');
+  const v1c = new RawClient(v1);
+  t.after(() => v1c.end());
+  assert.equal((await v1c.read()).code, 220);
+
+  // From outside the list: TLS at once, no header read.
+  const direct = await RawClient.connect(smtps, { tls: true, localAddress: '127.0.0.2' });
+  t.after(() => direct.end());
+  assert.equal((await direct.read()).code, 220);
+  assert.match(receivedOf(node, (await sendThrough(direct, 'user@local.example')).reply!), /\(\[127\.0\.0\.2\]\)$/);
+
+  // The proxy starting TLS without a header: its ClientHello is not a header.
+  const bare = await rawConnect(smtps);
+  const noHeader = tlsConnect({ socket: bare, rejectUnauthorized: false });
+  noHeader.on('error', () => {});
+  await new Promise((resolve) => noHeader.on('close', resolve));
+  await waitFor('the missing header logged', () => logs.some((l) => l.msg.startsWith('PROXY header refused') && /no PROXY protocol header/.test(String(l.reason))));
+
+  assert.deepEqual(
+    logs.filter((l) => l.msg === 'connect').map((l) => [l.ip, l.proxy, l.tls]),
+    [
+      ['192.0.2.60', '127.0.0.1', true],
+      ['192.0.2.61', '127.0.0.1', true],
+      ['127.0.0.2', undefined, true],
+    ],
+  );
 });

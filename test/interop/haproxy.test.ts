@@ -2,13 +2,14 @@
 // loopback, each trusting it (POSTERN_PROXY_TRUSTED=127.0.0.1/32), with HTTP health checks
 // against each node's GET /ready (test/helpers/haproxy.ts). A client bound to 127.0.0.7 sends
 // through HAProxy: whichever node took each message names 127.0.0.7 in its Received: header,
-// with send-proxy-v2 (binary) and send-proxy (v1 text). A node that stops being ready is taken
+// with send-proxy-v2 (binary) and send-proxy (v1 text), on the SMTP port and on the implicit-TLS
+// port (TLS passed through, the header in clear before it). A node that stops being ready is taken
 // out by the health check and the next sessions go to the other. Skipped only when haproxy is
 // missing outside CI; .ci/run installs it. Run with `npm run test:interop`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { RawClient } from '../helpers/smtp-client.js';
-import { startTestNode } from '../helpers/node.js';
+import { makeCert, startTestNode } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { haproxySkip, startHaproxy } from '../helpers/haproxy.js';
 import type { PosternNode } from '../../src/main.js';
@@ -17,7 +18,11 @@ const skip = haproxySkip();
 const CLIENT = '127.0.0.7';
 
 async function twoNodes(t: Parameters<typeof startTestNode>[0]): Promise<PosternNode[]> {
+  const { cert, key } = makeCert(t);
   const env = {
+    POSTERN_TLS_CERT: cert,
+    POSTERN_TLS_KEY: key,
+    POSTERN_SMTPS_PORT: '0',
     POSTERN_PROXY_TRUSTED: '127.0.0.1/32',
     // Loopback clients relay by default; here only the client's own address may.
     POSTERN_TRUSTED_NETWORKS: `${CLIENT}/32`,
@@ -27,9 +32,9 @@ async function twoNodes(t: Parameters<typeof startTestNode>[0]): Promise<Postern
   return [await startTestNode(t, env), await startTestNode(t, env)];
 }
 
-/** One message from CLIENT through HAProxy; returns the queue id from the 250. */
-async function sendVia(port: number, n: number): Promise<string> {
-  const c = await RawClient.connect(port, { localAddress: CLIENT });
+/** One message from CLIENT through HAProxy (implicit TLS end to end with `tls`); returns the queue id from the 250. */
+async function sendVia(port: number, n: number, tls = false): Promise<string> {
+  const c = await RawClient.connect(port, { localAddress: CLIENT, tls });
   try {
     const greeting = await c.read();
     assert.equal(greeting.code, 220, greeting.text);
@@ -64,7 +69,7 @@ for (const mode of ['send-proxy-v2', 'send-proxy'] as const) {
     const nodes = await twoNodes(t);
     const haproxy = await startHaproxy(
       t,
-      nodes.map((n) => ({ smtpPort: n.ports.smtpPort, httpPort: n.ports.httpPort! })),
+      nodes.map((n) => ({ smtpPort: n.ports.smtpPort, smtpsPort: n.ports.smtpsPort, httpPort: n.ports.httpPort! })),
       mode,
     );
     const seen = new Set<number>();
@@ -75,11 +80,21 @@ for (const mode of ['send-proxy-v2', 'send-proxy'] as const) {
       assert.match(received, /^Received: from client\.interop\.test \(\[127\.0\.0\.7\]\) by mx\.test\.example \(postern\) with ESMTP id /, received);
     }
     assert.deepEqual([...seen].sort(), [0, 1], 'round robin used both nodes');
+    // The implicit-TLS frontend: HAProxy passes TLS through, the header goes first in clear.
+    seen.clear();
+    for (let i = 0; i < 2; i++) {
+      const id = await sendVia(haproxy.tlsPort!, 20 + i, true);
+      const { node, received } = find(nodes, id);
+      seen.add(node);
+      assert.match(received, /^Received: from client\.interop\.test \(\[127\.0\.0\.7\]\) \(using TLSv1\.3 with cipher [^)]+\) by mx\.test\.example \(postern\) with ESMTPS id /, received);
+    }
+    assert.deepEqual([...seen].sort(), [0, 1], 'round robin used both nodes over TLS');
 
-    // The health check reads /ready: a draining node answers 503 and is taken out, new
-    // sessions go to the other node.
-    await nodes[1]!.close();
-    await waitFor('HAProxy marks node2 down', () => /node2 is DOWN/.test(haproxy.output()), 10_000);
+    // The health check reads /ready: a node that drains (the first step of its shutdown, set
+    // here alone) answers 503 there and is taken out; the next sessions go to the other node.
+    nodes[1]!.ctx.draining = true;
+    await waitFor('HAProxy marks node2 down in the SMTP backend', () => /Server postern\/node2 is DOWN/.test(haproxy.output()), 10_000);
+    assert.match(haproxy.output(), /Server postern\/node2 is DOWN, reason: Layer7 wrong status, code: 503/, haproxy.output());
     for (let i = 0; i < 3; i++) assert.equal(find(nodes, await sendVia(haproxy.port, 10 + i)).node, 0);
     assert.doesNotMatch(haproxy.output(), /node1 is DOWN|\[ALERT\]/, haproxy.output());
   });
