@@ -1,10 +1,10 @@
 // PROXY protocol on real sockets: the test plays the load balancer from 127.0.0.1
 // (POSTERN_PROXY_TRUSTED=127.0.0.1/32) and writes the header itself. The address it carries is
-// the one in the Received: header, the relay decision, the per-address connection limit and the
-// logs; SMTP bytes behind the header in the same write are answered after the greeting; a bad,
-// cut or late header closes the connection with no byte sent; a header from an address
-// outside the list is an unknown command. On the implicit-TLS port the header comes in clear
-// before the client's handshake.
+// the one in the Received: header, the relay decision, the per-address connection limit, the
+// AUTH back-off and the logs; SMTP bytes behind the header in the same write are answered
+// after the greeting; a bad, cut or late header closes the connection with no byte sent; a
+// header from an address outside the list is an unknown command. On the implicit-TLS port
+// the header comes in clear before the client's handshake.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
@@ -15,6 +15,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { RawClient } from '../helpers/smtp-client.js';
 import { makeCert, startTestNode } from '../helpers/node.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { addUser } from '../../src/auth/users.js';
+import { join } from 'node:path';
 import { proxyV1, proxyV2 } from '../helpers/proxy-header.js';
 import { createLogger } from '../../src/log/logger.js';
 import type { PosternNode } from '../../src/main.js';
@@ -321,4 +324,25 @@ test('the implicit-TLS port: a proxy\'s header comes in clear before the handsha
       ['127.0.0.2', undefined, true],
     ],
   );
+});
+
+test('AUTH back-off counts the carried address: one client behind the proxy locked out, another through the same proxy logs in', async (t) => {
+  const users = join(tmpdir(t), 'users');
+  await addUser(users, 'alice', 'right pass');
+  const { node } = await proxyNode(t, { POSTERN_AUTH_USERS: users, POSTERN_REQUIRE_TLS_FOR_AUTH: 'false', POSTERN_AUTH_MAX_FAILURES: '2', POSTERN_AUTH_MAX_DELAY_MS: '0', POSTERN_AUTH_USER_MAX_FAILURES: '100' });
+  const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
+  const auth = async (source: string, password: string): Promise<number> => {
+    const c = await proxied(node.ports.smtpPort, proxyV1(source));
+    try {
+      assert.equal((await c.read()).code, 220);
+      assert.equal((await c.cmd('EHLO c')).code, 250);
+      return (await c.cmd('AUTH PLAIN ' + b64(`\0alice\0${password}`), 30_000)).code;
+    } finally {
+      c.end();
+    }
+  };
+  assert.equal(await auth('192.0.2.90', 'guess1'), 535);
+  assert.equal(await auth('192.0.2.90', 'guess2'), 535);
+  assert.equal(await auth('192.0.2.90', 'right pass'), 454, '192.0.2.90 is locked out');
+  assert.equal(await auth('192.0.2.91', 'right pass'), 235, 'another client through the same proxy is not');
 });
