@@ -316,6 +316,13 @@ test('the implicit-TLS port: a proxy\'s header comes in clear before the handsha
   await new Promise((resolve) => noHeader.on('close', resolve));
   await waitFor('the missing header logged', () => logs.some((l) => l.msg.startsWith('PROXY header refused') && /no PROXY protocol header/.test(String(l.reason))));
 
+  // A header, then no TLS: the handshake fails, no session is made, nothing is answered.
+  const plainAfter = await rawConnect(smtps);
+  plainAfter.write(Buffer.concat([proxyV1('192.0.2.62'), Buffer.from('EHLO x\r\n')]));
+  const refused = await readUntilClose(plainAfter, 5000);
+  assert.ok(refused.closed, 'closed');
+  assert.ok(!refused.bytes.toString('latin1').includes('220'), 'never greeted in clear');
+
   assert.deepEqual(
     logs.filter((l) => l.msg === 'connect').map((l) => [l.ip, l.proxy, l.tls]),
     [
