@@ -97,7 +97,7 @@ function ignore(): void {}
 export interface ProxiedInfo {
   /** The load balancer's address. */
   proxy: string;
-  /** The client's source port, as the header gave it (null: LOCAL or UNKNOWN). */
+  /** The client's source port as the header gave it; for LOCAL, UNKNOWN and the like, the balancer's. */
   port: number | null;
   version: 1 | 2;
   unspecified: ProxyHeader['unspecified'];

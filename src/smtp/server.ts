@@ -136,7 +136,7 @@ export class SmtpServer {
   #proxied(h: ProxyHandshake, header: ProxyHeader, rest: Buffer | null): void {
     const a = header.addresses;
     const ip = a === null ? h.peer : normalizeIp(a.source);
-    const proxied: ProxiedInfo = { proxy: h.peer, port: a?.sourcePort ?? null, version: header.version, unspecified: header.unspecified };
+    const proxied: ProxiedInfo = { proxy: h.peer, port: a === null ? (h.socket.remotePort ?? null) : a.sourcePort, version: header.version, unspecified: header.unspecified };
     if (h.implicitTls) this.#startTls(h.socket, ip, proxied, rest);
     else this.#admit(h.socket, false, ip, proxied, rest);
   }
@@ -269,4 +269,3 @@ export class SmtpServer {
 }
 
 function ignore(): void {}
-
