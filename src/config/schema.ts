@@ -58,6 +58,9 @@ export interface Config {
   maxConnections: number;
   maxConnectionsPerIp: number;
   trustedNetworks: string[];
+  /** Load balancers whose SMTP connections begin with a PROXY protocol header; [] = none. */
+  proxyTrusted: string[];
+  proxyTimeoutMs: number;
   localDomains: string[];
   authUsers: string;
   requireTlsForAuth: boolean;
@@ -168,6 +171,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'maxConnections', env: 'POSTERN_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 1000000 }, default: '2000', doc: 'Concurrent SMTP connections in total; at the limit the session silent longest gets 421 4.7.0 to make room for a new client (sessions waiting on us are never chosen, nor trusted or authenticated ones for an untrusted newcomer).' },
   { key: 'maxConnectionsPerIp', env: 'POSTERN_MAX_CONNECTIONS_PER_IP', type: { kind: 'int', min: 1, max: 1000000 }, default: '50', doc: 'Concurrent connections from one client outside POSTERN_TRUSTED_NETWORKS (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits); more get 421 4.7.0.' },
   { key: 'trustedNetworks', env: 'POSTERN_TRUSTED_NETWORKS', type: { kind: 'cidrs' }, default: '127.0.0.0/8,::1/128', doc: 'Comma-separated CIDRs allowed to relay to any domain (and exempt from the per-IP limit).' },
+  { key: 'proxyTrusted', env: 'POSTERN_PROXY_TRUSTED', type: { kind: 'cidrs' }, default: '', doc: 'Comma-separated CIDRs of load balancers (HAProxy `send-proxy` or `send-proxy-v2`): a connection from them to the SMTP port must begin with a PROXY protocol header, v1 or v2, and the client address it carries is used instead of the balancer\'s everywhere (trusted networks, relay, per-address limits, AUTH back-off, SPF, Received:, logs). Without a valid header the connection is closed unanswered. Other clients\' headers are not read. Empty = off. See docs/scale-out.md.' },
+  { key: 'proxyTimeoutMs', env: 'POSTERN_PROXY_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 60000 }, default: '5s', doc: 'Time a connection from POSTERN_PROXY_TRUSTED has to send its whole PROXY header before it is closed unanswered (the spec asks for at least 3 s, a TCP retransmit).' },
   { key: 'localDomains', env: 'POSTERN_LOCAL_DOMAINS', type: { kind: 'domains' }, default: '', doc: 'Comma-separated domains postern accepts mail for from anyone (no relay check).' },
   { key: 'authUsers', env: 'POSTERN_AUTH_USERS', type: { kind: 'path', optional: true }, default: '', doc: 'Users file (scrypt hashes, written by `postern user add`); enables AUTH PLAIN LOGIN.' },
   { key: 'requireTlsForAuth', env: 'POSTERN_REQUIRE_TLS_FOR_AUTH', type: { kind: 'bool' }, default: 'true', doc: 'Offer and allow AUTH only over TLS.' },

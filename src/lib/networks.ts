@@ -155,3 +155,35 @@ export function ipv6Words(a: string): number[] | null {
   const words = [...head, ...new Array<number>(fill).fill(0), ...rest, ...tail];
   return words.length === 8 && words.every((w) => Number.isInteger(w) && w >= 0 && w <= 0xffff) ? words : null;
 }
+
+/**
+ * An IPv6 address from its eight 16-bit words, in the text form of RFC 5952 §4, the form
+ * node:net reports for a socket's peer: lower-case hex without leading zeros, the longest run
+ * of two or more zero words (the first of equal runs) as '::', and an IPv4-mapped address
+ * (::ffff:0:0/96) with its IPv4 tail dotted (§5), which normalizeIp then reads as IPv4.
+ */
+export function ipv6Text(words: ArrayLike<number>): string {
+  if (words[0] === 0 && words[1] === 0 && words[2] === 0 && words[3] === 0 && words[4] === 0 && words[5] === 0xffff) {
+    const a = words[6]!;
+    const b = words[7]!;
+    return `::ffff:${a >> 8}.${a & 0xff}.${b >> 8}.${b & 0xff}`;
+  }
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (words[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && words[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = (from: number, to: number): string => Array.from({ length: to - from }, (_, k) => words[from + k]!.toString(16)).join(':');
+  if (best < 0) return hex(0, 8);
+  return `${hex(0, best)}::${hex(best + bestLen, 8)}`;
+}

@@ -7,16 +7,20 @@
 // connections cannot lock everyone out. Past POSTERN_STRESS_PERCENT of the limit the node is
 // "stressed" and the sessions' deadlines shrink (Postfix's stress mode). The server lends its
 // sessions one DeadlineQueue (their timeouts on one timer) and one line scanner.
+// A connection from POSTERN_PROXY_TRUSTED is admitted only once its PROXY header is read
+// (proxy-handshake.ts): every check here then sees the client address the header carries.
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
-import { createServer as createTlsServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
+import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { once } from 'node:events';
 import { encodeReply, reply, type Reply } from '../protocol/reply.js';
-import { clientKey, normalizeIp } from '../lib/networks.js';
+import { clientKey, normalizeIp, NetworkList } from '../lib/networks.js';
 import { PosternError } from '../errors.js';
 import { Session, type SessionHooks } from './session.js';
 import { DeadlineQueue } from '../lib/deadline-queue.js';
 import { LineScanner } from '../protocol/line-scanner.js';
 import type { SessionContext } from './context.js';
+import { ProxyHandshake, type ProxyHandshakeHooks, type ProxiedInfo } from './proxy-handshake.js';
+import type { ProxyHeader } from '../protocol/proxy-header.js';
 
 export class SmtpServer {
   readonly ctx: SessionContext;
@@ -31,7 +35,13 @@ export class SmtpServer {
   readonly #stressEndsBelow: number;
   readonly #perIp = new Map<string, number>();
   #plain: Server | null = null;
-  #implicit: TlsServer | null = null;
+  /** The implicit-TLS listener: a tls.Server, or with POSTERN_PROXY_TRUSTED a net.Server (TLS begins after the header). */
+  #implicit: Server | null = null;
+  /** POSTERN_PROXY_TRUSTED; null when empty (no connection is read for a header). */
+  readonly #proxies: NetworkList | null;
+  /** Proxied connections whose header is still being read; their hooks (null without proxies). */
+  readonly #handshakes = new Set<ProxyHandshake>();
+  readonly #handshakeHooks: ProxyHandshakeHooks | null;
 
   constructor(ctx: SessionContext) {
     this.ctx = ctx;
@@ -48,6 +58,21 @@ export class SmtpServer {
       deadlines: new DeadlineQueue<Session>((s) => s.deadlinePassed()),
       lines: new LineScanner(c.maxCommandLineBytes),
     };
+    this.#proxies = c.proxyTrusted.length > 0 ? new NetworkList(c.proxyTrusted) : null;
+    this.#handshakeHooks =
+      this.#proxies === null
+        ? null
+        : {
+            deadlines: new DeadlineQueue<ProxyHandshake>((h) => h.deadlinePassed()),
+            log: ctx.log,
+            done: (h, header, rest) => {
+              this.#handshakes.delete(h);
+              this.#proxied(h, header, rest);
+            },
+            failed: (h) => {
+              if (this.#handshakes.delete(h)) ctx.counters.connectionsRejected++;
+            },
+          };
   }
 
   get sessionCount(): number {
@@ -63,8 +88,15 @@ export class SmtpServer {
     await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
     let smtpsPort: number | null = null;
     if (c.smtpsPort !== null && this.ctx.tls) {
-      this.#implicit = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
-      this.#implicit.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
+      if (this.#proxies === null) {
+        const tlsServer = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
+        tlsServer.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
+        this.#implicit = tlsServer;
+      } else {
+        // A proxy's header comes before the client's TLS handshake, in clear: this listener
+        // reads it first (from POSTERN_PROXY_TRUSTED only) and starts TLS on the socket itself.
+        this.#implicit = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
+      }
       await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
       smtpsPort = (this.#implicit.address() as AddressInfo).port;
     }
@@ -81,11 +113,66 @@ export class SmtpServer {
     server.on('error', (err) => this.ctx.log.error({ err }, 'listener error'));
   }
 
+  /**
+   * secure: the connection came to the implicit-TLS port. With POSTERN_PROXY_TRUSTED that port
+   * is plain TCP, and TLS is started here (after the header, for a proxied connection).
+   */
   #accept(socket: Socket | TLSSocket, secure: boolean): void {
+    const peer = normalizeIp(socket.remoteAddress ?? '');
+    this.ctx.counters.connections++;
+    if (this.#proxies === null) return this.#admit(socket, secure, peer, null, null);
+    // The spec's rule: from a trusted proxy a header must come (no guessing whether it is there),
+    // from anyone else it is never read (it is then an unknown SMTP command).
+    if (this.#proxies.has(peer)) {
+      this.#handshakes.add(new ProxyHandshake(socket, secure, peer, this.ctx.config.proxyTimeoutMs, this.#handshakeHooks!));
+    } else if (secure) {
+      this.#startTls(socket, peer, null, null);
+    } else {
+      this.#admit(socket, false, peer, null, null);
+    }
+  }
+
+  /** A proxied connection's header is read: admit the client it names (or the proxy, for LOCAL/UNKNOWN). */
+  #proxied(h: ProxyHandshake, header: ProxyHeader, rest: Buffer | null): void {
+    const a = header.addresses;
+    const ip = a === null ? h.peer : normalizeIp(a.source);
+    const proxied: ProxiedInfo = { proxy: h.peer, port: a === null ? (h.socket.remotePort ?? null) : a.sourcePort, version: header.version, unspecified: header.unspecified };
+    if (h.implicitTls) this.#startTls(h.socket, ip, proxied, rest);
+    else this.#admit(h.socket, false, ip, proxied, rest);
+  }
+
+  /**
+   * Implicit TLS on a socket of the plain listener (as tls.Server would, with its handshake
+   * timeout), then admit the client. `rest`: the first bytes of the handshake, read with the
+   * PROXY header; given back to the socket, where the TLS layer reads them first.
+   */
+  #startTls(raw: Socket, ip: string, proxied: ProxiedInfo | null, rest: Buffer | null): void {
+    raw.pause();
+    if (rest !== null) raw.unshift(rest);
+    raw.on('error', ignore); // errors surface on the TLS socket
+    const secure = new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls!.context });
+    const fail = (err: Error): void => {
+      clearTimeout(timer);
+      this.ctx.log.debug({ ip, err: err.message }, 'TLS client error');
+      secure.destroy();
+    };
+    const timer = setTimeout(fail, this.ctx.config.tlsHandshakeTimeoutMs, new Error('TLS handshake timeout'));
+    secure.once('error', fail);
+    secure.once('close', () => clearTimeout(timer));
+    secure.once('secure', () => {
+      clearTimeout(timer);
+      secure.removeListener('error', fail);
+      this.#admit(secure, true, ip, proxied, null);
+    });
+  }
+
+  /**
+   * Limits, then a Session for the client at `ip`. proxied: what the PROXY header said, for the
+   * connect log; early: bytes the client sent with the header, handled once it is greeted.
+   */
+  #admit(socket: Socket | TLSSocket, secure: boolean, ip: string, proxied: ProxiedInfo | null, early: Buffer | null): void {
     const ctx = this.ctx;
     const c = ctx.config;
-    const ip = normalizeIp(socket.remoteAddress ?? '');
-    ctx.counters.connections++;
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
     // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
@@ -102,7 +189,7 @@ export class SmtpServer {
     const session = new Session(ctx, socket, secure, this.#hooks, ip, trusted, key);
     this.#sessions.add(session);
     this.#updateStress();
-    session.start();
+    session.start(proxied, early);
   }
 
   /** Shared by every session (one object, not a closure per connection). */
@@ -165,6 +252,7 @@ export class SmtpServer {
    */
   async close(timeoutMs = this.ctx.config.shutdownTimeoutMs): Promise<void> {
     this.ctx.draining = true;
+    for (const h of this.#handshakes) h.abort();
     const closing = [this.#plain, this.#implicit].filter((s): s is Server => s !== null).map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.#sessions) s.drain();
     if (this.#sessions.size > 0) {

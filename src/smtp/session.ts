@@ -26,6 +26,7 @@ import { dispatch } from './commands/index.js';
 import { commitMessage } from './commit.js';
 import { authContinue, type AuthFlow } from './commands/auth.js';
 import type { DeadlineQueue } from '../lib/deadline-queue.js';
+import type { ProxiedInfo } from './proxy-handshake.js';
 
 /** 'greet': connected, greeting held back (POSTERN_GREET_DELAY_MS); a client that talks now is refused. */
 export type Mode = 'greet' | 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
@@ -226,16 +227,24 @@ export class Session {
    * talks before the greeting (RFC 5321 §4.3.1 makes it wait for it) is a spam engine that
    * does not read replies, and is refused (Postfix postscreen's pregreet test).
    */
-  start(): void {
+  start(proxied: ProxiedInfo | null = null, early: Buffer | null = null): void {
     // Logged through the root logger: the session's child is made only if it logs again.
-    this.ctx.log.info({ session: this.id, ip: this.ip, port: this.#socket.remotePort, tls: this.secure, trusted: this.trusted }, 'connect');
+    if (proxied === null) {
+      this.ctx.log.info({ session: this.id, ip: this.ip, port: this.#socket.remotePort, tls: this.secure, trusted: this.trusted }, 'connect');
+    } else {
+      const { proxy, port, version, unspecified } = proxied;
+      this.ctx.log.info({ session: this.id, ip: this.ip, port, proxy, proxyVersion: version, ...(unspecified ? { proxyUnspecified: unspecified } : {}), tls: this.secure, trusted: this.trusted }, 'connect');
+    }
     const delay = this.ctx.config.greetDelayMs;
     if (delay > 0 && !this.trusted) {
       this.#mode = 'greet';
       this.#arm(delay, false);
-      return;
+    } else {
+      this.#greet();
     }
-    this.#greet();
+    // What a proxied client sent right behind the header: its commands (answered after the
+    // greeting), or, while the greeting is held back, a pregreet like any other.
+    if (early !== null && !(this.#flags & CLOSED)) this.#onData(early);
   }
 
   #greet(): void {

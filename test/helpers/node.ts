@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
 import { loadConfig } from '../../src/config/load.js';
 import { startNode, type PosternNode } from '../../src/main.js';
-import { silentLogger } from '../../src/log/logger.js';
+import { silentLogger, type Logger } from '../../src/log/logger.js';
 
-export async function startTestNode(t: TestContext, env: Record<string, string> = {}, options: Parameters<typeof startNode>[2] = {}): Promise<PosternNode> {
+export async function startTestNode(t: TestContext, env: Record<string, string> = {}, options: Parameters<typeof startNode>[2] = {}, logger: Logger = silentLogger()): Promise<PosternNode> {
   const dir = makeTmpdir('postern-node-');
   const config = loadConfig({
     POSTERN_SMTP_HOST: '127.0.0.1',
@@ -24,7 +24,7 @@ export async function startTestNode(t: TestContext, env: Record<string, string> 
   });
   let node: PosternNode;
   try {
-    node = await startNode(config, silentLogger(), options);
+    node = await startNode(config, logger, options);
   } catch (err) {
     removeTmpdir(dir);
     throw err;

@@ -127,3 +127,13 @@ test('postern config shows parsed values in their own grammar, with URL credenti
   assert.equal(rows.get('POSTERN_EVENTS_URL'), 'http://***@127.0.0.1/e');
   assert.equal(rows.get('POSTERN_SMARTHOST'), '');
 });
+
+test('POSTERN_PROXY_TRUSTED: the network-list grammar, empty by default; its header deadline', () => {
+  assert.deepEqual(loadConfig({}).proxyTrusted, []);
+  assert.equal(loadConfig({}).proxyTimeoutMs, 5000);
+  const c = loadConfig({ POSTERN_PROXY_TRUSTED: '10.0.0.5/32, 2001:db8::5', POSTERN_PROXY_TIMEOUT_MS: '3s' });
+  assert.deepEqual(c.proxyTrusted, ['10.0.0.5/32', '2001:db8::5']);
+  assert.equal(c.proxyTimeoutMs, 3000);
+  assert.throws(() => loadConfig({ POSTERN_PROXY_TRUSTED: '10.0.0.5/40' }), /POSTERN_PROXY_TRUSTED="10.0.0.5\/40" is invalid: expected comma-separated CIDRs like 10.0.0.0\/8 or ::1\/128 \(bad: 10.0.0.5\/40\)/);
+  assert.throws(() => loadConfig({ POSTERN_PROXY_TIMEOUT_MS: '2m' }), /POSTERN_PROXY_TIMEOUT_MS="2m" is invalid/);
+});
