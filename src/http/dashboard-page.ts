@@ -383,7 +383,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section class="card dests">
     <h2>Destinations <em>busiest next hops since start</em></h2>
     <table>
-      <colgroup><col class="dest"><col><col><col><col><col><col><col><col class="reply"></colgroup>
+      <colgroup><col class="dest"><col><col><col><col><col><col><col><col><col class="reply"></colgroup>
       <thead><tr><th class="l">destination</th><th>open</th><th>busy</th><th>idle</th><th>waiting</th><th>delivered</th><th>deferred</th><th>bounced</th><th title="queued messages waiting for this destination to answer again">waiting for return</th><th class="l">last reply</th></tr></thead>
       <tbody data-testid="destinations"><tr><td class="empty" colspan="10">–</td></tr></tbody>
     </table>
