@@ -379,9 +379,7 @@ export const BROWSER_SCRIPT = `
       var keep = $('action-result').textContent, good = r.ok;
       var removed = good && (p.name === 'delete' || p.name === 'bounce');
       if (removed) gone(p.id, '');
-      return Promise.all([loadPage(), removed ? null : loadMessage(p.id)]).then(function () {
-        if (current || good) result(keep, good);
-      });
+      return Promise.all([loadPage(), removed ? null : loadMessage(p.id)]).then(function () { result(keep, good); });
     });
   }
 

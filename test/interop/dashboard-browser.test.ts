@@ -210,6 +210,15 @@ test('hold → release → delete, bounce and retry now, each confirmed in the p
   await waitForTestIdText(page, 'page-info', (s) => s === 'page 1: 2 messages', 'the list with the DSN');
   await shot(t, page, 'browser-actions.png');
   assert.deepEqual(problems, []);
+
+  // A refusal shows the API's reason: the message was deleted behind the page's back.
+  await page.getByTestId('message-row').filter({ hasText: later }).getByTestId('open-message').click();
+  await waitForTestIdText(page, 'message-id', (s) => s === later, 'the message again');
+  assert.equal((await n.call('DELETE', `/v1/queue/messages/${later}`)).status, 200);
+  await act(page, 'hold', later, new RegExp(`^hold refused: no message ${later} in the queue$`));
+  assert.equal(await page.getByTestId('actions').isVisible(), false, 'nothing left to act on');
+  assert.equal(await state(later), 404, 'and nothing was created');
+  assert.ok(problems.every((p) => /status of 404/.test(p)), JSON.stringify(problems));
 });
 
 test('markup in the sender, recipients and headers is shown as text: no element, no script', { skip }, async (t) => {
