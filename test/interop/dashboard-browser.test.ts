@@ -2,7 +2,8 @@
 // node with POSTERN_API_TOKEN: search by sender, recipient, domain, state and id, page with
 // the cursor, open a message, and hold → release → delete (and bounce, retry now), each
 // through its confirmation, checking the queue through the API after each step. A message
-// whose sender, recipients and headers carry markup must show as text and inject nothing.
+// whose sender, recipients and headers carry markup must show as text and inject nothing. A
+// page of another origin in the same browser cannot make the token-less API act.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
@@ -11,6 +12,8 @@ import { chromiumSkip, openPage, testIdText, waitForTestIdText } from '../helper
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 const skip = chromiumSkip;
 const TOKEN = 'browser-test-token-0123456789';
@@ -260,4 +263,57 @@ test('markup in the sender, recipients and headers is shown as text: no element,
   await shot(t, page, 'browser-hostile.png');
   assert.deepEqual(problems, [], 'no CSP violation either');
   assert.equal(id < id2, true);
+});
+
+test('without a token, the dashboard acts from its own origin; a page of another origin in the same browser cannot', { skip }, async (t) => {
+  const node = await startTestNode(t, { POSTERN_HTTP_PORT: '0' });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  const call = async (method: string, path: string): Promise<{ status: number; json: any }> => {
+    const res = await fetch(base + path, { method });
+    return { status: res.status, json: await res.json() };
+  };
+  const inj = await fetch(`${base}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ from: 'a@b.example', to: ['c@d.test'], raw: 'Subject: x\r\n\r\ny\r\n' }) });
+  const id = ((await inj.json()) as { id: string }).id;
+
+  // Another origin: the same address, another port (same-site, cross-origin), as a local web
+  // page or a compromised local service would be. It tries a no-cors fetch, a form post and a
+  // DELETE (which needs a CORS preflight) against the message, then says it is done.
+  const target = `${base}/v1/queue/messages/${id}`;
+  const evil = `<!doctype html><title>evil</title><link rel="icon" href="data:,"><iframe name="sink"></iframe>
+<form id="f" method="POST" action="${target}/hold" target="sink"></form>
+<script>
+const done = [];
+done.push(fetch('${target}/hold', { method: 'POST', mode: 'no-cors' }).catch(() => null));
+done.push(fetch('${target}/release', { method: 'POST', mode: 'no-cors', headers: { 'content-type': 'text/plain' }, body: '{}' }).catch(() => null));
+done.push(fetch('${target}', { method: 'DELETE' }).catch(() => null));
+done.push(new Promise((r) => { document.querySelector('iframe').addEventListener('load', r, { once: true }); document.getElementById('f').submit(); }));
+Promise.all(done).then(() => { document.title = 'done'; });
+</script>`;
+  const seen: string[] = [];
+  const attacker = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
+    res.writeHead(200, { 'content-type': 'text/html' }).end(evil);
+  });
+  await new Promise<void>((r) => attacker.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => attacker.close(() => r())));
+  const refused: number[] = [];
+  const { page } = await openPage(t);
+  page.on('response', (r) => {
+    if (r.url().startsWith(target)) refused.push(r.status());
+  });
+  await page.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+  await waitFor('the other origin\'s page to finish', async () => (await page.title()) === 'done', { timeoutMs: 10_000, intervalMs: 50 });
+  assert.equal(seen[0], 'GET /', 'the page loaded from the other origin');
+  assert.ok(refused.length >= 3 && refused.every((s) => s === 403), `the API refused what reached it: ${JSON.stringify(refused)}`);
+  const after = await call('GET', `/v1/queue/messages/${id}`);
+  assert.equal(after.status, 200, 'not deleted');
+  assert.equal(after.json.queue_state, 'ready', 'not held');
+
+  // The dashboard itself, same origin, no token: the same action goes through.
+  await page.goto(`${base}/`);
+  await waitForTestIdText(page, 'page-info', (s) => s === 'page 1: 1 message', 'the dashboard list');
+  await page.getByTestId('open-message').click();
+  await waitForTestIdText(page, 'message-id', (s) => s === id, 'the message page');
+  await act(page, 'hold', id, /: held$/);
+  assert.equal((await call('GET', `/v1/queue/messages/${id}`)).json.queue_state, 'held');
 });
