@@ -136,13 +136,13 @@ export function browsePage(records: Iterable<MessageRecord>, q: BrowseQuery, now
   const prefix = q.filter.idPrefix;
   let scanned = 0;
   for (const m of records) {
+    scanned++;
     if (prefix !== undefined && m.id > prefix && !m.id.startsWith(prefix)) return { messages: page, next: null, scanned, scanLimited: false };
     if ((prefix === undefined || m.id.startsWith(prefix)) && matchesFilter(m, q.filter, nowMs)) {
       // One match more than the page: there are more, and they start after the page's last.
       if (page.length === q.limit) return { messages: page, next: page[page.length - 1]!.id, scanned, scanLimited: false };
       page.push(m);
     }
-    scanned++;
     if (scanned >= maxScan) return { messages: page, next: m.id, scanned, scanLimited: page.length < q.limit };
   }
   return { messages: page, next: null, scanned, scanLimited: false };
