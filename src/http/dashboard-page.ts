@@ -1,13 +1,15 @@
 // The live dashboard served at GET /: one self-contained HTML page (no framework, no external
 // request) that polls GET /v1/stats every second, derives per-second rates from successive
-// snapshots and draws the last two minutes as SVG lines. A TypeScript constant so tsc ships it
-// with the rest (no build step, no static files). Style and script are kept apart so
-// routes/dashboard-v1.ts can pin them in the Content-Security-Policy by hash.
+// snapshots and draws the last two minutes as SVG lines; below, the message browser
+// (dashboard-browser.ts). A TypeScript constant so tsc ships it with the rest (no build step,
+// no static files). Style and script are kept apart so routes/dashboard-v1.ts can pin them in
+// the Content-Security-Policy by hash.
 //
 // Token: when POSTERN_API_TOKEN is set, open /#token=<token>. The fragment never leaves the
 // browser; the page moves it to sessionStorage, removes it from the address bar, and sends it
 // as `Authorization: Bearer` on each poll. Domain names are attacker-chosen (RCPT TO): they
 // are only ever set with textContent.
+import { BROWSER_HTML, BROWSER_SCRIPT, BROWSER_STYLE } from './dashboard-browser.js';
 
 export const DASHBOARD_STYLE = `
 :root{--bg:#f6f7f9;--card:#fff;--fg:#1d2330;--muted:#6b7385;--line:#e3e6ec;--received:#2563eb;--delivered:#16a34a;--deferred:#d97706;--bounced:#dc2626;--bar:#94a3b8}
@@ -72,7 +74,7 @@ td.d{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;max-width:0}
 .dests td.n{width:auto}
 .dests td.r{overflow:hidden;text-overflow:ellipsis;white-space:nowrap;color:var(--muted);font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 .dests col.dest{width:26%}.dests col.reply{width:34%}
-`;
+${BROWSER_STYLE}`;
 
 export const DASHBOARD_SCRIPT = `
 'use strict';
@@ -301,6 +303,7 @@ export const DASHBOARD_SCRIPT = `
       .finally(function () { clearTimeout(timer); setTimeout(poll, POLL_MS); });
   }
   poll();
+${BROWSER_SCRIPT}
 })();
 `;
 
@@ -380,11 +383,11 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section class="card dests">
     <h2>Destinations <em>busiest next hops since start</em></h2>
     <table>
-      <colgroup><col class="dest"><col><col><col><col><col><col><col><col class="reply"></colgroup>
+      <colgroup><col class="dest"><col><col><col><col><col><col><col><col><col class="reply"></colgroup>
       <thead><tr><th class="l">destination</th><th>open</th><th>busy</th><th>idle</th><th>waiting</th><th>delivered</th><th>deferred</th><th>bounced</th><th title="queued messages waiting for this destination to answer again">waiting for return</th><th class="l">last reply</th></tr></thead>
       <tbody data-testid="destinations"><tr><td class="empty" colspan="10">–</td></tr></tbody>
     </table>
-  </section>
+  </section>${BROWSER_HTML}
 </main>
 <script>${DASHBOARD_SCRIPT}</script>
 </body>

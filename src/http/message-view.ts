@@ -3,9 +3,19 @@
 import { PRIORITY_NAMES, type MessageRecord, type ReplyRecord } from '../queue/store.js';
 import { sourceOfDestination } from '../lib/destination-source.js';
 
+/** The state the list filter and the queue counts use: a ready message not yet due is 'scheduled'. */
+export type ListState = 'ready' | 'scheduled' | 'leased' | 'held';
+export const LIST_STATES: readonly ListState[] = ['ready', 'scheduled', 'leased', 'held'];
+
+export function listState(m: MessageRecord, nowMs: number): ListState {
+  return m.state === 'ready' && m.nextAttemptAt > nowMs ? 'scheduled' : m.state;
+}
+
 export interface MessageView {
   id: string;
   state: MessageRecord['state'];
+  /** `state` with ready split into ready (due) and scheduled (next attempt later), as GET /v1/queue counts them. */
+  queue_state: ListState;
   priority: (typeof PRIORITY_NAMES)[number];
   sender: string;
   received_at: string;
@@ -48,10 +58,11 @@ function replyView(r: ReplyRecord | undefined): ReplyView | null {
 }
 
 /** The fields the full view and the summary share. */
-function messageHead(m: MessageRecord): Omit<MessageView, 'recipients' | 'client' | 'lease'> {
+function messageHead(m: MessageRecord, nowMs: number): Omit<MessageView, 'recipients' | 'client' | 'lease'> {
   return {
     id: m.id,
     state: m.state,
+    queue_state: listState(m, nowMs),
     priority: PRIORITY_NAMES[m.priority],
     sender: m.sender,
     received_at: iso(m.receivedAt),
@@ -62,20 +73,41 @@ function messageHead(m: MessageRecord): Omit<MessageView, 'recipients' | 'client
   };
 }
 
-export function messageView(m: MessageRecord): MessageView {
+export function messageView(m: MessageRecord, nowMs = Date.now()): MessageView {
   return {
-    ...messageHead(m),
+    ...messageHead(m, nowMs),
     recipients: m.recipients.map((r) => ({ address: r.address, domain: r.domain, state: r.state, attempts: r.attempts, source: sourceOfDestination(r.lastReply?.destination), last_reply: replyView(r.lastReply) })),
     client: m.client ?? null,
     lease: m.lease ? { owner: m.lease.owner, expires_at: iso(m.lease.expiresAt) } : null,
   };
 }
 
+/** Recipient addresses a summary names (the count says how many there are). */
+export const SUMMARY_RECIPIENTS = 3;
+
+export type MessageSummary = Omit<MessageView, 'recipients' | 'client' | 'lease'> & {
+  recipients: number;
+  pending: number;
+  /** The first SUMMARY_RECIPIENTS recipient addresses. */
+  recipient_addresses: string[];
+  /** The most recent reply any recipient got (by its time), or null. */
+  last_reply: ReplyView | null;
+};
+
 /** The shorter form used by the list endpoint. */
-export function messageSummary(m: MessageRecord): Omit<MessageView, 'recipients' | 'client' | 'lease'> & { recipients: number; pending: number } {
+export function messageSummary(m: MessageRecord, nowMs = Date.now()): MessageSummary {
+  let last: ReplyRecord | undefined;
+  let pending = 0;
+  for (const r of m.recipients) {
+    if (r.state === 'pending') pending++;
+    const lr = r.lastReply;
+    if (lr !== undefined && (last === undefined || (lr.at ?? 0) > (last.at ?? 0))) last = lr;
+  }
   return {
-    ...messageHead(m),
+    ...messageHead(m, nowMs),
     recipients: m.recipients.length,
-    pending: m.recipients.reduce((n, r) => n + (r.state === 'pending' ? 1 : 0), 0),
+    pending,
+    recipient_addresses: m.recipients.slice(0, SUMMARY_RECIPIENTS).map((r) => r.address),
+    last_reply: replyView(last),
   };
 }

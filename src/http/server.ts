@@ -22,7 +22,7 @@ import { statsV1 } from './routes/stats-v1.js';
 import { injectMessageV1 } from './routes/messages-v1.js';
 import { queueV1 } from './routes/queue-v1.js';
 import { alertsV1 } from './routes/alerts-v1.js';
-import { deleteMessageV1, holdMessageV1, listMessagesV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
+import { deleteMessageV1, holdMessageV1, listMessagesV1, messageHeadersV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
 import { deleteSuppressionV1, listSuppressionsV1, putSuppressionV1 } from './routes/suppressions-v1.js';
 import { bounceDestinationV1, deleteDestinationV1, bounceMessageV1, holdDestinationV1, listDestinationsV1, releaseDestinationV1, retryDestinationV1, retryMessageV1 } from './routes/queue-actions-v1.js';
 
@@ -47,6 +47,7 @@ export function buildRouter(): Router<Api> {
     alertsV1,
     listMessagesV1,
     showMessageV1,
+    messageHeadersV1,
     holdMessageV1,
     releaseMessageV1,
     deleteMessageV1,

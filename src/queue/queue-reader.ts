@@ -10,9 +10,9 @@ import { PosternError } from '../errors.js';
 import { LAYOUT_VERSION, META } from './keys.js';
 import { RecordStore, openQueueEnv } from './record-store.js';
 import type { MessageRecord, QueueCounts } from './types.js';
+import { headerSection } from '../lib/header-section.js';
 
-/** Header bytes `headers()` returns at most: enough for any real header, bounded for a hostile one. */
-export const MAX_HEADER_BYTES = 256 * 1024;
+export { MAX_HEADER_BYTES } from '../lib/header-section.js';
 
 export class QueueReader {
   readonly path: string;
@@ -64,9 +64,7 @@ export class QueueReader {
   headers(id: string): Buffer | null {
     const body = this.#store.bodies.getBinary(id);
     if (body === undefined) return null;
-    const end = body.indexOf('\r\n\r\n');
-    const n = end < 0 ? body.length : end + 2;
-    return Buffer.from(body.subarray(0, Math.min(n, MAX_HEADER_BYTES)));
+    return headerSection(body).bytes;
   }
 
   close(): Promise<void> {

@@ -188,11 +188,12 @@ export class RecordStore {
   }
 
   /**
-   * Records in id (arrival) order after the exclusive cursor `after`, decoded lazily; a corrupt
-   * one is left out (and noted in `undecodable`).
+   * Records in id (arrival) order after the exclusive cursor `after` (or, without one, from the
+   * first id >= `start`), decoded lazily; a corrupt one is left out (and noted in `undecodable`).
    */
-  *records(after?: string): Generator<MessageRecord> {
-    for (const { key, value } of this.messages.getRange(after ? { start: after } : {})) {
+  *records(after?: string, start?: string): Generator<MessageRecord> {
+    const from = after || start;
+    for (const { key, value } of this.messages.getRange(from ? { start: from } : {})) {
       if (after && key === after) continue;
       const rec = this.decode(key, value);
       if (rec !== undefined) yield rec;

@@ -460,6 +460,16 @@ export class Queue {
   }
 
   /**
+   * Records in id (arrival) order after the exclusive cursor `after` (or from the first id >=
+   * `start`), decoded one at a time as the caller iterates: a caller that stops early reads no
+   * more. Iterate synchronously (no await inside the loop). A corrupt record is left out.
+   */
+  scan(after?: string, start?: string): Generator<MessageRecord> {
+    this.checkRead();
+    return this.store.records(after, start);
+  }
+
+  /**
    * Run `fn` as an lmdb-js asynchronous transaction: it executes on this thread inside the
    * next batched write transaction (together with whatever else was queued in this event
    * turn) and the promise resolves after that transaction committed. lmdb-js commits the

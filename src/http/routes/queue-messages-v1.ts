@@ -1,36 +1,43 @@
 // Queue administration of single messages:
-//   GET    /v1/queue/messages?limit=N&after=ID  list in arrival order (summaries), paged by cursor
+//   GET    /v1/queue/messages?limit=N&after=ID&id=&sender=&recipient=&domain=&state=
+//                                          list in arrival order (summaries), filtered, paged by
+//                                          cursor; a bounded scan (queue-browse.ts)
 //   GET    /v1/queue/messages/:id           envelope, per-recipient state, attempts, last reply
+//   GET    /v1/queue/messages/:id/headers   the header fields of the stored message
 //   POST   /v1/queue/messages/:id/hold      take out of circulation
 //   POST   /v1/queue/messages/:id/release   due now (held or scheduled)
 //   DELETE /v1/queue/messages/:id           remove message and body
 // An id that is not of the queue's shape is 404 like an absent one: nothing to look up.
 import { isId } from '../../queue/ids.js';
+import { headerFields, headerSection, MAX_HEADER_BYTES } from '../../lib/header-section.js';
 import type { Api } from '../api.js';
 import { messageSummary, messageView } from '../message-view.js';
+import { browsePage, parseBrowseQuery, scanStart } from '../queue-browse.js';
 import { queueFailure } from '../queue-errors.js';
-import { fail, ok, type HttpResult, limitParam } from '../respond.js';
+import { fail, ok, type HttpResult } from '../respond.js';
 import type { Route, RouteContext } from '../router.js';
-
-const DEFAULT_LIMIT = 100;
-const MAX_LIMIT = 1000;
 
 export const listMessagesV1: Route<Api> = {
   method: 'GET',
   path: '/v1/queue/messages',
   auth: true,
   handler: (c, api) => {
-    const limitOrError = limitParam(c.url, DEFAULT_LIMIT, MAX_LIMIT);
-    if (!limitOrError.ok) return limitOrError.error;
-    const limit = limitOrError.value;
+    const query = parseBrowseQuery(c.url);
+    if (!query.ok) return query.error;
     try {
-      // One more than asked tells whether there are more.
-      const after = c.url.searchParams.get('after') ?? undefined;
-      const recs = api.deps.queue.list(limit + 1, after);
-      const page = recs.slice(0, limit);
-      const truncated = recs.length > limit;
-      // `next`: pass it as ?after= for the following page (null on the last page).
-      return ok({ messages: page.map(messageSummary), truncated, next: truncated ? page[page.length - 1]!.id : null });
+      const nowMs = Date.now();
+      const from = scanStart(query.value);
+      const p = browsePage(api.deps.queue.scan(from.after, from.start), query.value, nowMs);
+      // `next`: pass it as ?after= (with the same filters) for the following page; null at the
+      // end. A page can be short, even empty, while next is not null: the scan stopped at its
+      // bound (scan_limited) before the page was full.
+      return ok({
+        messages: p.messages.map((m) => messageSummary(m, nowMs)),
+        truncated: p.next !== null,
+        next: p.next,
+        scanned: p.scanned,
+        scan_limited: p.scanLimited,
+      });
     } catch (err) {
       return queueFailure(err);
     }
@@ -56,6 +63,21 @@ export const showMessageV1: Route<Api> = {
     withId(c, (id) => {
       try {
         return show(api, id);
+      } catch (err) {
+        return queueFailure(err, id);
+      }
+    }),
+};
+
+export const messageHeadersV1: Route<Api> = {
+  method: 'GET',
+  path: '/v1/queue/messages/:id/headers',
+  auth: true,
+  handler: (c, api) =>
+    withId(c, (id) => {
+      try {
+        const section = api.deps.queue.withBody(id, headerSection);
+        return ok({ id, headers: headerFields(section.bytes), truncated: section.truncated, max_bytes: MAX_HEADER_BYTES });
       } catch (err) {
         return queueFailure(err, id);
       }
