@@ -16,6 +16,9 @@ import { invalidArgument } from '../lib/invalid-argument.js';
  *
  * A refused take() changes nothing, so asking again costs nothing.
  */
+/** Less than any real wait, more than the rounding error of 1 / rate over a day of timestamps. */
+const FLOAT_SLACK_MS = 1e-6;
+
 export class Throttle {
   readonly #interval: number;
   readonly #tolerance: number;
@@ -32,7 +35,9 @@ export class Throttle {
   take(now = Date.now()): number {
     const tat = Math.max(this.#tat, now);
     const early = tat - this.#tolerance - now;
-    if (early > 0) return Math.ceil(early);
+    // 1 / (1 / 49) is 49.00000000000001: without the slack a float crumb would turn an exact
+    // wait of 49 ms into 50, then a take at 49 into one more wait of 1 ms.
+    if (early > FLOAT_SLACK_MS) return Math.ceil(early - FLOAT_SLACK_MS);
     this.#tat = tat + this.#interval;
     return 0;
   }

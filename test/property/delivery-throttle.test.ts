@@ -37,3 +37,13 @@ test('Throttle: no window admits more than burst + rate × window (property)', (
     ),
   );
 });
+
+test('Throttle: a rate whose interval is not exact in binary (1 / 49 per ms) waits exactly 49 ms, then admits', () => {
+  // fast-check's counterexample [49, 1, [0, 0]]: 1 / (1 / 49) is 49.00000000000001, which made the
+  // wait 50 (more than one interval) and a take after 49 ms a further wait of 1 ms.
+  const t = new Throttle(1 / 49, 1);
+  assert.equal(t.take(0), 0);
+  assert.equal(t.take(0), 49);
+  assert.equal(t.take(49), 0);
+  assert.equal(t.take(49), 49);
+});
