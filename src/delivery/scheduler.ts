@@ -18,6 +18,7 @@ import { DestinationStatsTable, type DestinationStats } from './destination-stat
 import type { BounceStatsView } from './failure-tally.js';
 import { CONNECTION_COMMANDS, destinationCaused } from './deferral-cause.js';
 import type { Result } from '../lib/result.js';
+import type { ShapingView } from './shaping/shaping-view.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -108,6 +109,10 @@ export interface SchedulerOptions {
   classify?: (reply: ReplyRecord, outcome: 'failed' | 'deferred') => string;
   /** Failures by category and the bounce processor's counters, for /metrics and /v1/stats. */
   bounceStats?: () => BounceStatsView;
+  /** Shaping state per source × site, the most active `limit` (shaper.ts view), for /v1/stats. */
+  shapingView?: (limit: number) => ShapingView;
+  /** Destinations whose circuit breaker is open now, for /metrics. */
+  openCircuits?: () => number;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -151,6 +156,14 @@ export class Scheduler {
 
   bounceStats(): BounceStatsView | null {
     return this.#o.bounceStats?.() ?? null;
+  }
+
+  shapingView(limit: number): ShapingView | null {
+    return this.#o.shapingView?.(limit) ?? null;
+  }
+
+  openCircuits(): number {
+    return this.#o.openCircuits?.() ?? 0;
   }
 
   async start(): Promise<void> {
@@ -269,7 +282,10 @@ export class Scheduler {
         return body;
       };
       const results = await Promise.all([...groups.values()].map((g) => this.#deliverGroup(m, g.dest, g.recipients, getBody)));
-      await this.#settle(m, [...suppressed, ...results.flat()]);
+      // The shaping site and egress source of each destination, for the events (and the alerts per site and source).
+      const places = new Map<string, { site: string; source: string }>();
+      for (const [key, g] of groups) if ((g.dest.kind === 'smtp' || g.dest.kind === 'lmtp') && g.dest.shape) places.set(key, { site: g.dest.shape.site, source: g.dest.shape.source });
+      await this.#settle(m, [...suppressed, ...results.flat()], places);
     } finally {
       this.counters.inFlight--;
     }
@@ -319,7 +335,7 @@ export class Scheduler {
     return results;
   }
 
-  async #settle(m: MessageRecord, results: RecipientResult[]): Promise<void> {
+  async #settle(m: MessageRecord, results: RecipientResult[], places: ReadonlyMap<string, { site: string; source: string }> = new Map()): Promise<void> {
     const o = this.#o;
     const now = this.#now();
     const expired = now - m.receivedAt >= o.maxQueueLifetimeMs;
@@ -363,6 +379,7 @@ export class Scheduler {
           failed.push({ recipient: rcpt, reply, action: 'failed' });
         }
       }
+      const place = reply.destination === undefined ? undefined : places.get(reply.destination);
       o.onEvent?.({
         type: outcome === 'failed' ? 'bounced' : outcome,
         time: new Date(now).toISOString(),
@@ -373,6 +390,7 @@ export class Scheduler {
         ...(reply.code !== undefined ? { code: reply.code } : {}),
         ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
         ...(category !== undefined ? { category } : {}),
+        ...(place !== undefined ? { ...(place.site !== '' ? { site: place.site } : {}), egress: place.source } : {}),
         reply: reply.text,
         attempts: rcpt.attempts + (tried ? 1 : 0),
       });

@@ -75,6 +75,10 @@ export class FilterPool {
   readonly #capacity: number;
   #waiting: Waiting[] = [];
   #batchesOut = 0;
+  readonly #workers: number;
+  /** ∫ min(batches out, workers) dt in ms since start: worker-time with work (see load). */
+  #busyWorkerMs = 0;
+  #busySince = performance.now();
   #batches = 0;
   #batched = 0;
   #busyMs = 0;
@@ -89,6 +93,7 @@ export class FilterPool {
     this.#capacity = o.workers + o.maxQueue;
     this.#maxBatch = Math.max(1, o.maxBatch ?? DEFAULT_MAX_BATCH);
     this.#maxBatches = BATCHES_PER_WORKER * o.workers;
+    this.#workers = o.workers;
     this.#pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
       minThreads: o.workers,
@@ -128,6 +133,25 @@ export class FilterPool {
   }
 
   /**
+   * For the saturation alerts (docs/alerts.md): the worker-time with work since start (each
+   * worker with a batch posted to it counts as busy, whether or not the batch has come back
+   * yet, so a filter that runs for minutes is seen at once) and how long the oldest message
+   * waiting for a worker has waited. Piscina's own utilization counts only finished tasks.
+   */
+  get load(): { workers: number; busyWorkerMs: number; oldestWaitMs: number } {
+    const now = performance.now();
+    const w = this.#waiting[0];
+    return { workers: this.#workers, busyWorkerMs: this.#busyWorkerMs + Math.min(this.#batchesOut, this.#workers) * (now - this.#busySince), oldestWaitMs: w === undefined ? 0 : now - w.started };
+  }
+
+  /** Add the worker-time since the last change of #batchesOut (called just before each change). */
+  #accountBusy(): void {
+    const now = performance.now();
+    this.#busyWorkerMs += Math.min(this.#batchesOut, this.#workers) * (now - this.#busySince);
+    this.#busySince = now;
+  }
+
+  /**
    * Batches sent and the messages they carried, since start (mean batch = messages / batches),
    * and the workers' time on the batches that came back (filters + composing).
    */
@@ -159,6 +183,7 @@ export class FilterPool {
   }
 
   #send(batch: Waiting[]): void {
+    this.#accountBusy();
     this.#batchesOut++;
     this.#batches++;
     this.#batched += batch.length;
@@ -222,6 +247,7 @@ export class FilterPool {
       },
       (err: unknown) => tempfail(`filter failed: ${(err as Error)?.message ?? String(err)}`),
     ).finally(() => {
+      this.#accountBusy();
       this.#batchesOut--;
       this.#pump();
     });
