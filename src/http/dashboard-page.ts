@@ -221,6 +221,18 @@ export const DASHBOARD_SCRIPT = `
     set('reports', r ? fmt(r.dsn) + ' DSN, ' + fmt(r.arf) + ' ARF, ' + fmt(r.complaints) + ' complaints, ' + fmt(r.suppressed) + ' suppressed' : 'no bounce processor');
   }
 
+  // An alert's value against its threshold, in the rule's unit (docs/alerts.md).
+  function alertValue(a) {
+    var ms = function (v) { return v >= 7200000 ? Math.round(v / 3600000) + ' h' : v >= 120000 ? Math.round(v / 60000) + ' min' : (Math.round(v / 100) / 10) + ' s'; };
+    switch (a.rule) {
+      case 'suspended': return 'until ' + new Date(a.value).toLocaleTimeString();
+      case 'circuit-open': return 'open';
+      case 'tls-failures': case 'queue-growth': return fmt(a.value) + ' ≥ ' + fmt(a.threshold);
+      case 'queue-age': case 'filter-wait': return ms(a.value) + ' ≥ ' + ms(a.threshold);
+      default: return Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %';
+    }
+  }
+
   // Anomaly alerts (docs/alerts.md): scopes hold destination keys from remote servers, textContent only.
   function alerts(list) {
     var tbody = $('alerts');
@@ -237,7 +249,7 @@ export const DASHBOARD_SCRIPT = `
       cell(tr, 'd', String(a.rule));
       cell(tr, 'd', String(a.scope), String(a.scope));
       cell(tr, 'n', new Date(Date.parse(a.since)).toLocaleTimeString());
-      cell(tr, 'n', a.rule === 'suspended' ? 'until ' + new Date(a.value).toLocaleTimeString() : Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %');
+      cell(tr, 'n', alertValue(a));
       tbody.appendChild(tr);
     });
   }
