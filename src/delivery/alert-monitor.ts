@@ -8,6 +8,7 @@ import type { Logger } from '../log/logger.js';
 import type { MailEvent } from '../queue/events.js';
 import type { ShapingAlerts } from '../config/shaping.js';
 import { AlertEngine, type Alert, type AlertThresholds } from './alerts.js';
+import { DEFAULT_SOURCE } from './shaping/shaper.js';
 
 /** What the queue tells the monitor at each evaluation (Queue.backlog). */
 export interface QueueSample {
@@ -109,7 +110,10 @@ export function createAlertMonitor(c: Readonly<Config>, log: Logger, o: { file?:
     observe(e) {
       if (e.async === true) return; // a DSN that came back later says nothing about the next hop now
       if (e.type === 'delivered' || e.type === 'deferred' || e.type === 'bounced') {
-        engine.outcome(e.destination, e.type, now(), { ...(e.site !== undefined ? { site: e.site } : {}), ...(e.egress !== undefined ? { source: e.egress } : {}), tls: e.category === 'tls' });
+        // Per source only for the sources the file names: 'default' (mail outside every pool,
+        // all of it on a node without pools) would repeat 'overall' alert for alert.
+        const source = e.egress !== undefined && e.egress !== DEFAULT_SOURCE ? e.egress : undefined;
+        engine.outcome(e.destination, e.type, now(), { ...(e.site !== undefined ? { site: e.site } : {}), ...(source !== undefined ? { source } : {}), tls: e.category === 'tls' });
       } else if (e.type === 'shaping.suspended' && e.site !== undefined && e.until !== undefined) {
         const until = Date.parse(e.until);
         if (Number.isFinite(until)) engine.suspended(e.site, e.egress ?? '', until, now());
