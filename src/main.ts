@@ -25,7 +25,8 @@ import { EventSender } from './events/sender.js';
 import { EventRecorder } from './events/event-recorder.js';
 import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
-import { createAlertMonitor, type AlertMonitor } from './delivery/alert-monitor.js';
+import { createAlertMonitor, type AlertMonitor, type AlertProbes } from './delivery/alert-monitor.js';
+import type { ShapingFile } from './config/shaping.js';
 import { loadVerpKey } from './config/verp-key.js';
 import type { VerpKey } from './protocol/verp.js';
 
@@ -132,12 +133,18 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   }
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
-  const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
+  const probes: AlertProbes = { queue: () => queue.backlog(), ...(filters ? { filter: () => filters.load } : {}) };
+  const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}), probes });
   // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), {
+      maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}),
+      ...(alerts ? { onCircuit: (key: string, open: boolean) => alerts.circuit(key, open) } : {}),
+      ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts,
+      onShapingReload: (f: ShapingFile) => { shapingNow = f; alerts?.reload(f.alerts); options.delivery?.onShapingReload?.(f); },
+    });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();
@@ -167,6 +174,9 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         alerts: () => alerts?.engine ?? null,
         filterUtilization: () => filters?.utilization ?? null,
         filterBatches: () => filters?.batchStats ?? null,
+        filterLoad: () => filters?.load ?? null,
+        shaping: (limit) => delivery?.shapingView(limit) ?? null,
+        openCircuits: () => delivery?.openCircuits() ?? 0,
         pools: () => delivery?.poolCounts() ?? null,
         bounces: () => delivery?.bounceStats() ?? null,
         events: () => (events && recorder ? { pending: queue.events.pending, dropped: queue.events.dropped, sent: events.sent, failures: events.failures, aggregated: recorder.aggregated } : null),

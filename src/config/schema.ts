@@ -128,6 +128,11 @@ export interface Config {
   alertDeferralPercent: number;
   alertBouncePercent: number;
   alertMinRecipients: number;
+  alertTlsFailures: number;
+  alertQueueGrowth: number;
+  alertQueueAgeMs: number;
+  alertFilterUtilizationPercent: number;
+  alertFilterWaitMs: number;
   eventsToken: string;
   commandTimeoutMs: number;
   stressPercent: number;
@@ -232,6 +237,11 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'alertDeferralPercent', env: 'POSTERN_ALERT_DEFERRAL_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '20', doc: 'Deferral rate (percent of recipient outcomes in the window) above which a deferral-rate alert is raised, or 3 times the usual rate of that destination if higher; it clears at half its threshold.' },
   { key: 'alertBouncePercent', env: 'POSTERN_ALERT_BOUNCE_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '10', doc: 'Bounce rate (percent) above which a bounce-rate alert is raised, or 3 times the usual rate if higher; it clears at half its threshold.' },
   { key: 'alertMinRecipients', env: 'POSTERN_ALERT_MIN_RECIPIENTS', type: { kind: 'int', min: 1, max: 1000000 }, default: '20', doc: 'Fewest recipient outcomes in the window for a rate alert to be raised or cleared (a few deferrals are not a trend).' },
+  { key: 'alertTlsFailures', env: 'POSTERN_ALERT_TLS_FAILURES', type: { kind: 'int', min: 0, max: 1000000 }, default: '10', doc: 'Outbound TLS failures (a failed handshake, or STARTTLS refused or missing where TLS is required) in the alert window, per destination, site or overall, that raise a tls-failures alert; 0 = off (docs/alerts.md).' },
+  { key: 'alertQueueGrowth', env: 'POSTERN_ALERT_QUEUE_GROWTH', type: { kind: 'int', min: 0, max: 100000000 }, default: '10000', doc: 'Messages by which the queue (not counting held ones) must grow, steadily, over 10 minutes (the [alerts] queue_window) to raise a queue-growth alert; 0 = off.' },
+  { key: 'alertQueueAgeMs', env: 'POSTERN_ALERT_QUEUE_AGE_MS', type: { kind: 'duration', min: 0, max: 31536000000 }, default: '1d', doc: 'Age of the oldest queued message (held ones aside) that raises a queue-age alert; it clears at half. 0 = off.' },
+  { key: 'alertFilterUtilizationPercent', env: 'POSTERN_ALERT_FILTER_UTILIZATION_PERCENT', type: { kind: 'int', min: 0, max: 100 }, default: '90', doc: 'Share of the filter workers\' time busy that, held for a minute (the [alerts] filter_for), raises a filter-utilization alert; 0 = off.' },
+  { key: 'alertFilterWaitMs', env: 'POSTERN_ALERT_FILTER_WAIT_MS', type: { kind: 'duration', min: 0, max: 3600000 }, default: '5s', doc: 'How long the oldest message may wait for a filter worker; past it for a minute (the [alerts] filter_for), a filter-wait alert is raised. 0 = off.' },
   { key: 'eventsToken', env: 'POSTERN_EVENTS_TOKEN', type: { kind: 'string' }, default: '', doc: 'Sent to POSTERN_EVENTS_URL as `Authorization: Bearer`. Credentials in the URL (user:password@) are sent as Basic auth instead; setting both is an error.' },
   { key: 'commandTimeoutMs', env: 'POSTERN_COMMAND_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 3600000 }, default: '30s', doc: 'A command line must be complete this long after its first byte (a deadline, not reset by each byte: a client dribbling bytes is cut with 421 4.4.2).' },
   { key: 'stressPercent', env: 'POSTERN_STRESS_PERCENT', type: { kind: 'int', min: 1, max: 100 }, default: '80', doc: 'At this share of POSTERN_MAX_CONNECTIONS the node is under stress: every session deadline (idle, command, data) is capped at POSTERN_STRESS_TIMEOUT_MS.' },

@@ -81,6 +81,14 @@ export interface ShapingAlerts {
   bounceRate?: number;
   minSamples?: number;
   baselineFactor?: number;
+  tlsFailures?: number;
+  queueWindowMs?: number;
+  queueGrowth?: number;
+  queueAgeMs?: number;
+  /** 0-1 (the file says percent). */
+  filterUtilization?: number;
+  filterWaitMs?: number;
+  filterForMs?: number;
 }
 
 export interface ShapingFile {
@@ -191,7 +199,7 @@ export function parseShaping(text: string, path: string): Result<ShapingFile, st
   return success(Object.freeze({ path, defaults, sites: Object.freeze(sites), sources, pools, ...(alerts ? { alerts } : {}) }));
 }
 
-const ALERT_KEYS = new Set(['window', 'deferral_percent', 'bounce_percent', 'min_recipients', 'baseline_factor']);
+const ALERT_KEYS = new Set(['window', 'deferral_percent', 'bounce_percent', 'min_recipients', 'baseline_factor', 'tls_failures', 'queue_window', 'queue_growth', 'queue_age', 'filter_utilization_percent', 'filter_wait', 'filter_for']);
 
 function alertsOf(t: Table, errors: string[], at: (t: string[], k?: string) => string): Readonly<ShapingAlerts> {
   const out: ShapingAlerts = {};
@@ -207,11 +215,28 @@ function alertsOf(t: Table, errors: string[], at: (t: string[], k?: string) => s
     }
     return v;
   };
-  if (t.window !== undefined) {
-    const d = typeof t.window === 'string' ? parseDuration(t.window) : null;
-    if (d === null || !d.ok || d.value < 1000 || d.value > 86_400_000) errors.push(`${at(['alerts'], 'window')}: window must be a duration from "1s" to "1d", got ${JSON.stringify(t.window)}`);
-    else out.windowMs = d.value;
-  }
+  const duration = (key: string, min: number, max: number, range: string): number | undefined => {
+    const v = t[key];
+    if (v === undefined) return undefined;
+    const d = typeof v === 'string' ? parseDuration(v) : null;
+    if (d === null || !d.ok || d.value < min || d.value > max) {
+      errors.push(`${at(['alerts'], key)}: ${key} must be a duration from ${range}, got ${JSON.stringify(v)}`);
+      return undefined;
+    }
+    return d.value;
+  };
+  const set = <K extends keyof ShapingAlerts>(k: K, v: ShapingAlerts[K] | undefined): void => {
+    if (v !== undefined) out[k] = v;
+  };
+  set('windowMs', duration('window', 1000, 86_400_000, '"1s" to "1d"'));
+  set('queueWindowMs', duration('queue_window', 1000, 86_400_000, '"1s" to "1d"'));
+  set('queueAgeMs', duration('queue_age', 0, 31_536_000_000, '"0s" (off) to "365d"'));
+  set('filterWaitMs', duration('filter_wait', 0, 3_600_000, '"0s" (off) to "1h"'));
+  set('filterForMs', duration('filter_for', 1000, 3_600_000, '"1s" to "1h"'));
+  set('tlsFailures', num('tls_failures', 0, 1_000_000, true));
+  set('queueGrowth', num('queue_growth', 0, 100_000_000, true));
+  const util = num('filter_utilization_percent', 0, 100, false);
+  if (util !== undefined) out.filterUtilization = util / 100;
   const deferral = num('deferral_percent', 1, 100, false);
   if (deferral !== undefined) out.deferralRate = deferral / 100;
   const bounce = num('bounce_percent', 1, 100, false);

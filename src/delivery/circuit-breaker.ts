@@ -115,14 +115,26 @@ export class CircuitBreaker {
   }
 }
 
+/** A destination's circuit opened (`open`: from closed) or closed again (the alerts' hook). */
+export type CircuitChange = (key: string, open: boolean, now: number) => void;
+
 /** One CircuitBreaker per destination key; closed, failure-free breakers are not kept. */
 export class CircuitBreakerMap {
   readonly #opts: CircuitBreakerOptions;
   readonly #map = new Map<string, CircuitBreaker>();
+  readonly #onChange: CircuitChange | undefined;
+  /** Breakers not closed (open or half-open) now. */
+  #open = 0;
 
-  constructor(opts: CircuitBreakerOptions = {}) {
+  constructor(opts: CircuitBreakerOptions = {}, onChange?: CircuitChange) {
     fill(opts); // validate at construction
     this.#opts = opts;
+    this.#onChange = onChange;
+  }
+
+  /** Destinations whose circuit is open or half-open now. */
+  get openCount(): number {
+    return this.#open;
   }
 
   canAttempt(key: string, now = Date.now()): boolean {
@@ -144,12 +156,22 @@ export class CircuitBreakerMap {
       b = new CircuitBreaker(this.#opts);
       this.#map.set(key, b);
     }
+    const wasClosed = b.state(now) === 'closed';
     b.recordFailure(now);
+    if (wasClosed && b.state(now) !== 'closed') {
+      this.#open++;
+      this.#onChange?.(key, true, now);
+    }
   }
 
-  recordSuccess(key: string): void {
+  recordSuccess(key: string, now = Date.now()): void {
+    const b = this.#map.get(key);
     // A closed breaker with no failures is the default; dropping it keeps the map to the sick.
     this.#map.delete(key);
+    if (b !== undefined && b.state(now) !== 'closed') {
+      this.#open--;
+      this.#onChange?.(key, false, now);
+    }
   }
 
   get size(): number {
@@ -169,7 +191,7 @@ export function breakerGate(breakers: CircuitBreakerMap): DestinationGate {
     retryAt: (key) => breakers.retryAt(key),
     record: (key, outcome, now) => {
       if (outcome === 'connection-failure') breakers.recordFailure(key, now);
-      else if (outcome === 'ok') breakers.recordSuccess(key);
+      else if (outcome === 'ok') breakers.recordSuccess(key, now);
     },
   };
 }

@@ -16,7 +16,8 @@ import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
 import { Shaper } from './shaping/shaper.js';
 import { readShaping, ShapingFileWatcher, EMPTY_SHAPING, type ShapingFile } from '../config/shaping.js';
-import { breakerGate, CircuitBreakerMap } from './circuit-breaker.js';
+import { breakerGate, CircuitBreakerMap, type CircuitChange } from './circuit-breaker.js';
+import { shapingView } from './shaping/shaping-view.js';
 import { DestinationRecovery } from './destination-recovery.js';
 import { nextRetryAt } from './backoff.js';
 import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
@@ -48,8 +49,10 @@ export interface DeliveryOptions {
   shaping?: ShapingFile | null;
   /** How often the shaping file is looked at for changes (default 2 s). */
   shapingPollMs?: number;
-  /** Told each new version of the shaping file once it applies (main.ts: the pools X-Postern-Pool may name). */
+  /** The shaping file was re-read and is now in force (the alerts take its [alerts] table). */
   onShapingReload?: (file: ShapingFile) => void;
+  /** A destination's circuit breaker opened or closed (the alerts). */
+  onCircuit?: CircuitChange;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
@@ -111,7 +114,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   // comes back is seen within that interval (docs/queue.md "Waiting for a destination").
   const probeMaxMs = c.destProbeIntervalMs;
   const probeBaseMs = Math.min(PROBE_BASE_MS, probeMaxMs);
-  const breakers = new CircuitBreakerMap({ baseOpenMs: probeBaseMs, maxOpenMs: probeMaxMs });
+  const breakers = new CircuitBreakerMap({ baseOpenMs: probeBaseMs, maxOpenMs: probeMaxMs }, opts.onCircuit);
   let scheduler: Scheduler | null = null;
   const recovery = new DestinationRecovery({
     queue,
@@ -153,6 +156,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),
     // Pool counts for /v1/stats (the in-thread SMTP transport only).
     ...(smtp instanceof SmtpTransport ? { poolCounts: () => smtp.counts() } : {}),
+    shapingView: (limit) => shapingView(shaper.states, (key, now) => shaper.warmupToday(key, now), limit, Date.now()),
+    openCircuits: () => breakers.openCount,
   });
   return scheduler;
 }

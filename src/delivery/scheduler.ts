@@ -18,6 +18,7 @@ import { DestinationStatsTable, type DestinationStats } from './destination-stat
 import type { BounceStatsView } from './failure-tally.js';
 import { CONNECTION_COMMANDS, destinationCaused } from './deferral-cause.js';
 import type { Result } from '../lib/result.js';
+import type { ShapingView } from './shaping/shaping-view.js';
 
 /** A route lookup: a destination, or a transient problem (DNS SERVFAIL, …) for the domain. */
 export type RouteResult = Destination | { kind: 'defer'; reply: ReplyRecord };
@@ -108,13 +109,10 @@ export interface SchedulerOptions {
   classify?: (reply: ReplyRecord, outcome: 'failed' | 'deferred') => string;
   /** Failures by category and the bounce processor's counters, for /metrics and /v1/stats. */
   bounceStats?: () => BounceStatsView;
-}
-
-/** The `egress` (source) and `pool` of an event whose destination a pool's source serves (none for the 'default' source). */
-function egressOf(shapes: ReadonlyMap<string, DestinationShape>, destination: string | undefined): { egress?: string; pool?: string } {
-  const shape = destination === undefined ? undefined : shapes.get(destination);
-  if (shape?.pool === undefined) return {};
-  return { egress: shape.source, pool: shape.pool };
+  /** Shaping state per source × site, the most active `limit` (shaper.ts view), for /v1/stats. */
+  shapingView?: (limit: number) => ShapingView;
+  /** Destinations whose circuit breaker is open now, for /metrics. */
+  openCircuits?: () => number;
 }
 
 /** "45 s", "12 min", "5 h", "5 d": for the expiry text a person reads in a bounce. */
@@ -158,6 +156,14 @@ export class Scheduler {
 
   bounceStats(): BounceStatsView | null {
     return this.#o.bounceStats?.() ?? null;
+  }
+
+  shapingView(limit: number): ShapingView | null {
+    return this.#o.shapingView?.(limit) ?? null;
+  }
+
+  openCircuits(): number {
+    return this.#o.openCircuits?.() ?? 0;
   }
 
   async start(): Promise<void> {
@@ -276,7 +282,7 @@ export class Scheduler {
         return body;
       };
       const results = await Promise.all([...groups.values()].map((g) => this.#deliverGroup(m, g.dest, g.recipients, getBody)));
-      // The egress source and pool of each destination, for the recipients' events.
+      // The shaping site, egress source and pool of each destination, for the recipients' events (and the alerts per site and source).
       const shapes = new Map<string, DestinationShape>();
       for (const g of groups.values()) if ((g.dest.kind === 'smtp' || g.dest.kind === 'lmtp') && g.dest.shape) shapes.set(g.dest.key, g.dest.shape);
       await this.#settle(m, [...suppressed, ...results.flat()], shapes);
@@ -373,6 +379,7 @@ export class Scheduler {
           failed.push({ recipient: rcpt, reply, action: 'failed' });
         }
       }
+      const shape = reply.destination === undefined ? undefined : shapes.get(reply.destination);
       o.onEvent?.({
         type: outcome === 'failed' ? 'bounced' : outcome,
         time: new Date(now).toISOString(),
@@ -380,10 +387,10 @@ export class Scheduler {
         sender: m.sender,
         recipient: r.address,
         ...(reply.destination !== undefined ? { destination: reply.destination } : {}),
-        ...egressOf(shapes, reply.destination),
         ...(reply.code !== undefined ? { code: reply.code } : {}),
         ...(reply.enhanced !== undefined ? { enhanced: reply.enhanced } : {}),
         ...(category !== undefined ? { category } : {}),
+        ...(shape !== undefined ? { ...(shape.site !== '' ? { site: shape.site } : {}), egress: shape.source, ...(shape.pool !== undefined ? { pool: shape.pool } : {}) } : {}),
         reply: reply.text,
         attempts: rcpt.attempts + (tried ? 1 : 0),
       });

@@ -75,6 +75,12 @@ export class FilterPool {
   readonly #capacity: number;
   #waiting: Waiting[] = [];
   #batchesOut = 0;
+  readonly #workers: number;
+  /** ∫ min(batches out, workers) dt in ms since start: worker-time with work (see load). */
+  #busyWorkerMs = 0;
+  #busySince = performance.now();
+  /** Per batch out (by slot), when its oldest message was handed in: at most 2 × workers entries. */
+  readonly #outSince = new Map<number, number>();
   #batches = 0;
   #batched = 0;
   #busyMs = 0;
@@ -89,6 +95,7 @@ export class FilterPool {
     this.#capacity = o.workers + o.maxQueue;
     this.#maxBatch = Math.max(1, o.maxBatch ?? DEFAULT_MAX_BATCH);
     this.#maxBatches = BATCHES_PER_WORKER * o.workers;
+    this.#workers = o.workers;
     this.#pool = new Piscina({
       filename: new URL('./worker.js', import.meta.url).href,
       minThreads: o.workers,
@@ -128,6 +135,29 @@ export class FilterPool {
   }
 
   /**
+   * For the saturation alerts (docs/alerts.md): the worker-time with work since start (each
+   * worker with a batch posted to it counts as busy, whether or not the batch has come back
+   * yet, so a filter that runs for minutes is seen at once; Piscina's own utilization counts
+   * only finished tasks), and how long the oldest message still in the pool (waiting for a
+   * worker, or in a batch posted to one, which may sit behind the batch it runs) has waited
+   * for its verdict. Messages leave in batches, so the ones waiting alone empty each time a
+   * batch comes back: they would say nothing of a backlog.
+   */
+  get load(): { workers: number; busyWorkerMs: number; oldestWaitMs: number } {
+    const now = performance.now();
+    let oldest = this.#waiting[0]?.started ?? now;
+    for (const t of this.#outSince.values()) oldest = Math.min(oldest, t);
+    return { workers: this.#workers, busyWorkerMs: this.#busyWorkerMs + Math.min(this.#batchesOut, this.#workers) * (now - this.#busySince), oldestWaitMs: now - oldest };
+  }
+
+  /** Add the worker-time since the last change of #batchesOut (called just before each change). */
+  #accountBusy(): void {
+    const now = performance.now();
+    this.#busyWorkerMs += Math.min(this.#batchesOut, this.#workers) * (now - this.#busySince);
+    this.#busySince = now;
+  }
+
+  /**
    * Batches sent and the messages they carried, since start (mean batch = messages / batches),
    * and the workers' time on the batches that came back (filters + composing).
    */
@@ -159,12 +189,14 @@ export class FilterPool {
   }
 
   #send(batch: Waiting[]): void {
+    this.#accountBusy();
     this.#batchesOut++;
     this.#batches++;
     this.#batched += batch.length;
     const slot = this.#nextSlot;
     this.#nextSlot = (slot + 1) % RUNNING_SLOTS;
     Atomics.store(this.#running, slot, 0);
+    this.#outSince.set(slot, batch[0]!.started);
     const meta: string[] = new Array(3 * batch.length);
     const bodies: ArrayBuffer[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) {
@@ -179,6 +211,7 @@ export class FilterPool {
       if (answered) return;
       answered = true;
       clearTimeout(timer);
+      this.#outSince.delete(slot);
       this.#inFlight -= batch.length;
       for (let i = 0; i < batch.length; i++) batch[i]!.resolve(each(batch[i]!, i));
     };
@@ -222,6 +255,7 @@ export class FilterPool {
       },
       (err: unknown) => tempfail(`filter failed: ${(err as Error)?.message ?? String(err)}`),
     ).finally(() => {
+      this.#accountBusy();
       this.#batchesOut--;
       this.#pump();
     });

@@ -12,6 +12,7 @@ import type { SmtpCounters } from '../smtp/context.js';
 import type { CachedCounts } from './cached-counts.js';
 import type { ProcessMetrics } from './process-metrics.js';
 import type { BounceStatsView } from '../delivery/failure-tally.js';
+import type { ShapingView } from '../delivery/shaping/shaping-view.js';
 
 export interface HttpDeps {
   config: Readonly<Config>;
@@ -30,6 +31,12 @@ export interface HttpDeps {
   filterUtilization?: () => number | null;
   /** Batches sent to the filter workers and the messages they carried. */
   filterBatches?: () => { batches: number; messages: number } | null;
+  /** Worker-time with work and the oldest wait for a worker (FilterPool.load), or null without filters. */
+  filterLoad?: () => { workers: number; busyWorkerMs: number; oldestWaitMs: number } | null;
+  /** Shaping state per source × site, the `limit` most active (delivery/shaping/shaping-view.ts); null when delivery is off. */
+  shaping?: (limit: number) => ShapingView | null;
+  /** Destinations whose circuit breaker is open now. */
+  openCircuits?: () => number;
   /** Connection-pool counts per destination key, for /v1/stats; null when delivery is off. */
   pools?: () => Record<string, { open: number; idle: number; busy: number; waiting: number }> | null;
   /** Failures by bounce category and the bounce processor's counters; null when delivery is off. */

@@ -223,6 +223,44 @@ export const DASHBOARD_SCRIPT = `
     set('reports', r ? fmt(r.dsn) + ' DSN, ' + fmt(r.arf) + ' ARF, ' + fmt(r.complaints) + ' complaints, ' + fmt(r.suppressed) + ' suppressed' : 'no bounce processor');
   }
 
+  // Shaping per source × site (docs/alerts.md, "Shaping state in /v1/stats"): sites can be
+  // destination keys from remote MX names and replies are remote text, textContent only.
+  function shaping(v) {
+    var tbody = $('shaping');
+    tbody.replaceChildren();
+    var list = (v && v.states) || [];
+    set('shaping-more', v && v.more ? fmt(v.more) + ' more' : '');
+    if (!list.length) {
+      var tr = document.createElement('tr');
+      cell(tr, 'empty', v ? 'nothing shaped yet' : 'delivery is off');
+      tr.firstChild.colSpan = 6; tbody.appendChild(tr); return;
+    }
+    list.forEach(function (x) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-testid', 'shaping-row');
+      cell(tr, 'd', String(x.source));
+      cell(tr, 'd', String(x.site), String(x.site));
+      cell(tr, 'n', fmt(x.inflight) + ' / ' + (x.window === null ? '∞' : fmt(x.window)) + (x.waiting ? ' (+' + fmt(x.waiting) + ' waiting)' : ''));
+      cell(tr, 'n', x.ratePerSecond === null ? '–' : x.ratePerSecond + '/s');
+      var sus = x.suspended;
+      cell(tr, 'r', sus ? x.suspended.reason + ' until ' + new Date(Date.parse(sus.until)).toLocaleTimeString() : '–', sus ? String(sus.reply) : '');
+      cell(tr, 'n', x.warmup ? fmt(x.warmup.sent) + ' / ' + fmt(x.warmup.budget) : '–');
+      tbody.appendChild(tr);
+    });
+  }
+
+  // An alert's value against its threshold, in the rule's unit (docs/alerts.md).
+  function alertValue(a) {
+    var ms = function (v) { return v >= 7200000 ? Math.round(v / 3600000) + ' h' : v >= 120000 ? Math.round(v / 60000) + ' min' : (Math.round(v / 100) / 10) + ' s'; };
+    switch (a.rule) {
+      case 'suspended': return 'until ' + new Date(a.value).toLocaleTimeString();
+      case 'circuit-open': return 'open';
+      case 'tls-failures': case 'queue-growth': return fmt(a.value) + ' ≥ ' + fmt(a.threshold);
+      case 'queue-age': case 'filter-wait': return ms(a.value) + ' ≥ ' + ms(a.threshold);
+      default: return Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %';
+    }
+  }
+
   // Anomaly alerts (docs/alerts.md): scopes hold destination keys from remote servers, textContent only.
   function alerts(list) {
     var tbody = $('alerts');
@@ -239,7 +277,7 @@ export const DASHBOARD_SCRIPT = `
       cell(tr, 'd', String(a.rule));
       cell(tr, 'd', String(a.scope), String(a.scope));
       cell(tr, 'n', new Date(Date.parse(a.since)).toLocaleTimeString());
-      cell(tr, 'n', a.rule === 'suspended' ? 'until ' + new Date(a.value).toLocaleTimeString() : Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %');
+      cell(tr, 'n', alertValue(a));
       tbody.appendChild(tr);
     });
   }
@@ -270,6 +308,7 @@ export const DASHBOARD_SCRIPT = `
     destinations(s.destinations || []);
     failures(s.bounces);
     alerts(s.alerts || []);
+    shaping(s.shaping);
     set('filter-utilization', typeof s.filterUtilization === 'number' ? Math.round(s.filterUtilization * 100) + ' %' : 'no filters');
     set('connections', fmt(s.smtp.connections || 0));
     set('rejected', fmt((s.smtp.messagesRejected || 0) + ((s.http && s.http.messagesRejected) || 0)));
@@ -370,6 +409,13 @@ export const DASHBOARD_HTML = `<!doctype html>
     <table>
       <thead><tr><th class="l">rule</th><th class="l">scope</th><th>since</th><th>value</th></tr></thead>
       <tbody data-testid="alerts"><tr><td class="empty" colspan="4">–</td></tr></tbody>
+    </table>
+  </section>
+  <section class="card dests">
+    <h2>Shaping <em>per source × site: transactions in flight / window, rate, suspension, warm-up today</em> <em data-testid="shaping-more"></em></h2>
+    <table>
+      <thead><tr><th class="l">source</th><th class="l">site</th><th>connections</th><th>rate</th><th>suspended</th><th>warm-up</th></tr></thead>
+      <tbody data-testid="shaping"><tr><td class="empty" colspan="6">–</td></tr></tbody>
     </table>
   </section>
   <section class="card dests">

@@ -42,6 +42,8 @@ export { FAIRNESS_CYCLE, STARVATION_BOUND } from './fairness.js';
 /** Problems of one repair logged one by one; the rest as a count. */
 const MAX_LOGGED_PROBLEMS = 100;
 const DEFAULT_LEASE_MS = 300_000;
+/** Records backlog() looks at, oldest first, for the oldest one not held. */
+export const BACKLOG_SCAN = 64;
 /** How long a failed write waits for lmdb-js to report the underlying error. */
 const CAUSE_WAIT_MS = 1000;
 
@@ -601,6 +603,12 @@ export class Queue {
   counts(): QueueCounts {
     this.checkRead();
     return this.store.counts(Math.floor(this.clock()));
+  }
+
+  /** Messages queued and not held, and the arrival of the oldest not held (within the first `scan` records); see RecordStore.backlog. */
+  backlog(scan = BACKLOG_SCAN): { queued: number; oldestAt: number | null } {
+    this.checkRead();
+    return this.store.backlog(scan);
   }
 
   /** How many records (or bodies) were set aside as corrupt (sub-database 'corrupt'). */

@@ -194,6 +194,13 @@ test('the Alerts panel shows an alert while it is up, then none', { skip }, asyn
   await row.waitFor({ timeout: 10_000 });
   const cells = await row.locator('td').allInnerTexts();
   assert.deepEqual([cells[0], cells[1], cells[3]], ['deferral-rate', 'overall', '100 % > 20 %'], JSON.stringify(cells));
+  // The Shaping panel: the default source's state for that destination, throttled ("try again later"): its rate lowered.
+  const shaped = page.getByTestId('shaping-row').filter({ hasText: `127.0.0.1:${srv.port}` });
+  await shaped.waitFor({ timeout: 10_000 });
+  const sc = await shaped.locator('td').allInnerTexts();
+  assert.equal(sc[0], 'default', JSON.stringify(sc));
+  assert.match(sc[3]!, /^[\d.]+\/s$/, `a learned rate: ${JSON.stringify(sc)}`);
+  assert.equal(sc[4], '–', 'not suspended');
   await screenshot(t, page, 'dashboard-alerts.png');
   // Nothing more is sent (the retries are minutes away): the window empties and the alert clears.
   await waitForText(page, 'alert-count', (s) => s === 'none', 'the alerts to clear', 10_000);

@@ -3,7 +3,7 @@
 // bar for a destination that always defers some, suspensions clear at their end.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { AlertEngine, type Alert } from '../../src/delivery/alerts.js';
+import { AlertEngine, MAX_ALERT_SCOPES, type Alert } from '../../src/delivery/alerts.js';
 
 function engine(): { e: AlertEngine; raised: Alert[]; cleared: Alert[] } {
   const raised: Alert[] = [];
@@ -95,4 +95,141 @@ test('a window with no traffic clears the alert and forgets the destination', ()
   assert.equal(e.active.length, 2);
   e.evaluate(t + 30_000);
   assert.deepEqual(ids(e), []);
+});
+
+test('outcomes count per site and per source too: each scope is alerted on by its own window', () => {
+  const { e } = engine();
+  const t = 6_000_000;
+  // Two sources to one site: only ip3's mail is deferred; the site's rate is half of it.
+  for (let i = 0; i < 20; i++) e.outcome('mx.a~ip2', 'delivered', t + i * 10, { site: 'google', source: 'ip2' });
+  for (let i = 0; i < 20; i++) e.outcome('mx.a~ip3', i % 2 === 0 ? 'deferred' : 'delivered', t + i * 10, { site: 'google', source: 'ip3' });
+  e.evaluate(t + 999);
+  assert.deepEqual(ids(e), ['deferral-rate:destination:mx.a~ip3', 'deferral-rate:overall', 'deferral-rate:site:google', 'deferral-rate:source:ip3']);
+  assert.equal(e.active.find((a) => a.scope === 'site:google')!.value, 0.25);
+  assert.equal(e.active.find((a) => a.scope === 'source:ip3')!.value, 0.5);
+});
+
+test('scopes are bounded: past the cap the least recently counted idle scope is evicted, one with an alert never', () => {
+  const { e } = engine();
+  const t = 7_000_000;
+  // One destination in trouble first, then a flood of new destinations (a hostile recipient set).
+  for (let i = 0; i < 20; i++) e.outcome('sick.example', 'deferred', t);
+  e.evaluate(t + 1);
+  assert.ok(ids(e).includes('deferral-rate:destination:sick.example'));
+  for (let i = 0; i < MAX_ALERT_SCOPES * 3; i++) e.outcome(`d${i}.example`, 'delivered', t + 2 + Math.floor(i / 100), { site: 'google', source: 'ip2' });
+  assert.equal(e.scopes, MAX_ALERT_SCOPES + 3, 'destinations at the cap, plus site, source and overall');
+  // The newest destination is tracked (the oldest idle ones went), and the alerted one stayed.
+  for (let i = 0; i < 20; i++) e.outcome(`d${MAX_ALERT_SCOPES * 3 - 1}.example`, 'deferred', t + 100);
+  e.evaluate(t + 101);
+  assert.ok(ids(e).includes(`deferral-rate:destination:d${MAX_ALERT_SCOPES * 3 - 1}.example`), ids(e).join(' '));
+  assert.ok(ids(e).includes('deferral-rate:destination:sick.example'));
+});
+
+test('tls-failures: a count in the window per destination and site; clears when it falls to half', () => {
+  const { e } = engine();
+  e.setThresholds({ ...e.thresholds, tlsFailures: 4 }, 0);
+  let t = 8_000_000;
+  for (let i = 0; i < 3; i++) e.outcome('mx.b', 'deferred', t, { site: 'yahoo', source: 'default', tls: true });
+  e.evaluate(t);
+  assert.deepEqual(ids(e).filter((id) => id.startsWith('tls')), [], 'three is under four');
+  e.outcome('mx.b', 'deferred', t, { site: 'yahoo', source: 'default', tls: true });
+  e.outcome('mx.b', 'delivered', t, { site: 'yahoo', tls: true }); // a delivery is never a TLS failure
+  e.evaluate(t);
+  assert.deepEqual(ids(e).filter((id) => id.startsWith('tls')), ['tls-failures:destination:mx.b', 'tls-failures:overall', 'tls-failures:site:yahoo']);
+  assert.equal(e.active.find((a) => a.id === 'tls-failures:site:yahoo')!.value, 4);
+  t += 10_500; // the window (10 s) slides past them
+  e.evaluate(t);
+  assert.deepEqual(ids(e).filter((id) => id.startsWith('tls')), []);
+});
+
+test('queue-growth: a queue that rises steadily over the window raises; a single jump or a burst being drained does not; it clears when it stops growing', () => {
+  const { e, raised } = engine();
+  e.setThresholds({ ...e.thresholds, queueWindowMs: 10_000, queueGrowth: 100 }, 0);
+  let t = 10_000_000;
+  let n = 0;
+  // One burst of 500 (a campaign injected at once) that then stays: a jump, not a steady rise.
+  for (let s = 0; s < 30; s++, t += 500) { e.queue(s < 5 ? 0 : 500, null, t); e.evaluate(t); }
+  assert.deepEqual(raised, [], 'a single jump is not steady growth');
+  // Drained at 20 per 500 ms: never growth.
+  n = 500;
+  for (let s = 0; s < 30; s++, t += 500) { e.queue(n, null, t); e.evaluate(t); n = Math.max(0, n - 20); }
+  assert.deepEqual(raised, [], 'a burst being drained is not growth');
+  // Steady growth of 10 per 500 ms: 200 over the 10 s window.
+  let raisedAt = 0;
+  for (let s = 0; s < 30; s++, t += 500) {
+    n += 10;
+    e.queue(n, null, t);
+    e.evaluate(t);
+    if (raisedAt === 0 && ids(e).includes('queue-growth:queue')) raisedAt = t;
+  }
+  assert.ok(raisedAt > 0, 'raised');
+  const a = e.active.find((x) => x.rule === 'queue-growth')!;
+  assert.equal(a.threshold, 100);
+  assert.ok(a.value >= 100, `value ${a.value}`);
+  // Flat from here: the growth over the window falls to half within a window.
+  for (let s = 0; s < 25; s++, t += 500) { e.queue(n, null, t); e.evaluate(t); }
+  assert.deepEqual(ids(e), [], 'flat: cleared');
+});
+
+test('queue-age: the oldest queued message past the threshold raises, clears at half', () => {
+  const { e, cleared } = engine();
+  e.setThresholds({ ...e.thresholds, queueAgeMs: 60_000 }, 0);
+  const t = 20_000_000;
+  e.queue(5, t - 59_000, t);
+  e.evaluate(t);
+  assert.deepEqual(ids(e), []);
+  e.evaluate(t + 1000);
+  assert.deepEqual(ids(e), ['queue-age:queue']);
+  e.queue(4, t - 20_000, t + 2000); // the oldest went; the next is 22 s old
+  e.evaluate(t + 2000);
+  assert.deepEqual(ids(e), []);
+  assert.equal(cleared[0]!.rule, 'queue-age');
+  e.queue(0, null, t + 3000);
+  e.evaluate(t + 100_000);
+  assert.deepEqual(ids(e), [], 'an empty queue has no age');
+});
+
+test('circuit-open: raised when a breaker opens, cleared when it closes', () => {
+  const { e } = engine();
+  e.circuit('smtp:mx.c:25', true, 1000);
+  e.circuit('smtp:mx.c:25', true, 1500); // reopened after a failed probe: the same alert
+  assert.deepEqual(e.active.map((a) => [a.id, a.since]), [['circuit-open:destination:smtp:mx.c:25', 1000]]);
+  assert.equal(e.openCircuits, 1);
+  e.evaluate(100_000);
+  assert.equal(e.active.length, 1, 'up as long as it is open');
+  e.circuit('smtp:mx.c:25', false, 100_001);
+  assert.deepEqual(e.active, []);
+  assert.equal(e.openCircuits, 0);
+});
+
+test('filter-utilization and filter-wait: raised when held for filterForMs, cleared when below it as long', () => {
+  const { e } = engine();
+  e.setThresholds({ ...e.thresholds, filterUtilization: 0.9, filterWaitMs: 2000, filterForMs: 3000 }, 0);
+  let t = 30_000_000;
+  for (let s = 0; s < 3; s++, t += 1000) e.filter({ utilization: 1, waitMs: 0 }, t);
+  assert.deepEqual(ids(e), [], 'not yet for 3 s');
+  e.filter({ utilization: 0.5, waitMs: 0 }, t); // a dip starts the count again
+  t += 1000;
+  for (let s = 0; s < 4; s++, t += 1000) e.filter({ utilization: 0.95, waitMs: 2500 }, t);
+  assert.deepEqual(ids(e), ['filter-utilization:filter', 'filter-wait:filter']);
+  for (let s = 0; s < 3; s++, t += 1000) e.filter({ utilization: 0.1, waitMs: 0 }, t);
+  assert.equal(e.active.length, 2, 'still up: not below for 3 s yet');
+  e.filter({ utilization: 0.1, waitMs: 0 }, t);
+  assert.deepEqual(ids(e), []);
+});
+
+test('setThresholds: a new threshold applies at the next evaluation; a new window does not clear what is up', () => {
+  const { e } = engine();
+  const t = 40_000_000;
+  feed(e, 'f.example', t, 20, 6); // 30 %
+  e.evaluate(t + 999);
+  assert.ok(ids(e).includes('deferral-rate:overall'));
+  e.setThresholds({ ...e.thresholds, deferralRate: 0.5 }, t + 1000);
+  feed(e, 'g.example', t + 1000, 20, 6);
+  e.evaluate(t + 1999);
+  assert.ok(!ids(e).includes('deferral-rate:destination:g.example'), '30 % is under the new 50 %');
+  e.setThresholds({ ...e.thresholds, windowMs: 20_000 }, t + 2000);
+  e.evaluate(t + 2001);
+  assert.ok(ids(e).includes('deferral-rate:overall'), 'the windows start afresh without clearing');
+  assert.equal(e.thresholds.windowMs, 20_000);
 });

@@ -96,3 +96,23 @@ test('CircuitBreakerMap: per key, and healthy keys are not kept', () => {
   assert.equal(m.size, 0);
   assert.equal(m.state('smtp:a:25', 1), 'closed');
 });
+
+test('map: the change hook hears a circuit open once (a failed probe reopening it is no change) and close once; openCount follows', () => {
+  const changes: Array<[string, boolean, number]> = [];
+  const m = new CircuitBreakerMap({ threshold: 2, jitter: 0, baseOpenMs: 10 * S }, (key, open, now) => changes.push([key, open, now]));
+  m.recordFailure('smtp:a:25', 0);
+  assert.deepEqual(changes, [], 'one failure of two');
+  m.recordFailure('smtp:a:25', 1);
+  assert.deepEqual(changes, [['smtp:a:25', true, 1]]);
+  assert.equal(m.openCount, 1);
+  assert.equal(m.canAttempt('smtp:a:25', 10 * S + 1), true, 'half-open: the probe');
+  m.recordFailure('smtp:a:25', 10 * S + 2); // the probe failed: open again, longer
+  assert.equal(changes.length, 1, 'still the same episode');
+  m.recordSuccess('smtp:b:25', 10 * S + 3); // never failed: nothing to close
+  m.recordSuccess('smtp:a:25', 40 * S);
+  assert.deepEqual(changes[1], ['smtp:a:25', false, 40 * S]);
+  assert.equal(m.openCount, 0);
+  m.recordFailure('smtp:c:25', 50 * S);
+  m.recordSuccess('smtp:c:25', 50 * S); // one failure, circuit still closed: no change to report
+  assert.equal(changes.length, 2);
+});

@@ -658,3 +658,22 @@ test('settle: a deferral that was not tried (an open circuit) keeps the reply bu
   assert.equal(after!.nextAttemptAt, T0 + 5_000);
   assertConsistent(q, h.clock);
 });
+
+test('backlog: the queued count without held messages, and the arrival of the oldest one not held, within a bounded read', async (t) => {
+  const h = harness(t);
+  const q = h.open();
+  assert.deepEqual(q.backlog(), { queued: 0, oldestAt: null });
+  const a = await q.enqueue(env(['a@x.example']), Buffer.from('a'));
+  h.clock.advance(1000);
+  const b = await q.enqueue(env(['b@x.example']), Buffer.from('b'));
+  h.clock.advance(1000);
+  await q.enqueue(env(['c@x.example']), Buffer.from('c'));
+  assert.deepEqual(q.backlog(), { queued: 3, oldestAt: T0 });
+  await q.hold(a); // quarantined: it stays on purpose, it is not the queue's age
+  assert.deepEqual(q.backlog(), { queued: 2, oldestAt: T0 + 1000 });
+  await q.lease({ limit: 1, owner: 'w' }); // leased (b, the oldest due) still counts: it is not delivered yet
+  assert.deepEqual(q.backlog(), { queued: 2, oldestAt: T0 + 1000 });
+  await q.hold(b);
+  assert.deepEqual(q.backlog(2), { queued: 1, oldestAt: null }, 'the two oldest are held: unknown within a read of two');
+  assert.deepEqual(q.backlog(3), { queued: 1, oldestAt: T0 + 2000 });
+});

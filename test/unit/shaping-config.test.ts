@@ -185,3 +185,18 @@ test('parseShaping: the [alerts] table sets the anomaly-alert thresholds; bad va
     'f.toml:4: min_recipients must be a whole number from 1 to 1000000, got 2.5',
   ]);
 });
+
+test('parseShaping: [alerts] takes the thresholds of the queue, TLS and filter rules; 0 turns a rule off; bad values by line', () => {
+  const ok = parseShaping('[alerts]\ntls_failures = 0\nqueue_window = "5m"\nqueue_growth = 2000\nqueue_age = "6h"\nfilter_utilization_percent = 95\nfilter_wait = "2s"\nfilter_for = "30s"\n', 'f.toml');
+  assert.ok(ok.ok);
+  assert.deepEqual(ok.value.alerts, { tlsFailures: 0, queueWindowMs: 300_000, queueGrowth: 2000, queueAgeMs: 21_600_000, filterUtilization: 0.95, filterWaitMs: 2000, filterForMs: 30_000 });
+  const bad = parseShaping('[alerts]\nqueue_window = "0s"\nqueue_growth = -1\nqueue_age = 3600\nfilter_utilization_percent = 101\nfilter_for = "2h"\n', 'f.toml');
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.error, [
+    'f.toml:2: queue_window must be a duration from "1s" to "1d", got "0s"',
+    'f.toml:4: queue_age must be a duration from "0s" (off) to "365d", got 3600',
+    'f.toml:6: filter_for must be a duration from "1s" to "1h", got "2h"',
+    'f.toml:3: queue_growth must be a whole number from 0 to 100000000, got -1',
+    'f.toml:5: filter_utilization_percent must be a number from 0 to 100, got 101',
+  ]);
+});

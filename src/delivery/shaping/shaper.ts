@@ -365,6 +365,16 @@ export class Shaper implements DeliveryShaper {
     return this.#states;
   }
 
+  /** A warming-up source × site ("source|site"): messages counted today and the day's budget; null when not warming up. */
+  warmupToday(key: string, now: number): { sent: number; budget: number } | null {
+    const w = this.#file.sources.get(key.slice(0, key.indexOf('|')))?.warmup;
+    if (!w) return null;
+    const budget = warmupBudget(w, now);
+    if (budget === Infinity) return null;
+    const c = this.#sentToday.get(key);
+    return { sent: c && c.day === Math.floor(now / DAY_MS) ? c.n : 0, budget };
+  }
+
   /** The day's budget when the source is warming up and has sent it to this site today, else null. */
   #warmupSpent(e: Entry, now: number): number | null {
     return this.#spent(e.source, e.key, now);
@@ -445,7 +455,7 @@ export class Shaper implements DeliveryShaper {
   #suspend(e: Entry, reason: 'pattern' | 'blocklist', reply: ReplyRecord, now: number): void {
     const until = now + (reason === 'blocklist' ? e.limits.blocklistSuspendForMs : e.limits.suspendForMs);
     const already = e.state.suspendedUntil > now;
-    e.state.suspend(until);
+    e.state.suspend(until, { reason, reply: reply.text });
     if (already) return;
     const alert: ShapingAlert = { type: 'shaping.suspended', source: e.source, site: e.site, reason, until, reply };
     this.#o.log?.warn({ source: e.source, site: e.site, reason, until: new Date(until).toISOString(), code: reply.code, enhanced: reply.enhanced, reply: reply.text }, 'shaping: source suspended at site');

@@ -86,6 +86,10 @@ export class SiteState {
   rate: number | null;
   inflight = 0;
   suspendedUntil = 0;
+  /** Why it was last suspended ('blocklist' or 'pattern') and the reply that did it (for /v1/stats). */
+  suspendedFor: { reason: string; reply: string } | null = null;
+  /** Transactions admitted since the state was made (for /v1/stats: the most active first). */
+  admitted = 0;
   #rateAtDecrease = 0;
   #lastRateDecrease = -Infinity;
   #lastRateThrottle = -Infinity;
@@ -142,7 +146,10 @@ export class SiteState {
     const paced = await this.#pace();
     if (paced !== 'go') return paced;
     const slot = await this.#slot();
-    if (slot === 'go') this.#sent.add(this.#now());
+    if (slot === 'go') {
+      this.#sent.add(this.#now());
+      this.admitted++;
+    }
     return slot;
   }
 
@@ -194,8 +201,9 @@ export class SiteState {
     this.#schedule();
   }
 
-  suspend(until: number): void {
+  suspend(until: number, why?: { reason: string; reply: string }): void {
     this.suspendedUntil = Math.max(this.suspendedUntil, until);
+    if (why) this.suspendedFor = why;
   }
 
   /**

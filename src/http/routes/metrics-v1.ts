@@ -117,6 +117,13 @@ export function renderMetrics(api: Api): string {
   const fb = api.deps.filterBatches?.() ?? null;
   p.one('postern_filter_batches_total', 'counter', 'Tasks sent to the filter workers (each carries one or more messages).', fb?.batches ?? 0);
   p.one('postern_filter_batched_messages_total', 'counter', 'Messages sent to the filter workers (divided by postern_filter_batches_total: the mean batch).', fb?.messages ?? 0);
+  const fl = api.deps.filterLoad?.() ?? null;
+  p.one('postern_filter_workers', 'gauge', 'Filter worker threads (0 when no filter is configured).', fl?.workers ?? 0);
+  p.one('postern_filter_busy_worker_seconds_total', 'counter', 'Worker-seconds during which a filter worker had a batch (rate() / postern_filter_workers: the utilization the filter-utilization alert uses).', (fl?.busyWorkerMs ?? 0) / 1000);
+  p.one('postern_filter_oldest_wait_seconds', 'gauge', 'How long the oldest message waiting for a filter worker has waited (0: none waits).', (fl?.oldestWaitMs ?? 0) / 1000);
+  p.one('postern_circuit_breakers_open', 'gauge', 'Destinations whose circuit breaker is open or half-open (deferred untried until a probe succeeds).', api.deps.openCircuits?.() ?? 0);
+  const qsample = alerts?.queueSample ?? null;
+  p.one('postern_queue_oldest_message_age_seconds', 'gauge', 'Age of the oldest queued message that is not held, as the alerts last sampled it (0: none; docs/alerts.md).', qsample?.oldestAt != null ? Math.max(0, Date.now() - qsample.oldestAt) / 1000 : 0);
   const ev = api.deps.events?.() ?? null;
   p.one('postern_events_pending', 'gauge', 'Events in the durable log waiting for the event webhook (POSTERN_EVENTS_URL).', ev?.pending ?? 0);
   p.one('postern_events_sent_total', 'counter', 'Events the event webhook acknowledged.', ev?.sent ?? 0);

@@ -9,6 +9,7 @@ import { ok } from '../respond.js';
 import type { Route } from '../router.js';
 import type { BounceStatsView } from '../../delivery/failure-tally.js';
 import type { DestinationStats } from '../../delivery/destination-stats.js';
+import type { ShapingView } from '../../delivery/shaping/shaping-view.js';
 
 export const TOP_DOMAINS = 10;
 /** Destinations listed in /v1/stats: those with messages waiting for them first, then the busiest by delivered+deferred+bounced. */
@@ -58,10 +59,14 @@ export interface StatsSnapshot {
   filterUtilization: number | null;
   /** Failures by bounce category and kind, and the bounce processor's counters; null when delivery is off. */
   bounces: BounceStatsView | null;
+  /** Shaping per source × site, the TOP_SHAPING most active, and how many more; null when delivery is off. */
+  shaping: ShapingView | null;
   /** Anomaly alerts up now (docs/alerts.md), oldest first, at most TOP_ALERTS; [] when delivery is off. */
   alerts: Array<{ id: string; rule: string; scope: string; since: string; value: number; threshold: number }>;
 }
 
+/** Source × site shaping states listed (suspended first, then the busiest). */
+export const TOP_SHAPING = 20;
 /** Alerts shown on the dashboard: GET /v1/alerts has them all. */
 const TOP_ALERTS = 50;
 
@@ -144,6 +149,7 @@ export function statsSnapshot(api: Api): StatsSnapshot {
     destinations: destinationsSnapshot(api),
     filterUtilization: deps.filterUtilization?.() ?? null,
     bounces: deps.bounces?.() ?? null,
+    shaping: deps.shaping?.(TOP_SHAPING) ?? null,
     alerts: (deps.alerts?.()?.active ?? []).slice(0, TOP_ALERTS).map((a) => ({ id: a.id, rule: a.rule, scope: a.scope, since: new Date(a.since).toISOString(), value: a.value, threshold: a.threshold })),
   };
 }
