@@ -63,6 +63,8 @@ export class CircuitBreaker {
   #openUntil = 0;
   /** When half-open with a probe out: when that probe is presumed lost. 0 when none is out. */
   #probeUntil = 0;
+  /** The last failure recorded or probe let through: how long the breaker has had nothing to say. */
+  #touchedAt = 0;
 
   constructor(opts: CircuitBreakerOptions = {}) {
     this.#o = fill(opts);
@@ -83,6 +85,7 @@ export class CircuitBreaker {
     if (s === 'open') return false;
     if (this.#probeUntil > now) return false;
     this.#probeUntil = now + this.#o.probeTimeoutMs;
+    this.#touchedAt = now;
     return true;
   }
 
@@ -92,6 +95,7 @@ export class CircuitBreaker {
   }
 
   recordFailure(now = Date.now()): void {
+    this.#touchedAt = now;
     const s = this.state(now);
     // Failures of attempts that started before the circuit opened say nothing new.
     if (s === 'open') return;
@@ -107,6 +111,16 @@ export class CircuitBreaker {
     this.#openUntil = now + Math.round(exp * factor);
   }
 
+  /**
+   * True when forgetting the breaker loses nothing worth keeping: nothing has happened to it for
+   * longer than the longest open interval plus a lost probe's time. A closed one's few failures
+   * are that old (a later failure starts the count again); an open one's destination has had no
+   * mail asking for it (a probe would have touched it), so no one waits on its state.
+   */
+  stale(now: number): boolean {
+    return now - this.#touchedAt > this.#o.maxOpenMs + this.#o.probeTimeoutMs && now >= this.#openUntil;
+  }
+
   recordSuccess(): void {
     this.#failures = 0;
     this.#trips = 0;
@@ -118,13 +132,19 @@ export class CircuitBreaker {
 /** A destination's circuit opened (`open`: from closed) or closed again (the alerts' hook). */
 export type CircuitChange = (key: string, open: boolean, now: number) => void;
 
-/** One CircuitBreaker per destination key; closed, failure-free breakers are not kept. */
+/**
+ * One CircuitBreaker per destination key; closed, failure-free breakers are not kept, and stale
+ * ones (CircuitBreaker.stale) are swept whenever the map has doubled since the last sweep, so a
+ * node that meets a stream of failing destinations (MX delivery to dead domains, hostile
+ * senders' recipients) keeps only the recent ones.
+ */
 export class CircuitBreakerMap {
   readonly #opts: CircuitBreakerOptions;
   readonly #map = new Map<string, CircuitBreaker>();
   readonly #onChange: CircuitChange | undefined;
   /** Breakers not closed (open or half-open) now. */
   #open = 0;
+  #sweptSize = 0;
 
   constructor(opts: CircuitBreakerOptions = {}, onChange?: CircuitChange) {
     fill(opts); // validate at construction
@@ -153,6 +173,7 @@ export class CircuitBreakerMap {
   recordFailure(key: string, now = Date.now()): void {
     let b = this.#map.get(key);
     if (!b) {
+      if (this.#map.size >= Math.max(SWEEP_FLOOR, this.#sweptSize * 2)) this.sweep(now);
       b = new CircuitBreaker(this.#opts);
       this.#map.set(key, b);
     }
@@ -174,10 +195,26 @@ export class CircuitBreakerMap {
     }
   }
 
+  /** Forget the stale breakers; an open one forgotten is reported closed (no mail waits on it). */
+  sweep(now = Date.now()): void {
+    for (const [key, b] of this.#map) {
+      if (!b.stale(now)) continue;
+      this.#map.delete(key);
+      if (b.state(now) !== 'closed') {
+        this.#open--;
+        this.#onChange?.(key, false, now);
+      }
+    }
+    this.#sweptSize = this.#map.size;
+  }
+
   get size(): number {
     return this.#map.size;
   }
 }
+
+/** Below this many breakers the map is never swept (sweeping is then not worth its loop). */
+const SWEEP_FLOOR = 256;
 
 /**
  * The scheduler's gate on a map of breakers: a destination may be tried while its circuit

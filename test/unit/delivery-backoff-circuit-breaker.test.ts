@@ -116,3 +116,31 @@ test('map: the change hook hears a circuit open once (a failed probe reopening i
   m.recordSuccess('smtp:c:25', 50 * S); // one failure, circuit still closed: no change to report
   assert.equal(changes.length, 2);
 });
+
+test('map: breakers of destinations never heard of again are swept, so failing destinations cannot grow it without bound', () => {
+  const changes: Array<[string, boolean]> = [];
+  const m = new CircuitBreakerMap({ threshold: 2, jitter: 0, baseOpenMs: 30 * S, maxOpenMs: 60 * S, probeTimeoutMs: 10 * S }, (k, open) => changes.push([k, open]));
+  // One destination opened (two failures), then a stream of one-failure destinations.
+  m.recordFailure('sick', 0);
+  m.recordFailure('sick', 0);
+  assert.equal(m.openCount, 1);
+  for (let i = 0; i < 255; i++) m.recordFailure(`once-${i}`, 0);
+  assert.equal(m.size, 256);
+  // Still recent: nothing is forgotten, however many arrive.
+  for (let i = 0; i < 300; i++) m.recordFailure(`recent-${i}`, 20 * S);
+  assert.equal(m.size, 556);
+  // Long after (past maxOpenMs + probeTimeoutMs of silence): the next growth sweeps the old ones.
+  const later = 200 * S;
+  for (let i = 0; i < 600; i++) m.recordFailure(`later-${i}`, later + i);
+  assert.ok(m.size <= 600 + 1, `size ${m.size}`);
+  assert.equal(m.state('once-0', later), 'closed');
+  assert.equal(m.state('sick', later), 'closed', 'the open breaker nobody asked about for so long is forgotten');
+  assert.equal(m.openCount, 0);
+  assert.deepEqual(changes, [['sick', true], ['sick', false]], 'and its alert is told it closed');
+  // A breaker still in use is kept: a probe let through touches it.
+  m.recordFailure('busy', later);
+  m.recordFailure('busy', later);
+  assert.equal(m.canAttempt('busy', later + 31 * S), true);
+  m.sweep(later + 31 * S + 60 * S);
+  assert.equal(m.state('busy', later + 31 * S + 60 * S), 'half-open');
+});
