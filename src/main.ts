@@ -27,6 +27,10 @@ import type { EventOrigin, MailEvent } from './queue/events.js';
 import type { Scheduler } from './delivery/scheduler.js';
 import { createAlertMonitor, type AlertMonitor } from './delivery/alert-monitor.js';
 import { loadVerpKey } from './config/verp-key.js';
+import { RedisLink } from './cluster/redis-link.js';
+import { ClusterLimiter } from './cluster/cluster-limiter.js';
+import { SharedSuppressions } from './cluster/shared-suppressions.js';
+import { hostname as osHostname } from 'node:os';
 import type { VerpKey } from './protocol/verp.js';
 
 /** How often the recipient map file is checked for changes. */
@@ -41,6 +45,8 @@ export interface PosternNode {
   readonly delivery: Scheduler | null;
   /** Anomaly alerts (docs/alerts.md); null with POSTERN_DELIVERY=off. */
   readonly alerts: AlertMonitor | null;
+  /** The shared state (POSTERN_REDIS_URL); null without it. */
+  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions } | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
@@ -133,13 +139,26 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
+  // Shared state (docs/scale-out.md): one alert while Redis is down, cleared when it is back.
+  let cluster: PosternNode['cluster'] = null;
+  if (config.redisUrl !== '') {
+    const clog = log.child({ mod: 'cluster' });
+    const link = new RedisLink({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs, log: clog, onChange: (up) => alerts?.engine.condition('redis-down', 'cluster', !up, Date.now()) });
+    const limiter = new ClusterLimiter({ link, prefix: config.redisPrefix, nodeId: `${osHostname()}:${process.pid}:${Date.now().toString(36)}`, leaseMs: config.redisLeaseMs, log: clog });
+    const suppressions = new SharedSuppressions({ link, prefix: config.redisPrefix, list: queue.suppressions, log: clog });
+    queue.suppressions.setMirror(suppressions);
+    cluster = { link, limiter, suppressions };
+    link.start();
+    limiter.start();
+  }
   // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...(cluster ? { shared: cluster.limiter, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
   } catch (err) {
     rmap?.close();
+    await closeCluster(cluster);
     await ctx.passwords?.close();
     await queue.close();
     throw err;
@@ -180,6 +199,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     await ctx.passwords?.close();
     await filters?.close();
     rmap?.close();
+    await closeCluster(cluster);
     await queue.close();
     throw err;
   }
@@ -198,6 +218,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx,
     delivery,
     alerts,
+    cluster,
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
@@ -223,6 +244,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await http?.close();
         await ctx.passwords?.close();
         await delivery?.stop();
+        await closeCluster(cluster);
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch
         await events?.close();
@@ -233,4 +255,11 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       return closed;
     },
   };
+}
+
+/** Leases given back and the node out of the live set (bounded by the Redis deadline), then the connection closed. */
+async function closeCluster(c: PosternNode['cluster']): Promise<void> {
+  if (!c) return;
+  await c.limiter.close();
+  await c.link.close();
 }

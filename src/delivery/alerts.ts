@@ -4,7 +4,7 @@
 // main.ts wires it to the scheduler's events, the event log, the log, /metrics and /v1/alerts.
 // An alert clears itself when its condition ends (with hysteresis, so it does not flap).
 
-export type AlertRule = 'deferral-rate' | 'bounce-rate' | 'suspended';
+export type AlertRule = 'deferral-rate' | 'bounce-rate' | 'suspended' | 'redis-down';
 
 export interface Alert {
   /** `${rule}:${scope}`: stable while the condition lasts, the same for the next episode. */
@@ -112,6 +112,16 @@ export class AlertEngine {
     const a = this.#active.get(id);
     if (a) a.value = until;
     else this.#raise({ id, rule: 'suspended', scope, since: now, value: until, threshold: 0 });
+  }
+
+  /**
+   * A condition of the node itself (the shared Redis down: main.ts) starts (`on`) or ends: one
+   * alert while it lasts, however often it is told, cleared when it ends.
+   */
+  condition(rule: 'redis-down', scope: string, on: boolean, now: number): void {
+    const id = `${rule}:${scope}`;
+    if (on && !this.#active.has(id)) this.#raise({ id, rule, scope, since: now, value: 1, threshold: 0 });
+    else if (!on) this.#clear(id, now);
   }
 
   /** Evaluate every rule at `now`: raise what crossed its threshold, clear what ended. */

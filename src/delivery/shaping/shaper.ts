@@ -19,7 +19,7 @@ import type { Destination, RecipientResult } from '../types.js';
 import type { DeliveryShaper, ShaperAdmission, RouteResult } from '../scheduler.js';
 import { classifyReply, SHAPING_COMMAND } from './reply-class.js';
 import { failure, success } from '../../lib/result.js';
-import { SiteState, type SiteCeilings } from './site-state.js';
+import { SiteState, MAX_WAIT_MS, type SiteCeilings } from './site-state.js';
 
 /** The source of mail no pool applies to: no address is bound, the EHLO name is POSTERN_HOSTNAME. */
 export const DEFAULT_SOURCE = 'default';
@@ -63,8 +63,20 @@ export interface ShapingAlert {
   reply: ReplyRecord;
 }
 
+/**
+ * Limits shared by the nodes of a cluster (cluster/cluster-limiter.ts, with POSTERN_REDIS_URL):
+ * asked after this node's own pacer and slot, with the ceilings of the source × site, so the
+ * cluster as a whole keeps them. Never waits on Redis: down or slow, it answers from this
+ * node's share of the limits.
+ */
+export interface SharedLimits {
+  admit(key: string, limits: { rate: number | null; maxConnections: number }): Promise<{ ok: true; release: () => void } | { ok: false; waitMs: number }>;
+}
+
 export interface ShaperOptions {
   file: ShapingFile;
+  /** Cluster-wide limits (Redis); without it the limits are this node's. */
+  shared?: SharedLimits;
   defaults: ShaperDefaults;
   log?: Logger;
   onAlert?: (a: ShapingAlert) => void;
@@ -320,16 +332,42 @@ export class Shaper implements DeliveryShaper {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
       return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
     }
+    const release = await this.#admitShared(e, now);
+    if (release === null) {
+      e.state.leave();
+      this.#countSent(e, now, -1, day);
+      if (this.#closed) return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
+      const c = e.state.ceilings;
+      const rate = c.rate === null ? 'no rate limit' : `${(c.rate * 1000).toPrecision(3)} msg/s`;
+      return failure(this.#reply(dest, `${e.site} is at its cluster-wide limit for source ${e.source} (${rate}, ${c.maxConnections} connections, all nodes together): deferred, paced`, BUSY));
+    }
     let left = false;
     return success({
       maxRecipients: e.limits.recipientsPerTransaction ?? Infinity,
       done: (results: readonly RecipientResult[]) => {
         if (left) return false;
         left = true;
+        release();
         e.state.leave();
         return this.#observe(e, results);
       },
     });
+  }
+
+  /**
+   * The cluster's turn, after this node's pacer and slot: the release of what it gave, or null
+   * when it would not within MAX_WAIT_MS (the transaction is then deferred, paced, as 'busy').
+   */
+  async #admitShared(e: Entry, start: number): Promise<(() => void) | null> {
+    const shared = this.#o.shared;
+    const c = e.state.ceilings;
+    if (!shared || (c.rate === null && !Number.isFinite(c.maxConnections))) return () => {};
+    for (;;) {
+      const r = await shared.admit(e.key, { rate: c.rate, maxConnections: c.maxConnections });
+      if (r.ok) return r.release;
+      if (this.#closed || this.#now() + r.waitMs - start > MAX_WAIT_MS) return null;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(r.waitMs, 1000)));
+    }
   }
 
   retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null {
