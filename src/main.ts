@@ -30,6 +30,7 @@ import { loadVerpKey } from './config/verp-key.js';
 import { RedisLink } from './cluster/redis-link.js';
 import { ClusterLimiter } from './cluster/cluster-limiter.js';
 import { SharedSuppressions } from './cluster/shared-suppressions.js';
+import { SharedAuthCounts } from './cluster/shared-auth-failures.js';
 import { hostname as osHostname } from 'node:os';
 import type { VerpKey } from './protocol/verp.js';
 
@@ -46,7 +47,7 @@ export interface PosternNode {
   /** Anomaly alerts (docs/alerts.md); null with POSTERN_DELIVERY=off. */
   readonly alerts: AlertMonitor | null;
   /** The shared state (POSTERN_REDIS_URL); null without it. */
-  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions } | null;
+  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions; auth: SharedAuthCounts } | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
@@ -79,12 +80,23 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, maxBatch: config.filterBatch, onError: (err) => log.warn({ err, mod: 'filter' }, 'filter worker failed outside a task'), ...(spam ? { spam } : {}) })
       : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
+  // Shared state (docs/scale-out.md): limits, suppressions and AUTH failure counts in Redis.
+  let redisChanged: (up: boolean) => void = () => {};
+  let cluster: PosternNode['cluster'] = null;
+  if (config.redisUrl !== '') {
+    const clog = log.child({ mod: 'cluster' });
+    const link = new RedisLink({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs, log: clog, onChange: (up) => redisChanged(up) });
+    const limiter = new ClusterLimiter({ link, prefix: config.redisPrefix, nodeId: `${osHostname()}:${process.pid}:${Date.now().toString(36)}`, leaseMs: config.redisLeaseMs, log: clog });
+    const suppressions = new SharedSuppressions({ link, prefix: config.redisPrefix, list: queue.suppressions, log: clog });
+    queue.suppressions.setMirror(suppressions);
+    cluster = { link, limiter, suppressions, auth: new SharedAuthCounts({ link, prefix: config.redisPrefix }) };
+  }
   const ctx: SessionContext = {
     config,
     queue,
     users,
     passwords: users === null ? null : new PasswordChecker({ concurrency: config.authConcurrency, maxQueue: config.authQueue }),
-    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs }),
+    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs, ...(cluster ? { shared: cluster.auth } : {}) }),
     senderLogins,
     tls,
     filters,
@@ -139,17 +151,11 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let delivery: Scheduler | null = null;
   let selfPorts: number[] = []; // known once the listeners are bound
   const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}) });
-  // Shared state (docs/scale-out.md): one alert while Redis is down, cleared when it is back.
-  let cluster: PosternNode['cluster'] = null;
-  if (config.redisUrl !== '') {
-    const clog = log.child({ mod: 'cluster' });
-    const link = new RedisLink({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs, log: clog, onChange: (up) => alerts?.engine.condition('redis-down', 'cluster', !up, Date.now()) });
-    const limiter = new ClusterLimiter({ link, prefix: config.redisPrefix, nodeId: `${osHostname()}:${process.pid}:${Date.now().toString(36)}`, leaseMs: config.redisLeaseMs, log: clog });
-    const suppressions = new SharedSuppressions({ link, prefix: config.redisPrefix, list: queue.suppressions, log: clog });
-    queue.suppressions.setMirror(suppressions);
-    cluster = { link, limiter, suppressions };
-    link.start();
-    limiter.start();
+  // One redis-down alert while Redis is down (the link says when), cleared when it is back.
+  redisChanged = (up) => alerts?.engine.condition('redis-down', 'cluster', !up, Date.now());
+  if (cluster) {
+    cluster.link.start();
+    cluster.limiter.start();
   }
   // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
   const sink = emit ?? options.delivery?.onEvent;

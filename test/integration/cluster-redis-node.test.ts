@@ -2,7 +2,7 @@
 // a destination limited to 10/s gets about 10 a second from both together; Redis stopped
 // mid-run leaves delivery going on local shares with one redis-down alert, cleared (and the
 // limits shared again) once Redis is back; a suppression added on one node is refused on the
-// other.
+// other; AUTH failures of one client address count on every node.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
@@ -12,6 +12,10 @@ import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { REDIS_SKIP, startRedis } from '../helpers/redis-server.js';
 import type { PosternNode } from '../../src/main.js';
+import { join } from 'node:path';
+import { RawClient } from '../helpers/smtp-client.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { addUser } from '../../src/auth/users.js';
 
 async function twoNodes(t: TestContext, url: string, port: number, env: Record<string, string> = {}): Promise<[PosternNode, PosternNode]> {
   const e = { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `sink.example=smtp:127.0.0.1:${port}`, POSTERN_TLS_POLICY: 'none', POSTERN_REDIS_URL: url, POSTERN_REDIS_LEASE_MS: '3s', ...env };
@@ -115,4 +119,38 @@ test('a suppression added on node A is refused on node B (and kept in B\'s own l
   await waitFor('B settled both recipients', () => b.delivery!.counters.delivered === 1 && b.delivery!.counters.bounced === 1, 10_000);
   assert.deepEqual(srv.messages().flatMap((m) => m.rcptTo), ['RCPT TO:<fine@sink.example>'], 'the suppressed recipient never reached the sink');
   assert.equal(b.queue.suppressions.has('other@sink.example'), true);
+});
+
+/** One AUTH PLAIN in a fresh session from `from`: the reply code. */
+async function tryAuth(port: number, from: string, password: string): Promise<number> {
+  const c = await RawClient.connect(port, { localAddress: from });
+  try {
+    await c.read();
+    await c.cmd('EHLO c');
+    return (await c.cmd('AUTH PLAIN ' + Buffer.from(`\0alice\0${password}`).toString('base64'), 30_000)).code;
+  } finally {
+    c.end();
+  }
+}
+
+test('AUTH failures of one client count on every node: a guesser spread over two nodes is refused at the threshold', { skip: REDIS_SKIP }, async (t) => {
+  const redis = await startRedis(t);
+  const users = join(tmpdir(t), 'users');
+  await addUser(users, 'alice', 'right pass');
+  // Loopback is not trusted here: trusted clients are exempt from the per-client count.
+  const env = { POSTERN_AUTH_USERS: users, POSTERN_REQUIRE_TLS_FOR_AUTH: 'false', POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_AUTH_MAX_FAILURES: '3', POSTERN_AUTH_MAX_DELAY_MS: '0', POSTERN_AUTH_USER_MAX_FAILURES: '100', POSTERN_REDIS_URL: redis.url };
+  const a = await startTestNode(t, env);
+  const b = await startTestNode(t, env);
+  await waitFor('both connected', () => a.cluster!.link.up && b.cluster!.link.up, 10_000);
+  // Two failures on A, one on B: three for the cluster.
+  assert.equal(await tryAuth(a.ports.smtpPort, '127.0.0.5', 'guess1'), 535);
+  assert.equal(await tryAuth(a.ports.smtpPort, '127.0.0.5', 'guess2'), 535);
+  await waitFor('counted in redis', async () => (await b.cluster!.auth.failures('127.0.0.5')) === 2, 5000);
+  assert.equal(await tryAuth(b.ports.smtpPort, '127.0.0.5', 'guess3'), 535);
+  await waitFor('counted in redis', async () => (await a.cluster!.auth.failures('127.0.0.5')) === 3, 5000);
+  // B alone has seen one failure, the cluster three: refused, even with the right password.
+  assert.equal(await tryAuth(b.ports.smtpPort, '127.0.0.5', 'right pass'), 454);
+  assert.equal(await tryAuth(a.ports.smtpPort, '127.0.0.5', 'right pass'), 454);
+  // Another client is not held to it.
+  assert.equal(await tryAuth(b.ports.smtpPort, '127.0.0.6', 'right pass'), 235);
 });
