@@ -31,6 +31,7 @@ import { RedisLink } from './cluster/redis-link.js';
 import { ClusterLimiter } from './cluster/cluster-limiter.js';
 import { SharedSuppressions } from './cluster/shared-suppressions.js';
 import { SharedAuthCounts } from './cluster/shared-auth-failures.js';
+import { SharedWarmupCounts } from './cluster/shared-warmup.js';
 import { hostname as osHostname } from 'node:os';
 import type { VerpKey } from './protocol/verp.js';
 
@@ -47,7 +48,7 @@ export interface PosternNode {
   /** Anomaly alerts (docs/alerts.md); null with POSTERN_DELIVERY=off. */
   readonly alerts: AlertMonitor | null;
   /** The shared state (POSTERN_REDIS_URL); null without it. */
-  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions; auth: SharedAuthCounts } | null;
+  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions; auth: SharedAuthCounts; warmup: SharedWarmupCounts } | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
@@ -89,7 +90,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     const limiter = new ClusterLimiter({ link, prefix: config.redisPrefix, nodeId: `${osHostname()}:${process.pid}:${Date.now().toString(36)}`, leaseMs: config.redisLeaseMs, log: clog });
     const suppressions = new SharedSuppressions({ link, prefix: config.redisPrefix, list: queue.suppressions, log: clog });
     queue.suppressions.setMirror(suppressions);
-    cluster = { link, limiter, suppressions, auth: new SharedAuthCounts({ link, prefix: config.redisPrefix }) };
+    cluster = { link, limiter, suppressions, auth: new SharedAuthCounts({ link, prefix: config.redisPrefix }), warmup: new SharedWarmupCounts({ link, prefix: config.redisPrefix }) };
   }
   const ctx: SessionContext = {
     config,
@@ -161,7 +162,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...(cluster ? { shared: cluster.limiter, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...(cluster ? { shared: cluster.limiter, sharedWarmup: cluster.warmup, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts, onShapingReload: (f) => { shapingNow = f; options.delivery?.onShapingReload?.(f); } });
   } catch (err) {
     rmap?.close();
     await closeCluster(cluster);

@@ -18,7 +18,8 @@ import { tmpdir } from '../helpers/tmpdir.js';
 import { addUser } from '../../src/auth/users.js';
 
 async function twoNodes(t: TestContext, url: string, port: number, env: Record<string, string> = {}): Promise<[PosternNode, PosternNode]> {
-  const e = { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `sink.example=smtp:127.0.0.1:${port}`, POSTERN_TLS_POLICY: 'none', POSTERN_REDIS_URL: url, POSTERN_REDIS_LEASE_MS: '3s', ...env };
+  const e = { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `sink.example=smtp:127.0.0.1:${port}`, POSTERN_TLS_POLICY: 'none', POSTERN_REDIS_URL: url, POSTERN_REDIS_LEASE_MS: '3s', POSTERN_REDIS_TIMEOUT_MS: '1s', ...env };
+  // A deadline of 1 s: on a loaded test machine 100 ms answers can be late, and a late answer is a local decision.
   const a = await startTestNode(t, e, { delivery: { pollIntervalMs: 50 } });
   const b = await startTestNode(t, e, { delivery: { pollIntervalMs: 50 } });
   await waitFor('both nodes connected and seeing each other', () => a.cluster!.link.up && b.cluster!.link.up && a.cluster!.limiter.liveNodes === 2 && b.cluster!.limiter.liveNodes === 2, 10_000);
@@ -66,7 +67,7 @@ test('two nodes sharing POSTERN_DEST_RATE=10/s deliver about 10 a second togethe
 test('Redis stopped mid-run: delivery goes on with one redis-down alert; Redis back: the alert clears and the limits are shared again', { skip: REDIS_SKIP }, async (t) => {
   const redis = await startRedis(t);
   const srv = await startScriptedServer(t);
-  const [a, b] = await twoNodes(t, redis.url, srv.port, { POSTERN_DEST_RATE: '40/s', POSTERN_REDIS_TIMEOUT_MS: '100ms' });
+  const [a, b] = await twoNodes(t, redis.url, srv.port, { POSTERN_DEST_RATE: '40/s' });
   const send = async (from: number, count: number): Promise<void> => {
     const sends: Array<Promise<string>> = [];
     for (let i = from; i < from + count; i++) sends.push(sendMessage((i % 2 === 0 ? a : b).ports.smtpPort, 's@example.org', [`r${i}@sink.example`], `Subject: ${i}\r\n\r\nhello\r\n`));
@@ -77,28 +78,29 @@ test('Redis stopped mid-run: delivery goes on with one redis-down alert; Redis b
   const sharedBefore = a.cluster!.limiter.counts.shared + b.cluster!.limiter.counts.shared;
   assert.ok(sharedBefore > 0);
 
+  const raisedBefore = [a.alerts!.engine.raised, b.alerts!.engine.raised];
   await redis.stop();
   await waitFor('both nodes see Redis down', () => a.cluster!.link.state === 'down' && b.cluster!.link.state === 'down', 10_000);
   await send(6, 10);
   await waitFor('delivered on local limits while Redis is down', () => srv.messages().length === 16, 15_000);
   assert.ok(a.cluster!.limiter.counts.local + b.cluster!.limiter.counts.local >= 10, 'decided locally');
-  for (const node of [a, b]) {
+  for (const [i, node] of [a, b].entries()) {
     const alerts = node.alerts!.engine;
     assert.deepEqual(alerts.active.filter((x) => x.rule === 'redis-down').map((x) => x.id), ['redis-down:cluster']);
-    assert.equal(alerts.raised, 1, 'one alert, however many calls failed');
+    assert.equal(alerts.raised - raisedBefore[i]!, 1, 'one alert, however many calls failed');
   }
 
   await redis.start();
   await waitFor('both nodes see Redis back', () => a.cluster!.link.up && b.cluster!.link.up, 10_000);
-  for (const node of [a, b]) {
+  for (const [i, node] of [a, b].entries()) {
     assert.equal(node.alerts!.engine.active.filter((x) => x.rule === 'redis-down').length, 0, 'the alert cleared');
-    assert.equal(node.alerts!.engine.cleared, 1);
+    assert.equal(node.alerts!.engine.raised - raisedBefore[i]!, 1, 'no second alert');
   }
   const sharedAtReturn = a.cluster!.limiter.counts.shared + b.cluster!.limiter.counts.shared;
   await send(16, 6);
   await waitFor('delivered after Redis returned', () => srv.messages().length === 22, 10_000);
   assert.ok(a.cluster!.limiter.counts.shared + b.cluster!.limiter.counts.shared >= sharedAtReturn + 6, 'the limits are decided by Redis again');
-  assert.equal(a.alerts!.engine.raised, 1, 'still the one alert');
+  assert.equal(a.alerts!.engine.raised - raisedBefore[0]!, 1, 'still the one alert');
 });
 
 test('a suppression added on node A is refused on node B (and kept in B\'s own list)', { skip: REDIS_SKIP }, async (t) => {
