@@ -237,7 +237,7 @@ export const DASHBOARD_SCRIPT = `
       cell(tr, 'd', String(a.rule));
       cell(tr, 'd', String(a.scope), String(a.scope));
       cell(tr, 'n', new Date(Date.parse(a.since)).toLocaleTimeString());
-      cell(tr, 'n', a.rule === 'suspended' ? 'until ' + new Date(a.value).toLocaleTimeString() : Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %');
+      cell(tr, 'n', a.rule === 'suspended' ? 'until ' + new Date(a.value).toLocaleTimeString() : a.rule === 'redis-down' ? 'local limits' : Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %');
       tbody.appendChild(tr);
     });
   }

@@ -96,3 +96,20 @@ test('a window with no traffic clears the alert and forgets the destination', ()
   e.evaluate(t + 30_000);
   assert.deepEqual(ids(e), []);
 });
+
+test('a node condition (redis-down) is one alert while it lasts, however often it is told, and clears when it ends', () => {
+  const raised: string[] = [];
+  const cleared: string[] = [];
+  const e = new AlertEngine({ onRaise: (a) => raised.push(a.id), onClear: (a) => cleared.push(a.id) });
+  e.condition('redis-down', 'cluster', true, 1000);
+  e.condition('redis-down', 'cluster', true, 2000);
+  e.evaluate(3000);
+  assert.deepEqual(raised, ['redis-down:cluster']);
+  assert.deepEqual(e.active.map((a) => [a.id, a.rule, a.since]), [['redis-down:cluster', 'redis-down', 1000]]);
+  e.condition('redis-down', 'cluster', false, 4000);
+  e.condition('redis-down', 'cluster', false, 5000);
+  assert.deepEqual(cleared, ['redis-down:cluster']);
+  assert.equal(e.active.length, 0);
+  e.condition('redis-down', 'cluster', true, 6000);
+  assert.deepEqual(raised, ['redis-down:cluster', 'redis-down:cluster'], 'the next outage is a new alert');
+});
