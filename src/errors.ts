@@ -27,6 +27,7 @@ export const ERRORS = {
   PST_ERR_QUEUE_MISSING: 'the data dir holds no queue (the folder or its data.mdb does not exist)',
   PST_ERR_CLI_NODE_DOWN: 'the running node could not be reached (its HTTP API or SMTP listener)',
   PST_ERR_CLI_NODE_REFUSED: 'the running node refused a command-line request',
+  PST_ERR_REDIS_UNAVAILABLE: 'a Redis call (POSTERN_REDIS_URL) failed, passed its deadline, or was not sent because Redis is down: the node decided on its own',
   PST_ERR_SENDMAIL_INPUT: 'the message given to sendmail cannot be submitted as it is',
 } as const;
 

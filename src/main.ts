@@ -28,6 +28,12 @@ import type { Scheduler } from './delivery/scheduler.js';
 import { createAlertMonitor, type AlertMonitor, type AlertProbes } from './delivery/alert-monitor.js';
 import type { ShapingFile } from './config/shaping.js';
 import { loadVerpKey } from './config/verp-key.js';
+import { RedisLink } from './cluster/redis-link.js';
+import { ClusterLimiter } from './cluster/cluster-limiter.js';
+import { SharedSuppressions } from './cluster/shared-suppressions.js';
+import { SharedAuthCounts } from './cluster/shared-auth-failures.js';
+import { SharedWarmupCounts } from './cluster/shared-warmup.js';
+import { hostname as osHostname } from 'node:os';
 import type { VerpKey } from './protocol/verp.js';
 
 /** How often the recipient map file is checked for changes. */
@@ -42,6 +48,8 @@ export interface PosternNode {
   readonly delivery: Scheduler | null;
   /** Anomaly alerts (docs/alerts.md); null with POSTERN_DELIVERY=off. */
   readonly alerts: AlertMonitor | null;
+  /** The shared state (POSTERN_REDIS_URL); null without it. */
+  readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions; auth: SharedAuthCounts; warmup: SharedWarmupCounts } | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
@@ -74,12 +82,23 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       ? new FilterPool({ workers: config.workers, modules, builtins, timeoutMs: config.filterTimeoutMs, maxQueue: config.filterQueue, maxBatch: config.filterBatch, onError: (err) => log.warn({ err, mod: 'filter' }, 'filter worker failed outside a task'), ...(spam ? { spam } : {}) })
       : null;
   const queue = Queue.open({ path: config.dataDir, mapSizeBytes: config.queueMapBytes, leaseMs: config.queueLeaseMs, logger: log.child({ mod: 'queue' }) });
+  // Shared state (docs/scale-out.md): limits, suppressions and AUTH failure counts in Redis.
+  let redisChanged: (up: boolean) => void = () => {};
+  let cluster: PosternNode['cluster'] = null;
+  if (config.redisUrl !== '') {
+    const clog = log.child({ mod: 'cluster' });
+    const link = new RedisLink({ url: config.redisUrl, timeoutMs: config.redisTimeoutMs, log: clog, onChange: (up) => redisChanged(up) });
+    const limiter = new ClusterLimiter({ link, prefix: config.redisPrefix, nodeId: `${osHostname()}:${process.pid}:${Date.now().toString(36)}`, leaseMs: config.redisLeaseMs, log: clog });
+    const suppressions = new SharedSuppressions({ link, prefix: config.redisPrefix, list: queue.suppressions, log: clog });
+    queue.suppressions.setMirror(suppressions);
+    cluster = { link, limiter, suppressions, auth: new SharedAuthCounts({ link, prefix: config.redisPrefix }), warmup: new SharedWarmupCounts({ link, prefix: config.redisPrefix }) };
+  }
   const ctx: SessionContext = {
     config,
     queue,
     users,
     passwords: users === null ? null : new PasswordChecker({ concurrency: config.authConcurrency, maxQueue: config.authQueue }),
-    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs }),
+    authPenalty: new AuthPenalty({ maxFailures: config.authMaxFailures, userMaxFailures: config.authUserMaxFailures, lockoutMs: config.authLockoutMs, maxDelayMs: config.authMaxDelayMs, ...(cluster ? { shared: cluster.auth } : {}) }),
     senderLogins,
     tls,
     filters,
@@ -135,18 +154,26 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   let selfPorts: number[] = []; // known once the listeners are bound
   const probes: AlertProbes = { queue: () => queue.backlog(), ...(filters ? { filter: () => filters.load } : {}) };
   const alerts = config.delivery === 'off' ? null : createAlertMonitor(config, log.child({ mod: 'alerts' }), { ...(shaping?.alerts ? { file: shaping.alerts } : {}), ...(emit ? { emit } : {}), probes });
+  // One redis-down alert while Redis is down (the link says when), cleared when it is back.
+  redisChanged = (up) => alerts?.engine.condition('redis-down', 'cluster', !up, Date.now());
+  if (cluster) {
+    cluster.link.start();
+    cluster.limiter.start();
+  }
   // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), {
       maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}),
+      ...(cluster ? { shared: cluster.limiter, sharedWarmup: cluster.warmup, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}),
       ...(alerts ? { onCircuit: (key: string, open: boolean) => alerts.circuit(key, open) } : {}),
       ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts,
       onShapingReload: (f: ShapingFile) => { shapingNow = f; alerts?.reload(f.alerts); options.delivery?.onShapingReload?.(f); },
     });
   } catch (err) {
     rmap?.close();
+    await closeCluster(cluster);
     await ctx.passwords?.close();
     await queue.close();
     throw err;
@@ -190,6 +217,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     await ctx.passwords?.close();
     await filters?.close();
     rmap?.close();
+    await closeCluster(cluster);
     await queue.close();
     throw err;
   }
@@ -208,6 +236,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx,
     delivery,
     alerts,
+    cluster,
     ports,
     async reloadUsers() {
       if (config.authUsers === '') return;
@@ -233,6 +262,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await http?.close();
         await ctx.passwords?.close();
         await delivery?.stop();
+        await closeCluster(cluster);
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch
         await events?.close();
@@ -243,4 +273,11 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
       return closed;
     },
   };
+}
+
+/** Leases given back and the node out of the live set (bounded by the Redis deadline), then the connection closed. */
+async function closeCluster(c: PosternNode['cluster']): Promise<void> {
+  if (!c) return;
+  await c.limiter.close();
+  await c.link.close();
 }

@@ -2,6 +2,8 @@
 // penalty), in two bounded LRU tables: after n failures each further attempt waits 2^n s
 // (Dovecot's curve) up to maxDelayMs; at the threshold AUTH is refused (454 4.7.0) until
 // lockoutMs after the last failure. Names are counted known or not (no existence oracle).
+// With a cluster (POSTERN_REDIS_URL) the client counts are shared: each node adds its failures
+// to a count in Redis and reads it before an attempt (docs/scale-out.md).
 // docs/auth.md says why each rule is as it is.
 
 export interface AuthPenaltyOptions {
@@ -13,9 +15,21 @@ export interface AuthPenaltyOptions {
   lockoutMs: number;
   /** Cap of the delay before an attempt; 0 = no delay. */
   maxDelayMs: number;
+  /** The cluster's failure counts per client (cluster/shared-auth-failures.ts); without it the counts are this node's. */
+  shared?: SharedAuthFailures;
   /** Entries per table (least recently used dropped first). */
   maxEntries?: number;
   now?: () => number;
+}
+
+/**
+ * Failures per client counted by every node of a cluster, forgotten `lockoutMs` after the last
+ * one. Never waits on Redis: down or slow, `failures` answers 0 and this node's own count decides.
+ */
+export interface SharedAuthFailures {
+  failures(client: string): Promise<number>;
+  failed(client: string, lockoutMs: number): void;
+  succeeded(client: string): void;
 }
 
 /** Per-client and per-user state. */
@@ -84,7 +98,7 @@ class LruTable {
  * attacker cannot lock the owner out of their usual places.
  */
 export class AuthPenalty {
-  readonly #o: Required<AuthPenaltyOptions>;
+  readonly #o: Required<Omit<AuthPenaltyOptions, 'shared'>> & Pick<AuthPenaltyOptions, 'shared'>;
   readonly #clients: LruTable;
   readonly #users: LruTable;
 
@@ -103,19 +117,25 @@ export class AuthPenalty {
     if (e.failures > 0 && now - e.lastFailure >= this.#o.lockoutMs) e.failures = 0;
   }
 
+  /** The cluster's failures of `client` (0 without a cluster, or when Redis is away): ask before begin(). */
+  async clusterFailures(client: string, clientExempt: boolean): Promise<number> {
+    return clientExempt || !this.#o.shared ? 0 : this.#o.shared.failures(client);
+  }
+
   /**
    * An AUTH attempt by `client` as `user` is about to be checked. `clientExempt`: the client
    * is in the trusted networks (a webmail or gateway logs many users in from one address), so
-   * only the user's count applies.
+   * only the user's count applies. `clusterFailures`: the client's failures on all nodes
+   * (clusterFailures()), which count when more than this node's.
    */
-  begin(client: string, user: string, clientExempt: boolean): AuthAdmission {
+  begin(client: string, user: string, clientExempt: boolean, clusterFailures = 0): AuthAdmission {
     const now = this.#o.now();
     const c = clientExempt ? undefined : this.#clients.get(client, true)!;
     const u = this.#users.get(user, true)!;
     if (c !== undefined) this.#decay(c, now);
     this.#decay(u, now);
     const knownClient = u.known?.includes(client) === true;
-    const cCount = c === undefined ? 0 : c.failures + c.inFlight;
+    const cCount = c === undefined ? 0 : Math.max(c.failures, clusterFailures) + c.inFlight;
     const uCount = knownClient ? 0 : u.failures + u.inFlight;
     if (cCount >= this.#o.maxFailures || uCount >= this.#o.userMaxFailures) {
       if (c !== undefined) this.#clients.prune(client, c);
@@ -140,12 +160,16 @@ export class AuthPenalty {
             this.#decay(c, t);
             c.failures++;
             c.lastFailure = t;
+            this.#o.shared?.failed(client, this.#o.lockoutMs);
           }
           this.#decay(u, t);
           u.failures++;
           u.lastFailure = t;
         } else if (outcome === 'ok') {
-          if (c !== undefined) c.failures = 0;
+          if (c !== undefined) {
+            c.failures = 0;
+            this.#o.shared?.succeeded(client);
+          }
           const known = (u.known ??= []);
           const i = known.indexOf(client);
           if (i >= 0) known.splice(i, 1);

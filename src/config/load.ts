@@ -107,6 +107,18 @@ function parseValue(raw: string, t: SettingType): Result<unknown, string> {
       }
       return url && (url.protocol === 'http:' || url.protocol === 'https:') ? success(raw) : failure('an http:// or https:// URL, or empty');
     }
+    case 'redis-url': {
+      if (raw === '') return success('');
+      let url: URL | null = null;
+      try {
+        url = new URL(raw);
+      } catch {
+        url = null;
+      }
+      if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') return failure('a redis:// or rediss:// URL with a host, or empty');
+      if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) return failure('a database number 0-99 as the path (redis://host:6379/0)');
+      return success(raw);
+    }
     case 'list':
       return success(Object.freeze(raw.split(',').map((x) => x.trim()).filter((x) => x !== '')));
     case 'routes': {
@@ -151,7 +163,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     const r = parseValue(raw, s.type);
     if (r.ok) out[s.key] = r.value;
     // Masked: a bad webhook route or events URL must not print its password on stderr.
-    else problems.push(redactUrls(`${s.env}=${JSON.stringify(given ?? s.default)}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.error}`));
+    else problems.push(redactUrls(`${s.env}=${JSON.stringify(s.type.kind === 'redis-url' ? redactUrl(given ?? s.default) : (given ?? s.default))}${given === undefined ? ' (default)' : ''} is invalid: ${GRAMMAR_KINDS.has(s.type.kind) ? '' : 'expected '}${r.error}`));
   }
   for (const name of Object.keys(env)) {
     if (name.startsWith('POSTERN_') && !known.has(name)) problems.push(`${name} is not a postern setting (see \`postern config\`)`);
@@ -172,6 +184,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       c.verpDomain = c.verpDomain.toLowerCase().replace(/\.$/, '');
       if (!isDomainName(c.verpDomain)) problems.push(`POSTERN_VERP=${JSON.stringify(c.verpDomain)} is invalid: expected a domain name, like bounces.example.com`);
     }
+    // The prefix goes inside keys with hash tags ({…}, Redis Cluster): no braces, no spaces.
+    if (!/^[A-Za-z0-9_.:|-]{1,64}$/.test(c.redisPrefix)) problems.push(`POSTERN_REDIS_PREFIX=${JSON.stringify(c.redisPrefix)} is invalid: expected 1-64 letters, digits or _ . : | -`);
     if (c.verpSecret !== '' && c.verpSecret.length < 16) problems.push('POSTERN_VERP_SECRET is too short: at least 16 characters');
     const badBounce = c.bounceAddresses.filter((a) => mapKey(a) === null);
     if (badBounce.length > 0) problems.push(`POSTERN_BOUNCE_ADDRESSES has ${badBounce.map((a) => JSON.stringify(a)).join(', ')}: expected addresses (local@domain)`);
@@ -211,6 +225,7 @@ export function formatValue(value: unknown, type: SettingType): string {
     case 'dkim-keys':
       return (value as readonly DkimKeySpec[]).map((k) => `${k.domain}:${k.selector}:${k.keyFile}`).join(',');
     case 'url':
+    case 'redis-url':
       return redactUrl(value as string);
     default:
       // Any other text may still hold a URL with credentials.

@@ -22,6 +22,8 @@ export type SettingType =
   | { kind: 'score' }
   /** An http:// or https:// URL; empty → '' (off). */
   | { kind: 'url' }
+  /** A redis:// or rediss:// URL (optional user:password@, /db); empty → '' (off). Shown redacted. */
+  | { kind: 'redis-url' }
   /** Comma-separated items (paths); empty → []. */
   | { kind: 'list' }
   | { kind: 'routes' }
@@ -159,6 +161,11 @@ export interface Config {
   bounceAddresses: readonly string[];
   suppressOn: readonly string[];
   maxReportBytes: number;
+  /** '' = no shared state: every limit is this node's own. */
+  redisUrl: string;
+  redisPrefix: string;
+  redisTimeoutMs: number;
+  redisLeaseMs: number;
 }
 
 const MiB = 1024 * 1024;
@@ -268,4 +275,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'bounceAddresses', env: 'POSTERN_BOUNCE_ADDRESSES', type: { kind: 'list' }, default: '', doc: 'Comma-separated addresses of local domains (e.g. the feedback-loop address registered with mailbox providers) whose mail is read as DSNs and ARF reports instead of being delivered.' },
   { key: 'suppressOn', env: 'POSTERN_SUPPRESS_ON', type: { kind: 'list' }, default: 'invalid-recipient,complaint', doc: 'Bounce categories (see docs/bounces.md) whose asynchronous permanent failures add the recipient to the suppression list, and `complaint` for ARF reports; empty = never.' },
   { key: 'maxReportBytes', env: 'POSTERN_MAX_REPORT_BYTES', type: { kind: 'bytes', min: 1024, max: 64 * MiB }, default: String(2 * MiB), doc: 'Largest DSN or ARF report the bounce processor parses; a larger one is counted as delivered and ignored (logged).' },
+  { key: 'redisUrl', env: 'POSTERN_REDIS_URL', type: { kind: 'redis-url' }, default: '', doc: 'Redis shared by the nodes of a cluster, `redis://[[user]:password@]host[:port][/db]` (`rediss://` for TLS): rate limits and connection counts per source × site become cluster-wide (`10/s` is ten a second for all nodes together), and suppressions are shared. Redis down or slow: each node keeps delivering on its share of the limits (docs/scale-out.md). Empty = each node on its own. The password is never logged.' },
+  { key: 'redisPrefix', env: 'POSTERN_REDIS_PREFIX', type: { kind: 'string' }, default: 'postern:', doc: 'Prefix of every Redis key postern writes (1-64 characters, no spaces or braces): clusters sharing one Redis need different prefixes.' },
+  { key: 'redisTimeoutMs', env: 'POSTERN_REDIS_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 5000 }, default: '100ms', doc: 'Deadline of every Redis call; past it the call counts as failed and the node decides on its own (local limits). Three in a row, or a lost connection, mark Redis down.' },
+  { key: 'redisLeaseMs', env: 'POSTERN_REDIS_LEASE_MS', type: { kind: 'duration', min: 1000, max: 600000 }, default: '15s', doc: 'Life of a node\'s heartbeat and of its connection leases in Redis, renewed every third of it: the connections of a node that died are given back, and it stops counting as live, this long after.' },
 ];

@@ -14,7 +14,8 @@ export type AlertRule =
   | 'queue-age'
   | 'circuit-open'
   | 'filter-utilization'
-  | 'filter-wait';
+  | 'filter-wait'
+  | 'redis-down';
 
 export interface Alert {
   /** `${rule}:${scope}`: stable while the condition lasts, the same for the next episode. */
@@ -254,6 +255,16 @@ export class AlertEngine {
     const t = this.#t;
     this.#sustained('filter-utilization', s !== null && t.filterUtilization > 0 && s.utilization >= t.filterUtilization, s?.utilization ?? 0, t.filterUtilization, now);
     this.#sustained('filter-wait', s !== null && t.filterWaitMs > 0 && s.waitMs >= t.filterWaitMs, s?.waitMs ?? 0, t.filterWaitMs, now);
+  }
+
+  /**
+   * A condition of the node itself (the shared Redis down: main.ts) starts (`on`) or ends: one
+   * alert while it lasts, however often it is told, cleared when it ends.
+   */
+  condition(rule: 'redis-down', scope: string, on: boolean, now: number): void {
+    const id = `${rule}:${scope}`;
+    if (on && !this.#active.has(id)) this.#raise({ id, rule, scope, since: now, value: 1, threshold: 0 });
+    else if (!on) this.#clear(id, now);
   }
 
   /** Evaluate every rule at `now`: raise what crossed its threshold, clear what ended. */

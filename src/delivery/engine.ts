@@ -14,7 +14,7 @@ import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { AddressPolicy } from './address-policy.js';
 import { replyRecord } from './types.js';
-import { Shaper } from './shaping/shaper.js';
+import { Shaper, type SharedLimits, type SharedWarmup } from './shaping/shaper.js';
 import { readShaping, ShapingFileWatcher, EMPTY_SHAPING, type ShapingFile } from '../config/shaping.js';
 import { breakerGate, CircuitBreakerMap, type CircuitChange } from './circuit-breaker.js';
 import { shapingView } from './shaping/shaping-view.js';
@@ -49,7 +49,13 @@ export interface DeliveryOptions {
   shaping?: ShapingFile | null;
   /** How often the shaping file is looked at for changes (default 2 s). */
   shapingPollMs?: number;
-  /** The shaping file was re-read and is now in force (the alerts take its [alerts] table). */
+  /** Cluster-wide limits (main.ts: cluster/cluster-limiter.ts with POSTERN_REDIS_URL). */
+  shared?: SharedLimits;
+  /** Cluster-wide warm-up day counts (main.ts: cluster/shared-warmup.ts). */
+  sharedWarmup?: SharedWarmup;
+  /** Suppressions of the other nodes (main.ts: cluster/shared-suppressions.ts): asked once per message. */
+  sharedSuppressed?: (addresses: readonly string[]) => Promise<ReadonlySet<string>>;
+  /** Told each new version of the shaping file once it applies (main.ts: the pools X-Postern-Pool may name, the alerts' [alerts] table). */
   onShapingReload?: (file: ShapingFile) => void;
   /** A destination's circuit breaker opened or closed (the alerts). */
   onCircuit?: CircuitChange;
@@ -63,6 +69,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
     defaults: { maxConnections: c.destMaxConnections, messagesPerConnection: c.destMaxMessagesPerConnection, rate: c.destRate },
     log,
+    ...(opts.shared ? { shared: opts.shared } : {}),
+    ...(opts.sharedWarmup ? { sharedWarmup: opts.sharedWarmup } : {}),
     // The alert hook: an event for the webhooks (and, with the alerts step, further).
     onAlert: (a) => opts.onEvent?.({ type: 'shaping.suspended', time: new Date().toISOString(), site: a.site, egress: a.source, reason: a.reason, until: new Date(a.until).toISOString(), reply: a.reply.text, ...(a.reply.code !== undefined ? { code: a.reply.code } : {}), ...(a.reply.enhanced !== undefined ? { enhanced: a.reply.enhanced } : {}), ...(a.reply.destination !== undefined ? { destination: a.reply.destination } : {}) }),
     onClose: () => watcher?.close(),
@@ -151,6 +159,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConcurrency: c.deliveryConcurrency,
     leaseMs: c.queueLeaseMs,
     isSuppressed: (address) => queue.suppressions.has(address),
+    ...(opts.sharedSuppressed ? { sharedSuppressed: opts.sharedSuppressed } : {}),
     recovery,
     ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
     ...(opts.onEvent ? { onEvent: opts.onEvent } : {}),

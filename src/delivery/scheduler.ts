@@ -96,6 +96,12 @@ export interface SchedulerOptions {
   owner?: string;
   /** Suppression list lookup (Queue.suppressions.has): such recipients are never sent to. */
   isSuppressed?: (address: string) => boolean;
+  /**
+   * The addresses (of those given) the other nodes of a cluster suppressed: asked once per
+   * message for the recipients the local list lets through (one Redis round trip, bounded by
+   * its deadline; an empty set when Redis is away).
+   */
+  sharedSuppressed?: (addresses: readonly string[]) => Promise<ReadonlySet<string>>;
   /** Event webhooks: one event per recipient outcome. */
   onEvent?: (e: MailEvent) => void;
   /**
@@ -245,12 +251,25 @@ export class Scheduler {
       // Suppression check: a suppressed recipient is never tried; it fails 5.7.1 and the
       // bounce path reports it (settled with the rest below).
       const suppressed: RecipientResult[] = [];
-      const pending = m.recipients.filter((r) => {
+      const refuse = (address: string): void => {
+        suppressed.push({ kind: 'failed', address, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
+      };
+      let pending = m.recipients.filter((r) => {
         if (r.state !== 'pending') return false;
         if (!o.isSuppressed?.(r.address)) return true;
-        suppressed.push({ kind: 'failed', address: r.address, reply: { code: 550, enhanced: '5.7.1', text: 'recipient suppressed', command: 'SUPPRESSED' } });
+        refuse(r.address);
         return false;
       });
+      if (o.sharedSuppressed && pending.length > 0) {
+        const elsewhere = await o.sharedSuppressed(pending.map((r) => r.address));
+        if (elsewhere.size > 0) {
+          pending = pending.filter((r) => {
+            if (!elsewhere.has(r.address)) return true;
+            refuse(r.address);
+            return false;
+          });
+        }
+      }
       // Route per domain, then group by destination key: one transaction per destination.
       const byDomain = new Map<string, Recipient[]>();
       for (const r of pending) {

@@ -255,6 +255,7 @@ export const DASHBOARD_SCRIPT = `
     switch (a.rule) {
       case 'suspended': return 'until ' + new Date(a.value).toLocaleTimeString();
       case 'circuit-open': return 'open';
+      case 'redis-down': return 'local limits';
       case 'tls-failures': case 'queue-growth': return fmt(a.value) + ' ≥ ' + fmt(a.threshold);
       case 'queue-age': case 'filter-wait': return ms(a.value) + ' ≥ ' + ms(a.threshold);
       default: return Math.round(a.value * 100) + ' % > ' + Math.round(a.threshold * 100) + ' %';

@@ -40,6 +40,15 @@ export function normalizeSuppressed(address: string): string | null {
 
 type Writer = <T>(op: string, fn: () => T) => Promise<T>;
 
+/**
+ * Told each change once it is on disk (cluster/shared-suppressions.ts copies it to Redis, so
+ * the other nodes refuse the address too). `value` is the stored JSON text.
+ */
+export interface SuppressionMirror {
+  added(address: string, value: string): void;
+  removed(address: string): void;
+}
+
 function decode(address: string, raw: string): Suppression {
   try {
     const v = JSON.parse(raw) as { reason?: unknown; added_at?: unknown };
@@ -54,6 +63,7 @@ export class SuppressionList {
   readonly #write: Writer;
   readonly #clock: () => number;
   readonly #checkRead: () => void;
+  #mirror: SuppressionMirror | null = null;
 
   /** Built by Queue: `write` runs its callback in one of the queue's write transactions. */
   constructor(db: Database<string, string>, write: Writer, clock: () => number, checkRead: () => void) {
@@ -69,27 +79,42 @@ export class SuppressionList {
     return k;
   }
 
-  /** Add (or update the reason of) an address. Resolves true if it was new, once on disk. */
-  add(address: string, reason?: string): Promise<boolean> {
+  /** Copy every later add and remove there (null: stop). */
+  setMirror(m: SuppressionMirror | null): void {
+    this.#mirror = m;
+  }
+
+  /**
+   * Add (or update the reason of) an address. Resolves true if it was new, once on disk.
+   * `opts.addedAt`, `opts.mirror: false`: a copy of another node's entry (kept as it was there, not sent back).
+   */
+  async add(address: string, reason?: string, opts: { addedAt?: number; mirror?: boolean } = {}): Promise<boolean> {
     const key = this.#key(address);
-    const addedAt = Math.floor(this.#clock());
-    return this.#write('suppress', () => {
+    const addedAt = Math.floor(opts.addedAt ?? this.#clock());
+    let value = '';
+    const fresh = await this.#write('suppress', () => {
       const old = this.#db.get(key);
       const prev = old === undefined ? null : decode(key, old);
-      void this.#db.put(key, JSON.stringify({ reason: reason ?? prev?.reason ?? null, added_at: prev?.addedAt ?? addedAt }));
+      value = JSON.stringify({ reason: reason ?? prev?.reason ?? null, added_at: prev?.addedAt ?? addedAt });
+      void this.#db.put(key, value);
       return old === undefined;
     });
+    if (opts.mirror !== false) this.#mirror?.added(key, value);
+    return fresh;
   }
 
   /** Remove an address; resolves true if it was there. */
-  remove(address: string): Promise<boolean> {
+  async remove(address: string): Promise<boolean> {
     const key = normalizeSuppressed(address);
-    if (key === null) return Promise.resolve(false);
-    return this.#write('unsuppress', () => {
+    if (key === null) return false;
+    const was = await this.#write('unsuppress', () => {
       if (this.#db.get(key) === undefined) return false;
       void this.#db.remove(key);
       return true;
     });
+    // Removed here and everywhere, even when this node had no copy (another node's entry).
+    this.#mirror?.removed(key);
+    return was;
   }
 
   /** Synchronous lookup (one LMDB read, microseconds): the scheduler calls it per recipient. */

@@ -137,3 +137,26 @@ test('POSTERN_PROXY_TRUSTED: the network-list grammar, empty by default; its hea
   assert.throws(() => loadConfig({ POSTERN_PROXY_TRUSTED: '10.0.0.5/40' }), /POSTERN_PROXY_TRUSTED="10.0.0.5\/40" is invalid: expected comma-separated CIDRs like 10.0.0.0\/8 or ::1\/128 \(bad: 10.0.0.5\/40\)/);
   assert.throws(() => loadConfig({ POSTERN_PROXY_TIMEOUT_MS: '2m' }), /POSTERN_PROXY_TIMEOUT_MS="2m" is invalid/);
 });
+
+test('POSTERN_REDIS_URL: redis:// or rediss:// with a host, checked at start-up; its password never shown', async () => {
+  const { describeConfig } = await import('../../src/config/load.js');
+  const c = loadConfig({ POSTERN_REDIS_URL: 'redis://:s3cret-pw@127.0.0.1:6390/2' });
+  assert.equal(c.redisUrl, 'redis://:s3cret-pw@127.0.0.1:6390/2', 'the client gets the URL as given');
+  assert.equal(c.redisPrefix, 'postern:');
+  assert.equal(c.redisTimeoutMs, 100);
+  assert.equal(c.redisLeaseMs, 15_000);
+  const row = describeConfig(c).find((r) => r.env === 'POSTERN_REDIS_URL')!;
+  assert.equal(row.value, 'redis://***@127.0.0.1:6390/2');
+  assert.equal(loadConfig({}).redisUrl, '', 'off by default');
+  for (const bad of ['http://:s3cret-pw@127.0.0.1:6379', 'redis://:s3cret-pw@127.0.0.1:6379/db', 'redis:///0', 'redis//:s3cret-pw@127.0.0.1:6379']) {
+    try {
+      loadConfig({ POSTERN_REDIS_URL: bad });
+      assert.fail(`accepted ${bad}`);
+    } catch (err) {
+      assert.ok(err instanceof ConfigError, String(err));
+      assert.match(err.message, /POSTERN_REDIS_URL=/);
+      assert.doesNotMatch(err.message, /s3cret-pw/, 'the password in a refused URL is masked too');
+    }
+  }
+  for (const bad of ['', 'has space', 'a{b}', 'x'.repeat(65)]) assert.throws(() => loadConfig({ POSTERN_REDIS_PREFIX: bad }), /POSTERN_REDIS_PREFIX/);
+});

@@ -233,3 +233,20 @@ test('setThresholds: a new threshold applies at the next evaluation; a new windo
   assert.ok(ids(e).includes('deferral-rate:overall'), 'the windows start afresh without clearing');
   assert.equal(e.thresholds.windowMs, 20_000);
 });
+
+test('a node condition (redis-down) is one alert while it lasts, however often it is told, and clears when it ends', () => {
+  const raised: string[] = [];
+  const cleared: string[] = [];
+  const e = new AlertEngine({ onRaise: (a) => raised.push(a.id), onClear: (a) => cleared.push(a.id) });
+  e.condition('redis-down', 'cluster', true, 1000);
+  e.condition('redis-down', 'cluster', true, 2000);
+  e.evaluate(3000);
+  assert.deepEqual(raised, ['redis-down:cluster']);
+  assert.deepEqual(e.active.map((a) => [a.id, a.rule, a.since]), [['redis-down:cluster', 'redis-down', 1000]]);
+  e.condition('redis-down', 'cluster', false, 4000);
+  e.condition('redis-down', 'cluster', false, 5000);
+  assert.deepEqual(cleared, ['redis-down:cluster']);
+  assert.equal(e.active.length, 0);
+  e.condition('redis-down', 'cluster', true, 6000);
+  assert.deepEqual(raised, ['redis-down:cluster', 'redis-down:cluster'], 'the next outage is a new alert');
+});

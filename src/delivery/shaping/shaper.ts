@@ -19,7 +19,7 @@ import type { Destination, RecipientResult } from '../types.js';
 import type { DeliveryShaper, ShaperAdmission, RouteResult } from '../scheduler.js';
 import { classifyReply, SHAPING_COMMAND } from './reply-class.js';
 import { failure, success } from '../../lib/result.js';
-import { SiteState, type SiteCeilings } from './site-state.js';
+import { SiteState, MAX_WAIT_MS, type SiteCeilings } from './site-state.js';
 
 /** The source of mail no pool applies to: no address is bound, the EHLO name is POSTERN_HOSTNAME. */
 export const DEFAULT_SOURCE = 'default';
@@ -63,8 +63,27 @@ export interface ShapingAlert {
   reply: ReplyRecord;
 }
 
+/**
+ * Limits shared by the nodes of a cluster (cluster/cluster-limiter.ts, with POSTERN_REDIS_URL):
+ * asked after this node's own pacer and slot, with the ceilings of the source × site, so the
+ * cluster as a whole keeps them. Never waits on Redis: down or slow, it answers from this
+ * node's share of the limits.
+ */
+export interface SharedLimits {
+  admit(key: string, limits: { rate: number | null; maxConnections: number }): Promise<{ ok: true; release: () => void } | { ok: false; waitMs: number }>;
+}
+
+/** Warm-up counts per UTC day and "source|site" added up over the cluster (cluster/shared-warmup.ts). */
+export interface SharedWarmup {
+  add(day: number, key: string, delta: 1 | -1): Promise<number | null>;
+}
+
 export interface ShaperOptions {
   file: ShapingFile;
+  /** Cluster-wide limits (Redis); without it the limits are this node's. */
+  shared?: SharedLimits;
+  /** Cluster-wide warm-up day counts (Redis): `add` returns the cluster's count after it, or null when Redis is away. */
+  sharedWarmup?: SharedWarmup;
   defaults: ShaperDefaults;
   log?: Logger;
   onAlert?: (a: ShapingAlert) => void;
@@ -96,6 +115,13 @@ interface Entry {
 }
 
 const DAY_MS = 86_400_000;
+
+/** A source × site's messages on one UTC day: this node's, and the cluster's as the last INCR returned. */
+interface DayCount {
+  day: number;
+  n: number;
+  cluster?: number;
+}
 /** Pool names remembered as warned about (a stored pool the file no longer has): bounded, they come from records. */
 const MAX_WARNED_POOLS = 1000;
 
@@ -130,7 +156,7 @@ export class Shaper implements DeliveryShaper {
   /** Destination key → its source × site: how a reply (which names the destination) finds its state. */
   readonly #byDest = new Map<string, Entry>();
   /** "source|site" → the UTC day and the messages sent on it, for warm-up budgets (persisted through `warmup` when given). */
-  readonly #sentToday = new Map<string, { day: number; n: number }>();
+  readonly #sentToday = new Map<string, DayCount>();
   #closed = false;
 
   constructor(o: ShaperOptions) {
@@ -300,25 +326,33 @@ export class Shaper implements DeliveryShaper {
       return failure(this.#reply(dest, `source ${e.source} is suspended at ${e.site} until ${new Date(e.state.suspendedUntil).toISOString()}`, '4.7.0'));
     }
     const spent = this.#warmupSpent(e, now);
-    if (spent !== null) {
-      // Routed here before the budget ran out (transactions of several messages at once): in a
-      // pool that spills, it comes back in seconds and is routed to a source with budget.
-      const pool = dest.kind === 'smtp' || dest.kind === 'lmtp' ? this.#poolsByName.get(dest.shape?.pool ?? '') : undefined;
-      if (pool?.warmupOverflow === 'spill' && this.#otherHasBudget(pool, e, now)) {
-        const r = this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; pool ${pool.name} spills: routed again to another source`, '4.7.0');
-        this.#respill.add(r);
-        return failure(r);
-      }
-      return failure(this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0'));
-    }
+    if (spent !== null) return failure(this.#spentReply(dest, e, spent, now));
     // Counted before the wait for a slot, so transactions waiting together cannot overshoot the budget.
     const day = this.#countSent(e, now, 1);
+    const over = await this.#countShared(e, now, day);
+    if (over !== null) {
+      this.#countSent(e, now, -1, day);
+      return failure(this.#spentReply(dest, e, over, now));
+    }
     const a = await e.state.admit();
-    if (a !== 'go') this.#countSent(e, now, -1, day);
+    if (a !== 'go') {
+      this.#countSent(e, now, -1, day);
+      this.#uncountShared(e, day);
+    }
     if (a === 'closed') return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
     if (a === 'busy') {
       const rate = e.state.rate === null ? 'no rate limit' : `${(e.state.rate * 1000).toPrecision(3)} msg/s`;
       return failure(this.#reply(dest, `${e.site} is at its limit for source ${e.source} (${rate}, ${Math.floor(e.state.window)} connections): deferred, paced`, BUSY));
+    }
+    const release = await this.#admitShared(e, now);
+    if (release === null) {
+      e.state.leave();
+      this.#countSent(e, now, -1, day);
+      this.#uncountShared(e, day);
+      if (this.#closed) return failure(this.#reply(dest, 'delivery is stopping', '4.3.2'));
+      const c = e.state.ceilings;
+      const rate = c.rate === null ? 'no rate limit' : `${(c.rate * 1000).toPrecision(3)} msg/s`;
+      return failure(this.#reply(dest, `${e.site} is at its cluster-wide limit for source ${e.source} (${rate}, ${c.maxConnections} connections, all nodes together): deferred, paced`, BUSY));
     }
     let left = false;
     return success({
@@ -326,10 +360,63 @@ export class Shaper implements DeliveryShaper {
       done: (results: readonly RecipientResult[]) => {
         if (left) return false;
         left = true;
+        release();
         e.state.leave();
         return this.#observe(e, results);
       },
     });
+  }
+
+  /** The deferral of a source that has sent its warm-up budget to the site today. */
+  #spentReply(dest: Destination, e: Entry, spent: number, now: number): ReplyRecord {
+    // Routed here before the budget ran out (transactions of several messages at once): in a
+    // pool that spills, it comes back in seconds and is routed to a source with budget.
+    const pool = dest.kind === 'smtp' || dest.kind === 'lmtp' ? this.#poolsByName.get(dest.shape?.pool ?? '') : undefined;
+    if (pool?.warmupOverflow === 'spill' && this.#otherHasBudget(pool, e, now)) {
+      const r = this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; pool ${pool.name} spills: routed again to another source`, '4.7.0');
+      this.#respill.add(r);
+      return r;
+    }
+    return this.#reply(dest, `source ${e.source} is warming up: its ${spent} messages for ${e.site} today are sent; deferred to tomorrow (UTC)`, '4.7.0');
+  }
+
+  /**
+   * A warming-up source's message counted in the cluster's day too (one INCR): the budget when
+   * that passes it (the count is given back), else null. Redis away: null, this node's count decides.
+   */
+  async #countShared(e: Entry, now: number, day: number): Promise<number | null> {
+    const w = this.#file.sources.get(e.source)?.warmup;
+    const shared = this.#o.sharedWarmup;
+    if (!w || !shared) return null;
+    const total = await shared.add(day, e.key, 1);
+    if (total === null) return null;
+    const c = this.#count(e.key, day);
+    c.cluster = Math.max(c.cluster ?? 0, total);
+    const budget = warmupBudget(w, now);
+    if (total <= budget) return null;
+    shared.add(day, e.key, -1).catch(() => {});
+    return budget;
+  }
+
+  /** Give back a message counted with #countShared that was not sent after all (not awaited). */
+  #uncountShared(e: Entry, day: number): void {
+    if (this.#o.sharedWarmup && this.#file.sources.get(e.source)?.warmup) this.#o.sharedWarmup.add(day, e.key, -1).catch(() => {});
+  }
+
+  /**
+   * The cluster's turn, after this node's pacer and slot: the release of what it gave, or null
+   * when it would not within MAX_WAIT_MS (the transaction is then deferred, paced, as 'busy').
+   */
+  async #admitShared(e: Entry, start: number): Promise<(() => void) | null> {
+    const shared = this.#o.shared;
+    const c = e.state.ceilings;
+    if (!shared || (c.rate === null && !Number.isFinite(c.maxConnections))) return () => {};
+    for (;;) {
+      const r = await shared.admit(e.key, { rate: c.rate, maxConnections: c.maxConnections });
+      if (r.ok) return r.release;
+      if (this.#closed || this.#now() + r.waitMs - start > MAX_WAIT_MS) return null;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(r.waitMs, 1000)));
+    }
   }
 
   retryAt(reply: ReplyRecord, attempts: number, tried: boolean, now: number): number | null {
@@ -400,11 +487,13 @@ export class Shaper implements DeliveryShaper {
     if (!w) return null;
     const budget = warmupBudget(w, now);
     if (budget === Infinity) return null;
-    return this.#count(key, Math.floor(now / DAY_MS)).n >= budget ? budget : null;
+    const c = this.#count(key, Math.floor(now / DAY_MS));
+    // The cluster's count as last seen (it holds this node's too) or this node's, the larger.
+    return Math.max(c.n, c.cluster ?? 0) >= budget ? budget : null;
   }
 
   /** The day's count of a source × site: in memory, else as stored (a restart keeps the day's spending). */
-  #count(key: string, day: number): { day: number; n: number } {
+  #count(key: string, day: number): DayCount {
     let c = this.#sentToday.get(key);
     if (!c || c.day !== day) {
       c = { day, n: this.#o.warmup?.get(day, key) ?? 0 };

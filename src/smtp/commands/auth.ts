@@ -86,7 +86,9 @@ const MAX_NAME = 256;
 async function check(s: Session, user: string, password: string): Promise<Reply> {
   const ctx = s.ctx;
   const client = clientKey(s.ip, ctx.config.ipv6Prefix);
-  const admission = ctx.authPenalty.begin(client, user.slice(0, MAX_NAME + 1), s.trusted);
+  // The other nodes' failures of this client (one Redis round trip within its deadline; 0 without a cluster).
+  const elsewhere = await ctx.authPenalty.clusterFailures(client, s.trusted);
+  const admission = ctx.authPenalty.begin(client, user.slice(0, MAX_NAME + 1), s.trusted, elsewhere);
   if (admission.refused) {
     ctx.counters.authFailures++;
     s.log.warn({ user }, 'authentication refused: too many failures');
