@@ -109,6 +109,9 @@ export function createAlertMonitor(c: Readonly<Config>, log: Logger, o: { file?:
     engine,
     observe(e) {
       if (e.async === true) return; // a DSN that came back later says nothing about the next hop now
+      // Deferred untried (the shaper pacing after a throttle, an open circuit): our own doing, not
+      // the next hop's answer; counted, it would keep a deferral-rate alert up while back-off recovers.
+      if (e.tried === false) return;
       if (e.type === 'delivered' || e.type === 'deferred' || e.type === 'bounced') {
         // Per source only for the sources the file names: 'default' (mail outside every pool,
         // all of it on a node without pools) would repeat 'overall' alert for alert.

@@ -412,6 +412,7 @@ export class Scheduler {
         ...(shape !== undefined ? { ...(shape.site !== '' ? { site: shape.site } : {}), egress: shape.source, ...(shape.pool !== undefined ? { pool: shape.pool } : {}) } : {}),
         reply: reply.text,
         attempts: rcpt.attempts + (tried ? 1 : 0),
+        ...(tried ? {} : { tried: false }),
       });
       o.log.info(
         { id: m.id, rcpt: r.address, outcome, destination: reply.destination, code: reply.code, enhanced: reply.enhanced, category, reply: reply.text, attempts: rcpt.attempts + (tried ? 1 : 0), queuedMs: now - m.receivedAt },

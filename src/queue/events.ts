@@ -36,6 +36,8 @@ export interface MailEvent {
   suppressed?: boolean;
   reply?: string;
   attempts?: number;
+  /** deferred: false when nothing was sent (the shaper paced it, an open circuit, stopping); absent when tried. */
+  tried?: boolean;
   size?: number;
   /** The SMTP client's address (rejections). */
   client?: string;

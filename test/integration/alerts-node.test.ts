@@ -91,7 +91,10 @@ test('half the RCPTs deferred mid-run raise a deferral-rate alert that clears wh
 
   deferring = false;
   const healedAt = Date.now();
-  await waitFor('the alerts to clear', async () => (await alerts()).length === 0, { timeoutMs: 10_000, intervalMs: 100 });
+  let still: AlertView[] = [];
+  await waitFor('the alerts to clear', async () => (still = await alerts()).length === 0, { timeoutMs: 10_000, intervalMs: 100 }).catch((err: Error) => {
+    throw new Error(`${err.message}; still up: ${JSON.stringify(still)}`);
+  });
   const clearedAfter = Date.now() - healedAt;
   assert.ok(clearedAfter < 5000, `cleared ${clearedAfter} ms after the server healed`);
   await waitFor('the alert.cleared events', () => events.filter((e) => e.type === 'alert.cleared').length >= 2, 10_000);

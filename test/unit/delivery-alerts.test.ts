@@ -250,3 +250,21 @@ test('a node condition (redis-down) is one alert while it lasts, however often i
   e.condition('redis-down', 'cluster', true, 6000);
   assert.deepEqual(raised, ['redis-down:cluster', 'redis-down:cluster'], 'the next outage is a new alert');
 });
+
+test('the monitor counts what the next hop answered, not deferrals made without sending (tried: false: shaper pacing, open circuit)', async () => {
+  const { createAlertMonitor } = await import('../../src/delivery/alert-monitor.js');
+  const { loadConfig } = await import('../../src/config/load.js');
+  const { default: pino } = await import('pino');
+  let clock = 50_000_000;
+  const m = createAlertMonitor(loadConfig({ POSTERN_ALERT_WINDOW_MS: '10s', POSTERN_ALERT_MIN_RECIPIENTS: '10' }), pino({ level: 'silent' }), { now: () => clock });
+  const ev = (type: 'delivered' | 'deferred', tried?: false) => ({ type, time: new Date(clock).toISOString(), id: 'x', recipient: 'r@d.example', destination: 'mx.d.example', ...(tried === false ? { tried } : {}) });
+  for (let i = 0; i < 20; i++) m.observe(ev('delivered'));
+  // The shaper paces a throttled site: many untried deferrals, no answer from the next hop.
+  for (let i = 0; i < 40; i++) m.observe(ev('deferred', false));
+  clock += 100;
+  m.engine.evaluate(clock);
+  assert.deepEqual(m.engine.active.map((a) => a.id), [], 'untried deferrals are not a deferral rate');
+  for (let i = 0; i < 20; i++) m.observe(ev('deferred'));
+  m.engine.evaluate(clock);
+  assert.ok(m.engine.active.some((a) => a.id === 'deferral-rate:overall'), 'the next hop\'s own deferrals are');
+});
