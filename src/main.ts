@@ -49,7 +49,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients, senderLogins, bounceRules, shaping } = await loadResources(config);
+  const { tls, users, recipients, senderLogins, bounceRules, shaping, pipeIdentities } = await loadResources(config);
   // Made (or read) before anything that needs closing starts; the same key tags outbound VERP
   // senders and checks the addresses of reports coming back.
   const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
@@ -133,7 +133,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
-    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts });
+    delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), { maildirMayCreate, bounceRules, shaping, pipeIdentities, ...(verp ? { verp } : {}), ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts });
   } catch (err) {
     rmap?.close();
     await ctx.passwords?.close();
