@@ -57,6 +57,14 @@ unpack() {
   for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
   # Set-id bits would make the loader ignore LD_LIBRARY_PATH (and are not wanted in a test).
   find "$dir/root" -type f -perm /6000 -exec chmod u-s,g-s {} +
+  if [ "$system" = exim ]; then
+    # Debian builds Exim with its user "Debian-exim" compiled in and looked up before any
+    # configuration is read; without the package's postinst that account does not exist.
+    # Patch the name in this private copy to "daemon" (a Debian base account with a group of
+    # the same name; same length with NUL padding), so no account is added to the system.
+    perl -pi -e 's/Debian-exim\0/daemon\0\0\0\0\0\0/' "$dir/root/usr/sbin/exim4"
+    grep -q "Debian-exim" "$dir/root/usr/sbin/exim4" && { echo "unpack-mta: could not patch exim's user name" >&2; exit 1; }
+  fi
   local libs=""
   for l in $ARCH_LIBS; do libs="$libs${libs:+:}$dir/root/$l"; done
   for prog in ${PROGRAMS[$system]}; do
