@@ -58,7 +58,7 @@ export interface PosternNode {
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
-  const { tls, users, recipients, senderLogins, bounceRules, shaping } = await loadResources(config);
+  const { tls, users, recipients, senderLogins, bounceRules, shaping, pipeIdentities } = await loadResources(config);
   // Made (or read) before anything that needs closing starts; the same key tags outbound VERP
   // senders and checks the addresses of reports coming back.
   const verp: VerpKey | undefined = config.verpDomain === '' ? undefined : { domain: config.verpDomain, key: loadVerpKey(config.verpSecret, config.dataDir) };
@@ -165,7 +165,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
   try {
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), {
-      maildirMayCreate, bounceRules, shaping, ...(verp ? { verp } : {}),
+      maildirMayCreate, bounceRules, shaping, pipeIdentities, ...(verp ? { verp } : {}),
       ...(cluster ? { shared: cluster.limiter, sharedWarmup: cluster.warmup, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}),
       ...(alerts ? { onCircuit: (key: string, open: boolean) => alerts.circuit(key, open) } : {}),
       ...options.delivery, ...(onDeliveryEvent ? { onEvent: onDeliveryEvent } : {}), selfPorts: () => selfPorts,

@@ -1,6 +1,7 @@
 // The second half of resolving the configuration: the files the settings name, read and
 // checked once at start-up (the TLS pair, the AUTH users file and sender login map, the DKIM
-// keys, the spam model, the recipient map, the bounce rules, the shaping file), every problem reported together as one ConfigError
+// keys, the spam model, the recipient map, the bounce rules, the shaping file, the programs
+// and users of pipe routes), every problem reported together as one ConfigError
 // naming the variable. `postern config` runs it too, so it catches everything `start` would;
 // startNode() wires what it returns.
 import { readFileSync } from 'node:fs';
@@ -13,6 +14,7 @@ import { PosternError } from '../errors.js';
 import { readRecipientMap, type RecipientMap } from './recipient-map.js';
 import { combineBounceRules, parseBounceRules, type BounceRules } from '../lib/bounce-class.js';
 import { readShaping, type ShapingFile } from './shaping.js';
+import { checkPipeRoutes, type PipeIdentity } from './pipe-routes.js';
 import type { Config } from './schema.js';
 
 export interface TlsSetup {
@@ -33,6 +35,8 @@ export interface Resources {
   readonly bounceRules: BounceRules;
   /** null: no POSTERN_SHAPING. */
   readonly shaping: ShapingFile | null;
+  /** The uid/gid of the pipe routes that name a user or group, by route pattern. */
+  readonly pipeIdentities: ReadonlyMap<string, PipeIdentity>;
 }
 
 /** The rule file that ships with postern (copied beside this module by tsc). */
@@ -124,6 +128,9 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       problems.push(`POSTERN_SHAPING=${JSON.stringify(config.shaping)} is invalid: ${message(err)}`);
     }
   }
+  // Pipe programs: an executable file each, and a user that may be taken.
+  const pipes = checkPipeRoutes(config.routes);
+  problems.push(...pipes.problems);
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze({ tls, users, recipients, senderLogins, bounceRules, shaping });
+  return Object.freeze({ tls, users, recipients, senderLogins, bounceRules, shaping, pipeIdentities: pipes.identities });
 }

@@ -15,16 +15,24 @@
 //            | "lmtp:" hosts [ "/tls=" policy ]     default port 24
 //            | "maildir:" absolute-path             maildir:/var/mail
 //            | "webhook:" http(s)-url               webhook:http://127.0.0.1:9000/in
+//            | "pipe:" *( option " " ) program *( " " arg )
+//                                                   pipe:user=vmail /usr/bin/maildrop -d {local}
 //   hosts    = hostport *( "," hostport )           in preference order
 //   hostport = host [ ":" port ] | "[" host-or-ip "]" [ ":" port ]  ("[IPv6:...]" also accepted)
 //   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies)
+//   option   = "user=" name-or-uid | "group=" name-or-gid | "timeout=" duration | "max=" 1-256
+//   program  = an absolute path; arg = any run of non-blank characters, in which {sender},
+//              {recipient}, {domain} and {local} are replaced at delivery (any other {name}
+//              is refused). Arguments are split on blanks only: no quotes, no shell.
 //
 // A "/tls=" suffix is only recognised on smtp and lmtp targets: on maildir and webhook it would
-// be part of a path or URL. A webhook URL cannot contain ";" (it separates entries).
+// be part of a path or URL. A webhook URL or a pipe argument cannot contain ";" (it separates
+// entries); the values substituted into pipe arguments can contain anything.
 import { isIP } from 'node:net';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
 import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl } from '../lib/redact-url.js';
+import { parseDuration } from '../lib/duration.js';
 
 export type TlsPolicy = 'opportunistic' | 'required' | 'none';
 
@@ -40,7 +48,29 @@ export type RouteTarget =
   | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
   | { kind: 'lmtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
   | { kind: 'maildir'; root: string }
-  | { kind: 'webhook'; url: string };
+  | { kind: 'webhook'; url: string }
+  | PipeTarget;
+
+/** A pipe route: run `program` with `args` (templates) once per recipient, the message on its stdin. */
+export interface PipeTarget {
+  kind: 'pipe';
+  /** Absolute; `postern config` and start check that it is an executable file. */
+  program: string;
+  /** Argument templates, each one argv element after substitution (PIPE_VARIABLES). */
+  args: readonly string[];
+  /** Run as this user / group (a name or a number), resolved and checked at start-up. */
+  user?: string;
+  group?: string;
+  timeoutMs: number;
+  /** Programs of this route running at once. */
+  maxProcesses: number;
+}
+
+/** The substitutions of pipe arguments, each replaced by one value and never split. */
+export const PIPE_VARIABLES: readonly string[] = ['sender', 'recipient', 'domain', 'local'];
+export const PIPE_DEFAULT_TIMEOUT_MS = 60_000;
+export const PIPE_DEFAULT_MAX_PROCESSES = 4;
+const PIPE_MAX_PROCESSES = 256;
 
 export interface Route {
   /** The pattern as normalised: "example.org", "*.corp.test" or "*". */
@@ -64,7 +94,7 @@ export interface RouteTable {
 }
 
 export const TLS_POLICIES: readonly TlsPolicy[] = ['opportunistic', 'required', 'none'];
-const KINDS = 'smtp, lmtp, maildir or webhook';
+const KINDS = 'smtp, lmtp, maildir, webhook or pipe';
 
 export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildcard: new Map(), catchAll: undefined, routes: Object.freeze([]) });
 
@@ -181,9 +211,56 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
       if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return failure(`webhook needs an http:// or https:// URL`);
       return success({ kind: 'webhook', url: url.href });
     }
+    case 'pipe':
+      return parsePipe(rest);
     default:
       return failure(`unknown kind "${kind}"; expected ${KINDS}`);
   }
+}
+
+/** "pipe:" [options] /program args… (grammar in the header). */
+function parsePipe(rest: string): Result<PipeTarget, string> {
+  const words = rest.split(/[ \t]+/).filter((w) => w !== '');
+  const t: { -readonly [K in keyof PipeTarget]: PipeTarget[K] } = { kind: 'pipe', program: '', args: [], timeoutMs: PIPE_DEFAULT_TIMEOUT_MS, maxProcesses: PIPE_DEFAULT_MAX_PROCESSES };
+  let i = 0;
+  for (; i < words.length && !words[i]!.startsWith('/'); i++) {
+    const w = words[i]!;
+    const eq = w.indexOf('=');
+    const name = eq < 0 ? w : w.slice(0, eq).toLowerCase();
+    const value = eq < 0 ? '' : w.slice(eq + 1);
+    switch (name) {
+      case 'user':
+      case 'group':
+        if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/.test(value)) return failure(`pipe ${name} "${value}" is not a user or group name or number`);
+        t[name] = value;
+        break;
+      case 'timeout': {
+        const d = parseDuration(value);
+        if (!d.ok) return failure(`pipe timeout: ${d.error}`);
+        if (d.value < 1000) return failure(`pipe timeout "${value}" is under 1s`);
+        t.timeoutMs = d.value;
+        break;
+      }
+      case 'max': {
+        const n = /^\d{1,3}$/.test(value) ? Number(value) : NaN;
+        if (!(n >= 1 && n <= PIPE_MAX_PROCESSES)) return failure(`pipe max "${value}" is not 1-${PIPE_MAX_PROCESSES}`);
+        t.maxProcesses = n;
+        break;
+      }
+      default:
+        return failure(`"${w}" is neither a pipe option (user=, group=, timeout=, max=) nor an absolute program path`);
+    }
+  }
+  const program = words[i];
+  if (program === undefined || program.includes('\0')) return failure(`pipe needs an absolute program path, like pipe:/usr/bin/maildrop -d {local}`);
+  t.program = program;
+  t.args = Object.freeze(words.slice(i + 1));
+  for (const a of t.args) {
+    for (const m of a.matchAll(/\{([^{}]*)\}/g)) {
+      if (!PIPE_VARIABLES.includes(m[1]!)) return failure(`pipe argument "${a}" has {${m[1]}}; expected ${PIPE_VARIABLES.map((v) => `{${v}}`).join(', ')}`);
+    }
+  }
+  return success(t);
 }
 
 /**
@@ -251,6 +328,10 @@ function formatTarget(t: RouteTarget): string {
       return `maildir:${t.root}`;
     case 'webhook':
       return `webhook:${redactUrl(t.url)}`;
+    case 'pipe': {
+      const opts = [t.user !== undefined ? `user=${t.user}` : '', t.group !== undefined ? `group=${t.group}` : '', t.timeoutMs !== PIPE_DEFAULT_TIMEOUT_MS ? `timeout=${t.timeoutMs}ms` : '', t.maxProcesses !== PIPE_DEFAULT_MAX_PROCESSES ? `max=${t.maxProcesses}` : ''];
+      return `pipe:${[...opts.filter((o) => o !== ''), t.program, ...t.args].join(' ')}`;
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 // Builds the delivery side from the configuration: routes, smarthost and MX routing, the
-// transports (SMTP/LMTP pools, Maildir, webhook), the shaper (rates, connection limits and
+// transports (SMTP/LMTP pools, Maildir, webhook, pipe), the shaper (rates, connection limits and
 // adaptive back-off per source × site, the shaping file re-read when it changes), circuit
 // breakers and the recovery of destinations that come back, the DSN bounce sink, the bounce
 // classification, VERP and the bounce processor (docs/bounces.md), and the Scheduler that
@@ -24,6 +24,9 @@ import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
 import { AffinityTransport } from './affinity-transport.js';
 import { MaildirTransport } from './maildir-transport.js';
 import { WebhookTransport } from './webhook-transport.js';
+import { PipeTransport } from './pipe-transport.js';
+import { checkPipeRoutes, type PipeIdentity } from '../config/pipe-routes.js';
+import { ConfigError } from '../config/load.js';
 import { enqueueDsn } from './dsn.js';
 import { Scheduler, type BounceSink, type RouteResult } from './scheduler.js';
 import type { MailEvent } from '../queue/events.js';
@@ -59,6 +62,8 @@ export interface DeliveryOptions {
   onShapingReload?: (file: ShapingFile) => void;
   /** A destination's circuit breaker opened or closed (the alerts). */
   onCircuit?: CircuitChange;
+  /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
+  pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
@@ -87,6 +92,12 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       }
     });
     watcher.watch(opts.shapingPollMs ?? 2000);
+  }
+  let pipeIdentities = opts.pipeIdentities;
+  if (pipeIdentities === undefined) {
+    const checked = checkPipeRoutes(c.routes);
+    if (checked.problems.length > 0) throw new ConfigError([...checked.problems]);
+    pipeIdentities = checked.identities;
   }
   const reports = createBounceSetup(c, queue, log, { ...(opts.bounceRules ? { rules: opts.bounceRules } : {}), ...(opts.verp ? { verp: opts.verp } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
   const routeOnly = async (domain: string): Promise<RouteResult> => {
@@ -146,6 +157,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       lmtp: withReports(smtp),
       maildir: withReports(new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
       webhook: withReports(new WebhookTransport()),
+      pipe: withReports(new PipeTransport({ identities: pipeIdentities })),
       bounces: reports.processor,
     },
     classify: reports.classify,

@@ -327,6 +327,9 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
       case 'webhook':
         // The key names the destination in metrics, /v1/stats, logs and replies: no credentials.
         return { kind: 'webhook', key: `webhook:${redactUrl(t.url)}`, url: t.url };
+      case 'pipe':
+        // One key per route: its process limit and its stats are the route's.
+        return { kind: 'pipe', key: `pipe:${t.program}@${route.pattern}`, route: route.pattern, target: t };
     }
   }
   if (ctx.smarthost && ctx.smarthost.length > 0) {

@@ -1,7 +1,7 @@
 // One outbound SMTP (RFC 5321) or LMTP (RFC 2033) connection: greeting, EHLO/LHLO (HELO
 // fallback), STARTTLS (RFC 3207) by TLS policy, and transactions with PIPELINING (RFC 2920),
-// SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) and, for
-// BINARYMIME bodies only, BDAT (RFC 3030). Timeouts follow RFC 5321 §4.5.3.2. Outcomes are
+// SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), DSN (RFC 3461) and BDAT
+// (RFC 3030) whenever an SMTP server offers CHUNKING (LMTP: binary bodies only). Timeouts follow RFC 5321 §4.5.3.2. Outcomes are
 // values (OpenResult, RecipientResult[]); nothing here throws for a remote failure.
 // TLS: 'opportunistic' upgrades when STARTTLS is offered without verifying the certificate; a
 // refused STARTTLS goes on in clear, but a failed handshake fails the connection transiently
@@ -27,6 +27,8 @@ export type { SmtpReply } from '../protocol/reply-reader.js';
 export type { Capabilities } from '../protocol/capabilities.js';
 
 export type SmtpProtocol = 'smtp' | 'lmtp';
+
+const CRLF = Buffer.from('\r\n');
 
 /** RFC 5321 §4.5.3.2 (connectMs and tlsMs are ours: the RFC has no figure for them). */
 export interface SmtpTimeouts {
@@ -281,8 +283,12 @@ export class SmtpConnection {
     const caps = this.#caps;
     if (m.smtputf8 && !caps.smtputf8) return local('5.6.7', `${this.host} does not offer SMTPUTF8 and the message needs it`, 'MAIL');
     if (m.bodyType === '8BITMIME' && !caps.eightBitMime) return local('5.6.3', `${this.host} does not offer 8BITMIME and the message is 8-bit (no downgrade)`, 'MAIL');
-    const useBdat = m.bodyType === 'BINARYMIME';
-    if (useBdat && !(caps.binaryMime && caps.chunking)) return local('5.6.3', `${this.host} does not offer BINARYMIME and CHUNKING and the message is binary`, 'MAIL');
+    const binary = m.bodyType === 'BINARYMIME';
+    if (binary && !(caps.binaryMime && caps.chunking)) return local('5.6.3', `${this.host} does not offer BINARYMIME and CHUNKING and the message is binary`, 'MAIL');
+    // BDAT (RFC 3030) whenever an SMTP server offers CHUNKING: the body goes as it is, with no
+    // dot-stuffing pass, and it is the path Exchange prefers. LMTP keeps DATA unless the body
+    // is binary: its servers are local and DATA's per-recipient replies are what they test.
+    const useBdat = binary || (caps.chunking && this.protocol === 'smtp');
     if (caps.size !== undefined && caps.size > 0 && req.body.length > caps.size) {
       return local('5.3.4', `message of ${req.body.length} bytes exceeds ${this.host}'s SIZE ${caps.size}`, 'MAIL');
     }
@@ -356,9 +362,14 @@ export class SmtpConnection {
           stage = 'BDAT';
           if (this.#dead) throw this.#dead;
           this.#expect('BDAT', this.#finalReplyCount(accepted.length));
+          // A text body gets the final CRLF DATA would give it, so both paths deliver the same
+          // bytes; a binary one goes exactly as it is.
+          const b = req.body;
+          const tail = !binary && !(b.length >= 2 && b[b.length - 2] === 0x0d && b[b.length - 1] === 0x0a) ? CRLF : null;
           this.#sock.cork();
-          this.#sock.write(`BDAT ${req.body.length} LAST\r\n`);
-          this.#sock.write(req.body);
+          this.#sock.write(`BDAT ${b.length + (tail?.length ?? 0)} LAST\r\n`);
+          this.#sock.write(b);
+          if (tail) this.#sock.write(tail);
           this.#sock.uncork();
           await this.#drain();
           await this.#finalReplies(accepted, settle, 'BDAT');

@@ -2,7 +2,8 @@
 // deliver(). A failure to open a connection (connect, greeting, EHLO/LHLO, STARTTLS) makes
 // every recipient deferred with that reason recorded; after that the SmtpConnection's
 // per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → delivered,
-// deferred or failed).
+// deferred or failed), except that recipients refused for the server's recipient limit
+// (452 4.5.3) go at once in further transactions.
 import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
@@ -44,6 +45,25 @@ export class SmtpTransport implements Transport {
     }
     if (this.#closed) return failAll(req, { text: 'transport closed', command: 'CONNECT', transient: true, destination: dest.key, at: Date.now() });
     const pool = this.#pool(dest);
+    const results = await this.#send(pool, req);
+    // RFC 5321 §4.5.3.1.10: a server past its recipient limit answers 452 to the RCPTs over it,
+    // and the client sends those in a later transaction (Exchange: "452 4.5.3 Too many
+    // recipients"). Send them now, on a pooled connection, while each transaction settles at
+    // least one recipient otherwise; so a 452 for every recipient (a server out of storage)
+    // stays a plain deferral, and each round is smaller than the last.
+    let round = req.recipients.map((_r, i) => i);
+    while (!this.#closed) {
+      const over = round.filter((i) => overLimit(results[i]!));
+      if (over.length === 0 || over.length === round.length) break;
+      const more = await this.#send(pool, { ...req, recipients: over.map((i) => req.recipients[i]!) });
+      over.forEach((i, k) => (results[i] = more[k]!));
+      round = over;
+    }
+    return results;
+  }
+
+  /** One transaction on a pooled connection. */
+  async #send(pool: DestinationPool, req: DeliveryRequest): Promise<RecipientResult[]> {
     const acq = await pool.acquire();
     if (!acq.ok) return failAll(req, { ...acq.error, transient: true });
     const conn = acq.value;
@@ -114,6 +134,11 @@ export class SmtpTransport implements Transport {
 }
 
 const MIN_SWEEP_AT = 256;
+
+/** A 452 to RCPT that means "too many recipients" (4.5.3, or no enhanced code: RFC 5321's own meaning). */
+function overLimit(r: RecipientResult): boolean {
+  return r.kind === 'deferred' && r.reply.command === 'RCPT' && r.reply.code === 452 && (r.reply.enhanced === undefined || r.reply.enhanced === '4.5.3');
+}
 
 function failAll(req: DeliveryRequest, reply: ReplyRecord): RecipientResult[] {
   return req.recipients.map((r) => notDelivered(r.address, reply));

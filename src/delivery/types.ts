@@ -2,7 +2,7 @@
 // transport is asked to do (DeliveryRequest) and what it answers per recipient
 // (RecipientResult). Transports never touch the queue; the scheduler settles their results.
 import type { MessageRecord, Recipient, ReplyRecord } from '../queue/store.js';
-import type { HostPort, TlsPolicy } from '../config/routes.js';
+import type { HostPort, PipeTarget, TlsPolicy } from '../config/routes.js';
 
 export type { HostPort, TlsPolicy };
 
@@ -15,6 +15,8 @@ export type Destination =
   | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; shape?: DestinationShape }
   | { kind: 'maildir'; key: string; root: string }
   | { kind: 'webhook'; key: string; url: string }
+  /** A program run per recipient (pipe-transport.ts); `route` is the pattern whose target it is. */
+  | { kind: 'pipe'; key: string; route: string; target: PipeTarget }
   | { kind: 'bounce'; key: string; reply: ReplyRecord }
   /** The bounce processor (bounce-processor.ts): DSNs and ARF reports addressed to us. */
   | { kind: 'bounces'; key: string };

@@ -1,7 +1,7 @@
 // Does a recipient of a local domain exist, and what does it stand for? Decided at RCPT so an
 // unknown or unusable mailbox is a 5xx to the client, never an accepted message that bounces
 // later to a sender who is usually forged (backscatter). A domain is local here when it is in
-// POSTERN_LOCAL_DOMAINS or routed to maildir or lmtp. In order: the recipient map (unknown →
+// POSTERN_LOCAL_DOMAINS or routed to maildir, lmtp or pipe. In order: the recipient map (unknown →
 // 550 5.1.1, aliases expanded), then per final address the Maildir name rules (553 5.1.3) and
 // mailbox existence, and the LMTP server's own answer (POSTERN_RCPT_VERIFY=lmtp). Before all
 // that, the addresses of the bounce processor: the VERP domain takes only addresses whose tag
@@ -34,7 +34,7 @@ function routeOf(ctx: SessionContext, domain: string): RouteTarget | undefined {
 export function isLocalDomain(ctx: SessionContext, domain: string): boolean {
   if (ctx.localDomains.has(domain)) return true;
   const k = routeOf(ctx, domain)?.kind;
-  return k === 'maildir' || k === 'lmtp';
+  return k === 'maildir' || k === 'lmtp' || k === 'pipe';
 }
 
 export function checkRecipient(ctx: SessionContext, address: string): RecipientCheckResult | Promise<RecipientCheckResult> {

@@ -14,6 +14,11 @@ export interface DovecotLmtp {
   /** <dir>/mail: each recipient's Maildir is mailRoot/<user as given in RCPT>. */
   mailRoot: string;
   logPath: string;
+  /** The dovecot.conf written (dovecot-lda reads it with -c and asks this instance's auth). */
+  confPath: string;
+  /** The uid and gid mail is delivered as. */
+  uid: number;
+  gid: number;
   log(): string;
 }
 
@@ -113,5 +118,5 @@ service log {
   const up = await waitForPort(port, 10_000, () => exited);
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   if (!up) throw new Error(`dovecot did not listen on 127.0.0.1:${port}: ${stderr}\n${log()}`);
-  return { port, mailRoot, logPath, log };
+  return { port, mailRoot, logPath, confPath, uid, gid, log };
 }

@@ -1,6 +1,7 @@
 // A tiny scripted SMTP/LMTP server on 127.0.0.1:0 for the delivery tests: the test sets the
 // greeting, the EHLO/LHLO capabilities and any reply per command; the server records every
-// command line, which lines arrived in one read (to see PIPELINING), and each message.
+// command line, which lines arrived in one read (to see PIPELINING), and each message, sent
+// with DATA or with BDAT chunks (RFC 3030; the chunk's reply comes once its bytes are in).
 // It can also be slow or hostile: a reply can come after a delay, the connection can be cut
 // (at a command, or in the middle of the message data), and a Flood writes bytes without end
 // (replies nobody asked for, an endless multi-line reply, a line without CRLF), bounded in
@@ -21,6 +22,8 @@ export interface ScriptedMessage {
   raw: Buffer;
   /** Unstuffed. */
   body: Buffer;
+  /** The sizes of the BDAT chunks it came in (absent: it came with DATA). */
+  chunks?: number[];
 }
 
 export interface ScriptSession {
@@ -32,6 +35,8 @@ export interface ScriptSession {
   batches: string[][];
   messages: ScriptedMessage[];
   tls: boolean;
+  /** The TLS version negotiated ("TLSv1.3"), once the handshake is done. */
+  tlsProtocol: string | null;
   /** The transaction being built (MAIL seen). */
   current: ScriptedMessage | null;
   /** Bytes a Flood has handed to the socket so far. */
@@ -132,7 +137,7 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
     plain.on('error', () => {});
     let closeResolve!: () => void;
     const s: ScriptSession = {
-      id: sessions.length + 1, remoteAddress: plain.remoteAddress ?? '', commands: [], batches: [], messages: [], tls: false, current: null,
+      id: sessions.length + 1, remoteAddress: plain.remoteAddress ?? '', commands: [], batches: [], messages: [], tls: false, tlsProtocol: null, current: null,
       flooded: 0, dataBytes: 0, cut: false, closedAt: null, closed: new Promise<void>((r) => (closeResolve = r)),
       write: (what) => (typeof what === 'string' ? void (sock.destroyed || sock.write(what)) : flood(what)),
     };
@@ -144,6 +149,10 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
     let sock: Socket = plain;
     let buf: Buffer = Buffer.alloc(0);
     let inData = false;
+    /** A BDAT chunk being read: its command line, bytes still owed, and what came so far. */
+    let bdat: { line: string; left: number; last: boolean; parts: Buffer[] } | null = null;
+    const bdatParts: Buffer[] = [];
+    const bdatSizes: number[] = [];
     const flood = (f: Flood): void => {
       if (f.prefix !== undefined && !sock.destroyed) sock.write(f.prefix);
       const unit = Buffer.from(f.flood, 'utf8');
@@ -216,6 +225,7 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
           sock.off('data', onData);
           const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key });
           tls.on('error', () => {});
+          tls.on('secure', () => (s.tlsProtocol = tls.getProtocol()));
           tls.on('data', onData);
           sock = tls;
           s.tls = true;
@@ -236,6 +246,11 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
         const r = pick(line, ok ? '354 go ahead' : '554 5.5.1 No valid recipients');
         if (r.text?.startsWith('354')) inData = true;
         answer(r);
+      } else if (verb === 'BDAT') {
+        const m = /^BDAT (\d{1,9})( LAST)?$/i.exec(line);
+        if (!m) answer(pick(line, '501 5.5.4 Syntax: BDAT size [LAST]'));
+        // The chunk is read whatever happens; its reply comes after it (chunkDone).
+        else bdat = { line, left: Number(m[1]), last: m[2] !== undefined, parts: [] };
       } else if (verb === 'RSET') {
         s.current = null;
         answer(pick(line, '250 2.0.0 Reset'));
@@ -261,6 +276,30 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       answer(r);
     };
 
+    const chunkDone = (c: { line: string; last: boolean; parts: Buffer[] }): void => {
+      const data = Buffer.concat(c.parts);
+      if (s.current === null || s.current.accepted.length === 0) {
+        bdatParts.length = 0;
+        bdatSizes.length = 0;
+        answer(pick(c.line, s.current === null ? '503 5.5.1 Need MAIL' : '554 5.5.1 No valid recipients'));
+        return;
+      }
+      bdatParts.push(data);
+      bdatSizes.push(data.length);
+      if (!c.last) {
+        answer(pick(c.line, `250 2.0.0 ${data.length} octets received`));
+        return;
+      }
+      const m = s.current;
+      m.raw = m.body = Buffer.concat(bdatParts);
+      m.chunks = [...bdatSizes];
+      bdatParts.length = 0;
+      bdatSizes.length = 0;
+      s.messages.push(m);
+      s.current = null;
+      answer(pick(c.line, mode === 'lmtp' ? m.accepted.map(() => '250 2.0.0 delivered').join('\r\n') : '250 2.0.0 Ok: queued'));
+    };
+
     const onData = (chunk: Buffer): void => {
       if (inData) {
         // Data is sent only after the 354, so all of this read is message data.
@@ -270,6 +309,19 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
       const batch: string[] = [];
       for (let guard = 0; guard < 100_000; guard++) {
+        if (bdat !== null) {
+          if (bdat.left > 0 && buf.length === 0) break;
+          const take = Math.min(bdat.left, buf.length);
+          bdat.parts.push(buf.subarray(0, take));
+          s.dataBytes += take;
+          buf = buf.subarray(take);
+          bdat.left -= take;
+          if (bdat.left > 0) break;
+          const done = bdat;
+          bdat = null;
+          chunkDone(done);
+          continue;
+        }
         if (inData) {
           // The data starts right after a CRLF (the DATA line), so look for CRLF "." CRLF with
           // a virtual CRLF in front.

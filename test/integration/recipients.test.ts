@@ -216,3 +216,13 @@ test('the Maildir transport creates only the mailboxes it may: others get 550 5.
   ]);
   assert.deepEqual(readdirSync(join(root, 'local.test')).sort(), ['listed', 'old']);
 });
+
+test('a domain routed to a pipe is inside the recipient map: an unknown user is refused at RCPT, not bounced by the program later', async (t) => {
+  const map = writeFile(t, 'recipients', 'alice@pipe.test\n');
+  // Delivery is off: only RCPT is asked. As root a pipe route must name a user (checked at start).
+  const user = (process.getuid?.() ?? 0) === 0 ? 'user=nobody ' : '';
+  const node = await startTestNode(t, { POSTERN_RECIPIENTS: map, POSTERN_ROUTES: `pipe.test=pipe:${user}/bin/cat {recipient}` });
+  const c = await session(node, t);
+  await c.cmd('MAIL FROM:<x@far.test>');
+  assert.deepEqual(await rcptCodes(c, ['alice@pipe.test', 'ghost@pipe.test']), ['250 2.1.5', '550 5.1.1']);
+});

@@ -107,7 +107,7 @@ test('rates, schedules, routes, scores, keys and URLs are parsed once, here, and
   }
   assert.ok(err instanceof ConfigError);
   assert.deepEqual(err.problems, [
-    'POSTERN_ROUTES="x.test=ftp:h" is invalid: route "x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir or webhook',
+    'POSTERN_ROUTES="x.test=ftp:h" is invalid: route "x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir, webhook or pipe',
     'POSTERN_SMARTHOST="::1:25" is invalid: "::1:25": an IPv6 address needs brackets, like [::1]:25; expected host:port or [host]:port, comma-separated',
     'POSTERN_DEST_RATE="fast" is invalid: rate "fast" is not a count per period; expected like 100/s, 6000/m, 10/h, 5/d or 50/5m, or empty for unlimited',
     'POSTERN_RETRY_SCHEDULE="5" is invalid: retry schedule "5" has bad delays ("5"); expected comma-separated durations > 0 like 5m,10m,20m,40m,1h',

@@ -54,8 +54,8 @@ test('every bad entry is reported, naming the entry and what is allowed (pinned)
   const r = parseRoutes('ok.test=smtp:h; nope; x.test=ftp:h; y.test=smtp:::1; z.test=smtp:h:0; w.test=smtp:h/tls=maybe; ok.test=lmtp:h; -bad-.test=smtp:h; m.test=maildir:var/mail; u.test=webhook:ftp://h/; e.test=smtp:');
   assert.ok(!r.ok);
   assert.deepEqual(r.error.split('; route '), [
-    'route "nope": expected domain=kind:target (kind smtp, lmtp, maildir or webhook)',
-    '"x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir or webhook',
+    'route "nope": expected domain=kind:target (kind smtp, lmtp, maildir, webhook or pipe)',
+    '"x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir, webhook or pipe',
     '"y.test=smtp:::1": "::1": an IPv6 address needs brackets, like [::1]:25; smtp takes host[:port] or [host]:port, comma-separated',
     '"z.test=smtp:h:0": "h:0": port "0" is not 1-65535; smtp takes host[:port] or [host]:port, comma-separated',
     '"w.test=smtp:h/tls=maybe": "/tls=maybe" is not a TLS policy; expected /tls=opportunistic|required|none',

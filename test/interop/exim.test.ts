@@ -1,0 +1,149 @@
+// postern and a real Exim 4 (unpacked by scripts/unpack-mta.sh, test/helpers/exim.ts) in both
+// directions on loopback: postern delivers to Exim (STARTTLS, PIPELINING, CHUNKING/BDAT,
+// 8BITMIME), Exim relays into postern (with BDAT, which Exim tries when offered), and a
+// permanent failure on either side comes back as a DSN the other side accepts, read as RFC 3464
+// by an independent parser (postal-mime). Bodies are compared byte for byte apart from the trace
+// fields; Exim stores Maildir files with LF line ends, so those are compared in LF.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import PostalMime from 'postal-mime';
+import { eximSkip, startExim, withoutTrace } from '../helpers/exim.js';
+import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
+import { sendMessage } from '../helpers/smtp-client.js';
+import { startScriptedServer } from '../helpers/scripted-server.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+
+const skip = eximSkip();
+
+function msg(n: number, to: string, extra = ''): string {
+  return `From: <sender${n}@post.test>\nTo: <${to}>\nSubject: postern-exim #${n}\nDate: Mon, 07 Dec 2026 13:00:0${n} +0000\nMessage-ID: <pe${n}@post.test>\nMIME-Version: 1.0\n${extra}\n`;
+}
+
+const TO_EXIM = [
+  { rcpts: ['alice@exim.test', 'bob@exim.test'], body: msg(1, 'alice@exim.test, bob@exim.test') + 'Two recipients, one transaction.\n' },
+  { rcpts: ['carol@exim.test'], body: msg(2, 'carol@exim.test') + '\n.\n..\n.leading dot\nend\n\n' },
+  { rcpts: ['alice@exim.test'], body: msg(3, 'alice@exim.test', 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n') + 'Grüße — 8-bit text.\n' },
+];
+
+/** RFC 3464 read back: the report's per-message and per-recipient field groups. */
+async function readDsn(raw: string): Promise<{ reportType: string; groups: Array<Map<string, string>> }> {
+  const e = await PostalMime.parse(Buffer.from(raw, 'latin1'), { attachmentEncoding: 'utf8', forceRfc822Attachments: true });
+  const ct = e.headers.find((h) => h.key === 'content-type')?.value ?? '';
+  assert.match(ct, /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
+  const status = e.attachments.find((a) => a.mimeType === 'message/delivery-status');
+  assert.ok(status, `a message/delivery-status part: ${e.attachments.map((a) => a.mimeType).join(', ')}`);
+  const text = String(status.content).replace(/\r\n/g, '\n').replace(/\n[ \t]+/g, ' ');
+  const groups = text
+    .split(/\n\s*\n/)
+    .map((g) => g.trim())
+    .filter((g) => g !== '')
+    .map((g) => new Map(g.split('\n').map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
+  return { reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups };
+}
+
+async function sendAll(port: number, from: string, list: Array<{ rcpts: string[]; body: string }>): Promise<void> {
+  for (const m of list) await sendMessage(port, from, m.rcpts, m.body, 'client.post.test');
+}
+
+test('exim: postern delivers to Exim with STARTTLS, PIPELINING, CHUNKING (BDAT) and 8BITMIME: every copy arrives byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
+  const ex = await startExim(t, { tls: makeCert(t) });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `exim.test=smtp:127.0.0.1:${ex.port}/tls=opportunistic`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  await sendAll(node.ports.smtpPort, 'sender@post.test', TO_EXIM);
+  await waitFor('the copies in Exim\'s Maildirs', () => ex.mailbox('alice').length === 2 && ex.mailbox('bob').length === 1 && ex.mailbox('carol').length === 1, 20_000);
+  await waitFor('postern\'s queue empty', () => node.queue.counts().total === 0);
+  const byBox = { alice: [TO_EXIM[0]!, TO_EXIM[2]!], bob: [TO_EXIM[0]!], carol: [TO_EXIM[1]!] };
+  for (const [box, expected] of Object.entries(byBox)) {
+    const got = ex.mailbox(box).map(withoutTrace).sort();
+    // The files are read as latin1: the expected text as the UTF-8 bytes it was sent as.
+    assert.deepEqual(got, expected.map((m) => Buffer.from(m.body, 'utf8').toString('latin1')).sort(), box);
+    for (const f of ex.mailbox(box)) {
+      assert.match(f, /^Return-path: <sender@post\.test>\n/);
+      assert.match(f, /^Received: from \[127\.0\.0\.1\] \(helo=mx\.postern\.interop\)\n\tby exim\.interop\.test with esmtps /m, 'Exim names postern, over TLS');
+    }
+  }
+  // Exim's log of each arrival: TLS (X=), pipelined commands (L), CHUNKING (K).
+  const arrivals = ex.mainlog().split('\n').filter((l) => / <= sender@post\.test /.test(l));
+  assert.equal(arrivals.length, 3, ex.mainlog());
+  for (const l of arrivals) {
+    assert.match(l, / P=esmtps /, l);
+    assert.match(l, / X=TLS1\.[23]/, l);
+    // "L" (Exim 4.96 writes "L."): PIPELINING offered and used; "L.-" would be offered, unused.
+    assert.match(l, / L\.? /, `pipelined: ${l}`);
+    assert.match(l, / K /, `CHUNKING: ${l}`);
+  }
+});
+
+test('exim: Exim relays into postern (BDAT, PIPELINING) and postern queues and delivers what it sent, byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
+  const peer = await startScriptedServer(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port}`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  const ex = await startExim(t, { relayPort: node.ports.smtpPort });
+  const list = [
+    { rcpts: ['x@far.test', 'y@far.test'], body: msg(4, 'x@far.test, y@far.test') + 'Relayed by Exim.\n' },
+    { rcpts: ['dots@far.test'], body: msg(5, 'dots@far.test') + '.\n..\n.leading dot\nend\n' },
+    { rcpts: ['utf@far.test'], body: msg(6, 'utf@far.test', 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n') + 'Grüße — 8-bit.\n' },
+  ];
+  await sendAll(ex.port, 'sender@exim.test', list);
+  await waitFor('the three messages at the final server', () => peer.messages().length === 3 && node.queue.counts().total === 0, 20_000);
+  const got = peer.messages().map((m) => withoutTrace(m.body.toString('latin1').replace(/\r\n/g, '\n'))).sort();
+  assert.deepEqual(got, list.map((m) => Buffer.from(m.body, 'utf8').toString('latin1')).sort());
+  assert.deepEqual(peer.messages().map((m) => m.accepted.length).sort(), [1, 1, 2]);
+  for (const m of peer.messages()) assert.match(m.mailFrom, /^MAIL FROM:<sender@exim\.test>/);
+  // Exim's log of each delivery to postern: K when it went with CHUNKING.
+  // "=>" for the first recipient of a delivery, "->" for the others in the same transaction.
+  const out = ex.mainlog().split('\n').filter((l) => / [=-]> \S+@far\.test /.test(l));
+  assert.equal(out.length, 4, ex.mainlog());
+  for (const l of out) assert.match(l, / K /, `CHUNKING: ${l}`);
+});
+
+test('exim: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers', { skip }, async (t: TestContext) => {
+  const root = tmpdir(t);
+  mkdirSync(join(root, 'mail'));
+  const map = writeFile(t, 'recipients', 'me@post.test\n');
+  const node = await startTestNode(t, {
+    POSTERN_DELIVERY: 'routes',
+    POSTERN_LOCAL_DOMAINS: 'post.test',
+    POSTERN_RECIPIENTS: map,
+    POSTERN_MAILDIR_CREATE: 'true',
+    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
+    POSTERN_HOSTNAME: 'mx.postern.interop',
+  }, { delivery: { pollIntervalMs: 50 } });
+  const ex = await startExim(t, { relayPort: node.ports.smtpPort });
+  // postern's routes learn Exim's port only now: a second node sends to it.
+  const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `exim.test=smtp:127.0.0.1:${ex.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+
+  // 1. postern → Exim, unknown mailbox: Exim says 550 5.1.1 at RCPT, postern bounces to the
+  //    sender, bob@exim.test, and Exim accepts the bounce from the null sender.
+  await sendMessage(sender.ports.smtpPort, 'bob@exim.test', ['nobody@exim.test'], msg(7, 'nobody@exim.test') + 'Will bounce at Exim.\n', 'client.test');
+  await waitFor('postern\'s DSN in bob\'s Exim Maildir', () => ex.mailbox('bob').length === 1, 20_000);
+  const d1 = ex.mailbox('bob')[0]!;
+  assert.match(d1, /^Return-path: <>\n/, 'from the null sender');
+  const r1 = await readDsn(d1);
+  assert.equal(r1.reportType, 'delivery-status');
+  assert.match(r1.groups[0]!.get('reporting-mta') ?? '', /^dns; ?out\.postern\.interop$/);
+  const rc1 = r1.groups.find((g) => g.has('final-recipient'))!;
+  assert.match(rc1.get('final-recipient')!, /^rfc822; ?nobody@exim\.test$/i);
+  assert.equal(rc1.get('action'), 'failed');
+  assert.equal(rc1.get('status'), '5.1.1');
+  assert.match(rc1.get('diagnostic-code') ?? '', /^smtp; ?550 5\.1\.1 unknown user <nobody@exim\.test>/);
+  assert.match(ex.mainlog(), / <= <> .*P=esmtp/, 'Exim logged the bounce arriving with the null sender');
+
+  // 2. Exim → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, Exim bounces to the
+  //    sender me@post.test through postern, which accepts the bounce and delivers it.
+  await sendMessage(ex.port, 'me@post.test', ['ghost@post.test'], msg(8, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
+  const box = join(root, 'mail', 'post.test', 'me', 'new');
+  await waitFor('Exim\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, 20_000);
+  const d2 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  assert.match(d2, /^Return-Path: <>\r\n/);
+  const r2 = await readDsn(d2);
+  assert.equal(r2.reportType, 'delivery-status');
+  assert.match(r2.groups[0]!.get('reporting-mta') ?? '', /^dns; ?exim\.interop\.test$/i);
+  const rc2 = r2.groups.find((g) => g.has('final-recipient'))!;
+  assert.match(rc2.get('final-recipient')!, /^rfc822; ?ghost@post\.test$/i);
+  assert.equal(rc2.get('action'), 'failed');
+  // Exim's Status is its own 5.0.0; postern's reply is in the Diagnostic-Code.
+  assert.match(rc2.get('status') ?? '', /^5\.\d{1,3}\.\d{1,3}$/);
+  assert.match(rc2.get('diagnostic-code') ?? '', /^smtp; ?550 5\.1\.1/);
+});
