@@ -12,9 +12,7 @@ import { EX } from './exit-codes.js';
 import { apiError, NodeApi, type ApiAnswer } from './node-api.js';
 import { safeText } from './safe-text.js';
 import { sourceOfDestination } from '../lib/destination-source.js';
-
-const STATES = ['ready', 'scheduled', 'leased', 'held'] as const;
-type ListState = (typeof STATES)[number];
+import { LIST_STATES, listState, type ListState } from '../queue/list-state.js';
 
 export const QUEUE_USAGE = `usage: postern queue [COMMAND] [--env-file FILE]
 
@@ -22,8 +20,8 @@ export const QUEUE_USAGE = `usage: postern queue [COMMAND] [--env-file FILE]
   list [--domain D] [--state S] [--sender S] [--limit N] [--json]
                                     the messages (as mailq): id, size, age, state, sender,
                                     each recipient with its state and last reply
-  show ID [--json]                  one message: envelope, per-recipient state, attempts and
-                                    last reply, the header section
+  show ID [--json]                  one message: envelope, per-recipient state, attempts, last
+                                    reply and the last attempts, the header section
   flush [ID...] [--domain D]        retry now: every message, the given ones, or those with
                                     a pending recipient in D (held messages stay held)
   hold ID... | --domain D | --all   take out of circulation until released
@@ -60,7 +58,8 @@ const SPECS = {
   ${ENV_FILE_USAGE}`, { domain: { type: 'string' }, state: { type: 'string' }, sender: { type: 'string' }, limit: { type: 'string' }, json: { type: 'boolean' } }),
   show: spec(`usage: postern queue show ID [--json]
 
-  one message: envelope, state, per-recipient state, attempts and last reply, the headers
+  one message: envelope, state, per-recipient state, attempts, last reply and history (the
+  last few attempts, oldest first, each with its time and reply), the headers
   ${ENV_FILE_USAGE}`, { json: { type: 'boolean' } }, { min: 1, max: 1, name: 'message id' }),
   flush: spec(`usage: postern queue flush [ID...] [--domain D]
 
@@ -156,11 +155,6 @@ function summaryCommand(config: Readonly<Config>, values: Values): Promise<numbe
   });
 }
 
-/** The state `list --state` and the text view show: a ready message not yet due is 'scheduled'. */
-function listState(m: MessageRecord, nowMs: number): ListState {
-  return m.state === 'ready' && m.nextAttemptAt > nowMs ? 'scheduled' : m.state;
-}
-
 function age(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
   if (s < 60) return `${s}s`;
@@ -169,7 +163,7 @@ function age(ms: number): string {
   return `${Math.floor(s / 86400)}d${String(Math.floor((s % 86400) / 3600)).padStart(2, '0')}h`;
 }
 
-function replyText(r: MessageRecord['recipients'][number]['lastReply']): string {
+function replyText(r: { code?: number; enhanced?: string; text: string; command?: string; destination?: string } | undefined): string {
   if (r === undefined) return '';
   const code = [r.code, r.enhanced].filter((x) => x !== undefined).join(' ');
   const where = [r.command, r.destination].filter((x) => x !== undefined).join(', ');
@@ -191,7 +185,7 @@ function matches(m: MessageRecord, f: { domain?: string; state?: ListState; send
 function listCommand(config: Readonly<Config>, values: Values): Promise<number> {
   const usage = SPECS.list.usage;
   const state = str(values, 'state');
-  if (state !== undefined && !(STATES as readonly string[]).includes(state)) throw usageError(`--state ${JSON.stringify(state)}: one of ${STATES.join(', ')}`, usage);
+  if (state !== undefined && !(LIST_STATES as readonly string[]).includes(state)) throw usageError(`--state ${JSON.stringify(state)}: one of ${LIST_STATES.join(', ')}`, usage);
   const limit = num(values, 'limit', usage, (n) => Number.isInteger(n) && n >= 1) ?? Infinity;
   const filter = {
     domain: str(values, 'domain')?.toLowerCase().replace(/\.$/, ''),
@@ -217,7 +211,8 @@ function listCommand(config: Readonly<Config>, values: Values): Promise<number> 
       n++;
       bytes += m.size;
       if (json) {
-        out.push(`${n > 1 ? ',' : ''}\n${JSON.stringify(messageView(m))}`);
+        // The same clock as the filter: queue_state is the state --state matched.
+        out.push(`${n > 1 ? ',' : ''}\n${JSON.stringify(messageView(m, nowMs))}`);
       } else {
         out.push(`${m.id.padEnd(16)}  ${String(m.size).padStart(9)}  ${age(nowMs - m.receivedAt).padEnd(6)}  ${listState(m, nowMs).padEnd(9)}  ${m.sender === '' ? '<>' : safeText(m.sender)}\n`);
         for (const r of m.recipients) {
@@ -243,7 +238,7 @@ function showCommand(config: Readonly<Config>, values: Values, positionals: stri
     const nowMs = Date.now();
     if (values.json === true) {
       const { messageView } = await import('../http/message-view.js');
-      console.log(JSON.stringify({ ...messageView(m), headers: headers?.toString('utf8') ?? null }, null, 2));
+      console.log(JSON.stringify({ ...messageView(m, nowMs), headers: headers?.toString('utf8') ?? null }, null, 2));
       return EX.OK;
     }
     const iso = (ms: number): string => new Date(ms).toISOString();
@@ -262,6 +257,12 @@ function showCommand(config: Readonly<Config>, values: Values, positionals: stri
       const source = sourceOfDestination(r.lastReply?.destination);
       lines.push(`  ${safeText(r.address)}: ${r.state}, ${r.attempts} attempt${r.attempts === 1 ? '' : 's'}${source !== null ? `, source ${safeText(source)}` : ''}`);
       if (r.lastReply) lines.push(`    last reply${r.lastReply.at ? ` at ${iso(r.lastReply.at)}` : ''}: ${replyText(r.lastReply)}`);
+      const h = r.history ?? [];
+      if (h.length > 0) {
+        const earlier = r.attempts - h.length;
+        lines.push(`    history (last ${h.length} attempt${h.length === 1 ? '' : 's'}, oldest first${earlier > 0 ? `; ${earlier} earlier not kept` : ''}):`);
+        for (const a of h) lines.push(`      ${iso(a.at)}  ${replyText(a)}`);
+      }
     }
     lines.push('headers:');
     if (headers === null) lines.push('  (no body stored)');
@@ -382,10 +383,14 @@ async function flushCommand(config: Readonly<Config>, values: Values, ids: strin
   if (a.status !== 200) throw new PosternError('PST_ERR_CLI_NODE_REFUSED', `listing the destinations: ${apiError(a)}`);
   if (a.json.truncated === true) return perMessage(api, 'flush', await allIds(api), true);
   const domains = a.json.destinations as { domain: string }[];
+  // Counted: the recipient domains retried, and the messages that changed (a message already
+  // due, or due through an earlier domain of this loop, is not counted again).
+  let messages = 0;
   for (const d of domains) {
     const r = await api.request('POST', `/v1/queue/destinations/${encodeURIComponent(d.domain)}/retry`);
     if (r.status !== 200) throw new PosternError('PST_ERR_CLI_NODE_REFUSED', `flush ${d.domain}: ${apiError(r)}`);
+    messages += Number(r.json.messages ?? 0);
   }
-  console.log(`${domains.length} destination${domains.length === 1 ? '' : 's'} due now`);
+  console.log(`${domains.length} recipient domain${domains.length === 1 ? '' : 's'} retried: ${messages} message${messages === 1 ? '' : 's'} made due now`);
   return EX.OK;
 }

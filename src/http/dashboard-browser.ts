@@ -1,7 +1,7 @@
 // The dashboard's message browser (dashboard-page.ts puts it in the one page): a search form
 // over GET /v1/queue/messages (id, sender, recipient, domain, state; cursor pages), a message
-// page (envelope, per-recipient state and last reply, the header fields) and the actions hold,
-// release, retry now, delete and bounce, each asked for and then confirmed in the page.
+// page (envelope, per-recipient state, last reply and kept attempts, the header fields) and
+// the actions hold, release, retry now, delete and bounce, each asked for and then confirmed.
 //
 // Every value shown (addresses, replies, header values) is hostile text from the network: it
 // is only ever set with textContent or a property, never parsed as markup. Actions go through
@@ -36,6 +36,8 @@ button.open{border:0;padding:0;background:none;color:var(--received);font-family
 .msg td{overflow-wrap:anywhere;vertical-align:top;padding-right:8px}
 .msg col.hn{width:14em}
 .msg td.hn{color:var(--muted);overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.msg tr.hist td{padding:0 0 8px 14px;color:var(--muted);font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
+.msg tr.hist ol{margin:2px 0 0;padding-left:20px}
 .msg td.mono,.browser td.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 [hidden]{display:none!important}
 `;
@@ -245,6 +247,28 @@ export const BROWSER_SCRIPT = `
     return v;
   }
 
+  // The recipient's kept attempts (a few, oldest first) in a row under it; text only.
+  function historyRow(tbody, r) {
+    var hist = Array.isArray(r.history) ? r.history : [];
+    if (!hist.length) return;
+    var tr = document.createElement('tr'), cell = document.createElement('td'), label = document.createElement('span'), ol = document.createElement('ol');
+    tr.className = 'hist';
+    tr.setAttribute('data-testid', 'recipient-history');
+    cell.colSpan = 6;
+    var earlier = Number(r.attempts) - hist.length;
+    label.textContent = 'last ' + hist.length + ' attempt' + (hist.length === 1 ? '' : 's') + ', oldest first' + (earlier > 0 ? ' (' + fmt(earlier) + ' earlier not kept)' : '') + ':';
+    hist.forEach(function (a) {
+      var li = document.createElement('li');
+      li.setAttribute('data-testid', 'history-entry');
+      li.textContent = String(a.at) + ' ' + (replyText(a) || '(no reply)') + (a.destination ? ' (' + String(a.destination) + ')' : '');
+      ol.appendChild(li);
+    });
+    cell.appendChild(label);
+    cell.appendChild(ol);
+    tr.appendChild(cell);
+    tbody.appendChild(tr);
+  }
+
   function renderMessage(m, headers) {
     var now = Date.now();
     $('message-id').textContent = String(m.id);
@@ -278,6 +302,7 @@ export const BROWSER_SCRIPT = `
       td(tr, '', lr && lr.at ? String(lr.at) : '–');
       td(tr, '', lr ? [lr.command, lr.destination].filter(function (x) { return x !== null && x !== undefined; }).map(String).join(', ') || '–' : '–');
       tbody.appendChild(tr);
+      historyRow(tbody, r);
     });
     $('recipient-count').textContent = fmt((m.recipients || []).length) + ' (' + fmt(pending) + ' pending)';
 

@@ -1,15 +1,10 @@
 // The JSON shape of a queued message in API answers: snake_case, ISO dates, priority by name.
 // Built from MessageRecord field by field so a new internal field never leaks by accident.
-import { PRIORITY_NAMES, type MessageRecord, type ReplyRecord } from '../queue/store.js';
+import { PRIORITY_NAMES, type AttemptRecord, type MessageRecord, type ReplyRecord } from '../queue/store.js';
+import { listState, type ListState } from '../queue/list-state.js';
 import { sourceOfDestination } from '../lib/destination-source.js';
 
-/** The state the list filter and the queue counts use: a ready message not yet due is 'scheduled'. */
-export type ListState = 'ready' | 'scheduled' | 'leased' | 'held';
-export const LIST_STATES: readonly ListState[] = ['ready', 'scheduled', 'leased', 'held'];
-
-export function listState(m: MessageRecord, nowMs: number): ListState {
-  return m.state === 'ready' && m.nextAttemptAt > nowMs ? 'scheduled' : m.state;
-}
+export { LIST_STATES, listState, type ListState } from '../queue/list-state.js';
 
 export interface MessageView {
   id: string;
@@ -24,8 +19,12 @@ export interface MessageView {
   size: number;
   /** The pool a trusted client named (X-Postern-Pool, the API's `pool`); null: the sender's domain picks it. */
   pool: string | null;
-  /** `source`: the egress source of the recipient's last attempt (from its destination key); null when none applied. */
-  recipients: { address: string; domain: string; state: string; attempts: number; source: string | null; last_reply: ReplyView | null }[];
+  /**
+   * `source`: the egress source of the recipient's last attempt (from its destination key); null when none applied.
+   * `history`: its last attempts, oldest first (a few, each part cut to a bound: queue/records.ts); [] before the
+   * first attempt and for attempts made before the queue kept them.
+   */
+  recipients: { address: string; domain: string; state: string; attempts: number; source: string | null; last_reply: ReplyView | null; history: AttemptView[] }[];
   client: MessageRecord['client'] | null;
   lease: { owner: string; expires_at: string } | null;
 }
@@ -38,6 +37,14 @@ export interface ReplyView {
   transient: boolean | null;
   destination: string | null;
   at: string | null;
+}
+
+export interface AttemptView {
+  at: string;
+  code: number | null;
+  enhanced: string | null;
+  text: string;
+  destination: string | null;
 }
 
 function iso(ms: number): string {
@@ -55,6 +62,10 @@ function replyView(r: ReplyRecord | undefined): ReplyView | null {
     destination: r.destination ?? null,
     at: r.at === undefined ? null : iso(r.at),
   };
+}
+
+function attemptView(a: AttemptRecord): AttemptView {
+  return { at: iso(a.at), code: a.code ?? null, enhanced: a.enhanced ?? null, text: a.text, destination: a.destination ?? null };
 }
 
 /** The fields the full view and the summary share. */
@@ -76,7 +87,15 @@ function messageHead(m: MessageRecord, nowMs: number): Omit<MessageView, 'recipi
 export function messageView(m: MessageRecord, nowMs = Date.now()): MessageView {
   return {
     ...messageHead(m, nowMs),
-    recipients: m.recipients.map((r) => ({ address: r.address, domain: r.domain, state: r.state, attempts: r.attempts, source: sourceOfDestination(r.lastReply?.destination), last_reply: replyView(r.lastReply) })),
+    recipients: m.recipients.map((r) => ({
+      address: r.address,
+      domain: r.domain,
+      state: r.state,
+      attempts: r.attempts,
+      source: sourceOfDestination(r.lastReply?.destination),
+      last_reply: replyView(r.lastReply),
+      history: (r.history ?? []).map(attemptView),
+    })),
     client: m.client ?? null,
     lease: m.lease ? { owner: m.lease.owner, expires_at: iso(m.lease.expiresAt) } : null,
   };

@@ -7,7 +7,7 @@
 import { isId } from '../queue/ids.js';
 import type { MessageRecord } from '../queue/types.js';
 import { failure, success, type Result } from '../lib/result.js';
-import { LIST_STATES, listState, type ListState } from './message-view.js';
+import { LIST_STATES, listState, type ListState } from '../queue/list-state.js';
 import { fail, limitParam, type HttpResult } from './respond.js';
 
 export const DEFAULT_LIMIT = 100;

@@ -12,6 +12,7 @@ import type {
   RecipientInput,
   RecipientState,
   ReplyRecord,
+  AttemptRecord,
 } from './types.js';
 
 // Why a constant and not lmdb-js's sharedStructuresKey: structures learned at run time must
@@ -36,7 +37,11 @@ const MESSAGE_KEYS_2 = [...MESSAGE_KEYS, 'waitFor'];
 // Then `pool` (records since the X-Postern-Pool header and the API's pool field): the pool a
 // trusted client chose. Records of the two forms above still decode, without it.
 const MESSAGE_KEYS_3 = [...MESSAGE_KEYS_2, 'pool'];
-const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2, MESSAGE_KEYS_3];
+// Then a recipient's `history` (its last attempts, ATTEMPT_KEYS each): added at its first
+// attempt, so an untried recipient, and every recipient of an older record, keeps the first form.
+const RECIPIENT_KEYS_2 = [...RECIPIENT_KEYS, 'history'];
+const ATTEMPT_KEYS = ['at', 'code', 'enhanced', 'text', 'destination'];
+const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2, MESSAGE_KEYS_3, RECIPIENT_KEYS_2, ATTEMPT_KEYS];
 
 const packr = new Packr({
   structures: STRUCTURES.map((keys) => keys.slice()),
@@ -92,6 +97,7 @@ function recordProblem(v: unknown, id: string): string | null {
     if (rc['notify'] !== undefined && !(Array.isArray(rc['notify']) && (rc['notify'] as unknown[]).every((n) => typeof n === 'string'))) return 'bad recipient notify';
     if (!optional(rc['orcpt'], 'string')) return 'bad recipient orcpt';
     if (rc['lastReply'] !== undefined && (rc['lastReply'] === null || typeof rc['lastReply'] !== 'object')) return 'bad recipient reply';
+    if (rc['history'] !== undefined && !isHistory(rc['history'])) return 'bad recipient history';
   }
   if (!optional(r['envid'], 'string') || !optional(r['ret'], 'string') || !optional(r['bodyType'], 'string') || !optional(r['mtPriority'], 'number') || !optional(r['smtputf8'], 'boolean')) return 'bad envelope parameters';
   if (r['client'] !== undefined && (r['client'] === null || typeof r['client'] !== 'object')) return 'bad client';
@@ -103,6 +109,17 @@ function recordProblem(v: unknown, id: string): string | null {
     if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';
   }
   return null;
+}
+
+/** Read by the message view and `queue show`: each entry's fields of the right type. */
+function isHistory(h: unknown): boolean {
+  if (!Array.isArray(h)) return false;
+  for (const e of h as unknown[]) {
+    if (e === null || typeof e !== 'object') return false;
+    const a = e as Record<string, unknown>;
+    if (!isTime(a['at']) || typeof a['text'] !== 'string' || !optional(a['code'], 'number') || !optional(a['enhanced'], 'string') || !optional(a['destination'], 'string')) return false;
+  }
+  return true;
 }
 
 /** Lower-cased part after the last '@'; '' for an address without one (RFC 5321 <postmaster>). */
@@ -124,6 +141,61 @@ export function makeReply(r: ReplyRecord | undefined, at: number): ReplyRecord |
   };
 }
 
+/**
+ * The bounds of a recipient's history. A remote server chooses its reply text (up to the
+ * reply reader's 64 KiB), so every stored part is cut: an entry is at most about
+ * HISTORY_TEXT_CHARS + HISTORY_DESTINATION_CHARS + 40 bytes, whatever the server sends. The
+ * record is rewritten on every attempt, so the depth shrinks as recipients grow:
+ * HISTORY_RECORD_ENTRIES entries for the whole record, HISTORY_ATTEMPTS at most per recipient
+ * (5 up to 50 recipients, 1 at 126 to 250, none past 250: lastReply alone says the latest).
+ */
+export const HISTORY_ATTEMPTS = 5;
+export const HISTORY_RECORD_ENTRIES = 250;
+export const HISTORY_TEXT_CHARS = 256;
+export const HISTORY_DESTINATION_CHARS = 128;
+const ENHANCED_CHARS = 16;
+
+/** How many attempts each recipient of a `recipients`-recipient record keeps. */
+export function historyDepth(recipients: number): number {
+  return Math.min(HISTORY_ATTEMPTS, Math.floor(HISTORY_RECORD_ENTRIES / Math.max(1, recipients)));
+}
+
+/** `s` cut to at most `max` UTF-16 units, ending in '…' when cut, never splitting a surrogate pair. */
+export function cutText(s: string, max: number): string {
+  if (s.length <= max) return s;
+  let end = max - 1;
+  const c = s.charCodeAt(end - 1);
+  if (c >= 0xd800 && c <= 0xdbff) end--;
+  return s.slice(0, end) + '…';
+}
+
+/** One attempt's entry, keys in ATTEMPT_KEYS order, every part bounded. */
+export function makeAttempt(r: ReplyRecord | undefined, at: number): AttemptRecord {
+  const code = r?.code;
+  return {
+    at: r?.at ?? at,
+    code: typeof code === 'number' && Number.isInteger(code) && code >= 0 && code <= 999 ? code : undefined,
+    enhanced: typeof r?.enhanced === 'string' ? cutText(r.enhanced, ENHANCED_CHARS) : undefined,
+    text: cutText(typeof r?.text === 'string' ? r.text : String(r?.text ?? ''), HISTORY_TEXT_CHARS),
+    destination: typeof r?.destination === 'string' ? cutText(r.destination, HISTORY_DESTINATION_CHARS) : undefined,
+  };
+}
+
+/**
+ * Append an attempt to the recipient's history, oldest first, keeping the last `depth`
+ * (historyDepth of the record). With depth 0 the recipient keeps none (and loses any it had).
+ */
+export function pushAttempt(r: Recipient, reply: ReplyRecord | undefined, at: number, depth: number): void {
+  if (depth <= 0) {
+    if (r.history !== undefined) r.history = undefined;
+    return;
+  }
+  const h = r.history ?? [];
+  h.push(makeAttempt(reply, at));
+  if (h.length > depth) h.splice(0, h.length - depth);
+  r.history = h;
+}
+
 export function makeRecipient(r: RecipientInput): Recipient {
   return {
     address: r.address,
@@ -133,6 +205,8 @@ export function makeRecipient(r: RecipientInput): Recipient {
     state: 'pending' as RecipientState,
     attempts: 0,
     lastReply: undefined,
+    // No `history` key: added at the first attempt (RECIPIENT_KEYS_2), so a new record is no
+    // bigger than before until something was tried.
   };
 }
 

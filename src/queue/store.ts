@@ -17,7 +17,7 @@ import { LeaseManager } from './lease-manager.js';
 import { DestinationWaits } from './destination-waits.js';
 import { QueueAdmin } from './queue-admin.js';
 import { RecordStore, notFound, openQueueEnv } from './record-store.js';
-import { encodeRecord, isFinal, makeMessage, makeReply } from './records.js';
+import { encodeRecord, historyDepth, isFinal, makeMessage, makeReply, pushAttempt } from './records.js';
 import { SuppressionList } from './suppressions.js';
 import { EventLog } from './events.js';
 import { WarmupCounts } from './warmup-counts.js';
@@ -322,7 +322,8 @@ export class Queue {
 
   /**
    * Record per-recipient results of one delivery attempt: each outcome's pending recipient
-   * gets attempts+1 (not a deferral marked tried: false) and the reply; 'delivered'/'failed' are final. The message gets
+   * gets attempts+1 (not a deferral marked tried: false), the reply, and the attempt appended to
+   * its bounded history (records.ts pushAttempt); 'delivered'/'failed' are final. The message gets
    * attempts+1. If no recipient is pending any more the record and body are deleted and the
    * final record is returned (for DSNs); else it is 'ready' again (still 'held' if held) with
    * nextAttemptAt = the earliest retryAt of this call's deferrals, or now if there is none.
@@ -344,10 +345,16 @@ export class Queue {
       this.store.update(rec, () => {
         let retryAt = Infinity;
         let waitFor: string[] | undefined;
+        const depth = historyDepth(rec.recipients.length);
         for (const o of outcomes) {
           for (const r of rec.recipients) {
             if (r.address !== o.address || r.state !== 'pending') continue;
-            if (o.kind !== 'deferred' || o.tried !== false) r.attempts++;
+            // A deferral without an attempt (an open circuit) is neither counted nor kept in
+            // the history: hours of them would push the real attempts out.
+            if (o.kind !== 'deferred' || o.tried !== false) {
+              r.attempts++;
+              pushAttempt(r, o.reply, nowMs, depth);
+            }
             if (o.reply !== undefined) r.lastReply = makeReply(o.reply, nowMs);
             if (o.kind === 'delivered') r.state = 'delivered';
             else if (o.kind === 'failed') r.state = 'failed';

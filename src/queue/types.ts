@@ -56,6 +56,18 @@ export interface ReplyRecord {
   at?: number;
 }
 
+/**
+ * One delivery attempt in a recipient's history: its time and the reply, each part cut to a
+ * bound (records.ts HISTORY_*) since the remote server chooses the text.
+ */
+export interface AttemptRecord {
+  at: number;
+  code?: number;
+  enhanced?: string;
+  text: string;
+  destination?: string;
+}
+
 export interface Recipient {
   address: string;
   /** Lower-cased part after the last '@' ('' when there is none, e.g. <postmaster>). */
@@ -65,6 +77,11 @@ export interface Recipient {
   state: RecipientState;
   attempts: number;
   lastReply?: ReplyRecord;
+  /**
+   * The last attempts, oldest first (at most records.ts historyDepth of the record). Absent
+   * before the first attempt and in records written before it existed.
+   */
+  history?: AttemptRecord[];
 }
 
 /** A message whose recipients are all final is removed from the queue. */

@@ -132,7 +132,11 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   assert.match(show, /^headers:\n  From: s@a\.example\n  Subject: two$/m);
   const shown3 = await cli('queue', 'show', m3);
   assert.match(shown3, /^  r4@dest3\.example: pending, 1 attempt\n    last reply at \d{4}-\d\d-\d\dT[\d:.]+Z: 451 4\.3\.0 greylisted\\x1b\[2J \(RCPT, mx\.dest3\.example\)$/m);
+  assert.match(shown3, /^    history \(last 1 attempt, oldest first\):\n      \d{4}-\d\d-\d\dT[\d:.]+Z  451 4\.3\.0 greylisted\\x1b\[2J \(mx\.dest3\.example\)$/m);
   assert.ok(!shown3.includes('\x1b'), 'no escape character reaches the terminal');
+  // The list's JSON says the state --state matched, as the text view and the HTTP list do.
+  const listed = JSON.parse(await cli('queue', 'list', '--json')) as { id: string; state: string; queue_state: string }[];
+  assert.deepEqual(listed.map((m) => [m.id, m.state, m.queue_state]), [[m1, 'ready', 'ready'], [m2, 'ready', 'ready'], [m3, 'ready', 'scheduled']]);
   const shown = JSON.parse(await cli('queue', 'show', m2, '--json'));
   assert.equal(shown.sender, 's2@b.example');
   assert.deepEqual(shown.recipients.map((r: { address: string }) => r.address), ['r2@dest2.example', 'r3@dest1.example']);
@@ -154,7 +158,11 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   assert.deepEqual([q.get(m1)!.state, q.get(m2)!.state, q.get(m3)!.state], ['held', 'held', 'ready']);
   assert.match(await cli('queue', 'release', '--all'), /^3 messages released$/m);
   assert.deepEqual([q.get(m1)!.state, q.get(m2)!.state], ['ready', 'ready']);
-  assert.match(await cli('queue', 'flush'), /^3 destinations due now$/m);
+  // What it counted: the recipient domains retried and the messages made due (all were due already).
+  assert.match(await cli('queue', 'flush'), /^3 recipient domains retried: 0 messages made due now$/m);
+  await q.defer(m3, ['r4@dest3.example'], Date.now() + 3_600_000);
+  assert.match(await cli('queue', 'flush'), /^3 recipient domains retried: 1 message made due now$/m);
+  assert.ok(q.get(m3)!.nextAttemptAt <= Date.now(), 'flushed: due now');
 
   const refused = await runCli(['queue', 'hold', m1, 'nosuchid'], env);
   assert.equal(refused.code, 1, 'refused for one of them: exit 1');
@@ -177,4 +185,29 @@ test('queue list, show, flush, hold, release, delete, bounce against a running n
   const badToken = await runCli(['queue', 'flush'], { ...env, POSTERN_API_TOKEN: 'wrong' });
   assert.equal(badToken.code, 78);
   assert.match(badToken.stderr, /the node refused the token \(HTTP 401\)/);
+});
+
+test('queue show: a line per kept attempt, oldest first, with its time and reply, escaped and bounded', async (t) => {
+  const node = await startTestNode(t);
+  const q = node.queue;
+  const id = await q.enqueue({ sender: 's@a.example', recipients: [{ address: 'r@b.example' }, { address: 'x@c.example' }] }, Buffer.from('Subject: h\r\n\r\nh\r\n'));
+  const t0 = Date.parse('2026-01-02T03:04:05.000Z');
+  for (let i = 1; i <= 6; i++) {
+    await q.settle(id, [{ address: 'r@b.example', kind: 'deferred', retryAt: Date.now() + 3_600_000, reply: { code: 451, enhanced: '4.7.1', text: `busy ${i}\x1b[31m\r\nX`, command: 'RCPT', destination: 'smtp:mx.b.example:25', at: t0 + i * 60_000 } }]);
+  }
+  await q.settle(id, [{ address: 'r@b.example', kind: 'deferred', retryAt: Date.now() + 3_600_000, reply: { code: 452, text: 'z'.repeat(10 * 1024), at: t0 + 7 * 60_000 } }]);
+  const r = await runCli(['queue', 'show', id], { POSTERN_DATA_DIR: node.config.dataDir, POSTERN_QUEUE_MAP_BYTES: '64M', POSTERN_HTTP_PORT: '' });
+  assert.equal(r.code, 0, r.stderr);
+  const at = (i: number) => new Date(t0 + i * 60_000).toISOString();
+  const expected = [
+    '  r@b.example: pending, 7 attempts',
+    `    last reply at ${at(7)}: 452 ${'z'.repeat(10 * 1024)}`,
+    '    history (last 5 attempts, oldest first; 2 earlier not kept):',
+    ...[3, 4, 5, 6].map((i) => `      ${at(i)}  451 4.7.1 busy ${i}\\x1b[31m\\x0d\\x0aX (smtp:mx.b.example:25)`),
+    `      ${at(7)}  452 ${'z'.repeat(255)}…`,
+    '  x@c.example: pending, 0 attempts',
+  ].join('\n');
+  assert.ok(r.stdout.includes(expected), r.stdout.replace(/z{300,}/g, '<zs>'));
+  // eslint-disable-next-line no-control-regex
+  assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stdout), 'no control character reaches the terminal');
 });

@@ -423,8 +423,8 @@ test('queue admin: counts, list, show, hold, release, delete; 404 for unknown id
   assert.equal(show.json.attempts, 0);
   assert.equal(show.json.pool, null, 'no pool named: the sender domain picks it');
   assert.deepEqual(show.json.recipients, [
-    { address: 'r@rcpt.example', domain: 'rcpt.example', state: 'pending', attempts: 0, source: null, last_reply: null },
-    { address: 'q@other.example', domain: 'other.example', state: 'pending', attempts: 0, source: null, last_reply: null },
+    { address: 'r@rcpt.example', domain: 'rcpt.example', state: 'pending', attempts: 0, source: null, last_reply: null, history: [] },
+    { address: 'q@other.example', domain: 'other.example', state: 'pending', attempts: 0, source: null, last_reply: null, history: [] },
   ]);
   assert.ok(!Number.isNaN(Date.parse(show.json.received_at)));
 

@@ -1,7 +1,8 @@
 // The message browser's API against a real node (LMDB queue, HTTP on a real socket): the
 // filters of GET /v1/queue/messages (id, sender, recipient, domain, state), cursor pages under
 // a filter, the summary's fields (queue_state, recipient_addresses, last_reply), every bad
-// parameter refused with a 400 naming it, and GET /v1/queue/messages/:id/headers.
+// parameter refused with a 400 naming it, GET /v1/queue/messages/:id/headers, and each
+// recipient's history in GET /v1/queue/messages/:id.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestNode } from '../helpers/node.js';
@@ -181,4 +182,38 @@ test('GET /v1/queue/messages/:id/headers: the fields unfolded, hostile text as i
   assert.equal((await b.call('GET', '/v1/queue/messages/0000000000000000/headers')).status, 404);
   assert.equal((await b.call('GET', '/v1/queue/messages/not-an-id/headers')).status, 404);
   assert.equal((await b.call('POST', `/v1/queue/messages/${id}/headers`)).status, 405);
+});
+
+test('GET /v1/queue/messages/:id: each recipient\'s history of attempts, oldest first, bounded, hostile text as it is', async (t) => {
+  const node = await startTestNode(t, { POSTERN_HTTP_PORT: '0', POSTERN_API_TOKEN: TOKEN });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  const get = async (id: string) => {
+    const res = await fetch(`${base}/v1/queue/messages/${id}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(res.status, 200);
+    return (await res.json()) as any;
+  };
+  const q = node.queue;
+  const id = await q.enqueue({ sender: 's@a.example', recipients: [{ address: 'r@b.example' }, { address: 'x@c.example' }] }, Buffer.from('Subject: h\r\n\r\nh\r\n'));
+  const hostile = '<img src=x onerror=alert(1)>\x1b[2J';
+  for (let i = 1; i <= 7; i++) {
+    await q.defer(id, ['r@b.example'], Date.now() + 3_600_000, { code: 451, enhanced: '4.7.1', text: `${hostile} try ${i}`, command: 'RCPT', destination: 'smtp:mx.b.example:25' });
+  }
+  await q.defer(id, ['r@b.example'], Date.now() + 3_600_000, { code: 452, text: 'y'.repeat(10 * 1024), destination: 'smtp:mx.b.example:25' });
+  const v = await get(id);
+  const [r, x] = v.recipients;
+  assert.equal(r.attempts, 8);
+  assert.equal(r.history.length, 5, 'the last five of eight attempts');
+  assert.deepEqual(r.history.slice(0, 4).map((a: any) => a.text), [4, 5, 6, 7].map((i) => `${hostile} try ${i}`), 'oldest first, the text as the server sent it');
+  assert.deepEqual(Object.keys(r.history[0]).sort(), ['at', 'code', 'destination', 'enhanced', 'text']);
+  assert.equal(r.history[0].code, 451);
+  assert.equal(r.history[0].enhanced, '4.7.1');
+  assert.equal(r.history[0].destination, 'smtp:mx.b.example:25');
+  assert.ok(!Number.isNaN(Date.parse(r.history[0].at)));
+  const last = r.history[4];
+  assert.equal(last.code, 452);
+  assert.equal(last.enhanced, null);
+  assert.equal(last.text.length, 256, 'a 10 KB reply is cut in the history');
+  assert.ok(last.text.endsWith('…'));
+  assert.equal(r.last_reply.text.length, 10 * 1024, 'the last reply is stored as before');
+  assert.deepEqual(x.history, [], 'not tried yet');
 });

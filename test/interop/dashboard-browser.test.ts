@@ -2,12 +2,14 @@
 // node with POSTERN_API_TOKEN: search by sender, recipient, domain, state and id, page with
 // the cursor, open a message, and hold → release → delete (and bounce, retry now), each
 // through its confirmation, checking the queue through the API after each step. A message
-// whose sender, recipients and headers carry markup must show as text and inject nothing. A
+// whose sender, recipients, headers and replies carry markup must show as text and inject
+// nothing; the message page lists each recipient's kept attempts, oldest first. A
 // page of another origin in the same browser cannot make the token-less API act.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Page } from 'playwright-core';
 import { startTestNode } from '../helpers/node.js';
+import type { PosternNode } from '../../src/main.js';
 import { chromiumSkip, openPage, testIdText, waitForTestIdText } from '../helpers/chromium.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -20,6 +22,8 @@ const TOKEN = 'browser-test-token-0123456789';
 
 interface Node {
   base: string;
+  /** The node's own queue (for attempts no delivery made: delivery is off). */
+  queue: PosternNode['queue'];
   call(method: string, path: string, json?: unknown): Promise<{ status: number; json: any }>;
   inject(from: string, to: string[], extra?: Record<string, unknown>): Promise<string>;
 }
@@ -29,6 +33,7 @@ async function start(t: TestContext): Promise<Node> {
   const base = `http://127.0.0.1:${node.ports.httpPort}`;
   const n: Node = {
     base,
+    queue: node.queue,
     async call(method, path, json) {
       const headers: Record<string, string> = { authorization: `Bearer ${TOKEN}` };
       if (json !== undefined) headers['content-type'] = 'application/json';
@@ -316,4 +321,30 @@ Promise.all(done).then(() => { document.title = 'done'; });
   await waitForTestIdText(page, 'message-id', (s) => s === id, 'the message page');
   await act(page, 'hold', id, /: held$/);
   assert.equal((await call('GET', `/v1/queue/messages/${id}`)).json.queue_state, 'held');
+});
+
+test('the message page lists each recipient\'s kept attempts, oldest first, replies with markup as text', { skip }, async (t) => {
+  const n = await start(t);
+  const id = await n.inject('s@a.example', ['r@b.example', 'x@c.example']);
+  const evil = '<img src=x onerror="window.__xss = 4"><script>window.__xss = 5</script>';
+  const t0 = Date.parse('2026-01-02T03:04:05.000Z');
+  for (let i = 1; i <= 7; i++) {
+    await n.queue.settle(id, [{ address: 'r@b.example', kind: 'deferred', retryAt: Date.now() + 3_600_000, reply: { code: 451, enhanced: '4.7.1', text: `${evil} try ${i}`, command: 'RCPT', destination: 'smtp:mx.b.example:25', at: t0 + i * 60_000 } }]);
+  }
+  const { page, problems } = await open(t, n);
+  await search(page, { id });
+  await page.getByTestId('open-message').click();
+  await waitForTestIdText(page, 'message-id', (s) => s === id, 'the message page');
+  const hist = page.getByTestId('recipient-history');
+  assert.equal(await hist.count(), 1, 'a history row for the tried recipient only');
+  assert.match(await hist.innerText(), /^last 5 attempts, oldest first \(2 earlier not kept\):/);
+  const entries = await page.getByTestId('history-entry').allTextContents();
+  assert.deepEqual(entries, [3, 4, 5, 6, 7].map((i) => `${new Date(t0 + i * 60_000).toISOString()} 451 4.7.1 ${evil} try ${i} (smtp:mx.b.example:25)`));
+  const found = await page.evaluate(() => {
+    const w = globalThis as unknown as { __xss?: number; document: { querySelectorAll(s: string): { length: number } } };
+    return { img: w.document.querySelectorAll('img').length, scripts: w.document.querySelectorAll('script').length, xss: w.__xss ?? null };
+  });
+  assert.deepEqual(found, { img: 0, scripts: 1, xss: null });
+  await shot(t, page, 'browser-history.png');
+  assert.deepEqual(problems, []);
 });
