@@ -128,12 +128,20 @@ export function domainOf(address: string): string {
   return at < 0 ? '' : address.slice(at + 1).toLowerCase();
 }
 
+/**
+ * The most of a reply's text a record keeps as a recipient's last reply. A remote server
+ * chooses it (up to the reply reader's 64 KiB), and the record is rewritten on every attempt:
+ * uncut, 50 recipients could make every rewrite 3 MB. 2,048 characters hold any real reply
+ * (RFC 5321 §4.5.3.1.5: 512 octets a line) several lines deep; bounces quote the kept text.
+ */
+export const LAST_REPLY_TEXT_CHARS = 2048;
+
 export function makeReply(r: ReplyRecord | undefined, at: number): ReplyRecord | undefined {
   if (r === undefined) return undefined;
   return {
     code: r.code,
     enhanced: r.enhanced,
-    text: typeof r.text === 'string' ? r.text : String(r.text ?? ''),
+    text: cutText(typeof r.text === 'string' ? r.text : String(r.text ?? ''), LAST_REPLY_TEXT_CHARS),
     command: r.command,
     transient: r.transient,
     destination: r.destination,

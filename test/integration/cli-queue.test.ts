@@ -201,7 +201,7 @@ test('queue show: a line per kept attempt, oldest first, with its time and reply
   const at = (i: number) => new Date(t0 + i * 60_000).toISOString();
   const expected = [
     '  r@b.example: pending, 7 attempts',
-    `    last reply at ${at(7)}: 452 ${'z'.repeat(10 * 1024)}`,
+    `    last reply at ${at(7)}: 452 ${'z'.repeat(2047)}…`, // cut at LAST_REPLY_TEXT_CHARS
     '    history (last 5 attempts, oldest first; 2 earlier not kept):',
     ...[3, 4, 5, 6].map((i) => `      ${at(i)}  451 4.7.1 busy ${i}\\x1b[31m\\x0d\\x0aX (smtp:mx.b.example:25)`),
     `      ${at(7)}  452 ${'z'.repeat(255)}…`,

@@ -214,6 +214,7 @@ test('GET /v1/queue/messages/:id: each recipient\'s history of attempts, oldest 
   assert.equal(last.enhanced, null);
   assert.equal(last.text.length, 256, 'a 10 KB reply is cut in the history');
   assert.ok(last.text.endsWith('…'));
-  assert.equal(r.last_reply.text.length, 10 * 1024, 'the last reply is stored as before');
+  assert.equal(r.last_reply.text.length, 2048, 'the last reply is cut at LAST_REPLY_TEXT_CHARS');
+  assert.ok(r.last_reply.text.endsWith('…'));
   assert.deepEqual(x.history, [], 'not tried yet');
 });

@@ -3,7 +3,7 @@
 // records of the older forms load unchanged, without it. Real LMDB in a temp folder.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeRecord, encodeRecord, HISTORY_ATTEMPTS, HISTORY_DESTINATION_CHARS, HISTORY_TEXT_CHARS, historyDepth } from '../../src/queue/records.js';
+import { decodeRecord, encodeRecord, HISTORY_ATTEMPTS, HISTORY_DESTINATION_CHARS, HISTORY_TEXT_CHARS, LAST_REPLY_TEXT_CHARS, historyDepth } from '../../src/queue/records.js';
 import { messageView } from '../../src/http/message-view.js';
 import { queueHarness, type QueueHarness } from '../helpers/queue-harness.js';
 
@@ -79,6 +79,10 @@ test('bounded: more attempts than the bound keep the last ones; a 10 KB reply te
   const without = encodeRecord({ ...m, recipients: m.recipients.map((x) => ({ ...x, history: undefined })) }).length;
   assert.ok(withHistory - without <= HISTORY_ATTEMPTS * (HISTORY_TEXT_CHARS + HISTORY_DESTINATION_CHARS + 64), `the history takes ${withHistory - without} bytes`);
   assert.ok(withHistory - sizeBefore < 20 * 1024, 'not five copies of 10 KB');
+  // The last reply itself is cut too: a hostile server's 10 KB (up to the reader's 64 KiB) is not stored whole.
+  assert.equal(m.recipients[0]!.lastReply!.text.length, LAST_REPLY_TEXT_CHARS);
+  assert.ok(m.recipients[0]!.lastReply!.text.endsWith('…'));
+  assert.ok(withHistory < 10 * 1024, `the whole record is ${withHistory} bytes (the 10 KB text alone would pass it)`);
 });
 
 test('a cut never splits a surrogate pair', async (t) => {
