@@ -31,7 +31,7 @@ export function takeListenFds(env: NodeJS.ProcessEnv, pid: number): ListenFds | 
     throw new PosternError('PST_ERR_LISTEN_FDS', `LISTEN_FDS=${JSON.stringify(count.slice(0, 20))} is not a count of sockets from 0 to ${MAX_FDS}`);
   }
   const n = Number(count);
-  const list = names === undefined ? [] : names.split(':');
+  const list = names === undefined || names === '' ? [] : names.split(':');
   if (list.length !== n) {
     throw new PosternError('PST_ERR_LISTEN_FDS', `LISTEN_FDNAMES names ${names === undefined ? 'no socket' : `${list.length} sockets`} for LISTEN_FDS=${n}: name each one smtp, smtps or http (FileDescriptorName= in the .socket unit)`);
   }

@@ -160,6 +160,9 @@ test('a restart (socket activation) and a takeover (SIGUSR2) under load: no conn
   assert.equal(lost, 0, `${lost} acknowledged messages never delivered`);
   assert.equal(torn, 0);
   assert.equal(sink.mismatched, 0);
+  // One deliverer at a time (the successor delivers once the node replaced has exited): a
+  // message is not sent twice by two processes.
+  assert.equal(sink.duplicates(), 0, 'no message delivered twice');
   assert.ok(drained, 'everything acknowledged was delivered and the queue is empty');
   assert.deepEqual(errors, []);
 });
