@@ -94,6 +94,10 @@ async function cmdStart(argv: string[]): Promise<number | null> {
   pair?.ready();
   let stopping = false;
   let handingOver = false;
+  // A takeover's successor hands over again only once the node it replaced has exited: a third
+  // process would start delivering while that one may still deliver.
+  let replacedGone = pair === null;
+  void pair?.replacedExited.then(() => (replacedGone = true));
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -115,7 +119,7 @@ async function cmdStart(argv: string[]): Promise<number | null> {
   // SIGUSR2: start the new version of this command on the same sockets, then drain and exit
   // (docs/operations.md, "Upgrades without refusing a connection").
   process.on('SIGUSR2', () => {
-    if (stopping || handingOver) return log.warn({ stopping, handingOver }, 'SIGUSR2 ignored: already stopping or handing over');
+    if (stopping || handingOver || !replacedGone) return log.warn({ stopping, handingOver, replacedGone }, 'SIGUSR2 ignored: stopping, handing over, or the node replaced is still draining');
     handingOver = true;
     log.info('SIGUSR2: starting the new process on the listening sockets');
     void (async () => {
