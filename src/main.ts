@@ -215,27 +215,27 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   }
   let closing = false;
   let starting: Promise<void> | null = null;
-  const startDelivery = (): Promise<void> => {
-    if (closing) return Promise.resolve();
-    starting = (async () => {
-      await delivery?.start();
-      events?.start();
-    })();
-    return starting;
-  };
   if (options.deliveryAfter === undefined) {
-    await startDelivery();
+    starting = delivery?.start() ?? null;
+    await starting;
+    alerts?.start();
+    recorder?.start();
+    events?.start();
   } else {
+    alerts?.start();
+    recorder?.start();
     log.info('delivery waits for the node replaced to exit');
     const begin = (): void => {
       if (closing) return;
       log.info('the node replaced has exited: delivery starts');
-      startDelivery().catch((err: unknown) => log.error({ err }, 'delivery did not start'));
+      starting = (async () => {
+        await delivery?.start();
+        events?.start();
+      })();
+      starting.catch((err: unknown) => log.error({ err }, 'delivery did not start'));
     };
     options.deliveryAfter.then(begin, begin);
   }
-  alerts?.start();
-  recorder?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
