@@ -28,11 +28,19 @@ Every setting is a POSTERN_* environment variable; see \`postern config\`.
 exit status (sysexits): 0 ok, 1 the command's own failure, 64 usage, 65 bad input data,
 69 the node is not running, 75 temporary failure (retry), 78 configuration`;
 
+/** Ids the node replaced may still make after a takeover starts (Queue.fenceSeq). */
+const TAKEOVER_SEQ_GAP = 1_000_000;
+/** How long a successor may take to start (open the queue, load filters, listen). */
+const TAKEOVER_READY_MS = 120_000;
+
 const START: CommandSpec = {
   usage: `usage: postern start [--env-file FILE]
 
   run the node: SMTP and HTTP listeners, queue, delivery, filters; JSON logs on stdout.
-  SIGTERM/SIGINT shut down gracefully, SIGHUP reloads the users file and the recipient map.
+  SIGTERM/SIGINT shut down gracefully, SIGHUP reloads the users file and the recipient map,
+  SIGUSR2 starts the new version on the same listening sockets, then drains and exits.
+  Listening sockets passed as LISTEN_FDS (systemd socket activation; names smtp, smtps,
+  http) are used instead of binding.
   The data dir (POSTERN_DATA_DIR) is created when missing.
   ${ENV_FILE_USAGE}`,
   options: ENV_FILE_OPTION,
@@ -75,11 +83,21 @@ async function readStdin(): Promise<string> {
 async function cmdStart(argv: string[]): Promise<number | null> {
   const p = parseCommand(argv, START);
   if (p === null) return EX.OK;
+  // Read (and removed, so nothing started later inherits them) before anything else.
+  const [{ takeListenFds }, { takeTakeoverPair, startSuccessor }] = await Promise.all([import('./takeover/listen-fds.js'), import('./takeover/successor.js')]);
+  const listenFds = takeListenFds(process.env, process.pid);
+  const pair = takeTakeoverPair(process.env);
   const config = await cliConfig(p.values);
   const [{ createLogger }, { startNode }] = await Promise.all([import('./log/logger.js'), import('./main.js')]);
   const log = createLogger(config.logLevel as 'info');
-  const node = await startNode(config, log);
+  const node = await startNode(config, log, { listenFds, ...(pair ? { deliveryAfter: pair.replacedExited } : {}) });
+  pair?.ready();
   let stopping = false;
+  let handingOver = false;
+  // A takeover's successor hands over again only once the node it replaced has exited: a third
+  // process would start delivering while that one may still deliver.
+  let replacedGone = pair === null;
+  void pair?.replacedExited.then(() => (replacedGone = true));
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -97,6 +115,28 @@ async function cmdStart(argv: string[]): Promise<number | null> {
   process.on('SIGHUP', () => {
     node.reloadRecipients();
     void node.reloadUsers().catch((err: unknown) => log.error({ err }, 'users reload failed'));
+  });
+  // SIGUSR2: start the new version of this command on the same sockets, then drain and exit
+  // (docs/operations.md, "Upgrades without refusing a connection").
+  process.on('SIGUSR2', () => {
+    if (stopping || handingOver || !replacedGone) return log.warn({ stopping, handingOver, replacedGone }, 'SIGUSR2 ignored: stopping, handing over, or the node replaced is still draining');
+    handingOver = true;
+    log.info('SIGUSR2: starting the new process on the listening sockets');
+    void (async () => {
+      let fenced = false;
+      try {
+        const fds = node.listenerFds();
+        node.queue.fenceSeq(TAKEOVER_SEQ_GAP);
+        fenced = true;
+        const next = await startSuccessor({ fds, readyTimeoutMs: TAKEOVER_READY_MS });
+        log.info({ successor: next.pid }, 'the new process is ready: this one stops accepting, drains and exits');
+        stop('SIGUSR2');
+      } catch (err) {
+        if (fenced) node.queue.unfenceSeq();
+        handingOver = false;
+        log.error({ err }, 'takeover failed: this node carries on');
+      }
+    })();
   });
   return null; // runs until a signal
 }

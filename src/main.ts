@@ -34,7 +34,9 @@ import { SharedSuppressions } from './cluster/shared-suppressions.js';
 import { SharedAuthCounts } from './cluster/shared-auth-failures.js';
 import { SharedWarmupCounts } from './cluster/shared-warmup.js';
 import { hostname as osHostname } from 'node:os';
+import { PosternError } from './errors.js';
 import type { VerpKey } from './protocol/verp.js';
+import { checkListenFds, type ListenFds, type ListenerName } from './takeover/listen-fds.js';
 
 /** How often the recipient map file is checked for changes. */
 const RECIPIENTS_POLL_MS = 1000;
@@ -54,10 +56,24 @@ export interface PosternNode {
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
   reloadRecipients(): Error | null;
+  /** The listening sockets' fds by listener name, to hand to a successor (a takeover). */
+  listenerFds(): Map<ListenerName, number>;
   close(): Promise<void>;
 }
 
-export async function startNode(config: Readonly<Config>, log: Logger, options: { delivery?: DeliveryOptions } = {}): Promise<PosternNode> {
+export interface StartOptions {
+  delivery?: DeliveryOptions;
+  /** Inherited listening sockets (takeover/listen-fds.ts): the listeners take these instead of binding. */
+  listenFds?: ListenFds | null;
+  /**
+   * Delivery and the event sender start once this settles, not at start-up: a successor waits
+   * for the node it replaces to exit (the scheduler takes back every lease when it starts, as
+   * the folder's only deliverer, and shaping's limits hold per process).
+   */
+  deliveryAfter?: Promise<unknown>;
+}
+
+export async function startNode(config: Readonly<Config>, log: Logger, options: StartOptions = {}): Promise<PosternNode> {
   const { tls, users, recipients, senderLogins, bounceRules, shaping, pipeIdentities } = await loadResources(config);
   // Made (or read) before anything that needs closing starts; the same key tags outbound VERP
   // senders and checks the addresses of reports coming back.
@@ -183,14 +199,18 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     ctx.onQueued = () => d.wake();
   }
   const smtp = new SmtpServer(ctx);
+  const fds = options.listenFds ?? null;
   let ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
   let http: HttpServerHandle | null = null;
   try {
-    const smtpPorts = await smtp.listen();
+    if (fds !== null) checkListenFds(fds, { smtp: true, smtps: config.smtpsPort !== null && tls !== null, http: config.httpPort !== null });
+    const smtpPorts = await smtp.listen({ smtp: fds?.get('smtp'), smtps: fds?.get('smtps') });
     selfPorts = smtpPorts.smtpsPort === null ? [smtpPorts.smtpPort] : [smtpPorts.smtpPort, smtpPorts.smtpsPort];
     if (config.httpPort !== null) {
+      const httpFd = fds?.get('http');
       http = await startHttpServer({
         config,
+        ...(httpFd !== undefined ? { fd: httpFd } : {}),
         queue,
         log: log.child({ mod: 'http' }),
         smtpCounters: () => ctx.counters,
@@ -221,10 +241,29 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     await queue.close();
     throw err;
   }
-  await delivery?.start();
-  alerts?.start();
-  recorder?.start();
-  events?.start();
+  let closing = false;
+  let starting: Promise<void> | null = null;
+  if (options.deliveryAfter === undefined) {
+    starting = delivery?.start() ?? null;
+    await starting;
+    alerts?.start();
+    recorder?.start();
+    events?.start();
+  } else {
+    alerts?.start();
+    recorder?.start();
+    log.info('delivery waits for the node replaced to exit');
+    const begin = (): void => {
+      if (closing) return;
+      log.info('the node replaced has exited: delivery starts');
+      starting = (async () => {
+        await delivery?.start();
+        events?.start();
+      })();
+      starting.catch((err: unknown) => log.error({ err }, 'delivery did not start'));
+    };
+    options.deliveryAfter.then(begin, begin);
+  }
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
@@ -250,9 +289,22 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     reloadRecipients() {
       return rmap ? rmap.reload() : null;
     },
+    listenerFds() {
+      const out = new Map<ListenerName, number>();
+      const { smtp: smtpFd, smtps } = smtp.listenerFds();
+      out.set('smtp', smtpFd);
+      if (smtps !== undefined) out.set('smtps', smtps);
+      if (http !== null) {
+        if (http.fd === undefined) throw new PosternError('PST_ERR_TAKEOVER', 'the HTTP listener has no fd to hand over');
+        out.set('http', http.fd);
+      }
+      return out;
+    },
     close() {
       closed ??= (async () => {
         log.info('shutting down');
+        closing = true;
+        await starting?.catch(() => {});
         rmap?.close();
         if (timer) clearInterval(timer);
         alerts?.stop();

@@ -16,6 +16,8 @@ import type { ShapingView } from '../delivery/shaping/shaping-view.js';
 
 export interface HttpDeps {
   config: Readonly<Config>;
+  /** An inherited listening socket to serve on instead of binding POSTERN_HTTP_HOST:PORT. */
+  fd?: number;
   queue: Queue;
   log: Logger;
   smtpCounters: () => SmtpCounters;

@@ -31,6 +31,8 @@ export type { HttpDeps } from './api.js';
 export interface HttpServerHandle {
   /** The bound port (the real one when POSTERN_HTTP_PORT=0). */
   readonly port: number;
+  /** The listening socket's fd (to hand to a successor process), undefined when unknown. */
+  readonly fd: number | undefined;
   /** Stop accepting, let requests in flight finish (injections reach the disk), then close. */
   close(): Promise<void>;
 }
@@ -101,24 +103,38 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     });
   });
 
+  const fd = deps.fd;
   await new Promise<void>((resolve, reject) => {
     const onError = (cause: Error): void => {
-      reject(new PosternError('PST_ERR_LISTEN', `cannot listen on POSTERN_HTTP_HOST=${config.httpHost} POSTERN_HTTP_PORT=${config.httpPort}: ${cause.message}`, { cause }));
+      const where = fd === undefined ? `POSTERN_HTTP_HOST=${config.httpHost} POSTERN_HTTP_PORT=${config.httpPort}` : `inherited socket ${fd} (for the HTTP API)`;
+      reject(new PosternError(fd === undefined ? 'PST_ERR_LISTEN' : 'PST_ERR_LISTEN_FDS', `cannot listen on ${where}: ${cause.message}`, { cause }));
     };
     server.once('error', onError);
-    server.listen(config.httpPort!, config.httpHost, () => {
+    const done = (): void => {
       server.off('error', onError);
       resolve();
-    });
+    };
+    if (fd === undefined) server.listen(config.httpPort!, config.httpHost, done);
+    else server.listen({ fd }, done);
   });
+  const bound = server.address();
+  // An inherited socket was bound by someone else: the token-less API's loopback rule is
+  // checked on the address it really has, not on POSTERN_HTTP_HOST.
+  const problem = bound === null || typeof bound === 'string' ? `is not a TCP socket (${String(bound)})` : config.apiToken === '' && !isLoopbackHost(bound.address) ? `is bound to ${bound.address}, not loopback, and POSTERN_API_TOKEN is empty` : null;
+  if (fd !== undefined && problem !== null) {
+    await new Promise<void>((r) => server.close(() => r()));
+    throw new PosternError('PST_ERR_LISTEN_FDS', `refusing to serve the HTTP API on inherited socket ${fd}: it ${problem}`);
+  }
   server.on('error', (err) => log.error({ err }, 'http server error'));
   processMetrics.start();
   const port = (server.address() as AddressInfo).port;
   log.info({ host: config.httpHost, port, auth: config.apiToken !== '' }, 'http api listening');
 
   let closing: Promise<void> | null = null;
+  const handleFd = (server as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   return {
     port,
+    fd: typeof handleFd === 'number' && handleFd >= 0 ? handleFd : undefined,
     close() {
       closing ??= new Promise<void>((resolve) => {
         const force = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);

@@ -131,6 +131,8 @@ export class Queue {
   private readonly log: Logger;
   private readonly clock: () => number;
   private seq: number;
+  /** No id past this one may be made here (fenceSeq: a successor makes the ids above). */
+  private seqCeiling = Number.POSITIVE_INFINITY;
   private batch: EnqueueBatch | null = null;
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -251,7 +253,7 @@ export class Queue {
     let seq: number;
     let id: string;
     if (reservedId === undefined) {
-      seq = ++this.seq;
+      seq = this.nextSeq();
       id = makeId(receivedAt, seq);
     } else {
       const s = seqOfId(reservedId);
@@ -294,7 +296,39 @@ export class Queue {
    */
   reserveId(): string {
     if (this.closed) throw closedError();
-    return makeId(Math.floor(this.clock()), ++this.seq);
+    return makeId(Math.floor(this.clock()), this.nextSeq());
+  }
+
+  private nextSeq(): number {
+    if (this.seq >= this.seqCeiling) {
+      throw new PosternError('PST_ERR_QUEUE_SEQ_FENCED', `no more ids here: ${this.seqCeiling} ids were fenced off for a successor process`);
+    }
+    return ++this.seq;
+  }
+
+  /**
+   * Hand the sequence above the next `gap` ids to another process that opens this folder while
+   * this one still enqueues (a takeover: the old node drains while the new one accepts). The
+   * sequence lives in memory between commits, so two processes counting from one stored value
+   * would make the same ids; instead the stored value jumps by `gap` now (a synchronous
+   * commit, before the successor opens), the successor counts from there, and this process
+   * may make only the `gap` ids below it (past them, reserveId throws and SMTP answers 452).
+   * Ids stay unique; the gap is left unused.
+   */
+  fenceSeq(gap: number): void {
+    if (this.closed) throw closedError();
+    const fence = this.seq + gap;
+    this.env.transactionSync(() => {
+      if ((this.store.meta.get(META.seq) ?? 0) < fence) void this.store.meta.put(META.seq, fence);
+    });
+    this.seqCeiling = fence;
+  }
+
+  /** The successor is gone (it failed to start): count on from what it may have used. */
+  unfenceSeq(): void {
+    const stored = this.store.meta.get(META.seq) ?? 0;
+    if (stored > this.seq) this.seq = stored;
+    this.seqCeiling = Number.POSITIVE_INFINITY;
   }
 
   /**

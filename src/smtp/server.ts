@@ -79,13 +79,17 @@ export class SmtpServer {
     return this.#sessions.size;
   }
 
-  /** Bind the listeners; resolves with the actual ports (0 in the config picks a free one). */
-  async listen(): Promise<{ smtpPort: number; smtpsPort: number | null }> {
+  /**
+   * Bind the listeners, or take the inherited sockets `fds` names (socket activation or a
+   * takeover: then the configured host and ports are not bound); resolves with the actual
+   * ports (0 in the config picks a free one).
+   */
+  async listen(fds?: { smtp?: number | undefined; smtps?: number | undefined }): Promise<{ smtpPort: number; smtpsPort: number | null }> {
     const c = this.ctx.config;
     // allowHalfOpen: a client may shut its write side right after its last command (QUIT or
     // not); the replies owed to what it sent must still go out, the session ends its side then.
     this.#plain = createServer({ noDelay: true, pauseOnConnect: false, allowHalfOpen: true }, (sock) => this.#accept(sock, false));
-    await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT');
+    await this.#bind(this.#plain, c.smtpHost, c.smtpPort, 'POSTERN_SMTP_PORT', fds?.smtp);
     let smtpsPort: number | null = null;
     if (c.smtpsPort !== null && this.ctx.tls) {
       if (this.#proxies === null) {
@@ -97,20 +101,42 @@ export class SmtpServer {
         // reads it first (from POSTERN_PROXY_TRUSTED only) and starts TLS on the socket itself.
         this.#implicit = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
       }
-      await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT');
+      await this.#bind(this.#implicit, c.smtpHost, c.smtpsPort, 'POSTERN_SMTPS_PORT', fds?.smtps);
       smtpsPort = (this.#implicit.address() as AddressInfo).port;
     }
     return { smtpPort: (this.#plain.address() as AddressInfo).port, smtpsPort };
   }
 
-  async #bind(server: Server, host: string, port: number, variable: string): Promise<void> {
-    server.listen({ host, port, backlog: 1024 });
+  async #bind(server: Server, host: string, port: number, variable: string, fd: number | undefined): Promise<void> {
+    server.listen(fd === undefined ? { host, port, backlog: 1024 } : { fd, backlog: 1024 });
     try {
       await Promise.race([once(server, 'listening'), once(server, 'error').then(([e]) => Promise.reject(e))]);
     } catch (cause) {
-      throw new PosternError('PST_ERR_LISTEN', `cannot listen on ${host}:${port} (${variable}): ${(cause as Error).message}`, { cause });
+      const where = fd === undefined ? `${host}:${port} (${variable})` : `inherited socket ${fd} (for ${variable})`;
+      throw new PosternError(fd === undefined ? 'PST_ERR_LISTEN' : 'PST_ERR_LISTEN_FDS', `cannot listen on ${where}: ${(cause as Error).message}`, { cause });
+    }
+    const bound = server.address();
+    if (fd !== undefined && (bound === null || typeof bound === 'string')) {
+      server.close();
+      throw new PosternError('PST_ERR_LISTEN_FDS', `inherited socket ${fd} (for ${variable}) is not a TCP socket: ${String(server.address())}`);
     }
     server.on('error', (err) => this.ctx.log.error({ err }, 'listener error'));
+  }
+
+  /**
+   * The listening sockets' fds, to hand to a successor process (a takeover). Node keeps the fd
+   * of a listening TCP handle on `_handle.fd` on Unix (not a public API, so checked here).
+   */
+  listenerFds(): { smtp: number; smtps?: number } {
+    const fdOf = (s: Server | null): number | undefined => {
+      const fd = (s as unknown as { _handle?: { fd?: unknown } } | null)?._handle?.fd;
+      return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+    };
+    const smtp = fdOf(this.#plain);
+    if (smtp === undefined) throw new PosternError('PST_ERR_TAKEOVER', 'the SMTP listener has no fd to hand over (not listening, or not Unix)');
+    const smtps = fdOf(this.#implicit);
+    if (this.#implicit !== null && smtps === undefined) throw new PosternError('PST_ERR_TAKEOVER', 'the SMTPS listener has no fd to hand over');
+    return smtps === undefined ? { smtp } : { smtp, smtps };
   }
 
   /**

@@ -1,5 +1,6 @@
-// contrib/systemd: the unit passes `systemd-analyze verify` without a warning and carries the
-// hardening docs/operations.md promises; the example environment file is a configuration
+// contrib/systemd: the service and its socket units pass `systemd-analyze verify` without a
+// warning, the service carries the hardening docs/operations.md promises and needs the sockets
+// (named as postern takes them), and the example environment file is a configuration
 // loadConfig accepts. Skipped, saying why, where systemd-analyze is not installed.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,13 +13,20 @@ import { loadConfig } from '../../src/config/load.js';
 const DIR = new URL('../../../contrib/systemd/', import.meta.url);
 const UNIT = readFileSync(new URL('postern.service', DIR), 'utf8');
 const ENV_FILE = readFileSync(new URL('postern.env', DIR), 'utf8');
+const SOCKETS: Record<string, string> = {
+  'postern.socket': readFileSync(new URL('postern.socket', DIR), 'utf8'),
+  'postern-http.socket': readFileSync(new URL('postern-http.socket', DIR), 'utf8'),
+};
 const EXEC = '/usr/local/bin/postern';
 
 const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
 const SKIP = analyze.error ? `systemd-analyze is not installed (${analyze.error.message}); apt-get install systemd to run this check` : false;
 
-/** `systemd-analyze verify` on `text` saved as postern.service; ExecStart points at a stub. */
-function verify(t: TestContext, text: string): { status: number | null; output: string } {
+/**
+ * `systemd-analyze verify` on `text` saved as postern.service, with the socket units (as
+ * `sockets` has them); ExecStart points at a stub.
+ */
+function verify(t: TestContext, text: string, sockets: Record<string, string> = SOCKETS): { status: number | null; output: string } {
   const dir = tmpdir(t);
   // verify checks that ExecStart's program exists and is executable: the installed command is
   // not there on a test machine, so a stub stands in at another path.
@@ -27,7 +35,9 @@ function verify(t: TestContext, text: string): { status: number | null; output: 
   chmodSync(stub, 0o755);
   assert.ok(text.includes(`ExecStart=${EXEC} start`), 'the unit starts the installed command');
   writeFileSync(join(dir, 'postern.service'), text.replace(`ExecStart=${EXEC}`, `ExecStart=${stub}`));
-  const r = spawnSync('systemd-analyze', ['verify', join(dir, 'postern.service')], { encoding: 'utf8', cwd: dir, timeout: 60_000 });
+  for (const [name, body] of Object.entries(sockets)) writeFileSync(join(dir, name), body);
+  const units = ['postern.service', ...Object.keys(sockets)].map((n) => join(dir, n));
+  const r = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8', cwd: dir, timeout: 60_000 });
   return { status: r.status, output: `${r.stdout}${r.stderr}`.trim() };
 }
 
@@ -42,7 +52,7 @@ function serviceSettings(text: string): Map<string, string[]> {
   return out;
 }
 
-test('systemd-analyze verify passes on contrib/systemd/postern.service, with no warning', { skip: SKIP }, (t) => {
+test('systemd-analyze verify passes on contrib/systemd/postern.service and its sockets, with no warning', { skip: SKIP }, (t) => {
   const r = verify(t, UNIT);
   assert.equal(r.status, 0, r.output);
   assert.equal(r.output, '', 'no warning either (an unknown key is only a warning)');
@@ -51,6 +61,10 @@ test('systemd-analyze verify passes on contrib/systemd/postern.service, with no 
 test('the verify check sees a misspelt setting and a missing program (it can fail)', { skip: SKIP }, (t) => {
   const typo = verify(t, UNIT.replace('NoNewPrivileges=yes', 'NoNewPrivilege=yes'));
   assert.match(typo.output, /Unknown key 'NoNewPrivilege'/);
+  const socketTypo = verify(t, UNIT, { ...SOCKETS, 'postern.socket': SOCKETS['postern.socket']!.replace('FileDescriptorName=', 'FileDescriptorNames=') });
+  assert.match(socketTypo.output, /Unknown key 'FileDescriptorNames'/);
+  const noSocket = verify(t, UNIT, { 'postern.socket': SOCKETS['postern.socket']! });
+  assert.match(noSocket.output, /postern-http\.socket/, 'a socket the service requires is missing');
   const dir = tmpdir(t);
   writeFileSync(join(dir, 'postern.service'), UNIT);
   const missing = spawnSync('systemd-analyze', ['verify', join(dir, 'postern.service')], { encoding: 'utf8', cwd: dir, timeout: 60_000 });
@@ -72,6 +86,36 @@ test('the unit has the hardening and the settings docs/operations.md lists', () 
   assert.equal(s.has('MemoryDenyWriteExecute'), false, "V8's JIT needs writable, executable pages");
   // os.networkInterfaces() (delivery's own-address check) reads the interfaces over netlink.
   assert.deepEqual(one('RestrictAddressFamilies')!.split(' ').sort(), ['AF_INET', 'AF_INET6', 'AF_NETLINK', 'AF_UNIX']);
+});
+
+/** A unit's key=value lines in one section. */
+function sectionSettings(text: string, section: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const body = text.split(new RegExp(`^\\[${section}\\]$`, 'm'))[1]?.split(/^\[/m)[0] ?? '';
+  for (const line of body.split('\n')) {
+    const m = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (m) out.set(m[1]!, [...(out.get(m[1]!) ?? []), m[2]!]);
+  }
+  return out;
+}
+
+test('the service needs its sockets, which carry the names postern takes and stay open across a restart', () => {
+  const unit = sectionSettings(UNIT, 'Unit');
+  const needs = (k: string): string[] => (unit.get(k) ?? []).flatMap((v) => v.split(' '));
+  const env = Object.fromEntries([...ENV_FILE.matchAll(/^(POSTERN_[A-Z0-9_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!]));
+  const expected: Record<string, { name: string; listen: string }> = {
+    'postern.socket': { name: 'smtp', listen: `${env.POSTERN_SMTP_HOST}:${env.POSTERN_SMTP_PORT}` },
+    'postern-http.socket': { name: 'http', listen: `${env.POSTERN_HTTP_HOST}:${env.POSTERN_HTTP_PORT}` },
+  };
+  for (const [file, want] of Object.entries(expected)) {
+    assert.ok(needs('Requires').includes(file) && needs('After').includes(file), `the service Requires= and is After= ${file}`);
+    const s = sectionSettings(SOCKETS[file]!, 'Socket');
+    assert.deepEqual(s.get('FileDescriptorName'), [want.name], file);
+    assert.deepEqual(s.get('ListenStream'), [want.listen], `${file} listens where postern.env says postern would`);
+    assert.deepEqual(s.get('Service'), ['postern.service']);
+    // PartOf= (or BindsTo=) to the service would close the socket on `systemctl restart postern`.
+    for (const k of ['PartOf', 'BindsTo']) assert.equal(sectionSettings(SOCKETS[file]!, 'Unit').has(k), false, `${file} has no ${k}=`);
+  }
 });
 
 test('contrib/systemd/postern.env is a configuration loadConfig accepts', () => {
