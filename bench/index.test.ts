@@ -49,7 +49,7 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
     progress: new Progress(false),
   };
   const r = await runSuite({ scenarios: SCENARIO_NAMES, knobs, outDir, print: false });
-  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http', 'shaping']) {
+  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http', 'shaping', 'cluster']) {
     assert.ok(r.measurements.some((m) => m.scenario === name), `scenario ${name} produced no measurement`);
   }
   for (const m of r.measurements) {

@@ -1,5 +1,5 @@
 // `npm run bench`: the whole suite from one entry point.
-//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http,shaping]
+//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http,shaping,cluster]
 //                             [--compare postfix] [--runs N]
 // Each scenario (bench/scenarios/, one per file) runs postern and every peer named by
 // --compare, interleaved (postern, postfix, postern, postfix, ...), each run on a fresh target;

@@ -8,6 +8,7 @@ import { concurrency } from './concurrency.js';
 import { depth } from './depth.js';
 import { http } from './http.js';
 import { shaping } from './shaping.js';
+import { cluster } from './cluster.js';
 
-export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http, shaping];
+export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http, shaping, cluster];
 export * from './common.js';

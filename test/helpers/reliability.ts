@@ -250,6 +250,8 @@ export class RecordingSink {
   badPrefix = 0;
   nullSender = 0;
   messages = 0;
+  /** When each message's end of data arrived (Date.now()), in order: rates per second. */
+  readonly arrivals: number[] = [];
   connections = 0;
   port = 0;
   #server: Server | null = null;
@@ -338,6 +340,7 @@ export class RecordingSink {
 
   #arrived(body: Buffer, sender: string): void {
     this.messages++;
+    this.arrivals.push(Date.now());
     if (sender === '') this.nullSender++;
     const r = readTagged(body);
     if (r === null) {
