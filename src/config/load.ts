@@ -99,22 +99,12 @@ function parseValue(raw: string, t: SettingType): Result<unknown, string> {
     }
     case 'url': {
       if (raw === '') return success('');
-      let url: URL | null = null;
-      try {
-        url = new URL(raw);
-      } catch {
-        url = null;
-      }
+      const url = urlOf(raw);
       return url && (url.protocol === 'http:' || url.protocol === 'https:') ? success(raw) : failure('an http:// or https:// URL, or empty');
     }
     case 'redis-url': {
       if (raw === '') return success('');
-      let url: URL | null = null;
-      try {
-        url = new URL(raw);
-      } catch {
-        url = null;
-      }
+      const url = urlOf(raw);
       if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') return failure('a redis:// or rediss:// URL with a host, or empty');
       if (url.pathname !== '' && url.pathname !== '/' && !/^\/\d{1,2}$/.test(url.pathname)) return failure('a database number 0-99 as the path (redis://host:6379/0)');
       return success(raw);
@@ -250,4 +240,13 @@ export function configMarkdown(): string {
     return `| \`${s.env}\` | ${def} | ${s.doc.replace(/\|/g, '\\|')} |`;
   });
   return ['| Variable | Default | Description |', '| --- | --- | --- |', ...rows].join('\n');
+}
+
+/** The URL `raw` parses to, or null when it is not one. */
+function urlOf(raw: string): URL | null {
+  try {
+    return new URL(raw);
+  } catch {
+    return null;
+  }
 }

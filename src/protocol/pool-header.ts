@@ -5,8 +5,10 @@
 // first line and every continuation line) and says what it held. Bytes only; copies only when
 // a field goes.
 
-const LF = 0x0a;
+import { fieldColon, forEachField, withoutFields } from './header-fields.js';
+
 const CR = 0x0d;
+const LF = 0x0a;
 const NAME = 'x-postern-pool';
 /** A pool name is at most 63 characters (config/shaping.ts); a longer value names no pool. */
 export const MAX_POOL_NAME_CHARS = 63;
@@ -39,57 +41,16 @@ export interface PoolHeaderResult {
 export function takePoolHeader(msg: Buffer, from: number): PoolHeaderResult {
   let drop: Array<[number, number]> | null = null;
   let first: PoolHeaderValue = { kind: 'none' };
-  let pos = from;
-  while (pos < msg.length) {
-    const c = msg[pos]!;
-    if (c === CR || c === LF) break; // the empty line: end of the header section
-    const eol = fieldEnd(msg, pos);
-    if ((c | 0x20) === 0x78 /* x */) {
-      const colon = nameEnd(msg, pos, eol);
-      if (colon >= 0) {
-        if (drop === null) first = valueOf(msg, colon + 1, eol);
-        (drop ??= []).push([pos, eol]);
-      }
-    }
-    pos = eol;
-  }
+  forEachField(msg, from, (pos, end) => {
+    if ((msg[pos]! | 0x20) !== 0x78 /* x */) return;
+    const colon = fieldColon(msg, pos, end, NAME);
+    if (colon < 0) return;
+    if (drop === null) first = valueOf(msg, colon + 1, end);
+    (drop ??= []).push([pos, end]);
+  });
   if (drop === null) return { body: msg, removed: 0, header: first };
-  const header: PoolHeaderValue = drop.length > 1 ? { kind: 'repeated', count: drop.length } : first;
-  let size = msg.length;
-  for (const [a, b] of drop) size -= b - a;
-  // Owns its whole ArrayBuffer, like the scanners' bodies, so it can still be transferred to a worker.
-  const out = Buffer.allocUnsafeSlow(size);
-  let at = 0;
-  let copied = 0;
-  for (const [a, b] of drop) {
-    at += msg.copy(out, at, copied, a);
-    copied = b;
-  }
-  msg.copy(out, at, copied);
-  return { body: out, removed: drop.length, header };
-}
-
-/** Just after the field that starts at `pos`: its first line and every continuation line. */
-function fieldEnd(msg: Buffer, pos: number): number {
-  for (;;) {
-    const lf = msg.indexOf(LF, pos);
-    if (lf < 0) return msg.length;
-    pos = lf + 1;
-    const next = msg[pos];
-    if (next !== 0x20 && next !== 0x09) return pos;
-  }
-}
-
-/** The offset of the ':' when the field is "X-Postern-Pool" in any case, then optional WSP (RFC 5322 §4.5.3), else -1. */
-function nameEnd(msg: Buffer, pos: number, end: number): number {
-  if (end - pos <= NAME.length) return -1;
-  for (let i = 0; i < NAME.length; i++) {
-    const c = msg[pos + i]!;
-    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== NAME.charCodeAt(i)) return -1;
-  }
-  let i = pos + NAME.length;
-  while (i < end && (msg[i] === 0x20 || msg[i] === 0x09)) i++;
-  return msg[i] === 0x3a ? i : -1;
+  const n = (drop as Array<[number, number]>).length;
+  return { body: withoutFields(msg, drop), removed: n, header: n > 1 ? { kind: 'repeated', count: n } : first };
 }
 
 /** The value between `from` and `end`, unfolded and trimmed, checked against the pool-name form. */

@@ -3,8 +3,8 @@
 // or mailbox downstream that believes our id would believe the sender's own "pass".
 // Works on the header section of one message as bytes; copies only when a field goes.
 
-const LF = 0x0a;
-const CR = 0x0d;
+import { fieldColon, forEachField, withoutFields } from './header-fields.js';
+
 const NAME = 'authentication-results';
 
 export interface StripResult {
@@ -22,53 +22,13 @@ export interface StripResult {
 export function stripAuthResults(msg: Buffer, from: number, authservId: string): StripResult {
   const want = authservId.toLowerCase();
   let drop: Array<[number, number]> | null = null;
-  let pos = from;
-  while (pos < msg.length) {
-    const first = msg[pos]!;
-    if (first === CR || first === LF) break; // the empty line: end of the header section
-    const eol = fieldEnd(msg, pos);
-    if ((first | 0x20) === 0x61 /* a */ && isAuthResults(msg, pos, eol)) {
-      const id = authservIdOf(msg.toString('latin1', pos, eol));
-      if (id !== null && id.toLowerCase() === want) (drop ??= []).push([pos, eol]);
-    }
-    pos = eol;
-  }
+  forEachField(msg, from, (pos, end) => {
+    if ((msg[pos]! | 0x20) !== 0x61 /* a */ || fieldColon(msg, pos, end, NAME) < 0) return;
+    const id = authservIdOf(msg.toString('latin1', pos, end));
+    if (id !== null && id.toLowerCase() === want) (drop ??= []).push([pos, end]);
+  });
   if (drop === null) return { body: msg, removed: 0 };
-  let size = msg.length;
-  for (const [a, b] of drop) size -= b - a;
-  // Owns its whole ArrayBuffer, like the scanners' bodies, so it can still be transferred to a worker.
-  const out = Buffer.allocUnsafeSlow(size);
-  let at = 0;
-  let copied = 0;
-  for (const [a, b] of drop) {
-    at += msg.copy(out, at, copied, a);
-    copied = b;
-  }
-  msg.copy(out, at, copied);
-  return { body: out, removed: drop.length };
-}
-
-/** Just after the field that starts at `pos`: its first line and every continuation line. */
-function fieldEnd(msg: Buffer, pos: number): number {
-  for (;;) {
-    const lf = msg.indexOf(LF, pos);
-    if (lf < 0) return msg.length;
-    pos = lf + 1;
-    const next = msg[pos];
-    if (next !== 0x20 && next !== 0x09) return pos;
-  }
-}
-
-/** "Authentication-Results" in any case, then optional WSP (RFC 5322 §4.5.3 obs-optional), then ':'. */
-function isAuthResults(msg: Buffer, pos: number, end: number): boolean {
-  if (end - pos <= NAME.length) return false;
-  for (let i = 0; i < NAME.length; i++) {
-    const c = msg[pos + i]!;
-    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== NAME.charCodeAt(i)) return false;
-  }
-  let i = pos + NAME.length;
-  while (i < end && (msg[i] === 0x20 || msg[i] === 0x09)) i++;
-  return msg[i] === 0x3a;
+  return { body: withoutFields(msg, drop), removed: (drop as Array<[number, number]>).length };
 }
 
 /** The authserv-id of a whole Authentication-Results field (RFC 8601 §2.2), or null if there is none. */

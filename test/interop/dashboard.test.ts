@@ -3,44 +3,22 @@
 // with and without POSTERN_API_TOKEN (#token=…), under its strict CSP (no console errors).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
+import { chromiumSkip, openPage } from '../helpers/chromium.js';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-// Skip only on a developer machine without chromium; in CI a missing browser must fail.
-const skip = !existsSync(CHROMIUM) && process.env.CI === undefined ? `${CHROMIUM} is not installed` : false;
+// Skipped, with the reason, where chromium or playwright-core is missing (.ci/run installs both).
+const skip = chromiumSkip;
 const TOKEN = 'dashboard-test-token-0123456789';
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 const send = (port: number, from: string, rcpts: string[], body: string) => sendMessage(port, from, rcpts, body, 'dashboard.example');
-
-/** A browser page, closed (with the browser) in t.after; collects console errors and CSP violations. */
-async function openBrowser(t: TestContext): Promise<{ page: Page; problems: string[] }> {
-  const browser: Browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  t.after(() => browser.close());
-  const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: 'en-US' });
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-  });
-  // No request may leave for another origin.
-  page.on('request', (r) => {
-    if (!r.url().startsWith('http://127.0.0.1:') && !r.url().startsWith('data:')) problems.push(`external request: ${r.url()}`);
-  });
-  return { page, problems };
-}
 
 const text = (page: Page, id: string): Promise<string> => page.getByTestId(id).innerText();
 
@@ -73,7 +51,7 @@ test('the dashboard shows live counters that move when mail arrives over SMTP', 
   assert.deepEqual(stats.destinations, [], 'delivery is off: no destinations');
   assert.equal(stats.filterUtilization, null, 'no filters');
 
-  const { page, problems } = await openBrowser(t);
+  const { page, problems } = await openPage(t);
   await page.goto(`${base}/`);
   assert.equal(await waitForText(page, 'received-total', (s) => s === '0', 'the first snapshot'), '0');
   await waitForText(page, 'received-rate', (s) => s !== '–', 'a first rate (two snapshots)');
@@ -113,7 +91,7 @@ test('with POSTERN_API_TOKEN the page loads, says it needs the token, and works 
   assert.equal((await fetch(`${base}/v1/stats`)).status, 401);
   assert.equal((await fetch(`${base}/v1/stats`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200);
 
-  const { page, problems } = await openBrowser(t);
+  const { page, problems } = await openPage(t);
   await page.goto(`${base}/`);
   await waitForText(page, 'error', (s) => s.includes('#token='), 'the token hint');
   assert.equal(await text(page, 'received-total'), '–');
@@ -146,7 +124,7 @@ test('the Destinations panel lists the next hop with its counters and last reply
     { delivery: { pollIntervalMs: 50 } },
   );
   const base = `http://127.0.0.1:${node.ports.httpPort}`;
-  const { page, problems } = await openBrowser(t);
+  const { page, problems } = await openPage(t);
   await page.goto(`${base}/`);
   await waitForText(page, 'received-total', (s) => s === '0', 'the first snapshot');
   assert.match(await text(page, 'destinations'), /no deliveries yet/);
@@ -185,7 +163,7 @@ test('the Alerts panel shows an alert while it is up, then none', { skip }, asyn
     { POSTERN_HTTP_PORT: '0', POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `later.test=smtp:127.0.0.1:${srv.port}`, POSTERN_TLS_POLICY: 'none', POSTERN_ALERT_WINDOW_MS: '3s', POSTERN_ALERT_MIN_RECIPIENTS: '3' },
     { delivery: { pollIntervalMs: 50 } },
   );
-  const { page, problems } = await openBrowser(t);
+  const { page, problems } = await openPage(t);
   await page.goto(`http://127.0.0.1:${node.ports.httpPort}/`);
   await waitForText(page, 'alert-count', (s) => s === 'none', 'the first snapshot');
   assert.match(await text(page, 'alerts'), /no alerts/);
