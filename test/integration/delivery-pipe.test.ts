@@ -4,6 +4,7 @@
 // whole process group, the bound on captured output and the per-route process limit.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -230,8 +231,14 @@ test('pipe: through a node, SMTP in, a pipe route delivers and a program\'s refu
   // As root (CI) a pipe route must name a user: nobody, who then needs to reach the folder.
   const asRoot = (process.getuid?.() ?? 0) === 0;
   if (asRoot) chmodSync(dir, 0o777);
-  const prog = recorder(t, dir);
+  // A sh recorder, not the node one: `nobody` may not reach the node binary (CI may install it
+  // under a folder only root can enter).
+  const prog = script(t, dir, 'record.sh', `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/argv.$$\ncat > ${dir}/stdin.$$\nmv ${dir}/argv.$$ ${dir}/rec-$$\n`);
   const refuse = script(t, dir, 'refuse.sh', '#!/bin/sh\necho "no mailbox for $1" >&2\nexit 67\n');
+  if (asRoot) {
+    const reach = spawnSync('/bin/sh', ['-c', 'test -x "$0" && test -w "$1"', prog, dir], { uid: Number(execFileSync('id', ['-u', 'nobody'], { encoding: 'utf8' })), gid: Number(execFileSync('id', ['-g', 'nobody'], { encoding: 'utf8' })) });
+    assert.equal(reach.status, 0, `nobody cannot run ${prog} or write ${dir}: a parent folder of the temp folder is closed to other users (set TMPDIR)`);
+  }
   const root = join(dir, 'mail');
   mkdirSync(root);
   const user = asRoot ? 'user=nobody ' : '';
@@ -242,11 +249,12 @@ test('pipe: through a node, SMTP in, a pipe route delivers and a program\'s refu
     POSTERN_HOSTNAME: 'a.mx.test',
   }, { delivery: { pollIntervalMs: 50 } });
   await sendMessage(node.ports.smtpPort, 'me@home.test', ['Ann@pipe.test', 'ghost@bad.test'], 'Subject: piped\nMessage-ID: <p1@home.test>\n\nhello\n', 'client.test');
-  await waitFor('the pipe delivery and the bounce', () => records(dir).length === 1 && existsSync(join(root, 'home.test', 'me', 'new')) && readdirSync(join(root, 'home.test', 'me', 'new')).length === 1);
+  const recs = (): string[] => readdirSync(dir).filter((f) => f.startsWith('rec-'));
+  await waitFor('the pipe delivery and the bounce', () => recs().length === 1 && existsSync(join(root, 'home.test', 'me', 'new')) && readdirSync(join(root, 'home.test', 'me', 'new')).length === 1);
   await waitFor('queue empty', () => node.queue.counts().total === 0);
-  const rec = records(dir)[0]!;
-  assert.deepEqual(rec.argv, ['-d', 'Ann@pipe.test']);
-  const stdin = Buffer.from(rec.stdin, 'base64').toString('latin1');
+  const pid = recs()[0]!.slice('rec-'.length);
+  assert.deepEqual(readFileSync(join(dir, `rec-${pid}`), 'utf8').split('\n'), ['-d', 'Ann@pipe.test', '']);
+  const stdin = readFileSync(join(dir, `stdin.${pid}`), 'latin1');
   assert.match(stdin, /^Return-Path: <me@home\.test>\nDelivered-To: Ann@pipe\.test\nReceived: from client\.test/);
   assert.ok(stdin.endsWith('Subject: piped\nMessage-ID: <p1@home.test>\n\nhello\n'), stdin);
   assert.ok(!stdin.includes('\r'));
