@@ -115,7 +115,7 @@ test('with no Redis listening a call fails at once and the limiter decides on it
   const me = limiter(t, redis.url, 'alone');
   const t0 = Date.now();
   const r = await me.limiter.admit('default|sink', { rate: 10 / 1000, maxConnections: 2 });
-  assert.ok(Date.now() - t0 < 100, 'no wait on an absent Redis');
+  assert.ok(Date.now() - t0 < 600, 'no wait for the 1 s deadline on an absent Redis');
   assert.equal(r.ok, true);
   assert.equal(me.limiter.counts.local, 1);
   assert.equal(me.limiter.counts.shared, 0);

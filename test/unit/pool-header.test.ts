@@ -48,5 +48,7 @@ test('a hostile value: megabytes of folding white space or text cost one pass', 
   assert.equal(r.body.toString('latin1'), '\r\nbody');
   const long = takePoolHeader(b(`X-Postern-Pool: ${'a'.repeat(4_000_000)}\r\n\r\n`), 0);
   assert.deepEqual(long.header, { kind: 'too-long' });
-  assert.ok(performance.now() - t0 < 2000, `${performance.now() - t0} ms`);
+  // One pass over 8 MB takes well under a second; a backtracking or quadratic trim of 4,000,000
+  // spaces would take hours. The bound is loose so a loaded machine cannot fail it.
+  assert.ok(performance.now() - t0 < 20_000, `${performance.now() - t0} ms`);
 });
