@@ -1,10 +1,10 @@
 // postern and a real Exim 4 (unpacked by scripts/unpack-mta.sh, test/helpers/exim.ts) in both
 // directions on loopback: postern delivers to Exim (STARTTLS, PIPELINING, CHUNKING/BDAT,
 // 8BITMIME, SMTPUTF8), Exim relays into postern (with BDAT, which Exim tries when offered, and
-// over STARTTLS when its transport requires TLS), and a
-// permanent failure on either side comes back as a DSN the other side accepts, read as RFC 3464
-// by an independent parser (postal-mime). Bodies are compared byte for byte apart from the trace
-// fields; Exim stores Maildir files with LF line ends, so those are compared in LF.
+// over STARTTLS when its transport requires TLS), and a permanent failure on either side comes
+// back as a DSN the other side accepts, read as RFC 3464 by an independent parser
+// (postal-mime). Bodies are compared byte for byte apart from the trace fields; Exim stores
+// Maildir files with LF line ends, so those are compared in LF.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
