@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Unpacks mail programs that cannot be installed beside Postfix (they conflict with it as
-# Debian packages, each providing mail-transport-agent, or pull one in) into a private folder
-# for the interop tests: `apt-get download` then `dpkg-deb -x`, nothing installed system-wide,
-# no package script run. Each system gets
+# Debian packages, each providing mail-transport-agent, or pull one in; Cyrus conflicts with
+# dovecot-imapd, both providing imap-server) into a private folder for the interop tests:
+# `apt-get download` then `dpkg-deb -x`, nothing installed system-wide, no package script run.
+# Each system gets
 #   $CACHE/<system>/root/     the unpacked packages (set-id bits removed)
 #   $CACHE/<system>/bin/<prog> a wrapper that runs the program with the unpacked libraries
 # where CACHE is $POSTERN_INTEROP_CACHE, else /var/cache/postern-interop for root (so that the
@@ -10,7 +11,7 @@
 # (test/helpers/unpacked.ts uses the same rule). The tests look there and
 # skip, saying why, when a wrapper is missing. Idempotent: an unpacked system is left alone.
 #
-#   scripts/unpack-mta.sh [maildrop] [exim]     (default: all)
+#   scripts/unpack-mta.sh [maildrop] [exim] [cyrus]     (default: all)
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then DEFAULT_CACHE=/var/cache/postern-interop; else DEFAULT_CACHE="$HOME/.cache/postern-interop"; fi
@@ -21,10 +22,12 @@ ARCH_LIBS="lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu usr/lib"
 declare -A PACKAGES=(
   [maildrop]="maildrop courier-authlib libcourier-unicode4 libpcre3"
   [exim]="exim4-daemon-light exim4-base exim4-config libidn12"
+  [cyrus]="cyrus-imapd cyrus-common sasl2-bin libical3 libxapian30 libzephyr4 libpcre3 libclamav12 libmspack0"
 )
 declare -A PROGRAMS=(
   [maildrop]="usr/bin/maildrop"
   [exim]="usr/sbin/exim4"
+  [cyrus]="usr/lib/cyrus/bin/master usr/sbin/saslpasswd2"
 )
 
 download() {
@@ -86,7 +89,7 @@ EOF
 }
 
 systems=("$@")
-[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim)
+[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim cyrus)
 for s in "${systems[@]}"; do
   [ -n "${PACKAGES[$s]:-}" ] || { echo "unpack-mta: unknown system $s (known: ${!PACKAGES[*]})" >&2; exit 64; }
   unpack "$s"

@@ -1,7 +1,9 @@
-// A throwaway Dovecot LMTP server (Debian dovecot-core + dovecot-lmtpd) for the delivery
-// tests: a minimal dovecot.conf in a temp folder (every socket, state and log file in there),
-// any user accepted, mail to <tmp>/mail/<user>/ as Maildir. Started with `dovecot -F` as a
-// child; stopped by its PID in t.after.
+// A throwaway Dovecot (Debian dovecot-core + dovecot-lmtpd, and dovecot-imapd for IMAP) for the
+// delivery tests: a minimal dovecot.conf in a temp folder (every socket, state and log file in
+// there). LMTP only: any user accepted, mail to <tmp>/mail/<user>/ as Maildir. With `imapUsers`:
+// IMAP on a loopback port as well, users and passwords from a passwd-file (passdb and userdb),
+// each user's Maildir where the test says. Started with `dovecot -F` as a child; stopped by its
+// PID in t.after.
 import { freePort, waitForPort as waitForPortOrThrow } from '../../bench/lib/proc.js';
 import { spawn, execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
@@ -11,6 +13,8 @@ import { makeTmpdir, removeTmpdir } from './tmpdir.js';
 
 export interface DovecotLmtp {
   port: number;
+  /** The IMAP port, when started with imapUsers; else null. */
+  imapPort: number | null;
   /** <dir>/mail: each recipient's Maildir is mailRoot/<user as given in RCPT>. */
   mailRoot: string;
   logPath: string;
@@ -20,6 +24,20 @@ export interface DovecotLmtp {
   uid: number;
   gid: number;
   log(): string;
+}
+
+/** An IMAP login of the passwd-file: its password and the Maildir it reads (its home). */
+export interface DovecotImapUser {
+  user: string;
+  password: string;
+  maildir: string;
+}
+
+/** Why the IMAP tests cannot run here, or false. */
+export function dovecotImapSkip(): string | false {
+  if (!dovecotBinary()) return 'dovecot is not installed (apt-get install dovecot-core dovecot-lmtpd dovecot-imapd)';
+  if (!existsSync('/usr/lib/dovecot/imap') || !existsSync('/usr/lib/dovecot/imap-login')) return 'dovecot-imapd is not installed (apt-get install dovecot-imapd)';
+  return false;
 }
 
 /** The dovecot binary, or null when it is not installed (the test is then skipped). */
@@ -36,7 +54,7 @@ async function waitForPort(port: number, deadlineMs: number, exited: () => boole
   );
 }
 
-export async function startDovecotLmtp(t: TestContext): Promise<DovecotLmtp> {
+export async function startDovecotLmtp(t: TestContext, o: { imapUsers?: DovecotImapUser[] } = {}): Promise<DovecotLmtp> {
   const bin = dovecotBinary();
   if (!bin) throw new Error('dovecot is not installed (apt-get install dovecot-core dovecot-lmtpd)');
   const dir = makeTmpdir('postern-dovecot-');
@@ -57,23 +75,33 @@ export async function startDovecotLmtp(t: TestContext): Promise<DovecotLmtp> {
   }
   const logPath = join(dir, 'dovecot.log');
   const port = await freePort();
-  // Dovecot drops privileges to default_internal_user/default_login_user; as the current user
-  // (root in CI) it needs no system accounts. chroot is off for the services that default to
-  // it (anvil, log) so nothing outside the temp folder is touched.
-  const conf = `
-base_dir = ${dir}/run
-state_dir = ${dir}/state
-log_path = ${logPath}
-info_log_path = ${logPath}
-protocols = lmtp
-listen = 127.0.0.1
-ssl = no
-default_internal_user = ${user}
-default_internal_group = ${group}
-default_login_user = ${user}
-mail_location = maildir:${mailRoot}/%u
-first_valid_uid = ${uid}
-first_valid_gid = ${gid}
+  const imapPort = o.imapUsers ? await freePort() : null;
+  const passwdPath = join(dir, 'passwd');
+  // passwd-file lines: user:{PLAIN}password:uid:gid::home; mail_location maildir:~ reads the
+  // Maildir at the home. The passwords are test data, readable by the auth process only.
+  if (o.imapUsers) writeFileSync(passwdPath, o.imapUsers.map((u) => `${u.user}:{PLAIN}${u.password}:${uid}:${gid}::${u.maildir}\n`).join(''), { mode: 0o600 });
+  const users = o.imapUsers
+    ? `mail_location = maildir:~
+auth_mechanisms = plain login
+disable_plaintext_auth = no
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN ${passwdPath}
+}
+userdb {
+  driver = passwd-file
+  args = ${passwdPath}
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = ${imapPort}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}`
+    : `mail_location = maildir:${mailRoot}/%u
 passdb {
   driver = static
   args = nopassword=y
@@ -81,7 +109,25 @@ passdb {
 userdb {
   driver = static
   args = uid=${uid} gid=${gid} home=${mailRoot}/%u allow_all_users=yes
-}
+}`;
+  // Dovecot drops privileges to default_internal_user/default_login_user; as the current user
+  // it needs no system accounts, except that imap-login refuses to run as root ("must not be
+  // run as root"): as root its user is nobody. chroot is off for the services that default to
+  // it (anvil, log) so nothing outside the temp folder is touched.
+  const conf = `
+base_dir = ${dir}/run
+state_dir = ${dir}/state
+log_path = ${logPath}
+info_log_path = ${logPath}
+protocols = lmtp${imapPort === null ? '' : ' imap'}
+listen = 127.0.0.1
+ssl = no
+default_internal_user = ${user}
+default_internal_group = ${group}
+default_login_user = ${asRoot ? 'nobody' : user}
+first_valid_uid = ${uid}
+first_valid_gid = ${gid}
+${users}
 service lmtp {
   inet_listener lmtp {
     address = 127.0.0.1
@@ -115,8 +161,8 @@ service log {
     }
     removeTmpdir(dir);
   });
-  const up = await waitForPort(port, 10_000, () => exited);
+  const up = (await waitForPort(port, 10_000, () => exited)) && (imapPort === null || (await waitForPort(imapPort, 10_000, () => exited)));
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
   if (!up) throw new Error(`dovecot did not listen on 127.0.0.1:${port}: ${stderr}\n${log()}`);
-  return { port, mailRoot, logPath, confPath, uid, gid, log };
+  return { port, imapPort, mailRoot, logPath, confPath, uid, gid, log };
 }

@@ -1,8 +1,9 @@
 // A throw-away Exim 4 (Debian's exim4-daemon-light, unpacked by scripts/unpack-mta.sh) on a
 // loopback port, everything under one temp folder: spool, logs, pid file, Maildirs. It takes
-// mail for `exim.test` (mailboxes alice, bob and carol; any other local part is 550 5.1.1 at
-// RCPT) into <dir>/mail/<local>/ as Maildir, and relays everything else from 127.0.0.1 to
-// postern on `relayPort` (manualroute, CHUNKING tried). STARTTLS with a test certificate.
+// mail for `exim.test` (mailboxes alice, bob, carol and josé; any other local part is 550 5.1.1
+// at RCPT) into <dir>/mail/<local>/ as Maildir, and relays everything else from 127.0.0.1 to
+// postern on `relayPort` (manualroute, CHUNKING tried; TLS required with `relayRequireTls`).
+// STARTTLS with a test certificate.
 //
 // How it runs without being installed: `exim4 -C <conf> -bdf -q2s` as root, the daemon
 // re-executing itself through the wrapper (`exim_path`). An Exim reading a -C file that is not
@@ -16,7 +17,8 @@ import { freePort, waitForPort } from '../../bench/lib/proc.js';
 import { makeTmpdir, removeTmpdir } from './tmpdir.js';
 import { unpackedProgram, interopCache } from './unpacked.js';
 
-export const EXIM_MAILBOXES = ['alice', 'bob', 'carol'];
+// josé: a UTF-8 local part (RFC 6531), for SMTPUTF8 (this Exim is built with I18N).
+export const EXIM_MAILBOXES = ['alice', 'bob', 'carol', 'josé'];
 
 export interface EximInstance {
   port: number;
@@ -34,7 +36,7 @@ export function eximSkip(): string | false {
   return false;
 }
 
-export async function startExim(t: TestContext, o: { relayPort?: number; tls?: { cert: string; key: string } } = {}): Promise<EximInstance> {
+export async function startExim(t: TestContext, o: { relayPort?: number; tls?: { cert: string; key: string }; relayRequireTls?: boolean } = {}): Promise<EximInstance> {
   const wrapper = unpackedProgram('exim', 'exim4');
   if (!wrapper) throw new Error(String(eximSkip()));
   const dir = makeTmpdir('postern-exim-');
@@ -63,7 +65,7 @@ export async function startExim(t: TestContext, o: { relayPort?: number; tls?: {
     : `to_postern:\n  driver = manualroute\n  domains = ! +local_domains\n  transport = to_postern\n  route_list = * 127.0.0.1\n  self = send\n  no_more\n`;
   const relayTransport = o.relayPort === undefined
     ? ''
-    : `to_postern:\n  driver = smtp\n  port = ${o.relayPort}\n  allow_localhost\n  hosts_try_chunking = *\n`;
+    : `to_postern:\n  driver = smtp\n  port = ${o.relayPort}\n  allow_localhost\n  hosts_try_chunking = *\n${o.relayRequireTls ? '  hosts_require_tls = *\n' : ''}`;
   const conf = `exim_path = ${wrapper}
 primary_hostname = exim.interop.test
 qualify_domain = exim.test

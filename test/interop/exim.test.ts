@@ -1,17 +1,18 @@
 // postern and a real Exim 4 (unpacked by scripts/unpack-mta.sh, test/helpers/exim.ts) in both
 // directions on loopback: postern delivers to Exim (STARTTLS, PIPELINING, CHUNKING/BDAT,
-// 8BITMIME), Exim relays into postern (with BDAT, which Exim tries when offered), and a
-// permanent failure on either side comes back as a DSN the other side accepts, read as RFC 3464
-// by an independent parser (postal-mime). Bodies are compared byte for byte apart from the trace
-// fields; Exim stores Maildir files with LF line ends, so those are compared in LF.
+// 8BITMIME, SMTPUTF8), Exim relays into postern (with BDAT, which Exim tries when offered, and
+// over STARTTLS when its transport requires TLS), and a permanent failure on either side comes
+// back as a DSN the other side accepts, read as RFC 3464 by an independent parser
+// (postal-mime). Bodies are compared byte for byte apart from the trace fields; Exim stores
+// Maildir files with LF line ends, so those are compared in LF.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import PostalMime from 'postal-mime';
 import { eximSkip, startExim, withoutTrace } from '../helpers/exim.js';
+import { readDsn } from '../helpers/read-dsn.js';
 import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
-import { sendMessage } from '../helpers/smtp-client.js';
+import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -27,22 +28,6 @@ const TO_EXIM = [
   { rcpts: ['carol@exim.test'], body: msg(2, 'carol@exim.test') + '\n.\n..\n.leading dot\nend\n\n' },
   { rcpts: ['alice@exim.test'], body: msg(3, 'alice@exim.test', 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n') + 'Grüße — 8-bit text.\n' },
 ];
-
-/** RFC 3464 read back: the report's per-message and per-recipient field groups. */
-async function readDsn(raw: string): Promise<{ reportType: string; groups: Array<Map<string, string>> }> {
-  const e = await PostalMime.parse(Buffer.from(raw, 'latin1'), { attachmentEncoding: 'utf8', forceRfc822Attachments: true });
-  const ct = e.headers.find((h) => h.key === 'content-type')?.value ?? '';
-  assert.match(ct, /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
-  const status = e.attachments.find((a) => a.mimeType === 'message/delivery-status');
-  assert.ok(status, `a message/delivery-status part: ${e.attachments.map((a) => a.mimeType).join(', ')}`);
-  const text = String(status.content).replace(/\r\n/g, '\n').replace(/\n[ \t]+/g, ' ');
-  const groups = text
-    .split(/\n\s*\n/)
-    .map((g) => g.trim())
-    .filter((g) => g !== '')
-    .map((g) => new Map(g.split('\n').map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
-  return { reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups };
-}
 
 async function sendAll(port: number, from: string, list: Array<{ rcpts: string[]; body: string }>): Promise<void> {
   for (const m of list) await sendMessage(port, from, m.rcpts, m.body, 'client.post.test');
@@ -146,4 +131,57 @@ test('exim: a permanent failure on either side comes back as an RFC 3464 DSN tha
   // Exim's Status is its own 5.0.0; postern's reply is in the Diagnostic-Code.
   assert.match(rc2.get('status') ?? '', /^5\.\d{1,3}\.\d{1,3}$/);
   assert.match(rc2.get('diagnostic-code') ?? '', /^smtp; ?550 5\.1\.1/);
+});
+
+test('exim: Exim relays into postern over STARTTLS when its smtp transport requires TLS (hosts_require_tls): Exim logs X=TLS, postern records ESMTPS', { skip }, async (t: TestContext) => {
+  const peer = await startScriptedServer(t);
+  const tls = makeCert(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${peer.port}`, POSTERN_HOSTNAME: 'mx.postern.interop', POSTERN_TLS_CERT: tls.cert, POSTERN_TLS_KEY: tls.key }, { delivery: { pollIntervalMs: 50 } });
+  const ex = await startExim(t, { relayPort: node.ports.smtpPort, relayRequireTls: true });
+  const list = [
+    { rcpts: ['tls1@far.test'], body: msg(1, 'tls1@far.test') + 'Over TLS to postern.\n' },
+    { rcpts: ['tls2@far.test', 'tls3@far.test'], body: msg(2, 'tls2@far.test, tls3@far.test') + '.\n..\nTwo recipients over TLS.\n' },
+  ];
+  await sendAll(ex.port, 'sender@exim.test', list);
+  await waitFor('the two messages at the final server', () => peer.messages().length === 2 && node.queue.counts().total === 0, 20_000);
+  const got = peer.messages().map((m) => withoutTrace(m.body.toString('latin1').replace(/\r\n/g, '\n'))).sort();
+  assert.deepEqual(got, list.map((m) => m.body).sort());
+  // postern's Received field of each: taken from Exim over TLS (RFC 3848 ESMTPS).
+  for (const m of peer.messages()) assert.match(m.body.toString('latin1'), /^Received: from exim\.interop\.test \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] with cipher \S+\)\r\n\tby mx\.postern\.interop \(postern\) with ESMTPS /m);
+  // Exim's log of each delivery to postern: X=TLS1.2 or 1.3 with the cipher, CHUNKING (K).
+  const out = ex.mainlog().split('\n').filter((l) => / [=-]> \S+@far\.test /.test(l));
+  assert.equal(out.length, 3, ex.mainlog());
+  for (const l of out) {
+    assert.match(l, / X=TLS1\.[23]:\S+/, `TLS: ${l}`);
+    assert.match(l, / K /, `CHUNKING: ${l}`);
+  }
+  assert.doesNotMatch(ex.mainlog(), /TLS session: .*failure|== \S+@far\.test/, 'no deferral on the way');
+});
+
+test('exim: postern relays a UTF-8 sender and a UTF-8 local part to Exim with SMTPUTF8 (Exim 4.96 is built with I18N), byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
+  const ex = await startExim(t);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `exim.test=smtp:127.0.0.1:${ex.port}`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  const body = 'From: Jörg <jörg@post.test>\nTo: José <josé@exim.test>, alice@exim.test\nSubject: Grüße über SMTPUTF8\nDate: Mon, 07 Dec 2026 13:00:09 +0000\nMessage-ID: <utf8-9@post.test>\nMIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nÜnïcödé in the header fields and the body (RFC 6532).\n';
+  const c = await RawClient.connect(node.ports.smtpPort);
+  t.after(() => c.end());
+  await c.read();
+  assert.match((await c.cmd('EHLO client.post.test')).text, /^SMTPUTF8$/m, 'postern offers SMTPUTF8');
+  assert.equal((await c.cmd('MAIL FROM:<jörg@post.test> SMTPUTF8')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<josé@exim.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@exim.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(body.replace(/\n/g, '\r\n') + '.', 10_000)).code, 250);
+  await waitFor('the copies in Exim\'s Maildirs', () => ex.mailbox('josé').length === 1 && ex.mailbox('alice').length === 1, 20_000);
+  await waitFor('postern\'s queue empty', () => node.queue.counts().total === 0);
+  for (const box of ['josé', 'alice']) {
+    const f = ex.mailbox(box)[0]!;
+    assert.equal(withoutTrace(f), Buffer.from(body, 'utf8').toString('latin1'), box);
+    assert.match(Buffer.from(f, 'latin1').toString('utf8'), /^Return-path: <jörg@post\.test>\n/, `${box}: the UTF-8 sender as given`);
+    // Exim's Received names the protocol: UTF8SMTP (RFC 6531 §3.7.3), here without TLS.
+    assert.match(f, /^Received: from \[127\.0\.0\.1\] \(helo=mx\.postern\.interop\)\n\tby exim\.interop\.test with utf8esmtp /m, `${box}: received with SMTPUTF8`);
+  }
+  const arrival = ex.mainlog().split('\n').filter((l) => / <= /.test(l));
+  assert.equal(arrival.length, 1, ex.mainlog());
+  // The arrival in Exim's log: the UTF-8 sender and recipients, protocol utf8esmtp, BDAT (K).
+  assert.match(arrival[0]!, / <= jörg@post\.test .* P=utf8esmtp .*K .* for josé@exim\.test alice@exim\.test$/, arrival[0]);
 });
