@@ -3,8 +3,8 @@
 // spool, Maildirs, the syslog it writes. It takes mail for `courier.test` (accounts alice, bob
 // and carol in a courier-authlib userdb; any other local part is 550 at RCPT) into
 // <dir>/mail/<local>/Maildir, relays everything else from 127.0.0.1 to postern on `relayPort`
-// (esmtproutes smarthost), offers STARTTLS with a test certificate (`tls`, else its own), and with `imapUsers` also
-// serves IMAP (imaplogin → imapd) for those userdb accounts and their Maildirs.
+// (esmtproutes smarthost), offers STARTTLS with a test certificate (`tls`, else its own), and
+// with `imapUsers` also serves IMAP (imaplogin → imapd) for those userdb accounts.
 //
 // How it runs without being installed: Courier's paths are compiled in, so everything runs
 // inside bin/courier-ns (a private mount and PID namespace, see the script), which shows this
