@@ -331,13 +331,14 @@ test('courier: courier-imap serves a Maildir postern delivered: LOGIN, SELECT IN
     assert.match(u.text, /^\* \d FETCH \(FLAGS \(\\Recent\) BODY\[\] \{\d+\}\)$/, 'new mail: \\Recent, not \\Seen');
     return u.literals[0]!.toString('latin1');
   });
-  for (const [i, b] of bodies.entries()) {
+  for (const b of bodies) {
     // What a client reads: the message as postern received it, CRLF line ends, after the
     // fields postern added (Return-Path, Delivered-To, its Received).
     assert.match(b, /^Return-Path: <sender@post\.test>\r\nDelivered-To: pat@post\.test\r\nReceived: from client\.post\.test /);
     assert.equal(b.replace(/\r\n/g, '').includes('\r') || b.replace(/\r\n/g, '').includes('\n'), false, 'only CRLF line ends');
-    assert.equal(withoutTrace(b.replace(/\r\n/g, '\n')), asFile(sent[i]!));
   }
+  // Both arrived within a second: Courier's order of the two is its own.
+  assert.deepEqual(bodies.map((b) => withoutTrace(b.replace(/\r\n/g, '\n'))).sort(), sent.map(asFile).sort());
   // Reading the body (not peeking) sets \Seen on the first message only.
   const read = await client.cmd('FETCH 1 BODY[TEXT]');
   assert.match(read.status, /^OK /);
