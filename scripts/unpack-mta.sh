@@ -11,7 +11,7 @@
 # (test/helpers/unpacked.ts uses the same rule). The tests look there and
 # skip, saying why, when a wrapper is missing. Idempotent: an unpacked system is left alone.
 #
-#   scripts/unpack-mta.sh [maildrop] [exim] [cyrus]     (default: all)
+#   scripts/unpack-mta.sh [maildrop] [exim] [cyrus] [courier]     (default: all)
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then DEFAULT_CACHE=/var/cache/postern-interop; else DEFAULT_CACHE="$HOME/.cache/postern-interop"; fi
@@ -23,16 +23,64 @@ declare -A PACKAGES=(
   [maildrop]="maildrop courier-authlib libcourier-unicode4 libpcre3"
   [exim]="exim4-daemon-light exim4-base exim4-config libidn12"
   [cyrus]="cyrus-imapd cyrus-common sasl2-bin libical3 libxapian30 libzephyr4 libpcre3 libclamav12 libmspack0"
+  [courier]="courier-mta courier-base courier-imap courier-authlib courier-authdaemon courier-authlib-userdb libcourier-unicode4 libidn12 libpcre3 libgamin0 libltdl7"
 )
 declare -A PROGRAMS=(
   [maildrop]="usr/bin/maildrop"
   [exim]="usr/sbin/exim4"
   [cyrus]="usr/lib/cyrus/bin/master usr/sbin/saslpasswd2"
+  [courier]=""
 )
 
 download() {
   # A fresh machine may have no package lists yet.
   apt-get download "$@" >/dev/null 2>&1 || { apt-get update -qq >/dev/null && apt-get download "$@" >/dev/null; }
+}
+
+courier_layout() {
+  # Courier's paths (/etc/courier, /var/lib/courier, /run/courier, /usr/lib/courier, the
+  # authdaemon socket) are compiled in, many as immediate operands, so they cannot be patched
+  # in the binaries as Exim's user name is. bin/courier-ns runs a command in a private mount
+  # and PID namespace instead (see its header). Killing that namespace's first process ends
+  # every process in it.
+  local dir="$1"
+  local r="$dir/root"
+  # Debian 12 merges /lib into /usr/lib: the unpacked /lib belongs in the /usr layer.
+  if [ -d "$r/lib" ]; then cp -a "$r/lib/." "$r/usr/lib/" && rm -rf "$r/lib"; fi
+  # The names update-alternatives would make (package scripts are not run).
+  local p
+  for p in makedat maildirmake deliverquota lockmail preline; do
+    if [ -e "$r/usr/bin/$p.courier" ]; then ln -sf "$p.courier" "$r/usr/bin/$p"; fi
+  done
+  mkdir -p "$r/run/courier" "$r/var/lib/courier"
+  cat >"$dir/bin/courier-ns" <<'EOF'
+#!/bin/sh
+# courier-ns DIR CMD [ARG...] (written by scripts/unpack-mta.sh): runs CMD as root in a private
+# mount and PID namespace where the unpacked Courier sits at Debian's paths: the unpacked /usr,
+# /etc, /var/lib and /run laid read-only over the system's (overlayfs), DIR/etc, DIR/spool and
+# DIR/run bound on /etc/courier, /var/lib/courier and /run/courier, a "courier" account (the
+# uid and gid of daemon) in that namespace only, and a writable /dev layer in DIR/.dev for the
+# /dev/log socket. Nothing outside the namespace changes; killing its first process (the
+# child of this unshare) or this unshare ends every process in it.
+[ $# -ge 2 ] || { echo "usage: courier-ns DIR CMD [ARG...]" >&2; exit 64; }
+root="$(cd "$(dirname "$0")/../root" && pwd)"
+exec unshare --mount --pid --fork --kill-child --mount-proc --propagation private /bin/sh -ec '
+root=$1; dir=$2; shift 2
+for d in usr etc var/lib run; do mount -t overlay postern-courier -o "lowerdir=$root/$d:/$d" "/$d"; done
+mount --bind "$dir/etc" /etc/courier
+mount --bind "$dir/spool" /var/lib/courier
+mount --bind "$dir/run" /run/courier
+mkdir -p "$dir/.dev/upper" "$dir/.dev/work"
+mount -t overlay postern-courier-dev -o "lowerdir=/dev,upperdir=$dir/.dev/upper,workdir=$dir/.dev/work" /dev
+if ! getent passwd courier >/dev/null; then
+  { cat /etc/passwd; echo "courier:x:1:1:Courier (postern tests):/var/lib/courier:/usr/sbin/nologin"; } >"$dir/.passwd"
+  { cat /etc/group; echo "courier:x:1:"; } >"$dir/.group"
+  mount --bind "$dir/.passwd" /etc/passwd
+  mount --bind "$dir/.group" /etc/group
+fi
+exec "$@"' courier-ns "$root" "$@"
+EOF
+  chmod 755 "$dir/bin/courier-ns"
 }
 
 unpack() {
@@ -68,6 +116,7 @@ unpack() {
     perl -pi -e 's/Debian-exim\0/daemon\0\0\0\0\0\0/' "$dir/root/usr/sbin/exim4"
     grep -q "Debian-exim" "$dir/root/usr/sbin/exim4" && { echo "unpack-mta: could not patch exim's user name" >&2; exit 1; }
   fi
+  [ "$system" != courier ] || courier_layout "$dir"
   local libs=""
   for l in $ARCH_LIBS; do libs="$libs${libs:+:}$dir/root/$l"; done
   for prog in ${PROGRAMS[$system]}; do
@@ -89,7 +138,7 @@ EOF
 }
 
 systems=("$@")
-[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim cyrus)
+[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim cyrus courier)
 for s in "${systems[@]}"; do
   [ -n "${PACKAGES[$s]:-}" ] || { echo "unpack-mta: unknown system $s (known: ${!PACKAGES[*]})" >&2; exit 64; }
   unpack "$s"

@@ -145,6 +145,7 @@ export interface Config {
   rcptVerify: 'off' | 'lmtp';
   rcptVerifyTimeoutMs: number;
   maildirCreate: boolean;
+  maildirLineEnds: 'crlf' | 'lf';
   maxRecipientsUntrusted: number;
   authMaxFailures: number;
   authUserMaxFailures: number;
@@ -260,6 +261,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'rcptVerify', env: 'POSTERN_RCPT_VERIFY', type: { kind: 'enum', values: ['off', 'lmtp'] }, default: 'off', doc: 'lmtp: ask the LMTP server of a recipient\'s route at RCPT (LHLO, MAIL FROM:<>, RCPT, RSET); its 5xx becomes 550 5.1.1, no answer 451 4.4.1. Answers are cached (10 min positive, 1 min negative).' },
   { key: 'rcptVerifyTimeoutMs', env: 'POSTERN_RCPT_VERIFY_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 60000 }, default: '5s', doc: 'Time one POSTERN_RCPT_VERIFY question may take before the RCPT gets 451 4.4.1.' },
   { key: 'maildirCreate', env: 'POSTERN_MAILDIR_CREATE', type: { kind: 'bool' }, default: 'false', doc: 'Let maildir routes create a missing mailbox folder on first delivery. Off: they deliver only into existing `<root>/<domain>/<local>/` folders (others get 550 5.1.1 at RCPT), except that the mailboxes POSTERN_RECIPIENTS lists (not its catch-alls) are created.' },
+  { key: 'maildirLineEnds', env: 'POSTERN_MAILDIR_LINE_ENDS', type: { kind: 'enum', values: ['crlf', 'lf'] }, default: 'crlf', doc: 'Line ends of the files maildir routes write: crlf (the bytes as received) or lf (the Unix form most Maildir readers expect). Courier-IMAP needs lf: it adds a CR before every LF it serves, so a CRLF file reaches the client with CR CR LF; Dovecot reads both (docs/interop.md).' },
   { key: 'maxRecipientsUntrusted', env: 'POSTERN_MAX_RECIPIENTS_UNTRUSTED', type: { kind: 'int', min: 1, max: 100000 }, default: '100', doc: 'Recipients per message (after alias expansion) from clients outside POSTERN_TRUSTED_NETWORKS that did not authenticate; more get 452 4.5.3 (RFC 5321 §4.5.3.1.8 asks for at least 100). Bounds one untrusted message to this many copies.' },
   { key: 'authMaxFailures', env: 'POSTERN_AUTH_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '10', doc: 'Failed AUTH attempts from one client (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits) before its AUTH gets 454 4.7.0 until POSTERN_AUTH_LOCKOUT_MS after the last failure; a success clears it. Clients in POSTERN_TRUSTED_NETWORKS are exempt (not from the per-user count).' },
   { key: 'authUserMaxFailures', env: 'POSTERN_AUTH_USER_MAX_FAILURES', type: { kind: 'int', min: 1, max: 100000 }, default: '30', doc: 'Failed AUTH attempts against one user name, from any client, before AUTH as that name gets 454 4.7.0 (existing or not: the answers never tell); clients the user logged in from before stay admitted.' },

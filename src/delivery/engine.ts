@@ -155,7 +155,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     transports: {
       smtp: withReports(reports.outbound(smtp)),
       lmtp: withReports(smtp),
-      maildir: withReports(new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
+      maildir: withReports(new MaildirTransport({ hostname: c.hostname, lineEnds: c.maildirLineEnds, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
       webhook: withReports(new WebhookTransport()),
       pipe: withReports(new PipeTransport({ identities: pipeIdentities })),
       bounces: reports.processor,

@@ -44,9 +44,12 @@ export { mailboxPath, type MailboxPathResult } from '../protocol/mailbox-path.js
  * Symlinks: the tmp file is opened O_CREAT|O_EXCL, which never follows a planted symlink.
  * Folders that are themselves symlinks (an admin's choice) are followed.
  *
- * The message bytes are written as given (CRLF line ends, as queued): Dovecot and Courier read
- * CRLF Maildir files correctly, and keeping the bytes keeps DKIM signatures verifiable. The two
- * added headers use CRLF to match.
+ * By default the message bytes are written as given (CRLF line ends, as queued), which Dovecot
+ * reads correctly, and the two added headers use CRLF to match. `lineEnds: 'lf'` writes the
+ * Unix form instead (each CRLF becomes LF; a lone CR stays), as Courier, Exim and maildrop
+ * write Maildirs: Courier-IMAP serves a file by putting a CR before every LF, so CRLF files
+ * reach its clients as CR CR LF. Either way a reader that serves lines as CRLF gives the client
+ * the bytes as received, so DKIM signatures still verify.
  */
 
 export interface MaildirTransportOptions {
@@ -55,6 +58,8 @@ export interface MaildirTransportOptions {
   /** File mode of delivered messages (default 0o600) and folders (default 0o700). */
   fileMode?: number;
   dirMode?: number;
+  /** Line ends of the files written: as received (crlf, default) or Unix (lf). */
+  lineEnds?: 'crlf' | 'lf';
   /**
    * Whether a missing mailbox folder <root>/<domain>/<local>/ may be created for `address`
    * (default: always). main.ts answers from POSTERN_RECIPIENTS or POSTERN_MAILDIR_CREATE; a
@@ -101,12 +106,14 @@ export class MaildirTransport implements Transport {
   readonly #fileMode: number;
   readonly #dirMode: number;
   readonly #mayCreate: (address: string) => boolean;
+  readonly #eol: string;
 
   constructor(opts: MaildirTransportOptions = {}) {
     this.#host = safeHostname(opts.hostname ?? hostname());
     this.#fileMode = opts.fileMode ?? 0o600;
     this.#dirMode = opts.dirMode ?? 0o700;
     this.#mayCreate = opts.mayCreate ?? (() => true);
+    this.#eol = opts.lineEnds === 'lf' ? '\n' : '\r\n';
   }
 
   async deliver(dest: Destination, req: DeliveryRequest): Promise<RecipientResult[]> {
@@ -155,13 +162,16 @@ export class MaildirTransport implements Transport {
         }
         for (const d of dirs) await fsyncDir(d);
       }
-      const head = Buffer.from(`Return-Path: <${headerValue(req.message.sender)}>\r\nDelivered-To: ${headerValue(address)}\r\n`, 'utf8');
+      const eol = this.#eol;
+      const head = Buffer.from(`Return-Path: <${headerValue(req.message.sender)}>${eol}Delivered-To: ${headerValue(address)}${eol}`, 'utf8');
       // 'wx' = O_CREAT|O_EXCL: fails on an existing name and never follows a symlink.
       const fh = await open(tmpPath, 'wx', this.#fileMode);
       created = true;
       try {
         await writeAll(fh, head);
-        await writeAll(fh, req.body);
+        if (eol === '\r\n') await writeAll(fh, req.body);
+        // One copy of the body rather than a write per line.
+        else await writeAll(fh, Buffer.concat(crlfToLf(req.body)));
         await fh.sync();
       } finally {
         await fh.close();
@@ -188,6 +198,19 @@ async function isDirectory(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** The message as views without the CR of each CRLF (a lone CR is kept), in order. */
+export function crlfToLf(body: Buffer): Buffer[] {
+  const parts: Buffer[] = [];
+  let from = 0;
+  for (let i = body.indexOf(0x0d); i >= 0 && i < body.length - 1; i = body.indexOf(0x0d, i + 1)) {
+    if (body[i + 1] !== 0x0a) continue;
+    parts.push(body.subarray(from, i));
+    from = i + 1;
+  }
+  parts.push(body.subarray(from));
+  return parts;
 }
 
 /** FileHandle.write may write less than asked; loop until done. */

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { tmpdir } from '../helpers/tmpdir.js';
-import { MaildirTransport, mailboxPath, uniqueName } from '../../src/delivery/maildir-transport.js';
+import { MaildirTransport, crlfToLf, mailboxPath, uniqueName } from '../../src/delivery/maildir-transport.js';
 import type { Destination } from '../../src/delivery/types.js';
 import type { MessageRecord, Recipient } from '../../src/queue/store.js';
 
@@ -148,4 +148,28 @@ test('unique names follow <sec>.M<usec>P<pid>Q<n>.<host> and do not repeat', () 
   assert.equal(m[1], '1700000000');
   assert.ok(Number(m[2]) >= 123_000 && Number(m[2]) < 124_000);
   assert.equal(Number(m[3]), process.pid);
+});
+
+test('lineEnds lf: the file in Unix form (each CRLF a LF, a lone CR kept), the added headers too', async (t) => {
+  const root = join(tmpdir(t), 'mail');
+  mkdirSync(root);
+  const tr = new MaildirTransport({ hostname: 'mx1', lineEnds: 'lf' });
+  t.after(() => tr.close());
+  const dest: Destination = { kind: 'maildir', key: `maildir:${root}`, root };
+  const msg = message('s@sender.example', ['alice@example.org']);
+  const body = Buffer.from('Subject: hi\r\n\r\na\rb\r\n\r\r\n\xff\r\nlast\r', 'latin1');
+  const res = await tr.deliver(dest, { message: msg, recipients: msg.recipients, body });
+  assert.equal(res[0]!.kind, 'delivered');
+  const dir = join(root, 'example.org', 'alice', 'new');
+  const got = readFileSync(join(dir, readdirSync(dir)[0]!), 'latin1');
+  assert.equal(got, 'Return-Path: <s@sender.example>\nDelivered-To: alice@example.org\nSubject: hi\n\na\rb\n\r\n\xff\nlast\r');
+});
+
+test('crlfToLf: only the CR of a CRLF goes; empty, bare and trailing CRs', () => {
+  const lf = (s: string): string => Buffer.concat(crlfToLf(Buffer.from(s, 'latin1'))).toString('latin1');
+  assert.equal(lf(''), '');
+  assert.equal(lf('\r\n'), '\n');
+  assert.equal(lf('\r'), '\r');
+  assert.equal(lf('a\r\r\nb\n\rc\r'), 'a\r\nb\n\rc\r');
+  assert.equal(lf('no line end'), 'no line end');
 });
