@@ -10,7 +10,7 @@
 # (test/helpers/unpacked.ts uses the same rule). The tests look there and
 # skip, saying why, when a wrapper is missing. Idempotent: an unpacked system is left alone.
 #
-#   scripts/unpack-mta.sh [maildrop] [exim]     (default: all)
+#   scripts/unpack-mta.sh [maildrop] [exim] [sendmail] [opensmtpd]     (default: all)
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then DEFAULT_CACHE=/var/cache/postern-interop; else DEFAULT_CACHE="$HOME/.cache/postern-interop"; fi
@@ -21,10 +21,16 @@ ARCH_LIBS="lib/x86_64-linux-gnu usr/lib/x86_64-linux-gnu usr/lib"
 declare -A PACKAGES=(
   [maildrop]="maildrop courier-authlib libcourier-unicode4 libpcre3"
   [exim]="exim4-daemon-light exim4-base exim4-config libidn12"
+  # m4 builds the test's sendmail.cf from the sendmail-cf macros; the libraries are those a
+  # fresh machine with Postfix may lack.
+  [sendmail]="sendmail-bin sendmail-base sendmail-cf m4 liblockfile1 libwrap0 libldap-2.5-0"
+  [opensmtpd]="opensmtpd libevent-2.1-7"
 )
 declare -A PROGRAMS=(
   [maildrop]="usr/bin/maildrop"
   [exim]="usr/sbin/exim4"
+  [sendmail]="usr/libexec/sendmail/sendmail usr/libexec/sendmail/makemap usr/bin/m4"
+  [opensmtpd]="usr/sbin/smtpd"
 )
 
 download() {
@@ -65,6 +71,19 @@ unpack() {
     perl -pi -e 's/Debian-exim\0/daemon\0\0\0\0\0\0/' "$dir/root/usr/sbin/exim4"
     grep -q "Debian-exim" "$dir/root/usr/sbin/exim4" && { echo "unpack-mta: could not patch exim's user name" >&2; exit 1; }
   fi
+  if [ "$system" = opensmtpd ]; then
+    # OpenSMTPD looks up its two users, "opensmtpd" and "opensmtpq" on Debian, before reading
+    # any configuration (the package's postinst adds them). The names sit at the end of the
+    # "unknown user …" messages, which getpwnam is passed the tail of; patch them to the base
+    # accounts "daemon" and "mail" (same length with NUL padding) in this private copy.
+    local smtpd="$dir/root/usr/sbin/smtpd" size
+    size=$(stat -c %s "$smtpd")
+    perl -pi -e 's/unknown user opensmtpd\0/unknown user daemon\0\0\0\0/; s/unknown user opensmtpq\0/unknown user mail\0\0\0\0\0\0/' "$smtpd"
+    if grep -qaE "unknown user opensmtp[dq]" "$smtpd" || [ "$(stat -c %s "$smtpd")" != "$size" ]; then
+      echo "unpack-mta: could not patch opensmtpd's user names" >&2
+      exit 1
+    fi
+  fi
   local libs=""
   for l in $ARCH_LIBS; do libs="$libs${libs:+:}$dir/root/$l"; done
   for prog in ${PROGRAMS[$system]}; do
@@ -86,7 +105,7 @@ EOF
 }
 
 systems=("$@")
-[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim)
+[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim sendmail opensmtpd)
 for s in "${systems[@]}"; do
   [ -n "${PACKAGES[$s]:-}" ] || { echo "unpack-mta: unknown system $s (known: ${!PACKAGES[*]})" >&2; exit 64; }
   unpack "$s"

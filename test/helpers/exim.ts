@@ -16,6 +16,8 @@ import { freePort, waitForPort } from '../../bench/lib/proc.js';
 import { makeTmpdir, removeTmpdir } from './tmpdir.js';
 import { unpackedProgram, interopCache } from './unpacked.js';
 
+export { withoutTrace } from './mail-text.js';
+
 export const EXIM_MAILBOXES = ['alice', 'bob', 'carol'];
 
 export interface EximInstance {
@@ -153,16 +155,4 @@ begin retry
     },
     mainlog,
   };
-}
-
-/** A message without the trace fields receivers prepend (Return-Path, Received, Delivered-To, …). */
-export function withoutTrace(text: string): string {
-  const lines = text.split('\n');
-  let i = 0;
-  const trace = /^(Return-Path|Received|Delivered-To|Envelope-to|Delivery-date|X-Postern-[A-Za-z-]+):/i;
-  while (i < lines.length && trace.test(lines[i]!)) {
-    i++;
-    while (i < lines.length && /^[ \t]/.test(lines[i]!)) i++;
-  }
-  return lines.slice(i).join('\n');
 }

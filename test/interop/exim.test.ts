@@ -8,8 +8,8 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import PostalMime from 'postal-mime';
-import { eximSkip, startExim, withoutTrace } from '../helpers/exim.js';
+import { eximSkip, startExim } from '../helpers/exim.js';
+import { readDsn, withoutTrace } from '../helpers/mail-text.js';
 import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
 import { sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
@@ -27,22 +27,6 @@ const TO_EXIM = [
   { rcpts: ['carol@exim.test'], body: msg(2, 'carol@exim.test') + '\n.\n..\n.leading dot\nend\n\n' },
   { rcpts: ['alice@exim.test'], body: msg(3, 'alice@exim.test', 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n') + 'Grüße — 8-bit text.\n' },
 ];
-
-/** RFC 3464 read back: the report's per-message and per-recipient field groups. */
-async function readDsn(raw: string): Promise<{ reportType: string; groups: Array<Map<string, string>> }> {
-  const e = await PostalMime.parse(Buffer.from(raw, 'latin1'), { attachmentEncoding: 'utf8', forceRfc822Attachments: true });
-  const ct = e.headers.find((h) => h.key === 'content-type')?.value ?? '';
-  assert.match(ct, /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
-  const status = e.attachments.find((a) => a.mimeType === 'message/delivery-status');
-  assert.ok(status, `a message/delivery-status part: ${e.attachments.map((a) => a.mimeType).join(', ')}`);
-  const text = String(status.content).replace(/\r\n/g, '\n').replace(/\n[ \t]+/g, ' ');
-  const groups = text
-    .split(/\n\s*\n/)
-    .map((g) => g.trim())
-    .filter((g) => g !== '')
-    .map((g) => new Map(g.split('\n').map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
-  return { reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups };
-}
 
 async function sendAll(port: number, from: string, list: Array<{ rcpts: string[]; body: string }>): Promise<void> {
   for (const m of list) await sendMessage(port, from, m.rcpts, m.body, 'client.post.test');
