@@ -17,6 +17,8 @@ export function withoutTrace(text: string): string {
 }
 
 export interface DsnReport {
+  /** The top-level media type: multipart/report (RFC 6522), or what the sender used instead. */
+  container: string;
   /** report-type of the multipart/report (RFC 6522). */
   reportType: string;
   /** The per-message group, then one group per recipient; field names in lower case. */
@@ -25,11 +27,14 @@ export interface DsnReport {
   text: string;
 }
 
-/** RFC 3464 read back: asserts a multipart/report with a message/delivery-status part. */
-export async function readDsn(raw: string): Promise<DsnReport> {
+/**
+ * RFC 3464 read back: asserts a message/delivery-status part inside a multipart/report, or
+ * inside any multipart with `anyContainer` (OpenSMTPD 6.8 sends multipart/mixed).
+ */
+export async function readDsn(raw: string, o: { anyContainer?: boolean } = {}): Promise<DsnReport> {
   const e = await PostalMime.parse(Buffer.from(raw, 'latin1'), { attachmentEncoding: 'utf8', forceRfc822Attachments: true });
   const ct = e.headers.find((h) => h.key === 'content-type')?.value ?? '';
-  assert.match(ct, /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
+  assert.match(ct, o.anyContainer === true ? /^multipart\/[\w-]+;/i : /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
   const status = e.attachments.find((a) => a.mimeType === 'message/delivery-status');
   assert.ok(status, `a message/delivery-status part: ${e.attachments.map((a) => a.mimeType).join(', ')}`);
   const text = String(status.content).replace(/\r\n/g, '\n').replace(/\n[ \t]+/g, ' ');
@@ -38,5 +43,5 @@ export async function readDsn(raw: string): Promise<DsnReport> {
     .map((g) => g.trim())
     .filter((g) => g !== '')
     .map((g) => new Map(g.split('\n').map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
-  return { reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups, text: e.text ?? '' };
+  return { container: ct.slice(0, ct.indexOf(';')).trim().toLowerCase(), reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups, text: e.text ?? '' };
 }
