@@ -29,7 +29,7 @@ declare -A PACKAGES=(
 declare -A PROGRAMS=(
   [maildrop]="usr/bin/maildrop"
   [exim]="usr/sbin/exim4"
-  [sendmail]="usr/libexec/sendmail/sendmail usr/libexec/sendmail/makemap usr/bin/m4"
+  [sendmail]="usr/libexec/sendmail/sendmail usr/bin/m4"
   [opensmtpd]="usr/sbin/smtpd"
 )
 
