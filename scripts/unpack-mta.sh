@@ -11,7 +11,7 @@
 # (test/helpers/unpacked.ts uses the same rule). The tests look there and
 # skip, saying why, when a wrapper is missing. Idempotent: an unpacked system is left alone.
 #
-#   scripts/unpack-mta.sh [maildrop] [exim] [cyrus] [courier]     (default: all)
+#   scripts/unpack-mta.sh [maildrop] [exim] [sendmail] [opensmtpd] [cyrus] [courier]     (default: all)
 set -euo pipefail
 
 if [ "$(id -u)" -eq 0 ]; then DEFAULT_CACHE=/var/cache/postern-interop; else DEFAULT_CACHE="$HOME/.cache/postern-interop"; fi
@@ -24,12 +24,18 @@ declare -A PACKAGES=(
   [exim]="exim4-daemon-light exim4-base exim4-config libidn12"
   [cyrus]="cyrus-imapd cyrus-common sasl2-bin libical3 libxapian30 libzephyr4 libpcre3 libclamav12 libmspack0"
   [courier]="courier-mta courier-base courier-imap courier-authlib courier-authdaemon courier-authlib-userdb libcourier-unicode4 libidn12 libpcre3 libgamin0 libltdl7"
+  # m4 builds the test's sendmail.cf from the sendmail-cf macros; the libraries are those a
+  # fresh machine with Postfix may lack.
+  [sendmail]="sendmail-bin sendmail-base sendmail-cf m4 liblockfile1 libwrap0 libldap-2.5-0"
+  [opensmtpd]="opensmtpd libevent-2.1-7"
 )
 declare -A PROGRAMS=(
   [maildrop]="usr/bin/maildrop"
   [exim]="usr/sbin/exim4"
   [cyrus]="usr/lib/cyrus/bin/master usr/sbin/saslpasswd2"
   [courier]=""
+  [sendmail]="usr/libexec/sendmail/sendmail usr/bin/m4"
+  [opensmtpd]="usr/sbin/smtpd"
 )
 
 download() {
@@ -117,6 +123,19 @@ unpack() {
     grep -q "Debian-exim" "$dir/root/usr/sbin/exim4" && { echo "unpack-mta: could not patch exim's user name" >&2; exit 1; }
   fi
   [ "$system" != courier ] || courier_layout "$dir"
+  if [ "$system" = opensmtpd ]; then
+    # OpenSMTPD looks up its two users, "opensmtpd" and "opensmtpq" on Debian, before reading
+    # any configuration (the package's postinst adds them). The names sit at the end of the
+    # "unknown user …" messages, which getpwnam is passed the tail of; patch them to the base
+    # accounts "daemon" and "mail" (same length with NUL padding) in this private copy.
+    local smtpd="$dir/root/usr/sbin/smtpd" size
+    size=$(stat -c %s "$smtpd")
+    perl -pi -e 's/unknown user opensmtpd\0/unknown user daemon\0\0\0\0/; s/unknown user opensmtpq\0/unknown user mail\0\0\0\0\0\0/' "$smtpd"
+    if grep -qaE "unknown user opensmtp[dq]" "$smtpd" || [ "$(stat -c %s "$smtpd")" != "$size" ]; then
+      echo "unpack-mta: could not patch opensmtpd's user names" >&2
+      exit 1
+    fi
+  fi
   local libs=""
   for l in $ARCH_LIBS; do libs="$libs${libs:+:}$dir/root/$l"; done
   for prog in ${PROGRAMS[$system]}; do
@@ -138,7 +157,7 @@ EOF
 }
 
 systems=("$@")
-[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim cyrus courier)
+[ "${#systems[@]}" -gt 0 ] || systems=(maildrop exim sendmail opensmtpd cyrus courier)
 for s in "${systems[@]}"; do
   [ -n "${PACKAGES[$s]:-}" ] || { echo "unpack-mta: unknown system $s (known: ${!PACKAGES[*]})" >&2; exit 64; }
   unpack "$s"

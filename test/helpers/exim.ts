@@ -17,6 +17,8 @@ import { freePort, waitForPort } from '../../bench/lib/proc.js';
 import { makeTmpdir, removeTmpdir } from './tmpdir.js';
 import { unpackedProgram, interopCache } from './unpacked.js';
 
+export { withoutTrace } from './mail-text.js';
+
 // josé: a UTF-8 local part (RFC 6531), for SMTPUTF8 (this Exim is built with I18N).
 export const EXIM_MAILBOXES = ['alice', 'bob', 'carol', 'josé'];
 
@@ -155,16 +157,4 @@ begin retry
     },
     mainlog,
   };
-}
-
-/** A message without the trace fields receivers prepend (Return-Path, Received, Delivered-To, …). */
-export function withoutTrace(text: string): string {
-  const lines = text.split('\n');
-  let i = 0;
-  const trace = /^(Return-Path|Received|Delivered-To|Envelope-to|Delivery-date|X-Postern-[A-Za-z-]+):/i;
-  while (i < lines.length && trace.test(lines[i]!)) {
-    i++;
-    while (i < lines.length && /^[ \t]/.test(lines[i]!)) i++;
-  }
-  return lines.slice(i).join('\n');
 }

@@ -136,7 +136,7 @@ export class RawClient {
  * Send one message in its own session and return its queue id: LF or CRLF text, dot-stuffed
  * here as a client must (RFC 5321 §4.5.2). Throws (an assertion) on any non-2xx/354 reply.
  */
-export async function sendMessage(port: number, from: string, rcpts: string[], body: string, helo = 'test.example'): Promise<string> {
+export async function sendMessage(port: number, from: string, rcpts: string[], body: string, helo = 'test.example', mailParams = ''): Promise<string> {
   const c = await RawClient.connect(port);
   const expect = (r: SmtpReply, code: number, what: string) => {
     if (r.code !== code) throw new Error(`${what}: expected ${code}, got ${r.code} ${r.text}`);
@@ -144,7 +144,7 @@ export async function sendMessage(port: number, from: string, rcpts: string[], b
   try {
     await c.read();
     await c.cmd(`EHLO ${helo}`);
-    expect(await c.cmd(`MAIL FROM:<${from}>`), 250, 'MAIL');
+    expect(await c.cmd(`MAIL FROM:<${from}>${mailParams === '' ? '' : ` ${mailParams}`}`), 250, 'MAIL');
     for (const r of rcpts) expect(await c.cmd(`RCPT TO:<${r}>`), 250, `RCPT ${r}`);
     expect(await c.cmd('DATA'), 354, 'DATA');
     const r = await c.cmd(body.replace(/\r?\n$/, '').replace(/^\./gm, '..').replace(/\r?\n/g, '\r\n') + '\r\n.', 10_000);

@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { cyrusSkip, startCyrus, type CyrusInstance } from '../helpers/cyrus.js';
 import type { ImapClient } from '../helpers/imap-client.js';
-import { readDsn } from '../helpers/read-dsn.js';
+import { readDsn } from '../helpers/mail-text.js';
 import { startTestNode } from '../helpers/node.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';

@@ -1,0 +1,208 @@
+// postern and a real OpenSMTPD 6.8 (unpacked by scripts/unpack-mta.sh, test/helpers/opensmtpd.ts)
+// in both directions on loopback: postern delivers to OpenSMTPD in plain SMTP (8BITMIME; OpenSMTPD
+// offers no PIPELINING, and the wire, seen through a recording relay, shows postern waiting for
+// every reply) and over STARTTLS, OpenSMTPD relays into postern (`relay host`, STARTTLS) which
+// delivers into a Maildir route, and a permanent failure on either side comes back as a DSN the
+// other side accepts, read as RFC 3464 by an independent parser (postal-mime). OpenSMTPD stores
+// Maildir files with LF line ends; bodies are compared byte for byte apart from trace fields.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { opensmtpdSkip, startOpenSmtpd, type OpenSmtpdInstance } from '../helpers/opensmtpd.js';
+import { readDsn, withoutTrace } from '../helpers/mail-text.js';
+import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
+import { RawClient, sendMessage } from '../helpers/smtp-client.js';
+import { startRecordingProxy } from '../helpers/recording-proxy.js';
+import { waitFor } from '../helpers/wait-for.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+
+const skip = opensmtpdSkip();
+
+function msg(n: number, to: string, extra = ''): string {
+  const list = to.split(', ').map((a) => `<${a}>`).join(', ');
+  return `From: <sender${n}@post.test>\nTo: ${list}\nSubject: postern-opensmtpd #${n}\nDate: Mon, 07 Dec 2026 13:00:0${n} +0000\nMessage-ID: <po${n}@post.test>\nMIME-Version: 1.0\n${extra}\n`;
+}
+
+const EIGHT_BIT = 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n';
+
+const TO_OSD = [
+  { rcpts: ['alice@osd.test', 'bob@osd.test'], body: msg(1, 'alice@osd.test, bob@osd.test') + 'Two recipients, one transaction.\n' },
+  { rcpts: ['carol@osd.test'], body: msg(2, 'carol@osd.test') + '\n.\n..\n.leading dot\nend\n\n' },
+  { rcpts: ['alice@osd.test'], body: msg(3, 'alice@osd.test', EIGHT_BIT) + 'Grüße — 8-bit text.\n', params: 'BODY=8BITMIME' },
+];
+
+/** The text as stored: the UTF-8 bytes it was sent as, read back as latin1. */
+const asStored = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
+
+async function sendAll(port: number, from: string, list: Array<{ rcpts: string[]; body: string; params?: string }>): Promise<void> {
+  for (const m of list) await sendMessage(port, from, m.rcpts, m.body, 'client.post.test', m.params);
+}
+
+/** Each mailbox holds exactly its messages, byte for byte apart from trace fields. */
+function assertMailboxes(osd: OpenSmtpdInstance): void {
+  const byBox = { alice: [TO_OSD[0]!, TO_OSD[2]!], bob: [TO_OSD[0]!], carol: [TO_OSD[1]!] };
+  for (const [box, expected] of Object.entries(byBox)) {
+    assert.deepEqual(osd.mailbox(box).map(withoutTrace).sort(), expected.map((m) => asStored(m.body)).sort(), box);
+  }
+}
+
+const allArrived = (osd: OpenSmtpdInstance) => (): boolean => osd.mailbox('alice').length === 2 && osd.mailbox('bob').length === 1 && osd.mailbox('carol').length === 1;
+
+test('opensmtpd: postern delivers to OpenSMTPD in plain SMTP with 8BITMIME, not pipelining since it is not offered: every copy arrives byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
+  const osd = await startOpenSmtpd(t);
+  const wire = await startRecordingProxy(t, osd.port);
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${wire.port}`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  await sendAll(node.ports.smtpPort, 'sender@post.test', TO_OSD);
+  await waitFor('the copies in OpenSMTPD\'s Maildirs', allArrived(osd), { timeoutMs: 20_000, diag: osd.log });
+  await waitFor('postern\'s queue empty', () => node.queue.counts().total === 0);
+  assertMailboxes(osd);
+  for (const m of osd.mailbox('alice')) {
+    assert.match(m, /^Received: from mx\.postern\.interop \(localhost \[127\.0\.0\.1\]\)\n\tby osd\.interop\.test \(OpenSMTPD\) with ESMTP id [0-9a-f]+[;\n]/m, 'OpenSMTPD names postern, in plain SMTP');
+  }
+  // OpenSMTPD 6.8 offers no PIPELINING (and refuses commands sent ahead): postern wrote one
+  // command per read, each after the reply to the one before; the 8-bit message declared
+  // BODY=8BITMIME.
+  const reads = wire.reads();
+  assert.ok(reads.length > 0);
+  const commands = (r: string): number => r.split('\r\n').filter((l) => /^(EHLO |HELO |MAIL FROM:|RCPT TO:|DATA$|RSET$|NOOP$|QUIT$)/.test(l)).length;
+  for (const r of reads) assert.ok(commands(r) <= 1, `one command per read: ${JSON.stringify(r)}`);
+  const mails = reads.filter((r) => r.startsWith('MAIL FROM:'));
+  assert.equal(mails.length, 3, reads.join('|'));
+  for (const r of mails) assert.match(r, /^MAIL FROM:<sender@post\.test>[^\r]*\r\n$/);
+  assert.equal(mails.filter((r) => / BODY=8BITMIME/.test(r)).length, 1, 'only the 8-bit message declares BODY=8BITMIME');
+  assert.equal(reads.filter((r) => r.startsWith('RCPT TO:')).length, 4);
+});
+
+test('opensmtpd: OpenSMTPD 6.8 on OpenSSL 3 offers STARTTLS but fails every handshake: postern defers the mail (never sending it in clear on that connection), and delivers it with the route at /tls=none', { skip }, async (t: TestContext) => {
+  const osd = await startOpenSmtpd(t, { tls: makeCert(t) });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  const id = await sendMessage(node.ports.smtpPort, 'sender@post.test', TO_OSD[0]!.rcpts, TO_OSD[0]!.body, 'client.post.test');
+  // Debian 12's OpenSMTPD keeps its private keys in a separate process behind an OpenSSL
+  // engine that OpenSSL 3 does not accept: the server's half of the handshake fails with
+  // "EVP lib", for any client and key type (OpenSMTPD issues #1171, #1239).
+  await waitFor('a failed TLS handshake recorded by postern', () => /TLS handshake failed/.test(node.queue.get(id)?.recipients[0]?.lastReply?.text ?? ''), { timeoutMs: 20_000, diag: osd.log });
+  assert.match(osd.log(), /smtp disconnected reason="io-error: error:[0-9A-F]+:SSL routines::EVP lib"/);
+  const r = node.queue.get(id)!.recipients[0]!;
+  assert.equal(r.state, 'pending', 'deferred, not bounced');
+  assert.equal(r.lastReply?.transient, true);
+  assert.equal(osd.mailbox('alice').length + osd.mailbox('bob').length, 0);
+  assert.doesNotMatch(osd.log(), /smtp message /, 'no message reached OpenSMTPD');
+
+  // The operator's way out for such a peer: no STARTTLS on that route.
+  const plain = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}/tls=none`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+  await sendAll(plain.ports.smtpPort, 'sender@post.test', TO_OSD);
+  await waitFor('the copies in OpenSMTPD\'s Maildirs', allArrived(osd), { timeoutMs: 20_000, diag: osd.log });
+  assertMailboxes(osd);
+});
+
+test('opensmtpd: OpenSMTPD relays into postern (relay host, STARTTLS), and postern queues and delivers what it sent into a Maildir, byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
+  const root = tmpdir(t);
+  const cert = makeCert(t);
+  const node = await startTestNode(t, {
+    POSTERN_DELIVERY: 'routes',
+    POSTERN_ROUTES: `far.test=maildir:${join(root, 'mail')}`,
+    POSTERN_MAILDIR_CREATE: 'true',
+    POSTERN_HOSTNAME: 'mx.postern.interop',
+    POSTERN_TLS_CERT: cert.cert,
+    POSTERN_TLS_KEY: cert.key,
+  }, { delivery: { pollIntervalMs: 50 } });
+  mkdirSync(join(root, 'mail'));
+  const osd = await startOpenSmtpd(t, { relayPort: node.ports.smtpPort });
+  const list = [
+    { rcpts: ['x@far.test', 'y@far.test'], body: msg(4, 'x@far.test, y@far.test') + 'Relayed by OpenSMTPD.\n' },
+    { rcpts: ['dots@far.test'], body: msg(5, 'dots@far.test') + '.\n..\n.leading dot\nend\n' },
+    { rcpts: ['utf@far.test'], body: msg(6, 'utf@far.test', EIGHT_BIT) + 'Grüße — 8-bit.\n', params: 'BODY=8BITMIME' },
+  ];
+  await sendAll(osd.port, 'sender@osd.test', list);
+  const box = (local: string): string[] => {
+    const d = join(root, 'mail', 'far.test', local, 'new');
+    return existsSync(d) ? readdirSync(d).sort().map((f) => readFileSync(join(d, f), 'latin1')) : [];
+  };
+  const locals = ['x', 'y', 'dots', 'utf'];
+  await waitFor('the four copies in postern\'s Maildirs', () => locals.every((l) => box(l).length === 1) && node.queue.counts().total === 0, { timeoutMs: 20_000, diag: osd.log });
+  const expected: Record<string, string> = { x: list[0]!.body, y: list[0]!.body, dots: list[1]!.body, utf: list[2]!.body };
+  for (const l of locals) {
+    const f = box(l)[0]!;
+    assert.match(f, /^Return-Path: <sender@osd\.test>\r\n/, l);
+    // postern's trace field: OpenSMTPD came over TLS, naming itself with its `helo`.
+    assert.match(f, /^Received: from osd\.interop\.test \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] with cipher \S+\)\r\n\tby mx\.postern\.interop \(postern\) with ESMTPS /m, f.slice(0, 400));
+    // OpenSMTPD's own trace field is there below postern's.
+    assert.match(f, /^Received: from client\.post\.test \(localhost \[127\.0\.0\.1\]\)\r\n\tby osd\.interop\.test \(OpenSMTPD\) with ESMTP id [0-9a-f]+[;\r]/m);
+    assert.equal(withoutTrace(f.replace(/\r\n/g, '\n')), asStored(expected[l]!), l);
+  }
+  await osd.stop();
+});
+
+test('opensmtpd: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers; a message that needs SMTPUTF8 is never sent to OpenSMTPD, which does not offer it', { skip }, async (t: TestContext) => {
+  const root = tmpdir(t);
+  mkdirSync(join(root, 'mail'));
+  const map = writeFile(t, 'recipients', 'me@post.test\n');
+  const node = await startTestNode(t, {
+    POSTERN_DELIVERY: 'routes',
+    POSTERN_LOCAL_DOMAINS: 'post.test',
+    POSTERN_RECIPIENTS: map,
+    POSTERN_MAILDIR_CREATE: 'true',
+    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
+    POSTERN_HOSTNAME: 'mx.postern.interop',
+  }, { delivery: { pollIntervalMs: 50 } });
+  const osd = await startOpenSmtpd(t, { relayPort: node.ports.smtpPort });
+  // postern's routes learn OpenSMTPD's port only now: a second node sends to it.
+  const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
+
+  // 1. postern → OpenSMTPD, unknown mailbox: OpenSMTPD refuses it at RCPT (a reject rule),
+  //    postern bounces to the sender, bob@osd.test, and OpenSMTPD accepts the bounce.
+  await sendMessage(sender.ports.smtpPort, 'bob@osd.test', ['ghost@osd.test'], msg(7, 'ghost@osd.test') + 'Will bounce at OpenSMTPD.\n', 'client.test');
+  await waitFor('postern\'s DSN in bob\'s Maildir', () => osd.mailbox('bob').length === 1, { timeoutMs: 20_000, diag: osd.log });
+  const d1 = osd.mailbox('bob')[0]!;
+  const r1 = await readDsn(d1);
+  assert.equal(r1.reportType, 'delivery-status');
+  assert.match(r1.groups[0]!.get('reporting-mta') ?? '', /^dns; ?out\.postern\.interop$/);
+  const rc1 = r1.groups.find((g) => g.has('final-recipient'))!;
+  assert.match(rc1.get('final-recipient')!, /^rfc822; ?ghost@osd\.test$/i);
+  assert.equal(rc1.get('action'), 'failed');
+  assert.match(rc1.get('status') ?? '', /^5\.\d{1,3}\.\d{1,3}$/);
+  assert.match(rc1.get('diagnostic-code') ?? '', /^smtp; ?550 /);
+  assert.match(osd.log(), /smtp (?:message|envelope) .*from=<>/, 'OpenSMTPD took the bounce from the null sender');
+
+  // 2. A message that needs SMTPUTF8 (so declared, UTF-8 in a header field): OpenSMTPD 6.8 does
+  //    not offer it, so postern never sends it there and bounces it, 5.6.7.
+  const c = await RawClient.connect(sender.ports.smtpPort);
+  try {
+    await c.read();
+    await c.cmd('EHLO client.test');
+    assert.equal((await c.cmd('MAIL FROM:<carol@osd.test> SMTPUTF8')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<alice@osd.test>')).code, 250);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    const r = await c.cmd(`${msg(8, 'alice@osd.test', EIGHT_BIT).replace('Subject: postern-opensmtpd #8', 'Subject: Grüße, SMTPUTF8').replace(/\n/g, '\r\n')}Needs SMTPUTF8.\r\n.`);
+    assert.equal(r.code, 250, r.text);
+  } finally {
+    c.end();
+  }
+  await waitFor('postern\'s 5.6.7 DSN in carol\'s Maildir', () => osd.mailbox('carol').length === 1, { timeoutMs: 20_000, diag: osd.log });
+  assert.equal(osd.mailbox('alice').length, 0, 'nothing reached alice');
+  const r2 = await readDsn(osd.mailbox('carol')[0]!);
+  const rc2 = r2.groups.find((g) => g.has('final-recipient'))!;
+  assert.match(rc2.get('final-recipient')!, /^rfc822; ?alice@osd\.test$/i);
+  assert.equal(rc2.get('status'), '5.6.7');
+
+  // 3. OpenSMTPD → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, OpenSMTPD bounces
+  //    to the sender me@post.test through postern, which accepts the bounce and delivers it.
+  await sendMessage(osd.port, 'me@post.test', ['ghost@post.test'], msg(9, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
+  const box = join(root, 'mail', 'post.test', 'me', 'new');
+  await waitFor('OpenSMTPD\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, { timeoutMs: 20_000, diag: osd.log });
+  const d3 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  assert.match(d3, /^Return-Path: <>\r\n/);
+  // OpenSMTPD 6.8's bounce carries an RFC 3464 message/delivery-status part, but in a
+  // multipart/mixed (not the multipart/report of RFC 6522), with its own Status 5.0.0 and
+  // postern's reply only in the text part (no Diagnostic-Code).
+  const r3 = await readDsn(d3, { anyContainer: true });
+  assert.equal(r3.container, 'multipart/mixed');
+  assert.match(r3.groups[0]!.get('reporting-mta') ?? '', /^dns; ?osd\.interop\.test$/i);
+  const rc3 = r3.groups.find((g) => g.has('final-recipient'))!;
+  assert.match(rc3.get('final-recipient')!, /^rfc822; ?ghost@post\.test$/i);
+  assert.equal(rc3.get('action'), 'failed');
+  assert.match(rc3.get('status') ?? '', /^5\.\d{1,3}\.\d{1,3}$/);
+  assert.match(r3.text, /ghost@post\.test: 550 5\.1\.1 Recipient address rejected: unknown user/);
+  await osd.stop();
+});
