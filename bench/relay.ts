@@ -215,6 +215,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
     sampler.stop();
     const hwm = t.hwm();
     const received = sink.messages();
+    const sinkBytes = sink.bytes();
     const fin = await t.finish();
     t = null;
     // smtp-sink counts a session when it ends: wait until the count is steady after the stop.
@@ -246,7 +247,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
       peakRssKiB: hwm,
       leftInQueue: fin.left,
       problems,
-      detail: { ...fin.detail, clientArgv: inj.argv, timedOut: inj.timedOut },
+      detail: { ...fin.detail, clientArgv: inj.argv, timedOut: inj.timedOut, sinkBytesPerMessage: sinkBytes !== null && received > 0 ? sinkBytes / received : null },
     };
   } finally {
     if (t) await t.finish().catch(() => undefined);
