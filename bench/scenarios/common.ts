@@ -139,7 +139,10 @@ export async function acceptRun(k: Knobs, o: { scenario: string; variant: string
     messages: o.messages,
     cpuMsPerMsg: r.targetCpuSeconds !== null && r.accepted > 0 ? (r.targetCpuSeconds * 1000) / r.accepted : null,
     peakMemMiB: r.peakMemKiB > 0 ? r.peakMemKiB / 1024 : null,
-    detail: { noisy: r.noisy, machineBusyPct: r.machineBusyPct, otherCpuSeconds: r.otherCpuSeconds, stored: r.finished?.stored ?? null, problems: r.finished?.problems ?? [], latencyMs: r.latencyMs ?? null },
+    detail: {
+      mainThreadCpuMsPerMsg: typeof r.targetMainThreadCpuSeconds === 'number' && r.accepted > 0 ? (r.targetMainThreadCpuSeconds * 1000) / r.accepted : null,
+      otherThreadsCpuMsPerMsg: typeof r.targetMainThreadCpuSeconds === 'number' && r.targetCpuSeconds !== null && r.accepted > 0 ? ((r.targetCpuSeconds - r.targetMainThreadCpuSeconds) * 1000) / r.accepted : null,
+      noisy: r.noisy, machineBusyPct: r.machineBusyPct, otherCpuSeconds: r.otherCpuSeconds, stored: r.finished?.stored ?? null, problems: r.finished?.problems ?? [], latencyMs: r.latencyMs ?? null },
   };
 }
 
