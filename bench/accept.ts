@@ -82,6 +82,8 @@ export interface RunRecord {
   peakMemProcs: number;
   hwmKiB: number | null;
   targetCpuSeconds: number | null;
+  /** The target's main thread alone (one-process targets: postern, Haraka, smtp-server). */
+  targetMainThreadCpuSeconds?: number | null;
   /** The client's CPU (loadgen: this process; smtp-source: the reaped child, plus this process). */
   clientCpuSeconds: number;
   /** Machine CPU busy minus target and client: other work on the machine during the run. */
@@ -212,6 +214,7 @@ export async function timedRun(run: number, name: TargetName, s: Settings, diskS
     const t = target;
     const sampler = new MemorySampler(() => t.pids());
     const cpu0 = t.cpuSeconds();
+    const main0 = t.mainThreadCpuSeconds?.() ?? null;
     const m0 = machineCpu();
     const f0 = deviceFlushes(diskStat);
     const w0 = deviceSectorsWritten(diskStat);
@@ -222,6 +225,7 @@ export async function timedRun(run: number, name: TargetName, s: Settings, diskS
     const w1 = deviceSectorsWritten(diskStat);
     const m1 = machineCpu();
     const cpu1 = t.cpuSeconds();
+    const main1 = t.mainThreadCpuSeconds?.() ?? null;
     const hwm = t.hwmKiB();
     sampler.stop();
     const finished = await t.finish();
@@ -252,6 +256,7 @@ export async function timedRun(run: number, name: TargetName, s: Settings, diskS
       peakMemProcs: sampler.peakProcs,
       hwmKiB: hwm,
       targetCpuSeconds: cpu0 !== null && cpu1 !== null ? Math.round((cpu1 - cpu0) * 100) / 100 : null,
+      targetMainThreadCpuSeconds: main0 !== null && main1 !== null ? Math.round((main1 - main0) * 100) / 100 : null,
       clientCpuSeconds: Math.round((c1 - c0) * 100) / 100,
       otherCpuSeconds: other,
       machineBusyPct: m0 && m1 && m1.total > m0.total ? Math.round(((m1.busy - m0.busy) / (m1.total - m0.total)) * 1000) / 10 : null,

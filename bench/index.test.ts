@@ -44,12 +44,13 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
     depthLevels: [0, 200],
     concurrencyLevels: [1, 10],
     sizes: [1024, 102400],
+    relaySizes: [102400],
     httpRequests: 20,
     shaping: { messages: 20, connections: 2, ratePerSec: 50 },
     progress: new Progress(false),
   };
   const r = await runSuite({ scenarios: SCENARIO_NAMES, knobs, outDir, print: false });
-  for (const name of ['accept', 'relay', 'fanout', 'sizes', 'concurrency', 'depth', 'http', 'shaping', 'cluster']) {
+  for (const name of ['accept', 'relay', 'relay-large', 'single', 'filters', 'fanout', 'sizes', 'concurrency', 'depth', 'http', 'shaping', 'cluster']) {
     assert.ok(r.measurements.some((m) => m.scenario === name), `scenario ${name} produced no measurement`);
   }
   for (const m of r.measurements) {
@@ -61,6 +62,19 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
   }
   assert.deepEqual(r.measurements.filter((m) => m.scenario === 'depth').map((m) => m.x), [0, 200]);
   assert.deepEqual(r.measurements.filter((m) => m.scenario === 'sizes').map((m) => m.x), [1024, 102400]);
+  const large = r.measurements.filter((m) => m.scenario === 'relay-large');
+  assert.deepEqual(large.map((m) => m.variant), ['100 KiB']);
+  assert.ok((large[0]!.detail!.peakRssMiB as number) > 10, 'relay-large reports postern\'s peak RSS');
+  assert.match(large[0]!.detail!.summary as string, /peak RSS \d+ MiB/);
+  const single = r.measurements.filter((m) => m.scenario === 'single');
+  assert.deepEqual(single.map((m) => m.variant), ['1 conn']);
+  assert.match(single[0]!.detail!.summary as string, /^single postern run 1: \d+ msg\/s, CPU ms\/msg main thread \d+\.\d\d \+ other threads -?\d+\.\d\d$/);
+  const filters = r.measurements.filter((m) => m.scenario === 'filters');
+  assert.deepEqual(filters.map((m) => m.variant), ['off', 'spam + dkim ed25519', 'spam + dkim rsa2048']);
+  // The filters really ran: scored and signed messages reach the sink with X-Spam-* and DKIM-Signature fields.
+  const perMsg = filters.map((m) => m.detail!.sinkBytesPerMessage as number);
+  assert.ok(perMsg[1]! > perMsg[0]! + 150 && perMsg[2]! > perMsg[1]! + 150, `bytes per message at the sink: ${perMsg.join(', ')}`);
+  assert.match(filters.at(-1)!.detail!.summary as string, /^filters: spam \+ dkim ed25519 \d+ msg\/s = \d+ %, spam \+ dkim rsa2048 \d+ msg\/s = \d+ % of off/);
   for (const row of r.rows) assert.ok(Number.isFinite(row.median) && row.min <= row.median && row.median <= row.max);
   assert.match(r.markdown, /^\| scenario \|/);
   assert.equal(r.markdown.split('\n').length, 2 + r.rows.length);

@@ -1,5 +1,5 @@
 // `npm run bench`: the whole suite from one entry point.
-//   node build/bench/index.js [--scenarios accept,relay,fanout,sizes,concurrency,depth,http,shaping,cluster]
+//   node build/bench/index.js [--scenarios accept,relay,relay-large,single,filters,fanout,sizes,concurrency,depth,http,shaping,cluster]
 //                             [--compare postfix] [--runs N]
 // Each scenario (bench/scenarios/, one per file) runs postern and every peer named by
 // --compare, interleaved (postern, postfix, postern, postfix, ...), each run on a fresh target;
@@ -10,7 +10,8 @@
 // Knobs (environment): BENCH_MESSAGES (2000 per run), BENCH_SIZE (10240 payload bytes),
 // BENCH_CONNECTIONS (20), BENCH_RUNS (3; --runs wins), BENCH_TIME_LIMIT_S (300 per load),
 // BENCH_CLIENT (loadgen | smtp-source; loadgen by default), BENCH_FANOUT_RECIPIENTS (50),
-// BENCH_SIZES (1024,10240,102400,1048576), BENCH_CONCURRENCY_LEVELS (1,10,100,1000),
+// BENCH_SIZES (1024,10240,102400,1048576), BENCH_RELAY_SIZES (102400,1048576),
+// BENCH_CONCURRENCY_LEVELS (1,10,100,1000),
 // BENCH_DEPTH_LEVELS (0,100000; BENCH_DEPTH_1M=1 adds 1000000), BENCH_HTTP_REQUESTS
 // (BENCH_MESSAGES), BENCH_SINK (ours | smtp-sink, relay and fanout), BENCH_OUT_CONNECTIONS (20),
 // BENCH_SHAPING_MESSAGES (5000), BENCH_SHAPING_CONNECTIONS (5), BENCH_SHAPING_RATE (50 msg/s).
@@ -83,6 +84,7 @@ export function knobsFromEnv(peers: PeerName[], runs: number | null, progress: P
     depthLevels: list('BENCH_DEPTH_LEVELS', process.env.BENCH_DEPTH_1M === '1' ? [0, 100_000, 1_000_000] : [0, 100_000]),
     concurrencyLevels: list('BENCH_CONCURRENCY_LEVELS', [1, 10, 100, 1000]).map((c) => Math.max(1, c)),
     sizes: list('BENCH_SIZES', [1024, 10240, 102400, 1048576]),
+    relaySizes: list('BENCH_RELAY_SIZES', [102400, 1048576]),
     httpRequests: Math.max(1, Math.floor(num('BENCH_HTTP_REQUESTS', messages))),
     shaping: { messages: Math.max(1, Math.floor(num('BENCH_SHAPING_MESSAGES', 5000))), connections: Math.max(1, Math.floor(num('BENCH_SHAPING_CONNECTIONS', 5))), ratePerSec: Math.max(1, num('BENCH_SHAPING_RATE', 50)) },
     progress,

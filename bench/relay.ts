@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 import { startPostern } from './lib/postern.js';
-import { freePort, MemorySampler, statusKiB, treeCpuSeconds, pidAlive } from './lib/proc.js';
+import { freePort, MemorySampler, mainThreadCpuSeconds, statusKiB, treeCpuSeconds, pidAlive } from './lib/proc.js';
 import { inject, haveSmtpSource, type ClientName, type InjectResult } from './lib/relay-inject.js';
 import { startRelaySink, haveSmtpSink, type SinkName, type RelaySink } from './lib/relay-sink.js';
 import { startPostfixRelay, havePostfix } from './lib/relay-postfix.js';
@@ -95,6 +95,8 @@ export interface RunResult {
   acceptPerSec: number;
   sinkConnections: number;
   cpuSeconds: number | null;
+  /** postern: CPU seconds of its main thread (the rest of cpuSeconds is its other threads). */
+  mainThreadCpuSeconds: number | null;
   sinkCpuSeconds: number | null;
   peakPssKiB: number;
   peakProcs: number;
@@ -108,6 +110,8 @@ export interface RunResult {
 interface Running {
   pids(): number[];
   cpu(): number | null;
+  /** The main thread's CPU seconds, for a one-process target (null otherwise). */
+  mainCpu(): number | null;
   hwm(): number | null;
   /** Stop; what is left in its queue; problems from its log. */
   finish(): Promise<{ left: number | null; problems: string[]; detail: Record<string, unknown> }>;
@@ -128,6 +132,7 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number, o: R
     return {
       pids: () => (pidAlive(p.pid) ? [p.pid] : []),
       cpu: () => treeCpuSeconds(p.pid, false),
+      mainCpu: () => mainThreadCpuSeconds(p.pid),
       hwm: () => statusKiB(p.pid, 'VmHWM'),
       async finish() {
         const stop = await p.stop();
@@ -147,6 +152,7 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number, o: R
     return {
       pids: () => (pidAlive(h.pid) ? [h.pid] : []),
       cpu: () => treeCpuSeconds(h.pid, false),
+      mainCpu: () => mainThreadCpuSeconds(h.pid),
       hwm: () => statusKiB(h.pid, 'VmHWM'),
       async finish() {
         // A queue file goes once its delivery is answered: give outbound a moment to unlink.
@@ -168,6 +174,7 @@ async function startTarget(name: TargetName, sink: RelaySink, port: number, o: R
   return {
     pids: () => pf.pids(),
     cpu: () => pf.cpuSeconds(),
+    mainCpu: () => null,
     hwm: () => null,
     async finish() {
       // A message's queue file goes once all its recipients are done: give qmgr a moment.
@@ -199,6 +206,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
     const tgt = t;
     const sampler = new MemorySampler(() => tgt.pids(), 250);
     const cpu0 = t.cpu();
+    const main0 = t.mainCpu();
     const sinkCpu0 = sink.cpuSeconds();
     const deadline = Date.now() + TIME_LIMIT_MS;
     const t0 = performance.now();
@@ -211,10 +219,12 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
       tEnd = await sink.reached(inj.accepted, Math.min(deadline, Date.now() + 60_000));
     }
     const cpu1 = t.cpu();
+    const main1 = t.mainCpu();
     const sinkCpu1 = sink.cpuSeconds();
     sampler.stop();
     const hwm = t.hwm();
     const received = sink.messages();
+    const sinkBytes = sink.bytes();
     const fin = await t.finish();
     t = null;
     // smtp-sink counts a session when it ends: wait until the count is steady after the stop.
@@ -240,13 +250,14 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
       acceptPerSec: (inj.accepted / inj.elapsedMs) * 1000,
       sinkConnections: conns,
       cpuSeconds: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null,
+      mainThreadCpuSeconds: main0 !== null && main1 !== null ? main1 - main0 : null,
       sinkCpuSeconds: sinkCpu0 !== null && sinkCpu1 !== null ? sinkCpu1 - sinkCpu0 : null,
       peakPssKiB: sampler.peakKiB,
       peakProcs: sampler.peakProcs,
       peakRssKiB: hwm,
       leftInQueue: fin.left,
       problems,
-      detail: { ...fin.detail, clientArgv: inj.argv, timedOut: inj.timedOut },
+      detail: { ...fin.detail, clientArgv: inj.argv, timedOut: inj.timedOut, sinkBytesPerMessage: sinkBytes !== null && received > 0 ? sinkBytes / received : null },
     };
   } finally {
     if (t) await t.finish().catch(() => undefined);

@@ -79,6 +79,18 @@ export function treeCpuSeconds(pid: number, withChildren: boolean): number | nul
   return cpu;
 }
 
+/**
+ * CPU seconds of a process's main thread alone (/proc/PID/task/PID/stat): with the process
+ * total, the split between the event loop and every other thread (LMDB's writer on libuv's
+ * pool, the filter workers, GC helpers) — whether a node uses its second core.
+ */
+export function mainThreadCpuSeconds(pid: number): number | null {
+  const s = readText(`/proc/${pid}/task/${pid}/stat`);
+  if (s === null) return null;
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / HZ;
+}
+
 /** CPU seconds of this process plus its reaped children (e.g. an smtp-source that has exited). */
 export function selfAndReapedCpuSeconds(): number {
   const st = procStat(process.pid);

@@ -24,6 +24,8 @@ export interface RelaySink {
   readonly port: number;
   readonly pid: number;
   messages(): number;
+  /** Bytes of message data received (ours; null for smtp-sink, which does not say). */
+  bytes(): number | null;
   /** Sessions: opened (ours) or ended so far (smtp-sink). */
   sessions(): number;
   /** performance.now() when the message count first reached n, waiting at most until deadline (Date.now() ms); null if it didn't. */
@@ -43,6 +45,7 @@ async function startOurs(): Promise<RelaySink> {
     port: sink.port,
     pid: process.pid,
     messages: () => sink.stats.messages,
+    bytes: () => sink.stats.bytes,
     sessions: () => sink.stats.connections,
     async reached(n, deadline) {
       while (sink.stats.messages < n) {
@@ -100,6 +103,7 @@ async function startSmtpSink(): Promise<RelaySink> {
     port,
     pid,
     messages: () => mesg,
+    bytes: () => null,
     sessions: () => sess - base,
     reached(n, deadline) {
       if (mesg >= n) return Promise.resolve(performance.now());

@@ -14,7 +14,7 @@ import { startPostern } from './postern.js';
 import { lmdbLastTxnId } from './lmdb-stats.js';
 import { startPostfix, havePostfix } from './postfix.js';
 import { haveHaraka, peerPackage, startHaraka } from './haraka.js';
-import { freePort, pidAlive, statusKiB, treeCpuSeconds, waitForPort } from './proc.js';
+import { freePort, mainThreadCpuSeconds, pidAlive, statusKiB, treeCpuSeconds, waitForPort } from './proc.js';
 
 export type TargetName = 'postern' | 'postfix' | 'haraka' | 'smtp-server' | 'sink' | 'smtp-sink';
 
@@ -57,6 +57,8 @@ export interface Target {
   /** The processes whose memory counts (sampled during the run). */
   pids(): number[];
   cpuSeconds(): number | null;
+  /** CPU seconds of the main thread, for a one-process target (absent for the others). */
+  mainThreadCpuSeconds?(): number | null;
   /** VmHWM of the main process, KiB (for single-process targets it is their peak RSS). */
   hwmKiB(): number | null;
   /** Stop the target, check what it stored, remove its files. */
@@ -84,11 +86,12 @@ async function killAndWait(c: ChildProcess, signal: NodeJS.Signals, timeoutMs: n
 }
 
 /** mainPid, pids, cpuSeconds and hwmKiB of a target that runs as one process. */
-function singleProcess(pid: number): Pick<Target, 'mainPid' | 'pids' | 'cpuSeconds' | 'hwmKiB'> {
+function singleProcess(pid: number): Pick<Target, 'mainPid' | 'pids' | 'cpuSeconds' | 'mainThreadCpuSeconds' | 'hwmKiB'> {
   return {
     mainPid: pid,
     pids: () => (pidAlive(pid) ? [pid] : []),
     cpuSeconds: () => treeCpuSeconds(pid, false),
+    mainThreadCpuSeconds: () => mainThreadCpuSeconds(pid),
     hwmKiB: () => statusKiB(pid, 'VmHWM'),
   };
 }

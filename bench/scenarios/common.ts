@@ -33,6 +33,8 @@ export interface Knobs {
   concurrencyLevels: number[];
   /** Payload sizes of the sizes scenario (BENCH_SIZES, bytes). */
   sizes: number[];
+  /** Payload sizes of the relay-large scenario (BENCH_RELAY_SIZES, bytes). */
+  relaySizes: number[];
   /** Requests of the http scenario (BENCH_HTTP_REQUESTS; default BENCH_MESSAGES). */
   httpRequests: number;
   /** The shaping scenario: messages (BENCH_SHAPING_MESSAGES), and the provider's limits (BENCH_SHAPING_CONNECTIONS, BENCH_SHAPING_RATE per second). */
@@ -137,22 +139,25 @@ export async function acceptRun(k: Knobs, o: { scenario: string; variant: string
     messages: o.messages,
     cpuMsPerMsg: r.targetCpuSeconds !== null && r.accepted > 0 ? (r.targetCpuSeconds * 1000) / r.accepted : null,
     peakMemMiB: r.peakMemKiB > 0 ? r.peakMemKiB / 1024 : null,
-    detail: { noisy: r.noisy, machineBusyPct: r.machineBusyPct, otherCpuSeconds: r.otherCpuSeconds, stored: r.finished?.stored ?? null, problems: r.finished?.problems ?? [], latencyMs: r.latencyMs ?? null },
+    detail: {
+      mainThreadCpuMsPerMsg: typeof r.targetMainThreadCpuSeconds === 'number' && r.accepted > 0 ? (r.targetMainThreadCpuSeconds * 1000) / r.accepted : null,
+      otherThreadsCpuMsPerMsg: typeof r.targetMainThreadCpuSeconds === 'number' && r.targetCpuSeconds !== null && r.accepted > 0 ? ((r.targetCpuSeconds - r.targetMainThreadCpuSeconds) * 1000) / r.accepted : null,
+      noisy: r.noisy, machineBusyPct: r.machineBusyPct, otherCpuSeconds: r.otherCpuSeconds, stored: r.finished?.stored ?? null, problems: r.finished?.problems ?? [], latencyMs: r.latencyMs ?? null },
   };
 }
 
 /** The relay path: bench/relay.ts's relayOnce, timed from the first injection to the last receipt at the sink. */
-export async function relayRun(k: Knobs, o: { scenario: string; variant: string; x: number | null; target: SuiteTarget; run: number; messages: number; size: number; recipients: number }): Promise<Measurement> {
+export async function relayRun(k: Knobs, o: { scenario: string; variant: string; x: number | null; target: SuiteTarget; run: number; messages: number; size: number; recipients: number; connections?: number; posternEnv?: Record<string, string> }): Promise<Measurement> {
   const ro: RelayOptions = {
     messages: o.messages,
     size: o.size,
-    connections: k.connections,
+    connections: o.connections ?? k.connections,
     outConnections: Number(process.env.BENCH_OUT_CONNECTIONS ?? 20),
     recipients: o.recipients,
     timeLimitMs: k.timeLimitMs,
     client: k.client,
     sink: (process.env.BENCH_SINK as RelayOptions['sink'] | undefined) ?? 'ours',
-    posternEnv: {},
+    posternEnv: o.posternEnv ?? {},
     postfixSet: {},
   };
   if (o.target !== 'postern' && !RELAY_PEERS.includes(o.target)) return failed(o, `${o.target}: no relay-path target yet (accept, sizes and concurrency only); see BENCHMARKS.md`);
@@ -174,7 +179,13 @@ export async function relayRun(k: Knobs, o: { scenario: string; variant: string;
       messages: o.messages,
       cpuMsPerMsg: r.cpuSeconds !== null && r.injected > 0 ? (r.cpuSeconds * 1000) / r.injected : null,
       peakMemMiB: r.peakPssKiB > 0 ? r.peakPssKiB / 1024 : null,
-      detail: { recipients: o.recipients, deliveriesPerSec: r.msgsPerSec * o.recipients, received: r.received, sinkConnections: r.sinkConnections, acceptPerSec: r.acceptPerSec, problems: r.problems.slice(0, 5) },
+      // peakRssMiB: postern's VmHWM (exact, one process); null for the multi-process peers,
+      // whose figure is the sampled PSS sum in peakMemMiB.
+      detail: {
+        // The split between postern's main thread and its other threads (both cores in use?).
+        mainThreadCpuMsPerMsg: r.mainThreadCpuSeconds !== null && r.injected > 0 ? (r.mainThreadCpuSeconds * 1000) / r.injected : null,
+        otherThreadsCpuMsPerMsg: r.mainThreadCpuSeconds !== null && r.cpuSeconds !== null && r.injected > 0 ? ((r.cpuSeconds - r.mainThreadCpuSeconds) * 1000) / r.injected : null,
+        recipients: o.recipients, deliveriesPerSec: r.msgsPerSec * o.recipients, received: r.received, sinkConnections: r.sinkConnections, acceptPerSec: r.acceptPerSec, sinkBytesPerMessage: r.detail.sinkBytesPerMessage ?? null, peakRssMiB: r.peakRssKiB !== null ? r.peakRssKiB / 1024 : null, problems: r.problems.slice(0, 5) },
     };
   } catch (err) {
     return failed(o, (err as Error).message);

@@ -2,6 +2,9 @@
 import type { Scenario } from './common.js';
 import { accept } from './accept.js';
 import { relay } from './relay.js';
+import { relayLarge } from './relay-large.js';
+import { single } from './single.js';
+import { filters } from './filters.js';
 import { fanout } from './fanout.js';
 import { sizes } from './sizes.js';
 import { concurrency } from './concurrency.js';
@@ -10,5 +13,5 @@ import { http } from './http.js';
 import { shaping } from './shaping.js';
 import { cluster } from './cluster.js';
 
-export const SCENARIOS: Scenario[] = [accept, relay, fanout, sizes, concurrency, depth, http, shaping, cluster];
+export const SCENARIOS: Scenario[] = [accept, relay, relayLarge, single, filters, fanout, sizes, concurrency, depth, http, shaping, cluster];
 export * from './common.js';
