@@ -169,6 +169,17 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       const u = new URL(c.eventsUrl);
       if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);
     }
+    // Outbound AUTH only where the password cannot be read or phished: TLS whose certificate is verified.
+    for (const r of c.routes.routes) {
+      const t = r.target;
+      if (t.kind !== 'smtp' || t.auth === undefined) continue;
+      const policy = t.tlsPolicy ?? c.tlsPolicy;
+      if (policy !== 'required') problems.push(`POSTERN_ROUTES: route "${r.pattern}" has /auth= but its TLS is ${policy}${t.tlsPolicy === undefined ? ' (POSTERN_TLS_POLICY)' : ''}: AUTH needs verified TLS, add /tls=required`);
+    }
+    if (c.smarthostAuthFile !== '') {
+      if (c.smarthost === null) problems.push(`POSTERN_SMARTHOST_AUTH_FILE=${JSON.stringify(c.smarthostAuthFile)} needs POSTERN_SMARTHOST`);
+      else if (c.tlsPolicy !== 'required') problems.push(`POSTERN_SMARTHOST_AUTH_FILE=${JSON.stringify(c.smarthostAuthFile)} needs verified TLS to the smarthost: set POSTERN_TLS_POLICY=required (it is ${c.tlsPolicy})`);
+    }
     if (c.rcptVerify === 'lmtp' && !c.routes.routes.some((r) => r.target.kind === 'lmtp')) problems.push('POSTERN_RCPT_VERIFY=lmtp needs an lmtp route in POSTERN_ROUTES (it asks the LMTP server of the recipient\'s route)');
     if (c.verpDomain !== '') {
       c.verpDomain = c.verpDomain.toLowerCase().replace(/\.$/, '');

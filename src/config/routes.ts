@@ -11,7 +11,7 @@
 //   pattern  = domain            exact match             example.org
 //            | "*." domain       any subdomain, longest  *.corp.test  (not corp.test itself)
 //            | "*"               catch-all
-//   target   = "smtp:" hosts [ "/tls=" policy ]     default port 25
+//   target   = "smtp:" hosts *( "/" smtp-opt )      default port 25
 //            | "lmtp:" hosts [ "/tls=" policy ]     default port 24
 //            | "maildir:" absolute-path             maildir:/var/mail
 //            | "webhook:" http(s)-url               webhook:http://127.0.0.1:9000/in
@@ -20,6 +20,9 @@
 //   hosts    = hostport *( "," hostport )           in preference order
 //   hostport = host [ ":" port ] | "[" host-or-ip "]" [ ":" port ]  ("[IPv6:...]" also accepted)
 //   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies)
+//   smtp-opt = "tls=" policy
+//            | "auth=" absolute-path               credentials file (smtp-credentials.ts); the
+//              path runs to the next "/tls=" or "/auth=" or the end, so it may hold "/"
 //   option   = "user=" name-or-uid | "group=" name-or-gid | "timeout=" duration | "max=" 1-256
 //   program  = an absolute path; arg = any run of non-blank characters, in which {sender},
 //              {recipient}, {domain} and {local} are replaced at delivery (any other {name}
@@ -45,7 +48,7 @@ export interface HostPort {
 }
 
 export type RouteTarget =
-  | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
+  | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy; /** The credentials file for AUTH (smtp-credentials.ts). */ auth?: string }
   | { kind: 'lmtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
   | { kind: 'maildir'; root: string }
   | { kind: 'webhook'; url: string }
@@ -180,21 +183,35 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
   switch (kind) {
     case 'smtp':
     case 'lmtp': {
-      let hostsText = rest;
+      // Hosts never hold "/": the first one starts the options.
+      const slash = rest.indexOf('/');
+      const hostsText = slash < 0 ? rest : rest.slice(0, slash);
       let tlsPolicy: TlsPolicy | undefined;
-      const slash = rest.lastIndexOf('/');
+      let auth: string | undefined;
       if (slash >= 0) {
-        const m = /^\/tls=(.*)$/i.exec(rest.slice(slash));
-        const p = m?.[1]?.toLowerCase();
-        if (!m || !TLS_POLICIES.includes(p as TlsPolicy)) return failure(`"${rest.slice(slash)}" is not a TLS policy; expected /tls=${TLS_POLICIES.join('|')}`);
-        tlsPolicy = p as TlsPolicy;
-        hostsText = rest.slice(0, slash);
+        const allowed = TLS_POLICIES;
+        for (const opt of rest.slice(slash + 1).split(/\/(?=(?:tls|auth)=)/i)) {
+          const eq = opt.indexOf('=');
+          const name = eq < 0 ? '' : opt.slice(0, eq).toLowerCase();
+          const value = opt.slice(eq + 1);
+          if (name === 'tls') {
+            const p = value.trim().toLowerCase();
+            if (!allowed.includes(p as TlsPolicy)) return failure(`"/${opt}" is not a TLS policy; expected /tls=${allowed.join('|')}`);
+            tlsPolicy = p as TlsPolicy;
+          } else if (name === 'auth' && kind === 'smtp') {
+            if (!value.startsWith('/') || value.includes('\0')) return failure(`"/${opt}" needs an absolute path to a credentials file, like /auth=/etc/postern/relay.auth`);
+            auth = value.trim();
+          } else {
+            return failure(`"/${opt}" is not an option of ${kind}; expected ${kind === 'smtp' ? '/tls=policy or /auth=/path' : `/tls=${TLS_POLICIES.join('|')}`}`);
+          }
+        }
       }
       if (hostsText.trim() === '') return failure(`${kind} needs one or more host[:port], comma-separated`);
       const hosts = parseHostList(hostsText, kind === 'smtp' ? 25 : 24);
       if (!hosts.ok) return failure(`${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated`);
-      const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy };
+      const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy; auth?: string };
       if (tlsPolicy !== undefined) t.tlsPolicy = tlsPolicy;
+      if (auth !== undefined) t.auth = auth;
       return success(t);
     }
     case 'maildir':
@@ -323,7 +340,7 @@ function formatTarget(t: RouteTarget): string {
   switch (t.kind) {
     case 'smtp':
     case 'lmtp':
-      return `${t.kind}:${t.hosts.map(formatHostPort).join(',')}${t.tlsPolicy ? `/tls=${t.tlsPolicy}` : ''}`;
+      return `${t.kind}:${t.hosts.map(formatHostPort).join(',')}${t.tlsPolicy ? `/tls=${t.tlsPolicy}` : ''}${t.kind === 'smtp' && t.auth !== undefined ? `/auth=${t.auth}` : ''}`;
     case 'maildir':
       return `maildir:${t.root}`;
     case 'webhook':

@@ -64,11 +64,13 @@ export interface DeliveryOptions {
   onCircuit?: CircuitChange;
   /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
   pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
+  /** Certificates (PEM) trusted besides Node's roots when verifying next hops (embedders, tests; operators use NODE_EXTRA_CA_CERTS). */
+  trustedCa?: readonly string[];
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
-  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
+  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx, ...(c.smarthostAuthFile !== '' ? { smarthostAuth: c.smarthostAuthFile } : {}) };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
@@ -125,9 +127,12 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
+    ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
-  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
+  // (A function cannot reach the worker threads: there a credentials file that fails to re-read is not logged, and the previous version stays in use.)
+  const onCredentialsError = (err: Error): void => log.error({ err: err.message }, 'credentials file not reloaded, keeping the previous one');
+  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport({ ...smtpOptions, onCredentialsError });
   // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
   // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
   // comes back is seen within that interval (docs/queue.md "Waiting for a destination").

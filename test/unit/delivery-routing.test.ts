@@ -122,3 +122,22 @@ test('siteKey ignores host order and duplicates', () => {
   assert.equal(a, 'smtp:a:25,b:25');
   assert.equal(siteKey('smtp', [{ host: 'a', port: 25 }, { host: 'b', port: 25 }], 'none'), 'smtp:a:25,b:25/tls=none');
 });
+
+test('/auth=: a path that may hold "/", with /tls= before or after; keyed apart; refused where it means nothing (pinned)', async () => {
+  const t = table('a.test=smtp:relay.test:587/tls=required/auth=/etc/postern/relay.auth;b.test=smtp:relay.test:587/auth=/etc/postern/b.auth/tls=required');
+  assert.deepEqual(matchRoute(t, 'a.test')?.target, { kind: 'smtp', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/relay.auth' });
+  assert.deepEqual(matchRoute(t, 'b.test')?.target, { kind: 'smtp', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/b.auth' });
+  const ctx = { routes: t, smarthost: null, tlsPolicy: 'opportunistic' as const, mx: new MxResolver(noDns) };
+  const a = await destinationFor('a.test', ctx);
+  assert.deepEqual(a, { kind: 'smtp', key: 'smtp:relay.test:587/tls=required/auth=/etc/postern/relay.auth', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/relay.auth' });
+  assert.notEqual((await destinationFor('b.test', ctx)).key, a.key, 'other credentials, another pool');
+  const relay = { ...ctx, routes: table(''), smarthost: valueOf(parseSmarthost('relay.test:587')), tlsPolicy: 'required' as const, smarthostAuth: '/etc/postern/s.auth' };
+  assert.deepEqual(await destinationFor('x.test', relay), { kind: 'smtp', key: 'smtp:relay.test:587/tls=required/auth=/etc/postern/s.auth', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/s.auth' });
+  const bad = parseRoutes('c.test=smtp:h/auth=relative; d.test=lmtp:h/auth=/x; e.test=smtp:h/foo=1');
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.error.split('; route '), [
+    'route "c.test=smtp:h/auth=relative": "/auth=relative" needs an absolute path to a credentials file, like /auth=/etc/postern/relay.auth',
+    '"d.test=lmtp:h/auth=/x": "/auth=/x" is not an option of lmtp; expected /tls=opportunistic|required|none',
+    '"e.test=smtp:h/foo=1": "/foo=1" is not an option of smtp; expected /tls=policy or /auth=/path',
+  ]);
+});
