@@ -19,8 +19,9 @@
 //                                                   pipe:user=vmail /usr/bin/maildrop -d {local}
 //   hosts    = hostport *( "," hostport )           in preference order
 //   hostport = host [ ":" port ] | "[" host-or-ip "]" [ ":" port ]  ("[IPv6:...]" also accepted)
-//   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies)
-//   smtp-opt = "tls=" policy
+//   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies, except
+//              on port 465, where it means "implicit")
+//   smtp-opt = "tls=" ( policy | "implicit" )      implicit: TLS from the first byte (RFC 8314)
 //            | "auth=" absolute-path               credentials file (smtp-credentials.ts); the
 //              path runs to the next "/tls=" or "/auth=" or the end, so it may hold "/"
 //   option   = "user=" name-or-uid | "group=" name-or-gid | "timeout=" duration | "max=" 1-256
@@ -29,7 +30,10 @@
 //              is refused). Arguments are split on blanks only: no quotes, no shell.
 //
 // A "/tls=" suffix is only recognised on smtp and lmtp targets: on maildir and webhook it would
-// be part of a path or URL. A webhook URL or a pipe argument cannot contain ";" (it separates
+// be part of a path or URL. Port 465 is implicit TLS (RFC 8314 §3.3): a route whose hosts are
+// all on 465 gets /tls=implicit unless it says otherwise, and any other policy there, or 465
+// mixed with other ports without a /tls=, is refused (a STARTTLS client on 465 would wait five
+// minutes for a greeting that never comes). A webhook URL or a pipe argument cannot contain ";" (it separates
 // entries); the values substituted into pipe arguments can contain anything.
 import { isIP } from 'node:net';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
@@ -37,7 +41,10 @@ import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl } from '../lib/redact-url.js';
 import { parseDuration } from '../lib/duration.js';
 
-export type TlsPolicy = 'opportunistic' | 'required' | 'none';
+export type TlsPolicy = 'opportunistic' | 'required' | 'none' | 'implicit';
+
+/** RFC 8314 §7.3: the submissions port, where TLS starts at once. */
+export const IMPLICIT_TLS_PORT = 465;
 
 export interface HostPort {
   /** A name or an IP address: what logs, keys and TLS (SNI) use. */
@@ -96,7 +103,9 @@ export interface RouteTable {
   readonly routes: readonly Route[];
 }
 
+/** The policies of POSTERN_TLS_POLICY and of lmtp routes; smtp routes also take 'implicit'. */
 export const TLS_POLICIES: readonly TlsPolicy[] = ['opportunistic', 'required', 'none'];
+const SMTP_TLS_POLICIES: readonly TlsPolicy[] = [...TLS_POLICIES, 'implicit'];
 const KINDS = 'smtp, lmtp, maildir, webhook or pipe';
 
 export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildcard: new Map(), catchAll: undefined, routes: Object.freeze([]) });
@@ -189,7 +198,7 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
       let tlsPolicy: TlsPolicy | undefined;
       let auth: string | undefined;
       if (slash >= 0) {
-        const allowed = TLS_POLICIES;
+        const allowed = kind === 'smtp' ? SMTP_TLS_POLICIES : TLS_POLICIES;
         for (const opt of rest.slice(slash + 1).split(/\/(?=(?:tls|auth)=)/i)) {
           const eq = opt.indexOf('=');
           const name = eq < 0 ? '' : opt.slice(0, eq).toLowerCase();
@@ -209,6 +218,11 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
       if (hostsText.trim() === '') return failure(`${kind} needs one or more host[:port], comma-separated`);
       const hosts = parseHostList(hostsText, kind === 'smtp' ? 25 : 24);
       if (!hosts.ok) return failure(`${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated`);
+      if (kind === 'smtp') {
+        const implicit = implicitByPort(hosts.value, tlsPolicy);
+        if (!implicit.ok) return implicit;
+        tlsPolicy = implicit.value;
+      }
       const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy; auth?: string };
       if (tlsPolicy !== undefined) t.tlsPolicy = tlsPolicy;
       if (auth !== undefined) t.auth = auth;
@@ -233,6 +247,19 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
     default:
       return failure(`unknown kind "${kind}"; expected ${KINDS}`);
   }
+}
+
+/**
+ * The TLS policy of smtp hosts given `given` (the "/tls=" option, if any): port 465 means
+ * implicit TLS (RFC 8314 §3.3), so all hosts on 465 and no option → 'implicit'; another policy
+ * on 465, or 465 mixed with other ports and no option, is refused. Also used for the smarthost.
+ */
+export function implicitByPort(hosts: readonly HostPort[], given: TlsPolicy | undefined): Result<TlsPolicy | undefined, string> {
+  const on465 = hosts.filter((h) => h.port === IMPLICIT_TLS_PORT).length;
+  if (on465 === 0 || given === 'implicit') return success(given);
+  if (given !== undefined) return failure(`port ${IMPLICIT_TLS_PORT} is implicit TLS (RFC 8314), not /tls=${given}; use /tls=implicit or another port`);
+  if (on465 < hosts.length) return failure(`port ${IMPLICIT_TLS_PORT} (implicit TLS) is mixed with other ports; say /tls=implicit or /tls=required`);
+  return success('implicit');
 }
 
 /** "pipe:" [options] /program args… (grammar in the header). */

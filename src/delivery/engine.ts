@@ -9,7 +9,7 @@ import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
 import type { Queue, MessageRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
-import { formatHostPort, matchRoute } from '../config/routes.js';
+import { formatHostPort, matchRoute, IMPLICIT_TLS_PORT } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { AddressPolicy } from './address-policy.js';
@@ -70,7 +70,9 @@ export interface DeliveryOptions {
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
-  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx, ...(c.smarthostAuthFile !== '' ? { smarthostAuth: c.smarthostAuthFile } : {}) };
+  // A smarthost on port 465 is implicit TLS (RFC 8314); config/load.ts refused 465 mixed with other ports.
+  const smarthostImplicit = c.smarthost !== null && c.smarthost.every((h) => h.port === IMPLICIT_TLS_PORT);
+  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx, ...(c.smarthostAuthFile !== '' ? { smarthostAuth: c.smarthostAuthFile } : {}), ...(smarthostImplicit ? { smarthostTlsPolicy: 'implicit' as const } : {}) };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),

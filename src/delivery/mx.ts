@@ -299,6 +299,8 @@ export interface RoutingContext {
   tlsPolicy: TlsPolicy;
   /** The smarthost's credentials file (POSTERN_SMARTHOST_AUTH_FILE). */
   smarthostAuth?: string;
+  /** The smarthost's own policy ('implicit' on port 465); else the global one. */
+  smarthostTlsPolicy?: TlsPolicy;
   mx: MxResolver;
 }
 
@@ -340,7 +342,8 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
   }
   if (ctx.smarthost && ctx.smarthost.length > 0) {
     const auth = ctx.smarthostAuth;
-    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, ctx.tlsPolicy, auth), hosts: [...ctx.smarthost], tlsPolicy: ctx.tlsPolicy, ...(auth !== undefined ? { auth } : {}) };
+    const tlsPolicy = ctx.smarthostTlsPolicy ?? ctx.tlsPolicy;
+    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, tlsPolicy, auth), hosts: [...ctx.smarthost], tlsPolicy, ...(auth !== undefined ? { auth } : {}) };
   }
   const bounce = (code: number, enhanced: string, text: string): DestinationResult => ({ kind: 'bounce', key: `bounce:${d}`, reply: replyRecord(code, enhanced, text, undefined, d) });
   if (d.startsWith('[')) {

@@ -8,6 +8,8 @@
 // (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
 // clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
 // is false.
+// 'implicit' (RFC 8314, port 465) starts TLS on connecting, verified as 'required', and never
+// speaks in clear: a failed handshake fails the connection transiently.
 // AUTH (RFC 4954) with credentials: PLAIN (RFC 4616) when offered, else LOGIN, and only once
 // the connection is TLS with a certificate that verified (never over a connection an attacker
 // on the path could read); any failure, a 535 included, fails the connection transiently (as
@@ -77,10 +79,10 @@ export interface SmtpConnectionOptions {
   localAddress?: string;
   /** The checked address to connect to (MX hosts); `host` is then only a name for logs and TLS. */
   address?: string;
-  /** SNI and the name verified when tlsPolicy is 'required' (default: host). */
+  /** SNI and the name verified when tlsPolicy is 'required' or 'implicit' (default: host). */
   servername?: string;
   /**
-   * Only for tlsPolicy 'required': verify the peer's certificate (default true).
+   * Only for tlsPolicy 'required' and 'implicit': verify the peer's certificate (default true).
    * 'opportunistic' never verifies (RFC 7435: unauthenticated encryption beats plaintext).
    */
   rejectUnauthorized?: boolean;
@@ -192,6 +194,9 @@ export class SmtpConnection {
     const c = new SmtpConnection(sock, opts, t);
     let step: SmtpCommand = 'CONNECT';
     try {
+      // RFC 8314 §3.3: TLS from the first byte, the certificate verified as under 'required';
+      // the greeting comes inside it.
+      if (opts.tlsPolicy === 'implicit') await c.#upgrade();
       const g = await c.#read(t.greetingMs);
       c.#greeting = g;
       if (g.code !== 220) {
@@ -204,7 +209,7 @@ export class SmtpConnection {
         c.destroy();
         return fail(step, '', r);
       }
-      if (opts.tlsPolicy !== 'none') {
+      if (opts.tlsPolicy === 'opportunistic' || opts.tlsPolicy === 'required') {
         step = 'STARTTLS';
         if (!c.#caps.starttls) {
           if (opts.tlsPolicy === 'required') {
@@ -610,7 +615,7 @@ export class SmtpConnection {
     }
     const plain = this.#sock as Socket;
     this.#detach(plain);
-    const required = this.#opts.tlsPolicy === 'required';
+    const required = this.#opts.tlsPolicy === 'required' || this.#opts.tlsPolicy === 'implicit';
     const servername = this.#opts.servername ?? this.host;
     const tls = tlsConnect({
       socket: plain,

@@ -208,7 +208,7 @@ test('a real postern with AUTH as the relay, through a node with an /auth= route
   await waitFor('the relay has the message', () => sink.queue.counts().total >= 1, 15_000);
   await waitFor('the sender is empty', () => node.queue.counts().total === 0, 15_000);
 
-  await assert.rejects(startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `example.net=smtp:[127.0.0.1]:25/auth=${file}` }), /route "example\.net" has \/auth= but its TLS is opportunistic \(POSTERN_TLS_POLICY\): AUTH needs verified TLS, add \/tls=required/);
+  await assert.rejects(startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `example.net=smtp:[127.0.0.1]:25/auth=${file}` }), /route "example\.net" has \/auth= but its TLS is opportunistic \(POSTERN_TLS_POLICY\): AUTH needs verified TLS, add \/tls=required or \/tls=implicit/);
   const open = credentials(t, `${USER}:${PASSWORD}\n`, 0o644);
   await assert.rejects(startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `example.net=smtp:[127.0.0.1]:25/tls=required/auth=${open}` }), (err: Error) => {
     assert.match(err.message, /POSTERN_ROUTES \(route "example\.net"\): .*relay\.auth is open to group or others \(mode 0644\); chmod 600 it/);
@@ -216,5 +216,5 @@ test('a real postern with AUTH as the relay, through a node with an /auth= route
     return true;
   });
   await assert.rejects(startTestNode(t, { POSTERN_SMARTHOST: '[127.0.0.1]:2600', POSTERN_SMARTHOST_AUTH_FILE: file, POSTERN_TLS_POLICY: 'required' }), /POSTERN_SMARTHOST_AUTH_FILE: .* has no credentials for 127\.0\.0\.1:2600/);
-  await assert.rejects(startTestNode(t, { POSTERN_SMARTHOST: '[127.0.0.1]:2600', POSTERN_SMARTHOST_AUTH_FILE: file }), /POSTERN_SMARTHOST_AUTH_FILE=".*" needs verified TLS to the smarthost: set POSTERN_TLS_POLICY=required \(it is opportunistic\)/);
+  await assert.rejects(startTestNode(t, { POSTERN_SMARTHOST: '[127.0.0.1]:2600', POSTERN_SMARTHOST_AUTH_FILE: file }), /POSTERN_SMARTHOST_AUTH_FILE=".*" needs verified TLS to the smarthost: set POSTERN_TLS_POLICY=required, or use port 465 \(implicit TLS\) \(it is opportunistic\)/);
 });
