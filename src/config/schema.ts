@@ -168,6 +168,11 @@ export interface Config {
   redisPrefix: string;
   redisTimeoutMs: number;
   redisLeaseMs: number;
+  tlsrpt: boolean;
+  /** '' = the hostname. */
+  tlsrptOrg: string;
+  /** '' = postmaster@hostname. */
+  tlsrptContact: string;
 }
 
 const MiB = 1024 * 1024;
@@ -282,4 +287,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'redisPrefix', env: 'POSTERN_REDIS_PREFIX', type: { kind: 'string' }, default: 'postern:', doc: 'Prefix of every Redis key postern writes (1-64 characters, no spaces or braces): clusters sharing one Redis need different prefixes.' },
   { key: 'redisTimeoutMs', env: 'POSTERN_REDIS_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 5000 }, default: '100ms', doc: 'Deadline of every Redis call; past it the call counts as failed and the node decides on its own (local limits). Three in a row, or a lost connection, mark Redis down.' },
   { key: 'redisLeaseMs', env: 'POSTERN_REDIS_LEASE_MS', type: { kind: 'duration', min: 1000, max: 600000 }, default: '15s', doc: 'Life of a node\'s heartbeat and of its connection leases in Redis, renewed every third of it: the connections of a node that died are given back, and it stops counting as live, this long after.' },
+  { key: 'tlsrpt', env: 'POSTERN_TLSRPT', type: { kind: 'bool' }, default: 'false', doc: 'Send SMTP TLS reports (RFC 8460): the outcomes of outbound TLS to each policy domain (MTA-STS, DANE) are counted per UTC day (kept in `<POSTERN_DATA_DIR>/tlsrpt.json`) and sent after midnight UTC to the rua of the domain\'s `_smtp._tls` TXT record, by mail through this node or HTTPS POST (docs/delivery.md, "TLS reports").' },
+  { key: 'tlsrptOrg', env: 'POSTERN_TLSRPT_ORG', type: { kind: 'string' }, default: '', doc: 'organization-name of the TLS reports and their TLS-Report-Submitter; empty = POSTERN_HOSTNAME.' },
+  { key: 'tlsrptContact', env: 'POSTERN_TLSRPT_CONTACT', type: { kind: 'string' }, default: '', doc: 'contact-info of the TLS reports (an address or URL); empty = postmaster@POSTERN_HOSTNAME.' },
 ];

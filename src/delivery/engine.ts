@@ -33,6 +33,7 @@ import type { MailEvent } from '../queue/events.js';
 import type { BounceRules } from '../lib/bounce-class.js';
 import type { VerpKey } from '../protocol/verp.js';
 import { createBounceSetup } from './bounce-setup.js';
+import type { TlsOutcomeSink } from './tls-outcome.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -64,6 +65,8 @@ export interface DeliveryOptions {
   onCircuit?: CircuitChange;
   /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
   pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
+  /** Told every outbound TLS attempt to a policy domain (MTA-STS, DANE): the TLS reporter (tls-report.ts). */
+  tlsOutcomes?: TlsOutcomeSink;
   /** Certificates (PEM) trusted besides Node's roots when verifying next hops (embedders, tests; operators use NODE_EXTRA_CA_CERTS). */
   trustedCa?: readonly string[];
 }
