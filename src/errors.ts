@@ -6,6 +6,7 @@ export const ERRORS = {
   PST_ERR_CONFIG_BOUNCE_RULES: 'a bounce rule file (the shipped one or POSTERN_BOUNCE_RULES) could not be read, is too large, or has a bad rule',
   PST_ERR_CONFIG_VERP_KEY: 'the VERP key file in the data dir could not be made or read, or holds no key',
   PST_ERR_CONFIG_RECIPIENT_MAP: 'the recipient map (POSTERN_RECIPIENTS) could not be read, is too large, or has a bad line',
+  PST_ERR_CONFIG_SMTP_AUTH: 'a credentials file for outbound AUTH (a route\'s /auth= or POSTERN_SMARTHOST_AUTH_FILE) could not be read, is open to group or others, is owned by another user, is too large, or has a bad line',
   PST_ERR_CONFIG_SHAPING: 'the shaping file (POSTERN_SHAPING) could not be read, is too large, or has bad values',
   PST_ERR_QUEUE_WRITE: 'the queue could not durably store a message (disk or map full, or I/O error)',
   PST_ERR_QUEUE_CLOSED: 'the queue is closed',

@@ -37,6 +37,8 @@ import { hostname as osHostname } from 'node:os';
 import { PosternError } from './errors.js';
 import type { VerpKey } from './protocol/verp.js';
 import { checkListenFds, type ListenFds, type ListenerName } from './takeover/listen-fds.js';
+import { TlsReporter, type TlsReporterOptions } from './delivery/tls-report.js';
+import { Resolver } from 'node:dns/promises';
 
 /** How often the recipient map file is checked for changes. */
 const RECIPIENTS_POLL_MS = 1000;
@@ -53,6 +55,8 @@ export interface PosternNode {
   /** The shared state (POSTERN_REDIS_URL); null without it. */
   readonly cluster: { link: RedisLink; limiter: ClusterLimiter; suppressions: SharedSuppressions; auth: SharedAuthCounts; warmup: SharedWarmupCounts } | null;
   readonly ports: { smtpPort: number; smtpsPort: number | null; httpPort: number | null };
+  /** The TLS reporter (POSTERN_TLSRPT); null when off. */
+  readonly tlsReport: TlsReporter | null;
   reloadUsers(): Promise<void>;
   /** Re-read POSTERN_RECIPIENTS now (it is also re-read when the file changes); null when fine. */
   reloadRecipients(): Error | null;
@@ -71,6 +75,8 @@ export interface StartOptions {
    * the folder's only deliverer, and shaping's limits hold per process).
    */
   deliveryAfter?: Promise<unknown>;
+  /** Replaces parts of the TLS reporter (POSTERN_TLSRPT): its DNS, clock, CAs and address policy (tests). */
+  tlsReport?: Partial<TlsReporterOptions>;
 }
 
 export async function startNode(config: Readonly<Config>, log: Logger, options: StartOptions = {}): Promise<PosternNode> {
@@ -179,8 +185,29 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
   // Delivery events feed the alerts, and the event log when there is one (else an embedder's hook).
   const sink = emit ?? options.delivery?.onEvent;
   const onDeliveryEvent = alerts ? (e: MailEvent): void => { alerts.observe(e); sink?.(e); } : sink;
+  // TLS reports (RFC 8460): counts from the outbound TLS policies, sent daily through this node's own queue or HTTPS.
+  let tlsReport: TlsReporter | null = null;
+  if (config.tlsrpt && config.delivery !== 'off') {
+    const rlog = log.child({ mod: 'tlsrpt' });
+    tlsReport = new TlsReporter({
+      dataDir: config.dataDir,
+      organization: config.tlsrptOrg === '' ? config.hostname : config.tlsrptOrg,
+      contact: config.tlsrptContact === '' ? `postmaster@${config.hostname}` : config.tlsrptContact,
+      hostname: config.hostname,
+      resolver: new Resolver({ timeout: 5000, tries: 2 }),
+      enqueue: async (sender, recipient, body) => {
+        const id = await queue.enqueue({ sender, recipients: [{ address: recipient }] }, body);
+        delivery?.wake();
+        return id;
+      },
+      onError: (what, err) => rlog.warn({ err: err instanceof Error ? err.message : String(err) }, `TLS report not sent: ${what}`),
+      onSent: (domain, rua) => rlog.info({ domain, rua: rua.startsWith('https:') ? new URL(rua).origin : rua }, 'TLS report sent'),
+      ...options.tlsReport,
+    });
+  }
   try {
     delivery = config.delivery === 'off' ? null : createDelivery(config, queue, log.child({ mod: 'delivery' }), {
+      ...(tlsReport ? { tlsOutcomes: tlsReport } : {}),
       maildirMayCreate, bounceRules, shaping, pipeIdentities, ...(verp ? { verp } : {}),
       ...(cluster ? { shared: cluster.limiter, sharedWarmup: cluster.warmup, sharedSuppressed: (a: readonly string[]) => cluster!.suppressions.suppressed(a) } : {}),
       ...(alerts ? { onCircuit: (key: string, open: boolean) => alerts.circuit(key, open) } : {}),
@@ -264,6 +291,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     };
     options.deliveryAfter.then(begin, begin);
   }
+  tlsReport?.start();
   log.info({ host: config.smtpHost, ...ports, dataDir: config.dataDir, tls: tls !== null, auth: users !== null, hostname: config.hostname, delivery: config.delivery }, 'postern listening');
   const stats = () => ({ smtp: { ...ctx.counters, sessions: smtp.sessionCount }, delivery: delivery?.counters, queue: queue.stats() });
   const timer = config.statsIntervalMs > 0 ? setInterval(() => log.info(stats(), 'stats'), config.statsIntervalMs).unref() : null;
@@ -277,6 +305,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     alerts,
     cluster,
     ports,
+    tlsReport,
     async reloadUsers() {
       if (config.authUsers === '') return;
       // Both read before either is replaced: a bad file leaves the running pair in place.
@@ -314,6 +343,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await http?.close();
         await ctx.passwords?.close();
         await delivery?.stop();
+        tlsReport?.close();
         await closeCluster(cluster);
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch

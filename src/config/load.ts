@@ -11,7 +11,7 @@ import { isDomainName } from '../lib/domain-name.js';
 import { isLoopbackHost } from '../lib/networks.js';
 import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl, redactUrls } from '../lib/redact-url.js';
-import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
+import { parseRoutes, parseSmarthost, formatRoutes, formatHostPort, implicitByPort, EMPTY_ROUTES, type RouteTable, type HostPort } from './routes.js';
 import { parseDkimKeys, type DkimKeySpec } from './dkim-keys.js';
 import { BOUNCE_CATEGORIES } from '../lib/bounce-class.js';
 import { mapKey } from './recipient-map.js';
@@ -168,6 +168,19 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     if (c.eventsUrl !== '' && c.eventsToken !== '') {
       const u = new URL(c.eventsUrl);
       if (u.username !== '' || u.password !== '') problems.push(`POSTERN_EVENTS_URL=${JSON.stringify(redactUrl(c.eventsUrl))} has credentials and POSTERN_EVENTS_TOKEN is set: use one of them`);
+    }
+    // Outbound AUTH only where the password cannot be read or phished: TLS whose certificate is verified.
+    for (const r of c.routes.routes) {
+      const t = r.target;
+      if (t.kind !== 'smtp' || t.auth === undefined) continue;
+      const policy = t.tlsPolicy ?? c.tlsPolicy;
+      if (policy !== 'required' && policy !== 'implicit') problems.push(`POSTERN_ROUTES: route "${r.pattern}" has /auth= but its TLS is ${policy}${t.tlsPolicy === undefined ? ' (POSTERN_TLS_POLICY)' : ''}: AUTH needs verified TLS, add /tls=required or /tls=implicit`);
+    }
+    const smarthostTls = c.smarthost === null ? success(undefined) : implicitByPort(c.smarthost, undefined);
+    if (!smarthostTls.ok) problems.push(`POSTERN_SMARTHOST=${JSON.stringify(formatValue(c.smarthost, { kind: 'hosts' }))} is invalid: ${smarthostTls.error.replace(/; say .*$/, '; use one port')}`);
+    if (c.smarthostAuthFile !== '') {
+      if (c.smarthost === null) problems.push(`POSTERN_SMARTHOST_AUTH_FILE=${JSON.stringify(c.smarthostAuthFile)} needs POSTERN_SMARTHOST`);
+      else if (c.tlsPolicy !== 'required' && !(smarthostTls.ok && smarthostTls.value === 'implicit')) problems.push(`POSTERN_SMARTHOST_AUTH_FILE=${JSON.stringify(c.smarthostAuthFile)} needs verified TLS to the smarthost: set POSTERN_TLS_POLICY=required, or use port 465 (implicit TLS) (it is ${c.tlsPolicy})`);
     }
     if (c.rcptVerify === 'lmtp' && !c.routes.routes.some((r) => r.target.kind === 'lmtp')) problems.push('POSTERN_RCPT_VERIFY=lmtp needs an lmtp route in POSTERN_ROUTES (it asks the LMTP server of the recipient\'s route)');
     if (c.verpDomain !== '') {

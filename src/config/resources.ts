@@ -16,6 +16,8 @@ import { combineBounceRules, parseBounceRules, type BounceRules } from '../lib/b
 import { readShaping, type ShapingFile } from './shaping.js';
 import { checkPipeRoutes, type PipeIdentity } from './pipe-routes.js';
 import type { Config } from './schema.js';
+import { credentialsFor, readCredentialsFile } from './smtp-credentials.js';
+import { formatHostPort, type HostPort } from './routes.js';
 
 export interface TlsSetup {
   readonly options: SecureContextOptions;
@@ -126,6 +128,19 @@ export async function loadResources(config: Readonly<Config>): Promise<Resources
       shaping = readShaping(config.shaping);
     } catch (err) {
       problems.push(`POSTERN_SHAPING=${JSON.stringify(config.shaping)} is invalid: ${message(err)}`);
+    }
+  }
+  // Outbound AUTH: each credentials file usable (mode, owner, lines) and naming every host it serves.
+  const logins: Array<{ setting: string; file: string; hosts: readonly HostPort[] }> = [];
+  for (const r of config.routes.routes) if (r.target.kind === 'smtp' && r.target.auth !== undefined) logins.push({ setting: `POSTERN_ROUTES (route "${r.pattern}")`, file: r.target.auth, hosts: r.target.hosts });
+  if (config.smarthostAuthFile !== '' && config.smarthost !== null) logins.push({ setting: 'POSTERN_SMARTHOST_AUTH_FILE', file: config.smarthostAuthFile, hosts: config.smarthost });
+  for (const l of logins) {
+    try {
+      const table = readCredentialsFile(l.file);
+      const missing = l.hosts.filter((h) => credentialsFor(table, h.host, h.port) === undefined);
+      if (missing.length > 0) problems.push(`${l.setting}: ${l.file} has no credentials for ${missing.map(formatHostPort).join(', ')}`);
+    } catch (err) {
+      problems.push(`${l.setting}: ${message(err)}`);
     }
   }
   // Pipe programs: an executable file each, and a user that may be taken.

@@ -11,7 +11,7 @@
 //   pattern  = domain            exact match             example.org
 //            | "*." domain       any subdomain, longest  *.corp.test  (not corp.test itself)
 //            | "*"               catch-all
-//   target   = "smtp:" hosts [ "/tls=" policy ]     default port 25
+//   target   = "smtp:" hosts *( "/" smtp-opt )      default port 25
 //            | "lmtp:" hosts [ "/tls=" policy ]     default port 24
 //            | "maildir:" absolute-path             maildir:/var/mail
 //            | "webhook:" http(s)-url               webhook:http://127.0.0.1:9000/in
@@ -19,14 +19,21 @@
 //                                                   pipe:user=vmail /usr/bin/maildrop -d {local}
 //   hosts    = hostport *( "," hostport )           in preference order
 //   hostport = host [ ":" port ] | "[" host-or-ip "]" [ ":" port ]  ("[IPv6:...]" also accepted)
-//   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies)
+//   policy   = "opportunistic" | "required" | "none"  (omitted: the global policy applies, except
+//              on port 465, where it means "implicit")
+//   smtp-opt = "tls=" ( policy | "implicit" )      implicit: TLS from the first byte (RFC 8314)
+//            | "auth=" absolute-path               credentials file (smtp-credentials.ts); the
+//              path runs to the next "/tls=" or "/auth=" or the end, so it may hold "/"
 //   option   = "user=" name-or-uid | "group=" name-or-gid | "timeout=" duration | "max=" 1-256
 //   program  = an absolute path; arg = any run of non-blank characters, in which {sender},
 //              {recipient}, {domain} and {local} are replaced at delivery (any other {name}
 //              is refused). Arguments are split on blanks only: no quotes, no shell.
 //
 // A "/tls=" suffix is only recognised on smtp and lmtp targets: on maildir and webhook it would
-// be part of a path or URL. A webhook URL or a pipe argument cannot contain ";" (it separates
+// be part of a path or URL. Port 465 is implicit TLS (RFC 8314 §3.3): a route whose hosts are
+// all on 465 gets /tls=implicit unless it says otherwise, and any other policy there, or 465
+// mixed with other ports without a /tls=, is refused (a STARTTLS client on 465 would wait five
+// minutes for a greeting that never comes). A webhook URL or a pipe argument cannot contain ";" (it separates
 // entries); the values substituted into pipe arguments can contain anything.
 import { isIP } from 'node:net';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
@@ -34,7 +41,10 @@ import { failure, success, type Result } from '../lib/result.js';
 import { redactUrl } from '../lib/redact-url.js';
 import { parseDuration } from '../lib/duration.js';
 
-export type TlsPolicy = 'opportunistic' | 'required' | 'none';
+export type TlsPolicy = 'opportunistic' | 'required' | 'none' | 'implicit';
+
+/** RFC 8314 §7.3: the submissions port, where TLS starts at once. */
+export const IMPLICIT_TLS_PORT = 465;
 
 export interface HostPort {
   /** A name or an IP address: what logs, keys and TLS (SNI) use. */
@@ -45,7 +55,7 @@ export interface HostPort {
 }
 
 export type RouteTarget =
-  | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
+  | { kind: 'smtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy; /** The credentials file for AUTH (smtp-credentials.ts). */ auth?: string }
   | { kind: 'lmtp'; hosts: readonly HostPort[]; tlsPolicy?: TlsPolicy }
   | { kind: 'maildir'; root: string }
   | { kind: 'webhook'; url: string }
@@ -93,7 +103,9 @@ export interface RouteTable {
   readonly routes: readonly Route[];
 }
 
+/** The policies of POSTERN_TLS_POLICY and of lmtp routes; smtp routes also take 'implicit'. */
 export const TLS_POLICIES: readonly TlsPolicy[] = ['opportunistic', 'required', 'none'];
+const SMTP_TLS_POLICIES: readonly TlsPolicy[] = [...TLS_POLICIES, 'implicit'];
 const KINDS = 'smtp, lmtp, maildir, webhook or pipe';
 
 export const EMPTY_ROUTES: RouteTable = Object.freeze({ exact: new Map(), wildcard: new Map(), catchAll: undefined, routes: Object.freeze([]) });
@@ -180,21 +192,40 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
   switch (kind) {
     case 'smtp':
     case 'lmtp': {
-      let hostsText = rest;
+      // Hosts never hold "/": the first one starts the options.
+      const slash = rest.indexOf('/');
+      const hostsText = slash < 0 ? rest : rest.slice(0, slash);
       let tlsPolicy: TlsPolicy | undefined;
-      const slash = rest.lastIndexOf('/');
+      let auth: string | undefined;
       if (slash >= 0) {
-        const m = /^\/tls=(.*)$/i.exec(rest.slice(slash));
-        const p = m?.[1]?.toLowerCase();
-        if (!m || !TLS_POLICIES.includes(p as TlsPolicy)) return failure(`"${rest.slice(slash)}" is not a TLS policy; expected /tls=${TLS_POLICIES.join('|')}`);
-        tlsPolicy = p as TlsPolicy;
-        hostsText = rest.slice(0, slash);
+        const allowed = kind === 'smtp' ? SMTP_TLS_POLICIES : TLS_POLICIES;
+        for (const opt of rest.slice(slash + 1).split(/\/(?=(?:tls|auth)=)/i)) {
+          const eq = opt.indexOf('=');
+          const name = eq < 0 ? '' : opt.slice(0, eq).toLowerCase();
+          const value = opt.slice(eq + 1);
+          if (name === 'tls') {
+            const p = value.trim().toLowerCase();
+            if (!allowed.includes(p as TlsPolicy)) return failure(`"/${opt}" is not a TLS policy; expected /tls=${allowed.join('|')}`);
+            tlsPolicy = p as TlsPolicy;
+          } else if (name === 'auth' && kind === 'smtp') {
+            if (!value.startsWith('/') || value.includes('\0')) return failure(`"/${opt}" needs an absolute path to a credentials file, like /auth=/etc/postern/relay.auth`);
+            auth = value.trim();
+          } else {
+            return failure(`"/${opt}" is not an option of ${kind}; expected ${kind === 'smtp' ? '/tls=policy or /auth=/path' : `/tls=${TLS_POLICIES.join('|')}`}`);
+          }
+        }
       }
       if (hostsText.trim() === '') return failure(`${kind} needs one or more host[:port], comma-separated`);
       const hosts = parseHostList(hostsText, kind === 'smtp' ? 25 : 24);
       if (!hosts.ok) return failure(`${hosts.error}; ${kind} takes host[:port] or [host]:port, comma-separated`);
-      const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy };
+      if (kind === 'smtp') {
+        const implicit = implicitByPort(hosts.value, tlsPolicy);
+        if (!implicit.ok) return implicit;
+        tlsPolicy = implicit.value;
+      }
+      const t = { kind, hosts: Object.freeze(hosts.value) } as RouteTarget & { tlsPolicy?: TlsPolicy; auth?: string };
       if (tlsPolicy !== undefined) t.tlsPolicy = tlsPolicy;
+      if (auth !== undefined) t.auth = auth;
       return success(t);
     }
     case 'maildir':
@@ -216,6 +247,19 @@ function parseTarget(raw: string): Result<RouteTarget, string> {
     default:
       return failure(`unknown kind "${kind}"; expected ${KINDS}`);
   }
+}
+
+/**
+ * The TLS policy of smtp hosts given `given` (the "/tls=" option, if any): port 465 means
+ * implicit TLS (RFC 8314 §3.3), so all hosts on 465 and no option → 'implicit'; another policy
+ * on 465, or 465 mixed with other ports and no option, is refused. Also used for the smarthost.
+ */
+export function implicitByPort(hosts: readonly HostPort[], given: TlsPolicy | undefined): Result<TlsPolicy | undefined, string> {
+  const on465 = hosts.filter((h) => h.port === IMPLICIT_TLS_PORT).length;
+  if (on465 === 0 || given === 'implicit') return success(given);
+  if (given !== undefined) return failure(`port ${IMPLICIT_TLS_PORT} is implicit TLS (RFC 8314), not /tls=${given}; use /tls=implicit or another port`);
+  if (on465 < hosts.length) return failure(`port ${IMPLICIT_TLS_PORT} (implicit TLS) is mixed with other ports; say /tls=implicit or /tls=required`);
+  return success('implicit');
 }
 
 /** "pipe:" [options] /program args… (grammar in the header). */
@@ -323,7 +367,7 @@ function formatTarget(t: RouteTarget): string {
   switch (t.kind) {
     case 'smtp':
     case 'lmtp':
-      return `${t.kind}:${t.hosts.map(formatHostPort).join(',')}${t.tlsPolicy ? `/tls=${t.tlsPolicy}` : ''}`;
+      return `${t.kind}:${t.hosts.map(formatHostPort).join(',')}${t.tlsPolicy ? `/tls=${t.tlsPolicy}` : ''}${t.kind === 'smtp' && t.auth !== undefined ? `/auth=${t.auth}` : ''}`;
     case 'maildir':
       return `maildir:${t.root}`;
     case 'webhook':

@@ -82,6 +82,8 @@ export interface Config {
   routes: RouteTable;
   /** null: no smarthost. */
   smarthost: readonly HostPort[] | null;
+  /** '' = the smarthost is not logged in to. */
+  smarthostAuthFile: string;
   tlsPolicy: TlsPolicy;
   destMaxConnections: number;
   destMaxMessagesPerConnection: number;
@@ -167,6 +169,11 @@ export interface Config {
   redisPrefix: string;
   redisTimeoutMs: number;
   redisLeaseMs: number;
+  tlsrpt: boolean;
+  /** '' = the hostname. */
+  tlsrptOrg: string;
+  /** '' = postmaster@hostname. */
+  tlsrptContact: string;
 }
 
 const MiB = 1024 * 1024;
@@ -203,7 +210,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
   { key: 'delivery', env: 'POSTERN_DELIVERY', type: { kind: 'enum', values: ['off', 'routes', 'mx'] }, default: 'routes', doc: 'Delivery: off (accept and queue only), routes (only to POSTERN_ROUTES and POSTERN_SMARTHOST; other domains wait in the queue), mx (also by DNS MX lookups to the Internet).' },
   { key: 'routes', env: 'POSTERN_ROUTES', type: { kind: 'routes' }, default: '', doc: 'Per-domain routes, e.g. `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;hooks.test=webhook:http://127.0.0.1:9000/in;lists.test=pipe:user=vmail /usr/bin/maildrop -d {local}` (docs/delivery.md).' },
-  { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'hosts' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups).' },
+  { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'hosts' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups); on port 465 it is implicit TLS (RFC 8314), certificate verified.' },
+  { key: 'smarthostAuthFile', env: 'POSTERN_SMARTHOST_AUTH_FILE', type: { kind: 'path', optional: true }, default: '', doc: 'Credentials file for AUTH (PLAIN, else LOGIN) to POSTERN_SMARTHOST: lines `user:password`, `host user password` or `[host]:port user:password`; mode 600, owned by postern\'s user or root; re-read when it changes. Needs verified TLS to the smarthost (POSTERN_TLS_POLICY=required, or the smarthost on port 465: implicit TLS). A refused login defers the mail (docs/delivery.md, "Authenticating to a smarthost").' },
   { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
   { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
   { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },
@@ -281,4 +289,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'redisPrefix', env: 'POSTERN_REDIS_PREFIX', type: { kind: 'string' }, default: 'postern:', doc: 'Prefix of every Redis key postern writes (1-64 characters, no spaces or braces): clusters sharing one Redis need different prefixes.' },
   { key: 'redisTimeoutMs', env: 'POSTERN_REDIS_TIMEOUT_MS', type: { kind: 'duration', min: 10, max: 5000 }, default: '100ms', doc: 'Deadline of every Redis call; past it the call counts as failed and the node decides on its own (local limits). Three in a row, or a lost connection, mark Redis down.' },
   { key: 'redisLeaseMs', env: 'POSTERN_REDIS_LEASE_MS', type: { kind: 'duration', min: 1000, max: 600000 }, default: '15s', doc: 'Life of a node\'s heartbeat and of its connection leases in Redis, renewed every third of it: the connections of a node that died are given back, and it stops counting as live, this long after.' },
+  { key: 'tlsrpt', env: 'POSTERN_TLSRPT', type: { kind: 'bool' }, default: 'false', doc: 'Send SMTP TLS reports (RFC 8460): the outcomes of outbound TLS to each policy domain (MTA-STS, DANE) are counted per UTC day (kept in `<POSTERN_DATA_DIR>/tlsrpt.json`) and sent after midnight UTC to the rua of the domain\'s `_smtp._tls` TXT record, by mail through this node or HTTPS POST (docs/delivery.md, "TLS reports").' },
+  { key: 'tlsrptOrg', env: 'POSTERN_TLSRPT_ORG', type: { kind: 'string' }, default: '', doc: 'organization-name of the TLS reports and their TLS-Report-Submitter; empty = POSTERN_HOSTNAME.' },
+  { key: 'tlsrptContact', env: 'POSTERN_TLSRPT_CONTACT', type: { kind: 'string' }, default: '', doc: 'contact-info of the TLS reports (an address or URL); empty = postmaster@POSTERN_HOSTNAME.' },
 ];

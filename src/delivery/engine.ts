@@ -9,7 +9,7 @@ import { Resolver } from 'node:dns/promises';
 import type { Config } from '../config/schema.js';
 import type { Queue, MessageRecord } from '../queue/store.js';
 import type { Logger } from '../log/logger.js';
-import { formatHostPort, matchRoute } from '../config/routes.js';
+import { formatHostPort, matchRoute, IMPLICIT_TLS_PORT } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
 import { MxResolver, destinationFor, type DnsResolver } from './mx.js';
 import { AddressPolicy } from './address-policy.js';
@@ -33,6 +33,7 @@ import type { MailEvent } from '../queue/events.js';
 import type { BounceRules } from '../lib/bounce-class.js';
 import type { VerpKey } from '../protocol/verp.js';
 import { createBounceSetup } from './bounce-setup.js';
+import type { TlsOutcomeSink } from './tls-outcome.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -64,11 +65,17 @@ export interface DeliveryOptions {
   onCircuit?: CircuitChange;
   /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
   pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
+  /** Told every outbound TLS attempt to a policy domain (MTA-STS, DANE): the TLS reporter (tls-report.ts). */
+  tlsOutcomes?: TlsOutcomeSink;
+  /** Certificates (PEM) trusted besides Node's roots when verifying next hops (embedders, tests; operators use NODE_EXTRA_CA_CERTS). */
+  trustedCa?: readonly string[];
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
   const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
-  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
+  // A smarthost on port 465 is implicit TLS (RFC 8314); config/load.ts refused 465 mixed with other ports.
+  const smarthostImplicit = c.smarthost !== null && c.smarthost.every((h) => h.port === IMPLICIT_TLS_PORT);
+  const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx, ...(c.smarthostAuthFile !== '' ? { smarthostAuth: c.smarthostAuthFile } : {}), ...(smarthostImplicit ? { smarthostTlsPolicy: 'implicit' as const } : {}) };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
@@ -125,9 +132,12 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
+    ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
-  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
+  // (A function cannot reach the worker threads: there a credentials file that fails to re-read is not logged, and the previous version stays in use.)
+  const onCredentialsError = (err: Error): void => log.error({ err: err.message }, 'credentials file not reloaded, keeping the previous one');
+  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport({ ...smtpOptions, onCredentialsError });
   // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
   // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
   // comes back is seen within that interval (docs/queue.md "Waiting for a destination").

@@ -297,17 +297,22 @@ export interface RoutingContext {
   smarthost: readonly HostPort[] | null;
   /** The global policy; a route's "/tls=" overrides it. */
   tlsPolicy: TlsPolicy;
+  /** The smarthost's credentials file (POSTERN_SMARTHOST_AUTH_FILE). */
+  smarthostAuth?: string;
+  /** The smarthost's own policy ('implicit' on port 465); else the global one. */
+  smarthostTlsPolicy?: TlsPolicy;
   mx: MxResolver;
 }
 
 /**
  * The pooling key of an smtp/lmtp site: the sorted host list, so domains that share an MX set
  * share one pool, throttle and circuit breaker whatever order DNS returned. A non-default TLS
- * policy is part of the key: a pool must not mix connections held to different rules.
+ * policy and a credentials file are part of the key: a pool must not mix connections held to
+ * different rules, or logged in as different users.
  */
-export function siteKey(kind: 'smtp' | 'lmtp', hosts: readonly HostPort[], tlsPolicy: TlsPolicy): string {
+export function siteKey(kind: 'smtp' | 'lmtp', hosts: readonly HostPort[], tlsPolicy: TlsPolicy, auth?: string): string {
   const names = [...new Set(hosts.map(formatHostPort))].sort();
-  return `${kind}:${names.join(',')}${tlsPolicy === 'opportunistic' ? '' : `/tls=${tlsPolicy}`}`;
+  return `${kind}:${names.join(',')}${tlsPolicy === 'opportunistic' ? '' : `/tls=${tlsPolicy}`}${auth === undefined ? '' : `/auth=${auth}`}`;
 }
 
 /** Order: a route, else the smarthost, else an address literal, else MX (RFC 5321 §5.1). */
@@ -317,10 +322,13 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
   if (route) {
     const t = route.target;
     switch (t.kind) {
-      case 'smtp':
+      case 'smtp': {
+        const tlsPolicy = t.tlsPolicy ?? ctx.tlsPolicy;
+        return { kind: 'smtp', key: siteKey('smtp', t.hosts, tlsPolicy, t.auth), hosts: [...t.hosts], tlsPolicy, ...(t.auth !== undefined ? { auth: t.auth } : {}) };
+      }
       case 'lmtp': {
         const tlsPolicy = t.tlsPolicy ?? ctx.tlsPolicy;
-        return { kind: t.kind, key: siteKey(t.kind, t.hosts, tlsPolicy), hosts: [...t.hosts], tlsPolicy };
+        return { kind: 'lmtp', key: siteKey('lmtp', t.hosts, tlsPolicy), hosts: [...t.hosts], tlsPolicy };
       }
       case 'maildir':
         return { kind: 'maildir', key: `maildir:${t.root}`, root: t.root };
@@ -333,7 +341,9 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
     }
   }
   if (ctx.smarthost && ctx.smarthost.length > 0) {
-    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, ctx.tlsPolicy), hosts: [...ctx.smarthost], tlsPolicy: ctx.tlsPolicy };
+    const auth = ctx.smarthostAuth;
+    const tlsPolicy = ctx.smarthostTlsPolicy ?? ctx.tlsPolicy;
+    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, tlsPolicy, auth), hosts: [...ctx.smarthost], tlsPolicy, ...(auth !== undefined ? { auth } : {}) };
   }
   const bounce = (code: number, enhanced: string, text: string): DestinationResult => ({ kind: 'bounce', key: `bounce:${d}`, reply: replyRecord(code, enhanced, text, undefined, d) });
   if (d.startsWith('[')) {

@@ -8,12 +8,20 @@
 // (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
 // clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
 // is false.
+// 'implicit' (RFC 8314, port 465) starts TLS on connecting, verified as 'required', and never
+// speaks in clear: a failed handshake fails the connection transiently.
+// AUTH (RFC 4954) with credentials: PLAIN (RFC 4616) when offered, else LOGIN, and only once
+// the connection is TLS with a certificate that verified (never over a connection an attacker
+// on the path could read); any failure, a 535 included, fails the connection transiently (as
+// Postfix's smtp_sasl_auth_soft_bounce): wrong credentials are the operator's to fix, not a
+// reason to bounce the mail. The password never appears in a reply record, even if the server
+// echoes it.
 // A hostile server: the client counts the replies it is owed; any byte that arrives when none
 // is owed (a reply nobody waits for, on a busy or an idle pooled connection), a malformed
 // line, or a reply over its bounds (protocol/reply-reader.ts) closes the connection, and the
 // transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
-import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
 import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsPolicy } from './types.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
@@ -22,6 +30,7 @@ import { encodeXtext } from '../protocol/address.js';
 import { MAX_REPLY_BYTES, MAX_REPLY_LINE_BYTES, MAX_REPLY_LINES, ReplyReader, type SmtpReply } from '../protocol/reply-reader.js';
 import { noCapabilities, parseCapabilities, type Capabilities } from '../protocol/capabilities.js';
 import { failure, success, type Result } from '../lib/result.js';
+import type { SmtpCredentials } from '../config/smtp-credentials.js';
 
 export type { SmtpReply } from '../protocol/reply-reader.js';
 export type { Capabilities } from '../protocol/capabilities.js';
@@ -70,10 +79,10 @@ export interface SmtpConnectionOptions {
   localAddress?: string;
   /** The checked address to connect to (MX hosts); `host` is then only a name for logs and TLS. */
   address?: string;
-  /** SNI and the name verified when tlsPolicy is 'required' (default: host). */
+  /** SNI and the name verified when tlsPolicy is 'required' or 'implicit' (default: host). */
   servername?: string;
   /**
-   * Only for tlsPolicy 'required': verify the peer's certificate (default true).
+   * Only for tlsPolicy 'required' and 'implicit': verify the peer's certificate (default true).
    * 'opportunistic' never verifies (RFC 7435: unauthenticated encryption beats plaintext).
    */
   rejectUnauthorized?: boolean;
@@ -82,12 +91,16 @@ export interface SmtpConnectionOptions {
   pipelining?: boolean;
   /** false: ignore CHUNKING when offered (a shaping rule); a BINARYMIME message then cannot go there. */
   chunking?: boolean;
+  /** Authenticate with these after TLS (only over TLS whose certificate verified). */
+  auth?: SmtpCredentials;
+  /** Certificates trusted besides Node's roots for verified TLS (PEM; embedders and tests). */
+  ca?: readonly string[];
 }
 
 export type OpenResult = Result<SmtpConnection, ReplyRecord>;
 
 /** The command a ReplyRecord names: the verb whose reply (or failure) decided the outcome. */
-export type SmtpCommand = 'CONNECT' | 'EHLO' | 'HELO' | 'LHLO' | 'STARTTLS' | 'RSET' | 'MAIL' | 'RCPT' | 'DATA' | 'BDAT' | 'END-OF-DATA' | 'QUIT';
+export type SmtpCommand = 'CONNECT' | 'EHLO' | 'HELO' | 'LHLO' | 'STARTTLS' | 'AUTH' | 'RSET' | 'MAIL' | 'RCPT' | 'DATA' | 'BDAT' | 'END-OF-DATA' | 'QUIT';
 
 /** A transport-level failure (network error, timeout, closed); turned into a transient record. */
 class LinkError extends Error {
@@ -181,6 +194,9 @@ export class SmtpConnection {
     const c = new SmtpConnection(sock, opts, t);
     let step: SmtpCommand = 'CONNECT';
     try {
+      // RFC 8314 §3.3: TLS from the first byte, the certificate verified as under 'required';
+      // the greeting comes inside it.
+      if (opts.tlsPolicy === 'implicit') await c.#upgrade();
       const g = await c.#read(t.greetingMs);
       c.#greeting = g;
       if (g.code !== 220) {
@@ -193,7 +209,7 @@ export class SmtpConnection {
         c.destroy();
         return fail(step, '', r);
       }
-      if (opts.tlsPolicy !== 'none') {
+      if (opts.tlsPolicy === 'opportunistic' || opts.tlsPolicy === 'required') {
         step = 'STARTTLS';
         if (!c.#caps.starttls) {
           if (opts.tlsPolicy === 'required') {
@@ -218,6 +234,14 @@ export class SmtpConnection {
               return fail(step, '', r);
             }
           }
+        }
+      }
+      if (opts.auth !== undefined) {
+        step = 'AUTH';
+        const refused = await c.#authenticate(opts.auth);
+        if (refused !== null) {
+          await c.quit();
+          return failure(refused);
         }
       }
     } catch (err) {
@@ -539,6 +563,46 @@ export class SmtpConnection {
     return r;
   }
 
+  /**
+   * RFC 4954 with PLAIN (its initial response) or LOGIN; null once the server said 235, else
+   * the transient record of why not. A 334 where none fits is answered "*" (cancel, §4).
+   */
+  async #authenticate(cred: SmtpCredentials): Promise<ReplyRecord | null> {
+    const dest = this.#opts.destination;
+    const where = `${this.host}:${this.port}`;
+    const ours = (text: string): ReplyRecord => {
+      const r = replyRecord(undefined, '4.7.0', text, 'AUTH', dest);
+      r.transient = true;
+      return r;
+    };
+    if (!this.#secure || (this.#sock as TLSSocket).authorized !== true) return ours(`${where}: not authenticating: the connection is not TLS with a verified certificate`);
+    const offered = this.#caps.auth;
+    const mech = offered.includes('PLAIN') ? 'PLAIN' : offered.includes('LOGIN') ? 'LOGIN' : null;
+    if (mech === null) return ours(`${where} offers no AUTH mechanism postern uses (PLAIN, LOGIN)${offered.length > 0 ? `; it offers ${offered.join(' ')}` : ''}`);
+    const b64 = (t: string): string => Buffer.from(t, 'utf8').toString('base64');
+    const plain = b64(`\0${cred.user}\0${cred.password}`);
+    const secrets = [cred.password, b64(cred.password), plain];
+    let r: SmtpReply;
+    if (mech === 'PLAIN') r = await this.#authLine(`AUTH PLAIN ${plain}`);
+    else {
+      r = await this.#authLine('AUTH LOGIN');
+      if (r.code === 334) r = await this.#authLine(b64(cred.user));
+      if (r.code === 334) r = await this.#authLine(b64(cred.password));
+    }
+    let last = r;
+    if (r.code === 334) last = await this.#authLine('*');
+    if (r.code === 235) return null;
+    const rec = replyRecord(last.code, last.enhanced, redactSecrets(last.text, secrets), 'AUTH', dest);
+    rec.transient = true;
+    return rec;
+  }
+
+  /** One line of the AUTH exchange; a continuation line is not a verb, so its reply is owed to AUTH. */
+  #authLine(line: string): Promise<SmtpReply> {
+    this.#write(line + '\r\n', ['AUTH']);
+    return this.#read(this.#t.commandMs);
+  }
+
   async #upgrade(): Promise<void> {
     // RFC 3207 §5 / CVE-2011-0411: bytes after the 220 were injected in clear. Nothing is owed
     // after the 220, so #onData has already closed the connection for them; this is the check
@@ -551,13 +615,17 @@ export class SmtpConnection {
     }
     const plain = this.#sock as Socket;
     this.#detach(plain);
-    const required = this.#opts.tlsPolicy === 'required';
+    const required = this.#opts.tlsPolicy === 'required' || this.#opts.tlsPolicy === 'implicit';
     const servername = this.#opts.servername ?? this.host;
     const tls = tlsConnect({
       socket: plain,
+      // The name the certificate is verified against. Without it, a host that is an address
+      // literal (SNI must be a name, so none is sent) would be checked against "localhost".
+      host: servername,
       // SNI must be a name, never an address literal.
       ...(/^[\d.]+$|:/.test(servername) ? {} : { servername }),
       rejectUnauthorized: required ? this.#opts.rejectUnauthorized !== false : false,
+      ...(this.#opts.ca ? { ca: [...rootCertificates, ...this.#opts.ca] } : {}),
       minVersion: 'TLSv1.2',
     });
     this.#sock = tls;
@@ -718,6 +786,14 @@ export class SmtpConnection {
     if (!w || w.timer) return;
     w.timer = setTimeout(() => this.#kill(new LinkError(`timeout after ${w.timeoutMs} ms waiting for a reply`)), w.timeoutMs);
   }
+}
+
+/** `text` with every secret (and its base64) replaced by "***": a server may echo what it was sent. */
+function redactSecrets(text: string, secrets: readonly string[]): string {
+  let out = text;
+  // Longest first: the base64 of PLAIN's response may end with the password's own base64.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (s.length >= 3) out = out.split(s).join('***');
+  return out;
 }
 
 function protocolRecord(e: ProtocolError, host: string, port: number, destination: string): ReplyRecord {

@@ -4,10 +4,18 @@
 // per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → delivered,
 // deferred or failed), except that recipients refused for the server's recipient limit
 // (452 4.5.3) go at once in further transactions.
+// AUTH: a destination with a credentials file (a route's /auth=, the smarthost's file) gets
+// each host's user and password from it at connection time (re-read when it changes). After a
+// 535 the same credentials are not tried on that host again for AUTH_HOLD_MS, unless the file
+// changes them (Postfix's smtp_sasl_auth_cache): a provider locks an account that keeps failing.
 import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
 import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
+import { CredentialsFile, type SmtpCredentials } from '../config/smtp-credentials.js';
+import { replyRecord } from './types.js';
+import { createHash } from 'node:crypto';
+import { failure } from '../lib/result.js';
 
 export interface SmtpTransportOptions {
   heloName: string;
@@ -18,8 +26,16 @@ export interface SmtpTransportOptions {
   /** Default 30_000 (well under the 5 minutes a server waits for the next command). */
   idleTimeoutMs?: number;
   timeouts?: Partial<SmtpTimeouts>;
-  tls?: { rejectUnauthorized?: boolean };
+  /** rejectUnauthorized false: tests only (AUTH still refuses an unverified connection); ca: PEM trusted besides Node's roots. */
+  tls?: { rejectUnauthorized?: boolean; ca?: readonly string[] };
+  /** A credentials file could not be re-read (the previous version stays in use). */
+  onCredentialsError?: (err: Error) => void;
+  now?: () => number;
 }
+
+/** How long credentials a server refused with 535 are not offered to it again (unless the file changes them). */
+export const AUTH_HOLD_MS = 5 * 60_000;
+const MAX_AUTH_HOLDS = 1000;
 
 export class SmtpTransport implements Transport {
   readonly #o: SmtpTransportOptions;
@@ -27,6 +43,9 @@ export class SmtpTransport implements Transport {
   /** Pools with nothing open are dropped when the map reaches this size (then twice what is left). */
   #sweepAt = MIN_SWEEP_AT;
   #closed = false;
+  readonly #credentials = new Map<string, CredentialsFile>();
+  /** host:port + user + password hash → until when a 535 holds them back. */
+  readonly #authHolds = new Map<string, number>();
 
   constructor(opts: SmtpTransportOptions) {
     this.#o = opts;
@@ -99,8 +118,19 @@ export class SmtpTransport implements Transport {
       maxConnections: dest.shape?.maxConnections ?? o.maxConnectionsPerDestination ?? 10,
       maxMessagesPerConnection: dest.shape?.maxMessagesPerConnection ?? o.maxMessagesPerConnection ?? 100,
       idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
-      connect: (h) =>
-        SmtpConnection.open({
+      connect: async (h) => {
+        let auth: SmtpCredentials | undefined;
+        let held = '';
+        if (dest.kind === 'smtp' && dest.auth !== undefined) {
+          const found = this.#credentialsFile(dest.auth).lookup(h.host, h.port);
+          if (!found.ok) return failure(authRecord(found.error, undefined, dest.key));
+          auth = found.value;
+          held = holdKey(h.host, h.port, auth);
+          const until = this.#authHolds.get(held) ?? 0;
+          if (until > this.#now()) return failure(authRecord(`${h.host}:${h.port} refused these credentials (535); not offered again before ${new Date(until).toISOString()} unless the credentials file changes them`, 535, dest.key));
+          this.#authHolds.delete(held);
+        }
+        const opened = await SmtpConnection.open({
           host: h.host,
           port: h.port,
           ...(h.address !== undefined ? { address: h.address } : {}),
@@ -113,14 +143,32 @@ export class SmtpTransport implements Transport {
           ...(dest.shape?.pipelining === false ? { pipelining: false } : {}),
           ...(dest.shape?.chunking === false ? { chunking: false } : {}),
           ...(o.tls?.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.tls.rejectUnauthorized } : {}),
+          ...(o.tls?.ca !== undefined ? { ca: o.tls.ca } : {}),
           ...(o.timeouts ? { timeouts: o.timeouts } : {}),
-        }),
+          ...(auth !== undefined ? { auth } : {}),
+        });
+        if (!opened.ok && auth !== undefined && opened.error.command === 'AUTH' && opened.error.code === 535) {
+          if (this.#authHolds.size >= MAX_AUTH_HOLDS) this.#authHolds.delete(this.#authHolds.keys().next().value!);
+          this.#authHolds.set(held, this.#now() + AUTH_HOLD_MS);
+        }
+        return opened;
+      },
     });
     // Every MX set ever delivered to (bounces to forged senders included) would otherwise keep
     // its pool for the life of the process.
     if (this.#pools.size >= this.#sweepAt) this.#sweep();
     this.#pools.set(dest.key, p);
     return p;
+  }
+
+  #now(): number {
+    return (this.#o.now ?? Date.now)();
+  }
+
+  #credentialsFile(path: string): CredentialsFile {
+    let f = this.#credentials.get(path);
+    if (!f) this.#credentials.set(path, (f = new CredentialsFile(path, { ...(this.#o.onCredentialsError ? { onError: this.#o.onCredentialsError } : {}), now: () => this.#now() })));
+    return f;
   }
 
   #sweep(): void {
@@ -138,6 +186,18 @@ const MIN_SWEEP_AT = 256;
 /** A 452 to RCPT that means "too many recipients" (4.5.3, or no enhanced code: RFC 5321's own meaning). */
 function overLimit(r: RecipientResult): boolean {
   return r.kind === 'deferred' && r.reply.command === 'RCPT' && r.reply.code === 452 && (r.reply.enhanced === undefined || r.reply.enhanced === '4.5.3');
+}
+
+/** A failure to authenticate found before connecting: transient, as every AUTH failure. */
+function authRecord(text: string, code: number | undefined, destination: string): ReplyRecord {
+  const r = replyRecord(code, code === undefined ? '4.7.0' : '5.7.8', text, 'AUTH', destination);
+  r.transient = true;
+  return r;
+}
+
+/** The hold's key: the password only as a hash, so the map never holds it in clear. */
+function holdKey(host: string, port: number, c: SmtpCredentials): string {
+  return `${host}:${port}\0${c.user}\0${createHash('sha256').update(c.password).digest('base64')}`;
 }
 
 function failAll(req: DeliveryRequest, reply: ReplyRecord): RecipientResult[] {

@@ -11,7 +11,7 @@ export type { HostPort, TlsPolicy };
  * throttling and circuit breaking (e.g. "smtp:mx1.example.org:25", "lmtp:127.0.0.1:24").
  */
 export type Destination =
-  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string; shape?: DestinationShape }
+  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string; shape?: DestinationShape; /** The credentials file of outbound AUTH (config/smtp-credentials.ts): a path, never a password. */ auth?: string }
   | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; shape?: DestinationShape }
   | { kind: 'maildir'; key: string; root: string }
   | { kind: 'webhook'; key: string; url: string }

@@ -2,7 +2,8 @@
 // twin of the capability list smtp/commands/helo.ts writes. Only the extensions the delivery
 // client uses are recognised: PIPELINING (RFC 2920), SIZE (RFC 1870), 8BITMIME (RFC 6152),
 // SMTPUTF8 (RFC 6531), CHUNKING and BINARYMIME (RFC 3030), STARTTLS (RFC 3207), DSN
-// (RFC 3461), ENHANCEDSTATUSCODES (RFC 2034). Pure, no I/O.
+// (RFC 3461), ENHANCEDSTATUSCODES (RFC 2034), AUTH (RFC 4954, and the old "AUTH=" form some
+// servers still send). Pure, no I/O.
 
 export interface Capabilities {
   esmtp: boolean;
@@ -16,11 +17,16 @@ export interface Capabilities {
   starttls: boolean;
   dsn: boolean;
   enhancedStatusCodes: boolean;
+  /** SASL mechanisms offered, upper case (at most MAX_AUTH_MECHANISMS); [] = no AUTH. */
+  auth: string[];
 }
+
+/** A hostile EHLO reply may list thousands: the client only ever looks for PLAIN and LOGIN. */
+const MAX_AUTH_MECHANISMS = 16;
 
 /** No extension at all (a HELO session, or before EHLO). */
 export function noCapabilities(): Capabilities {
-  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false };
+  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false, auth: [] };
 }
 
 /** EHLO/LHLO reply lines (texts without the code): the first line is the greeting name. */
@@ -28,8 +34,13 @@ export function parseCapabilities(lines: readonly string[]): Capabilities {
   const c = noCapabilities();
   c.esmtp = true;
   for (const l of lines.slice(1)) {
-    const [kw, ...args] = l.trim().split(/\s+/);
-    switch (kw?.toUpperCase()) {
+    const [word, ...args] = l.trim().split(/\s+/);
+    let kw = word?.toUpperCase();
+    if (kw?.startsWith('AUTH=')) {
+      args.unshift(kw.slice(5));
+      kw = 'AUTH';
+    }
+    switch (kw) {
       case 'PIPELINING': c.pipelining = true; break;
       case 'SIZE': {
         const n = Number(args[0] ?? '0');
@@ -43,6 +54,13 @@ export function parseCapabilities(lines: readonly string[]): Capabilities {
       case 'STARTTLS': c.starttls = true; break;
       case 'DSN': c.dsn = true; break;
       case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
+      case 'AUTH':
+        for (const m of args) {
+          const mech = m.toUpperCase();
+          // RFC 4422 §3.1 mechanism names: 1-20 of A-Z, 0-9, "-" and "_".
+          if (c.auth.length < MAX_AUTH_MECHANISMS && /^[A-Z0-9_-]{1,20}$/.test(mech) && !c.auth.includes(mech)) c.auth.push(mech);
+        }
+        break;
     }
   }
   return c;

@@ -160,3 +160,19 @@ test('POSTERN_REDIS_URL: redis:// or rediss:// with a host, checked at start-up;
   }
   for (const bad of ['', 'has space', 'a{b}', 'x'.repeat(65)]) assert.throws(() => loadConfig({ POSTERN_REDIS_PREFIX: bad }), /POSTERN_REDIS_PREFIX/);
 });
+
+test('outbound AUTH needs verified TLS: a route without /tls=required, the smarthost file without POSTERN_TLS_POLICY=required (pinned)', () => {
+  assert.throws(() => loadConfig({ POSTERN_ROUTES: 'a.test=smtp:r.test/auth=/etc/a;b.test=smtp:r.test/tls=none/auth=/etc/b;c.test=smtp:r.test/tls=required/auth=/etc/c', POSTERN_SMARTHOST_AUTH_FILE: '/etc/s' }), (err: Error & { problems: string[] }) => {
+    assert.deepEqual(err.problems, [
+      'POSTERN_ROUTES: route "a.test" has /auth= but its TLS is opportunistic (POSTERN_TLS_POLICY): AUTH needs verified TLS, add /tls=required or /tls=implicit',
+      'POSTERN_ROUTES: route "b.test" has /auth= but its TLS is none: AUTH needs verified TLS, add /tls=required or /tls=implicit',
+      'POSTERN_SMARTHOST_AUTH_FILE="/etc/s" needs POSTERN_SMARTHOST',
+    ]);
+    return true;
+  });
+  assert.throws(() => loadConfig({ POSTERN_SMARTHOST: 'r.test:587', POSTERN_SMARTHOST_AUTH_FILE: '/etc/s' }), /POSTERN_SMARTHOST_AUTH_FILE="\/etc\/s" needs verified TLS to the smarthost: set POSTERN_TLS_POLICY=required, or use port 465 \(implicit TLS\) \(it is opportunistic\)/);
+  assert.equal(loadConfig({ POSTERN_SMARTHOST: 'r.test:465', POSTERN_SMARTHOST_AUTH_FILE: '/etc/s' }).smarthostAuthFile, '/etc/s', 'port 465 is implicit TLS');
+  assert.throws(() => loadConfig({ POSTERN_SMARTHOST: 'r.test:465,r2.test:587' }), /POSTERN_SMARTHOST="r.test:465,r2.test:587" is invalid: port 465 \(implicit TLS\) is mixed with other ports; use one port/);
+  const ok = loadConfig({ POSTERN_SMARTHOST: 'r.test:587', POSTERN_SMARTHOST_AUTH_FILE: '/etc/s', POSTERN_TLS_POLICY: 'required', POSTERN_ROUTES: 'a.test=smtp:r.test/auth=/etc/a' });
+  assert.equal(ok.smarthostAuthFile, '/etc/s');
+});

@@ -58,7 +58,7 @@ test('every bad entry is reported, naming the entry and what is allowed (pinned)
     '"x.test=ftp:h": unknown kind "ftp"; expected smtp, lmtp, maildir, webhook or pipe',
     '"y.test=smtp:::1": "::1": an IPv6 address needs brackets, like [::1]:25; smtp takes host[:port] or [host]:port, comma-separated',
     '"z.test=smtp:h:0": "h:0": port "0" is not 1-65535; smtp takes host[:port] or [host]:port, comma-separated',
-    '"w.test=smtp:h/tls=maybe": "/tls=maybe" is not a TLS policy; expected /tls=opportunistic|required|none',
+    '"w.test=smtp:h/tls=maybe": "/tls=maybe" is not a TLS policy; expected /tls=opportunistic|required|none|implicit',
     '"ok.test=lmtp:h": ok.test already has a route; each domain pattern may appear once',
     '"-bad-.test=smtp:h": domain "-bad-.test" is not a domain, "*.domain" or "*"',
     '"m.test=maildir:var/mail": maildir needs an absolute path, like maildir:/var/mail',
@@ -121,4 +121,40 @@ test('siteKey ignores host order and duplicates', () => {
   const a = siteKey('smtp', [{ host: 'b', port: 25 }, { host: 'a', port: 25 }, { host: 'b', port: 25 }], 'opportunistic');
   assert.equal(a, 'smtp:a:25,b:25');
   assert.equal(siteKey('smtp', [{ host: 'a', port: 25 }, { host: 'b', port: 25 }], 'none'), 'smtp:a:25,b:25/tls=none');
+});
+
+test('/auth=: a path that may hold "/", with /tls= before or after; keyed apart; refused where it means nothing (pinned)', async () => {
+  const t = table('a.test=smtp:relay.test:587/tls=required/auth=/etc/postern/relay.auth;b.test=smtp:relay.test:587/auth=/etc/postern/b.auth/tls=required');
+  assert.deepEqual(matchRoute(t, 'a.test')?.target, { kind: 'smtp', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/relay.auth' });
+  assert.deepEqual(matchRoute(t, 'b.test')?.target, { kind: 'smtp', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/b.auth' });
+  const ctx = { routes: t, smarthost: null, tlsPolicy: 'opportunistic' as const, mx: new MxResolver(noDns) };
+  const a = await destinationFor('a.test', ctx);
+  assert.deepEqual(a, { kind: 'smtp', key: 'smtp:relay.test:587/tls=required/auth=/etc/postern/relay.auth', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/relay.auth' });
+  assert.notEqual((await destinationFor('b.test', ctx)).key, a.key, 'other credentials, another pool');
+  const relay = { ...ctx, routes: table(''), smarthost: valueOf(parseSmarthost('relay.test:587')), tlsPolicy: 'required' as const, smarthostAuth: '/etc/postern/s.auth' };
+  assert.deepEqual(await destinationFor('x.test', relay), { kind: 'smtp', key: 'smtp:relay.test:587/tls=required/auth=/etc/postern/s.auth', hosts: [{ host: 'relay.test', port: 587 }], tlsPolicy: 'required', auth: '/etc/postern/s.auth' });
+  const bad = parseRoutes('c.test=smtp:h/auth=relative; d.test=lmtp:h/auth=/x; e.test=smtp:h/foo=1');
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.error.split('; route '), [
+    'route "c.test=smtp:h/auth=relative": "/auth=relative" needs an absolute path to a credentials file, like /auth=/etc/postern/relay.auth',
+    '"d.test=lmtp:h/auth=/x": "/auth=/x" is not an option of lmtp; expected /tls=opportunistic|required|none',
+    '"e.test=smtp:h/foo=1": "/foo=1" is not an option of smtp; expected /tls=policy or /auth=/path',
+  ]);
+});
+
+test('implicit TLS: /tls=implicit on smtp; port 465 means implicit unless told otherwise; refused where it cannot be (pinned)', async () => {
+  const t = table('a.test=smtp:relay.test:465;b.test=smtp:relay.test:2465/tls=implicit;c.test=smtp:r1.test:465,r2.test:587/tls=implicit');
+  assert.deepEqual(matchRoute(t, 'a.test')?.target, { kind: 'smtp', hosts: [{ host: 'relay.test', port: 465 }], tlsPolicy: 'implicit' });
+  assert.equal((matchRoute(t, 'b.test')?.target as { tlsPolicy?: string }).tlsPolicy, 'implicit');
+  const ctx = { routes: t, smarthost: null, tlsPolicy: 'opportunistic' as const, mx: new MxResolver(noDns) };
+  assert.equal((await destinationFor('a.test', ctx)).key, 'smtp:relay.test:465/tls=implicit');
+  const relay = { ...ctx, routes: table(''), smarthost: valueOf(parseSmarthost('relay.test:465')), smarthostTlsPolicy: 'implicit' as const };
+  assert.deepEqual(await destinationFor('x.test', relay), { kind: 'smtp', key: 'smtp:relay.test:465/tls=implicit', hosts: [{ host: 'relay.test', port: 465 }], tlsPolicy: 'implicit' });
+  const bad = parseRoutes('d.test=smtp:h:465/tls=required; e.test=smtp:h:465,h:25; f.test=lmtp:h/tls=implicit');
+  assert.ok(!bad.ok);
+  assert.deepEqual(bad.error.split('; route '), [
+    'route "d.test=smtp:h:465/tls=required": port 465 is implicit TLS (RFC 8314), not /tls=required; use /tls=implicit or another port',
+    '"e.test=smtp:h:465,h:25": port 465 (implicit TLS) is mixed with other ports; say /tls=implicit or /tls=required',
+    '"f.test=lmtp:h/tls=implicit": "/tls=implicit" is not a TLS policy; expected /tls=opportunistic|required|none',
+  ]);
 });

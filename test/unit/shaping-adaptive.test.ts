@@ -290,3 +290,13 @@ test('Shaper: a new file applies to new transactions; close() defers the waiting
   assert.ok(due >= now && due <= now + 1000);
   assert.ok(a.ok);
 });
+
+test('Shaper: a destination that logs in (/auth=) keeps its TLS policy whatever its site says, and its key names the credentials', () => {
+  const sh = new Shaper({ file: file(FILE.replace(/tls = "required"/, 'tls = "none"')), defaults: { maxConnections: 20, messagesPerConnection: 1000, rate: null } });
+  const d = sh.route('gmail.com', { ...smtp(['mx.example']), tlsPolicy: 'required', auth: '/etc/a' }, 'required');
+  assert.ok(d.kind === 'smtp');
+  assert.equal(d.tlsPolicy, 'required');
+  assert.equal(d.key, 'smtp:mx.example:25/tls=required/auth=/etc/a@google');
+  const plain = sh.route('gmail.com', { ...smtp(['mx.example']), tlsPolicy: 'required' }, 'required');
+  assert.equal(plain.kind === 'smtp' && plain.tlsPolicy, 'none', 'without /auth= the site still decides');
+});
