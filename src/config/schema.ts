@@ -83,6 +83,8 @@ export interface Config {
   /** null: no smarthost. */
   smarthost: readonly HostPort[] | null;
   tlsPolicy: TlsPolicy;
+  /** MTA-STS (RFC 8461) for deliveries by MX (POSTERN_DELIVERY=mx). */
+  mtaSts: boolean;
   destMaxConnections: number;
   destMaxMessagesPerConnection: number;
   destIdleTimeoutMs: number;
@@ -203,6 +205,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'delivery', env: 'POSTERN_DELIVERY', type: { kind: 'enum', values: ['off', 'routes', 'mx'] }, default: 'routes', doc: 'Delivery: off (accept and queue only), routes (only to POSTERN_ROUTES and POSTERN_SMARTHOST; other domains wait in the queue), mx (also by DNS MX lookups to the Internet).' },
   { key: 'routes', env: 'POSTERN_ROUTES', type: { kind: 'routes' }, default: '', doc: 'Per-domain routes, e.g. `example.org=lmtp:127.0.0.1:24;*.corp.test=smtp:127.0.0.1:2600;local.test=maildir:/var/mail;hooks.test=webhook:http://127.0.0.1:9000/in;lists.test=pipe:user=vmail /usr/bin/maildrop -d {local}` (docs/delivery.md).' },
   { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'hosts' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups).' },
+  { key: 'mtaSts', env: 'POSTERN_MTA_STS', type: { kind: 'bool' }, default: 'true', doc: 'MTA-STS (RFC 8461) for deliveries by MX (POSTERN_DELIVERY=mx): a recipient domain\'s `enforce` policy is obeyed (only its MX hosts, verified TLS, else deferred) and `testing` failures are reported; policies are cached in the data dir (docs/tls-policy.md).' },
   { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
   { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
   { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },

@@ -33,6 +33,11 @@ import type { MailEvent } from '../queue/events.js';
 import type { BounceRules } from '../lib/bounce-class.js';
 import type { VerpKey } from '../protocol/verp.js';
 import { createBounceSetup } from './bounce-setup.js';
+import { join } from 'node:path';
+import { MtaSts, type MtaStsOptions, type TxtResolver } from './mta-sts.js';
+import { applyTlsPolicy, type TlsPolicies } from './tls-policy.js';
+import type { TlsOutcomeSink } from './tls-outcome.js';
+import type { Transport } from './types.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -64,11 +69,34 @@ export interface DeliveryOptions {
   onCircuit?: CircuitChange;
   /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
   pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
+  /** Each outbound TLS attempt to a domain with a TLS policy or none found (the TLS reporter). */
+  tlsOutcomes?: TlsOutcomeSink;
+  /** Trust anchors for verified outbound TLS instead of the system's (tests: a test CA). */
+  tlsCa?: string[];
+  /** MTA-STS fetch settings (tests: a loopback origin, resolveHost, their CA). */
+  mtaSts?: Pick<MtaStsOptions, 'origin' | 'resolveHost' | 'ca' | 'fetchTimeoutMs' | 'txtRecheckMs' | 'negativeTtlMs'>;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
-  const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
+  const resolver = opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver);
+  const addressPolicy = new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate });
+  const mx = new MxResolver(resolver, { policy: addressPolicy });
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx };
+  // MTA-STS (RFC 8461) for MX deliveries; an injected resolver without TXT lookups (tests) has none.
+  const txt = resolver as Partial<TxtResolver>;
+  const sts = c.delivery === 'mx' && c.mtaSts && typeof txt.resolveTxt === 'function'
+    ? new MtaSts({
+        dns: txt as TxtResolver,
+        policy: addressPolicy,
+        cacheFile: join(c.dataDir, 'mta-sts-policies.json'),
+        ...opts.mtaSts,
+        onFailure: (domain, failure, detail) => {
+          log.warn({ domain, failure, detail }, 'MTA-STS policy not fetched');
+          opts.tlsOutcomes?.record({ policyDomain: domain, policy: { type: 'sts' }, mxHost: '', result: { failure, detail: detail.slice(0, 200) }, at: Date.now() });
+        },
+      })
+    : null;
+  const tlsPolicies: TlsPolicies = { sts, dane: null };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
@@ -108,7 +136,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     if (c.delivery === 'routes' && !matchRoute(c.routes, normalizeDomain(domain)) && !(c.smarthost && c.smarthost.length > 0)) {
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
     }
-    const d = await destinationFor(domain, routing);
+    let d = await destinationFor(domain, routing);
+    if (d.kind === 'smtp' && d.viaMx) d = await applyTlsPolicy(normalizeDomain(domain), d, tlsPolicies);
     if (d.kind === 'defer') return { kind: 'defer', reply: d.reply };
     if ((d.kind === 'smtp' || d.kind === 'lmtp') && opts.selfPorts) {
       const ports = opts.selfPorts();
@@ -125,6 +154,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
+    ...(opts.tlsCa ? { tls: { ca: opts.tlsCa } } : {}),
+    ...(opts.tlsOutcomes ? { tlsOutcomes: opts.tlsOutcomes } : {}),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
@@ -153,7 +184,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     log,
     route,
     transports: {
-      smtp: withReports(reports.outbound(smtp)),
+      smtp: withReports(reports.outbound(closingAlso(smtp, () => sts?.close()))),
       lmtp: withReports(smtp),
       maildir: withReports(new MaildirTransport({ hostname: c.hostname, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
       webhook: withReports(new WebhookTransport()),
@@ -181,6 +212,17 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     openCircuits: () => breakers.openCount,
   });
   return scheduler;
+}
+
+/** The transport, whose close() also closes `more` (the MTA-STS fetcher). */
+function closingAlso(t: Transport, more: () => Promise<void> | undefined): Transport {
+  return {
+    deliver: (d, r) => t.deliver(d, r),
+    close: async () => {
+      await t.close();
+      await more();
+    },
+  };
 }
 
 /** The first probe of a destination found down comes this long after (then doubling). */

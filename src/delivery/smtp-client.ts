@@ -7,14 +7,18 @@
 // refused STARTTLS goes on in clear, but a failed handshake fails the connection transiently
 // (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
 // clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
-// is false.
+// is false. A destination with a TLS policy (tlsAuth: MTA-STS, DANE) is checked by
+// tls-verify.ts after the handshake and each attempt is told to onTlsOutcome (TLS reporting);
+// under an enforcing policy a missing STARTTLS or a failed check defers (4.7.0, 4.7.5).
 // A hostile server: the client counts the replies it is owed; any byte that arrives when none
 // is owed (a reply nobody waits for, on a busy or an idle pooled connection), a malformed
 // line, or a reply over its bounds (protocol/reply-reader.ts) closes the connection, and the
 // transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsPolicy } from './types.js';
+import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy } from './types.js';
+import type { TlsOutcome } from './tls-outcome.js';
+import { verifyPeer } from './tls-verify.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
@@ -78,6 +82,12 @@ export interface SmtpConnectionOptions {
    */
   rejectUnauthorized?: boolean;
   timeouts?: Partial<SmtpTimeouts>;
+  /** The destination's TLS policy (MTA-STS, DANE, or none found): checked and reported. */
+  tlsAuth?: TlsAuth;
+  /** Told of each TLS attempt made under tlsAuth (RFC 8460 counts them). */
+  onTlsOutcome?: (o: TlsOutcome) => void;
+  /** Trust anchors for verified TLS instead of the system's (tests: a test CA). */
+  ca?: string[];
   /** false: ignore PIPELINING when offered (a shaping rule). */
   pipelining?: boolean;
   /** false: ignore CHUNKING when offered (a shaping rule); a BINARYMIME message then cannot go there. */
@@ -150,6 +160,7 @@ export class SmtpConnection {
   #messages = 0;
   #onClose: (() => void) | null = null;
   #greeting: SmtpReply | null = null;
+  #verified = false;
 
   private constructor(sock: Socket, opts: SmtpConnectionOptions, t: SmtpTimeouts) {
     this.host = opts.host;
@@ -193,9 +204,21 @@ export class SmtpConnection {
         c.destroy();
         return fail(step, '', r);
       }
+      const auth = opts.tlsAuth;
+      const report = (result: TlsOutcome['result']): void => {
+        if (!auth || !opts.onTlsOutcome) return;
+        const policy: TlsOutcome['policy'] = { type: auth.type };
+        if (auth.strings) policy.strings = auth.strings;
+        if (auth.mxHosts) policy.mxHosts = auth.mxHosts;
+        if (auth.type === 'tlsa') policy.strings = (auth.tlsa?.[opts.host] ?? []).map((t) => `${opts.host}. IN TLSA ${t.usage} ${t.selector} ${t.matching} ${t.data}`);
+        const o: TlsOutcome = { policyDomain: auth.policyDomain, policy, mxHost: opts.host, result, at: Date.now() };
+        if (opts.address !== undefined) o.receivingIp = opts.address;
+        opts.onTlsOutcome(o);
+      };
       if (opts.tlsPolicy !== 'none') {
         step = 'STARTTLS';
         if (!c.#caps.starttls) {
+          report({ failure: 'starttls-not-supported', detail: `${opts.host} does not offer STARTTLS` });
           if (opts.tlsPolicy === 'required') {
             await c.quit();
             return fail('STARTTLS', `${opts.host}:${opts.port} does not offer STARTTLS and TLS is required`, undefined, '4.7.0');
@@ -203,6 +226,7 @@ export class SmtpConnection {
         } else {
           r = await c.#command('STARTTLS', t.commandMs);
           if (r.code !== 220) {
+            report({ failure: 'starttls-not-supported', detail: `STARTTLS answered ${r.code}` });
             // A refused STARTTLS (454 and the like) is not a handshake failure: go on in clear
             // under 'opportunistic'; under 'required' fail transiently (RFC 3207 §4).
             if (opts.tlsPolicy === 'required') {
@@ -210,7 +234,26 @@ export class SmtpConnection {
               return fail('STARTTLS', '', r);
             }
           } else {
-            await c.#upgrade();
+            try {
+              await c.#upgrade();
+            } catch (err) {
+              report({ failure: 'validation-failure', detail: (err as Error).message.slice(0, 200) });
+              throw err;
+            }
+            if (auth && auth.type !== 'no-policy-found') {
+              const v = verifyPeer(c.#sock as TLSSocket, opts.host, auth);
+              report(v.ok ? 'success' : { failure: v.failure, detail: v.detail });
+              if (v.ok) c.#verified = true;
+              else if (auth.enforce) {
+                c.destroy();
+                const what = auth.type === 'sts' ? 'MTA-STS' : 'DANE';
+                return fail('STARTTLS', `${opts.host}:${opts.port}: ${v.detail} (${what} policy of ${auth.policyDomain}; not sent)`, undefined, '4.7.5');
+              }
+            } else {
+              report('success');
+              // A route's 'required' verifies the certificate unless told not to.
+              if (opts.tlsPolicy === 'required' && opts.rejectUnauthorized !== false) c.#verified = true;
+            }
             step = opts.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
             r = await c.#hello();
             if (r.code !== 250) {
@@ -235,6 +278,10 @@ export class SmtpConnection {
   }
   get secure(): boolean {
     return this.#secure;
+  }
+  /** TLS with the peer authenticated: a policy's check passed, or 'required' with the certificate verified. */
+  get verified(): boolean {
+    return this.#secure && this.#verified;
   }
   get greeting(): SmtpReply | null {
     return this.#greeting;
@@ -553,11 +600,15 @@ export class SmtpConnection {
     this.#detach(plain);
     const required = this.#opts.tlsPolicy === 'required';
     const servername = this.#opts.servername ?? this.host;
+    // A policy (MTA-STS, DANE) is checked after the handshake by verifyPeer, which tells the
+    // failures apart for TLS reporting; the handshake itself then accepts any certificate.
+    const checkedLater = this.#opts.tlsAuth !== undefined && this.#opts.tlsAuth.type !== 'no-policy-found';
     const tls = tlsConnect({
       socket: plain,
       // SNI must be a name, never an address literal.
       ...(/^[\d.]+$|:/.test(servername) ? {} : { servername }),
-      rejectUnauthorized: required ? this.#opts.rejectUnauthorized !== false : false,
+      ...(this.#opts.ca ? { ca: this.#opts.ca } : {}),
+      rejectUnauthorized: required && !checkedLater ? this.#opts.rejectUnauthorized !== false : false,
       minVersion: 'TLSv1.2',
     });
     this.#sock = tls;

@@ -4,10 +4,11 @@
 // per-recipient results are returned as they are (RFC 5321 §4.2.5 codes → delivered,
 // deferred or failed), except that recipients refused for the server's recipient limit
 // (452 4.5.3) go at once in further transactions.
-import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from './types.js';
+import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
 import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
+import type { TlsOutcomeSink } from './tls-outcome.js';
 
 export interface SmtpTransportOptions {
   heloName: string;
@@ -18,7 +19,10 @@ export interface SmtpTransportOptions {
   /** Default 30_000 (well under the 5 minutes a server waits for the next command). */
   idleTimeoutMs?: number;
   timeouts?: Partial<SmtpTimeouts>;
-  tls?: { rejectUnauthorized?: boolean };
+  /** ca: trust anchors for verified TLS instead of the system's (tests: a test CA). */
+  tls?: { rejectUnauthorized?: boolean; ca?: string[] };
+  /** Each TLS attempt to a destination with a TLS policy (MTA-STS, DANE, none found). */
+  tlsOutcomes?: TlsOutcomeSink;
 }
 
 export class SmtpTransport implements Transport {
@@ -107,9 +111,11 @@ export class SmtpTransport implements Transport {
           protocol: dest.kind,
           heloName: dest.shape?.heloName ?? o.heloName,
           ...(dest.shape?.localAddress !== undefined ? { localAddress: dest.shape.localAddress } : {}),
-          tlsPolicy: dest.tlsPolicy,
+          ...tlsFor(dest, h.host),
           destination: dest.key,
           ...(servername !== undefined ? { servername } : {}),
+          ...(o.tlsOutcomes ? { onTlsOutcome: (out) => o.tlsOutcomes!.record(out) } : {}),
+          ...(o.tls?.ca ? { ca: o.tls.ca } : {}),
           ...(dest.shape?.pipelining === false ? { pipelining: false } : {}),
           ...(dest.shape?.chunking === false ? { chunking: false } : {}),
           ...(o.tls?.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.tls.rejectUnauthorized } : {}),
@@ -134,6 +140,17 @@ export class SmtpTransport implements Transport {
 }
 
 const MIN_SWEEP_AT = 256;
+
+/**
+ * The TLS rules of one host of the destination. DANE is per MX host (RFC 7672 §2.2): a host
+ * with TLSA records gets 'required' and their check; one without stays as the destination says.
+ */
+function tlsFor(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>, host: string): { tlsPolicy: TlsPolicy; tlsAuth?: TlsAuth } {
+  const auth = dest.kind === 'smtp' ? dest.tlsAuth : undefined;
+  if (!auth) return { tlsPolicy: dest.tlsPolicy };
+  if (auth.type !== 'tlsa') return { tlsPolicy: dest.tlsPolicy, tlsAuth: auth };
+  return (auth.tlsa?.[host]?.length ?? 0) > 0 ? { tlsPolicy: 'required', tlsAuth: auth } : { tlsPolicy: dest.tlsPolicy };
+}
 
 /** A 452 to RCPT that means "too many recipients" (4.5.3, or no enhanced code: RFC 5321's own meaning). */
 function overLimit(r: RecipientResult): boolean {

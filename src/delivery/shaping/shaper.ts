@@ -298,9 +298,11 @@ export class Shaper implements DeliveryShaper {
   #routeFrom(dest: Extract<RouteResult, { kind: 'smtp' | 'lmtp' }>, site: ShapingSite | null, src: ShapingSource | null, globalTls: string, pool: ShapingPool | null): Extract<RouteResult, { kind: 'smtp' | 'lmtp' }> {
     const source = src?.name ?? DEFAULT_SOURCE;
     const limits = this.#limits(site, source);
-    const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls ? limits.tls : dest.tlsPolicy;
+    // An enforcing MTA-STS or DANE policy is never relaxed by a shaping rule.
+    const auth = dest.kind === 'smtp' ? dest.tlsAuth : undefined;
+    const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls && !auth?.enforce ? limits.tls : dest.tlsPolicy;
     // The source is part of the key: a pooled connection bound to one address never carries another source's mail.
-    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy)}${site ? `@${site.name}` : ''}${src ? `~${src.name}` : ''}`;
+    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy, auth)}${site ? `@${site.name}` : ''}${src ? `~${src.name}` : ''}`;
     return {
       ...dest,
       key,

@@ -1,0 +1,51 @@
+// Which authenticated-TLS policy applies to an MX delivery, and what it does to the
+// destination: DANE (RFC 7672) when the MX hosts have DNSSEC-validated TLSA records (and then
+// no MTA-STS: RFC 8461 §2), else MTA-STS (RFC 8461 §5): `enforce` keeps only the MX hosts the
+// policy names (none left: 451 4.7.0) and requires STARTTLS with a certificate verified for the
+// MX host name; `testing` delivers as before and reports. Routes, the smarthost and address
+// literals are the operator's choice: no policy of the recipient domain applies to them.
+import { mxMatches } from './mta-sts-policy.js';
+import type { MtaSts } from './mta-sts.js';
+import { siteKey, type DestinationResult } from './mx.js';
+import { replyRecord, type Destination, type TlsAuth } from './types.js';
+import type { DaneLookup } from './dane.js';
+
+export interface TlsPolicies {
+  sts: MtaSts | null;
+  dane: DaneLookup | null;
+}
+
+type SmtpDest = Extract<Destination, { kind: 'smtp' }>;
+
+export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolicies): Promise<DestinationResult> {
+  if (!dest.viaMx) return dest;
+  if (p.dane) {
+    const r = await p.dane.lookup(domain, dest.hosts);
+    if (r.kind === 'defer') return { kind: 'defer', key: `defer:${domain}`, reply: replyRecord(451, '4.7.5', r.reason, undefined, domain) };
+    if (r.kind === 'dane') {
+      const auth: TlsAuth = { policyDomain: domain, type: 'tlsa', enforce: true, tlsa: r.tlsa };
+      // Hosts with TLSA records are required to match them (the transport sets 'required' per
+      // host); the others of the set stay opportunistic (RFC 7672 §2.2).
+      return { ...dest, key: siteKey('smtp', dest.hosts, dest.tlsPolicy, auth), tlsAuth: auth };
+    }
+  }
+  const none: TlsAuth = { policyDomain: domain, type: 'no-policy-found', enforce: false };
+  if (!p.sts) return { ...dest, tlsAuth: none };
+  const s = await p.sts.policyFor(domain);
+  if (s.kind === 'none' || s.policy.mode === 'none') return { ...dest, tlsAuth: none };
+  const pol = s.policy;
+  if (pol.mode === 'testing') {
+    const auth: TlsAuth = { policyDomain: domain, type: 'sts', enforce: false, strings: pol.lines, mxHosts: pol.mx };
+    return { ...dest, key: siteKey('smtp', dest.hosts, dest.tlsPolicy, auth), tlsAuth: auth };
+  }
+  const hosts = dest.hosts.filter((h) => mxMatches(h.host, pol.mx));
+  if (hosts.length === 0) {
+    const names = [...new Set(dest.hosts.map((h) => h.host))].slice(0, 4).join(', ');
+    return { kind: 'defer', key: `defer:${domain}`, reply: replyRecord(451, '4.7.0', `no MX host of ${domain} (${names}) matches its MTA-STS policy (mx: ${pol.mx.slice(0, 4).join(', ')}); not sent`, undefined, domain) };
+  }
+  const auth: TlsAuth = { policyDomain: domain, type: 'sts', enforce: true, strings: pol.lines, mxHosts: pol.mx };
+  // 'required': STARTTLS or nothing; the certificate is checked for each MX host name.
+  const rest = { ...dest };
+  delete rest.domain;
+  return { ...rest, hosts, tlsPolicy: 'required', key: siteKey('smtp', hosts, 'required', auth), tlsAuth: auth };
+}
