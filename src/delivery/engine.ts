@@ -128,7 +128,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     pipeIdentities = checked.identities;
   }
   const reports = createBounceSetup(c, queue, log, { ...(opts.bounceRules ? { rules: opts.bounceRules } : {}), ...(opts.verp ? { verp: opts.verp } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
-  const routeOnly = async (domain: string): Promise<RouteResult> => {
+  const routeOnly = async (domain: string, m?: MessageRecord): Promise<RouteResult> => {
     // Reports addressed to us are read by the bounce processor, not relayed.
     const toUs = reports.route(domain);
     if (toUs !== null) return toUs;
@@ -137,7 +137,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
     }
     let d = await destinationFor(domain, routing);
-    if (d.kind === 'smtp' && d.viaMx) d = await applyTlsPolicy(normalizeDomain(domain), d, tlsPolicies);
+    if (d.kind === 'smtp' && (d.viaMx || m?.tlsRequired === 'yes')) d = await applyTlsPolicy(normalizeDomain(domain), d, tlsPolicies, m?.tlsRequired);
+    if (d.kind === 'bounce') return d;
     if (d.kind === 'defer') return { kind: 'defer', reply: d.reply };
     if ((d.kind === 'smtp' || d.kind === 'lmtp') && opts.selfPorts) {
       const ports = opts.selfPorts();
@@ -148,7 +149,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     return d;
   };
   // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
-  const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy, m);
+  const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain, m), c.tlsPolicy, m);
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,

@@ -328,6 +328,12 @@ export class SmtpConnection {
     // Checks before anything is sent: we never downgrade or truncate.
     const m = req.message;
     const caps = this.#caps;
+    // RFC 8689 §4.2.1: a REQUIRETLS message goes only over verified TLS to a server that offers
+    // REQUIRETLS; §5: otherwise it is returned (5.7.30), never sent.
+    if (m.tlsRequired === 'yes') {
+      if (!this.verified) return local('5.7.30', `REQUIRETLS: the TLS session with ${this.host} is not verified (no MTA-STS, DANE or verified route); not sent`, 'MAIL');
+      if (!caps.requireTls) return local('5.7.30', `REQUIRETLS: ${this.host} does not offer REQUIRETLS; not sent`, 'MAIL');
+    }
     if (m.smtputf8 && !caps.smtputf8) return local('5.6.7', `${this.host} does not offer SMTPUTF8 and the message needs it`, 'MAIL');
     if (m.bodyType === '8BITMIME' && !caps.eightBitMime) return local('5.6.3', `${this.host} does not offer 8BITMIME and the message is 8-bit (no downgrade)`, 'MAIL');
     const binary = m.bodyType === 'BINARYMIME';
@@ -477,6 +483,7 @@ export class SmtpConnection {
     if (m.bodyType === '8BITMIME') s += ' BODY=8BITMIME';
     else if (m.bodyType === 'BINARYMIME') s += ' BODY=BINARYMIME';
     if (m.smtputf8) s += ' SMTPUTF8';
+    if (m.tlsRequired === 'yes') s += ' REQUIRETLS';
     if (caps.dsn) {
       if (m.ret) s += ` RET=${m.ret}`;
       if (m.envid) s += ` ENVID=${encodeXtext(m.envid)}`;

@@ -149,7 +149,8 @@ function tlsFor(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>, host: str
   const auth = dest.kind === 'smtp' ? dest.tlsAuth : undefined;
   if (!auth) return { tlsPolicy: dest.tlsPolicy };
   if (auth.type !== 'tlsa') return { tlsPolicy: dest.tlsPolicy, tlsAuth: auth };
-  return (auth.tlsa?.[host]?.length ?? 0) > 0 ? { tlsPolicy: 'required', tlsAuth: auth } : { tlsPolicy: dest.tlsPolicy };
+  if ((auth.tlsa?.[host]?.length ?? 0) === 0) return { tlsPolicy: dest.tlsPolicy };
+  return { tlsPolicy: auth.enforce ? 'required' : dest.tlsPolicy, tlsAuth: auth };
 }
 
 /** A 452 to RCPT that means "too many recipients" (4.5.3, or no enhanced code: RFC 5321's own meaning). */

@@ -4,6 +4,9 @@
 // policy names (none left: 451 4.7.0) and requires STARTTLS with a certificate verified for the
 // MX host name; `testing` delivers as before and reports. Routes, the smarthost and address
 // literals are the operator's choice: no policy of the recipient domain applies to them.
+// RFC 8689: a REQUIRETLS message ('yes') needs an authenticated path (DANE, or MTA-STS, whose
+// `testing` then counts as `enforce`), else it is returned with 5.7.30; "TLS-Required: No"
+// ('no') turns a policy's failures into reports only (§4.3), STARTTLS still tried.
 import { mxMatches } from './mta-sts-policy.js';
 import type { MtaSts } from './mta-sts.js';
 import { siteKey, type DestinationResult } from './mx.js';
@@ -17,25 +20,30 @@ export interface TlsPolicies {
 
 type SmtpDest = Extract<Destination, { kind: 'smtp' }>;
 
-export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolicies): Promise<DestinationResult> {
-  if (!dest.viaMx) return dest;
+export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolicies, tlsRequired?: 'yes' | 'no'): Promise<DestinationResult> {
+  if (!dest.viaMx) return requireTlsRoute(domain, dest, tlsRequired);
+  const relax = tlsRequired === 'no';
+  const needed = tlsRequired === 'yes';
   if (p.dane) {
     const r = await p.dane.lookup(domain, dest.hosts);
     if (r.kind === 'defer') return { kind: 'defer', key: `defer:${domain}`, reply: replyRecord(451, '4.7.5', r.reason, undefined, domain) };
     if (r.kind === 'dane') {
-      const auth: TlsAuth = { policyDomain: domain, type: 'tlsa', enforce: true, tlsa: r.tlsa };
+      const auth: TlsAuth = { policyDomain: domain, type: 'tlsa', enforce: !relax, tlsa: r.tlsa };
       // Hosts with TLSA records are required to match them (the transport sets 'required' per
       // host); the others of the set stay opportunistic (RFC 7672 §2.2).
       return { ...dest, key: siteKey('smtp', dest.hosts, dest.tlsPolicy, auth), tlsAuth: auth };
     }
   }
   const none: TlsAuth = { policyDomain: domain, type: 'no-policy-found', enforce: false };
-  if (!p.sts) return { ...dest, tlsAuth: none };
-  const s = await p.sts.policyFor(domain);
-  if (s.kind === 'none' || s.policy.mode === 'none') return { ...dest, tlsAuth: none };
+  const s = p.sts ? await p.sts.policyFor(domain) : null;
+  if (s === null || s.kind === 'none' || s.policy.mode === 'none') {
+    if (needed) return noPath(domain, `${domain} has no DANE or MTA-STS policy to authenticate its MX hosts`);
+    return { ...dest, tlsAuth: none };
+  }
   const pol = s.policy;
-  if (pol.mode === 'testing') {
+  if ((pol.mode === 'testing' && !needed) || relax) {
     const auth: TlsAuth = { policyDomain: domain, type: 'sts', enforce: false, strings: pol.lines, mxHosts: pol.mx };
+    // The pool key: "TLS-Required: No" mail must not ride a connection held to the enforcing rules, nor the reverse.
     return { ...dest, key: siteKey('smtp', dest.hosts, dest.tlsPolicy, auth), tlsAuth: auth };
   }
   const hosts = dest.hosts.filter((h) => mxMatches(h.host, pol.mx));
@@ -48,4 +56,14 @@ export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolic
   const rest = { ...dest };
   delete rest.domain;
   return { ...rest, hosts, tlsPolicy: 'required', key: siteKey('smtp', hosts, 'required', auth), tlsAuth: auth };
+}
+
+function noPath(domain: string, why: string): DestinationResult {
+  return { kind: 'bounce', key: `bounce:${domain}`, reply: replyRecord(550, '5.7.30', `REQUIRETLS: ${why}; not sent`, undefined, domain) };
+}
+
+/** A route, the smarthost or an address literal carries REQUIRETLS mail only with TLS required and verified. */
+function requireTlsRoute(domain: string, dest: SmtpDest, tlsRequired: 'yes' | 'no' | undefined): DestinationResult {
+  if (tlsRequired !== 'yes' || dest.tlsPolicy === 'required') return dest;
+  return noPath(domain, `the route to ${domain} does not require TLS (tls=${dest.tlsPolicy})`);
 }

@@ -15,12 +15,14 @@ export interface Capabilities {
   binaryMime: boolean;
   starttls: boolean;
   dsn: boolean;
+  /** RFC 8689. */
+  requireTls: boolean;
   enhancedStatusCodes: boolean;
 }
 
 /** No extension at all (a HELO session, or before EHLO). */
 export function noCapabilities(): Capabilities {
-  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false };
+  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false, requireTls: false };
 }
 
 /** EHLO/LHLO reply lines (texts without the code): the first line is the greeting name. */
@@ -42,6 +44,7 @@ export function parseCapabilities(lines: readonly string[]): Capabilities {
       case 'BINARYMIME': c.binaryMime = true; break;
       case 'STARTTLS': c.starttls = true; break;
       case 'DSN': c.dsn = true; break;
+      case 'REQUIRETLS': c.requireTls = true; break;
       case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
     }
   }
