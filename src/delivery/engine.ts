@@ -36,6 +36,7 @@ import { createBounceSetup } from './bounce-setup.js';
 import { join } from 'node:path';
 import { MtaSts, type MtaStsOptions, type TxtResolver } from './mta-sts.js';
 import { applyTlsPolicy, type TlsPolicies } from './tls-policy.js';
+import { DaneResolver } from './dane.js';
 import type { TlsOutcomeSink } from './tls-outcome.js';
 import type { Transport } from './types.js';
 
@@ -96,7 +97,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
         },
       })
     : null;
-  const tlsPolicies: TlsPolicies = { sts, dane: null };
+  const dnssec = c.delivery === 'mx' && c.dnssecResolver && c.dnssecResolver.length > 0 ? c.dnssecResolver[0]! : null;
+  const tlsPolicies: TlsPolicies = { sts, dane: dnssec ? new DaneResolver({ server: { host: dnssec.host, port: dnssec.port } }) : null };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
