@@ -158,7 +158,9 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
     ...(opts.tlsCa ? { tls: { ca: opts.tlsCa } } : {}),
-    ...(opts.tlsOutcomes ? { tlsOutcomes: opts.tlsOutcomes } : {}),
+    // A sink is a function: it cannot cross to delivery threads (workerData is cloned), so
+    // with POSTERN_DELIVERY_THREADS > 0 the policies apply but outcomes are not reported.
+    ...(opts.tlsOutcomes && c.deliveryThreads === 0 ? { tlsOutcomes: opts.tlsOutcomes } : {}),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
