@@ -30,8 +30,10 @@ export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolic
     if (r.kind === 'dane') {
       const auth: TlsAuth = { policyDomain: domain, type: 'tlsa', enforce: !relax, tlsa: r.tlsa };
       // Hosts with TLSA records are required to match them (the transport sets 'required' per
-      // host); the others of the set stay opportunistic (RFC 7672 §2.2).
-      return { ...dest, key: siteKey('smtp', dest.hosts, dest.tlsPolicy, auth), tlsAuth: auth };
+      // host); the others of the set stay opportunistic (RFC 7672 §2.2), except for a REQUIRETLS
+      // message, which only the authenticated hosts may carry.
+      const hosts = needed ? dest.hosts.filter((h) => (r.tlsa[h.host]?.length ?? 0) > 0) : dest.hosts;
+      return { ...dest, hosts, key: siteKey('smtp', hosts, dest.tlsPolicy, auth), tlsAuth: auth };
     }
   }
   const none: TlsAuth = { policyDomain: domain, type: 'no-policy-found', enforce: false };

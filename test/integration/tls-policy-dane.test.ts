@@ -249,3 +249,15 @@ test('DANE only on validated answers: an MX answer without AD is no DANE; a bogu
   const d4 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: silent });
   assert.equal(d4.kind, 'defer');
 });
+
+test('DANE and REQUIRETLS: only the MX hosts with TLSA records carry the message; the others stay opportunistic for other mail', async (t) => {
+  const zone = newZone();
+  zone.records.set(`${TYPE.MX}/${DOMAIN}`, [{ type: TYPE.MX, rdata: mxRdata(10, MX) }, { type: TYPE.MX, rdata: mxRdata(20, 'plain.example.test') }]);
+  zone.records.set(`${TYPE.TLSA}/_25._tcp.${MX}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, 'ab'.repeat(32)) }]);
+  const dane = new DaneResolver({ server: await startDns(t, zone), timeoutMs: 2000 });
+  const two: Extract<Destination, { kind: 'smtp' }> = { ...mxDest(25), hosts: [{ host: MX, port: 25, address: '127.0.0.1' }, { host: 'plain.example.test', port: 25, address: '127.0.0.1' }] };
+  const all = await applyTlsPolicy(DOMAIN, two, { sts: null, dane });
+  assert.deepEqual(all.kind === 'smtp' && all.hosts.map((h) => h.host), [MX, 'plain.example.test']);
+  const req = await applyTlsPolicy(DOMAIN, two, { sts: null, dane }, 'yes');
+  assert.deepEqual(req.kind === 'smtp' && req.hosts.map((h) => h.host), [MX]);
+});
