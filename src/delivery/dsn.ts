@@ -181,7 +181,8 @@ interface OriginalPart {
 }
 
 function originalPart(raw: Buffer, message: MessageRecord, cap: number): OriginalPart {
-  if (message.ret === 'FULL') {
+  // RFC 8689 §5: the report of a REQUIRETLS message returns no content it could leak; headers only.
+  if (message.ret === 'FULL' && message.tlsRequired !== 'yes') {
     const full = toCrlf(raw);
     // A BINARYMIME body or a line over 998 octets can't travel in a DATA-transferred
     // message/rfc822 part; such a message is returned as headers only, as is an oversized one.
@@ -363,7 +364,7 @@ function rfc5322Date(d: Date): string {
 
 /** Build the DSN for these recipients and queue it (null sender); null when none is due. */
 export async function enqueueDsn(
-  queue: { enqueue(env: { sender: string; recipients: Array<{ address: string }>; priority?: 0 | 1 | 2 }, body: Buffer): Promise<string> },
+  queue: { enqueue(env: { sender: string; recipients: Array<{ address: string }>; priority?: 0 | 1 | 2; tlsRequired?: 'yes' | 'no' }, body: Buffer): Promise<string> },
   reportingMta: string,
   message: MessageRecord,
   failed: DsnEntry[],
@@ -371,5 +372,6 @@ export async function enqueueDsn(
 ): Promise<string | null> {
   const dsn = buildDsn({ message, failed, reportingMta, originalBody });
   if (dsn === null) return null;
-  return queue.enqueue({ sender: '', recipients: dsn.recipients.map((address) => ({ address })), priority: message.priority }, dsn.body);
+  // RFC 8689 §5: the report of a REQUIRETLS message travels under REQUIRETLS too.
+  return queue.enqueue({ sender: '', recipients: dsn.recipients.map((address) => ({ address })), priority: message.priority, ...(message.tlsRequired === 'yes' ? { tlsRequired: 'yes' as const } : {}) }, dsn.body);
 }

@@ -33,7 +33,12 @@ import type { MailEvent } from '../queue/events.js';
 import type { BounceRules } from '../lib/bounce-class.js';
 import type { VerpKey } from '../protocol/verp.js';
 import { createBounceSetup } from './bounce-setup.js';
+import { join } from 'node:path';
+import { MtaSts, type MtaStsOptions, type TxtResolver } from './mta-sts.js';
+import { applyTlsPolicy, type TlsPolicies } from './tls-policy.js';
+import { DaneResolver } from './dane.js';
 import type { TlsOutcomeSink } from './tls-outcome.js';
+import type { Transport } from './types.js';
 
 export interface DeliveryOptions {
   /** Event webhooks: one event per recipient outcome. */
@@ -65,17 +70,37 @@ export interface DeliveryOptions {
   onCircuit?: CircuitChange;
   /** The uid/gid of each pipe route as loadResources resolved them (resolved here when absent). */
   pipeIdentities?: ReadonlyMap<string, PipeIdentity>;
-  /** Told every outbound TLS attempt to a policy domain (MTA-STS, DANE): the TLS reporter (tls-report.ts). */
+  /** Each outbound TLS attempt to a domain with a TLS policy or none found (the TLS reporter). */
   tlsOutcomes?: TlsOutcomeSink;
   /** Certificates (PEM) trusted besides Node's roots when verifying next hops (embedders, tests; operators use NODE_EXTRA_CA_CERTS). */
   trustedCa?: readonly string[];
+  /** MTA-STS fetch settings (tests: a loopback origin, resolveHost, their CA). */
+  mtaSts?: Pick<MtaStsOptions, 'origin' | 'resolveHost' | 'ca' | 'fetchTimeoutMs' | 'txtRecheckMs' | 'negativeTtlMs'>;
 }
 
 export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, opts: DeliveryOptions = {}): Scheduler {
-  const mx = new MxResolver(opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver), { policy: new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate }) });
+  const resolver = opts.dns ?? (new Resolver({ timeout: 5000, tries: 2 }) as unknown as DnsResolver);
+  const addressPolicy = new AddressPolicy({ allowPrivate: c.deliveryAllowPrivate });
+  const mx = new MxResolver(resolver, { policy: addressPolicy });
   // A smarthost on port 465 is implicit TLS (RFC 8314); config/load.ts refused 465 mixed with other ports.
   const smarthostImplicit = c.smarthost !== null && c.smarthost.every((h) => h.port === IMPLICIT_TLS_PORT);
   const routing = { routes: c.routes, smarthost: c.smarthost, tlsPolicy: c.tlsPolicy, mx, ...(c.smarthostAuthFile !== '' ? { smarthostAuth: c.smarthostAuthFile } : {}), ...(smarthostImplicit ? { smarthostTlsPolicy: 'implicit' as const } : {}) };
+  // MTA-STS (RFC 8461) for MX deliveries; an injected resolver without TXT lookups (tests) has none.
+  const txt = resolver as Partial<TxtResolver>;
+  const sts = c.delivery === 'mx' && c.mtaSts && typeof txt.resolveTxt === 'function'
+    ? new MtaSts({
+        dns: txt as TxtResolver,
+        policy: addressPolicy,
+        cacheFile: join(c.dataDir, 'mta-sts-policies.json'),
+        ...opts.mtaSts,
+        onFailure: (domain, failure, detail) => {
+          log.warn({ domain, failure, detail }, 'MTA-STS policy not fetched');
+          opts.tlsOutcomes?.record({ policyDomain: domain, policy: { type: 'sts' }, mxHost: '', result: { failure, detail: detail.slice(0, 200) }, at: Date.now() });
+        },
+      })
+    : null;
+  const dnssec = c.delivery === 'mx' && c.dnssecResolver && c.dnssecResolver.length > 0 ? c.dnssecResolver[0]! : null;
+  const tlsPolicies: TlsPolicies = { sts, dane: dnssec ? new DaneResolver({ server: { host: dnssec.host, port: dnssec.port } }) : null };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),
@@ -107,7 +132,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     pipeIdentities = checked.identities;
   }
   const reports = createBounceSetup(c, queue, log, { ...(opts.bounceRules ? { rules: opts.bounceRules } : {}), ...(opts.verp ? { verp: opts.verp } : {}), ...(opts.onEvent ? { onEvent: opts.onEvent } : {}) });
-  const routeOnly = async (domain: string): Promise<RouteResult> => {
+  const routeOnly = async (domain: string, m?: MessageRecord): Promise<RouteResult> => {
     // Reports addressed to us are read by the bounce processor, not relayed.
     const toUs = reports.route(domain);
     if (toUs !== null) return toUs;
@@ -115,7 +140,9 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     if (c.delivery === 'routes' && !matchRoute(c.routes, normalizeDomain(domain)) && !(c.smarthost && c.smarthost.length > 0)) {
       return { kind: 'defer', reply: { text: `no route for ${domain} (POSTERN_DELIVERY=routes: add it to POSTERN_ROUTES, or set POSTERN_SMARTHOST or POSTERN_DELIVERY=mx)`, enhanced: '4.4.0', transient: true, command: 'ROUTE' } };
     }
-    const d = await destinationFor(domain, routing);
+    let d = await destinationFor(domain, routing);
+    if (d.kind === 'smtp' && (d.viaMx || m?.tlsRequired === 'yes')) d = await applyTlsPolicy(normalizeDomain(domain), d, tlsPolicies, m?.tlsRequired);
+    if (d.kind === 'bounce') return d;
     if (d.kind === 'defer') return { kind: 'defer', reply: d.reply };
     if ((d.kind === 'smtp' || d.kind === 'lmtp') && opts.selfPorts) {
       const ports = opts.selfPorts();
@@ -126,13 +153,16 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     return d;
   };
   // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
-  const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain), c.tlsPolicy, m);
+  const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain, m), c.tlsPolicy, m);
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
     ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
+    // A sink is a function: it cannot cross to delivery threads (workerData is cloned), so
+    // with POSTERN_DELIVERY_THREADS > 0 the policies apply but outcomes are not reported.
+    ...(opts.tlsOutcomes && c.deliveryThreads === 0 ? { tlsOutcomes: opts.tlsOutcomes } : {}),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
   // (A function cannot reach the worker threads: there a credentials file that fails to re-read is not logged, and the previous version stays in use.)
@@ -163,7 +193,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     log,
     route,
     transports: {
-      smtp: withReports(reports.outbound(smtp)),
+      smtp: withReports(reports.outbound(closingAlso(smtp, () => sts?.close()))),
       lmtp: withReports(smtp),
       maildir: withReports(new MaildirTransport({ hostname: c.hostname, lineEnds: c.maildirLineEnds, mayCreate: opts.maildirMayCreate ?? (() => c.maildirCreate) })),
       webhook: withReports(new WebhookTransport()),
@@ -191,6 +221,17 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     openCircuits: () => breakers.openCount,
   });
   return scheduler;
+}
+
+/** The transport, whose close() also closes `more` (the MTA-STS fetcher). */
+function closingAlso(t: Transport, more: () => Promise<void> | undefined): Transport {
+  return {
+    deliver: (d, r) => t.deliver(d, r),
+    close: async () => {
+      await t.close();
+      await more();
+    },
+  };
 }
 
 /** The first probe of a destination found down comes this long after (then doubling). */

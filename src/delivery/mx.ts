@@ -10,7 +10,8 @@ import { isIP } from 'node:net';
 import { AddressPolicy } from './address-policy.js';
 import { matchRoute, formatHostPort, parseHostPort, type RouteTable } from '../config/routes.js';
 import { normalizeDomain } from '../lib/domain-name.js';
-import { replyRecord, type Destination, type HostPort, type TlsPolicy } from './types.js';
+import { createHash } from 'node:crypto';
+import { replyRecord, type Destination, type HostPort, type TlsAuth, type TlsPolicy } from './types.js';
 import type { ReplyRecord } from '../queue/store.js';
 import { redactUrl } from '../lib/redact-url.js';
 
@@ -307,12 +308,20 @@ export interface RoutingContext {
 /**
  * The pooling key of an smtp/lmtp site: the sorted host list, so domains that share an MX set
  * share one pool, throttle and circuit breaker whatever order DNS returned. A non-default TLS
- * policy and a credentials file are part of the key: a pool must not mix connections held to
- * different rules, or logged in as different users.
+* policy, a credentials file and an MTA-STS or DANE policy (with a digest of its content: a
+ * changed policy gets new connections) are part of the key: a pool must not mix connections
+ * held to different rules, or logged in as different users.
  */
-export function siteKey(kind: 'smtp' | 'lmtp', hosts: readonly HostPort[], tlsPolicy: TlsPolicy, auth?: string): string {
+export function siteKey(kind: 'smtp' | 'lmtp', hosts: readonly HostPort[], tlsPolicy: TlsPolicy, o: { auth?: string | undefined; tlsAuth?: TlsAuth | undefined } = {}): string {
   const names = [...new Set(hosts.map(formatHostPort))].sort();
-  return `${kind}:${names.join(',')}${tlsPolicy === 'opportunistic' ? '' : `/tls=${tlsPolicy}`}${auth === undefined ? '' : `/auth=${auth}`}`;
+  return `${kind}:${names.join(',')}${tlsPolicy === 'opportunistic' ? '' : `/tls=${tlsPolicy}`}${o.auth === undefined ? '' : `/auth=${o.auth}`}${authSuffix(o.tlsAuth)}`;
+}
+
+function authSuffix(auth: TlsAuth | undefined): string {
+  if (!auth || auth.type === 'no-policy-found') return '';
+  const digest = createHash('sha256').update(JSON.stringify([auth.strings ?? null, auth.tlsa ?? null])).digest('hex').slice(0, 10);
+  if (auth.type === 'sts') return `/sts=${auth.enforce ? 'enforce' : 'testing'}@${auth.policyDomain}#${digest}`;
+  return `/dane#${digest}`;
 }
 
 /** Order: a route, else the smarthost, else an address literal, else MX (RFC 5321 §5.1). */
@@ -324,7 +333,7 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
     switch (t.kind) {
       case 'smtp': {
         const tlsPolicy = t.tlsPolicy ?? ctx.tlsPolicy;
-        return { kind: 'smtp', key: siteKey('smtp', t.hosts, tlsPolicy, t.auth), hosts: [...t.hosts], tlsPolicy, ...(t.auth !== undefined ? { auth: t.auth } : {}) };
+        return { kind: 'smtp', key: siteKey('smtp', t.hosts, tlsPolicy, { auth: t.auth }), hosts: [...t.hosts], tlsPolicy, ...(t.auth !== undefined ? { auth: t.auth } : {}) };
       }
       case 'lmtp': {
         const tlsPolicy = t.tlsPolicy ?? ctx.tlsPolicy;
@@ -343,7 +352,7 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
   if (ctx.smarthost && ctx.smarthost.length > 0) {
     const auth = ctx.smarthostAuth;
     const tlsPolicy = ctx.smarthostTlsPolicy ?? ctx.tlsPolicy;
-    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, tlsPolicy, auth), hosts: [...ctx.smarthost], tlsPolicy, ...(auth !== undefined ? { auth } : {}) };
+    return { kind: 'smtp', key: siteKey('smtp', ctx.smarthost, tlsPolicy, { auth }), hosts: [...ctx.smarthost], tlsPolicy, ...(auth !== undefined ? { auth } : {}) };
   }
   const bounce = (code: number, enhanced: string, text: string): DestinationResult => ({ kind: 'bounce', key: `bounce:${d}`, reply: replyRecord(code, enhanced, text, undefined, d) });
   if (d.startsWith('[')) {
@@ -361,7 +370,7 @@ export async function destinationFor(domain: string, ctx: RoutingContext): Promi
   const r = await ctx.mx.resolve(d);
   switch (r.kind) {
     case 'hosts':
-      return { kind: 'smtp', key: siteKey('smtp', r.hosts, ctx.tlsPolicy), hosts: r.hosts, tlsPolicy: ctx.tlsPolicy };
+      return { kind: 'smtp', key: siteKey('smtp', r.hosts, ctx.tlsPolicy), hosts: r.hosts, tlsPolicy: ctx.tlsPolicy, viaMx: true };
     case 'null-mx':
       return bounce(556, '5.1.10', `Domain ${d} accepts no mail (null MX, RFC 7505)`);
     case 'no-domain':

@@ -16,13 +16,18 @@
 // Postfix's smtp_sasl_auth_soft_bounce): wrong credentials are the operator's to fix, not a
 // reason to bounce the mail. The password never appears in a reply record, even if the server
 // echoes it.
+// A destination with a TLS policy (tlsAuth: MTA-STS, DANE) is checked by tls-verify.ts after
+// the handshake and each attempt is told to onTlsOutcome (TLS reporting); under an enforcing
+// policy a missing STARTTLS or a failed check defers (4.7.0, 4.7.5).
 // A hostile server: the client counts the replies it is owed; any byte that arrives when none
 // is owed (a reply nobody waits for, on a busy or an idle pooled connection), a malformed
 // line, or a reply over its bounds (protocol/reply-reader.ts) closes the connection, and the
 // transaction in flight on it fails transiently as 421 4.5.0.
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tls';
-import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsPolicy } from './types.js';
+import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy } from './types.js';
+import type { TlsOutcome } from './tls-outcome.js';
+import { verifyPeer } from './tls-verify.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
@@ -87,6 +92,10 @@ export interface SmtpConnectionOptions {
    */
   rejectUnauthorized?: boolean;
   timeouts?: Partial<SmtpTimeouts>;
+  /** The destination's TLS policy (MTA-STS, DANE, or none found): checked and reported. */
+  tlsAuth?: TlsAuth;
+  /** Told of each TLS attempt made under tlsAuth (RFC 8460 counts them). */
+  onTlsOutcome?: (o: TlsOutcome) => void;
   /** false: ignore PIPELINING when offered (a shaping rule). */
   pipelining?: boolean;
   /** false: ignore CHUNKING when offered (a shaping rule); a BINARYMIME message then cannot go there. */
@@ -163,6 +172,7 @@ export class SmtpConnection {
   #messages = 0;
   #onClose: (() => void) | null = null;
   #greeting: SmtpReply | null = null;
+  #verified = false;
 
   private constructor(sock: Socket, opts: SmtpConnectionOptions, t: SmtpTimeouts) {
     this.host = opts.host;
@@ -196,7 +206,10 @@ export class SmtpConnection {
     try {
       // RFC 8314 §3.3: TLS from the first byte, the certificate verified as under 'required';
       // the greeting comes inside it.
-      if (opts.tlsPolicy === 'implicit') await c.#upgrade();
+      if (opts.tlsPolicy === 'implicit') {
+        await c.#upgrade();
+        if (opts.rejectUnauthorized !== false) c.#verified = true;
+      }
       const g = await c.#read(t.greetingMs);
       c.#greeting = g;
       if (g.code !== 220) {
@@ -209,9 +222,21 @@ export class SmtpConnection {
         c.destroy();
         return fail(step, '', r);
       }
+      const auth = opts.tlsAuth;
+      const report = (result: TlsOutcome['result']): void => {
+        if (!auth || !opts.onTlsOutcome) return;
+        const policy: TlsOutcome['policy'] = { type: auth.type };
+        if (auth.strings) policy.strings = auth.strings;
+        if (auth.mxHosts) policy.mxHosts = auth.mxHosts;
+        if (auth.type === 'tlsa') policy.strings = (auth.tlsa?.[opts.host] ?? []).map((t) => `${opts.host}. IN TLSA ${t.usage} ${t.selector} ${t.matching} ${t.data}`);
+        const o: TlsOutcome = { policyDomain: auth.policyDomain, policy, mxHost: opts.host, result, at: Date.now() };
+        if (opts.address !== undefined) o.receivingIp = opts.address;
+        opts.onTlsOutcome(o);
+      };
       if (opts.tlsPolicy === 'opportunistic' || opts.tlsPolicy === 'required') {
         step = 'STARTTLS';
         if (!c.#caps.starttls) {
+          report({ failure: 'starttls-not-supported', detail: `${opts.host} does not offer STARTTLS` });
           if (opts.tlsPolicy === 'required') {
             await c.quit();
             return fail('STARTTLS', `${opts.host}:${opts.port} does not offer STARTTLS and TLS is required`, undefined, '4.7.0');
@@ -219,6 +244,7 @@ export class SmtpConnection {
         } else {
           r = await c.#command('STARTTLS', t.commandMs);
           if (r.code !== 220) {
+            report({ failure: 'starttls-not-supported', detail: `STARTTLS answered ${r.code}` });
             // A refused STARTTLS (454 and the like) is not a handshake failure: go on in clear
             // under 'opportunistic'; under 'required' fail transiently (RFC 3207 §4).
             if (opts.tlsPolicy === 'required') {
@@ -226,7 +252,26 @@ export class SmtpConnection {
               return fail('STARTTLS', '', r);
             }
           } else {
-            await c.#upgrade();
+            try {
+              await c.#upgrade();
+            } catch (err) {
+              report({ failure: 'validation-failure', detail: (err as Error).message.slice(0, 200) });
+              throw err;
+            }
+            if (auth && auth.type !== 'no-policy-found') {
+              const v = verifyPeer(c.#sock as TLSSocket, opts.host, auth);
+              report(v.ok ? 'success' : { failure: v.failure, detail: v.detail });
+              if (v.ok) c.#verified = true;
+              else if (auth.enforce) {
+                c.destroy();
+                const what = auth.type === 'sts' ? 'MTA-STS' : 'DANE';
+                return fail('STARTTLS', `${opts.host}:${opts.port}: ${v.detail} (${what} policy of ${auth.policyDomain}; not sent)`, undefined, '4.7.5');
+              }
+            } else {
+              report('success');
+              // A route's 'required' verifies the certificate unless told not to.
+              if (opts.tlsPolicy === 'required' && opts.rejectUnauthorized !== false) c.#verified = true;
+            }
             step = opts.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
             r = await c.#hello();
             if (r.code !== 250) {
@@ -259,6 +304,10 @@ export class SmtpConnection {
   }
   get secure(): boolean {
     return this.#secure;
+  }
+  /** TLS with the peer authenticated: a policy's check passed, or 'required' with the certificate verified. */
+  get verified(): boolean {
+    return this.#secure && this.#verified;
   }
   get greeting(): SmtpReply | null {
     return this.#greeting;
@@ -305,6 +354,12 @@ export class SmtpConnection {
     // Checks before anything is sent: we never downgrade or truncate.
     const m = req.message;
     const caps = this.#caps;
+    // RFC 8689 §4.2.1: a REQUIRETLS message goes only over verified TLS to a server that offers
+    // REQUIRETLS; §5: otherwise it is returned (5.7.30), never sent.
+    if (m.tlsRequired === 'yes') {
+      if (!this.verified) return local('5.7.30', `REQUIRETLS: the TLS session with ${this.host} is not verified (no MTA-STS, DANE or verified route); not sent`, 'MAIL');
+      if (!caps.requireTls) return local('5.7.30', `REQUIRETLS: ${this.host} does not offer REQUIRETLS; not sent`, 'MAIL');
+    }
     if (m.smtputf8 && !caps.smtputf8) return local('5.6.7', `${this.host} does not offer SMTPUTF8 and the message needs it`, 'MAIL');
     if (m.bodyType === '8BITMIME' && !caps.eightBitMime) return local('5.6.3', `${this.host} does not offer 8BITMIME and the message is 8-bit (no downgrade)`, 'MAIL');
     const binary = m.bodyType === 'BINARYMIME';
@@ -454,6 +509,7 @@ export class SmtpConnection {
     if (m.bodyType === '8BITMIME') s += ' BODY=8BITMIME';
     else if (m.bodyType === 'BINARYMIME') s += ' BODY=BINARYMIME';
     if (m.smtputf8) s += ' SMTPUTF8';
+    if (m.tlsRequired === 'yes') s += ' REQUIRETLS';
     if (caps.dsn) {
       if (m.ret) s += ` RET=${m.ret}`;
       if (m.envid) s += ` ENVID=${encodeXtext(m.envid)}`;
@@ -617,6 +673,9 @@ export class SmtpConnection {
     this.#detach(plain);
     const required = this.#opts.tlsPolicy === 'required' || this.#opts.tlsPolicy === 'implicit';
     const servername = this.#opts.servername ?? this.host;
+    // A policy (MTA-STS, DANE) is checked after the handshake by verifyPeer, which tells the
+    // failures apart for TLS reporting; the handshake itself then accepts any certificate.
+    const checkedLater = this.#opts.tlsAuth !== undefined && this.#opts.tlsAuth.type !== 'no-policy-found';
     const tls = tlsConnect({
       socket: plain,
       // The name the certificate is verified against. Without it, a host that is an address
@@ -624,7 +683,7 @@ export class SmtpConnection {
       host: servername,
       // SNI must be a name, never an address literal.
       ...(/^[\d.]+$|:/.test(servername) ? {} : { servername }),
-      rejectUnauthorized: required ? this.#opts.rejectUnauthorized !== false : false,
+      rejectUnauthorized: required && !checkedLater ? this.#opts.rejectUnauthorized !== false : false,
       ...(this.#opts.ca ? { ca: [...rootCertificates, ...this.#opts.ca] } : {}),
       minVersion: 'TLSv1.2',
     });

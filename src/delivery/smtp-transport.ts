@@ -8,10 +8,11 @@
 // each host's user and password from it at connection time (re-read when it changes). After a
 // 535 the same credentials are not tried on that host again for AUTH_HOLD_MS, unless the file
 // changes them (Postfix's smtp_sasl_auth_cache): a provider locks an account that keeps failing.
-import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type Transport } from './types.js';
+import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
 import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
+import type { TlsOutcomeSink } from './tls-outcome.js';
 import { CredentialsFile, type SmtpCredentials } from '../config/smtp-credentials.js';
 import { replyRecord } from './types.js';
 import { createHash } from 'node:crypto';
@@ -31,6 +32,8 @@ export interface SmtpTransportOptions {
   /** A credentials file could not be re-read (the previous version stays in use). */
   onCredentialsError?: (err: Error) => void;
   now?: () => number;
+  /** Each TLS attempt to a destination with a TLS policy (MTA-STS, DANE, none found). */
+  tlsOutcomes?: TlsOutcomeSink;
 }
 
 /** How long credentials a server refused with 535 are not offered to it again (unless the file changes them). */
@@ -137,9 +140,10 @@ export class SmtpTransport implements Transport {
           protocol: dest.kind,
           heloName: dest.shape?.heloName ?? o.heloName,
           ...(dest.shape?.localAddress !== undefined ? { localAddress: dest.shape.localAddress } : {}),
-          tlsPolicy: dest.tlsPolicy,
+          ...tlsFor(dest, h.host),
           destination: dest.key,
           ...(servername !== undefined ? { servername } : {}),
+          ...(o.tlsOutcomes ? { onTlsOutcome: (out) => o.tlsOutcomes!.record(out) } : {}),
           ...(dest.shape?.pipelining === false ? { pipelining: false } : {}),
           ...(dest.shape?.chunking === false ? { chunking: false } : {}),
           ...(o.tls?.rejectUnauthorized !== undefined ? { rejectUnauthorized: o.tls.rejectUnauthorized } : {}),
@@ -182,6 +186,18 @@ export class SmtpTransport implements Transport {
 }
 
 const MIN_SWEEP_AT = 256;
+
+/**
+ * The TLS rules of one host of the destination. DANE is per MX host (RFC 7672 §2.2): a host
+ * with TLSA records gets 'required' and their check; one without stays as the destination says.
+ */
+function tlsFor(dest: Extract<Destination, { kind: 'smtp' | 'lmtp' }>, host: string): { tlsPolicy: TlsPolicy; tlsAuth?: TlsAuth } {
+  const auth = dest.kind === 'smtp' ? dest.tlsAuth : undefined;
+  if (!auth) return { tlsPolicy: dest.tlsPolicy };
+  if (auth.type !== 'tlsa') return { tlsPolicy: dest.tlsPolicy, tlsAuth: auth };
+  if ((auth.tlsa?.[host]?.length ?? 0) === 0) return { tlsPolicy: dest.tlsPolicy };
+  return { tlsPolicy: auth.enforce ? 'required' : dest.tlsPolicy, tlsAuth: auth };
+}
 
 /** A 452 to RCPT that means "too many recipients" (4.5.3, or no enhanced code: RFC 5321's own meaning). */
 function overLimit(r: RecipientResult): boolean {

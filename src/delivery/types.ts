@@ -3,15 +3,56 @@
 // (RecipientResult). Transports never touch the queue; the scheduler settles their results.
 import type { MessageRecord, Recipient, ReplyRecord } from '../queue/store.js';
 import type { HostPort, PipeTarget, TlsPolicy } from '../config/routes.js';
+import type { TlsPolicyType } from './tls-outcome.js';
 
 export type { HostPort, TlsPolicy };
+
+/** A TLSA record (RFC 6698 §2.1) as DANE (RFC 7672) uses it: usage 2 or 3, selector 0/1, matching 0/1/2. */
+export interface TlsaRecord {
+  usage: number;
+  selector: number;
+  matching: number;
+  /** The association data, hex. */
+  data: string;
+}
+
+/**
+ * The authenticated-TLS policy of an MX delivery (tls-policy.ts): which policy applies to the
+ * recipient domain, whether a failure stops the delivery (enforce) or is only reported, and
+ * what the peer is checked against. Plain data: it crosses to delivery threads.
+ */
+export interface TlsAuth {
+  policyDomain: string;
+  type: TlsPolicyType;
+  /** true: verified TLS or no delivery (MTA-STS enforce, DANE); false: deliver and report. */
+  enforce: boolean;
+  /** MTA-STS: the policy's lines and mx patterns (reported with each outcome). */
+  strings?: string[];
+  mxHosts?: string[];
+  /** DANE: the usable TLSA records per MX host name. */
+  tlsa?: Record<string, TlsaRecord[]>;
+}
 
 /**
  * Where a group of recipients is delivered. `key` identifies the destination for pooling,
  * throttling and circuit breaking (e.g. "smtp:mx1.example.org:25", "lmtp:127.0.0.1:24").
  */
 export type Destination =
-  | { kind: 'smtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; /** the name to verify/SNI when TLS is required */ domain?: string; shape?: DestinationShape; /** The credentials file of outbound AUTH (config/smtp-credentials.ts): a path, never a password. */ auth?: string }
+  | {
+      kind: 'smtp';
+      key: string;
+      hosts: HostPort[];
+      tlsPolicy: TlsPolicy;
+      /** the name to verify/SNI when TLS is required */
+      domain?: string;
+      shape?: DestinationShape;
+      /** The hosts came from the recipient domain's MX (or implicit MX): its TLS policies apply. */
+      viaMx?: boolean;
+      /** MTA-STS or DANE, or "no-policy-found" (reported only). */
+      tlsAuth?: TlsAuth;
+      /** The credentials file of outbound AUTH (config/smtp-credentials.ts): a path, never a password. */
+      auth?: string;
+    }
   | { kind: 'lmtp'; key: string; hosts: HostPort[]; tlsPolicy: TlsPolicy; shape?: DestinationShape }
   | { kind: 'maildir'; key: string; root: string }
   | { kind: 'webhook'; key: string; url: string }

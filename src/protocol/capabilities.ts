@@ -16,6 +16,8 @@ export interface Capabilities {
   binaryMime: boolean;
   starttls: boolean;
   dsn: boolean;
+  /** RFC 8689. */
+  requireTls: boolean;
   enhancedStatusCodes: boolean;
   /** SASL mechanisms offered, upper case (at most MAX_AUTH_MECHANISMS); [] = no AUTH. */
   auth: string[];
@@ -26,7 +28,7 @@ const MAX_AUTH_MECHANISMS = 16;
 
 /** No extension at all (a HELO session, or before EHLO). */
 export function noCapabilities(): Capabilities {
-  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false, auth: [] };
+  return { esmtp: false, pipelining: false, eightBitMime: false, smtputf8: false, chunking: false, binaryMime: false, starttls: false, dsn: false, enhancedStatusCodes: false, requireTls: false, auth: [] };
 }
 
 /** EHLO/LHLO reply lines (texts without the code): the first line is the greeting name. */
@@ -53,6 +55,7 @@ export function parseCapabilities(lines: readonly string[]): Capabilities {
       case 'BINARYMIME': c.binaryMime = true; break;
       case 'STARTTLS': c.starttls = true; break;
       case 'DSN': c.dsn = true; break;
+      case 'REQUIRETLS': c.requireTls = true; break;
       case 'ENHANCEDSTATUSCODES': c.enhancedStatusCodes = true; break;
       case 'AUTH':
         for (const m of args) {

@@ -41,7 +41,9 @@ const MESSAGE_KEYS_3 = [...MESSAGE_KEYS_2, 'pool'];
 // attempt, so an untried recipient, and every recipient of an older record, keeps the first form.
 const RECIPIENT_KEYS_2 = [...RECIPIENT_KEYS, 'history'];
 const ATTEMPT_KEYS = ['at', 'code', 'enhanced', 'text', 'destination'];
-const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2, MESSAGE_KEYS_3, RECIPIENT_KEYS_2, ATTEMPT_KEYS];
+// Then `tlsRequired` (RFC 8689: REQUIRETLS or "TLS-Required: No"). Older forms decode without it.
+const MESSAGE_KEYS_4 = [...MESSAGE_KEYS_3, 'tlsRequired'];
+const STRUCTURES = [MESSAGE_KEYS, RECIPIENT_KEYS, REPLY_KEYS, CLIENT_KEYS, LEASE_KEYS, MESSAGE_KEYS_2, MESSAGE_KEYS_3, RECIPIENT_KEYS_2, ATTEMPT_KEYS, MESSAGE_KEYS_4];
 
 const packr = new Packr({
   structures: STRUCTURES.map((keys) => keys.slice()),
@@ -104,6 +106,7 @@ function recordProblem(v: unknown, id: string): string | null {
   const w = r['waitFor'];
   if (w !== undefined && !(Array.isArray(w) && (w as unknown[]).every((d) => typeof d === 'string'))) return 'bad waitFor';
   if (!optional(r['pool'], 'string')) return 'bad pool';
+  if (r['tlsRequired'] !== undefined && r['tlsRequired'] !== 'yes' && r['tlsRequired'] !== 'no') return 'bad tlsRequired';
   if (r['state'] === 'leased') {
     const l = r['lease'] as Record<string, unknown> | null | undefined;
     if (l === null || typeof l !== 'object' || typeof l['owner'] !== 'string' || !isTime(l['expiresAt'])) return 'leased without a lease';
@@ -227,7 +230,7 @@ function makeClient(c: EnvelopeInput['client']): EnvelopeInput['client'] {
   return { ip: c.ip, helo: c.helo, tls: c.tls, authUser: c.authUser, hostname: c.hostname };
 }
 
-/** The new record of an accepted message, keys in MESSAGE_KEYS_3 order. */
+/** The new record of an accepted message, keys in MESSAGE_KEYS_4 order. */
 export function makeMessage(
   env: EnvelopeInput,
   id: string,
@@ -261,6 +264,7 @@ export function makeMessage(
     lease: undefined,
     waitFor: undefined,
     pool: env.pool,
+    tlsRequired: env.tlsRequired,
   };
 }
 

@@ -42,6 +42,12 @@ export interface EnvelopeInput {
    * the sender-domain rule (docs/shaping.md). Absent in records written before it existed.
    */
   pool?: string;
+  /**
+   * RFC 8689: 'yes' for a message sent with REQUIRETLS (relayed only over verified TLS to a
+   * server offering REQUIRETLS), 'no' for one with "TLS-Required: No" (recipient TLS policies
+   * do not stop it). Absent: neither. Absent in records written before it existed.
+   */
+  tlsRequired?: 'yes' | 'no';
 }
 
 export type RecipientState = 'pending' | 'delivered' | 'failed';

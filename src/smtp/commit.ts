@@ -7,6 +7,7 @@
 // X-Postern-Pool field (docs/shaping.md): a trusted or authenticated client's names the shaping
 // pool the message leaves from (a pool the node does not have refuses it, 554 5.6.0); anyone
 // else's is dropped unread.
+import { hasTlsRequiredNo } from '../protocol/tls-required.js';
 import { R, reply, type Reply } from '../protocol/reply.js';
 import { stripAuthResults } from '../protocol/strip-auth-results.js';
 import { MAX_POOL_NAME_CHARS, takePoolHeader } from '../protocol/pool-header.js';
@@ -54,12 +55,15 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   let pendingFilter: Promise<Reply | null> | null = null;
   const maxHops = ctx.config.maxHops;
   let pool: string | undefined;
+  // RFC 8689 §4.1: with REQUIRETLS on MAIL the TLS-Required field is ignored.
+  let tlsRequiredNo = false;
   if (ctx.filters === null) {
     const taken = takePool(s, withoutForgedAuthResults(s, source.takeBody(received), received.length), received.length);
     if ('code' in taken) return taken;
     body = taken.body;
     pool = taken.pool;
     if (countReceived(body, maxHops) > maxHops) return tooManyHops(s, maxHops);
+    if (!tx.requireTls) tlsRequiredNo = hasTlsRequiredNo(body);
   } else {
     if (ctx.filters.needsDrain) {
       source.takeBody();
@@ -72,6 +76,7 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
     if ('code' in taken) return taken;
     const raw = taken.body;
     pool = taken.pool;
+    if (!tx.requireTls) tlsRequiredNo = hasTlsRequiredNo(raw);
     if (countReceived(raw, maxHops - 1) > maxHops - 1) return tooManyHops(s, maxHops); // ours makes one more
     const envelope = {
       sender: tx.sender,
@@ -116,6 +121,8 @@ export function commitMessage(s: Session, source: BodySource): Reply | Promise<R
   if (tx.bodyType !== undefined) env.bodyType = tx.bodyType;
   if (tx.declaredSize !== undefined) env.declaredSize = tx.declaredSize;
   if (pool !== undefined) env.pool = pool;
+  if (tx.requireTls) env.tlsRequired = 'yes';
+  else if (tlsRequiredNo) env.tlsRequired = 'no';
   const store = (): Promise<Reply> => {
     ctx.pendingWrites++;
     // A quarantined message is stored held: never delivered until released.

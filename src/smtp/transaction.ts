@@ -11,6 +11,8 @@ export interface Transaction {
   envid?: string;
   bodyType?: '7BIT' | '8BITMIME';
   smtputf8: boolean;
+  /** RFC 8689 REQUIRETLS: relay only over verified TLS to servers that offer REQUIRETLS. */
+  requireTls?: boolean;
   declaredSize?: number;
   /** 'data' or 'bdat' once content started; the two cannot be mixed. */
   mode: 'none' | 'data' | 'bdat';

@@ -19,6 +19,7 @@ import { sendMessage } from '../helpers/smtp-client.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import { hashPassword } from '../../src/auth/users.js';
 import type { Destination } from '../../src/delivery/types.js';
+import { applyTlsPolicy } from '../../src/delivery/tls-policy.js';
 
 const TIMEOUTS = { connectMs: 2000, greetingMs: 2000, commandMs: 2000, dataInitMs: 2000, dataBlockMs: 2000, finalMs: 2000, tlsMs: 2000 };
 const MSG = 'Subject: t\r\n\r\nhello\r\n';
@@ -60,6 +61,19 @@ test('a route with /tls=implicit: TLS before the greeting, the certificate verif
   const res = await tr.deliver(implicit(sink.ports.smtpsPort!), deliveryRequest('s@example.org', ['a@example.net'], MSG));
   assert.deepEqual(res.map((r) => r.kind), ['delivered'], JSON.stringify(res));
   await waitFor('the sink has it', () => sink.queue.counts().total === 1);
+});
+
+test('a REQUIRETLS message goes over a /tls=implicit route (verified TLS from the first byte), with REQUIRETLS passed on', async (t) => {
+  const ca = makeTestCa(t);
+  const sink = await smtpsSink(t, ca.leaf('relay.test'));
+  const tr = new SmtpTransport({ heloName: 'client.test', timeouts: TIMEOUTS, tls: { ca: [ca.pem] } });
+  t.after(() => tr.close());
+  const dest = await applyTlsPolicy('example.net', implicit(sink.ports.smtpsPort!) as Extract<Destination, { kind: 'smtp' }>, { sts: null, dane: null }, 'yes');
+  assert.equal(dest.kind, 'smtp', 'an implicit-TLS route may carry REQUIRETLS mail');
+  const res = await tr.deliver(dest as Destination, deliveryRequest('s@example.org', ['a@example.net'], MSG, { tlsRequired: 'yes' }));
+  assert.deepEqual(res.map((r) => r.kind), ['delivered'], JSON.stringify(res));
+  await waitFor('the sink has it', () => sink.queue.counts().total === 1);
+  assert.equal(sink.queue.list(1)[0]?.tlsRequired, 'yes', 'REQUIRETLS was on the MAIL command');
 });
 
 test('wrong name, expired, unknown CA, a plaintext server: deferred, nothing sent in clear', async (t) => {

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { noCapabilities, parseCapabilities } from '../../src/protocol/capabilities.js';
 
 test('keywords in any case, with or without arguments; the greeting line is not a keyword', () => {
-  const c = parseCapabilities(['PIPELINING hello', 'pipelining', 'Size 35882577', '8bitmime', 'SMTPUTF8', 'CHUNKING', 'BINARYMIME', 'STARTTLS', 'DSN', 'ENHANCEDSTATUSCODES', 'AUTH PLAIN LOGIN', 'X-UNKNOWN']);
-  assert.deepEqual(c, { esmtp: true, pipelining: true, size: 35882577, eightBitMime: true, smtputf8: true, chunking: true, binaryMime: true, starttls: true, dsn: true, enhancedStatusCodes: true, auth: ['PLAIN', 'LOGIN'] });
+  const c = parseCapabilities(['PIPELINING hello', 'pipelining', 'Size 35882577', '8bitmime', 'SMTPUTF8', 'CHUNKING', 'BINARYMIME', 'STARTTLS', 'DSN', 'ENHANCEDSTATUSCODES', 'AUTH PLAIN LOGIN', 'REQUIRETLS', 'X-UNKNOWN']);
+  assert.deepEqual(c, { esmtp: true, pipelining: true, size: 35882577, eightBitMime: true, smtputf8: true, chunking: true, binaryMime: true, starttls: true, dsn: true, enhancedStatusCodes: true, requireTls: true, auth: ['PLAIN', 'LOGIN'] });
   assert.equal(parseCapabilities(['PIPELINING']).pipelining, false, 'the first line is the server name');
 });
 

@@ -299,11 +299,13 @@ export class Shaper implements DeliveryShaper {
     const source = src?.name ?? DEFAULT_SOURCE;
     const limits = this.#limits(site, source);
     // A destination that logs in keeps its verified TLS whatever the site says (config/load.ts
-    // required it: the password must never go where it could be read).
+    // required it: the password must never go where it could be read); an enforcing MTA-STS or
+    // DANE policy is never relaxed by a shaping rule either.
     const auth = dest.kind === 'smtp' ? dest.auth : undefined;
-    const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls && auth === undefined ? limits.tls : dest.tlsPolicy;
+    const tlsAuth = dest.kind === 'smtp' ? dest.tlsAuth : undefined;
+    const tlsPolicy = limits.tls !== undefined && dest.tlsPolicy === globalTls && auth === undefined && !tlsAuth?.enforce ? limits.tls : dest.tlsPolicy;
     // The source is part of the key: a pooled connection bound to one address never carries another source's mail.
-    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy, auth)}${site ? `@${site.name}` : ''}${src ? `~${src.name}` : ''}`;
+    const key = `${siteKey(dest.kind, dest.hosts, tlsPolicy, { auth, tlsAuth })}${site ? `@${site.name}` : ''}${src ? `~${src.name}` : ''}`;
     return {
       ...dest,
       key,

@@ -41,6 +41,8 @@ export function capabilities(s: Session): string[] {
   ];
   if (s.ctx.tls && !s.secure) lines.push('STARTTLS');
   if (authOffered(s)) lines.push('AUTH PLAIN LOGIN');
+  // RFC 8689 §2: offered only once the session is under TLS.
+  if (s.secure) lines.push('REQUIRETLS');
   lines.push('HELP');
   return lines;
 }

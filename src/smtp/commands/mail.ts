@@ -2,7 +2,7 @@
 // DSN RET/ENVID (RFC 3461 §4.3–4.4), AUTH= (RFC 4954 §5) and MT-PRIORITY (RFC 6710, onto the
 // queue's three priorities). With a sender login map, an authenticated client may use only its
 // user's addresses (553 5.7.1, as Postfix's reject_sender_login_mismatch); <> stays allowed
-// (RFC 8098 read receipts).
+// (RFC 8098 read receipts). REQUIRETLS (RFC 8689) over TLS only.
 import { decodeXtext, parsePathArgs } from '../../protocol/address.js';
 import { R, reply, type Reply } from '../../protocol/reply.js';
 import { PRIORITY, type Priority } from '../../queue/store.js';
@@ -56,6 +56,12 @@ export function mail(s: Session, args: string): Reply {
         tx.envid = v;
         break;
       }
+      case 'REQUIRETLS':
+        // RFC 8689 §4.1: only on a TLS session (where it is offered); it takes no value.
+        if (!s.secure) return reply(555, '5.5.4', 'REQUIRETLS is only accepted over TLS');
+        if (value !== undefined) return reply(555, '5.5.4', 'REQUIRETLS takes no value');
+        tx.requireTls = true;
+        break;
       case 'AUTH':
         // RFC 4954 §5: the authenticated identity of the original submitter; we record our own.
         if (value === undefined || (value !== '<>' && decodeXtext(value) === undefined)) return reply(501, '5.5.4', 'Bad AUTH parameter');

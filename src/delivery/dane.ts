@@ -1,0 +1,119 @@
+// DANE for SMTP (RFC 7672): the TLSA records of an MX set, from a validating resolver (a local
+// unbound: POSTERN_DNSSEC_RESOLVER) whose AD bit is what is trusted. DANE applies only when the
+// MX answer is validated (§2.2.1) and then per MX host whose TLSA answer at `_25._tcp.<host>`
+// is validated (§2.2); only DANE-TA(2) and DANE-EE(3) with selectors 0/1 and matching types
+// 0/1/2 are usable (§3.1: PKIX-TA/PKIX-EE are ignored). A SERVFAIL (the resolver's answer for a
+// bogus, i.e. failed, validation) or no answer defers the delivery (§2.1.1): an attacker who
+// breaks the lookup must not turn DANE off.
+import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsServerAddress } from './dns-wire.js';
+import type { HostPort, TlsaRecord } from './types.js';
+
+export type DaneResult =
+  /** Validated TLSA records for at least one MX host (host name → its usable records). */
+  | { kind: 'dane'; tlsa: Record<string, TlsaRecord[]> }
+  /** No DANE: the MX or TLSA answers are not validated, or there are no usable records. */
+  | { kind: 'none'; reason: string }
+  /** A validation failure (bogus) or a lookup that failed: try later (RFC 7672 §2.1.1). */
+  | { kind: 'defer'; reason: string };
+
+export interface DaneLookup {
+  lookup(domain: string, hosts: readonly HostPort[]): Promise<DaneResult>;
+}
+
+export interface DaneResolverOptions {
+  server: DnsServerAddress;
+  /** One question within this (default 5 s). */
+  timeoutMs?: number;
+  /** Bounds on how long an answer is kept (default 30 s .. 1 h, by its TTL). */
+  minTtlMs?: number;
+  maxTtlMs?: number;
+  /** Answers kept (default 10000). */
+  maxEntries?: number;
+  now?: () => number;
+}
+
+/** The query function (tests may pass their own). */
+export type DnsQuery = (server: DnsServerAddress, name: string, type: number, timeoutMs: number) => Promise<DnsAnswer>;
+
+type Step = { kind: 'secure'; answer: DnsAnswer } | { kind: 'insecure' } | { kind: 'fail'; reason: string };
+
+const HASH_LEN: Record<number, number> = { 1: 32, 2: 64 };
+
+/** The usable records of a validated TLSA answer (RFC 7672 §3.1). */
+export function usableTlsa(answer: DnsAnswer, owner: string): TlsaRecord[] {
+  const out: TlsaRecord[] = [];
+  for (const r of answer.answers) {
+    if (r.type !== TYPE.TLSA || !r.tlsa || r.name !== owner) continue;
+    const { usage, selector, matching, data } = r.tlsa;
+    if (usage !== 2 && usage !== 3) continue;
+    if (selector !== 0 && selector !== 1) continue;
+    if (matching !== 0 && matching !== 1 && matching !== 2) continue;
+    const want = HASH_LEN[matching];
+    if (want !== undefined && data.length !== want * 2) continue;
+    if (matching === 0 && (data.length === 0 || data.length > 16_384)) continue;
+    out.push({ usage, selector, matching, data });
+    if (out.length >= 16) break;
+  }
+  return out;
+}
+
+export class DaneResolver implements DaneLookup {
+  readonly #o: DaneResolverOptions;
+  readonly #q: DnsQuery;
+  readonly #cache = new Map<string, { step: Step; expiresAt: number }>();
+  readonly #now: () => number;
+
+  constructor(opts: DaneResolverOptions, q: DnsQuery = dnsQuery) {
+    this.#o = opts;
+    this.#q = q;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  async lookup(domain: string, hosts: readonly HostPort[]): Promise<DaneResult> {
+    const mx = await this.#ask(domain, TYPE.MX);
+    if (mx.kind === 'fail') return { kind: 'defer', reason: `DANE: MX lookup for ${domain} failed DNSSEC validation or did not answer (${mx.reason})` };
+    if (mx.kind === 'insecure') return { kind: 'none', reason: `the MX records of ${domain} are not DNSSEC-validated` };
+    const names = [...new Set(hosts.map((h) => h.host))].slice(0, 10);
+    const tlsa: Record<string, TlsaRecord[]> = {};
+    let any = false;
+    for (const host of names) {
+      const owner = `_25._tcp.${host}`;
+      const r = await this.#ask(owner, TYPE.TLSA);
+      if (r.kind === 'fail') return { kind: 'defer', reason: `DANE: TLSA lookup for ${owner} failed DNSSEC validation or did not answer (${r.reason})` };
+      if (r.kind === 'insecure') continue;
+      const recs = usableTlsa(r.answer, owner);
+      if (recs.length > 0) {
+        tlsa[host] = recs;
+        any = true;
+      }
+    }
+    return any ? { kind: 'dane', tlsa } : { kind: 'none', reason: `no validated, usable TLSA records for the MX hosts of ${domain}` };
+  }
+
+  async #ask(name: string, type: number): Promise<Step> {
+    const key = `${type}/${name}`;
+    const now = this.#now();
+    const hit = this.#cache.get(key);
+    if (hit && hit.expiresAt > now) return hit.step;
+    let step: Step;
+    let ttlS = 300;
+    try {
+      const a = await this.#q(this.#o.server, name, type, this.#o.timeoutMs ?? 5000);
+      if (a.rcode === RCODE.SERVFAIL) step = { kind: 'fail', reason: 'SERVFAIL' };
+      else if (a.rcode !== RCODE.NOERROR && a.rcode !== RCODE.NXDOMAIN) step = { kind: 'fail', reason: `rcode ${a.rcode}` };
+      else if (!a.ad) step = { kind: 'insecure' };
+      else {
+        step = { kind: 'secure', answer: a };
+        if (a.answers.length > 0) ttlS = Math.min(...a.answers.map((r) => r.ttl));
+      }
+    } catch (err) {
+      step = { kind: 'fail', reason: (err as Error).message.slice(0, 120) };
+    }
+    // Failures are asked again soon; answers live for their TTL within the bounds.
+    const ms = step.kind === 'fail' ? 5000 : Math.min(this.#o.maxTtlMs ?? 3_600_000, Math.max(this.#o.minTtlMs ?? 30_000, ttlS * 1000));
+    this.#cache.delete(key);
+    this.#cache.set(key, { step, expiresAt: now + ms });
+    if (this.#cache.size > (this.#o.maxEntries ?? 10_000)) this.#cache.delete(this.#cache.keys().next().value!);
+    return step;
+  }
+}

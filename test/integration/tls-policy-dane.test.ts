@@ -1,0 +1,263 @@
+// DANE (RFC 7672) on loopback. The validating resolver here is a small DNS server written in
+// the test that sets the AD bit itself: postern trusts the AD bit of the resolver it is given
+// (POSTERN_DNSSEC_RESOLVER, a local unbound in production), so what is tested is how it reads
+// and acts on the answers, not DNSSEC validation itself. The DNS wire client is tested against
+// it too: UDP, TCP after a truncated answer, hostile packets.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { createHash, X509Certificate } from 'node:crypto';
+import { makeTestCa } from '../helpers/test-ca.js';
+import { deliveryRequest, startScriptedServer, DEFAULT_CAPS } from '../helpers/scripted-server.js';
+import { DOMAIN, MX, ENFORCE, startPolicyServer, stsFor, mxDest, transport, startStripper } from '../helpers/tls-policy-fixtures.js';
+import { query, decodeAnswer, encodeQuery, TYPE, DnsWireError } from '../../src/delivery/dns-wire.js';
+import { DaneResolver } from '../../src/delivery/dane.js';
+import { applyTlsPolicy } from '../../src/delivery/tls-policy.js';
+import type { Destination } from '../../src/delivery/types.js';
+import type { TlsOutcome } from '../../src/delivery/tls-outcome.js';
+
+interface Rr {
+  type: number;
+  ttl?: number;
+  rdata: Buffer;
+}
+interface Zone {
+  records: Map<string, Rr[]>;
+  /** Names answered without AD (insecure), with SERVFAIL (bogus), or truncated over UDP. */
+  insecure: Set<string>;
+  bogus: Set<string>;
+  truncate: Set<string>;
+  queries: string[];
+}
+
+function name(n: string): Buffer {
+  const parts: Buffer[] = [];
+  for (const l of n.split('.')) parts.push(Buffer.from([l.length]), Buffer.from(l, 'ascii'));
+  parts.push(Buffer.from([0]));
+  return Buffer.concat(parts);
+}
+
+const mxRdata = (pref: number, host: string): Buffer => Buffer.concat([Buffer.from([pref >> 8, pref & 0xff]), name(host)]);
+const tlsaRdata = (u: number, s: number, m: number, hex: string): Buffer => Buffer.concat([Buffer.from([u, s, m]), Buffer.from(hex, 'hex')]);
+
+/** The answer to a query packet from the zone (no compression; the question echoed). */
+function answer(zone: Zone, q: Buffer, udp: boolean): Buffer {
+  const id = q.readUInt16BE(0);
+  let pos = 12;
+  const labels: string[] = [];
+  while (q[pos]! !== 0) {
+    labels.push(q.toString('latin1', pos + 1, pos + 1 + q[pos]!));
+    pos += 1 + q[pos]!;
+  }
+  const qname = labels.join('.').toLowerCase();
+  const qtype = q.readUInt16BE(pos + 1);
+  const question = q.subarray(12, pos + 5);
+  zone.queries.push(`${qtype}/${qname}${udp ? '' : ' tcp'}`);
+  const key = `${qtype}/${qname}`;
+  const bogus = zone.bogus.has(qname);
+  const trunc = udp && zone.truncate.has(qname);
+  const recs = bogus || trunc ? [] : (zone.records.get(key) ?? []);
+  const header = Buffer.alloc(12);
+  header.writeUInt16BE(id, 0);
+  let flags = 0x8000 | 0x0100 | 0x0080; // QR RD RA
+  if (!zone.insecure.has(qname) && !bogus) flags |= 0x0020; // AD
+  if (trunc) flags |= 0x0200;
+  if (bogus) flags |= 2; // SERVFAIL
+  header.writeUInt16BE(flags, 2);
+  header.writeUInt16BE(1, 4);
+  header.writeUInt16BE(recs.length, 6);
+  const rrs = recs.map((r) => {
+    const fixed = Buffer.alloc(10);
+    fixed.writeUInt16BE(r.type, 0);
+    fixed.writeUInt16BE(1, 2);
+    fixed.writeUInt32BE(r.ttl ?? 300, 4);
+    fixed.writeUInt16BE(r.rdata.length, 8);
+    return Buffer.concat([name(qname), fixed, r.rdata]);
+  });
+  return Buffer.concat([header, question, ...rrs]);
+}
+
+async function startDns(t: TestContext, zone: Zone): Promise<{ host: string; port: number }> {
+  // One port number for UDP and TCP, as a resolver has.
+  const tcp = createNetServer((s) => {
+    let buf = Buffer.alloc(0);
+    s.on('error', () => {});
+    s.on('data', (b: Buffer) => {
+      buf = Buffer.concat([buf, b]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        const a = answer(zone, buf.subarray(2, 2 + buf.readUInt16BE(0)), false);
+        const len = Buffer.alloc(2);
+        len.writeUInt16BE(a.length, 0);
+        s.end(Buffer.concat([len, a]));
+      }
+    });
+  });
+  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+  const port = (tcp.address() as AddressInfo).port;
+  const udp = createSocket('udp4');
+  udp.on('message', (msg, rinfo) => udp.send(answer(zone, msg, true), rinfo.port, rinfo.address));
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, '127.0.0.1', () => resolve());
+  });
+  t.after(() => {
+    udp.close();
+    return new Promise<void>((resolve) => tcp.close(() => resolve()));
+  });
+  return { host: '127.0.0.1', port };
+}
+
+function newZone(): Zone {
+  return { records: new Map(), insecure: new Set(), bogus: new Set(), truncate: new Set(), queries: [] };
+}
+
+const spkiSha256 = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
+const certSha256 = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+
+const REQ = (): ReturnType<typeof deliveryRequest> => deliveryRequest('a@sender.test', [`b@${DOMAIN}`], 'Subject: t\r\n\r\nsecret body\r\n');
+const results = (o: TlsOutcome[]): string[] => o.map((x) => (typeof x.result === 'string' ? x.result : x.result.failure));
+
+test('wire client: AD read over UDP; a truncated answer is asked again over TCP; records bounded and decoded', async (t) => {
+  const zone = newZone();
+  zone.records.set(`${TYPE.MX}/${DOMAIN}`, [{ type: TYPE.MX, rdata: mxRdata(10, MX) }]);
+  zone.records.set(`${TYPE.TLSA}/_25._tcp.${MX}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, 'ab'.repeat(32)) }]);
+  zone.truncate.add(`_25._tcp.${MX}`);
+  zone.insecure.add('insecure.test');
+  const dns = await startDns(t, zone);
+  const mx = await query(dns, DOMAIN, TYPE.MX, 2000);
+  assert.equal(mx.ad, true);
+  assert.deepEqual(mx.answers.map((r) => [r.exchange, r.priority]), [[MX, 10]]);
+  const tlsa = await query(dns, `_25._tcp.${MX}`, TYPE.TLSA, 2000);
+  assert.deepEqual(tlsa.answers[0]!.tlsa, { usage: 3, selector: 1, matching: 1, data: 'ab'.repeat(32) });
+  assert.deepEqual(zone.queries.slice(-2), [`${TYPE.TLSA}/_25._tcp.${MX}`, `${TYPE.TLSA}/_25._tcp.${MX} tcp`]);
+  assert.equal((await query(dns, 'insecure.test', TYPE.MX, 2000)).ad, false);
+});
+
+test('wire client: hostile packets are errors, never answers', () => {
+  const q = encodeQuery(7, 'a.test', TYPE.MX);
+  const ok = Buffer.from(q);
+  ok.writeUInt16BE(0x8180, 2);
+  assert.equal(decodeAnswer(ok, 7, 'a.test', TYPE.MX).answers.length, 0);
+  assert.throws(() => decodeAnswer(ok, 8, 'a.test', TYPE.MX), DnsWireError, 'another id');
+  assert.throws(() => decodeAnswer(ok, 7, 'b.test', TYPE.MX), DnsWireError, 'another question');
+  assert.throws(() => decodeAnswer(q, 7, 'a.test', TYPE.MX), DnsWireError, 'not a response');
+  // An answer whose name is a pointer to itself (a loop) and one that points forward.
+  const base = ok.subarray(0, ok.length - 11); // without the OPT record
+  const loop = Buffer.concat([base, Buffer.from([0xc0, base.length, 0, 15, 0, 1, 0, 0, 0, 60, 0, 0])]);
+  loop.writeUInt16BE(1, 6);
+  loop.writeUInt16BE(0, 10);
+  assert.throws(() => decodeAnswer(loop, 7, 'a.test', TYPE.MX), DnsWireError);
+  // 300 answers claimed: over the bound.
+  const many = Buffer.from(ok);
+  many.writeUInt16BE(300, 6);
+  assert.throws(() => decodeAnswer(many, 7, 'a.test', TYPE.MX), /too many answers/);
+  // A record whose data runs past the packet.
+  const cut = Buffer.concat([ok.subarray(0, ok.length - 11), Buffer.from([0xc0, 12, 0, 15, 0, 1, 0, 0, 0, 60, 0, 200, 0, 10])]);
+  cut.writeUInt16BE(1, 6);
+  cut.writeUInt16BE(0, 10);
+  assert.throws(() => decodeAnswer(cut, 7, 'a.test', TYPE.MX), DnsWireError);
+});
+
+async function daneSetup(t: TestContext, tlsa: (certPem: string, caPem: string) => Buffer[], o: { names?: string[]; expired?: boolean; withChain?: boolean } = {}) {
+  // The SMTP server's certificate comes from a CA the transport does not trust: only DANE can vouch for it.
+  const ca = makeTestCa(t, 'unrelated CA');
+  const trusted = makeTestCa(t, 'the only trusted CA');
+  const c = ca.issue(o.names ?? [MX], { expired: o.expired ?? false, withChain: o.withChain ?? false });
+  const smtp = await startScriptedServer(t, { capabilities: [...DEFAULT_CAPS, 'STARTTLS'], tls: { cert: c.cert, key: c.key } });
+  const zone = newZone();
+  zone.records.set(`${TYPE.MX}/${DOMAIN}`, [{ type: TYPE.MX, rdata: mxRdata(10, MX) }]);
+  zone.records.set(`${TYPE.TLSA}/_25._tcp.${MX}`, tlsa(c.certPem, ca.caPem).map((rdata) => ({ type: TYPE.TLSA, rdata })));
+  const dns = await startDns(t, zone);
+  const dane = new DaneResolver({ server: dns, timeoutMs: 2000 });
+  return { smtp, zone, dane, trusted };
+}
+
+test('DANE-EE(3 1 1): a certificate no CA vouches for, matched by its key: delivered, reported as tlsa success', async (t) => {
+  const { smtp, dane, trusted } = await daneSetup(t, (pem) => [tlsaRdata(3, 1, 1, spkiSha256(pem)), tlsaRdata(1, 1, 1, 'ff'.repeat(32))]);
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'tlsa');
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.tlsa?.[MX]?.length, 1, 'the PKIX-EE(1) record is not usable (RFC 7672 §3.1)');
+  const outcomes: TlsOutcome[] = [];
+  const res = await transport(t, trusted, outcomes).deliver(d as Destination, REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  assert.deepEqual(results(outcomes), ['success']);
+  assert.equal(outcomes[0]!.policy.type, 'tlsa');
+});
+
+test('DANE-EE(3 0 1) ignores the name and the dates: an expired certificate for another name is delivered to', async (t) => {
+  const { smtp, dane, trusted } = await daneSetup(t, (pem) => [tlsaRdata(3, 0, 1, certSha256(pem))], { names: ['other.example.net'], expired: true });
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane });
+  const res = await transport(t, trusted, []).deliver(d as Destination, REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+});
+
+test('DANE: no TLSA record matches: deferred with 4.7.5, nothing sent; a STARTTLS-stripping man in the middle: deferred with 4.7.0', async (t) => {
+  const { smtp, dane, trusted } = await daneSetup(t, () => [tlsaRdata(3, 1, 1, '00'.repeat(32))]);
+  const outcomes: TlsOutcome[] = [];
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane });
+  const res = await transport(t, trusted, outcomes).deliver(d as Destination, REQ());
+  assert.equal(res[0]!.kind, 'deferred');
+  assert.equal(res[0]!.reply.enhanced, '4.7.5');
+  assert.deepEqual(results(outcomes), ['validation-failure']);
+  const mitm = await startStripper(t, smtp.port);
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(mitm), { sts: null, dane });
+  const res2 = await transport(t, trusted, []).deliver(d2 as Destination, REQ());
+  assert.equal(res2[0]!.kind, 'deferred');
+  assert.equal(res2[0]!.reply.enhanced, '4.7.0');
+  assert.ok(!smtp.sessions.some((s) => s.commands.some((c) => /^(MAIL|DATA|BDAT)/i.test(c))), 'nothing of the message went through');
+});
+
+test('DANE-TA(2 0 1): the presented chain up to the anchor, and the MX name on the leaf', async (t) => {
+  const good = await daneSetup(t, (_pem, caPem) => [tlsaRdata(2, 0, 1, certSha256(caPem))], { withChain: true });
+  const d = await applyTlsPolicy(DOMAIN, mxDest(good.smtp.port), { sts: null, dane: good.dane });
+  assert.equal((await transport(t, good.trusted, []).deliver(d as Destination, REQ()))[0]!.kind, 'delivered');
+  const wrong = await daneSetup(t, (_pem, caPem) => [tlsaRdata(2, 0, 1, certSha256(caPem))], { withChain: true, names: ['other.example.net'] });
+  const outcomes: TlsOutcome[] = [];
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(wrong.smtp.port), { sts: null, dane: wrong.dane });
+  const res = await transport(t, wrong.trusted, outcomes).deliver(d2 as Destination, REQ());
+  assert.equal(res[0]!.kind, 'deferred');
+  assert.deepEqual(results(outcomes), ['certificate-host-mismatch']);
+});
+
+test('DANE only on validated answers: an MX answer without AD is no DANE; a bogus (SERVFAIL) TLSA answer defers; DANE wins over MTA-STS', async (t) => {
+  const { smtp, zone, dane } = await daneSetup(t, (pem) => [tlsaRdata(3, 1, 1, spkiSha256(pem))]);
+  const ca = makeTestCa(t);
+  const server = await startPolicyServer(t, ca, ENFORCE);
+  const sts = stsFor(t, ca, server, { id: 'p1' });
+  const both = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts, dane });
+  assert.equal(both.kind === 'smtp' && both.tlsAuth?.type, 'tlsa');
+  assert.equal(server.hits, 0, 'no MTA-STS fetch when DANE applies');
+
+  const z2 = newZone();
+  for (const [k, v] of zone.records) z2.records.set(k, v);
+  z2.insecure.add(DOMAIN);
+  const insecure = new DaneResolver({ server: await startDns(t, z2), timeoutMs: 2000 });
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: insecure });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'no-policy-found');
+
+  const z3 = newZone();
+  for (const [k, v] of zone.records) z3.records.set(k, v);
+  z3.bogus.add(`_25._tcp.${MX}`);
+  const bogus = new DaneResolver({ server: await startDns(t, z3), timeoutMs: 2000 });
+  const d3 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: bogus });
+  assert.equal(d3.kind, 'defer');
+  assert.equal(d3.kind === 'defer' && d3.reply.enhanced, '4.7.5');
+
+  // A resolver that does not answer at all: deferred too, never "no DANE".
+  const silent = new DaneResolver({ server: { host: '127.0.0.1', port: 9 }, timeoutMs: 300 });
+  const d4 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: silent });
+  assert.equal(d4.kind, 'defer');
+});
+
+test('DANE and REQUIRETLS: only the MX hosts with TLSA records carry the message; the others stay opportunistic for other mail', async (t) => {
+  const zone = newZone();
+  zone.records.set(`${TYPE.MX}/${DOMAIN}`, [{ type: TYPE.MX, rdata: mxRdata(10, MX) }, { type: TYPE.MX, rdata: mxRdata(20, 'plain.example.test') }]);
+  zone.records.set(`${TYPE.TLSA}/_25._tcp.${MX}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, 'ab'.repeat(32)) }]);
+  const dane = new DaneResolver({ server: await startDns(t, zone), timeoutMs: 2000 });
+  const two: Extract<Destination, { kind: 'smtp' }> = { ...mxDest(25), hosts: [{ host: MX, port: 25, address: '127.0.0.1' }, { host: 'plain.example.test', port: 25, address: '127.0.0.1' }] };
+  const all = await applyTlsPolicy(DOMAIN, two, { sts: null, dane });
+  assert.deepEqual(all.kind === 'smtp' && all.hosts.map((h) => h.host), [MX, 'plain.example.test']);
+  const req = await applyTlsPolicy(DOMAIN, two, { sts: null, dane }, 'yes');
+  assert.deepEqual(req.kind === 'smtp' && req.hosts.map((h) => h.host), [MX]);
+});
