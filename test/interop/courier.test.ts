@@ -7,13 +7,13 @@
 // Maildir files with LF line ends, so its files are compared in LF.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, connect as netConnect, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import PostalMime from 'postal-mime';
 import { courierSkip, startCourier } from '../helpers/courier.js';
-import { withoutTrace } from '../helpers/exim.js';
+import { readDsn, withoutTrace } from '../helpers/mail-text.js';
+import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
@@ -27,50 +27,6 @@ function msg(n: number, to: string, extra = '', from = `sender${n}@post.test`): 
 }
 
 const UTF8 = 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n';
-
-/** RFC 3464 read back: the report's per-message and per-recipient field groups. */
-async function readDsn(raw: string): Promise<{ reportType: string; groups: Array<Map<string, string>> }> {
-  const e = await PostalMime.parse(Buffer.from(raw, 'latin1'), { attachmentEncoding: 'utf8', forceRfc822Attachments: true });
-  const ct = e.headers.find((h) => h.key === 'content-type')?.value ?? '';
-  assert.match(ct, /^multipart\/report;/i, 'a multipart/report (RFC 6522)');
-  const status = e.attachments.find((a) => a.mimeType === 'message/delivery-status');
-  assert.ok(status, `a message/delivery-status part: ${e.attachments.map((a) => a.mimeType).join(', ')}`);
-  const text = String(status.content).replace(/\r\n/g, '\n').replace(/\n[ \t]+/g, ' ');
-  const groups = text
-    .split(/\n\s*\n/)
-    .map((g) => g.trim())
-    .filter((g) => g !== '')
-    .map((g) => new Map(g.split('\n').map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()] as [string, string])));
-  return { reportType: /report-type=([\w-]+)/i.exec(ct)?.[1] ?? '', groups };
-}
-
-/** A TCP relay in front of `port` that keeps what the client wrote, chunk by chunk as read. */
-async function recordingProxy(t: TestContext, port: number): Promise<{ port: number; chunks: () => string[] }> {
-  const chunks: string[] = [];
-  const sockets = new Set<Socket>();
-  const server = createServer((c) => {
-    const up = netConnect({ host: '127.0.0.1', port });
-    sockets.add(c).add(up);
-    c.on('data', (d: Buffer) => {
-      chunks.push(d.toString('utf8'));
-      up.write(d);
-    });
-    up.pipe(c);
-    const end = (): void => {
-      c.destroy();
-      up.destroy();
-    };
-    c.on('close', end).on('error', end);
-    up.on('close', end).on('error', end);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await new Promise<void>((r) => server.close(() => r()));
-  });
-  return { port: (server.address() as { port: number }).port, chunks: () => chunks.slice() };
-}
 
 /** One message in its own session with MAIL parameters (sendMessage sends none). */
 async function sendWith(port: number, from: string, rcpts: string[], body: string, params: string): Promise<void> {
@@ -102,7 +58,7 @@ const TO_COURIER_UTF8 = { rcpt: 'bob@courier.test', body: msg(4, 'bob@courier.te
 
 test('courier: postern delivers to Courier in plain text with PIPELINING, 8BITMIME and SMTPUTF8 (seen on the wire): every copy arrives byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
   const co = await startCourier(t);
-  const wire = await recordingProxy(t, co.port);
+  const wire = await startRecordingProxy(t, co.port);
   const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `courier.test=smtp:127.0.0.1:${wire.port}/tls=none`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
   for (const m of TO_COURIER) await sendWith(node.ports.smtpPort, 'sender@post.test', m.rcpts, m.body, m.body.includes('8bit') ? 'BODY=8BITMIME' : '');
   await sendWith(node.ports.smtpPort, UTF8_SENDER, [TO_COURIER_UTF8.rcpt], TO_COURIER_UTF8.body, 'SMTPUTF8 BODY=8BITMIME');
@@ -118,7 +74,7 @@ test('courier: postern delivers to Courier in plain text with PIPELINING, 8BITMI
   assert.ok(co.mailbox('bob').some((f) => f.includes(`Return-Path: <${asFile(UTF8_SENDER)}>`)), 'the UTF-8 envelope sender kept');
   // What postern wrote: MAIL, the RCPTs and DATA in one write (PIPELINING), BODY=8BITMIME for
   // the 8-bit message, SMTPUTF8 for the UTF-8 sender.
-  const sent = wire.chunks();
+  const sent = wire.reads().map((r) => Buffer.from(r, 'latin1').toString('utf8'));
   const batch = sent.find((c) => c.startsWith('MAIL FROM:<sender@post.test>') && c.includes('RCPT TO:<bob@courier.test>'));
   assert.ok(batch, `MAIL and RCPTs pipelined: ${JSON.stringify(sent)}`);
   assert.match(batch, /^MAIL FROM:<sender@post\.test>[^\r]*\r\nRCPT TO:<alice@courier\.test>\r\nRCPT TO:<bob@courier\.test>\r\nDATA\r\n$/);
