@@ -116,7 +116,7 @@ function parseValue(raw: string, t: SettingType): Result<unknown, string> {
       return parseRoutes(raw);
     }
     case 'hosts':
-      return parseSmarthost(raw);
+      return parseSmarthost(raw, t.defaultPort);
     case 'dkim-keys': {
       const k = parseDkimKeys(raw);
       return k.ok ? success(Object.freeze(k.value.map((x) => Object.freeze(x)))) : k;

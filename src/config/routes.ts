@@ -171,9 +171,9 @@ function parseHostList(text: string, defaultPort: number): Result<HostPort[], st
  * e.g. "relay.example.net:587" or "[10.0.0.1]:25,[2001:db8::1]:25". The empty string means no
  * smarthost (null). Hosts are connected to directly; there is no MX lookup of the smarthost.
  */
-export function parseSmarthost(text: string): Result<readonly HostPort[] | null, string> {
+export function parseSmarthost(text: string, defaultPort = 25): Result<readonly HostPort[] | null, string> {
   if (text.trim() === '') return success(null);
-  const hosts = parseHostList(text, 25);
+  const hosts = parseHostList(text, defaultPort);
   if (!hosts.ok) return failure(`${hosts.error}; expected host:port or [host]:port, comma-separated`);
   return success(Object.freeze(hosts.value));
 }

@@ -28,7 +28,8 @@ export type SettingType =
   | { kind: 'list' }
   | { kind: 'routes' }
   /** Comma-separated host[:port] in preference order; empty → null. */
-  | { kind: 'hosts' }
+  /** host:port list; a host without a port gets defaultPort (25). */
+  | { kind: 'hosts'; defaultPort?: number }
   | { kind: 'dkim-keys' }
   | { kind: 'bool' }
   | { kind: 'enum'; values: readonly string[] }
@@ -217,7 +218,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'smarthost', env: 'POSTERN_SMARTHOST', type: { kind: 'hosts' }, default: '', doc: 'host:port that receives every message without a route (instead of MX lookups); on port 465 it is implicit TLS (RFC 8314), certificate verified.' },
   { key: 'smarthostAuthFile', env: 'POSTERN_SMARTHOST_AUTH_FILE', type: { kind: 'path', optional: true }, default: '', doc: 'Credentials file for AUTH (PLAIN, else LOGIN) to POSTERN_SMARTHOST: lines `user:password`, `host user password` or `[host]:port user:password`; mode 600, owned by postern\'s user or root; re-read when it changes. Needs verified TLS to the smarthost (POSTERN_TLS_POLICY=required, or the smarthost on port 465: implicit TLS). A refused login defers the mail (docs/delivery.md, "Authenticating to a smarthost").' },
   { key: 'mtaSts', env: 'POSTERN_MTA_STS', type: { kind: 'bool' }, default: 'true', doc: 'MTA-STS (RFC 8461) for deliveries by MX (POSTERN_DELIVERY=mx): a recipient domain\'s `enforce` policy is obeyed (only its MX hosts, verified TLS, else deferred) and `testing` failures are reported; policies are cached in the data dir (docs/tls-policy.md).' },
-  { key: 'dnssecResolver', env: 'POSTERN_DNSSEC_RESOLVER', type: { kind: 'hosts' }, default: '', doc: 'A validating DNS resolver, host:port (e.g. a local unbound at `127.0.0.1:53`), for DANE (RFC 7672) on deliveries by MX: its AD bit is trusted, so it must be on this host or reached over a trusted link. Empty = no DANE (docs/tls-policy.md).' },
+  { key: 'dnssecResolver', env: 'POSTERN_DNSSEC_RESOLVER', type: { kind: 'hosts', defaultPort: 53 }, default: '', doc: 'A validating DNS resolver, host[:port] (port 53 when left out; e.g. a local unbound at `127.0.0.1`), for DANE (RFC 7672) on deliveries by MX: its AD bit is trusted, so it must be on this host or reached over a trusted link. Empty = no DANE (docs/tls-policy.md).' },
   { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
   { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
   { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },

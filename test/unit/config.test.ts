@@ -176,3 +176,9 @@ test('outbound AUTH needs verified TLS: a route without /tls=required, the smart
   const ok = loadConfig({ POSTERN_SMARTHOST: 'r.test:587', POSTERN_SMARTHOST_AUTH_FILE: '/etc/s', POSTERN_TLS_POLICY: 'required', POSTERN_ROUTES: 'a.test=smtp:r.test/auth=/etc/a' });
   assert.equal(ok.smarthostAuthFile, '/etc/s');
 });
+
+test('POSTERN_DNSSEC_RESOLVER: a resolver without a port is port 53, not SMTP\'s 25', () => {
+  assert.deepEqual(loadConfig({ POSTERN_DNSSEC_RESOLVER: '127.0.0.1' }).dnssecResolver, [{ host: '127.0.0.1', port: 53 }]);
+  assert.deepEqual(loadConfig({ POSTERN_DNSSEC_RESOLVER: '[::1]:5353' }).dnssecResolver, [{ host: '::1', port: 5353 }]);
+  assert.deepEqual(loadConfig({ POSTERN_SMARTHOST: 'relay.test' }).smarthost, [{ host: 'relay.test', port: 25 }], 'the smarthost keeps 25');
+});
