@@ -2,8 +2,9 @@
 // unbound: POSTERN_DNSSEC_RESOLVER) whose AD bit is what is trusted. DANE applies only when the
 // MX answer is validated (§2.2.1), then per MX host whose A/AAAA answers are validated too
 // (§2.2.2; else no TLSA lookup), by its TLSA answer at `_25._tcp.<base>`: the CNAME-expanded
-// host name first when its address chain is secure, then the MX host name. Only DANE-TA(2) and DANE-EE(3) with
-// selectors 0/1 and matching types 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer
+// host name first, then the MX host name; a TLSA name that is a CNAME is followed (RFC 7671
+// §7), chains bounded. Only DANE-TA(2) and DANE-EE(3) with selectors 0/1 and matching types
+// 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer
 // for a bogus validation) or no answer defers the delivery (§2.1.1): an attacker who breaks a
 // lookup must not turn DANE off.
 import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsRecord, type DnsServerAddress } from './dns-wire.js';
@@ -90,11 +91,11 @@ export class DaneResolver implements DaneLookup {
       const bases = addr.name !== host.toLowerCase() ? [addr.name, host] : [host];
       for (const base of bases) {
         const owner = `_25._tcp.${base}`;
-        const r = await this.#ask(owner, TYPE.TLSA);
+        const r = await this.#chase(owner, TYPE.TLSA);
         if (r.kind === 'fail') return { kind: 'defer', reason: `DANE: TLSA lookup for ${owner} failed DNSSEC validation or did not answer (${r.reason})` };
         // None at the expanded name (or not validated there): the MX host name is asked next.
-        if (r.kind === 'insecure' || !r.answer.answers.some((x) => x.type === TYPE.TLSA)) continue;
-        const recs = usableTlsa(r.answer, owner);
+        if (r.kind === 'insecure' || r.records.length === 0) continue;
+        const recs = usableTlsa({ rcode: 0, ad: true, answers: r.records }, r.name);
         if (recs.length > 0) {
           tlsa[host] = recs;
           any = true;

@@ -171,6 +171,13 @@ test('wire client: hostile packets are errors, never answers', () => {
   loop.writeUInt16BE(1, 6);
   loop.writeUInt16BE(0, 10);
   assert.throws(() => decodeAnswer(loop, 7, 'a.test', TYPE.MX), DnsWireError);
+  // A CNAME whose target runs past its record's length; a good one is decoded.
+  const cn = Buffer.concat([base, Buffer.from([0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 1]), name('x.test')]);
+  cn.writeUInt16BE(1, 6);
+  cn.writeUInt16BE(0, 10);
+  assert.throws(() => decodeAnswer(cn, 7, 'a.test', TYPE.MX), /CNAME name past its record/);
+  cn.writeUInt16BE(8, base.length + 10);
+  assert.equal(decodeAnswer(cn, 7, 'a.test', TYPE.MX).answers[0]!.target, 'x.test');
   // 300 answers claimed: over the bound.
   const many = Buffer.from(ok);
   many.writeUInt16BE(300, 6);
@@ -324,3 +331,25 @@ test('DANE with a CNAME\'d MX host (RFC 7672 §2.2.2): the expanded name\'s TLSA
   assert.equal(d3.kind === 'smtp' && d3.tlsAuth?.type, 'no-policy-found', JSON.stringify(d3));
 });
 
+test('a TLSA name that is a CNAME (RFC 7671 §7): a validated chain gives the target\'s records; insecure: none; a loop or a long chain: deferred', async (t) => {
+  const SHARED = '_dane.provider.test';
+  const { smtp, zone, dns, trusted, certPem } = await daneSetup(t, () => []);
+  const fresh = (): DaneResolver => new DaneResolver({ server: dns, timeoutMs: 2000 });
+  zone.records.delete(`${TYPE.TLSA}/_25._tcp.${MX}`);
+  cname(zone, `_25._tcp.${MX}`, SHARED);
+  zone.records.set(`${TYPE.TLSA}/${SHARED}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, spkiSha256(certPem)) }]);
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'tlsa', JSON.stringify(d));
+  assert.equal((await transport(t, trusted, []).deliver(d as Destination, REQ()))[0]!.kind, 'delivered');
+  zone.insecure.add(SHARED);
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d2.kind === 'smtp' && d2.tlsAuth?.type, 'no-policy-found', JSON.stringify(d2));
+  zone.insecure.delete(SHARED);
+  zone.records.delete(`${TYPE.TLSA}/${SHARED}`);
+  cname(zone, SHARED, `_25._tcp.${MX}`);
+  const d3 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d3.kind, 'defer', `a loop: ${JSON.stringify(d3)}`);
+  for (let i = 0; i < 10; i++) cname(zone, i === 0 ? SHARED : `c${i}.provider.test`, `c${i + 1}.provider.test`);
+  const d4 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d4.kind, 'defer', `11 links: ${JSON.stringify(d4)}`);
+});
