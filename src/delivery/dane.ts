@@ -4,9 +4,8 @@
 // (§2.2.2; else no TLSA lookup), by its TLSA answer at `_25._tcp.<base>`: the CNAME-expanded
 // host name first, then the MX host name; a TLSA name that is a CNAME is followed (RFC 7671
 // §7), chains bounded. Only DANE-TA(2) and DANE-EE(3) with selectors 0/1 and matching types
-// 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer
-// for a bogus validation) or no answer defers the delivery (§2.1.1): an attacker who breaks a
-// lookup must not turn DANE off.
+// 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer for a bogus validation) or no
+// answer defers the delivery (§2.1.1): an attacker who breaks a lookup must not turn DANE off.
 import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsRecord, type DnsServerAddress } from './dns-wire.js';
 import type { HostPort, TlsaRecord } from './types.js';
 
