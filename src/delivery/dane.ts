@@ -1,11 +1,12 @@
 // DANE for SMTP (RFC 7672): the TLSA records of an MX set, from a validating resolver (a local
 // unbound: POSTERN_DNSSEC_RESOLVER) whose AD bit is what is trusted. DANE applies only when the
-// MX answer is validated (§2.2.1) and then per MX host whose TLSA answer at `_25._tcp.<host>`
-// is validated (§2.2); only DANE-TA(2) and DANE-EE(3) with selectors 0/1 and matching types
-// 0/1/2 are usable (§3.1: PKIX-TA/PKIX-EE are ignored). A SERVFAIL (the resolver's answer for a
-// bogus, i.e. failed, validation) or no answer defers the delivery (§2.1.1): an attacker who
-// breaks the lookup must not turn DANE off.
-import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsServerAddress } from './dns-wire.js';
+// MX answer is validated (§2.2.1), then per MX host whose A/AAAA answers are validated too
+// (§2.2.2; else no TLSA lookup), by its TLSA answer at `_25._tcp.<base>`: the CNAME-expanded
+// host name first, then the MX host name; a TLSA name that is a CNAME is followed (RFC 7671
+// §7), chains bounded. Only DANE-TA(2) and DANE-EE(3) with selectors 0/1 and matching types
+// 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer for a bogus validation) or no
+// answer defers the delivery (§2.1.1): an attacker who breaks a lookup must not turn DANE off.
+import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsRecord, type DnsServerAddress } from './dns-wire.js';
 import type { HostPort, TlsaRecord } from './types.js';
 
 export type DaneResult =
@@ -36,6 +37,11 @@ export interface DaneResolverOptions {
 export type DnsQuery = (server: DnsServerAddress, name: string, type: number, timeoutMs: number) => Promise<DnsAnswer>;
 
 type Step = { kind: 'secure'; answer: DnsAnswer } | { kind: 'insecure' } | { kind: 'fail'; reason: string };
+/** A name's records after its CNAME chain: `name` is where the chain ends. */
+type Chased = { kind: 'secure'; name: string; records: DnsRecord[] } | { kind: 'insecure' } | { kind: 'fail'; reason: string };
+
+/** CNAME links followed from one name (RFC 7672 §2.2.2 does not bound them; this does). */
+const MAX_CNAME = 8;
 
 const HASH_LEN: Record<number, number> = { 1: 32, 2: 64 };
 
@@ -77,17 +83,59 @@ export class DaneResolver implements DaneLookup {
     const tlsa: Record<string, TlsaRecord[]> = {};
     let any = false;
     for (const host of names) {
-      const owner = `_25._tcp.${host}`;
-      const r = await this.#ask(owner, TYPE.TLSA);
-      if (r.kind === 'fail') return { kind: 'defer', reason: `DANE: TLSA lookup for ${owner} failed DNSSEC validation or did not answer (${r.reason})` };
-      if (r.kind === 'insecure') continue;
-      const recs = usableTlsa(r.answer, owner);
-      if (recs.length > 0) {
-        tlsa[host] = recs;
-        any = true;
+      const addr = await this.#addresses(host);
+      if (addr.kind === 'fail') return { kind: 'defer', reason: `DANE: address lookup for ${host} failed DNSSEC validation or did not answer (${addr.reason})` };
+      // Insecure addresses: an attacker could point the name elsewhere, so no TLSA lookup (§2.2.2).
+      if (addr.kind === 'insecure') continue;
+      const bases = addr.name !== host.toLowerCase() ? [addr.name, host] : [host];
+      for (const base of bases) {
+        const owner = `_25._tcp.${base}`;
+        const r = await this.#chase(owner, TYPE.TLSA);
+        if (r.kind === 'fail') return { kind: 'defer', reason: `DANE: TLSA lookup for ${owner} failed DNSSEC validation or did not answer (${r.reason})` };
+        // None at the expanded name (or not validated there): the MX host name is asked next.
+        if (r.kind === 'insecure' || r.records.length === 0) continue;
+        const recs = usableTlsa({ rcode: 0, ad: true, answers: r.records }, r.name);
+        if (recs.length > 0) {
+          tlsa[host] = recs;
+          any = true;
+        }
+        break;
       }
     }
     return any ? { kind: 'dane', tlsa } : { kind: 'none', reason: `no validated, usable TLSA records for the MX hosts of ${domain}` };
+  }
+
+  /** Whether the host's A and AAAA answers are both validated, and where their CNAME chain ends. */
+  async #addresses(host: string): Promise<Chased> {
+    const [a, aaaa] = await Promise.all([this.#chase(host, TYPE.A), this.#chase(host, TYPE.AAAA)]);
+    if (a.kind === 'fail') return a;
+    if (aaaa.kind === 'fail') return aaaa;
+    if (a.kind === 'insecure' || aaaa.kind === 'insecure') return { kind: 'insecure' };
+    return a.name !== host.toLowerCase() || a.records.length > 0 ? a : aaaa;
+  }
+
+  /**
+   * The records of `type` at `name` after its CNAME chain, secure only when every answer on the
+   * way is. The resolver usually sends the whole chain in one answer; where it stops short
+   * (records of the type missing at the last target), the last target is asked itself.
+   */
+  async #chase(name: string, type: number): Promise<Chased> {
+    let cur = name.toLowerCase().replace(/\.$/, '');
+    const seen = new Set([cur]);
+    for (;;) {
+      const s = await this.#ask(cur, type);
+      if (s.kind !== 'secure') return s;
+      const asked = cur;
+      for (;;) {
+        const c = s.answer.answers.find((r) => r.type === TYPE.CNAME && r.name === cur && r.target);
+        if (!c) break;
+        if (seen.has(c.target!) || seen.size > MAX_CNAME) return { kind: 'fail', reason: `the CNAME chain from ${name} loops or has more than ${MAX_CNAME} links` };
+        seen.add(c.target!);
+        cur = c.target!;
+      }
+      const records = s.answer.answers.filter((r) => r.type === type && r.name === cur);
+      if (records.length > 0 || cur === asked) return { kind: 'secure', name: cur, records };
+    }
   }
 
   async #ask(name: string, type: number): Promise<Step> {

@@ -1,11 +1,12 @@
 // A small DNS client (RFC 1035) for one purpose: asking a validating resolver (a local
-// unbound) for MX and TLSA records with EDNS0 and the DO bit (RFC 6891, RFC 3225) and reading
-// the AD bit of its answer (RFC 4035 §3.2.3), which node's resolver does not expose. UDP, and
+// unbound) for MX, TLSA, A and AAAA records and the CNAMEs leading to them, with EDNS0 and the
+// DO bit (RFC 6891, RFC 3225), and reading the AD bit of its answer (RFC 4035 §3.2.3), which
+// node's resolver does not expose. UDP, and
 // TCP when the answer is truncated (TC). Every answer is hostile until checked: the id and the
 // question must match ours, lengths, counts, names and compression pointers are bounded, and a
 // malformed packet is an error, never a partial answer.
 // Why not dns-packet: it fits, but it is not installed in this tree and would add a dependency
-// for about two hundred lines that parse only the four record types DANE needs.
+// for about two hundred lines that decode only the MX, TLSA and CNAME records DANE needs.
 import { createSocket } from 'node:dgram';
 import { connect as netConnect } from 'node:net';
 import { randomBytes } from 'node:crypto';
@@ -21,6 +22,8 @@ export interface DnsRecord {
   /** MX. */
   exchange?: string;
   priority?: number;
+  /** CNAME: the name it points to. */
+  target?: string;
   /** TLSA. */
   tlsa?: { usage: number; selector: number; matching: number; data: string };
 }
@@ -144,6 +147,10 @@ export function decodeAnswer(buf: Buffer, id: number, name: string, type: number
       if (ex.next > pos + rdlen) throw new DnsWireError('MX name past its record');
       rec.priority = buf.readUInt16BE(pos);
       rec.exchange = ex.name;
+    } else if (rclass === 1 && rtype === TYPE.CNAME) {
+      const tg = readName(buf, pos);
+      if (tg.next > pos + rdlen) throw new DnsWireError('CNAME name past its record');
+      rec.target = tg.name;
     } else if (rclass === 1 && rtype === TYPE.TLSA) {
       if (rdlen < 3) throw new DnsWireError('short TLSA');
       rec.tlsa = { usage: rdata[0]!, selector: rdata[1]!, matching: rdata[2]!, data: rdata.subarray(3).toString('hex') };

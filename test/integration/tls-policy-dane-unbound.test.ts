@@ -16,7 +16,7 @@ import type { TlsOutcome } from '../../src/delivery/tls-outcome.js';
 const REQ = (): ReturnType<typeof deliveryRequest> => deliveryRequest('a@sender.test', [`b@${DOMAIN}`], 'Subject: t\r\n\r\nsecret body\r\n');
 const BOGUS_DATA = 'cd'.repeat(32);
 
-test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping man in the middle is deferred, tampered data defers', { skip: UNBOUND_SKIP }, async (t) => {
+test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping man in the middle is deferred, tampered data defers; CNAMEd MX and TLSA names are followed', { skip: UNBOUND_SKIP }, async (t) => {
   const ca = makeTestCa(t, 'not trusted by the client');
   const trusted = makeTestCa(t, 'trusted by the client');
   const c = ca.issue([MX]);
@@ -32,6 +32,16 @@ test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping 
         'bogus IN MX 10 mx2.example.test.',
         'mx2 IN A 127.0.0.1',
         `_25._tcp.mx2 IN TLSA 3 1 1 ${BOGUS_DATA}`,
+        // An MX host that is a CNAME: the TLSA records of the expanded name apply (§2.2.2).
+        'alias IN MX 10 mx3.example.test.',
+        'mx3 IN CNAME mxt',
+        'mxt IN A 127.0.0.1',
+        `_25._tcp.mxt IN TLSA 3 1 1 ${spki}`,
+        // A TLSA name that is a CNAME (RFC 7671 §7).
+        'shared IN MX 10 mx4.example.test.',
+        'mx4 IN A 127.0.0.1',
+        '_25._tcp.mx4 IN CNAME _dane',
+        `_dane IN TLSA 3 1 1 ${spki}`,
       ],
       // The TLSA record of mx2 changed after signing: its signature no longer holds.
       tamper: (signed) => signed.split(BOGUS_DATA).join('ce'.repeat(32)),
@@ -53,6 +63,11 @@ test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping 
   assert.equal(res2[0]!.kind, 'deferred');
   assert.equal(res2[0]!.reply.enhanced, '4.7.0');
   assert.equal(smtp.messages().length, 1, 'only the first delivery reached the server');
+
+  for (const [domain, host] of [['alias.example.test', 'mx3.example.test'], ['shared.example.test', 'mx4.example.test']] as const) {
+    const dc = await applyTlsPolicy(domain, mxDest(smtp.port, host), { sts: null, dane });
+    assert.deepEqual(dc.kind === 'smtp' && dc.tlsAuth?.tlsa?.[host], [{ usage: 3, selector: 1, matching: 1, data: spki }], JSON.stringify(dc));
+  }
 
   const d3 = await applyTlsPolicy('bogus.example.test', mxDest(smtp.port, 'mx2.example.test'), { sts: null, dane });
   assert.equal(d3.kind, 'defer', JSON.stringify(d3));

@@ -28,6 +28,8 @@ interface Zone {
   insecure: Set<string>;
   bogus: Set<string>;
   truncate: Set<string>;
+  /** CNAME owner → target (the CNAME record itself is in `records`, set by `cname`). */
+  cnameTargets: Map<string, string>;
   queries: string[];
 }
 
@@ -54,26 +56,42 @@ function answer(zone: Zone, q: Buffer, udp: boolean): Buffer {
   const qtype = q.readUInt16BE(pos + 1);
   const question = q.subarray(12, pos + 5);
   zone.queries.push(`${qtype}/${qname}${udp ? '' : ' tcp'}`);
-  const key = `${qtype}/${qname}`;
-  const bogus = zone.bogus.has(qname);
+  // As a recursive resolver does: a CNAME at the name is followed within the zone (bounded), the
+  // answer carries the chain, and it is validated (AD) only if every name on it is.
+  const chain: Array<{ owner: string; r: Rr }> = [];
+  let cur = qname;
+  let bogus = false;
+  let secure = true;
+  for (let i = 0; i < 12; i++) {
+    bogus ||= zone.bogus.has(cur);
+    if (zone.insecure.has(cur)) secure = false;
+    const own = zone.records.get(`${qtype}/${cur}`);
+    const cname = zone.records.get(`${TYPE.CNAME}/${cur}`);
+    if (own || !cname || qtype === TYPE.CNAME) {
+      for (const r of own ?? []) chain.push({ owner: cur, r });
+      break;
+    }
+    chain.push({ owner: cur, r: cname[0]! });
+    cur = zone.cnameTargets.get(cur)!;
+  }
   const trunc = udp && zone.truncate.has(qname);
-  const recs = bogus || trunc ? [] : (zone.records.get(key) ?? []);
+  const recs = bogus || trunc ? [] : chain;
   const header = Buffer.alloc(12);
   header.writeUInt16BE(id, 0);
   let flags = 0x8000 | 0x0100 | 0x0080; // QR RD RA
-  if (!zone.insecure.has(qname) && !bogus) flags |= 0x0020; // AD
+  if (secure && !bogus) flags |= 0x0020; // AD
   if (trunc) flags |= 0x0200;
   if (bogus) flags |= 2; // SERVFAIL
   header.writeUInt16BE(flags, 2);
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(recs.length, 6);
-  const rrs = recs.map((r) => {
+  const rrs = recs.map(({ owner, r }) => {
     const fixed = Buffer.alloc(10);
     fixed.writeUInt16BE(r.type, 0);
     fixed.writeUInt16BE(1, 2);
     fixed.writeUInt32BE(r.ttl ?? 300, 4);
     fixed.writeUInt16BE(r.rdata.length, 8);
-    return Buffer.concat([name(qname), fixed, r.rdata]);
+    return Buffer.concat([name(owner), fixed, r.rdata]);
   });
   return Buffer.concat([header, question, ...rrs]);
 }
@@ -109,7 +127,12 @@ async function startDns(t: TestContext, zone: Zone): Promise<{ host: string; por
 }
 
 function newZone(): Zone {
-  return { records: new Map(), insecure: new Set(), bogus: new Set(), truncate: new Set(), queries: [] };
+  return { records: new Map(), insecure: new Set(), bogus: new Set(), truncate: new Set(), cnameTargets: new Map(), queries: [] };
+}
+
+function cname(zone: Zone, from: string, to: string): void {
+  zone.records.set(`${TYPE.CNAME}/${from}`, [{ type: TYPE.CNAME, rdata: name(to) }]);
+  zone.cnameTargets.set(from, to);
 }
 
 const spkiSha256 = (pem: string): string => createHash('sha256').update(new X509Certificate(pem).publicKey.export({ type: 'spki', format: 'der' })).digest('hex');
@@ -148,6 +171,13 @@ test('wire client: hostile packets are errors, never answers', () => {
   loop.writeUInt16BE(1, 6);
   loop.writeUInt16BE(0, 10);
   assert.throws(() => decodeAnswer(loop, 7, 'a.test', TYPE.MX), DnsWireError);
+  // A CNAME whose target runs past its record's length; a good one is decoded.
+  const cn = Buffer.concat([base, Buffer.from([0xc0, 12, 0, 5, 0, 1, 0, 0, 0, 60, 0, 1]), name('x.test')]);
+  cn.writeUInt16BE(1, 6);
+  cn.writeUInt16BE(0, 10);
+  assert.throws(() => decodeAnswer(cn, 7, 'a.test', TYPE.MX), /CNAME name past its record/);
+  cn.writeUInt16BE(8, base.length + 10);
+  assert.equal(decodeAnswer(cn, 7, 'a.test', TYPE.MX).answers[0]!.target, 'x.test');
   // 300 answers claimed: over the bound.
   const many = Buffer.from(ok);
   many.writeUInt16BE(300, 6);
@@ -170,7 +200,7 @@ async function daneSetup(t: TestContext, tlsa: (certPem: string, caPem: string) 
   zone.records.set(`${TYPE.TLSA}/_25._tcp.${MX}`, tlsa(c.certPem, ca.caPem).map((rdata) => ({ type: TYPE.TLSA, rdata })));
   const dns = await startDns(t, zone);
   const dane = new DaneResolver({ server: dns, timeoutMs: 2000 });
-  return { smtp, zone, dane, trusted };
+  return { smtp, zone, dane, trusted, dns, certPem: c.certPem };
 }
 
 test('DANE-EE(3 1 1): a certificate no CA vouches for, matched by its key: delivered, reported as tlsa success', async (t) => {
@@ -260,4 +290,66 @@ test('DANE and REQUIRETLS: only the MX hosts with TLSA records carry the message
   assert.deepEqual(all.kind === 'smtp' && all.hosts.map((h) => h.host), [MX, 'plain.example.test']);
   const req = await applyTlsPolicy(DOMAIN, two, { sts: null, dane }, 'yes');
   assert.deepEqual(req.kind === 'smtp' && req.hosts.map((h) => h.host), [MX]);
+});
+
+test('DANE needs validated MX host addresses (RFC 7672 §2.2.2): insecure A/AAAA: no TLSA lookup, no DANE; bogus: deferred', async (t) => {
+  const { smtp, zone, dns } = await daneSetup(t, (pem) => [tlsaRdata(3, 1, 1, spkiSha256(pem))]);
+  const fresh = (): DaneResolver => new DaneResolver({ server: dns, timeoutMs: 2000 });
+  zone.insecure.add(MX);
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'no-policy-found', JSON.stringify(d));
+  assert.deepEqual(zone.queries.filter((q) => q.startsWith(`${TYPE.TLSA}/`)), [], 'no TLSA lookup for a host with insecure addresses');
+  assert.ok(zone.queries.includes(`${TYPE.A}/${MX}`) && zone.queries.includes(`${TYPE.AAAA}/${MX}`));
+  zone.insecure.delete(MX);
+  zone.bogus.add(MX);
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d2.kind, 'defer', JSON.stringify(d2));
+  assert.equal(d2.kind === 'defer' && d2.reply.enhanced, '4.7.5');
+  zone.bogus.delete(MX);
+  const d3 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d3.kind === 'smtp' && d3.tlsAuth?.type, 'tlsa', 'secure addresses: DANE');
+});
+
+test('DANE with a CNAME\'d MX host (RFC 7672 §2.2.2): the expanded name\'s TLSA first, then the MX name; an insecure chain: no DANE', async (t) => {
+  const TARGET = 'mx.provider.test';
+  const { smtp, zone, dns, trusted, certPem } = await daneSetup(t, () => [tlsaRdata(3, 1, 1, '00'.repeat(32))]);
+  const fresh = (): DaneResolver => new DaneResolver({ server: dns, timeoutMs: 2000 });
+  cname(zone, MX, TARGET);
+  zone.records.set(`${TYPE.A}/${TARGET}`, [{ type: TYPE.A, rdata: Buffer.from([127, 0, 0, 1]) }]);
+  zone.records.set(`${TYPE.TLSA}/_25._tcp.${TARGET}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, spkiSha256(certPem)) }]);
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.deepEqual(d.kind === 'smtp' && d.tlsAuth?.tlsa?.[MX], [{ usage: 3, selector: 1, matching: 1, data: spkiSha256(certPem) }], JSON.stringify(d));
+  const res = await transport(t, trusted, []).deliver(d as Destination, REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  // No TLSA records at the expanded name: the MX host name's records (here: not matching) apply.
+  zone.records.delete(`${TYPE.TLSA}/_25._tcp.${TARGET}`);
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.deepEqual(d2.kind === 'smtp' && d2.tlsAuth?.tlsa?.[MX]?.map((r) => r.data), ['00'.repeat(32)]);
+  // The target's zone is not signed: the addresses are insecure, so no DANE at all.
+  zone.insecure.add(TARGET);
+  const d3 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d3.kind === 'smtp' && d3.tlsAuth?.type, 'no-policy-found', JSON.stringify(d3));
+});
+
+test('a TLSA name that is a CNAME (RFC 7671 §7): a validated chain gives the target\'s records; insecure: none; a loop or a long chain: deferred', async (t) => {
+  const SHARED = '_dane.provider.test';
+  const { smtp, zone, dns, trusted, certPem } = await daneSetup(t, () => []);
+  const fresh = (): DaneResolver => new DaneResolver({ server: dns, timeoutMs: 2000 });
+  zone.records.delete(`${TYPE.TLSA}/_25._tcp.${MX}`);
+  cname(zone, `_25._tcp.${MX}`, SHARED);
+  zone.records.set(`${TYPE.TLSA}/${SHARED}`, [{ type: TYPE.TLSA, rdata: tlsaRdata(3, 1, 1, spkiSha256(certPem)) }]);
+  const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'tlsa', JSON.stringify(d));
+  assert.equal((await transport(t, trusted, []).deliver(d as Destination, REQ()))[0]!.kind, 'delivered');
+  zone.insecure.add(SHARED);
+  const d2 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d2.kind === 'smtp' && d2.tlsAuth?.type, 'no-policy-found', JSON.stringify(d2));
+  zone.insecure.delete(SHARED);
+  zone.records.delete(`${TYPE.TLSA}/${SHARED}`);
+  cname(zone, SHARED, `_25._tcp.${MX}`);
+  const d3 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d3.kind, 'defer', `a loop: ${JSON.stringify(d3)}`);
+  for (let i = 0; i < 10; i++) cname(zone, i === 0 ? SHARED : `c${i}.provider.test`, `c${i + 1}.provider.test`);
+  const d4 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
+  assert.equal(d4.kind, 'defer', `11 links: ${JSON.stringify(d4)}`);
 });
