@@ -41,6 +41,8 @@ export class SmtpServer {
   readonly #proxies: NetworkList | null;
   /** Proxied connections whose header is still being read; their hooks (null without proxies). */
   readonly #handshakes = new Set<ProxyHandshake>();
+  /** The implicit-TLS listener's TCP connections, handshaking or not (see listen). */
+  readonly #tlsRaw = new Set<Socket>();
   readonly #handshakeHooks: ProxyHandshakeHooks | null;
 
   constructor(ctx: SessionContext) {
@@ -94,7 +96,19 @@ export class SmtpServer {
     if (c.smtpsPort !== null && this.ctx.tls) {
       if (this.#proxies === null) {
         const tlsServer = createTlsServer({ ...this.ctx.tls.options, handshakeTimeout: c.tlsHandshakeTimeoutMs, allowHalfOpen: true }, (sock) => this.#accept(sock, true));
-        tlsServer.on('tlsClientError', (err) => this.ctx.log.debug({ err: err.message }, 'TLS client error'));
+        // Node only reports a failed or timed-out handshake here and leaves the socket open (and,
+        // with allowHalfOpen, a client's FIN mid-handshake unnoticed): without the destroy, the
+        // handshake deadline cuts nothing and server.close() waits for the client to leave.
+        tlsServer.on('tlsClientError', (err, sock) => {
+          this.ctx.log.debug({ err: err.message }, 'TLS client error');
+          sock.destroy();
+        });
+        // Every raw connection until it closes: at shutdown, those still in their handshake
+        // (not sessions yet) are cut, or close() would wait for their handshake deadline.
+        tlsServer.on('connection', (raw: Socket) => {
+          this.#tlsRaw.add(raw);
+          raw.once('close', () => this.#tlsRaw.delete(raw));
+        });
         this.#implicit = tlsServer;
       } else {
         // A proxy's header comes before the client's TLS handshake, in clear: this listener
@@ -290,6 +304,8 @@ export class SmtpServer {
       clearTimeout(timer);
       for (const s of this.#sessions) s.abort();
     }
+    // What is left are handshakes (a session's socket is closed by now): no session to drain.
+    for (const raw of this.#tlsRaw) raw.destroy();
     await Promise.all(closing);
   }
 }

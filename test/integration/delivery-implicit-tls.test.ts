@@ -2,8 +2,8 @@
 // real postern's POSTERN_SMTPS_PORT on a free port, certificate from a test CA), verified
 // against the route's host; a wrong-name or expired certificate, or a plaintext server, defers
 // with nothing sent in clear; AUTH over it; a node with a /tls=implicit route end to end.
-// The refused certificates are served by a bare TLS listener: a postern whose implicit-TLS
-// handshake a client refused did not finish close() in this test (left for the inbound side).
+// The refused certificates are served by a bare TLS listener (aborted handshakes against
+// postern's own implicit-TLS port are covered by smtp-tls-abort.test.ts).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, readFileSync, writeFileSync } from 'node:fs';

@@ -1,0 +1,158 @@
+// Aborted TLS handshakes and shutdown: clients that refuse the certificate, send garbage or half
+// a ClientHello, or connect and say nothing, on the implicit-TLS port and on STARTTLS; the
+// node's close() must still end within the shutdown timeout (plus a margin), and a handshake
+// held open is cut at POSTERN_TLS_HANDSHAKE_TIMEOUT_MS.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as tlsConnect } from 'node:tls';
+import { connect, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { makeCert, startTestNode } from '../helpers/node.js';
+import { makeTestCa } from '../helpers/cert-authority.js';
+import type { PosternNode } from '../../src/main.js';
+
+const SHUTDOWN_MS = 1000;
+const MARGIN_MS = 1500;
+
+/** A TLS 1.2 ClientHello's first bytes: a record header announcing more than is sent. */
+const HALF_HELLO = Buffer.from('16030100c8010000c40303' + '00'.repeat(20), 'hex');
+
+async function node(t: TestContext, env: Record<string, string> = {}): Promise<PosternNode> {
+  const ca = makeTestCa(t);
+  const leaf = ca.leaf('mx.test.example');
+  const n = await startTestNode(t, {
+    POSTERN_TLS_CERT: leaf.cert,
+    POSTERN_TLS_KEY: leaf.key,
+    POSTERN_SMTPS_PORT: '0',
+    POSTERN_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS),
+    ...env,
+  });
+  return n;
+}
+
+function raw(port: number): Promise<Socket> {
+  const s = connect({ host: '127.0.0.1', port });
+  s.on('error', () => {});
+  return once(s, 'connect').then(() => s);
+}
+
+/** A client that refuses the node's certificate (a CA it does not trust); resolves once it gave up. */
+async function refuse(port: number, plain: boolean, otherCa: string, tlsOpts: { maxVersion?: 'TLSv1.2' | 'TLSv1.3' } = {}): Promise<void> {
+  let socket: Socket | undefined;
+  if (plain) socket = await starttlsReady(port);
+  const s = tlsConnect({ host: '127.0.0.1', port, servername: 'mx.test.example', rejectUnauthorized: true, ca: otherCa, ...tlsOpts, ...(socket ? { socket } : {}) });
+  await new Promise<void>((resolve) => {
+    s.on('error', () => resolve());
+    s.on('secureConnect', () => resolve());
+  });
+  s.destroy();
+}
+
+/** A plain connection that said EHLO and STARTTLS and read the 220 to go ahead. */
+async function starttlsReady(port: number): Promise<Socket> {
+  const s = await raw(port);
+  let buf = '';
+  const wait = (re: RegExp) =>
+    new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (re.test(buf)) {
+          s.removeListener('data', onData);
+          buf = '';
+          resolve();
+        }
+      };
+      const onData = (d: Buffer) => {
+        buf += d.toString('latin1');
+        check();
+      };
+      s.on('data', onData);
+      s.once('close', () => reject(new Error(`closed waiting for ${re}: ${buf}`)));
+      check();
+    });
+  await wait(/^220 /m);
+  s.write('EHLO c.test\r\n');
+  await wait(/^250 /m);
+  s.write('STARTTLS\r\n');
+  await wait(/^220 /m);
+  return s;
+}
+
+/** Clients that leave a handshake unfinished on `port`, every way listed above; returns the sockets still held. */
+async function abortHandshakes(port: number, plain: boolean, otherCa: string): Promise<Socket[]> {
+  const held: Socket[] = [];
+  const open = () => (plain ? starttlsReady(port) : raw(port));
+  // Refuse the certificate, under TLS 1.3 and 1.2.
+  await refuse(port, plain, otherCa);
+  await refuse(port, plain, otherCa, { maxVersion: 'TLSv1.2' });
+  // Garbage instead of a ClientHello, then close.
+  const g = await open();
+  g.write('GET / HTTP/1.0\r\n\r\n');
+  g.end();
+  // Half a ClientHello, then close.
+  const h = await open();
+  h.write(HALF_HELLO);
+  h.end();
+  // Half a ClientHello, then a reset.
+  const r = await open();
+  r.write(HALF_HELLO);
+  r.resetAndDestroy();
+  // Connect and say nothing (held open); half a ClientHello and hold.
+  held.push(await open());
+  const hh = await open();
+  hh.write(HALF_HELLO);
+  held.push(hh);
+  await new Promise((r) => setTimeout(r, 200));
+  return held;
+}
+
+async function closeWithin(t: TestContext, n: PosternNode, held: Socket[]): Promise<void> {
+  const started = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(r, SHUTDOWN_MS + MARGIN_MS, 'late')));
+  const done = await Promise.race([n.close().then(() => 'closed' as const), late]);
+  clearTimeout(timer);
+  const took = Date.now() - started;
+  assert.equal(done, 'closed', `close() still running after ${took} ms (shutdown timeout ${SHUTDOWN_MS} ms)`);
+  assert.ok(took < SHUTDOWN_MS + MARGIN_MS, `close() took ${took} ms (shutdown timeout ${SHUTDOWN_MS} ms)`);
+  // Nothing left open on the node's side: every held client sees its connection closed.
+  await Promise.all(held.map((s) => (s.destroyed ? null : Promise.race([once(s, 'close'), new Promise((_, rej) => setTimeout(rej, 1000, new Error('client socket still open after close()')))]))));
+  t.diagnostic(`close() took ${took} ms`);
+}
+
+for (const where of ['implicit', 'starttls'] as const) {
+  test(`${where}: aborted TLS handshakes do not hold close() past the shutdown timeout`, async (t) => {
+    const n = await node(t);
+    const otherCa = makeTestCa(t).pem; // a CA that did not sign the node's certificate
+    const plain = where === 'starttls';
+    const port = plain ? n.ports.smtpPort : n.ports.smtpsPort!;
+    const held = await abortHandshakes(port, plain, otherCa);
+    await closeWithin(t, n, held);
+  });
+
+  test(`${where}: a handshake held open is cut at POSTERN_TLS_HANDSHAKE_TIMEOUT_MS`, async (t) => {
+    const n = await node(t, { POSTERN_TLS_HANDSHAKE_TIMEOUT_MS: '500' });
+    const plain = where === 'starttls';
+    const port = plain ? n.ports.smtpPort : n.ports.smtpsPort!;
+    const silent = plain ? await starttlsReady(port) : await raw(port);
+    const half = plain ? await starttlsReady(port) : await raw(port);
+    half.write(HALF_HELLO);
+    const started = Date.now();
+    await Promise.all([silent, half].map((s) => Promise.race([once(s, 'close'), new Promise((_, rej) => setTimeout(rej, 3000, new Error('handshake not cut')))])));
+    const took = Date.now() - started;
+    assert.ok(took < 500 + MARGIN_MS, `cut after ${took} ms`);
+  });
+}
+
+test('a self-signed certificate refused by the client: close() is prompt', async (t) => {
+  const cert = makeCert(t);
+  const n = await startTestNode(t, { POSTERN_TLS_CERT: cert.cert, POSTERN_TLS_KEY: cert.key, POSTERN_SMTPS_PORT: '0', POSTERN_SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_MS) });
+  for (let i = 0; i < 3; i++) {
+    const s = tlsConnect({ host: '127.0.0.1', port: n.ports.smtpsPort!, servername: 'mx.test.example', rejectUnauthorized: true });
+    await new Promise<void>((resolve) => {
+      s.on('error', () => resolve());
+      s.on('secureConnect', () => resolve());
+    });
+    s.destroy();
+  }
+  await closeWithin(t, n, []);
+});
