@@ -9,7 +9,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as netConnect, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { courierSkip, startCourier } from '../helpers/courier.js';
 import { readDsn, withoutTrace } from '../helpers/mail-text.js';
@@ -19,6 +19,7 @@ import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { startPostTestMailbox } from '../helpers/post-test-mailbox.js';
 
 const skip = courierSkip();
 
@@ -130,17 +131,7 @@ test('courier: Courier relays into postern (smarthost) and postern queues and de
 });
 
 test('courier: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers', { skip }, async (t: TestContext) => {
-  const root = tmpdir(t);
-  mkdirSync(join(root, 'mail'));
-  const map = writeFile(t, 'recipients', 'me@post.test\n');
-  const node = await startTestNode(t, {
-    POSTERN_DELIVERY: 'routes',
-    POSTERN_LOCAL_DOMAINS: 'post.test',
-    POSTERN_RECIPIENTS: map,
-    POSTERN_MAILDIR_CREATE: 'true',
-    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
-    POSTERN_HOSTNAME: 'mx.postern.interop',
-  }, { delivery: { pollIntervalMs: 50 } });
+  const { node, meNew } = await startPostTestMailbox(t);
   const co = await startCourier(t, { relayPort: node.ports.smtpPort });
   // postern's routes learn Courier's port only now: a second node sends to it.
   const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `courier.test=smtp:127.0.0.1:${co.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
@@ -163,9 +154,8 @@ test('courier: a permanent failure on either side comes back as an RFC 3464 DSN 
   // 2. Courier → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, Courier bounces to
   //    the sender me@post.test through postern, which accepts the bounce and delivers it.
   await sendMessage(co.port, 'me@post.test', ['ghost@post.test'], msg(9, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
-  const box = join(root, 'mail', 'post.test', 'me', 'new');
-  await waitFor('Courier\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, 20_000);
-  const d2 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  await waitFor('Courier\'s DSN in me@post.test\'s Maildir', () => meNew().length === 1, 20_000);
+  const d2 = meNew()[0]!;
   assert.match(d2, /^Return-Path: <>\r\n/);
   const r2 = await readDsn(d2);
   assert.equal(r2.reportType, 'delivery-status');

@@ -7,15 +7,13 @@
 // Maildir files with LF line ends, so those are compared in LF.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { eximSkip, startExim } from '../helpers/exim.js';
 import { readDsn, withoutTrace } from '../helpers/mail-text.js';
-import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
+import { makeCert, startTestNode } from '../helpers/node.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startScriptedServer } from '../helpers/scripted-server.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { tmpdir } from '../helpers/tmpdir.js';
+import { startPostTestMailbox } from '../helpers/post-test-mailbox.js';
 
 const skip = eximSkip();
 
@@ -84,17 +82,7 @@ test('exim: Exim relays into postern (BDAT, PIPELINING) and postern queues and d
 });
 
 test('exim: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers', { skip }, async (t: TestContext) => {
-  const root = tmpdir(t);
-  mkdirSync(join(root, 'mail'));
-  const map = writeFile(t, 'recipients', 'me@post.test\n');
-  const node = await startTestNode(t, {
-    POSTERN_DELIVERY: 'routes',
-    POSTERN_LOCAL_DOMAINS: 'post.test',
-    POSTERN_RECIPIENTS: map,
-    POSTERN_MAILDIR_CREATE: 'true',
-    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
-    POSTERN_HOSTNAME: 'mx.postern.interop',
-  }, { delivery: { pollIntervalMs: 50 } });
+  const { node, meNew } = await startPostTestMailbox(t);
   const ex = await startExim(t, { relayPort: node.ports.smtpPort });
   // postern's routes learn Exim's port only now: a second node sends to it.
   const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `exim.test=smtp:127.0.0.1:${ex.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
@@ -118,9 +106,8 @@ test('exim: a permanent failure on either side comes back as an RFC 3464 DSN tha
   // 2. Exim → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, Exim bounces to the
   //    sender me@post.test through postern, which accepts the bounce and delivers it.
   await sendMessage(ex.port, 'me@post.test', ['ghost@post.test'], msg(8, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
-  const box = join(root, 'mail', 'post.test', 'me', 'new');
-  await waitFor('Exim\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, 20_000);
-  const d2 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  await waitFor('Exim\'s DSN in me@post.test\'s Maildir', () => meNew().length === 1, 20_000);
+  const d2 = meNew()[0]!;
   assert.match(d2, /^Return-Path: <>\r\n/);
   const r2 = await readDsn(d2);
   assert.equal(r2.reportType, 'delivery-status');

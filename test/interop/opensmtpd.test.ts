@@ -11,11 +11,12 @@ import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { opensmtpdSkip, startOpenSmtpd, type OpenSmtpdInstance } from '../helpers/opensmtpd.js';
 import { readDsn, withoutTrace } from '../helpers/mail-text.js';
-import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
+import { makeCert, startTestNode } from '../helpers/node.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { startPostTestMailbox } from '../helpers/post-test-mailbox.js';
 
 const skip = opensmtpdSkip();
 
@@ -135,17 +136,7 @@ test('opensmtpd: OpenSMTPD relays into postern (relay host, STARTTLS), and poste
 });
 
 test('opensmtpd: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers; a message that needs SMTPUTF8 is never sent to OpenSMTPD, which does not offer it', { skip }, async (t: TestContext) => {
-  const root = tmpdir(t);
-  mkdirSync(join(root, 'mail'));
-  const map = writeFile(t, 'recipients', 'me@post.test\n');
-  const node = await startTestNode(t, {
-    POSTERN_DELIVERY: 'routes',
-    POSTERN_LOCAL_DOMAINS: 'post.test',
-    POSTERN_RECIPIENTS: map,
-    POSTERN_MAILDIR_CREATE: 'true',
-    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
-    POSTERN_HOSTNAME: 'mx.postern.interop',
-  }, { delivery: { pollIntervalMs: 50 } });
+  const { node, meNew } = await startPostTestMailbox(t);
   const osd = await startOpenSmtpd(t, { relayPort: node.ports.smtpPort });
   // postern's routes learn OpenSMTPD's port only now: a second node sends to it.
   const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
@@ -189,9 +180,8 @@ test('opensmtpd: a permanent failure on either side comes back as an RFC 3464 DS
   // 3. OpenSMTPD → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, OpenSMTPD bounces
   //    to the sender me@post.test through postern, which accepts the bounce and delivers it.
   await sendMessage(osd.port, 'me@post.test', ['ghost@post.test'], msg(9, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
-  const box = join(root, 'mail', 'post.test', 'me', 'new');
-  await waitFor('OpenSMTPD\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, { timeoutMs: 20_000, diag: osd.log });
-  const d3 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  await waitFor('OpenSMTPD\'s DSN in me@post.test\'s Maildir', () => meNew().length === 1, { timeoutMs: 20_000, diag: osd.log });
+  const d3 = meNew()[0]!;
   assert.match(d3, /^Return-Path: <>\r\n/);
   // OpenSMTPD 6.8's bounce carries an RFC 3464 message/delivery-status part, but in a
   // multipart/mixed (not the multipart/report of RFC 6522), with its own Status 5.0.0 and

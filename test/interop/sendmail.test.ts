@@ -11,11 +11,12 @@ import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { sendmailSkip, startSendmail } from '../helpers/sendmail.js';
 import { readDsn, withoutTrace } from '../helpers/mail-text.js';
-import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
+import { makeCert, startTestNode } from '../helpers/node.js';
 import { RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tmpdir } from '../helpers/tmpdir.js';
+import { startPostTestMailbox } from '../helpers/post-test-mailbox.js';
 
 const skip = sendmailSkip();
 
@@ -123,17 +124,7 @@ test('sendmail: Sendmail relays into postern (smart host, STARTTLS), and postern
 });
 
 test('sendmail: a permanent failure on either side comes back as an RFC 3464 DSN that the other side accepts and delivers; a message that needs SMTPUTF8 is never sent to Sendmail, which does not offer it', { skip }, async (t: TestContext) => {
-  const root = tmpdir(t);
-  mkdirSync(join(root, 'mail'));
-  const map = writeFile(t, 'recipients', 'me@post.test\n');
-  const node = await startTestNode(t, {
-    POSTERN_DELIVERY: 'routes',
-    POSTERN_LOCAL_DOMAINS: 'post.test',
-    POSTERN_RECIPIENTS: map,
-    POSTERN_MAILDIR_CREATE: 'true',
-    POSTERN_ROUTES: `post.test=maildir:${join(root, 'mail')}`,
-    POSTERN_HOSTNAME: 'mx.postern.interop',
-  }, { delivery: { pollIntervalMs: 50 } });
+  const { node, meNew } = await startPostTestMailbox(t);
   const sm = await startSendmail(t, { relayPort: node.ports.smtpPort });
   // postern's routes learn Sendmail's port only now: a second node sends to it.
   const sender = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `sendmail.test=smtp:127.0.0.1:${sm.port}`, POSTERN_HOSTNAME: 'out.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
@@ -177,9 +168,8 @@ test('sendmail: a permanent failure on either side comes back as an RFC 3464 DSN
   // 3. Sendmail → postern, unknown mailbox: postern says 550 5.1.1 at RCPT, Sendmail bounces to
   //    the sender me@post.test through postern, which accepts the bounce and delivers it.
   await sendMessage(sm.port, 'me@post.test', ['ghost@post.test'], msg(9, 'ghost@post.test') + 'Will bounce at postern.\n', 'client.test');
-  const box = join(root, 'mail', 'post.test', 'me', 'new');
-  await waitFor('Sendmail\'s DSN in me@post.test\'s Maildir', () => existsSync(box) && readdirSync(box).length === 1, { timeoutMs: 20_000, diag: sm.stderr });
-  const d3 = readFileSync(join(box, readdirSync(box)[0]!), 'latin1');
+  await waitFor('Sendmail\'s DSN in me@post.test\'s Maildir', () => meNew().length === 1, { timeoutMs: 20_000, diag: sm.stderr });
+  const d3 = meNew()[0]!;
   assert.match(d3, /^Return-Path: <>\r\n/);
   const r3 = await readDsn(d3);
   assert.equal(r3.reportType, 'delivery-status');
