@@ -6,7 +6,8 @@
 // routes the operator wrote, or with POSTERN_DELIVERY_ALLOW_PRIVATE for the private ranges.
 // IPv6 forms that embed an IPv4 address (mapped, SIIT, NAT64, 6to4) are judged by that address;
 // the node's own addresses are matched as numbers, whatever the spelling (::ffff:a.b.c.d, '::').
-import { BlockList, isIP } from 'node:net';
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { ipv6Words } from '../lib/networks.js';
 import { failure, success, type Result } from '../lib/result.js';
@@ -143,4 +144,28 @@ export class AddressPolicy {
     };
     return failure({ cls, reason: `${address} ${why[cls]}` });
   }
+}
+
+/**
+ * A `lookup` for a connector (undici's `connect.lookup`, net.connect) that keeps only the
+ * addresses `policy` allows, so the address connected to is one that passed (no DNS rebinding
+ * between the check and the connection). `resolve` gives a name's addresses (default: the
+ * system's resolver). A name with none left fails with ENOTFOUND, naming what it had.
+ */
+export function policyLookup(policy: AddressPolicy, resolve: (host: string) => Promise<string[]> = async (h) => (await dnsLookup(h, { all: true })).map((a) => a.address)): LookupFunction {
+  return (hostname, options, callback) => {
+    resolve(hostname).then(
+      (addrs) => {
+        const ok = addrs.filter((a) => policy.check(a).ok);
+        if (ok.length === 0) {
+          callback(Object.assign(new Error(`${hostname} has no usable address (${addrs.slice(0, 4).join(', ') || 'none'})`), { code: 'ENOTFOUND' }), '', 0);
+          return;
+        }
+        const family = (a: string): number => (a.includes(':') ? 6 : 4);
+        if ((options as { all?: boolean }).all) (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, ok.map((address) => ({ address, family: family(address) })));
+        else callback(null, ok[0]!, family(ok[0]!));
+      },
+      (err: Error) => callback(Object.assign(err, { code: (err as { code?: string }).code ?? 'ENOTFOUND' }), '', 0),
+    );
+  };
 }

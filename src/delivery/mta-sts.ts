@@ -4,12 +4,10 @@
 // applied to the addresses it connects to), a cache per max_age kept in a file of the data
 // dir, and the refresh: in the background when the TXT id changes or the policy nears its
 // end. A failed refresh keeps the cached policy until it expires (§10.2: no downgrade).
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import type { LookupFunction } from 'node:net';
 import { Agent, request } from 'undici';
-import { AddressPolicy } from './address-policy.js';
+import { AddressPolicy, policyLookup } from './address-policy.js';
 import { normalizeDomain } from '../lib/domain-name.js';
 import { MAX_STS_POLICY_BYTES, parseStsPolicy, parseStsTxt, type StsPolicy } from './mta-sts-policy.js';
 import type { TlsFailureType } from './tls-outcome.js';
@@ -87,26 +85,8 @@ export class MtaSts {
   constructor(opts: MtaStsOptions) {
     this.#o = opts;
     this.#now = opts.now ?? Date.now;
-    const resolveHost = opts.resolveHost ?? (async (h: string) => (await dnsLookup(h, { all: true })).map((a) => a.address));
-    const policy = opts.policy;
-    // The connector resolves the name itself so that every address passes the address policy
-    // (the policy host is a name of the recipient's choosing: it must not reach our own network).
-    const lookup: LookupFunction = (hostname, options, callback) => {
-      resolveHost(hostname).then(
-        (addrs) => {
-          const ok = addrs.filter((a) => policy.check(a).ok);
-          if (ok.length === 0) {
-            const err = Object.assign(new Error(`${hostname} has no usable address (${addrs.slice(0, 4).join(', ') || 'none'})`), { code: 'ENOTFOUND' });
-            callback(err, '', 0);
-            return;
-          }
-          const family = (a: string): number => (a.includes(':') ? 6 : 4);
-          if ((options as { all?: boolean }).all) (callback as unknown as (e: null, a: Array<{ address: string; family: number }>) => void)(null, ok.map((address) => ({ address, family: family(address) })));
-          else callback(null, ok[0]!, family(ok[0]!));
-        },
-        (err: Error) => callback(Object.assign(err, { code: (err as { code?: string }).code ?? 'ENOTFOUND' }), '', 0),
-      );
-    };
+    // The policy host is a name of the recipient's choosing: it must not reach our own network.
+    const lookup = policyLookup(opts.policy, opts.resolveHost);
     const timeout = opts.fetchTimeoutMs ?? 15_000;
     this.#agent = new Agent({
       connect: { lookup, timeout, ...(opts.ca ? { ca: opts.ca } : {}), rejectUnauthorized: true },

@@ -18,12 +18,11 @@
 import { gzipSync } from 'node:zlib';
 import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { lookup as dnsLookup } from 'node:dns';
 import { isIP } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import { Agent, request } from 'undici';
 import type { TlsOutcome, TlsOutcomeSink, TlsPolicyType } from './tls-outcome.js';
-import { AddressPolicy } from './address-policy.js';
+import { AddressPolicy, policyLookup } from './address-policy.js';
 import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
 
 const MAX_POLICIES = 8;
@@ -310,15 +309,7 @@ export class TlsReporter implements TlsOutcomeSink {
         timeout: HTTPS_TIMEOUT_MS,
         ...(this.#o.ca ? { ca: [...this.#o.ca] } : {}),
         // Every address a name resolves to passes the policy; the one connected to is one of them (no rebinding).
-        lookup: (hostname, opts, cb) => {
-          dnsLookup(hostname, { all: true }, (err, addrs) => {
-            if (err) return cb(err, '', 4);
-            const ok = addrs.filter((a) => policy.check(a.address).ok);
-            if (ok.length === 0) return cb(Object.assign(new Error(`refusing ${hostname}: no address the policy allows (${addrs.map((a) => a.address).join(', ')})`), { code: 'EPOLICY' }), '', 4);
-            if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: typeof ok) => void)(null, ok);
-            else cb(null, ok[0]!.address, ok[0]!.family);
-          });
-        },
+        lookup: policyLookup(policy),
       },
     });
     const timer = AbortSignal.timeout(HTTPS_TIMEOUT_MS);
