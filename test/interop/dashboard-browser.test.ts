@@ -187,12 +187,12 @@ test('hold → release → delete, bounce and retry now, each confirmed in the p
 
   await act(page, 'hold', id, /: held$/);
   assert.equal(await state(id), 'held');
-  assert.match(await testIdText(page, 'envelope'), /state\s+held/, 'the message page refreshed');
+  await waitForTestIdText(page, 'envelope', (s) => /state\s+held/.test(s), 'the message page refreshed');
   await waitForTestIdText(page, 'messages', (s) => new RegExp(`${id}[^\\n]*held`).test(s), 'the list refreshed');
 
   await act(page, 'release', id, /released: due now$/);
   assert.equal(await state(id), 'ready');
-  assert.match(await testIdText(page, 'envelope'), /state\s+ready/);
+  await waitForTestIdText(page, 'envelope', (s) => /state\s+ready/.test(s), 'the message page refreshed after release');
 
   await act(page, 'delete', id, /: deleted$/);
   assert.equal(await state(id), 404);
