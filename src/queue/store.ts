@@ -59,14 +59,15 @@ function logProblems(log: Logger, problems: QueueProblem[]): void {
   if (problems.length > MAX_LOGGED_PROBLEMS) log.warn({ more: problems.length - MAX_LOGGED_PROBLEMS }, 'more queue problems repaired');
 }
 
-/** The enqueues of one lmdb-js event-turn batch (= one write transaction). */
+/**
+ * The enqueues of one lmdb-js event-turn batch. Their counter changes and the highest seq are
+ * written by one transaction callback queued when the batch closes (the 'beforecommit' of its
+ * turn), so after every put of the batch in lmdb-js's instruction order.
+ */
 interface EnqueueBatch {
-  readonly delta: CounterDelta;
+  /** The records as enqueued; `counted` once a repair's recount included it. */
+  readonly entries: { readonly id: string; readonly rec: MessageRecord; counted: boolean }[];
   maxSeq: number;
-  /** Its message ids: a repair tells by them whether the batch's puts are in its transaction. */
-  readonly ids: string[];
-  /** A repair in this batch's transaction recounted its records: the delta must not be added. */
-  counted: boolean;
 }
 
 const noop = (): void => {};
@@ -172,11 +173,15 @@ export class Queue {
     );
     this.events = new EventLog(env.openDB<string, number>({ name: 'events', encoding: 'string', keyEncoding: 'ordered-binary' }));
     this.warmup = new WarmupCounts(env.openDB<number, [number, string]>({ name: 'warmup', encoding: 'ordered-binary', keyEncoding: 'ordered-binary' }), write, this.log);
-    // 'beforecommit' runs once per event-turn batch, i.e. once per LMDB write transaction.
+    // 'beforecommit' runs once per event-turn batch, at the end of the turn that queued it.
     env.on('beforecommit', () => {
       this.st.commits++;
-      if (this.batch !== null) this.st.enqueueCommits++; // this transaction carries enqueues
-      this.batch = null; // the next enqueue belongs to the next transaction
+      const batch = this.batch;
+      this.batch = null; // the next enqueue belongs to the next batch
+      if (batch !== null) {
+        this.st.enqueueCommits++; // this transaction carries enqueues
+        this.countBatch(batch);
+      }
       queueMicrotask(this.guardBatchPromise);
     });
   }
@@ -273,15 +278,14 @@ export class Queue {
       void messages.put(id, packed);
       if (rec.state === 'ready') void due.put(dueKey(priority, nextAttemptAt, seq), id);
       batch = this.currentBatch();
-      batch.delta.add(rec, 1);
-      batch.ids.push(id);
+      batch.entries.push({ id, rec, counted: false });
       if (seq > batch.maxSeq) batch.maxSeq = seq;
       await commit;
     } catch (err) {
+      // A failed transaction runs none of its callbacks: the batch is never counted.
+      if (batch !== undefined) this.uncounted.delete(batch);
       throw await this.writeError(err, 'enqueue');
     } finally {
-      // Its counter callback has run by now, or never will (a failed transaction).
-      if (batch !== undefined) this.uncounted.delete(batch);
       this.settled();
     }
     this.st.messagesCommitted++;
@@ -331,27 +335,36 @@ export class Queue {
     this.seqCeiling = Number.POSITIVE_INFINITY;
   }
 
-  /**
-   * The batch of the current event turn. Its first enqueue queues one transaction callback
-   * that lmdb-js runs in the same LMDB transaction as the puts of this turn (after them): it
-   * writes the summed counter changes and the highest seq once for the whole batch.
-   */
+  /** The batch of the current event turn (closed and counted by the turn's 'beforecommit'). */
   private currentBatch(): EnqueueBatch {
     const b = this.batch;
     if (b !== null) return b;
-    const batch: EnqueueBatch = { delta: new CounterDelta(), maxSeq: 0, ids: [], counted: false };
+    const batch: EnqueueBatch = { entries: [], maxSeq: 0 };
     this.uncounted.add(batch);
     this.batch = batch;
+    return batch;
+  }
+
+  /**
+   * Queue the transaction callback that writes a closed batch's counter changes and highest
+   * seq. It must come after every put of the batch: lmdb-js runs a transaction callback when
+   * its writer thread reaches it, which can be before the event turn that queued it has ended
+   * (puts queued later in that turn are then not yet written), so a callback queued by the
+   * first enqueue of a turn could run before the turn's last enqueues had joined its batch,
+   * and their counts were lost. Queued from 'beforecommit' it is the batch's last instruction.
+   */
+  private countBatch(batch: EnqueueBatch): void {
     this.env
       .transaction(() => {
         const { counters, meta } = this.store;
         this.uncounted.delete(batch);
-        if (!batch.counted) batch.delta.applyTo(counters);
+        const delta = new CounterDelta();
+        for (const e of batch.entries) if (!e.counted) delta.add(e.rec, 1);
+        delta.applyTo(counters);
         const stored = meta.get(META.seq) ?? 0;
         if (batch.maxSeq > stored) void meta.put(META.seq, batch.maxSeq);
       })
       .catch(noop); // a failed commit is reported through each enqueue's own promise
-    return batch;
   }
 
   /**
@@ -554,10 +567,10 @@ export class Queue {
     this.store.undecodable.clear();
     const started = performance.now();
     const r = checkQueue(this.store, { repair: true, nowMs: Math.floor(this.clock()) });
-    // An enqueue batch whose puts this transaction already holds but whose counter callback
-    // is still to run (lmdb-js runs every put of a batch before its transaction callbacks):
-    // the recount included its records, so its delta must not be added on top.
-    for (const b of this.uncounted) if (b.ids.some((id) => this.store.messages.doesExist(id))) b.counted = true;
+    // Enqueues whose puts this transaction already holds but whose batch's counter callback
+    // is still to run (it comes after every put of its batch): the recount included their
+    // records, so their counts must not be added on top.
+    for (const b of this.uncounted) for (const e of b.entries) if (!e.counted && this.store.messages.doesExist(e.id)) e.counted = true;
     if (r.maxSeq > this.seq) this.seq = r.maxSeq;
     logProblems(this.log, r.problems);
     this.log.warn({ problems: r.problems.length, records: r.records, ms: Math.round(performance.now() - started) }, 'queue repaired');

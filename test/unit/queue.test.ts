@@ -4,6 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Database } from 'lmdb';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { PosternError, type ErrorCode } from '../../src/errors.js';
 import { valueOf } from '../../src/lib/result.js';
 import {
@@ -536,6 +537,63 @@ test('counters stay exact through every transition and after reopen', async (t) 
   h.clock.advance(10_000);
   assert.equal(q.counts().byState.scheduled, 0, 'scheduled messages become ready as time passes');
   assertConsistent(q, h.clock);
+});
+
+test('counters stay exact when enqueues arrive from socket reads while leases run (large bodies: lmdb-js runs a callback mid-turn)', async (t) => {
+  // lmdb-js's writer thread can reach a transaction callback before the event turn that
+  // queued it has ended. The enqueue counter callback used to be queued by a turn's first
+  // enqueue, so the turn's later enqueues (socket reads in the same poll phase, after lmdb-js
+  // had run the callback) were never counted: here 6-37 of 200 per round, in half the rounds.
+  // 1 MiB bodies keep the writer busy enough for it to happen; SMTP sessions enqueue this way.
+  const h = harness(t);
+  const q = h.open();
+  const body = Buffer.alloc(1024 * 1024, 0x78);
+  const perRound = 200;
+  const sessions = 20;
+  for (let round = 0; round < 4; round++) {
+    let started = 0;
+    let done = 0;
+    const server = createServer((s) => {
+      s.on('data', () => {
+        if (started >= perRound) return;
+        started++;
+        void q.enqueue(env(['c@relay.example']), Buffer.from(body)).then(() => s.write('k'));
+      });
+    });
+    t.after(() => server.close());
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const clients = await Promise.all(
+      Array.from({ length: sessions }, () =>
+        new Promise<Socket>((resolve) => {
+          const c = connect(port, '127.0.0.1', () => {
+            c.setNoDelay(true);
+            c.write('x');
+            resolve(c);
+          });
+          c.on('data', () => c.write('x'));
+          c.on('error', () => {});
+        }),
+      ),
+    );
+    const deliverer = async (k: number): Promise<void> => {
+      while (done < perRound) {
+        const got = await q.lease({ limit: 2, owner: `w${k}` });
+        if (got.length === 0) await new Promise((r) => setTimeout(r, 1));
+        for (const m of got) {
+          await q.complete(m.id, m.recipients.map((r) => r.address));
+          done++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: sessions }, (_, k) => deliverer(k)));
+    for (const c of clients) c.destroy();
+    server.close();
+    assert.equal(done, perRound);
+    assert.deepEqual(q.counts().byState, { ready: 0, scheduled: 0, leased: 0, held: 0 }, `round ${round}: counters after every message was enqueued and delivered`);
+    assert.equal(q.counts().total, 0, `round ${round}`);
+    assertConsistent(q, h.clock);
+  }
 });
 
 test('unknown ids and a closed queue give their error codes', async (t) => {
