@@ -102,6 +102,8 @@ export interface RunResult {
   peakProcs: number;
   /** postern: VmHWM of its one process. */
   peakRssKiB: number | null;
+  /** The target's sampled peak anonymous resident memory (RssAnon summed over its processes). */
+  peakAnonKiB: number;
   leftInQueue: number | null;
   problems: string[];
   detail: Record<string, unknown>;
@@ -255,6 +257,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
       peakPssKiB: sampler.peakKiB,
       peakProcs: sampler.peakProcs,
       peakRssKiB: hwm,
+      peakAnonKiB: sampler.peakAnonKiB,
       leftInQueue: fin.left,
       problems,
       detail: { ...fin.detail, clientArgv: inj.argv, timedOut: inj.timedOut, sinkBytesPerMessage: sinkBytes !== null && received > 0 ? sinkBytes / received : null },

@@ -208,12 +208,23 @@ export class MemorySampler {
   #timer: NodeJS.Timeout;
   peakKiB = 0;
   peakProcs = 0;
+  /**
+   * The largest sampled sum of RssAnon: heap, Buffers and stacks, without the file pages a
+   * process has mapped (postern's VmHWM also counts the LMDB pages its reads touched, which
+   * the kernel can drop at any time).
+   */
+  peakAnonKiB = 0;
 
   constructor(pids: () => number[], everyMs = 250) {
     const sample = () => {
       const list = pids();
       let sum = 0;
-      for (const p of list) sum += pssKiB(p) ?? 0;
+      let anon = 0;
+      for (const p of list) {
+        sum += pssKiB(p) ?? 0;
+        anon += statusKiB(p, 'RssAnon') ?? 0;
+      }
+      if (anon > this.peakAnonKiB) this.peakAnonKiB = anon;
       if (sum > this.peakKiB) {
         this.peakKiB = sum;
         this.peakProcs = list.length;

@@ -4,7 +4,9 @@
 // BENCH_MESSAGES × 100 KiB: n = min(BENCH_MESSAGES, max(20, BENCH_MESSAGES × 100 KiB / size))
 // (2,000 × 100 KiB and 195 × 1 MiB at the default 2,000). Besides msg/s it reports
 // postern's peak resident memory (VmHWM of its one process: exact, unlike the sampled PSS of
-// the peak mem column), the figure that shows whether memory grows with size × sessions.
+// the peak mem column), the figure that shows whether memory grows with size × sessions, and
+// its anonymous part (RssAnon, sampled): VmHWM also counts mapped files (node's own code, the LMDB
+// pages postern's reads touched), which are the kernel's page cache, not memory postern holds.
 import { interleave, kib, relayRun, relayTargets, type Knobs, type Measurement, type Scenario } from './common.js';
 
 export function relayLargeMessages(k: Knobs, size: number): number {
@@ -17,7 +19,9 @@ function summary(m: Measurement): string | undefined {
   const main = m.detail?.mainThreadCpuMsPerMsg;
   const other = m.detail?.otherThreadsCpuMsPerMsg;
   const split = typeof main === 'number' && typeof other === 'number' ? `, CPU ms/msg main thread ${main.toFixed(2)} + other threads ${other.toFixed(2)}` : '';
-  return `relay-large ${m.variant} ${m.target} run ${m.run}: ${Math.round(m.msgsPerSec)} msg/s, peak RSS ${rss.toFixed(0)} MiB (VmHWM), ${m.messages} messages over ${m.detail?.connections as number} sessions${split}`;
+  const anon = m.detail?.peakAnonMiB;
+  const anonText = typeof anon === 'number' ? `; anonymous ${anon.toFixed(0)} MiB, sampled every 250 ms, the rest is mapped files: node itself and LMDB's pages` : '';
+  return `relay-large ${m.variant} ${m.target} run ${m.run}: ${Math.round(m.msgsPerSec)} msg/s, peak RSS ${rss.toFixed(0)} MiB (VmHWM${anonText}), ${m.messages} messages over ${m.detail?.connections as number} sessions${split}`;
 }
 
 export const relayLarge: Scenario = {
