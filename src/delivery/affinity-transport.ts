@@ -23,13 +23,17 @@
 import { Worker } from 'node:worker_threads';
 import type { Destination, DeliveryRequest, RecipientResult, Transport } from './types.js';
 import type { SmtpTransportOptions } from './smtp-transport.js';
-import type { WorkerReply, WorkerRequest } from './affinity-worker.js';
+import type { WorkerNotice, WorkerReply, WorkerRequest, WorkerSetup } from './affinity-worker.js';
 import { invalidArgument } from '../lib/invalid-argument.js';
 
 export interface AffinityTransportOptions {
   /** Number of worker threads (≥ 1). */
   threads: number;
-  /** Passed to the SmtpTransport inside each worker (must be structured-cloneable). */
+  /**
+   * Passed to the SmtpTransport inside each worker. Its two callbacks (tlsOutcomes,
+   * onCredentialsError) stay on this thread and are called from the workers' messages; the
+   * rest must be structured-cloneable.
+   */
   smtp: SmtpTransportOptions;
   /** See the header comment. Default 'copy'. */
   bodyTransfer?: 'copy' | 'transfer';
@@ -160,15 +164,21 @@ export class AffinityTransport implements Transport {
 
   #worker(slot: Slot): Worker {
     if (slot.worker) return slot.worker;
-    const w = new Worker(new URL('./affinity-worker.js', import.meta.url), { workerData: { smtp: this.#o.smtp } });
+    const { tlsOutcomes, onCredentialsError, ...cloneable } = this.#o.smtp;
+    const setup: WorkerSetup = { smtp: cloneable, reportTls: tlsOutcomes !== undefined };
+    const w = new Worker(new URL('./affinity-worker.js', import.meta.url), { workerData: setup });
     slot.worker = w;
     slot.stats.started++;
     slot.stats.threadId = w.threadId;
     // An idle pool must not keep the process alive; a worker with requests in flight does.
     w.unref();
     let lastError: Error | null = null;
-    w.on('message', (m: WorkerReply) => {
-      if (m && typeof m.id === 'number') this.#settle(slot, m.id, m.results);
+    w.on('message', (m: WorkerReply | WorkerNotice) => {
+      if (!m || typeof m !== 'object') return;
+      if ('id' in m) {
+        if (typeof m.id === 'number') this.#settle(slot, m.id, m.results);
+      } else if ('tlsOutcome' in m) tlsOutcomes?.record(m.tlsOutcome);
+      else if ('credentialsError' in m) onCredentialsError?.(new Error(m.credentialsError));
     });
     w.on('error', (err) => {
       lastError = err;

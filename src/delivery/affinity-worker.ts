@@ -3,11 +3,14 @@
 // body as a transferred ArrayBuffer, wrapped here without a copy. Every request gets exactly
 // one reply {id, results}; a thrown error becomes a transient result for every recipient.
 // {close: true} stops taking requests, lets the in-flight ones finish, closes the pools and
-// exits.
+// exits. What the main thread's SmtpTransport would tell callbacks (a function cannot cross into
+// a thread) comes back as messages: each TLS outcome when workerData.reportTls (TLS reporting),
+// and a credentials file that failed to re-read.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
 import type { Destination, RecipientResult } from './types.js';
 import type { MessageRecord, Recipient } from '../queue/types.js';
+import type { TlsOutcome } from './tls-outcome.js';
 
 export interface WorkerRequest {
   id: number;
@@ -27,9 +30,24 @@ export interface WorkerClose {
   close: true;
 }
 
+/** What the worker tells besides replies: one TLS outcome, or a credentials file not re-read. */
+export type WorkerNotice = { tlsOutcome: TlsOutcome } | { credentialsError: string };
+
+/** workerData: the cloneable transport options, and whether TLS outcomes are wanted. */
+export interface WorkerSetup {
+  smtp: SmtpTransportOptions;
+  reportTls: boolean;
+}
+
 if (parentPort) {
   const port = parentPort;
-  const transport = new SmtpTransport((workerData as { smtp: SmtpTransportOptions }).smtp);
+  const setup = workerData as WorkerSetup;
+  const notify = (n: WorkerNotice): void => port.postMessage(n);
+  const transport = new SmtpTransport({
+    ...setup.smtp,
+    ...(setup.reportTls ? { tlsOutcomes: { record: (o: TlsOutcome) => notify({ tlsOutcome: o }) } } : {}),
+    onCredentialsError: (err: Error) => notify({ credentialsError: err.message }),
+  });
   const inFlight = new Set<Promise<void>>();
   let closing = false;
 

@@ -160,14 +160,12 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
     ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
-    // A sink is a function: it cannot cross to delivery threads (workerData is cloned), so
-    // with POSTERN_DELIVERY_THREADS > 0 the policies apply but outcomes are not reported.
-    ...(opts.tlsOutcomes && c.deliveryThreads === 0 ? { tlsOutcomes: opts.tlsOutcomes } : {}),
+    ...(opts.tlsOutcomes ? { tlsOutcomes: opts.tlsOutcomes } : {}),
+    onCredentialsError: (err: Error): void => log.error({ err: err.message }, 'credentials file not reloaded, keeping the previous one'),
   };
-  // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash).
-  // (A function cannot reach the worker threads: there a credentials file that fails to re-read is not logged, and the previous version stays in use.)
-  const onCredentialsError = (err: Error): void => log.error({ err: err.message }, 'credentials file not reloaded, keeping the previous one');
-  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport({ ...smtpOptions, onCredentialsError });
+  // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash);
+  // the two callbacks above stay here, called from the threads' messages.
+  const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
   // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
   // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
   // comes back is seen within that interval (docs/queue.md "Waiting for a destination").

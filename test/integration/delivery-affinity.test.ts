@@ -10,6 +10,11 @@ import { deliveryRequest, startScriptedServer } from '../helpers/scripted-server
 import { AffinityTransport, fnv1a, type AffinityTransportOptions } from '../../src/delivery/affinity-transport.js';
 import type { Destination } from '../../src/delivery/types.js';
 import type { PosternNode } from '../../src/main.js';
+import type { TlsOutcome } from '../../src/delivery/tls-outcome.js';
+import { makeTestCa } from '../helpers/test-ca.js';
+import { tmpdir } from '../helpers/tmpdir.js';
+import { join } from 'node:path';
+import { DOMAIN, MX, smtpServer } from '../helpers/tls-policy-fixtures.js';
 
 const TIMEOUTS = { connectMs: 2000, greetingMs: 3000, commandMs: 3000, dataInitMs: 3000, dataBlockMs: 3000, finalMs: 5000, tlsMs: 3000 };
 
@@ -226,4 +231,44 @@ test('close(): waits for workers, in-flight work is not lost to a hang, later de
   const late = await tr.deliver(dest(node.ports.smtpPort), deliveryRequest('s@example.org', ['c@example.net'], body('c3', 400)));
   assert.equal(late[0]!.kind, 'deferred');
   assert.match(late[0]!.reply.text, /closed/);
+});
+
+test('TLS outcomes and credentials errors made in the threads reach the callbacks on the main thread', async (t) => {
+  const ca = makeTestCa(t);
+  const good = await smtpServer(t, ca, 'good');
+  const plain = await smtpServer(t, ca, 'none');
+  const outcomes: TlsOutcome[] = [];
+  const credentialErrors: string[] = [];
+  const tr = transport(t, {
+    smtp: {
+      heloName: 'client.test',
+      timeouts: TIMEOUTS,
+      tls: { ca: [ca.caPem] },
+      tlsOutcomes: { record: (o) => outcomes.push(o) },
+      onCredentialsError: (err) => credentialErrors.push(err.message),
+    },
+  });
+  const auth = { policyDomain: DOMAIN, type: 'no-policy-found' as const, enforce: false };
+  const toHost = (port: number): Extract<Destination, { kind: 'smtp' }> => ({ kind: 'smtp', key: `smtp:${MX}:${port}`, hosts: [{ host: MX, port, address: '127.0.0.1' }], tlsPolicy: 'opportunistic', viaMx: true, tlsAuth: auth });
+  for (const server of [good, plain]) {
+    const results = await tr.deliver(toHost(server.port), deliveryRequest('sender@example.org', [`r@${DOMAIN}`], body(`tls-${server.port}`, 500)));
+    assert.equal(results[0]!.kind, 'delivered', JSON.stringify(results));
+  }
+  assert.equal(outcomes.length, 2, JSON.stringify(outcomes));
+  assert.deepEqual(outcomes[0]!.result, 'success', 'the verified STARTTLS session');
+  assert.equal(outcomes[0]!.receivingIp, '127.0.0.1');
+  assert.equal(outcomes[0]!.policyDomain, DOMAIN);
+  assert.equal(outcomes[0]!.mxHost, MX);
+  assert.equal(outcomes[0]!.policy.type, 'no-policy-found');
+  assert.deepEqual(outcomes[1]!.result, { failure: 'starttls-not-supported', detail: `${MX} does not offer STARTTLS` });
+  // Outbound AUTH with a credentials file that cannot be read: the delivery is deferred in the
+  // thread, and the error reaches the main thread's callback (the node logs it there).
+  assert.equal(credentialErrors.length, 0);
+  const missing = join(tmpdir(t), 'no-such-credentials');
+  const withAuth: Destination = { ...toHost(good.port), key: `smtp:${MX}:${good.port}:auth`, auth: missing };
+  const deferred = await tr.deliver(withAuth, deliveryRequest('sender@example.org', [`r@${DOMAIN}`], body('tls-auth', 500)));
+  assert.equal(deferred[0]!.kind, 'deferred', JSON.stringify(deferred));
+  assert.equal(credentialErrors.length, 1, JSON.stringify(credentialErrors));
+  assert.ok(credentialErrors[0]!.includes(missing), credentialErrors[0]);
+  await tr.close();
 });
