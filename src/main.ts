@@ -9,6 +9,7 @@ import type { Config } from './config/schema.js';
 import { loadResources } from './config/resources.js';
 import { RecipientMapFile, isMailboxInMap } from './config/recipient-map.js';
 import { LmtpVerifier } from './smtp/lmtp-verifier.js';
+import { BodyBudget } from './smtp/body-budget.js';
 import { Queue } from './queue/store.js';
 import { UserDb } from './auth/users.js';
 import { SenderLogins } from './auth/sender-logins.js';
@@ -130,6 +131,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     log: log.child({ mod: 'smtp' }),
     counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0, filterRejected: 0, filterTempfailed: 0, filterQuarantined: 0 },
     pendingWrites: 0,
+    bodyBudget: new BodyBudget(config.maxBodyMemory),
     draining: false,
   };
   const rmap =
@@ -241,6 +243,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         queue,
         log: log.child({ mod: 'http' }),
         smtpCounters: () => ctx.counters,
+        bodyMemory: () => ({ ...ctx.bodyBudget!.stats(), limit: ctx.bodyBudget!.limit }),
         delivery: () => delivery?.counters ?? null,
         onQueued: () => delivery?.wake(),
         ...(emit ? { onEvent: emit } : {}),

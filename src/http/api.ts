@@ -13,6 +13,7 @@ import type { CachedCounts } from './cached-counts.js';
 import type { ProcessMetrics } from './process-metrics.js';
 import type { BounceStatsView } from '../delivery/failure-tally.js';
 import type { ShapingView } from '../delivery/shaping/shaping-view.js';
+import type { BodyBudgetStats } from '../smtp/body-budget.js';
 
 export interface HttpDeps {
   config: Readonly<Config>;
@@ -21,6 +22,8 @@ export interface HttpDeps {
   queue: Queue;
   log: Logger;
   smtpCounters: () => SmtpCounters;
+  /** The SMTP sessions' body memory (POSTERN_MAX_BODY_MEMORY), for /metrics. */
+  bodyMemory?: () => BodyBudgetStats & { limit: number };
   /** null when delivery is off. */
   delivery: () => Scheduler['counters'] | null;
   /** Called after each injected message is durably queued (main.ts wakes the scheduler). */

@@ -22,8 +22,7 @@ export interface BodySource {
 }
 
 export function commitMessage(s: Session, source: BodySource): Reply | Promise<Reply> {
-  const tx = s.tx!;
-  s.tx = null;
+  const tx = s.takeTransaction();
   const ctx = s.ctx;
   if (ctx.pendingWrites >= ctx.config.maxPendingWrites) {
     source.takeBody(); // drop the views

@@ -14,6 +14,7 @@ import type { EventOrigin, MailEvent } from '../queue/events.js';
 import type { RecipientMap } from '../config/recipient-map.js';
 import type { LmtpVerifier } from './lmtp-verifier.js';
 import type { VerpKey } from '../protocol/verp.js';
+import type { BodyBudget } from './body-budget.js';
 
 export interface SmtpCounters {
   connections: number;
@@ -50,6 +51,8 @@ export interface SessionContext {
   readonly counters: SmtpCounters;
   /** Messages handed to the queue and not yet committed (back-pressure). */
   pendingWrites: number;
+  /** POSTERN_MAX_BODY_MEMORY: the bytes of message bodies all sessions may hold at once. */
+  readonly bodyBudget?: BodyBudget;
   /** The filter stage, or null when no filter is configured. */
   readonly filters: FilterPool | null;
   /**

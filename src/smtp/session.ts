@@ -88,6 +88,10 @@ const LINE_STARTED = 16;
 /** The client shut its write side (FIN): finish what it sent, then close. */
 const INPUT_ENDED = 32;
 const REPORTED = 64;
+/** Not reading its body: the body memory is past POSTERN_MAX_BODY_MEMORY (body-budget.ts). */
+const WAITING_FOR_MEMORY = 128;
+/** The end of a body is being answered (commit, filters): its bytes are still in memory. */
+const ANSWERING = 256;
 
 let nextSessionNumber = 0;
 
@@ -184,6 +188,18 @@ export class Session {
   }
   set tx(v: Transaction | null) {
     if (v !== null || this.#state !== null) this.#st().tx = v;
+    // A transaction dropped or replaced takes its body's bytes with it: the BDAT chunks read so
+    // far are let go (DATA's scanner holds none once it has ended). commitMessage takes the
+    // transaction with takeTransaction(): its bytes stay counted until its reply.
+    this.#state?.bdat?.begin();
+    this.ctx.bodyBudget?.release(this);
+  }
+  /** The end of the body: the transaction goes to the commit; its bytes stay counted until the reply. */
+  takeTransaction(): Transaction {
+    const st = this.#st();
+    const tx = st.tx!;
+    st.tx = null;
+    return tx;
   }
   get errors(): number {
     return this.#state?.errors ?? 0;
@@ -394,6 +410,12 @@ export class Session {
   deadlinePassed(): void {
     if (this.#mode === 'greet') return this.#greet();
     if (this.#flags & CLOSED) return;
+    if (this.#flags & WAITING_FOR_MEMORY) {
+      this.log.warn({ waitedMs: this.ctx.config.dataTimeoutMs, bodyMemory: this.ctx.bodyBudget?.stats() }, 'message data waited too long for memory: 421');
+      this.#out = null;
+      this.send(reply(421, '4.3.2', `${this.ctx.config.hostname} Too busy to take message data now, try again later`, true));
+      return;
+    }
     this.log.info({ mode: this.#mode, stressed: this.ctx.stressed === true }, 'timeout');
     this.#out = null;
     this.send(reply(421, '4.4.2', `${this.ctx.config.hostname} Error: timeout exceeded`, true));
@@ -455,6 +477,7 @@ export class Session {
     this.#flags |= CLOSED;
     this.#mode = 'closed';
     this.#disarm();
+    if (!(this.#flags & ANSWERING)) this.ctx.bodyBudget?.release(this);
     this.#report();
   }
 
@@ -488,17 +511,35 @@ export class Session {
     while (pos < chunk.length || (this.#mode === 'bdat' && this.bdat.remaining === 0)) {
       const mode = this.#mode;
       let r: Reply | Promise<Reply> | null;
+      let holdsBody = false;
       if (mode === 'data') {
-        const end = this.data.feed(chunk, pos);
-        if (end < 0) return;
+        const data = this.data;
+        const before = data.size;
+        const end = data.feed(chunk, pos);
+        // Only what the scanner keeps counts (nothing past a refusal such as too-big).
+        this.#countBody(data.size - before);
+        if (end < 0) {
+          if (this.#mustWaitForMemory()) this.#waitForMemory(null, 0);
+          return;
+        }
         pos = end;
         this.mode = 'command';
         r = this.#endData();
       } else if (mode === 'bdat') {
-        const end = this.bdat.feed(chunk, pos);
-        if (end < 0) return;
+        const bdat = this.bdat;
+        const before = bdat.size;
+        const end = bdat.feed(chunk, pos);
+        this.#countBody(bdat.size - before);
+        if (end < 0) {
+          if (this.#mustWaitForMemory()) this.#waitForMemory(null, 0);
+          return;
+        }
         pos = end;
         this.mode = 'command';
+        const pending = this.bdatPending;
+        // A chunk that is not LAST leaves its bytes held until the next: small chunks, each
+        // answered before the next is sent, must wait for room too.
+        holdsBody = pending !== null && !pending.last && pending.refuse === null && bdat.status === 'ok';
         r = this.#endBdatChunk();
       } else if (mode === 'command' || mode === 'auth') {
         // Between lines the server's scanner serves (it is at rest, carrying nothing from one
@@ -535,6 +576,10 @@ export class Session {
         return;
       }
       this.send(r);
+      if (holdsBody && this.#mustWaitForMemory()) {
+        this.#waitForMemory(chunk, pos);
+        return;
+      }
       if (this.#mode === 'tls') {
         this.#startTls();
         return;
@@ -559,6 +604,54 @@ export class Session {
     );
   }
 
+  /** Count body bytes kept against POSTERN_MAX_BODY_MEMORY (body-budget.ts). */
+  #countBody(bytes: number): void {
+    this.ctx.bodyBudget?.add(this, bytes);
+  }
+
+  /** Past the bound, and this body not the first begun: stop reading until there is room. */
+  #mustWaitForMemory(): boolean {
+    const budget = this.ctx.bodyBudget;
+    return budget !== undefined && !budget.mayGoOn(this);
+  }
+
+  /**
+   * Stop reading (socket paused, TCP holds the client back) until bodies ahead are answered;
+   * `chunk` from `pos` is what is left of the input to go on with then. The data deadline
+   * stops, but the wait has one of its own, as long: sessions held back past the bound cannot
+   * keep their bytes forever, nor can a first body dribbling at the minimum data rate hold the
+   * others back for hours; at the deadline, 421 and close.
+   */
+  #waitForMemory(chunk: Buffer | null, pos: number): void {
+    this.#flags |= BUSY | WAITING_FOR_MEMORY;
+    const st = this.#st();
+    st.resumeChunk = chunk !== null && pos < chunk.length ? chunk : null;
+    st.resumeAt = pos;
+    this.#arm(this.ctx.config.dataTimeoutMs, true);
+    this.#socket.pause();
+    this.#waitForRoom(Date.now(), true);
+  }
+
+  #waitForRoom(since: number, first: boolean): void {
+    // Woken from another session's release: go on in a turn of our own.
+    this.ctx.bodyBudget!.wait(this, () => setImmediate(() => this.#roomMade(since)), first);
+  }
+
+  #roomMade(since: number): void {
+    if (this.#flags & CLOSED) return;
+    if (!this.ctx.bodyBudget!.mayGoOn(this)) return this.#waitForRoom(since, false);
+    this.#flags &= ~(BUSY | WAITING_FOR_MEMORY);
+    const st = this.#st();
+    // The wait was ours, not the client's: its data deadline moves by as much.
+    st.dataSince += Date.now() - since;
+    const chunk = st.resumeChunk;
+    if (chunk !== null) {
+      st.resumeChunk = null;
+      this.#process(chunk, st.resumeAt);
+    }
+    this.#goOn();
+  }
+
   #resume(r: Reply): void {
     this.#flags &= ~BUSY;
     if (this.#flags & CLOSED) return;
@@ -567,6 +660,12 @@ export class Session {
     const chunk = st.resumeChunk!;
     st.resumeChunk = null;
     this.#process(chunk, st.resumeAt);
+    this.#goOn();
+  }
+
+  /** Go on with what the client sent while we were busy, then read again. */
+  #goOn(): void {
+    const st = this.#st();
     while (!(this.#flags & (BUSY | CLOSED)) && st.backlog.length > 0) {
       this.#process(st.backlog.shift()!, 0);
     }
@@ -579,7 +678,22 @@ export class Session {
   #endData(): Reply | Promise<Reply> {
     const status = this.data.status;
     if (status !== 'ok') return this.#refuseContent(status);
-    return commitMessage(this, this.data);
+    return this.#bodyAnswered(commitMessage(this, this.data));
+  }
+
+  /** The body's bytes are free once its reply is known (until then they are in memory, even if the client has gone). */
+  #bodyAnswered(r: Reply | Promise<Reply>): Reply | Promise<Reply> {
+    const budget = this.ctx.bodyBudget;
+    if (budget === undefined) return r;
+    if (!(r instanceof Promise)) {
+      budget.release(this);
+      return r;
+    }
+    this.#flags |= ANSWERING;
+    return r.finally(() => {
+      this.#flags &= ~ANSWERING;
+      budget.release(this);
+    });
   }
 
   #endBdatChunk(): Reply | Promise<Reply> {
@@ -587,12 +701,13 @@ export class Session {
     this.bdatPending = null;
     if (pending.refuse) {
       if (pending.last && this.tx) this.tx = null;
+      this.ctx.bodyBudget?.release(this); // the refused chunk was read and dropped
       return pending.refuse;
     }
     const status = this.bdat.status;
     if (status !== 'ok') return this.#refuseContent(status);
     if (!pending.last) return reply(250, '2.0.0', `${pending.size} octets received`);
-    return commitMessage(this, this.bdat);
+    return this.#bodyAnswered(commitMessage(this, this.bdat));
   }
 
   #refuseContent(status: 'too-big' | 'bad-newline' | 'line-too-long' | 'nul-byte'): Reply {

@@ -44,6 +44,14 @@ export function renderMetrics(api: Api): string {
   p.one('postern_smtp_recipients_rejected_total', 'counter', 'RCPT TO refused.', smtp.recipientsRejected);
   p.one('postern_smtp_auth_failures_total', 'counter', 'Failed AUTH attempts.', smtp.authFailures);
   p.one('postern_smtp_tls_handshakes_total', 'counter', 'Completed TLS handshakes (STARTTLS and implicit TLS).', smtp.tlsHandshakes);
+  const mem = api.deps.bodyMemory?.();
+  if (mem !== undefined) {
+    p.one('postern_smtp_body_memory_bytes', 'gauge', 'Bytes of message data the SMTP sessions hold now (until each body is answered).', mem.held);
+    p.one('postern_smtp_body_memory_peak_bytes', 'gauge', 'The most bytes of message data the SMTP sessions held at once since start.', mem.peak);
+    p.one('postern_smtp_body_memory_limit_bytes', 'gauge', 'POSTERN_MAX_BODY_MEMORY.', mem.limit);
+    p.one('postern_smtp_sessions_waiting_for_memory', 'gauge', 'SMTP sessions not reading their body now: the body memory is past its limit.', mem.waiting);
+    p.one('postern_smtp_body_memory_waits_total', 'counter', 'Times an SMTP session stopped reading its body for lack of body memory.', mem.waits);
+  }
 
   p.family('postern_deliveries_total', 'counter', 'Recipient delivery outcomes.', [
     [{ outcome: 'delivered' }, d?.delivered ?? 0],
