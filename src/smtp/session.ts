@@ -513,33 +513,20 @@ export class Session {
       let r: Reply | Promise<Reply> | null;
       let holdsBody = false;
       if (mode === 'data') {
-        const data = this.data;
-        const before = data.size;
-        const end = data.feed(chunk, pos);
-        // Only what the scanner keeps counts (nothing past a refusal such as too-big).
-        this.#countBody(data.size - before);
-        if (end < 0) {
-          if (this.#mustWaitForMemory()) this.#waitForMemory(null, 0);
-          return;
-        }
+        const end = this.#feedBody(this.data, chunk, pos);
+        if (end < 0) return;
         pos = end;
         this.mode = 'command';
         r = this.#endData();
       } else if (mode === 'bdat') {
-        const bdat = this.bdat;
-        const before = bdat.size;
-        const end = bdat.feed(chunk, pos);
-        this.#countBody(bdat.size - before);
-        if (end < 0) {
-          if (this.#mustWaitForMemory()) this.#waitForMemory(null, 0);
-          return;
-        }
+        const end = this.#feedBody(this.bdat, chunk, pos);
+        if (end < 0) return;
         pos = end;
         this.mode = 'command';
         const pending = this.bdatPending;
         // A chunk that is not LAST leaves its bytes held until the next: small chunks, each
         // answered before the next is sent, must wait for room too.
-        holdsBody = pending !== null && !pending.last && pending.refuse === null && bdat.status === 'ok';
+        holdsBody = pending !== null && !pending.last && pending.refuse === null && this.bdat.status === 'ok';
         r = this.#endBdatChunk();
       } else if (mode === 'command' || mode === 'auth') {
         // Between lines the server's scanner serves (it is at rest, carrying nothing from one
@@ -604,9 +591,17 @@ export class Session {
     );
   }
 
-  /** Count body bytes kept against POSTERN_MAX_BODY_MEMORY (body-budget.ts). */
-  #countBody(bytes: number): void {
-    this.ctx.bodyBudget?.add(this, bytes);
+  /**
+   * Feed message data to its scanner. What the scanner keeps counts against
+   * POSTERN_MAX_BODY_MEMORY (body-budget.ts; nothing past a refusal such as too-big). -1: the
+   * chunk is used up mid-body, and the session may now be waiting for memory.
+   */
+  #feedBody(scanner: { readonly size: number; feed(chunk: Buffer, pos: number): number }, chunk: Buffer, pos: number): number {
+    const before = scanner.size;
+    const end = scanner.feed(chunk, pos);
+    this.ctx.bodyBudget?.add(this, scanner.size - before);
+    if (end < 0 && this.#mustWaitForMemory()) this.#waitForMemory(null, 0);
+    return end;
   }
 
   /** Past the bound, and this body not the first begun: stop reading until there is room. */

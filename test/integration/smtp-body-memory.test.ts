@@ -2,11 +2,13 @@
 // (TCP holds the client back) until the body ahead of it is answered, without its data
 // deadline running; the body begun first always goes on; many sessions at once all finish
 // (nobody waits for good), the bytes held stay near the limit, and /metrics shows it.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestNode } from '../helpers/node.js';
 import { RawClient } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
+import type { PosternNode } from '../../src/main.js';
+import type { BodyBudget } from '../../src/smtp/body-budget.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -27,20 +29,28 @@ async function openData(port: number, from: string): Promise<RawClient> {
   return c;
 }
 
-test('past the limit a second body waits, unread, until the first is answered; its data deadline does not run meanwhile', async (t) => {
-  // A 3 s data timeout and a minimum data rate so high that the whole body must come within
-  // it: B waits ~1.2 s, then takes 2.2 s more. It is not timed out only if the wait is not
-  // counted against it (3.4 s in all since its DATA).
-  const node = await startTestNode(t, { POSTERN_MAX_BODY_MEMORY: '1M', POSTERN_DATA_TIMEOUT_MS: '3s', POSTERN_MIN_DATA_RATE: '1000000000' });
+/**
+ * A node with a 1 MiB bound and session A in the middle of a 1.5 MiB body, read whole: past
+ * the bound on its own, as the body begun first may be.
+ */
+async function withFirstBody(t: TestContext, env: Record<string, string> = {}): Promise<{ node: PosternNode; budget: BodyBudget; port: number; a: RawClient }> {
+  const node = await startTestNode(t, { POSTERN_MAX_BODY_MEMORY: '1M', ...env });
   const budget = node.ctx.bodyBudget!;
   const port = node.ports.smtpPort;
   const a = await openData(port, 'first@example.org');
   t.after(() => a.end());
-  // A: 1.5 MiB, past the limit on its own: the body begun first goes on.
   const first = text('first', 1.5 * MiB);
   a.write(first);
   await waitFor('A read whole', () => budget.stats().held === first.length, 10_000);
   assert.equal(budget.stats().waiting, 0, 'the first body never waits');
+  return { node, budget, port, a };
+}
+
+test('past the limit a second body waits, unread, until the first is answered; its data deadline does not run meanwhile', async (t) => {
+  // A 3 s data timeout and a minimum data rate so high that the whole body must come within
+  // it: B waits ~1.2 s, then takes 2.2 s more. It is not timed out only if the wait is not
+  // counted against it (3.4 s in all since its DATA).
+  const { node, budget, port, a } = await withFirstBody(t, { POSTERN_DATA_TIMEOUT_MS: '3s', POSTERN_MIN_DATA_RATE: '1000000000' });
 
   const b = await openData(port, 'second@example.org');
   t.after(() => b.end());
@@ -71,13 +81,7 @@ test('past the limit a second body waits, unread, until the first is answered; i
 });
 
 test('a wait for memory has a deadline of its own (the data timeout): 421 4.3.2 and close, its bytes given back', async (t) => {
-  const node = await startTestNode(t, { POSTERN_MAX_BODY_MEMORY: '1M', POSTERN_DATA_TIMEOUT_MS: '1s' });
-  const budget = node.ctx.bodyBudget!;
-  const port = node.ports.smtpPort;
-  const a = await openData(port, 'first@example.org');
-  t.after(() => a.end());
-  a.write(text('first', 1.5 * MiB));
-  await waitFor('A read whole', () => budget.stats().held >= 1.5 * MiB, 10_000);
+  const { node, budget, port, a } = await withFirstBody(t, { POSTERN_DATA_TIMEOUT_MS: '1s' });
   const heldByA = budget.stats().held;
   const b = await openData(port, 'second@example.org');
   t.after(() => b.end());
@@ -117,7 +121,6 @@ test('twelve sessions × 600 KiB against a 1 MiB limit: all are queued, none wai
   // the first body past it, and what each session read before it stopped (socket reads of at
   // most 64 KiB, a few of them while data was already in flight).
   assert.ok(st.peak <= 1 * MiB + 600 * KiB + 12 * 256 * KiB, `peak ${st.peak}`);
-  assert.ok(st.peak < 12 * 600 * KiB, `peak ${st.peak}`);
 
   const metrics = await (await fetch(`http://127.0.0.1:${node.ports.httpPort}/metrics`)).text();
   assert.match(metrics, /^postern_smtp_body_memory_bytes 0$/m);
@@ -128,13 +131,7 @@ test('twelve sessions × 600 KiB against a 1 MiB limit: all are queued, none wai
 });
 
 test('BDAT in small chunks, each answered before the next: past the bound the next chunk is not read until there is room', async (t) => {
-  const node = await startTestNode(t, { POSTERN_MAX_BODY_MEMORY: '1M' });
-  const budget = node.ctx.bodyBudget!;
-  const port = node.ports.smtpPort;
-  const a = await openData(port, 'first@example.org');
-  t.after(() => a.end());
-  a.write(text('first', 1.5 * MiB));
-  await waitFor('A read whole', () => budget.stats().held >= 1.5 * MiB, 10_000);
+  const { node, budget, port, a } = await withFirstBody(t);
   const b = await RawClient.connect(port);
   t.after(() => b.end());
   await b.read();
