@@ -98,6 +98,7 @@ export interface Config {
   destRate: number | null;
   destProbeIntervalMs: number;
   deliveryConcurrency: number;
+  maxDeliveryMemory: number;
   /** Delays in ms before attempt 2, 3, …; the last repeats. */
   retrySchedule: readonly number[];
   /** The shaping file ('' = none: every destination is its own site with the settings above). */
@@ -228,6 +229,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'rate' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
   { key: 'destProbeIntervalMs', env: 'POSTERN_DEST_PROBE_INTERVAL_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'Longest interval between two probes of a destination that is down while messages wait for it: the first after 1 s, then doubling up to this (a probe is one waiting message, one connection). Also caps the circuit breaker\'s open interval. When a probe or any delivery succeeds, the waiting messages are released at once, paced (see docs/queue.md, "Waiting for a destination").' },
   { key: 'deliveryConcurrency', env: 'POSTERN_DELIVERY_CONCURRENCY', type: { kind: 'int', min: 1, max: 100000 }, default: '200', doc: 'Messages being delivered at once, across all destinations.' },
+  { key: 'maxDeliveryMemory', env: 'POSTERN_MAX_DELIVERY_MEMORY', type: { kind: 'bytes', min: MiB, max: 2 ** 46 }, default: String(256 * MiB), doc: 'Bytes of messages being delivered at once (each body is in memory while it is sent): no more messages are taken from the queue past it, though one is always let through whatever its size. With POSTERN_MAX_BODY_MEMORY it bounds the bodies in memory by configuration. Suffixes K, M, G.' },
   { key: 'shaping', env: 'POSTERN_SHAPING', type: { kind: 'path', optional: true }, default: '', doc: 'Shaping file (TOML): limits per provider site (recipient domains, MX host suffixes) and source address: connections, messages per connection, rate, recipients per transaction, TLS, retry schedule, PIPELINING/CHUNKING, suspend patterns; it overrides the POSTERN_DEST_* settings. Re-read when it changes. Adaptive back-off on throttling replies runs with or without it. See docs/shaping.md.' },
   { key: 'retrySchedule', env: 'POSTERN_RETRY_SCHEDULE', type: { kind: 'durations' }, default: '5m,10m,20m,40m,1h', doc: 'Delays before each new attempt after a temporary failure, comma-separated; the last repeats (see docs/delivery.md, "Retries and bounces").' },
   { key: 'maxQueueLifetimeMs', env: 'POSTERN_MAX_QUEUE_LIFETIME', type: { kind: 'duration', min: 1000, max: 31536000000 }, default: '5d', doc: 'A message still undelivered after this long is bounced.' },

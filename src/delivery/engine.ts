@@ -207,6 +207,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxQueueLifetimeMs: c.maxQueueLifetimeMs,
     maxHops: c.maxHops,
     maxConcurrency: c.deliveryConcurrency,
+    maxInFlightBytes: c.maxDeliveryMemory,
     leaseMs: c.queueLeaseMs,
     isSuppressed: (address) => queue.suppressions.has(address),
     ...(opts.sharedSuppressed ? { sharedSuppressed: opts.sharedSuppressed } : {}),

@@ -70,6 +70,8 @@ export interface DeliveryCounters {
   bounced: number;
   bouncesSent: number;
   inFlight: number;
+  /** Bytes of the messages being delivered now (their bodies are in memory). */
+  inFlightBytes: number;
 }
 
 export interface SchedulerOptions {
@@ -88,6 +90,11 @@ export interface SchedulerOptions {
   maxHops?: number;
   /** Messages delivered at once, across all destinations. */
   maxConcurrency: number;
+  /**
+   * Bytes of messages delivered at once (POSTERN_MAX_DELIVERY_MEMORY): each body is in memory
+   * while it is delivered. Leasing stops short of it; one message is always let through.
+   */
+  maxInFlightBytes?: number;
   leaseMs: number;
   pollIntervalMs?: number;
   /** The seam for the worker stage (DKIM signature, …): returns the bytes to send. */
@@ -131,7 +138,7 @@ export function formatAge(ms: number): string {
 
 export class Scheduler {
   readonly #stats = new DestinationStatsTable();
-  readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0 };
+  readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0, inFlightBytes: 0 };
   readonly #o: SchedulerOptions;
   readonly #owner: string;
   readonly #now: () => number;
@@ -208,13 +215,14 @@ export class Scheduler {
     const poll = this.#o.pollIntervalMs ?? 1000;
     while (this.#running) {
       const free = this.#o.maxConcurrency - this.#inflight.size;
-      if (free <= 0) {
+      const room = (this.#o.maxInFlightBytes ?? Infinity) - this.counters.inFlightBytes;
+      if (free <= 0 || (room <= 0 && this.#inflight.size > 0)) {
         await new Promise<void>((r) => (this.#slotFreed = r));
         continue;
       }
       let batch: MessageRecord[] = [];
       try {
-        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs });
+        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs, ...(Number.isFinite(room) ? { maxBytes: Math.max(0, room) } : {}) });
       } catch (err) {
         if (!this.#running) break;
         this.#o.log.error({ err }, 'lease failed');
@@ -247,6 +255,7 @@ export class Scheduler {
   async #deliverMessage(m: MessageRecord): Promise<void> {
     const o = this.#o;
     this.counters.inFlight++;
+    this.counters.inFlightBytes += m.size;
     try {
       // Suppression check: a suppressed recipient is never tried; it fails 5.7.1 and the
       // bounce path reports it (settled with the rest below).
@@ -307,6 +316,7 @@ export class Scheduler {
       await this.#settle(m, [...suppressed, ...results.flat()], shapes);
     } finally {
       this.counters.inFlight--;
+      this.counters.inFlightBytes -= m.size;
     }
   }
 

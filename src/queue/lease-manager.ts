@@ -38,8 +38,10 @@ export class LeaseManager {
    * by the fairness rotation (fairness.ts). Each read of the due index is a range read that
    * starts at the first due key of a priority and stops at `now`: messages not yet due are
    * never touched. Leased messages move to the lease index with expiresAt = now + leaseMs.
+   * With `maxBytes`, leasing stops before the message that would take the sizes leased past
+   * it (the first is always leased, whatever its size); the rest stay due, untouched.
    */
-  lease(opts: { limit: number; owner: string; leaseMs?: number }): Promise<MessageRecord[]> {
+  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number }): Promise<MessageRecord[]> {
     const limit = Math.floor(opts.limit);
     const leaseMs = opts.leaseMs ?? this.#leaseMs;
     if (typeof opts.owner !== 'string') return Promise.reject(invalidArgument('lease: owner must be a string', 'type'));
@@ -54,9 +56,12 @@ export class LeaseManager {
       const recs = readOnce(picked, (id) => store.read(id));
       const delta = new CounterDelta();
       const out: MessageRecord[] = [];
+      const maxBytes = opts.maxBytes ?? Infinity;
+      let bytes = 0;
       for (let i = 0; i < picked.length; i++) {
         const e = picked[i]!;
         const rec = recs[i];
+        if (rec !== undefined && rec.state === 'ready' && out.length > 0 && bytes + rec.size > maxBytes) break;
         void store.due.remove(e.key);
         if (rec === undefined || rec.state !== 'ready') {
           // Absent, corrupt (set aside by the repair that ends this transaction), not ready,
@@ -72,6 +77,7 @@ export class LeaseManager {
           return true;
         }, delta);
         out.push(rec);
+        bytes += rec.size;
       }
       delta.applyTo(store.counters);
       return out;

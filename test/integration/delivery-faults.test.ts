@@ -154,3 +154,27 @@ test('a 421 greeting on the first host: delivered via the second host of the rou
   await sleep(100);
   assert.equal(good.messages().length, 1, 'exactly once');
 });
+
+test('POSTERN_MAX_DELIVERY_MEMORY: 6 × 600 KiB to a slow sink under a 1 MiB bound: at most one message past the bound in flight, all delivered', async (t) => {
+  const sink = await startSink(t, { finalDelayMs: 400 });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_MAX_DELIVERY_MEMORY: '1M' }, fast);
+  // Queued held, then released together: all six are due at once.
+  const line = 'w'.repeat(76) + '\r\n';
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) ids.push(await node.queue.enqueue({ sender: 'a@example.org', recipients: [{ address: `r${i}@far.test` }], hold: true }, Buffer.from(`Subject: big-${i}\r\n\r\n${line.repeat(7900)}`)));
+  const counters = node.delivery!.counters;
+  let peakBytes = 0;
+  let peakMessages = 0;
+  const sample = setInterval(() => {
+    peakBytes = Math.max(peakBytes, counters.inFlightBytes);
+    peakMessages = Math.max(peakMessages, counters.inFlight);
+  }, 5);
+  t.after(() => clearInterval(sample));
+  await Promise.all(ids.map((id) => node.queue.release(id)));
+  await waitFor('all 6 delivered', () => count(sink, 'Subject: big-') === 6, 20_000);
+  clearInterval(sample);
+  assert.ok(peakMessages === 2, `two at a time (600 KiB + one let through past the bound), not all 6: ${peakMessages}`);
+  assert.ok(peakBytes <= 1024 * 1024 + 620_000, `peak ${peakBytes}`);
+  await waitFor('every delivery settled', () => counters.inFlight === 0, 5000);
+  assert.equal(counters.inFlightBytes, 0);
+});

@@ -596,6 +596,23 @@ test('counters stay exact when enqueues arrive from socket reads while leases ru
   }
 });
 
+test('lease with maxBytes stops before the message that would pass it; the first is always leased; the rest stay due', async (t) => {
+  const h = harness(t);
+  const q = h.open();
+  const ids: string[] = [];
+  for (const size of [100, 200, 300, 400]) ids.push(await q.enqueue(env([`s${size}@example.net`]), Buffer.alloc(size, 0x61)));
+  const first = await q.lease({ limit: 10, owner: 'w', maxBytes: 350 });
+  assert.deepEqual(first.map((m) => m.size), [100, 200], '100 + 200 fit in 350; + 300 would not');
+  assertConsistent(q, h.clock);
+  assert.equal(q.counts().byState.ready, 2, 'the others are still due');
+  const big = await q.lease({ limit: 10, owner: 'w', maxBytes: 1 });
+  assert.deepEqual(big.map((m) => m.id), [ids[2]], 'one message always, whatever its size');
+  const rest = await q.lease({ limit: 10, owner: 'w', maxBytes: 0 });
+  assert.deepEqual(rest.map((m) => m.id), [ids[3]]);
+  assert.deepEqual(await q.lease({ limit: 10, owner: 'w' }), []);
+  assertConsistent(q, h.clock);
+});
+
 test('unknown ids and a closed queue give their error codes', async (t) => {
   const h = harness(t);
   const q = h.open();

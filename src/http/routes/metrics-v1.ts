@@ -61,6 +61,7 @@ export function renderMetrics(api: Api): string {
   p.one('postern_delivery_attempts_total', 'counter', 'Delivery attempts (one per message and destination).', d?.attempts ?? 0);
   p.one('postern_bounces_sent_total', 'counter', 'Delivery status notifications queued.', d?.bouncesSent ?? 0);
   p.one('postern_delivery_in_flight', 'gauge', 'Deliveries running now.', d?.inFlight ?? 0);
+  p.one('postern_delivery_in_flight_bytes', 'gauge', 'Bytes of the messages being delivered now (POSTERN_MAX_DELIVERY_MEMORY bounds it).', d?.inFlightBytes ?? 0);
   const b = api.deps.bounces?.() ?? null;
   p.family('postern_delivery_failures_total', 'counter', 'Recipient failures by bounce category (docs/bounces.md) and kind: bounced/deferred (the next hop\'s reply or a local failure), async-bounced/async-deferred (a DSN that came back).', (b?.failures ?? []).map((f) => [{ category: f.category, kind: f.kind }, f.count]));
   const r = b?.reports ?? null;
