@@ -23,6 +23,12 @@ export class FairRotation {
     return p;
   }
 
+  /** Undo the last `n` advances (picks chosen and then not taken). */
+  rewind(n: number): void {
+    const len = FAIRNESS_CYCLE.length;
+    this.slot = (((this.slot - n) % len) + len) % len;
+  }
+
   /**
    * Choose the priority for the next pick given which priorities still have due messages,
    * or -1 when none has (the rotation does not advance then).

@@ -61,7 +61,11 @@ export class LeaseManager {
       for (let i = 0; i < picked.length; i++) {
         const e = picked[i]!;
         const rec = recs[i];
-        if (rec !== undefined && rec.state === 'ready' && out.length > 0 && bytes + rec.size > maxBytes) break;
+        if (rec !== undefined && rec.state === 'ready' && out.length > 0 && bytes + rec.size > maxBytes) {
+          // The picks not taken give their turns back: the rotation goes on from here next time.
+          this.#rotation.rewind(picked.length - i);
+          break;
+        }
         void store.due.remove(e.key);
         if (rec === undefined || rec.state !== 'ready') {
           // Absent, corrupt (set aside by the repair that ends this transaction), not ready,

@@ -613,6 +613,25 @@ test('lease with maxBytes stops before the message that would pass it; the first
   assertConsistent(q, h.clock);
 });
 
+test('lease with maxBytes keeps the fairness rotation: leasing in two steps takes the same messages in the same order as in one', async (t) => {
+  const order = async (steps: { maxBytes?: number }[]): Promise<string[]> => {
+    const h = harness(t);
+    const q = h.open();
+    for (let i = 0; i < 6; i++) {
+      await q.enqueue(env([`u${i}@example.net`], { priority: 0 }), Buffer.alloc(100, 0x61));
+      await q.enqueue(env([`b${i}@example.net`], { priority: 2 }), Buffer.alloc(100, 0x61));
+      await q.enqueue(env([`n${i}@example.net`], { priority: 1 }), Buffer.alloc(100, 0x61));
+    }
+    const out: string[] = [];
+    for (const s of steps) out.push(...(await q.lease({ limit: 18, owner: 'w', ...s })).map((m) => m.recipients[0]!.address[0]!));
+    return out;
+  };
+  const once = await order([{}]);
+  assert.equal(once.length, 18);
+  const stepped = await order([{ maxBytes: 250 }, { maxBytes: 350 }, {}]);
+  assert.deepEqual(stepped, once);
+});
+
 test('unknown ids and a closed queue give their error codes', async (t) => {
   const h = harness(t);
   const q = h.open();
