@@ -92,7 +92,7 @@ export interface SchedulerOptions {
   maxConcurrency: number;
   /**
    * Bytes of messages delivered at once (POSTERN_MAX_DELIVERY_MEMORY): each body is in memory
-   * while it is delivered. Leasing stops short of it; one message is always let through.
+   * while it is delivered. Leasing stops short of it; a larger message goes alone.
    */
   maxInFlightBytes?: number;
   leaseMs: number;
@@ -221,8 +221,11 @@ export class Scheduler {
         continue;
       }
       let batch: MessageRecord[] = [];
+      // Past the bytes bound only when nothing else is in flight: a message larger than the
+      // bound goes alone.
+      const bytesBound = Number.isFinite(room);
       try {
-        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs, ...(Number.isFinite(room) ? { maxBytes: Math.max(0, room) } : {}) });
+        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs, ...(bytesBound ? { maxBytes: Math.max(0, room), atLeastOne: this.#inflight.size === 0 } : {}) });
       } catch (err) {
         if (!this.#running) break;
         this.#o.log.error({ err }, 'lease failed');
@@ -243,10 +246,14 @@ export class Scheduler {
       if (batch.length === 0 && this.#running) {
         await new Promise<void>((r) => {
           const t = setTimeout(r, poll);
-          this.#wake = () => {
+          const go = (): void => {
             clearTimeout(t);
             r();
           };
+          this.#wake = go;
+          // Perhaps held back by the bytes in flight rather than an empty queue: a delivery that
+          // ends makes room.
+          if (bytesBound && this.#inflight.size > 0) this.#slotFreed = go;
         });
       }
     }

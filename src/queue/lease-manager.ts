@@ -39,9 +39,10 @@ export class LeaseManager {
    * starts at the first due key of a priority and stops at `now`: messages not yet due are
    * never touched. Leased messages move to the lease index with expiresAt = now + leaseMs.
    * With `maxBytes`, leasing stops before the message that would take the sizes leased past
-   * it (the first is always leased, whatever its size); the rest stay due, untouched.
+   * it; the rest stay due, untouched. The first is leased whatever its size unless
+   * `atLeastOne` is false (then nothing may be leased).
    */
-  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number }): Promise<MessageRecord[]> {
+  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean }): Promise<MessageRecord[]> {
     const limit = Math.floor(opts.limit);
     const leaseMs = opts.leaseMs ?? this.#leaseMs;
     if (typeof opts.owner !== 'string') return Promise.reject(invalidArgument('lease: owner must be a string', 'type'));
@@ -57,11 +58,12 @@ export class LeaseManager {
       const delta = new CounterDelta();
       const out: MessageRecord[] = [];
       const maxBytes = opts.maxBytes ?? Infinity;
+      const oneAnyway = opts.atLeastOne !== false;
       let bytes = 0;
       for (let i = 0; i < picked.length; i++) {
         const e = picked[i]!;
         const rec = recs[i];
-        if (rec !== undefined && rec.state === 'ready' && out.length > 0 && bytes + rec.size > maxBytes) {
+        if (rec !== undefined && rec.state === 'ready' && (out.length > 0 || !oneAnyway) && bytes + rec.size > maxBytes) {
           // The picks not taken give their turns back: the rotation goes on from here next time.
           this.#rotation.rewind(picked.length - i);
           break;

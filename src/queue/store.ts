@@ -441,7 +441,7 @@ export class Queue {
   // ---------------------------------------------------------------- leasing (lease-manager.ts)
 
   /** Lease up to `limit` due messages (and `maxBytes` of them), fairly across priorities; see LeaseManager.lease. */
-  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number }): Promise<MessageRecord[]> {
+  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean }): Promise<MessageRecord[]> {
     if (this.closed) return Promise.reject(closedError());
     return this.leasing.lease(opts);
   }

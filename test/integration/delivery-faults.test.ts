@@ -155,26 +155,32 @@ test('a 421 greeting on the first host: delivered via the second host of the rou
   assert.equal(good.messages().length, 1, 'exactly once');
 });
 
-test('POSTERN_MAX_DELIVERY_MEMORY: 6 × 600 KiB to a slow sink under a 1 MiB bound: at most one message past the bound in flight, all delivered', async (t) => {
-  const sink = await startSink(t, { finalDelayMs: 400 });
-  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_MAX_DELIVERY_MEMORY: '1M' }, fast);
-  // Queued held, then released together: all six are due at once.
+test('POSTERN_MAX_DELIVERY_MEMORY: 6 × 600 KiB and one 2 MiB message to a slow sink under a 1.5 MiB bound: never past it with two in flight, the large one alone', async (t) => {
+  const sink = await startSink(t, { finalDelayMs: 300 });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_MAX_DELIVERY_MEMORY: '1536K' }, fast);
+  // Queued held, then released together: all are due at once. The large one is in the middle.
   const line = 'w'.repeat(76) + '\r\n';
   const ids: string[] = [];
-  for (let i = 0; i < 6; i++) ids.push(await node.queue.enqueue({ sender: 'a@example.org', recipients: [{ address: `r${i}@far.test` }], hold: true }, Buffer.from(`Subject: big-${i}\r\n\r\n${line.repeat(7900)}`)));
+  for (let i = 0; i < 7; i++) {
+    const lines = i === 3 ? 27_000 : 7_900;
+    ids.push(await node.queue.enqueue({ sender: 'a@example.org', recipients: [{ address: `r${i}@far.test` }], hold: true }, Buffer.from(`Subject: big-${i}\r\n\r\n${line.repeat(lines)}`)));
+  }
   const counters = node.delivery!.counters;
-  let peakBytes = 0;
+  let peakShared = 0; // the most bytes in flight while two or more messages were
+  let peakAlone = 0;
   let peakMessages = 0;
   const sample = setInterval(() => {
-    peakBytes = Math.max(peakBytes, counters.inFlightBytes);
+    if (counters.inFlight > 1) peakShared = Math.max(peakShared, counters.inFlightBytes);
+    else peakAlone = Math.max(peakAlone, counters.inFlightBytes);
     peakMessages = Math.max(peakMessages, counters.inFlight);
-  }, 5);
+  }, 2);
   t.after(() => clearInterval(sample));
   await Promise.all(ids.map((id) => node.queue.release(id)));
-  await waitFor('all 6 delivered', () => count(sink, 'Subject: big-') === 6, 20_000);
-  clearInterval(sample);
-  assert.ok(peakMessages === 2, `two at a time (600 KiB + one let through past the bound), not all 6: ${peakMessages}`);
-  assert.ok(peakBytes <= 1024 * 1024 + 620_000, `peak ${peakBytes}`);
+  await waitFor('all 7 delivered', () => count(sink, 'Subject: big-') === 7, 30_000);
   await waitFor('every delivery settled', () => counters.inFlight === 0, 5000);
+  clearInterval(sample);
+  assert.equal(peakMessages, 2, 'two 600 KiB messages fit in 1.5 MiB, three do not');
+  assert.ok(peakShared <= 1536 * 1024, `never past the bound with more than one in flight: ${peakShared}`);
+  assert.ok(peakAlone > 2 * 1024 * 1024, `the 2 MiB message went, alone: ${peakAlone}`);
   assert.equal(counters.inFlightBytes, 0);
 });

@@ -607,6 +607,8 @@ test('lease with maxBytes stops before the message that would pass it; the first
   assert.equal(q.counts().byState.ready, 2, 'the others are still due');
   const big = await q.lease({ limit: 10, owner: 'w', maxBytes: 1 });
   assert.deepEqual(big.map((m) => m.id), [ids[2]], 'one message always, whatever its size');
+  assert.deepEqual(await q.lease({ limit: 10, owner: 'w', maxBytes: 399, atLeastOne: false }), [], 'atLeastOne false: not even the first when it does not fit');
+  assert.equal(q.counts().byState.ready, 1, 'it stays due');
   const rest = await q.lease({ limit: 10, owner: 'w', maxBytes: 0 });
   assert.deepEqual(rest.map((m) => m.id), [ids[3]]);
   assert.deepEqual(await q.lease({ limit: 10, owner: 'w' }), []);
