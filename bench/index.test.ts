@@ -41,6 +41,7 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
     timeLimitMs: 60_000,
     client: 'loadgen',
     fanoutRecipients: 5,
+    fanoutMessages: 10,
     depthLevels: [0, 200],
     concurrencyLevels: [1, 10],
     sizes: [1024, 102400],
@@ -62,6 +63,7 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
   }
   assert.deepEqual(r.measurements.filter((m) => m.scenario === 'depth').map((m) => m.x), [0, 200]);
   assert.deepEqual(r.measurements.filter((m) => m.scenario === 'sizes').map((m) => m.x), [1024, 102400]);
+  assert.deepEqual(r.measurements.filter((m) => m.scenario === 'fanout').map((m) => m.messages), [10], 'fanout runs BENCH_FANOUT_MESSAGES');
   const large = r.measurements.filter((m) => m.scenario === 'relay-large');
   assert.deepEqual(large.map((m) => m.variant), ['100 KiB']);
   assert.ok((large[0]!.detail!.peakRssMiB as number) > 10, 'relay-large reports postern\'s peak RSS');

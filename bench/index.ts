@@ -10,6 +10,7 @@
 // Knobs (environment): BENCH_MESSAGES (2000 per run), BENCH_SIZE (10240 payload bytes),
 // BENCH_CONNECTIONS (20), BENCH_RUNS (3; --runs wins), BENCH_TIME_LIMIT_S (300 per load),
 // BENCH_CLIENT (loadgen | smtp-source; loadgen by default), BENCH_FANOUT_RECIPIENTS (50),
+// BENCH_FANOUT_MESSAGES (BENCH_MESSAGES),
 // BENCH_SIZES (1024,10240,102400,1048576), BENCH_RELAY_SIZES (102400,1048576),
 // BENCH_CONCURRENCY_LEVELS (1,10,100,1000),
 // BENCH_DEPTH_LEVELS (0,100000; BENCH_DEPTH_1M=1 adds 1000000), BENCH_HTTP_REQUESTS
@@ -81,6 +82,7 @@ export function knobsFromEnv(peers: PeerName[], runs: number | null, progress: P
     timeLimitMs: num('BENCH_TIME_LIMIT_S', 300) * 1000,
     client,
     fanoutRecipients: Math.max(1, Math.floor(num('BENCH_FANOUT_RECIPIENTS', 50))),
+    fanoutMessages: Math.max(1, Math.floor(num('BENCH_FANOUT_MESSAGES', messages))),
     depthLevels: list('BENCH_DEPTH_LEVELS', process.env.BENCH_DEPTH_1M === '1' ? [0, 100_000, 1_000_000] : [0, 100_000]),
     concurrencyLevels: list('BENCH_CONCURRENCY_LEVELS', [1, 10, 100, 1000]).map((c) => Math.max(1, c)),
     sizes: list('BENCH_SIZES', [1024, 10240, 102400, 1048576]),

@@ -27,6 +27,8 @@ export interface Knobs {
   client: 'loadgen' | 'smtp-source';
   /** Recipients per message in the fanout scenario (BENCH_FANOUT_RECIPIENTS). */
   fanoutRecipients: number;
+  /** Messages per run of the fanout scenario (BENCH_FANOUT_MESSAGES; default BENCH_MESSAGES). */
+  fanoutMessages: number;
   /** Queue depths of the depth scenario (BENCH_DEPTH_LEVELS; 1M with BENCH_DEPTH_1M=1). */
   depthLevels: number[];
   /** Client connection counts of the concurrency scenario (BENCH_CONCURRENCY_LEVELS). */
