@@ -68,6 +68,7 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
   assert.deepEqual(large.map((m) => m.variant), ['100 KiB']);
   assert.ok((large[0]!.detail!.peakRssMiB as number) > 10, 'relay-large reports postern\'s peak RSS');
   assert.match(large[0]!.detail!.summary as string, /peak RSS \d+ MiB/);
+  assert.match(large[0]!.detail!.summary as string, /machine \d+ % busy/, 'relay-large says how busy the machine\'s cores were');
   const single = r.measurements.filter((m) => m.scenario === 'single');
   assert.deepEqual(single.map((m) => m.variant), ['1 conn']);
   assert.match(single[0]!.detail!.summary as string, /^single postern run 1: \d+ msg\/s, CPU ms\/msg main thread \d+\.\d\d \+ other threads -?\d+\.\d\d$/);
@@ -76,6 +77,7 @@ test('every bench scenario runs at a tiny size and the report is well formed', a
   // The filters really ran: scored and signed messages reach the sink with X-Spam-* and DKIM-Signature fields.
   const perMsg = filters.map((m) => m.detail!.sinkBytesPerMessage as number);
   assert.ok(perMsg[1]! > perMsg[0]! + 150 && perMsg[2]! > perMsg[1]! + 150, `bytes per message at the sink: ${perMsg.join(', ')}`);
+  assert.match(filters.at(-1)!.detail!.summary as string, /machine busy \(all cores, load and sink included\): off \d+ %/);
   assert.match(filters.at(-1)!.detail!.summary as string, /^filters: spam \+ dkim ed25519 \d+ msg\/s = \d+ %, spam \+ dkim rsa2048 \d+ msg\/s = \d+ % of off/);
   for (const row of r.rows) assert.ok(Number.isFinite(row.median) && row.min <= row.median && row.median <= row.max);
   assert.match(r.markdown, /^\| scenario \|/);

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { cpus, totalmem } from 'node:os';
 import { startPostern } from './lib/postern.js';
-import { freePort, MemorySampler, mainThreadCpuSeconds, statusKiB, treeCpuSeconds, pidAlive } from './lib/proc.js';
+import { freePort, machineCpu, MemorySampler, mainThreadCpuSeconds, statusKiB, treeCpuSeconds, pidAlive } from './lib/proc.js';
 import { inject, haveSmtpSource, type ClientName, type InjectResult } from './lib/relay-inject.js';
 import { startRelaySink, haveSmtpSink, type SinkName, type RelaySink } from './lib/relay-sink.js';
 import { startPostfixRelay, havePostfix } from './lib/relay-postfix.js';
@@ -98,6 +98,8 @@ export interface RunResult {
   /** postern: CPU seconds of its main thread (the rest of cpuSeconds is its other threads). */
   mainThreadCpuSeconds: number | null;
   sinkCpuSeconds: number | null;
+  /** Share of the machine's CPU time (all cores, /proc/stat) busy during the run, %: whether every core was in use. */
+  machineBusyPct: number | null;
   peakPssKiB: number;
   peakProcs: number;
   /** postern: VmHWM of its one process. */
@@ -210,6 +212,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
     const cpu0 = t.cpu();
     const main0 = t.mainCpu();
     const sinkCpu0 = sink.cpuSeconds();
+    const machine0 = machineCpu();
     const deadline = Date.now() + TIME_LIMIT_MS;
     const t0 = performance.now();
     const done = sink.reached(N, deadline);
@@ -223,6 +226,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
     const cpu1 = t.cpu();
     const main1 = t.mainCpu();
     const sinkCpu1 = sink.cpuSeconds();
+    const machine1 = machineCpu();
     sampler.stop();
     const hwm = t.hwm();
     const received = sink.messages();
@@ -254,6 +258,7 @@ export async function relayOnce(target: TargetName, run: number, o: RelayOptions
       cpuSeconds: cpu0 !== null && cpu1 !== null ? cpu1 - cpu0 : null,
       mainThreadCpuSeconds: main0 !== null && main1 !== null ? main1 - main0 : null,
       sinkCpuSeconds: sinkCpu0 !== null && sinkCpu1 !== null ? sinkCpu1 - sinkCpu0 : null,
+      machineBusyPct: machine0 && machine1 && machine1.total > machine0.total ? Math.round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * 1000) / 10 : null,
       peakPssKiB: sampler.peakKiB,
       peakProcs: sampler.peakProcs,
       peakRssKiB: hwm,

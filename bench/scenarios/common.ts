@@ -187,6 +187,7 @@ export async function relayRun(k: Knobs, o: { scenario: string; variant: string;
         // The split between postern's main thread and its other threads (both cores in use?).
         mainThreadCpuMsPerMsg: r.mainThreadCpuSeconds !== null && r.injected > 0 ? (r.mainThreadCpuSeconds * 1000) / r.injected : null,
         otherThreadsCpuMsPerMsg: r.mainThreadCpuSeconds !== null && r.cpuSeconds !== null && r.injected > 0 ? ((r.cpuSeconds - r.mainThreadCpuSeconds) * 1000) / r.injected : null,
+        machineBusyPct: r.machineBusyPct,
         recipients: o.recipients, deliveriesPerSec: r.msgsPerSec * o.recipients, received: r.received, sinkConnections: r.sinkConnections, acceptPerSec: r.acceptPerSec, sinkBytesPerMessage: r.detail.sinkBytesPerMessage ?? null, peakRssMiB: r.peakRssKiB !== null ? r.peakRssKiB / 1024 : null, peakAnonMiB: r.peakAnonKiB / 1024, problems: r.problems.slice(0, 5) },
     };
   } catch (err) {

@@ -39,7 +39,8 @@ export function filtersSummary(ms: Measurement[]): string {
   const off = rate('off');
   const cpu = (v: Variant, key: string) => median(ms.filter((m) => m.ok && m.target === 'postern' && m.variant === v && typeof m.detail?.[key] === 'number').map((m) => m.detail![key] as number));
   const split = VARIANTS.map((v) => `${v} ${cpu(v, 'mainThreadCpuMsPerMsg').toFixed(2)} + ${cpu(v, 'otherThreadsCpuMsPerMsg').toFixed(2)}`).join(', ');
-  return `filters: ${VARIANTS.slice(1).map((v) => `${v} ${Math.round(rate(v))} msg/s = ${((100 * rate(v)) / off).toFixed(0)} %`).join(', ')} of off (${Math.round(off)} msg/s); postern CPU ms/msg, main thread + other threads: ${split}`;
+  const busy = VARIANTS.map((v) => `${v} ${cpu(v, 'machineBusyPct').toFixed(0)} %`).join(', ');
+  return `filters: ${VARIANTS.slice(1).map((v) => `${v} ${Math.round(rate(v))} msg/s = ${((100 * rate(v)) / off).toFixed(0)} %`).join(', ')} of off (${Math.round(off)} msg/s); postern CPU ms/msg, main thread + other threads: ${split}; machine busy (all cores, load and sink included): ${busy}`;
 }
 
 export const filters: Scenario = {

@@ -18,7 +18,8 @@ function summary(m: Measurement): string | undefined {
   if (!m.ok || typeof rss !== 'number') return undefined;
   const main = m.detail?.mainThreadCpuMsPerMsg;
   const other = m.detail?.otherThreadsCpuMsPerMsg;
-  const split = typeof main === 'number' && typeof other === 'number' ? `, CPU ms/msg main thread ${main.toFixed(2)} + other threads ${other.toFixed(2)}` : '';
+  const busy = m.detail?.machineBusyPct;
+  const split = typeof main === 'number' && typeof other === 'number' ? `, CPU ms/msg main thread ${main.toFixed(2)} + other threads ${other.toFixed(2)}${typeof busy === 'number' ? `, machine ${busy.toFixed(0)} % busy (all cores, load and sink included)` : ''}` : '';
   const anon = m.detail?.peakAnonMiB;
   const anonText = typeof anon === 'number' ? `; anonymous ${anon.toFixed(0)} MiB, sampled every 250 ms, the rest is mapped files: node itself and LMDB's pages` : '';
   return `relay-large ${m.variant} ${m.target} run ${m.run}: ${Math.round(m.msgsPerSec)} msg/s, peak RSS ${rss.toFixed(0)} MiB (VmHWM${anonText}), ${m.messages} messages over ${m.detail?.connections as number} sessions${split}`;
