@@ -9,13 +9,14 @@
 // exists only after the package's scripts) and spawns imapd and lmtpd (`lmtpd -a`: a loopback
 // MTA is trusted without LMTP AUTH, as Debian's own cyrus.conf has it). Each service gets
 // `-C` itself: master does not pass its configuration file on. Stopped by master's PID.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { freePort, waitForPort } from '../../bench/lib/proc.js';
+import { freePort } from '../../bench/lib/proc.js';
 import { ImapClient, quote } from './imap-client.js';
-import { makeTmpdir, removeTmpdir } from './tmpdir.js';
+import { makeTmpdir } from './tmpdir.js';
+import { startDaemon } from './outside-daemon.js';
 import { interopCache, unpackedProgram, unpackedRoot } from './unpacked.js';
 
 export const CYRUS_SERVERNAME = 'cyrus.interop.test';
@@ -95,30 +96,14 @@ EVENTS {
   chownSync(sasldb, uid, gid);
   chmodSync(sasldb, 0o600);
 
-  const child = spawn(master, ['-C', conf, '-M', join(dir, 'cyrus.conf'), '-p', join(dir, 'run', 'master.pid'), '-D'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  let exited = false;
-  const gone = new Promise<void>((r) => child.once('exit', () => {
-    exited = true;
-    r();
-  }));
   // master stops its services when it gets SIGTERM; then the folder goes.
-  t.after(async () => {
-    if (!exited && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      const killer = setTimeout(() => !exited && child.pid !== undefined && process.kill(child.pid, 'SIGKILL'), 5000);
-      await gone;
-      clearTimeout(killer);
-    }
-    removeTmpdir(dir);
+  const daemon = await startDaemon(t, {
+    argv: [master, '-C', conf, '-M', join(dir, 'cyrus.conf'), '-p', join(dir, 'run', 'master.pid'), '-D'],
+    dir,
+    ports: [imapPort, lmtpPort],
+    graceMs: 5000,
+    failure: (stderr) => `cyrus master did not listen on 127.0.0.1:${imapPort} and :${lmtpPort}: ${stderr}`,
   });
-  try {
-    await waitForPort(imapPort, 10_000, () => !exited);
-    await waitForPort(lmtpPort, 10_000, () => !exited);
-  } catch {
-    throw new Error(`cyrus master did not listen on 127.0.0.1:${imapPort} and :${lmtpPort}: ${stderr}`);
-  }
   const login = async (user: string, password = users[user] ?? ''): Promise<ImapClient> => {
     const c = await ImapClient.connect(imapPort);
     try {
@@ -142,6 +127,6 @@ EVENTS {
       }
     },
     login: (user) => login(user),
-    stderr: () => stderr,
+    stderr: daemon.stderr,
   };
 }

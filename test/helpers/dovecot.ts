@@ -4,12 +4,13 @@
 // IMAP on a loopback port as well, users and passwords from a passwd-file (passdb and userdb),
 // each user's Maildir where the test says. Started with `dovecot -F` as a child; stopped by its
 // PID in t.after.
-import { freePort, waitForPort as waitForPortOrThrow } from '../../bench/lib/proc.js';
-import { spawn, execFileSync } from 'node:child_process';
+import { freePort } from '../../bench/lib/proc.js';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { makeTmpdir, removeTmpdir } from './tmpdir.js';
+import { makeTmpdir } from './tmpdir.js';
+import { startDaemon } from './outside-daemon.js';
 
 export interface DovecotLmtp {
   port: number;
@@ -44,14 +45,6 @@ export function dovecotImapSkip(): string | false {
 export function dovecotBinary(): string | null {
   for (const p of ['/usr/sbin/dovecot', '/usr/local/sbin/dovecot']) if (existsSync(p) && existsSync('/usr/lib/dovecot/lmtp')) return p;
   return null;
-}
-
-/** Like bench/lib/proc.ts waitForPort, but answers false instead of throwing. */
-async function waitForPort(port: number, deadlineMs: number, exited: () => boolean): Promise<boolean> {
-  return waitForPortOrThrow(port, deadlineMs, () => !exited()).then(
-    () => true,
-    () => false,
-  );
 }
 
 export async function startDovecotLmtp(t: TestContext, o: { imapUsers?: DovecotImapUser[] } = {}): Promise<DovecotLmtp> {
@@ -143,26 +136,13 @@ service log {
 `;
   const confPath = join(dir, 'dovecot.conf');
   writeFileSync(confPath, conf);
-  const child = spawn(bin, ['-F', '-c', confPath], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  let exited = false;
-  const gone = new Promise<void>((r) => child.once('exit', () => {
-    exited = true;
-    r();
-  }));
-  // One hook: stop Dovecot (by its PID), then remove the folder it was using.
-  t.after(async () => {
-    if (!exited && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      const killer = setTimeout(() => child.pid !== undefined && !exited && process.kill(child.pid, 'SIGKILL'), 3000);
-      await gone;
-      clearTimeout(killer);
-    }
-    removeTmpdir(dir);
-  });
-  const up = (await waitForPort(port, 10_000, () => exited)) && (imapPort === null || (await waitForPort(imapPort, 10_000, () => exited)));
   const log = (): string => (existsSync(logPath) ? readFileSync(logPath, 'utf8') : '');
-  if (!up) throw new Error(`dovecot did not listen on 127.0.0.1:${port}: ${stderr}\n${log()}`);
+  // One hook: stop Dovecot (by its PID), then remove the folder it was using.
+  await startDaemon(t, {
+    argv: [bin, '-F', '-c', confPath],
+    dir,
+    ports: imapPort === null ? [port] : [port, imapPort],
+    failure: (stderr) => `dovecot did not listen on 127.0.0.1:${port}: ${stderr}\n${log()}`,
+  });
   return { port, imapPort, mailRoot, logPath, confPath, uid, gid, log };
 }

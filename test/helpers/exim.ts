@@ -9,12 +9,12 @@
 // re-executing itself through the wrapper (`exim_path`). An Exim reading a -C file that is not
 // in its compiled trusted list gives up root in those re-executions, so local deliveries run as
 // the Exim user itself (daemon, see the script) and the folders are writable for it.
-import { spawn } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { freePort, waitForPort } from '../../bench/lib/proc.js';
-import { makeTmpdir, removeTmpdir } from './tmpdir.js';
+import { freePort } from '../../bench/lib/proc.js';
+import { makeTmpdir } from './tmpdir.js';
+import { startDaemon } from './outside-daemon.js';
 import { unpackedProgram, interopCache } from './unpacked.js';
 
 export { withoutTrace } from './mail-text.js';
@@ -125,29 +125,13 @@ begin retry
 `;
   const confPath = join(dir, 'exim.conf');
   writeFileSync(confPath, conf);
-  const child = spawn(wrapper, ['-C', confPath, '-bdf', '-q2s'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  let exited = false;
-  const gone = new Promise<void>((r) => child.once('exit', () => {
-    exited = true;
-    r();
-  }));
   const mainlog = (): string => (existsSync(join(dir, 'log', 'mainlog')) ? readFileSync(join(dir, 'log', 'mainlog'), 'utf8') : '');
-  t.after(async () => {
-    if (!exited && child.pid !== undefined) {
-      process.kill(child.pid, 'SIGTERM');
-      const killer = setTimeout(() => !exited && child.pid !== undefined && process.kill(child.pid, 'SIGKILL'), 3000);
-      await gone;
-      clearTimeout(killer);
-    }
-    removeTmpdir(dir);
+  await startDaemon(t, {
+    argv: [wrapper, '-C', confPath, '-bdf', '-q2s'],
+    dir,
+    ports: [port],
+    failure: (stderr) => `exim did not listen on 127.0.0.1:${port}: ${stderr}\n${mainlog()}\n${existsSync(join(dir, 'log', 'paniclog')) ? readFileSync(join(dir, 'log', 'paniclog'), 'utf8') : ''}`,
   });
-  try {
-    await waitForPort(port, 10_000, () => !exited);
-  } catch {
-    throw new Error(`exim did not listen on 127.0.0.1:${port}: ${stderr}\n${mainlog()}\n${existsSync(join(dir, 'log', 'paniclog')) ? readFileSync(join(dir, 'log', 'paniclog'), 'utf8') : ''}`);
-  }
   return {
     port,
     dir,

@@ -15,6 +15,8 @@ export interface ImapResult {
   status: 'OK' | 'NO' | 'BAD';
   /** The tagged line after the status. */
   text: string;
+  /** The tagged line after the tag: the status and its text as the server wrote them. */
+  line: string;
   untagged: ImapResponse[];
 }
 
@@ -102,7 +104,7 @@ export class ImapClient {
       if (r.text.startsWith(`${tag} `)) {
         const m = /^\S+ (OK|NO|BAD) ?(.*)$/.exec(r.text);
         if (!m) throw new Error(`IMAP tagged reply: ${r.text}`);
-        return { status: m[1] as ImapResult['status'], text: m[2]!, untagged };
+        return { status: m[1] as ImapResult['status'], text: m[2]!, line: r.text.slice(tag.length + 1), untagged };
       }
       untagged.push(r);
     }

@@ -1,10 +1,11 @@
 // A real redis-server for a test, on a free loopback port, with nothing written to disk
 // (--save '' --appendonly no); stopped by its PID in t.after. Tests skip with this reason when
 // the program is not installed (.ci/run installs the redis-server package).
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import type { TestContext } from 'node:test';
+import { freePort } from '../../bench/lib/proc.js';
+import { spawnDaemon, waitUntilReady, type OutsideDaemon } from './outside-daemon.js';
 
 const CANDIDATES = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'];
 
@@ -15,14 +16,6 @@ export function redisServerPath(): string | null {
 
 /** Why a Redis test is skipped, or false when it can run. */
 export const REDIS_SKIP: string | false = redisServerPath() === null ? 'redis-server is not installed (Debian package redis-server)' : false;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** PING over a raw socket: true when +PONG comes back within `ms`. */
 function ping(port: number, ms = 500): Promise<boolean> {
@@ -56,24 +49,19 @@ export async function startRedis(t: TestContext): Promise<TestRedis> {
   const bin = redisServerPath();
   if (bin === null) throw new Error('redis-server is not installed');
   const port = await freePort();
-  let child: ChildProcess | null = null;
+  let daemon: OutsideDaemon | null = null;
   const start = async (): Promise<void> => {
-    const c = spawn(bin, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: 'ignore' });
-    child = c;
-    const until = Date.now() + 10_000;
-    while (!(await ping(port))) {
-      if (c.exitCode !== null || Date.now() > until) throw new Error(`redis-server did not start on port ${port}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const d = spawnDaemon([bin, '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { quiet: true });
+    daemon = d;
+    await waitUntilReady(d, () => ping(port), { timeoutMs: 10_000, intervalMs: 50, failure: () => new Error(`redis-server did not start on port ${port}`) });
   };
   const stop = async (): Promise<void> => {
-    const c = child;
-    child = null;
-    if (!c || c.exitCode !== null || c.pid === undefined) return;
-    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-    process.kill(c.pid, 'SIGCONT');
-    process.kill(c.pid, 'SIGTERM');
-    await exited;
+    const d = daemon;
+    daemon = null;
+    if (!d || d.exited() || d.child.pid === undefined) return;
+    // A paused server (pause()) must run again to act on SIGTERM.
+    process.kill(d.child.pid, 'SIGCONT');
+    await d.stop();
   };
   await start();
   t.after(stop);
@@ -83,10 +71,10 @@ export async function startRedis(t: TestContext): Promise<TestRedis> {
     stop,
     start,
     pause: () => {
-      if (child?.pid !== undefined) process.kill(child.pid, 'SIGSTOP');
+      if (daemon?.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGSTOP');
     },
     resume: () => {
-      if (child?.pid !== undefined) process.kill(child.pid, 'SIGCONT');
+      if (daemon?.child.pid !== undefined) process.kill(daemon.child.pid, 'SIGCONT');
     },
   };
 }

@@ -3,12 +3,13 @@
 // its own lookups, with the zone's key-signing key as the only trust anchor, so its answers
 // carry AD, and SERVFAIL for data that fails validation. Stopped by its PID in t.after. Tests
 // skip with UNBOUND_SKIP when the programs are missing (.ci/run installs unbound and ldnsutils).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { tmpdir } from './tmpdir.js';
+import { spawnDaemon, waitUntilReady } from './outside-daemon.js';
+import { freePort } from '../../bench/lib/proc.js';
 import { query, TYPE } from '../../src/delivery/dns-wire.js';
 
 function find(name: string, dirs: string[]): string | null {
@@ -22,14 +23,6 @@ const SIGNZONE = find('ldns-signzone', ['/usr/bin', '/usr/local/bin']);
 /** Why an unbound test is skipped, or false when it can run. */
 export const UNBOUND_SKIP: string | false =
   UNBOUND === null ? 'unbound is not installed (Debian package unbound)' : KEYGEN === null || SIGNZONE === null ? 'ldns-keygen/ldns-signzone are not installed (Debian package ldnsutils)' : false;
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 export interface SignedZone {
   /** The zone's apex, without the final dot ("example.test"). */
@@ -94,21 +87,13 @@ export async function startUnbound(t: TestContext, zones: SignedZone[]): Promise
       '',
     ].join('\n'),
   );
-  const child = spawn(UNBOUND!, ['-d', '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (b: Buffer) => (stderr = (stderr + b.toString()).slice(-4000)));
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGTERM');
-  });
+  const daemon = spawnDaemon([UNBOUND!, '-d', '-c', conf], { stderrTail: 4000 });
+  t.after(daemon.stop);
   const server = { host: '127.0.0.1', port };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      await query(server, zones[0]!.origin, TYPE.A, 500);
-      return server;
-    } catch (err) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`unbound did not start: ${(err as Error).message}; ${stderr}`, { cause: err });
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
+  await waitUntilReady(daemon, () => query(server, zones[0]!.origin, TYPE.A, 500).then(() => true), {
+    timeoutMs: 10_000,
+    intervalMs: 100,
+    failure: (err) => new Error(`unbound did not start: ${(err as Error).message}; ${daemon.stderr()}`, { cause: err }),
+  });
+  return server;
 }

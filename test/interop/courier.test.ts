@@ -7,11 +7,10 @@
 // Maildir files with LF line ends, so its files are compared in LF.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as netConnect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { courierSkip, startCourier } from '../helpers/courier.js';
+import { ImapClient } from '../helpers/imap-client.js';
 import { readDsn, withoutTrace } from '../helpers/mail-text.js';
 import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { makeCert, startTestNode, writeFile } from '../helpers/node.js';
@@ -167,76 +166,6 @@ test('courier: a permanent failure on either side comes back as an RFC 3464 DSN 
   assert.match(rc2.get('diagnostic-code') ?? '', /^smtp; ?550 5\.1\.1/);
 });
 
-/** A small IMAP4rev1 client (RFC 3501): tagged commands, untagged lines with their literals. */
-class ImapClient {
-  #socket: Socket;
-  #buf = Buffer.alloc(0);
-  #wake: (() => void) | null = null;
-  #closed = false;
-  #tag = 0;
-
-  private constructor(socket: Socket) {
-    this.#socket = socket;
-    socket.on('data', (d: Buffer) => {
-      this.#buf = Buffer.concat([this.#buf, d]);
-      this.#wake?.();
-    });
-    socket.on('close', () => {
-      this.#closed = true;
-      this.#wake?.();
-    });
-    socket.on('error', () => {});
-  }
-
-  static async connect(port: number): Promise<{ client: ImapClient; greeting: string }> {
-    const s = netConnect({ host: '127.0.0.1', port });
-    await once(s, 'connect');
-    const client = new ImapClient(s);
-    return { client, greeting: (await client.#response()).text };
-  }
-
-  /** One response: its text (a literal shown as {n}) and the literals' bytes. */
-  async #response(): Promise<{ text: string; literals: Buffer[] }> {
-    const literals: Buffer[] = [];
-    let text = '';
-    for (;;) {
-      const nl = this.#buf.indexOf('\r\n');
-      if (nl < 0) {
-        if (this.#closed) throw new Error(`IMAP connection closed: ${text}${this.#buf.toString('latin1')}`);
-        await new Promise<void>((r) => (this.#wake = r));
-        continue;
-      }
-      const line = this.#buf.subarray(0, nl).toString('latin1');
-      const lit = /\{(\d+)\}$/.exec(line);
-      if (lit === null) {
-        this.#buf = this.#buf.subarray(nl + 2);
-        return { text: text + line, literals };
-      }
-      const n = Number(lit[1]);
-      while (this.#buf.length < nl + 2 + n && !this.#closed) await new Promise<void>((r) => (this.#wake = r));
-      literals.push(Buffer.from(this.#buf.subarray(nl + 2, nl + 2 + n)));
-      text += line;
-      this.#buf = this.#buf.subarray(nl + 2 + n);
-    }
-  }
-
-  /** Send a command; the untagged responses and the tagged status line. */
-  async cmd(command: string): Promise<{ untagged: Array<{ text: string; literals: Buffer[] }>; status: string }> {
-    const tag = `a${++this.#tag}`;
-    this.#socket.write(`${tag} ${command}\r\n`);
-    const untagged: Array<{ text: string; literals: Buffer[] }> = [];
-    for (;;) {
-      const r = await this.#response();
-      if (r.text.startsWith(`${tag} `)) return { untagged, status: r.text.slice(tag.length + 1) };
-      untagged.push(r);
-    }
-  }
-
-  end(): void {
-    this.#socket.destroy();
-  }
-}
-
 test('courier: courier-imap serves a Maildir postern delivered: LOGIN, SELECT INBOX, FETCH byte for byte, \\Recent then \\Seen, the flag on disk, INBOX the only folder', { skip }, async (t: TestContext) => {
   const root = tmpdir(t);
   const mail = join(root, 'mail');
@@ -261,17 +190,17 @@ test('courier: courier-imap serves a Maildir postern delivered: LOGIN, SELECT IN
     ],
   });
 
-  const { client, greeting } = await ImapClient.connect(co.imapPort);
-  t.after(() => client.end());
-  assert.match(greeting, /^\* OK /);
-  assert.match((await client.cmd('LOGIN pat "wrong"')).status, /^NO /, 'a wrong password refused');
-  assert.match((await client.cmd('LOGIN pat "pat pass"')).status, /^OK /, co.log());
-  const sel = await client.cmd('SELECT INBOX');
-  assert.match(sel.status, /^OK \[READ-WRITE\]/);
+  const client = await ImapClient.connect(co.imapPort);
+  t.after(() => client.close());
+  assert.match(client.greeting, /^\* OK /);
+  assert.match((await client.command('LOGIN pat "wrong"')).line, /^NO /, 'a wrong password refused');
+  assert.match((await client.command('LOGIN pat "pat pass"')).line, /^OK /, co.log());
+  const sel = await client.command('SELECT INBOX');
+  assert.match(sel.line, /^OK \[READ-WRITE\]/);
   assert.ok(sel.untagged.some((u) => u.text === '* 2 EXISTS'), JSON.stringify(sel.untagged));
   assert.ok(sel.untagged.some((u) => u.text === '* 2 RECENT'), JSON.stringify(sel.untagged));
-  const peek = await client.cmd('FETCH 1:2 (FLAGS BODY.PEEK[])');
-  assert.match(peek.status, /^OK /);
+  const peek = await client.command('FETCH 1:2 (FLAGS BODY.PEEK[])');
+  assert.match(peek.line, /^OK /);
   assert.equal(peek.untagged.length, 2);
   const bodies = peek.untagged.map((u) => {
     assert.match(u.text, /^\* \d FETCH \(FLAGS \(\\Recent\) BODY\[\] \{\d+\}\)$/, 'new mail: \\Recent, not \\Seen');
@@ -286,13 +215,13 @@ test('courier: courier-imap serves a Maildir postern delivered: LOGIN, SELECT IN
   // Both arrived within a second: Courier's order of the two is its own.
   assert.deepEqual(bodies.map((b) => withoutTrace(b.replace(/\r\n/g, '\n'))).sort(), sent.map(asFile).sort());
   // Reading the body (not peeking) sets \Seen on the first message only.
-  const read = await client.cmd('FETCH 1 BODY[TEXT]');
-  assert.match(read.status, /^OK /);
-  const flags = await client.cmd('FETCH 1:2 (FLAGS)');
+  const read = await client.command('FETCH 1 BODY[TEXT]');
+  assert.match(read.line, /^OK /);
+  const flags = await client.command('FETCH 1:2 (FLAGS)');
   assert.deepEqual(flags.untagged.map((u) => u.text), ['* 1 FETCH (FLAGS (\\Seen \\Recent))', '* 2 FETCH (FLAGS (\\Recent))']);
-  const list = await client.cmd('LIST "" "*"');
+  const list = await client.command('LIST "" "*"');
   assert.deepEqual(list.untagged.map((u) => u.text.replace(/^\* LIST \([^)]*\) /, '')), ['"." "INBOX"'], 'postern delivers into INBOX only');
-  assert.match((await client.cmd('LOGOUT')).status, /^OK /);
+  assert.match((await client.command('LOGOUT')).line, /^OK /);
   // On disk: Courier moved both files to cur/ and wrote \Seen as the ":2,S" info.
   await waitFor('the flag in the file name', () => readdirSync(box('pat', 'cur')).some((f) => f.endsWith(':2,S')));
   assert.equal(readdirSync(box('pat', 'new')).length, 0);
@@ -300,11 +229,11 @@ test('courier: courier-imap serves a Maildir postern delivered: LOGIN, SELECT IN
 
   // A CRLF file (postern's default): Courier-IMAP puts a CR before every LF, so the client
   // gets CR CR LF; hence POSTERN_MAILDIR_LINE_ENDS=lf for Courier.
-  const { client: b } = await ImapClient.connect(co.imapPort);
-  t.after(() => b.end());
-  assert.match((await b.cmd('LOGIN quinn "quinn pass"')).status, /^OK /);
-  assert.match((await b.cmd('SELECT INBOX')).status, /^OK /);
-  const doubled = (await b.cmd('FETCH 1 BODY.PEEK[]')).untagged[0]!.literals[0]!.toString('latin1');
+  const b = await ImapClient.connect(co.imapPort);
+  t.after(() => b.close());
+  assert.match((await b.command('LOGIN quinn "quinn pass"')).line, /^OK /);
+  assert.match((await b.command('SELECT INBOX')).line, /^OK /);
+  const doubled = (await b.command('FETCH 1 BODY.PEEK[]')).untagged[0]!.literals[0]!.toString('latin1');
   assert.match(doubled, /^Return-Path: <sender@post\.test>\r\r\nDelivered-To: quinn@post\.test\r\r\n/);
   assert.ok(doubled.endsWith('CRLF on disk.\r\r\n'), JSON.stringify(doubled.slice(-40)));
 });

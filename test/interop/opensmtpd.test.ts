@@ -7,57 +7,27 @@
 // Maildir files with LF line ends; bodies are compared byte for byte apart from trace fields.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { opensmtpdSkip, startOpenSmtpd, type OpenSmtpdInstance } from '../helpers/opensmtpd.js';
-import { readDsn, withoutTrace } from '../helpers/mail-text.js';
+import { opensmtpdSkip, startOpenSmtpd } from '../helpers/opensmtpd.js';
+import { readDsn } from '../helpers/mail-text.js';
 import { makeCert, startTestNode } from '../helpers/node.js';
-import { RawClient, sendMessage } from '../helpers/smtp-client.js';
+import { sendMessage } from '../helpers/smtp-client.js';
 import { startRecordingProxy } from '../helpers/recording-proxy.js';
 import { waitFor } from '../helpers/wait-for.js';
-import { tmpdir } from '../helpers/tmpdir.js';
 import { startPostTestMailbox } from '../helpers/post-test-mailbox.js';
+import { EIGHT_BIT, assertMailboxes, deliverToPeer, messageMaker, relayIntoMaildir, sendNeedingSmtputf8, toPeer } from '../helpers/peer-mta.js';
 
 const skip = opensmtpdSkip();
 
-function msg(n: number, to: string, extra = ''): string {
-  const list = to.split(', ').map((a) => `<${a}>`).join(', ');
-  return `From: <sender${n}@post.test>\nTo: ${list}\nSubject: postern-opensmtpd #${n}\nDate: Mon, 07 Dec 2026 13:00:0${n} +0000\nMessage-ID: <po${n}@post.test>\nMIME-Version: 1.0\n${extra}\n`;
-}
+const msg = messageMaker('opensmtpd', 'po');
 
-const EIGHT_BIT = 'Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n';
-
-const TO_OSD = [
-  { rcpts: ['alice@osd.test', 'bob@osd.test'], body: msg(1, 'alice@osd.test, bob@osd.test') + 'Two recipients, one transaction.\n' },
-  { rcpts: ['carol@osd.test'], body: msg(2, 'carol@osd.test') + '\n.\n..\n.leading dot\nend\n\n' },
-  { rcpts: ['alice@osd.test'], body: msg(3, 'alice@osd.test', EIGHT_BIT) + 'Grüße — 8-bit text.\n', params: 'BODY=8BITMIME' },
-];
-
-/** The text as stored: the UTF-8 bytes it was sent as, read back as latin1. */
-const asStored = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
-
-async function sendAll(port: number, from: string, list: Array<{ rcpts: string[]; body: string; params?: string }>): Promise<void> {
-  for (const m of list) await sendMessage(port, from, m.rcpts, m.body, 'client.post.test', m.params);
-}
-
-/** Each mailbox holds exactly its messages, byte for byte apart from trace fields. */
-function assertMailboxes(osd: OpenSmtpdInstance): void {
-  const byBox = { alice: [TO_OSD[0]!, TO_OSD[2]!], bob: [TO_OSD[0]!], carol: [TO_OSD[1]!] };
-  for (const [box, expected] of Object.entries(byBox)) {
-    assert.deepEqual(osd.mailbox(box).map(withoutTrace).sort(), expected.map((m) => asStored(m.body)).sort(), box);
-  }
-}
-
-const allArrived = (osd: OpenSmtpdInstance) => (): boolean => osd.mailbox('alice').length === 2 && osd.mailbox('bob').length === 1 && osd.mailbox('carol').length === 1;
+const TO_OSD = toPeer(msg, 'osd.test');
 
 test('opensmtpd: postern delivers to OpenSMTPD in plain SMTP with 8BITMIME, not pipelining since it is not offered: every copy arrives byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
   const osd = await startOpenSmtpd(t);
   const wire = await startRecordingProxy(t, osd.port);
-  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${wire.port}`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
-  await sendAll(node.ports.smtpPort, 'sender@post.test', TO_OSD);
-  await waitFor('the copies in OpenSMTPD\'s Maildirs', allArrived(osd), { timeoutMs: 20_000, diag: osd.log });
+  const node = await deliverToPeer(t, { peer: osd, port: wire.port, domain: 'osd.test', list: TO_OSD, what: 'the copies in OpenSMTPD\'s Maildirs', diag: osd.log });
   await waitFor('postern\'s queue empty', () => node.queue.counts().total === 0);
-  assertMailboxes(osd);
+  assertMailboxes(osd, TO_OSD);
   for (const m of osd.mailbox('alice')) {
     assert.match(m, /^Received: from mx\.postern\.interop \(localhost \[127\.0\.0\.1\]\)\n\tby osd\.interop\.test \(OpenSMTPD\) with ESMTP id [0-9a-f]+[;\n]/m, 'OpenSMTPD names postern, in plain SMTP');
   }
@@ -91,46 +61,17 @@ test('opensmtpd: OpenSMTPD 6.8 on OpenSSL 3 offers STARTTLS but fails every hand
   assert.doesNotMatch(osd.log(), /smtp message /, 'no message reached OpenSMTPD');
 
   // The operator's way out for such a peer: no STARTTLS on that route.
-  const plain = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}/tls=none`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
-  await sendAll(plain.ports.smtpPort, 'sender@post.test', TO_OSD);
-  await waitFor('the copies in OpenSMTPD\'s Maildirs', allArrived(osd), { timeoutMs: 20_000, diag: osd.log });
-  assertMailboxes(osd);
+  await deliverToPeer(t, { peer: osd, port: osd.port, domain: 'osd.test', routeSuffix: '/tls=none', list: TO_OSD, what: 'the copies in OpenSMTPD\'s Maildirs', diag: osd.log });
+  assertMailboxes(osd, TO_OSD);
 });
 
 test('opensmtpd: OpenSMTPD relays into postern (relay host, STARTTLS), and postern queues and delivers what it sent into a Maildir, byte for byte apart from trace fields', { skip }, async (t: TestContext) => {
-  const root = tmpdir(t);
-  const cert = makeCert(t);
-  const node = await startTestNode(t, {
-    POSTERN_DELIVERY: 'routes',
-    POSTERN_ROUTES: `far.test=maildir:${join(root, 'mail')}`,
-    POSTERN_MAILDIR_CREATE: 'true',
-    POSTERN_HOSTNAME: 'mx.postern.interop',
-    POSTERN_TLS_CERT: cert.cert,
-    POSTERN_TLS_KEY: cert.key,
-  }, { delivery: { pollIntervalMs: 50 } });
-  mkdirSync(join(root, 'mail'));
-  const osd = await startOpenSmtpd(t, { relayPort: node.ports.smtpPort });
-  const list = [
-    { rcpts: ['x@far.test', 'y@far.test'], body: msg(4, 'x@far.test, y@far.test') + 'Relayed by OpenSMTPD.\n' },
-    { rcpts: ['dots@far.test'], body: msg(5, 'dots@far.test') + '.\n..\n.leading dot\nend\n' },
-    { rcpts: ['utf@far.test'], body: msg(6, 'utf@far.test', EIGHT_BIT) + 'Grüße — 8-bit.\n', params: 'BODY=8BITMIME' },
-  ];
-  await sendAll(osd.port, 'sender@osd.test', list);
-  const box = (local: string): string[] => {
-    const d = join(root, 'mail', 'far.test', local, 'new');
-    return existsSync(d) ? readdirSync(d).sort().map((f) => readFileSync(join(d, f), 'latin1')) : [];
-  };
-  const locals = ['x', 'y', 'dots', 'utf'];
-  await waitFor('the four copies in postern\'s Maildirs', () => locals.every((l) => box(l).length === 1) && node.queue.counts().total === 0, { timeoutMs: 20_000, diag: osd.log });
-  const expected: Record<string, string> = { x: list[0]!.body, y: list[0]!.body, dots: list[1]!.body, utf: list[2]!.body };
-  for (const l of locals) {
-    const f = box(l)[0]!;
-    assert.match(f, /^Return-Path: <sender@osd\.test>\r\n/, l);
+  const { peer: osd, copies } = await relayIntoMaildir(t, { start: (relayPort) => startOpenSmtpd(t, { relayPort }), msg, peerName: 'OpenSMTPD', peerDomain: 'osd.test', diag: (osd) => osd.log() });
+  for (const { file: f } of copies) {
     // postern's trace field: OpenSMTPD came over TLS, naming itself with its `helo`.
     assert.match(f, /^Received: from osd\.interop\.test \(\[127\.0\.0\.1\]\)\r\n\t\(using TLSv1\.[23] with cipher \S+\)\r\n\tby mx\.postern\.interop \(postern\) with ESMTPS /m, f.slice(0, 400));
     // OpenSMTPD's own trace field is there below postern's.
     assert.match(f, /^Received: from client\.post\.test \(localhost \[127\.0\.0\.1\]\)\r\n\tby osd\.interop\.test \(OpenSMTPD\) with ESMTP id [0-9a-f]+[;\r]/m);
-    assert.equal(withoutTrace(f.replace(/\r\n/g, '\n')), asStored(expected[l]!), l);
   }
   await osd.stop();
 });
@@ -158,18 +99,7 @@ test('opensmtpd: a permanent failure on either side comes back as an RFC 3464 DS
 
   // 2. A message that needs SMTPUTF8 (so declared, UTF-8 in a header field): OpenSMTPD 6.8 does
   //    not offer it, so postern never sends it there and bounces it, 5.6.7.
-  const c = await RawClient.connect(sender.ports.smtpPort);
-  try {
-    await c.read();
-    await c.cmd('EHLO client.test');
-    assert.equal((await c.cmd('MAIL FROM:<carol@osd.test> SMTPUTF8')).code, 250);
-    assert.equal((await c.cmd('RCPT TO:<alice@osd.test>')).code, 250);
-    assert.equal((await c.cmd('DATA')).code, 354);
-    const r = await c.cmd(`${msg(8, 'alice@osd.test', EIGHT_BIT).replace('Subject: postern-opensmtpd #8', 'Subject: Grüße, SMTPUTF8').replace(/\n/g, '\r\n')}Needs SMTPUTF8.\r\n.`);
-    assert.equal(r.code, 250, r.text);
-  } finally {
-    c.end();
-  }
+  await sendNeedingSmtputf8(sender.ports.smtpPort, 'carol@osd.test', 'alice@osd.test', `${msg(8, 'alice@osd.test', EIGHT_BIT).replace('Subject: postern-opensmtpd #8', 'Subject: Grüße, SMTPUTF8')}Needs SMTPUTF8.\n`);
   await waitFor('postern\'s 5.6.7 DSN in carol\'s Maildir', () => osd.mailbox('carol').length === 1, { timeoutMs: 20_000, diag: osd.log });
   assert.equal(osd.mailbox('alice').length, 0, 'nothing reached alice');
   const r2 = await readDsn(osd.mailbox('carol')[0]!);
