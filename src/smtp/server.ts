@@ -9,6 +9,9 @@
 // sessions one DeadlineQueue (their timeouts on one timer) and one line scanner.
 // A connection from POSTERN_PROXY_TRUSTED is admitted only once its PROXY header is read
 // (proxy-handshake.ts): every check here then sees the client address the header carries.
+// An implicit-TLS connection holds its client's slot from its first byte: the per-client and
+// total limits apply before its handshake (which may take POSTERN_TLS_HANDSHAKE_TIMEOUT_MS),
+// not only once it is a session; past them it is closed unanswered (no clear text on that port).
 import { createServer, type Server, type Socket, type AddressInfo } from 'node:net';
 import { createServer as createTlsServer, TLSSocket } from 'node:tls';
 import { once } from 'node:events';
@@ -43,6 +46,12 @@ export class SmtpServer {
   readonly #handshakes = new Set<ProxyHandshake>();
   /** The implicit-TLS listener's TCP connections, handshaking or not (see listen). */
   readonly #tlsRaw = new Set<Socket>();
+  /**
+   * Implicit-TLS connections in their handshake, by "address|port" of the socket: the client
+   * key whose #perIp slot each holds until it is admitted (the slot passes to its session) or
+   * closes.
+   */
+  readonly #handshaking = new Map<string, string>();
   readonly #handshakeHooks: ProxyHandshakeHooks | null;
 
   constructor(ctx: SessionContext) {
@@ -105,9 +114,12 @@ export class SmtpServer {
         });
         // Every raw connection until it closes: at shutdown, those still in their handshake
         // (not sessions yet) are cut, or close() would wait for their handshake deadline.
+        // tls.Server's own listener (added first) has wrapped the socket by now; closing the raw
+        // socket ends that TLS socket too.
         tlsServer.on('connection', (raw: Socket) => {
           this.#tlsRaw.add(raw);
           raw.once('close', () => this.#tlsRaw.delete(raw));
+          if (!this.#hold(raw, normalizeIp(raw.remoteAddress ?? ''))) raw.destroy();
         });
         this.#implicit = tlsServer;
       } else {
@@ -187,6 +199,10 @@ export class SmtpServer {
    * PROXY header; given back to the socket, where the TLS layer reads them first.
    */
   #startTls(raw: Socket, ip: string, proxied: ProxiedInfo | null, rest: Buffer | null): void {
+    if (!this.#hold(raw, ip)) {
+      raw.destroy();
+      return;
+    }
     raw.pause();
     if (rest !== null) raw.unshift(rest);
     raw.on('error', ignore); // errors surface on the TLS socket
@@ -213,6 +229,7 @@ export class SmtpServer {
   #admit(socket: Socket | TLSSocket, secure: boolean, ip: string, proxied: ProxiedInfo | null, early: Buffer | null): void {
     const ctx = this.ctx;
     const c = ctx.config;
+    if (secure) this.#release(connectionId(socket)); // its slot is taken again below, as a session's
     if (ctx.draining) return this.#refuse(socket, reply(421, '4.3.2', `${c.hostname} Service shutting down`, true));
     // The per-address limit first: one host may not evict others' sessions past its share.
     // IPv6 clients are counted by prefix (POSTERN_IPV6_PREFIX), as one host owns a /64.
@@ -230,6 +247,38 @@ export class SmtpServer {
     this.#sessions.add(session);
     this.#updateStress();
     session.start(proxied, early);
+  }
+
+  /**
+   * An implicit-TLS connection from `ip` before its handshake: take a slot of its client (the
+   * per-client limit, trusted networks exempt) and of the total (sessions + handshakes; a
+   * handshake does not evict a session). false: over a limit, the caller closes it.
+   */
+  #hold(raw: Socket, ip: string): boolean {
+    const ctx = this.ctx;
+    const c = ctx.config;
+    if (ctx.draining) return false;
+    const key = clientKey(ip, c.ipv6Prefix);
+    const n = this.#perIp.get(key) ?? 0;
+    if ((n >= c.maxConnectionsPerIp && !ctx.trusted.has(ip)) || this.#sessions.size + this.#handshaking.size >= c.maxConnections) {
+      ctx.counters.connectionsRejected++;
+      return false;
+    }
+    const id = connectionId(raw);
+    this.#perIp.set(key, n + 1);
+    this.#handshaking.set(id, key);
+    raw.once('close', () => this.#release(id));
+    return true;
+  }
+
+  /** Give back the slot a handshake held (no-op when it holds none: admitted, or never held). */
+  #release(id: string): void {
+    const key = this.#handshaking.get(id);
+    if (key === undefined) return;
+    this.#handshaking.delete(id);
+    const left = (this.#perIp.get(key) ?? 1) - 1;
+    if (left <= 0) this.#perIp.delete(key);
+    else this.#perIp.set(key, left);
   }
 
   /** Shared by every session (one object, not a closure per connection). */
@@ -311,3 +360,8 @@ export class SmtpServer {
 }
 
 function ignore(): void {}
+
+/** A TCP connection's identity while it is open: its peer's address and port (a TLS socket reports its TCP socket's). */
+function connectionId(s: Socket): string {
+  return `${s.remoteAddress ?? ''}|${s.remotePort ?? ''}`;
+}

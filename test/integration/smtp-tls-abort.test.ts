@@ -30,8 +30,8 @@ async function node(t: TestContext, env: Record<string, string> = {}): Promise<P
   return n;
 }
 
-function raw(port: number): Promise<Socket> {
-  const s = connect({ host: '127.0.0.1', port });
+function raw(port: number, localAddress?: string): Promise<Socket> {
+  const s = connect({ host: '127.0.0.1', port, ...(localAddress ? { localAddress } : {}) });
   s.on('error', () => {});
   return once(s, 'connect').then(() => s);
 }
@@ -140,6 +140,60 @@ for (const where of ['implicit', 'starttls'] as const) {
     await Promise.all([silent, half].map((s) => Promise.race([once(s, 'close'), new Promise((_, rej) => setTimeout(rej, 3000, new Error('handshake not cut')))])));
     const took = Date.now() - started;
     assert.ok(took < 500 + MARGIN_MS, `cut after ${took} ms`);
+  });
+}
+
+/** True once the node closed `s` within `ms`; false when it is still open then. */
+function closedWithin(s: Socket, ms: number): Promise<boolean> {
+  if (s.destroyed || s.readableEnded) return Promise.resolve(true);
+  return Promise.race([once(s, 'close').then(() => true), new Promise<boolean>((r) => setTimeout(r, ms, false))]);
+}
+
+/** A client on the implicit port that completes its handshake and reads the greeting. */
+async function greeted(port: number, localAddress: string, ca: string): Promise<string> {
+  const s = tlsConnect({ socket: await raw(port, localAddress), servername: 'mx.test.example', ca });
+  s.on('error', () => {});
+  try {
+    const [d] = (await Promise.race([once(s, 'data'), new Promise((_, rej) => setTimeout(rej, 3000, new Error('no greeting')))])) as [Buffer];
+    return d.toString('latin1');
+  } finally {
+    s.destroy();
+  }
+}
+
+for (const proxied of [false, true]) {
+  test(`implicit TLS${proxied ? ' (listener for POSTERN_PROXY_TRUSTED)' : ''}: connections still in their handshake count against the per-client and total limits`, async (t) => {
+    const ca = makeTestCa(t);
+    const leaf = ca.leaf('mx.test.example');
+    // Loopback untrusted (per-client limit applies); with proxies, trusted to send a header is
+    // another network, so these connections are clients of the plain-TCP implicit listener.
+    const n = await startTestNode(t, {
+      POSTERN_TLS_CERT: leaf.cert,
+      POSTERN_TLS_KEY: leaf.key,
+      POSTERN_SMTPS_PORT: '0',
+      POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24',
+      POSTERN_MAX_CONNECTIONS_PER_IP: '3',
+      POSTERN_MAX_CONNECTIONS: '6',
+      ...(proxied ? { POSTERN_PROXY_TRUSTED: '192.0.2.1/32' } : {}),
+    });
+    const port = n.ports.smtpsPort!;
+    const silent: Socket[] = [];
+    t.after(() => silent.forEach((s) => s.destroy()));
+    for (let i = 0; i < 8; i++) silent.push(await raw(port, '127.0.0.1'));
+    const closed = await Promise.all(silent.map((s) => closedWithin(s, 1000)));
+    assert.deepEqual(closed, [false, false, false, true, true, true, true, true], 'three silent handshakes held from one address, the rest closed');
+    // Another address still gets in while the total has room; the held slots add to it.
+    assert.match(await greeted(port, '127.0.0.2', ca.pem), /^220 /);
+    for (let i = 0; i < 3; i++) silent.push(await raw(port, '127.0.0.3'));
+    assert.deepEqual(await Promise.all(silent.slice(8).map((s) => closedWithin(s, 500))), [false, false, false]);
+    // 6 handshakes held: the total is reached, a newcomer from a fourth address is closed.
+    const fourth = await raw(port, '127.0.0.4');
+    assert.equal(await closedWithin(fourth, 1000), true, 'past the total limit a handshake is refused');
+    // Held handshakes that end give their slots back. (A reset: with allowHalfOpen a FIN before
+    // the handshake is only noticed at the handshake deadline, which also gives the slot back.)
+    for (const s of silent.slice(0, 3)) s.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.match(await greeted(port, '127.0.0.1', ca.pem), /^220 /, 'a slot given back is usable');
   });
 }
 
