@@ -89,7 +89,9 @@ test('opensmtpd: OpenSMTPD 6.8 on OpenSSL 3 offers STARTTLS but fails every hand
   assertMailboxes(osd);
   for (const m of osd.mailbox('alice')) assert.match(m, /by osd\.interop\.test \(OpenSMTPD\) with ESMTP id /, 'in clear');
   const metrics = await (await fetch(`http://127.0.0.1:${node.ports.httpPort}/metrics`)).text();
-  assert.match(metrics, /^postern_delivery_tls_fallbacks_total\{kind="retry"\} 1$/m, 'one failed handshake, then the host held in clear');
+  // A failed handshake, retried in clear (connections opened at once each retry), then the host held in clear.
+  const retries = Number(/^postern_delivery_tls_fallbacks_total\{kind="retry"\} (\d+)$/m.exec(metrics)?.[1]);
+  assert.ok(retries >= 1 && retries <= TO_OSD.length, `retries: ${retries}`);
 
   // Where TLS is required there is no clear retry: deferred, nothing sent.
   const strict = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `osd.test=smtp:127.0.0.1:${osd.port}/tls=required`, POSTERN_HOSTNAME: 'mx.postern.interop' }, { delivery: { pollIntervalMs: 50 } });
