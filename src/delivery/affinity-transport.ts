@@ -30,7 +30,7 @@ export interface AffinityTransportOptions {
   /** Number of worker threads (≥ 1). */
   threads: number;
   /**
-   * Passed to the SmtpTransport inside each worker. Its two callbacks (tlsOutcomes,
+   * Passed to the SmtpTransport inside each worker. Its callbacks (tlsOutcomes, onTlsFallback,
    * onCredentialsError) stay on this thread and are called from the workers' messages; the
    * rest must be structured-cloneable.
    */
@@ -164,8 +164,8 @@ export class AffinityTransport implements Transport {
 
   #worker(slot: Slot): Worker {
     if (slot.worker) return slot.worker;
-    const { tlsOutcomes, onCredentialsError, ...cloneable } = this.#o.smtp;
-    const setup: WorkerSetup = { smtp: cloneable, reportTls: tlsOutcomes !== undefined };
+    const { tlsOutcomes, onTlsFallback, onCredentialsError, ...cloneable } = this.#o.smtp;
+    const setup: WorkerSetup = { smtp: cloneable, reportTls: tlsOutcomes !== undefined, reportTlsFallback: onTlsFallback !== undefined };
     const w = new Worker(new URL('./affinity-worker.js', import.meta.url), { workerData: setup });
     slot.worker = w;
     slot.stats.started++;
@@ -178,6 +178,7 @@ export class AffinityTransport implements Transport {
       if ('id' in m) {
         if (typeof m.id === 'number') this.#settle(slot, m.id, m.results);
       } else if ('tlsOutcome' in m) tlsOutcomes?.record(m.tlsOutcome);
+      else if ('tlsFallback' in m) onTlsFallback?.(m.tlsFallback);
       else if ('credentialsError' in m) onCredentialsError?.(new Error(m.credentialsError));
     });
     w.on('error', (err) => {

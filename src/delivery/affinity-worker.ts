@@ -5,9 +5,10 @@
 // {close: true} stops taking requests, lets the in-flight ones finish, closes the pools and
 // exits. What the main thread's SmtpTransport would tell callbacks (a function cannot cross into
 // a thread) comes back as messages: each TLS outcome when workerData.reportTls (TLS reporting),
-// and a credentials file that failed to re-read.
+// each fallback to clear when workerData.reportTlsFallback, and a credentials file that failed
+// to re-read.
 import { parentPort, workerData } from 'node:worker_threads';
-import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+import { SmtpTransport, type SmtpTransportOptions, type TlsFallbackEvent } from './smtp-transport.js';
 import type { Destination, RecipientResult } from './types.js';
 import type { MessageRecord, Recipient } from '../queue/types.js';
 import type { TlsOutcome } from './tls-outcome.js';
@@ -30,13 +31,14 @@ export interface WorkerClose {
   close: true;
 }
 
-/** What the worker tells besides replies: one TLS outcome, or a credentials file not re-read. */
-export type WorkerNotice = { tlsOutcome: TlsOutcome } | { credentialsError: string };
+/** What the worker tells besides replies: one TLS outcome, a fallback to clear, or a credentials file not re-read. */
+export type WorkerNotice = { tlsOutcome: TlsOutcome } | { tlsFallback: TlsFallbackEvent } | { credentialsError: string };
 
 /** workerData: the cloneable transport options, and whether TLS outcomes are wanted. */
 export interface WorkerSetup {
   smtp: SmtpTransportOptions;
   reportTls: boolean;
+  reportTlsFallback?: boolean;
 }
 
 if (parentPort) {
@@ -46,6 +48,7 @@ if (parentPort) {
   const transport = new SmtpTransport({
     ...setup.smtp,
     ...(setup.reportTls ? { tlsOutcomes: { record: (o: TlsOutcome) => notify({ tlsOutcome: o }) } } : {}),
+    ...(setup.reportTlsFallback === true ? { onTlsFallback: (e: TlsFallbackEvent) => notify({ tlsFallback: e }) } : {}),
     onCredentialsError: (err: Error) => notify({ credentialsError: err.message }),
   });
   const inFlight = new Set<Promise<void>>();

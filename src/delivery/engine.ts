@@ -20,7 +20,7 @@ import { breakerGate, CircuitBreakerMap, type CircuitChange } from './circuit-br
 import { shapingView } from './shaping/shaping-view.js';
 import { DestinationRecovery } from './destination-recovery.js';
 import { nextRetryAt } from './backoff.js';
-import { SmtpTransport, type SmtpTransportOptions } from './smtp-transport.js';
+import { SmtpTransport, type SmtpTransportOptions, type TlsFallbackEvent } from './smtp-transport.js';
 import { AffinityTransport } from './affinity-transport.js';
 import { MaildirTransport } from './maildir-transport.js';
 import { WebhookTransport } from './webhook-transport.js';
@@ -154,6 +154,13 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   };
   // Shaping before grouping: a site's own key keeps its recipients in transactions of their own.
   const route = async (domain: string, m?: MessageRecord): Promise<RouteResult> => shaper.route(domain, await routeOnly(domain, m), c.tlsPolicy, m);
+  let scheduler: Scheduler | null = null;
+  // Opportunistic TLS that failed: counted per connection, logged once per host per hold.
+  const onTlsFallback = (e: TlsFallbackEvent): void => {
+    if (scheduler) scheduler.counters[e.kind === 'retry' ? 'tlsFallbackRetries' : 'tlsFallbackClear']++;
+    if (e.heldUntil === undefined) return;
+    log.warn({ destination: e.destination, host: e.host, port: e.port, address: e.address, detail: e.detail, until: new Date(e.heldUntil).toISOString() }, 'opportunistic TLS with this host failed: delivering in clear, without STARTTLS until then');
+  };
   const smtpOptions: SmtpTransportOptions = {
     heloName: c.hostname,
     maxConnectionsPerDestination: c.destMaxConnections,
@@ -161,10 +168,11 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     idleTimeoutMs: c.destIdleTimeoutMs,
     ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
     ...(opts.tlsOutcomes ? { tlsOutcomes: opts.tlsOutcomes } : {}),
+    onTlsFallback,
     onCredentialsError: (err: Error): void => log.error({ err: err.message }, 'credentials file not reloaded, keeping the previous one'),
   };
   // POSTERN_DELIVERY_THREADS > 0: each destination's pool lives in one worker thread (by hash);
-  // the two callbacks above stay here, called from the threads' messages.
+  // the callbacks above stay here, called from the threads' messages.
   const smtp = c.deliveryThreads > 0 ? new AffinityTransport({ threads: c.deliveryThreads, smtp: smtpOptions }) : new SmtpTransport(smtpOptions);
   // The breaker reopens on the probe schedule of the waiting messages (destination-recovery.ts):
   // first after 1 s, doubling up to POSTERN_DEST_PROBE_INTERVAL_MS, so a destination that
@@ -172,7 +180,6 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
   const probeMaxMs = c.destProbeIntervalMs;
   const probeBaseMs = Math.min(PROBE_BASE_MS, probeMaxMs);
   const breakers = new CircuitBreakerMap({ baseOpenMs: probeBaseMs, maxOpenMs: probeMaxMs }, opts.onCircuit);
-  let scheduler: Scheduler | null = null;
   const recovery = new DestinationRecovery({
     queue,
     log,

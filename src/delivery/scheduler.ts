@@ -72,6 +72,9 @@ export interface DeliveryCounters {
   inFlight: number;
   /** Bytes of the messages being delivered now (their bodies are in memory). */
   inFlightBytes: number;
+  /** Connections in clear under opportunistic TLS (tls-fallback.ts): after a failed handshake, and to a host held in clear. */
+  tlsFallbackRetries: number;
+  tlsFallbackClear: number;
 }
 
 export interface SchedulerOptions {
@@ -138,7 +141,7 @@ export function formatAge(ms: number): string {
 
 export class Scheduler {
   readonly #stats = new DestinationStatsTable();
-  readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0, inFlightBytes: 0 };
+  readonly counters: DeliveryCounters = { attempts: 0, delivered: 0, deferred: 0, bounced: 0, bouncesSent: 0, inFlight: 0, inFlightBytes: 0, tlsFallbackRetries: 0, tlsFallbackClear: 0 };
   readonly #o: SchedulerOptions;
   readonly #owner: string;
   readonly #now: () => number;

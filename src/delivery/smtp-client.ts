@@ -4,10 +4,16 @@
 // (RFC 3030) whenever an SMTP server offers CHUNKING (LMTP: binary bodies only). Timeouts follow RFC 5321 §4.5.3.2. Outcomes are
 // values (OpenResult, RecipientResult[]); nothing here throws for a remote failure.
 // TLS: 'opportunistic' upgrades when STARTTLS is offered without verifying the certificate; a
-// refused STARTTLS goes on in clear, but a failed handshake fails the connection transiently
-// (the socket is unusable by then; we do not reconnect in clear). 'required' never sends in
-// clear: no STARTTLS → transient 4.7.0; the certificate is verified unless rejectUnauthorized
-// is false.
+// refused STARTTLS goes on in clear. A failed handshake (or the link lost before the EHLO
+// reply over TLS) leaves the socket unusable; with `plaintext: 'retry'`, which is obeyed only
+// where tls-fallback.ts allows it (nothing demands TLS), the same address is connected to once
+// more in clear, without STARTTLS, and that connection is the result (Postfix's plaintext
+// retry at smtp_tls_security_level = may). The retry never retries (no loop); when it fails
+// too, the TLS failure is returned. Text injected after the 220 is a protocol error, not a
+// failed handshake: no retry. `plaintext: 'clear'` skips STARTTLS (the host failed TLS
+// lately), and a connection in clear either way never carries a REQUIRETLS message (451 4.7.0).
+// 'required' never sends in clear: no STARTTLS → transient 4.7.0; the certificate is verified
+// unless rejectUnauthorized is false.
 // 'implicit' (RFC 8314, port 465) starts TLS on connecting, verified as 'required', and never
 // speaks in clear: a failed handshake fails the connection transiently.
 // AUTH (RFC 4954) with credentials: PLAIN (RFC 4616) when offered, else LOGIN, and only once
@@ -28,6 +34,7 @@ import { connect as tlsConnect, rootCertificates, type TLSSocket } from 'node:tl
 import { notDelivered, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy } from './types.js';
 import type { TlsOutcome } from './tls-outcome.js';
 import { verifyPeer } from './tls-verify.js';
+import { tlsFallbackAllowed } from './tls-fallback.js';
 import { replyRecord } from './types.js';
 import type { Recipient, ReplyRecord } from '../queue/types.js';
 import { dotStuff } from '../protocol/dot-stuff.js';
@@ -104,7 +111,16 @@ export interface SmtpConnectionOptions {
   auth?: SmtpCredentials;
   /** Certificates trusted besides Node's roots for verified TLS (PEM; embedders and tests). */
   ca?: readonly string[];
+  /**
+   * Opportunistic TLS's fallback to clear, obeyed only where tlsFallbackAllowed() says so:
+   * 'retry' connects once more in clear after a failed handshake; 'clear' does not try
+   * STARTTLS (the host's TLS failed lately).
+   */
+  plaintext?: 'retry' | 'clear';
 }
+
+/** Why a connection is in clear though TLS was wanted: its handshake failed just now ('retry'), or lately ('clear'). */
+export type TlsFallbackKind = 'retry' | 'clear';
 
 export type OpenResult = Result<SmtpConnection, ReplyRecord>;
 
@@ -173,6 +189,8 @@ export class SmtpConnection {
   #onClose: (() => void) | null = null;
   #greeting: SmtpReply | null = null;
   #verified = false;
+  #fallback: TlsFallbackKind | null = null;
+  #tlsFailure: string | null = null;
 
   private constructor(sock: Socket, opts: SmtpConnectionOptions, t: SmtpTimeouts) {
     this.host = opts.host;
@@ -201,8 +219,13 @@ export class SmtpConnection {
     } catch (err) {
       return fail('CONNECT', `${opts.host}:${opts.port}: ${(err as Error).message}`);
     }
+    // The retry in clear goes to this very address, not to another answer for the name.
+    const remote = opts.address ?? sock.remoteAddress;
+    const fallback = opts.plaintext !== undefined && tlsFallbackAllowed(opts) ? opts.plaintext : null;
     const c = new SmtpConnection(sock, opts, t);
     let step: SmtpCommand = 'CONNECT';
+    /** From STARTTLS's 220 to the EHLO reply over TLS: a link failure here is TLS failing. */
+    let inTls = false;
     try {
       // RFC 8314 §3.3: TLS from the first byte, the certificate verified as under 'required';
       // the greeting comes inside it.
@@ -233,7 +256,9 @@ export class SmtpConnection {
         if (opts.address !== undefined) o.receivingIp = opts.address;
         opts.onTlsOutcome(o);
       };
-      if (opts.tlsPolicy === 'opportunistic' || opts.tlsPolicy === 'required') {
+      // Held in clear: no STARTTLS, and no report (the failure that held it was reported).
+      if (fallback === 'clear') c.#fallback = 'clear';
+      else if (opts.tlsPolicy === 'opportunistic' || opts.tlsPolicy === 'required') {
         step = 'STARTTLS';
         if (!c.#caps.starttls) {
           report({ failure: 'starttls-not-supported', detail: `${opts.host} does not offer STARTTLS` });
@@ -252,6 +277,7 @@ export class SmtpConnection {
               return fail('STARTTLS', '', r);
             }
           } else {
+            inTls = true;
             try {
               await c.#upgrade();
             } catch (err) {
@@ -274,6 +300,7 @@ export class SmtpConnection {
             }
             step = opts.protocol === 'lmtp' ? 'LHLO' : 'EHLO';
             r = await c.#hello();
+            inTls = false;
             if (r.code !== 250) {
               c.destroy();
               return fail(step, '', r);
@@ -292,11 +319,29 @@ export class SmtpConnection {
     } catch (err) {
       c.destroy();
       if (err instanceof ProtocolError) return failProtocol(err);
-      return fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
+      const failed = fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
+      if (inTls && fallback === 'retry') return SmtpConnection.#retryInClear(opts, remote, failed);
+      return failed;
     }
     // Broken after its last awaited reply (e.g. replies kept coming after EHLO's).
     if (c.#dead instanceof ProtocolError) return failProtocol(c.#dead);
     return success(c);
+  }
+
+  /**
+   * Once, after a failed handshake: the same address in clear ('clear' never retries, so this
+   * cannot loop). Its connection is the result; if it fails too, the TLS failure is, with why.
+   */
+  static async #retryInClear(opts: SmtpConnectionOptions, address: string | undefined, failed: OpenResult): Promise<OpenResult> {
+    if (failed.ok) return failed;
+    const again = await SmtpConnection.open({ ...opts, ...(address !== undefined ? { address } : {}), plaintext: 'clear' });
+    if (again.ok) {
+      again.value.#fallback = 'retry';
+      again.value.#tlsFailure = failed.error.text;
+      return again;
+    }
+    failed.error.text += `; then in clear: ${again.error.text.slice(0, 300)}`;
+    return failed;
   }
 
   get capabilities(): Readonly<Capabilities> {
@@ -308,6 +353,14 @@ export class SmtpConnection {
   /** TLS with the peer authenticated: a policy's check passed, or 'required' with the certificate verified. */
   get verified(): boolean {
     return this.#secure && this.#verified;
+  }
+  /** In clear though TLS was wanted: 'retry' (its handshake failed just now), 'clear' (lately); null otherwise. */
+  get tlsFallback(): TlsFallbackKind | null {
+    return this.#fallback;
+  }
+  /** With tlsFallback 'retry': the failure of the TLS attempt this connection replaced. */
+  get tlsFailure(): string | null {
+    return this.#tlsFailure;
   }
   get greeting(): SmtpReply | null {
     return this.#greeting;
@@ -357,6 +410,12 @@ export class SmtpConnection {
     // RFC 8689 §4.2.1: a REQUIRETLS message goes only over verified TLS to a server that offers
     // REQUIRETLS; §5: otherwise it is returned (5.7.30), never sent.
     if (m.tlsRequired === 'yes') {
+      // TLS failed on this host: transient, as the failed handshake would have been; 451 and
+      // MAIL, so the message keeps its own retry time (the destination works for other mail).
+      if (this.#fallback !== null) {
+        const rec = replyRecord(451, '4.7.0', `REQUIRETLS: TLS with ${this.host} failed${this.#tlsFailure ? ` (${this.#tlsFailure})` : ' lately'}; not sent`, 'MAIL', dest);
+        return rcpts.map((r) => notDelivered(r.address, rec));
+      }
       if (!this.verified) return local('5.7.30', `REQUIRETLS: the TLS session with ${this.host} is not verified (no MTA-STS, DANE or verified route); not sent`, 'MAIL');
       if (!caps.requireTls) return local('5.7.30', `REQUIRETLS: ${this.host} does not offer REQUIRETLS; not sent`, 'MAIL');
     }

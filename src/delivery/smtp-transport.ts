@@ -8,10 +8,13 @@
 // each host's user and password from it at connection time (re-read when it changes). After a
 // 535 the same credentials are not tried on that host again for AUTH_HOLD_MS, unless the file
 // changes them (Postfix's smtp_sasl_auth_cache): a provider locks an account that keeps failing.
+// Opportunistic TLS that fails (tls-fallback.ts): the host is retried in clear within the same
+// open (one pool slot, one connection counted), then held in clear for a while.
 import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
-import { SmtpConnection, type SmtpTimeouts } from './smtp-client.js';
+import { SmtpConnection, type SmtpTimeouts, type TlsFallbackKind } from './smtp-client.js';
+import { TlsFallback, tlsFallbackAllowed, tlsFallbackKey } from './tls-fallback.js';
 import type { TlsOutcomeSink } from './tls-outcome.js';
 import { CredentialsFile, type SmtpCredentials } from '../config/smtp-credentials.js';
 import { replyRecord } from './types.js';
@@ -34,6 +37,21 @@ export interface SmtpTransportOptions {
   now?: () => number;
   /** Each TLS attempt to a destination with a TLS policy (MTA-STS, DANE, none found). */
   tlsOutcomes?: TlsOutcomeSink;
+  /** Each connection opened in clear under opportunistic TLS because TLS failed (tls-fallback.ts). */
+  onTlsFallback?: (e: TlsFallbackEvent) => void;
+}
+
+/** A connection in clear though opportunistic TLS was wanted: for the metric, and a log line when `heldUntil` is set. */
+export interface TlsFallbackEvent {
+  kind: TlsFallbackKind;
+  destination: string;
+  host: string;
+  port: number;
+  address?: string;
+  /** 'retry': why the handshake failed. */
+  detail?: string;
+  /** 'retry' that starts holding the host in clear: until when (ms). Once per host per hold. */
+  heldUntil?: number;
 }
 
 /** How long credentials a server refused with 535 are not offered to it again (unless the file changes them). */
@@ -49,6 +67,8 @@ export class SmtpTransport implements Transport {
   readonly #credentials = new Map<string, CredentialsFile>();
   /** host:port + user + password hash → until when a 535 holds them back. */
   readonly #authHolds = new Map<string, number>();
+  /** Hosts whose opportunistic TLS failed lately: connected to in clear at once. */
+  readonly #tlsFallback = new TlsFallback();
 
   constructor(opts: SmtpTransportOptions) {
     this.#o = opts;
@@ -133,6 +153,11 @@ export class SmtpTransport implements Transport {
           if (until > this.#now()) return failure(authRecord(`${h.host}:${h.port} refused these credentials (535); not offered again before ${new Date(until).toISOString()} unless the credentials file changes them`, 535, dest.key));
           this.#authHolds.delete(held);
         }
+        const tls = tlsFor(dest, h.host);
+        // The hold is asked only where falling back is allowed: a host held in clear for
+        // opportunistic mail is never skipped by a delivery that demands TLS.
+        const fallbackKey = tlsFallbackKey(h.host, h.port, h.address);
+        const plaintext = !tlsFallbackAllowed({ ...tls, auth }) ? undefined : this.#tlsFallback.held(fallbackKey, this.#now()) ? 'clear' : 'retry';
         const opened = await SmtpConnection.open({
           host: h.host,
           port: h.port,
@@ -140,7 +165,8 @@ export class SmtpTransport implements Transport {
           protocol: dest.kind,
           heloName: dest.shape?.heloName ?? o.heloName,
           ...(dest.shape?.localAddress !== undefined ? { localAddress: dest.shape.localAddress } : {}),
-          ...tlsFor(dest, h.host),
+          ...tls,
+          ...(plaintext !== undefined ? { plaintext } : {}),
           destination: dest.key,
           ...(servername !== undefined ? { servername } : {}),
           ...(o.tlsOutcomes ? { onTlsOutcome: (out) => o.tlsOutcomes!.record(out) } : {}),
@@ -154,6 +180,18 @@ export class SmtpTransport implements Transport {
         if (!opened.ok && auth !== undefined && opened.error.command === 'AUTH' && opened.error.code === 535) {
           if (this.#authHolds.size >= MAX_AUTH_HOLDS) this.#authHolds.delete(this.#authHolds.keys().next().value!);
           this.#authHolds.set(held, this.#now() + AUTH_HOLD_MS);
+        }
+        const fellBack = opened.ok ? opened.value.tlsFallback : null;
+        if (fellBack !== null) {
+          const e: TlsFallbackEvent = { kind: fellBack, destination: dest.key, host: h.host, port: h.port, ...(h.address !== undefined ? { address: h.address } : {}) };
+          if (fellBack === 'retry') {
+            // Held only once the clear retry worked: a host that fails in clear too keeps trying TLS first.
+            const until = this.#tlsFallback.hold(fallbackKey, this.#now());
+            if (until !== null) e.heldUntil = until;
+            const why = opened.ok ? opened.value.tlsFailure : null;
+            if (why !== null) e.detail = why.slice(0, 300);
+          }
+          o.onTlsFallback?.(e);
         }
         return opened;
       },

@@ -5,9 +5,11 @@
 // It can also be slow or hostile: a reply can come after a delay, the connection can be cut
 // (at a command, or in the middle of the message data), and a Flood writes bytes without end
 // (replies nobody asked for, an endless multi-line reply, a line without CRLF), bounded in
-// time and bytes; it records when the client closed the connection.
+// time and bytes; it records when the client closed the connection. Its TLS can be broken
+// (brokenTls): a 220 to STARTTLS, then garbage, a close, a reset or silence for the handshake,
+// or a real handshake that offers only protocol versions a client refuses.
 import { createServer, type Server, type Socket } from 'node:net';
-import { TLSSocket } from 'node:tls';
+import { TLSSocket, type SecureVersion } from 'node:tls';
 import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import type { DeliveryRequest } from '../../src/delivery/types.js';
@@ -80,6 +82,8 @@ export interface Flood {
   maxBytes?: number;
 }
 
+export type BrokenTls = 'garbage' | 'close' | 'reset' | 'silent';
+
 /** What the server does in answer to a command. */
 export type ReplyAction = string | Flood | Cut | Delayed;
 
@@ -98,7 +102,14 @@ export interface ScriptedServerOptions {
   /** EHLO/LHLO keyword lines; null → EHLO is 502 (the client must fall back to HELO). */
   capabilities?: string[] | null;
   reply?: ReplyScript;
-  tls?: { cert: string; key: string };
+  tls?: { cert: string; key: string; minVersion?: SecureVersion; maxVersion?: SecureVersion; ciphers?: string };
+  /**
+   * A 220 to STARTTLS (the default reply, even without `tls`), then, once the client's first
+   * TLS bytes arrive: 'garbage' answers them in clear ("500 …"), 'close' ends the connection,
+   * 'reset' destroys it, 'silent' never answers (the handshake times out). A function picks
+   * per session (undefined: STARTTLS as usual).
+   */
+  brokenTls?: BrokenTls | ((s: ScriptSession) => BrokenTls | undefined);
   /** Asked after each read of message data (s.dataBytes counts it): true cuts the connection there. */
   cutMidData?: (s: ScriptSession) => boolean;
 }
@@ -218,12 +229,24 @@ export async function startScriptedServer(t: TestContext, o: ScriptedServerOptio
       } else if (verb === 'HELO' && mode === 'smtp') {
         answer(pick(line, '250 scripted.test'));
       } else if (line.toUpperCase() === 'STARTTLS') {
-        const r = pick(line, tlsCreds ? '220 2.0.0 Ready to start TLS' : '502 5.5.1 no TLS');
+        const broken = typeof o.brokenTls === 'function' ? o.brokenTls(s) : o.brokenTls;
+        const r = pick(line, tlsCreds || broken ? '220 2.0.0 Ready to start TLS' : '502 5.5.1 no TLS');
         answer(r);
+        if (broken && typeof r.r === 'string' && r.r.startsWith('220')) {
+          sock.off('data', onData);
+          const target = sock;
+          target.once('data', () => {
+            if (broken === 'garbage') target.write('500 5.5.1 What is this?\r\n');
+            else if (broken === 'close') target.end();
+            else if (broken === 'reset') target.resetAndDestroy();
+          });
+          return;
+        }
         // Only a 220 sent now starts TLS: the handshake must follow that very reply.
         if (typeof r.r === 'string' && r.r.startsWith('220') && tlsCreds) {
           sock.off('data', onData);
-          const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key });
+          const v = o.tls!;
+          const tls = new TLSSocket(sock, { isServer: true, cert: tlsCreds.cert, key: tlsCreds.key, ...(v.minVersion ? { minVersion: v.minVersion } : {}), ...(v.maxVersion ? { maxVersion: v.maxVersion } : {}), ...(v.ciphers ? { ciphers: v.ciphers } : {}) });
           tls.on('error', () => {});
           tls.on('secure', () => (s.tlsProtocol = tls.getProtocol()));
           tls.on('data', onData);

@@ -10,7 +10,7 @@ export interface TestCa {
   /** The CA certificate (PEM): pass it as the trusted CA. */
   caPem: string;
   dir: string;
-  /** A key and certificate for `names` (DNS SANs; the first is the CN). */
+  /** A key and certificate for `names` (DNS SANs, IP SANs for addresses; the first is the CN). */
   issue(names: string[], o?: { expired?: boolean; withChain?: boolean }): { cert: string; key: string; certPem: string };
 }
 
@@ -59,7 +59,7 @@ export function makeTestCa(t: TestContext, cn = 'postern test CA'): TestCa {
       const key = join(dir, `leaf${n}.key`);
       const csr = join(dir, `leaf${n}.csr`);
       const cert = join(dir, `leaf${n}.pem`);
-      run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((x) => `DNS:${x}`).join(',')}`]);
+      run(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${names[0]}`, '-addext', `subjectAltName=${names.map((x) => `${/^[\d.]+$|:/.test(x) ? 'IP' : 'DNS'}:${x}`).join(',')}`]);
       const now = Date.now();
       const stamp = (ms: number): string => new Date(ms).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
       const [from, to] = o.expired ? [now - 20 * 86_400_000, now - 10 * 86_400_000] : [now - 86_400_000, now + 2 * 86_400_000];

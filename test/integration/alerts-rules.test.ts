@@ -1,5 +1,6 @@
 // The alert rules beyond the rates, each raised and cleared on a running node by a real
-// scenario (docs/alerts.md): a receiving server whose TLS handshake fails (tls-failures), one
+// scenario (docs/alerts.md): a receiving server whose TLS handshake fails where TLS is
+// required (tls-failures; opportunistic TLS would deliver in clear on a retry instead), one
 // that goes down so the circuit breaker opens (circuit-open), a queue that grows because the
 // destination defers everything (queue-growth, queue-age), a filter pool of one worker kept
 // busy (filter-utilization, filter-wait); rate alerts per site and per egress source (sources
@@ -13,14 +14,13 @@ import { fileURLToPath } from 'node:url';
 import { startTestNode, writeFile } from '../helpers/node.js';
 import { DEFAULT_CAPS, startScriptedServer } from '../helpers/scripted-server.js';
 import { sendMessage } from '../helpers/smtp-client.js';
+import { makeTestCa } from '../helpers/test-ca.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { PosternNode } from '../../src/main.js';
 import type { Alert } from '../../src/delivery/alerts.js';
 
 const TOKEN = 'test-token-0123456789';
 const FILTER = fileURLToPath(new URL('../../../test/fixtures/test-filter.mjs', import.meta.url));
-/** A TLS alert record (fatal, handshake_failure): what a server that cannot do TLS after all sends. */
-const TLS_ALERT = '\x15\x03\x01\x00\x02\x02\x28';
 
 function ids(node: PosternNode, rule?: string): string[] {
   return node.alerts!.engine.active.filter((a) => rule === undefined || a.rule === rule).map((a) => a.id).sort();
@@ -49,17 +49,15 @@ function traffic(t: TestContext, node: PosternNode, o: { to: (n: number) => stri
 
 test('tls-failures: a server whose TLS handshake fails raises it per destination and overall; it clears once the handshakes stop failing', async (t) => {
   let breaking = true;
+  const ca = makeTestCa(t);
   const srv = await startScriptedServer(t, {
     capabilities: [...DEFAULT_CAPS, 'STARTTLS'],
-    reply: (cmd, s) => {
-      if (cmd.toUpperCase() !== 'STARTTLS') return undefined;
-      if (!breaking) return '454 4.7.0 TLS not available now'; // opportunistic: goes on in clear
-      setTimeout(() => s.write(TLS_ALERT), 20); // after the 220 the client's handshake meets a fatal alert
-      return '220 2.0.0 go ahead';
-    },
+    tls: ca.issue(['127.0.0.1']),
+    // After the 220 the client's handshake meets text; then a real handshake, verified.
+    brokenTls: () => (breaking ? 'garbage' : undefined),
   });
   const shaping = writeFile(t, 'shaping.toml', '[alerts]\nwindow = "2s"\ntls_failures = 3\n');
-  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `tls.example=smtp:127.0.0.1:${srv.port}`, POSTERN_TLS_POLICY: 'opportunistic', POSTERN_RETRY_SCHEDULE: '1s', POSTERN_SHAPING: shaping }, { delivery: { pollIntervalMs: 50 } });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `tls.example=smtp:127.0.0.1:${srv.port}/tls=required`, POSTERN_RETRY_SCHEDULE: '1s', POSTERN_SHAPING: shaping }, { delivery: { pollIntervalMs: 50, trustedCa: [ca.caPem] } });
   const mail = traffic(t, node, { to: (n) => [`r${n}@tls.example`], everyMs: 100, max: 200 });
   await waitFor('the tls-failures alerts', () => ids(node, 'tls-failures').length >= 2, { timeoutMs: 10_000, diag: () => ids(node).join(' ') });
   const up = node.alerts!.engine.active.filter((a) => a.rule === 'tls-failures');
@@ -68,7 +66,8 @@ test('tls-failures: a server whose TLS handshake fails raises it per destination
   assert.ok(srv.sessions.some((s) => s.commands.includes('STARTTLS')), 'STARTTLS was tried');
   breaking = false;
   await waitFor('the tls-failures alerts to clear', () => ids(node, 'tls-failures').length === 0, { timeoutMs: 15_000, diag: () => ids(node).join(' ') });
-  await waitFor('mail delivered in clear again', () => srv.messages().length > 0, 15_000);
+  await waitFor('mail delivered over TLS', () => srv.messages().length > 0, 15_000);
+  assert.ok(srv.sessions.filter((s) => s.messages.length > 0).every((s) => s.tls), 'never in clear');
   await mail.stop();
 });
 

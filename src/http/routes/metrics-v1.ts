@@ -8,6 +8,7 @@ import type { Route } from '../router.js';
 import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { LATENCY_BUCKETS_S, MAX_DESTINATION_SERIES } from '../../delivery/destination-stats.js';
+import { TLS_FALLBACK_HOLD_MS } from '../../delivery/tls-fallback.js';
 
 /** One sample per destination with messages waiting, the largest first, the rest summed as "other". */
 function waitingSamples(waiting: Record<string, number>): Sample[] {
@@ -61,6 +62,10 @@ export function renderMetrics(api: Api): string {
   p.one('postern_delivery_attempts_total', 'counter', 'Delivery attempts (one per message and destination).', d?.attempts ?? 0);
   p.one('postern_bounces_sent_total', 'counter', 'Delivery status notifications queued.', d?.bouncesSent ?? 0);
   p.one('postern_delivery_in_flight', 'gauge', 'Deliveries running now.', d?.inFlight ?? 0);
+  p.family('postern_delivery_tls_fallbacks_total', 'counter', `Outbound connections in clear under opportunistic TLS: retry = the TLS handshake failed and the same address was connected to again in clear; clear = STARTTLS not tried, the host's TLS failed within the last ${TLS_FALLBACK_HOLD_MS / 60_000} min (docs/delivery.md).`, [
+    [{ kind: 'retry' }, d?.tlsFallbackRetries ?? 0],
+    [{ kind: 'clear' }, d?.tlsFallbackClear ?? 0],
+  ]);
   p.one('postern_delivery_in_flight_bytes', 'gauge', 'Bytes of the messages being delivered now (POSTERN_MAX_DELIVERY_MEMORY bounds it).', d?.inFlightBytes ?? 0);
   const b = api.deps.bounces?.() ?? null;
   p.family('postern_delivery_failures_total', 'counter', 'Recipient failures by bounce category (docs/bounces.md) and kind: bounced/deferred (the next hop\'s reply or a local failure), async-bounced/async-deferred (a DSN that came back).', (b?.failures ?? []).map((f) => [{ category: f.category, kind: f.kind }, f.count]));
