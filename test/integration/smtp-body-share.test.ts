@@ -3,8 +3,9 @@
 // sessions of large bodies sent slowly stops being read past its share, so another client's
 // message gets its 250 at once instead of waiting out the data timeout; the client's own
 // sessions go on as its bodies are answered, and a session held back past the data timeout
-// gets 421 4.3.2; BDAT chunks held between commands count in the share as DATA does; trusted
-// clients have none.
+// gets 421 4.3.2; BDAT chunks held between commands count in the share as DATA does; behind a
+// trusted balancer the share is the carried address's, every address of an IPv6 prefix sharing
+// one; trusted clients have none.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { startTestNode } from '../helpers/node.js';
@@ -12,6 +13,7 @@ import { RawClient } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { PosternNode } from '../../src/main.js';
 import type { BodyBudget } from '../../src/smtp/body-budget.js';
+import { proxyV1, proxyV2 } from '../helpers/proxy-header.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -24,8 +26,10 @@ function text(subject: string, bytes: number): string {
   return `Subject: ${subject}\r\n\r\n` + line.repeat(Math.ceil(bytes / line.length));
 }
 
-async function openTransaction(port: number, from: string, localAddress: string): Promise<RawClient> {
+/** header: a PROXY header to send first (from a balancer in POSTERN_PROXY_TRUSTED). */
+async function openTransaction(port: number, from: string, localAddress: string, header?: Buffer): Promise<RawClient> {
   const c = await RawClient.connect(port, { localAddress });
+  if (header !== undefined) c.write(header);
   assert.equal((await c.read()).code, 220);
   assert.equal((await c.cmd('EHLO client.test')).code, 250);
   assert.equal((await c.cmd(`MAIL FROM:<${from}>`)).code, 250);
@@ -34,8 +38,8 @@ async function openTransaction(port: number, from: string, localAddress: string)
   return c;
 }
 
-async function openData(port: number, from: string, localAddress: string): Promise<RawClient> {
-  const c = await openTransaction(port, from, localAddress);
+async function openData(port: number, from: string, localAddress: string, header?: Buffer): Promise<RawClient> {
+  const c = await openTransaction(port, from, localAddress, header);
   assert.equal((await c.cmd('DATA')).code, 354);
   return c;
 }
@@ -203,5 +207,36 @@ test('a trusted client has no share: its sessions are all read while the total h
   assert.equal((await untrusted[0]!.cmd('.', 10_000)).code, 250);
   assert.equal((await untrusted[1]!.cmd('.', 10_000)).code, 250);
   assert.equal(node.queue.counts().total, 5);
+  assert.equal(budget.stats().held, 0);
+});
+
+test('behind a balancer (PROXY protocol) the share is the carried client\'s: every address of one IPv6 /64 shares one, another /64 or address has its own', async (t) => {
+  const BALANCER = '127.0.0.5';
+  const { node, budget, port } = await shareNode(t, { POSTERN_PROXY_TRUSTED: `${BALANCER}/32` });
+  const open: RawClient[] = [];
+  t.after(() => open.forEach((c) => c.end()));
+  const via = async (source: string, from: string, v2 = false): Promise<RawClient> => {
+    const c = await openData(port, from, BALANCER, v2 ? proxyV2({ source }) : proxyV1(source));
+    open.push(c);
+    return c;
+  };
+  const a1 = await via('2001:db8:1::a', 'a1@example.org');
+  a1.write(text('a1', 600 * KiB));
+  await waitFor('a1 read whole', () => budget.stats().held >= 600 * KiB, 10_000);
+  // Another address of the same /64: the same client, past its share.
+  const a2 = await via('2001:db8:1::ffff:1', 'a2@example.org', true);
+  a2.write(text('a2', 200 * KiB));
+  await waitFor('a2 waits', () => budget.stats().waiting === 1, 10_000);
+  assert.equal(budget.stats().clients, 1);
+  // Another /64, and an IPv4 client, through the same balancer: read at once.
+  for (const [source, v2] of [['2001:db8:2::a', false], ['192.0.2.50', true]] as const) {
+    const c = await via(source, `${source.replace(/[:.]/g, '-')}@example.org`, v2);
+    const r = await c.cmd(text(source, 200 * KiB) + '.', 3000);
+    assert.equal(r.code, 250, `${source}: ${r.text}`);
+  }
+  assert.equal(budget.stats().waiting, 1, 'a2 still waits');
+  assert.equal((await a1.cmd('.', 10_000)).code, 250);
+  assert.equal((await a2.cmd('.', 10_000)).code, 250);
+  assert.equal(node.queue.counts().total, 4);
   assert.equal(budget.stats().held, 0);
 });
