@@ -131,7 +131,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
     log: log.child({ mod: 'smtp' }),
     counters: { connections: 0, connectionsRejected: 0, messagesAccepted: 0, bytesAccepted: 0, messagesRejected: 0, recipientsAccepted: 0, recipientsRejected: 0, authFailures: 0, tlsHandshakes: 0, filterRejected: 0, filterTempfailed: 0, filterQuarantined: 0 },
     pendingWrites: 0,
-    bodyBudget: new BodyBudget(config.maxBodyMemory),
+    bodyBudget: new BodyBudget(config.maxBodyMemory, config.maxBodyMemoryPerClient),
     draining: false,
   };
   const rmap =
@@ -243,7 +243,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         queue,
         log: log.child({ mod: 'http' }),
         smtpCounters: () => ctx.counters,
-        bodyMemory: () => ({ ...ctx.bodyBudget!.stats(), limit: ctx.bodyBudget!.limit }),
+        bodyMemory: () => ({ ...ctx.bodyBudget!.stats(), limit: ctx.bodyBudget!.limit, perClient: ctx.bodyBudget!.perClient }),
         delivery: () => delivery?.counters ?? null,
         onQueued: () => delivery?.wake(),
         ...(emit ? { onEvent: emit } : {}),

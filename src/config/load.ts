@@ -77,8 +77,9 @@ function parseValue(raw: string, t: SettingType): Result<unknown, string> {
       return n >= t.min && n <= t.max ? success(n) : failure(`an integer ${t.min}-${t.max}`);
     }
     case 'bytes': {
+      if (raw === '' && t.optional) return success(null);
       const n = withUnit(raw, BYTE_UNITS);
-      return n !== undefined && n >= t.min && n <= t.max ? success(n) : failure(`a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)`);
+      return n !== undefined && n >= t.min && n <= t.max ? success(n) : failure(`a byte count ${t.min}-${t.max} (suffix K, M, G, T allowed)${t.optional ? ', or empty' : ''}`);
     }
     case 'duration': {
       const n = parseDuration(raw, { bareMs: true });
@@ -163,6 +164,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     if ((c.tlsCert === '') !== (c.tlsKey === '')) problems.push('POSTERN_TLS_CERT and POSTERN_TLS_KEY must be set together');
     if (c.smtpsPort !== null && c.tlsCert === '') problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} needs POSTERN_TLS_CERT and POSTERN_TLS_KEY`);
     if (c.smtpsPort !== null && c.smtpsPort !== 0 && c.smtpsPort === c.smtpPort) problems.push(`POSTERN_SMTPS_PORT=${c.smtpsPort} is the same as POSTERN_SMTP_PORT`);
+    // A client's share of the body memory: a quarter unless set, never more than the whole.
+    const perClient = c.maxBodyMemoryPerClient as number | null;
+    if (perClient === null) c.maxBodyMemoryPerClient = Math.floor(c.maxBodyMemory / 4);
+    else if (perClient > c.maxBodyMemory) {
+      const given = (name: string, bytes: number): string => (env[name] === undefined ? `${name}=${bytes} (the default)` : `${name}=${JSON.stringify(env[name])} (${bytes} bytes)`);
+      problems.push(`${given('POSTERN_MAX_BODY_MEMORY_PER_CLIENT', perClient)} is more than ${given('POSTERN_MAX_BODY_MEMORY', c.maxBodyMemory)}: a client's share is at most the whole (equal: no share)`);
+    }
     if (c.dmarcEnforce && !c.authResults) problems.push('POSTERN_DMARC_ENFORCE=true needs POSTERN_AUTH_RESULTS=true');
     if (c.senderLogins !== '' && c.authUsers === '') problems.push(`POSTERN_SENDER_LOGINS=${JSON.stringify(c.senderLogins)} needs POSTERN_AUTH_USERS (it maps AUTH users to addresses)`);
     if (c.eventsUrl !== '' && c.eventsToken !== '') {

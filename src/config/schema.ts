@@ -12,7 +12,8 @@ export type SettingType =
   | { kind: 'path'; optional?: boolean }
   | { kind: 'port'; allowZero?: boolean; optional?: boolean }
   | { kind: 'int'; min: number; max: number }
-  | { kind: 'bytes'; min: number; max: number }
+  /** optional: empty → null (the loader fills the default it depends on). */
+  | { kind: 'bytes'; min: number; max: number; optional?: boolean }
   | { kind: 'duration'; min: number; max: number }
   /** Comma-separated durations > 0 (a retry schedule). */
   | { kind: 'durations' }
@@ -78,6 +79,8 @@ export interface Config {
   queueLeaseMs: number;
   maxPendingWrites: number;
   maxBodyMemory: number;
+  /** Filled by the loader: a quarter of maxBodyMemory when not set. */
+  maxBodyMemoryPerClient: number;
   mtPriorityUntrusted: boolean;
   statsIntervalMs: number;
   delivery: 'off' | 'routes' | 'mx';
@@ -214,6 +217,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'queueLeaseMs', env: 'POSTERN_QUEUE_LEASE_MS', type: { kind: 'duration', min: 1000, max: 86400000 }, default: '300000', doc: 'How long a delivery lease lasts before the message returns to the queue.' },
   { key: 'maxPendingWrites', env: 'POSTERN_MAX_PENDING_WRITES', type: { kind: 'int', min: 1, max: 1000000 }, default: '5000', doc: 'Messages waiting for their commit at once; past it new messages get 452 4.3.1 (back-pressure, never loss).' },
   { key: 'maxBodyMemory', env: 'POSTERN_MAX_BODY_MEMORY', type: { kind: 'bytes', min: MiB, max: 2 ** 46 }, default: String(256 * MiB), doc: 'Bytes of message data all SMTP sessions may hold in memory at once (a body counts from its first byte until its 250 or refusal). Past it a session stops reading (TCP holds the client back, its data deadline stopped) until bodies ahead of it are answered, and after POSTERN_DATA_TIMEOUT_MS of waiting gets 421 4.3.2; the body begun first always goes on, so a message of POSTERN_MAX_MESSAGE_BYTES always fits. Bounds memory by configuration instead of sessions × message size. Suffixes K, M, G.' },
+  { key: 'maxBodyMemoryPerClient', env: 'POSTERN_MAX_BODY_MEMORY_PER_CLIENT', type: { kind: 'bytes', min: 64 * 1024, max: 2 ** 46, optional: true }, default: '', shownDefault: '*a quarter of POSTERN_MAX_BODY_MEMORY*', doc: 'Each client\'s share of POSTERN_MAX_BODY_MEMORY (a client as POSTERN_MAX_CONNECTIONS_PER_IP counts them: an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits; POSTERN_TRUSTED_NETWORKS have none). A client holding more waits as past POSTERN_MAX_BODY_MEMORY (421 4.3.2 after POSTERN_DATA_TIMEOUT_MS), even while the total has room, so one client\'s slow large bodies cannot fill the memory every client\'s mail needs; its body begun first always goes on. At most POSTERN_MAX_BODY_MEMORY (equal: no share). Suffixes K, M, G.' },
   { key: 'mtPriorityUntrusted', env: 'POSTERN_MT_PRIORITY_UNTRUSTED', type: { kind: 'bool' }, default: 'false', doc: 'Honour a raised MT-PRIORITY from untrusted, unauthenticated clients (RFC 6710 §5 lets an MTA lower it; by default it is capped at 0).' },
   { key: 'statsIntervalMs', env: 'POSTERN_STATS_INTERVAL_MS', type: { kind: 'duration', min: 0, max: 86400000 }, default: '60000', doc: 'Interval of the "stats" log line (SMTP counters, queue commits and counts); 0 turns it off. A last one is logged at shutdown.' },
   { key: 'delivery', env: 'POSTERN_DELIVERY', type: { kind: 'enum', values: ['off', 'routes', 'mx'] }, default: 'routes', doc: 'Delivery: off (accept and queue only), routes (only to POSTERN_ROUTES and POSTERN_SMARTHOST; other domains wait in the queue), mx (also by DNS MX lookups to the Internet).' },

@@ -23,7 +23,7 @@ export interface HttpDeps {
   log: Logger;
   smtpCounters: () => SmtpCounters;
   /** The SMTP sessions' body memory (POSTERN_MAX_BODY_MEMORY), for /metrics. */
-  bodyMemory?: () => BodyBudgetStats & { limit: number };
+  bodyMemory?: () => BodyBudgetStats & { limit: number; perClient: number };
   /** null when delivery is off. */
   delivery: () => Scheduler['counters'] | null;
   /** Called after each injected message is durably queued (main.ts wakes the scheduler). */

@@ -88,7 +88,7 @@ const LINE_STARTED = 16;
 /** The client shut its write side (FIN): finish what it sent, then close. */
 const INPUT_ENDED = 32;
 const REPORTED = 64;
-/** Not reading its body: the body memory is past POSTERN_MAX_BODY_MEMORY (body-budget.ts). */
+/** Not reading its body: the body memory is past POSTERN_MAX_BODY_MEMORY, or its client past its share (body-budget.ts). */
 const WAITING_FOR_MEMORY = 128;
 /** The end of a body is being answered (commit, filters): its bytes are still in memory. */
 const ANSWERING = 256;
@@ -411,7 +411,7 @@ export class Session {
     if (this.#mode === 'greet') return this.#greet();
     if (this.#flags & CLOSED) return;
     if (this.#flags & WAITING_FOR_MEMORY) {
-      this.log.warn({ waitedMs: this.ctx.config.dataTimeoutMs, bodyMemory: this.ctx.bodyBudget?.stats() }, 'message data waited too long for memory: 421');
+      this.log.warn({ waitedMs: this.ctx.config.dataTimeoutMs, client: this.clientKey, bodyMemory: this.ctx.bodyBudget?.stats() }, 'message data waited too long for memory: 421');
       this.#out = null;
       this.send(reply(421, '4.3.2', `${this.ctx.config.hostname} Too busy to take message data now, try again later`, true));
       return;
@@ -593,8 +593,9 @@ export class Session {
 
   /**
    * Feed message data to its scanner. What the scanner keeps counts against
-   * POSTERN_MAX_BODY_MEMORY (body-budget.ts; nothing past a refusal such as too-big). -1: the
-   * chunk is used up mid-body, and the session may now be waiting for memory.
+   * POSTERN_MAX_BODY_MEMORY and the client's share of it (body-budget.ts; nothing past a
+   * refusal such as too-big). -1: the chunk is used up mid-body, and the session may now be
+   * waiting for memory.
    */
   #feedBody(scanner: { readonly size: number; feed(chunk: Buffer, pos: number): number }, chunk: Buffer, pos: number): number {
     const before = scanner.size;
@@ -604,18 +605,22 @@ export class Session {
     return end;
   }
 
-  /** Past the bound, and this body not the first begun: stop reading until there is room. */
+  /**
+   * Past the bound and this body not the first begun, or the client past its share and this
+   * not its body begun first: stop reading until there is room.
+   */
   #mustWaitForMemory(): boolean {
     const budget = this.ctx.bodyBudget;
     return budget !== undefined && !budget.mayGoOn(this);
   }
 
   /**
-   * Stop reading (socket paused, TCP holds the client back) until bodies ahead are answered;
-   * `chunk` from `pos` is what is left of the input to go on with then. The data deadline
-   * stops, but the wait has one of its own, as long: sessions held back past the bound cannot
-   * keep their bytes forever, nor can a first body dribbling at the minimum data rate hold the
-   * others back for hours; at the deadline, 421 and close.
+   * Stop reading (socket paused, TCP holds the client back) until bodies ahead are answered
+   * (for a client past its share: its own bodies ahead); `chunk` from `pos` is what is left
+   * of the input to go on with then. The data deadline stops, but the wait has one of its
+   * own, as long: sessions held back past the bound cannot keep their bytes forever, nor can
+   * a first body dribbling at the minimum data rate hold the others back for hours; at the
+   * deadline, 421 and close.
    */
   #waitForMemory(chunk: Buffer | null, pos: number): void {
     this.#flags |= BUSY | WAITING_FOR_MEMORY;

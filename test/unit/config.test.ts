@@ -56,6 +56,24 @@ test('cross-field checks: TLS files together, SMTPS needs them', () => {
   assert.throws(() => loadConfig({ POSTERN_MAX_MESSAGE_BYTES: '5 parsecs' }), /POSTERN_MAX_MESSAGE_BYTES="5 parsecs" is invalid: expected a byte count/);
 });
 
+test('POSTERN_MAX_BODY_MEMORY_PER_CLIENT: a quarter of POSTERN_MAX_BODY_MEMORY unless set; never more than it (pinned)', () => {
+  assert.equal(loadConfig({}).maxBodyMemoryPerClient, 64 * 1024 * 1024, 'a quarter of the default 256 MiB');
+  assert.equal(loadConfig({ POSTERN_MAX_BODY_MEMORY: '1G' }).maxBodyMemoryPerClient, 256 * 1024 * 1024, 'follows the total');
+  assert.equal(loadConfig({ POSTERN_MAX_BODY_MEMORY: '3M' }).maxBodyMemoryPerClient, 786432);
+  assert.equal(loadConfig({ POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '' }).maxBodyMemoryPerClient, 64 * 1024 * 1024, 'empty is the default');
+  assert.equal(loadConfig({ POSTERN_MAX_BODY_MEMORY: '8M', POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '8M' }).maxBodyMemoryPerClient, 8 * 1024 * 1024, 'equal: no share');
+  assert.equal(loadConfig({ POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '512K' }).maxBodyMemoryPerClient, 512 * 1024);
+  assert.throws(() => loadConfig({ POSTERN_MAX_BODY_MEMORY: '1M', POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '2M' }), (err: ConfigError) => {
+    assert.deepEqual(err.problems, ['POSTERN_MAX_BODY_MEMORY_PER_CLIENT="2M" (2097152 bytes) is more than POSTERN_MAX_BODY_MEMORY="1M" (1048576 bytes): a client\'s share is at most the whole (equal: no share)']);
+    return true;
+  });
+  assert.throws(() => loadConfig({ POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '300M' }), (err: ConfigError) => {
+    assert.deepEqual(err.problems, ['POSTERN_MAX_BODY_MEMORY_PER_CLIENT="300M" (314572800 bytes) is more than POSTERN_MAX_BODY_MEMORY=268435456 (the default): a client\'s share is at most the whole (equal: no share)']);
+    return true;
+  });
+  assert.throws(() => loadConfig({ POSTERN_MAX_BODY_MEMORY_PER_CLIENT: '1K' }), /POSTERN_MAX_BODY_MEMORY_PER_CLIENT="1K" is invalid: expected a byte count 65536-70368744177664 \(suffix K, M, G, T allowed\), or empty/);
+});
+
 test('every setting is documented and named POSTERN_*', () => {
   const envs = new Set<string>();
   for (const s of SETTINGS) {

@@ -52,6 +52,9 @@ export function renderMetrics(api: Api): string {
     p.one('postern_smtp_body_memory_limit_bytes', 'gauge', 'POSTERN_MAX_BODY_MEMORY.', mem.limit);
     p.one('postern_smtp_sessions_waiting_for_memory', 'gauge', 'SMTP sessions not reading their body now: the body memory is past its limit.', mem.waiting);
     p.one('postern_smtp_body_memory_waits_total', 'counter', 'Times an SMTP session stopped reading its body for lack of body memory.', mem.waits);
+    p.one('postern_smtp_body_memory_client_limit_bytes', 'gauge', 'POSTERN_MAX_BODY_MEMORY_PER_CLIENT: each client\'s share of the body memory.', mem.perClient);
+    p.one('postern_smtp_body_memory_clients', 'gauge', 'Clients (outside the trusted networks) whose sessions hold message data now.', mem.clients);
+    p.one('postern_smtp_body_memory_share_waits_total', 'counter', 'Of the waits for body memory, those of a session whose client held more than its share while the total had room.', mem.shareWaits);
   }
 
   p.family('postern_deliveries_total', 'counter', 'Recipient delivery outcomes.', [
