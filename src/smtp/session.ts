@@ -378,11 +378,21 @@ export class Session {
       // Each block must come within the data timeout, and the whole message at least at
       // POSTERN_MIN_DATA_RATE after it (Postfix smtpd_min_data_rate): every byte buys
       // 1/rate s more, so a client dribbling a byte at a time cannot keep its slot forever.
+      // The time bought is capped at twice the data timeout ahead (the excess is forgotten):
+      // otherwise a client could send most of a large body at once, banking hours (25 MiB at
+      // 500 bytes/s is 14.5 h), then hold that body in memory with a byte per block. A client
+      // that keeps to the rate never reaches the cap.
       let ms = c.dataTimeoutMs;
       if (c.minDataRate > 0) {
         const st = this.#st();
-        const deadline = st.dataSince + c.dataTimeoutMs + ((this.#socket.bytesRead - st.dataBytesAt) * 1000) / c.minDataRate;
-        ms = Math.max(1, Math.min(ms, Math.ceil(deadline - Date.now())));
+        const now = Date.now();
+        let deadline = st.dataSince + c.dataTimeoutMs + ((this.#socket.bytesRead - st.dataBytesAt) * 1000) / c.minDataRate;
+        const cap = now + 2 * c.dataTimeoutMs;
+        if (deadline > cap) {
+          st.dataSince -= deadline - cap;
+          deadline = cap;
+        }
+        ms = Math.max(1, Math.min(ms, Math.ceil(deadline - now)));
       }
       this.#arm(ms, true);
     } else if (m === 'command' || m === 'auth') {

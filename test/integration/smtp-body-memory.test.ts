@@ -87,9 +87,10 @@ test('a wait for memory has a deadline of its own (the data timeout): 421 4.3.2 
   t.after(() => b.end());
   b.write(text('second', 512 * KiB));
   await waitFor('B waits', () => budget.stats().waiting === 1, 10_000);
-  // A, first, dribbles on (at the minimum data rate it may for hours); B is not held back for good.
+  // A, first, dribbles on (at the minimum data rate, 500 bytes/s, it may for hours: here 100
+  // bytes every 150 ms); B is not held back for good.
   const started = Date.now();
-  const dribble = setInterval(() => a.write('more of the first\r\n'), 150);
+  const dribble = setInterval(() => a.write('more of the first'.padEnd(98, '.') + '\r\n'), 150);
   t.after(() => clearInterval(dribble));
   const rb = await b.read(10_000);
   assert.equal(rb.code, 421, rb.text);

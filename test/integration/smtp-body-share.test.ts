@@ -65,7 +65,9 @@ async function shareNode(t: TestContext, env: Record<string, string> = {}): Prom
 /** Every `ms`, one more line on each of `clients` (a body sent slowly, well above any minimum data rate). */
 function trickle(t: TestContext, clients: RawClient[], ms: number): () => void {
   const timer = setInterval(() => {
-    for (const c of clients) if (!c.closed) c.write('still coming, slowly\r\n');
+    // 200 bytes a turn: at 250 ms, 800 bytes/s, above POSTERN_MIN_DATA_RATE's 500 (the time a
+    // fast start buys is capped, so a slower dribble would be cut for its rate, not its share).
+    for (const c of clients) if (!c.closed) c.write('still coming, slowly'.padEnd(198, '.') + '\r\n');
   }, ms);
   const stop = (): void => clearInterval(timer);
   t.after(stop);
