@@ -346,7 +346,7 @@ export async function startNode(config: Readonly<Config>, log: Logger, options: 
         await http?.close();
         await ctx.passwords?.close();
         await delivery?.stop();
-        tlsReport?.close();
+        await tlsReport?.close();
         await closeCluster(cluster);
         await filters?.close();
         await recorder?.close(); // its last summaries, before the sender's last batch

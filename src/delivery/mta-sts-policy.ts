@@ -18,7 +18,13 @@ export interface StsPolicy {
   /** Lower-case patterns: "mx.example.org" or "*.example.org". */
   mx: string[];
   maxAgeS: number;
-  /** The policy's lines as fetched (TLS-RPT reports them as policy-string). */
+  /**
+   * The policy's known lines (version, mode, mx, max_age), normalised as "key: value": what
+   * TLS-RPT reports as policy-string and what the cache stores. Unknown lines are checked and
+   * dropped: §3.2 says they are ignored, and keeping them would let a hostile policy park up to
+   * 64 KiB in every cache entry and every report (bounded: 3 + MAX_MX_PATTERNS lines of at most
+   * 4 + 253 characters).
+   */
   lines: string[];
 }
 
@@ -104,32 +110,35 @@ export function parseStsPolicy(body: string): StsPolicyResult {
     if (!KEY.test(key)) return { ok: false, reason: `bad key on line ${i + 1}` };
     // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused
     if (/[\x00-\x1f\x7f]/.test(value)) return { ok: false, reason: `control character on line ${i + 1}` };
-    lines.push(`${key}: ${value}`);
     switch (key) {
       case 'version':
         if (version !== undefined) return { ok: false, reason: 'two version lines' };
         if (value !== 'STSv1') return { ok: false, reason: `version ${JSON.stringify(value.slice(0, 20))} is not STSv1` };
         version = value;
+        lines.push(`${key}: ${value}`);
         break;
       case 'mode':
         if (mode !== undefined) return { ok: false, reason: 'two mode lines' };
         if (value !== 'enforce' && value !== 'testing' && value !== 'none') return { ok: false, reason: `mode ${JSON.stringify(value.slice(0, 20))} is not enforce, testing or none` };
         mode = value;
+        lines.push(`${key}: ${value}`);
         break;
       case 'max_age':
         if (maxAgeS !== undefined) return { ok: false, reason: 'two max_age lines' };
         if (!DIGITS.test(value)) return { ok: false, reason: 'max_age is not 1 to 10 digits' };
         maxAgeS = Math.min(Number(value), MAX_STS_AGE_S);
+        lines.push(`${key}: ${value}`);
         break;
       case 'mx': {
         const p = value.toLowerCase();
         if (!MX_PATTERN.test(p) || p.length > 253) return { ok: false, reason: `bad mx pattern ${JSON.stringify(value.slice(0, 80))}` };
         if (mx.length >= MAX_MX_PATTERNS) return { ok: false, reason: `more than ${MAX_MX_PATTERNS} mx lines` };
         mx.push(p.endsWith('.') ? p.slice(0, -1) : p);
+        lines.push(`${key}: ${value}`);
         break;
       }
       default:
-        // §3.2: unknown fields are ignored (future extensions).
+        // §3.2: unknown fields are ignored (future extensions), and not kept.
         break;
     }
   }

@@ -4,11 +4,25 @@
 // applied to the addresses it connects to), a cache per max_age kept in a file of the data
 // dir, and the refresh: in the background when the TXT id changes or the policy nears its
 // end. A failed refresh keeps the cached policy until it expires (§10.2: no downgrade).
-import { readFileSync, writeFileSync, renameSync, mkdirSync } from 'node:fs';
+//
+// The cache file is JSON lines, one policy a line, the unexpired enforce and testing policies
+// first; it is written behind (debounced, asynchronous, temp file then rename), never on the
+// fetch path. A line that does not parse is skipped alone; a file past MAX_CACHE_FILE_BYTES
+// is read up to that bound, so what is lost is the `none` tail, not the enforce policies.
+//
+// Eviction (what a sender of mail to many hostile domains can push out): a new policy may take
+// the place of an expired entry or of a `none` one (oldest first), never of an unexpired
+// enforce or testing policy. When every place holds one, the new policy is still used but kept
+// only in a small memory-only overflow (OVERFLOW_ENTRIES, oldest out first), and fetched again
+// once it is out of it. An attacker with many domains can so fill the cache and deny a new
+// domain persistence across a restart (that domain is then as protected as with no cache:
+// trust on first use), but cannot remove a policy already kept, which is what §10.2 rests on.
+import { openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { mkdir, writeFile, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Agent, request } from 'undici';
 import { AddressPolicy, policyLookup } from './address-policy.js';
-import { normalizeDomain } from '../lib/domain-name.js';
+import { isDomainName, normalizeDomain } from '../lib/domain-name.js';
 import { MAX_STS_POLICY_BYTES, parseStsPolicy, parseStsTxt, type StsPolicy } from './mta-sts-policy.js';
 import type { TlsFailureType } from './tls-outcome.js';
 
@@ -37,8 +51,10 @@ export interface MtaStsOptions {
   txtRecheckMs?: number;
   /** A domain with no usable policy is asked again after this (default 5 min). */
   negativeTtlMs?: number;
-  /** Policies kept (default 10000): the oldest fetched goes first. */
+  /** Policies kept (default 10000); see the header for which one makes room for a new one. */
   maxEntries?: number;
+  /** How long after a new policy the cache file is written (default 2 s): one write for a burst of fetches. */
+  saveDelayMs?: number;
   /** Told of each failed fetch or bad policy (TLS reporting and the log). */
   onFailure?: (domain: string, failure: TlsFailureType, detail: string) => void;
   now?: () => number;
@@ -59,7 +75,7 @@ interface Cached {
 
 type FetchResult = { ok: true; policy: StsPolicy } | { ok: false; failure: TlsFailureType; detail: string };
 
-/** Persisted form: one line a policy would be simpler to append, but the file is small and rewritten whole. */
+/** Persisted form, one JSON object a line; `lines` are the policy's known lines, parsed again at load. */
 interface StoredEntry {
   d: string;
   id: string;
@@ -68,19 +84,30 @@ interface StoredEntry {
   expiresAt: number;
 }
 
-const MAX_CACHE_FILE_BYTES = 32 * 1024 * 1024;
+/**
+ * The most read at load: 10,000 policies of the largest size (3 + 64 lines of at most 257
+ * characters, about 17 KiB with the JSON) would be 170 MiB, so a full file of the largest
+ * policies is read in part; the enforce and testing ones come first in it.
+ */
+const MAX_CACHE_FILE_BYTES = 64 * 1024 * 1024;
+/** New policies kept in memory only when the cache holds nothing that may make room for them. */
+const OVERFLOW_ENTRIES = 1000;
 const WELL_KNOWN = '/.well-known/mta-sts.txt';
 
 export class MtaSts {
   readonly #o: MtaStsOptions;
   readonly #cache = new Map<string, Cached>();
+  readonly #overflow = new Map<string, Cached>();
   readonly #negative = new Map<string, { reason: string; until: number }>();
   readonly #inflight = new Map<string, Promise<StsLookup>>();
   readonly #agent: Agent;
   readonly #now: () => number;
-  #writing = false;
+  #saveTimer: NodeJS.Timeout | null = null;
+  #writing: Promise<void> | null = null;
   #dirty = false;
   #closed = false;
+  #closing: Promise<void> | null = null;
+  #writes = 0;
 
   constructor(opts: MtaStsOptions) {
     this.#o = opts;
@@ -107,7 +134,7 @@ export class MtaSts {
   async policyFor(domain: string): Promise<StsLookup> {
     const d = normalizeDomain(domain);
     const now = this.#now();
-    const c = this.#cache.get(d);
+    const c = this.#cache.get(d) ?? this.#overflow.get(d);
     if (c && c.expiresAt > now) {
       if (this.#due(c, now)) void this.#refresh(d);
       return { kind: 'policy', id: c.id, policy: c.policy, expiresAt: c.expiresAt };
@@ -119,14 +146,25 @@ export class MtaSts {
 
   /** The cached policy without any lookup (tests, the CLI). */
   cached(domain: string): StsLookup | null {
-    const c = this.#cache.get(normalizeDomain(domain));
+    const d = normalizeDomain(domain);
+    const c = this.#cache.get(d) ?? this.#overflow.get(d);
     return c ? { kind: 'policy', id: c.id, policy: c.policy, expiresAt: c.expiresAt } : null;
   }
 
-  async close(): Promise<void> {
-    this.#closed = true;
-    await Promise.allSettled([...this.#inflight.values()]);
-    await this.#agent.close();
+  /** Cache file writes done so far (tests, metrics). */
+  get cacheWrites(): number {
+    return this.#writes;
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#inflight.values()]);
+      await this.#agent.close();
+      // The last write: policies fetched since the previous one survive the restart.
+      await this.flushed();
+      this.#closed = true;
+    })();
+    return this.#closing;
   }
 
   /** A check of the TXT id is due, or the policy has less than a fifth of its life left (at most a day). */
@@ -149,7 +187,7 @@ export class MtaSts {
 
   async #discover(d: string): Promise<StsLookup> {
     const now = this.#now();
-    const c = this.#cache.get(d);
+    const c = this.#cache.get(d) ?? this.#overflow.get(d);
     const valid = c && c.expiresAt > now ? c : undefined;
     const keep = (why: string): StsLookup => {
       if (valid) {
@@ -178,11 +216,8 @@ export class MtaSts {
     }
     const fetchedAt = this.#now();
     const entry: Cached = { id: rec.id, policy: f.policy, fetchedAt, expiresAt: fetchedAt + f.policy.maxAgeS * 1000, checkedAt: fetchedAt };
-    this.#cache.delete(d);
-    this.#cache.set(d, entry);
-    if (this.#cache.size > (this.#o.maxEntries ?? 10_000)) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#keep(d, entry);
     this.#negative.delete(d);
-    this.#save();
     return { kind: 'policy', id: entry.id, policy: entry.policy, expiresAt: entry.expiresAt };
   }
 
@@ -230,67 +265,149 @@ export class MtaSts {
     }
   }
 
+  /** Puts a new policy in the cache, making room as the header says, or in the overflow. */
+  #keep(d: string, entry: Cached): void {
+    const max = this.#o.maxEntries ?? 10_000;
+    this.#overflow.delete(d);
+    if (this.#cache.delete(d) || this.#cache.size < max || this.#makeRoom(entry.fetchedAt)) {
+      this.#cache.set(d, entry);
+      this.#save();
+      return;
+    }
+    this.#overflow.set(d, entry);
+    if (this.#overflow.size > OVERFLOW_ENTRIES) this.#overflow.delete(this.#overflow.keys().next().value!);
+  }
+
+  /** Drops the first expired entry, else the oldest `none` one; false when every entry is an unexpired enforce or testing policy. */
+  #makeRoom(now: number): boolean {
+    let none: string | undefined;
+    for (const [d, c] of this.#cache) {
+      if (c.expiresAt <= now) {
+        this.#cache.delete(d);
+        return true;
+      }
+      if (none === undefined && c.policy.mode === 'none') none = d;
+    }
+    if (none === undefined) return false;
+    this.#cache.delete(none);
+    return true;
+  }
+
   #load(file: string): void {
     let text: string;
     try {
-      const buf = readFileSync(file);
-      if (buf.length > MAX_CACHE_FILE_BYTES) return;
-      text = buf.toString('utf8');
+      const fd = openSync(file, 'r');
+      try {
+        // Read up to the bound: past it only whole lines before it count (the last one is cut).
+        const size = Math.min(fstatSync(fd).size, MAX_CACHE_FILE_BYTES);
+        const buf = Buffer.alloc(size);
+        let n = 0;
+        while (n < size) {
+          const r = readSync(fd, buf, n, size - n, n);
+          if (r === 0) break;
+          n += r;
+        }
+        text = buf.toString('utf8', 0, n);
+      } finally {
+        closeSync(fd);
+      }
     } catch {
       return; // none yet
     }
-    let data: unknown;
-    try {
-      data = JSON.parse(text);
-    } catch {
-      return; // a torn or foreign file is an empty cache: policies are fetched again
-    }
-    if (!Array.isArray(data)) return;
     const now = this.#now();
-    for (const e of data as StoredEntry[]) {
-      if (typeof e?.d !== 'string' || typeof e.id !== 'string' || !Array.isArray(e.lines) || !Number.isFinite(e.expiresAt) || !Number.isFinite(e.fetchedAt)) continue;
-      if (e.expiresAt <= now || e.lines.some((l) => typeof l !== 'string')) continue;
+    const max = this.#o.maxEntries ?? 10_000;
+    for (const e of storedEntries(text)) {
+      if (this.#cache.size >= max) break;
+      if (typeof e !== 'object' || e === null) continue;
+      const { d, id, lines, fetchedAt, expiresAt } = e as Partial<StoredEntry>;
+      if (typeof d !== 'string' || typeof id !== 'string' || !/^[A-Za-z0-9]{1,32}$/.test(id) || !Array.isArray(lines) || lines.length > 80) continue;
+      if (typeof fetchedAt !== 'number' || typeof expiresAt !== 'number' || !Number.isFinite(expiresAt) || !Number.isFinite(fetchedAt) || expiresAt <= now) continue;
+      if (lines.some((l) => typeof l !== 'string')) continue;
+      const domain = normalizeDomain(d);
+      if (!isDomainName(domain)) continue;
       // Parsed again: the file is ours, but a policy is only ever used in its checked form.
-      const p = parseStsPolicy(e.lines.join('\n'));
+      const p = parseStsPolicy(lines.join('\n'));
       if (!p.ok) continue;
-      const expiresAt = Math.min(e.expiresAt, e.fetchedAt + p.policy.maxAgeS * 1000);
+      const exp = Math.min(expiresAt, fetchedAt + p.policy.maxAgeS * 1000);
+      if (exp <= now) continue;
       // checkedAt 0: the TXT id is compared again at the first use after a restart.
-      this.#cache.set(normalizeDomain(e.d), { id: e.id, policy: p.policy, fetchedAt: e.fetchedAt, expiresAt, checkedAt: 0 });
+      this.#cache.set(domain, { id, policy: p.policy, fetchedAt, expiresAt: exp, checkedAt: 0 });
     }
   }
 
-  /** Write the whole cache (temp file, then rename) behind the change; one write at a time. */
+  /** A write is due: once, saveDelayMs after the first change, whatever the number of changes. */
   #save(): void {
+    if (!this.#o.cacheFile || this.#closed) return;
+    this.#dirty = true;
+    this.#saveTimer ??= setTimeout(() => {
+      this.#saveTimer = null;
+      void this.#write();
+    }, this.#o.saveDelayMs ?? 2000).unref();
+  }
+
+  /**
+   * Writes the cache (temp file, then rename) when changed, one write at a time. The text is
+   * built on this thread (a JSON line a policy: bounded, a few ms for a full cache), the I/O is not.
+   */
+  #write(): Promise<void> {
     const file = this.#o.cacheFile;
-    if (!file || this.#closed) return;
-    if (this.#writing) {
-      this.#dirty = true;
-      return;
+    if (!file) return Promise.resolve();
+    if (this.#writing) return this.#writing.then(() => this.#write());
+    if (!this.#dirty) return Promise.resolve();
+    this.#dirty = false;
+    const now = this.#now();
+    const first: string[] = [];
+    const rest: string[] = [];
+    for (const [d, c] of this.#cache) {
+      if (c.expiresAt <= now) continue;
+      const line = JSON.stringify({ d, id: c.id, lines: c.policy.lines, fetchedAt: c.fetchedAt, expiresAt: c.expiresAt } satisfies StoredEntry);
+      (c.policy.mode === 'none' ? rest : first).push(line);
     }
-    this.#writing = true;
-    setImmediate(() => {
+    const text = first.concat(rest).join('\n') + '\n';
+    const tmp = `${file}.tmp`;
+    this.#writing = (async () => {
       try {
-        do {
-          this.#dirty = false;
-          const out: StoredEntry[] = [];
-          for (const [d, c] of this.#cache) out.push({ d, id: c.id, lines: c.policy.lines, fetchedAt: c.fetchedAt, expiresAt: c.expiresAt });
-          mkdirSync(dirname(file), { recursive: true });
-          const tmp = `${file}.tmp`;
-          writeFileSync(tmp, JSON.stringify(out));
-          renameSync(tmp, file);
-        } while (this.#dirty);
+        await mkdir(dirname(file), { recursive: true });
+        await writeFile(tmp, text);
+        await rename(tmp, file);
+        this.#writes++;
       } catch {
         // A cache that cannot be written costs a fetch after a restart, nothing else.
       } finally {
-        this.#writing = false;
+        this.#writing = null;
       }
-    });
+    })();
+    return this.#writing;
   }
 
-  /** Resolves once the pending cache write (if any) is done (tests). */
+  /** Writes the pending change now (if any) and resolves once the file is written (close, tests). */
   async flushed(): Promise<void> {
-    while (this.#writing) await new Promise((r) => setTimeout(r, 5));
+    if (this.#saveTimer) clearTimeout(this.#saveTimer);
+    this.#saveTimer = null;
+    await this.#write();
   }
+}
+
+/** The entries of a cache file: JSON lines, each parsed alone; a file of the older form (one JSON array) is read whole. */
+function storedEntries(text: string): unknown[] {
+  if (text.startsWith('[')) {
+    try {
+      const data: unknown = JSON.parse(text);
+      return Array.isArray(data) ? data : [];
+    } catch {
+      return [];
+    }
+  }
+  const out: unknown[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    try {
+      out.push(JSON.parse(line));
+    } catch {
+      // A torn or corrupt line: that policy is fetched again, the others stand.
+    }
+  }
+  return out;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {

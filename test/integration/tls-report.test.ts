@@ -7,7 +7,7 @@
 // send nothing they should not.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, existsSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { createServer as createHttpsServer } from 'node:https';
@@ -90,12 +90,12 @@ test('bounded: domains per day (the rest counted as dropped), failure details pe
   assert.equal(r.report('2026-03-01', 'not a domain!'), null);
 });
 
-test('the counts survive a restart (written behind, and on close)', (t) => {
+test('the counts survive a restart (written behind, and on close)', async (t) => {
   const dir = tmpdir(t, 'postern-tlsrpt-');
   const a = reporter(t, { dataDir: dir });
   a.record(outcome('example.com', 'success'));
   a.record(outcome('example.com', { failure: 'certificate-host-mismatch' }));
-  a.close();
+  await a.close();
   const b = reporter(t, { dataDir: dir });
   assert.deepEqual(b.report('2026-03-01', 'example.com'), a.report('2026-03-01', 'example.com'));
   assert.ok(existsSync(join(dir, 'tlsrpt.json')));
@@ -210,4 +210,110 @@ test('mailto: a multipart/report through the node itself into a loopback Maildir
   assert.equal(json['contact-info'], 'postmaster@mx.test.example');
   assert.deepEqual(json.policies[0].summary, { 'total-successful-session-count': 1, 'total-failure-session-count': 1 });
   assert.equal(utcDay(DAY), '2026-03-01');
+});
+
+test('bounded: policy strings and MX names a policy, and the size of a day (the rest counted as dropped)', async (t) => {
+  const dir = tmpdir(t, 'postern-tlsrpt-');
+  const errors: string[] = [];
+  const r = reporter(t, { dataDir: dir, onError: (what, err) => errors.push(`${what}: ${(err as Error).message}`) });
+  const big = { type: 'sts' as const, strings: Array.from({ length: 64 }, (_, i) => `junk${i}: ${'x'.repeat(600)}`), mxHosts: Array.from({ length: 64 }, () => 'm'.repeat(600)) };
+  r.record(outcome('big.test', 'success', { policy: big }));
+  const p = (r.report('2026-03-01', 'big.test')!.policies as Array<{ policy: Record<string, string[]> }>)[0]!.policy;
+  assert.ok(p['policy-string']!.join('').length <= 4096, `${p['policy-string']!.join('').length} characters of policy strings`);
+  assert.ok(p['mx-host']!.join('').length <= 4096);
+  assert.ok(p['policy-string']!.every((x) => x.length <= 512));
+  // Each domain with its own large policy: the day fills up long before 10,000 domains.
+  for (let i = 0; i < 2000; i++) r.record(outcome(`d${i}.test`, 'success', { policy: { ...big, strings: [`id: ${i}`, ...big.strings] } }));
+  assert.ok(r.dropped > 0, 'new domains refused once the day is full');
+  assert.equal(errors.filter((e) => /the day is full/.test(e)).length, 1, 'told once a day');
+  await r.flush();
+  const size = statSync(join(dir, 'tlsrpt.json')).size;
+  assert.ok(size < 10 * 1024 * 1024, `tlsrpt.json of ${size} bytes`);
+});
+
+test('flush writes only what changed, and off this thread: it returns before the file is written', async (t) => {
+  const dir = tmpdir(t, 'postern-tlsrpt-');
+  const file = join(dir, 'tlsrpt.json');
+  const r = reporter(t, { dataDir: dir });
+  r.record(outcome('example.com', 'success'));
+  assert.equal(existsSync(file), false, 'written behind, not at once');
+  const p = r.flush();
+  assert.equal(existsSync(file), false, 'the write is asynchronous');
+  await p;
+  assert.ok(existsSync(file));
+  rmSync(file);
+  await r.flush();
+  assert.equal(existsSync(file), false, 'nothing changed: nothing written');
+});
+
+/** An HTTPS receiver that never answers /stall (the request is read, no reply) and answers 200 to the rest. */
+async function stallingReceiver(t: TestContext, ca: TestCa) {
+  const leaf = ca.leaf('127.0.0.1');
+  const got: string[] = [];
+  const srv = createHttpsServer({ cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.url === '/stall') return;
+      got.push(req.url ?? '');
+      res.writeHead(200).end('ok');
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
+  return { got, origin: `https://127.0.0.1:${(srv.address() as AddressInfo).port}` };
+}
+
+function within<T>(p: Promise<T>, ms: number): Promise<'done' | 'late'> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p.then(() => 'done' as const), new Promise<'late'>((resolve) => { timer = setTimeout(() => resolve('late'), ms); })]).finally(() => clearTimeout(timer));
+}
+
+test('stalling receivers for many domains do not hold a good domain\'s report: sent in parallel, each exchange bounded', async (t) => {
+  const ca = makeTestCa(t);
+  const rx = await stallingReceiver(t, ca);
+  const clock = { now: DAY };
+  const r = reporter(t, {
+    clock,
+    ca: [ca.pem],
+    addressPolicy: new AddressPolicy({ allowLoopback: true }),
+    httpsTimeoutMs: 400,
+    runLimitMs: 20_000,
+    resolver: { resolveTxt: async (name) => [[`v=TLSRPTv1; rua=${rx.origin}/${name.startsWith('_smtp._tls.good') ? 'good' : 'stall'}`]] },
+    onError: () => {},
+  });
+  for (let i = 0; i < 40; i++) r.record(outcome(`s${i}.test`, 'success'));
+  r.record(outcome('good.test', 'success'));
+  clock.now = NEXT;
+  const t0 = Date.now();
+  // Sequential, 40 stalls of 400 ms would be 16 s before good.test; 8 at a time, 2 s.
+  assert.equal(await within(r.sendDue(), 8000), 'done', 'the run ended in time');
+  assert.deepEqual(rx.got, ['/good']);
+  assert.ok(Date.now() - t0 < 8000);
+});
+
+test('a run stops at its limit; what it did not reach waits for the next run, and a day older than that is dropped (logged)', async (t) => {
+  const ca = makeTestCa(t);
+  const rx = await stallingReceiver(t, ca);
+  const clock = { now: DAY };
+  const errors: string[] = [];
+  const r = reporter(t, {
+    clock,
+    ca: [ca.pem],
+    addressPolicy: new AddressPolicy({ allowLoopback: true }),
+    httpsTimeoutMs: 60_000,
+    runLimitMs: 1500,
+    resolver: { resolveTxt: async () => [[`v=TLSRPTv1; rua=${rx.origin}/stall`]] },
+    onError: (what, err) => errors.push(`${what}: ${(err as Error).message}`),
+  });
+  for (let i = 0; i < 20; i++) r.record(outcome(`old${i}.test`, 'success'));
+  for (let i = 0; i < 20; i++) r.record(outcome(`new${i}.test`, 'success', { at: DAY + 86_400_000 }));
+  clock.now = NEXT + 86_400_000; // 2026-03-03T00:30Z: 03-02 is yesterday, 03-01 had its run
+  const t0 = Date.now();
+  assert.equal(await within(r.sendDue(), 6000), 'done', 'the run ended at its limit');
+  assert.ok(Date.now() - t0 >= 1400);
+  for (let i = 0; i < 20; i++) assert.equal(r.report('2026-03-01', `old${i}.test`), null, `old${i}`);
+  assert.ok(errors.some((e) => /^reports of 2026-03-01: 20 domain\(s\) not sent .*dropped/.test(e)), errors.join('\n'));
+  const left = Array.from({ length: 20 }, (_, i) => r.report('2026-03-02', `new${i}.test`)).filter((x) => x !== null).length;
+  assert.equal(left, 12, 'yesterday: 8 tried (cut at the limit), 12 kept for the next run');
+  assert.equal(errors.filter((e) => /cut: the run/.test(e)).length, 8);
 });
