@@ -17,8 +17,7 @@ const MARGIN_MS = 1500;
 /** A TLS 1.2 ClientHello's first bytes: a record header announcing more than is sent. */
 const HALF_HELLO = Buffer.from('16030100c8010000c40303' + '00'.repeat(20), 'hex');
 
-async function node(t: TestContext, env: Record<string, string> = {}): Promise<PosternNode> {
-  const ca = makeTestCa(t);
+async function node(t: TestContext, env: Record<string, string> = {}, ca = makeTestCa(t)): Promise<PosternNode> {
   const leaf = ca.leaf('mx.test.example');
   const n = await startTestNode(t, {
     POSTERN_TLS_CERT: leaf.cert,
@@ -164,18 +163,9 @@ async function greeted(port: number, localAddress: string, ca: string): Promise<
 for (const proxied of [false, true]) {
   test(`implicit TLS${proxied ? ' (listener for POSTERN_PROXY_TRUSTED)' : ''}: connections still in their handshake count against the per-client and total limits`, async (t) => {
     const ca = makeTestCa(t);
-    const leaf = ca.leaf('mx.test.example');
     // Loopback untrusted (per-client limit applies); with proxies, trusted to send a header is
     // another network, so these connections are clients of the plain-TCP implicit listener.
-    const n = await startTestNode(t, {
-      POSTERN_TLS_CERT: leaf.cert,
-      POSTERN_TLS_KEY: leaf.key,
-      POSTERN_SMTPS_PORT: '0',
-      POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24',
-      POSTERN_MAX_CONNECTIONS_PER_IP: '3',
-      POSTERN_MAX_CONNECTIONS: '6',
-      ...(proxied ? { POSTERN_PROXY_TRUSTED: '192.0.2.1/32' } : {}),
-    });
+    const n = await node(t, { POSTERN_TRUSTED_NETWORKS: '192.0.2.0/24', POSTERN_MAX_CONNECTIONS_PER_IP: '3', POSTERN_MAX_CONNECTIONS: '6', ...(proxied ? { POSTERN_PROXY_TRUSTED: '192.0.2.1/32' } : {}) }, ca);
     const port = n.ports.smtpsPort!;
     const silent: Socket[] = [];
     t.after(() => silent.forEach((s) => s.destroy()));
