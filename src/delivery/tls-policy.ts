@@ -1,11 +1,12 @@
 // Which authenticated-TLS policy applies to an MX delivery, and what it does to the
-// destination: with DANE on and a DNSSEC-validated MX answer, the hosts are that answer's (node's
-// resolver, which gave the destination's, is not validated: a host only it names is dropped, one
-// only the validated answer names is added); DANE (RFC 7672) when those hosts have validated
-// TLSA records (and then no MTA-STS: RFC 8461 §2), else MTA-STS (RFC 8461 §5): `enforce` keeps only the MX hosts the
-// policy names (none left: 451 4.7.0) and requires STARTTLS with a certificate verified for the
-// MX host name; `testing` delivers as before and reports. Routes, the smarthost and address
-// literals are the operator's choice: no policy of the recipient domain applies to them.
+// destination: with DANE on and a DNSSEC-validated MX answer, the hosts are that answer's
+// (node's resolver, which gave the destination's, is not validated: a host only it names is
+// dropped, one only the validated answer names is added); DANE (RFC 7672) when those hosts have
+// validated TLSA records (and then no MTA-STS: RFC 8461 §2), else MTA-STS (RFC 8461 §5):
+// `enforce` keeps only the MX hosts the policy names (none left: 451 4.7.0) and requires
+// STARTTLS with a certificate verified for the MX host name; `testing` delivers as before and
+// reports. Routes, the smarthost and address literals are the operator's choice: no policy of
+// the recipient domain applies to them.
 // RFC 8689: a REQUIRETLS message ('yes') needs an authenticated path (DANE, or MTA-STS, whose
 // `testing` then counts as `enforce`), else it is returned with 5.7.30; "TLS-Required: No"
 // ('no') turns a policy's failures into reports only (§4.3), STARTTLS still tried.
