@@ -485,6 +485,15 @@ test('DANE MX set (c): an attacker\'s own signed zone with its own TLSA never ge
   assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
   assert.match(s.real.messages()[0]!.mailFrom, /REQUIRETLS/);
   assert.equal(s.evilTls.sessions.length, 0, 'the attacker\'s host is never connected to');
+
+  // node's resolver hides the address of the one host with TLSA records: REQUIRETLS mail waits
+  // (never to the opportunistic backup, never returned on the attacker's word).
+  const { dane: withBackup } = await validating(t, [[10, MX], [20, BACKUP]], [MX, BACKUP], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const hidden = await systemMx(t, [[5, EVIL], [20, BACKUP]], [EVIL, BACKUP]);
+  assert.deepEqual(hostsOf(await routed(hidden.routing, withBackup)), [BACKUP], 'other mail: the backup, opportunistic');
+  const d3 = await routed(hidden.routing, withBackup, 'yes');
+  assert.equal(d3.kind, 'defer', JSON.stringify(d3));
+  assert.equal(d3.kind === 'defer' && d3.reply.enhanced, '4.4.3');
 });
 
 test('DANE MX set: no MX records (implicit MX, the domain itself), a domain that is a CNAME, a null MX, and no usable address', async (t) => {
