@@ -100,7 +100,8 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
       })
     : null;
   const dnssec = c.delivery === 'mx' && c.dnssecResolver && c.dnssecResolver.length > 0 ? c.dnssecResolver[0]! : null;
-  const tlsPolicies: TlsPolicies = { sts, dane: dnssec ? new DaneResolver({ server: { host: dnssec.host, port: dnssec.port } }) : null };
+  // Under DANE the validated MX set is delivered to; mx looks up the addresses of its hosts.
+  const tlsPolicies: TlsPolicies = { sts, dane: dnssec ? new DaneResolver({ server: { host: dnssec.host, port: dnssec.port } }) : null, mx };
   let watcher: ShapingFileWatcher | null = null;
   const shaper = new Shaper({
     file: c.shaping === '' ? EMPTY_SHAPING : (opts.shaping ?? readShaping(c.shaping)),

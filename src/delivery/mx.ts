@@ -22,6 +22,12 @@ export interface DnsResolver {
   resolve6(hostname: string, options: { ttl: true }): Promise<Array<{ address: string; ttl: number }>>;
 }
 
+/** One MX record: the exchange's name (lower case, no trailing dot) and its preference. */
+export interface MxExchange {
+  host: string;
+  preference: number;
+}
+
 export type MxResult =
   /** Preference order; equal preferences shuffled on every call. `ttlMs`: how long the answer stays cached. */
   | { kind: 'hosts'; hosts: HostPort[]; ttlMs: number }
@@ -78,6 +84,9 @@ function codeOf(err: unknown): string {
   return typeof c === 'string' ? c : String((err as { message?: unknown } | null)?.message ?? err);
 }
 
+/** RFC 7505 §3: a null MX is a lone "." (node reports it as ""). */
+const isNullMx = (e: string): boolean => e === '' || e === '.';
+
 type AddressResult = { kind: 'ok'; addresses: string[]; ttlS: number | undefined } | { kind: 'none'; reason: string } | { kind: 'temp'; reason: string };
 
 export class MxResolver {
@@ -117,17 +126,35 @@ export class MxResolver {
   async resolve(domain: string): Promise<MxResult> {
     const d = normalizeDomain(domain);
     if (d === '') return { kind: 'no-domain' };
-    const cached = this.#cache.get(d);
+    return this.#cached(d, () => this.#lookup(d));
+  }
+
+  async #cached(key: string, lookup: () => Promise<{ answer: Answer; ttlMs: number }>): Promise<MxResult> {
+    const cached = this.#cache.get(key);
     const now = this.#now();
     if (cached && cached.expiresAt > now) return this.#hand(cached, now);
-    let p = this.#inflight.get(d);
+    let p = this.#inflight.get(key);
     if (!p) {
-      p = this.#lookup(d).then((answer) => this.#store(d, answer));
-      this.#inflight.set(d, p);
-      const clear = (): void => void this.#inflight.delete(d);
+      p = lookup().then((answer) => this.#store(key, answer));
+      this.#inflight.set(key, p);
+      const clear = (): void => void this.#inflight.delete(key);
       p.then(clear, clear);
     }
     return this.#hand(await p, this.#now());
+  }
+
+  /**
+   * The hosts of an MX set the caller already holds (DANE: the one the validating resolver
+   * gave, tls-policy.ts), their addresses looked up and checked as resolve() does. Cached by
+   * the domain and the set, apart from the domain's own answer.
+   */
+  async resolveExchanges(domain: string, exchanges: readonly MxExchange[]): Promise<MxResult> {
+    const d = normalizeDomain(domain);
+    const set = exchanges.slice(0, this.#maxHosts).map((e) => ({ exchange: normalizeDomain(e.host), priority: e.preference }));
+    if (set.length === 0) return { kind: 'no-hosts', reason: 'no MX hosts given' };
+    // "\0" cannot occur in a domain name: these keys never meet resolve()'s.
+    const key = `${d}\0${set.map((e) => `${e.priority} ${e.exchange}`).join(',')}`;
+    return this.#cached(key, () => this.#fromExchanges(set));
   }
 
   /** The policy every address passes (also applied to address literals by destinationFor). */
@@ -187,7 +214,7 @@ export class MxResolver {
   }
 
   async #lookup(d: string): Promise<{ answer: Answer; ttlMs: number }> {
-    const neg = (answer: Answer): { answer: Answer; ttlMs: number } => ({ answer, ttlMs: answer.kind === 'temp-error' ? this.#tempErrorTtlMs : this.#negativeTtlMs });
+    const neg = (answer: Answer): { answer: Answer; ttlMs: number } => this.#negative(answer);
     let mx: Array<{ exchange: string; priority: number }>;
     try {
       mx = await this.#withTimeout(this.#dns.resolveMx(d));
@@ -206,15 +233,24 @@ export class MxResolver {
       return { answer: { kind: 'groups', groups: [a.addresses.map((address) => ({ host: d, port: 25, address }))] }, ttlMs: this.#clampTtl(a.ttlS) };
     }
 
-    // RFC 7505 §3: a null MX is a lone "." (node reports it as ""). A "." among real MX
-    // records is a misconfiguration; it cannot be connected to, so it is simply skipped.
-    const isNull = (e: string): boolean => e === '' || e === '.';
-    if (mx.every((r) => isNull(r.exchange))) return neg({ kind: 'null-mx' });
+    if (mx.every((r) => isNullMx(r.exchange))) return neg({ kind: 'null-mx' });
+    return this.#fromExchanges(mx);
+  }
 
+  #negative(answer: Answer): { answer: Answer; ttlMs: number } {
+    return { answer, ttlMs: answer.kind === 'temp-error' ? this.#tempErrorTtlMs : this.#negativeTtlMs };
+  }
+
+  /**
+   * The usable hosts of a non-empty MX set, by preference. A "." among real MX records is a
+   * misconfiguration; it cannot be connected to, so it is simply skipped.
+   */
+  async #fromExchanges(mx: ReadonlyArray<{ exchange: string; priority: number }>): Promise<{ answer: Answer; ttlMs: number }> {
+    const neg = (answer: Answer): { answer: Answer; ttlMs: number } => this.#negative(answer);
     // Lowest preference per exchange, then preference order; only the first maxHosts are looked up.
     const best = new Map<string, number>();
     for (const r of mx) {
-      if (isNull(r.exchange)) continue;
+      if (isNullMx(r.exchange)) continue;
       const host = normalizeDomain(r.exchange);
       const prev = best.get(host);
       if (prev === undefined || r.priority < prev) best.set(host, r.priority);

@@ -2,6 +2,7 @@
 // local unbound with the zone's key as trust anchor, so the AD bit postern reads is unbound's
 // own validation; and data tampered with after signing, which unbound answers with SERVFAIL.
 import { test } from 'node:test';
+import { Resolver } from 'node:dns/promises';
 import assert from 'node:assert/strict';
 import { createHash, X509Certificate } from 'node:crypto';
 import { makeTestCa } from '../helpers/test-ca.js';
@@ -10,13 +11,14 @@ import { deliveryRequest, startScriptedServer, DEFAULT_CAPS } from '../helpers/s
 import { DOMAIN, MX, mxDest, transport, startStripper } from '../helpers/tls-policy-fixtures.js';
 import { DaneResolver } from '../../src/delivery/dane.js';
 import { applyTlsPolicy } from '../../src/delivery/tls-policy.js';
+import { MxResolver, type DnsResolver } from '../../src/delivery/mx.js';
 import type { Destination } from '../../src/delivery/types.js';
 import type { TlsOutcome } from '../../src/delivery/tls-outcome.js';
 
 const REQ = (): ReturnType<typeof deliveryRequest> => deliveryRequest('a@sender.test', [`b@${DOMAIN}`], 'Subject: t\r\n\r\nsecret body\r\n');
 const BOGUS_DATA = 'cd'.repeat(32);
 
-test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping man in the middle is deferred, tampered data defers; CNAMEd MX and TLSA names are followed', { skip: UNBOUND_SKIP }, async (t) => {
+test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping man in the middle is deferred, tampered data defers; CNAMEd MX and TLSA names are followed; a forged system-resolver MX is not used', { skip: UNBOUND_SKIP }, async (t) => {
   const ca = makeTestCa(t, 'not trusted by the client');
   const trusted = makeTestCa(t, 'trusted by the client');
   const c = ca.issue([MX]);
@@ -68,6 +70,16 @@ test('DANE with unbound and a signed zone: validated TLSA delivers, a stripping 
     const dc = await applyTlsPolicy(domain, mxDest(smtp.port, host), { sts: null, dane });
     assert.deepEqual(dc.kind === 'smtp' && dc.tlsAuth?.tlsa?.[host], [{ usage: 3, selector: 1, matching: 1, data: spki }], JSON.stringify(dc));
   }
+
+  // Node's resolver forged the MX answer: it names the attacker's host. The validated MX set is
+  // delivered to: MX (its address asked by a node Resolver, here of the same unbound), the forged
+  // host dropped, REQUIRETLS mail only to MX.
+  const sys = new Resolver({ timeout: 3000, tries: 1 });
+  sys.setServers([`${dns.host}:${dns.port}`]);
+  const mx = new MxResolver(sys as unknown as DnsResolver, { allowLoopback: true });
+  const forged = await applyTlsPolicy(DOMAIN, mxDest(smtp.port, 'evil.attacker.test'), { sts: null, dane, mx }, 'yes');
+  assert.deepEqual(forged.kind === 'smtp' && forged.hosts.map((h) => [h.host, h.port, h.address]), [[MX, 25, '127.0.0.1']], JSON.stringify(forged));
+  assert.equal(forged.kind === 'smtp' && forged.tlsAuth?.type, 'tlsa');
 
   const d3 = await applyTlsPolicy('bogus.example.test', mxDest(smtp.port, 'mx2.example.test'), { sts: null, dane });
   assert.equal(d3.kind, 'defer', JSON.stringify(d3));

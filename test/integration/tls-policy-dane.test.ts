@@ -6,6 +6,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
+import { Resolver } from 'node:dns/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { createHash, X509Certificate } from 'node:crypto';
 import { makeTestCa } from '../helpers/test-ca.js';
@@ -14,6 +15,8 @@ import { DOMAIN, MX, ENFORCE, startPolicyServer, stsFor, mxDest, transport, star
 import { query, decodeAnswer, encodeQuery, TYPE, DnsWireError } from '../../src/delivery/dns-wire.js';
 import { DaneResolver } from '../../src/delivery/dane.js';
 import { applyTlsPolicy } from '../../src/delivery/tls-policy.js';
+import { MxResolver, destinationFor, siteKey, type DestinationResult, type DnsResolver, type RoutingContext } from '../../src/delivery/mx.js';
+import { parseRoutes } from '../../src/config/routes.js';
 import type { Destination } from '../../src/delivery/types.js';
 import type { TlsOutcome } from '../../src/delivery/tls-outcome.js';
 
@@ -352,4 +355,179 @@ test('a TLSA name that is a CNAME (RFC 7671 §7): a validated chain gives the ta
   for (let i = 0; i < 10; i++) cname(zone, i === 0 ? SHARED : `c${i}.provider.test`, `c${i + 1}.provider.test`);
   const d4 = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane: fresh() });
   assert.equal(d4.kind, 'defer', `11 links: ${JSON.stringify(d4)}`);
+});
+
+// Under DANE the MX set comes from the validating resolver. The hosts of a destination come from
+// node's resolver (MxResolver), which nothing validates: here it is a real node Resolver pointed at
+// a second DNS server of the test that answers what an attacker forged (or a stale or lying
+// upstream would). The servers of the test listen on ports of their own, so once the policy has
+// chosen the hosts, port 25 is mapped to each host's server by name before delivering.
+const EVIL = 'evil.attacker.test';
+const BACKUP = 'backup.example.test';
+
+function aRecord(zone: Zone, host: string): void {
+  zone.records.set(`${TYPE.A}/${host}`, [{ type: TYPE.A, rdata: Buffer.from([127, 0, 0, 1]) }]);
+}
+
+async function systemMx(t: TestContext, mx: Array<[number, string]>, hosts: string[]): Promise<{ mx: MxResolver; zone: Zone; routing: RoutingContext }> {
+  const zone = newZone();
+  if (mx.length > 0) zone.records.set(`${TYPE.MX}/${DOMAIN}`, mx.map(([p, h]) => ({ type: TYPE.MX, rdata: mxRdata(p, h) })));
+  for (const h of hosts) aRecord(zone, h);
+  const srv = await startDns(t, zone);
+  const r = new Resolver({ timeout: 2000, tries: 1 });
+  r.setServers([`${srv.host}:${srv.port}`]);
+  const resolver = new MxResolver(r as unknown as DnsResolver, { allowLoopback: true });
+  const routes = parseRoutes('');
+  assert.ok(routes.ok);
+  return { mx: resolver, zone, routing: { routes: routes.value, smarthost: null, tlsPolicy: 'opportunistic', mx: resolver } };
+}
+
+/** The validating resolver's zone: DOMAIN's MX set, every host with an address, the given TLSA records. */
+async function validating(t: TestContext, mx: Array<[number, string]>, hosts: string[], tlsa: Record<string, Buffer>): Promise<{ dane: DaneResolver; zone: Zone }> {
+  const zone = newZone();
+  if (mx.length > 0) zone.records.set(`${TYPE.MX}/${DOMAIN}`, mx.map(([p, h]) => ({ type: TYPE.MX, rdata: mxRdata(p, h) })));
+  for (const h of hosts) aRecord(zone, h);
+  for (const [h, rdata] of Object.entries(tlsa)) zone.records.set(`${TYPE.TLSA}/_25._tcp.${h}`, [{ type: TYPE.TLSA, rdata }]);
+  return { dane: new DaneResolver({ server: await startDns(t, zone), timeoutMs: 2000 }), zone };
+}
+
+/** The destination as the engine builds it: node's MX answer, then the TLS policies. */
+async function routed(routing: RoutingContext, dane: DaneResolver, tlsRequired?: 'yes'): Promise<DestinationResult> {
+  const d0 = await destinationFor(DOMAIN, routing);
+  assert.equal(d0.kind, 'smtp', JSON.stringify(d0));
+  return applyTlsPolicy(DOMAIN, d0 as Extract<Destination, { kind: 'smtp' }>, { sts: null, dane, mx: routing.mx }, tlsRequired);
+}
+
+const hostsOf = (d: DestinationResult): string[] | string => (d.kind === 'smtp' ? d.hosts.map((h) => h.host) : `${d.kind}: ${JSON.stringify(d)}`);
+
+function onPorts(d: DestinationResult, ports: Record<string, number>): Destination {
+  assert.equal(d.kind, 'smtp');
+  const s = d as Extract<Destination, { kind: 'smtp' }>;
+  return { ...s, hosts: s.hosts.map((h) => ({ ...h, port: ports[h.host]! })) };
+}
+
+async function servers(t: TestContext) {
+  const ca = makeTestCa(t, 'unrelated CA');
+  const trusted = makeTestCa(t, 'the only trusted CA');
+  const real = ca.issue([MX]);
+  const evil = ca.issue([EVIL]);
+  const caps = [...DEFAULT_CAPS, 'STARTTLS', 'REQUIRETLS'];
+  return {
+    trusted,
+    realSpki: spkiSha256(real.certPem),
+    evilSpki: spkiSha256(evil.certPem),
+    real: await startScriptedServer(t, { capabilities: caps, tls: { cert: real.cert, key: real.key } }),
+    // The attacker's host: plaintext only, or TLS with its own certificate (and its own TLSA).
+    evilPlain: await startScriptedServer(t, { capabilities: DEFAULT_CAPS }),
+    evilTls: await startScriptedServer(t, { capabilities: caps, tls: { cert: evil.cert, key: evil.key } }),
+  };
+}
+
+test('DANE MX set (a): node\'s resolver forges the MX answer to name only the attacker\'s host: the validated MX host is used, with its TLSA; the attacker\'s never', async (t) => {
+  const s = await servers(t);
+  const sys = await systemMx(t, [[10, EVIL]], [EVIL, MX]);
+  const { dane } = await validating(t, [[10, MX]], [MX], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const d = await routed(sys.routing, dane);
+  assert.deepEqual(hostsOf(d), [MX]);
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'tlsa');
+  assert.equal(d.kind === 'smtp' && d.key.includes(EVIL), false, `the destination key names the hosts used: ${d.key}`);
+  assert.equal(d.key, d.kind === 'smtp' ? siteKey('smtp', d.hosts, 'opportunistic', { tlsAuth: d.tlsAuth }) : '');
+  const res = await transport(t, s.trusted, []).deliver(onPorts(d, { [MX]: s.real.port, [EVIL]: s.evilPlain.port }), REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  assert.equal(s.real.messages().length, 1);
+  assert.equal(s.evilPlain.sessions.length, 0, 'the forged host is never connected to');
+
+  // A validated MX set without any TLSA record: no DANE, but the forged host is still not used.
+  const { dane: noTlsa } = await validating(t, [[10, MX]], [MX], {});
+  const d2 = await routed(sys.routing, noTlsa);
+  assert.deepEqual(hostsOf(d2), [MX]);
+  assert.equal(d2.kind === 'smtp' && d2.tlsAuth?.type, 'no-policy-found');
+  assert.equal(d2.kind === 'smtp' && d2.key, `smtp:${MX}:25`);
+
+  // An MX answer the validating resolver does not validate: no DANE, node's answer as before.
+  const { dane: unsigned, zone } = await validating(t, [[10, MX]], [MX], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  zone.insecure.add(DOMAIN);
+  assert.deepEqual(hostsOf(await routed(sys.routing, unsigned)), [EVIL]);
+});
+
+test('DANE MX set (b): a forged host in front of the real one is dropped; the validated set wins, in its own preference order, hosts only it names added', async (t) => {
+  const s = await servers(t);
+  const sys = await systemMx(t, [[5, EVIL], [10, MX]], [EVIL, MX]);
+  const { dane } = await validating(t, [[10, MX]], [MX], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const d = await routed(sys.routing, dane);
+  assert.deepEqual(hostsOf(d), [MX]);
+  const res = await transport(t, s.trusted, []).deliver(onPorts(d, { [MX]: s.real.port, [EVIL]: s.evilPlain.port }), REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  assert.equal(s.evilPlain.sessions.length, 0, 'the forged host (opportunistic, preferred by the forged answer) is never connected to');
+
+  // node's resolver: EVIL 5, BACKUP 30; validated: MX 10, BACKUP 20 (BACKUP without TLSA).
+  const sys2 = await systemMx(t, [[5, EVIL], [30, BACKUP]], [EVIL, MX, BACKUP]);
+  const { dane: two } = await validating(t, [[20, BACKUP], [10, MX]], [MX, BACKUP], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const d2 = await routed(sys2.routing, two);
+  assert.deepEqual(hostsOf(d2), [MX, BACKUP], 'MX added (its address from node\'s resolver), EVIL dropped, validated preferences');
+  assert.deepEqual(d2.kind === 'smtp' && Object.keys(d2.tlsAuth?.tlsa ?? {}), [MX]);
+});
+
+test('DANE MX set (c): an attacker\'s own signed zone with its own TLSA never gets a REQUIRETLS message; the validated host does', async (t) => {
+  const s = await servers(t);
+  // The validating resolver validates the attacker's zone too: the host has secure addresses and TLSA.
+  const { dane } = await validating(t, [[10, MX]], [MX, EVIL], { [MX]: tlsaRdata(3, 1, 1, s.realSpki), [EVIL]: tlsaRdata(3, 1, 1, s.evilSpki) });
+  const only = await systemMx(t, [[10, EVIL]], [EVIL, MX]);
+  const d = await routed(only.routing, dane, 'yes');
+  assert.deepEqual(hostsOf(d), [MX]);
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.tlsa?.[EVIL], undefined);
+
+  const both = await systemMx(t, [[5, EVIL], [10, MX]], [EVIL, MX]);
+  const d2 = await routed(both.routing, dane, 'yes');
+  assert.deepEqual(hostsOf(d2), [MX]);
+  const req = deliveryRequest('a@sender.test', [`b@${DOMAIN}`], 'Subject: t\r\n\r\nsecret body\r\n', { tlsRequired: 'yes' });
+  const res = await transport(t, s.trusted, []).deliver(onPorts(d2, { [MX]: s.real.port, [EVIL]: s.evilTls.port }), req);
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  assert.match(s.real.messages()[0]!.mailFrom, /REQUIRETLS/);
+  assert.equal(s.evilTls.sessions.length, 0, 'the attacker\'s host is never connected to');
+
+  // node's resolver hides the address of the one host with TLSA records: REQUIRETLS mail waits
+  // (never to the opportunistic backup, never returned on the attacker's word).
+  const { dane: withBackup } = await validating(t, [[10, MX], [20, BACKUP]], [MX, BACKUP], { [MX]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const hidden = await systemMx(t, [[5, EVIL], [20, BACKUP]], [EVIL, BACKUP]);
+  assert.deepEqual(hostsOf(await routed(hidden.routing, withBackup)), [BACKUP], 'other mail: the backup, opportunistic');
+  const d3 = await routed(hidden.routing, withBackup, 'yes');
+  assert.equal(d3.kind, 'defer', JSON.stringify(d3));
+  assert.equal(d3.kind === 'defer' && d3.reply.enhanced, '4.4.3');
+});
+
+test('DANE MX set: no MX records (implicit MX, the domain itself), a domain that is a CNAME, a null MX, and no usable address', async (t) => {
+  const s = await servers(t);
+  const sys = await systemMx(t, [[10, EVIL]], [EVIL, MX, DOMAIN, BACKUP]);
+  // Validated: no MX records: the domain itself is the MX host (RFC 7672 §2.2.1), with its own TLSA.
+  const { dane: implicit } = await validating(t, [], [DOMAIN], { [DOMAIN]: tlsaRdata(3, 1, 1, s.realSpki) });
+  const d = await routed(sys.routing, implicit);
+  assert.deepEqual(hostsOf(d), [DOMAIN]);
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.tlsa?.[DOMAIN]?.length, 1);
+
+  // Validated: DOMAIN is a CNAME to a name whose MX is BACKUP: BACKUP; the chain not validated: no DANE.
+  const { dane: viaCname, zone } = await validating(t, [], [BACKUP], { [BACKUP]: tlsaRdata(3, 1, 1, s.realSpki) });
+  cname(zone, DOMAIN, 'mail.provider.test');
+  zone.records.set(`${TYPE.MX}/mail.provider.test`, [{ type: TYPE.MX, rdata: mxRdata(10, BACKUP) }]);
+  assert.deepEqual(hostsOf(await routed(sys.routing, viaCname)), [BACKUP]);
+  zone.insecure.add('mail.provider.test');
+  const viaInsecure = new DaneResolver({ server: await startDns(t, zone), timeoutMs: 2000 });
+  const d3 = await routed(sys.routing, viaInsecure);
+  assert.deepEqual(hostsOf(d3), [EVIL]);
+  assert.equal(d3.kind === 'smtp' && d3.tlsAuth?.type, 'no-policy-found');
+
+  // Validated null MX (RFC 7505) while node's resolver names a host: deferred, nothing sent.
+  const { dane: nullMx, zone: z4 } = await validating(t, [], [], {});
+  z4.records.set(`${TYPE.MX}/${DOMAIN}`, [{ type: TYPE.MX, rdata: Buffer.from([0, 0, 0]) }]);
+  const d4 = await routed(sys.routing, nullMx);
+  assert.equal(d4.kind, 'defer', JSON.stringify(d4));
+  assert.equal(d4.kind === 'defer' && d4.reply.enhanced, '4.4.3');
+  assert.match(d4.kind === 'defer' ? d4.reply.text : '', /null MX/);
+
+  // The validated MX host has no address node's resolver gives: deferred, never the forged host.
+  const { dane: gone } = await validating(t, [[10, 'nowhere.example.test']], [], {});
+  const d5 = await routed(sys.routing, gone);
+  assert.equal(d5.kind, 'defer', JSON.stringify(d5));
+  assert.equal(d5.kind === 'defer' && d5.reply.enhanced, '4.4.3');
+  assert.match(d5.kind === 'defer' ? d5.reply.text : '', /no host of the DNSSEC-validated MX set of example\.test \(nowhere\.example\.test\) has a usable address/);
 });

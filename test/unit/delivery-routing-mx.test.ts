@@ -213,3 +213,23 @@ test('destinationFor: MX site keys are shared across domains; null MX, NXDOMAIN,
   assert.deepEqual(await reply('bare.test'), ['bounce', 550, '5.4.4', false]);
   assert.deepEqual(await reply('fail.test'), ['defer', 451, '4.4.3', true]);
 });
+
+test('resolveExchanges (DANE\'s validated MX set): no MX query, addresses checked by the policy, preference order, cached apart from resolve()', async () => {
+  const dns = fakeDns({
+    mx: { 'ex.test': [{ exchange: 'other.ex.test', priority: 1 }] },
+    a: { 'a.ex.test': A('192.0.2.1'), 'b.ex.test': A('192.0.2.2'), 'lo.ex.test': A('127.0.0.1'), 'other.ex.test': A('192.0.2.9') },
+  });
+  const mx = new MxResolver(dns);
+  const set = [{ host: 'B.ex.test.', preference: 20 }, { host: 'lo.ex.test', preference: 5 }, { host: 'a.ex.test', preference: 10 }];
+  assert.deepEqual(hosts(await mx.resolveExchanges('ex.test', set)), ['a.ex.test:25', 'b.ex.test:25'], 'lo.ex.test refused (loopback), the rest by preference');
+  assert.equal(dns.queries.filter((q) => q.startsWith('MX')).length, 0);
+  const before = dns.queries.length;
+  assert.deepEqual(hosts(await mx.resolveExchanges('ex.test', set)), ['a.ex.test:25', 'b.ex.test:25']);
+  assert.equal(dns.queries.length, before, 'the second call is answered from the cache');
+  assert.deepEqual(hosts(await mx.resolve('ex.test')), ['other.ex.test:25'], 'the domain\'s own answer is cached apart');
+  assert.equal((await mx.resolveExchanges('ex.test', [{ host: 'lo.ex.test', preference: 0 }])).kind, 'no-hosts');
+  assert.equal((await mx.resolveExchanges('ex.test', [])).kind, 'no-hosts');
+  const many = Array.from({ length: 30 }, (_, i) => ({ host: `h${i}.ex.test`, preference: i }));
+  await mx.resolveExchanges('ex.test', many);
+  assert.equal(dns.queries.filter((q) => q.startsWith('A h')).length, 10, 'at most maxHosts (10) hosts looked up');
+});
