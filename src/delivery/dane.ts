@@ -8,7 +8,7 @@
 // types 0/1/2 are usable (§3.1). A SERVFAIL (the resolver's answer for a bogus validation) or no
 // answer defers the delivery (§2.1.1): an attacker who breaks a lookup must not turn DANE off.
 import { query as dnsQuery, RCODE, TYPE, type DnsAnswer, type DnsRecord, type DnsServerAddress } from './dns-wire.js';
-import { normalizeDomain } from '../lib/domain-name.js';
+import { normalizeDomain, toAsciiDomain } from '../lib/domain-name.js';
 import type { MxExchange } from './mx.js';
 import type { TlsaRecord } from './types.js';
 
@@ -109,7 +109,8 @@ export class DaneResolver implements DaneLookup {
   }
 
   async lookup(domain: string): Promise<DaneResult> {
-    const d = normalizeDomain(domain);
+    const d = toAsciiDomain(domain);
+    if (d === null) return { kind: 'none', reason: `${JSON.stringify(domain.slice(0, 100))} is not a DNS name` };
     // A domain that is a CNAME: the MX records are its target's, secure only if the chain is.
     const mx = await this.#chase(d, TYPE.MX);
     if (mx.kind === 'fail') return { kind: 'defer', enhanced: '4.7.5', reason: `DANE: MX lookup for ${d} failed DNSSEC validation or did not answer (${mx.reason})` };

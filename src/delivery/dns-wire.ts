@@ -57,8 +57,10 @@ export function encodeQuery(id: number, name: string, type: number): Buffer {
   parts.push(header);
   let total = 1;
   for (const l of labels) {
-    const b = Buffer.from(l, 'ascii');
-    if (b.length === 0 || b.length > 63) throw new DnsWireError(`bad label in ${name}`);
+    // ASCII only (an IDN comes as A-labels): Buffer's 'ascii' would silently mangle "ü" into
+    // another name.
+    if (!/^[\x21-\x7e]{1,63}$/.test(l)) throw new DnsWireError(`bad label in ${JSON.stringify(name.slice(0, 300))}`);
+    const b = Buffer.from(l, 'latin1');
     total += b.length + 1;
     parts.push(Buffer.from([b.length]), b);
   }

@@ -15,6 +15,7 @@ import type { MtaSts } from './mta-sts.js';
 import { siteKey, type DestinationResult, type MxExchange, type MxResult } from './mx.js';
 import { replyRecord, type Destination, type HostPort, type TlsAuth } from './types.js';
 import type { DaneLookup } from './dane.js';
+import { toAsciiDomain } from '../lib/domain-name.js';
 
 export interface TlsPolicies {
   sts: MtaSts | null;
@@ -28,10 +29,18 @@ export interface TlsPolicies {
 
 type SmtpDest = Extract<Destination, { kind: 'smtp' }>;
 
-export async function applyTlsPolicy(domain: string, dest: SmtpDest, p: TlsPolicies, tlsRequired?: 'yes' | 'no'): Promise<DestinationResult> {
-  if (!dest.viaMx) return requireTlsRoute(domain, dest, tlsRequired);
+export async function applyTlsPolicy(recipientDomain: string, dest: SmtpDest, p: TlsPolicies, tlsRequired?: 'yes' | 'no'): Promise<DestinationResult> {
+  if (!dest.viaMx) return requireTlsRoute(recipientDomain, dest, tlsRequired);
   const relax = tlsRequired === 'no';
   const needed = tlsRequired === 'yes';
+  // Policies are published, looked up, cached and reported under the domain's A-labels: an
+  // SMTPUTF8 recipient's domain may come in U-labels (münchen.example), which the DNS wire
+  // client, the MTA-STS host name and the TLS report's policy-domain all need as xn--.
+  const domain = toAsciiDomain(recipientDomain);
+  if (domain === null) {
+    if (needed) return noPath(recipientDomain, `${recipientDomain} is not a DNS name: no DANE or MTA-STS policy can authenticate its MX hosts`);
+    return dest;
+  }
   if (p.dane) {
     const r = await p.dane.lookup(domain);
     if (r.kind === 'defer') return { kind: 'defer', key: `defer:${domain}`, reply: replyRecord(451, r.enhanced, r.reason, undefined, domain) };

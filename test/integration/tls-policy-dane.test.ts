@@ -218,6 +218,41 @@ test('DANE-EE(3 1 1): a certificate no CA vouches for, matched by its key: deliv
   assert.equal(outcomes[0]!.policy.type, 'tlsa');
 });
 
+test('an IDN recipient domain (SMTPUTF8, U-labels): DANE is looked up under its A-labels and applies; the wire client refuses a non-ASCII name', async (t) => {
+  const { smtp, zone, dane, trusted } = await daneSetup(t, (pem) => [tlsaRdata(3, 1, 1, spkiSha256(pem))]);
+  const idn = 'MÜNCHEN.example.test';
+  const alabels = 'xn--mnchen-3ya.example.test';
+  zone.records.set(`${TYPE.MX}/${alabels}`, [{ type: TYPE.MX, rdata: mxRdata(10, MX) }]);
+  const d = await applyTlsPolicy(idn, mxDest(smtp.port), { sts: null, dane });
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.type, 'tlsa', JSON.stringify(d));
+  assert.equal(d.kind === 'smtp' && d.tlsAuth?.policyDomain, alabels, 'reported under the A-labels');
+  assert.ok(zone.queries.includes(`${TYPE.MX}/${alabels}`), zone.queries.join(' '));
+  assert.ok(!zone.queries.some((q) => /[^\x20-\x7e]|m.nchen\.example/.test(q)), `no mangled name asked: ${zone.queries.join(' ')}`);
+  const outcomes: TlsOutcome[] = [];
+  const res = await transport(t, trusted, outcomes).deliver(d as Destination, REQ());
+  assert.equal(res[0]!.kind, 'delivered', JSON.stringify(res));
+  assert.equal(outcomes[0]!.policyDomain, alabels);
+  // Before, Buffer's 'ascii' encoding turned "ü" into another byte and asked for a name that
+  // does not exist (the validating resolver's NXDOMAIN then deferred the mail as 4.4.3).
+  assert.throws(() => encodeQuery(1, 'münchen.example.test', TYPE.MX), DnsWireError);
+  assert.throws(() => encodeQuery(1, 'a b.test', TYPE.MX), DnsWireError);
+  assert.equal((await dane.lookup('[127.0.0.1]')).kind, 'none', 'not a DNS name: no DANE, no query');
+  // MTA-STS (no DANE) asks for the policy record under the A-labels too.
+  const ca = makeTestCa(t);
+  const asked: string[] = [];
+  const sts = stsFor(t, ca, await startPolicyServer(t, ca, ENFORCE), { id: null }, {
+    dns: {
+      resolveTxt: async (n: string) => {
+        asked.push(n);
+        throw Object.assign(new Error('no data'), { code: 'ENODATA' });
+      },
+    },
+  });
+  const viaSts = await applyTlsPolicy(idn, mxDest(smtp.port), { sts, dane: null });
+  assert.deepEqual(asked, [`_mta-sts.${alabels}`]);
+  assert.equal(viaSts.kind === 'smtp' && viaSts.tlsAuth?.policyDomain, alabels);
+});
+
 test('DANE-EE(3 0 1) ignores the name and the dates: an expired certificate for another name is delivered to', async (t) => {
   const { smtp, dane, trusted } = await daneSetup(t, (pem) => [tlsaRdata(3, 0, 1, certSha256(pem))], { names: ['other.example.net'], expired: true });
   const d = await applyTlsPolicy(DOMAIN, mxDest(smtp.port), { sts: null, dane });
