@@ -133,6 +133,24 @@ export class RawClient {
 }
 
 /**
+ * A session up to an accepted recipient: connected, greeting read, EHLO, MAIL and RCPT each
+ * answered 250 (else it throws), closed when the test ends. For tests that then send DATA or
+ * BDAT their own way (dribbled, broken, hostile).
+ */
+export async function openTransaction(t: { after(fn: () => void): void } | null, port: number, o: { helo: string; from: string; to: string }): Promise<RawClient> {
+  const c = await RawClient.connect(port);
+  if (t !== null) t.after(() => c.end());
+  for (const [cmd, want] of [[null, 220], [`EHLO ${o.helo}`, 250], [`MAIL FROM:<${o.from}>`, 250], [`RCPT TO:<${o.to}>`, 250]] as const) {
+    const r = cmd === null ? await c.read() : await c.cmd(cmd);
+    if (r.code !== want) {
+      c.end();
+      throw new Error(`${cmd ?? 'greeting'}: expected ${want}, got ${r.code} ${r.text}`);
+    }
+  }
+  return c;
+}
+
+/**
  * Send one message in its own session and return its queue id: LF or CRLF text, dot-stuffed
  * here as a client must (RFC 5321 §4.5.2). Throws (an assertion) on any non-2xx/354 reply.
  */

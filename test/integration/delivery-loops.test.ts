@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort } from '../../bench/lib/proc.js';
 import { startScriptedServer, deliveryRequest } from '../helpers/scripted-server.js';
-import { RawClient, sendMessage } from '../helpers/smtp-client.js';
+import { openTransaction, sendMessage } from '../helpers/smtp-client.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startTestNode } from '../helpers/node.js';
 import { tmpdir } from '../helpers/tmpdir.js';
@@ -46,12 +46,7 @@ test('the connector dials the checked address, never the name again (no DNS rebi
 test('end of DATA: more Received headers than POSTERN_MAX_HOPS is refused with 554 5.4.6', async (t) => {
   const node = await startTestNode(t, { POSTERN_MAX_HOPS: '5', POSTERN_LOCAL_DOMAINS: 'local.test' });
   await sendMessage(node.ports.smtpPort, 'a@far.test', ['b@local.test'], `${hops(4)}Subject: four hops, ours is the fifth\r\n\r\nok\r\n`);
-  const c = await RawClient.connect(node.ports.smtpPort);
-  t.after(() => c.end());
-  await c.read();
-  await c.cmd('EHLO loop.test');
-  await c.cmd('MAIL FROM:<a@far.test>');
-  await c.cmd('RCPT TO:<b@local.test>');
+  const c = await openTransaction(t, node.ports.smtpPort, { helo: 'loop.test', from: 'a@far.test', to: 'b@local.test' });
   assert.equal((await c.cmd('DATA')).code, 354);
   const r = await c.cmd(`${hops(5)}Subject: loop\r\n\r\nbody\r\n.`);
   assert.equal(r.code, 554);

@@ -10,7 +10,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestNode } from '../helpers/node.js';
 import { startScriptedServer, type ScriptedServer } from '../helpers/scripted-server.js';
-import { RawClient, sendMessage } from '../helpers/smtp-client.js';
+import { openTransaction, RawClient, sendMessage } from '../helpers/smtp-client.js';
 import { tmpdir } from '../helpers/tmpdir.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { runCli } from '../helpers/cli.js';
@@ -129,12 +129,7 @@ test('a trusted client naming a pool the node does not have, or naming one twice
   }
   assert.equal(node.queue.counts().total, 0, 'nothing stored');
   // BDAT ends the same way.
-  const c = await RawClient.connect(node.ports.smtpPort);
-  t.after(() => c.end());
-  await c.read();
-  await c.cmd('EHLO client.test.example');
-  await c.cmd('MAIL FROM:<a@shop.example>');
-  await c.cmd('RCPT TO:<r@dest.example>');
+  const c = await openTransaction(t, node.ports.smtpPort, { helo: 'client.test.example', from: 'a@shop.example', to: 'r@dest.example' });
   const msg = 'Subject: x\r\nX-Postern-Pool: nosuch\r\n\r\nhi\r\n';
   const r = await c.cmd(`BDAT ${Buffer.byteLength(msg)} LAST\r\n${msg}`.replace(/\r\n$/, ''));
   assert.equal(r.code, 554, r.text);

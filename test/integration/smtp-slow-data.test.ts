@@ -3,7 +3,7 @@
 // byte at a time inside DATA or BDAT cannot keep its connection for as long as it dribbles.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient, type SmtpReply } from '../helpers/smtp-client.js';
+import { openTransaction, RawClient, type SmtpReply } from '../helpers/smtp-client.js';
 import { startTestNode } from '../helpers/node.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -13,11 +13,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * server answers or `forMs` passes.
  */
 async function dribble(port: number, everyMs: number, forMs: number, burst = 0): Promise<{ reply: SmtpReply | null; elapsedMs: number; c: RawClient }> {
-  const c = await RawClient.connect(port);
-  await c.read();
-  await c.cmd('EHLO slow.test');
-  await c.cmd('MAIL FROM:<a@slow.test>');
-  await c.cmd('RCPT TO:<b@local.test>');
+  const c = await openTransaction(null, port, { helo: 'slow.test', from: 'a@slow.test', to: 'b@local.test' });
   assert.equal((await c.cmd('DATA')).code, 354);
   if (burst > 0) c.socket.write(('x'.repeat(78) + '\r\n').repeat(Math.ceil(burst / 80)));
   const t0 = Date.now();
@@ -55,12 +51,7 @@ test('the time bought by data sent at once is capped: a burst then a dribble is 
 test('a client keeping to the minimum rate is not cut by the cap', async (t) => {
   // 100 bytes/s required; 80 bytes every 200 ms is 400 bytes/s, for 4 s (about 40 s banked).
   const node = await startTestNode(t, { POSTERN_LOCAL_DOMAINS: 'local.test', POSTERN_DATA_TIMEOUT_MS: '1000', POSTERN_MIN_DATA_RATE: '100' });
-  const c = await RawClient.connect(node.ports.smtpPort);
-  t.after(() => c.end());
-  await c.read();
-  await c.cmd('EHLO steady.test');
-  await c.cmd('MAIL FROM:<a@steady.test>');
-  await c.cmd('RCPT TO:<b@local.test>');
+  const c = await openTransaction(t, node.ports.smtpPort, { helo: 'steady.test', from: 'a@steady.test', to: 'b@local.test' });
   assert.equal((await c.cmd('DATA')).code, 354);
   for (let i = 0; i < 20; i++) {
     c.socket.write('y'.repeat(78) + '\r\n');

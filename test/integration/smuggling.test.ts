@@ -3,7 +3,7 @@
 // CRLF ends a command line, so commands hidden behind a bare LF never run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { RawClient } from '../helpers/smtp-client.js';
+import { openTransaction, RawClient } from '../helpers/smtp-client.js';
 import { startTestNode } from '../helpers/node.js';
 
 const FAKE_ENDS = ['\n.\n', '\r\n.\n', '\n.\r\n', '\r.\r\n', '\r\n.\r', '\n.\r'];
@@ -12,12 +12,7 @@ const SMUGGLED = 'MAIL FROM:<admin@bank.example>\r\nRCPT TO:<victim@example.com>
 for (const fake of FAKE_ENDS) {
   test(`fake end ${JSON.stringify(fake)} with a smuggled transaction yields no second message`, async (t) => {
     const node = await startTestNode(t);
-    const c = await RawClient.connect(node.ports.smtpPort);
-    t.after(() => c.end());
-    await c.read();
-    await c.cmd('EHLO attacker.example');
-    await c.cmd('MAIL FROM:<a@attacker.example>');
-    await c.cmd('RCPT TO:<b@example.com>');
+    const c = await openTransaction(t, node.ports.smtpPort, { helo: 'attacker.example', from: 'a@attacker.example', to: 'b@example.com' });
     assert.equal((await c.cmd('DATA')).code, 354);
     c.write(`Subject: first\r\n\r\nhello${fake}${SMUGGLED}`);
     // The smuggled ".\r\n" (preceded by CRLF) is the real end: exactly one reply, a refusal.
