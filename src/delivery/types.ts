@@ -4,6 +4,7 @@
 import type { MessageRecord, Recipient, ReplyRecord } from '../queue/store.js';
 import type { HostPort, PipeTarget, TlsPolicy } from '../config/routes.js';
 import type { TlsPolicyType } from './tls-outcome.js';
+import { cutText, LAST_REPLY_TEXT_CHARS } from '../queue/records.js';
 
 export type { HostPort, TlsPolicy };
 
@@ -117,9 +118,15 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** Build a reply record; the retry logic reads code/enhanced/transient, never the text. */
+/**
+ * Build a reply record; the retry logic reads code/enhanced/transient, never the text. The
+ * text is cut to what a record keeps (LAST_REPLY_TEXT_CHARS): a remote server chooses it, up to
+ * the reply reader's 64 KiB, and it goes on into the log line, the event and the bounce of every
+ * recipient of every attempt (100 recipients answered with 64 KiB each added 6.4 MB of log and
+ * of event log per attempt before).
+ */
 export function replyRecord(code: number | undefined, enhanced: string | undefined, text: string, command: string | undefined, destination: string): ReplyRecord {
-  const r: ReplyRecord = { text, destination, at: Date.now(), transient: code === undefined || (code >= 400 && code < 500) };
+  const r: ReplyRecord = { text: cutText(text, LAST_REPLY_TEXT_CHARS), destination, at: Date.now(), transient: code === undefined || (code >= 400 && code < 500) };
   if (code !== undefined) r.code = code;
   if (enhanced !== undefined) r.enhanced = enhanced;
   if (command !== undefined) r.command = command;

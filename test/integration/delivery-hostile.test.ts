@@ -12,6 +12,7 @@ import { makeCert } from '../helpers/node.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
 import { MAX_REPLY_BYTES, MAX_REPLY_LINE_BYTES, MAX_REPLY_LINES } from '../../src/protocol/reply-reader.js';
 import type { Destination, RecipientResult, TlsPolicy } from '../../src/delivery/types.js';
+import { LAST_REPLY_TEXT_CHARS } from '../../src/queue/records.js';
 
 const TIMEOUTS = { connectMs: 2000, greetingMs: 5000, commandMs: 5000, dataInitMs: 5000, dataBlockMs: 5000, finalMs: 5000, tlsMs: 2000 };
 const MSG = 'Subject: t\r\n\r\nhello\r\n';
@@ -166,4 +167,14 @@ test('a success code where none can be final is no delivery: DATA answered 250, 
     ['a@example.net', 'delivered', 250, 'END-OF-DATA'],
     ['b@example.net', 'deferred', 252, 'RCPT'],
   ]);
+});
+
+test('a long reply (60 lines of 1,000 characters to RCPT) is cut to what a record keeps before it reaches the result, the log, the event and the bounce', async (t) => {
+  const long = Array.from({ length: 60 }, (_, i) => `450${i === 59 ? ' ' : '-'}4.2.1 ${String(i).padStart(2, '0')}${'x'.repeat(990)}`).join('\r\n');
+  const r = await flooded(t, { reply: (cmd) => (cmd.startsWith('RCPT') ? long : undefined) }, ['a@example.net'], 'smtp', true);
+  assert.equal(r.res.length, 1);
+  const reply = r.res[0]!.reply;
+  assert.deepEqual([r.res[0]!.kind, reply.code, reply.enhanced, reply.command], ['deferred', 450, '4.2.1', 'RCPT']);
+  assert.ok(reply.text.length <= LAST_REPLY_TEXT_CHARS, `reply text of ${reply.text.length} characters`);
+  assert.ok(reply.text.startsWith('00x') && reply.text.endsWith('…'), reply.text.slice(0, 40));
 });
