@@ -112,6 +112,8 @@ export interface Config {
   httpPort: number | null;
   apiToken: string;
   httpMaxBodyBytes: number;
+  httpMaxConnections: number;
+  httpMaxConnectionsPerIp: number;
   workers: number;
   filterModules: readonly string[];
   filterTimeoutMs: number;
@@ -241,6 +243,8 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'httpHost', env: 'POSTERN_HTTP_HOST', type: { kind: 'host' }, default: '127.0.0.1', doc: 'Address of the HTTP API (injection, queue admin, /metrics, /health). Without POSTERN_API_TOKEN it must be a loopback address.' },
   { key: 'httpPort', env: 'POSTERN_HTTP_PORT', type: { kind: 'port', allowZero: true, optional: true }, default: '8025', doc: 'Port of the HTTP API; empty turns the API off, 0 picks a free port.' },
   { key: 'apiToken', env: 'POSTERN_API_TOKEN', type: { kind: 'string' }, default: '', doc: 'Bearer token required by every HTTP endpoint but /health, /ready and /metrics (and /metrics too with POSTERN_METRICS_AUTH); unset = loopback only.' },
+  { key: 'httpMaxConnections', env: 'POSTERN_HTTP_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 1000000 }, default: '512', doc: 'Concurrent connections to the HTTP API in total; past it a new connection is closed at once (before, idle connections could take every file descriptor of the process, and SMTP with them). A connection that has not sent its request headers within 10 s is closed.' },
+  { key: 'httpMaxConnectionsPerIp', env: 'POSTERN_HTTP_MAX_CONNECTIONS_PER_IP', type: { kind: 'int', min: 0, max: 1000000 }, default: '64', doc: 'Concurrent connections to the HTTP API from one address (an IPv4 address, an IPv6 prefix of POSTERN_IPV6_PREFIX bits); past it a new one is closed at once. 0 = no limit per address (behind a reverse proxy every client has the proxy\'s address: raise it or set 0 there).' },
   { key: 'httpMaxBodyBytes', env: 'POSTERN_HTTP_MAX_BODY_BYTES', type: { kind: 'bytes', min: 1024, max: 2 ** 31 - 1 }, default: String(50 * MiB), doc: 'Largest HTTP request body; larger gets 413.' },
   { key: 'workers', env: 'POSTERN_WORKERS', type: { kind: 'int', min: 1, max: 256 }, default: String(Math.max(1, availableParallelism() - 1)), shownDefault: '*cores - 1*', doc: 'Threads of the filter pool (default: cores - 1, at least 1).' },
   { key: 'filterModules', env: 'POSTERN_FILTER_MODULES', type: { kind: 'list' }, default: '', doc: 'Comma-separated paths of filter modules run in the worker pool before the 250 (see docs/filters.md); empty = no filter stage.' },

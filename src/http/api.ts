@@ -72,6 +72,8 @@ export interface Api {
   readonly process: ProcessMetrics;
   /** Per-client-address limiter (POSTERN_HTTP_RATE); null = unlimited. */
   readonly rateLimit: ThrottleMap | null;
+  /** Requests without the right token, per address: 5 a second, a burst of 20; past it 429. */
+  readonly authFailures: ThrottleMap;
   /** Queue counts for /metrics and /v1/stats, recounted at most once a second. */
   readonly counts: CachedCounts;
   /** Ready messages waiting for each destination to work again (queue wait index), same cache age. */

@@ -4,7 +4,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PosternError } from '../errors.js';
-import { normalizeIp } from '../lib/networks.js';
+import { clientKey, normalizeIp } from '../lib/networks.js';
 import type { Api, HttpDeps, HttpStats } from './api.js';
 import { ProcessMetrics } from './process-metrics.js';
 import { bearerMatches, isLoopbackHost } from './auth.js';
@@ -24,6 +24,14 @@ import { queueV1 } from './routes/queue-v1.js';
 import { alertsV1 } from './routes/alerts-v1.js';
 import { deleteMessageV1, holdMessageV1, listMessagesV1, messageHeadersV1, releaseMessageV1, showMessageV1 } from './routes/queue-messages-v1.js';
 import { deleteSuppressionV1, listSuppressionsV1, putSuppressionV1 } from './routes/suppressions-v1.js';
+
+/** A request's headers must all be in within this time (also a new connection's first bytes). */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** A whole request, body included (50 MiB at about 170 KB/s). */
+const REQUEST_TIMEOUT_MS = 300_000;
+/** Requests without the right token per address: 5 a second (per ms here), a burst of 20. */
+const AUTH_FAILURE_RATE = 5 / 1000;
+const AUTH_FAILURE_BURST = 20;
 import { bounceDestinationV1, deleteDestinationV1, bounceMessageV1, holdDestinationV1, listDestinationsV1, releaseDestinationV1, retryDestinationV1, retryMessageV1 } from './routes/queue-actions-v1.js';
 
 export type { HttpDeps } from './api.js';
@@ -90,16 +98,38 @@ export async function startHttpServer(deps: HttpDeps): Promise<HttpServerHandle>
     // A burst of two seconds' worth, at least 1.
     rateLimit = new ThrottleMap(rate, Math.max(1, Math.round(rate * 2000)));
   }
-  const api: Api = { deps, stats, process: processMetrics, rateLimit, counts: new CachedCounts(() => deps.queue.counts()), waiting: new CachedCounts(() => deps.queue.waitingCounts()) };
+  const api: Api = { deps, stats, process: processMetrics, rateLimit, authFailures: new ThrottleMap(AUTH_FAILURE_RATE, AUTH_FAILURE_BURST), counts: new CachedCounts(() => deps.queue.counts()), waiting: new CachedCounts(() => deps.queue.waitingCounts()) };
   const router = buildRouter();
   // With a token, a rebinding page still lacks it: the Host list is then the operator's choice.
   const guard = new RequestGuard({ checkHost: config.apiToken === '' || config.httpAllowedHosts.length > 0, allowedHosts: config.httpAllowedHosts });
 
-  const server = createServer((req, res) => {
+  // Bounded like the SMTP listener: connections in total and per address, and the time a
+  // connection may take to send its request headers (node's default is 60 s, checked every
+  // 30 s, so silent connections piled up for 70 s each until the process had no descriptors).
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 1000, keepAliveTimeout: 5000 }, (req, res) => {
     handle(api, router, guard, req, res).catch((err: unknown) => {
       // send() itself failed: nothing more can be told to this client.
       log.error({ err }, 'http: response failed');
       res.destroy();
+    });
+  });
+  server.maxConnections = config.httpMaxConnections;
+  const perIp = new Map<string, number>();
+  let refused = 0;
+  server.on('connection', (socket) => {
+    if (config.httpMaxConnectionsPerIp === 0) return;
+    const key = clientKey(normalizeIp(socket.remoteAddress ?? 'unknown'), config.ipv6Prefix);
+    const n = (perIp.get(key) ?? 0) + 1;
+    if (n > config.httpMaxConnectionsPerIp) {
+      if (refused++ % 1000 === 0) log.warn({ client: key, limit: config.httpMaxConnectionsPerIp, refused }, 'http: too many connections from one address, closed');
+      socket.destroy();
+      return;
+    }
+    perIp.set(key, n);
+    socket.once('close', () => {
+      const left = (perIp.get(key) ?? 1) - 1;
+      if (left <= 0) perIp.delete(key);
+      else perIp.set(key, left);
     });
   });
 
@@ -177,8 +207,15 @@ async function handle(api: Api, router: Router<Api>, guard: RequestGuard, req: I
       } else {
         route = m.route.path;
         const auth = m.route.auth || (config.metricsAuth && m.route.path === '/metrics');
-        const wait = auth && api.rateLimit ? api.rateLimit.take(normalizeIp(req.socket.remoteAddress ?? 'unknown')) : 0;
-        if (auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken)) {
+        const ip = normalizeIp(req.socket.remoteAddress ?? 'unknown');
+        const denied = auth && config.apiToken !== '' && !bearerMatches(req.headers.authorization, config.apiToken);
+        // Requests without the token never draw on POSTERN_HTTP_RATE (a client sharing the
+        // address, behind a proxy or NAT, keeps its budget); they have their own, small one,
+        // so guessing the token is slowed down too.
+        const wait = denied ? api.authFailures.take(ip) : auth && api.rateLimit ? api.rateLimit.take(ip) : 0;
+        if (denied && wait > 0) {
+          result = fail('PST_HTTP_RATE_LIMITED', `too many requests without the right token from your address; retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });
+        } else if (denied) {
           result = fail('PST_HTTP_UNAUTHORIZED', 'missing or wrong bearer token (Authorization: Bearer $POSTERN_API_TOKEN)', { 'www-authenticate': 'Bearer realm="postern"' });
         } else if (wait > 0) {
           result = fail('PST_HTTP_RATE_LIMITED', `too many requests from your address (POSTERN_HTTP_RATE=${formatRate(config.httpRate!)}); retry in ${Math.ceil(wait / 1000)} s`, { 'retry-after': String(Math.ceil(wait / 1000)) });

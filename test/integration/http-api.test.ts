@@ -493,3 +493,51 @@ test('queue listing pages with a cursor (next / after)', async (t) => {
   }
   assert.deepEqual(seen, [...ids].sort());
 });
+
+test('requests without the right token never draw on POSTERN_HTTP_RATE; they have their own budget (20, then 5 a second: 429)', async (t) => {
+  const { startTestNode: start } = await import('../helpers/node.js');
+  const node = await start(t, { POSTERN_HTTP_PORT: '0', POSTERN_HTTP_RATE: '2/s', POSTERN_API_TOKEN: 'right-token-right-token-right-token' });
+  const base = `http://127.0.0.1:${node.ports.httpPort}`;
+  const wrong: number[] = [];
+  for (let i = 0; i < 30; i++) wrong.push((await fetch(`${base}/v1/queue`, { headers: { authorization: 'Bearer wrong' } })).status);
+  assert.deepEqual(wrong.slice(0, 20), Array(20).fill(401), 'a burst of 20 wrong tokens: 401');
+  assert.ok(wrong.slice(20).includes(429), `then 429: ${wrong.join(',')}`);
+  // The client with the token, on the same address, still has its whole burst.
+  const right: number[] = [];
+  for (let i = 0; i < 4; i++) right.push((await fetch(`${base}/v1/queue`, { headers: { authorization: 'Bearer right-token-right-token-right-token' } })).status);
+  assert.deepEqual(right, [200, 200, 200, 200]);
+});
+
+test('HTTP connections are bounded per address and in total: past a limit a new connection is closed at once, unanswered', async (t) => {
+  const { startTestNode: start } = await import('../helpers/node.js');
+  const { connect } = await import('node:net');
+  const open = async (port: number): Promise<{ closedWithin: (ms: number) => Promise<boolean>; end: () => void }> => {
+    const s = connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    let closed = false;
+    const onClose = new Promise<void>((r) => s.once('close', () => ((closed = true), r())));
+    await new Promise<void>((r) => s.once('connect', () => r()));
+    t.after(() => s.destroy());
+    return {
+      closedWithin: async (ms) => {
+        await Promise.race([onClose, new Promise((r) => setTimeout(r, ms))]);
+        return closed;
+      },
+      end: () => s.destroy(),
+    };
+  };
+  const perIp = await start(t, { POSTERN_HTTP_PORT: '0', POSTERN_HTTP_MAX_CONNECTIONS_PER_IP: '3' });
+  const held = [await open(perIp.ports.httpPort!), await open(perIp.ports.httpPort!), await open(perIp.ports.httpPort!)];
+  const fourth = await open(perIp.ports.httpPort!);
+  assert.equal(await fourth.closedWithin(2000), true, 'the 4th connection from the address is closed');
+  assert.equal(await held[0]!.closedWithin(50), false, 'the three held ones stay');
+  held[0]!.end();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await fetch(`http://127.0.0.1:${perIp.ports.httpPort}/health`)).status, 200, 'room again once one is closed');
+
+  const total = await start(t, { POSTERN_HTTP_PORT: '0', POSTERN_HTTP_MAX_CONNECTIONS: '2', POSTERN_HTTP_MAX_CONNECTIONS_PER_IP: '0' });
+  await open(total.ports.httpPort!);
+  await open(total.ports.httpPort!);
+  const third = await open(total.ports.httpPort!);
+  assert.equal(await third.closedWithin(2000), true, 'past POSTERN_HTTP_MAX_CONNECTIONS');
+});
