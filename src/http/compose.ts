@@ -33,6 +33,8 @@ import { failure, success, type Result } from '../lib/result.js';
 export const MAX_REQUEST_RECIPIENTS = 10_000;
 export const MAX_HEADERS = 100;
 export const MAX_ATTACHMENTS = 100;
+/** Variables per recipient in `substitutions`. */
+export const MAX_SUBSTITUTION_KEYS = 50;
 /** RFC 5322 §2.1.1: a line is at most 998 octets; no single header value needs more. */
 const MAX_HEADER_VALUE = 998;
 const MAX_NAME = 256;
@@ -221,7 +223,9 @@ function parse(o: Record<string, unknown>, limits: { maxMessageBytes: number }):
       const vars: Record<string, string> = { address: m.address };
       if (v !== undefined) {
         if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Bad(f, 'must be an object of key: value');
-        for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        const entries = Object.entries(v as Record<string, unknown>);
+        if (entries.length > MAX_SUBSTITUTION_KEYS) throw new Bad(f, `${entries.length} variables, at most ${MAX_SUBSTITUTION_KEYS}`);
+        for (const [k, x] of entries) {
           const value = typeof x === 'number' ? String(x) : x;
           // Values may land in the subject: header rules apply to all of them.
           vars[k] = str(`${f}.${k}`, value, MAX_HEADER_VALUE, true);

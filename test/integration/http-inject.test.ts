@@ -209,3 +209,53 @@ test('raw injection still answers { id } (and ids, count)', async (t) => {
   assert.equal(r.status, 202);
   assert.deepEqual(r.json, { id: r.json.id, ids: [r.json.id], count: 1 });
 });
+
+test('hostile JSON shapes are refused before JSON.parse: nesting past 32, more than 600,000 values, more than 50 variables a recipient; brackets, commas and escaped quotes inside strings do not count', async (t) => {
+  const c = await start(t);
+  const base = `http://127.0.0.1:${c.node.ports.httpPort}`;
+  const raw = async (text: string): Promise<{ status: number; json: any }> => {
+    const res = await fetch(`${base}/v1/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: text });
+    return { status: res.status, json: await res.json() };
+  };
+  const deep = await raw(`{"from":${'['.repeat(40)}${']'.repeat(40)}}`);
+  assert.equal(deep.status, 400);
+  assert.match(deep.json.error.message, /nested deeper than 32/);
+  const t0 = Date.now();
+  const wide = await raw(`{"to":[${'1,'.repeat(700_000)}1]}`);
+  assert.equal(wide.status, 400);
+  assert.match(wide.json.error.message, /more than 600000 values/);
+  assert.ok(Date.now() - t0 < 10_000);
+  // The same characters inside a string (a raw message) are content, not structure.
+  const ok = await c.post({ from: 'a@sender.example', to: ['b@rcpt.example'], raw: `Subject: x\r\n\r\n${'[{,"\\'.repeat(200_000)}\r\n` });
+  assert.equal(ok.status, 202, JSON.stringify(ok.json));
+  const vars = Object.fromEntries(Array.from({ length: 51 }, (_, i) => [`v${i}`, 'x']));
+  const many = await c.post({ from: 'a@sender.example', to: ['b@rcpt.example'], subject: 's', text: 't', substitutions: { 'b@rcpt.example': vars } });
+  assert.equal(many.status, 400);
+  assert.match(many.json.error.message, /51 variables, at most 50/);
+  assert.equal(c.node.queue.counts().total, 1, 'only the raw message was queued');
+});
+
+test('a large campaign is composed and queued in batches: the node keeps answering meanwhile', async (t) => {
+  const c = await start(t);
+  const base = `http://127.0.0.1:${c.node.ports.httpPort}`;
+  const n = 400;
+  const to = Array.from({ length: n }, (_, i) => `u${i}@rcpt.example`);
+  const text = `Hello {{name}},\n${'lorem ipsum dolor sit amet '.repeat(10_000)}\n`; // ≈ 270 KB a copy
+  let polling = true;
+  let worst = 0;
+  const poll = (async () => {
+    while (polling) {
+      const t0 = performance.now();
+      await (await fetch(`${base}/health`)).arrayBuffer();
+      worst = Math.max(worst, performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const r = await c.post({ from: 'news@sender.example', to, subject: 'Hi {{name}}', text, substitutions: Object.fromEntries(to.map((a, i) => [a, { name: `N${i}` }])) });
+  polling = false;
+  await poll;
+  assert.equal(r.status, 202, JSON.stringify(r.json).slice(0, 300));
+  assert.equal(r.json.count, n);
+  assert.deepEqual(r.json.ids.map((id: string) => c.node.queue.get(id)!.recipients[0]!.address), to, 'in request order');
+  assert.ok(worst < 1500, `/health waited ${Math.round(worst)} ms at worst while ${n} copies were composed`);
+});

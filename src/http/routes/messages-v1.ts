@@ -231,6 +231,14 @@ export function refuseSuppressed(api: Api, addresses: Iterable<string>): HttpRes
   return r;
 }
 
+/**
+ * A campaign's copies are composed and queued a batch at a time, at most this many bytes
+ * composed and held at once, the event loop served between copies: composed all at once, 200
+ * copies of 2 MB held the main thread for 68 s and 1.4 GB of memory.
+ */
+const CAMPAIGN_BATCH_BYTES = 16 * 1024 * 1024;
+const yieldTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 async function injectStructured(c: RouteContext, api: Api, o: Record<string, unknown>): Promise<HttpResult> {
   const plan = planStructured(o, api, Date.now());
   if (!plan.ok) return plan.error;
@@ -239,50 +247,67 @@ async function injectStructured(c: RouteContext, api: Api, o: Record<string, unk
   const { s, units } = plan.value;
   const { queue, config, log } = api.deps;
   const date = new Date();
-  const ids: string[] = [];
-  let bodies: Buffer[];
-  try {
-    for (let i = 0; i < units.length; i++) ids.push(queue.reserveId());
-    if (s.substitutions !== null) {
-      bodies = await Promise.all(units.map((u, i) => composeMessage(s, { messageId: `<${ids[i]}@${config.hostname}>`, date, to: u.to!, vars: u.vars! })));
-    } else {
-      // One message split over envelopes: one body (and one Message-ID) for all of them.
-      const one = await composeMessage(s, { messageId: `<${ids[0]}@${config.hostname}>`, date });
-      bodies = units.map(() => one);
-    }
-  } catch (err) {
-    return queueFailure(err); // a closed queue is a 503; anything else is rethrown (500)
-  }
-  bodies = bodies.map((b) => toCrlf(b));
-  for (const b of bodies) {
-    if (b.length > config.maxMessageBytes) {
-      return fail('PST_HTTP_MESSAGE_TOO_LARGE', `composed message of ${b.length} bytes, at most ${config.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`);
-    }
-  }
   const smtputf8 = isUtf8Address(s.from.address) || [...s.to, ...s.cc, ...s.bcc].some((m) => isUtf8Address(m.address));
-  // Every enqueue is issued in this event turn, then awaited together: LMDB commits them in
-  // one transaction (one fsync) rather than one per message.
-  const pending = units.map((u, i) => {
-    const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.value.priority, client: { ip: c.clientIp } };
-    if (plan.value.notBefore !== undefined) env.notBefore = plan.value.notBefore;
-    if (plan.value.pool !== undefined) env.pool = plan.value.pool;
-    if (smtputf8) env.smtputf8 = true;
-    if (has8bit(bodies[i]!)) env.bodyType = '8BITMIME';
-    const received = httpReceivedHeader({ ip: c.clientIp, hostname: config.hostname, id: ids[i]!, recipient: u.rcpts.length === 1 ? u.rcpts[0] : undefined, date });
-    return queue.enqueue(env, [received, bodies[i]!], ids[i]!).then(() => received.length + bodies[i]!.length);
-  });
-  const settled = await Promise.allSettled(pending);
   const committed: string[] = [];
   let bytes = 0;
   let firstErr: unknown = null;
-  settled.forEach((r, i) => {
-    if (r.status === 'fulfilled') {
-      committed.push(ids[i]!);
-      bytes += r.value;
+  let tooLarge: HttpResult | null = null;
+  const tooBig = (b: Buffer): HttpResult => fail('PST_HTTP_MESSAGE_TOO_LARGE', `composed message of ${b.length} bytes, at most ${config.maxMessageBytes} (POSTERN_MAX_MESSAGE_BYTES)`);
+  // Every enqueue of a batch is issued in one event turn, then awaited together: LMDB commits
+  // them in one transaction (one fsync) rather than one per message.
+  const enqueueBatch = async (batch: Array<{ unit: Unit; id: string; body: Buffer }>): Promise<void> => {
+    const pending = batch.map(({ unit: u, id, body }) => {
+      const env: EnvelopeInput = { sender: s.from.address, recipients: u.rcpts.map((address) => ({ address })), priority: plan.value.priority, client: { ip: c.clientIp } };
+      if (plan.value.notBefore !== undefined) env.notBefore = plan.value.notBefore;
+      if (plan.value.pool !== undefined) env.pool = plan.value.pool;
+      if (smtputf8) env.smtputf8 = true;
+      if (has8bit(body)) env.bodyType = '8BITMIME';
+      const received = httpReceivedHeader({ ip: c.clientIp, hostname: config.hostname, id, recipient: u.rcpts.length === 1 ? u.rcpts[0] : undefined, date });
+      return queue.enqueue(env, [received, body], id).then(() => received.length + body.length);
+    });
+    const settled = await Promise.allSettled(pending);
+    settled.forEach((r, i) => {
+      if (r.status === 'fulfilled') {
+        committed.push(batch[i]!.id);
+        bytes += r.value;
+      } else {
+        firstErr ??= r.reason;
+      }
+    });
+  };
+  try {
+    if (s.substitutions === null) {
+      // One message split over envelopes: one body (and one Message-ID) for all of them.
+      const ids = units.map(() => queue.reserveId());
+      const one = toCrlf(await composeMessage(s, { messageId: `<${ids[0]}@${config.hostname}>`, date }));
+      if (one.length > config.maxMessageBytes) return tooBig(one);
+      await enqueueBatch(units.map((unit, i) => ({ unit, id: ids[i]!, body: one })));
     } else {
-      firstErr ??= r.reason;
+      let batch: Array<{ unit: Unit; id: string; body: Buffer }> = [];
+      let held = 0;
+      for (const u of units) {
+        const id = queue.reserveId();
+        const body = toCrlf(await composeMessage(s, { messageId: `<${id}@${config.hostname}>`, date, to: u.to!, vars: u.vars! }));
+        if (body.length > config.maxMessageBytes) {
+          tooLarge = tooBig(body);
+          break;
+        }
+        batch.push({ unit: u, id, body });
+        held += body.length;
+        if (held >= CAMPAIGN_BATCH_BYTES) {
+          await enqueueBatch(batch);
+          batch = [];
+          held = 0;
+          if (firstErr !== null) break;
+        }
+        await yieldTurn();
+      }
+      if (firstErr === null && batch.length > 0) await enqueueBatch(batch);
     }
-  });
+  } catch (err) {
+    if (committed.length === 0) return queueFailure(err); // a closed queue is a 503; anything else is rethrown (500)
+    firstErr ??= err;
+  }
   api.stats.messagesInjected += committed.length;
   api.stats.bytesInjected += bytes;
   if (committed.length > 0) api.deps.onQueued?.();
@@ -290,14 +315,20 @@ async function injectStructured(c: RouteContext, api: Api, o: Record<string, unk
     const time = new Date().toISOString();
     for (const cid of committed) api.deps.onEvent({ type: 'received', time, id: cid, source: 'http', sender: s.from.address });
   }
-  if (firstErr !== null) {
+  if (firstErr !== null || tooLarge !== null) {
     api.stats.messagesRejected += units.length - committed.length;
-    log.error({ err: firstErr, committed: committed.length, of: units.length }, 'injection: queue write failed: 503');
-    const r = queueFailure(firstErr);
+    let r: HttpResult;
+    if (firstErr !== null) {
+      log.error({ err: firstErr, committed: committed.length, of: units.length }, 'injection: queue write failed: 503');
+      r = queueFailure(firstErr);
+    } else {
+      r = tooLarge!;
+    }
     // Those already durable are named, so a retry can leave them out.
-    r.json = { ...(r.json as object), ids: committed, count: committed.length };
+    if (committed.length > 0) r.json = { ...(r.json as object), ids: committed, count: committed.length };
     return r;
   }
+  const ids = committed;
   log.info({ ids: ids.length, first: ids[0], from: s.from.address, rcpts: units.reduce((n, u) => n + u.rcpts.length, 0), bytes, campaign: s.substitutions !== null, by: c.clientIp }, 'queued over HTTP (structured)');
   if (ids.length === 1) return { status: 202, json: { id: ids[0], ids, count: 1 }, headers: { location: `/v1/queue/messages/${ids[0]}` } };
   return { status: 202, json: { ids, count: ids.length } };
