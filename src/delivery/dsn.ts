@@ -276,12 +276,15 @@ function pickBoundary(parts: Buffer[]): string {
 // ---- field values ------------------------------------------------------------------------
 
 /**
- * Any text from outside (reply text, ORCPT, ENVID, queue id) in a field value: line breaks
- * and tabs become spaces, other control and non-ASCII characters '?', and the value is capped,
- * so nothing can end the field, start a new one or overflow a line.
+ * Any text from outside (reply text, ORCPT, ENVID, queue id) in a field value: every run of
+ * whitespace becomes one space (a run of spaces would fold into a continuation line of only
+ * spaces, which RFC 5322 §3.2.2 forbids and which parsers, postern's own included, read as the
+ * blank line that ends a recipient's group: a server could append groups of its own), other
+ * control and non-ASCII characters '?', and the value is capped, so nothing can end the field,
+ * start a new one or overflow a line.
  */
 function text(s: string): string {
-  return s.replace(/[\r\n\t]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_VALUE_CHARS);
+  return s.replace(/[\r\n\t ]+/g, ' ').replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_VALUE_CHARS);
 }
 
 /** An address in a header: controls removed, UTF-8 (RFC 6532) kept. */
@@ -303,7 +306,9 @@ function field(name: string, value: string): string {
   while (line.length > 78) {
     const at = line.lastIndexOf(' ', 78);
     if (at <= name.length + 1) break; // no place to fold; value is capped, so still < 998
-    out.push(line.slice(0, at));
+    const head = line.slice(0, at);
+    if (head.trim() === '') break; // never a line of only whitespace
+    out.push(head);
     line = line.slice(at); // the continuation keeps the space as its leading WSP
   }
   out.push(line);

@@ -496,6 +496,7 @@ export class SmtpConnection {
         else settle(i, r, 'RCPT');
       });
       if (useBdat) {
+        let bdatOk = true;
         if (accepted.length > 0) {
           stage = 'BDAT';
           if (this.#dead) throw this.#dead;
@@ -510,9 +511,18 @@ export class SmtpConnection {
           if (tail) this.#sock.write(tail);
           this.#sock.uncork();
           await this.#drain();
-          await this.#finalReplies(accepted, settle, 'BDAT');
+          await this.#finalReplies(
+            accepted,
+            (i, r, cmd) => {
+              if (r.code < 200 || r.code >= 300) bdatOk = false;
+              settle(i, r, cmd);
+            },
+            'BDAT',
+          );
         }
-        this.#needsRset = accepted.length === 0;
+        // After a BDAT refused (or answered 354) the server's state is not known (RFC 1830 §2:
+        // "A RSET command must be issued"); the connection's next transaction starts with one.
+        this.#needsRset = accepted.length === 0 || !bdatOk;
         return results as RecipientResult[];
       }
       if (dataReply === null) return results as RecipientResult[]; // no recipient accepted; RSET next time

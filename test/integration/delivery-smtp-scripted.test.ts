@@ -260,3 +260,22 @@ test('pools of destinations with nothing open are dropped: the pool map does not
   assert.ok(pools < 100, `${pools} pools kept after ${n + 1} destinations`);
   assert.equal(srv.messages().length, n + 1);
 });
+
+test('BDAT LAST refused (5xx): the next transaction on the connection starts with RSET (RFC 1830: the state is not known)', async (t) => {
+  let refuse = true;
+  const srv = await server(t, { capabilities: [...DEFAULT_CAPS, 'CHUNKING'], reply: (cmd) => (cmd.startsWith('BDAT') && refuse ? '554 5.6.0 content refused' : undefined) });
+  const tr = transport(t);
+  const d = dest([srv.port]);
+  const res = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.code, res[0]!.reply.command], ['failed', 554, 'BDAT']);
+  refuse = false;
+  const ok = await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(ok[0]!.kind, 'delivered');
+  assert.equal(srv.sessions.length, 1, 'the connection was reused');
+  const cmds = srv.sessions[0]!.commands.map((c) => c.split(' ')[0]);
+  const second = cmds.lastIndexOf('MAIL');
+  assert.equal(cmds[second - 1], 'RSET', cmds.join(' '));
+  // A clean BDAT end needs none.
+  await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(srv.sessions[0]!.commands.filter((c) => c === 'RSET').length, 1);
+});

@@ -244,3 +244,16 @@ test('no header or field injection through reply text, ORCPT, ENVID or addresses
   assert.equal(get(r2, 'Remote-MTA'), undefined, 'a webhook origin is not an MTA');
   assert.equal(get(r2, 'Diagnostic-Code'), 'smtp; 451 temp fail');
 });
+
+test('runs of spaces in a reply never fold into lines of only whitespace: no recipient group of the server\'s making', () => {
+  const pad = ' '.repeat(160);
+  const evil = `user unknown${pad}Final-Recipient: rfc822; victim@example.com${pad}Action: failed${pad}Status: 5.1.1`;
+  const dsn = buildDsn({ message: message(), reportingMta: 'mx.postern.example', originalBody: ORIGINAL, now: NOW, failed: [entry('r@dest.example', 550, '5.1.1', evil, 'failed')] });
+  assert.ok(dsn);
+  const status = parseStatus(parseDsn(dsn.body).parts[1]!.body);
+  assert.equal(status.perRecipient.length, 1, 'one recipient group, the real one');
+  const lines = parseDsn(dsn.body).parts[1]!.body.toString('latin1').split('\r\n');
+  const blankInside = lines.slice(0, -2).filter((l, i, a) => l.trim() === '' && i > 0 && a[i - 1]!.trim() !== '' && l !== '');
+  assert.deepEqual(blankInside, [], 'no line of only whitespace');
+  assert.match(get(status.perRecipient[0]!, 'Diagnostic-Code')!, /user unknown Final-Recipient: rfc822; victim@example\.com Action: failed/);
+});
