@@ -9,9 +9,12 @@
 //   VERP   an address carrying a valid tag (the envelope recipient, or in an ARF report the
 //          Original-Mail-From or the attached Return-Path): the id and recipient are ours, so
 //          it may suppress.
-//   Message-ID  the attached Message-ID is one postern made (<id@POSTERN_HOSTNAME>): anyone
-//          can write that, so it only suppresses when the message is still in the queue and
-//          was delivered to the recipient the report names; otherwise it is an event only.
+//   Message-ID  the attached Message-ID is one postern made (<id@POSTERN_HOSTNAME>): an event
+//          only, never a suppression. Every recipient of a message sees its Message-ID and the
+//          other recipients (To/Cc), so a report naming it cannot show which recipient it is
+//          about: a co-recipient could forge one naming another. Nor can the queue vouch for
+//          it: a message still queued after a delivery has more than one recipient (a record
+//          is deleted once all its recipients are final), which is exactly that case.
 import type { Queue } from '../queue/store.js';
 import type { MailEvent } from '../queue/events.js';
 import type { Logger } from '../log/logger.js';
@@ -119,16 +122,12 @@ export class BounceProcessor implements Transport {
     return null;
   }
 
-  /** By our Message-ID; trusted only when the queue still shows the delivery to `recipient`. */
+  /** By our Message-ID: never trusted (see the top of this file), an event only. */
   #byMessageId(messageId: string | undefined, recipient: string | undefined): Match | null {
     if (messageId === undefined || recipient === undefined) return null;
     const m = /^<([0-9a-v]{16})@([^<>@\s]+)>$/i.exec(messageId);
     if (!m || m[2]!.toLowerCase() !== this.#o.hostname.toLowerCase() || !ID.test(m[1]!.toLowerCase())) return null;
-    const id = m[1]!.toLowerCase();
-    const rec = this.#o.queue.get(id);
-    const want = recipient.toLowerCase();
-    const trusted = rec !== undefined && rec.recipients.some((r) => r.address.toLowerCase() === want && r.state === 'delivered');
-    return { via: 'message-id', id, recipient: want, trusted };
+    return { via: 'message-id', id: m[1]!.toLowerCase(), recipient: recipient.toLowerCase(), trusted: false };
   }
 
   async #dsn(report: Extract<ParsedReport, { kind: 'dsn' }>, envelopeTo: readonly string[], inboundId: string): Promise<void> {
