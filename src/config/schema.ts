@@ -97,6 +97,7 @@ export interface Config {
   destMaxConnections: number;
   destMaxMessagesPerConnection: number;
   destIdleTimeoutMs: number;
+  destTransactionTimeoutMs: number;
   /** Messages per ms per destination; null: unlimited. */
   destRate: number | null;
   destProbeIntervalMs: number;
@@ -231,6 +232,7 @@ export const SETTINGS: readonly Setting[] = [
   { key: 'tlsPolicy', env: 'POSTERN_TLS_POLICY', type: { kind: 'enum', values: ['opportunistic', 'required', 'none'] }, default: 'opportunistic', doc: 'Outbound STARTTLS: opportunistic (when offered), required (never send in plaintext), none.' },
   { key: 'destMaxConnections', env: 'POSTERN_DEST_MAX_CONNECTIONS', type: { kind: 'int', min: 1, max: 10000 }, default: '20', doc: 'Connections open at once to one destination.' },
   { key: 'destMaxMessagesPerConnection', env: 'POSTERN_DEST_MAX_MESSAGES_PER_CONNECTION', type: { kind: 'int', min: 1, max: 1000000 }, default: '1000', doc: 'Messages sent over one connection before it is closed and a new one opened.' },
+  { key: 'destTransactionTimeoutMs', env: 'POSTERN_DEST_TRANSACTION_TIMEOUT_MS', type: { kind: 'duration', min: 1000, max: 86400000 }, default: '30m', doc: 'Time one outbound SMTP/LMTP transaction may take as a whole, from MAIL to the last reply to the data (each reply also has its own RFC 5321 timeout, restarted at every reply, so without this a server answering each recipient just in time could hold a 100-recipient transaction for hours). Past it the connection is closed and the recipients not yet answered are deferred 4.4.2.' },
   { key: 'destIdleTimeoutMs', env: 'POSTERN_DEST_IDLE_TIMEOUT_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'An idle outbound connection is closed (QUIT) after this long.' },
   { key: 'destRate', env: 'POSTERN_DEST_RATE', type: { kind: 'rate' }, default: '', doc: 'Messages per destination and time unit, e.g. `100/s`, `6000/m`; empty = unlimited.' },
   { key: 'destProbeIntervalMs', env: 'POSTERN_DEST_PROBE_INTERVAL_MS', type: { kind: 'duration', min: 100, max: 3600000 }, default: '10s', doc: 'Longest interval between two probes of a destination that is down while messages wait for it: the first after 1 s, then doubling up to this (a probe is one waiting message, one connection). Also caps the circuit breaker\'s open interval. When a probe or any delivery succeeds, the waiting messages are released at once, paced (see docs/queue.md, "Waiting for a destination").' },

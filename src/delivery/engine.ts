@@ -167,6 +167,7 @@ export function createDelivery(c: Readonly<Config>, queue: Queue, log: Logger, o
     maxConnectionsPerDestination: c.destMaxConnections,
     maxMessagesPerConnection: c.destMaxMessagesPerConnection,
     idleTimeoutMs: c.destIdleTimeoutMs,
+    timeouts: { transactionMs: c.destTransactionTimeoutMs },
     ...(opts.trustedCa ? { tls: { ca: opts.trustedCa } } : {}),
     ...(opts.tlsOutcomes ? { tlsOutcomes: opts.tlsOutcomes } : {}),
     onTlsFallback,

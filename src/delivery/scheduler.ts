@@ -150,7 +150,16 @@ export class Scheduler {
   #loop: Promise<void> | null = null;
   #wake: (() => void) | null = null;
   #reclaimTimer: NodeJS.Timeout | null = null;
+  #renewTimer: NodeJS.Timeout | null = null;
+  #renewing = false;
   readonly #inflight = new Set<Promise<void>>();
+  /**
+   * The ids of the messages this scheduler is delivering now. Their leases are renewed while
+   * they run, and lease() passes them over: should a lease expire under its delivery anyway
+   * (renewals failing, the event loop stalled), one process never sends the same message twice
+   * at once.
+   */
+  readonly #inflightIds = new Set<string>();
   #slotFreed: (() => void) | null = null;
 
   /** Counters and transaction latency per destination key, for /metrics and /v1/stats. */
@@ -189,6 +198,8 @@ export class Scheduler {
     const back = await this.#o.queue.releaseAllLeases();
     if (back > 0) this.#o.log.info({ messages: back }, 'leases of the previous run returned to the queue');
     this.#reclaimTimer = setInterval(() => void this.#o.queue.reclaimExpired().catch(() => {}), Math.max(1000, this.#o.leaseMs / 4)).unref();
+    // A third of the lease: two renewals may fail or come late before a lease can expire.
+    this.#renewTimer = setInterval(() => void this.#renewLeases(), Math.max(100, this.#o.leaseMs / 3)).unref();
     this.#o.recovery?.start();
     this.#loop = this.#run();
   }
@@ -211,6 +222,8 @@ export class Scheduler {
     this.#slotFreed?.();
     await this.#loop;
     await Promise.allSettled([...this.#inflight]);
+    // Renewals go on until the last delivery in flight has settled.
+    if (this.#renewTimer) clearInterval(this.#renewTimer);
     await Promise.allSettled(Object.values(this.#o.transports).map((t) => t!.close()));
   }
 
@@ -228,12 +241,13 @@ export class Scheduler {
       // bound goes alone.
       const bytesBound = Number.isFinite(room);
       try {
-        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs, ...(bytesBound ? { maxBytes: Math.max(0, room), atLeastOne: this.#inflight.size === 0 } : {}) });
+        batch = await this.#o.queue.lease({ limit: Math.min(free, 100), owner: this.#owner, leaseMs: this.#o.leaseMs, skip: this.#inflightIds, ...(bytesBound ? { maxBytes: Math.max(0, room), atLeastOne: this.#inflight.size === 0 } : {}) });
       } catch (err) {
         if (!this.#running) break;
         this.#o.log.error({ err }, 'lease failed');
       }
       for (const m of batch) {
+        this.#inflightIds.add(m.id);
         const p = this.#deliverMessage(m).catch((err: unknown) => {
           this.#o.log.error({ err, id: m.id }, 'delivery crashed; the lease will expire and the message return');
           this.#o.recovery?.settled(m.id, []);
@@ -241,6 +255,7 @@ export class Scheduler {
         this.#inflight.add(p);
         void p.finally(() => {
           this.#inflight.delete(p);
+          this.#inflightIds.delete(m.id);
           const f = this.#slotFreed;
           this.#slotFreed = null;
           f?.();
@@ -259,6 +274,21 @@ export class Scheduler {
           if (bytesBound && this.#inflight.size > 0) this.#slotFreed = go;
         });
       }
+    }
+  }
+
+  /** Extend the leases of the deliveries in flight, all in one write transaction. */
+  async #renewLeases(): Promise<void> {
+    if (this.#renewing || this.#inflightIds.size === 0) return;
+    this.#renewing = true;
+    try {
+      const lost = await this.#o.queue.renewLeases([...this.#inflightIds], this.#owner, this.#o.leaseMs);
+      // Settled between the snapshot and the write: not a loss.
+      for (const id of lost) if (this.#inflightIds.has(id)) this.#o.log.warn({ id }, 'lease lost while its delivery runs; its settle will be refused if another attempt settled first');
+    } catch (err) {
+      this.#o.log.warn({ err }, 'lease renewal failed; trying again in a third of the lease time');
+    } finally {
+      this.#renewing = false;
     }
   }
 
@@ -461,7 +491,8 @@ export class Scheduler {
       }
     }
     try {
-      await o.queue.settle(m.id, outcomes, this.#owner);
+      // m.attempts as leased: an attempt settled since means the lease was taken over.
+      await o.queue.settle(m.id, outcomes, this.#owner, m.attempts);
       o.recovery?.settled(m.id, tiedTo);
     } catch (err) {
       // Our lease was lost (expired and taken): the other owner's outcome stands.

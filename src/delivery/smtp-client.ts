@@ -66,6 +66,13 @@ export interface SmtpTimeouts {
   finalMs: number;
   /** TLS handshake after STARTTLS. */
   tlsMs: number;
+  /**
+   * One transaction as a whole, from RSET or MAIL to the last reply to the data: 30 min (ours:
+   * the RFC bounds each wait, not the sum). Each reply restarts its own timer, so without it a
+   * server answering each of 100 recipients just in time holds a transaction for hours. Past it
+   * the connection is closed and the recipients still unanswered are deferred 4.4.2.
+   */
+  transactionMs: number;
 }
 
 export const DEFAULT_TIMEOUTS: Readonly<SmtpTimeouts> = Object.freeze({
@@ -76,6 +83,7 @@ export const DEFAULT_TIMEOUTS: Readonly<SmtpTimeouts> = Object.freeze({
   dataBlockMs: 180_000,
   finalMs: 600_000,
   tlsMs: 30_000,
+  transactionMs: 1_800_000,
 });
 
 export interface SmtpConnectionOptions {
@@ -445,6 +453,7 @@ export class SmtpConnection {
       for (const i of only ?? rcpts.keys()) if (results[i] === undefined) settle(i, r, cmd);
     };
     let stage: SmtpCommand = 'RSET';
+    const deadline = setTimeout(() => this.#kill(new LinkError(`transaction not finished after ${this.#t.transactionMs} ms`)), this.#t.transactionMs);
     try {
       if (this.#needsRset) {
         const r = await this.#command('RSET', this.#t.commandMs);
@@ -550,6 +559,8 @@ export class SmtpConnection {
         results[i] = { kind: 'deferred', address: rcpts[i]!.address, reply };
       }
       return results as RecipientResult[];
+    } finally {
+      clearTimeout(deadline);
     }
   }
 

@@ -40,9 +40,11 @@ export class LeaseManager {
    * never touched. Leased messages move to the lease index with expiresAt = now + leaseMs.
    * With `maxBytes`, leasing stops before the message that would take the sizes leased past
    * it; the rest stay due, untouched. The first is leased whatever its size unless
-   * `atLeastOne` is false (then nothing may be leased).
+   * `atLeastOne` is false (then nothing may be leased). Ids in `skip` (the caller's deliveries
+   * in flight, whose lease was reclaimed under them) are passed over and stay due: a message
+   * is never handed out twice by one deliverer.
    */
-  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean }): Promise<MessageRecord[]> {
+  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean; skip?: ReadonlySet<string> }): Promise<MessageRecord[]> {
     const limit = Math.floor(opts.limit);
     const leaseMs = opts.leaseMs ?? this.#leaseMs;
     if (typeof opts.owner !== 'string') return Promise.reject(invalidArgument('lease: owner must be a string', 'type'));
@@ -53,7 +55,7 @@ export class LeaseManager {
       const expiresAt = Math.ceil(now + leaseMs);
       const store = this.#store;
       // Read phase: the due keys, then every record they name, decoded, before any write.
-      const picked = this.#pickDue(nowMs, limit);
+      const picked = this.#pickDue(nowMs, limit, opts.skip);
       const recs = readOnce(picked, (id) => store.read(id));
       const delta = new CounterDelta();
       const out: MessageRecord[] = [];
@@ -91,14 +93,18 @@ export class LeaseManager {
   }
 
   /** Read phase of lease: choose the due keys, before any write touches the index. */
-  #pickDue(nowMs: number, limit: number): DueEntry[] {
+  #pickDue(nowMs: number, limit: number, skip?: ReadonlySet<string>): DueEntry[] {
     const iters: Iterator<DueEntry>[] = [];
     const heads: (DueEntry | undefined)[] = [];
+    // The skipped keys are read past, not picked: the range holds them on top of the limit.
+    const next = (it: Iterator<DueEntry>): DueEntry | undefined => {
+      for (let r = it.next(); !r.done; r = it.next()) if (skip === undefined || !skip.has(r.value.value)) return r.value;
+      return undefined;
+    };
     for (const p of PRIORITIES) {
-      const it = this.#store.due.getRange({ ...dueRange(p, nowMs), limit })[Symbol.iterator]() as Iterator<DueEntry>;
+      const it = this.#store.due.getRange({ ...dueRange(p, nowMs), limit: limit + (skip?.size ?? 0) })[Symbol.iterator]() as Iterator<DueEntry>;
       iters.push(it);
-      const r = it.next();
-      heads.push(r.done ? undefined : r.value);
+      heads.push(next(it));
     }
     const picked: DueEntry[] = [];
     try {
@@ -106,13 +112,45 @@ export class LeaseManager {
         const p = this.#rotation.pick((q) => heads[q] !== undefined);
         if (p < 0) break;
         picked.push(heads[p]!);
-        const r = iters[p]!.next();
-        heads[p] = r.done ? undefined : r.value;
+        heads[p] = next(iters[p]!);
       }
     } finally {
       for (const it of iters) it.return?.();
     }
     return picked;
+  }
+
+  /**
+   * Extend the leases `owner` holds on these messages to now + leaseMs (never shortened), in
+   * one write transaction: a delivery in flight renews its lease well before it expires, so
+   * a transaction that outlasts the lease time (a slow reply to the final ".") is not
+   * reclaimed and sent again. Returns the ids whose lease is no longer the owner's (reclaimed,
+   * taken, held, settled or removed): nothing is written for them.
+   */
+  renew(ids: readonly string[], owner: string, leaseMs?: number): Promise<string[]> {
+    if (ids.length === 0) return Promise.resolve([]);
+    return this.#write('renew', () => {
+      const expiresAt = Math.ceil(this.#clock() + (leaseMs ?? this.#leaseMs));
+      const store = this.#store;
+      const recs = ids.map((id) => store.read(id));
+      const delta = new CounterDelta();
+      const lost: string[] = [];
+      for (let i = 0; i < ids.length; i++) {
+        const rec = recs[i];
+        if (rec === undefined || rec.state !== 'leased' || rec.lease?.owner !== owner) {
+          lost.push(ids[i]!);
+          continue;
+        }
+        const lease = rec.lease;
+        if (lease.expiresAt >= expiresAt) continue;
+        store.update(rec, () => {
+          rec.lease = makeLease(owner, expiresAt);
+          return true;
+        }, delta);
+      }
+      delta.applyTo(store.counters);
+      return lost;
+    });
   }
 
   /** Return every lease with expiresAt <= now to 'ready' (a range read of the lease index). */

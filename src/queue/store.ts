@@ -376,12 +376,18 @@ export class Queue {
    * nextAttemptAt = the earliest retryAt of this call's deferrals, or now if there is none.
    * With `owner`, a message leased by someone else is refused (PST_ERR_QUEUE_LEASE_LOST: the
    * caller's lease is gone); a message whose lease expired and was not re-leased is accepted.
+   * With `leasedAttempts` (the message's `attempts` when the caller leased it), a message that
+   * has settled another attempt since is refused the same way: the lease was taken over and
+   * that attempt's outcome stands, even when it came back to ready (or to this owner) since.
    */
-  settle(id: string, outcomes: RecipientOutcome[], owner?: string): Promise<MessageRecord | null> {
+  settle(id: string, outcomes: RecipientOutcome[], owner?: string, leasedAttempts?: number): Promise<MessageRecord | null> {
     return this.write('settle', () => {
       const rec = this.store.load(id);
       if (owner !== undefined && rec.state === 'leased' && rec.lease?.owner !== owner) {
         throw new PosternError('PST_ERR_QUEUE_LEASE_LOST', `message ${id} is leased by ${rec.lease?.owner ?? '?'}, not ${owner}`);
+      }
+      if (leasedAttempts !== undefined && rec.attempts !== leasedAttempts) {
+        throw new PosternError('PST_ERR_QUEUE_LEASE_LOST', `message ${id} settled another attempt since this lease (attempts ${rec.attempts}, leased at ${leasedAttempts})`);
       }
       for (const o of outcomes) {
         if (!rec.recipients.some((r) => r.address === o.address)) {
@@ -441,9 +447,15 @@ export class Queue {
   // ---------------------------------------------------------------- leasing (lease-manager.ts)
 
   /** Lease up to `limit` due messages (and `maxBytes` of them), fairly across priorities; see LeaseManager.lease. */
-  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean }): Promise<MessageRecord[]> {
+  lease(opts: { limit: number; owner: string; leaseMs?: number; maxBytes?: number; atLeastOne?: boolean; skip?: ReadonlySet<string> }): Promise<MessageRecord[]> {
     if (this.closed) return Promise.reject(closedError());
     return this.leasing.lease(opts);
+  }
+
+  /** Extend `owner`'s leases on these messages (deliveries in flight); see LeaseManager.renew. */
+  renewLeases(ids: readonly string[], owner: string, leaseMs?: number): Promise<string[]> {
+    if (this.closed) return Promise.reject(closedError());
+    return this.leasing.renew(ids, owner, leaseMs);
   }
 
   /** Return every lease with expiresAt <= now to 'ready'. */

@@ -184,3 +184,25 @@ test('POSTERN_MAX_DELIVERY_MEMORY: 6 × 600 KiB and one 2 MiB message to a slow 
   assert.ok(peakAlone > 2 * 1024 * 1024, `the 2 MiB message went, alone: ${peakAlone}`);
   assert.equal(counters.inFlightBytes, 0);
 });
+
+test('POSTERN_DEST_TRANSACTION_TIMEOUT_MS: a server answering each RCPT just in time is cut at the transaction deadline; the recipients are deferred 4.4.2, nothing delivered', async (t) => {
+  // Each RCPT answered after 400 ms, well inside its own 5-minute timeout, one command at a
+  // time (no PIPELINING): 6 recipients take 2.4 s, past the 1 s bound on the whole transaction.
+  const sink = await startScriptedServer(t, { capabilities: ['8BITMIME', 'ENHANCEDSTATUSCODES'], reply: (cmd: string) => (/^RCPT /i.test(cmd) ? { delayMs: 400 } : undefined) });
+  const node = await startTestNode(t, { POSTERN_DELIVERY: 'routes', POSTERN_ROUTES: `far.test=smtp:127.0.0.1:${sink.port}`, POSTERN_DEST_TRANSACTION_TIMEOUT_MS: '1s' }, fast);
+  const rcpts = Array.from({ length: 6 }, (_, i) => `r${i}@far.test`);
+  const id = await send(node.ports.smtpPort, 'me@home.test', rcpts, 'Subject: tarpit\n\nMARKER-TARPIT\n');
+  await waitFor('the attempt settled', () => (node.queue.get(id)?.attempts ?? 1) >= 1, 5000);
+  const m = node.queue.get(id);
+  assert.ok(m, 'still queued (not delivered)');
+  for (const r of m.recipients) {
+    assert.equal(r.state, 'pending', `${r.address} deferred`);
+    assert.equal(r.lastReply?.enhanced, '4.4.2');
+    assert.match(r.lastReply?.text ?? '', /transaction not finished after 1000 ms/);
+  }
+  assert.equal(m.recipients[0]!.lastReply?.command, 'RCPT', 'cut while the RCPT replies were still coming');
+  assert.equal(count(sink, 'MARKER-TARPIT'), 0, 'no data sent');
+  const s = sink.sessions[0]!;
+  await s.closed;
+  assert.ok(s.commands.filter((c) => /^RCPT /i.test(c)).length < 6, `cut before the last RCPT: ${JSON.stringify(s.commands)}`);
+});

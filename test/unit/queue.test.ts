@@ -773,3 +773,53 @@ test('backlog: the queued count without held messages, and the arrival of the ol
   assert.deepEqual(q.backlog(2), { queued: 1, oldestAt: null }, 'the two oldest are held: unknown within a read of two');
   assert.deepEqual(q.backlog(3), { queued: 1, oldestAt: T0 + 2000 });
 });
+
+test('lease renewal: only the owner\'s leases are extended; a lease nobody renews (a dead process) still expires; skip passes over ids in flight; a settle after a takeover is refused', async (t) => {
+  const h = harness(t);
+  const q = h.open({ leaseMs: 1000 });
+  const a = await q.enqueue(env(['a@x.example']), Buffer.from('a'));
+  const b = await q.enqueue(env(['b@x.example']), Buffer.from('b'));
+  const [la, lb] = await q.lease({ limit: 2, owner: 'live' });
+  assert.deepEqual([la!.id, lb!.id], [a, b]);
+  // b's deliverer "dies": it renews nothing. a's renews every 400 ms.
+  for (let i = 0; i < 5; i++) {
+    h.clock.advance(400);
+    assert.deepEqual(await q.renewLeases([a], 'live'), []);
+    await q.reclaimExpired();
+  }
+  assert.equal(q.get(a)!.state, 'leased', 'renewed: still leased after 2 s of a 1 s lease');
+  assert.equal(q.get(a)!.lease!.expiresAt, h.clock.t + 1000);
+  assert.equal(q.get(b)!.state, 'ready', 'not renewed: expired and returned');
+  assertConsistent(q, h.clock);
+  // Someone else's lease, a ready message and an unknown id are not renewed: reported lost.
+  const [lb2] = await q.lease({ limit: 1, owner: 'other' });
+  assert.equal(lb2!.id, b);
+  const before = q.get(b)!.lease!.expiresAt;
+  h.clock.advance(100);
+  assert.deepEqual(await q.renewLeases([a, b, 'nope'], 'live'), [b, 'nope']);
+  assert.equal(q.get(b)!.lease!.expiresAt, before, 'the other owner\'s lease is untouched');
+  assert.equal(q.get(b)!.lease!.owner, 'other');
+
+  // a's lease expires under its delivery (renewals stopped); the same deliverer skips it.
+  h.clock.advance(1000);
+  assert.equal(await q.reclaimExpired(), 2);
+  const c = await q.enqueue(env(['c@x.example']), Buffer.from('c'));
+  const got = await q.lease({ limit: 1, owner: 'live', skip: new Set([a, b]) });
+  assert.deepEqual(got.map((r) => r.id), [c], 'the ids in flight are read past, not counted against the limit');
+  assert.equal(q.get(a)!.state, 'ready', 'a skipped id stays due');
+  // Another deliverer takes a over and settles it; the first attempt's settle is then refused,
+  // even though the message is ready again and the owner would match.
+  const [la2] = await q.lease({ limit: 1, owner: 'taker' });
+  assert.equal(la2!.id, a);
+  await q.settle(a, [{ address: 'a@x.example', kind: 'deferred', retryAt: h.clock.t + 60_000 }], 'taker', la2!.attempts);
+  await assert.rejects(q.settle(a, [{ address: 'a@x.example', kind: 'delivered' }], 'live', la!.attempts), isCode('PST_ERR_QUEUE_LEASE_LOST'));
+  assert.equal(q.get(a)!.recipients[0]!.state, 'pending');
+  assert.equal(q.get(a)!.attempts, 1, 'one attempt settled, not two');
+  // Expired and not taken over: the late settle still counts (no outcome is thrown away).
+  h.clock.advance(2000);
+  await q.reclaimExpired();
+  assert.equal(q.get(b)!.state, 'ready');
+  await q.settle(b, [{ address: 'b@x.example', kind: 'delivered' }], 'other', lb2!.attempts);
+  assert.equal(q.get(b), undefined, 'delivered and removed');
+  assertConsistent(q, h.clock);
+});
