@@ -23,6 +23,15 @@ export interface DestinationPoolOptions {
   idleTimeoutMs: number;
   /** Open one connection to one host (SmtpConnection.open with the destination's options). */
   connect(host: HostPort): Promise<OpenResult>;
+  /**
+   * The most time one connection may spend going through the hosts: past it no further host is
+   * tried (the attempt fails with the last host's reply and the message is retried later).
+   * Each open is bounded, but 10 MX hosts x 4 addresses of servers answering each step just
+   * in time would hold a delivery slot for hours. Default: no bound.
+   */
+  openBudgetMs?: number;
+  /** The clock (tests). */
+  now?: () => number;
 }
 
 export interface PoolCounts {
@@ -203,7 +212,13 @@ export class DestinationPool {
   async #openAny(): Promise<OpenResult> {
     let last: OpenResult | null = null;
     const generation = this.#generation;
+    const now = this.#o.now ?? Date.now;
+    const until = now() + (this.#o.openBudgetMs ?? Number.POSITIVE_INFINITY);
     for (const h of this.#hosts) {
+      if (last !== null && now() >= until) {
+        last.error.text = `${last.error.text} (no further host tried: ${this.#o.openBudgetMs} ms spent opening)`;
+        break;
+      }
       last = await this.#o.connect(h);
       if (last.ok) {
         this.#bornIn.set(last.value, generation);

@@ -231,6 +231,9 @@ export class SmtpConnection {
     const remote = opts.address ?? sock.remoteAddress;
     const fallback = opts.plaintext !== undefined && tlsFallbackAllowed(opts) ? opts.plaintext : null;
     const c = new SmtpConnection(sock, opts, t);
+    // Opening is bounded as a whole like a transaction (greeting, EHLO, STARTTLS, EHLO, AUTH:
+    // each step's timer restarts at the next).
+    const opening = setTimeout(() => c.#kill(new LinkError(`connection not ready after ${t.transactionMs} ms`)), t.transactionMs);
     let step: SmtpCommand = 'CONNECT';
     /** From STARTTLS's 220 to the EHLO reply over TLS: a link failure here is TLS failing. */
     let inTls = false;
@@ -330,6 +333,8 @@ export class SmtpConnection {
       const failed = fail(step, `${opts.host}:${opts.port}: ${(err as Error).message}`);
       if (inTls && fallback === 'retry') return SmtpConnection.#retryInClear(opts, remote, failed);
       return failed;
+    } finally {
+      clearTimeout(opening);
     }
     // Broken after its last awaited reply (e.g. replies kept coming after EHLO's).
     if (c.#dead instanceof ProtocolError) return failProtocol(c.#dead);

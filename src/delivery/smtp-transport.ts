@@ -13,7 +13,7 @@
 import { notDelivered, type Destination, type DeliveryRequest, type RecipientResult, type TlsAuth, type TlsPolicy, type Transport } from './types.js';
 import type { ReplyRecord } from '../queue/types.js';
 import { DestinationPool, type PoolCounts } from './destination-pool.js';
-import { SmtpConnection, type SmtpTimeouts, type TlsFallbackKind } from './smtp-client.js';
+import { DEFAULT_TIMEOUTS, SmtpConnection, type SmtpTimeouts, type TlsFallbackKind } from './smtp-client.js';
 import { TlsFallback, tlsFallbackAllowed, tlsFallbackKey } from './tls-fallback.js';
 import type { TlsOutcomeSink } from './tls-outcome.js';
 import { CredentialsFile, type SmtpCredentials } from '../config/smtp-credentials.js';
@@ -141,6 +141,7 @@ export class SmtpTransport implements Transport {
       maxConnections: dest.shape?.maxConnections ?? o.maxConnectionsPerDestination ?? 10,
       maxMessagesPerConnection: dest.shape?.maxMessagesPerConnection ?? o.maxMessagesPerConnection ?? 100,
       idleTimeoutMs: o.idleTimeoutMs ?? 30_000,
+      openBudgetMs: o.timeouts?.transactionMs ?? DEFAULT_TIMEOUTS.transactionMs,
       connect: async (h) => {
         let auth: SmtpCredentials | undefined;
         let held = '';

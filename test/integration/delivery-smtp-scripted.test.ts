@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startScriptedServer, deliveryRequest, DEFAULT_CAPS, type ScriptedServerOptions } from '../helpers/scripted-server.js';
 import { SmtpTransport } from '../../src/delivery/smtp-transport.js';
+import type { SmtpTimeouts } from '../../src/delivery/smtp-client.js';
 import type { Destination, TlsPolicy } from '../../src/delivery/types.js';
 import type { TestContext } from 'node:test';
 
@@ -16,7 +17,7 @@ function dest(ports: number[], tlsPolicy: TlsPolicy = 'none'): Destination {
   return { kind: 'smtp', key: `smtp:test:${ports.join(',')}`, hosts: ports.map((port) => ({ host: '127.0.0.1', port })), tlsPolicy };
 }
 
-function transport(t: TestContext, timeouts = TIMEOUTS): SmtpTransport {
+function transport(t: TestContext, timeouts: Partial<SmtpTimeouts> = TIMEOUTS): SmtpTransport {
   const tr = new SmtpTransport({ heloName: 'client.test', timeouts, maxConnectionsPerDestination: 1 });
   t.after(() => tr.close());
   return tr;
@@ -278,4 +279,19 @@ test('BDAT LAST refused (5xx): the next transaction on the connection starts wit
   // A clean BDAT end needs none.
   await tr.deliver(d, deliveryRequest('s@example.org', ['a@example.net'], MSG));
   assert.equal(srv.sessions[0]!.commands.filter((c) => c === 'RSET').length, 1);
+});
+
+test('opening a connection is bounded as a whole (transactionMs): a greeting and EHLO each just in time fail the open, and no further host is tried past the budget', async (t) => {
+  const slow = await server(t, { reply: (cmd) => (cmd.startsWith('EHLO') ? { delayMs: 1200 } : undefined) });
+  const good = await server(t);
+  const tr = transport(t, { ...TIMEOUTS, commandMs: 3000, transactionMs: 1000 });
+  const t0 = Date.now();
+  const res = await tr.deliver(dest([slow.port, good.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.deepEqual([res[0]!.kind, res[0]!.reply.transient, res[0]!.reply.command], ['deferred', true, 'EHLO']);
+  assert.match(res[0]!.reply.text, /connection not ready after 1000 ms.*no further host tried/);
+  assert.equal(good.sessions.length, 0, 'the budget was spent on the first host');
+  assert.ok(Date.now() - t0 < 2500, `${Date.now() - t0} ms`);
+  // Within the budget the next host is tried as before.
+  const quick = await tr.deliver(dest([await deadPort(), good.port]), deliveryRequest('s@example.org', ['a@example.net'], MSG));
+  assert.equal(quick[0]!.kind, 'delivered');
 });
