@@ -40,6 +40,35 @@ const MAX_LINE = 998;
 
 export type AuthFilter = (input: FilterInput) => Promise<Verdict>;
 
+/**
+ * DKIM-Signature fields verified per message: the first ones (a message passing through lists
+ * and forwarders gathers a few). mailauth hashes the whole body once per distinct l= value, so
+ * 100 signatures on a 4 MiB body cost a filter worker 14 s, with no DNS (found by review).
+ */
+export const MAX_DKIM_SIGNATURES = 8;
+
+/**
+ * The message with only its first `max` DKIM-Signature fields (the others dropped, for the
+ * verification only); the same Buffer when it has no more than that.
+ */
+export function keepFirstSignatures(body: Buffer, max = MAX_DKIM_SIGNATURES): Buffer {
+  const end = body.indexOf('\r\n\r\n');
+  const headEnd = end < 0 ? body.length : end + 2;
+  const head = body.toString('latin1', 0, headEnd);
+  const starts = [...head.matchAll(/(?:^|\r?\n)(dkim-signature[ \t]*:)/gi)];
+  if (starts.length <= max) return body;
+  const lines = head.split(/(?<=\n)/);
+  const kept: string[] = [];
+  let seen = 0;
+  let dropping = false;
+  for (const line of lines) {
+    const continuation = line[0] === ' ' || line[0] === '\t';
+    if (!continuation) dropping = /^dkim-signature[ \t]*:/i.test(line) && ++seen > max;
+    if (!dropping) kept.push(line);
+  }
+  return Buffer.concat([Buffer.from(kept.join(''), 'latin1'), body.subarray(headEnd)]);
+}
+
 export function createAuthFilter(o: AuthFilterOptions): AuthFilter {
   const hostname = o.hostname;
   if (!hostname || /[\s;()]/.test(hostname)) throw new PosternError('PST_ERR_CONFIG_INVALID', `authres: invalid hostname ${JSON.stringify(hostname)}`);
@@ -55,7 +84,7 @@ export function createAuthFilter(o: AuthFilterOptions): AuthFilter {
     let timer: NodeJS.Timeout | undefined;
     let res: Awaited<ReturnType<typeof authenticate>>;
     try {
-      const run = authenticate(body, {
+      const run = authenticate(keepFirstSignatures(body), {
         ip: client.ip,
         ...(client.helo ? { helo: client.helo } : {}),
         // '' (the null reverse-path) makes mailauth check postmaster@<helo>, as RFC 7208 section 2.4 says.
